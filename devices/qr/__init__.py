@@ -1,0 +1,4 @@
+"""QR scanner integration."""
+from .source import QrLineSource, ScriptedQrSource
+
+__all__ = ["QrLineSource", "ScriptedQrSource"]

@@ -1,0 +1,557 @@
+"""The classroom edge agent: device readings → signed events → outbox → MQTT (QoS 1).
+
+Tasks inside :meth:`EdgeAgent.run` (all on one asyncio loop)::
+
+    reader (one per source) ─┐
+    heartbeat ───────────────┼─► AsyncOutbox.append ──► publisher ──► broker
+    submit()/submit_qr() ────┘     (signed, durable)    (≤ max_inflight
+                                                         QoS 1 in flight)
+    acker: deletes PUBACKed rows in batches
+    connection loop: connect (Last Will) → online status → publish … →
+                     reconnect with exponential backoff + jitter
+
+Delivery is at-least-once: a row leaves the outbox only after its PUBACK;
+rows in flight when the connection drops are published again (same bytes,
+same event id) and the hub deduplicates by event id. Order: rows are
+published in ``seq`` order; after a reconnect, older pending rows go first.
+
+Nothing here imports ``hub`` or ``web``: this runs on the classroom PC.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import re
+import socket
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import AsyncIterator, Sequence
+
+import aiomqtt
+import msgspec
+
+from devices import QrLineSource, QrRead, Reading, SensorSample, SimulatedSensorSource, Source
+from schemas import (
+    PROTOCOL_VERSION,
+    BiometricMatchEvent,
+    DeviceStatus,
+    Event,
+    Heartbeat,
+    HeartbeatEvent,
+    QrScan,
+    QrScanEvent,
+    SensorReading,
+    SensorReadingEvent,
+    Topics,
+    encode_event,
+    encode_status,
+    new_event_id,
+)
+
+from .config import AgentConfig, QrLinesSourceConfig, SimulatedSensorSourceConfig, SourceConfig
+from .outbox import AsyncOutbox, OutboxFull
+
+log = logging.getLogger(__name__)
+
+_KIND: dict[type, str] = {
+    QrScanEvent: "qr_scan",
+    BiometricMatchEvent: "biometric_match",
+    SensorReadingEvent: "sensor_reading",
+    HeartbeatEvent: "heartbeat",
+}
+# msgspec checks these constraints only when decoding, so the agent checks
+# them before signing: an event the hub would reject is a local bug.
+_METRIC_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+
+
+def _ms(unix_seconds: float) -> int:
+    return max(0, int(unix_seconds * 1000))
+
+
+def build_source(cfg: SourceConfig) -> Source:
+    """The device source described by one ``[[sources]]`` entry."""
+    if isinstance(cfg, QrLinesSourceConfig):
+        return QrLineSource.open(cfg.path, name=f"qr_lines:{cfg.path}")
+    if isinstance(cfg, SimulatedSensorSourceConfig):
+        return SimulatedSensorSource(interval_s=cfg.interval_s, metrics=cfg.metrics, seed=cfg.seed)
+    raise TypeError(f"unknown source config {cfg!r}")
+
+
+@dataclass(frozen=True)
+class AgentStats:
+    """A snapshot. ``published`` counts PUBACKed publishes (a resend after a lost
+    PUBACK counts again); ``outbox_depth`` counts events not yet acknowledged."""
+
+    published: dict[str, int]
+    submitted: dict[str, int]
+    outbox_depth: int
+    dropped: dict[str, int]
+    rejected_full: int
+    invalid_readings: int
+    connects: int
+    connected: bool
+
+
+class _Events:
+    """The asyncio primitives of one event loop (they must not cross loops)."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.stop = asyncio.Event()   # shutdown requested
+        self.wake = asyncio.Event()   # outbox grew or a publish finished
+        self.idle = asyncio.Event()   # nothing pending, nothing in flight
+        self.acked = asyncio.Event()  # PUBACKed seqs await deletion
+        self.online = asyncio.Event()
+
+
+class EdgeAgent:
+    """One device's agent. Create it, then ``await agent.run()``; ``agent.stop()`` ends it.
+
+    Construction opens the outbox (blocking briefly: it is a local SQLite
+    file); :meth:`close` closes it. ``run()`` may be called again after it
+    returned, but not concurrently. All methods must be called from the event
+    loop thread that runs ``run()``.
+
+    ``sources`` are extra :class:`devices.Source` objects read in addition to
+    those built from ``config.sources``.
+    """
+
+    def __init__(self, config: AgentConfig, *, sources: Sequence[Source] = ()) -> None:
+        self.config = config
+        self.topics = Topics(config.topic_prefix)
+        self._uplink = self.topics.uplink(config.device_id)
+        self._status_topic = self.topics.status(config.device_id)
+        self._sources: list[Source] = [build_source(s) for s in config.sources] + list(sources)
+        self._outbox = AsyncOutbox(config.outbox_path, device_id=config.device_id,
+                                   max_rows=config.max_outbox_rows)
+        self._published: Counter[str] = Counter()
+        self._submitted: Counter[str] = Counter()
+        self._invalid = 0
+        self._connects = 0
+        self._connected = False
+        self._client: aiomqtt.Client | None = None
+        #: PUBACKed seqs whose deletion is not committed yet (never republished).
+        self._acked: set[int] = set()
+        self._ev: _Events | None = None
+        self._running = False
+        self._stop_requested = False
+        self._started = time.monotonic()
+        self._rng = random.Random()
+
+    # ------------------------------------------------------------------ API
+
+    @property
+    def stats(self) -> AgentStats:
+        counters = self._outbox.counters
+        return AgentStats(
+            published=dict(self._published),
+            submitted=dict(self._submitted),
+            outbox_depth=self.outbox_depth,
+            dropped={k.split(".", 1)[1]: v for k, v in counters.items() if k.startswith("dropped.")},
+            rejected_full=counters.get("rejected_full", 0),
+            invalid_readings=self._invalid,
+            connects=self._connects,
+            connected=self._connected,
+        )
+
+    @property
+    def outbox_depth(self) -> int:
+        """Events stored and not yet acknowledged by the broker."""
+        return max(0, self._outbox.depth - len(self._acked))
+
+    @property
+    def connected(self) -> bool:
+        return self._connected
+
+    async def wait_online(self) -> None:
+        """Wait until connected and the online status is published (use with a timeout)."""
+        await self._events().online.wait()
+
+    def stop(self) -> None:
+        """Ask ``run()`` to shut down cleanly: stop readers, drain the outbox for up to
+        ``drain_timeout_s`` while connected, publish offline ("shutdown"), disconnect.
+        Never blocks. Calling it before ``run()`` started makes that ``run()`` return at once."""
+        self._stop_requested = True
+        if self._ev is not None:
+            self._ev.stop.set()
+
+    def close(self) -> None:
+        """Close the outbox (blocks briefly). Call after ``run()`` returned."""
+        self._outbox.close()
+
+    async def __aenter__(self) -> "EdgeAgent":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
+
+    async def submit(self, event: Event) -> int | None:
+        """Sign and store ``event`` in the outbox; it is published when connected.
+
+        ``event.seq`` is replaced by the device's next sequence number, which is
+        returned; ``None`` means a telemetry event was dropped (outbox full).
+        Raises :class:`~edge_agent.outbox.OutboxFull` for a check-in that does
+        not fit, ``ValueError`` for an event of another device or that breaks
+        the wire format's limits. Returns once the row is committed to disk.
+        """
+        if event.device != self.config.device_id:
+            raise ValueError(f"event of device {event.device!r}, this agent is {self.config.device_id!r}")
+        kind = _KIND[type(event)]
+        alg, key = self.config.alg, self.config.signing_key
+
+        def encode(seq: int) -> bytes:  # runs in the outbox thread, inside its transaction
+            return encode_event(msgspec.structs.replace(event, seq=seq), alg, key)
+
+        seq = await self._outbox.append(kind, encode)
+        if seq is not None:
+            self._submitted[kind] += 1
+            ev = self._events()
+            ev.idle.clear()
+            ev.wake.set()
+        return seq
+
+    async def submit_qr(self, text: str, at: float | None = None) -> int | None:
+        """Submit a decoded QR text read at Unix time ``at`` (default: now)."""
+        if not 1 <= len(text) <= 512:
+            raise ValueError("QR text must be 1..512 characters")
+        return await self.submit(QrScanEvent(**self._envelope(at), body=QrScan(text)))
+
+    async def submit_sensor(self, metric: str, value: float, unit: str, at: float | None = None) -> int | None:
+        if not _METRIC_RE.match(metric) or len(unit) > 16:
+            raise ValueError(f"bad sensor metric/unit {metric!r}/{unit!r}")
+        return await self.submit(SensorReadingEvent(**self._envelope(at),
+                                                    body=SensorReading(metric, float(value), unit)))
+
+    async def submit_heartbeat(self) -> int | None:
+        body = Heartbeat(uptime_s=int(time.monotonic() - self._started),
+                         firmware=self.config.firmware, outbox_depth=self.outbox_depth)
+        return await self.submit(HeartbeatEvent(**self._envelope(None), body=body))
+
+    def drop_connection(self) -> bool:
+        """Fault injection: cut the TCP connection without an MQTT DISCONNECT, as a
+        pulled cable or a crash would. The broker then publishes the Last Will
+        and the agent reconnects. Returns ``False`` if not connected.
+
+        Reaches into aiomqtt's paho client (``_client``): for tests and the
+        simulator only.
+        """
+        client = self._client
+        sock = client._client.socket() if client is not None else None  # noqa: SLF001
+        if sock is None:
+            return False
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            return False
+        return True
+
+    # ------------------------------------------------------------- run loop
+
+    async def run(self) -> None:
+        """Run until :meth:`stop` is called or the task is cancelled; both shut down cleanly.
+
+        Cancellation: the first cancel triggers the same clean shutdown as
+        ``stop()`` (bounded by ``drain_timeout_s`` + ``publish_timeout_s``)
+        before ``CancelledError`` propagates; a second cancel during it abandons
+        the drain and disconnects at once. Broker outages never end ``run()``:
+        it keeps reconnecting while events accumulate in the outbox.
+        """
+        if self._running:
+            raise RuntimeError("EdgeAgent.run() is already running")
+        self._running = True
+        ev = self._events()
+        if self._stop_requested:
+            ev.stop.set()
+        self._started = time.monotonic()
+        workers = [asyncio.create_task(self._read_source(s), name=f"source:{s.name}") for s in self._sources]
+        workers.append(asyncio.create_task(self._heartbeat_loop(), name="heartbeat"))
+        acker = asyncio.create_task(self._ack_loop(), name="acker")
+        conn = asyncio.create_task(self._connection_loop(), name="connection")
+        stop_wait = asyncio.create_task(ev.stop.wait())
+        try:
+            await asyncio.wait({conn, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            ev.stop.set()
+            stop_wait.cancel()
+            for w in workers:
+                w.cancel()
+            try:
+                await asyncio.gather(*workers, return_exceptions=True)
+                try:
+                    await conn  # drains, publishes offline("shutdown"), disconnects
+                except asyncio.CancelledError:
+                    conn.cancel()
+                    raise
+            finally:
+                acker.cancel()
+                await asyncio.gather(acker, return_exceptions=True)
+                await self._flush_acks()
+                self._running = False
+                self._stop_requested = False
+                ev.stop.clear()
+                log.info("%s: stopped (outbox depth %d)", self.config.device_id, self.outbox_depth)
+
+    def _events(self) -> _Events:
+        loop = asyncio.get_running_loop()
+        if self._ev is None or self._ev.loop is not loop:
+            self._ev = _Events()
+        return self._ev
+
+    def _envelope(self, at: float | None) -> dict[str, object]:
+        ts = _ms(time.time() if at is None else at)
+        return dict(v=PROTOCOL_VERSION, id=new_event_id(), device=self.config.device_id, ts=ts, seq=0)
+
+    async def _read_source(self, source: Source) -> None:
+        """Turn one source's readings into events; restart a failing source with backoff."""
+        backoff = 1.0
+        while True:
+            it: AsyncIterator[Reading] = source.__aiter__()
+            try:
+                async for reading in it:
+                    await self._submit_reading(source, reading)
+                    backoff = 1.0
+                log.info("%s: source %s ended", self.config.device_id, source.name)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("%s: source %s failed; restarting in %.0fs",
+                              self.config.device_id, source.name, backoff)
+            finally:
+                aclose = getattr(it, "aclose", None)
+                if aclose is not None:  # stop reader threads now, not at garbage collection
+                    await aclose()
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 30.0)
+
+    async def _submit_reading(self, source: Source, reading: Reading) -> None:
+        try:
+            if isinstance(reading, QrRead):
+                await self.submit_qr(reading.text, reading.at)
+            elif isinstance(reading, SensorSample):
+                await self.submit_sensor(reading.metric, reading.value, reading.unit, reading.at)
+            else:
+                raise ValueError(f"unknown reading {reading!r}")
+        except ValueError as exc:
+            self._invalid += 1
+            log.warning("%s: dropped invalid reading from %s: %s", self.config.device_id, source.name, exc)
+        except OutboxFull:
+            # Counted in the outbox; a real scanner would beep "try again" here.
+            log.error("%s: outbox full, check-in from %s refused", self.config.device_id, source.name)
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            try:
+                await self.submit_heartbeat()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("%s: heartbeat failed", self.config.device_id)
+            await asyncio.sleep(self.config.heartbeat_interval_s)
+
+    async def _ack_loop(self) -> None:
+        """Delete PUBACKed rows. Batches form naturally: acks that arrive while
+        the outbox thread is busy are deleted together in one transaction."""
+        ev = self._events()
+        while True:
+            await ev.acked.wait()
+            ev.acked.clear()
+            await self._flush_acks()
+
+    async def _flush_acks(self) -> None:
+        batch = list(self._acked)
+        if batch:
+            await self._outbox.delete(batch)
+            self._acked.difference_update(batch)
+
+    # ----------------------------------------------------------- connection
+
+    def _make_client(self) -> aiomqtt.Client:
+        cfg = self.config
+        ep = cfg.endpoint
+        will = aiomqtt.Will(
+            self._status_topic,
+            encode_status(DeviceStatus(state="offline", ts=_ms(time.time()), reason="connection lost")),
+            qos=1,
+            retain=True,
+        )
+        return aiomqtt.Client(
+            ep.host, ep.port,
+            username=ep.username, password=ep.password,
+            identifier=cfg.mqtt_client_id,
+            protocol=aiomqtt.ProtocolVersion.V5,
+            will=will,
+            # The outbox, not the broker session, is what survives reconnects.
+            clean_start=True,
+            keepalive=cfg.keepalive_s,
+            timeout=cfg.publish_timeout_s,
+            max_inflight_messages=cfg.max_inflight,
+            logger=log.getChild("mqtt"),
+        )
+
+    async def _connection_loop(self) -> None:
+        cfg = self.config
+        ev = self._events()
+        backoff = cfg.reconnect_initial_s
+        while not ev.stop.is_set():
+            client = self._make_client()  # fresh client: fresh Will timestamp, no stale paho state
+            try:
+                if not await self._connect(client):
+                    return  # stop requested while connecting
+            except aiomqtt.MqttError as exc:
+                log.warning("%s: cannot connect to %s: %s", cfg.device_id, cfg.mqtt_url, exc)
+            else:
+                backoff = cfg.reconnect_initial_s
+                try:
+                    await self._serve(client)
+                    return
+                except aiomqtt.MqttError as exc:
+                    log.warning("%s: connection lost: %s", cfg.device_id, exc)
+            if ev.stop.is_set():
+                return
+            # Jitter: after a broker restart a whole campus must not reconnect in lockstep.
+            delay = backoff * self._rng.uniform(0.5, 1.0)
+            backoff = min(backoff * 2, cfg.reconnect_max_s)
+            log.info("%s: reconnecting in %.2fs (outbox depth %d)", cfg.device_id, delay, self.outbox_depth)
+            try:
+                await asyncio.wait_for(ev.stop.wait(), delay)
+            except asyncio.TimeoutError:
+                pass
+
+    async def _connect(self, client: aiomqtt.Client) -> bool:
+        """Connect, unless ``stop()`` comes first (then ``False``). Raises ``MqttError``."""
+        ev = self._events()
+        enter = asyncio.ensure_future(client.__aenter__())
+        stop = asyncio.ensure_future(ev.stop.wait())
+        try:
+            await asyncio.wait({enter, stop}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            enter.cancel()
+            raise
+        finally:
+            stop.cancel()
+        if not enter.done():
+            # The paho connect() may still finish in its executor thread; that
+            # socket is abandoned (the broker times it out). Only at shutdown.
+            enter.cancel()
+            await asyncio.gather(enter, return_exceptions=True)
+            return False
+        enter.result()
+        return True
+
+    async def _serve(self, client: aiomqtt.Client) -> None:
+        """Publish until stopped (returns) or the connection fails (raises ``MqttError``)."""
+        cfg = self.config
+        ev = self._events()
+        self._client = client
+        try:
+            await client.publish(self._status_topic, encode_status(
+                DeviceStatus(state="online", ts=_ms(time.time()))), qos=1, retain=True)
+            self._connected = True
+            self._connects += 1
+            ev.online.set()
+            log.info("%s: online at %s (outbox depth %d)", cfg.device_id, cfg.mqtt_url, self.outbox_depth)
+
+            failed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            watch = asyncio.create_task(self._watch(client))
+            pub = asyncio.create_task(self._publish_loop(client, failed))
+            stop = asyncio.create_task(ev.stop.wait())
+            try:
+                await asyncio.wait({watch, pub, stop, failed}, return_when=asyncio.FIRST_COMPLETED)
+                self._raise_failure(watch, pub, failed)
+                # Stopping: give the publisher a bounded time to empty the outbox.
+                idle = asyncio.create_task(ev.idle.wait())
+                await asyncio.wait({watch, pub, failed, idle}, timeout=cfg.drain_timeout_s,
+                                   return_when=asyncio.FIRST_COMPLETED)
+                idle.cancel()
+                self._raise_failure(watch, pub, failed)
+                if self.outbox_depth:
+                    log.warning("%s: stopping with %d events still in the outbox",
+                                cfg.device_id, self.outbox_depth)
+            finally:
+                for t in (watch, pub, stop):
+                    t.cancel()
+                await asyncio.gather(watch, pub, stop, return_exceptions=True)
+                if failed.done() and not failed.cancelled():
+                    failed.exception()  # mark retrieved
+                failed.cancel()
+            await client.publish(self._status_topic, encode_status(
+                DeviceStatus(state="offline", ts=_ms(time.time()), reason="shutdown")), qos=1, retain=True)
+        finally:
+            self._connected = False
+            self._client = None
+            ev.online.clear()
+            try:
+                await client.__aexit__(None, None, None)
+            except aiomqtt.MqttError as exc:
+                log.debug("%s: disconnect: %s", cfg.device_id, exc)
+
+    @staticmethod
+    def _raise_failure(watch: asyncio.Task[None], pub: asyncio.Task[None],
+                       failed: asyncio.Future[None]) -> None:
+        if failed.done():
+            failed.result()
+        for task in (watch, pub):
+            if task.done():
+                task.result()  # raises its error
+                raise aiomqtt.MqttError(f"{task.get_name()} ended unexpectedly")
+
+    @staticmethod
+    async def _watch(client: aiomqtt.Client) -> None:
+        """Raise ``MqttError`` when the connection drops. We subscribe to nothing, so
+        the message iterator yields nothing and only ends by raising."""
+        async for _ in client.messages:
+            pass
+
+    async def _publish_loop(self, client: aiomqtt.Client, failed: asyncio.Future[None]) -> None:
+        """Publish pending rows in seq order with at most ``max_inflight`` awaiting PUBACK.
+
+        A failed publish resolves ``failed`` (the connection is then torn down);
+        cancellation cancels the in-flight publishes, whose rows stay pending.
+        """
+        ev = self._events()
+        limit = self.config.max_inflight
+        slots = asyncio.Semaphore(limit)
+        inflight: set[asyncio.Task[None]] = set()
+        after = 0
+        try:
+            while True:
+                ev.wake.clear()
+                rows = await self._outbox.pending(after, limit)
+                if not rows:
+                    if not inflight:
+                        ev.idle.set()
+                    await ev.wake.wait()
+                    continue
+                ev.idle.clear()
+                for row in rows:
+                    after = row.seq
+                    if row.seq in self._acked:
+                        continue
+                    await slots.acquire()
+                    task = asyncio.create_task(self._publish_one(client, row.seq, row.kind, row.payload,
+                                                                 slots, failed))
+                    inflight.add(task)
+                    task.add_done_callback(lambda t: (inflight.discard(t), ev.wake.set()))
+        finally:
+            for task in list(inflight):
+                task.cancel()
+            await asyncio.gather(*inflight, return_exceptions=True)
+
+    async def _publish_one(self, client: aiomqtt.Client, seq: int, kind: str, payload: bytes,
+                           slots: asyncio.Semaphore, failed: asyncio.Future[None]) -> None:
+        ev = self._events()
+        try:
+            await client.publish(self._uplink, payload, qos=1, timeout=self.config.publish_timeout_s)
+        except aiomqtt.MqttError as exc:
+            if not failed.done():
+                failed.set_exception(exc)
+        else:
+            self._acked.add(seq)
+            self._published[kind] += 1
+            ev.acked.set()
+        finally:
+            slots.release()
+            ev.wake.set()

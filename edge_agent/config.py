@@ -1,0 +1,279 @@
+"""Edge agent configuration: a TOML file, parsed into a frozen :class:`AgentConfig`.
+
+Example (relative paths are resolved against the config file's folder)::
+
+    device_id = "room-101-edge"
+    room_id = "room-101"
+    alg = "hmac-sha256"            # or "ed25519" (key = 32-byte private seed)
+    signing_key = "9f86d0...0f00a08"  # hex; or: key_file = "device.key" (hex text)
+    mqtt_url = "mqtt://127.0.0.1:1883"
+    # username = "room-101-edge"   # optional (also accepted in the URL)
+    # password = "..."
+    topic_prefix = "campushub"
+    outbox = "outbox.sqlite"
+    heartbeat_interval_s = 15
+    firmware = "campushub-edge/0.1.0"
+    # Optional tuning: max_outbox_rows = 10000, max_inflight = 16,
+    # publish_timeout_s = 10, keepalive_s = 30, reconnect_initial_s = 0.5,
+    # reconnect_max_s = 30, drain_timeout_s = 5, client_id = "..."
+
+    [[sources]]
+    type = "qr_lines"
+    path = "/dev/ttyACM0"          # "-" = stdin
+
+    [[sources]]
+    type = "simulated_sensor"
+    interval_s = 5
+    metrics = ["temperature", "humidity", "co2"]
+    seed = 1
+
+Pure and synchronous apart from :func:`load_config` reading files.
+"""
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Mapping, Union
+from urllib.parse import urlsplit
+
+from devices.sensor import DEFAULT_METRICS
+
+FIRMWARE = "campushub-edge/0.1.0"
+_DEVICE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")  # as the wire format requires
+_ALGS = ("hmac-sha256", "ed25519")
+
+
+class ConfigError(ValueError):
+    """The configuration is unusable; the message names the offending key."""
+
+
+@dataclass(frozen=True)
+class QrLinesSourceConfig:
+    """Read decoded QR texts line by line from ``path`` (``"-"`` = stdin)."""
+
+    path: str
+
+
+@dataclass(frozen=True)
+class SimulatedSensorSourceConfig:
+    interval_s: float = 5.0
+    metrics: tuple[str, ...] = ("temperature", "humidity", "co2")
+    seed: int | None = None
+
+
+SourceConfig = Union[QrLinesSourceConfig, SimulatedSensorSourceConfig]
+
+
+@dataclass(frozen=True)
+class MqttEndpoint:
+    host: str
+    port: int
+    username: str | None
+    password: str | None
+
+
+def parse_mqtt_url(url: str) -> MqttEndpoint:
+    """Parse ``mqtt://[user:pass@]host[:port]`` (port defaults to 1883)."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port or 1883
+    except ValueError as exc:
+        raise ConfigError(f"mqtt_url: {exc}") from None
+    if parts.scheme not in ("mqtt", "tcp") or not parts.hostname:
+        raise ConfigError(f"mqtt_url: expected mqtt://host:port, got {url!r}")
+    return MqttEndpoint(parts.hostname, port, parts.username, parts.password)
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    """Everything one edge agent needs. Validated on construction (raises :class:`ConfigError`)."""
+
+    device_id: str
+    room_id: str
+    alg: Literal["hmac-sha256", "ed25519"]
+    signing_key: bytes = field(repr=False)
+    mqtt_url: str = "mqtt://127.0.0.1:1883"
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    topic_prefix: str = "campushub"
+    outbox_path: Path = Path("outbox.sqlite")
+    heartbeat_interval_s: float = 15.0
+    firmware: str = FIRMWARE
+    sources: tuple[SourceConfig, ...] = ()
+    max_outbox_rows: int = 10_000
+    max_inflight: int = 16
+    publish_timeout_s: float = 10.0
+    keepalive_s: int = 30
+    reconnect_initial_s: float = 0.5
+    reconnect_max_s: float = 30.0
+    drain_timeout_s: float = 5.0
+    client_id: str | None = None
+
+    def __post_init__(self) -> None:
+        if not _DEVICE_ID_RE.match(self.device_id):
+            raise ConfigError(f"device_id: {self.device_id!r} must match {_DEVICE_ID_RE.pattern}")
+        if not self.room_id:
+            raise ConfigError("room_id: must not be empty")
+        if self.alg not in _ALGS:
+            raise ConfigError(f"alg: must be one of {', '.join(_ALGS)}, got {self.alg!r}")
+        if self.alg == "ed25519" and len(self.signing_key) != 32:
+            raise ConfigError(f"signing_key: an ed25519 seed is 32 bytes, got {len(self.signing_key)}")
+        if self.alg == "hmac-sha256" and len(self.signing_key) < 16:
+            raise ConfigError(f"signing_key: an HMAC key needs >= 16 bytes, got {len(self.signing_key)}")
+        parse_mqtt_url(self.mqtt_url)
+        if not self.topic_prefix or any(c in self.topic_prefix for c in "+#"):
+            raise ConfigError(f"topic_prefix: {self.topic_prefix!r} is not a usable topic prefix")
+        if not 0 < len(self.firmware) <= 128:
+            raise ConfigError("firmware: must be 1..128 characters")
+        for name in ("heartbeat_interval_s", "publish_timeout_s", "reconnect_initial_s",
+                     "reconnect_max_s", "drain_timeout_s"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"{name}: must be > 0")
+        for name in ("max_outbox_rows", "max_inflight", "keepalive_s"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name}: must be >= 1")
+        for i, src in enumerate(self.sources):
+            if isinstance(src, SimulatedSensorSourceConfig):
+                if not src.interval_s > 0:
+                    raise ConfigError(f"sources[{i}].interval_s: must be > 0")
+                unknown = [m for m in src.metrics if m not in DEFAULT_METRICS]
+                if unknown or not src.metrics:
+                    raise ConfigError(
+                        f"sources[{i}].metrics: unknown {unknown} (known: {', '.join(DEFAULT_METRICS)})"
+                    )
+
+    @property
+    def endpoint(self) -> MqttEndpoint:
+        """Host/port and credentials; explicit ``username``/``password`` beat the URL's."""
+        ep = parse_mqtt_url(self.mqtt_url)
+        return MqttEndpoint(ep.host, ep.port, self.username or ep.username,
+                            self.password if self.password is not None else ep.password)
+
+    @property
+    def mqtt_client_id(self) -> str:
+        # The prefix keeps two deployments (or test runs) on one broker from
+        # kicking each other off through a shared client id.
+        return self.client_id or f"{self.topic_prefix}/edge/{self.device_id}"
+
+
+_KEYS = {
+    "device_id", "room_id", "alg", "signing_key", "key_file", "mqtt_url", "username", "password",
+    "topic_prefix", "outbox", "heartbeat_interval_s", "firmware", "sources", "max_outbox_rows",
+    "max_inflight", "publish_timeout_s", "keepalive_s", "reconnect_initial_s", "reconnect_max_s",
+    "drain_timeout_s", "client_id",
+}
+
+
+def _get(data: Mapping[str, Any], key: str, kind: type | tuple[type, ...], where: str = "") -> Any:
+    value = data[key]
+    # bool is an int subclass; "true" is never a sensible number here.
+    if isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)):
+        raise ConfigError(f"{where}{key}: expected {_kind_name(kind)}, got a boolean")
+    if not isinstance(value, kind):
+        raise ConfigError(f"{where}{key}: expected {_kind_name(kind)}, got {type(value).__name__}")
+    return value
+
+
+def _kind_name(kind: type | tuple[type, ...]) -> str:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    return " or ".join("number" if k is float else {str: "string", int: "integer",
+                                                     list: "array"}.get(k, k.__name__) for k in kinds)
+
+
+def _hex_key(text: str, where: str) -> bytes:
+    try:
+        return bytes.fromhex(text.strip())
+    except ValueError:
+        raise ConfigError(f"{where}: not valid hex") from None
+
+
+def _source(raw: Any, i: int, base_dir: Path) -> SourceConfig:
+    where = f"sources[{i}]."
+    if not isinstance(raw, dict):
+        raise ConfigError(f"sources[{i}]: expected a table")
+    kind = raw.get("type")
+    if kind == "qr_lines":
+        extra = set(raw) - {"type", "path"}
+        if extra:
+            raise ConfigError(f"{where}: unknown keys {sorted(extra)}")
+        if "path" not in raw:
+            raise ConfigError(f"{where}path: required for type qr_lines")
+        path = _get(raw, "path", str, where)
+        return QrLinesSourceConfig(path if path == "-" else str(base_dir / path))
+    if kind == "simulated_sensor":
+        extra = set(raw) - {"type", "interval_s", "metrics", "seed"}
+        if extra:
+            raise ConfigError(f"{where}: unknown keys {sorted(extra)}")
+        defaults = SimulatedSensorSourceConfig()
+        metrics = _get(raw, "metrics", list, where) if "metrics" in raw else list(defaults.metrics)
+        if not all(isinstance(m, str) for m in metrics):
+            raise ConfigError(f"{where}metrics: expected an array of strings")
+        return SimulatedSensorSourceConfig(
+            interval_s=float(_get(raw, "interval_s", (int, float), where)) if "interval_s" in raw
+            else defaults.interval_s,
+            metrics=tuple(metrics),
+            seed=_get(raw, "seed", int, where) if "seed" in raw else None,
+        )
+    raise ConfigError(f"{where}type: expected 'qr_lines' or 'simulated_sensor', got {kind!r}")
+
+
+def config_from_mapping(data: Mapping[str, Any], *, base_dir: Path = Path(".")) -> AgentConfig:
+    """Build an :class:`AgentConfig` from parsed TOML; raises :class:`ConfigError`."""
+    unknown = set(data) - _KEYS
+    if unknown:
+        raise ConfigError(f"unknown keys: {', '.join(sorted(unknown))}")
+    for key in ("device_id", "room_id", "alg"):
+        if key not in data:
+            raise ConfigError(f"{key}: required")
+    if ("signing_key" in data) == ("key_file" in data):
+        raise ConfigError("signing_key: give exactly one of signing_key (hex) or key_file")
+    if "signing_key" in data:
+        signing_key = _hex_key(_get(data, "signing_key", str), "signing_key")
+    else:
+        key_path = base_dir / _get(data, "key_file", str)
+        try:
+            signing_key = _hex_key(key_path.read_text(), f"key_file ({key_path})")
+        except OSError as exc:
+            raise ConfigError(f"key_file: cannot read {key_path}: {exc.strerror}") from None
+    raw_sources = data.get("sources", [])
+    if not isinstance(raw_sources, list):
+        raise ConfigError("sources: expected an array of tables ([[sources]])")
+
+    kwargs: dict[str, Any] = {}
+    for key in ("mqtt_url", "username", "password", "topic_prefix", "firmware", "client_id"):
+        if key in data:
+            kwargs[key] = _get(data, key, str)
+    for key in ("heartbeat_interval_s", "publish_timeout_s", "reconnect_initial_s",
+                "reconnect_max_s", "drain_timeout_s"):
+        if key in data:
+            kwargs[key] = float(_get(data, key, (int, float)))
+    for key in ("max_outbox_rows", "max_inflight", "keepalive_s"):
+        if key in data:
+            kwargs[key] = _get(data, key, int)
+    if "outbox" in data:
+        kwargs["outbox_path"] = base_dir / _get(data, "outbox", str)
+    else:
+        kwargs["outbox_path"] = base_dir / f"{data['device_id']}.outbox.sqlite"
+    return AgentConfig(
+        device_id=_get(data, "device_id", str),
+        room_id=_get(data, "room_id", str),
+        alg=_get(data, "alg", str),
+        signing_key=signing_key,
+        sources=tuple(_source(raw, i, base_dir) for i, raw in enumerate(raw_sources)),
+        **kwargs,
+    )
+
+
+def load_config(path: "str | Path") -> AgentConfig:
+    """Read and validate a TOML config file; raises :class:`ConfigError` (also for I/O and TOML errors)."""
+    path = Path(path)
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    return config_from_mapping(data, base_dir=path.resolve().parent)

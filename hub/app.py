@@ -1,0 +1,211 @@
+"""The composition root: builds the supervision tree and runs the hub.
+
+Supervision tree (children start in this order and stop in reverse)::
+
+    root (one_for_one)
+    ├── writer        PersistenceWriter
+    ├── devices       Supervisor, one DeviceActor per device (dynamic)
+    ├── sessions      Supervisor, one SessionActor per live session (dynamic)
+    ├── scheduler     SessionScheduler
+    ├── connections   Supervisor, one ConnectionActor per websocket (dynamic, temporary)
+    ├── web           hypercorn (trio worker) serving the quart-trio app
+    ├── mqtt          the paho client's I/O loop
+    └── ingress       Ingress
+"""
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+
+from actors import ActorRef, ChildSpec, Supervisor
+from hub.bus import LiveBus
+from hub.config import MqttUrl, Settings
+from hub.db import Database, asyncio_loop, migrate, open_database
+from hub.ingress import Ingress
+from hub.metrics import HubMetrics
+from hub.mqtt import InboundMessage, TrioMqttClient
+from hub.scheduler import SCHEDULER_MAILBOX, SessionScheduler
+from hub.service import ServiceActor
+from hub.writer import WRITER_MAILBOX, PersistenceWriter
+from schemas import Topics
+
+log = logging.getLogger("hub")
+
+
+@dataclass
+class Hub:
+    """Handles to a running hub, for the CLI and the tests."""
+
+    settings: Settings
+    db: Database
+    bus: LiveBus
+    metrics: HubMetrics
+    client: TrioMqttClient
+    root: Supervisor
+    web_port: int | None
+
+    def child(self, child_id: str) -> Any:
+        return self.root.lookup(child_id)
+
+    @property
+    def sessions(self) -> Supervisor:
+        return self.root.lookup("sessions")
+
+    @property
+    def devices(self) -> Supervisor:
+        return self.root.lookup("devices")
+
+    async def health(self) -> dict[str, Any]:
+        db_ok = await self.db.ping()
+        mqtt_ok = self.client.connected
+        return {
+            "status": "ok" if db_ok and mqtt_ok else "degraded",
+            "database": {"ok": db_ok},
+            "broker": {"ok": mqtt_ok, "reconnects": self.client.stats.reconnects},
+            "actors": {
+                "total": self.root.actor_count(),
+                "devices": self.devices.actor_count(),
+                "sessions": self.sessions.actor_count(),
+                "connections": self.root.lookup("connections").actor_count(),
+                "mailbox_depth": self.root.mailbox_depth(),
+                "restarts": int(self.metrics.actor_restarts._value.get()),
+            },
+        }
+
+
+class _MqttLoop(ServiceActor):
+    def __init__(self, client: TrioMqttClient, topics: Topics, subscribed: trio.Event) -> None:
+        self._client = client
+        self._topics = topics
+        self._subscribed = subscribed
+
+    async def serve(self) -> None:
+        async def subscribe(client: TrioMqttClient) -> None:
+            await client.subscribe(self._topics.uplink_filter, qos=1)
+            await client.subscribe(self._topics.status_filter, qos=1)
+            self._subscribed.set()
+
+        await self._client.run(on_connect=subscribe)
+
+
+class _WebServer(ServiceActor):
+    def __init__(self, app: Any, host: str, port: int, on_port: Any) -> None:
+        self._app, self._host, self._port, self._on_port = app, host, port, on_port
+
+    async def serve(self) -> None:
+        from web.app import serve
+
+        async with trio.open_nursery() as nursery:
+            port = await nursery.start(lambda task_status: serve(
+                self._app, host=self._host, port=self._port, task_status=task_status))
+            self._port = port  # a restart keeps the same port
+            self._on_port(port)
+
+
+def _jwt_secret(settings: Settings) -> bytes:
+    if settings.jwt_secret:
+        return settings.jwt_secret.encode()
+    # Persist a generated secret so logins survive a restart of the hub.
+    path = settings.data_dir / "jwt_secret"
+    if path.exists():
+        return path.read_bytes()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    secret = secrets.token_bytes(32)
+    path.write_bytes(secret)
+    path.chmod(0o600)
+    return secret
+
+
+async def run_hub(
+    settings: Settings, *, host: str = "127.0.0.1", port: int | None = 8080,
+    task_status: trio.TaskStatus[Hub] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run the hub until cancelled. ``port=None`` runs without the web server.
+
+    Reports a :class:`Hub` once every child is up. Cancelling it shuts the
+    tree down in reverse start order (the writer, last, flushes its batch).
+    """
+    if not settings.database_url or not settings.mqtt_url:
+        raise ValueError("run_hub needs database_url and mqtt_url (the CLI starts embedded ones)")
+    mqtt_url = MqttUrl.parse(settings.mqtt_url)
+    topics = Topics(settings.topic_prefix)
+    async with asyncio_loop(), open_database(settings.database_url) as db:
+        applied = await migrate(db)
+        if applied:
+            log.info("applied migrations: %s", ", ".join(f"{m.version:04d}_{m.name}" for m in applied))
+        metrics = HubMetrics()
+        bus = LiveBus()
+        client = TrioMqttClient(
+            host=mqtt_url.host, port=mqtt_url.port, client_id=settings.hub_client_id,
+            username=mqtt_url.username, password=mqtt_url.password,
+        )
+        root = Supervisor("root", observer=metrics, max_restarts=10, within_s=10)
+        hub = Hub(settings, db, bus, metrics, client, root, None)
+
+        def acknowledge(message: InboundMessage) -> None:
+            client.ack(message)
+
+        web_listening = trio.Event()
+        subscribed = trio.Event()
+
+        def on_web_port(bound_port: int) -> None:
+            hub.web_port = bound_port
+            web_listening.set()
+
+        def ref(child_id: str) -> ActorRef:
+            return root.lookup(child_id)
+
+        specs = [
+            ChildSpec("writer", lambda: PersistenceWriter(db, bus, metrics, acknowledge),
+                      mailbox_size=WRITER_MAILBOX, shutdown_timeout=15),
+            ChildSpec("devices", lambda: Supervisor("devices", max_restarts=100, within_s=10)),
+            ChildSpec("sessions", lambda: Supervisor("sessions", max_restarts=100, within_s=10)),
+            ChildSpec("scheduler", lambda: SessionScheduler(
+                db=db, sessions=root.lookup("sessions"), writer=ref("writer")),
+                mailbox_size=SCHEDULER_MAILBOX),
+            ChildSpec("connections", lambda: Supervisor("connections", max_restarts=1000, within_s=1)),
+        ]
+        if port is not None:
+            from web.app import create_app
+            from web.context import WebContext
+
+            def make_web() -> _WebServer:
+                web_app = create_app(WebContext(
+                    db=db, bus=bus, jwt_secret=_jwt_secret(settings),
+                    connections=root.lookup("connections"), health=hub.health, metrics_text=metrics.render,
+                ))
+                return _WebServer(web_app, host, hub.web_port or port, on_web_port)
+
+            specs.append(ChildSpec("web", make_web, shutdown_timeout=3))
+        specs += [
+            ChildSpec("mqtt", lambda: _MqttLoop(client, topics, subscribed), shutdown_timeout=2),
+            ChildSpec("ingress", lambda: Ingress(
+                client=client, topics=topics, db=db, devices=root.lookup("devices"), writer=ref("writer"),
+                scheduler=ref("scheduler"), offline_after_s=settings.device_offline_after_s,
+            ), shutdown_timeout=1),
+        ]
+        metrics.watch_actors(root.mailbox_depth, root.actor_count)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(root.run)
+            for spec in specs:
+                await root.start_child(spec)
+            if port is not None:
+                with trio.fail_after(10):
+                    await web_listening.wait()
+            # A hub whose broker is down still starts (and says so in /healthz);
+            # otherwise report started only once messages can flow.
+            with trio.move_on_after(10) as waited:
+                await subscribed.wait()
+            if waited.cancelled_caught:
+                log.warning("broker %s not reachable yet; starting without it", mqtt_url)
+            task_status.started(hub)
+            try:
+                await trio.sleep_forever()
+            finally:
+                with trio.CancelScope(shield=True):
+                    with trio.move_on_after(30):
+                        await root.shutdown()

@@ -1,0 +1,260 @@
+"""``campushub``: the command line. Exit codes: 0 ok, 1 failure, 2 usage or configuration error, 130 interrupted."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from contextlib import ExitStack
+from dataclasses import replace
+from datetime import datetime, timezone
+from pathlib import Path
+
+import trio
+
+from hub.config import MqttUrl, Settings
+
+log = logging.getLogger("campushub")
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+_SERVICES_FILE = "services.json"
+DEMO_ROOMS, DEMO_STUDENTS = 4, 60
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="campushub",
+        description="CampusHub: classroom edge devices -> MQTT -> supervised actors -> PostgreSQL -> live web app.",
+        epilog="Configuration: CAMPUSHUB_DATABASE_URL, CAMPUSHUB_MQTT_URL, CAMPUSHUB_TOPIC_PREFIX, "
+               "CAMPUSHUB_DATA_DIR, CAMPUSHUB_JWT_SECRET (see README).",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = sub.add_parser("demo", help="start everything (embedded services if none configured), seed, simulate")
+    demo.add_argument("--port", type=int, default=8080, help="web port (default 8080)")
+    demo.add_argument("--rooms", type=int, default=DEMO_ROOMS, help=f"rooms with a live session (default {DEMO_ROOMS})")
+    demo.add_argument("--students", type=int, default=DEMO_STUDENTS, help=f"students (default {DEMO_STUDENTS})")
+    demo.add_argument("--no-simulator", action="store_true", help="do not start the traffic simulator")
+
+    serve = sub.add_parser("serve", help="run the hub (MQTT ingress, actors, web)")
+    serve.add_argument("--port", type=int, default=8080, help="web port (default 8080)")
+    serve.add_argument("--host", default="127.0.0.1", help="web bind address (default 127.0.0.1)")
+
+    sub.add_parser("migrate", help="apply database migrations")
+
+    edge = sub.add_parser("edge-agent", help="run a classroom edge agent", add_help=False)
+    edge.add_argument("args", nargs=argparse.REMAINDER, help="edge agent arguments (--config FILE)")
+
+    sim = sub.add_parser("simulate", help="seed a campus if absent and drive traffic through real edge agents")
+    sim.add_argument("--rooms", type=int, required=True, help="rooms, each with a live session and an edge agent")
+    sim.add_argument("--students", type=int, required=True, help="students")
+    sim.add_argument("--duration", type=float, required=True, metavar="SECONDS", help="how long to run")
+    sim.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
+    sim.add_argument("--json", action="store_true", help="print the counts as JSON on stdout")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["edge-agent"]:
+        from edge_agent.cli import main as edge_main
+
+        return edge_main(argv[1:])
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr,
+    )
+    settings = Settings.from_env()
+    try:
+        if settings.mqtt_url:
+            MqttUrl.parse(settings.mqtt_url)
+        handler = {"demo": _demo, "serve": _serve, "migrate": _migrate, "simulate": _simulate}[args.command]
+        return handler(args, settings)
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except ValueError as exc:
+        print(f"campushub: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+# --- services ---------------------------------------------------------------
+
+def _with_services(settings: Settings, stack: ExitStack, *, start_embedded: bool) -> Settings:
+    """Fill in database and broker URLs: configured ones, a running demo's, or new embedded ones."""
+    if settings.database_url and settings.mqtt_url:
+        return settings
+    running = _running_demo_services(settings.data_dir)
+    if running and not start_embedded:
+        return replace(settings, database_url=settings.database_url or running["database_url"],
+                       mqtt_url=settings.mqtt_url or running["mqtt_url"])
+    if not start_embedded:
+        raise ValueError(
+            "no database/broker configured: set CAMPUSHUB_DATABASE_URL and CAMPUSHUB_MQTT_URL, "
+            "or start `campushub demo` in this directory")
+    from hub.embedded import start_embedded_broker, start_embedded_postgres
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    database_url, mqtt_url = settings.database_url, settings.mqtt_url
+    if not database_url:
+        print("campushub: starting embedded PostgreSQL ...", file=sys.stderr)
+        pg = start_embedded_postgres(settings.data_dir / "postgres")
+        stack.callback(pg.stop)
+        database_url = pg.dsn
+    if not mqtt_url:
+        print("campushub: starting embedded MQTT broker ...", file=sys.stderr)
+        broker = start_embedded_broker(settings.data_dir / "broker")
+        stack.callback(broker.stop)
+        mqtt_url = broker.url
+    services = settings.data_dir / _SERVICES_FILE
+    services.write_text(json.dumps({"database_url": database_url, "mqtt_url": mqtt_url, "pid": os.getpid()}))
+    stack.callback(lambda: services.unlink(missing_ok=True))
+    return replace(settings, database_url=database_url, mqtt_url=mqtt_url)
+
+
+def _running_demo_services(data_dir: Path) -> dict | None:
+    path = data_dir / _SERVICES_FILE
+    try:
+        found = json.loads(path.read_text())
+        os.kill(int(found["pid"]), 0)
+        return found
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+async def _until_signalled(cancel_scope: trio.CancelScope) -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for _ in signals:
+            print("\ncampushub: stopping ...", file=sys.stderr)
+            cancel_scope.cancel()
+            return
+
+
+# --- commands ---------------------------------------------------------------
+
+def _migrate(args: argparse.Namespace, settings: Settings) -> int:
+    from hub.db import asyncio_loop, available_migrations, migrate, open_database
+
+    with ExitStack() as stack:
+        settings = _with_services(settings, stack, start_embedded=not settings.database_url
+                                  and not _running_demo_services(settings.data_dir))
+
+        async def run() -> list:
+            async with asyncio_loop(), open_database(settings.database_url) as db:
+                return await migrate(db)
+
+        applied = trio.run(run)
+        for m in applied:
+            print(f"applied {m.version:04d}_{m.name}")
+        print(f"schema at version {available_migrations()[-1].version:04d} ({len(applied)} applied now)")
+    return EXIT_OK
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    from hub.app import run_hub
+
+    with ExitStack() as stack:
+        settings = _with_services(settings, stack, start_embedded=True)
+
+        async def run() -> None:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_until_signalled, nursery.cancel_scope)
+                hub = await nursery.start(lambda task_status: run_hub(
+                    settings, host=args.host, port=args.port, task_status=task_status))
+                print(f"campushub: serving http://{args.host}:{hub.web_port}/", file=sys.stderr)
+
+        trio.run(run)
+    return EXIT_OK
+
+
+def _demo(args: argparse.Namespace, settings: Settings) -> int:
+    from hub.app import run_hub
+    from hub.db import asyncio_loop, migrate, open_database
+    from hub.db.seed import ensure_campus
+
+    with ExitStack() as stack:
+        settings = _with_services(settings, stack, start_embedded=True)
+
+        async def run() -> None:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_until_signalled, nursery.cancel_scope)
+                async with asyncio_loop(), open_database(settings.database_url) as db:
+                    await migrate(db)
+                    campus = await ensure_campus(
+                        db, rooms=args.rooms, students=args.students, now=datetime.now(timezone.utc))
+                hub = await nursery.start(lambda task_status: run_hub(
+                    settings, port=args.port, task_status=task_status))
+                _print_demo_banner(hub.web_port, campus)
+                if not args.no_simulator:
+                    nursery.start_soon(_run_simulator_process, settings, args)
+
+        trio.run(run)
+    print("campushub: stopped; data kept in", settings.data_dir, file=sys.stderr)
+    return EXIT_OK
+
+
+def _print_demo_banner(port: int, campus) -> None:
+    print(f"\nCampusHub demo running at http://127.0.0.1:{port}/\n")
+    print("Demo logins:")
+    for login in campus.logins:
+        print(f"  {login.role:8} {login.username:12} password: {login.password}")
+    print("\nPress Ctrl-C to stop.\n", flush=True)
+
+
+async def _run_simulator_process(settings: Settings, args: argparse.Namespace) -> None:
+    """The simulator runs in its own process, as it would on real classroom computers."""
+    env = dict(os.environ, CAMPUSHUB_DATABASE_URL=settings.database_url, CAMPUSHUB_MQTT_URL=settings.mqtt_url,
+               CAMPUSHUB_TOPIC_PREFIX=settings.topic_prefix, CAMPUSHUB_DATA_DIR=str(settings.data_dir))
+    command = [sys.executable, "-m", "hub", "simulate", "--rooms", str(args.rooms),
+               "--students", str(args.students), "--duration", "3600"]
+    # Cancelling run_process terminates the child, which stops its agents cleanly on SIGTERM.
+    await trio.run_process(command, env=env, check=False, stdout=subprocess.DEVNULL)
+
+
+def _simulate(args: argparse.Namespace, settings: Settings) -> int:
+    from hub.db import asyncio_loop, migrate, open_database
+    from hub.db.seed import ensure_campus
+
+    if args.rooms < 1 or args.students < 1 or args.duration <= 0:
+        raise ValueError("--rooms, --students and --duration must be positive")
+    with ExitStack() as stack:
+        settings = _with_services(settings, stack, start_embedded=False)
+
+        async def seed():
+            async with asyncio_loop(), open_database(settings.database_url) as db:
+                await migrate(db)
+                return await ensure_campus(
+                    db, rooms=args.rooms, students=args.students, now=datetime.now(timezone.utc))
+
+        campus = trio.run(seed)
+        counts = _drive(campus, settings, args)
+    if args.json:
+        print(json.dumps(counts, sort_keys=True))
+    else:
+        width = max(len(k) for k in counts) if counts else 0
+        for kind, count in sorted(counts.items()):
+            print(f"{kind:<{width}}  {count}")
+    return EXIT_OK
+
+
+def _drive(campus, settings: Settings, args: argparse.Namespace) -> dict[str, int]:
+    import asyncio
+
+    from hub.simulator import run_simulation
+
+    started = time.monotonic()
+
+    def progress(counts: dict[str, int]) -> None:
+        done = ", ".join(f"{k}={v}" for k, v in sorted(counts.items()))
+        print(f"simulate: {time.monotonic() - started:5.1f}s/{args.duration:g}s {done}", file=sys.stderr)
+
+    return asyncio.run(run_simulation(
+        campus, mqtt_url=settings.mqtt_url, topic_prefix=settings.topic_prefix, duration_s=args.duration,
+        outbox_dir=settings.data_dir / "sim-outbox", seed=args.seed, progress=progress,
+    ))

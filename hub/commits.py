@@ -1,0 +1,70 @@
+"""Builders for the :class:`~hub.records.Commit` of an inbound message: one way to make each."""
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timezone
+
+import msgspec
+
+from hub.mqtt import InboundMessage
+from hub.records import AcceptedEvent, Commit, Effect, LiveUpdate, Rejection, digest_key
+from schemas import Event
+
+
+def utc_from_ms(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+
+
+def utc_from_s(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, tz=timezone.utc)
+
+
+def event_row(event: Event, message: InboundMessage, session_id: str | None = None) -> AcceptedEvent:
+    return AcceptedEvent(
+        event_id=uuid.UUID(bytes=event.id),
+        device_id=event.device,
+        seq=event.seq,
+        kind=event.kind,
+        device_ts=utc_from_ms(event.ts),
+        received_at=utc_from_s(message.received_at),
+        session_id=session_id,
+        body=msgspec.to_builtins(event.body),
+    )
+
+
+def accept(
+    event: Event, message: InboundMessage, extra: tuple[Effect, ...] = (), *,
+    session_id: str | None = None, live: tuple[LiveUpdate, ...] = (),
+) -> Commit:
+    """The commit of an accepted, authenticated event: its ledger row plus ``extra`` effects."""
+    return Commit(
+        dedup_key=event.id,
+        effects=(event_row(event, message, session_id), *extra),
+        message=message,
+        live=live,
+        outcome=("ingested", event.kind),
+    )
+
+
+def reject(
+    message: InboundMessage, reason: str, detail: str = "", *,
+    event: Event | None = None, session_id: str | None = None,
+) -> Commit:
+    """The commit of a rejected message, kept with its reason.
+
+    With ``event`` (authenticated) the dedup key is its event id, so a
+    redelivery is recognised; otherwise it is a digest of topic and payload.
+    """
+    rejection = Rejection(
+        reason=reason,
+        detail=detail,
+        topic=message.topic,
+        payload=message.payload,
+        received_at=utc_from_s(message.received_at),
+        event_id=uuid.UUID(bytes=event.id) if event is not None else None,
+        device_id=event.device if event is not None else None,
+        kind=event.kind if event is not None else None,
+        session_id=session_id,
+    )
+    key = event.id if event is not None else digest_key(message.topic, message.payload)
+    return Commit(key, (rejection,), message, (), ("rejected", reason))

@@ -1,0 +1,56 @@
+"""Hub configuration, read once from environment variables."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+
+@dataclass(frozen=True)
+class MqttUrl:
+    host: str
+    port: int
+    username: str | None = None
+    password: str | None = None
+
+    @classmethod
+    def parse(cls, url: str) -> "MqttUrl":
+        """Parse ``mqtt://[user:pass@]host[:port]``; raises ``ValueError`` on anything else."""
+        parts = urlsplit(url)
+        if parts.scheme not in ("mqtt", "tcp") or not parts.hostname:
+            raise ValueError(f"not an mqtt:// URL: {url!r}")
+        return cls(parts.hostname, parts.port or 1883, parts.username, parts.password)
+
+    def __str__(self) -> str:
+        return f"mqtt://{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the hub reads from its environment.
+
+    ``database_url`` / ``mqtt_url`` of ``None`` mean "not configured": the demo
+    and the test fixtures then start embedded services.
+    """
+
+    database_url: str | None = None
+    mqtt_url: str | None = None
+    topic_prefix: str = "campushub"
+    data_dir: Path = field(default_factory=lambda: Path(".campushub"))
+    jwt_secret: str | None = None
+    hub_client_id: str = "campushub-hub"
+    device_offline_after_s: float = 90.0
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
+        env = dict(os.environ if env is None else env)
+        return cls(
+            database_url=env.get("CAMPUSHUB_DATABASE_URL") or None,
+            mqtt_url=env.get("CAMPUSHUB_MQTT_URL") or None,
+            topic_prefix=env.get("CAMPUSHUB_TOPIC_PREFIX", "campushub"),
+            data_dir=Path(env.get("CAMPUSHUB_DATA_DIR", ".campushub")),
+            jwt_secret=env.get("CAMPUSHUB_JWT_SECRET") or None,
+            hub_client_id=env.get("CAMPUSHUB_HUB_CLIENT_ID", "campushub-hub"),
+            device_offline_after_s=float(env.get("CAMPUSHUB_DEVICE_OFFLINE_AFTER_S", "90")),
+        )

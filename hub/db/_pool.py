@@ -1,0 +1,116 @@
+"""asyncpg under trio, through trio-asyncio. The only module that touches asyncpg's pool.
+
+Concurrency contract: a :class:`Database` is opened by :func:`open_database`
+inside a trio task and may then be used from any trio task of that run.
+Every method blocks the calling task (never the loop) until PostgreSQL
+answers. Cancelling the caller cancels the query; the connection is always
+given back to the pool in a shielded ``finally`` (otherwise the pool hangs
+on close).
+"""
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+from typing import Any, AsyncIterator, Awaitable, Callable, TypeVar
+
+import asyncpg
+import trio
+import trio_asyncio
+
+T = TypeVar("T")
+
+#: An asyncio coroutine function run on one pooled connection, on the asyncio side.
+ConnectionWork = Callable[[asyncpg.Connection], Awaitable[T]]
+
+
+class Database:
+    """A pool of PostgreSQL connections, usable from trio."""
+
+    def __init__(self, pool: asyncpg.Pool, dsn: str) -> None:
+        self._pool = pool
+        self.dsn = dsn
+
+    async def run(self, work: ConnectionWork[T], *, transaction: bool = False) -> T:
+        """Run ``work(conn)`` (an asyncio coroutine function) on one connection.
+
+        The whole of ``work`` runs on the asyncio side, so it pays the trio ↔
+        asyncio hop once however many queries it makes: batch writes go here.
+        With ``transaction=True`` it runs in a transaction that commits when
+        ``work`` returns and rolls back if it raises or is cancelled.
+        """
+
+        async def on_asyncio() -> T:
+            async with self._pool.acquire() as conn:
+                if transaction:
+                    async with conn.transaction():
+                        return await work(conn)
+                return await work(conn)
+
+        return await trio_asyncio.aio_as_trio(on_asyncio)()
+
+    async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
+        return await trio_asyncio.aio_as_trio(self._pool.fetch)(sql, *args)
+
+    async def fetchrow(self, sql: str, *args: Any) -> asyncpg.Record | None:
+        return await trio_asyncio.aio_as_trio(self._pool.fetchrow)(sql, *args)
+
+    async def fetchval(self, sql: str, *args: Any) -> Any:
+        return await trio_asyncio.aio_as_trio(self._pool.fetchval)(sql, *args)
+
+    async def execute(self, sql: str, *args: Any) -> str:
+        return await trio_asyncio.aio_as_trio(self._pool.execute)(sql, *args)
+
+    async def ping(self) -> bool:
+        """True if PostgreSQL answers within 2 s. Never raises."""
+        with trio.move_on_after(2):
+            try:
+                return await self.fetchval("SELECT 1") == 1
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                return False
+        return False
+
+    @property
+    def pool_size(self) -> int:
+        return self._pool.get_size()
+
+
+@asynccontextmanager
+async def open_database(
+    dsn: str, *, min_size: int = 1, max_size: int = 8
+) -> AsyncIterator[Database]:
+    """Open a pool for the duration of the block.
+
+    Must be called inside a trio-asyncio loop (see :func:`hub.db.asyncio_loop`).
+    Blocks until the first connection is made; raises ``OSError`` or an
+    asyncpg error if PostgreSQL cannot be reached.
+    """
+    pool = await trio_asyncio.aio_as_trio(asyncpg.create_pool)(
+        dsn, min_size=min_size, max_size=max_size, command_timeout=60
+    )
+    try:
+        yield Database(pool, dsn)
+    finally:
+        with trio.CancelScope(shield=True):
+            with trio.move_on_after(10) as scope:
+                await trio_asyncio.aio_as_trio(pool.close)()
+            if scope.cancelled_caught:
+                pool.terminate()
+
+
+@asynccontextmanager
+async def asyncio_loop() -> AsyncIterator[None]:
+    """The trio-asyncio loop the database adapter needs; open once near the root."""
+    async with trio_asyncio.open_loop():
+        yield
+
+
+def run_with_database(dsn: str, work: Callable[[Database], Awaitable[T]]) -> T:
+    """Run ``work(db)`` in a trio run of its own, with a loop and a small pool, for synchronous callers.
+
+    Blocks the calling thread; must not be called from inside a trio run.
+    """
+
+    async def main() -> T:
+        async with asyncio_loop(), open_database(dsn, max_size=2) as db:
+            return await work(db)
+
+    return trio.run(main)

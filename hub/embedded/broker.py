@@ -1,0 +1,236 @@
+"""An embedded MQTT broker for the demo and for tests: Mosquitto if installed, else amqtt.
+
+Mosquitto runs as a child process with a config generated into ``data_dir``
+(listener on 127.0.0.1 only, anonymous access, persistence in ``data_dir``
+so persistent sessions and their queued messages survive a restart). When
+started as root it stays root (``user root``) instead of dropping to the
+``mosquitto`` user, so the files it writes in ``data_dir`` stay ours; it only
+listens on loopback.
+
+The fallback is amqtt's broker in a child Python process. It is 4-10x slower
+than Mosquitto, speaks MQTT 3.1.1 only (no MQTT 5), and keeps sessions in
+memory: its persistence plugin needs SQLAlchemy, which we do not install.
+
+Layout of ``data_dir``::
+
+    mosquitto.conf / amqtt.json   generated config
+    mosquitto.db                  Mosquitto's persistence file
+    broker.log                    the broker's stdout/stderr
+    broker.port                   the port of the last run, reused when free
+    broker.pid                    pid of the broker we started (orphan cleanup)
+    broker.lock                   flock held while a process owns the broker
+
+Concurrency contract: synchronous and blocking (start ~20-50 ms for
+Mosquitto, ~0.5-1 s for amqtt; stop up to ``timeout``); call from trio with
+``trio.to_thread.run_sync``. A broker that fails to come up is killed before
+the error propagates.
+"""
+from __future__ import annotations
+
+import atexit
+import getpass
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from ._common import DirLock, EmbeddedServiceError, choose_port, process_alive, tail, wait_until
+from .probe import probe_mqtt
+
+_HOST = "127.0.0.1"
+# Debian puts mosquitto in /usr/sbin, which is not on a normal user's PATH.
+_MOSQUITTO_EXTRA_DIRS = ("/usr/sbin", "/usr/local/sbin")
+
+
+@dataclass(eq=False)
+class EmbeddedBroker:
+    """A running embedded broker. Use as a context manager or call :meth:`stop`."""
+
+    data_dir: Path
+    #: "mosquitto" or "amqtt".
+    kind: str
+    port: int
+    #: ``mqtt://127.0.0.1:PORT``
+    url: str
+    _process: subprocess.Popen[bytes] = field(repr=False)
+    _log: IO[bytes] = field(repr=False)
+    _lock: DirLock | None = field(repr=False)
+
+    @property
+    def host(self) -> str:
+        return _HOST
+
+    @property
+    def pid(self) -> int:
+        return self._process.pid
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the broker gracefully (SIGTERM: Mosquitto saves its persistence file), else kill it.
+
+        Idempotent. Blocks until the process has exited.
+        """
+        if self._lock is None:
+            return
+        try:
+            _terminate(self._process, timeout)
+        finally:
+            (self.data_dir / "broker.pid").unlink(missing_ok=True)
+            self._log.close()
+            atexit.unregister(self.stop)
+            self._lock.release()
+            self._lock = None
+
+    def __enter__(self) -> "EmbeddedBroker":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+def mosquitto_path() -> str | None:
+    """The ``mosquitto`` executable, or ``None`` if it is not installed."""
+    found = shutil.which("mosquitto")
+    if found is None:
+        extra = os.pathsep.join(_MOSQUITTO_EXTRA_DIRS)
+        found = shutil.which("mosquitto", path=extra)
+    return found
+
+
+def start_embedded_broker(
+    data_dir: Path,
+    port: int | None = None,
+    *,
+    prefer_mosquitto: bool = True,
+    timeout: float = 10.0,
+) -> EmbeddedBroker:
+    """Start a broker on 127.0.0.1 and return once its port accepts connections.
+
+    Mosquitto if ``prefer_mosquitto`` and it is installed, else amqtt.
+    ``port`` defaults to the previous run's port if free, else any free port
+    (retried on another port if it is taken before the broker binds it).
+    Raises :class:`EmbeddedServiceError` with the broker log's tail if it does
+    not come up within ``timeout``, or if another process owns ``data_dir``.
+    """
+    data_dir = Path(data_dir).resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    lock = DirLock(data_dir / "broker.lock", "embedded broker")
+    try:
+        _kill_orphan(data_dir)
+        mosquitto = mosquitto_path() if prefer_mosquitto else None
+        kind = "mosquitto" if mosquitto else "amqtt"
+        remembered = data_dir / "broker.port"
+        log_path = data_dir / "broker.log"
+        attempts = 1 if port is not None else 3
+        for attempt in range(attempts):
+            chosen = choose_port(_HOST, remembered, port)
+            if mosquitto:
+                command = [mosquitto, "-c", str(_write_mosquitto_config(data_dir, chosen))]
+            else:
+                config = _write_amqtt_config(data_dir, chosen)
+                command = [sys.executable, str(Path(__file__).with_name("_amqtt_main.py")), str(config)]
+            log = open(log_path, "ab")
+            process = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                cwd=data_dir,
+                # Own session: a Ctrl-C meant for the demo must not kill the
+                # broker before the hub has shut down over it.
+                start_new_session=True,
+            )
+            (data_dir / "broker.pid").write_text(f"{process.pid}\n")
+            try:
+                wait_until(
+                    # A real CONNECT/CONNACK: amqtt accepts TCP before it can serve.
+                    lambda: probe_mqtt(_HOST, chosen, timeout=0.5),
+                    failed=lambda: None if process.poll() is None
+                    else f"exited with status {process.returncode}\n--- {log_path} ---\n{tail(log_path)}",
+                    timeout=timeout,
+                    what=f"embedded {kind} broker on {_HOST}:{chosen}",
+                )
+                break
+            except BaseException as exc:
+                _terminate(process, 2.0)
+                log.close()
+                (data_dir / "broker.pid").unlink(missing_ok=True)
+                remembered.unlink(missing_ok=True)
+                # Retry (on another free port) only our own failures, e.g. a port taken meanwhile.
+                if attempt == attempts - 1 or not isinstance(exc, EmbeddedServiceError):
+                    raise
+        remembered.write_text(f"{chosen}\n")
+    except BaseException:
+        lock.release()
+        raise
+    broker = EmbeddedBroker(data_dir, kind, chosen, f"mqtt://{_HOST}:{chosen}", process, log, lock)
+    atexit.register(broker.stop)
+    return broker
+
+
+def _write_mosquitto_config(data_dir: Path, port: int) -> Path:
+    path = data_dir / "mosquitto.conf"
+    path.write_text(
+        "# Generated by hub.embedded.broker on every start; edits are lost.\n"
+        f"listener {port} {_HOST}\n"
+        "allow_anonymous true\n"
+        "persistence true\n"
+        f"persistence_location {data_dir}/\n"
+        "persistence_file mosquitto.db\n"
+        # Saved on clean shutdown anyway; this bounds what a crash loses.
+        "autosave_interval 30\n"
+        # The default (1000) would drop messages queued for an offline hub.
+        "max_queued_messages 100000\n"
+        # As root, stay root rather than drop to `mosquitto`, which could not write data_dir.
+        f"user {getpass.getuser()}\n"
+        "log_dest stderr\n"
+        "log_type error\nlog_type warning\nlog_type notice\n"
+    )
+    return path
+
+
+def _write_amqtt_config(data_dir: Path, port: int) -> Path:
+    path = data_dir / "amqtt.json"
+    config = {
+        "listeners": {"default": {"type": "tcp", "bind": f"{_HOST}:{port}"}},
+        "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
+    }
+    path.write_text(json.dumps(config, indent=2))
+    return path
+
+
+def _kill_orphan(data_dir: Path) -> None:
+    """Stop a broker left running by a previous owner of ``data_dir`` that was killed.
+
+    Called with the dir lock held, so whoever started it is gone. The pid is
+    only trusted if that process's command line names a config in ``data_dir``.
+    """
+    pid_file = data_dir / "broker.pid"
+    try:
+        pid = int(pid_file.read_text().strip())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except (OSError, ValueError):
+        pid_file.unlink(missing_ok=True)
+        return
+    if str(data_dir) in cmdline:
+        try:
+            os.kill(pid, signal.SIGTERM)
+            wait_until(lambda: not process_alive(pid), timeout=5.0, what="orphan broker")
+        except EmbeddedServiceError:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    pid_file.unlink(missing_ok=True)
+
+
+def _terminate(process: subprocess.Popen[bytes], timeout: float) -> None:
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

@@ -1,0 +1,63 @@
+"""The hub's Prometheus metrics, one registry per hub instance (tests run several)."""
+from __future__ import annotations
+
+import logging
+from typing import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+log = logging.getLogger("hub.supervision")
+
+
+class HubMetrics:
+    """Counters are updated synchronously from actors; never blocks."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.events_ingested = Counter(
+            "campushub_events_ingested", "Events accepted and committed, by kind.",
+            ["kind"], registry=self.registry,
+        )
+        self.events_rejected = Counter(
+            "campushub_events_rejected", "Messages rejected and recorded, by reason.",
+            ["reason"], registry=self.registry,
+        )
+        self.actor_restarts = Counter(
+            "campushub_actor_restarts", "Actor restarts performed by supervisors.",
+            registry=self.registry,
+        )
+        self.commit_latency = Histogram(
+            "campushub_ingest_to_commit_seconds",
+            "Time from reading an MQTT message off the socket to its commit in PostgreSQL.",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=self.registry,
+        )
+        self.batch_size = Histogram(
+            "campushub_commit_batch_size", "Messages per committed batch.",
+            buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2000), registry=self.registry,
+        )
+        self.db_write_failures = Counter(
+            "campushub_db_write_failures", "Failed batch commits (each retried).",
+            registry=self.registry,
+        )
+        self._mailbox_depth = Gauge(
+            "campushub_mailbox_depth", "Messages waiting in all actor mailboxes.",
+            registry=self.registry,
+        )
+        self._actors = Gauge(
+            "campushub_actors", "Live actors under the root supervisor.", registry=self.registry,
+        )
+
+    def watch_actors(self, mailbox_depth: Callable[[], float], actor_count: Callable[[], float]) -> None:
+        """Read the gauges from the supervision tree at scrape time."""
+        self._mailbox_depth.set_function(mailbox_depth)
+        self._actors.set_function(actor_count)
+
+    def child_restarted(self, supervisor: str, child: str, error: BaseException | None) -> None:
+        """``actors.SupervisorObserver`` hook: count, and say why (a crash must never be silent)."""
+        self.actor_restarts.inc()
+        log.warning("%s/%s restarted after %r", supervisor, child, error,
+                    exc_info=(type(error), error, error.__traceback__) if error is not None else None)
+
+    def render(self) -> str:
+        return generate_latest(self.registry).decode()

@@ -1,0 +1,16 @@
+"""MQTT adapter of the hub: paho-mqtt 2.x (MQTT 5) driven by trio socket waits.
+
+Imports nothing else of the project. See ``TrioMqttClient`` for the
+concurrency contract.
+"""
+
+from ._client import TrioMqttClient
+from ._types import InboundMessage, MqttError, MqttNotConnected, MqttStats
+
+__all__ = [
+    "InboundMessage",
+    "MqttError",
+    "MqttNotConnected",
+    "MqttStats",
+    "TrioMqttClient",
+]

@@ -1,0 +1,58 @@
+"""The one place that touches paho-mqtt internals.
+
+paho 2.x has no public way to hand it an already connected socket, and its own
+``reconnect()`` does a *blocking* DNS lookup + TCP connect. We do the connect
+with trio instead (cancellable, with a timeout, no thread touching paho state)
+and inject the socket by overriding ``_create_socket``. Everything else the
+adapter does goes through paho's public external-loop API. paho is pinned
+``<3`` in pyproject; these hooks exist unchanged in 2.0–2.2.
+"""
+
+from __future__ import annotations
+
+import socket
+
+import paho.mqtt.client as mqtt
+import trio
+
+
+class PahoClient(mqtt.Client):
+    _injected_sock: socket.socket | None = None
+
+    def reconnect_with(self, sock: socket.socket) -> mqtt.MQTTErrorCode:
+        """Run paho's ``reconnect()`` (state reset + CONNECT) on ``sock``."""
+        self._injected_sock = sock
+        try:
+            return self.reconnect()
+        finally:
+            self._injected_sock = None
+
+    def _create_socket(self):  # type: ignore[override]
+        sock = self._injected_sock
+        if sock is None:
+            # Someone called connect()/reconnect() directly: that would block
+            # the trio thread, so refuse rather than silently do it.
+            raise ConnectionError("TrioMqttClient opens sockets itself")
+        return sock
+
+    def force_close(self) -> None:
+        """Close the socket the paho way (fires on_socket_close/notify_closing)."""
+        self._sock_close()
+
+    def forget_pending_ping(self) -> None:
+        """Stop paho treating an unanswered PINGREQ as a dead connection.
+
+        Used only while *we* deliberately leave the socket unread
+        (backpressure): the PINGRESP is sitting in the kernel buffer behind
+        the PUBLISHes we refuse to read, so its absence proves nothing.
+        """
+        self._ping_t = 0
+
+
+async def open_tcp_socket(host: str, port: int) -> socket.socket:
+    """Connect with trio (happy eyeballs, DNS in a worker thread, cancellable)
+    and return a plain stdlib socket for paho."""
+    stream = await trio.open_tcp_stream(host, port)
+    # detach() hands us the fd; the trio wrapper no longer owns or closes it.
+    fd = stream.socket.detach()
+    return socket.socket(fileno=fd)

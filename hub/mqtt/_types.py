@@ -1,0 +1,45 @@
+"""Plain data types of the MQTT adapter (no I/O, no paho)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class InboundMessage:
+    """One PUBLISH received from the broker.
+
+    ``mid`` is only meaningful together with ``generation``: packet ids are
+    per connection, so ``TrioMqttClient.ack`` ignores a message whose
+    generation is not the current one (the broker redelivers it anyway).
+    """
+
+    topic: str
+    payload: bytes
+    qos: int
+    retain: bool
+    mid: int
+    generation: int
+    received_at: float  # time.time() when read from the socket
+
+
+@dataclass(slots=True)
+class MqttStats:
+    """Counters of one ``TrioMqttClient``; plain ints, read them any time."""
+
+    received: int = 0  # PUBLISH packets read from the socket
+    published: int = 0  # publish() calls accepted by paho (queued or sent)
+    reconnects: int = 0  # successful connections after the first one
+    acked: int = 0  # PUBACK/PUBCOMP handed to paho by ack()
+    connect_failures: int = 0  # attempts that ended before a successful CONNACK
+    queue_full_waits: int = 0  # times publish() had to wait for room
+    dropped_qos0: int = 0  # QoS 0 publishes dropped because not connected
+
+
+class MqttError(Exception):
+    """An MQTT operation failed (refused by the broker, or a bad reason code)."""
+
+
+class MqttNotConnected(MqttError):
+    """The operation needs a live connection and there is none (or it was lost
+    while waiting)."""

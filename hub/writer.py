@@ -1,0 +1,131 @@
+"""The persistence writer: batches commits, writes them in one transaction, then acks.
+
+Mailbox contract: bounded (see :data:`WRITER_MAILBOX`), ``Overflow.BLOCK``. A
+full mailbox blocks the actors that tell it, which block the ingress, which
+stops reading the MQTT socket: a slow or unavailable database pauses
+ingestion instead of dropping anything.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime, timezone
+from typing import Callable, Sequence
+
+import asyncpg
+import trio
+
+from actors import Actor
+from hub.bus import LiveBus
+from hub.db import Database
+from hub.db.ingest import write_batch
+from hub.metrics import HubMetrics
+from hub.mqtt import InboundMessage
+from hub.records import Commit, Rejection
+
+log = logging.getLogger("hub.writer")
+
+WRITER_MAILBOX = 4096
+MAX_BATCH = 2000
+_RETRY_MAX_S = 2.0
+# SQLSTATE classes that mean "the database is unavailable", not "this data is bad".
+_TRANSIENT_SQLSTATE_PREFIXES = ("08", "53", "57P", "40")
+
+
+def is_transient(exc: BaseException) -> bool:
+    if isinstance(exc, (OSError, ConnectionError, asyncpg.InterfaceError, trio.TooSlowError)):
+        return True
+    if isinstance(exc, asyncpg.PostgresError):
+        return (exc.sqlstate or "").startswith(_TRANSIENT_SQLSTATE_PREFIXES)
+    return False
+
+
+class PersistenceWriter(Actor):
+    """Owns the pending batch. Flushes when its mailbox is momentarily empty or the batch is full,
+    so batches grow by themselves under load while a commit is in flight."""
+
+    def __init__(
+        self, db: Database, bus: LiveBus, metrics: HubMetrics,
+        acknowledge: Callable[[InboundMessage], None], *, max_batch: int = MAX_BATCH,
+    ) -> None:
+        self._db = db
+        self._bus = bus
+        self._metrics = metrics
+        self._acknowledge = acknowledge
+        self._max_batch = max_batch
+        self._batch: list[Commit] = []
+
+    async def handle(self, message: Commit) -> None:
+        self._batch.append(message)
+        if self.ref.depth == 0 or len(self._batch) >= self._max_batch:
+            batch, self._batch = self._batch, []
+            await self._commit(batch)
+
+    async def stopping(self) -> None:
+        if self._batch:
+            batch, self._batch = self._batch, []
+            await self._commit(batch)
+
+    async def _commit(self, batch: list[Commit]) -> None:
+        delay = 0.05
+        while True:
+            try:
+                fresh = await write_batch(self._db, batch)
+                break
+            except Exception as exc:  # noqa: BLE001 - classified just below
+                self._metrics.db_write_failures.inc()
+                if not is_transient(exc):
+                    fresh = await self._commit_one_by_one(batch)
+                    break
+                log.warning("database unavailable (%s); retrying %d commits in %.2fs", exc, len(batch), delay)
+                await trio.sleep(delay)
+                delay = min(delay * 2, _RETRY_MAX_S)
+        self._after_commit(batch, fresh)
+
+    async def _commit_one_by_one(self, batch: Sequence[Commit]) -> set[bytes]:
+        """A batch failed on its data: find the bad commits so the good ones still land.
+
+        A commit that fails alone is replaced by a rejection with reason
+        ``persistence_error`` (so it is kept, counted and acknowledged).
+        """
+        fresh: set[bytes] = set()
+        for commit in batch:
+            try:
+                fresh |= await write_batch(self._db, [commit])
+            except Exception as exc:  # noqa: BLE001
+                if is_transient(exc):
+                    raise
+                log.error("commit %r failed permanently: %s", commit.dedup_key, exc)
+                fresh |= await write_batch(self._db, [_as_persistence_error(commit, exc)])
+        return fresh
+
+    def _after_commit(self, batch: list[Commit], fresh: set[bytes]) -> None:
+        now = time.time()
+        metrics = self._metrics
+        metrics.batch_size.observe(len(batch))
+        for commit in batch:
+            if commit.message is not None:
+                self._acknowledge(commit.message)
+                metrics.commit_latency.observe(now - commit.message.received_at)
+            if commit.dedup_key not in fresh:
+                continue  # a redelivery: already committed once, changes nothing
+            if commit.outcome is not None:
+                what, label = commit.outcome
+                if what == "ingested":
+                    metrics.events_ingested.labels(kind=label).inc()
+                else:
+                    metrics.events_rejected.labels(reason=label).inc()
+            for topic, update in commit.live:
+                self._bus.publish(topic, update)
+
+
+def _as_persistence_error(commit: Commit, exc: Exception) -> Commit:
+    message = commit.message
+    rejection = Rejection(
+        reason="persistence_error",
+        detail=f"{type(exc).__name__}: {exc}"[:500],
+        topic=message.topic if message else "(internal)",
+        payload=message.payload if message else b"",
+        received_at=datetime.now(timezone.utc),
+    )
+    return Commit(commit.dedup_key, (rejection,), message, (), ("rejected", "persistence_error"))

@@ -1,0 +1,109 @@
+"""Encode, sign, decode and verify uplink frames.
+
+One decoder serves the hub, the edge agent and the tests. Decoding is pure
+and synchronous; it never blocks and may be called from any thread or task.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import uuid
+
+import msgspec
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from ._envelope import MAX_MESSAGE_BYTES, DeviceStatus, Event, Frame, SignatureAlgorithm
+
+
+class WireError(ValueError):
+    """A message that cannot be accepted. ``reason`` is a stable machine code."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+_frame_decoder = msgspec.msgpack.Decoder(Frame)
+_event_decoder = msgspec.msgpack.Decoder(Event)
+_status_decoder = msgspec.msgpack.Decoder(DeviceStatus)
+_encoder = msgspec.msgpack.Encoder()
+
+
+def new_event_id() -> bytes:
+    """A fresh 16-byte event id (UUIDv4 bytes); ids are never integers on the wire."""
+    return uuid.uuid4().bytes
+
+
+def sign(payload: bytes, alg: SignatureAlgorithm, key: bytes) -> bytes:
+    """Sign ``payload``. ``key`` is the HMAC secret, or the 32-byte Ed25519 private seed."""
+    if alg == "hmac-sha256":
+        return hmac.new(key, payload, hashlib.sha256).digest()
+    if alg == "ed25519":
+        return Ed25519PrivateKey.from_private_bytes(key).sign(payload)
+    raise WireError("bad_algorithm", alg)
+
+
+def verify(frame: Frame, key: bytes) -> None:
+    """Raise ``WireError('bad_signature')`` unless ``frame.sig`` is valid under ``key``.
+
+    ``key`` is the HMAC secret, or the 32-byte Ed25519 public key.
+    """
+    if frame.alg == "hmac-sha256":
+        expected = hmac.new(key, frame.payload, hashlib.sha256).digest()
+        if not hmac.compare_digest(expected, frame.sig):
+            raise WireError("bad_signature", "HMAC mismatch")
+        return
+    try:
+        Ed25519PublicKey.from_public_bytes(key).verify(frame.sig, frame.payload)
+    except (InvalidSignature, ValueError) as exc:
+        raise WireError("bad_signature", "Ed25519 verification failed") from exc
+
+
+def encode_event(event: Event, alg: SignatureAlgorithm, key: bytes) -> bytes:
+    """Encode and sign ``event`` into the bytes published on the uplink topic."""
+    payload = _encoder.encode(event)
+    data = _encoder.encode(Frame(payload=payload, alg=alg, sig=sign(payload, alg, key)))
+    if len(data) > MAX_MESSAGE_BYTES:
+        raise WireError("oversize", f"{len(data)} bytes > {MAX_MESSAGE_BYTES}")
+    return data
+
+
+def decode_frame(data: bytes) -> tuple[Frame, Event]:
+    """Check size, decode and validate a frame and its envelope. Does not verify the signature.
+
+    The caller looks up the key of ``event.device`` and calls :func:`verify`.
+    Raises :class:`WireError` with reason ``oversize``, ``malformed`` or ``schema``.
+    """
+    if len(data) > MAX_MESSAGE_BYTES:
+        raise WireError("oversize", f"{len(data)} bytes > {MAX_MESSAGE_BYTES}")
+    try:
+        frame = _frame_decoder.decode(data)
+    except msgspec.ValidationError as exc:
+        raise WireError("schema", f"frame: {exc}") from exc
+    except msgspec.DecodeError as exc:
+        raise WireError("malformed", f"frame: {exc}") from exc
+    try:
+        event = _event_decoder.decode(frame.payload)
+    except msgspec.ValidationError as exc:
+        raise WireError("schema", f"envelope: {exc}") from exc
+    except msgspec.DecodeError as exc:
+        raise WireError("malformed", f"envelope: {exc}") from exc
+    return frame, event
+
+
+def encode_status(status: DeviceStatus) -> bytes:
+    return _encoder.encode(status)
+
+
+def decode_status(data: bytes) -> DeviceStatus:
+    """Decode a retained status / Last Will payload; raises :class:`WireError`."""
+    if len(data) > MAX_MESSAGE_BYTES:
+        raise WireError("oversize", f"{len(data)} bytes > {MAX_MESSAGE_BYTES}")
+    try:
+        return _status_decoder.decode(data)
+    except msgspec.ValidationError as exc:
+        raise WireError("schema", f"status: {exc}") from exc
+    except msgspec.DecodeError as exc:
+        raise WireError("malformed", f"status: {exc}") from exc

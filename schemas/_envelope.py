@@ -1,0 +1,98 @@
+"""Wire structures: the signed frame, the event envelope and its bodies.
+
+Every struct is frozen and rejects unknown fields, so a decoded value is
+exactly what the protocol allows and nothing else.
+"""
+from __future__ import annotations
+
+from typing import Annotated, Literal, Union
+
+import msgspec
+
+PROTOCOL_VERSION = 1
+#: Hard cap on one MQTT payload; checked before any decoding work.
+MAX_MESSAGE_BYTES = 8 * 1024
+
+DeviceId = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+EventId = Annotated[bytes, msgspec.Meta(min_length=16, max_length=16)]
+#: Milliseconds since the Unix epoch, UTC, as the device's clock saw it.
+Millis = Annotated[int, msgspec.Meta(ge=0, le=2**53)]
+ShortText = Annotated[str, msgspec.Meta(max_length=128)]
+
+
+class QrScan(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    text: Annotated[str, msgspec.Meta(min_length=1, max_length=512)]
+
+
+class BiometricMatch(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    subject: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    score: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
+
+
+class SensorReading(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    metric: Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
+    value: float
+    unit: Annotated[str, msgspec.Meta(max_length=16)]
+
+
+class Heartbeat(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    uptime_s: Annotated[int, msgspec.Meta(ge=0)]
+    firmware: ShortText
+    outbox_depth: Annotated[int, msgspec.Meta(ge=0)]
+
+
+class _Envelope(
+    msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag_field="kind"
+):
+    v: Annotated[int, msgspec.Meta(ge=1, le=PROTOCOL_VERSION)]
+    id: EventId
+    device: DeviceId
+    ts: Millis
+    seq: Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
+
+    @property
+    def kind(self) -> str:
+        """The event kind; on the wire it is the envelope's ``kind`` tag."""
+        return self.__struct_config__.tag
+
+
+class QrScanEvent(_Envelope, frozen=True, tag="qr_scan"):
+    body: QrScan
+
+
+class BiometricMatchEvent(_Envelope, frozen=True, tag="biometric_match"):
+    body: BiometricMatch
+
+
+class SensorReadingEvent(_Envelope, frozen=True, tag="sensor_reading"):
+    body: SensorReading
+
+
+class HeartbeatEvent(_Envelope, frozen=True, tag="heartbeat"):
+    body: Heartbeat
+
+
+Event = Union[QrScanEvent, BiometricMatchEvent, SensorReadingEvent, HeartbeatEvent]
+EVENT_KINDS: tuple[str, ...] = ("qr_scan", "biometric_match", "sensor_reading", "heartbeat")
+
+SignatureAlgorithm = Literal["hmac-sha256", "ed25519"]
+
+
+class Frame(msgspec.Struct, frozen=True, array_like=True, forbid_unknown_fields=True):
+    """What travels on the uplink topic: the envelope's exact bytes and a signature over them.
+
+    Signing the bytes (not a re-encoding) means sender and receiver never have
+    to agree on a canonical form.
+    """
+
+    payload: Annotated[bytes, msgspec.Meta(max_length=MAX_MESSAGE_BYTES)]
+    alg: SignatureAlgorithm
+    sig: Annotated[bytes, msgspec.Meta(min_length=32, max_length=64)]
+
+
+class DeviceStatus(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Retained on the status topic; also the device's Last Will (state offline)."""
+
+    state: Literal["online", "offline"]
+    ts: Millis
+    reason: ShortText = ""

@@ -1,0 +1,229 @@
+"""Shared fixtures: real services, a database per test run, the trio-asyncio loop, a seeded campus.
+
+Services (session-scoped, each picked once per run)
+    ``database_server_url``  ``$CAMPUSHUB_TEST_DATABASE_URL`` if set; else the
+        local ``postgresql://postgres@127.0.0.1:5432/postgres`` if it answers;
+        else an embedded PostgreSQL 16 (``hub.embedded``) in a temp dir.
+    ``mqtt_server_url``  ``$CAMPUSHUB_TEST_MQTT_URL`` if set; else the local
+        ``mqtt://127.0.0.1:1883`` if it answers; else an embedded broker.
+    ``CAMPUSHUB_TEST_EMBEDDED=1`` skips the local services and always embeds.
+    The server URL's user must be allowed to create databases.
+
+Databases
+    ``database_url`` (session)  a database ``campushub_test_<pid>_<random>``
+        created and migrated for this run, dropped at the end. Shared by all
+        tests of the run: keep tests independent by creating rows with unique
+        ids (``uuid4``) rather than by truncating tables.
+    ``fresh_database_url`` (function)  an empty, migrated database of the
+        test's own (cloned from a template in ~0.1 s), for tests that need
+        exact row counts or destroy things. Dropped after the test.
+    ``empty_database_url`` (function)  the same without migrations (for
+        migration tests).
+
+trio-asyncio (how the loop reaches the test body)
+    ``Database`` calls go through ``trio_asyncio.aio_as_trio``, which finds
+    the loop in the ``trio_asyncio.current_loop`` context variable. pytest-trio
+    runs every async fixture of a test and the test itself in ONE shared
+    ``contextvars.Context`` (it sets ``task.context`` of each fixture task and
+    of the test task to the same object), so a loop opened by an async fixture
+    is visible to the test body and to fixtures set up after it. Verified
+    experimentally (see ``tests/db/test_db_fixtures.py``). Hence:
+    ``aio_loop`` (function, async) opens the loop and yields it; ``db``
+    depends on it. A test that calls ``Database`` methods only needs ``db``;
+    one that runs other asyncio code requests ``aio_loop`` directly.
+
+    Session-scoped fixtures cannot be async under pytest-trio (each test is
+    its own ``trio.run``), so the session fixtures are sync and do their
+    async work in a short ``trio.run`` of their own
+    (``hub.db.run_with_database``; use it too in sync fixtures of your own).
+
+Other
+    ``topic_prefix`` (session)  ``test-<uuid>``: MQTT topics of this run never
+        collide with another run on a shared broker.
+    ``campus`` (session)  a small seeded campus (3 rooms, 30 students) in
+        ``database_url``, from ``hub.db.seed.ensure_campus``; its sessions
+        are live at the time of seeding (they started 5 min before it).
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import AsyncIterator, Iterator
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+import trio_asyncio
+
+from hub.campus import Campus
+from hub.config import MqttUrl
+from hub.db import Database, asyncio_loop, migrate, open_database, run_with_database
+from hub.db.seed import ensure_campus
+from hub.embedded import probe_mqtt, probe_postgres, start_embedded_broker, start_embedded_postgres
+
+LOCAL_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+LOCAL_MQTT_URL = "mqtt://127.0.0.1:1883"
+CAMPUS_ROOMS = 3
+CAMPUS_STUDENTS = 30
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def database_url_for(server_url: str, database: str) -> str:
+    """``server_url`` with its database (the URL path) replaced; query (e.g. ``?host=``) kept."""
+    parts = urlsplit(server_url)
+    return urlunsplit(parts._replace(path=f"/{database}"))
+
+
+def _unique_database_name(suffix: str = "") -> str:
+    return f"campushub_test_{os.getpid()}_{uuid.uuid4().hex[:8]}{suffix}"
+
+
+def _create_database(server_url: str, name: str, *, template: str | None = None) -> str:
+    clause = f" TEMPLATE {template}" if template else ""
+    run_with_database(server_url, lambda db: db.execute(f"CREATE DATABASE {name}{clause}"))
+    return database_url_for(server_url, name)
+
+
+def _drop_database(server_url: str, name: str) -> None:
+    # FORCE (PostgreSQL 13+): a pool a test leaked must not keep the database alive.
+    run_with_database(server_url, lambda db: db.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+
+
+def _force_embedded() -> bool:
+    return os.environ.get("CAMPUSHUB_TEST_EMBEDDED", "") not in ("", "0")
+
+
+# --------------------------------------------------------------------------- services
+
+
+@pytest.fixture(scope="session")
+def database_server_url() -> Iterator[str]:
+    """A PostgreSQL server to create test databases on (see the module docstring)."""
+    configured = os.environ.get("CAMPUSHUB_TEST_DATABASE_URL")
+    if configured:
+        yield configured
+        return
+    if not _force_embedded() and probe_postgres(LOCAL_DATABASE_URL, timeout=2.0):
+        yield LOCAL_DATABASE_URL
+        return
+    # Not under tmp_path: as root, PostgreSQL runs as the `pgserver` user, which
+    # must traverse to its data dir, and a concurrent pytest session chmods
+    # /tmp/pytest-of-root back to 0700 (see hub.embedded.postgres).
+    data_dir = Path(tempfile.mkdtemp(prefix="campushub-test-pg-"))
+    server = start_embedded_postgres(data_dir)
+    try:
+        yield server.dsn
+    finally:
+        server.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def mqtt_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """An MQTT broker URL, ``mqtt://host:port`` (see the module docstring)."""
+    configured = os.environ.get("CAMPUSHUB_TEST_MQTT_URL")
+    if configured:
+        yield configured
+        return
+    local = MqttUrl.parse(LOCAL_MQTT_URL)
+    if not _force_embedded() and probe_mqtt(local.host, local.port, timeout=2.0):
+        yield LOCAL_MQTT_URL
+        return
+    broker = start_embedded_broker(tmp_path_factory.mktemp("embedded-broker"))
+    try:
+        yield broker.url
+    finally:
+        broker.stop()
+
+
+@pytest.fixture(scope="session")
+def topic_prefix() -> str:
+    """A topic prefix unique to this run, so runs sharing a broker never see each other's messages."""
+    return f"test-{uuid.uuid4().hex}"
+
+
+# --------------------------------------------------------------------------- databases
+
+
+@pytest.fixture(scope="session")
+def database_url(database_server_url: str) -> Iterator[str]:
+    """This run's migrated database (shared by all its tests); dropped at the end."""
+    name = _unique_database_name()
+    url = _create_database(database_server_url, name)
+    try:
+        run_with_database(url, migrate)
+        yield url
+    finally:
+        _drop_database(database_server_url, name)
+
+
+@pytest.fixture(scope="session")
+def _template_database(database_server_url: str) -> Iterator[str]:
+    """A migrated database nobody connects to, cloned by ``fresh_database_url``.
+
+    (``CREATE DATABASE ... TEMPLATE`` fails while the template has connections.)
+    """
+    name = _unique_database_name("_tpl")
+    url = _create_database(database_server_url, name)
+    try:
+        run_with_database(url, migrate)
+        yield name
+    finally:
+        _drop_database(database_server_url, name)
+
+
+@pytest.fixture
+def fresh_database_url(database_server_url: str, _template_database: str) -> Iterator[str]:
+    """An empty, migrated database for this test alone; dropped afterwards."""
+    name = _unique_database_name()
+    url = _create_database(database_server_url, name, template=_template_database)
+    try:
+        yield url
+    finally:
+        _drop_database(database_server_url, name)
+
+
+@pytest.fixture
+def empty_database_url(database_server_url: str) -> Iterator[str]:
+    """A database with no tables at all (not even migrations); dropped afterwards."""
+    name = _unique_database_name()
+    url = _create_database(database_server_url, name)
+    try:
+        yield url
+    finally:
+        _drop_database(database_server_url, name)
+
+
+# --------------------------------------------------------------------------- async (per test)
+
+
+@pytest.fixture
+async def aio_loop() -> AsyncIterator[trio_asyncio.TrioEventLoop]:
+    """The trio-asyncio loop, active for the test body and every fixture set up after this one."""
+    async with asyncio_loop():
+        yield trio_asyncio.current_loop.get()
+
+
+@pytest.fixture
+async def db(aio_loop: trio_asyncio.TrioEventLoop, database_url: str) -> AsyncIterator[Database]:
+    """An open :class:`Database` on this run's database."""
+    async with open_database(database_url, min_size=1, max_size=4) as database:
+        yield database
+
+
+# --------------------------------------------------------------------------- campus
+
+
+@pytest.fixture(scope="session")
+def campus(database_url: str) -> Campus:
+    """A small seeded campus in ``database_url``; treat it as read-only."""
+    now = datetime.now(timezone.utc)
+    return run_with_database(
+        database_url,
+        lambda db: ensure_campus(db, rooms=CAMPUS_ROOMS, students=CAMPUS_STUDENTS, now=now),
+    )

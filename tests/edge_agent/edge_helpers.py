@@ -1,0 +1,183 @@
+"""Helpers for the edge agent tests: a real-broker collector, configs, a cuttable TCP proxy.
+
+(Not a conftest: other test folders have their own conftest modules.)
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import socket
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Callable, Coroutine, TypeVar
+from urllib.parse import urlsplit
+
+import aiomqtt
+
+from edge_agent import AgentConfig
+from schemas import DeviceStatus, Event, Frame, Topics, decode_frame, decode_status
+
+T = TypeVar("T")
+
+_URL = urlsplit(os.environ.get("CAMPUSHUB_TEST_MQTT_URL", "mqtt://127.0.0.1:1883"))
+BROKER_HOST = _URL.hostname or "127.0.0.1"
+BROKER_PORT = _URL.port or 1883
+BROKER_URL = f"mqtt://{BROKER_HOST}:{BROKER_PORT}"
+
+
+def new_prefix() -> str:
+    return f"t{uuid.uuid4().hex[:8]}"
+
+
+def free_port() -> int:
+    """A port nothing listens on (bound then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def make_config(tmp_path: Path, prefix: str, **overrides: object) -> AgentConfig:
+    values: dict[str, object] = dict(
+        device_id="room-1-edge", room_id="room-1", alg="hmac-sha256",
+        signing_key=secrets.token_bytes(32), mqtt_url=BROKER_URL, topic_prefix=prefix,
+        outbox_path=tmp_path / "outbox.sqlite", heartbeat_interval_s=60.0,
+        reconnect_initial_s=0.05, reconnect_max_s=0.2, drain_timeout_s=2.0, publish_timeout_s=3.0,
+    )
+    values.update(overrides)
+    return AgentConfig(**values)  # type: ignore[arg-type]
+
+
+class Collector:
+    """Subscribes to ``{prefix}/#`` on the real broker and keeps everything it receives.
+
+    On exit it clears the retained status messages of the prefix, so test
+    runs leave nothing behind in the (persistent) broker.
+    """
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.topics = Topics(prefix)
+        self.messages: list[aiomqtt.Message] = []
+        self._client = aiomqtt.Client(BROKER_HOST, BROKER_PORT, protocol=aiomqtt.ProtocolVersion.V5,
+                                      identifier=f"collector-{uuid.uuid4().hex[:8]}")
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> "Collector":
+        await self._client.__aenter__()
+        await self._client.subscribe(f"{self.prefix}/#", qos=1)
+        self._task = asyncio.create_task(self._collect())
+        return self
+
+    async def _collect(self) -> None:
+        async for message in self._client.messages:
+            self.messages.append(message)
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+        for topic in {str(m.topic) for m in self.messages if str(m.topic).endswith("/status")}:
+            await self._client.publish(topic, b"", qos=1, retain=True)
+        await self._client.__aexit__(None, None, None)
+
+    def events(self) -> list[tuple[Frame, Event]]:
+        return [decode_frame(bytes(m.payload)) for m in self.messages  # type: ignore[arg-type]
+                if str(m.topic).endswith("/up")]
+
+    def of_kind(self, kind: str) -> list[Event]:
+        return [e for _, e in self.events() if type(e).__struct_config__.tag == kind]
+
+    def statuses(self, device_id: str) -> list[DeviceStatus]:
+        topic = self.topics.status(device_id)
+        return [decode_status(bytes(m.payload)) for m in self.messages  # type: ignore[arg-type]
+                if str(m.topic) == topic and m.payload]
+
+    async def wait_for(self, predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out after {timeout}s; got {len(self.messages)} messages")
+            await asyncio.sleep(0.02)
+
+
+async def retained_status(prefix: str, device_id: str, timeout: float = 2.0) -> tuple[DeviceStatus, bool]:
+    """What a newcomer sees on the status topic: (status, retain flag)."""
+    async with aiomqtt.Client(BROKER_HOST, BROKER_PORT, protocol=aiomqtt.ProtocolVersion.V5,
+                              identifier=f"peek-{uuid.uuid4().hex[:8]}") as client:
+        await client.subscribe(Topics(prefix).status(device_id), qos=1)
+        async with asyncio.timeout(timeout):
+            async for message in client.messages:
+                return decode_status(bytes(message.payload)), message.retain  # type: ignore[arg-type]
+    raise AssertionError("unreachable")
+
+
+class CuttableProxy:
+    """A TCP proxy in front of the broker whose link can be cut (abort every
+    connection, refuse new ones) and restored, to simulate network outages."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self._server: asyncio.AbstractServer | None = None
+        self._transports: set[asyncio.Transport] = set()
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection(BROKER_HOST, BROKER_PORT)
+        except OSError:
+            writer.transport.abort()
+            return
+        for w in (writer, up_writer):
+            self._transports.add(w.transport)  # type: ignore[arg-type]
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            try:
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            except (OSError, asyncio.IncompleteReadError):
+                pass
+            finally:
+                dst.transport.abort()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    async def cut(self) -> None:
+        """Abort every connection (no MQTT DISCONNECT reaches the broker) and stop listening."""
+        assert self._server is not None
+        self._server.close()
+        for t in list(self._transports):
+            t.abort()
+        self._transports.clear()
+        await self._server.wait_closed()
+
+    async def close(self) -> None:
+        await self.cut()
+
+
+def run_native(coro: "Coroutine[Any, Any, T]") -> T:
+    """Run ``coro`` on a plain asyncio loop, as on the classroom PC.
+
+    (Once trio_asyncio is imported, as the shared conftest does, ``asyncio.run``
+    builds a trio-asyncio loop instead; :func:`run_trio_asyncio` covers that.)
+    """
+    with asyncio.Runner(loop_factory=asyncio.SelectorEventLoop) as runner:
+        return runner.run(coro)
+
+
+def run_trio_asyncio(coro: "Coroutine[Any, Any, T]") -> T:
+    """Run ``coro`` with ``asyncio.run`` after importing trio_asyncio, like the hub CLI does."""
+    import trio_asyncio  # noqa: F401 - the import is what changes asyncio.run's loop
+
+    return asyncio.run(coro)
+
+
+RUNNERS = {"asyncio": run_native, "trio_asyncio": run_trio_asyncio}

@@ -1,0 +1,395 @@
+"""TrioMqttClient against a real Mosquitto broker (no mocks).
+
+Broker address: CAMPUSHUB_TEST_MQTT_HOST / CAMPUSHUB_TEST_MQTT_PORT
+(default 127.0.0.1:1883). Every test uses its own topic prefix and client ids.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import socket
+import time
+import uuid
+
+import pytest
+import trio
+
+from hub.mqtt import InboundMessage, MqttNotConnected, TrioMqttClient
+
+HOST = os.environ.get("CAMPUSHUB_TEST_MQTT_HOST", "127.0.0.1")
+PORT = int(os.environ.get("CAMPUSHUB_TEST_MQTT_PORT", "1883"))
+
+pytestmark = pytest.mark.integration
+
+
+def _broker_reachable() -> bool:
+    try:
+        socket.create_connection((HOST, PORT), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+if not _broker_reachable():  # pragma: no cover - environment guard
+    pytest.fail(f"MQTT broker not reachable at {HOST}:{PORT}", pytrace=False)
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"test-{uuid.uuid4().hex[:8]}"
+
+
+def make_client(cid: str, cls: type[TrioMqttClient] = TrioMqttClient, **kw) -> TrioMqttClient:
+    kw.setdefault("host", HOST)
+    kw.setdefault("port", PORT)
+    kw.setdefault("session_expiry_s", 30)  # don't leave sessions behind for long
+    return cls(client_id=cid, **kw)
+
+
+async def start(nursery: trio.Nursery, client: TrioMqttClient, on_connect=None) -> TrioMqttClient:
+    await nursery.start(functools.partial(client.run, on_connect=on_connect))
+    return client
+
+
+def subscriber(*filters: str):
+    async def on_connect(c: TrioMqttClient) -> None:
+        for f in filters:
+            await c.subscribe(f, qos=1)
+
+    return on_connect
+
+
+async def receive(client: TrioMqttClient, timeout: float = 3.0) -> InboundMessage:
+    with trio.fail_after(timeout):
+        return await client.messages.receive()
+
+
+async def assert_nothing(client: TrioMqttClient, wait: float = 0.5) -> None:
+    with trio.move_on_after(wait):
+        msg = await client.messages.receive()
+        pytest.fail(f"unexpected message {msg}")
+
+
+async def wait_until(pred, timeout: float = 3.0, step: float = 0.01) -> None:
+    with trio.fail_after(timeout):
+        while not pred():
+            await trio.sleep(step)
+
+
+def drop_socket(client: TrioMqttClient) -> None:
+    """Kill the TCP connection without DISCONNECT (as a network failure would)."""
+    client._paho.socket().shutdown(socket.SHUT_RDWR)
+
+
+class TcpProxy:
+    """A trio TCP forwarder in front of the broker, to have a "broker" that can
+    be down, come up later, or drop connections from the server side."""
+
+    def __init__(self) -> None:
+        self.scopes: list[trio.CancelScope] = []
+
+    async def serve(self, port: int, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        listeners = await trio.open_tcp_listeners(port, host="127.0.0.1")
+        task_status.started()
+        await trio.serve_listeners(self._handle, listeners)
+
+    async def _handle(self, downstream: trio.SocketStream) -> None:
+        with trio.CancelScope() as scope:
+            self.scopes.append(scope)
+            async with downstream, await trio.open_tcp_stream(HOST, PORT) as upstream:
+                async with trio.open_nursery() as n:
+                    n.start_soon(self._pump, downstream, upstream)
+                    n.start_soon(self._pump, upstream, downstream)
+
+    @staticmethod
+    async def _pump(src: trio.SocketStream, dst: trio.SocketStream) -> None:
+        async for chunk in src:
+            await dst.send_all(chunk)
+
+    def drop_all(self) -> None:
+        for s in self.scopes:
+            s.cancel()
+        self.scopes.clear()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# --------------------------------------------------------------------- tests
+
+
+async def test_publish_receive_roundtrip(prefix: str) -> None:
+    with trio.fail_after(5):
+        async with trio.open_nursery() as n:
+            c = await start(n, make_client(f"{prefix}-a", clean_start=True), subscriber(f"{prefix}/#"))
+            assert c.connected and c.generation == 1
+            before = time.time()
+            await c.publish(f"{prefix}/x", b"hello", wait_for_ack=True)
+            await c.publish(f"{prefix}/y", b"zero", qos=0, message_expiry_s=60, wait_for_ack=True)
+            m1 = await receive(c)
+            m2 = await receive(c)
+            assert (m1.topic, m1.payload, m1.qos, m1.retain) == (f"{prefix}/x", b"hello", 1, False)
+            assert (m2.topic, m2.payload, m2.qos) == (f"{prefix}/y", b"zero", 0)
+            assert m1.generation == c.generation == 1
+            assert before <= m1.received_at <= time.time()
+            c.ack(m1)
+            c.ack(m2)  # QoS 0: no-op
+            assert c.stats.acked == 1
+            assert c.stats.received == 2 and c.stats.published == 2
+            n.cancel_scope.cancel()
+    # run() ended: the channel is closed for consumers
+    with pytest.raises(trio.EndOfChannel):
+        await c.messages.receive()
+
+
+async def test_unacked_message_redelivered_with_persistent_session(prefix: str) -> None:
+    cid = f"{prefix}-persist"
+    with trio.fail_after(6):
+        async with trio.open_nursery() as n:
+            c1 = await start(n, make_client(cid, clean_start=True), subscriber(f"{prefix}/#"))
+            await c1.publish(f"{prefix}/t", b"acked", wait_for_ack=True)
+            await c1.publish(f"{prefix}/t", b"unacked", wait_for_ack=True)
+            acked, unacked = await receive(c1), await receive(c1)
+            assert (acked.payload, unacked.payload) == (b"acked", b"unacked")
+            c1.ack(acked)
+            # The broker handles our packets in order: once this round trip is
+            # done, the PUBACK above has been processed.
+            await c1.publish(f"{prefix}/other", b"sync", qos=1, wait_for_ack=True)
+            c1.ack(await receive(c1))
+            n.cancel_scope.cancel()  # graceful DISCONNECT; session kept
+
+        async with trio.open_nursery() as n:
+            # No subscribe: the subscription lives in the broker-side session.
+            c2 = await start(n, make_client(cid, clean_start=False))
+            again = await receive(c2)
+            assert again.payload == b"unacked" and again.generation == 1
+            c2.ack(again)
+            await assert_nothing(c2, 0.5)
+            n.cancel_scope.cancel()
+
+
+async def test_ack_of_old_generation_is_noop(prefix: str) -> None:
+    with trio.fail_after(6):
+        async with trio.open_nursery() as n:
+            c = await start(n, make_client(f"{prefix}-gen", clean_start=True), subscriber(f"{prefix}/#"))
+            await c.publish(f"{prefix}/t", b"m", wait_for_ack=True)
+            old = await receive(c)
+            assert old.generation == 1
+
+            drop_socket(c)
+            await wait_until(lambda: c.generation == 2 and c.connected)
+            new = await receive(c)  # the broker redelivers the unacked message
+            assert (new.payload, new.generation) == (b"m", 2)
+
+            c.ack(old)  # mid belongs to the dead connection: must not be sent
+            assert c.stats.acked == 0
+            c.ack(new)
+            assert c.stats.acked == 1
+            await c.publish(f"{prefix}/sync", b"s", wait_for_ack=True)
+            c.ack(await receive(c))
+
+            # Acked for real: not redelivered after yet another reconnect.
+            drop_socket(c)
+            await wait_until(lambda: c.generation == 3 and c.connected)
+            await assert_nothing(c, 0.5)
+            assert c.stats.reconnects == 2
+            n.cancel_scope.cancel()
+
+
+async def test_backpressure_stops_reading_and_loses_nothing(prefix: str) -> None:
+    count, capacity = 500, 4
+    with trio.fail_after(8):
+        async with trio.open_nursery() as n:
+            rx = await start(n, make_client(f"{prefix}-rx", clean_start=True, inbound_capacity=capacity),
+                             subscriber(f"{prefix}/#"))
+            tx = await start(n, make_client(f"{prefix}-tx", clean_start=True))
+            for i in range(count):
+                await tx.publish(f"{prefix}/bp", str(i).encode())
+            await tx.publish(f"{prefix}/end", b"", wait_for_ack=True)
+
+            # Nobody consumes: the reader fills the channel plus one drain
+            # batch (capped at the capacity) and then leaves the socket unread.
+            await trio.sleep(0.3)
+            assert rx.stats.received <= 2 * capacity + 1
+            assert rx._stalled
+
+            got = []
+            while len(got) < count + 1:
+                m = await receive(rx)
+                got.append(m.payload)
+                rx.ack(m)
+            assert got == [str(i).encode() for i in range(count)] + [b""]
+            assert rx.stats.received == count + 1 and rx.generation == 1
+            n.cancel_scope.cancel()
+
+
+async def test_publish_waits_for_queue_room(prefix: str) -> None:
+    class SmallQueue(TrioMqttClient):
+        MAX_QUEUED_MESSAGES = 5
+
+    count = 200
+    with trio.fail_after(6):
+        async with trio.open_nursery() as n:
+            c = await start(n, make_client(f"{prefix}-q", SmallQueue, clean_start=True, max_inflight=2),
+                            subscriber(f"{prefix}/#"))
+            received: list[bytes] = []
+
+            async def consume() -> None:
+                async for m in c.messages:
+                    received.append(m.payload)
+                    c.ack(m)
+
+            n.start_soon(consume)
+            for i in range(count):
+                await c.publish(f"{prefix}/q", str(i).encode())
+                assert len(c._paho._out_messages) <= 5  # never beyond the queue bound
+            assert c.stats.queue_full_waits > 0
+            await wait_until(lambda: len(received) == count)
+            assert received == [str(i).encode() for i in range(count)]
+            n.cancel_scope.cancel()
+
+
+async def test_reconnects_and_resubscribes_after_socket_dropped(prefix: str) -> None:
+    connects = 0
+
+    async def on_connect(c: TrioMqttClient) -> None:
+        nonlocal connects
+        connects += 1
+        # A topic only the n-th on_connect subscribes: receiving on it proves
+        # the subscription was (re)made after the reconnect.
+        await c.subscribe(f"{prefix}/conn{connects}", qos=1)
+
+    with trio.fail_after(6):
+        async with trio.open_nursery() as n:
+            c = await start(n, make_client(f"{prefix}-re", clean_start=True), on_connect)
+            assert connects == 1
+            drop_socket(c)
+            # Published while the connection is dying/dead: paho keeps QoS 1
+            # messages and resends them after the next CONNACK.
+            await c.publish(f"{prefix}/conn1", b"during-outage")
+            await wait_until(lambda: connects == 2 and c.connected)
+            assert c.generation == 2 and c.stats.reconnects == 1
+            await c.publish(f"{prefix}/conn2", b"after", wait_for_ack=True)
+            payloads = {(await receive(c)).payload for _ in range(2)}
+            assert payloads == {b"during-outage", b"after"}
+            n.cancel_scope.cancel()
+
+
+async def test_reconnects_after_socket_closed_behind_paho(prefix: str) -> None:
+    class FastMisc(TrioMqttClient):
+        MISC_INTERVAL_S = 0.1
+
+    with trio.fail_after(5):
+        async with trio.open_nursery() as n:
+            c = await start(n, make_client(f"{prefix}-cl", FastMisc, clean_start=True), subscriber(f"{prefix}/#"))
+            c._paho.socket().close()  # trio is not told: the watchdog must notice
+            await wait_until(lambda: c.generation == 2 and c.connected)
+            await c.publish(f"{prefix}/x", b"ok", wait_for_ack=True)
+            assert (await receive(c)).payload == b"ok"
+            n.cancel_scope.cancel()
+
+
+async def test_last_will_on_dead_socket_but_not_on_clean_stop(prefix: str) -> None:
+    will_topic = f"{prefix}/status"
+    with trio.fail_after(6):
+        async with trio.open_nursery() as n:
+            obs = await start(n, make_client(f"{prefix}-obs", clean_start=True), subscriber(will_topic))
+            async with trio.open_nursery() as dev_nursery:
+                dev = await start(dev_nursery, make_client(
+                    f"{prefix}-dev", clean_start=True, will=(will_topic, b"offline", 1, False)))
+                drop_socket(dev)
+                m = await receive(obs)
+                assert (m.topic, m.payload, m.qos) == (will_topic, b"offline", 1)
+                obs.ack(m)
+                await wait_until(lambda: dev.generation == 2 and dev.connected)
+                dev_nursery.cancel_scope.cancel()  # DISCONNECT 0x00: no Will
+            await assert_nothing(obs, 0.5)
+            n.cancel_scope.cancel()
+
+
+async def test_broker_down_at_start_then_up_then_server_drop(prefix: str) -> None:
+    port = free_port()
+    proxy = TcpProxy()
+    with trio.fail_after(6):
+        async with trio.open_nursery() as n:
+            c = make_client(f"{prefix}-down", clean_start=True, port=port)
+            started = trio.Event()
+
+            async def run_client() -> None:
+                await start(n, c, subscriber(f"{prefix}/#"))
+                started.set()
+
+            n.start_soon(run_client)
+            # Nothing listens yet: run() must log, back off and keep trying.
+            await wait_until(lambda: c.stats.connect_failures >= 3)
+            assert not started.is_set() and not c.connected
+
+            await n.start(proxy.serve, port)
+            with trio.fail_after(2):  # backoff is still small after ~3 tries
+                await started.wait()
+            assert c.generation == 1
+
+            proxy.drop_all()  # server side closes the TCP connection
+            await wait_until(lambda: c.generation == 2 and c.connected)
+            await c.publish(f"{prefix}/x", b"back", wait_for_ack=True)
+            assert (await receive(c)).payload == b"back"
+            n.cancel_scope.cancel()
+
+
+async def test_connect_timeout_when_broker_never_answers(prefix: str) -> None:
+    class QuickTimeout(TrioMqttClient):
+        CONNECT_TIMEOUT_S = 0.2
+
+    async def silent(stream: trio.SocketStream) -> None:
+        async with stream:
+            async for _ in stream:  # swallow CONNECT, never send CONNACK
+                pass
+
+    with trio.fail_after(5):
+        async with trio.open_nursery() as n:
+            listeners = await n.start(trio.serve_tcp, silent, 0)
+            port = listeners[0].socket.getsockname()[1]
+            c = make_client(f"{prefix}-silent", QuickTimeout, port=port)
+            n.start_soon(c.run)
+            await wait_until(lambda: c.stats.connect_failures >= 2)
+            assert not c.connected and c.generation == 0
+            n.cancel_scope.cancel()
+
+
+async def test_subscribe_and_qos0_need_connection(prefix: str) -> None:
+    c = make_client(f"{prefix}-idle")
+    with pytest.raises(MqttNotConnected):
+        await c.subscribe(f"{prefix}/#")
+    await c.publish(f"{prefix}/x", b"", qos=0)  # dropped, counted
+    assert c.stats.dropped_qos0 == 1
+    with pytest.raises(MqttNotConnected):
+        await c.publish(f"{prefix}/x", b"", qos=0, wait_for_ack=True)
+
+
+async def test_stalled_reader_survives_keepalive(prefix: str) -> None:
+    """Backpressure must not be mistaken for a dead broker (no PINGRESP read)."""
+
+    class FastMisc(TrioMqttClient):
+        MISC_INTERVAL_S = 0.1
+
+    with trio.fail_after(6):
+        async with trio.open_nursery() as n:
+            rx = await start(n, make_client(f"{prefix}-ka", FastMisc, clean_start=True, keepalive=1,
+                                            inbound_capacity=1), subscriber(f"{prefix}/#"))
+            # A separate publisher: rx cannot read its own PUBACKs while stalled.
+            tx = await start(n, make_client(f"{prefix}-ka-tx", clean_start=True))
+            for i in range(10):
+                await tx.publish(f"{prefix}/k", str(i).encode(), wait_for_ack=True)
+            await trio.sleep(3)  # several keepalive periods with the socket unread
+            got = []
+            for _ in range(10):
+                m = await receive(rx)
+                got.append(m.payload)
+                rx.ack(m)
+            assert got == [str(i).encode() for i in range(10)]
+            assert rx.generation == 1 and rx.connected
+            n.cancel_scope.cancel()

@@ -1,0 +1,50 @@
+"""Ownership rules: who may see which session and which student's attendance.
+
+Roles gate routes (``web.auth.require``); these checks gate *records*:
+admin sees everything, faculty only sessions (and students) of the courses
+they teach, a student only themself. Each is one query, made before any
+data is loaded or any bus topic subscribed.
+"""
+from __future__ import annotations
+
+from hub.db.web_queries import session_faculty, student_profile, teaches_student
+
+from .auth import Principal
+from .context import WebContext
+from .errors import forbidden, not_found
+
+
+def may_see_session(principal: Principal, faculty_id: str) -> bool:
+    """Given the faculty member teaching a session's course."""
+    return principal.role == "admin" or (principal.role == "faculty" and principal.user_id == faculty_id)
+
+
+async def authorize_session(ctx: WebContext, principal: Principal, session_id: str) -> None:
+    """404 if there is no such session, 403 unless the principal may see it."""
+    faculty_id = await session_faculty(ctx.db, session_id)
+    if faculty_id is None:
+        raise not_found("No such session.")
+    if not may_see_session(principal, faculty_id):
+        raise forbidden("You do not teach this session's course.")
+
+
+async def attendance_scope(ctx: WebContext, principal: Principal, student_id: str) -> str | None:
+    """Authorise reading ``student_id``'s attendance; returns the faculty filter to apply.
+
+    A student: only their own (403 otherwise, without revealing whether the
+    other id exists). Faculty: only students enrolled in a course they teach,
+    limited to those courses. Admin: anyone (404 for an unknown student).
+    """
+    if principal.role == "student":
+        if principal.user_id != student_id:
+            raise forbidden("You can only see your own attendance.")
+        return None
+    if principal.role == "faculty":
+        if not await teaches_student(ctx.db, principal.user_id, student_id):
+            raise forbidden("This student is not enrolled in any course you teach.")
+        return principal.user_id
+    if principal.role == "admin":
+        if await student_profile(ctx.db, student_id) is None:
+            raise not_found("No such student.")
+        return None
+    raise forbidden()

@@ -1,0 +1,93 @@
+"""The quart-trio app factory and its hypercorn (trio worker) server.
+
+Concurrency contract: :func:`create_app` is synchronous and does no I/O.
+:func:`serve` runs until cancelled; every request and websocket is a task of
+hypercorn's nursery inside the caller's trio run (so they share the
+caller's trio-asyncio loop, which ``ctx.db`` needs).
+"""
+from __future__ import annotations
+
+from functools import partial
+
+import trio
+from hypercorn.config import Config
+from hypercorn.trio import serve as hypercorn_serve
+from quart import Response, g, request
+from quart_trio import QuartTrio
+
+from . import errors, templating
+from .context import WebContext
+from .cookies import set_auth_cookies
+from .routes import account, api, faculty, live, ops, student, system
+from .serialize import IsoJSONProvider
+
+#: Request bodies are tiny (a login form, a refresh token); refuse anything bigger.
+MAX_BODY_BYTES = 64 * 1024
+WEBSOCKET_MAX_MESSAGE_BYTES = 4 * 1024
+WEBSOCKET_PING_INTERVAL_S = 20.0
+
+_CSP = (
+    "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+    "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+)
+
+
+def create_app(ctx: WebContext, *, secure_cookies: bool = False) -> QuartTrio:
+    """Build the web app around ``ctx``.
+
+    ``secure_cookies`` marks the auth cookies ``Secure``: turn it on whenever
+    the app is reached over TLS (it is off for plain-http demos and tests).
+    """
+    app = QuartTrio(__name__, static_folder="static", template_folder="templates")
+    app.json = IsoJSONProvider(app)
+    app.config.update(
+        MAX_CONTENT_LENGTH=MAX_BODY_BYTES,
+        CAMPUSHUB_SECURE_COOKIES=secure_cookies,
+        # Errors become JSON / error pages (web/errors.py) rather than propagating to the server.
+        PROPAGATE_EXCEPTIONS=False,
+    )
+    app.extensions["campushub"] = ctx
+    errors.register(app)
+    templating.register(app)
+    for module in (account, faculty, student, ops, api, live, system):
+        app.register_blueprint(module.bp)
+
+    @app.after_request
+    async def finish_response(response: Response) -> Response:
+        issued = g.get("issued_tokens")
+        if issued is not None:  # the browser session was refreshed during this request
+            set_auth_cookies(response, issued)
+        response.headers.setdefault("Content-Security-Policy", _CSP)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        if not request.path.startswith("/static/"):
+            response.headers.setdefault("Cache-Control", "no-store")
+        return response
+
+    return app
+
+
+def _port_of(bind: str) -> int:
+    # hypercorn reports binds as "http://127.0.0.1:8080" or "http://[::1]:8080".
+    return int(bind.rsplit(":", 1)[1])
+
+
+async def serve(
+    app: QuartTrio, *, host: str, port: int, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
+) -> None:
+    """Serve ``app`` with hypercorn's trio worker until cancelled.
+
+    ``port=0`` picks a free port; ``task_status.started(port)`` reports the
+    port actually bound, once the socket is listening. Cancelling this task
+    closes the listener and every open connection.
+    """
+    config = Config()
+    config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
+    config.accesslog = None
+    config.include_server_header = False
+    config.websocket_ping_interval = WEBSOCKET_PING_INTERVAL_S
+    config.websocket_max_message_size = WEBSOCKET_MAX_MESSAGE_BYTES
+    config.graceful_timeout = 1.0
+    async with trio.open_nursery() as nursery:
+        binds = await nursery.start(partial(hypercorn_serve, app, config))
+        task_status.started(_port_of(binds[0]))

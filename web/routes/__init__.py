@@ -1,0 +1,1 @@
+"""Blueprints: account (login/logout/home), role pages, the JSON API, websockets, health and metrics."""
