@@ -32,7 +32,11 @@ from typing import AsyncIterator, Sequence
 import aiomqtt
 import msgspec
 
-from devices import QrLineSource, QrRead, Reading, SensorSample, SimulatedSensorSource, Source
+# Submodule imports on purpose: under pytest, tests/devices/ can shadow the bare
+# package name as an empty namespace package (see tests/edge_agent/edge_helpers.py).
+from devices.base import QrRead, Reading, SensorSample, Source
+from devices.qr.source import QrLineSource
+from devices.sensor.source import SimulatedSensorSource
 from schemas import (
     PROTOCOL_VERSION,
     BiometricMatchEvent,
@@ -64,6 +68,8 @@ _KIND: dict[type, str] = {
 # msgspec checks these constraints only when decoding, so the agent checks
 # them before signing: an event the hub would reject is a local bug.
 _METRIC_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+#: A connection that lasted this long counts as healthy (resets the reconnect backoff).
+_STABLE_CONNECTION_S = 10.0
 
 
 def _ms(unix_seconds: float) -> int:
@@ -123,6 +129,7 @@ class EdgeAgent:
         self.topics = Topics(config.topic_prefix)
         self._uplink = self.topics.uplink(config.device_id)
         self._status_topic = self.topics.status(config.device_id)
+        self._broker = f"{config.endpoint.host}:{config.endpoint.port}"  # for logs: no credentials
         self._sources: list[Source] = [build_source(s) for s in config.sources] + list(sources)
         self._outbox = AsyncOutbox(config.outbox_path, device_id=config.device_id,
                                    max_rows=config.max_outbox_rows)
@@ -198,7 +205,9 @@ class EdgeAgent:
         """
         if event.device != self.config.device_id:
             raise ValueError(f"event of device {event.device!r}, this agent is {self.config.device_id!r}")
-        kind = _KIND[type(event)]
+        kind = _KIND.get(type(event))
+        if kind is None:
+            raise ValueError(f"not an event: {event!r}")
         alg, key = self.config.alg, self.config.signing_key
 
         def encode(seq: int) -> bytes:  # runs in the outbox thread, inside its transaction
@@ -401,14 +410,19 @@ class EdgeAgent:
                 if not await self._connect(client):
                     return  # stop requested while connecting
             except aiomqtt.MqttError as exc:
-                log.warning("%s: cannot connect to %s: %s", cfg.device_id, cfg.mqtt_url, exc)
+                log.warning("%s: cannot connect to %s: %s", cfg.device_id, self._broker, exc)
             else:
-                backoff = cfg.reconnect_initial_s
+                connected_at = time.monotonic()
                 try:
                     await self._serve(client)
                     return
                 except aiomqtt.MqttError as exc:
                     log.warning("%s: connection lost: %s", cfg.device_id, exc)
+                # Only a connection that held for a while resets the backoff: one that
+                # is dropped at once (e.g. another agent using our client id takes it
+                # over) must not turn into a fast reconnect loop.
+                if time.monotonic() - connected_at > _STABLE_CONNECTION_S:
+                    backoff = cfg.reconnect_initial_s
             if ev.stop.is_set():
                 return
             # Jitter: after a broker restart a whole campus must not reconnect in lockstep.
@@ -452,7 +466,7 @@ class EdgeAgent:
             self._connected = True
             self._connects += 1
             ev.online.set()
-            log.info("%s: online at %s (outbox depth %d)", cfg.device_id, cfg.mqtt_url, self.outbox_depth)
+            log.info("%s: online at %s (outbox depth %d)", cfg.device_id, self._broker, self.outbox_depth)
 
             failed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             watch = asyncio.create_task(self._watch(client))

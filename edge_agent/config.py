@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any, Literal, Mapping, Union
 from urllib.parse import urlsplit
 
-from devices.sensor import DEFAULT_METRICS
+from devices.sensor.source import DEFAULT_METRICS
 
 FIRMWARE = "campushub-edge/0.1.0"
 _DEVICE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")  # as the wire format requires

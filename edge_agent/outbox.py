@@ -82,8 +82,9 @@ class Outbox:
     """The outbox database of one device. Blocking; not thread-safe.
 
     Use it from one thread only (SQLite's ``check_same_thread`` enforces it);
-    :class:`AsyncOutbox` provides that thread for asyncio code. ``depth`` and
-    the counters are plain attributes and may be *read* from any thread.
+    :class:`AsyncOutbox` provides that thread for asyncio code. ``depth``,
+    ``next_seq`` and ``counters`` are plain attributes, replaced (never mutated
+    in place), so other threads may read them.
     """
 
     def __init__(self, path: "str | Path", *, device_id: str, max_rows: int = 10_000) -> None:
@@ -121,7 +122,8 @@ class Outbox:
         self._db.execute(
             "INSERT INTO counters (name, value) VALUES (?, 1) "
             "ON CONFLICT (name) DO UPDATE SET value = value + 1", (name,))
-        self.counters[name] = self.counters.get(name, 0) + 1
+        # Copy-on-write: other threads may be reading (copying) the dict right now.
+        self.counters = {**self.counters, name: self.counters.get(name, 0) + 1}
 
     def append(self, kind: str, encode: Callable[[int], bytes]) -> int | None:
         """Assign the next ``seq``, call ``encode(seq)`` for the signed bytes and store them.

@@ -33,8 +33,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-from devices import ScriptedQrSource
-from edge_agent import AgentConfig, EdgeAgent, SimulatedSensorSourceConfig
+# Submodule imports: tests/edge_agent/ and tests/devices/ can shadow the bare package
+# names under pytest (empty namespace packages); submodules resolve regardless.
+from devices.qr.source import ScriptedQrSource
+from edge_agent.agent import EdgeAgent
+from edge_agent.config import AgentConfig, SimulatedSensorSourceConfig
 from schemas import issue_checkin_token
 
 from .campus import Campus, DeviceCredentials, LiveSession
@@ -169,8 +172,11 @@ async def run_simulation(
     ``progress(counts)`` is called about once a second. SIGTERM or SIGINT
     (when run in the main thread) end the run early, like reaching
     ``duration_s``; a cancellation also stops the agents cleanly before it
-    propagates.
-    Stopping waits at most ``DRAIN_TIMEOUT_S`` plus a few seconds.
+    propagates. Stopping waits at most ``DRAIN_TIMEOUT_S`` plus a few seconds.
+
+    Each agent's outbox lives in ``outbox_dir/<device>.outbox.sqlite`` and is
+    kept between runs, like a real agent's: seq numbers keep increasing, and
+    events left over by an interrupted run are delivered first (and counted).
     """
     if duration_s <= 0:
         raise ValueError("duration_s must be > 0")

@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import sys
 import threading
@@ -18,7 +17,6 @@ from typing import IO, AsyncIterator, Callable, Iterator, Union
 
 from ..base import QrRead
 
-log = logging.getLogger(__name__)
 
 #: What a :class:`ScriptedQrSource` queue carries: text (stamped when taken),
 #: a ready :class:`QrRead`, or ``None`` meaning "no more scans".

@@ -9,15 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from devices import (
-    DEFAULT_METRICS,
-    QrLineSource,
-    QrRead,
-    ScriptedQrSource,
-    SensorSample,
-    SimulatedSensorSource,
-    Source,
-)
+# Submodules, not the bare package: see tests/edge_agent/edge_helpers.py.
+from devices.base import QrRead, SensorSample, Source
+from devices.qr.source import QrLineSource, ScriptedQrSource
+from devices.sensor.source import DEFAULT_METRICS, SimulatedSensorSource
 
 
 def run(coro):  # a plain asyncio loop, whatever the shared conftest imported

@@ -1,6 +1,13 @@
 """Helpers for the edge agent tests: a real-broker collector, configs, a cuttable TCP proxy.
 
-(Not a conftest: other test folders have their own conftest modules.)
+Import note for all tests in tests/edge_agent/ and tests/devices/: pytest puts
+``tests/`` on ``sys.path`` (rootless ``tests/conftest.py``, prepend mode), so
+these folders can shadow the real ``edge_agent`` / ``devices`` packages as
+empty namespace packages, whose ``__init__`` never runs. Submodules still
+resolve through the editable install, so tests import from submodules
+(``edge_agent.agent``, ``devices.qr.source``...), never from the bare package.
+No conftest.py here: ``tests/web`` does ``from conftest import ...``, which a
+conftest loaded later would hijack.
 """
 from __future__ import annotations
 
@@ -16,7 +23,7 @@ from urllib.parse import urlsplit
 
 import aiomqtt
 
-from edge_agent import AgentConfig
+from edge_agent.config import AgentConfig
 from schemas import DeviceStatus, Event, Frame, Topics, decode_frame, decode_status
 
 T = TypeVar("T")

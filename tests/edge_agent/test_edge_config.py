@@ -5,7 +5,13 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent import AgentConfig, ConfigError, QrLinesSourceConfig, SimulatedSensorSourceConfig, load_config
+from edge_agent.config import (
+    AgentConfig,
+    ConfigError,
+    QrLinesSourceConfig,
+    SimulatedSensorSourceConfig,
+    load_config,
+)
 from edge_agent.cli import main
 
 KEY = "00112233445566778899aabbccddeeff"
@@ -132,7 +138,7 @@ def test_cli_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
 
 
 def test_cli_refuses_another_devices_outbox(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from edge_agent import Outbox
+    from edge_agent.outbox import Outbox
 
     Outbox(tmp_path / "o.sqlite", device_id="someone-else").close()
     path = write(tmp_path, BASE + '\noutbox = "o.sqlite"\n')
