@@ -108,6 +108,9 @@ class _WebServer(ServiceActor):
 
 def _jwt_secret(settings: Settings) -> bytes:
     if settings.jwt_secret:
+        if len(settings.jwt_secret.encode()) < 32:
+            # RFC 7518 §3.2: an HS256 key shorter than the hash is guessable.
+            raise ValueError("CAMPUSHUB_JWT_SECRET must be at least 32 bytes")
         return settings.jwt_secret.encode()
     # Persist a generated secret so logins survive a restart of the hub.
     path = settings.data_dir / "jwt_secret"
@@ -132,6 +135,7 @@ async def run_hub(
     if not settings.database_url or not settings.mqtt_url:
         raise ValueError("run_hub needs database_url and mqtt_url (the CLI starts embedded ones)")
     mqtt_url = MqttUrl.parse(settings.mqtt_url)
+    jwt_secret = _jwt_secret(settings) if port is not None else b""
     topics = Topics(settings.topic_prefix)
     async with asyncio_loop(), open_database(settings.database_url) as db:
         applied = await migrate(db)
@@ -175,7 +179,7 @@ async def run_hub(
 
             def make_web() -> _WebServer:
                 web_app = create_app(WebContext(
-                    db=db, bus=bus, jwt_secret=_jwt_secret(settings),
+                    db=db, bus=bus, jwt_secret=jwt_secret,
                     connections=root.lookup("connections"), health=hub.health, metrics_text=metrics.render,
                 ))
                 return _WebServer(web_app, host, hub.web_port or port, on_web_port)

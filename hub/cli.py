@@ -213,8 +213,11 @@ async def _run_simulator_process(settings: Settings, args: argparse.Namespace) -
                CAMPUSHUB_TOPIC_PREFIX=settings.topic_prefix, CAMPUSHUB_DATA_DIR=str(settings.data_dir))
     command = [sys.executable, "-m", "hub", "simulate", "--rooms", str(args.rooms),
                "--students", str(args.students), "--duration", "3600"]
+    log_path = settings.data_dir / "simulator.log"
+    print(f"campushub: simulator running; its progress is in {log_path}", file=sys.stderr)
     # Cancelling run_process terminates the child, which stops its agents cleanly on SIGTERM.
-    await trio.run_process(command, env=env, check=False, stdout=subprocess.DEVNULL)
+    with open(log_path, "ab") as log_file:
+        await trio.run_process(command, env=env, check=False, stdout=log_file, stderr=log_file)
 
 
 def _simulate(args: argparse.Namespace, settings: Settings) -> int:

@@ -5,7 +5,6 @@ and synchronous; it never blocks and may be called from any thread or task.
 """
 from __future__ import annotations
 
-import hashlib
 import hmac
 import uuid
 
@@ -39,7 +38,7 @@ def new_event_id() -> bytes:
 def sign(payload: bytes, alg: SignatureAlgorithm, key: bytes) -> bytes:
     """Sign ``payload``. ``key`` is the HMAC secret, or the 32-byte Ed25519 private seed."""
     if alg == "hmac-sha256":
-        return hmac.new(key, payload, hashlib.sha256).digest()
+        return hmac.digest(key, payload, "sha256")
     if alg == "ed25519":
         return Ed25519PrivateKey.from_private_bytes(key).sign(payload)
     raise WireError("bad_algorithm", alg)
@@ -51,7 +50,7 @@ def verify(frame: Frame, key: bytes) -> None:
     ``key`` is the HMAC secret, or the 32-byte Ed25519 public key.
     """
     if frame.alg == "hmac-sha256":
-        expected = hmac.new(key, frame.payload, hashlib.sha256).digest()
+        expected = hmac.digest(key, frame.payload, "sha256")
         if not hmac.compare_digest(expected, frame.sig):
             raise WireError("bad_signature", "HMAC mismatch")
         return

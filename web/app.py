@@ -16,6 +16,7 @@ from quart import Response, g, request
 from quart_trio import QuartTrio
 
 from . import errors, templating
+from .auth import BrowserRefreshes
 from .context import WebContext
 from .cookies import set_auth_cookies
 from .routes import account, api, faculty, live, ops, student, system
@@ -47,6 +48,7 @@ def create_app(ctx: WebContext, *, secure_cookies: bool = False) -> QuartTrio:
         PROPAGATE_EXCEPTIONS=False,
     )
     app.extensions["campushub"] = ctx
+    app.extensions["campushub.refreshes"] = BrowserRefreshes()
     errors.register(app)
     templating.register(app)
     for module in (account, faculty, student, ops, api, live, system):

@@ -18,7 +18,9 @@ Where credentials come from
 2. Otherwise the HttpOnly cookies of a browser session. An HTTP request (page
    or API) whose access cookie has *expired* but whose refresh cookie is live
    is refreshed on the spot: the request proceeds and its response carries
-   the new cookies. A forged or malformed access token is never "healed".
+   the new cookies (requests of one browser racing to do so share one
+   rotation, see :class:`BrowserRefreshes`). A forged or malformed access
+   token is never "healed".
    Websocket handshakes are not refreshed (a Set-Cookie on a handshake is not
    reliably stored, and the rotation would orphan the browser's only refresh
    token): they get 401, and the page script fetches ``/api/v1/me`` (which
@@ -55,7 +57,7 @@ from urllib.parse import urlsplit
 
 import jwt
 import trio
-from quart import g, has_websocket_context, request, websocket
+from quart import current_app, g, has_websocket_context, request, websocket
 
 from hub.db.users import (
     UserRecord,
@@ -75,6 +77,8 @@ ROLES: tuple[Role, ...] = ("admin", "faculty", "student", "ops")
 
 ACCESS_TTL_S = 15 * 60
 REFRESH_TTL_S = 14 * 24 * 3600
+#: How long other requests of a browser may still present the refresh cookie just rotated (see BrowserRefreshes).
+BROWSER_REFRESH_GRACE_S = 10.0
 JWT_ALGORITHM = "HS256"
 
 V = TypeVar("V", bound=Callable[..., Awaitable])
@@ -202,6 +206,56 @@ async def logout(ctx: WebContext, refresh_token: str) -> None:
     await revoke_refresh_token(ctx.db, _hash_refresh(refresh_token), _at(ctx.now()))
 
 
+class BrowserRefreshes:
+    """Single-flight refresh of browser sessions, per app.
+
+    One browser often sends several requests with the same expired access
+    cookie and the same refresh cookie at once: two tabs whose websockets
+    close at the same expiry, a QR reload racing a page load. Rotating per
+    request would make every request after the first look like a stolen,
+    reused token and revoke the session. Instead the first request rotates
+    and every request presenting the same refresh token within
+    :data:`BROWSER_REFRESH_GRACE_S` gets that same new pair. Only the cookie
+    path uses this; ``POST /api/v1/auth/refresh`` stays strict.
+
+    Concurrency contract: used from the app's request tasks of one trio run.
+    """
+
+    def __init__(self) -> None:
+        self._recent: dict[bytes, _Refreshing] = {}
+
+    async def refresh(self, ctx: WebContext, refresh_token: str) -> TokenPair:
+        now = ctx.now()
+        for key in [k for k, v in self._recent.items() if v.expires_at <= now]:
+            del self._recent[key]
+        key = _hash_refresh(refresh_token)
+        entry = self._recent.get(key)
+        if entry is None:
+            entry = self._recent[key] = _Refreshing(now + BROWSER_REFRESH_GRACE_S)
+            try:
+                entry.pair = await refresh(ctx, refresh_token)
+            except WebError as error:
+                entry.error = error
+            except BaseException:
+                del self._recent[key]  # e.g. the database is down: let the next request try again
+                raise
+            finally:
+                entry.done.set()
+        else:
+            await entry.done.wait()
+        if entry.pair is not None:
+            return entry.pair
+        raise entry.error or WebError(503, "unavailable", "Try again in a moment.")
+
+
+class _Refreshing:
+    def __init__(self, expires_at: float) -> None:
+        self.expires_at = expires_at
+        self.done = trio.Event()
+        self.pair: TokenPair | None = None
+        self.error: WebError | None = None
+
+
 # --- per request ---------------------------------------------------------------
 
 async def authenticate(ctx: WebContext) -> Principal:
@@ -227,7 +281,7 @@ async def authenticate(ctx: WebContext) -> Principal:
             if error.code != "token_expired" or not refresh_token or kind == "websocket":
                 raise
     if refresh_token and kind != "websocket":
-        pair = await refresh(ctx, refresh_token)
+        pair = await current_app.extensions["campushub.refreshes"].refresh(ctx, refresh_token)
         g.issued_tokens = pair
         return pair.principal
     raise unauthenticated()

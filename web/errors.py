@@ -92,7 +92,6 @@ def register(app: Quart) -> None:
     @app.errorhandler(HTTPException)
     async def on_http_error(error: HTTPException) -> Response:
         status = error.code or 500
-        if status >= 500:
-            app.logger.error("unhandled error", exc_info=getattr(error, "original_exception", None))
+        if status >= 500:  # quart has already logged the original exception
             return await _render(WebError(status, "internal", "Something went wrong on our side."))
         return await _render(WebError(status, _http_code(error), error.description or error.name))

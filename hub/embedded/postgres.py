@@ -31,7 +31,7 @@ Layout of ``data_dir``::
     postgres.lock    flock held while a process owns the server
 
 Concurrency contract: everything here is synchronous and blocks the calling
-thread (initdb ~1-2 s on first use, start ~0.3-0.6 s, stop ~0.1-0.5 s); call
+thread (initdb ~0.7 s on first use, start ~0.1-0.3 s, stop ~0.1 s); call
 it from trio with ``trio.to_thread.run_sync``. Not cancellable midway; a
 half-started server is stopped before the error propagates.
 """

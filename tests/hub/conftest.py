@@ -29,7 +29,7 @@ def hub_settings(fresh_database_url: str, mqtt_server_url: str, topic_prefix: st
     run = uuid.uuid4().hex[:10]
     return Settings(
         database_url=fresh_database_url, mqtt_url=mqtt_server_url, topic_prefix=f"{topic_prefix}/{run}",
-        data_dir=tmp_path / "data", jwt_secret="test-jwt-secret-" + run, hub_client_id=f"hub-{run}",
+        data_dir=tmp_path / "data", jwt_secret="test-jwt-secret-must-be-32-bytes-" + run, hub_client_id=f"hub-{run}",
         device_offline_after_s=30,
     )
 

@@ -13,23 +13,16 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 
-import sys
-from pathlib import Path
+import pytest
+from quart_trio import QuartTrio
 
-# tests/ is on sys.path (pytest's prepend import mode), so without the project
-# root ahead of it "web" resolves to this directory as a namespace package.
-# Remove once pyproject's [tool.pytest.ini_options] has pythonpath = ["."].
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from hub.bus import LiveBus
+from hub.db import Database
+from hub.passwords import hash_password
+from web import WebContext, create_app
 
-import pytest  # noqa: E402
-from quart_trio import QuartTrio  # noqa: E402
+from web_helpers import PASSWORD
 
-from hub.bus import LiveBus  # noqa: E402
-from hub.db import Database  # noqa: E402
-from hub.passwords import hash_password  # noqa: E402
-from web import WebContext, create_app  # noqa: E402
-
-from web_helpers import PASSWORD  # noqa: E402
 JWT_SECRET = b"test-secret-" + b"x" * 32
 
 

@@ -6,8 +6,9 @@ import time
 
 import jwt
 import pytest
+import trio
 
-from web.auth import ACCESS_TTL_S, REFRESH_TTL_S
+from web.auth import ACCESS_TTL_S, BROWSER_REFRESH_GRACE_S, REFRESH_TTL_S
 from web_helpers import PASSWORD, api_login, bearer, page_login
 
 from conftest import JWT_SECRET
@@ -216,3 +217,39 @@ async def test_api_unknown_route_is_json_404(client):
     response = await client.get("/api/v1/nope")
     assert response.status_code == 404
     assert (await response.get_json())["error"]["code"] == "not_found"
+
+
+async def test_concurrent_browser_refreshes_share_one_rotation(client, db, world, clock):
+    """Two tabs hitting an expired session at once both stay logged in (no false reuse alarm)."""
+    await page_login(client, world.username("fac1"))
+    clock.advance(ACCESS_TTL_S + 5)
+    old_cookies = {c.name: c.value for c in client.cookie_jar}
+    results = []
+
+    async def request(path: str) -> None:
+        results.append(await client.get(path))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(request, "/faculty")
+        nursery.start_soon(request, "/api/v1/me")
+    assert [r.status_code for r in results] == [200, 200]
+    new_refresh = {cookie_headers(r)["ch_refresh"].split(";")[0] for r in results}
+    assert len(new_refresh) == 1  # both responses carry the same rotated token
+    live = await db.fetchval(
+        "SELECT count(*) FROM refresh_tokens WHERE user_id = $1 AND revoked_at IS NULL", world.users["fac1"]
+    )
+    assert live == 1
+
+    # Past the grace period the old refresh cookie is a reuse again: the session is revoked.
+    clock.advance(BROWSER_REFRESH_GRACE_S + 1)
+    stale = app_client_with(client, old_cookies)
+    response = await stale.get("/api/v1/me")
+    assert response.status_code == 401
+    assert (await response.get_json())["error"]["code"] == "invalid_refresh_token"
+
+
+def app_client_with(client, cookies: dict[str, str]):
+    other = client.app.test_client()
+    for name, value in cookies.items():
+        other.set_cookie("localhost", name, value)
+    return other

@@ -9,15 +9,18 @@ from web import create_app, serve
 
 
 async def http_get(port: int, path: str) -> tuple[int, dict[str, str], bytes]:
-    stream = await trio.open_tcp_stream("127.0.0.1", port)
-    async with stream:
-        await stream.send_all(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n".encode())
-        data = b""
-        while chunk := await stream.receive_some():
-            data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    status_line, *header_lines = head.decode().split("\r\n")
-    headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in header_lines)}
+    """A minimal HTTP/1.1 GET; reads exactly Content-Length bytes of body."""
+    with trio.fail_after(5):
+        async with await trio.open_tcp_stream("127.0.0.1", port) as stream:
+            await stream.send_all(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += await stream.receive_some()
+            head, _, body = data.partition(b"\r\n\r\n")
+            status_line, *header_lines = head.decode().split("\r\n")
+            headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in header_lines)}
+            while len(body) < int(headers["content-length"]):
+                body += await stream.receive_some()
     return int(status_line.split()[1]), headers, body
 
 

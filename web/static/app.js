@@ -215,19 +215,29 @@
 
     var section = document.getElementById("attendance");
     var toast = document.getElementById("checkin-toast");
+
+    function recount(article) {  // same rule as the server: not-yet sessions do not count yet
+      var attended = 0, total = 0;
+      article.querySelectorAll("td.status").forEach(function (cell) {
+        var s = cell.dataset.status;
+        if (s !== "not-yet") { total += 1; }
+        if (s === "present" || s === "late" || s === "excused") { attended += 1; }
+      });
+      var node = article.querySelector(".attended");
+      if (node) { node.textContent = attended + "/" + total; }
+    }
     liveSocket(section.dataset.ws, function (message, send) {
       if (message.type === "snapshot") {
         var stale = false;
         message.courses.forEach(function (course) {
           var article = byData(section, "data-course-id", course.course_id);
           if (!article) { stale = true; return; }
-          var attended = article.querySelector(".attended");
-          if (attended) { attended.textContent = course.attended + "/" + course.total; }
           course.sessions.forEach(function (s) {
             var tr = byData(article, "data-session-id", s.session_id);
             if (tr) { setStatus(tr.querySelector("td.status"), s.status); }
             else { stale = true; }  // a session opened since this page was rendered
           });
+          recount(article);
         });
         if (stale) { location.reload(); }  // the server renders new rows; reloading is simplest
       } else if (message.type === "attendance") {
@@ -235,6 +245,7 @@
         if (tr) {
           setStatus(tr.querySelector("td.status"), message.status);
           tr.querySelector("td.checked-in").replaceChildren(timeTag(message.checked_in_at));
+          recount(tr.closest("article"));
         } else {
           send({ type: "resync" });
         }
