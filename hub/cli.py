@@ -86,12 +86,12 @@ def main(argv: list[str] | None = None) -> int:
 
 # --- services ---------------------------------------------------------------
 
-def _with_services(settings: Settings, stack: ExitStack, *, start_embedded: bool) -> Settings:
-    """Fill in database and broker URLs: configured ones, a running demo's, or new embedded ones."""
-    if settings.database_url and settings.mqtt_url:
+def _with_services(settings: Settings, stack: ExitStack, *, start_embedded: bool, broker: bool = True) -> Settings:
+    """Fill in database (and, with ``broker``, MQTT) URLs: configured ones, a running demo's, or new embedded ones."""
+    if settings.database_url and (settings.mqtt_url or not broker):
         return settings
     running = _running_demo_services(settings.data_dir)
-    if running and not start_embedded:
+    if running:
         return replace(settings, database_url=settings.database_url or running["database_url"],
                        mqtt_url=settings.mqtt_url or running["mqtt_url"])
     if not start_embedded:
@@ -107,14 +107,16 @@ def _with_services(settings: Settings, stack: ExitStack, *, start_embedded: bool
         pg = start_embedded_postgres(settings.data_dir / "postgres")
         stack.callback(pg.stop)
         database_url = pg.dsn
-    if not mqtt_url:
+    if broker and not mqtt_url:
         print("campushub: starting embedded MQTT broker ...", file=sys.stderr)
-        broker = start_embedded_broker(settings.data_dir / "broker")
-        stack.callback(broker.stop)
-        mqtt_url = broker.url
-    services = settings.data_dir / _SERVICES_FILE
-    services.write_text(json.dumps({"database_url": database_url, "mqtt_url": mqtt_url, "pid": os.getpid()}))
-    stack.callback(lambda: services.unlink(missing_ok=True))
+        embedded_broker = start_embedded_broker(settings.data_dir / "broker")
+        stack.callback(embedded_broker.stop)
+        mqtt_url = embedded_broker.url
+    if broker:
+        # Lets `campushub simulate` / `migrate` in this directory find a running demo's services.
+        services = settings.data_dir / _SERVICES_FILE
+        services.write_text(json.dumps({"database_url": database_url, "mqtt_url": mqtt_url, "pid": os.getpid()}))
+        stack.callback(lambda: services.unlink(missing_ok=True))
     return replace(settings, database_url=database_url, mqtt_url=mqtt_url)
 
 
@@ -139,20 +141,14 @@ async def _until_signalled(cancel_scope: trio.CancelScope) -> None:
 # --- commands ---------------------------------------------------------------
 
 def _migrate(args: argparse.Namespace, settings: Settings) -> int:
-    from hub.db import asyncio_loop, available_migrations, migrate, open_database
+    from hub.db import available_migrations, migrate, run_with_database
 
     with ExitStack() as stack:
-        settings = _with_services(settings, stack, start_embedded=not settings.database_url
-                                  and not _running_demo_services(settings.data_dir))
-
-        async def run() -> list:
-            async with asyncio_loop(), open_database(settings.database_url) as db:
-                return await migrate(db)
-
-        applied = trio.run(run)
-        for m in applied:
-            print(f"applied {m.version:04d}_{m.name}")
-        print(f"schema at version {available_migrations()[-1].version:04d} ({len(applied)} applied now)")
+        settings = _with_services(settings, stack, start_embedded=True, broker=False)
+        applied = run_with_database(settings.database_url, migrate)
+    for m in applied:
+        print(f"applied {m.version:04d}_{m.name}")
+    print(f"schema at version {available_migrations()[-1].version:04d} ({len(applied)} applied now)")
     return EXIT_OK
 
 
@@ -221,7 +217,7 @@ async def _run_simulator_process(settings: Settings, args: argparse.Namespace) -
 
 
 def _simulate(args: argparse.Namespace, settings: Settings) -> int:
-    from hub.db import asyncio_loop, migrate, open_database
+    from hub.db import migrate, run_with_database
     from hub.db.seed import ensure_campus
 
     if args.rooms < 1 or args.students < 1 or args.duration <= 0:
@@ -229,13 +225,11 @@ def _simulate(args: argparse.Namespace, settings: Settings) -> int:
     with ExitStack() as stack:
         settings = _with_services(settings, stack, start_embedded=False)
 
-        async def seed():
-            async with asyncio_loop(), open_database(settings.database_url) as db:
-                await migrate(db)
-                return await ensure_campus(
-                    db, rooms=args.rooms, students=args.students, now=datetime.now(timezone.utc))
+        async def seed(db):
+            await migrate(db)
+            return await ensure_campus(db, rooms=args.rooms, students=args.students, now=datetime.now(timezone.utc))
 
-        campus = trio.run(seed)
+        campus = run_with_database(settings.database_url, seed)
         counts = _drive(campus, settings, args)
     if args.json:
         print(json.dumps(counts, sort_keys=True))
