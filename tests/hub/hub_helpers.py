@@ -102,3 +102,58 @@ async def eventually(check: Callable[[], Awaitable[Any]], *, timeout: float = 10
                 return last
             await trio.sleep(interval)
     raise AssertionError(f"condition not met within {timeout}s (last value: {last!r})")
+
+
+class TcpProxy:
+    """A TCP proxy the test can cut and restore, to make a real server unavailable to one client.
+
+    ``cut()`` closes every proxied connection and refuses new ones until
+    ``restore()``. Run :meth:`serve` with ``nursery.start``; it reports the port.
+    """
+
+    def __init__(self, target_host: str, target_port: int) -> None:
+        self._target = (target_host, target_port)
+        self._up = True
+        self._streams: set[trio.SocketStream] = set()
+
+    async def serve(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        task_status.started(listeners[0].socket.getsockname()[1])
+        await trio.serve_listeners(self._handle, listeners)
+
+    async def _handle(self, client: trio.SocketStream) -> None:
+        if not self._up:
+            await client.aclose()
+            return
+        try:
+            server = await trio.open_tcp_stream(*self._target)
+        except OSError:
+            await client.aclose()
+            return
+        self._streams |= {client, server}
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._pump, client, server, nursery.cancel_scope)
+                nursery.start_soon(self._pump, server, client, nursery.cancel_scope)
+        finally:
+            self._streams -= {client, server}
+            for stream in (client, server):
+                with trio.CancelScope(shield=True):
+                    await stream.aclose()
+
+    @staticmethod
+    async def _pump(source: trio.SocketStream, sink: trio.SocketStream, scope: trio.CancelScope) -> None:
+        try:
+            while data := await source.receive_some(65536):
+                await sink.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        scope.cancel()
+
+    async def cut(self) -> None:
+        self._up = False
+        for stream in list(self._streams):
+            await stream.aclose()
+
+    def restore(self) -> None:
+        self._up = True
