@@ -380,9 +380,13 @@ class EdgeAgent:
     def _make_client(self) -> aiomqtt.Client:
         cfg = self.config
         ep = cfg.endpoint
+        # The Will and the online status of one connection carry the same ts (the
+        # attempt's time): the hub ignores a status older than the one it holds,
+        # and the Will, though sent later, describes this same connection.
+        self._connection_ts = _ms(time.time())
         will = aiomqtt.Will(
             self._status_topic,
-            encode_status(DeviceStatus(state="offline", ts=_ms(time.time()), reason="connection lost")),
+            encode_status(DeviceStatus(state="offline", ts=self._connection_ts, reason="connection lost")),
             qos=1,
             retain=True,
         )
@@ -462,7 +466,7 @@ class EdgeAgent:
         self._client = client
         try:
             await client.publish(self._status_topic, encode_status(
-                DeviceStatus(state="online", ts=_ms(time.time()))), qos=1, retain=True)
+                DeviceStatus(state="online", ts=self._connection_ts, reason="connected")), qos=1, retain=True)
             self._connected = True
             self._connects += 1
             ev.online.set()

@@ -187,7 +187,7 @@ def test_drop_connection_fires_the_last_will_and_the_agent_reconnects(tmp_path: 
             task = await start(agent)
             assert agent.drop_connection()
             await col.wait_for(lambda: [(s.state, s.reason) for s in col.statuses(cfg.device_id)]
-                               == [("online", ""), ("offline", "connection lost"), ("online", "")])
+                               == [("online", "connected"), ("offline", "connection lost"), ("online", "connected")])
             assert agent.stats.connects == 2
             await stop(agent, task)
             assert col.statuses(cfg.device_id)[-1].reason == "shutdown"

@@ -87,7 +87,7 @@ def test_simulation_publishes_what_it_reports(tmp_path: Path, loop: str) -> None
         verify(frame, keys[event.device])
     assert {e.device for _, e in col.events()} == {"room-0-edge", "room-1-edge"}
     for device in ("room-0-edge", "room-1-edge"):
-        assert [(s.state, s.reason) for s in col.statuses(device)] == [("online", ""), ("offline", "shutdown")]
+        assert [(s.state, s.reason) for s in col.statuses(device)] == [("online", "connected"), ("offline", "shutdown")]
 
     # Classify what went over the wire the way the hub will.
     # (An outsider's token may equal the text they scan in their own room: count per device.)
