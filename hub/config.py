@@ -4,7 +4,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
+
+#: MQTT protocol versions a broker URL may select with ``?protocol=``.
+MQTT_PROTOCOLS = ("5", "3.1.1")
 
 
 @dataclass(frozen=True)
@@ -13,17 +16,36 @@ class MqttUrl:
     port: int
     username: str | None = None
     password: str | None = None
+    #: "5" (default) or "3.1.1" (for brokers without MQTT 5, e.g. the embedded amqtt).
+    protocol: str = "5"
 
     @classmethod
     def parse(cls, url: str) -> "MqttUrl":
-        """Parse ``mqtt://[user:pass@]host[:port]``; raises ``ValueError`` on anything else."""
+        """Parse ``mqtt://[user:pass@]host[:port][?protocol=5|3.1.1]``; raises ``ValueError`` on anything else."""
         parts = urlsplit(url)
         if parts.scheme not in ("mqtt", "tcp") or not parts.hostname:
             raise ValueError(f"not an mqtt:// URL: {url!r}")
-        return cls(parts.hostname, parts.port or 1883, parts.username, parts.password)
+        return cls(parts.hostname, parts.port or 1883, parts.username, parts.password,
+                   parse_mqtt_protocol(parts.query, url))
 
     def __str__(self) -> str:
-        return f"mqtt://{self.host}:{self.port}"
+        # No credentials: this is what logs show.
+        query = "" if self.protocol == "5" else f"?protocol={self.protocol}"
+        return f"mqtt://{self.host}:{self.port}{query}"
+
+
+def parse_mqtt_protocol(query: str, url: str) -> str:
+    """The MQTT version an ``mqtt://`` URL's query selects: ``"5"`` unless ``protocol=3.1.1``.
+
+    Raises ``ValueError`` for any other ``protocol`` value: a typo must not
+    silently fall back to MQTT 5. Other query parameters are ignored, as before.
+    """
+    values = parse_qs(query, keep_blank_values=True).get("protocol", ["5"])
+    if len(values) != 1 or values[0] not in MQTT_PROTOCOLS:
+        raise ValueError(
+            f"mqtt URL {url!r}: protocol must be one of {', '.join(MQTT_PROTOCOLS)}, "
+            f"got {'&'.join(values)!r}")
+    return values[0]
 
 
 @dataclass(frozen=True)
