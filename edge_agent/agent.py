@@ -390,18 +390,25 @@ class EdgeAgent:
             qos=1,
             retain=True,
         )
+        # The outbox, not the broker session, is what survives reconnects, so
+        # every connect starts clean. paho spells that per version: MQTT 5
+        # clean_start (in connect), MQTT 3.1.1 clean_session (in the client);
+        # each raises if given the other's. We send no MQTT 5 properties, so
+        # 3.1.1 loses nothing here.
+        if ep.protocol == "3.1.1":
+            version = dict(protocol=aiomqtt.ProtocolVersion.V311, clean_session=True)
+        else:
+            version = dict(protocol=aiomqtt.ProtocolVersion.V5, clean_start=True)
         return aiomqtt.Client(
             ep.host, ep.port,
             username=ep.username, password=ep.password,
             identifier=cfg.mqtt_client_id,
-            protocol=aiomqtt.ProtocolVersion.V5,
             will=will,
-            # The outbox, not the broker session, is what survives reconnects.
-            clean_start=True,
             keepalive=cfg.keepalive_s,
             timeout=cfg.publish_timeout_s,
             max_inflight_messages=cfg.max_inflight,
             logger=log.getChild("mqtt"),
+            **version,
         )
 
     async def _connection_loop(self) -> None:

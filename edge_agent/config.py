@@ -6,7 +6,7 @@ Example (relative paths are resolved against the config file's folder)::
     room_id = "room-101"
     alg = "hmac-sha256"            # or "ed25519" (key = 32-byte private seed)
     signing_key = "9f86d0...0f00a08"  # hex; or: key_file = "device.key" (hex text)
-    mqtt_url = "mqtt://127.0.0.1:1883"
+    mqtt_url = "mqtt://127.0.0.1:1883"  # MQTT 5; "...:1883?protocol=3.1.1" for a 3.1.1-only broker
     # username = "room-101-edge"   # optional (also accepted in the URL)
     # password = "..."
     topic_prefix = "campushub"
@@ -36,13 +36,15 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Mapping, Union
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from devices.sensor.source import DEFAULT_METRICS
 
 FIRMWARE = "campushub-edge/0.1.0"
 _DEVICE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")  # as the wire format requires
 _ALGS = ("hmac-sha256", "ed25519")
+#: MQTT versions ``mqtt_url`` may select with ``?protocol=`` (as the hub's URLs).
+MQTT_PROTOCOLS = ("5", "3.1.1")
 
 
 class ConfigError(ValueError):
@@ -72,10 +74,12 @@ class MqttEndpoint:
     port: int
     username: str | None
     password: str | None
+    #: "5" (default) or "3.1.1" (for brokers without MQTT 5, e.g. the hub's embedded amqtt).
+    protocol: str = "5"
 
 
 def parse_mqtt_url(url: str) -> MqttEndpoint:
-    """Parse ``mqtt://[user:pass@]host[:port]`` (port defaults to 1883)."""
+    """Parse ``mqtt://[user:pass@]host[:port][?protocol=5|3.1.1]`` (port defaults to 1883)."""
     try:
         parts = urlsplit(url)
         port = parts.port or 1883
@@ -83,7 +87,12 @@ def parse_mqtt_url(url: str) -> MqttEndpoint:
         raise ConfigError(f"mqtt_url: {exc}") from None
     if parts.scheme not in ("mqtt", "tcp") or not parts.hostname:
         raise ConfigError(f"mqtt_url: expected mqtt://host:port, got {url!r}")
-    return MqttEndpoint(parts.hostname, port, parts.username, parts.password)
+    # Same rule as the hub's MqttUrl; an unknown version must not quietly mean MQTT 5.
+    protocols = parse_qs(parts.query, keep_blank_values=True).get("protocol", ["5"])
+    if len(protocols) != 1 or protocols[0] not in MQTT_PROTOCOLS:
+        raise ConfigError(f"mqtt_url: protocol must be one of {', '.join(MQTT_PROTOCOLS)}, "
+                          f"got {'&'.join(protocols)!r}")
+    return MqttEndpoint(parts.hostname, port, parts.username, parts.password, protocols[0])
 
 
 @dataclass(frozen=True)
@@ -146,10 +155,10 @@ class AgentConfig:
 
     @property
     def endpoint(self) -> MqttEndpoint:
-        """Host/port and credentials; explicit ``username``/``password`` beat the URL's."""
+        """Host/port, protocol and credentials; explicit ``username``/``password`` beat the URL's."""
         ep = parse_mqtt_url(self.mqtt_url)
         return MqttEndpoint(ep.host, ep.port, self.username or ep.username,
-                            self.password if self.password is not None else ep.password)
+                            self.password if self.password is not None else ep.password, ep.protocol)
 
     @property
     def mqtt_client_id(self) -> str:

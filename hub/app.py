@@ -24,7 +24,7 @@ import trio
 from actors import ActorRef, ChildSpec, Supervisor
 from hub.bus import LiveBus
 from hub.config import MqttUrl, Settings
-from hub.db import Database, asyncio_loop, migrate, open_database
+from hub.db import Database, asyncio_loop, migrate, open_database, wait_for_database
 from hub.ingress import Ingress
 from hub.metrics import HubMetrics
 from hub.mqtt import InboundMessage, TrioMqttClient
@@ -137,79 +137,90 @@ async def run_hub(
     mqtt_url = MqttUrl.parse(settings.mqtt_url)
     jwt_secret = _jwt_secret(settings) if port is not None else b""
     topics = Topics(settings.topic_prefix)
-    async with asyncio_loop(), open_database(settings.database_url) as db:
-        applied = await migrate(db)
-        if applied:
-            log.info("applied migrations: %s", ", ".join(f"{m.version:04d}_{m.name}" for m in applied))
-        metrics = HubMetrics()
-        bus = LiveBus()
-        client = TrioMqttClient(
-            host=mqtt_url.host, port=mqtt_url.port, client_id=settings.hub_client_id,
-            username=mqtt_url.username, password=mqtt_url.password,
-        )
-        root = Supervisor("root", observer=metrics, max_restarts=10, within_s=10)
-        hub = Hub(settings, db, bus, metrics, client, root, None)
+    async with asyncio_loop():
+        await wait_for_database(settings.database_url, on_retry=lambda exc, delay: log.warning(
+            "database not reachable (%s); retrying in %.1fs", exc, delay))
+        async with open_database(settings.database_url) as db:
+            await _run_tree(settings, db, mqtt_url, jwt_secret, host, port, task_status)
 
-        def acknowledge(message: InboundMessage) -> None:
-            client.ack(message)
 
-        web_listening = trio.Event()
-        subscribed = trio.Event()
+async def _run_tree(
+    settings: Settings, db: Database, mqtt_url: MqttUrl, jwt_secret: bytes, host: str, port: int | None,
+    task_status: trio.TaskStatus[Hub],
+) -> None:
+    topics = Topics(settings.topic_prefix)
+    applied = await migrate(db)
+    if applied:
+        log.info("applied migrations: %s", ", ".join(f"{m.version:04d}_{m.name}" for m in applied))
+    metrics = HubMetrics()
+    bus = LiveBus()
+    client = TrioMqttClient(
+        host=mqtt_url.host, port=mqtt_url.port, client_id=settings.hub_client_id,
+        username=mqtt_url.username, password=mqtt_url.password, protocol=mqtt_url.protocol,
+    )
+    root = Supervisor("root", observer=metrics, max_restarts=10, within_s=10)
+    hub = Hub(settings, db, bus, metrics, client, root, None)
 
-        def on_web_port(bound_port: int) -> None:
-            hub.web_port = bound_port
-            web_listening.set()
+    def acknowledge(message: InboundMessage) -> None:
+        client.ack(message)
 
-        def ref(child_id: str) -> ActorRef:
-            return root.lookup(child_id)
+    web_listening = trio.Event()
+    subscribed = trio.Event()
 
-        specs = [
-            ChildSpec("writer", lambda: PersistenceWriter(db, bus, metrics, acknowledge),
-                      mailbox_size=WRITER_MAILBOX, shutdown_timeout=15),
-            ChildSpec("devices", lambda: Supervisor("devices", max_restarts=100, within_s=10)),
-            ChildSpec("sessions", lambda: Supervisor("sessions", max_restarts=100, within_s=10)),
-            ChildSpec("scheduler", lambda: SessionScheduler(
-                db=db, sessions=root.lookup("sessions"), writer=ref("writer")),
-                mailbox_size=SCHEDULER_MAILBOX),
-            ChildSpec("connections", lambda: Supervisor("connections", max_restarts=1000, within_s=1)),
-        ]
+    def on_web_port(bound_port: int) -> None:
+        hub.web_port = bound_port
+        web_listening.set()
+
+    def ref(child_id: str) -> ActorRef:
+        return root.lookup(child_id)
+
+    specs = [
+        ChildSpec("writer", lambda: PersistenceWriter(db, bus, metrics, acknowledge),
+                  mailbox_size=WRITER_MAILBOX, shutdown_timeout=15),
+        ChildSpec("devices", lambda: Supervisor("devices", max_restarts=100, within_s=10)),
+        ChildSpec("sessions", lambda: Supervisor("sessions", max_restarts=100, within_s=10)),
+        ChildSpec("scheduler", lambda: SessionScheduler(
+            db=db, sessions=root.lookup("sessions"), writer=ref("writer")),
+            mailbox_size=SCHEDULER_MAILBOX),
+        ChildSpec("connections", lambda: Supervisor("connections", max_restarts=1000, within_s=1)),
+    ]
+    if port is not None:
+        from web.app import create_app
+        from web.context import WebContext
+
+        def make_web() -> _WebServer:
+            web_app = create_app(WebContext(
+                db=db, bus=bus, jwt_secret=jwt_secret,
+                connections=root.lookup("connections"), health=hub.health, metrics_text=metrics.render,
+            ))
+            return _WebServer(web_app, host, hub.web_port or port, on_web_port)
+
+        specs.append(ChildSpec("web", make_web, shutdown_timeout=3))
+    specs += [
+        ChildSpec("mqtt", lambda: _MqttLoop(client, topics, subscribed), shutdown_timeout=2),
+        ChildSpec("ingress", lambda: Ingress(
+            client=client, topics=topics, db=db, devices=root.lookup("devices"), writer=ref("writer"),
+            scheduler=ref("scheduler"), offline_after_s=settings.device_offline_after_s,
+        ), shutdown_timeout=1),
+    ]
+    metrics.watch_actors(root.mailbox_depth, root.actor_count)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(root.run)
+        for spec in specs:
+            await root.start_child(spec)
         if port is not None:
-            from web.app import create_app
-            from web.context import WebContext
-
-            def make_web() -> _WebServer:
-                web_app = create_app(WebContext(
-                    db=db, bus=bus, jwt_secret=jwt_secret,
-                    connections=root.lookup("connections"), health=hub.health, metrics_text=metrics.render,
-                ))
-                return _WebServer(web_app, host, hub.web_port or port, on_web_port)
-
-            specs.append(ChildSpec("web", make_web, shutdown_timeout=3))
-        specs += [
-            ChildSpec("mqtt", lambda: _MqttLoop(client, topics, subscribed), shutdown_timeout=2),
-            ChildSpec("ingress", lambda: Ingress(
-                client=client, topics=topics, db=db, devices=root.lookup("devices"), writer=ref("writer"),
-                scheduler=ref("scheduler"), offline_after_s=settings.device_offline_after_s,
-            ), shutdown_timeout=1),
-        ]
-        metrics.watch_actors(root.mailbox_depth, root.actor_count)
-        async with trio.open_nursery() as nursery:
-            await nursery.start(root.run)
-            for spec in specs:
-                await root.start_child(spec)
-            if port is not None:
-                with trio.fail_after(10):
-                    await web_listening.wait()
-            # A hub whose broker is down still starts (and says so in /healthz);
-            # otherwise report started only once messages can flow.
-            with trio.move_on_after(10) as waited:
-                await subscribed.wait()
-            if waited.cancelled_caught:
-                log.warning("broker %s not reachable yet; starting without it", mqtt_url)
-            task_status.started(hub)
-            try:
-                await trio.sleep_forever()
-            finally:
-                with trio.CancelScope(shield=True):
-                    with trio.move_on_after(30):
-                        await root.shutdown()
+            with trio.fail_after(10):
+                await web_listening.wait()
+        # A hub whose broker is down still starts (and says so in /healthz);
+        # otherwise report started only once messages can flow.
+        with trio.move_on_after(10) as waited:
+            await subscribed.wait()
+        if waited.cancelled_caught:
+            log.warning("broker %s not reachable yet; starting without it", mqtt_url)
+        task_status.started(hub)
+        try:
+            await trio.sleep_forever()
+        finally:
+            with trio.CancelScope(shield=True):
+                with trio.move_on_after(30):
+                    await root.shutdown()

@@ -26,7 +26,7 @@ class MqttUrl:
         if parts.scheme not in ("mqtt", "tcp") or not parts.hostname:
             raise ValueError(f"not an mqtt:// URL: {url!r}")
         return cls(parts.hostname, parts.port or 1883, parts.username, parts.password,
-                   parse_mqtt_protocol(parts.query, url))
+                   parse_mqtt_protocol(parts.query))
 
     def __str__(self) -> str:
         # No credentials: this is what logs show.
@@ -34,16 +34,17 @@ class MqttUrl:
         return f"mqtt://{self.host}:{self.port}{query}"
 
 
-def parse_mqtt_protocol(query: str, url: str) -> str:
+def parse_mqtt_protocol(query: str) -> str:
     """The MQTT version an ``mqtt://`` URL's query selects: ``"5"`` unless ``protocol=3.1.1``.
 
     Raises ``ValueError`` for any other ``protocol`` value: a typo must not
     silently fall back to MQTT 5. Other query parameters are ignored, as before.
+    The message leaves the URL out: it may carry a password.
     """
     values = parse_qs(query, keep_blank_values=True).get("protocol", ["5"])
     if len(values) != 1 or values[0] not in MQTT_PROTOCOLS:
         raise ValueError(
-            f"mqtt URL {url!r}: protocol must be one of {', '.join(MQTT_PROTOCOLS)}, "
+            f"mqtt URL: protocol must be one of {', '.join(MQTT_PROTOCOLS)}, "
             f"got {'&'.join(values)!r}")
     return values[0]
 

@@ -96,6 +96,29 @@ async def open_database(
                 pool.terminate()
 
 
+async def wait_for_database(
+    dsn: str, *, on_retry: Callable[[BaseException, float], None] | None = None, max_delay_s: float = 5.0,
+) -> None:
+    """Block until PostgreSQL at ``dsn`` accepts a connection, retrying with backoff.
+
+    Must run inside the trio-asyncio loop. ``on_retry(error, delay)`` is called
+    before each wait. Never gives up; cancel it to stop waiting.
+    """
+    delay = 0.2
+    while True:
+        try:
+            conn = await trio_asyncio.aio_as_trio(asyncpg.connect)(dsn, timeout=5)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+            if on_retry is not None:
+                on_retry(exc, delay)
+            await trio.sleep(delay)
+            delay = min(delay * 2, max_delay_s)
+            continue
+        with trio.CancelScope(shield=True):
+            await trio_asyncio.aio_as_trio(conn.close)()
+        return
+
+
 @asynccontextmanager
 async def asyncio_loop() -> AsyncIterator[None]:
     """The trio-asyncio loop the database adapter needs; open once near the root."""

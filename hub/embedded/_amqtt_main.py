@@ -11,6 +11,26 @@ import json
 import logging
 import signal
 import sys
+from dataclasses import dataclass
+
+from amqtt.plugins.base import BaseAuthPlugin
+
+
+class OpenAuthPlugin(BaseAuthPlugin):
+    """Admit every client without marking it anonymous (config key ``__main__.OpenAuthPlugin``).
+
+    amqtt's ``AnonymousAuthPlugin`` flags each client it lets in without a
+    username as anonymous, and amqtt then treats its session as clean
+    whatever the client asked: no messages queued while it is offline, session
+    dropped on disconnect. Called by amqtt on its event loop; no state.
+    """
+
+    @dataclass
+    class Config:
+        """No options (a dataclass keeps amqtt from warning about a missing 'auth' section)."""
+
+    async def authenticate(self, *, session) -> bool:  # type: ignore[override]
+        return True
 
 
 async def _serve(config: dict) -> None:

@@ -8,8 +8,22 @@ started as root it stays root (``user root``) instead of dropping to the
 listens on loopback.
 
 The fallback is amqtt's broker in a child Python process. It is 4-10x slower
-than Mosquitto, speaks MQTT 3.1.1 only (no MQTT 5), and keeps sessions in
-memory: its persistence plugin needs SQLAlchemy, which we do not install.
+than Mosquitto and speaks MQTT 3.1.1 only (no MQTT 5), so its :attr:`url`
+carries ``?protocol=3.1.1``, which every client taking a broker URL (hub,
+edge agent, simulator) honours. What amqtt 0.12 does and does not do for us:
+
+- retained messages and the Last Will work;
+- a persistent (Clean Session 0) subscriber gets the QoS 1 messages published
+  while it was disconnected once it reconnects -- only because our auth
+  plugin (``_amqtt_main.OpenAuthPlugin``) admits clients as named, not
+  anonymous: amqtt drops an anonymous client's session on disconnect;
+- sessions live in memory only (its persistence plugin needs SQLAlchemy,
+  which we do not install): a broker restart forgets them and their queues;
+- it does NOT redeliver a QoS 1 message it sent but that was not PUBACKed:
+  it forgets the message when the connection drops, or when the PUBACK takes
+  longer than 5 s (hard-coded). A hub crash, or a hub stalled (database
+  outage, full inbound channel) for over 5 s, loses those messages. The demo
+  can live with that; production uses Mosquitto (or any MQTT 5 broker).
 
 Layout of ``data_dir``::
 
@@ -55,7 +69,7 @@ class EmbeddedBroker:
     #: "mosquitto" or "amqtt".
     kind: str
     port: int
-    #: ``mqtt://127.0.0.1:PORT``
+    #: ``mqtt://127.0.0.1:PORT``; amqtt: ``mqtt://127.0.0.1:PORT?protocol=3.1.1``
     url: str
     _process: subprocess.Popen[bytes] = field(repr=False)
     _log: IO[bytes] = field(repr=False)
@@ -165,7 +179,10 @@ def start_embedded_broker(
     except BaseException:
         lock.release()
         raise
-    broker = EmbeddedBroker(data_dir, kind, chosen, f"mqtt://{_HOST}:{chosen}", process, log, lock)
+    # amqtt refuses MQTT 5 CONNECTs ("Unsupported protocol version"): the URL
+    # tells every client to speak 3.1.1 to it.
+    url = f"mqtt://{_HOST}:{chosen}" + ("" if mosquitto else "?protocol=3.1.1")
+    broker = EmbeddedBroker(data_dir, kind, chosen, url, process, log, lock)
     atexit.register(broker.stop)
     return broker
 
@@ -195,7 +212,12 @@ def _write_amqtt_config(data_dir: Path, port: int) -> Path:
     path = data_dir / "amqtt.json"
     config = {
         "listeners": {"default": {"type": "tcp", "bind": f"{_HOST}:{port}"}},
-        "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
+        # Not amqtt's AnonymousAuthPlugin: it marks every client anonymous, and
+        # amqtt neither queues messages for an anonymous offline session nor
+        # keeps it, which would void the hub's persistent session. This one
+        # (defined in the child's script, hence __main__) admits everyone as
+        # a named client; the broker listens on loopback only.
+        "plugins": {"__main__.OpenAuthPlugin": {}},
     }
     path.write_text(json.dumps(config, indent=2))
     return path

@@ -30,7 +30,6 @@ import trio
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
-from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from ._paho import PahoClient, open_tcp_socket
 from ._types import InboundMessage, MqttError, MqttNotConnected, MqttStats
@@ -69,6 +68,21 @@ class _Waiter:
 class TrioMqttClient:
     """An MQTT 5 client for trio: persistent session, manual acks, backpressure.
 
+    ``protocol="3.1.1"`` speaks MQTT 3.1.1 instead, for brokers without MQTT 5
+    (the embedded amqtt fallback). Same contract -- persistent session
+    (Clean Session 0 after the first connect), manual acks, Last Will,
+    backpressure, generation-tagged acks -- minus what only MQTT 5 can say:
+
+    - no ReceiveMaximum: how many unacked QoS 1 messages the broker sends us
+      at once is the broker's own inflight limit, not ``receive_maximum``
+      (our backpressure still holds: a full ``messages`` channel stops
+      reading the socket, and TCP slows the broker);
+    - no Session Expiry Interval: ``session_expiry_s`` is not sent; the
+      session persists until the broker forgets it (for amqtt: its restart);
+    - no properties or PUBACK reason codes: ``message_expiry_s`` of
+      ``publish()`` is ignored, and a broker cannot refuse one publish
+      (``MqttError``), only drop it or disconnect.
+
     Lifecycle: construct, then run ``run()`` in a nursery (usually via
     ``await nursery.start(client.run, on_connect=...)``); cancel it to stop.
     The object is single-use: ``run()`` may be called once; when it ends the
@@ -104,7 +118,10 @@ class TrioMqttClient:
         inbound_capacity: int = 1024,
         clean_start: bool = False,
         will: tuple[str, bytes, int, bool] | None = None,
+        protocol: str = "5",
     ) -> None:
+        if protocol not in ("5", "3.1.1"):
+            raise ValueError(f"protocol must be '5' or '3.1.1', got {protocol!r}")
         if not client_id:
             # A persistent session is keyed by client id; an empty one would
             # get a fresh broker-assigned id (and session) on every connect.
@@ -112,11 +129,19 @@ class TrioMqttClient:
         self._host = host
         self._port = port
         self.client_id = client_id
+        #: "5" or "3.1.1", as given to the constructor.
+        self.protocol = protocol
+        self._v5 = protocol == "5"
+        self._clean_start = clean_start
 
         paho = PahoClient(
             mqtt.CallbackAPIVersion.VERSION2,
             client_id=client_id,
-            protocol=mqtt.MQTTv5,
+            protocol=mqtt.MQTTv5 if self._v5 else mqtt.MQTTv311,
+            # paho 2.x: MQTT 3.1.1 takes Clean Session here (MQTT 5 must not,
+            # it gets clean_start in connect_async below). Per-connect value:
+            # see _one_connection.
+            clean_session=None if self._v5 else clean_start,
             manual_ack=True,
             # we own reconnection; paho must not try anything on its own
             reconnect_on_failure=False,
@@ -131,19 +156,24 @@ class TrioMqttClient:
             paho.will_set(w_topic, w_payload, w_qos, w_retain)
         paho.enable_logger(logging.getLogger("hub.mqtt.paho"))
 
-        props = Properties(PacketTypes.CONNECT)
-        props.SessionExpiryInterval = session_expiry_s
-        props.ReceiveMaximum = receive_maximum
-        # clean_start=True means "start this client with an empty session",
-        # not "throw the session away on every reconnect": a reconnect must
-        # keep unacked QoS 1 messages, so later connects never clean-start.
-        paho.connect_async(
-            host,
-            port,
-            keepalive=keepalive,
-            clean_start=mqtt.MQTT_CLEAN_START_FIRST_ONLY if clean_start else False,
-            properties=props,
-        )
+        if self._v5:
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = session_expiry_s
+            props.ReceiveMaximum = receive_maximum
+            # clean_start=True means "start this client with an empty session",
+            # not "throw the session away on every reconnect": a reconnect must
+            # keep unacked QoS 1 messages, so later connects never clean-start.
+            paho.connect_async(
+                host,
+                port,
+                keepalive=keepalive,
+                clean_start=mqtt.MQTT_CLEAN_START_FIRST_ONLY if clean_start else False,
+                properties=props,
+            )
+        else:
+            # MQTT 3.1.1 CONNECT has no properties (paho raises if given any);
+            # session_expiry_s and receive_maximum do not apply.
+            paho.connect_async(host, port, keepalive=keepalive)
 
         paho.on_connect = self._on_paho_connect
         paho.on_disconnect = self._on_paho_disconnect
@@ -282,7 +312,11 @@ class TrioMqttClient:
 
         graceful = True
         try:
-            rc = self._paho.reconnect_with(sock)  # queues + writes CONNECT
+            # 3.1.1 has no "clean start on the first connect only": once a
+            # connection succeeded, later CONNECTs keep the session (same rule
+            # paho applies itself for MQTT 5). Ignored for MQTT 5.
+            rc = self._paho.reconnect_with(
+                sock, clean_session=self._clean_start and self._generation == 0)  # queues + writes CONNECT
             if rc != _OK:
                 self.stats.connect_failures += 1
                 raise _ConnectionEnded(f"sending CONNECT failed: {mqtt.error_string(rc)}")
@@ -583,7 +617,9 @@ class TrioMqttClient:
         await trio.lowlevel.checkpoint_if_cancelled()
         if not self._connected:
             raise MqttNotConnected(f"cannot subscribe to {topic_filter!r}: not connected")
-        rc, mid = self._paho.subscribe(topic_filter, options=SubscribeOptions(qos=qos))
+        # qos= rather than SubscribeOptions: paho turns it into
+        # SubscribeOptions(qos=qos) for MQTT 5 and ignores options for 3.1.1.
+        rc, mid = self._paho.subscribe(topic_filter, qos=qos)
         if rc != _OK or mid is None:
             raise MqttNotConnected(f"subscribe {topic_filter!r} failed: {mqtt.error_string(rc)}")
         w = self._suback_waiters[mid] = _Waiter()
@@ -622,12 +658,13 @@ class TrioMqttClient:
         ``wait_for_ack``, until the PUBACK (QoS 2: PUBCOMP; QoS 0: until
         written to the socket).
         Raises ``MqttError`` if the broker's PUBACK carries a failure reason.
+        ``message_expiry_s`` is MQTT 5 only (ignored with ``protocol="3.1.1"``).
         Cancellation while waiting for room publishes nothing; cancellation
         while waiting for the ack does not withdraw the message.
         """
         await trio.lowlevel.checkpoint()
         props = None
-        if message_expiry_s is not None:
+        if message_expiry_s is not None and self._v5:  # 3.1.1 has no expiry
             props = Properties(PacketTypes.PUBLISH)
             props.MessageExpiryInterval = message_expiry_s
         paho = self._paho

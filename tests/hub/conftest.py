@@ -61,7 +61,7 @@ async def publisher(hub_settings: Settings) -> AsyncIterator[TrioMqttClient]:
     """A raw MQTT client for publishing hand-made (often hostile) messages."""
     url = MqttUrl.parse(hub_settings.mqtt_url)
     client = TrioMqttClient(host=url.host, port=url.port, client_id=f"pub-{uuid.uuid4().hex[:10]}",
-                            clean_start=True)
+                            clean_start=True, protocol=url.protocol)
     async with trio.open_nursery() as nursery:
         await nursery.start(client.run)
         yield client

@@ -74,3 +74,26 @@ async def test_ingestion_pauses_while_database_is_down_and_resumes(
 
 async def _equals(value, expected: int) -> bool:
     return (await value) == expected
+
+
+async def test_hub_started_before_the_database_waits_for_it(hub_settings, hub_campus, aio_loop):
+    target = urlsplit(hub_settings.database_url)
+    proxy = TcpProxy(target.hostname or "127.0.0.1", target.port or 5432)
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(proxy.serve)
+        await proxy.cut()
+        settings = dataclasses.replace(hub_settings, database_url=_via(hub_settings.database_url, port))
+        started: list = []
+
+        async def start_hub() -> None:
+            started.append(await nursery.start(partial(run_hub, settings, port=None)))
+
+        nursery.start_soon(start_hub)
+        await trio.sleep(1.5)
+        assert not started, "the hub claimed to be up without its database"
+        proxy.restore()
+        with trio.fail_after(15):
+            while not started:
+                await trio.sleep(0.05)
+        assert started[0].root.lookup("writer").alive
+        nursery.cancel_scope.cancel()
