@@ -4,6 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from hub.records import DeviceHealthRow
+
 from ._pool import Database
 
 
@@ -39,18 +41,6 @@ class SessionSnapshot:
     roster: dict[str, bytes]
     checked_in: dict[str, str]
     used_tokens: set[tuple[str, int]]
-
-
-@dataclass(frozen=True)
-class HealthRecord:
-    device_id: str
-    online: bool
-    last_seen: datetime | None
-    last_change: datetime
-    reason: str
-    firmware: str
-    uptime_s: int
-    outbox_depth: int
 
 
 async def load_devices(db: Database, device_ids: list[str] | None = None) -> list[DeviceRecord]:
@@ -110,10 +100,10 @@ async def load_session_snapshot(db: Database, session_id: str) -> SessionSnapsho
     return await db.run(work)
 
 
-async def load_device_health(db: Database, device_ids: list[str] | None = None) -> dict[str, HealthRecord]:
+async def load_device_health(db: Database, device_ids: list[str] | None = None) -> dict[str, DeviceHealthRow]:
     rows = await db.fetch(
         "SELECT device_id, online, last_seen, last_change, reason, firmware, uptime_s, outbox_depth"
         " FROM device_health WHERE $1::text[] IS NULL OR device_id = ANY($1::text[])",
         device_ids,
     )
-    return {r["device_id"]: HealthRecord(**dict(r)) for r in rows}
+    return {r["device_id"]: DeviceHealthRow(**dict(r)) for r in rows}

@@ -23,7 +23,11 @@ edge agent, simulator) honours. What amqtt 0.12 does and does not do for us:
   it forgets the message when the connection drops, or when the PUBACK takes
   longer than 5 s (hard-coded). A hub crash, or a hub stalled (database
   outage, full inbound channel) for over 5 s, loses those messages. The demo
-  can live with that; production uses Mosquitto (or any MQTT 5 broker).
+  can live with that; production uses Mosquitto (or any MQTT 5 broker);
+- quirks we tolerate: it delivers at the subscription's QoS (a QoS 0 publish
+  arrives as QoS 1), and hands every connecting client the retained messages
+  matching *anyone's* subscriptions (so retained statuses can arrive twice,
+  or unasked; status handling is idempotent).
 
 Layout of ``data_dir``::
 

@@ -70,8 +70,8 @@ class TrioMqttClient:
 
     ``protocol="3.1.1"`` speaks MQTT 3.1.1 instead, for brokers without MQTT 5
     (the embedded amqtt fallback). Same contract -- persistent session
-    (Clean Session 0 after the first connect), manual acks, Last Will,
-    backpressure, generation-tagged acks -- minus what only MQTT 5 can say:
+    (Clean Session 0), manual acks, Last Will, backpressure,
+    generation-tagged acks -- minus what only MQTT 5 can say:
 
     - no ReceiveMaximum: how many unacked QoS 1 messages the broker sends us
       at once is the broker's own inflight limit, not ``receive_maximum``
@@ -81,7 +81,13 @@ class TrioMqttClient:
       session persists until the broker forgets it (for amqtt: its restart);
     - no properties or PUBACK reason codes: ``message_expiry_s`` of
       ``publish()`` is ignored, and a broker cannot refuse one publish
-      (``MqttError``), only drop it or disconnect.
+      (``MqttError``), only drop it or disconnect;
+    - no "clean on the first connect only": a 3.1.1 Clean Session 1 session
+      ends with its connection. So ``clean_start=True`` sends Clean Session 1
+      on every connect and nothing survives a reconnect (unacked messages
+      are not redelivered) -- fine for short-lived clients (tools, tests),
+      which then leave no never-expiring session behind in the broker. The
+      hub uses the default ``clean_start=False``: Clean Session 0 always.
 
     Lifecycle: construct, then run ``run()`` in a nursery (usually via
     ``await nursery.start(client.run, on_connect=...)``); cancel it to stop.
@@ -132,15 +138,13 @@ class TrioMqttClient:
         #: "5" or "3.1.1", as given to the constructor.
         self.protocol = protocol
         self._v5 = protocol == "5"
-        self._clean_start = clean_start
 
         paho = PahoClient(
             mqtt.CallbackAPIVersion.VERSION2,
             client_id=client_id,
             protocol=mqtt.MQTTv5 if self._v5 else mqtt.MQTTv311,
-            # paho 2.x: MQTT 3.1.1 takes Clean Session here (MQTT 5 must not,
-            # it gets clean_start in connect_async below). Per-connect value:
-            # see _one_connection.
+            # paho 2.x: MQTT 3.1.1 takes Clean Session here, sent on every
+            # CONNECT (MQTT 5 must not: it gets clean_start in connect_async).
             clean_session=None if self._v5 else clean_start,
             manual_ack=True,
             # we own reconnection; paho must not try anything on its own
@@ -312,11 +316,7 @@ class TrioMqttClient:
 
         graceful = True
         try:
-            # 3.1.1 has no "clean start on the first connect only": once a
-            # connection succeeded, later CONNECTs keep the session (same rule
-            # paho applies itself for MQTT 5). Ignored for MQTT 5.
-            rc = self._paho.reconnect_with(
-                sock, clean_session=self._clean_start and self._generation == 0)  # queues + writes CONNECT
+            rc = self._paho.reconnect_with(sock)  # queues + writes CONNECT
             if rc != _OK:
                 self.stats.connect_failures += 1
                 raise _ConnectionEnded(f"sending CONNECT failed: {mqtt.error_string(rc)}")
@@ -373,8 +373,12 @@ class TrioMqttClient:
     async def _teardown(self, graceful: bool) -> None:
         """Say goodbye if still connected, then make sure the socket is closed."""
         paho = self._paho
+        # A 3.1.1 DISCONNECT always discards the Will (there is no reason
+        # code 0x04): after a crash just close the socket, so the broker
+        # publishes the Will as for a dead link.
+        say_goodbye = self._connected and (graceful or self._v5)
         with trio.CancelScope(shield=True), trio.move_on_after(self.DISCONNECT_TIMEOUT_S):
-            if self._connected and paho.socket() is not None:
+            if say_goodbye and paho.socket() is not None:
                 # Reason 0x04 keeps the Will: after a crash the devices/UI
                 # should learn we are gone, as if the socket had died.
                 reason = ReasonCode(PacketTypes.DISCONNECT, identifier=0 if graceful else 4)

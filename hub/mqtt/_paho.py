@@ -3,10 +3,9 @@
 paho 2.x has no public way to hand it an already connected socket, and its own
 ``reconnect()`` does a *blocking* DNS lookup + TCP connect. We do the connect
 with trio instead (cancellable, with a timeout, no thread touching paho state)
-and inject the socket by overriding ``_create_socket``. For MQTT 3.1.1 the
-Clean Session flag is set per connect through ``_clean_session``. Everything
-else the adapter does goes through paho's public external-loop API. paho is
-pinned ``<3`` in pyproject; these hooks exist unchanged in 2.0–2.2.
+and inject the socket by overriding ``_create_socket``. Everything else the
+adapter does goes through paho's public external-loop API. paho is pinned
+``<3`` in pyproject; these hooks exist unchanged in 2.0–2.2.
 """
 
 from __future__ import annotations
@@ -20,17 +19,8 @@ import trio
 class PahoClient(mqtt.Client):
     _injected_sock: socket.socket | None = None
 
-    def reconnect_with(self, sock: socket.socket, *, clean_session: bool | None = None) -> mqtt.MQTTErrorCode:
-        """Run paho's ``reconnect()`` (state reset + CONNECT) on ``sock``.
-
-        ``clean_session`` (MQTT 3.1.1 only; ``None`` keeps the current value):
-        the Clean Session flag of this CONNECT. paho sends the constructor's
-        value on every connect; 3.1.1 has no "clean on the first connect only"
-        (MQTT 5's ``MQTT_CLEAN_START_FIRST_ONLY``), so the caller decides per
-        attempt. Set before ``reconnect()`` because its state reset reads it.
-        """
-        if clean_session is not None and self.protocol != mqtt.MQTTv5:
-            self._clean_session = clean_session
+    def reconnect_with(self, sock: socket.socket) -> mqtt.MQTTErrorCode:
+        """Run paho's ``reconnect()`` (state reset + CONNECT) on ``sock``."""
         self._injected_sock = sock
         try:
             return self.reconnect()

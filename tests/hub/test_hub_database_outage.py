@@ -10,7 +10,8 @@ import httpx
 import trio
 
 from hub.app import run_hub
-from hub_helpers import TcpProxy, eventually
+from hub_helpers import eventually
+from support.tcp_proxy import TcpProxy
 from schemas import SensorReading, SensorReadingEvent, Topics, encode_event, new_event_id
 
 BEFORE, DURING = 50, 200
@@ -50,7 +51,7 @@ async def test_ingestion_pauses_while_database_is_down_and_resumes(
         await publish(1, BEFORE)
         await eventually(lambda: _equals(committed(), BEFORE))
 
-        await proxy.cut()
+        proxy.cut()
         acked_when_cut = hub.client.stats.acked
         await publish(BEFORE + 1, DURING)
         await trio.sleep(2)  # the hub receives them, tries to commit, and must not ack
@@ -81,7 +82,7 @@ async def test_hub_started_before_the_database_waits_for_it(hub_settings, hub_ca
     proxy = TcpProxy(target.hostname or "127.0.0.1", target.port or 5432)
     async with trio.open_nursery() as nursery:
         port = await nursery.start(proxy.serve)
-        await proxy.cut()
+        proxy.cut()
         settings = dataclasses.replace(hub_settings, database_url=_via(hub_settings.database_url, port))
         started: list = []
 

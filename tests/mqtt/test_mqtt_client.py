@@ -16,6 +16,7 @@ import pytest
 import trio
 
 from hub.mqtt import InboundMessage, MqttNotConnected, TrioMqttClient
+from support.tcp_proxy import TcpProxy
 
 HOST = os.environ.get("CAMPUSHUB_TEST_MQTT_HOST", "127.0.0.1")
 PORT = int(os.environ.get("CAMPUSHUB_TEST_MQTT_PORT", "1883"))
@@ -78,37 +79,6 @@ async def wait_until(pred, timeout: float = 3.0, step: float = 0.01) -> None:
 def drop_socket(client: TrioMqttClient) -> None:
     """Kill the TCP connection without DISCONNECT (as a network failure would)."""
     client._paho.socket().shutdown(socket.SHUT_RDWR)
-
-
-class TcpProxy:
-    """A trio TCP forwarder in front of the broker, to have a "broker" that can
-    be down, come up later, or drop connections from the server side."""
-
-    def __init__(self) -> None:
-        self.scopes: list[trio.CancelScope] = []
-
-    async def serve(self, port: int, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
-        listeners = await trio.open_tcp_listeners(port, host="127.0.0.1")
-        task_status.started()
-        await trio.serve_listeners(self._handle, listeners)
-
-    async def _handle(self, downstream: trio.SocketStream) -> None:
-        with trio.CancelScope() as scope:
-            self.scopes.append(scope)
-            async with downstream, await trio.open_tcp_stream(HOST, PORT) as upstream:
-                async with trio.open_nursery() as n:
-                    n.start_soon(self._pump, downstream, upstream)
-                    n.start_soon(self._pump, upstream, downstream)
-
-    @staticmethod
-    async def _pump(src: trio.SocketStream, dst: trio.SocketStream) -> None:
-        async for chunk in src:
-            await dst.send_all(chunk)
-
-    def drop_all(self) -> None:
-        for s in self.scopes:
-            s.cancel()
-        self.scopes.clear()
 
 
 def free_port() -> int:
@@ -311,7 +281,7 @@ async def test_last_will_on_dead_socket_but_not_on_clean_stop(prefix: str) -> No
 
 async def test_broker_down_at_start_then_up_then_server_drop(prefix: str) -> None:
     port = free_port()
-    proxy = TcpProxy()
+    proxy = TcpProxy(HOST, PORT)
     with trio.fail_after(6):
         async with trio.open_nursery() as n:
             c = make_client(f"{prefix}-down", clean_start=True, port=port)

@@ -108,6 +108,13 @@ def drop_socket(client: TrioMqttClient) -> None:
     client._paho.socket().shutdown(socket.SHUT_RDWR)
 
 
+async def forget_session(broker: Broker, cid: str) -> None:
+    """End a persistent session: 3.1.1 sessions never expire, so don't leave them in a shared broker."""
+    async with trio.open_nursery() as n:
+        await start(n, make_client(broker, cid, clean_start=True))
+        n.cancel_scope.cancel()
+
+
 # --------------------------------------------------------------------- tests
 
 
@@ -152,13 +159,6 @@ async def test_publish_receive_roundtrip_and_ack(broker: Broker, prefix: str) ->
             assert (m2.payload, m2.qos) == (b"zero", 1 if upgraded else 0)
             assert c.stats.acked == (2 if upgraded else 1)
             assert c.stats.received == 2 and c.stats.published == 2
-            # Acked for real: a reconnect (same session) brings nothing back.
-            await c.publish(f"{prefix}/sync", b"s", wait_for_ack=True)
-            c.ack(await receive(c))
-            drop_socket(c)
-            await wait_until(lambda: c.generation == 2 and c.connected)
-            assert c._session_present  # Clean Session 0 after the first connect
-            await assert_nothing(c, 0.5)
             n.cancel_scope.cancel()
     with pytest.raises(trio.EndOfChannel):
         await c.messages.receive()
@@ -166,10 +166,11 @@ async def test_publish_receive_roundtrip_and_ack(broker: Broker, prefix: str) ->
 
 async def test_persistent_session_gets_messages_published_while_offline(broker: Broker, prefix: str) -> None:
     """Clean Session 0: subscriptions and queued QoS 1 messages outlive the connection."""
-    cid = f"{prefix}-persist"
+    cid = f"{prefix}-persist"  # new: no old session to resume
     with trio.fail_after(8):
         async with trio.open_nursery() as n:
-            c1 = await start(n, make_client(broker, cid, clean_start=True), subscriber(f"{prefix}/t"))
+            c1 = await start(n, make_client(broker, cid), subscriber(f"{prefix}/t"))
+            assert not c1._session_present
             await c1.publish(f"{prefix}/t", b"before", wait_for_ack=True)
             c1.ack(await receive(c1))
             await c1.publish(f"{prefix}/other", b"sync", wait_for_ack=True)  # PUBACK above is processed
@@ -194,17 +195,20 @@ async def test_persistent_session_gets_messages_published_while_offline(broker: 
         # Acked in c2: a third connection of the session gets nothing.
         async with trio.open_nursery() as n:
             c3 = await start(n, make_client(broker, cid))
+            assert c3._session_present
             await assert_nothing(c3, 0.5)
             n.cancel_scope.cancel()
+        await forget_session(broker, cid)
 
 
 async def test_unacked_message_redelivered_after_reconnect(broker: Broker, prefix: str, request) -> None:
     if broker.kind == "amqtt":
-        request.applymarker(pytest.mark.xfail(strict=True, raises=trio.TooSlowError, reason=AMQTT_FORGETS_UNACKED))
+        # strict: if amqtt learns to redeliver, this turns into a failure to notice.
+        request.applymarker(pytest.mark.xfail(strict=True, reason=AMQTT_FORGETS_UNACKED))
     cid = f"{prefix}-unacked"
     with trio.fail_after(8):
         async with trio.open_nursery() as n:
-            c1 = await start(n, make_client(broker, cid, clean_start=True), subscriber(f"{prefix}/#"))
+            c1 = await start(n, make_client(broker, cid), subscriber(f"{prefix}/#"))
             await c1.publish(f"{prefix}/t", b"acked", wait_for_ack=True)
             await c1.publish(f"{prefix}/t", b"unacked", wait_for_ack=True)
             acked, unacked = await receive(c1), await receive(c1)
@@ -221,14 +225,17 @@ async def test_unacked_message_redelivered_after_reconnect(broker: Broker, prefi
             c2.ack(again)
             await assert_nothing(c2, 0.5)
             n.cancel_scope.cancel()
+        await forget_session(broker, cid)
 
 
 async def test_ack_of_old_generation_is_noop_after_socket_drop(broker: Broker, prefix: str, request) -> None:
     if broker.kind == "amqtt":
-        request.applymarker(pytest.mark.xfail(strict=True, raises=trio.TooSlowError, reason=AMQTT_FORGETS_UNACKED))
+        # strict: if amqtt learns to redeliver, this turns into a failure to notice.
+        request.applymarker(pytest.mark.xfail(strict=True, reason=AMQTT_FORGETS_UNACKED))
+    cid = f"{prefix}-gen"
     with trio.fail_after(8):
         async with trio.open_nursery() as n:
-            c = await start(n, make_client(broker, f"{prefix}-gen", clean_start=True), subscriber(f"{prefix}/#"))
+            c = await start(n, make_client(broker, cid), subscriber(f"{prefix}/#"))
             await c.publish(f"{prefix}/t", b"m", wait_for_ack=True)
             old = await receive(c)
             drop_socket(c)
@@ -239,6 +246,23 @@ async def test_ack_of_old_generation_is_noop_after_socket_drop(broker: Broker, p
             assert c.stats.acked == 0
             c.ack(new)
             assert c.stats.acked == 1
+            n.cancel_scope.cancel()
+        await forget_session(broker, cid)
+
+
+async def test_clean_start_means_clean_session_on_every_connect(broker: Broker, prefix: str) -> None:
+    """3.1.1 cannot start clean and then persist: clean_start=True keeps nothing across reconnects."""
+    with trio.fail_after(8):
+        async with trio.open_nursery() as n:
+            c = await start(n, make_client(broker, f"{prefix}-clean", clean_start=True), subscriber(f"{prefix}/#"))
+            await c.publish(f"{prefix}/t", b"m", wait_for_ack=True)
+            assert (await receive(c)).payload == b"m"  # not acked
+            drop_socket(c)
+            await wait_until(lambda: c.generation == 2 and c.connected)
+            assert not c._session_present
+            await assert_nothing(c, 0.5)  # no redelivery; the subscription was renewed by on_connect
+            await c.publish(f"{prefix}/t", b"again", wait_for_ack=True)
+            assert (await receive(c)).payload == b"again"
             n.cancel_scope.cancel()
 
 
@@ -257,6 +281,26 @@ async def test_last_will_on_dead_socket_but_not_on_clean_stop(broker: Broker, pr
                 await wait_until(lambda: dev.generation == 2 and dev.connected)
                 dev_nursery.cancel_scope.cancel()  # DISCONNECT: no Will
             await assert_nothing(obs, 0.5)
+            n.cancel_scope.cancel()
+
+
+async def test_last_will_when_on_connect_crashes(broker: Broker, prefix: str) -> None:
+    """A crash is no clean stop: 3.1.1 has no DISCONNECT that keeps the Will, so none is sent."""
+    will_topic = f"{prefix}/status"
+
+    async def crash(c: TrioMqttClient) -> None:
+        raise RuntimeError("bug in on_connect")
+
+    with trio.fail_after(8):
+        async with trio.open_nursery() as n:
+            obs = await start(n, make_client(broker, f"{prefix}-obs", clean_start=True), subscriber(will_topic))
+            dev = make_client(broker, f"{prefix}-dev", clean_start=True, will=(will_topic, b"offline", 1, False))
+            with pytest.RaisesGroup(pytest.RaisesExc(RuntimeError, match="bug in on_connect"), flatten_subgroups=True):
+                async with trio.open_nursery() as dev_nursery:
+                    dev_nursery.start_soon(functools.partial(dev.run, on_connect=crash))
+            m = await receive(obs)
+            assert (m.topic, m.payload) == (will_topic, b"offline")
+            obs.ack(m)
             n.cancel_scope.cancel()
 
 
