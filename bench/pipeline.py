@@ -52,6 +52,7 @@ import logging
 import math
 import os
 import platform
+import signal
 import subprocess
 import sys
 import tempfile
@@ -61,13 +62,13 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import partial
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 DEFAULT_SERVER_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_MQTT_URL = "mqtt://127.0.0.1:1883"
 RAW_MAX_BATCH = 2000  # same as the hub writer's MAX_BATCH
-REPORT_EVERY_S = 0.002  # how often committed counts go to the publisher
 
 
 # =========================================================================== publisher process
@@ -85,12 +86,16 @@ def publisher_main(host: str, port: int, n: int, window: int, rate: float, infli
     bodies = [SensorReading(metric="temperature", value=19.0 + (i % 50) / 10, unit="C") for i in range(50)]
     seqs = [0] * len(devices)
 
+    # Ctrl-C in a terminal reaches the whole process group: the parent stops us.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     committed = 0
+    parent_gone = False
 
     def read_progress() -> None:
-        nonlocal committed
+        nonlocal committed, parent_gone
         for line in sys.stdin:
             committed = int(line)
+        parent_gone = True  # EOF before we are done: nobody will ever report commits again
 
     threading.Thread(target=read_progress, daemon=True).start()
 
@@ -118,7 +123,7 @@ def publisher_main(host: str, port: int, n: int, window: int, rate: float, infli
     cpu0 = time.process_time()
     t0 = time.perf_counter()
     t_all_published = None
-    while acked < n:
+    while acked < n and not parent_gone:
         now = time.perf_counter()
         by_window = committed + window
         limit = min(n, by_window)
@@ -137,9 +142,9 @@ def publisher_main(host: str, port: int, n: int, window: int, rate: float, infli
             t_all_published = time.perf_counter()
         blocked = i < n and i >= by_window
         t_loop = time.perf_counter()
-        # A 1 ms tick also in --rate mode (bursts of rate/1000 messages): waking
-        # for every message would cost the publisher ~2x the CPU, taken from
-        # the system under test on a small machine.
+        # A 1 ms tick also in --rate mode (bursts of rate/1000 messages), not a
+        # wake-up per message: fewer select() calls, less CPU taken from the
+        # system under test on a small machine.
         c.loop(0.001)  # select + loop_read/loop_write + keepalive
         if blocked:
             window_blocked_s += time.perf_counter() - t_loop
@@ -241,21 +246,45 @@ class Driver:
         self.prefix = prefix
         self.devices = devices
         self.phase = phase
+        self._pub: subprocess.Popen | None = None
+        self._reported = 0
+        # Report commits to the publisher every `step` acks (a pipe write from
+        # inside the ack: no polling task). It may then run up to `step` fewer
+        # than --window ahead; window > step, so it is never starved.
+        self._step = max(1, args.window // 8)
+        self._all_committed = None  # trio.Event, made in run()
 
     def ack_recorder(self, ack):
+        """Wrap a client's ack(): record when each message was acked (after its commit) and report."""
         log = self.phase.ack_log
+        n = self.phase.n
 
         def recording_ack(message) -> None:
             ack(message)
             log.append((time.time(), message))
+            count = len(log)
+            if count - self._reported >= self._step or count >= n:
+                self._report(count)
 
         return recording_ack
+
+    def _report(self, count: int) -> None:
+        self._reported = count
+        if count >= self.phase.n and self._all_committed is not None:
+            self._all_committed.set()
+        if self._pub is not None:
+            try:
+                self._pub.stdin.write(f"{count}\n")
+                self._pub.stdin.flush()
+            except (BrokenPipeError, ValueError):
+                pass  # publisher gone (it got all its PUBACKs), or stdin closed
 
     async def run(self) -> None:
         import trio
 
         args, phase = self.args, self.phase
-        pub = subprocess.Popen(
+        self._all_committed = trio.Event()
+        pub = self._pub = subprocess.Popen(
             [sys.executable, os.path.abspath(__file__), "--publisher", "--host", args.mqtt.host,
              "--port", str(args.mqtt.port), "--messages", str(args.messages), "--window", str(args.window),
              "--rate", str(args.rate), "--inflight", str(args.inflight)],
@@ -277,17 +306,7 @@ class Driver:
             with trio.move_on_after(args.timeout) as timeout:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self._show_progress)
-                    reported = 0
-                    while len(log) < n:
-                        await trio.sleep(REPORT_EVERY_S)
-                        count = len(log)
-                        if count != reported:
-                            reported = count
-                            try:
-                                pub.stdin.write(f"{count}\n")
-                                pub.stdin.flush()
-                            except BrokenPipeError:
-                                pass
+                    await self._all_committed.wait()
                     nursery.cancel_scope.cancel()
             phase.cpu_s = time.process_time() - cpu0
             phase.wall_s = time.perf_counter() - wall0
@@ -302,8 +321,9 @@ class Driver:
                 line = await trio.to_thread.run_sync(pub.stdout.readline)
                 if line.strip():
                     phase.publisher = json.loads(line)
-            finished = True
+            finished = not phase.timed_out
         finally:
+            self._pub = None
             if not finished:  # Ctrl-C, an error, or a timeout: it would wait for commits forever
                 pub.kill()
             try:
@@ -395,7 +415,7 @@ async def run_hub_phase(args: argparse.Namespace, url: str, prefix: str, devices
     phase = Phase("hub", args.messages)
     driver = Driver(args, prefix, devices, phase)
     settings = Settings(database_url=url, mqtt_url=str(args.mqtt), topic_prefix=prefix,
-                        hub_client_id=f"{prefix}-hub", data_dir=__import__("pathlib").Path(data_dir))
+                        hub_client_id=f"{prefix}-hub", data_dir=Path(data_dir))
     async with trio.open_nursery() as nursery:
         hub = await nursery.start(partial(run_hub, settings, port=None))
         # The writer acks through client.ack after each commit; record when.
@@ -426,6 +446,63 @@ async def hub_db_results(db, phase: Phase) -> None:
         phase.rows[table] = await db.fetchval(f"SELECT count(*) FROM {table}")
 
 
+async def setup(args: argparse.Namespace, names: dict[str, str], created: list[str]) -> tuple[str, Any]:
+    """Create the databases (recording each in ``created`` at once), migrate and seed the hub's.
+
+    Returns the server version and the seeded campus (the raw run publishes as the same devices).
+    """
+    from hub.db import asyncio_loop, migrate, open_database
+    from hub.db.seed import ensure_campus
+
+    async with asyncio_loop():
+        async with open_database(args.database_url, max_size=1) as server:
+            version = await server.fetchval("SHOW server_version")
+            for name in names.values():
+                await server.execute(f"CREATE DATABASE {name}")
+                created.append(name)
+        async with open_database(database_url_for(args.database_url, names.get("hub") or names["raw"]),
+                                 max_size=2) as db:
+            await migrate(db)
+            campus = await ensure_campus(db, rooms=args.rooms, students=args.students,
+                                         now=datetime.now(timezone.utc))
+    return version, campus
+
+
+class Interrupted(Exception):
+    """Ctrl-C or SIGTERM arrived while a system was running; it has been shut down."""
+
+
+async def interruptible(fn, *args):
+    """Run ``fn(*args)``; on SIGINT/SIGTERM cancel it cleanly and raise :class:`Interrupted`.
+
+    trio's default Ctrl-C handling raises KeyboardInterrupt wherever the main
+    thread happens to be, which may be inside an asyncio callback of
+    trio-asyncio / asyncpg: the interrupt can then be lost or leave a
+    shielded cleanup waiting forever. A cancellation unwinds everything the
+    ordinary way (publisher killed, hub shut down, pool closed).
+    """
+    import trio
+
+    result = None
+    interrupted = False
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+            async def body() -> None:
+                nonlocal result
+                result = await fn(*args)
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(body)
+            async for signum in signals:
+                interrupted = True
+                progress(f"{signal.Signals(signum).name}: stopping...")
+                nursery.cancel_scope.cancel()
+                break
+    if interrupted:
+        raise Interrupted
+    return result
+
+
 # =========================================================================== setup, teardown, output
 
 
@@ -446,20 +523,45 @@ def discard_broker_sessions(host: str, port: int, client_ids: list[str]) -> None
             pass
 
 
-def machine_facts(server_url: str) -> dict[str, Any]:
-    from hub.db import run_with_database
-
-    pg = run_with_database(server_url, lambda db: db.fetchval("SHOW server_version"))
+def machine_facts(pg_version: str) -> dict[str, Any]:
     import paho.mqtt
+
     return {
         "cpus": os.cpu_count(),
         "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         "load_average": [round(x, 2) for x in os.getloadavg()],
         "python": platform.python_version(),
         "implementation": platform.python_implementation(),
-        "postgresql": pg,
+        "postgresql": pg_version,
         "paho_mqtt": paho.mqtt.__version__,
     }
+
+
+def print_profile(path: str, top: int = 15) -> None:
+    """The hub run's hottest functions (own time), and CPU by package, on stderr."""
+    import collections
+    import io
+    import pstats
+
+    out = io.StringIO()
+    stats = pstats.Stats(path, stream=out)
+    stats.sort_stats("tottime").print_stats(top)
+    by_package: collections.Counter[str] = collections.Counter()
+    for (filename, _, func), (_, _, tottime, _, _) in stats.stats.items():
+        if "site-packages/" in filename:
+            key = filename.split("site-packages/")[1].split("/")[0]
+        elif filename == "~":
+            key = f"(builtin) {func}"
+        elif "/lib/python3" in filename:
+            key = "(stdlib) " + filename.split("/lib/python3", 1)[1].split("/", 1)[-1]
+        else:
+            key = os.path.relpath(filename, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        by_package[key] += tottime
+    total = sum(by_package.values()) or 1.0
+    out.write("own time by package / project file:\n")
+    for key, seconds in by_package.most_common(top):
+        out.write(f"  {seconds:7.2f}s {100 * seconds / total:5.1f}%  {key}\n")
+    progress(f"hub: profile saved to {path}\n{out.getvalue()}")
 
 
 def fmt(value: float, spec: str) -> str:
@@ -549,11 +651,15 @@ def main() -> None:
         publisher_main(args.host, args.port, args.messages, args.window, args.rate, args.inflight)
         return
 
+    import faulthandler
+    import signal
+
     import trio
 
     from hub.config import MqttUrl
-    from hub.db import migrate, run_with_database
-    from hub.db.seed import ensure_campus
+
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # kill -USR1 <pid>: where is it stuck?
+    from hub.db import run_with_database
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -567,21 +673,10 @@ def main() -> None:
     names = {s: f"campushub_bench_{run_id}_{s}" for s in systems}
     created: list[str] = []
     data_dir = tempfile.mkdtemp(prefix="campushub-bench-")
-    machine = machine_facts(args.database_url)
     results: dict[str, Any] = {}
     try:
-        for s in systems:
-            name = names[s]
-            run_with_database(args.database_url, lambda db, name=name: db.execute(f"CREATE DATABASE {name}"))
-            created.append(name)
-        # The hub's campus; the raw run publishes as the same devices.
-        seed_url = database_url_for(args.database_url, names.get("hub") or names["raw"])
-
-        async def seed(db):
-            await migrate(db)
-            return await ensure_campus(db, rooms=args.rooms, students=args.students, now=datetime.now(timezone.utc))
-
-        campus = run_with_database(seed_url, seed)
+        pg_version, campus = trio.run(interruptible, setup, args, names, created)
+        machine = machine_facts(pg_version)
         devices = [{"id": d.device_id, "alg": d.alg, "key": d.signing_key.hex()} for d in campus.devices]
         progress(f"pipeline: run {run_id}, databases {', '.join(created)}, topic prefix {prefix}, "
                  f"{len(devices)} devices")
@@ -590,23 +685,24 @@ def main() -> None:
             progress(f"{s}: publishing {args.messages:,} messages"
                      f" ({'max rate' if not args.rate else f'{args.rate:,.0f}/s'}, window {args.window})")
             if s == "raw":
-                phase = trio.run(run_raw, args, url, prefix, devices)
+                phase = trio.run(interruptible, run_raw, args, url, prefix, devices)
             else:
                 if args.profile:
                     import cProfile
 
                     profiler = cProfile.Profile()
-                    phase = profiler.runcall(trio.run, run_hub_phase, args, url, prefix, devices, data_dir)
+                    phase = profiler.runcall(trio.run, interruptible, run_hub_phase, args, url, prefix, devices,
+                                             data_dir)
                     profiler.dump_stats(args.profile)
-                    progress(f"hub: profile saved to {args.profile}")
+                    print_profile(args.profile)
                 else:
-                    phase = trio.run(run_hub_phase, args, url, prefix, devices, data_dir)
+                    phase = trio.run(interruptible, run_hub_phase, args, url, prefix, devices, data_dir)
                 run_with_database(url, partial(hub_db_results, phase=phase))
             results[s] = phase.summary()
     except BaseException as exc:
-        # trio delivers Ctrl-C inside an exception group, together with what
-        # the cancellation broke (e.g. a COPY cut off mid-transaction).
-        if isinstance(exc, KeyboardInterrupt) or (
+        # Interrupted: Ctrl-C/SIGTERM during a run. KeyboardInterrupt: during
+        # setup; trio may deliver it inside an exception group.
+        if isinstance(exc, (Interrupted, KeyboardInterrupt)) or (
                 isinstance(exc, BaseExceptionGroup) and exc.subgroup(KeyboardInterrupt) is not None):
             progress("interrupted")
             raise SystemExit(130) from None

@@ -144,6 +144,12 @@ class DeviceActor(Actor):
         await route.ref.tell(Scan(item.message, item.event))
 
     async def _on_status(self, item: StatusUpdate) -> None:
+        if item.status.ts / 1000 > item.message.received_at + MAX_FUTURE_SKEW_S:
+            # Statuses only move forward in time: a future one would make every real one "older".
+            await self._writer.tell(reject(
+                item.message, "clock_skew",
+                f"status time is {item.status.ts / 1000 - item.message.received_at:.0f}s ahead"))
+            return
         now = datetime.now(timezone.utc)
         before = self._health
         self._health = self._health.on_status(item.status, now)

@@ -51,7 +51,13 @@ class Ingress(ServiceActor):
 
     async def serve(self) -> None:
         async for message in self._client.messages:
-            await self.route(message)
+            try:
+                await self.route(message)
+            except Exception as exc:
+                # As in the device and session actors: keep (and ack) the poison
+                # message before crashing, so a redelivery cannot crash us again.
+                await self._writer.tell(reject(message, "internal_error", f"{type(exc).__name__}: {exc}"))
+                raise
 
     async def route(self, message: InboundMessage) -> None:
         log.debug("route %s (%d bytes)", message.topic, len(message.payload))

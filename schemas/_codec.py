@@ -24,6 +24,11 @@ class WireError(ValueError):
         self.detail = detail
 
 
+#: What msgspec raises for bytes it cannot decode, besides DecodeError: a str that is not
+#: UTF-8 (UnicodeDecodeError) and nesting deeper than the interpreter's recursion limit,
+#: which msgspec meets while skipping a value (e.g. an unknown field before the ``kind`` tag).
+_UNDECODABLE = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)
+
 _frame_decoder = msgspec.msgpack.Decoder(Frame)
 _event_decoder = msgspec.msgpack.Decoder(Event)
 _status_decoder = msgspec.msgpack.Decoder(DeviceStatus)
@@ -81,13 +86,13 @@ def decode_frame(data: bytes) -> tuple[Frame, Event]:
         frame = _frame_decoder.decode(data)
     except msgspec.ValidationError as exc:
         raise WireError("schema", f"frame: {exc}") from exc
-    except msgspec.DecodeError as exc:
+    except _UNDECODABLE as exc:
         raise WireError("malformed", f"frame: {exc}") from exc
     try:
         event = _event_decoder.decode(frame.payload)
     except msgspec.ValidationError as exc:
         raise WireError("schema", f"envelope: {exc}") from exc
-    except msgspec.DecodeError as exc:
+    except _UNDECODABLE as exc:
         raise WireError("malformed", f"envelope: {exc}") from exc
     return frame, event
 
@@ -104,5 +109,5 @@ def decode_status(data: bytes) -> DeviceStatus:
         return _status_decoder.decode(data)
     except msgspec.ValidationError as exc:
         raise WireError("schema", f"status: {exc}") from exc
-    except msgspec.DecodeError as exc:
+    except _UNDECODABLE as exc:
         raise WireError("malformed", f"status: {exc}") from exc

@@ -5,6 +5,7 @@ exactly what the protocol allows and nothing else.
 """
 from __future__ import annotations
 
+import sys
 from typing import Annotated, Literal, Union
 
 import msgspec
@@ -17,7 +18,11 @@ DeviceId = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63
 EventId = Annotated[bytes, msgspec.Meta(min_length=16, max_length=16)]
 #: Milliseconds since the Unix epoch, UTC, as the device's clock saw it.
 Millis = Annotated[int, msgspec.Meta(ge=0, le=2**53)]
-ShortText = Annotated[str, msgspec.Meta(max_length=128)]
+#: Strings the hub stores never contain NUL (PostgreSQL text and jsonb cannot hold it).
+_NO_NUL = r"^[^\x00]*$"
+ShortText = Annotated[str, msgspec.Meta(max_length=128, pattern=_NO_NUL)]
+#: Finite: NaN and ±Infinity have no JSON form (the event ledger's body is jsonb).
+FiniteFloat = Annotated[float, msgspec.Meta(ge=-sys.float_info.max, le=sys.float_info.max)]
 
 
 class QrScan(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -25,20 +30,20 @@ class QrScan(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class BiometricMatch(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    subject: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    subject: Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=_NO_NUL)]
     score: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
 
 
 class SensorReading(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     metric: Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
-    value: float
-    unit: Annotated[str, msgspec.Meta(max_length=16)]
+    value: FiniteFloat
+    unit: Annotated[str, msgspec.Meta(max_length=16, pattern=_NO_NUL)]
 
 
 class Heartbeat(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    uptime_s: Annotated[int, msgspec.Meta(ge=0)]
+    uptime_s: Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]  # PostgreSQL bigint
     firmware: ShortText
-    outbox_depth: Annotated[int, msgspec.Meta(ge=0)]
+    outbox_depth: Annotated[int, msgspec.Meta(ge=0, le=2**31 - 1)]  # PostgreSQL integer
 
 
 class _Envelope(

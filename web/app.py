@@ -12,13 +12,14 @@ from functools import partial
 import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve as hypercorn_serve
-from quart import Response, g, request
+from quart import Response, g, has_websocket_context, request, websocket
 from quart_trio import QuartTrio
 
-from . import errors, templating
+from . import errors, openapi, templating
 from .auth import BrowserRefreshes
 from .context import WebContext
 from .cookies import set_auth_cookies
+from .errors import invalid
 from .routes import account, api, faculty, live, ops, student, system
 from .serialize import IsoJSONProvider
 
@@ -51,8 +52,16 @@ def create_app(ctx: WebContext, *, secure_cookies: bool = False) -> QuartTrio:
     app.extensions["campushub.refreshes"] = BrowserRefreshes()
     errors.register(app)
     templating.register(app)
-    for module in (account, faculty, student, ops, api, live, system):
+    for module in (account, faculty, student, ops, api, live, system, openapi):
         app.register_blueprint(module.bp)
+
+    @app.before_request
+    @app.before_websocket
+    async def refuse_nul_in_url() -> None:
+        # PostgreSQL text cannot hold NUL: refuse it at the door, not as a 500 from a query.
+        connection = websocket if has_websocket_context() else request
+        if "\x00" in connection.path or any("\x00" in k + v for k, v in connection.args.items(multi=True)):
+            raise invalid("The URL must not contain NUL characters.")
 
     @app.after_request
     async def finish_response(response: Response) -> Response:
@@ -61,6 +70,10 @@ def create_app(ctx: WebContext, *, secure_cookies: bool = False) -> QuartTrio:
             set_auth_cookies(response, issued)
         response.headers.setdefault("Content-Security-Policy", _CSP)
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        if response.status_code == 413:
+            # The rest of the oversized body is never read: a client reusing this
+            # connection (e.g. after a chunked upload) would hang. Close it.
+            response.headers["Connection"] = "close"
         response.headers.setdefault("Referrer-Policy", "same-origin")
         if not request.path.startswith("/static/"):
             response.headers.setdefault("Cache-Control", "no-store")

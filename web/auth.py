@@ -152,6 +152,15 @@ async def _password_matches(password_hash: str | None, password: str) -> bool:
     return await trio.to_thread.run_sync(verify_password, password_hash, password)
 
 
+def _encodable(text: str) -> bool:
+    """UTF-8 encodable: no unpaired surrogate (which JSON's \\ud800 escapes can produce)."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _hash_refresh(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
 
@@ -173,6 +182,10 @@ def _pair(ctx: WebContext, user: UserRecord, refresh_token: str, issued_at: int)
 
 async def login(ctx: WebContext, username: str, password: str) -> TokenPair:
     """Check the password and start a session; 401 ``invalid_credentials`` otherwise."""
+    if "\x00" in username or not _encodable(username) or not _encodable(password):
+        # No account has such a name (PostgreSQL text cannot hold NUL), and argon2 cannot
+        # hash a lone surrogate: refuse here instead of failing (500) in the query or the hash.
+        raise WebError(401, "invalid_credentials", "Wrong username or password.")
     user = await get_user_by_username(ctx.db, username)
     if not await _password_matches(None if user is None else user.password_hash, password) or user is None:
         raise WebError(401, "invalid_credentials", "Wrong username or password.")

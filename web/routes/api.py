@@ -7,6 +7,8 @@ bodies only; browsers use the login form and cookies instead.
 """
 from __future__ import annotations
 
+import json
+
 from quart import Blueprint, Response, jsonify, request
 
 from hub.db.users import UserRecord, get_user
@@ -44,7 +46,12 @@ async def _json_body(*required: str) -> dict:
     """The request's JSON object, with each of ``required`` a non-empty string."""
     if not request.is_json:
         raise WebError(415, "unsupported_media_type", "Send a JSON body (Content-Type: application/json).")
-    body = await request.get_json(silent=True)
+    try:
+        # Not request.get_json(silent=True): it lets a body that is not UTF-8
+        # (UnicodeDecodeError) or nests too deep (RecursionError) escape as a 500.
+        body = json.loads(await request.get_data())
+    except (ValueError, RecursionError):
+        body = None
     if not isinstance(body, dict):
         raise invalid("The body must be a JSON object.")
     for name in required:

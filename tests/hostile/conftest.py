@@ -1,0 +1,71 @@
+"""Fixtures of the hostile-input tests: the real hub of tests/hub, plus an Ed25519 and a revoked device.
+
+The hub fixtures (``hub``, ``hub_settings``, ``test_db``, ``publisher``) are
+those of tests/hub/conftest.py, loaded from that file so both directories run
+the very same hub; ``hub_campus`` is overridden to add two devices to the
+seeded campus *before* the hub starts (the ingress loads its registry at boot).
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from hub.campus import Campus, DeviceCredentials
+from hub.config import Settings
+from hub.db import run_with_database
+from hub.db.seed import ensure_campus
+
+_HUB_TESTS = Path(__file__).resolve().parent.parent / "hub"
+if str(_HUB_TESTS) not in sys.path:
+    sys.path.insert(0, str(_HUB_TESTS))  # hub_helpers
+_spec = importlib.util.spec_from_file_location("hostile_hub_fixtures", _HUB_TESTS / "conftest.py")
+_hub_fixtures = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_hub_fixtures)
+
+hub = _hub_fixtures.hub
+hub_settings = _hub_fixtures.hub_settings
+test_db = _hub_fixtures.test_db
+publisher = _hub_fixtures.publisher
+
+
+@dataclass(frozen=True)
+class HostileCampus:
+    campus: Campus
+    #: Ed25519 device in the room of ``campus.sessions[0]`` (signing_key = its private seed).
+    ed25519: DeviceCredentials
+    #: An HMAC device whose registration was revoked.
+    revoked: DeviceCredentials
+
+
+@pytest.fixture
+def hostile_campus(hub_settings: Settings) -> HostileCampus:
+    now = datetime.now(timezone.utc)
+
+    async def seed(db) -> HostileCampus:
+        campus = await ensure_campus(db, rooms=2, students=12, now=now)
+        room = campus.sessions[0].room_id
+        seed_bytes = os.urandom(32)
+        public = Ed25519PrivateKey.from_private_bytes(seed_bytes).public_key().public_bytes_raw()
+        ed = DeviceCredentials("hostile-ed25519", room, "qr_camera", "ed25519", seed_bytes)
+        revoked = DeviceCredentials("hostile-revoked", room, "qr_camera", "hmac-sha256", os.urandom(32))
+        await db.execute(
+            "INSERT INTO devices (id, room_id, kind, alg, key) VALUES ($1, $2, 'qr_camera', 'ed25519', $3)",
+            ed.device_id, room, public)
+        await db.execute(
+            "INSERT INTO devices (id, room_id, kind, alg, key, revoked_at) VALUES ($1, $2, 'qr_camera', 'hmac-sha256', $3, now())",
+            revoked.device_id, room, revoked.signing_key)
+        return HostileCampus(campus, ed, revoked)
+
+    return run_with_database(hub_settings.database_url, seed)
+
+
+@pytest.fixture
+def hub_campus(hostile_campus: HostileCampus) -> Campus:
+    return hostile_campus.campus

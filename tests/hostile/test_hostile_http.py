@@ -1,0 +1,194 @@
+"""Every hostile HTTP request of the corpus, over real HTTP against a running hub; and HTML injection in pages."""
+from __future__ import annotations
+
+import os
+import uuid
+from datetime import datetime, timedelta, timezone
+
+import httpx
+from markupsafe import escape
+
+from hostile_corpus import HTTP_CASES, IMG_XSS, SCRIPT, UNSET, HttpCase, HttpWorld, authorization
+from hub.db.seed import DEMO_PASSWORD
+
+ERROR_KEYS = {"code", "message", "field"}
+
+
+async def _login(http: httpx.AsyncClient, username: str) -> dict:
+    response = await http.post("/api/v1/auth/login", json={"username": username, "password": DEMO_PASSWORD})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+async def _faculty_of(db, session_id: str) -> str:
+    return await db.fetchval(
+        "SELECT u.username FROM class_sessions s JOIN courses c ON c.id = s.course_id"
+        " JOIN users u ON u.id = c.faculty_id WHERE s.id = $1", session_id)
+
+
+async def _world(http: httpx.AsyncClient, hub_settings, campus, db) -> HttpWorld:
+    session = campus.sessions[0]
+    enrolled = next(s for s in campus.students if s.student_id == session.enrolled[0])
+    other = next(s for s in campus.students if s.student_id != enrolled.student_id)
+    logins = {
+        "admin": await _login(http, "admin"),
+        "faculty": await _login(http, await _faculty_of(db, session.session_id)),
+        "student": await _login(http, enrolled.username),
+    }
+    # A refresh token rotated once: presenting it again is a reuse.
+    rotated = (await _login(http, "admin"))["refresh_token"]
+    response = await http.post("/api/v1/auth/refresh", json={"refresh_token": rotated})
+    assert response.status_code == 200, response.text
+    return HttpWorld(
+        jwt_secret=hub_settings.jwt_secret.encode(),
+        users={role: login["user"]["id"] for role, login in logins.items()},
+        tokens={role: login["access_token"] for role, login in logins.items()},
+        session_id=session.session_id, student_id=enrolled.student_id, other_student_id=other.student_id,
+        rotated_refresh=rotated, rotated_successor=response.json()["refresh_token"],
+    )
+
+
+async def _send(http: httpx.AsyncClient, case: HttpCase, world: HttpWorld) -> httpx.Response:
+    headers = {**authorization(case.auth, world), **case.headers}
+    kwargs: dict = {}
+    if case.refresh is not None:
+        token = world.rotated_refresh if case.refresh == "rotated" else world.rotated_successor
+        kwargs["json"] = {"refresh_token": token}
+    elif case.json is not UNSET:
+        kwargs["json"] = case.json
+    elif case.body is not None:
+        kwargs["content"] = case.body
+    elif case.chunked is not None:
+        data = case.chunked
+
+        async def chunks():
+            for i in range(0, len(data), 64 * 1024):
+                yield data[i:i + 64 * 1024]
+
+        kwargs["content"] = chunks()
+    http.cookies.clear()
+    return await http.request(case.method, world.fill(case.path), headers=headers, **kwargs)
+
+
+def _judge(case: HttpCase, response: httpx.Response) -> list[str]:
+    problems = []
+    if response.status_code != case.status:
+        problems.append(f"status {response.status_code}, expected {case.status}: {response.text[:200]!r}")
+        return problems
+    content_type = response.headers.get("content-type", "")
+    if case.code is not None:
+        if not content_type.startswith("application/json"):
+            return [f"content type {content_type!r}, expected JSON"]
+        body = response.json()
+        error = body.get("error") if isinstance(body, dict) else None
+        if set(body) != {"error"} or not isinstance(error, dict) or not {"code", "message"} <= set(error) \
+                or not set(error) <= ERROR_KEYS or not isinstance(error["message"], str) or not error["message"]:
+            problems.append(f"error shape {body!r}")
+        elif error["code"] != case.code:
+            problems.append(f"code {error['code']!r}, expected {case.code!r}")
+    elif case.check is not None:
+        if not content_type.startswith("application/json") or not case.check(response.json()):
+            problems.append(f"check failed on {response.text[:300]!r}")
+    else:
+        if not content_type.startswith("text/html"):
+            problems.append(f"content type {content_type!r}, expected an HTML page")
+        for raw in case.absent:
+            if raw in response.text:
+                problems.append(f"{raw!r} came back unescaped")
+        for escaped in case.present:
+            if escaped not in response.text:
+                problems.append(f"{escaped!r} missing")
+    if response.headers.get("x-content-type-options") != "nosniff":
+        problems.append("no X-Content-Type-Options: nosniff")
+    return problems
+
+
+async def test_every_hostile_http_request_gets_its_clear_refusal(hub, hub_settings, hostile_campus, test_db):
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{hub.web_port}", timeout=30) as http:
+        world = await _world(http, hub_settings, hostile_campus.campus, test_db)
+        users_before = await test_db.fetch("SELECT id, username, role, password_hash FROM users ORDER BY id")
+        failures = []
+        for case in HTTP_CASES:
+            try:
+                response = await _send(http, case, world)
+            except httpx.HTTPError as exc:
+                failures.append(f"{case.name}: {type(exc).__name__}: {exc}")
+                continue
+            failures += [f"{case.name}: {problem}" for problem in _judge(case, response)]
+        assert not failures, "\n".join(failures)
+
+        # Nothing an injection or forged token tried changed who exists or who may do what.
+        assert await test_db.fetch("SELECT id, username, role, password_hash FROM users ORDER BY id") == users_before
+        # The server is fine: healthy, and the genuine tokens still work.
+        assert (await http.get("/healthz")).json()["status"] == "ok"
+        me = await http.get("/api/v1/me", headers={"Authorization": f"Bearer {world.tokens['admin']}"})
+        assert me.status_code == 200 and me.json()["role"] == "admin"
+        metrics = (await http.get("/metrics")).text
+    assert "campushub_actor_restarts_total 0.0" in metrics
+
+
+async def test_injected_html_is_escaped_in_every_page(hub, hostile_campus, test_db):
+    """Names, titles, device fields and rejection details holding markup come back escaped in every page."""
+    campus = hostile_campus.campus
+    session = campus.sessions[0]
+    sfx = uuid.uuid4().hex[:8]
+    xss_student = f"xss-{sfx}"
+    now = datetime.now(timezone.utc)
+    faculty = await _faculty_of(test_db, session.session_id)
+    template_user = session.enrolled[0]  # only to copy a known password hash
+    await test_db.execute(
+        "INSERT INTO users (id, username, display_name, role, password_hash)"
+        " SELECT $1, $1, $2, 'student', password_hash FROM users WHERE id = $3", xss_student, SCRIPT, template_user)
+    await test_db.execute("INSERT INTO students (id, roll_number, token_secret) VALUES ($1, $2, $3)",
+                          xss_student, IMG_XSS + sfx, os.urandom(32))
+    await test_db.execute("INSERT INTO enrolments (course_id, student_id) VALUES ($1, $2)",
+                          session.course_id, xss_student)
+    course = f"xss-course-{sfx}"
+    await test_db.execute(
+        "INSERT INTO courses (id, code, title, faculty_id)"
+        " SELECT $1, $2, $3, faculty_id FROM courses WHERE id = $4", course, f"XSS-{sfx}", SCRIPT, session.course_id)
+    await test_db.execute("INSERT INTO enrolments (course_id, student_id) VALUES ($1, $2)", course, xss_student)
+    xss_session = f"xss-session-{sfx}"
+    await test_db.execute(
+        "INSERT INTO class_sessions (id, course_id, room_id, starts_at, ends_at, status)"
+        " VALUES ($1, $2, $3, $4, $5, 'closed')",
+        xss_session, course, session.room_id, now - timedelta(hours=3), now - timedelta(hours=2))
+    await test_db.execute(
+        "INSERT INTO device_health (device_id, online, last_seen, last_change, reason, firmware)"
+        " VALUES ($1, true, $2, $2, $3, $4)"
+        " ON CONFLICT (device_id) DO UPDATE SET firmware = EXCLUDED.firmware, reason = EXCLUDED.reason",
+        hostile_campus.ed25519.device_id, now, IMG_XSS, SCRIPT)
+    await test_db.execute(
+        "INSERT INTO rejected_events (dedup_key, device_id, topic, reason, detail, payload, received_at)"
+        " VALUES ($1, $2, $3, 'not_enrolled', $4, $5, now())",
+        os.urandom(16), SCRIPT, f"campushub/v1/dev/{IMG_XSS}/up", SCRIPT, SCRIPT.encode())
+
+    escaped_script, escaped_img = str(escape(SCRIPT)), str(escape(IMG_XSS))
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{hub.web_port}", timeout=30) as http:
+        tokens = {
+            "faculty": (await _login(http, faculty))["access_token"],
+            "admin": (await _login(http, "admin"))["access_token"],
+            "student": (await _login(http, xss_student))["access_token"],
+        }
+        pages = [
+            ("faculty", f"/faculty/sessions/{session.session_id}", (escaped_script, escaped_img)),
+            ("faculty", f"/faculty/sessions/{xss_session}", (escaped_script,)),
+            ("admin", "/admin", (escaped_script,)),
+            ("admin", "/ops", (escaped_script, escaped_img)),
+            ("student", "/student", (escaped_script,)),
+        ]
+        for role, path, expected in pages:
+            response = await http.get(path, headers={"Authorization": f"Bearer {tokens[role]}"})
+            assert response.status_code == 200, (path, response.status_code)
+            assert response.headers["content-type"].startswith("text/html")
+            html = response.text
+            assert SCRIPT not in html and "<img src=x" not in html, path
+            for form in expected:
+                assert form in html, (path, form)
+            assert "script-src 'self'" in response.headers["content-security-policy"]
+        # The JSON API returns the name as data, never as a page.
+        roster = await http.get(f"/api/v1/sessions/{session.session_id}/roster",
+                                headers={"Authorization": f"Bearer {tokens['faculty']}"})
+        assert roster.headers["content-type"].startswith("application/json")
+        assert roster.headers["x-content-type-options"] == "nosniff"
+        assert SCRIPT in [s["name"] for s in roster.json()["students"]]

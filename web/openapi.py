@@ -1,0 +1,251 @@
+"""The OpenAPI 3.1 description of the JSON API, ``/healthz`` and ``/metrics``; served at ``GET /api/v1/openapi.json``.
+
+Hand-written, so it says what the routes really promise (web/routes/api.py,
+web/routes/system.py, web/errors.py). ``tests/hostile/test_hostile_openapi.py``
+compares its paths with the app's URL map, and
+``tests/hostile/test_hostile_schemathesis.py`` fuzzes every operation against
+a running hub and checks each response against it: change a route, change
+this document.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from quart import Blueprint, Response, jsonify
+
+from .auth import ACCESS_TTL_S, REFRESH_TTL_S, ROLES
+from .feeds import STATUSES
+from .routes.api import DEFAULT_PAGE, MAX_PAGE
+
+bp = Blueprint("openapi", __name__)
+
+OPENAPI_PATH = "/api/v1/openapi.json"
+
+_BEARER = [{"bearer": []}]
+
+
+def _ref(name: str) -> dict:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict, description: str) -> dict:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _error(description: str) -> dict:
+    return _json(_ref("Error"), description)
+
+
+def _nullable(schema: dict) -> dict:
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+def _object(properties: dict, required: list[str] | None = None) -> dict:
+    return {
+        "type": "object", "properties": properties,
+        "required": list(properties) if required is None else required, "additionalProperties": False,
+    }
+
+
+_STR = {"type": "string"}
+_INT = {"type": "integer"}
+_BOOL = {"type": "boolean"}
+_TIME = {"type": "string", "format": "date-time"}
+
+_UNAUTHENTICATED = _error(
+    "No valid credentials: `unauthenticated`, `invalid_token`, `token_expired` (or `invalid_refresh_token` "
+    "when a browser's refresh cookie is refused).")
+_FORBIDDEN = _error("`forbidden`: the role, or the ownership of the record, does not allow it.")
+_BAD_URL = _error("`invalid_request`: a malformed parameter (or a NUL character in the URL).")
+_TOO_LARGE = _error("`request_entity_too_large`: the body is over 64 KiB.")
+_NOT_JSON = _error("`unsupported_media_type`: the body must be `Content-Type: application/json`.")
+
+
+def _json_body(*fields: str, description: str) -> dict:
+    return {
+        "required": True,
+        "description": description + " Other fields are ignored.",
+        "content": {"application/json": {"schema": {
+            "type": "object",
+            "properties": {name: {"type": "string", "minLength": 1} for name in fields},
+            "required": list(fields),
+        }}},
+    }
+
+
+_SCHEMAS: dict[str, Any] = {
+    "Error": _object({
+        "error": _object({
+            "code": {**_STR, "description": "Stable machine code, e.g. `invalid_request`, `not_found`."},
+            "message": {**_STR, "description": "For humans."},
+            "field": {**_STR, "description": "The offending field or parameter, when there is one."},
+        }, required=["code", "message"]),
+    }),
+    "User": _object({
+        "id": _STR, "username": _STR, "display_name": _STR, "role": {"type": "string", "enum": list(ROLES)},
+    }),
+    "Tokens": _object({
+        "token_type": {"const": "Bearer"},
+        "access_token": {**_STR, "description": f"HS256 JWT, valid {ACCESS_TTL_S} s."},
+        "expires_in": _INT,
+        "refresh_token": {**_STR, "description": f"Single use (rotated), valid {REFRESH_TTL_S} s."},
+        "refresh_expires_in": _INT,
+        "user": _ref("User"),
+    }),
+    "Session": _object({
+        "session_id": _STR, "course_id": _STR, "course_code": _STR, "course_title": _STR,
+        "room_id": _STR, "room_name": _STR, "starts_at": _TIME, "ends_at": _TIME, "opens_at": _TIME,
+        "grace_minutes": _INT,
+        "status": {"type": "string", "enum": ["scheduled", "open", "closed", "cancelled"]},
+        "live": _BOOL, "ended": _BOOL,
+    }),
+    "Roster": _object({
+        "session": _ref("Session"),
+        "students": {"type": "array", "items": _object({
+            "student_id": _STR, "name": _STR, "roll_number": _STR,
+            "status": {"type": "string", "enum": list(STATUSES)},
+            "checked_in_at": _nullable(_TIME),
+        })},
+        "counts": _object({name: _INT for name in (*(s.replace("-", "_") for s in STATUSES), "enrolled")}),
+    }),
+    "Attendance": _object({
+        "student": _object({"student_id": _STR, "name": _STR, "roll_number": _STR}),
+        "courses": {"type": "array", "items": _object({
+            "course_id": _STR, "course_code": _STR, "course_title": _STR,
+            "sessions": {"type": "array", "items": _object({
+                "session_id": _STR, "starts_at": _nullable(_TIME), "ends_at": _nullable(_TIME),
+                "status": {"type": "string", "enum": list(STATUSES)}, "checked_in_at": _nullable(_TIME),
+            })},
+            "attended": _INT, "total": _INT,
+        })},
+    }),
+    "Device": _object({
+        "device_id": _STR, "room_id": _STR, "room_name": _STR, "kind": _STR, "model": _STR,
+        "revoked": _BOOL, "online": _BOOL, "last_seen": _nullable(_TIME), "firmware": _STR,
+        "outbox_depth": _INT, "reason": _STR,
+    }),
+    "Devices": _object({"devices": {"type": "array", "items": _ref("Device")}, "online": _INT}),
+    "Rejection": _object({
+        "id": _INT, "received_at": _TIME, "reason": _STR, "detail": _STR, "topic": _STR,
+        "device_id": _nullable(_STR), "kind": _nullable(_STR), "session_id": _nullable(_STR),
+        "event_id": _nullable({"type": "string", "format": "uuid"}), "payload_bytes": _INT,
+    }),
+    "RejectionPage": _object({
+        "items": {"type": "array", "items": _ref("Rejection")},
+        "total": _INT, "limit": _INT, "offset": _INT, "reason": _nullable(_STR),
+    }),
+    "Health": {
+        "type": "object",
+        "properties": {
+            "status": {"type": "string", "enum": ["ok", "degraded"]},
+            "database": {"type": "object", "properties": {"ok": _BOOL}, "required": ["ok"]},
+            "broker": {"type": "object", "properties": {"ok": _BOOL, "reconnects": _INT}, "required": ["ok"]},
+            "actors": {"type": "object", "additionalProperties": _INT},
+        },
+        "required": ["status"],
+    },
+}
+
+
+def _path_param(name: str, description: str) -> dict:
+    return {"name": name, "in": "path", "required": True, "description": description, "schema": _STR}
+
+
+def _query_int(name: str, low: int, high: int, default: int) -> dict:
+    return {"name": name, "in": "query", "required": False,
+            "schema": {"type": "integer", "minimum": low, "maximum": high, "default": default}}
+
+
+def _auth_post(summary: str, body: dict, ok: dict, refused: dict) -> dict:
+    return {"post": {
+        "summary": summary, "tags": ["auth"], "security": [], "requestBody": body,
+        "responses": {**ok, "400": _error("`invalid_request`: not a JSON object, or a field missing."),
+                      **refused, "413": _TOO_LARGE, "415": _NOT_JSON},
+    }}
+
+
+_PATHS: dict[str, Any] = {
+    "/api/v1/auth/login": _auth_post(
+        "Log in; returns an access and a refresh token",
+        _json_body("username", "password", description="Credentials."),
+        {"200": _json(_ref("Tokens"), "Logged in.")},
+        {"401": _error("`invalid_credentials`.")}),
+    "/api/v1/auth/refresh": _auth_post(
+        "Rotate a refresh token; returns a new pair (reusing a rotated token revokes them all)",
+        _json_body("refresh_token", description="The current refresh token."),
+        {"200": _json(_ref("Tokens"), "Rotated.")},
+        {"401": _error("`invalid_refresh_token`: unknown, expired, revoked or already used.")}),
+    "/api/v1/auth/logout": _auth_post(
+        "Revoke a refresh token (idempotent)",
+        _json_body("refresh_token", description="The refresh token to revoke."),
+        {"204": {"description": "Revoked (or already unusable)."}},
+        {}),
+    "/api/v1/me": {"get": {
+        "summary": "The calling user", "tags": ["users"], "security": _BEARER,
+        "responses": {"200": _json(_ref("User"), "The user."), "401": _UNAUTHENTICATED},
+    }},
+    "/api/v1/sessions/{session_id}/roster": {"get": {
+        "summary": "A class session's roster with live statuses (faculty teaching it, admin)", "tags": ["sessions"],
+        "security": _BEARER, "parameters": [_path_param("session_id", "Class session id.")],
+        "responses": {"200": _json(_ref("Roster"), "The roster."), "400": _BAD_URL, "401": _UNAUTHENTICATED,
+                      "403": _FORBIDDEN, "404": _error("`not_found`: no such session.")},
+    }},
+    "/api/v1/students/{student_id}/attendance": {"get": {
+        "summary": "A student's attendance per course (the student, their faculty, admin)", "tags": ["students"],
+        "security": _BEARER, "parameters": [_path_param("student_id", "Student (user) id.")],
+        "responses": {"200": _json(_ref("Attendance"), "Attendance."), "400": _BAD_URL,
+                      "401": _UNAUTHENTICATED, "403": _FORBIDDEN, "404": _error("`not_found`: no such student.")},
+    }},
+    "/api/v1/devices": {"get": {
+        "summary": "Every device with its health (ops, admin)", "tags": ["devices"], "security": _BEARER,
+        "responses": {"200": _json(_ref("Devices"), "Devices."), "401": _UNAUTHENTICATED, "403": _FORBIDDEN},
+    }},
+    "/api/v1/rejections": {"get": {
+        "summary": "Rejected messages, newest first (admin, ops)", "tags": ["rejections"], "security": _BEARER,
+        "parameters": [
+            _query_int("limit", 1, MAX_PAGE, DEFAULT_PAGE),
+            _query_int("offset", 0, 10**9, 0),
+            {"name": "reason", "in": "query", "required": False, "schema": _STR,
+             "description": "Only this rejection reason (e.g. `bad_signature`)."},
+        ],
+        "responses": {"200": _json(_ref("RejectionPage"), "One page."), "400": _BAD_URL,
+                      "401": _UNAUTHENTICATED, "403": _FORBIDDEN},
+    }},
+    OPENAPI_PATH: {"get": {
+        "summary": "This document", "tags": ["system"], "security": [],
+        "responses": {"200": _json({"type": "object"}, "OpenAPI 3.1.")},
+    }},
+    "/healthz": {"get": {
+        "summary": "Liveness and readiness (database, broker, actors)", "tags": ["system"], "security": [],
+        "responses": {"200": _json(_ref("Health"), "Healthy."), "503": _json(_ref("Health"), "Degraded.")},
+    }},
+    "/metrics": {"get": {
+        "summary": "Prometheus metrics", "tags": ["system"], "security": [],
+        "responses": {"200": {"description": "Prometheus text format 0.0.4.",
+                              "content": {"text/plain": {"schema": _STR}}}},
+    }},
+}
+
+DOCUMENT: dict[str, Any] = {
+    "openapi": "3.1.0",
+    "info": {
+        "title": "CampusHub API", "version": "1",
+        "description": "JSON API of the CampusHub web app. Every error is "
+                       '`{"error": {"code", "message", "field"?}}`. POST bodies must be `application/json`.',
+    },
+    "servers": [{"url": "/"}],
+    "security": _BEARER,
+    "paths": _PATHS,
+    "components": {
+        "schemas": _SCHEMAS,
+        "securitySchemes": {"bearer": {
+            "type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+            "description": "An access token from /api/v1/auth/login (browsers use HttpOnly cookies instead).",
+        }},
+    },
+}
+
+
+@bp.get(OPENAPI_PATH)
+async def openapi_document() -> Response:
+    return jsonify(DOCUMENT)
