@@ -14,6 +14,7 @@ import trio
 
 from actors import Actor, ActorRef
 from hub.bus import DEVICES_TOPIC
+from hub.delivery import deliver
 from hub.commits import accept, reject, utc_from_ms
 from hub.db import Database
 from hub.db.state import DeviceRecord, load_device_health
@@ -96,7 +97,7 @@ class DeviceActor(Actor):
         except Exception as exc:
             if isinstance(message, (DeviceEvent, StatusUpdate)):
                 event = message.event if isinstance(message, DeviceEvent) else None
-                await self._writer.tell(reject(
+                await deliver(self._writer, reject(
                     message.message, "internal_error", f"{type(exc).__name__}: {exc}", event=event))
             raise
         return None
@@ -104,7 +105,7 @@ class DeviceActor(Actor):
     async def _on_event(self, item: DeviceEvent) -> None:
         event, message = item.event, item.message
         if event.ts / 1000 > message.received_at + MAX_FUTURE_SKEW_S:
-            await self._writer.tell(reject(
+            await deliver(self._writer, reject(
                 message, "clock_skew", f"device time is {event.ts / 1000 - message.received_at:.0f}s ahead",
                 event=event))
             return
@@ -113,7 +114,7 @@ class DeviceActor(Actor):
         self._extend_deadline()
         if isinstance(event, HeartbeatEvent):
             self._health = self._health.on_heartbeat(event.body, now)
-            await self._writer.tell(accept(event, message, (self._health_row(),), live=self._live()))
+            await deliver(self._writer, accept(event, message, (self._health_row(),), live=self._live()))
             return
         self._health = self._health.on_event(now)
         # Last-seen is kept in memory; the row is written on a state change or a heartbeat.
@@ -123,13 +124,13 @@ class DeviceActor(Actor):
             body = event.body
             row = SensorRow(
                 uuid.UUID(bytes=event.id), event.device, body.metric, body.value, body.unit, utc_from_ms(event.ts))
-            await self._writer.tell(accept(event, message, (row, *extra), live=live))
+            await deliver(self._writer, accept(event, message, (row, *extra), live=live))
         elif isinstance(event, (QrScanEvent, BiometricMatchEvent)):
             if extra:
-                await self._writer.tell(Commit(internal_key(), extra, live=live))
+                await deliver(self._writer, Commit(internal_key(), extra, live=live))
             await self._route_scan(item)
         else:  # pragma: no cover - the decoder admits no other kind
-            await self._writer.tell(reject(message, "unsupported_kind", event.kind, event=event))
+            await deliver(self._writer, reject(message, "unsupported_kind", event.kind, event=event))
 
     async def _route_scan(self, item: DeviceEvent) -> None:
         at = utc_from_ms(item.event.ts)
@@ -137,16 +138,16 @@ class DeviceActor(Actor):
         route = await self._scheduler.ask(ResolveSession(self.device.room_id, at), timeout=10)
         log.debug("device %s: scan routed to %s", self.device.device_id, route)
         if route is None:
-            await self._writer.tell(reject(
+            await deliver(self._writer, reject(
                 item.message, "no_live_session", f"no session in {self.device.room_id} at {at.isoformat()}",
                 event=item.event))
             return
-        await route.ref.tell(Scan(item.message, item.event))
+        await deliver(route.ref, Scan(item.message, item.event))
 
     async def _on_status(self, item: StatusUpdate) -> None:
         if item.status.ts / 1000 > item.message.received_at + MAX_FUTURE_SKEW_S:
             # Statuses only move forward in time: a future one would make every real one "older".
-            await self._writer.tell(reject(
+            await deliver(self._writer, reject(
                 item.message, "clock_skew",
                 f"status time is {item.status.ts / 1000 - item.message.received_at:.0f}s ahead"))
             return
@@ -156,7 +157,7 @@ class DeviceActor(Actor):
         if self._health.online:
             self._extend_deadline()
         changed = self._health != before
-        await self._writer.tell(Commit(
+        await deliver(self._writer, Commit(
             digest_key(item.message.topic, item.message.payload),
             (self._health_row(),) if changed else (),
             item.message,
@@ -173,7 +174,7 @@ class DeviceActor(Actor):
         self._health = self._health.on_heartbeat_timeout(datetime.now(timezone.utc))
         if self._health != before:
             log.info("device %s offline: heartbeat timeout", self.device.device_id)
-            await self._writer.tell(Commit(internal_key(), (self._health_row(),), live=self._live()))
+            await deliver(self._writer, Commit(internal_key(), (self._health_row(),), live=self._live()))
 
     def _extend_deadline(self) -> None:
         self._deadline = trio.current_time() + self._offline_after_s

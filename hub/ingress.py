@@ -12,6 +12,7 @@ import logging
 import trio
 
 from actors import ActorRef, ChildSpec, Supervisor
+from hub.delivery import deliver
 from hub.commits import reject
 from hub.db import Database
 from hub.db.state import DeviceRecord, load_devices
@@ -50,20 +51,30 @@ class Ingress(ServiceActor):
         await super().started()
 
     async def serve(self) -> None:
-        async for message in self._client.messages:
-            try:
-                await self.route(message)
-            except Exception as exc:
-                # As in the device and session actors: keep (and ack) the poison
-                # message before crashing, so a redelivery cannot crash us again.
-                await self._writer.tell(reject(message, "internal_error", f"{type(exc).__name__}: {exc}"))
-                raise
+        channel = self._client.messages
+        async for message in channel:
+            # Route everything already waiting before the next scheduling round:
+            # one wake-up per drained batch, not per message. Routing blocks only
+            # on a full mailbox, and the channel empties because its filler, the
+            # MQTT reader, cannot run until this loop yields.
+            while True:
+                try:
+                    await self.route(message)
+                except Exception as exc:
+                    # As in the device and session actors: keep (and ack) the poison
+                    # message before crashing, so a redelivery cannot crash us again.
+                    await deliver(self._writer, reject(message, "internal_error", f"{type(exc).__name__}: {exc}"))
+                    raise
+                try:
+                    message = channel.receive_nowait()
+                except trio.WouldBlock:
+                    break
 
     async def route(self, message: InboundMessage) -> None:
         log.debug("route %s (%d bytes)", message.topic, len(message.payload))
         parsed = self._topics.parse(message.topic)
         if parsed is None:
-            await self._writer.tell(reject(message, "bad_topic", message.topic))
+            await deliver(self._writer, reject(message, "bad_topic", message.topic))
             return
         device_id, channel = parsed
         if channel == "status":
@@ -71,52 +82,52 @@ class Ingress(ServiceActor):
         elif channel == "up":
             await self._route_event(message, device_id)
         else:
-            await self._writer.tell(reject(message, "bad_topic", message.topic))
+            await deliver(self._writer, reject(message, "bad_topic", message.topic))
 
     async def _route_status(self, message: InboundMessage, device_id: str) -> None:
         if not message.payload:
             # An empty retained message clears the topic (e.g. decommissioning): nothing to judge.
-            await self._writer.tell(reject(message, "empty_status", device_id))
+            await deliver(self._writer, reject(message, "empty_status", device_id))
             return
         try:
             status = decode_status(message.payload)
         except WireError as exc:
-            await self._writer.tell(reject(message, exc.reason, exc.detail))
+            await deliver(self._writer, reject(message, exc.reason, exc.detail))
             return
         record = await self._lookup(device_id)
         if record is None:
-            await self._writer.tell(reject(message, "unknown_device", device_id))
+            await deliver(self._writer, reject(message, "unknown_device", device_id))
             return
         ref = await self._device_ref(record)
-        await ref.tell(StatusUpdate(message, status))
+        await deliver(ref, StatusUpdate(message, status))
 
     async def _route_event(self, message: InboundMessage, topic_device: str) -> None:
         try:
             frame, event = decode_frame(message.payload)
         except WireError as exc:
-            await self._writer.tell(reject(message, exc.reason, exc.detail))
+            await deliver(self._writer, reject(message, exc.reason, exc.detail))
             return
         if event.device != topic_device:
-            await self._writer.tell(reject(
+            await deliver(self._writer, reject(
                 message, "device_mismatch", f"topic says {topic_device}, envelope says {event.device}"))
             return
         record = await self._lookup(event.device)
         if record is None:
-            await self._writer.tell(reject(message, "unknown_device", event.device))
+            await deliver(self._writer, reject(message, "unknown_device", event.device))
             return
         if record.revoked:
-            await self._writer.tell(reject(message, "revoked_device", event.device))
+            await deliver(self._writer, reject(message, "revoked_device", event.device))
             return
         if frame.alg != record.alg:
-            await self._writer.tell(reject(message, "bad_signature", f"device uses {record.alg}, not {frame.alg}"))
+            await deliver(self._writer, reject(message, "bad_signature", f"device uses {record.alg}, not {frame.alg}"))
             return
         try:
             verify(frame, record.key)
         except WireError as exc:
-            await self._writer.tell(reject(message, exc.reason, exc.detail))
+            await deliver(self._writer, reject(message, exc.reason, exc.detail))
             return
         ref = await self._device_ref(record)
-        await ref.tell(DeviceEvent(message, event))
+        await deliver(ref, DeviceEvent(message, event))
 
     async def _lookup(self, device_id: str) -> DeviceRecord | None:
         record = self._registry.get(device_id)

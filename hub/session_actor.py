@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 
 from actors import Actor, ActorRef
 from hub.bus import session_topic, student_topic
+from hub.delivery import deliver
 from hub.commits import accept, reject, utc_from_ms
 from hub.db import Database
 from hub.db.state import load_session_snapshot
@@ -70,7 +71,7 @@ class SessionActor(Actor):
         except Exception as exc:
             # Keep the poison message with its reason (and ack it) before the
             # crash: a restart rebuilds state, and the message is not retried forever.
-            await self._writer.tell(reject(
+            await deliver(self._writer, reject(
                 message.message, "internal_error", f"{type(exc).__name__}: {exc}",
                 event=message.event, session_id=self.session_id,
             ))
@@ -92,7 +93,7 @@ class SessionActor(Actor):
             token = parse_checkin_token(event.body.text) if isinstance(event, QrScanEvent) else None
             if token is not None and decision.reason in ("duplicate_checkin", "outside_session_window"):
                 state.note_token_use(token.student_id, token.window)
-            await self._writer.tell(reject(
+            await deliver(self._writer, reject(
                 scan.message, decision.reason, decision.detail, event=event, session_id=self.session_id,
             ))
             return
@@ -108,7 +109,7 @@ class SessionActor(Actor):
             "type": "attendance", "session_id": self.session_id, "student_id": decision.student_id,
             "status": decision.status, "checked_in_at": decision.at.isoformat(), "source": source,
         }
-        await self._writer.tell(accept(
+        await deliver(self._writer, accept(
             event, scan.message, effects, session_id=self.session_id,
             live=((session_topic(self.session_id), update), (student_topic(decision.student_id), update)),
         ))
