@@ -56,6 +56,9 @@ class HubProcess:
         #: From spawn to "serving http://...": imports, database, subscription, web server.
         self.startup_s = startup_s
         self._log: deque[str] = deque(maxlen=300)
+        #: Lines that say something went wrong (kept whole, for failure messages).
+        self.problems: list[str] = []
+        self.log_file: Path | None = None
 
     @property
     def pid(self) -> int:
@@ -73,7 +76,13 @@ class HubProcess:
         return "\n".join(list(self._log)[-lines:])
 
     def _keep(self, data: bytes) -> None:
-        self._log.extend(data.decode(errors="replace").splitlines())
+        text = data.decode(errors="replace")
+        lines = text.splitlines()
+        self._log.extend(lines)
+        self.problems.extend(line for line in lines if re.search(r" (ERROR|CRITICAL) |crash|restart", line))
+        if self.log_file is not None:
+            with self.log_file.open("a") as f:
+                f.write(text)
 
     async def _drain(self) -> None:  # keeps the stderr pipe from filling up
         while chunk := await self.process.stderr.receive_some(65536):
@@ -126,6 +135,8 @@ class HubLauncher:
                 await process.wait()
             raise
         hub = HubProcess(process, int(match.group(1)), time.monotonic() - began)
+        if os.environ.get("CAMPUSHUB_FAULTS_LOGS"):  # debugging: whole hub logs in that folder
+            hub.log_file = Path(os.environ["CAMPUSHUB_FAULTS_LOGS"]) / f"hub-{hub.pid}.log"
         hub._keep(seen)
         self.started.append(hub)
         self._nursery.start_soon(hub._drain)
@@ -140,7 +151,9 @@ async def hub_launcher(env: dict[str, str]) -> AsyncIterator[HubLauncher]:
             yield launcher
         except BaseException:
             for hub in launcher.started:  # shown with the failure (captured stdout)
-                print(f"--- hub pid {hub.pid} (exit status {hub.process.returncode}) ---\n{hub.log_tail(80)}")
+                print(f"--- hub pid {hub.pid} (exit status {hub.process.returncode}) ---")
+                print("problems:\n" + "\n".join(hub.problems[-40:]))
+                print("tail:\n" + hub.log_tail(80))
             raise
         finally:
             with trio.CancelScope(shield=True):
