@@ -34,7 +34,11 @@ _TRANSIENT_SQLSTATE_PREFIXES = ("08", "53", "57P", "40")
 
 
 def is_transient(exc: BaseException) -> bool:
-    if isinstance(exc, (OSError, ConnectionError, asyncpg.InterfaceError, trio.TooSlowError)):
+    # InternalClientError: asyncpg's protocol state machine refusing a connection the server has
+    # just terminated (e.g. "cannot switch to state 15; another operation (2) is in progress"
+    # on a pooled connection that received the FATAL of a PostgreSQL shutdown). Never caused by data.
+    if isinstance(exc, (OSError, ConnectionError, asyncpg.InterfaceError, asyncpg.InternalClientError,
+                        trio.TooSlowError)):
         return True
     if isinstance(exc, asyncpg.PostgresError):
         return (exc.sqlstate or "").startswith(_TRANSIENT_SQLSTATE_PREFIXES)
@@ -76,8 +80,15 @@ class PersistenceWriter(Actor):
             except Exception as exc:  # noqa: BLE001 - classified just below
                 self._metrics.db_write_failures.inc()
                 if not is_transient(exc):
-                    fresh = await self._commit_one_by_one(batch)
-                    break
+                    try:
+                        fresh = await self._commit_one_by_one(batch)
+                        break
+                    except Exception as again:  # noqa: BLE001
+                        if not is_transient(again):
+                            raise
+                        # The database went away meanwhile: retry the whole batch. Crashing here
+                        # would drop the batch unacknowledged (redelivered only on a reconnect).
+                        exc = again
                 log.warning("database unavailable (%s); retrying %d commits in %.2fs", exc, len(batch), delay)
                 await trio.sleep(delay)
                 delay = min(delay * 2, _RETRY_MAX_S)

@@ -9,6 +9,7 @@ on close).
 """
 from __future__ import annotations
 
+import asyncio
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator, Awaitable, Callable, TypeVar
 
@@ -122,8 +123,18 @@ async def wait_for_database(
 @asynccontextmanager
 async def asyncio_loop() -> AsyncIterator[None]:
     """The trio-asyncio loop the database adapter needs; open once near the root."""
-    async with trio_asyncio.open_loop():
+    async with trio_asyncio.open_loop() as loop:
+        # asyncpg reports stray errors through the loop's exception handler when PostgreSQL drops
+        # its connections (a pool "Resetting connection with an active transaction", a future whose
+        # ConnectionDoesNotExistError nobody retrieved). trio-asyncio's default handler re-raises
+        # them into the loop's nursery, which took the whole hub down on a PostgreSQL restart; the
+        # callers already get (and retry) the real errors, so only log these, as plain asyncio does.
+        loop.set_exception_handler(_log_asyncio_error)
         yield
+
+
+def _log_asyncio_error(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    asyncio.BaseEventLoop.default_exception_handler(loop, context)  # type: ignore[arg-type]
 
 
 def run_with_database(dsn: str, work: Callable[[Database], Awaitable[T]]) -> T:

@@ -24,7 +24,7 @@ from hub.db.seed import ensure_campus
 
 _HUB_TESTS = Path(__file__).resolve().parent.parent / "hub"
 if str(_HUB_TESTS) not in sys.path:
-    sys.path.insert(0, str(_HUB_TESTS))  # hub_helpers
+    sys.path.append(str(_HUB_TESTS))  # for hub_helpers (appended: never shadow another dir's modules)
 _spec = importlib.util.spec_from_file_location("hostile_hub_fixtures", _HUB_TESTS / "conftest.py")
 _hub_fixtures = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_hub_fixtures)

@@ -21,9 +21,7 @@ from hub.db import Database
 from hub.passwords import hash_password
 from web import WebContext, create_app
 
-from web_helpers import PASSWORD
-
-JWT_SECRET = b"test-secret-" + b"x" * 32
+from web_helpers import JWT_SECRET, PASSWORD
 
 
 @lru_cache(maxsize=1)

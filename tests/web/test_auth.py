@@ -11,7 +11,7 @@ import trio
 from web.auth import ACCESS_TTL_S, BROWSER_REFRESH_GRACE_S, REFRESH_TTL_S
 from web_helpers import PASSWORD, api_login, bearer, page_login
 
-from conftest import JWT_SECRET
+from web_helpers import JWT_SECRET
 
 
 def cookie_headers(response) -> dict[str, str]:

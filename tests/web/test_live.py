@@ -18,7 +18,7 @@ from web.connection import RESYNC, ConnectionState
 from web.ws import BUS_BUFFER, MAILBOX_SIZE, InlineMailbox, _pump
 from web_helpers import bearer, page_login
 
-from conftest import JWT_SECRET
+from web_helpers import JWT_SECRET
 
 
 async def recv(ws, timeout: float = 5.0) -> dict:

@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 PASSWORD = "correct horse battery staple"
+#: HS256 key of the test apps' access tokens. Here, not in conftest.py: ``from conftest import``
+#: breaks when another directory's conftest is loaded later (``pytest tests/web tests/hub``).
+JWT_SECRET = b"test-secret-" + b"x" * 32
 
 
 async def api_login(client, username: str, password: str = PASSWORD) -> dict:

@@ -1,0 +1,770 @@
+"""Pieces shared by the benchmarks in bench/: helpers, database and broker housekeeping, and the publisher fleet.
+
+Nothing here asserts anything. Heavy imports (trio, paho, the hub) happen
+inside functions, so a publisher worker process starts quickly.
+
+The publisher fleet
+-------------------
+:class:`Driver` feeds a system under test from one or more publisher *worker
+processes* (``python bench/_common.py --fleet-worker``), so the load does
+not compete for the measured process's GIL. Two connection modes:
+
+* shared (the original ``bench/pipeline.py`` publisher): one paho client per
+  worker publishes for all of that worker's devices, round robin.
+* per-device: one paho client (one MQTT connection, client id
+  ``<prefix>-<device id>``) per device, each signing with its own key; a
+  worker drives its few hundred clients from one ``epoll`` loop
+  (external-loop paho: ``publish()`` writes at once, PUBACKs are read when
+  their socket is readable).
+
+Each worker publishes its share of the messages at its share of ``--rate``
+(0 = as fast as it can) and never runs more than its share of ``--window``
+ahead of what the system under test has committed (the parent reports the
+global committed count over every worker's stdin): Mosquitto keeps at most
+1,000 queued messages per subscriber beyond those in flight and silently drops
+the rest. A message is a QR check-in (a fresh rotating token of a student on
+the roster of the session in the device's room) with probability
+``checkins`` (deterministic spacing), else a sensor reading. Every event's
+``ts`` is the worker's ``time.time()`` in ms at ``publish()``.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+from urllib.parse import urlsplit, urlunsplit
+
+DEFAULT_SERVER_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+DEFAULT_MQTT_URL = "mqtt://127.0.0.1:1883"
+BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
+PROJECT_ROOT = os.path.dirname(BENCH_DIR)
+
+
+# =========================================================================== small helpers
+
+
+def database_url_for(server_url: str, database: str) -> str:
+    parts = urlsplit(server_url)
+    return urlunsplit(parts._replace(path=f"/{database}"))
+
+
+def percentile(sorted_values: list[float], p: float) -> float:
+    """Nearest-rank percentile (exact: one of the values) of an ascending list."""
+    if not sorted_values:
+        return math.nan
+    k = max(0, math.ceil(p / 100 * len(sorted_values)) - 1)
+    return sorted_values[k]
+
+
+def percentiles_ms(values_s: list[float], prefix: str, ps: tuple[float, ...] = (50, 95, 99)) -> dict[str, float]:
+    """``{prefix_p50_ms: ..., prefix_max_ms: ..., prefix_n: ...}`` of latencies given in seconds."""
+    values = sorted(values_s)
+    out = {f"{prefix}_p{p:g}_ms": percentile(values, p) * 1000 for p in ps}
+    out[f"{prefix}_max_ms"] = values[-1] * 1000 if values else math.nan
+    out[f"{prefix}_n"] = len(values)
+    return out
+
+
+def cpu_jiffies() -> tuple[int, int]:
+    """(busy, total) jiffies of the whole machine, from /proc/stat."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+    except OSError:
+        return 0, 0
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    total = sum(fields[:8])
+    return total - idle, total
+
+
+def rss_bytes() -> int:
+    """This process's resident set size (VmRSS), in bytes."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def load_average() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def progress(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def wait_for_quiet(max_load: float, max_wait_s: float, label: str = "") -> list[float]:
+    """Wait (at most ``max_wait_s``) until the 1-minute load average is below ``max_load``; return it.
+
+    The machine is shared: a figure taken while another session compiles is
+    not this project's. We do not wait forever, we report the load instead.
+    """
+    deadline = time.monotonic() + max_wait_s
+    announced = False
+    while os.getloadavg()[0] >= max_load and time.monotonic() < deadline:
+        if not announced:
+            progress(f"{label}waiting for the load average to drop below {max_load} "
+                     f"(now {os.getloadavg()[0]:.2f}, at most {max_wait_s:.0f}s)...")
+            announced = True
+        time.sleep(2)
+    return load_average()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def fmt(value: Any, spec: str) -> str:
+    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else format(value, spec)
+
+
+def no_nan(value: Any) -> Any:
+    """NaN (a figure that does not exist) as null: strict JSON has no NaN."""
+    if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
+        return None
+    if isinstance(value, dict):
+        return {k: no_nan(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [no_nan(v) for v in value]
+    return value
+
+
+def machine_facts(pg_version: str) -> dict[str, Any]:
+    import paho.mqtt
+
+    return {
+        "cpus": os.cpu_count(),
+        "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "load_average": load_average(),
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "postgresql": pg_version,
+        "paho_mqtt": paho.mqtt.__version__,
+    }
+
+
+def print_profile(path: str, top: int = 15, label: str = "hub") -> None:
+    """The profiled run's hottest functions (own time), and CPU by package, on stderr."""
+    import collections
+    import io
+    import pstats
+
+    out = io.StringIO()
+    stats = pstats.Stats(path, stream=out)
+    stats.sort_stats("tottime").print_stats(top)
+    by_package: collections.Counter[str] = collections.Counter()
+    for (filename, _, func), (_, _, tottime, _, _) in stats.stats.items():
+        if "site-packages/" in filename:
+            key = filename.split("site-packages/")[1].split("/")[0]
+        elif filename == "~":
+            key = f"(builtin) {func}"
+        elif "/lib/python3" in filename:
+            key = "(stdlib) " + filename.split("/lib/python3", 1)[1].split("/", 1)[-1]
+        else:
+            key = os.path.relpath(filename, PROJECT_ROOT)
+        by_package[key] += tottime
+    total = sum(by_package.values()) or 1.0
+    out.write("own time by package / project file:\n")
+    for key, seconds in by_package.most_common(top):
+        out.write(f"  {seconds:7.2f}s {100 * seconds / total:5.1f}%  {key}\n")
+    progress(f"{label}: profile saved to {path}\n{out.getvalue()}")
+
+
+# =========================================================================== trio: clean Ctrl-C
+
+
+class Interrupted(Exception):
+    """Ctrl-C or SIGTERM arrived while a system was running; it has been shut down."""
+
+
+async def interruptible(fn, *args):
+    """Run ``fn(*args)``; on SIGINT/SIGTERM cancel it cleanly and raise :class:`Interrupted`.
+
+    trio's default Ctrl-C handling raises KeyboardInterrupt wherever the main
+    thread happens to be, which may be inside an asyncio callback of
+    trio-asyncio / asyncpg: the interrupt can then be lost or leave a
+    shielded cleanup waiting forever. A cancellation unwinds everything the
+    ordinary way (publisher killed, hub shut down, pool closed).
+    """
+    import trio
+
+    result = None
+    interrupted = False
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+            async def body() -> None:
+                nonlocal result
+                result = await fn(*args)
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(body)
+            async for signum in signals:
+                interrupted = True
+                progress(f"{signal.Signals(signum).name}: stopping...")
+                nursery.cancel_scope.cancel()
+                break
+    if interrupted:
+        raise Interrupted
+    return result
+
+
+def is_interrupt(exc: BaseException) -> bool:
+    """Ctrl-C/SIGTERM during a run (Interrupted) or setup (KeyboardInterrupt, maybe in a group)."""
+    return isinstance(exc, (Interrupted, KeyboardInterrupt)) or (
+        isinstance(exc, BaseExceptionGroup) and exc.subgroup((KeyboardInterrupt, Interrupted)) is not None)
+
+
+# =========================================================================== databases and broker
+
+
+def create_databases(server_url: str, names: list[str], created: list[str]) -> str:
+    """CREATE DATABASE each name (recording it in ``created`` at once); returns the server version."""
+    from hub.db import run_with_database
+
+    async def work(db) -> str:
+        for name in names:
+            await db.execute(f"CREATE DATABASE {name}")
+            created.append(name)
+        return await db.fetchval("SHOW server_version")
+
+    return run_with_database(server_url, work)
+
+
+def drop_databases(server_url: str, names: list[str]) -> None:
+    """DROP ... WITH (FORCE) each; reports failures and carries on. Safe to call after Ctrl-C."""
+    from hub.db import run_with_database
+
+    for name in names:
+        try:
+            run_with_database(server_url,
+                              lambda db, name=name: db.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        except BaseException as exc:  # noqa: BLE001 - report and carry on dropping the others
+            progress(f"could not drop database {name}: {exc!r}")
+    if names:
+        progress(f"dropped {', '.join(names)}")
+
+
+def discard_broker_sessions(host: str, port: int, client_ids: list[str]) -> None:
+    """Connect once with each id, clean start and expiry 0: the broker forgets its session."""
+    import paho.mqtt.client as mqtt
+
+    for cid in client_ids:
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=cid, protocol=mqtt.MQTTv5)
+        try:
+            c.connect(host, port, keepalive=10, clean_start=True)
+            deadline = time.monotonic() + 3
+            while not c.is_connected() and time.monotonic() < deadline:
+                c.loop(0.05)
+            c.disconnect()
+            c.loop(0.05)
+        except OSError:
+            pass
+
+
+async def migrate_and_seed(url: str, *, rooms: int, students: int, extra: Callable | None = None):
+    """Migrate a fresh database and seed the demo campus; ``extra(db, campus)`` may add rows. Returns the campus."""
+    from datetime import datetime, timezone
+
+    from hub.db import asyncio_loop, migrate, open_database
+    from hub.db.seed import ensure_campus
+
+    async with asyncio_loop():
+        async with open_database(url, max_size=2) as db:
+            await migrate(db)
+            campus = await ensure_campus(db, rooms=rooms, students=students, now=datetime.now(timezone.utc))
+            if extra is not None:
+                await extra(db, campus)
+    return campus
+
+
+def hub_settings(url: str, mqtt_url: str, prefix: str, **overrides: Any):
+    """Settings of a benchmark hub. A fixed JWT secret: the hub then writes nothing to its data_dir."""
+    from pathlib import Path
+
+    from hub.config import Settings
+
+    values: dict[str, Any] = {"database_url": url, "mqtt_url": mqtt_url, "topic_prefix": prefix,
+                              "hub_client_id": f"{prefix}-hub", "jwt_secret": "campushub-benchmark-" + "x" * 32,
+                              "data_dir": Path("/nonexistent/campushub-bench")}
+    values.update(overrides)
+    return Settings(**values)
+
+
+def adopt_hub_loop(hub) -> None:
+    """Make the calling trio task (and the tasks it spawns) use the running hub's trio-asyncio loop.
+
+    ``run_hub`` opens its own loop; ``hub.db`` (asyncpg) and every actor whose
+    ``started()`` queries PostgreSQL need it in the context of the task that
+    calls them or spawns them (trio copies the spawner's context), and a
+    benchmark that drives the hub's own code paths from its task is such a
+    caller. Instrumentation only: the hub is not changed.
+    """
+    import trio_asyncio
+
+    trio_asyncio.current_loop.set(hub.db._pool._loop)
+
+
+RAW_MAX_BATCH = 2000  # same as the hub writer's MAX_BATCH
+RAW_TABLE_DDL = ("CREATE TABLE IF NOT EXISTS raw_ingest (payload bytea NOT NULL, received_at timestamptz NOT NULL,"
+                 " committed_at timestamptz NOT NULL DEFAULT now())")
+
+
+async def raw_consume(db, client, ack: Callable[[Any], None],
+                      after_commit: Callable[[list[Any]], None] | None = None) -> None:
+    """The raw baseline's consumer: the MQTT -> PostgreSQL path with no domain logic. Runs until cancelled.
+
+    Batches whatever the client has buffered (flush when its channel is
+    momentarily empty or RAW_MAX_BATCH are pending), COPYs (payload,
+    received_at) into ``raw_ingest`` in one transaction, then acks each
+    message; ``after_commit(batch)`` then sees the batch (e.g. to broadcast it).
+    """
+    from datetime import datetime, timezone
+
+    import trio
+
+    rx = client.messages
+    utc = timezone.utc
+    while True:
+        pending = [await rx.receive()]
+        while len(pending) < RAW_MAX_BATCH:
+            try:
+                pending.append(rx.receive_nowait())
+            except trio.WouldBlock:
+                break
+        records = [(m.payload, datetime.fromtimestamp(m.received_at, utc)) for m in pending]
+
+        async def work(conn, records=records) -> None:
+            await conn.copy_records_to_table("raw_ingest", records=records, columns=["payload", "received_at"])
+
+        await db.run(work, transaction=True)
+        for m in pending:
+            ack(m)
+        if after_commit is not None:
+            after_commit(pending)
+
+
+def device_payloads(campus, checkins: bool) -> list[dict[str, Any]]:
+    """The fleet's view of the seeded devices; with ``checkins``, each carries the roster of its room's session.
+
+    A device's check-in list is every enrolled student of the session live in
+    its room, so each is accepted once (later ones are duplicates).
+    """
+    secrets = {s.student_id: s.token_secret.hex() for s in campus.students}
+    roster: dict[str, list[list[str]]] = {}
+    if checkins:
+        for session in campus.sessions:
+            roster[session.room_id] = [[sid, secrets[sid]] for sid in session.enrolled if sid in secrets]
+    return [{"id": d.device_id, "alg": d.alg, "key": d.signing_key.hex(), "checkins": roster.get(d.room_id, [])}
+            for d in campus.devices]
+
+
+# =========================================================================== the publisher fleet: worker
+
+
+def _checkin_queue(devices: list[dict[str, Any]]) -> list[tuple[int, str, bytes]]:
+    """(device index, student id, token secret), interleaved across devices so sessions fill evenly."""
+    lists = [[(d, sid, bytes.fromhex(secret)) for sid, secret in dev.get("checkins", ())]
+             for d, dev in enumerate(devices)]
+    queue = []
+    for k in range(max((len(x) for x in lists), default=0)):
+        queue.extend(x[k] for x in lists if k < len(x))
+    return queue
+
+
+def fleet_worker_main() -> None:
+    """Runs in the child. stdin: one JSON line of setup, then global committed counts, one per line.
+
+    The first count line ("0") is also the start signal, sent once every worker is connected.
+    stdout: "ready", then one JSON line of results.
+    """
+    import selectors
+
+    import paho.mqtt.client as mqtt
+
+    from schemas import (
+        QrScan, QrScanEvent, SensorReading, SensorReadingEvent, Topics, encode_event, issue_checkin_token,
+        new_event_id,
+    )
+
+    setup = json.loads(sys.stdin.readline())
+    host, port = setup["host"], setup["port"]
+    n, window, rate, inflight = setup["n"], setup["window"], setup["rate"], setup["inflight"]
+    share = setup["share"]  # of the global message count: scales the committed count we are told
+    per_device = setup["mode"] == "per-device"
+    fraction = setup.get("checkin_fraction", 0.0)
+    topics = Topics(setup["prefix"])
+    devices = [(d["id"], topics.uplink(d["id"]), d["alg"], bytes.fromhex(d["key"])) for d in setup["devices"]]
+    checkin_queue = _checkin_queue(setup["devices"]) if fraction > 0 else []
+    bodies = [SensorReading(metric="temperature", value=19.0 + (i % 50) / 10, unit="C") for i in range(50)]
+    seqs = [0] * len(devices)
+
+    # Ctrl-C in a terminal reaches the whole process group: the parent stops us.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    committed = -1
+    parent_gone = False
+    go = threading.Event()
+
+    def read_progress() -> None:
+        nonlocal committed, parent_gone
+        for line in sys.stdin:
+            committed = int(line)
+            go.set()
+        parent_gone = True  # EOF before we are done: nobody will ever report commits again
+        go.set()
+
+    threading.Thread(target=read_progress, daemon=True).start()
+
+    acked = 0
+
+    def on_publish(client, userdata, mid, rc, props) -> None:
+        nonlocal acked
+        acked += 1
+
+    def new_client(client_id: str, max_inflight: int, max_queued: int):
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+        c.max_inflight_messages_set(max_inflight)
+        c.max_queued_messages_set(max_queued)
+        c.on_publish = on_publish
+        return c
+
+    t_connect = time.perf_counter()
+    sel = None
+    if per_device:
+        clients = [new_client(f"{setup['prefix']}-{d[0]}", inflight, 1000) for d in devices]
+        sel = selectors.DefaultSelector()
+        for c in clients:
+            c.connect(host, port, keepalive=60, clean_start=True)
+            sel.register(c.socket(), selectors.EVENT_READ, c)
+        pending = set(range(len(clients)))
+        deadline = time.monotonic() + 60
+        while pending and time.monotonic() < deadline:
+            for key, _ in sel.select(0.05):
+                key.data.loop_read(10)
+            pending = {i for i in pending if not clients[i].is_connected()}
+        if pending:
+            print(json.dumps({"error": f"{len(pending)} of {len(clients)} connections got no CONNACK"}), flush=True)
+            return
+        client_of = clients
+    else:
+        # External-loop paho in one thread (as in bench/mqtt_receive.py): loop_start()
+        # costs about twice the CPU, taken from the system under test on a small box.
+        c = new_client(f"{setup['prefix']}-pub{setup['worker']}", inflight, max(1000, window))
+        c.connect(host, port, keepalive=30, clean_start=True)
+        while not c.is_connected():
+            c.loop(0.1)
+        clients = [c]
+        client_of = [c] * len(devices)
+    connect_s = time.perf_counter() - t_connect
+    print("ready", flush=True)
+    go.wait()
+
+    ndev = len(devices)
+    i = 0  # messages published
+    k_sensor = 0  # round robin over devices for sensor readings
+    k_checkin = 0  # next entry of checkin_queue
+    window_blocked_s = 0.0
+    last_misc = time.monotonic()
+    cpu0 = time.process_time()
+    t0 = time.perf_counter()
+    t_all_published = None
+    while acked < n and not parent_gone:
+        now = time.perf_counter()
+        by_window = int(max(committed, 0) * share) + window
+        limit = min(n, by_window)
+        if rate:
+            limit = min(limit, int((now - t0) * rate) + 1)
+        while i < limit:
+            if fraction and k_checkin < len(checkin_queue) and int((i + 1) * fraction) > int(i * fraction):
+                d, student_id, secret = checkin_queue[k_checkin]
+                device, topic, alg, key = devices[d]
+                at = time.time()
+                event = QrScanEvent(v=1, id=new_event_id(), device=device, ts=int(at * 1000), seq=seqs[d],
+                                    body=QrScan(text=issue_checkin_token(student_id, secret, at)))
+                is_checkin = True
+            else:
+                d = k_sensor % ndev
+                device, topic, alg, key = devices[d]
+                event = SensorReadingEvent(v=1, id=new_event_id(), device=device, ts=int(time.time() * 1000),
+                                           seq=seqs[d], body=bodies[i % 50])
+                is_checkin = False
+            if client_of[d].publish(topic, encode_event(event, alg, key), qos=1).rc == mqtt.MQTT_ERR_QUEUE_SIZE:
+                break
+            seqs[d] += 1
+            i += 1
+            if is_checkin:
+                k_checkin += 1
+            else:
+                k_sensor += 1
+        if i == n and t_all_published is None:
+            t_all_published = time.perf_counter()
+        blocked = i < n and i >= by_window
+        t_loop = time.perf_counter()
+        # A 1 ms tick also in --rate mode (bursts of rate/1000 messages), not a
+        # wake-up per message: fewer select() calls, less CPU taken from the
+        # system under test on a small machine.
+        if per_device:
+            for key, _ in sel.select(0.001):
+                key.data.loop_read(10)
+            for c in clients:  # what publish() could not write at once (rare)
+                if c.want_write():
+                    c.loop_write()
+            if t_loop - last_misc >= 1.0:  # keepalive, retries
+                last_misc = t_loop
+                for c in clients:
+                    c.loop_misc()
+        else:
+            clients[0].loop(0.001)  # select + loop_read/loop_write + keepalive
+        if blocked:
+            window_blocked_s += time.perf_counter() - t_loop
+    elapsed = (t_all_published or time.perf_counter()) - t0
+    cpu = time.process_time() - cpu0
+    for c in clients:
+        c.disconnect()
+    if per_device:
+        for key, _ in sel.select(0.1):
+            key.data.loop_read(10)
+    else:
+        clients[0].loop(0.1)
+    print(json.dumps({"published": i, "publish_s": elapsed, "cpu_s": cpu, "window_blocked_s": window_blocked_s,
+                      "checkins": k_checkin, "connections": len(clients), "connect_s": connect_s}), flush=True)
+
+
+# =========================================================================== the publisher fleet: parent side
+
+
+@dataclass
+class FleetConfig:
+    """How the load is generated (see the module docstring)."""
+
+    host: str
+    port: int
+    messages: int
+    rate: float = 0.0  # total, per second; 0 = as fast as possible
+    window: int = 900  # total
+    inflight: int = 50  # per connection
+    processes: int = 1
+    per_device: bool = False
+    checkin_fraction: float = 0.0
+    timeout: float = 90.0
+
+
+@dataclass
+class Phase:
+    """What one system's run measured."""
+
+    system: str
+    n: int
+    ack_log: list[tuple[float, Any]] = field(default_factory=list)  # (time.time() of ack, InboundMessage)
+    publisher: dict[str, Any] = field(default_factory=dict)
+    cpu_s: float = 0.0
+    machine_busy: float = math.nan  # fraction of all CPUs busy during the run
+    machine_cpu_s: float = math.nan  # CPU-seconds used by the whole machine during the run
+    wall_s: float = math.nan
+    timed_out: bool = False
+    db_latencies: list[float] = field(default_factory=list)
+    rows: dict[str, int] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+    load_average: list[float] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        from schemas import decode_frame
+
+        acks = sorted(t for t, _ in self.ack_log)
+        ts = [decode_frame(m.payload)[1].ts / 1000 for _, m in self.ack_log]
+        ack_lat = sorted(t - s for (t, _), s in zip(self.ack_log, ts))
+        db_lat = sorted(self.db_latencies)
+        committed = len(acks)
+        out: dict[str, Any] = {"committed": committed, "messages": self.n, "timed_out": self.timed_out}
+        if committed:
+            first_pub = min(ts)
+            out["events_per_s"] = committed / (acks[-1] - first_pub)
+            lo, hi = int(committed * 0.1), int(committed * 0.9) - 1
+            out["steady_events_per_s"] = (hi - lo) / (acks[hi] - acks[lo]) if hi > lo else math.nan
+        for name, values in (("db", db_lat), ("ack", ack_lat)):
+            for p in (50, 95, 99):
+                out[f"{name}_p{p}_ms"] = percentile(values, p) * 1000
+            out[f"{name}_max_ms"] = (values[-1] * 1000) if values else math.nan
+        out["cpu_s"] = self.cpu_s
+        out["events_per_cpu_s"] = committed / self.cpu_s if self.cpu_s else math.nan
+        out["machine_busy_pct"] = self.machine_busy * 100
+        out["wall_s"] = self.wall_s
+        # Everything else on the machine: broker, PostgreSQL, other tenants.
+        out["rest_of_machine_cpu_s"] = self.machine_cpu_s - self.cpu_s - self.publisher.get("cpu_s", math.nan)
+        out["publisher"] = self.publisher
+        out["rows"] = self.rows
+        out["load_average"] = self.load_average
+        out.update(self.extra)
+        return out
+
+
+class Driver:
+    """Starts the publisher workers, feeds them committed counts, shows progress, waits for the last commit."""
+
+    def __init__(self, config: FleetConfig, prefix: str, devices: list[dict[str, Any]], phase: Phase) -> None:
+        self.config = config
+        self.prefix = prefix
+        self.devices = devices
+        self.phase = phase
+        self._workers: list[subprocess.Popen] = []
+        self._reported = 0
+        # Report commits to the publishers every `step` acks (a pipe write from
+        # inside the ack: no polling task). They may then run up to `step` fewer
+        # than --window ahead; window > step, so they are never starved.
+        self._step = max(1, config.window // 8)
+        self._all_committed = None  # trio.Event, made in run()
+        #: Called (synchronously) once all publishers are connected, right before they start.
+        self.on_start: Callable[[], None] | None = None
+
+    def ack_recorder(self, ack):
+        """Wrap a client's ack(): record when each message was acked (after its commit) and report."""
+        log = self.phase.ack_log
+        n = self.phase.n
+
+        def recording_ack(message) -> None:
+            ack(message)
+            log.append((time.time(), message))
+            count = len(log)
+            if count - self._reported >= self._step or count >= n:
+                self._report(count)
+
+        return recording_ack
+
+    def _report(self, count: int) -> None:
+        self._reported = count
+        if count >= self.phase.n and self._all_committed is not None:
+            self._all_committed.set()
+        for w in self._workers:
+            try:
+                w.stdin.write(f"{count}\n")
+                w.stdin.flush()
+            except (BrokenPipeError, ValueError):
+                pass  # publisher gone (it got all its PUBACKs), or stdin closed
+
+    def _split(self) -> list[dict[str, Any]]:
+        cfg = self.config
+        p = max(1, min(cfg.processes, len(self.devices)))
+        setups = []
+        for w in range(p):
+            n_w = cfg.messages // p + (1 if w < cfg.messages % p else 0)
+            setups.append({
+                "host": cfg.host, "port": cfg.port, "prefix": self.prefix, "worker": w,
+                "devices": self.devices[w::p], "n": n_w, "share": n_w / cfg.messages,
+                "window": max(1, round(cfg.window * n_w / cfg.messages)), "rate": cfg.rate * n_w / cfg.messages,
+                "inflight": cfg.inflight, "mode": "per-device" if cfg.per_device else "shared",
+                "checkin_fraction": cfg.checkin_fraction,
+            })
+        return setups
+
+    async def run(self) -> None:
+        import trio
+
+        cfg, phase = self.config, self.phase
+        self._all_committed = trio.Event()
+        setups = self._split()
+        workers = self._workers = [
+            subprocess.Popen([sys.executable, os.path.abspath(__file__), "--fleet-worker"],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+            for _ in setups
+        ]
+        finished = False
+        try:
+            for w, setup in zip(workers, setups):
+                w.stdin.write(json.dumps(setup) + "\n")
+                w.stdin.flush()
+            for w in workers:
+                line = await trio.to_thread.run_sync(w.stdout.readline)
+                if line.strip() != "ready":
+                    raise SystemExit(f"publisher failed to start: {line!r}")
+            if self.on_start is not None:
+                self.on_start()
+            phase.load_average = load_average()
+            busy0, total0 = cpu_jiffies()
+            cpu0 = time.process_time()
+            wall0 = time.perf_counter()
+            self._report(0)  # the start signal
+            log = phase.ack_log
+            n = phase.n
+            with trio.move_on_after(cfg.timeout) as timeout:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._show_progress)
+                    await self._all_committed.wait()
+                    nursery.cancel_scope.cancel()
+            phase.cpu_s = time.process_time() - cpu0
+            phase.wall_s = time.perf_counter() - wall0
+            busy1, total1 = cpu_jiffies()
+            if total1 > total0:
+                phase.machine_busy = (busy1 - busy0) / (total1 - total0)
+                phase.machine_cpu_s = (busy1 - busy0) / os.sysconf("SC_CLK_TCK")
+            phase.timed_out = timeout.cancelled_caught
+            if phase.timed_out:
+                progress(f"  {phase.system}: timed out after {cfg.timeout:.0f}s with {len(log):,}/{n:,} committed")
+            else:
+                results = []
+                for w in workers:
+                    line = await trio.to_thread.run_sync(w.stdout.readline)
+                    if line.strip():
+                        results.append(json.loads(line))
+                phase.publisher = _merge_publishers(results)
+            finished = not phase.timed_out
+        finally:
+            self._workers = []
+            for w in workers:
+                if not finished:  # Ctrl-C, an error, or a timeout: it would wait for commits forever
+                    w.kill()
+                try:
+                    w.stdin.close()
+                except (BrokenPipeError, OSError):
+                    pass
+            for w in workers:
+                try:
+                    w.wait(10)
+                except subprocess.TimeoutExpired:
+                    w.kill()
+                    w.wait()
+
+    async def _show_progress(self) -> None:
+        import trio
+
+        log, n = self.phase.ack_log, self.phase.n
+        last, t_last = 0, time.perf_counter()
+        while True:
+            await trio.sleep(1.0)
+            count, now = len(log), time.perf_counter()
+            progress(f"  {self.phase.system}: {count:>9,}/{n:,} committed, {(count - last) / (now - t_last):>8,.0f}/s")
+            last, t_last = count, now
+
+
+def _merge_publishers(results: list[dict[str, Any]]) -> dict[str, Any]:
+    if not results:
+        return {}
+    if len(results) == 1:
+        return {**results[0], "processes": 1}
+    return {
+        "published": sum(r["published"] for r in results),
+        "publish_s": max(r["publish_s"] for r in results),
+        "cpu_s": sum(r["cpu_s"] for r in results),
+        "window_blocked_s": max(r["window_blocked_s"] for r in results),
+        "checkins": sum(r.get("checkins", 0) for r in results),
+        "connections": sum(r.get("connections", 1) for r in results),
+        "connect_s": max(r.get("connect_s", 0) for r in results),
+        "processes": len(results),
+    }
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["--fleet-worker"]:
+        fleet_worker_main()
+    else:
+        raise SystemExit("usage: (internal) python bench/_common.py --fleet-worker")
