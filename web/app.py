@@ -27,6 +27,14 @@ from .serialize import IsoJSONProvider
 MAX_BODY_BYTES = 64 * 1024
 WEBSOCKET_MAX_MESSAGE_BYTES = 4 * 1024
 WEBSOCKET_PING_INTERVAL_S = 20.0
+#: A connection that sends nothing for this long is closed by hypercorn. Every live websocket
+#: client answers the pings above, so only a client that stopped reading (or is gone) stays
+#: silent. This is what frees a stuck websocket: hypercorn shields its socket writes from
+#: cancellation, so ConnectionActor's SEND_TIMEOUT_S cannot interrupt a send to a client that
+#: never reads; closing the stream here can (tests/faults/test_faults_slow_websocket.py).
+#: It also cuts an HTTP request whose answer takes longer, hence more than the database's
+#: 60 s command timeout (and more than three ping intervals).
+READ_TIMEOUT_S = 65
 
 _CSP = (
     "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
@@ -101,6 +109,7 @@ async def serve(
     config.accesslog = None
     config.include_server_header = False
     config.websocket_ping_interval = WEBSOCKET_PING_INTERVAL_S
+    config.read_timeout = READ_TIMEOUT_S
     config.websocket_max_message_size = WEBSOCKET_MAX_MESSAGE_BYTES
     config.graceful_timeout = 1.0
     async with trio.open_nursery() as nursery:

@@ -11,7 +11,9 @@ stops or restarts the shared services. Every process and private service is
 stopped in a ``finally``.
 
 The figures each test measured are printed at the end of the run
-("fault figures"); docs/reliability.md quotes them.
+("fault figures"); docs/reliability.md quotes them. A failing test prints the
+hub's log tail; ``CAMPUSHUB_FAULTS_LOGS=DIR`` also keeps every hub's whole log
+in DIR.
 """
 from __future__ import annotations
 

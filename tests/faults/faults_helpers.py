@@ -37,7 +37,8 @@ def unique(prefix: str) -> str:
 # --------------------------------------------------------------------------- the hub process
 
 
-def hub_env(*, database_url: str, mqtt_url: str, topic_prefix: str, client_id: str, data_dir: Path) -> dict[str, str]:
+def hub_env(*, database_url: str, mqtt_url: str, topic_prefix: str, client_id: str,
+            data_dir: Path) -> dict[str, str]:
     return dict(
         os.environ,
         CAMPUSHUB_DATABASE_URL=database_url, CAMPUSHUB_MQTT_URL=mqtt_url,
@@ -305,7 +306,8 @@ def secret_of(campus: Campus, student_id: str) -> bytes:
 
 def live_load(campus: Campus, session: LiveSession, readings: int) -> list[Item]:
     """``readings`` sensor readings with one live check-in of every enrolled student spread among them."""
-    items: list[Item] = [Sensor(("temperature", "humidity", "co2")[i % 3], 20 + i / 1000, "u") for i in range(readings)]
+    metrics = ("temperature", "humidity", "co2")
+    items: list[Item] = [Sensor(metrics[i % 3], 20 + i / 1000, "u") for i in range(readings)]
     enrolled = list(session.enrolled)
     step = max(1, readings // (len(enrolled) + 1))
     for k, student_id in enumerate(enrolled):

@@ -10,8 +10,8 @@ from hub.db import open_database
 from hub.db.seed import ensure_campus
 
 from faults_helpers import (
-    Ledger, agent_config, assert_exactly_once, committed, device_of, edge_agents, eventually, hub_env,
-    hub_launcher, live_load, unique, wait_futures,
+    Ledger, agent_config, all_committed, assert_exactly_once, committed, device_of, edge_agents, eventually,
+    hub_env, hub_launcher, live_load, unique, wait_futures,
 )
 
 ROOMS = 3
@@ -70,7 +70,7 @@ async def test_broker_restart_under_load_loses_and_duplicates_nothing(
                 for agent, results in zip(agents, await wait_futures(futures, timeout=120)):
                     ledger.record(agent.device_id, results)
                 load_s = time.monotonic() - began
-                await eventually(lambda: _at_least(committed(db), total), timeout=60)
+                await all_committed(db, total, timeout=60, hub=hub, agents=agents)
                 caught_up_s = time.monotonic() - restarted_at
                 await eventually(lambda: _true(all(a.outbox_depth == 0 for a in agents)), timeout=30)
                 await trio.sleep(2)  # a late redelivery would add a duplicate: give it the chance

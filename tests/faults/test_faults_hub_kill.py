@@ -10,8 +10,8 @@ from hub.db import open_database
 from hub.db.seed import ensure_campus
 
 from faults_helpers import (
-    Ledger, agent_config, assert_exactly_once, committed, device_of, edge_agents, eventually, hub_env,
-    hub_launcher, live_load, unique, wait_futures,
+    Ledger, agent_config, all_committed, assert_exactly_once, committed, device_of, edge_agents, eventually,
+    hub_env, hub_launcher, live_load, unique, wait_futures,
 )
 
 ROOMS = 4
@@ -50,7 +50,8 @@ async def _run(db, database_url, private_broker, tmp_path, figures) -> None:
             futures = [a.submit_items(loads[a.device_id], RATE_PER_DEVICE) for a in agents]
             kills = []
             for fraction in KILL_AT:
-                await eventually(lambda: _at_least(committed(db), int(total * fraction)), timeout=60, interval=0.02)
+                await eventually(lambda: _at_least(committed(db), int(total * fraction)), timeout=60,
+                                 interval=0.02)
                 hub.kill9()
                 await hub.process.wait()
                 at_kill = await committed(db)
@@ -66,7 +67,7 @@ async def _run(db, database_url, private_broker, tmp_path, figures) -> None:
             for agent, results in zip(agents, await wait_futures(futures, timeout=120)):
                 ledger.record(agent.device_id, results)
             load_s = time.monotonic() - began
-            await eventually(lambda: _at_least(committed(db), total), timeout=60, interval=0.05)
+            await all_committed(db, total, timeout=60, hub=hub, agents=agents)
             done_s = time.monotonic() - began
             await eventually(lambda: _all_zero(a.outbox_depth for a in agents), timeout=30)
             await trio.sleep(2)  # a redelivery arriving late would add a duplicate: give it the chance

@@ -1,15 +1,17 @@
 """Fault 4: an edge agent offline for 10 minutes of device time, thousands of events buffered in its outbox.
 
-The agent's broker is unreachable (a TCP proxy in front of the private
-Mosquitto refuses it) while it takes ~3,000 events whose device timestamps
-span the last 10 minutes, among them one check-in per enrolled student of
-the room's live session. The session's grace period ends in the middle of
-that span. When the broker becomes reachable everything arrives at once, and
-each check-in must be judged by when it was scanned (device time): present
-before the end of grace, late after it, though all arrive now.
+The agent's broker is unreachable (connection refused; later a TCP proxy to
+the private Mosquitto opens on the agent's broker port) while it takes
+~3,000 events whose device timestamps span the last 10 minutes, among them
+one check-in per enrolled student of the room's live session. The session's
+grace period ends in the middle of that span. When the broker becomes
+reachable everything arrives at once, and each check-in must be judged by
+when it was scanned (device time): present before the end of grace, late
+after it, though all arrive now.
 """
 from __future__ import annotations
 
+import socket
 import time
 from datetime import datetime, timedelta, timezone
 
@@ -27,6 +29,12 @@ from faults_helpers import (
 EVENTS = 3000
 OFFLINE_S = 600  # device time spanned by the buffered events
 GRACE_MINUTES = 2  # the seeded session started 5 min ago: grace ends 3 min ago, inside the span
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def _scan_status(at: float, starts_at: datetime, grace: timedelta) -> str:
@@ -66,10 +74,11 @@ async def test_agent_offline_for_ten_minutes_delivers_everything_judged_by_devic
         prefix = unique("faults-offline")
         env = hub_env(database_url=fresh_database_url, mqtt_url=private_broker.url, topic_prefix=prefix,
                       client_id=unique("hub-faults-offline"), data_dir=tmp_path / "hub")
+        # The agent's broker address is a port nobody listens on yet (connection refused): the
+        # classroom's uplink is down. Later a proxy to the private Mosquitto opens on that port.
         proxy = TcpProxy("127.0.0.1", private_broker.port)
+        proxy_port = free_port()
         async with trio.open_nursery() as nursery, hub_launcher(env) as hubs:
-            proxy_port = await nursery.start(proxy.serve)
-            proxy.cut()  # the classroom's uplink is down
             hub = await hubs.start()
             # reconnect_max_s: after a real 10-minute outage the agent retries every <= 30 s (its default);
             # 2 s keeps this test short. Everything else is the agent's default configuration.
@@ -86,8 +95,8 @@ async def test_agent_offline_for_ten_minutes_delivers_everything_judged_by_devic
                 assert depth >= EVENTS, f"outbox holds {depth} of {EVENTS}"
                 assert await committed(db) == 0, "something got through while the broker was unreachable"
 
-                proxy.restore()  # the uplink is back
                 restored_at = time.monotonic()
+                await nursery.start(proxy.serve, proxy_port)  # the uplink is back
                 await eventually(lambda: _true(agent.connected), timeout=30)
                 connected_s = time.monotonic() - restored_at
                 await all_committed(db, EVENTS, timeout=60, hub=hub, agents=[agent])

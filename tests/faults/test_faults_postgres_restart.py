@@ -17,8 +17,8 @@ from hub.db.seed import ensure_campus
 from hub.embedded import EmbeddedPostgres, start_embedded_postgres
 
 from faults_helpers import (
-    Ledger, agent_config, all_committed, assert_exactly_once, committed, device_of, edge_agents, eventually, hub_env,
-    hub_launcher, live_load, unique, wait_futures,
+    Ledger, agent_config, all_committed, assert_exactly_once, committed, device_of, edge_agents, eventually,
+    hub_env, hub_launcher, live_load, unique, wait_futures,
 )
 
 ROOMS = 2
