@@ -120,6 +120,19 @@ def wait_for_quiet(max_load: float, max_wait_s: float, label: str = "") -> list[
     return load_average()
 
 
+#: Set by bench/harness.py: every database a benchmark creates then starts with
+#: ``campushub_bench_<this>``, so the harness can drop leftovers of a benchmark it had to kill.
+RUN_ID_ENV = "CAMPUSHUB_BENCH_RUN_ID"
+
+
+def new_run_id() -> str:
+    """A random id for database names (``campushub_bench_<id>_...``), topic prefixes and client ids."""
+    import uuid
+
+    prefix = os.environ.get(RUN_ID_ENV, "")
+    return (prefix + uuid.uuid4().hex)[:max(10, len(prefix) + 4)]
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -179,7 +192,94 @@ def print_profile(path: str, top: int = 15, label: str = "hub") -> None:
     out.write("own time by package / project file:\n")
     for key, seconds in by_package.most_common(top):
         out.write(f"  {seconds:7.2f}s {100 * seconds / total:5.1f}%  {key}\n")
+    out.write(profile_stages(stats))
     progress(f"{label}: profile saved to {path}\n{out.getvalue()}")
+
+
+#: (stage, (file suffix, function)) whose cumulative time is that stage's; checked in this order.
+PROFILE_STAGES = [
+    ("MQTT reader (paho decode, channel)", ("hub/mqtt/_client.py", "_reader")),
+    ("ingress (decode, verify, route)", ("hub/ingress.py", "serve")),
+    ("device actors", ("hub/device_actor.py", "handle")),
+    ("scheduler (ResolveSession)", ("hub/scheduler.py", "handle")),
+    ("session actors (judge check-ins)", ("hub/session_actor.py", "handle")),
+    ("writer actor (batch, after-commit)", ("hub/writer.py", "handle")),
+    ("  of which PUBACKs (client.ack)", ("hub/mqtt/_client.py", "ack")),
+    ("  of which live bus publish", ("hub/bus.py", "publish")),
+    ("asyncio side (asyncpg, transactions)", ("trio_asyncio/_base.py", "_main_loop_one")),
+    ("websocket connection actors (send)", ("web/connection.py", "handle")),
+    ("websocket handshakes (auth, routes)", ("web/routes/live.py", "session_ws")),
+    ("actor start-up (hub actors' started())", ("hub/", "started")),
+]
+
+
+def profile_stages(stats) -> str:
+    """CPU by stage of the hub, from a cProfile of its run: cumulative time of each stage's entry point.
+
+    cProfile times a coroutine only while it runs (each resumption is a
+    "call"), so a stage's cumulative time is the CPU its frames and callees
+    used. Shares are of the profiled process's CPU (own time of everything,
+    minus the time blocked in epoll). cProfile inflates small functions
+    (trio's scheduling, paho's many small calls) relative to C code: read the
+    shares, not the seconds.
+    """
+    found: dict[str, float] = {}
+    idle = 0.0
+    total = 0.0
+    for (filename, _, func), (_, _, tottime, cumtime, _) in stats.stats.items():
+        total += tottime
+        if func == "<method 'poll' of 'select.epoll' objects>":
+            idle += tottime
+        for stage, (suffix, name) in PROFILE_STAGES:
+            if func != name:
+                continue
+            if suffix.endswith("/"):  # every function of that name in the package: summed
+                if f"/{suffix}" in filename and ".venv" not in filename:
+                    found[stage] = found.get(stage, 0.0) + cumtime
+            elif filename.endswith(suffix):
+                found[stage] = max(found.get(stage, 0.0), cumtime)
+    busy = total - idle or 1.0
+    lines = [f"hub CPU by stage (cumulative; {busy:.1f}s of CPU, {idle:.1f}s blocked in epoll):"]
+    for stage, _ in PROFILE_STAGES:
+        if stage in found:
+            lines.append(f"  {found[stage]:7.2f}s {100 * found[stage] / busy:5.1f}%  {stage}")
+    trio_own = sum(v[2] for (f, _, _), v in stats.stats.items() if "/trio/" in f and "trio_asyncio" not in f)
+    lines.append(f"  {trio_own:7.2f}s {100 * trio_own / busy:5.1f}%  (trio's own code, all stages: scheduling, "
+                 f"cancel scopes, socket wrappers)")
+    return "\n".join(lines) + "\n"
+
+
+class GcPauses:
+    """Garbage-collector pauses in this process while active (``gc.callbacks``): a single-threaded hub stalls."""
+
+    def __init__(self) -> None:
+        self.pauses: list[tuple[int, float]] = []
+        self._t = 0.0
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._t = time.perf_counter()
+        else:
+            self.pauses.append((info["generation"], time.perf_counter() - self._t))
+
+    def __enter__(self) -> "GcPauses":
+        import gc
+
+        gc.callbacks.append(self._callback)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        import gc
+
+        gc.callbacks.remove(self._callback)
+
+    def summary(self) -> dict[str, Any]:
+        import gc
+
+        full = sorted(d for g, d in self.pauses if g == 2)
+        return {"collections": len(self.pauses), "total_ms": round(sum(d for _, d in self.pauses) * 1000, 1),
+                "full": len(full), "full_max_ms": round(full[-1] * 1000, 1) if full else 0.0,
+                "tracked_objects": len(gc.get_objects())}
 
 
 # =========================================================================== trio: clean Ctrl-C
@@ -229,9 +329,33 @@ def is_interrupt(exc: BaseException) -> bool:
 # =========================================================================== databases and broker
 
 
+def run_db(url: str, work: Callable, *, shield_sigint: bool = False) -> Any:
+    """``work(db)`` in a trio run of its own with a small pool, for synchronous code (like run_with_database).
+
+    Ctrl-C cancels it cleanly (:func:`interruptible`; a KeyboardInterrupt
+    raised inside trio-asyncio could leave the pool's shielded close waiting
+    forever). With ``shield_sigint`` Ctrl-C is ignored until it returns: for
+    short clean-ups that must happen even when the user is impatient.
+    """
+    import trio
+
+    from hub.db import asyncio_loop, open_database
+
+    async def main() -> Any:
+        async with asyncio_loop(), open_database(url, max_size=2) as db:
+            return await work(db)
+
+    if not shield_sigint:
+        return trio.run(interruptible, main)
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        return trio.run(main)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def create_databases(server_url: str, names: list[str], created: list[str]) -> str:
     """CREATE DATABASE each name (recording it in ``created`` at once); returns the server version."""
-    from hub.db import run_with_database
 
     async def work(db) -> str:
         for name in names:
@@ -239,17 +363,15 @@ def create_databases(server_url: str, names: list[str], created: list[str]) -> s
             created.append(name)
         return await db.fetchval("SHOW server_version")
 
-    return run_with_database(server_url, work)
+    return run_db(server_url, work)
 
 
 def drop_databases(server_url: str, names: list[str]) -> None:
-    """DROP ... WITH (FORCE) each; reports failures and carries on. Safe to call after Ctrl-C."""
-    from hub.db import run_with_database
-
+    """DROP ... WITH (FORCE) each; reports failures and carries on. Safe to call after Ctrl-C (ignores another)."""
     for name in names:
         try:
-            run_with_database(server_url,
-                              lambda db, name=name: db.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            run_db(server_url, lambda db, name=name: db.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+                   shield_sigint=True)
         except BaseException as exc:  # noqa: BLE001 - report and carry on dropping the others
             progress(f"could not drop database {name}: {exc!r}")
     if names:
@@ -404,6 +526,10 @@ def fleet_worker_main() -> None:
     share = setup["share"]  # of the global message count: scales the committed count we are told
     per_device = setup["mode"] == "per-device"
     fraction = setup.get("checkin_fraction", 0.0)
+    tick = setup.get("tick_s", 0.001)
+    v311 = setup.get("mqtt", "5") == "3.1.1"
+    protocol = mqtt.MQTTv311 if v311 else mqtt.MQTTv5
+    clean = {} if v311 else {"clean_start": True}  # 3.1.1: clean_session=True, given to the Client
     topics = Topics(setup["prefix"])
     devices = [(d["id"], topics.uplink(d["id"]), d["alg"], bytes.fromhex(d["key"])) for d in setup["devices"]]
     checkin_queue = _checkin_queue(setup["devices"]) if fraction > 0 else []
@@ -433,7 +559,8 @@ def fleet_worker_main() -> None:
         acked += 1
 
     def new_client(client_id: str, max_inflight: int, max_queued: int):
-        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=protocol,
+                        **({"clean_session": True} if v311 else {}))
         c.max_inflight_messages_set(max_inflight)
         c.max_queued_messages_set(max_queued)
         c.on_publish = on_publish
@@ -445,7 +572,7 @@ def fleet_worker_main() -> None:
         clients = [new_client(f"{setup['prefix']}-{d[0]}", inflight, 1000) for d in devices]
         sel = selectors.DefaultSelector()
         for c in clients:
-            c.connect(host, port, keepalive=60, clean_start=True)
+            c.connect(host, port, keepalive=60, **clean)
             sel.register(c.socket(), selectors.EVENT_READ, c)
         pending = set(range(len(clients)))
         deadline = time.monotonic() + 60
@@ -461,7 +588,7 @@ def fleet_worker_main() -> None:
         # External-loop paho in one thread (as in bench/mqtt_receive.py): loop_start()
         # costs about twice the CPU, taken from the system under test on a small box.
         c = new_client(f"{setup['prefix']}-pub{setup['worker']}", inflight, max(1000, window))
-        c.connect(host, port, keepalive=30, clean_start=True)
+        c.connect(host, port, keepalive=30, **clean)
         while not c.is_connected():
             c.loop(0.1)
         clients = [c]
@@ -475,7 +602,8 @@ def fleet_worker_main() -> None:
     k_sensor = 0  # round robin over devices for sensor readings
     k_checkin = 0  # next entry of checkin_queue
     window_blocked_s = 0.0
-    last_misc = time.monotonic()
+    dirty: set = set()  # per-device clients that may have bytes left to write
+    last_misc = time.perf_counter()
     cpu0 = time.process_time()
     t0 = time.perf_counter()
     t_all_published = None
@@ -501,6 +629,8 @@ def fleet_worker_main() -> None:
                 is_checkin = False
             if client_of[d].publish(topic, encode_event(event, alg, key), qos=1).rc == mqtt.MQTT_ERR_QUEUE_SIZE:
                 break
+            if per_device:
+                dirty.add(client_of[d])
             seqs[d] += 1
             i += 1
             if is_checkin:
@@ -511,21 +641,29 @@ def fleet_worker_main() -> None:
             t_all_published = time.perf_counter()
         blocked = i < n and i >= by_window
         t_loop = time.perf_counter()
-        # A 1 ms tick also in --rate mode (bursts of rate/1000 messages), not a
-        # wake-up per message: fewer select() calls, less CPU taken from the
-        # system under test on a small machine.
+        # A 1 ms tick (tick_s) also in --rate mode (bursts of rate/1000 messages),
+        # not a wake-up per message: fewer select() calls, less CPU taken from
+        # the system under test on a small machine. Each tick costs ~0.1-0.2 ms
+        # of CPU, so several worker processes use a longer tick.
         if per_device:
-            for key, _ in sel.select(0.001):
-                key.data.loop_read(10)
-            for c in clients:  # what publish() could not write at once (rare)
+            for key, _ in sel.select(tick):
+                key.data.loop_read(10)  # PUBACKs; may release queued publishes
+                dirty.add(key.data)
+            # What publish() could not write at once (rare): only clients touched since the last tick,
+            # not all of them (a few hundred want_write() calls per 1 ms tick cost more than the publishing).
+            still = set()
+            for c in dirty:
                 if c.want_write():
                     c.loop_write()
+                    if c.want_write():
+                        still.add(c)
+            dirty = still
             if t_loop - last_misc >= 1.0:  # keepalive, retries
                 last_misc = t_loop
                 for c in clients:
                     c.loop_misc()
         else:
-            clients[0].loop(0.001)  # select + loop_read/loop_write + keepalive
+            clients[0].loop(tick)  # select + loop_read/loop_write + keepalive
         if blocked:
             window_blocked_s += time.perf_counter() - t_loop
     elapsed = (t_all_published or time.perf_counter()) - t0
@@ -566,7 +704,9 @@ class Phase:
 
     system: str
     n: int
-    ack_log: list[tuple[float, Any]] = field(default_factory=list)  # (time.time() of ack, InboundMessage)
+    # (time.time() of the ack, payload): bytes, not the InboundMessage, so that the log (up to 10^5
+    # entries) adds nothing for the measured process's garbage collector to traverse.
+    ack_log: list[tuple[float, bytes]] = field(default_factory=list)
     publisher: dict[str, Any] = field(default_factory=dict)
     cpu_s: float = 0.0
     machine_busy: float = math.nan  # fraction of all CPUs busy during the run
@@ -582,7 +722,7 @@ class Phase:
         from schemas import decode_frame
 
         acks = sorted(t for t, _ in self.ack_log)
-        ts = [decode_frame(m.payload)[1].ts / 1000 for _, m in self.ack_log]
+        ts = [decode_frame(payload)[1].ts / 1000 for _, payload in self.ack_log]
         ack_lat = sorted(t - s for (t, _), s in zip(self.ack_log, ts))
         db_lat = sorted(self.db_latencies)
         committed = len(acks)
@@ -634,7 +774,7 @@ class Driver:
 
         def recording_ack(message) -> None:
             ack(message)
-            log.append((time.time(), message))
+            log.append((time.time(), message.payload))
             count = len(log)
             if count - self._reported >= self._step or count >= n:
                 self._report(count)
@@ -664,6 +804,8 @@ class Driver:
                 "window": max(1, round(cfg.window * n_w / cfg.messages)), "rate": cfg.rate * n_w / cfg.messages,
                 "inflight": cfg.inflight, "mode": "per-device" if cfg.per_device else "shared",
                 "checkin_fraction": cfg.checkin_fraction,
+                # About 1,000 wake-ups per second in all (a 1 ms tick for one worker, as before).
+                "tick_s": 0.001 * p,
             })
         return setups
 

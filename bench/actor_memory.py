@@ -51,16 +51,15 @@ import os
 import subprocess
 import sys
 import time
-import uuid
 from datetime import datetime, timezone
 from functools import partial
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import (  # noqa: E402 - bench/ is not a package
-    DEFAULT_MQTT_URL, DEFAULT_SERVER_URL, adopt_hub_loop, create_databases, database_url_for, discard_broker_sessions,
-    drop_databases, fmt, hub_settings, interruptible, is_interrupt, load_average, migrate_and_seed, no_nan,
-    progress, rss_bytes,
+    DEFAULT_MQTT_URL, DEFAULT_SERVER_URL, adopt_hub_loop, create_databases, database_url_for,
+    discard_broker_sessions, drop_databases, fmt, hub_settings, interruptible, is_interrupt, load_average,
+    migrate_and_seed, new_run_id, no_nan, progress, rss_bytes, run_db,
 )
 
 TARGET_BYTES = 20 * 1024
@@ -131,49 +130,69 @@ def _bare_classes():
     return BareActor, TimerActor
 
 
+#: Allocations in these files are the database driver's buffers (a pool of <= 8 connections), not actor state.
+DRIVER_FILES = ("asyncio/", "asyncpg/", "trio_asyncio/")
+
+
 class Meter:
-    """Memory now: tracemalloc traced bytes, or RSS."""
+    """Memory growth over one phase: tracemalloc (traced only during the phase) or RSS.
+
+    tracemalloc mode traces only from :meth:`begin` to :meth:`end`, so it
+    counts exactly the blocks allocated in the phase and still alive at its
+    end (after ``gc.collect()``); it ignores frees of older blocks, which can
+    only overstate the growth by the old size of a table that was resized
+    (e.g. a supervisor's child dict: tens of bytes per child). The rest of
+    the run is not slowed by tracing. Blocks allocated by the database
+    driver (read buffers of the pooled connections, which keep the largest
+    result they have read) are reported apart: they are not per-actor state.
+    """
 
     def __init__(self, mode: str) -> None:
         self.mode = mode
+        self._rss0 = 0
 
-    def start(self) -> None:
+    def begin(self) -> None:
+        gc.collect()
+        gc.collect()
         if self.mode == "tracemalloc":
             import tracemalloc
 
+            tracemalloc.stop()
             tracemalloc.start(1)
+        else:
+            self._rss0 = rss_bytes()
 
-    def read(self) -> int:
+    def end(self) -> dict[str, Any]:
+        """``{"bytes": growth, "driver_bytes": part of it in DRIVER_FILES, "top": [(file:line, bytes)]}``."""
         gc.collect()
         gc.collect()
-        if self.mode == "tracemalloc":
-            import tracemalloc
-
-            return tracemalloc.get_traced_memory()[0]
-        return rss_bytes()
-
-    def top(self, before: Any, n: int = 8) -> list[tuple[str, int]]:
-        """Where the growth since ``before`` (a snapshot) was allocated, by file:line."""
         if self.mode != "tracemalloc":
-            return []
+            return {"bytes": rss_bytes() - self._rss0, "driver_bytes": math.nan, "top": []}
         import tracemalloc
 
-        after = tracemalloc.take_snapshot().filter_traces([tracemalloc.Filter(False, tracemalloc.__file__)])
-        stats = after.compare_to(before, "lineno")
-        out = []
-        for s in stats[:n]:
-            frame = s.traceback[0]
-            out.append((f"{os.path.relpath(frame.filename, os.path.dirname(os.path.dirname(__file__)))}"
-                        f":{frame.lineno}", s.size_diff))
-        return out
-
-    def snapshot(self) -> Any:
-        if self.mode != "tracemalloc":
-            return None
-        import tracemalloc
-
-        gc.collect()
-        return tracemalloc.take_snapshot()
+        snapshot = tracemalloc.take_snapshot()
+        tracemalloc.stop()
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        total = driver = 0
+        for stat in snapshot.statistics("filename"):
+            name = stat.traceback[0].filename
+            if name == tracemalloc.__file__:
+                continue
+            total += stat.size
+            if any(part in name for part in DRIVER_FILES):
+                driver += stat.size
+        top = []
+        for stat in snapshot.statistics("lineno")[:8]:
+            frame = stat.traceback[0]
+            where = frame.filename
+            if "site-packages/" in where:
+                where = where.split("site-packages/")[-1]
+            elif "/lib/python3" in where:
+                where = "(stdlib) " + where.split("/lib/python3", 1)[1].split("/", 1)[-1]
+            else:
+                where = os.path.relpath(where, root)
+            top.append((f"{where}:{frame.lineno}", stat.size))
+        return {"bytes": total - driver, "driver_bytes": driver, "top": top}
 
 
 async def child_run(args: argparse.Namespace) -> dict[str, Any]:
@@ -209,27 +228,27 @@ async def child_run(args: argparse.Namespace) -> dict[str, Any]:
         await hub.db.execute("INSERT INTO devices SELECT * FROM devices_stash")
         await hub.db.execute("INSERT INTO device_health SELECT * FROM device_health_stash")
         await trio.sleep(0.5)
-        meter.start()
         out["hub_rss_before_mb"] = rss_bytes() / 2**20
 
         # ---- device actors, through the ingress's boot path
-        m0 = meter.read()
+        meter.begin()
         await ingress._reload_registry()
         n_dev = len(ingress._registry)
-        m1 = meter.read()
-        snap = meter.snapshot()
+        registry = meter.end()
+        meter.begin()
         t = time.perf_counter()
         for record in ingress._registry.values():
             await ingress._device_ref(record)
         out["device_start_s"] = time.perf_counter() - t
-        m2 = meter.read()
+        devices = meter.end()
         out["devices"] = hub.devices.actor_count()
         out["device_timers_armed"] = sum(
             1 for c in hub.devices._children.values()
             if c.instance is not None and getattr(c.instance, "_timer", None) is not None)
-        out["registry_bytes_per_device"] = (m1 - m0) / n_dev
-        out["device_bytes_per_actor"] = (m2 - m1) / n_dev
-        out["device_top"] = meter.top(snap)
+        out["registry_bytes_per_device"] = registry["bytes"] / n_dev
+        out["device_bytes_per_actor"] = devices["bytes"] / n_dev
+        out["device_driver_bytes_per_actor"] = devices["driver_bytes"] / n_dev
+        out["device_top"] = devices["top"]
 
         # ---- session actors, through the scheduler, small rosters then large
         rooms = {}
@@ -239,35 +258,35 @@ async def child_run(args: argparse.Namespace) -> dict[str, Any]:
         large_ids = [sid for sid in rooms if sid in large]
         now = datetime.now(timezone.utc)
         for label, ids in (("small", small_ids), ("large", large_ids)):
-            before = meter.read()
-            snap = meter.snapshot()
+            meter.begin()
             t = time.perf_counter()
             for sid in ids:
                 route = await scheduler.ask(ResolveSession(rooms[sid], now), timeout=30)
                 if route is None or route.session_id != sid:
                     raise RuntimeError(f"room {rooms[sid]}: scheduler resolved {route!r}, not {sid}")
             out[f"session_{label}_start_s"] = time.perf_counter() - t
-            after = meter.read()
+            grown = meter.end()
             states = [sessions_sup._children[sid].instance._state for sid in ids]
             out[f"session_{label}_n"] = len(ids)
             out[f"session_{label}_roster"] = sum(len(s.roster) for s in states) / max(1, len(states))
-            out[f"session_{label}_bytes_per_actor"] = (after - before) / max(1, len(ids))
-            out[f"session_{label}_top"] = meter.top(snap)
+            out[f"session_{label}_bytes_per_actor"] = grown["bytes"] / max(1, len(ids))
+            out[f"session_{label}_driver_bytes_per_actor"] = grown["driver_bytes"] / max(1, len(ids))
+            out[f"session_{label}_top"] = grown["top"]
         out["sessions"] = sessions_sup.actor_count()
 
         # ---- baseline: bare actors (and bare actors with one timer) under a fresh supervisor
         bare_cls, timer_cls = _bare_classes()
         bare_sup = await root.start_child(ChildSpec("bench-bare", lambda: Supervisor("bench-bare", max_restarts=0)))
         for label, cls, n in (("bare", bare_cls, args.devices), ("timer", timer_cls, max(1, args.devices // 10))):
-            before = meter.read()
-            snap = meter.snapshot()
+            meter.begin()
             t = time.perf_counter()
             for i in range(n):
                 await bare_sup.start_child(ChildSpec(f"{label}-{i:05d}", cls, mailbox_size=DEVICE_MAILBOX))
             out[f"{label}_start_s"] = time.perf_counter() - t
+            grown = meter.end()
             out[f"{label}_n"] = n
-            out[f"{label}_bytes_per_actor"] = (meter.read() - before) / n
-            out[f"{label}_top"] = meter.top(snap)
+            out[f"{label}_bytes_per_actor"] = grown["bytes"] / n
+            out[f"{label}_top"] = grown["top"]
         out["hub_rss_after_mb"] = rss_bytes() / 2**20
         out["actors_total"] = root.actor_count()
         nursery.cancel_scope.cancel()
@@ -282,15 +301,13 @@ def scheduler_known(root) -> dict[str, Any]:
 def child_main(args: argparse.Namespace) -> None:
     import trio
 
-    from hub.db import run_with_database
-
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
 
     async def empty_device_table(db) -> None:  # an earlier child put them back
         await db.execute("DELETE FROM device_health")
         await db.execute("DELETE FROM devices")
 
-    run_with_database(args.url, empty_device_table)
+    run_db(args.url, empty_device_table)
     result = trio.run(interruptible, child_run, args)
     print(json.dumps(no_nan(result)), flush=True)
 
@@ -343,6 +360,8 @@ def summarize(tm: dict[str, Any], rss: dict[str, Any]) -> dict[str, Any]:
         "device_start_s": rss["device_start_s"], "devices_started_per_s": rss["devices"] / rss["device_start_s"],
         "session_start_s": rss["session_small_start_s"] + rss["session_large_start_s"],
         "bare_start_s": rss["bare_start_s"], "bare_started_per_s": rss["bare_n"] / rss["bare_start_s"],
+        "driver_bytes_per_actor": {k: tm.get(f"{k}_driver_bytes_per_actor", math.nan)
+                                   for k in ("device", "session_small", "session_large")},
         "top": {k: tm[k] for k in ("device_top", "session_small_top", "session_large_top", "bare_top", "timer_top")},
         "hub_rss_mb": {"before": rss["hub_rss_before_mb"], "after": rss["hub_rss_after_mb"]},
         "target_bytes": TARGET_BYTES,
@@ -381,6 +400,10 @@ def print_table(report: dict[str, Any]) -> None:
           f"{s['bare_started_per_s']:,.0f}/s")
     print(f"hub RSS {s['hub_rss_mb']['before']:.0f} MB with no device/session actors, "
           f"{s['hub_rss_mb']['after']:.0f} MB with all of them and the baseline actors")
+    d = s["driver_bytes_per_actor"]
+    print(f"not counted above: database driver buffers that grew during the phase (pooled connections keep the "
+          f"largest result read): {fmt(d['device'], ',.0f')} B per device actor, {fmt(d['session_small'], ',.0f')} / "
+          f"{fmt(d['session_large'], ',.0f')} B per session actor; RSS includes them")
     print("largest allocations per kind (tracemalloc, file:line, bytes for all actors of the kind):")
     for kind, top in s["top"].items():
         print(f"  {kind}: " + ", ".join(f"{where} {size / 1024:,.0f} KiB" for where, size in top[:5]))
@@ -409,7 +432,7 @@ def main() -> None:
 
     import trio
 
-    run_id = uuid.uuid4().hex[:10]
+    run_id = new_run_id()
     prefix = f"bench-{run_id}"
     name = f"campushub_bench_{run_id}_mem"
     created: list[str] = []
@@ -424,7 +447,8 @@ def main() -> None:
         async def extra(db, campus) -> None:
             info.update(await extra_seed(db, campus, devices=args.devices, roster_large=args.roster_large))
 
-        trio.run(partial(migrate_and_seed, url, rooms=args.sessions, students=args.students, extra=extra))
+        trio.run(interruptible, partial(migrate_and_seed, url, rooms=args.sessions, students=args.students,
+                                        extra=extra))
         report["load_average"] = load_average()
         results = {}
         for mode in ("rss", "tracemalloc"):

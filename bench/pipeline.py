@@ -66,7 +66,7 @@ import math
 import os
 import sys
 import tempfile
-import uuid
+import time
 from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
@@ -74,9 +74,9 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import (  # noqa: E402 - bench/ is not a package
-    DEFAULT_MQTT_URL, DEFAULT_SERVER_URL, Driver, FleetConfig, Phase, database_url_for, device_payloads,
-    RAW_TABLE_DDL, discard_broker_sessions, fmt, interruptible, is_interrupt, no_nan, machine_facts, print_profile,
-    progress, raw_consume,
+    DEFAULT_MQTT_URL, DEFAULT_SERVER_URL, RAW_TABLE_DDL, database_url_for, device_payloads, discard_broker_sessions,
+    Driver, drop_databases, FleetConfig, fmt, GcPauses, interruptible, is_interrupt, machine_facts, new_run_id,
+    no_nan, percentile, Phase, print_profile, progress, raw_consume, run_db,
 )
 
 def fleet_config(args: argparse.Namespace) -> FleetConfig:
@@ -110,7 +110,9 @@ async def run_raw(args: argparse.Namespace, url: str, prefix: str, devices: list
         async with trio.open_nursery() as nursery:
             await nursery.start(partial(client.run, on_connect=on_connect))
             nursery.start_soon(raw_consume, db, client, ack)
-            await driver.run()
+            with GcPauses() as gc_pauses:
+                await driver.run()
+            phase.extra["gc"] = gc_pauses.summary()
             nursery.cancel_scope.cancel()
 
         from schemas import decode_frame
@@ -125,20 +127,58 @@ async def run_raw(args: argparse.Namespace, url: str, prefix: str, devices: list
 
 async def run_hub_phase(args: argparse.Namespace, url: str, prefix: str, devices: list[dict[str, str]],
                         data_dir: str) -> Phase:
-    import trio
-
-    from hub.app import run_hub
     from hub.config import Settings
 
     phase = Phase("hub", args.messages)
     driver = Driver(fleet_config(args), prefix, devices, phase)
     settings = Settings(database_url=url, mqtt_url=str(args.mqtt), topic_prefix=prefix,
                         hub_client_id=f"{prefix}-hub", data_dir=Path(data_dir))
+    # Instrumentation (this process only, nothing in hub/ is edited): time the writer's transactions.
+    import hub.writer
+
+    original_write_batch = hub.writer.write_batch
+    transactions: list[tuple[float, int]] = []
+
+    async def timed_write_batch(db, commits):
+        t = time.perf_counter()
+        try:
+            return await original_write_batch(db, commits)
+        finally:
+            transactions.append((time.perf_counter() - t, len(commits)))
+
+    hub.writer.write_batch = timed_write_batch
+    try:
+        return await _run_hub_phase(args, settings, driver, phase, transactions)
+    finally:
+        hub.writer.write_batch = original_write_batch
+
+
+async def _run_hub_phase(args, settings, driver, phase, transactions) -> Phase:
+    import trio
+
+    from hub.app import run_hub
+
     async with trio.open_nursery() as nursery:
         hub = await nursery.start(partial(run_hub, settings, port=None))
+        if args.open_sessions:
+            phase.extra["sessions_opened"] = await open_all_sessions(hub, args.session_rooms)
+        if args.gc_freeze:  # an experiment, not the hub's behaviour: see --help
+            import gc
+
+            gc.collect()
+            gc.freeze()
+            phase.extra["gc_frozen"] = gc.get_freeze_count()
         # The writer acks through client.ack after each commit; record when.
         hub.client.ack = driver.ack_recorder(hub.client.ack)
-        await driver.run()
+        transactions.clear()
+        with GcPauses() as gc_pauses:
+            await driver.run()
+        phase.extra["gc"] = gc_pauses.summary()
+        durations = sorted(d for d, _ in transactions)
+        phase.extra["transactions"] = {
+            "n": len(durations), "mean_batch": round(sum(n for _, n in transactions) / max(1, len(transactions)), 1),
+            "p50_ms": round(percentile(durations, 50) * 1000, 1), "p99_ms": round(percentile(durations, 99) * 1000, 1),
+            "busy_pct": round(100 * sum(durations) / phase.wall_s, 1) if phase.wall_s else None}
         m = hub.metrics
         phase.extra["hub_metrics"] = {
             "ingested": sum(s.value for metric in m.events_ingested.collect() for s in metric.samples
@@ -155,6 +195,28 @@ async def run_hub_phase(args: argparse.Namespace, url: str, prefix: str, devices
         phase.extra["mqtt"] = {"received": s.received, "acked": s.acked, "reconnects": s.reconnects}
         nursery.cancel_scope.cancel()
     return phase
+
+
+async def open_all_sessions(hub, rooms: list[str]) -> dict[str, Any]:
+    """Have the scheduler start every live session's actor (one ResolveSession ask per room), timed.
+
+    A hub that has been running when its sessions opened has them all
+    (opened by the scheduler's timers); one that starts while they are
+    already live opens at most SCHEDULER_MAILBOX (256) of them at boot and
+    the rest on their first scan (docs/performance.md). This gives the
+    benchmark the steady state of the former.
+    """
+    from _common import adopt_hub_loop
+    from hub.scheduler import ResolveSession
+
+    adopt_hub_loop(hub)
+    scheduler = hub.root.lookup("scheduler")
+    at_boot = hub.sessions.actor_count()
+    now = datetime.now(timezone.utc)
+    t = time.perf_counter()
+    for room in rooms:
+        await scheduler.ask(ResolveSession(room, now), timeout=30)
+    return {"at_boot": at_boot, "after": hub.sessions.actor_count(), "seconds": round(time.perf_counter() - t, 3)}
 
 
 async def hub_db_results(db, phase: Phase) -> None:
@@ -237,9 +299,22 @@ def print_table(report: dict[str, Any]) -> None:
                   f"CPU {p['cpu_s']:.2f}s, {p['window_blocked_s']:.2f}s waiting on the window; "
                   f"rest of machine (broker, PostgreSQL, others) {fmt(r['rest_of_machine_cpu_s'], '.2f')} CPU s "
                   f"in {r['wall_s']:.2f}s")
+            if "sessions_opened" in r:
+                o = r["sessions_opened"]
+                print(f"{' ' * len(name)}  session actors: {o['at_boot']:,} opened at boot, {o['after']:,} after "
+                      f"opening the rest before publishing ({o['seconds']:.2f}s)")
             print(f"{' ' * len(name)}  rows {r['rows']}"
                   + (f"; hub metrics {r['hub_metrics']}" if "hub_metrics" in r else "")
                   + (f"; mqtt {r['mqtt']}" if "mqtt" in r else ""))
+            if "transactions" in r:
+                t = r["transactions"]
+                print(f"{' ' * len(name)}  writer transactions: {t['n']:,}, mean batch {t['mean_batch']}, "
+                      f"p50 {t['p50_ms']} ms, p99 {t['p99_ms']} ms; in a transaction {t['busy_pct']}% of the run")
+            if "gc" in r:
+                g = r["gc"]
+                print(f"{' ' * len(name)}  garbage collector during the run: {g['collections']} collections, "
+                      f"{g['total_ms']:.0f} ms in all; {g['full']} full, the longest {g['full_max_ms']:.0f} ms; "
+                      f"{g['tracked_objects']:,} objects tracked")
 
 
 def main() -> None:
@@ -256,6 +331,12 @@ def main() -> None:
     ap.add_argument("--processes", type=int, default=1, help="publisher processes")
     ap.add_argument("--checkins", type=float, default=0.0,
                     help="fraction of messages that are QR check-ins (of enrolled students, into live sessions)")
+    ap.add_argument("--gc-freeze", action="store_true",
+                    help="experiment: gc.freeze() in the hub's process once it is up (what the hub would gain by"
+                         " doing so after boot); figures are then not the hub's as shipped")
+    ap.add_argument("--open-sessions", action="store_true",
+                    help="hub: start every live session's actor (via the scheduler) before publishing, as in a hub"
+                         " that was already running when the sessions opened")
     ap.add_argument("--systems", default="raw,hub", help="comma-separated, run in this order: raw, hub")
     ap.add_argument("--timeout", type=float, default=90, help="per system, seconds")
     ap.add_argument("--database-url", default=os.environ.get("CAMPUSHUB_TEST_DATABASE_URL", DEFAULT_SERVER_URL),
@@ -274,7 +355,6 @@ def main() -> None:
     from hub.config import MqttUrl
 
     faulthandler.register(signal.SIGUSR1, all_threads=True)  # kill -USR1 <pid>: where is it stuck?
-    from hub.db import run_with_database
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -283,7 +363,7 @@ def main() -> None:
     if not systems or set(systems) - {"raw", "hub"}:
         ap.error("--systems takes raw and/or hub")
 
-    run_id = uuid.uuid4().hex[:10]
+    run_id = new_run_id()
     prefix = f"bench-{run_id}"
     names = {s: f"campushub_bench_{run_id}_{s}" for s in systems}
     created: list[str] = []
@@ -293,6 +373,7 @@ def main() -> None:
         pg_version, campus = trio.run(interruptible, setup, args, names, created)
         machine = machine_facts(pg_version)
         devices = device_payloads(campus, checkins=args.checkins > 0)
+        args.session_rooms = [session.room_id for session in campus.sessions]
         progress(f"pipeline: run {run_id}, databases {', '.join(created)}, topic prefix {prefix}, "
                  f"{len(devices)} devices")
         for s in systems:
@@ -312,7 +393,7 @@ def main() -> None:
                     print_profile(args.profile)
                 else:
                     phase = trio.run(interruptible, run_hub_phase, args, url, prefix, devices, data_dir)
-                run_with_database(url, partial(hub_db_results, phase=phase))
+                run_db(url, partial(hub_db_results, phase=phase))
             results[s] = phase.summary()
     except BaseException as exc:
         # Interrupted: Ctrl-C/SIGTERM during a run. KeyboardInterrupt: during
@@ -324,13 +405,7 @@ def main() -> None:
     finally:
         # The publishers connect with clean start and no session expiry: nothing to discard for them.
         discard_broker_sessions(args.mqtt.host, args.mqtt.port, [f"{prefix}-raw", f"{prefix}-hub"])
-        for name in created:
-            try:
-                run_with_database(args.database_url,
-                                  lambda db, name=name: db.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            except Exception as exc:  # noqa: BLE001 - report and carry on dropping the others
-                progress(f"could not drop database {name}: {exc!r}")
-        progress(f"dropped {', '.join(created) or 'no databases'}")
+        drop_databases(args.database_url, created)
         import shutil
 
         shutil.rmtree(data_dir, ignore_errors=True)
@@ -339,7 +414,8 @@ def main() -> None:
         "config": {"messages": args.messages, "rate": args.rate, "window": args.window, "inflight": args.inflight,
                    "rooms": args.rooms, "devices": len(devices), "profiled": bool(args.profile),
                    "device_connections": args.device_connections, "processes": args.processes,
-                   "checkins": args.checkins, "students": args.students},
+                   "checkins": args.checkins, "students": args.students, "open_sessions": args.open_sessions,
+                   "gc_freeze": args.gc_freeze},
         "machine": machine,
         "results": results,
     }
