@@ -212,12 +212,27 @@ async def test_publish_waits_for_queue_room(prefix: str) -> None:
                     c.ack(m)
 
             n.start_soon(consume)
+            # Sequential publishes: in order, never beyond the queue bound. (Whether
+            # the queue fills here depends on how fast PUBACKs come back.)
             for i in range(count):
                 await c.publish(f"{prefix}/q", str(i).encode())
-                assert len(c._paho._out_messages) <= 5  # never beyond the queue bound
-            assert c.stats.queue_full_waits > 0
+                assert len(c._paho._out_messages) <= 5
             await wait_until(lambda: len(received) == count)
             assert received == [str(i).encode() for i in range(count)]
+            # A burst from many tasks at once fills the queue within one scheduling
+            # batch, before any PUBACK can be read: the rest must wait for room.
+            burst = [f"b{i}".encode() for i in range(count)]
+
+            async def publish_one(payload: bytes) -> None:
+                await c.publish(f"{prefix}/q", payload)
+                assert len(c._paho._out_messages) <= 5
+
+            async with trio.open_nursery() as publishers:
+                for payload in burst:
+                    publishers.start_soon(publish_one, payload)
+            assert c.stats.queue_full_waits > 0
+            await wait_until(lambda: len(received) == 2 * count)
+            assert sorted(received[count:]) == sorted(burst)
             n.cancel_scope.cancel()
 
 
