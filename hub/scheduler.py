@@ -94,24 +94,31 @@ class SessionScheduler(Actor):
             if record.ends_at < now - LATE_ARRIVAL_WINDOW:
                 del self._known[session_id]
                 self._timers.pop(session_id, None)
+        due_now = []
         for record in await sessions_between(self._db, now - LATE_ARRIVAL_WINDOW, now + timedelta(days=1)):
             if record.session_id not in self._known or self._known[record.session_id] != record:
-                self._schedule(record, now)
+                if self._schedule(record, now):
+                    due_now.append(record.session_id)
+        # Opened here, not by a message to ourselves: a boot with more live
+        # sessions than our mailbox holds must still open every one of them.
+        for session_id in due_now:
+            await self._ensure_running(session_id)
         self.send_after(self._reload_every_s, _Reload())
 
-    def _schedule(self, record: SessionRecord, now: datetime) -> None:
+    def _schedule(self, record: SessionRecord, now: datetime) -> bool:
+        """Arm this session's open/close timers; True if it is open right now."""
         self._known[record.session_id] = record
         for timer in self._timers.pop(record.session_id, ()):
             timer.cancel()
         timers = []
         close_at = record.ends_at + LINGER_AFTER_END
-        if record.opens_at <= now < close_at:
-            self.ref.try_tell(_Open(record.session_id))
-        elif now < record.opens_at:
+        open_now = record.opens_at <= now < close_at
+        if now < record.opens_at:
             timers.append(self.send_after((record.opens_at - now).total_seconds(), _Open(record.session_id)))
         if now < close_at:
             timers.append(self.send_after((close_at - now).total_seconds(), _Close(record.session_id)))
         self._timers[record.session_id] = timers
+        return open_now
 
     async def _ensure_running(self, session_id: str) -> ActorRef:
         ref = self._sessions.lookup(session_id)
