@@ -5,8 +5,10 @@ the tests share one decoder.
 """
 from ._codec import (
     WireError,
+    decode_command,
     decode_frame,
     decode_status,
+    encode_command,
     encode_event,
     encode_status,
     new_event_id,
@@ -19,6 +21,11 @@ from ._envelope import (
     PROTOCOL_VERSION,
     BiometricMatch,
     BiometricMatchEvent,
+    Command,
+    CommandAck,
+    CommandAckEvent,
+    CommandName,
+    CommandStatus,
     DeviceStatus,
     Event,
     Frame,
@@ -43,10 +50,11 @@ from ._topics import Topics
 
 __all__ = [
     "EVENT_KINDS", "MAX_MESSAGE_BYTES", "PROTOCOL_VERSION", "TOKEN_WINDOW_SECONDS",
-    "BiometricMatch", "BiometricMatchEvent", "CheckinToken", "DeviceStatus", "Event",
+    "BiometricMatch", "BiometricMatchEvent", "Command", "CommandAck", "CommandAckEvent",
+    "CommandName", "CommandStatus", "CheckinToken", "DeviceStatus", "Event",
     "Frame", "Heartbeat", "HeartbeatEvent", "QrScan", "QrScanEvent", "SensorReading",
     "SensorReadingEvent", "SignatureAlgorithm", "Topics", "WireError",
-    "decode_frame", "decode_status", "encode_event", "encode_status", "issue_checkin_token",
+    "decode_command", "decode_frame", "encode_command", "decode_status", "encode_event", "encode_status", "issue_checkin_token",
     "new_event_id", "parse_checkin_token", "sign", "token_is_authentic", "token_is_fresh",
     "token_window", "verify",
 ]

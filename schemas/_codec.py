@@ -12,7 +12,7 @@ import msgspec
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from ._envelope import MAX_MESSAGE_BYTES, DeviceStatus, Event, Frame, SignatureAlgorithm
+from ._envelope import MAX_MESSAGE_BYTES, Command, DeviceStatus, Event, Frame, SignatureAlgorithm
 
 
 class WireError(ValueError):
@@ -31,6 +31,7 @@ _UNDECODABLE = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)
 
 _frame_decoder = msgspec.msgpack.Decoder(Frame)
 _event_decoder = msgspec.msgpack.Decoder(Event)
+_command_decoder = msgspec.msgpack.Decoder(Command)
 _status_decoder = msgspec.msgpack.Decoder(DeviceStatus)
 _encoder = msgspec.msgpack.Encoder()
 
@@ -111,3 +112,26 @@ def decode_status(data: bytes) -> DeviceStatus:
         raise WireError("schema", f"status: {exc}") from exc
     except _UNDECODABLE as exc:
         raise WireError("malformed", f"status: {exc}") from exc
+
+
+def encode_command(command: Command, alg: SignatureAlgorithm, key: bytes) -> bytes:
+    """Encode and sign a hub → device ``command`` for the downlink topic."""
+    payload = _encoder.encode(command)
+    data = _encoder.encode(Frame(payload=payload, alg=alg, sig=sign(payload, alg, key)))
+    if len(data) > MAX_MESSAGE_BYTES:
+        raise WireError("oversize", f"{len(data)} bytes > {MAX_MESSAGE_BYTES}")
+    return data
+
+
+def decode_command(data: bytes) -> tuple[Frame, Command]:
+    """Size-check, decode and validate a downlink frame. Does not verify the signature (see :func:`verify`)."""
+    if len(data) > MAX_MESSAGE_BYTES:
+        raise WireError("oversize", f"{len(data)} bytes > {MAX_MESSAGE_BYTES}")
+    try:
+        frame = _frame_decoder.decode(data)
+        command = _command_decoder.decode(frame.payload)
+    except msgspec.ValidationError as exc:
+        raise WireError("schema", f"command: {exc}") from exc
+    except _UNDECODABLE as exc:
+        raise WireError("malformed", f"command: {exc}") from exc
+    return frame, command

@@ -44,6 +44,22 @@ class Heartbeat(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     uptime_s: Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]  # PostgreSQL bigint
     firmware: ShortText
     outbox_depth: Annotated[int, msgspec.Meta(ge=0, le=2**31 - 1)]  # PostgreSQL integer
+    # Optional (older agents omit them): None means "this device cannot tell".
+    battery_pct: Annotated[float, msgspec.Meta(ge=0.0, le=100.0)] | None = None
+    signal_dbm: Annotated[int, msgspec.Meta(ge=-150, le=0)] | None = None
+    #: Errors the agent counted since it started (driver faults, publish failures).
+    error_count: Annotated[int, msgspec.Meta(ge=0, le=2**31 - 1)] = 0
+
+
+CommandStatus = Literal["ok", "failed", "expired", "unsupported"]
+
+
+class CommandAck(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A device's answer to a :class:`Command`, sent as an uplink event."""
+
+    command_id: EventId
+    status: CommandStatus
+    detail: Annotated[str, msgspec.Meta(max_length=512, pattern=_NO_NUL)] = ""
 
 
 class _Envelope(
@@ -77,8 +93,12 @@ class HeartbeatEvent(_Envelope, frozen=True, tag="heartbeat"):
     body: Heartbeat
 
 
-Event = Union[QrScanEvent, BiometricMatchEvent, SensorReadingEvent, HeartbeatEvent]
-EVENT_KINDS: tuple[str, ...] = ("qr_scan", "biometric_match", "sensor_reading", "heartbeat")
+class CommandAckEvent(_Envelope, frozen=True, tag="command_ack"):
+    body: CommandAck
+
+
+Event = Union[QrScanEvent, BiometricMatchEvent, SensorReadingEvent, HeartbeatEvent, CommandAckEvent]
+EVENT_KINDS: tuple[str, ...] = ("qr_scan", "biometric_match", "sensor_reading", "heartbeat", "command_ack")
 
 SignatureAlgorithm = Literal["hmac-sha256", "ed25519"]
 
@@ -101,3 +121,29 @@ class DeviceStatus(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     state: Literal["online", "offline"]
     ts: Millis
     reason: ShortText = ""
+
+
+CommandName = Literal["config_push", "time_sync", "reboot", "roster_sync", "template_sync"]
+#: Argument values a command may carry (msgspec checks the shape, the device checks the meaning).
+CommandArg = Union[str, int, float, bool, None]
+
+
+class Command(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Hub → device, on the downlink topic, wrapped in a signed :class:`Frame` like events.
+
+    The hub signs with the device's own key material for ``hmac-sha256``
+    devices; the broker's topic ACL (only the hub may publish to ``.../down``)
+    is the second guard. ``expires_ts`` travels too (MQTT 5 Message Expiry
+    covers the broker; this covers a device that receives it late from its
+    own buffers): a device must answer ``expired`` instead of running a
+    command past it. ``hub_ts`` is the hub's clock when sent, which
+    ``time_sync`` uses.
+    """
+
+    v: Annotated[int, msgspec.Meta(ge=1, le=PROTOCOL_VERSION)]
+    id: EventId
+    device: DeviceId
+    name: CommandName
+    hub_ts: Millis
+    expires_ts: Millis
+    args: Annotated[dict[Annotated[str, msgspec.Meta(max_length=64)], CommandArg], msgspec.Meta(max_length=64)] = {}

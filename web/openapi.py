@@ -1,6 +1,8 @@
 """The OpenAPI 3.1 description of the JSON API, ``/healthz`` and ``/metrics``; served at ``GET /api/v1/openapi.json``.
 
-Hand-written, so it says what the routes really promise (web/routes/api.py,
+Hand-written, so it says what the routes really promise. Route modules added
+after the skeleton document their own operations (``OPENAPI_PATHS``, see
+web/apidoc.py) and are merged here from ``DOCUMENTED_MODULES``. Core routes: (web/routes/api.py,
 web/routes/system.py, web/errors.py). ``tests/hostile/test_hostile_openapi.py``
 compares its paths with the app's URL map, and
 ``tests/hostile/test_hostile_schemathesis.py`` fuzzes every operation against
@@ -13,6 +15,10 @@ from typing import Any
 
 from quart import Blueprint, Response, jsonify
 
+from .apidoc import (
+    BAD_URL, BEARER, BOOL, FORBIDDEN, INT, NOT_JSON, STR, TIME, TOO_LARGE, UNAUTHENTICATED,
+    error, json_request, json_response, nullable, obj, path_param, query_int, ref,
+)
 from .auth import ACCESS_TTL_S, REFRESH_TTL_S, ROLES
 from .feeds import STATUSES
 from .routes.api import DEFAULT_PAGE, MAX_PAGE
@@ -21,56 +27,19 @@ bp = Blueprint("openapi", __name__)
 
 OPENAPI_PATH = "/api/v1/openapi.json"
 
-_BEARER = [{"bearer": []}]
-
-
-def _ref(name: str) -> dict:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _json(schema: dict, description: str) -> dict:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
-def _error(description: str) -> dict:
-    return _json(_ref("Error"), description)
-
-
-def _nullable(schema: dict) -> dict:
-    return {"anyOf": [schema, {"type": "null"}]}
-
-
-def _object(properties: dict, required: list[str] | None = None) -> dict:
-    return {
-        "type": "object", "properties": properties,
-        "required": list(properties) if required is None else required, "additionalProperties": False,
-    }
-
-
-_STR = {"type": "string"}
-_INT = {"type": "integer"}
-_BOOL = {"type": "boolean"}
-_TIME = {"type": "string", "format": "date-time"}
-
-_UNAUTHENTICATED = _error(
-    "No valid credentials: `unauthenticated`, `invalid_token`, `token_expired` (or `invalid_refresh_token` "
-    "when a browser's refresh cookie is refused).")
-_FORBIDDEN = _error("`forbidden`: the role, or the ownership of the record, does not allow it.")
-_BAD_URL = _error("`invalid_request`: a malformed parameter (or a NUL character in the URL).")
-_TOO_LARGE = _error("`request_entity_too_large`: the body is over 64 KiB.")
-_NOT_JSON = _error("`unsupported_media_type`: the body must be `Content-Type: application/json`.")
+_BEARER = BEARER
+_ref, _json, _error, _nullable, _object = ref, json_response, error, nullable, obj
+_STR, _INT, _BOOL, _TIME = STR, INT, BOOL, TIME
+_UNAUTHENTICATED, _FORBIDDEN, _BAD_URL, _TOO_LARGE, _NOT_JSON = (
+    UNAUTHENTICATED, FORBIDDEN, BAD_URL, TOO_LARGE, NOT_JSON)
 
 
 def _json_body(*fields: str, description: str) -> dict:
-    return {
-        "required": True,
-        "description": description + " Other fields are ignored.",
-        "content": {"application/json": {"schema": {
-            "type": "object",
-            "properties": {name: {"type": "string", "minLength": 1} for name in fields},
-            "required": list(fields),
-        }}},
-    }
+    return json_request({
+        "type": "object",
+        "properties": {name: {"type": "string", "minLength": 1} for name in fields},
+        "required": list(fields),
+    }, description + " Other fields are ignored.")
 
 
 _SCHEMAS: dict[str, Any] = {
@@ -147,13 +116,7 @@ _SCHEMAS: dict[str, Any] = {
 }
 
 
-def _path_param(name: str, description: str) -> dict:
-    return {"name": name, "in": "path", "required": True, "description": description, "schema": _STR}
-
-
-def _query_int(name: str, low: int, high: int, default: int) -> dict:
-    return {"name": name, "in": "query", "required": False,
-            "schema": {"type": "integer", "minimum": low, "maximum": high, "default": default}}
+_path_param, _query_int = path_param, query_int
 
 
 def _auth_post(summary: str, body: dict, ok: dict, refused: dict) -> dict:
@@ -226,6 +189,21 @@ _PATHS: dict[str, Any] = {
     }},
 }
 
+#: Route modules that document their own operations (``OPENAPI_PATHS``, optional
+#: ``OPENAPI_SCHEMAS``; see web/apidoc.py). Add a module here when you add one.
+DOCUMENTED_MODULES: tuple = ()
+
+
+def _merged(base: dict[str, Any], attribute: str) -> dict[str, Any]:
+    merged = dict(base)
+    for module in DOCUMENTED_MODULES:
+        for key, value in getattr(module, attribute, {}).items():
+            if key in merged:
+                raise RuntimeError(f"{module.__name__} documents {key!r} twice")
+            merged[key] = value
+    return merged
+
+
 DOCUMENT: dict[str, Any] = {
     "openapi": "3.1.0",
     "info": {
@@ -235,9 +213,9 @@ DOCUMENT: dict[str, Any] = {
     },
     "servers": [{"url": "/"}],
     "security": _BEARER,
-    "paths": _PATHS,
+    "paths": _merged(_PATHS, "OPENAPI_PATHS"),
     "components": {
-        "schemas": _SCHEMAS,
+        "schemas": _merged(_SCHEMAS, "OPENAPI_SCHEMAS"),
         "securitySchemes": {"bearer": {
             "type": "http", "scheme": "bearer", "bearerFormat": "JWT",
             "description": "An access token from /api/v1/auth/login (browsers use HttpOnly cookies instead).",
