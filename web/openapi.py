@@ -106,7 +106,8 @@ _SCHEMAS: dict[str, Any] = {
     "Health": {
         "type": "object",
         "properties": {
-            "status": {"type": "string", "enum": ["ok", "degraded"]},
+            "status": {"type": "string", "enum": ["ok", "degraded", "starting"],
+                       "description": "`starting` until every actor is up and the broker subscriptions are made."},
             "database": {"type": "object", "properties": {"ok": _BOOL}, "required": ["ok"]},
             "broker": {"type": "object", "properties": {"ok": _BOOL, "reconnects": _INT}, "required": ["ok"]},
             "actors": {"type": "object", "additionalProperties": _INT},
