@@ -5,7 +5,13 @@ Assistant integrations)::
 
     devices/base.py           Source protocol + reading dataclasses
     devices/qr/source.py      QR scanners (scripted queue, line-oriented streams)
-    devices/sensor/source.py  room sensors (simulated random walk for now)
+    devices/sensor/source.py  room sensors (simulated random walk)
+    devices/sensor/serial_line.py  line-based serial sensors (``T:23.5,H:40``)
+    devices/qr/camera.py      QR camera: frames decoded with pyzbar
+    devices/fingerprint/      R30x fingerprint modules (codec, driver, pty emulator)
+    devices/zkteco/           ZKTeco ADMS ("iclock") push protocol, pure parsing
+    devices/serial_link.py    a serial port that reopens itself (unplug/replug)
+    devices/_pump.py          blocking driver loop in a thread -> async iterator
 
 Concurrency contract shared by all sources: a source is an *asyncio* async
 iterable. Iterating never blocks the event loop (blocking device I/O runs in
@@ -37,12 +43,33 @@ class SensorSample:
     at: float
 
 
-Reading = Union[QrRead, SensorSample]
+@dataclass(frozen=True)
+class FingerprintMatch:
+    """A fingerprint module matched a finger to the template stored at ``page_id``.
+
+    ``score`` is normalised to 0..1; ``raw_score`` is what the module reported.
+    Templates never leave the module: only this result travels on.
+    """
+
+    page_id: int
+    score: float
+    raw_score: int
+    at: float
+
+
+Reading = Union[QrRead, SensorSample, FingerprintMatch]
 
 
 @runtime_checkable
 class Source(Protocol):
-    """An asyncio async iterable of readings; ``name`` is used in logs and stats."""
+    """An asyncio async iterable of readings; ``name`` is used in logs and stats.
+
+    Hardware drivers also expose ``faults: int`` (I/O errors, unplugs, garbage
+    packets counted since construction), which the edge agent adds to its
+    heartbeat's ``error_count``; sources that know them expose
+    ``battery_pct`` / ``signal_dbm`` (``None`` = unknown). These are optional
+    attributes, read with ``getattr(source, "faults", 0)``.
+    """
 
     name: str
 

@@ -2,13 +2,15 @@
 
 Tasks inside :meth:`EdgeAgent.run` (all on one asyncio loop)::
 
-    reader (one per source) ─┐
+    reader (one per driver) ─┐
+    ADMS endpoint (terminals)┤
     heartbeat ───────────────┼─► AsyncOutbox.append ──► publisher ──► broker
-    submit()/submit_qr() ────┘     (signed, durable)    (≤ max_inflight
-                                                         QoS 1 in flight)
+    command worker (acks) ───┤     (signed, durable)    (≤ max_inflight
+    submit()/submit_qr() ────┘                           QoS 1 in flight)
     acker: deletes PUBACKed rows in batches
-    connection loop: connect (Last Will) → online status → publish … →
-                     reconnect with exponential backoff + jitter
+    connection loop: connect (Last Will) → online status → subscribe to the
+                     downlink → publish … → reconnect with backoff + jitter
+    watcher: downlink messages → command queue → command worker
 
 Delivery is at-least-once: a row leaves the outbox only after its PUBACK;
 rows in flight when the connection drops are published again (same bytes,
@@ -26,20 +28,23 @@ import re
 import socket
 import time
 from collections import Counter
-from dataclasses import dataclass
-from typing import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator, Awaitable, Callable, Sequence, Union
 
 import aiomqtt
 import msgspec
 
 # Submodule imports on purpose: under pytest, tests/devices/ can shadow the bare
 # package name as an empty namespace package (see tests/edge_agent/edge_helpers.py).
-from devices.base import QrRead, Reading, SensorSample, Source
-from devices.qr.source import QrLineSource
-from devices.sensor.source import SimulatedSensorSource
+from devices.base import FingerprintMatch, QrRead, Reading, SensorSample, Source
+from devices.fingerprint.r30x import R30xError, R30xSource, TemplateJob
+from devices.zkteco.adms import delete_user_command, user_info_command
 from schemas import (
     PROTOCOL_VERSION,
+    BiometricMatch,
     BiometricMatchEvent,
+    CommandAck,
+    CommandAckEvent,
     DeviceStatus,
     Event,
     Heartbeat,
@@ -54,8 +59,14 @@ from schemas import (
     new_event_id,
 )
 
-from .config import AgentConfig, QrLinesSourceConfig, SimulatedSensorSourceConfig, SourceConfig
+from .adms import AdmsEndpoint, replay_parked
+from .commands import CommandExecutor, CommandFailed, Outcome, Unsupported, run_commands
+from .config import AgentConfig
+from .device_config import DeviceConfig, DeviceConfigError, with_overrides
+from .drivers import build_device_source, build_source
+from .enrolment import Enrolment
 from .outbox import AsyncOutbox, OutboxFull
+from .state import AgentState
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +75,7 @@ _KIND: dict[type, str] = {
     BiometricMatchEvent: "biometric_match",
     SensorReadingEvent: "sensor_reading",
     HeartbeatEvent: "heartbeat",
+    CommandAckEvent: "command_ack",
 }
 # msgspec checks these constraints only when decoding, so the agent checks
 # them before signing: an event the hub would reject is a local bug.
@@ -76,13 +88,18 @@ def _ms(unix_seconds: float) -> int:
     return max(0, int(unix_seconds * 1000))
 
 
-def build_source(cfg: SourceConfig) -> Source:
-    """The device source described by one ``[[sources]]`` entry."""
-    if isinstance(cfg, QrLinesSourceConfig):
-        return QrLineSource.open(cfg.path, name=f"qr_lines:{cfg.path}")
-    if isinstance(cfg, SimulatedSensorSourceConfig):
-        return SimulatedSensorSource(interval_s=cfg.interval_s, metrics=cfg.metrics, seed=cfg.seed)
-    raise TypeError(f"unknown source config {cfg!r}")
+#: Downlink payloads waiting for the command worker; beyond this they are dropped
+#: (counted) and the hub times those commands out: a flood cannot grow memory.
+_COMMAND_QUEUE = 64
+#: How long template_sync waits for the fingerprint module before answering
+#: "sealed, queued" (the job still runs when the module comes back).
+_TEMPLATE_WAIT_S = 5.0
+_OVERRIDES_KEY = "overrides"
+_OFFSET_KEY = "clock_offset"
+#: The agent-level option config_push may change besides device options.
+_AGENT_PUSHABLE = {"heartbeat_interval_s": (1.0, 3600.0)}
+
+Driver = Union[Source, AdmsEndpoint]
 
 
 @dataclass(frozen=True)
@@ -98,6 +115,14 @@ class AgentStats:
     invalid_readings: int
     connects: int
     connected: bool
+    #: Driver faults (I/O errors, unplugs, garbage) summed over all drivers.
+    driver_faults: int = 0
+    #: executed, duplicates, invalid, misaddressed, forged, expired, dropped.
+    commands: dict[str, int] = field(default_factory=dict)
+    #: Fingerprint matches on a page no student is enrolled on (dropped).
+    unmapped_matches: int = 0
+    #: hub clock − device clock, from the last time_sync (None: never measured).
+    clock_offset_ms: int | None = None
 
 
 class _Events:
@@ -121,16 +146,43 @@ class EdgeAgent:
     loop thread that runs ``run()``.
 
     ``sources`` are extra :class:`devices.Source` objects read in addition to
-    those built from ``config.sources``.
+    those built from ``config.sources`` and ``config.devices``.
+
+    ``reboot_hook``: what a hub ``reboot`` command does (default: restart the
+    drivers cleanly, see :meth:`restart_drivers`). The machine itself is never
+    rebooted by the agent; a deployment that wants that passes a hook.
     """
 
-    def __init__(self, config: AgentConfig, *, sources: Sequence[Source] = ()) -> None:
+    def __init__(self, config: AgentConfig, *, sources: Sequence[Source] = (),
+                 reboot_hook: Callable[[], Awaitable[str]] | None = None) -> None:
         self.config = config
         self.topics = Topics(config.topic_prefix)
         self._uplink = self.topics.uplink(config.device_id)
         self._status_topic = self.topics.status(config.device_id)
+        self._downlink = self.topics.downlink(config.device_id)
         self._broker = f"{config.endpoint.host}:{config.endpoint.port}"  # for logs: no credentials
-        self._sources: list[Source] = [build_source(s) for s in config.sources] + list(sources)
+        self.state = AgentState(config.state_file)
+        self.enrolment = Enrolment(self.state, config.key_store_file)
+        overrides = self.state.get_json(_OVERRIDES_KEY, {})
+        self._agent_overrides = {k: v for k, v in overrides.items() if k in _AGENT_PUSHABLE}
+        try:
+            self._devices = with_overrides(config.devices, {k: v for k, v in overrides.items()
+                                                            if k not in _AGENT_PUSHABLE})
+        except DeviceConfigError as exc:  # the config file changed since the push
+            log.warning("%s: ignoring stored overrides (%s)", config.device_id, exc)
+            self._devices = config.devices
+        offset = self.state.get_json(_OFFSET_KEY)
+        self.clock_offset_ms: int | None = None if offset is None else int(offset["offset_ms"])
+        self._extra_sources = [build_source(s) for s in config.sources] + list(sources)
+        self._drivers: dict[str, Driver] = {}
+        self._build_drivers()
+        self._reboot_hook = reboot_hook
+        self._driver_tasks: dict[str, asyncio.Task[None]] = {}
+        self._retired_faults = 0
+        self._unmapped = 0
+        self._commands_dropped = 0
+        self._command_queue: asyncio.Queue[bytes] | None = None
+        self.commands = CommandExecutor(self)
         self._outbox = AsyncOutbox(config.outbox_path, device_id=config.device_id,
                                    max_rows=config.max_outbox_rows)
         self._published: Counter[str] = Counter()
@@ -161,12 +213,34 @@ class EdgeAgent:
             invalid_readings=self._invalid,
             connects=self._connects,
             connected=self._connected,
+            driver_faults=self.driver_faults,
+            commands=dict(executed=self.commands.executed, duplicates=self.commands.duplicates,
+                          invalid=self.commands.invalid, misaddressed=self.commands.misaddressed,
+                          forged=self.commands.forged, expired=self.commands.expired,
+                          dropped=self._commands_dropped),
+            unmapped_matches=self._unmapped,
+            clock_offset_ms=self.clock_offset_ms,
         )
+
+    @property
+    def driver_faults(self) -> int:
+        return self._retired_faults + sum(int(getattr(d, "faults", 0)) for d in self._drivers.values())
+
+    @property
+    def drivers(self) -> dict[str, Driver]:
+        """The running driver objects by name (read-only use: tests, status pages)."""
+        return dict(self._drivers)
+
+    @property
+    def heartbeat_interval_s(self) -> float:
+        return float(self._agent_overrides.get("heartbeat_interval_s", self.config.heartbeat_interval_s))
 
     @property
     def outbox_depth(self) -> int:
         """Events stored and not yet acknowledged by the broker."""
-        return max(0, self._outbox.depth - len(self._acked))
+        # Under the outbox's lock: a deletion lowers depth and empties _acked in one step.
+        with self._outbox.depth_lock:
+            return max(0, self._outbox.depth - len(self._acked))
 
     @property
     def connected(self) -> bool:
@@ -185,8 +259,9 @@ class EdgeAgent:
             self._ev.stop.set()
 
     def close(self) -> None:
-        """Close the outbox (blocks briefly). Call after ``run()`` returned."""
+        """Close the outbox and the state file (blocks briefly). Call after ``run()`` returned."""
         self._outbox.close()
+        self.state.close()
 
     async def __aenter__(self) -> "EdgeAgent":
         return self
@@ -233,9 +308,31 @@ class EdgeAgent:
         return await self.submit(SensorReadingEvent(**self._envelope(at),
                                                     body=SensorReading(metric, float(value), unit)))
 
+    async def submit_biometric(self, subject: str, score: float, at: float | None = None,
+                               event_id: bytes | None = None) -> int | None:
+        """Submit a biometric match of student ``subject`` (score 0..1) at Unix time ``at``.
+
+        ``event_id``: a deterministic id (e.g. of a terminal punch) so a resubmission
+        is deduplicated by the hub; default a fresh one.
+        """
+        if not 1 <= len(subject) <= 64 or "\x00" in subject or not 0.0 <= score <= 1.0:
+            raise ValueError(f"bad biometric match {subject!r}/{score!r}")
+        env = self._envelope(at)
+        if event_id is not None:
+            env["id"] = event_id
+        return await self.submit(BiometricMatchEvent(**env, body=BiometricMatch(subject, float(score))))
+
     async def submit_heartbeat(self) -> int | None:
+        """A heartbeat; ``error_count`` = driver faults + refused commands since start;
+        ``battery_pct``/``signal_dbm`` from the first driver that knows them."""
+        errors = self.driver_faults + self.commands.forged + self.commands.invalid + self._commands_dropped
+        battery = next((b for d in self._drivers.values()
+                        if (b := getattr(d, "battery_pct", None)) is not None), None)
+        signal = next((v for d in self._drivers.values()
+                       if (v := getattr(d, "signal_dbm", None)) is not None), None)
         body = Heartbeat(uptime_s=int(time.monotonic() - self._started),
-                         firmware=self.config.firmware, outbox_depth=self.outbox_depth)
+                         firmware=self.config.firmware, outbox_depth=self.outbox_depth,
+                         battery_pct=battery, signal_dbm=signal, error_count=min(errors, 2**31 - 1))
         return await self.submit(HeartbeatEvent(**self._envelope(None), body=body))
 
     def drop_connection(self) -> bool:
@@ -274,8 +371,10 @@ class EdgeAgent:
         if self._stop_requested:
             ev.stop.set()
         self._started = time.monotonic()
-        workers = [asyncio.create_task(self._read_source(s), name=f"source:{s.name}") for s in self._sources]
-        workers.append(asyncio.create_task(self._heartbeat_loop(), name="heartbeat"))
+        self._command_queue = asyncio.Queue(_COMMAND_QUEUE)
+        self._start_drivers()
+        workers = [asyncio.create_task(self._heartbeat_loop(), name="heartbeat"),
+                   asyncio.create_task(run_commands(self._command_queue, self.commands), name="commands")]
         acker = asyncio.create_task(self._ack_loop(), name="acker")
         conn = asyncio.create_task(self._connection_loop(), name="connection")
         stop_wait = asyncio.create_task(ev.stop.wait())
@@ -284,6 +383,8 @@ class EdgeAgent:
         finally:
             ev.stop.set()
             stop_wait.cancel()
+            workers += self._driver_tasks.values()
+            self._driver_tasks = {}
             for w in workers:
                 w.cancel()
             try:
@@ -311,6 +412,66 @@ class EdgeAgent:
     def _envelope(self, at: float | None) -> dict[str, object]:
         ts = _ms(time.time() if at is None else at)
         return dict(v=PROTOCOL_VERSION, id=new_event_id(), device=self.config.device_id, ts=ts, seq=0)
+
+    # -------------------------------------------------------------- drivers
+
+    def _build_drivers(self) -> None:
+        drivers: dict[str, Driver] = {}
+        for dev in self._devices:
+            drivers[dev.name] = self._build_device(dev)
+        for src in self._extra_sources:
+            name = src.name
+            while name in drivers:
+                name += "+"
+            drivers[name] = src
+        self._drivers = drivers
+
+    def _build_device(self, dev: DeviceConfig) -> Driver:
+        if dev.driver == "zkteco_adms":
+            return AdmsEndpoint(dev.name, dev.options, device_id=self.config.device_id, state=self.state,
+                                enrolment=self.enrolment, submit=self._submit_punch)
+        return build_device_source(dev)
+
+    def _start_drivers(self, names: Sequence[str] | None = None) -> None:
+        for name in names if names is not None else list(self._drivers):
+            driver = self._drivers[name]
+            coro = driver.run() if isinstance(driver, AdmsEndpoint) else self._read_source(driver)
+            self._driver_tasks[name] = asyncio.create_task(self._guard(name, coro), name=f"driver:{name}")
+
+    async def _guard(self, name: str, coro: Awaitable[None]) -> None:
+        try:
+            await coro
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # e.g. the ADMS port is taken: logged, the rest of the agent goes on
+            log.exception("%s: driver %s stopped", self.config.device_id, name)
+
+    async def restart_drivers(self, names: Sequence[str] | None = None) -> list[str]:
+        """Stop the named drivers (default: all) cleanly, rebuild them from the current
+        configuration and overrides, and start them again. Returns the names restarted.
+
+        Must be called from the loop running :meth:`run` (no-op outside it for tasks;
+        the drivers are still rebuilt). Waits until the old drivers have released
+        their devices (serial ports, listening sockets).
+        """
+        names = list(self._drivers) if names is None else [n for n in names if n in self._drivers]
+        tasks = [self._driver_tasks.pop(n) for n in names if n in self._driver_tasks]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        by_name = {d.name: d for d in self._devices}
+        for name in names:
+            self._retired_faults += int(getattr(self._drivers[name], "faults", 0))
+            if name in by_name:
+                self._drivers[name] = self._build_device(by_name[name])
+            else:  # an extra source object: reused (iteration restarts it)
+                pass
+        if self._running:
+            self._start_drivers(names)
+        return names
+
+    async def _submit_punch(self, subject: str, score: float, at: float, event_id: bytes) -> None:
+        await self.submit_biometric(subject, score, at, event_id)
 
     async def _read_source(self, source: Source) -> None:
         """Turn one source's readings into events; restart a failing source with backoff."""
@@ -341,6 +502,14 @@ class EdgeAgent:
                 await self.submit_qr(reading.text, reading.at)
             elif isinstance(reading, SensorSample):
                 await self.submit_sensor(reading.metric, reading.value, reading.unit, reading.at)
+            elif isinstance(reading, FingerprintMatch):
+                student = self.enrolment.student_for_page(reading.page_id)
+                if student is None:
+                    self._unmapped += 1
+                    log.warning("%s: %s matched page %d, which no student is enrolled on",
+                                self.config.device_id, source.name, reading.page_id)
+                    return
+                await self.submit_biometric(student, reading.score, reading.at)
             else:
                 raise ValueError(f"unknown reading {reading!r}")
         except ValueError as exc:
@@ -358,7 +527,7 @@ class EdgeAgent:
                 raise
             except Exception:
                 log.exception("%s: heartbeat failed", self.config.device_id)
-            await asyncio.sleep(self.config.heartbeat_interval_s)
+            await asyncio.sleep(self.heartbeat_interval_s)
 
     async def _ack_loop(self) -> None:
         """Delete PUBACKed rows. Batches form naturally: acks that arrive while
@@ -372,8 +541,7 @@ class EdgeAgent:
     async def _flush_acks(self) -> None:
         batch = list(self._acked)
         if batch:
-            await self._outbox.delete(batch)
-            self._acked.difference_update(batch)
+            await self._outbox.delete(batch, then=lambda: self._acked.difference_update(batch))
 
     # ----------------------------------------------------------- connection
 
@@ -472,6 +640,8 @@ class EdgeAgent:
         ev = self._events()
         self._client = client
         try:
+            # Subscribed before announcing "online": from then on the hub's commands reach us.
+            await client.subscribe(self._downlink, qos=1)
             await client.publish(self._status_topic, encode_status(
                 DeviceStatus(state="online", ts=self._connection_ts, reason="connected")), qos=1, retain=True)
             self._connected = True
@@ -523,12 +693,17 @@ class EdgeAgent:
                 task.result()  # raises its error
                 raise aiomqtt.MqttError(f"{task.get_name()} ended unexpectedly")
 
-    @staticmethod
-    async def _watch(client: aiomqtt.Client) -> None:
-        """Raise ``MqttError`` when the connection drops. We subscribe to nothing, so
-        the message iterator yields nothing and only ends by raising."""
-        async for _ in client.messages:
-            pass
+    async def _watch(self, client: aiomqtt.Client) -> None:
+        """Queue downlink commands; raise ``MqttError`` when the connection drops."""
+        async for message in client.messages:
+            if str(message.topic) != self._downlink or not isinstance(message.payload, (bytes, bytearray)):
+                continue
+            assert self._command_queue is not None
+            try:
+                self._command_queue.put_nowait(bytes(message.payload))
+            except asyncio.QueueFull:
+                self._commands_dropped += 1
+                log.warning("%s: command queue full, command dropped", self.config.device_id)
 
     async def _publish_loop(self, client: aiomqtt.Client, failed: asyncio.Future[None]) -> None:
         """Publish pending rows in seq order with at most ``max_inflight`` awaiting PUBACK.
@@ -580,3 +755,126 @@ class EdgeAgent:
         finally:
             slots.release()
             ev.wake.set()
+
+    # ------------------------------------------------ commands (CommandHost)
+
+    @property
+    def device_id(self) -> str:
+        return self.config.device_id
+
+    def verify_key(self, alg: str) -> bytes | None:
+        """The key that verifies downlink frames signed with ``alg`` (None: none configured)."""
+        if alg == "hmac-sha256" and self.config.alg == "hmac-sha256":
+            return self.config.signing_key
+        if alg == "ed25519":
+            return self.config.hub_public_key
+        return None
+
+    def now_ms(self) -> int:
+        """The hub's clock as best known here: the device clock plus the last measured offset."""
+        return int(time.time() * 1000) + (self.clock_offset_ms or 0)
+
+    async def submit_ack(self, command_id: bytes, status: str, detail: str) -> None:
+        await self.submit(CommandAckEvent(**self._envelope(None),
+                                          body=CommandAck(command_id, status, detail)))  # type: ignore[arg-type]
+
+    def done_command(self, command_id: bytes) -> Outcome | None:
+        done = self.state.done_command(command_id)
+        return None if done is None else Outcome(done.status, done.detail)
+
+    async def record_command(self, command_id: bytes, name: str, outcome: Outcome) -> None:
+        await asyncio.to_thread(self.state.record_command, command_id, name, outcome.status, outcome.detail)
+
+    async def apply_config(self, overrides: dict[str, Any]) -> str:
+        if not overrides:
+            raise CommandFailed("no options given")
+        agent_part: dict[str, Any] = {}
+        for key, value in overrides.items():
+            if key in _AGENT_PUSHABLE:
+                low, high = _AGENT_PUSHABLE[key]
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+                    raise CommandFailed(f"{key}: must be a number {low:g}..{high:g}")
+                agent_part[key] = float(value)
+        device_part = {k: v for k, v in overrides.items() if k not in _AGENT_PUSHABLE}
+        try:
+            devices = with_overrides(self._devices, device_part)
+        except DeviceConfigError as exc:
+            raise CommandFailed(str(exc)) from None
+        stored = self.state.get_json(_OVERRIDES_KEY, {})
+        stored.update(overrides)
+        await asyncio.to_thread(self.state.set_json, _OVERRIDES_KEY, stored)
+        self._agent_overrides.update(agent_part)
+        changed = [d.name for d, old in zip(devices, self._devices) if d.options != old.options]
+        self._devices = devices
+        await self.restart_drivers(changed)
+        return f"applied {', '.join(sorted(overrides))}" + (f"; restarted {', '.join(changed)}" if changed else "")
+
+    async def time_sync(self, hub_ts: int, local_ms: int) -> str:
+        offset = hub_ts - local_ms
+        self.clock_offset_ms = offset
+        await asyncio.to_thread(self.state.set_json, _OFFSET_KEY,
+                                {"offset_ms": offset, "measured_at_ms": local_ms})
+        if abs(offset) > 2000:
+            log.warning("%s: device clock is %+d ms off the hub's", self.config.device_id, -offset)
+        return f"offset_ms={offset}"
+
+    async def reboot(self) -> str:
+        if self._reboot_hook is not None:
+            return await self._reboot_hook()
+        names = await self.restart_drivers()
+        return f"drivers restarted: {', '.join(names) or 'none'}"
+
+    async def roster_sync(self, pins: dict[str, str], pages: dict[int, str], remove_pins: tuple[str, ...],
+                          remove_pages: tuple[int, ...], replace: bool, terminals: bool) -> str:
+        before = set(self.enrolment.pins)
+        await asyncio.to_thread(self.enrolment.update_roster, pins=pins, pages=pages, remove_pins=remove_pins,
+                                remove_pages=remove_pages, replace=replace)
+        after = set(self.enrolment.pins)
+        queued = 0
+        has_terminals = any(isinstance(d, AdmsEndpoint) for d in self._drivers.values())
+        if terminals and has_terminals:
+            sns = await asyncio.to_thread(self.state.known_terminals)
+            cmds = ([user_info_command(p) for p in sorted(after - before)]
+                    + [delete_user_command(p) for p in sorted(before - after)])
+            if sns and cmds:
+                await asyncio.to_thread(self.state.queue_terminal_commands, sns, cmds)
+                queued = len(sns) * len(cmds)
+        replayed = await replay_parked(self.state, self.enrolment, self.config.device_id,
+                                       self._submit_punch, sorted(pins))
+        return (f"pins={len(self.enrolment.pins)} pages={len(self.enrolment.pages)} "
+                f"terminal_commands={queued} replayed={replayed}")
+
+    async def template_sync(self, page: int, student: str | None, template: bytes | None,
+                            device: str | None) -> str:
+        modules = {n: d for n, d in self._drivers.items() if isinstance(d, R30xSource)}
+        if device is not None:
+            if device not in modules:
+                raise CommandFailed(f"device: no fingerprint module named {device!r}")
+            modules = {device: modules[device]}
+        if not modules:
+            raise Unsupported("no fingerprint module on this agent")
+        if template is None:
+            await asyncio.to_thread(self.enrolment.delete_template, page)
+        else:
+            assert student is not None
+            await asyncio.to_thread(self.enrolment.put_template, page, student, template)
+        loop = asyncio.get_running_loop()
+        waits: dict[str, asyncio.Future[BaseException | None]] = {}
+        for name, module in modules.items():
+            fut: asyncio.Future[BaseException | None] = loop.create_future()
+
+            def done(exc: BaseException | None, fut: asyncio.Future[BaseException | None] = fut) -> None:
+                loop.call_soon_threadsafe(lambda: fut.done() or fut.set_result(exc))
+
+            module.enqueue_template(TemplateJob(page, template, done))
+            waits[name] = fut
+        await asyncio.wait(waits.values(), timeout=_TEMPLATE_WAIT_S)
+        parts = []
+        for name, fut in waits.items():
+            if not fut.done():
+                parts.append(f"{name}: queued (module not answering yet)")
+            elif isinstance(fut.result(), R30xError):
+                raise CommandFailed(f"{name}: module refused: {fut.result()}")
+            else:
+                parts.append(f"{name}: {'deleted' if template is None else 'stored'}")
+        return f"page {page} sealed; " + "; ".join(parts)

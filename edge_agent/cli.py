@@ -15,6 +15,7 @@ import sys
 
 from .agent import EdgeAgent
 from .config import ConfigError, load_config
+from .enrolment import KeyStoreError
 from .outbox import OutboxError
 
 log = logging.getLogger(__name__)
@@ -27,6 +28,9 @@ def _parser() -> argparse.ArgumentParser:
                     "durable outbox and publish them to the CampusHub MQTT broker.",
     )
     p.add_argument("--config", required=True, metavar="FILE", help="agent configuration (TOML)")
+    p.add_argument("--rotate-storage-key", action="store_true",
+                   help="re-encrypt the enrolment data kept on this PC under a fresh AES-256-GCM key, "
+                        "delete the old key, and exit (run it while the agent is stopped)")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
                    help="logging level (default: INFO)")
     return p
@@ -74,8 +78,19 @@ def main(argv: list[str] | None = None) -> int:
     try:
         agent = EdgeAgent(config)
     except (OutboxError, OSError, sqlite3.Error) as exc:
-        print(f"campushub edge-agent: cannot open outbox {config.outbox_path}: {exc}", file=sys.stderr)
+        print(f"campushub edge-agent: cannot open outbox {config.outbox_path} or state "
+              f"{config.state_file}: {exc}", file=sys.stderr)
         return 2
+    except KeyStoreError as exc:
+        print(f"campushub edge-agent: {exc}", file=sys.stderr)
+        return 2
+    if args.rotate_storage_key:
+        try:
+            kid = agent.enrolment.rotate_key()
+        finally:
+            agent.close()
+        print(f"campushub edge-agent: enrolment data re-encrypted under key {kid}", file=sys.stderr)
+        return 0
     try:
         asyncio.run(_run(agent))
     except (KeyboardInterrupt, asyncio.CancelledError):

@@ -27,6 +27,20 @@ Example (relative paths are resolved against the config file's folder)::
     metrics = ["temperature", "humidity", "co2"]
     seed = 1
 
+    # Hardware: one [[devices]] table per device (see edge_agent/device_config.py
+    # and docs/drivers.md for every driver and option).
+    [[devices]]
+    name = "door-fp"
+    kind = "fingerprint"
+    driver = "r30x"
+    port = "/dev/serial/by-id/usb-FTDI_FT232R-if00-port0"
+    [devices.options]
+    min_score = 0.25
+
+    # Optional: state = "<device_id>.state.sqlite" (commands done, enrolment map,
+    # terminal stamps), key_store = "<device_id>.keys.json" (AES-256-GCM keys for
+    # data at rest), hub_public_key = "<hex>" (hub key for ed25519 devices).
+
 Pure and synchronous apart from :func:`load_config` reading files.
 """
 from __future__ import annotations
@@ -40,6 +54,8 @@ from urllib.parse import parse_qs, urlsplit
 
 from devices.sensor.source import DEFAULT_METRICS
 
+from .device_config import DeviceConfig, DeviceConfigError, check_devices, locate, parse_device
+
 FIRMWARE = "campushub-edge/0.1.0"
 _DEVICE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")  # as the wire format requires
 _ALGS = ("hmac-sha256", "ed25519")
@@ -48,7 +64,8 @@ MQTT_PROTOCOLS = ("5", "3.1.1")
 
 
 class ConfigError(ValueError):
-    """The configuration is unusable; the message names the offending key."""
+    """The configuration is unusable; the message names the offending key (and, from
+    :func:`load_config`, the file and line)."""
 
 
 @dataclass(frozen=True)
@@ -119,6 +136,13 @@ class AgentConfig:
     reconnect_max_s: float = 30.0
     drain_timeout_s: float = 5.0
     client_id: str | None = None
+    devices: tuple[DeviceConfig, ...] = ()
+    #: Agent state (executed commands, enrolment map, terminal stamps); default beside the outbox.
+    state_path: Path | None = None
+    #: AES-256-GCM keys sealing enrolment data at rest; default beside the outbox.
+    key_store_path: Path | None = None
+    #: Ed25519 public key of the hub, to verify commands to an ed25519 device.
+    hub_public_key: bytes | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if not _DEVICE_ID_RE.match(self.device_id):
@@ -153,6 +177,21 @@ class AgentConfig:
                         f"sources[{i}].metrics: unknown {unknown} (known: {', '.join(DEFAULT_METRICS)})"
                     )
 
+        try:
+            check_devices(self.devices)
+        except DeviceConfigError as exc:
+            raise ConfigError(str(exc)) from None
+        if self.hub_public_key is not None and len(self.hub_public_key) != 32:
+            raise ConfigError("hub_public_key: an Ed25519 public key is 32 bytes")
+
+    @property
+    def state_file(self) -> Path:
+        return self.state_path or self.outbox_path.parent / f"{self.device_id}.state.sqlite"
+
+    @property
+    def key_store_file(self) -> Path:
+        return self.key_store_path or self.outbox_path.parent / f"{self.device_id}.keys.json"
+
     @property
     def endpoint(self) -> MqttEndpoint:
         """Host/port, protocol and credentials; explicit ``username``/``password`` beat the URL's."""
@@ -171,7 +210,7 @@ _KEYS = {
     "device_id", "room_id", "alg", "signing_key", "key_file", "mqtt_url", "username", "password",
     "topic_prefix", "outbox", "heartbeat_interval_s", "firmware", "sources", "max_outbox_rows",
     "max_inflight", "publish_timeout_s", "keepalive_s", "reconnect_initial_s", "reconnect_max_s",
-    "drain_timeout_s", "client_id",
+    "drain_timeout_s", "client_id", "devices", "state", "key_store", "hub_public_key",
 }
 
 
@@ -250,7 +289,21 @@ def config_from_mapping(data: Mapping[str, Any], *, base_dir: Path = Path(".")) 
     if not isinstance(raw_sources, list):
         raise ConfigError("sources: expected an array of tables ([[sources]])")
 
+    raw_devices = data.get("devices", [])
+    if not isinstance(raw_devices, list):
+        raise ConfigError("devices: expected an array of tables ([[devices]])")
+    try:
+        devices = tuple(parse_device(raw, i, base_dir) for i, raw in enumerate(raw_devices))
+    except DeviceConfigError as exc:
+        raise ConfigError(str(exc)) from None
+
     kwargs: dict[str, Any] = {}
+    if "state" in data:
+        kwargs["state_path"] = base_dir / _get(data, "state", str)
+    if "key_store" in data:
+        kwargs["key_store_path"] = base_dir / _get(data, "key_store", str)
+    if "hub_public_key" in data:
+        kwargs["hub_public_key"] = _hex_key(_get(data, "hub_public_key", str), "hub_public_key")
     for key in ("mqtt_url", "username", "password", "topic_prefix", "firmware", "client_id"):
         if key in data:
             kwargs[key] = _get(data, key, str)
@@ -271,6 +324,7 @@ def config_from_mapping(data: Mapping[str, Any], *, base_dir: Path = Path(".")) 
         alg=_get(data, "alg", str),
         signing_key=signing_key,
         sources=tuple(_source(raw, i, base_dir) for i, raw in enumerate(raw_sources)),
+        devices=devices,
         **kwargs,
     )
 
@@ -279,10 +333,17 @@ def load_config(path: "str | Path") -> AgentConfig:
     """Read and validate a TOML config file; raises :class:`ConfigError` (also for I/O and TOML errors)."""
     path = Path(path)
     try:
-        with path.open("rb") as fh:
-            data = tomllib.load(fh)
+        text = path.read_bytes().decode("utf-8")
+        data = tomllib.loads(text)
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: not UTF-8 ({exc.reason})") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
-    return config_from_mapping(data, base_dir=path.resolve().parent)
+    try:
+        return config_from_mapping(data, base_dir=path.resolve().parent)
+    except ConfigError as exc:
+        message = str(exc)
+        line = locate(text, message.split(":", 1)[0])
+        raise ConfigError(f"{path}:{line}: {message}" if line else f"{path}: {message}") from None

@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import sqlite3
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,6 +111,9 @@ class Outbox:
                 raise OutboxError(f"{self.path} is the outbox of device {row[0]!r}, not {device_id!r}")
             self.next_seq: int = row[1]
             self.depth: int = self._db.execute("SELECT count(*) FROM outbox").fetchone()[0]
+            #: Held while ``depth`` drops in :meth:`delete` together with the caller's own
+            #: bookkeeping (``then``), so a reader on another thread never sees one without the other.
+            self.depth_lock = threading.Lock()
             self.counters: dict[str, int] = dict(self._db.execute("SELECT name, value FROM counters"))
         except BaseException:
             self._db.close()
@@ -165,14 +169,20 @@ class Outbox:
             (after_seq, limit))
         return [OutboxRow(*r) for r in cur]
 
-    def delete(self, seqs: Iterable[int]) -> int:
-        """Remove acknowledged rows (one transaction); unknown seqs are ignored. Returns rows removed."""
+    def delete(self, seqs: Iterable[int], then: Callable[[], object] | None = None) -> int:
+        """Remove acknowledged rows (one transaction); unknown seqs are ignored. Returns rows removed.
+
+        ``then`` runs after the commit, under ``depth_lock``, in the same step as ``depth`` drops.
+        """
         seqs = list(seqs)
         if not seqs:
             return 0
         with self._txn():
             removed = self._db.executemany("DELETE FROM outbox WHERE seq = ?", [(s,) for s in seqs]).rowcount
-        self.depth -= removed
+        with self.depth_lock:
+            self.depth -= removed
+            if then is not None:
+                then()
         return removed
 
     def count_by_kind(self) -> dict[str, int]:
@@ -251,8 +261,12 @@ class AsyncOutbox:
     async def pending(self, after_seq: int = 0, limit: int = 100) -> list[OutboxRow]:
         return await self._call(self._outbox.pending, after_seq, limit)
 
-    async def delete(self, seqs: Iterable[int]) -> int:
-        return await self._call(self._outbox.delete, list(seqs))
+    async def delete(self, seqs: Iterable[int], then: Callable[[], object] | None = None) -> int:
+        return await self._call(self._outbox.delete, list(seqs), then)
+
+    @property
+    def depth_lock(self) -> threading.Lock:
+        return self._outbox.depth_lock
 
     async def count_by_kind(self) -> dict[str, int]:
         return await self._call(self._outbox.count_by_kind)

@@ -8,6 +8,11 @@ Supervision tree (children start in this order and stop in reverse)::
     ├── sessions      Supervisor, one SessionActor per live session (dynamic)
     ├── scheduler     SessionScheduler
     ├── connections   Supervisor, one ConnectionActor per websocket (dynamic, temporary)
+    ├── telemetry     TelemetryMaintenance (partitions, hourly roll-ups, retention)
+    ├── commands      CommandDispatcher (hub → device commands, acks, timeouts)
+    ├── warnings      WarningWatcher (attendance warnings, attendance-marked notifications)
+    ├── webhooks      WebhookDispatcher (signed webhook deliveries from the PostgreSQL outbox)
+    ├── tickets       TicketActor (ticket auto-close and SLA-breach timers, auto-raised tickets)
     ├── web           hypercorn (trio worker) serving the quart-trio app
     ├── mqtt          the paho client's I/O loop
     └── ingress       Ingress
@@ -18,7 +23,7 @@ import gc
 import logging
 import secrets
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 import trio
 
@@ -26,11 +31,19 @@ from actors import ActorRef, ChildSpec, Supervisor
 from hub.bus import LiveBus
 from hub.config import MqttUrl, Settings
 from hub.db import Database, asyncio_loop, migrate, open_database, wait_for_database
-from hub.ingress import Ingress
+from hub.commands import COMMANDS_MAILBOX, CommandDispatcher
+from hub.ingress import INGRESS_MAILBOX, Ingress
+from hub.db.telemetry import RetentionPolicy
+from hub.device_actor import device_asker
+from hub.device_alarms import ThresholdBook, thresholds_changed
+from hub.telemetry import TELEMETRY_MAILBOX, TelemetryMaintenance
 from hub.metrics import HubMetrics
 from hub.mqtt import InboundMessage, TrioMqttClient
-from hub.scheduler import SCHEDULER_MAILBOX, SessionScheduler
+from hub.notifier import WARNINGS_MAILBOX, WarningWatcher, WebhookDispatcher, also_recheck
+from hub.scheduler import SCHEDULER_MAILBOX, SessionScheduler, SessionsChanged
+from hub.session_actor import attendance_changed, session_caller
 from hub.service import ServiceActor
+from hub.tickets import TICKETS_MAILBOX, PostgresTicketStore, TicketActor
 from hub.writer import WRITER_MAILBOX, PersistenceWriter
 from schemas import Topics
 
@@ -128,6 +141,17 @@ def _jwt_secret(settings: Settings) -> bytes:
     return secret
 
 
+def _provisioning_links(root: Supervisor, db: Database, topics: Topics, mqtt_url: MqttUrl) -> Any:
+    """The web's provisioning callables; the broker's files are kept in step when configured."""
+    from hub.mosquitto_auth import HubAccount, MosquittoFiles, MosquittoSync
+    from hub.provisioning import ProvisioningLinks
+
+    files = MosquittoFiles.from_env()
+    hub_account = (HubAccount.from_password(mqtt_url.username, mqtt_url.password or "")
+                   if mqtt_url.username else None)
+    return ProvisioningLinks(root, MosquittoSync(db, topics, files, hub_account) if files else None)
+
+
 async def run_hub(
     settings: Settings, *, host: str = "127.0.0.1", port: int | None = 8080,
     task_status: trio.TaskStatus[Hub] = trio.TASK_STATUS_IGNORED,
@@ -179,6 +203,11 @@ async def _run_tree(
     def ref(child_id: str) -> ActorRef:
         return root.lookup(child_id)
 
+    # The campus's threshold rules, loaded once here; device actors read it as they start.
+    thresholds = ThresholdBook()
+    await thresholds.reload(db)
+    retention = RetentionPolicy(raw_days=settings.telemetry_raw_days, hourly_days=settings.telemetry_hourly_days)
+
     specs = [
         ChildSpec("writer", lambda: PersistenceWriter(db, bus, metrics, acknowledge),
                   mailbox_size=WRITER_MAILBOX, shutdown_timeout=15),
@@ -188,15 +217,36 @@ async def _run_tree(
             db=db, sessions=root.lookup("sessions"), writer=ref("writer")),
             mailbox_size=SCHEDULER_MAILBOX),
         ChildSpec("connections", lambda: Supervisor("connections", max_restarts=1000, within_s=1)),
+        ChildSpec("telemetry", lambda: TelemetryMaintenance(db, retention), mailbox_size=TELEMETRY_MAILBOX),
+        ChildSpec("commands", lambda: CommandDispatcher(
+            db=db, client=client, topics=topics, writer=ref("writer"), bus=bus), mailbox_size=COMMANDS_MAILBOX),
+        ChildSpec("warnings", lambda: WarningWatcher(db, bus), mailbox_size=WARNINGS_MAILBOX),
+        ChildSpec("webhooks", lambda: WebhookDispatcher(db), shutdown_timeout=2),
+        ChildSpec("tickets", lambda: TicketActor(store=PostgresTicketStore(db), bus=bus), mailbox_size=TICKETS_MAILBOX),
     ]
     if port is not None:
         from web.app import create_app
         from web.context import WebContext
 
+        links = _provisioning_links(root, db, topics, mqtt_url)
+        session_call = session_caller(lambda: root.lookup("sessions"))
+
+        async def sessions_changed(session_ids: Sequence[str]) -> None:
+            if session_ids:
+                await ref("scheduler").tell(SessionsChanged(tuple(session_ids)))
+
         def make_web() -> _WebServer:
             web_app = create_app(WebContext(
                 db=db, bus=bus, jwt_secret=jwt_secret,
                 connections=root.lookup("connections"), health=hub.health, metrics_text=metrics.render,
+                devices_changed=links.devices_changed, send_command=links.send_command,
+                device_mqtt_url=str(mqtt_url), topic_prefix=topics.prefix,
+                session_call=session_call, attendance_changed=also_recheck(attendance_changed(session_call), lambda: root.lookup("warnings")),
+                sessions_changed=sessions_changed, campus_timezone=settings.timezone,
+                ask_device=device_asker(
+                    lambda: root.lookup("devices"), db=db, writer=ref("writer"), scheduler=ref("scheduler"),
+                    offline_after_s=settings.device_offline_after_s, thresholds=thresholds),
+                thresholds_changed=lambda: thresholds_changed(db, thresholds, root.lookup("devices")),
             ))
             return _WebServer(web_app, host, hub.web_port or port, on_web_port)
 
@@ -206,7 +256,8 @@ async def _run_tree(
         ChildSpec("ingress", lambda: Ingress(
             client=client, topics=topics, db=db, devices=root.lookup("devices"), writer=ref("writer"),
             scheduler=ref("scheduler"), offline_after_s=settings.device_offline_after_s,
-        ), shutdown_timeout=1),
+            commands=ref("commands"), thresholds=thresholds,
+        ), shutdown_timeout=1, mailbox_size=INGRESS_MAILBOX),
     ]
     metrics.watch_actors(root.mailbox_depth, root.actor_count)
     async with trio.open_nursery() as nursery:

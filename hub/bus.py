@@ -33,7 +33,17 @@ def student_topic(student_id: str) -> str:
     return f"student:{student_id}"
 
 
+def user_topic(user_id: str) -> str:
+    """A user's own notifications (any role): ``{"type": "notification", ...}``."""
+    return f"user:{user_id}"
+
+
 DEVICES_TOPIC = "devices"
+
+#: Hub-internal observers (the warnings actor): every ``{"type": "attendance", ...}`` message
+#: published on a session topic is also offered here, so they need not know the sessions.
+ATTENDANCE_TOPIC = "attendance"
+_SESSION_PREFIX = "session:"
 
 
 class Subscription:
@@ -77,6 +87,9 @@ class LiveBus:
     def publish(self, topic: str, message: BusMessage) -> None:
         for subscription in self._subscribers.get(topic, ()):
             subscription._offer(message)
+        if topic.startswith(_SESSION_PREFIX) and message.get("type") == "attendance":
+            for subscription in self._subscribers.get(ATTENDANCE_TOPIC, ()):
+                subscription._offer(message)
 
     @contextmanager
     def subscribe(self, topics: Iterable[str], capacity: int = 256) -> Iterator[Subscription]:

@@ -56,6 +56,10 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--duration", type=float, required=True, metavar="SECONDS", help="how long to run")
     sim.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
     sim.add_argument("--json", action="store_true", help="print the counts as JSON on stdout")
+
+    from hub.devices_cli import add_parser as add_devices_parser
+
+    add_devices_parser(sub)
     return parser
 
 
@@ -75,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if settings.mqtt_url:
             MqttUrl.parse(settings.mqtt_url)
-        handler = {"demo": _demo, "serve": _serve, "migrate": _migrate, "simulate": _simulate}[args.command]
+        handler = {"demo": _demo, "serve": _serve, "migrate": _migrate, "simulate": _simulate,
+                   "devices": _devices}[args.command]
         return handler(args, settings)
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
@@ -140,6 +145,12 @@ async def _until_signalled(cancel_scope: trio.CancelScope) -> None:
 
 # --- commands ---------------------------------------------------------------
 
+def _devices(args: argparse.Namespace, settings: Settings) -> int:
+    from hub.devices_cli import run
+
+    return run(args, settings)
+
+
 def _migrate(args: argparse.Namespace, settings: Settings) -> int:
     from hub.db import available_migrations, migrate, run_with_database
 
@@ -172,7 +183,8 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 def _demo(args: argparse.Namespace, settings: Settings) -> int:
     from hub.app import run_hub
     from hub.db import asyncio_loop, migrate, open_database
-    from hub.db.seed import ensure_campus
+    from hub.db.seed import course_id, ensure_campus
+    from hub.db.seed_insights import ensure_insights_demo  # not in ensure_campus: its tests count sessions
 
     with ExitStack() as stack:
         settings = _with_services(settings, stack, start_embedded=True)
@@ -184,6 +196,7 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
                     await migrate(db)
                     campus = await ensure_campus(
                         db, rooms=args.rooms, students=args.students, now=datetime.now(timezone.utc))
+                    await ensure_insights_demo(db, course_id=course_id(1), now=datetime.now(timezone.utc))
                 hub = await nursery.start(lambda task_status: run_hub(
                     settings, port=args.port, task_status=task_status))
                 _print_demo_banner(hub.web_port, campus)

@@ -64,6 +64,11 @@ class Settings:
     jwt_secret: str | None = None
     hub_client_id: str = "campushub-hub"
     device_offline_after_s: float = 90.0
+    #: Raw sensor readings are kept this many days; hourly aggregates (and health history) longer.
+    telemetry_raw_days: int = 14
+    telemetry_hourly_days: int = 400
+    #: IANA timezone of the campus (terms' default; "today" of the academic API).
+    timezone: str = "UTC"
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
@@ -76,4 +81,7 @@ class Settings:
             jwt_secret=env.get("CAMPUSHUB_JWT_SECRET") or None,
             hub_client_id=env.get("CAMPUSHUB_HUB_CLIENT_ID", "campushub-hub"),
             device_offline_after_s=float(env.get("CAMPUSHUB_DEVICE_OFFLINE_AFTER_S", "90")),
+            telemetry_raw_days=int(env.get("CAMPUSHUB_TELEMETRY_RAW_DAYS", "14")),
+            telemetry_hourly_days=int(env.get("CAMPUSHUB_TELEMETRY_HOURLY_DAYS", "400")),
+            timezone=env.get("CAMPUSHUB_TIMEZONE") or "UTC",
         )

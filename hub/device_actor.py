@@ -1,28 +1,49 @@
-"""One actor per device: health, last seen, the heartbeat timer, and routing of its check-ins.
+"""One actor per device: health, the heartbeat timer, its alarms and thresholds, routing of its check-ins.
 
 Because every message of a device passes through its one actor in order,
-two messages a few milliseconds apart can never race each other.
+two messages a few milliseconds apart can never race each other: two
+readings over a threshold cannot raise two alarms (hub/device_alarms.py).
+
+State, rebuilt on start from a :class:`~hub.db.state.DeviceSnapshot` (handed
+in by the ingress's one boot query, or loaded by the actor itself after a
+restart): :class:`DeviceHealth`, the active alarms, each threshold rule's
+evaluation state. Every change is persisted through the writer in the same
+commit as the message that caused it; alarm acknowledgements and manual
+clears (asked by the web, :class:`~hub.domain.alarms.AckAlarm` /
+:class:`~hub.domain.alarms.ClearAlarm`) wait for their commit before replying.
 """
 from __future__ import annotations
 
 import logging
 import uuid
 from dataclasses import dataclass
+from typing import Any, Awaitable, Callable
 from datetime import datetime, timezone
 
 import trio
 
-from actors import Actor, ActorRef
+from actors import Actor, ActorRef, ChildExists, ChildSpec, Supervisor
 from hub.bus import DEVICES_TOPIC
 from hub.delivery import deliver
 from hub.commits import accept, reject, utc_from_ms
 from hub.db import Database
-from hub.db.state import DeviceRecord, load_device_health
-from hub.domain.health import DeviceHealth
+from hub.db.alarms import get_alarm
+from hub.db.health import next_alarm_id
+from hub.db.state import DeviceRecord, DeviceSnapshot, load_device_snapshots, load_devices
+from hub.device_alarms import (
+    DeviceAlarms, RulesChanged, ThresholdBook, alarm_from_row, alarm_live, alarm_row, with_id,
+)
+from hub.domain.alarms import AckAlarm, AlarmChange, AlarmResult, AlarmTransitionError, ClearAlarm
+from hub.domain.health import DeviceHealth, history_change, skew_sample_ms
+from hub.domain.thresholds import RuleBook
 from hub.mqtt import InboundMessage
-from hub.records import Commit, DeviceHealthRow, SensorRow, digest_key, internal_key
+from hub.records import (
+    AlarmRow, Commit, DeviceHealthHistoryRow, DeviceHealthRow, LiveUpdate, SensorRow, digest_key, internal_key,
+)
+from hub.checkin_routing import resolve_elsewhere
 from hub.scheduler import ResolveSession
 from hub.session_actor import Scan
+from hub.writer import is_transient
 from schemas import (
     BiometricMatchEvent, DeviceStatus, Event, HeartbeatEvent, QrScanEvent, SensorReadingEvent,
 )
@@ -34,6 +55,10 @@ log = logging.getLogger("hub.device")
 DEVICE_MAILBOX = 256
 #: A device whose clock runs this far ahead of the hub's is not believed.
 MAX_FUTURE_SKEW_S = 120.0
+#: An alarm acknowledgement or clear waits at most this long for its commit before replying.
+ALARM_COMMIT_WAIT_S = 10.0
+#: The web's asks of a device actor (queue + commit wait) give up after this long.
+WEB_ASK_TIMEOUT_S = ALARM_COMMIT_WAIT_S + 5.0
 
 
 @dataclass(frozen=True)
@@ -61,32 +86,49 @@ class _HeartbeatDeadline:
 class DeviceActor(Actor):
     def __init__(
         self, device: DeviceRecord, *, db: Database, writer: ActorRef, scheduler: ActorRef,
-        offline_after_s: float,
+        offline_after_s: float, thresholds: ThresholdBook | None = None, snapshot: DeviceSnapshot | None = None,
     ) -> None:
         self.device = device
         self._db = db
         self._writer = writer
         self._scheduler = scheduler
         self._offline_after_s = offline_after_s
+        self._thresholds = thresholds
+        #: Preloaded state for the first start; None: load it in started().
+        self._snapshot = snapshot
         self._health = DeviceHealth(device.device_id)
+        self._alarms = DeviceAlarms(device.device_id, device.room_id, RuleBook(), DeviceSnapshot())
         # One timer at a time; proof of life only moves the deadline, and the
         # timer re-arms for the remainder when it fires early. No per-event task churn.
         self._deadline = 0.0
         self._timer = None
 
     async def started(self) -> None:
-        record = (await load_device_health(self._db, [self.device.device_id])).get(self.device.device_id)
+        snapshot = self._snapshot
+        if snapshot is None:
+            snapshot = (await load_device_snapshots(self._db, [self.device.device_id])).get(
+                self.device.device_id, DeviceSnapshot())
+        self._snapshot = None
+        record = snapshot.health
         if record is not None:
             self._health = DeviceHealth(
                 record.device_id, record.online, record.last_seen, record.last_change, record.reason,
-                record.firmware, record.uptime_s, record.outbox_depth,
+                record.firmware, record.uptime_s, record.outbox_depth, status_ts=record.status_ts,
+                last_connect_at=record.last_connect_at, last_connect_reason=record.last_connect_reason,
+                last_disconnect_at=record.last_disconnect_at, last_disconnect_reason=record.last_disconnect_reason,
+                battery_pct=record.battery_pct, signal_dbm=record.signal_dbm, clock_skew_ms=record.clock_skew_ms,
+                error_count=record.error_count,
             )
             if record.online:
                 self._extend_deadline()
+        book = self._thresholds.current if self._thresholds is not None else RuleBook()
+        self._alarms = DeviceAlarms(self.device.device_id, self.device.room_id, book, snapshot)
 
     async def handle(self, message):
         if isinstance(message, GetHealth):
             return self._health
+        if isinstance(message, (AckAlarm, ClearAlarm)):
+            return await self._on_alarm_request(message)
         try:
             if isinstance(message, DeviceEvent):
                 await self._on_event(message)
@@ -94,6 +136,8 @@ class DeviceActor(Actor):
                 await self._on_status(message)
             elif isinstance(message, _HeartbeatDeadline):
                 await self._on_deadline()
+            elif isinstance(message, RulesChanged):
+                await self._on_rules(message)
         except Exception as exc:
             if isinstance(message, (DeviceEvent, StatusUpdate)):
                 event = message.event if isinstance(message, DeviceEvent) else None
@@ -113,18 +157,23 @@ class DeviceActor(Actor):
         before = self._health
         self._extend_deadline()
         if isinstance(event, HeartbeatEvent):
-            self._health = self._health.on_heartbeat(event.body, now)
-            await deliver(self._writer, accept(event, message, (self._health_row(),), live=self._live()))
+            skew = skew_sample_ms(event.ts, message.received_at, event.body.outbox_depth)
+            self._health = self._health.on_heartbeat(event.body, now, skew)
+            effects, live = await self._health_effects(before, now, write=True)
+            await deliver(self._writer, accept(event, message, effects, live=live))
             return
         self._health = self._health.on_event(now)
         # Last-seen is kept in memory; the row is written on a state change or a heartbeat.
-        extra = (self._health_row(),) if self._health.online != before.online else ()
-        live = self._live() if extra else ()
+        extra, live = await self._health_effects(before, now, write=self._health.online != before.online)
         if isinstance(event, SensorReadingEvent):
             body = event.body
-            row = SensorRow(
-                uuid.UUID(bytes=event.id), event.device, body.metric, body.value, body.unit, utc_from_ms(event.ts))
-            await deliver(self._writer, accept(event, message, (row, *extra), live=live))
+            at = utc_from_ms(event.ts)
+            row = SensorRow(uuid.UUID(bytes=event.id), event.device, body.metric, body.value, body.unit, at)
+            alarm_effects: tuple = ()
+            if self._alarms.has_rules(body.metric):  # the common case ends here: no rule, no work
+                alarm_effects, alarm_updates = await self._threshold_effects(body.metric, body.value, body.unit, at)
+                live = (*live, *alarm_updates)
+            await deliver(self._writer, accept(event, message, (row, *extra, *alarm_effects), live=live))
         elif isinstance(event, (QrScanEvent, BiometricMatchEvent)):
             if extra:
                 await deliver(self._writer, Commit(internal_key(), extra, live=live))
@@ -136,13 +185,16 @@ class DeviceActor(Actor):
         at = utc_from_ms(item.event.ts)
         log.debug("device %s: scan at %s", self.device.device_id, at)
         route = await self._scheduler.ask(ResolveSession(self.device.room_id, at), timeout=10)
+        from_room = None
+        if route is None:  # an early scan, or a student of another room's session (hub/checkin_routing.py)
+            route, from_room = await resolve_elsewhere(self._db, self._scheduler, self.device.room_id, item.event, at)
         log.debug("device %s: scan routed to %s", self.device.device_id, route)
         if route is None:
             await deliver(self._writer, reject(
                 item.message, "no_live_session", f"no session in {self.device.room_id} at {at.isoformat()}",
                 event=item.event))
             return
-        await deliver(route.ref, Scan(item.message, item.event))
+        await deliver(route.ref, Scan(item.message, item.event, from_room))
 
     async def _on_status(self, item: StatusUpdate) -> None:
         if item.status.ts / 1000 > item.message.received_at + MAX_FUTURE_SKEW_S:
@@ -156,13 +208,9 @@ class DeviceActor(Actor):
         self._health = self._health.on_status(item.status, now)
         if self._health.online:
             self._extend_deadline()
-        changed = self._health != before
+        effects, live = await self._health_effects(before, now, write=self._health != before)
         await deliver(self._writer, Commit(
-            digest_key(item.message.topic, item.message.payload),
-            (self._health_row(),) if changed else (),
-            item.message,
-            self._live() if changed else (),
-        ))
+            digest_key(item.message.topic, item.message.payload), effects, item.message, live))
 
     async def _on_deadline(self) -> None:
         self._timer = None
@@ -171,28 +219,193 @@ class DeviceActor(Actor):
             self._timer = self.send_after(remaining, _HeartbeatDeadline())
             return
         before = self._health
-        self._health = self._health.on_heartbeat_timeout(datetime.now(timezone.utc))
+        now = datetime.now(timezone.utc)
+        self._health = self._health.on_heartbeat_timeout(now)
         if self._health != before:
             log.info("device %s offline: heartbeat timeout", self.device.device_id)
-            await deliver(self._writer, Commit(internal_key(), (self._health_row(),), live=self._live()))
+            effects, live = await self._health_effects(before, now, write=True)
+            await deliver(self._writer, Commit(internal_key(), effects, live=live))
 
     def _extend_deadline(self) -> None:
         self._deadline = trio.current_time() + self._offline_after_s
         if self._timer is None:
             self._timer = self.send_after(self._offline_after_s, _HeartbeatDeadline())
 
+    # --- health, history and the offline alarm --------------------------------------------
+
+    async def _health_effects(
+        self, before: DeviceHealth, now: datetime, *, write: bool,
+    ) -> tuple[tuple, tuple[LiveUpdate, ...]]:
+        """The records and live updates of a health step from ``before`` (nothing unless ``write``)."""
+        if not write:
+            return (), ()
+        health = self._health
+        row = self._health_row()
+        effects: list = [row]
+        live: list[LiveUpdate] = [self._live_health()]
+        change = history_change(before, health)
+        if change is not None:
+            effects.append(DeviceHealthHistoryRow(change, row, now))
+        if health.online != before.online or (not health.online and health.reason != before.reason):
+            alarm = self._alarms.on_online(health.online, health.reason, now)
+            if alarm is not None:
+                record, update = await self._settle(alarm)
+                effects.append(record)
+                live.append(update)
+        return tuple(effects), tuple(live)
+
     def _health_row(self) -> DeviceHealthRow:
         h = self._health
         return DeviceHealthRow(
             h.device_id, h.online, h.last_seen, h.last_change or datetime.now(timezone.utc), h.reason,
-            h.firmware, h.uptime_s, h.outbox_depth,
+            h.firmware, h.uptime_s, h.outbox_depth, h.status_ts, h.last_connect_at, h.last_connect_reason,
+            h.last_disconnect_at, h.last_disconnect_reason, h.battery_pct, h.signal_dbm, h.clock_skew_ms,
+            h.error_count,
         )
 
-    def _live(self) -> tuple:
+    def _live_health(self) -> LiveUpdate:
         h = self._health
-        return ((DEVICES_TOPIC, {
-            "type": "device", "device_id": h.device_id, "room_id": self.device.room_id, "online": h.online,
-            "last_seen": h.last_seen.isoformat() if h.last_seen else None, "firmware": h.firmware,
-            "outbox_depth": h.outbox_depth, "reason": h.reason,
-        }),)
 
+        def iso(value: datetime | None) -> str | None:
+            return value.isoformat() if value else None
+
+        return (DEVICES_TOPIC, {
+            "type": "device", "device_id": h.device_id, "room_id": self.device.room_id, "online": h.online,
+            "last_seen": iso(h.last_seen), "firmware": h.firmware,
+            "outbox_depth": h.outbox_depth, "reason": h.reason, "last_change": iso(h.last_change),
+            "uptime_s": h.uptime_s, "last_connect_at": iso(h.last_connect_at),
+            "last_connect_reason": h.last_connect_reason, "last_disconnect_at": iso(h.last_disconnect_at),
+            "last_disconnect_reason": h.last_disconnect_reason, "battery_pct": h.battery_pct,
+            "signal_dbm": h.signal_dbm, "clock_skew_ms": h.clock_skew_ms, "error_count": h.error_count,
+        })
+
+    # --- thresholds and alarms ---------------------------------------------------------------
+
+    async def _threshold_effects(
+        self, metric: str, value: float, unit: str, at: datetime,
+    ) -> tuple[tuple, tuple[LiveUpdate, ...]]:
+        states, changes = self._alarms.on_reading(metric, value, unit, at)
+        effects: list = list(states)
+        live: list[LiveUpdate] = []
+        for change in changes:
+            record, update = await self._settle(change)
+            effects.append(record)
+            live.append(update)
+        return tuple(effects), tuple(live)
+
+    async def _settle(self, change: AlarmChange) -> tuple[AlarmRow, LiveUpdate]:
+        """Give a raised alarm its id, adopt the change, and return its record and live update."""
+        alarm = change.alarm
+        if change.kind == "raised":
+            alarm = with_id(alarm, await self._next_alarm_id())
+        self._alarms.apply(alarm)
+        log.info("device %s: alarm %d %s %s (%s): %s", self.device.device_id, alarm.id, alarm.type,
+                 change.kind, alarm.severity, alarm.message)
+        return alarm_row(alarm), alarm_live(alarm)
+
+    async def _next_alarm_id(self) -> int:
+        # While PostgreSQL is away this waits, as the writer does: backpressure, never a lost reading.
+        delay = 0.05
+        while True:
+            try:
+                return await next_alarm_id(self._db)
+            except Exception as exc:  # noqa: BLE001 - classified just below
+                if not is_transient(exc):
+                    raise
+                log.warning("device %s: no alarm id (%s); retrying in %.2fs", self.device.device_id, exc, delay)
+                await trio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+    async def _on_rules(self, message: RulesChanged) -> None:
+        now = datetime.now(timezone.utc)
+        effects: list = []
+        live: list[LiveUpdate] = []
+        for change in self._alarms.on_rules(message.book, now):
+            record, update = await self._settle(change)
+            effects.append(record)
+            live.append(update)
+        if effects:
+            await deliver(self._writer, Commit(internal_key(), tuple(effects), live=tuple(live)))
+
+    async def _on_alarm_request(self, request: AckAlarm | ClearAlarm) -> AlarmResult:
+        alarm = self._alarms.find(request.alarm_id)
+        if alarm is None:  # cleared long ago (or before a restart): committed, so the table is current
+            row = await get_alarm(self._db, request.alarm_id)
+            if row is not None and row["device_id"] == self.device.device_id:
+                alarm = alarm_from_row(row)
+        if alarm is None:
+            return AlarmResult(None, "not_found", f"device {self.device.device_id} has no alarm {request.alarm_id}")
+        extra: tuple = ()
+        try:
+            if isinstance(request, AckAlarm):
+                after = alarm.acknowledge(request.user_id, request.at)
+            else:
+                after = alarm.clear(request.user_id, request.at, f"{alarm.message}; cleared by {request.user_id}")
+                extra = tuple(self._alarms.reset_rules(alarm.type, request.at))
+        except AlarmTransitionError as exc:
+            return AlarmResult(alarm, exc.code, exc.message)
+        self._alarms.apply(after)
+        committed = trio.Event()
+        outcome: list[bool] = []
+
+        def on_done(ok: bool) -> None:
+            outcome.append(ok)
+            committed.set()
+
+        await deliver(self._writer, Commit(
+            internal_key(), (alarm_row(after), *extra), live=(alarm_live(after),), on_done=on_done))
+        with trio.move_on_after(ALARM_COMMIT_WAIT_S):
+            await committed.wait()
+        if outcome and not outcome[0]:
+            log.error("device %s: alarm %d %s was not stored", self.device.device_id, after.id, after.state)
+        return AlarmResult(after)
+
+
+def device_child_spec(
+    record: DeviceRecord, *, db: Database, writer: ActorRef, scheduler: ActorRef, offline_after_s: float,
+    thresholds: ThresholdBook | None = None, snapshot: DeviceSnapshot | None = None,
+) -> ChildSpec:
+    """The supervisor spec of a device's actor; ``snapshot`` serves its first start only (a restart reloads)."""
+    preload = [snapshot] if snapshot is not None else []
+
+    def start() -> DeviceActor:
+        return DeviceActor(record, db=db, writer=writer, scheduler=scheduler, offline_after_s=offline_after_s,
+                           thresholds=thresholds, snapshot=preload.pop() if preload else None)
+
+    return ChildSpec(id=record.device_id, start=start, mailbox_size=DEVICE_MAILBOX)
+
+
+async def ensure_device_actor(devices: Supervisor, spec: ChildSpec) -> ActorRef:
+    """The running actor of ``spec.id``, started from ``spec`` if there is none (safe against a racing start)."""
+    ref = devices.lookup(spec.id)
+    if ref is None:
+        try:
+            ref = await devices.start_child(spec)
+        except ChildExists:  # started meanwhile by another task (the ingress, or a web request)
+            ref = devices.lookup(spec.id)
+    return ref
+
+
+def device_asker(
+    devices: Callable[[], Supervisor], *, db: Database, writer: ActorRef, scheduler: ActorRef,
+    offline_after_s: float, thresholds: ThresholdBook | None,
+) -> Callable[[str, object], Awaitable[Any]]:
+    """``WebContext.ask_device``: ask a device's actor, starting it if it is not running.
+
+    Raises ``LookupError`` for an unknown device, ``actors.AskTimeout`` after
+    :data:`WEB_ASK_TIMEOUT_S`. Callable from any trio task of the hub's run.
+    """
+
+    async def ask_device(device_id: str, message: object) -> Any:
+        supervisor = devices()
+        ref = supervisor.lookup(device_id)
+        if ref is None:
+            records = await load_devices(db, [device_id])
+            if not records:
+                raise LookupError(f"no device {device_id!r}")
+            ref = await ensure_device_actor(supervisor, device_child_spec(
+                records[0], db=db, writer=writer, scheduler=scheduler, offline_after_s=offline_after_s,
+                thresholds=thresholds))
+        return await ref.ask(message, timeout=WEB_ASK_TIMEOUT_S)
+
+    return ask_device

@@ -4,33 +4,63 @@ The real input is the MQTT client's bounded channel; while this actor waits
 on a full device mailbox it does not read the channel, the channel fills,
 and the client stops reading the socket. Every message ends in exactly one
 commit (accepted or rejected) and is acknowledged only after that commit.
+
+The ingress owns the device registry (id -> algorithm, key, revoked). It
+learns about registry changes in four ways: :class:`RegistryChanged`
+messages (the web tells it after registering, rotating or revoking, through
+``WebContext.devices_changed``); a reload when an unknown id appears; a
+reload of one device when its signature fails (a rotation made elsewhere,
+e.g. by the CLI); and a full reload when the registry is 30 s old (checked
+as messages arrive, no timer). Each is rate-limited, so a flood of bad
+messages cannot become a flood of queries. So a rotated key works, and the
+old one stops working, without a hub restart.
+
+Mailbox (:data:`INGRESS_MAILBOX`, BLOCK): only :class:`RegistryChanged`
+messages; a sender waits while it is full.
 """
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import trio
 
-from actors import ActorRef, ChildSpec, Supervisor
+from actors import ActorRef, Supervisor
 from hub.delivery import deliver
 from hub.commits import reject
 from hub.db import Database
-from hub.db.state import DeviceRecord, load_devices
-from hub.device_actor import DEVICE_MAILBOX, DeviceActor, DeviceEvent, StatusUpdate
+from hub.db.state import DeviceRecord, DeviceSnapshot, load_device_snapshots, load_devices
+from hub.commands import CommandAckReceived
+from hub.device_actor import DeviceEvent, StatusUpdate, device_child_spec, ensure_device_actor
+from hub.device_alarms import ThresholdBook
 from hub.mqtt import InboundMessage, TrioMqttClient
 from hub.service import ServiceActor
-from schemas import Topics, WireError, decode_frame, decode_status, verify
+from schemas import CommandAckEvent, Frame, Topics, WireError, decode_frame, decode_status, verify
 
 log = logging.getLogger("hub.ingress")
 
 #: An unknown device id triggers a registry reload at most this often.
 _REGISTRY_RELOAD_MIN_S = 2.0
+#: With traffic, the whole registry is reloaded when older than this (changes made
+#: without telling the hub, such as a revocation from the CLI, take effect within it).
+_REGISTRY_MAX_AGE_S = 30.0
+#: A bad signature reloads that one device's record at most this often.
+_KEY_RELOAD_MIN_S = 2.0
+INGRESS_MAILBOX = 64
+
+
+@dataclass(frozen=True)
+class RegistryChanged:
+    """Tell: these devices were registered, rotated or revoked; reload their records."""
+
+    device_ids: tuple[str, ...]
 
 
 class Ingress(ServiceActor):
     def __init__(
         self, *, client: TrioMqttClient, topics: Topics, db: Database, devices: Supervisor,
-        writer: ActorRef, scheduler: ActorRef, offline_after_s: float,
+        writer: ActorRef, scheduler: ActorRef, offline_after_s: float, commands: ActorRef | None = None,
+        thresholds: ThresholdBook | None = None,
     ) -> None:
         self._client = client
         self._topics = topics
@@ -39,16 +69,27 @@ class Ingress(ServiceActor):
         self._writer = writer
         self._scheduler = scheduler
         self._offline_after_s = offline_after_s
+        self._thresholds = thresholds
+        #: The CommandDispatcher; without one, command acks go to the device actor like any event.
+        self._commands = commands
         self._registry: dict[str, DeviceRecord] = {}
         self._registry_loaded_at = -1e9
+        self._key_reloaded_at: dict[str, float] = {}
 
     async def started(self) -> None:
         await self._reload_registry()
         # Device actors exist from the start, so their offline timers run
-        # even for a device that never speaks again after a hub restart.
+        # even for a device that never speaks again after a hub restart. Their stored state
+        # comes from one query for all of them, not one per actor.
+        snapshots = await load_device_snapshots(self._db)
         for record in self._registry.values():
-            await self._device_ref(record)
+            await self._device_ref(record, snapshots.get(record.device_id, DeviceSnapshot()))
         await super().started()
+
+    async def handle(self, message: object) -> None:
+        if not isinstance(message, RegistryChanged):
+            raise TypeError(f"Ingress takes RegistryChanged messages only, got {message!r}")
+        await self._reload_devices(message.device_ids)
 
     async def serve(self) -> None:
         channel = self._client.messages
@@ -98,6 +139,9 @@ class Ingress(ServiceActor):
         if record is None:
             await deliver(self._writer, reject(message, "unknown_device", device_id))
             return
+        if record.revoked:
+            await deliver(self._writer, reject(message, "revoked_device", device_id))
+            return
         ref = await self._device_ref(record)
         await deliver(ref, StatusUpdate(message, status))
 
@@ -118,18 +162,58 @@ class Ingress(ServiceActor):
         if record.revoked:
             await deliver(self._writer, reject(message, "revoked_device", event.device))
             return
-        if frame.alg != record.alg:
-            await deliver(self._writer, reject(message, "bad_signature", f"device uses {record.alg}, not {frame.alg}"))
+        problem = self._signature_problem(frame, record)
+        if problem is not None and await self._reload_key(record.device_id):
+            # Maybe rotated (or revoked) behind our back: judge again with the fresh record.
+            record = self._registry.get(event.device)
+            if record is None or record.revoked:
+                await deliver(self._writer, reject(message, "revoked_device" if record else "unknown_device",
+                                                   event.device))
+                return
+            problem = self._signature_problem(frame, record)
+        if problem is not None:
+            await deliver(self._writer, reject(message, *problem))
             return
-        try:
-            verify(frame, record.key)
-        except WireError as exc:
-            await deliver(self._writer, reject(message, exc.reason, exc.detail))
+        if isinstance(event, CommandAckEvent) and self._commands is not None:
+            await deliver(self._commands, CommandAckReceived(message, event))
             return
         ref = await self._device_ref(record)
         await deliver(ref, DeviceEvent(message, event))
 
+    @staticmethod
+    def _signature_problem(frame: Frame, record: DeviceRecord) -> tuple[str, str] | None:
+        """``(reason, detail)`` if ``frame`` is not signed by ``record``'s current key, else ``None``."""
+        if frame.alg != record.alg:
+            return "bad_signature", f"device uses {record.alg}, not {frame.alg}"
+        try:
+            verify(frame, record.key)
+        except WireError as exc:
+            return exc.reason, exc.detail
+        return None
+
+    async def _reload_key(self, device_id: str) -> bool:
+        """Reload one device's record unless that was done in the last ``_KEY_RELOAD_MIN_S``."""
+        now = trio.current_time()
+        if now - self._key_reloaded_at.get(device_id, -1e9) < _KEY_RELOAD_MIN_S:
+            return False
+        self._key_reloaded_at[device_id] = now
+        await self._reload_devices((device_id,))
+        return True
+
+    async def _reload_devices(self, device_ids: tuple[str, ...]) -> None:
+        found = {d.device_id: d for d in await load_devices(self._db, list(device_ids))}
+        for device_id in device_ids:
+            record = found.get(device_id)
+            if record is None:
+                self._registry.pop(device_id, None)
+            else:
+                self._registry[device_id] = record
+
     async def _lookup(self, device_id: str) -> DeviceRecord | None:
+        age = trio.current_time() - self._registry_loaded_at
+        if age >= _REGISTRY_MAX_AGE_S:
+            # Catches changes nobody told us about (e.g. `campushub devices revoke` on another machine).
+            await self._reload_registry()
         record = self._registry.get(device_id)
         if record is None and trio.current_time() - self._registry_loaded_at >= _REGISTRY_RELOAD_MIN_S:
             await self._reload_registry()
@@ -140,15 +224,11 @@ class Ingress(ServiceActor):
         self._registry = {d.device_id: d for d in await load_devices(self._db)}
         self._registry_loaded_at = trio.current_time()
 
-    async def _device_ref(self, record: DeviceRecord) -> ActorRef:
+    async def _device_ref(self, record: DeviceRecord, snapshot: DeviceSnapshot | None = None) -> ActorRef:
         ref = self._devices.lookup(record.device_id)
-        if ref is None:
-            ref = await self._devices.start_child(ChildSpec(
-                id=record.device_id,
-                start=lambda: DeviceActor(
-                    record, db=self._db, writer=self._writer, scheduler=self._scheduler,
-                    offline_after_s=self._offline_after_s,
-                ),
-                mailbox_size=DEVICE_MAILBOX,
-            ))
-        return ref
+        if ref is not None:  # the per-message path: no spec built
+            return ref
+        return await ensure_device_actor(self._devices, device_child_spec(
+            record, db=self._db, writer=self._writer, scheduler=self._scheduler,
+            offline_after_s=self._offline_after_s, thresholds=self._thresholds, snapshot=snapshot,
+        ))

@@ -10,7 +10,7 @@ import hashlib
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Union
+from typing import Any, Callable, Union
 
 from hub.mqtt import InboundMessage
 
@@ -45,10 +45,12 @@ class AttendanceMark:
     session_id: str
     student_id: str
     status: str
-    checked_in_at: datetime
+    checked_in_at: datetime | None
     source: str
     event_id: uuid.UUID | None
     actor: str
+    #: Why, for the audit log (a faculty's reason for a manual mark); empty: derived from the source.
+    reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -79,9 +81,90 @@ class DeviceHealthRow:
     firmware: str
     uptime_s: int
     outbox_depth: int
+    # Added by 0007 (health); defaults keep older writers valid.
+    status_ts: int = 0
+    last_connect_at: datetime | None = None
+    last_connect_reason: str = ""
+    last_disconnect_at: datetime | None = None
+    last_disconnect_reason: str = ""
+    battery_pct: float | None = None
+    signal_dbm: int | None = None
+    clock_skew_ms: int | None = None
+    error_count: int = 0
 
 
-Effect = Union[AcceptedEvent, Rejection, AttendanceMark, TokenUse, SensorRow, DeviceHealthRow]
+@dataclass(frozen=True)
+class DeviceHealthHistoryRow:
+    """One row of ``device_health_history``: a transition and the health at that moment."""
+
+    change: str  # online | offline | firmware
+    health: DeviceHealthRow
+    at: datetime
+
+
+@dataclass(frozen=True)
+class AlarmRow:
+    """The whole state of one alarm after a transition (upserted by id, in commit order)."""
+
+    id: int
+    device_id: str
+    room_id: str | None
+    type: str
+    severity: str
+    state: str
+    raised_at: datetime
+    acked_at: datetime | None
+    acked_by: str | None
+    cleared_at: datetime | None
+    cleared_by: str | None
+    value: float | None
+    message: str
+    details: dict[str, Any]
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class ThresholdStateRow:
+    """A threshold rule's evaluation state on a device (only written when it changes)."""
+
+    device_id: str
+    rule_id: int
+    pending_since: datetime | None
+    active: bool
+    last_ts: datetime
+
+
+@dataclass(frozen=True)
+class CheckinFlagRow:
+    """A proxy-attendance flag raised by a session actor (table ``checkin_flags``)."""
+
+    session_id: str
+    student_id: str
+    kind: str
+    detail: str
+    evidence: dict[str, Any]
+    source: str
+    event_id: uuid.UUID | None
+    raised_at: datetime
+
+
+@dataclass(frozen=True)
+class DisplayCheckinRow:
+    """One display-mode check-in attempt with its phone fingerprint (table ``display_checkins``)."""
+
+    session_id: str
+    student_id: str
+    scanned_at: datetime
+    code_window: int
+    device_hash: bytes
+    nonce: bytes
+    user_agent: str
+    outcome: str
+
+
+Effect = Union[AcceptedEvent, Rejection, AttendanceMark, TokenUse, SensorRow, DeviceHealthRow,
+               CheckinFlagRow, DisplayCheckinRow,
+               DeviceHealthHistoryRow, AlarmRow, ThresholdStateRow]
 LiveUpdate = tuple[str, dict[str, Any]]
 
 
@@ -96,6 +179,10 @@ class Commit:
     #: For metrics: ("ingested", kind) or ("rejected", reason) or None.
     outcome: tuple[str, str] | None = None
     created_at: float = field(default=0.0)
+    #: Called by the writer once the commit is settled: ``True`` committed (or already
+    #: committed once), ``False`` stored as a ``persistence_error`` instead. Must not block
+    #: or raise (set an event). For a web request waiting on its commit's outcome.
+    on_done: Callable[[bool], None] | None = field(default=None, compare=False)
 
 
 def digest_key(topic: str, payload: bytes) -> bytes:

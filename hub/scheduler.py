@@ -1,30 +1,61 @@
-"""The session scheduler: starts a session actor when its check-in window opens, stops it after it ends.
+"""The session scheduler: opens each class session on time and closes it on time, with exact timers.
 
-Timers are exact (``send_after`` per session), not a polling sweep. The
-timetable is re-read every ``reload_every_s`` so sessions created while the
-hub runs are picked up.
+Per session it arms one timer at the check-in window's opening (start the
+session actor, mark the session ``open``) and one at its end plus
+``LINGER_AFTER_END`` (close it: ask the actor :class:`CloseSession`, which
+marks everyone without a record absent, then mark the session closed and
+finalized in PostgreSQL, then stop the actor). Nothing polls for changes:
+the web tells it :class:`SessionsChanged` after creating, opening, closing,
+cancelling, rescheduling or regenerating sessions, and it re-reads exactly
+those sessions and re-arms their timers. Its only periodic work is moving
+its horizon: it holds the sessions whose window opens within ``HORIZON``
+and, every half horizon, loads the next stretch (one query).
+
+Boot is one query for the whole window, one batched status update for the
+sessions open right now, and one actor start per live session; sessions whose
+close was missed while the hub was down (up to ``FINALIZE_LOOKBACK``) are
+closed at once.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from typing import Callable, Sequence
 
 import trio
 
-from actors import Actor, ActorRef, ChildSpec, Restart, Supervisor
+from actors import Actor, ActorRef, ChildExists, ChildSpec, Restart, Supervisor, Timer
 from hub.db import Database
-from hub.db.state import SessionRecord, sessions_between
+from hub.db.class_sessions import (
+    ScheduledSession, mark_finalized, mark_opened, schedule_window, scheduled_sessions,
+)
+from hub.domain.session_messages import CloseSession
 from hub.session_actor import SESSION_MAILBOX, SessionActor
 
 log = logging.getLogger("hub.scheduler")
 
-#: Mailbox: bounded, Overflow.BLOCK; senders (device actors resolving a room) wait.
+#: Mailbox: bounded, Overflow.BLOCK; senders (device actors resolving a room, the web's
+#: ``sessions_changed``, this actor's own timers and close tasks) wait while it is full.
 SCHEDULER_MAILBOX = 256
 #: Scans buffered offline at the edge can arrive this long after a session ended.
 LATE_ARRIVAL_WINDOW = timedelta(hours=24)
-#: A session actor lingers this long after the end, for stragglers.
+#: A session actor lingers this long after the end, for stragglers, before the close.
 LINGER_AFTER_END = timedelta(minutes=10)
+#: Sessions whose check-in opens within this are held (and timed); the rest are loaded later.
+HORIZON = timedelta(days=1)
+#: A session whose close was missed (hub down) this long ago is still closed at boot.
+FINALIZE_LOOKBACK = timedelta(days=7)
+#: How long a session actor may take to mark the absentees before the close is retried.
+CLOSE_TIMEOUT_S = 30.0
+CLOSE_RETRY_S = 60.0
+#: Closes running at once (each holds a session actor and a database connection briefly).
+CONCURRENT_CLOSES = 16
+
+
+def _utc_now() -> datetime:
+    return datetime.now(timezone.utc)
 
 
 @dataclass(frozen=True)
@@ -44,7 +75,19 @@ class SessionRoute:
 
 
 @dataclass(frozen=True)
-class _Reload:
+class SessionsChanged:
+    """Tell: these sessions were created, changed or deleted in PostgreSQL (after the commit); re-read them."""
+
+    session_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ScheduleStatus:
+    """Ask (tests, diagnostics): ``{session_id: "armed" | "closing" | "done" | "cancelled"}`` of held sessions."""
+
+
+@dataclass(frozen=True)
+class _Horizon:
     pass
 
 
@@ -58,77 +101,218 @@ class _Close:
     session_id: str
 
 
+@dataclass(frozen=True)
+class _Linger:
+    """Stop a finalized session's actor that was woken for a late scan."""
+
+    session_id: str
+
+
+@dataclass(frozen=True)
+class _Closed:
+    session_id: str
+    ok: bool
+
+
 class SessionScheduler(Actor):
+    """State: the held sessions (``_known``), their timers, and the closes in progress.
+
+    ``clock`` returns the current UTC time; tests inject one that follows
+    trio's (mock) clock so timers and "now" agree. ``session_actor`` builds
+    the actor of a session id (default: :class:`SessionActor`).
+    """
+
     def __init__(
-        self, *, db: Database, sessions: Supervisor, writer: ActorRef, reload_every_s: float = 30.0
+        self, *, db: Database, sessions: Supervisor, writer: ActorRef,
+        clock: Callable[[], datetime] = _utc_now, close_timeout_s: float = CLOSE_TIMEOUT_S,
+        session_actor: Callable[[str], Actor] | None = None,
     ) -> None:
         self._db = db
         self._sessions = sessions
         self._writer = writer
-        self._reload_every_s = reload_every_s
-        self._known: dict[str, SessionRecord] = {}
-        self._timers: dict[str, object] = {}
+        self._clock = clock
+        self._close_timeout_s = close_timeout_s
+        self._session_actor = session_actor or (
+            lambda session_id: SessionActor(session_id, db=db, writer=writer))
+        self._known: dict[str, ScheduledSession] = {}
+        self._timers: dict[str, list[Timer]] = {}
+        self._closing: set[str] = set()
+        self._horizon_end = clock()
+        self._close_limiter = trio.CapacityLimiter(CONCURRENT_CLOSES)
 
     async def started(self) -> None:
-        await self._reload()
+        now = self._clock()
+        self._horizon_end = now + HORIZON
+        records = await schedule_window(self._db, now - max(LATE_ARRIVAL_WINDOW, FINALIZE_LOOKBACK), self._horizon_end)
+        await self._apply(records, now)
+        self.send_after((HORIZON / 2).total_seconds(), _Horizon())
 
     async def handle(self, message):
         if isinstance(message, ResolveSession):
             return await self._resolve(message)
-        if isinstance(message, _Open):
-            await self._ensure_running(message.session_id)
+        if isinstance(message, SessionsChanged):
+            await self._changed(message.session_ids)
+        elif isinstance(message, _Open):
+            await self._open(message.session_id)
         elif isinstance(message, _Close):
-            if self._sessions.lookup(message.session_id) is not None:
+            self._start_close(message.session_id)
+        elif isinstance(message, _Closed):
+            self._closing.discard(message.session_id)
+            record = self._known.get(message.session_id)
+            if message.ok and record is not None:
+                status = "cancelled" if record.status == "cancelled" else "closed"
+                self._known[message.session_id] = dataclasses.replace(record, status=status, finalized=True)
+            elif not message.ok:
+                self._timers[message.session_id] = [self.send_after(CLOSE_RETRY_S, _Close(message.session_id))]
+        elif isinstance(message, _Linger):
+            record = self._known.get(message.session_id)
+            if record is not None and record.finalized and message.session_id not in self._closing:
                 await self._sessions.stop_child(message.session_id)
-        elif isinstance(message, _Reload):
-            await self._reload()
+        elif isinstance(message, _Horizon):
+            await self._advance_horizon()
+        elif isinstance(message, ScheduleStatus):
+            return self._status()
         return None
 
     @property
     def live_session_ids(self) -> list[str]:
         return self._sessions.child_ids()
 
-    async def _reload(self) -> None:
-        now = datetime.now(timezone.utc)
-        for session_id, record in list(self._known.items()):
-            if record.ends_at < now - LATE_ARRIVAL_WINDOW:
-                del self._known[session_id]
-                self._timers.pop(session_id, None)
-        due_now = []
-        for record in await sessions_between(self._db, now - LATE_ARRIVAL_WINDOW, now + timedelta(days=1)):
-            if record.session_id not in self._known or self._known[record.session_id] != record:
-                if self._schedule(record, now):
-                    due_now.append(record.session_id)
-        # Opened here, not by a message to ourselves: a boot with more live
-        # sessions than our mailbox holds must still open every one of them.
-        for session_id in due_now:
-            await self._ensure_running(session_id)
-        self.send_after(self._reload_every_s, _Reload())
+    # --- arming ----------------------------------------------------------------
 
-    def _schedule(self, record: SessionRecord, now: datetime) -> bool:
-        """Arm this session's open/close timers; True if it is open right now."""
-        self._known[record.session_id] = record
-        for timer in self._timers.pop(record.session_id, ()):
-            timer.cancel()
-        timers = []
+    async def _apply(self, records: Sequence[ScheduledSession], now: datetime) -> None:
+        """Arm each record; then open (one batched update) and close what is due right now."""
+        to_open, to_close, to_stop = [], [], []
+        for record in records:
+            action = self._arm(record, now)
+            if action == "open":
+                to_open.append(record)
+            elif action == "close":
+                to_close.append(record.session_id)
+            elif action == "stop":
+                to_stop.append(record.session_id)
+        scheduled = [r.session_id for r in to_open if r.status == "scheduled"]
+        if scheduled:
+            await mark_opened(self._db, scheduled, now)
+            for session_id in scheduled:
+                self._known[session_id] = dataclasses.replace(self._known[session_id], status="open")
+        # Started here, not by messages to ourselves: a boot with more live
+        # sessions than our mailbox holds must still open every one of them.
+        for record in to_open:
+            await self._ensure_running(record.session_id)
+        for session_id in to_close:
+            self._start_close(session_id)
+        for session_id in to_stop:
+            await self._sessions.stop_child(session_id)
+
+    def _arm(self, record: ScheduledSession, now: datetime) -> str | None:
+        """Replace the session's timers; say what is due now: "open", "close", "stop" or None."""
+        session_id = record.session_id
+        self._disarm(session_id)
+        self._known[session_id] = record
+        if session_id in self._closing:
+            return None
+        if record.status == "cancelled":
+            return "stop" if self._sessions.lookup(session_id) is not None else None
+        if record.finalized:
+            return None
         close_at = record.ends_at + LINGER_AFTER_END
-        open_now = record.opens_at <= now < close_at
-        if now < record.opens_at:
-            timers.append(self.send_after((record.opens_at - now).total_seconds(), _Open(record.session_id)))
-        if now < close_at:
-            timers.append(self.send_after((close_at - now).total_seconds(), _Close(record.session_id)))
-        self._timers[record.session_id] = timers
-        return open_now
+        if record.status == "closed" or now >= close_at:
+            return "close"
+        timers = [self.send_after((close_at - now).total_seconds(), _Close(session_id))]
+        if record.status == "scheduled" and now < record.opens_at:
+            timers.append(self.send_after((record.opens_at - now).total_seconds(), _Open(session_id)))
+        self._timers[session_id] = timers
+        return "open" if record.status == "open" or record.opens_at <= now else None
+
+    def _disarm(self, session_id: str) -> None:
+        for timer in self._timers.pop(session_id, ()):
+            timer.cancel()
+
+    async def _changed(self, session_ids: Sequence[str]) -> None:
+        now = self._clock()
+        records = await scheduled_sessions(self._db, session_ids)
+        found = {r.session_id for r in records}
+        for session_id in set(session_ids) - found:  # deleted (e.g. by timetable regeneration)
+            self._disarm(session_id)
+            self._known.pop(session_id, None)
+            if session_id not in self._closing:
+                await self._sessions.stop_child(session_id)
+        held = []
+        for record in records:
+            if record.opens_at > self._horizon_end and record.status == "scheduled":
+                # Beyond the horizon (e.g. rescheduled to next week): the horizon's load arms it.
+                self._disarm(record.session_id)
+                self._known.pop(record.session_id, None)
+                if record.session_id not in self._closing:
+                    await self._sessions.stop_child(record.session_id)
+            else:
+                held.append(record)
+        await self._apply(held, now)
+
+    async def _advance_horizon(self) -> None:
+        now = self._clock()
+        for session_id, record in list(self._known.items()):
+            if record.ends_at < now - LATE_ARRIVAL_WINDOW and session_id not in self._closing:
+                self._disarm(session_id)
+                del self._known[session_id]
+        start, self._horizon_end = self._horizon_end, now + HORIZON
+        fresh = [r for r in await schedule_window(self._db, start, self._horizon_end)
+                 if self._known.get(r.session_id) != r]
+        await self._apply(fresh, now)
+        self.send_after((HORIZON / 2).total_seconds(), _Horizon())
+
+    # --- opening and closing -----------------------------------------------------
+
+    async def _open(self, session_id: str) -> None:
+        record = self._known.get(session_id)
+        if record is None or record.status != "scheduled" or record.finalized:
+            return
+        now = self._clock()
+        await mark_opened(self._db, [session_id], now)
+        self._known[session_id] = dataclasses.replace(record, status="open")
+        await self._ensure_running(session_id)
+
+    def _start_close(self, session_id: str) -> None:
+        record = self._known.get(session_id)
+        if session_id in self._closing or record is None or record.finalized or record.status == "cancelled":
+            return
+        self._disarm(session_id)
+        self._closing.add(session_id)
+        self.nursery.start_soon(self._close, session_id)
+
+    async def _close(self, session_id: str) -> None:
+        """Background task: auto-absent through the session actor, record it, stop the actor.
+
+        Runs beside the message loop (so resolving scans never waits for a
+        close) and reports back with :class:`_Closed`; a failure (actor
+        crash, timeout, database down) is retried after ``CLOSE_RETRY_S``.
+        """
+        ok = False
+        try:
+            async with self._close_limiter:
+                ref = await self._ensure_running(session_id)
+                await ref.ask(CloseSession(), timeout=self._close_timeout_s)
+                await mark_finalized(self._db, session_id, self._clock())
+                await self._sessions.stop_child(session_id)
+                ok = True
+        except Exception as exc:  # noqa: BLE001 - any failure means "retry later", never a scheduler crash
+            log.warning("closing session %s failed (%s: %s); retrying in %.0fs",
+                        session_id, type(exc).__name__, exc, CLOSE_RETRY_S)
+        await self.ref.tell(_Closed(session_id, ok))
 
     async def _ensure_running(self, session_id: str) -> ActorRef:
         ref = self._sessions.lookup(session_id)
         if ref is None:
-            ref = await self._sessions.start_child(ChildSpec(
-                id=session_id,
-                start=lambda: SessionActor(session_id, db=self._db, writer=self._writer),
-                restart=Restart.TRANSIENT,
-                mailbox_size=SESSION_MAILBOX,
-            ))
+            try:
+                ref = await self._sessions.start_child(ChildSpec(
+                    id=session_id,
+                    start=lambda: self._session_actor(session_id),
+                    restart=Restart.TRANSIENT,
+                    mailbox_size=SESSION_MAILBOX,
+                ))
+            except ChildExists:  # a close task started it meanwhile
+                ref = self._sessions.lookup(session_id)
         return ref
 
     async def _resolve(self, request: ResolveSession) -> SessionRoute | None:
@@ -137,8 +321,21 @@ class SessionScheduler(Actor):
                 if record.status == "cancelled":
                     return None
                 ref = await self._ensure_running(record.session_id)
-                if datetime.now(timezone.utc) >= record.ends_at + LINGER_AFTER_END:
+                if record.finalized and self._clock() >= record.ends_at + LINGER_AFTER_END:
                     # Woken for a late (edge-buffered) scan: let it linger, then stop.
-                    self.send_after(LINGER_AFTER_END.total_seconds(), _Close(record.session_id))
+                    self.send_after(LINGER_AFTER_END.total_seconds(), _Linger(record.session_id))
                 return SessionRoute(record.session_id, ref, record.opens_at, record.ends_at)
         return None
+
+    def _status(self) -> dict[str, str]:
+        out = {}
+        for session_id, record in self._known.items():
+            if session_id in self._closing:
+                out[session_id] = "closing"
+            elif record.status == "cancelled":
+                out[session_id] = "cancelled"
+            elif record.finalized:
+                out[session_id] = "done"
+            else:
+                out[session_id] = "armed"
+        return out

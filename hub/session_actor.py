@@ -1,27 +1,53 @@
-"""One actor per live class session: it alone decides check-ins for its session."""
+"""One actor per live class session: the single judge of its check-ins, whatever the channel.
+
+Channels: edge QR scans and biometric matches (:class:`Scan`, from device
+actors), display-mode check-ins from phones and faculty's manual or bulk
+marks (:class:`~hub.domain.session_messages.DisplayCheckin`,
+:class:`~hub.domain.session_messages.ManualMarks`, asked by the web), and the
+scheduler's :class:`CloseSession` (auto-absent). Records changed elsewhere
+(leave, corrections) are reloaded on :class:`ReloadStudents`.
+"""
 from __future__ import annotations
 
 import logging
 import uuid
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta, timezone
+from typing import Any, Awaitable, Callable, Sequence
 
-from actors import Actor, ActorRef
+import trio
+
+from actors import Actor, ActorRef, ActorStopped, AskTimeout, Supervisor
 from hub.bus import session_topic, student_topic
-from hub.delivery import deliver
-from hub.commits import accept, reject, utc_from_ms
+from hub.commits import accept, reject, utc_from_ms, utc_from_s
 from hub.db import Database
+from hub.db.checkin import device_clock_offset, session_records
 from hub.db.state import load_session_snapshot
-from hub.domain.checkin import Accepted, SessionState, SessionWindow
+from hub.delivery import deliver
+from hub.domain.checkin import (
+    AUTO_ABSENT_SOURCE, EARLY_HORIZON, MAX_CLOCK_SKEW, Accepted, DisplayUse, Flag, InvalidMarks, Mark, MarkChange, Rejected,
+    SessionState, SessionWindow, clock_skew_flag,
+)
+from hub.domain.session_messages import (
+    CloseSession, DisplayCheckin, ManualMarks, Receipt, ReloadStudents, SessionNotLive,
+)
 from hub.mqtt import InboundMessage
-from hub.records import AttendanceMark, TokenUse
+from hub.records import (
+    AttendanceMark, CheckinFlagRow, Commit, DisplayCheckinRow, Effect, LiveUpdate, TokenUse, internal_key,
+)
 from schemas import BiometricMatchEvent, QrScanEvent, parse_checkin_token
 
 log = logging.getLogger("hub.session")
 
-#: Mailbox: bounded, Overflow.BLOCK. Device actors wait when it is full, which
-#: preserves per-device order and loses nothing.
+__all__ = ["CloseSession", "ReloadStudents", "RosterStatus", "Scan", "SessionActor", "SESSION_MAILBOX",
+           "session_caller"]
+
+#: Mailbox: bounded, Overflow.BLOCK. Device actors (and web requests) wait when it is
+#: full, which preserves per-device order and loses nothing.
 SESSION_MAILBOX = 1024
+#: Heartbeats this recent tell a device's clock offset (see :func:`clock_skew_flag`).
+SKEW_EVIDENCE_WINDOW = timedelta(minutes=15)
+HUB_ACTOR = "hub:session"
 
 
 @dataclass(frozen=True)
@@ -30,11 +56,29 @@ class Scan:
 
     message: InboundMessage
     event: QrScanEvent | BiometricMatchEvent
+    #: The scanning device's room, when it is not this session's (a ``wrong_room`` flag).
+    from_room: str | None = None
 
 
 @dataclass(frozen=True)
 class RosterStatus:
-    """Ask: ``{student_id: status}`` of everyone checked in so far (for tests and the web)."""
+    """Ask: ``{student_id: status}`` of every record so far (for tests and the web)."""
+
+
+class _Settled:
+    """The outcome of one commit, set by the writer (Commit.on_done), awaited by whoever asked."""
+
+    def __init__(self) -> None:
+        self._event = trio.Event()
+        self._ok = False
+
+    def __call__(self, ok: bool) -> None:
+        self._ok = ok
+        self._event.set()
+
+    async def wait(self) -> bool:
+        await self._event.wait()
+        return self._ok
 
 
 class SessionActor(Actor):
@@ -42,6 +86,9 @@ class SessionActor(Actor):
 
     Every :class:`Scan` becomes exactly one commit for the writer (accepted or
     rejected), so every message is acknowledged once its outcome is stored.
+    Asks from the web are answered with a :class:`Receipt` right after
+    judging; the caller awaits ``receipt.committed()``, so this actor never
+    waits for the database on anyone's behalf (except at close).
     """
 
     def __init__(self, session_id: str, *, db: Database, writer: ActorRef) -> None:
@@ -58,28 +105,45 @@ class SessionActor(Actor):
         self._state = SessionState(
             session_id=s.session_id,
             room_id=s.room_id,
-            window=SessionWindow(s.starts_at, s.ends_at, s.grace, s.opens_before),
+            window=SessionWindow(s.starts_at, s.ends_at, s.grace, s.opens_before, s.late_cutoff, EARLY_HORIZON),
             roster=snapshot.roster,
         )
-        self._state.restore(snapshot.checked_in, snapshot.used_tokens)  # type: ignore[arg-type]
+        self._state.restore(
+            {student: Mark(status, source) for student, (status, source) in snapshot.records.items()},
+            snapshot.used_tokens,
+            [DisplayUse(u.student_id, u.device_hash, u.nonce, u.scanned_at) for u in snapshot.display_uses],
+            closed=s.status == "closed",
+        )
 
-    async def handle(self, message: Scan | RosterStatus) -> dict[str, str] | None:
+    async def handle(self, message: Any) -> Any:
         if isinstance(message, RosterStatus):
-            return dict(self._state.checked_in)
+            return self._state.checked_in
+        if isinstance(message, DisplayCheckin):
+            return await self._display(message)
+        if isinstance(message, ManualMarks):
+            return await self._marks(message)
+        if isinstance(message, ReloadStudents):
+            records = await session_records(self._db, self.session_id, message.student_ids)
+            self._state.reload({s: None if r is None else Mark(*r) for s, r in records.items()})
+            return None
+        if isinstance(message, CloseSession):
+            return await self._close()
         try:
             await self._judge(message)
         except Exception as exc:
             # Keep the poison message with its reason (and ack it) before the
             # crash: a restart rebuilds state, and the message is not retried forever.
-            await deliver(self._writer, reject(
-                message.message, "internal_error", f"{type(exc).__name__}: {exc}",
-                event=message.event, session_id=self.session_id,
-            ))
+            if isinstance(message, Scan):
+                await deliver(self._writer, reject(
+                    message.message, "internal_error", f"{type(exc).__name__}: {exc}",
+                    event=message.event, session_id=self.session_id,
+                ))
             raise
         return None
 
+    # --- device scans ------------------------------------------------------------------
+
     async def _judge(self, scan: Scan) -> None:
-        log.debug("session %s: judging %s", self.session_id, scan.event.kind)
         state = self._state
         event = scan.event
         at = utc_from_ms(event.ts)
@@ -89,27 +153,172 @@ class SessionActor(Actor):
         else:
             decision = state.judge_biometric(event.body.subject, at)
             source = "biometric"
+        event_id = uuid.UUID(bytes=event.id)
         if not isinstance(decision, Accepted):
             token = parse_checkin_token(event.body.text) if isinstance(event, QrScanEvent) else None
-            if token is not None and decision.reason in ("duplicate_checkin", "outside_session_window"):
+            if token is not None and decision.reason in ("duplicate_checkin", "outside_session_window",
+                                                         "after_late_cutoff"):
                 state.note_token_use(token.student_id, token.window)
-            await deliver(self._writer, reject(
-                scan.message, decision.reason, decision.detail, event=event, session_id=self.session_id,
-            ))
+            commit = reject(scan.message, decision.reason, decision.detail, event=event, session_id=self.session_id)
+            if decision.flags:
+                flags = self._flag_rows(decision.flags, source, event_id, utc_from_s(scan.message.received_at))
+                commit = replace(commit, effects=commit.effects + flags, live=self._flag_live(decision.flags))
+            await deliver(self._writer, commit)
             return
-        state.apply(decision)
-        event_id = uuid.UUID(bytes=event.id)
-        effects: tuple = (
-            AttendanceMark(self.session_id, decision.student_id, decision.status, decision.at, source,
-                           event_id, actor=f"device:{event.device}"),
+        flags = list(decision.flags)
+        skew = await self._skew(decision.student_id, event.device, at, utc_from_s(scan.message.received_at))
+        if skew is not None:
+            flags.append(skew)
+        if scan.from_room is not None:
+            flags.append(Flag("wrong_room", decision.student_id,
+                              f"scanned by {event.device} in {scan.from_room}, not in {state.room_id}",
+                              {"device_id": event.device, "room_id": scan.from_room}))
+        state.apply(decision, source)
+        effects: tuple[Effect, ...] = (
+            self._mark(decision, source, event_id, f"device:{event.device}"),
         )
         if decision.token_window is not None:
             effects += (TokenUse(self.session_id, decision.student_id, decision.token_window, event_id),)
-        update = {
-            "type": "attendance", "session_id": self.session_id, "student_id": decision.student_id,
-            "status": decision.status, "checked_in_at": decision.at.isoformat(), "source": source,
-        }
+        effects += self._flag_rows(flags, source, event_id, at)
         await deliver(self._writer, accept(
             event, scan.message, effects, session_id=self.session_id,
-            live=((session_topic(self.session_id), update), (student_topic(decision.student_id), update)),
+            live=self._attendance_live(decision.student_id, decision.status, decision.at, source) + self._flag_live(flags),
         ))
+
+    async def _skew(self, student_id: str, device_id: str, at: datetime, received: datetime) -> Flag | None:
+        offset = None
+        if received - at > MAX_CLOCK_SKEW:
+            # Late: buffered offline, or a clock running behind. Only the device's own
+            # recent, promptly sent heartbeats can tell which (one query, on this path only).
+            offset = await device_clock_offset(self._db, device_id, received - SKEW_EVIDENCE_WINDOW)
+        return clock_skew_flag(student_id, at, received, offset)
+
+    # --- display mode -------------------------------------------------------------------------
+
+    async def _display(self, request: DisplayCheckin) -> Receipt:
+        state = self._state
+        decision = state.judge_display(request.student_id, request.scanned_at, request.device_hash, request.nonce)
+        outcome = "accepted" if isinstance(decision, Accepted) else decision.reason
+        row = DisplayCheckinRow(self.session_id, request.student_id, request.scanned_at, request.code_window,
+                                request.device_hash, request.nonce, request.user_agent, outcome)
+        flags = self._flag_rows(decision.flags, "display", None, request.scanned_at)
+        settled = _Settled()
+        if isinstance(decision, Accepted):
+            state.apply(decision, "display")
+            state.apply_display(DisplayUse(request.student_id, request.device_hash, request.nonce,
+                                           request.scanned_at))
+            effects: tuple[Effect, ...] = (self._mark(decision, "display", None, request.student_id),
+                                           row, *flags)
+            live = (self._attendance_live(decision.student_id, decision.status, decision.at, "display")
+                    + self._flag_live(decision.flags))
+        else:
+            effects, live = (row, *flags), self._flag_live(decision.flags)
+        await deliver(self._writer, Commit(internal_key(), effects, live=live, on_done=settled))
+        if isinstance(decision, Accepted):
+            return Receipt(True, status=decision.status, at=decision.at,
+                           flags=tuple(f.kind for f in decision.flags), committed=settled.wait)
+        return Receipt(False, decision.reason, decision.detail, committed=settled.wait)
+
+    # --- manual marks ---------------------------------------------------------------------------
+
+    async def _marks(self, request: ManualMarks) -> Receipt:
+        state = self._state
+        try:
+            changes = state.judge_marks(request.marks)
+        except InvalidMarks as error:
+            return Receipt(False, "invalid_request", str(error), field=error.field)
+        settled = _Settled()
+        if not changes:
+            settled(True)
+            return Receipt(True, changes=(), committed=settled.wait)
+        state.apply_marks(changes, request.source)
+        effects = tuple(
+            AttendanceMark(self.session_id, c.student_id, c.status, None, request.source, None, request.actor,
+                           request.reason or request.source)
+            for c in changes
+        )
+        live: tuple[LiveUpdate, ...] = ()
+        for c in changes:
+            live += self._attendance_live(c.student_id, c.status, None, request.source)
+        await deliver(self._writer, Commit(internal_key(), effects, live=live, on_done=settled))
+        return Receipt(True, changes=tuple(changes), committed=settled.wait)
+
+    # --- close ------------------------------------------------------------------------------------
+
+    async def _close(self) -> Receipt:
+        """Auto-absent; answers only once committed, so the scheduler may stop us right after."""
+        absent = self._state.close()
+        settled = _Settled()
+        if not absent:
+            return Receipt(True)
+        effects = tuple(
+            AttendanceMark(self.session_id, student, "absent", None, AUTO_ABSENT_SOURCE, None, HUB_ACTOR,
+                           "no check-in by the end of the session")
+            for student in absent
+        )
+        live: tuple[LiveUpdate, ...] = ()
+        for student in absent:
+            live += self._attendance_live(student, "absent", None, AUTO_ABSENT_SOURCE)
+        await deliver(self._writer, Commit(internal_key(), effects, live=live, on_done=settled))
+        ok = await settled.wait()
+        return Receipt(ok, "" if ok else "persistence_error",
+                       changes=tuple(MarkChange(s, "absent", None) for s in absent))
+
+    # --- building blocks --------------------------------------------------------------------------
+
+    def _mark(self, decision: Accepted, source: str, event_id: uuid.UUID | None, actor: str) -> AttendanceMark:
+        reason = "late-arriving check-in (judged by device time)" if decision.replaces else ""
+        return AttendanceMark(self.session_id, decision.student_id, decision.status, decision.at, source,
+                              event_id, actor, reason)
+
+    def _flag_rows(self, flags, source: str, event_id: uuid.UUID | None, at: datetime) -> tuple[CheckinFlagRow, ...]:
+        return tuple(CheckinFlagRow(self.session_id, f.student_id, f.kind, f.detail, dict(f.evidence), source,
+                                    event_id, at) for f in flags)
+
+    def _attendance_live(self, student_id: str, status: str, at: datetime | None, source: str) -> tuple[LiveUpdate, ...]:
+        update = {
+            "type": "attendance", "session_id": self.session_id, "student_id": student_id,
+            "status": status, "checked_in_at": at.isoformat() if at else None, "source": source,
+        }
+        return ((session_topic(self.session_id), update), (student_topic(student_id), update))
+
+    def _flag_live(self, flags) -> tuple[LiveUpdate, ...]:
+        return tuple(
+            (session_topic(self.session_id), {"type": "flag", "session_id": self.session_id,
+                                              "student_id": f.student_id, "kind": f.kind, "detail": f.detail})
+            for f in flags
+        )
+
+
+def session_caller(sessions: Callable[[], Supervisor]) -> Callable[[str, object], Awaitable[Any]]:
+    """``WebContext.session_call``: ask the live actor of a session; :class:`SessionNotLive` if none.
+
+    Concurrency contract: called from web request tasks; waits at most 10 s
+    for the answer (mailbox full, or the actor busy), then raises
+    :class:`SessionNotLive` too, so a request never hangs on a stuck actor.
+    """
+
+    async def call(session_id: str, message: object) -> Any:
+        ref = sessions().lookup(session_id)
+        if ref is None or not isinstance(ref, ActorRef):
+            raise SessionNotLive(session_id)
+        try:
+            return await ref.ask(message, timeout=10)
+        except (ActorStopped, AskTimeout) as exc:
+            raise SessionNotLive(session_id) from exc
+
+    return call
+
+
+def attendance_changed(call: Callable[[str, object], Awaitable[Any]]) -> Callable[[str, Sequence[str]], Awaitable[None]]:
+    """``WebContext.attendance_changed``: the live actor of the session (if any) reloads these students."""
+
+    async def changed(session_id: str, student_ids: Sequence[str]) -> None:
+        if not student_ids:
+            return
+        try:
+            await call(session_id, ReloadStudents(tuple(student_ids)))
+        except SessionNotLive:
+            pass  # no actor: the next one loads everything from PostgreSQL anyway
+
+    return changed

@@ -59,6 +59,7 @@ class PersistenceWriter(Actor):
         self._acknowledge = acknowledge
         self._max_batch = max_batch
         self._batch: list[Commit] = []
+        self._failed: set[bytes] = set()
 
     async def handle(self, message: Commit) -> None:
         self._batch.append(message)
@@ -73,6 +74,7 @@ class PersistenceWriter(Actor):
 
     async def _commit(self, batch: list[Commit]) -> None:
         delay = 0.05
+        self._failed = set()  # dedup keys stored as persistence_error (for Commit.on_done)
         while True:
             try:
                 fresh = await write_batch(self._db, batch)
@@ -108,6 +110,7 @@ class PersistenceWriter(Actor):
                 if is_transient(exc):
                     raise
                 log.error("commit %r failed permanently: %s", commit.dedup_key, exc)
+                self._failed.add(commit.dedup_key)
                 fresh |= await write_batch(self._db, [_as_persistence_error(commit, exc)])
         return fresh
 
@@ -120,6 +123,8 @@ class PersistenceWriter(Actor):
             if commit.message is not None:
                 self._acknowledge(commit.message)
                 metrics.commit_latency.observe(now - commit.message.received_at)
+            if commit.on_done is not None:
+                commit.on_done(commit.dedup_key not in self._failed)
             if commit.dedup_key not in fresh:
                 continue  # a redelivery: already committed once, changes nothing
             if commit.outcome is not None:

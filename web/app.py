@@ -21,6 +21,14 @@ from .context import WebContext
 from .cookies import set_auth_cookies
 from .errors import invalid
 from .routes import account, api, faculty, live, ops, student, system
+from .routes import devices_admin
+from .routes import devices_api
+from .routes import insights, insights_pages
+from .routes import checkin
+from .routes import tickets_api
+from .routes import academic, academic_pages, sessions_api
+from .routes import audit, corrections, leave
+from .uploads import SizedRequest
 from .serialize import IsoJSONProvider
 
 #: Request bodies are tiny (a login form, a refresh token); refuse anything bigger.
@@ -49,6 +57,7 @@ def create_app(ctx: WebContext, *, secure_cookies: bool = False) -> QuartTrio:
     the app is reached over TLS (it is off for plain-http demos and tests).
     """
     app = QuartTrio(__name__, static_folder="static", template_folder="templates")
+    app.request_class = SizedRequest  # a larger body limit on upload routes (web/uploads.py)
     app.json = IsoJSONProvider(app)
     app.config.update(
         MAX_CONTENT_LENGTH=MAX_BODY_BYTES,
@@ -60,7 +69,10 @@ def create_app(ctx: WebContext, *, secure_cookies: bool = False) -> QuartTrio:
     app.extensions["campushub.refreshes"] = BrowserRefreshes()
     errors.register(app)
     templating.register(app)
-    for module in (account, faculty, student, ops, api, live, system, openapi):
+    for module in (account, faculty, student, ops, api, live, system, openapi, devices_admin, devices_api,
+                   insights, insights_pages, checkin, tickets_api,
+                   leave, corrections, audit,
+                   academic, academic_pages, sessions_api):
         app.register_blueprint(module.bp)
 
     @app.before_request

@@ -2,14 +2,45 @@
 from __future__ import annotations
 
 import time
+import uuid
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Awaitable, Callable
+from typing import TYPE_CHECKING, Awaitable, Callable, Sequence
 
 from hub.bus import LiveBus
 from hub.db import Database
 
 if TYPE_CHECKING:
     import actors
+
+
+async def _nothing_changed(device_ids: Sequence[str]) -> None:
+    return None
+
+
+async def _nothing_to_send(command_id: uuid.UUID) -> None:
+    return None
+
+
+async def _no_sessions_changed(session_ids: Sequence[str]) -> None:
+    return None
+
+
+async def _no_attendance_changed(session_id: str, student_ids: Sequence[str]) -> None:
+    return None
+
+
+async def _no_device_actors(device_id: str, message: object) -> object:
+    raise LookupError("no device actors: the hub is not running")
+
+
+async def _no_thresholds_changed() -> None:
+    return None
+
+
+async def _no_live_sessions(session_id: str, message: object) -> object:
+    from hub.domain.session_messages import SessionNotLive
+
+    raise SessionNotLive(session_id)
 
 
 @dataclass
@@ -34,6 +65,35 @@ class WebContext:
     metrics_text: Callable[[], str]
     #: Wall clock (unix seconds) for token lifetimes, QR windows and "today".
     now: Callable[[], float] = time.time
+    #: Check-in (engineer B): these students' records of this session changed in PostgreSQL
+    #: (call after the commit); its live session actor, if any, reloads them.
+    attendance_changed: Callable[[str, Sequence[str]], Awaitable[None]] = _no_attendance_changed
+    #: Ask the live actor of a session a hub.domain.session_messages message; raises
+    #: ``SessionNotLive`` when it has none. Waits at most ~10 s.
+    session_call: Callable[[str, object], Awaitable[object]] = _no_live_sessions
+    #: Provisioning (engineer E): tell the hub these devices were registered, rotated or
+    #: revoked (after the commit); its ingress reloads their keys and, when configured, the
+    #: broker's password/ACL files are rewritten. Must not block for long.
+    devices_changed: Callable[[Sequence[str]], Awaitable[None]] = _nothing_changed
+    #: Tell the command dispatcher a ``pending`` command was recorded (after the commit).
+    send_command: Callable[[uuid.UUID], Awaitable[None]] = _nothing_to_send
+    #: The broker as devices reach it (no credentials) and the topic prefix: for the
+    #: edge-agent config shown at registration.
+    device_mqtt_url: str = "mqtt://127.0.0.1:1883"
+    topic_prefix: str = "campushub"
+    #: Academic (engineer A): tell the scheduler these sessions were created, rescheduled,
+    #: cancelled, opened, closed or (re)generated, after the commit; it re-reads them and
+    #: re-arms their timers. Never blocks for long (a bounded mailbox put).
+    sessions_changed: Callable[[Sequence[str]], Awaitable[None]] = _no_sessions_changed
+    #: IANA timezone of the campus: default of new terms, and "today" of the academic API.
+    campus_timezone: str = "UTC"
+    #: Health (engineer F): ask a device's actor (started if needed) a message of
+    #: hub/domain/alarms.py (AckAlarm, ClearAlarm); raises LookupError for an unknown device
+    #: (or with no hub), actors.AskTimeout if the actor does not answer in time.
+    ask_device: Callable[[str, object], Awaitable[object]] = _no_device_actors
+    #: Tell the hub threshold rules changed (after the commit): it reloads them and tells
+    #: every running device actor. Waits only on full device mailboxes.
+    thresholds_changed: Callable[[], Awaitable[None]] = _no_thresholds_changed
 
 
 def current_context() -> WebContext:

@@ -30,6 +30,7 @@ from hub.db.web_queries import (
     student_profile,
 )
 
+from .console import console_extras
 from .context import WebContext
 from .errors import not_found
 
@@ -135,6 +136,30 @@ def device_json(d: DeviceOverview) -> dict:
         "device_id": d.device_id, "room_id": d.room_id, "room_name": d.room_name, "kind": d.kind,
         "model": d.model, "revoked": d.revoked, "online": d.online, "last_seen": d.last_seen,
         "firmware": d.firmware, "outbox_depth": d.outbox_depth, "reason": d.reason,
+        "last_change": d.last_change, "uptime_s": d.uptime_s,
+        "last_connect_at": d.last_connect_at, "last_connect_reason": d.last_connect_reason,
+        "last_disconnect_at": d.last_disconnect_at, "last_disconnect_reason": d.last_disconnect_reason,
+        "battery_pct": d.battery_pct, "signal_dbm": d.signal_dbm, "clock_skew_ms": d.clock_skew_ms,
+        "error_count": d.error_count, "active_alarms": d.active_alarms, "alarm_severity": d.alarm_severity,
+    }
+
+
+#: Fields of an alarm as the API shows it: a superset of the bus's ``{"type": "alarm", ...}`` message.
+ALARM_FIELDS = (
+    "alarm_id", "device_id", "room_id", "room_name", "alarm_type", "severity", "state", "raised_at", "acked_at",
+    "acked_by", "cleared_at", "cleared_by", "value", "message", "details", "updated_at",
+)
+
+
+def alarm_record_json(alarm: dict, room_name: str | None = None) -> dict:
+    """An ``alarms`` row (hub/db/alarms.py) or a domain Alarm's fields, as the API shows it."""
+    return {
+        "alarm_id": alarm["id"], "device_id": alarm["device_id"], "room_id": alarm["room_id"],
+        "room_name": alarm.get("room_name", room_name), "alarm_type": alarm["type"],
+        "severity": alarm["severity"], "state": alarm["state"], "raised_at": alarm["raised_at"],
+        "acked_at": alarm["acked_at"], "acked_by": alarm["acked_by"], "cleared_at": alarm["cleared_at"],
+        "cleared_by": alarm["cleared_by"], "value": alarm["value"], "message": alarm["message"],
+        "details": alarm["details"], "updated_at": alarm["updated_at"],
     }
 
 
@@ -180,8 +205,12 @@ def session_feed(ctx: WebContext, session_id: str) -> Feed:
 
 
 def devices_feed(ctx: WebContext) -> Feed:
+    """The device grid; besides GET /api/v1/devices' body it carries the console's rooms,
+    active alarms and live tickets (web/console.py), which the bus's ``alarm`` and ``ticket``
+    messages on the same topic keep current."""
+
     async def snapshot() -> dict:
-        return devices_json(await devices_overview(ctx.db))
+        return {**devices_json(await devices_overview(ctx.db)), **await console_extras(ctx, utc_now(ctx))}
 
     return Feed("devices", (DEVICES_TOPIC,), snapshot)
 

@@ -22,6 +22,13 @@ from .apidoc import (
 from .auth import ACCESS_TTL_S, REFRESH_TTL_S, ROLES
 from .feeds import STATUSES
 from .routes.api import DEFAULT_PAGE, MAX_PAGE
+from .routes import devices_admin
+from .routes import devices_api
+from .routes import insights
+from .routes import checkin
+from .routes import tickets_api
+from .routes import audit, corrections, leave
+from .routes import academic, sessions_api
 
 bp = Blueprint("openapi", __name__)
 
@@ -49,7 +56,11 @@ _SCHEMAS: dict[str, Any] = {
             "message": {**_STR, "description": "For humans."},
             "field": {**_STR, "description": "The offending field or parameter, when there is one."},
         }, required=["code", "message"]),
-    }),
+        # Only on a refused import (422 `import_rejected`): every bad row of the file.
+        "errors": {"type": "array", "items": _object({
+            "line": _INT, "field": _nullable(_STR), "reason": _STR,
+        })},
+    }, required=["error"]),
     "User": _object({
         "id": _STR, "username": _STR, "display_name": _STR, "role": {"type": "string", "enum": list(ROLES)},
     }),
@@ -91,7 +102,7 @@ _SCHEMAS: dict[str, Any] = {
     "Device": _object({
         "device_id": _STR, "room_id": _STR, "room_name": _STR, "kind": _STR, "model": _STR,
         "revoked": _BOOL, "online": _BOOL, "last_seen": _nullable(_TIME), "firmware": _STR,
-        "outbox_depth": _INT, "reason": _STR,
+        "outbox_depth": _INT, "reason": _STR, **devices_api.DEVICE_HEALTH_PROPERTIES,
     }),
     "Devices": _object({"devices": {"type": "array", "items": _ref("Device")}, "online": _INT}),
     "Rejection": _object({
@@ -122,7 +133,7 @@ _path_param, _query_int = path_param, query_int
 
 def _auth_post(summary: str, body: dict, ok: dict, refused: dict) -> dict:
     return {"post": {
-        "summary": summary, "tags": ["auth"], "security": [], "requestBody": body,
+        "summary": summary, "tags": ["auth"], "security": [], "x-roles": [], "requestBody": body,
         "responses": {**ok, "400": _error("`invalid_request`: not a JSON object, or a field missing."),
                       **refused, "413": _TOO_LARGE, "415": _NOT_JSON},
     }}
@@ -145,27 +156,29 @@ _PATHS: dict[str, Any] = {
         {"204": {"description": "Revoked (or already unusable)."}},
         {}),
     "/api/v1/me": {"get": {
-        "summary": "The calling user", "tags": ["users"], "security": _BEARER,
+        "summary": "The calling user", "tags": ["users"], "security": _BEARER, "x-roles": list(ROLES),
         "responses": {"200": _json(_ref("User"), "The user."), "401": _UNAUTHENTICATED},
     }},
     "/api/v1/sessions/{session_id}/roster": {"get": {
         "summary": "A class session's roster with live statuses (faculty teaching it, admin)", "tags": ["sessions"],
-        "security": _BEARER, "parameters": [_path_param("session_id", "Class session id.")],
+        "security": _BEARER, "x-roles": ["faculty", "admin"], "parameters": [_path_param("session_id", "Class session id.")],
         "responses": {"200": _json(_ref("Roster"), "The roster."), "400": _BAD_URL, "401": _UNAUTHENTICATED,
                       "403": _FORBIDDEN, "404": _error("`not_found`: no such session.")},
     }},
     "/api/v1/students/{student_id}/attendance": {"get": {
         "summary": "A student's attendance per course (the student, their faculty, admin)", "tags": ["students"],
-        "security": _BEARER, "parameters": [_path_param("student_id", "Student (user) id.")],
+        "security": _BEARER, "x-roles": ["student", "faculty", "admin"], "parameters": [_path_param("student_id", "Student (user) id.")],
         "responses": {"200": _json(_ref("Attendance"), "Attendance."), "400": _BAD_URL,
                       "401": _UNAUTHENTICATED, "403": _FORBIDDEN, "404": _error("`not_found`: no such student.")},
     }},
     "/api/v1/devices": {"get": {
         "summary": "Every device with its health (ops, admin)", "tags": ["devices"], "security": _BEARER,
+        "x-roles": ["ops", "admin"],
         "responses": {"200": _json(_ref("Devices"), "Devices."), "401": _UNAUTHENTICATED, "403": _FORBIDDEN},
     }},
     "/api/v1/rejections": {"get": {
         "summary": "Rejected messages, newest first (admin, ops)", "tags": ["rejections"], "security": _BEARER,
+        "x-roles": ["admin", "ops"],
         "parameters": [
             _query_int("limit", 1, MAX_PAGE, DEFAULT_PAGE),
             _query_int("offset", 0, 10**9, 0),
@@ -176,15 +189,16 @@ _PATHS: dict[str, Any] = {
                       "401": _UNAUTHENTICATED, "403": _FORBIDDEN},
     }},
     OPENAPI_PATH: {"get": {
-        "summary": "This document", "tags": ["system"], "security": [],
+        "summary": "This document", "tags": ["system"], "security": [], "x-roles": [],
         "responses": {"200": _json({"type": "object"}, "OpenAPI 3.1.")},
     }},
     "/healthz": {"get": {
         "summary": "Liveness and readiness (database, broker, actors)", "tags": ["system"], "security": [],
+        "x-roles": [],
         "responses": {"200": _json(_ref("Health"), "Healthy."), "503": _json(_ref("Health"), "Degraded.")},
     }},
     "/metrics": {"get": {
-        "summary": "Prometheus metrics", "tags": ["system"], "security": [],
+        "summary": "Prometheus metrics", "tags": ["system"], "security": [], "x-roles": [],
         "responses": {"200": {"description": "Prometheus text format 0.0.4.",
                               "content": {"text/plain": {"schema": _STR}}}},
     }},
@@ -192,13 +206,18 @@ _PATHS: dict[str, Any] = {
 
 #: Route modules that document their own operations (``OPENAPI_PATHS``, optional
 #: ``OPENAPI_SCHEMAS``; see web/apidoc.py). Add a module here when you add one.
-DOCUMENTED_MODULES: tuple = ()
+DOCUMENTED_MODULES: tuple = (devices_admin, insights, checkin, tickets_api, leave, corrections, audit,
+                              academic, sessions_api, devices_api)
 
 
 def _merged(base: dict[str, Any], attribute: str) -> dict[str, Any]:
     merged = dict(base)
     for module in DOCUMENTED_MODULES:
         for key, value in getattr(module, attribute, {}).items():
+            if key in merged and attribute == "OPENAPI_PATHS" and not set(merged[key]) & set(value):
+                # Another method on a path documented elsewhere (e.g. POST beside a GET).
+                merged[key] = {**merged[key], **value}
+                continue
             if key in merged:
                 raise RuntimeError(f"{module.__name__} documents {key!r} twice")
             merged[key] = value

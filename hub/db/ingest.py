@@ -8,11 +8,14 @@ from typing import Iterable, Sequence
 import asyncpg
 
 from hub.records import (
-    AcceptedEvent, AttendanceMark, Commit, DeviceHealthRow, Rejection, SensorRow, TokenUse,
+    AcceptedEvent, AttendanceMark, Commit, Rejection, SensorRow, TokenUse,
     digest_key,
 )
 
 from ._pool import Database
+from .attendance import AttendanceChange, apply_attributed_changes
+from .checkin import write_checkin_effects
+from .health import write_health_effects
 
 
 async def write_batch(db: Database, commits: Sequence[Commit]) -> set[bytes]:
@@ -67,6 +70,7 @@ async def _write_effects(conn: asyncpg.Connection, by_type: dict[type, list]) ->
                 for r in rejections
             ],
         )
+    await write_checkin_effects(conn, by_type)
     if marks := by_type.get(AttendanceMark):
         await _write_attendance(conn, marks)
     if uses := by_type.get(TokenUse):
@@ -81,48 +85,35 @@ async def _write_effects(conn: asyncpg.Connection, by_type: dict[type, list]) ->
             columns=["event_id", "device_id", "metric", "value", "unit", "device_ts"],
             records=[(s.event_id, s.device_id, s.metric, s.value, s.unit, s.device_ts) for s in readings],
         )
-    if health := by_type.get(DeviceHealthRow):
-        latest = {h.device_id: h for h in health}  # last write of the batch wins
-        await conn.executemany(
-            "INSERT INTO device_health (device_id, online, last_seen, last_change, reason, firmware,"
-            " uptime_s, outbox_depth) VALUES ($1,$2,$3,$4,$5,$6,$7,$8)"
-            " ON CONFLICT (device_id) DO UPDATE SET online = EXCLUDED.online,"
-            " last_seen = EXCLUDED.last_seen, last_change = EXCLUDED.last_change,"
-            " reason = EXCLUDED.reason, firmware = EXCLUDED.firmware,"
-            " uptime_s = EXCLUDED.uptime_s, outbox_depth = EXCLUDED.outbox_depth",
-            [
-                (h.device_id, h.online, h.last_seen, h.last_change, h.reason, h.firmware,
-                 h.uptime_s, h.outbox_depth)
-                for h in latest.values()
-            ],
-        )
+    # Health, its history, alarms and threshold state (engineer F).
+    await write_health_effects(conn, by_type)
+
+
+#: Sources of a student's own check-in. A check-in replaces an absence or an excuse (the student
+#: was there after all) but never an earlier check-in: the first one wins.
+CHECKIN_SOURCES = frozenset({"qr", "biometric", "display"})
+_CHECKIN_REPLACES = frozenset({"absent", "excused"})
+#: The hub's automatic absences only fill records nobody has set.
+_AUTO_ABSENT_REPLACES: frozenset[str] = frozenset()
 
 
 async def _write_attendance(conn: asyncpg.Connection, marks: Iterable[AttendanceMark]) -> None:
-    marks = list(marks)
-    # Only a mark that really created the row gets an audit entry: the audit
-    # trail must say exactly what changed.
-    created = await conn.fetch(
-        "INSERT INTO attendance (session_id, student_id, status, checked_in_at, source, event_id)"
-        " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::text[], $6::uuid[])"
-        " ON CONFLICT (session_id, student_id) DO NOTHING"
-        " RETURNING session_id, student_id, status, checked_in_at, source",
-        [m.session_id for m in marks], [m.student_id for m in marks], [m.status for m in marks],
-        [m.checked_in_at for m in marks], [m.source for m in marks], [m.event_id for m in marks],
-    )
-    actors = {(m.session_id, m.student_id): m.actor for m in marks}
-    if created:
-        await conn.executemany(
-            "INSERT INTO audit_log (actor, entity, entity_id, before, after, reason)"
-            " VALUES ($1, 'attendance', $2, NULL, $3, $4)",
-            [
-                (actors[(r["session_id"], r["student_id"])], f"{r['session_id']}/{r['student_id']}",
-                 json.dumps({"status": r["status"], "checked_in_at": r["checked_in_at"].isoformat(),
-                             "source": r["source"]}),
-                 "check-in")
-                for r in created
-            ],
-        )
+    # Through the one attendance primitive: the audit trail says exactly what changed, and
+    # the whole batch still costs a constant number of round trips.
+    await apply_attributed_changes(conn, [
+        (AttendanceChange(m.session_id, m.student_id, m.status, m.source, m.checked_in_at, m.event_id,
+                          replaces=_replaces(m)),
+         m.actor, m.reason or ("check-in" if m.source in CHECKIN_SOURCES else m.source))
+        for m in marks
+    ])
+
+
+def _replaces(mark: AttendanceMark) -> frozenset[str] | None:
+    if mark.source in CHECKIN_SOURCES:
+        return _CHECKIN_REPLACES
+    if mark.source == "auto_absent":
+        return _AUTO_ABSENT_REPLACES
+    return None  # a decision made by a person through the session actor (manual, bulk) replaces anything
 
 
 def _rejection_key(rejection: Rejection) -> bytes:

@@ -18,6 +18,7 @@ from uuid import UUID
 import asyncpg
 
 from ._pool import Database
+from .health import DEVICE_OVERVIEW_SELECT  # the health columns live with their writer
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,20 @@ class DeviceOverview:
     firmware: str
     outbox_depth: int
     reason: str
+    # Health fields of 0007 (engineer F, hub/db/health.py); defaults for hand-built rows.
+    last_change: datetime | None = None
+    uptime_s: int = 0
+    last_connect_at: datetime | None = None
+    last_connect_reason: str = ""
+    last_disconnect_at: datetime | None = None
+    last_disconnect_reason: str = ""
+    battery_pct: float | None = None
+    signal_dbm: int | None = None
+    clock_skew_ms: int | None = None
+    error_count: int = 0
+    #: Active (not cleared) alarms and the most severe of them.
+    active_alarms: int = 0
+    alarm_severity: str | None = None
 
 
 @dataclass(frozen=True)
@@ -270,15 +285,7 @@ async def student_token_secret(db: Database, student_id: str) -> bytes | None:
 
 async def devices_overview(db: Database) -> list[DeviceOverview]:
     """Every device with its latest persisted health (offline if never heard from)."""
-    rows = await db.fetch(
-        "SELECT d.id AS device_id, d.room_id, r.name AS room_name, d.kind, d.model,"
-        " d.revoked_at IS NOT NULL AS revoked, coalesce(h.online, false) AS online, h.last_seen,"
-        " coalesce(h.firmware, '') AS firmware, coalesce(h.outbox_depth, 0) AS outbox_depth,"
-        " coalesce(h.reason, '') AS reason"
-        " FROM devices d JOIN rooms r ON r.id = d.room_id"
-        " LEFT JOIN device_health h ON h.device_id = d.id"
-        " ORDER BY r.name, d.id"
-    )
+    rows = await db.fetch(DEVICE_OVERVIEW_SELECT + " ORDER BY r.name, d.id")
     return [DeviceOverview(**dict(r)) for r in rows]
 
 

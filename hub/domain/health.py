@@ -1,9 +1,22 @@
-"""Device online/offline rules. Pure: the device actor supplies the time.
+"""Device online/offline rules and health fields. Pure: the device actor supplies the time.
 
 Three sources decide the state: the retained status (online on connect,
 offline on clean shutdown), the broker's Last Will (offline, connection
 lost) and the device actor's own heartbeat-timeout timer. Any authenticated
 event is proof of life.
+
+- A status older than the one that set the current state changes nothing
+  (a late retained status, an old Last Will); the same status seen again
+  (the broker re-sends the retained one on every hub restart) changes
+  nothing either. A Last Will carries its connection's timestamp, so the
+  same ``ts`` with the other state is applied.
+- Every transition to online is a connect (``last_connect_at`` and its
+  reason: ``connected``, or ``traffic`` for a device heard from without a
+  status); every transition to offline is a disconnect (``connection
+  lost``, ``shutdown``, ``heartbeat timeout``). A new ``online`` status
+  while online is a reconnect and counts as a connect.
+- Heartbeats carry firmware, uptime, outbox depth, and optionally battery,
+  signal and the agent's error count; the hub estimates the clock skew.
 """
 from __future__ import annotations
 
@@ -26,27 +39,71 @@ class DeviceHealth:
     #: Device time (ms) of the status that set the current state; an older
     #: retained status arriving late must not undo a newer one.
     status_ts: int = 0
+    last_connect_at: datetime | None = None
+    last_connect_reason: str = ""
+    last_disconnect_at: datetime | None = None
+    last_disconnect_reason: str = ""
+    battery_pct: float | None = None
+    signal_dbm: int | None = None
+    #: Device clock minus hub clock, in ms (positive: the device runs ahead).
+    clock_skew_ms: int | None = None
+    #: Errors the edge agent counted since it started (driver faults, publish failures).
+    error_count: int = 0
 
     def _to(self, online: bool, reason: str, at: datetime) -> "DeviceHealth":
         if online == self.online and reason == self.reason:
             return self
-        return replace(self, online=online, reason=reason, last_change=at)
+        changed = replace(self, online=online, reason=reason, last_change=at)
+        if online and not self.online:
+            return replace(changed, last_connect_at=at, last_connect_reason=reason)
+        if self.online and not online:
+            return replace(changed, last_disconnect_at=at, last_disconnect_reason=reason)
+        return changed
 
     def on_status(self, status: DeviceStatus, at: datetime) -> "DeviceHealth":
-        if status.ts < self.status_ts:
+        online = status.state == "online"
+        if status.ts < self.status_ts or (status.ts == self.status_ts and online == self.online):
             return self
-        state = self._to(status.state == "online", status.reason or status.state, at)
-        return replace(state, status_ts=status.ts)
+        reason = status.reason or status.state
+        state = replace(self._to(online, reason, at), status_ts=status.ts)
+        if online and self.online:  # a new connection of a device we already believed online
+            state = replace(state, last_connect_at=at, last_connect_reason=reason)
+        return state
 
     def on_event(self, at: datetime) -> "DeviceHealth":
         seen = replace(self, last_seen=at)
         return seen if self.online else seen._to(True, "traffic", at)
 
-    def on_heartbeat(self, heartbeat: Heartbeat, at: datetime) -> "DeviceHealth":
+    def on_heartbeat(self, heartbeat: Heartbeat, at: datetime, clock_skew_ms: int | None = None) -> "DeviceHealth":
+        """Record a heartbeat; ``clock_skew_ms`` is the hub's estimate, None to keep the last one."""
         return replace(
             self.on_event(at),
             firmware=heartbeat.firmware, uptime_s=heartbeat.uptime_s, outbox_depth=heartbeat.outbox_depth,
+            battery_pct=heartbeat.battery_pct, signal_dbm=heartbeat.signal_dbm, error_count=heartbeat.error_count,
+            clock_skew_ms=self.clock_skew_ms if clock_skew_ms is None else clock_skew_ms,
         )
 
     def on_heartbeat_timeout(self, at: datetime) -> "DeviceHealth":
         return self._to(False, "heartbeat timeout", at) if self.online else self
+
+
+def history_change(before: DeviceHealth, after: DeviceHealth) -> str | None:
+    """What a health step is worth a history row for: ``online``, ``offline``, ``firmware`` or nothing."""
+    if after.online != before.online:
+        return "online" if after.online else "offline"
+    if after.firmware != before.firmware:
+        return "firmware"
+    return None
+
+
+def skew_sample_ms(device_ts_ms: int, received_at_s: float, outbox_depth: int) -> int | None:
+    """A clock-skew sample from a heartbeat, or None when it cannot be trusted.
+
+    A heartbeat built while the agent's outbox held a backlog may have waited
+    there, and its age would read as a slow clock: only heartbeats sent from
+    an empty outbox are samples. Transport delay (milliseconds on a campus
+    network) still biases the estimate slightly negative.
+    """
+    if outbox_depth > 0:
+        return None
+    return int(device_ts_ms - received_at_s * 1000)

@@ -23,8 +23,19 @@ from urllib.parse import urlsplit
 
 import aiomqtt
 
+from edge_agent.agent import EdgeAgent
 from edge_agent.config import AgentConfig
-from schemas import DeviceStatus, Event, Frame, Topics, decode_frame, decode_status
+from schemas import (
+    Command,
+    CommandAckEvent,
+    DeviceStatus,
+    Event,
+    Frame,
+    Topics,
+    decode_frame,
+    decode_status,
+    encode_command,
+)
 
 T = TypeVar("T")
 
@@ -188,3 +199,37 @@ def run_trio_asyncio(coro: "Coroutine[Any, Any, T]") -> T:
 
 
 RUNNERS = {"asyncio": run_native, "trio_asyncio": run_trio_asyncio}
+
+
+# ------------------------------------------------------------- commands
+
+
+def command(cfg: Any, name: str, args: dict[str, Any] | None = None, *, ttl_s: float = 30,
+            hub_ts: int | None = None, device: str | None = None) -> Command:
+    now = int(time.time() * 1000) if hub_ts is None else hub_ts
+    return Command(v=1, id=uuid.uuid4().bytes, device=device or cfg.device_id, name=name,  # type: ignore[arg-type]
+                   hub_ts=now, expires_ts=now + int(ttl_s * 1000), args=args or {})
+
+
+async def publish(prefix: str, cmd: Command, key: bytes, *, to: str | None = None,
+                  alg: str = "hmac-sha256") -> None:
+    """Publish ``cmd`` on the downlink as the hub does (HMAC with the device key, or the hub's Ed25519 seed)."""
+    async with aiomqtt.Client(BROKER_HOST, BROKER_PORT, protocol=aiomqtt.ProtocolVersion.V5,
+                              identifier=f"hub-{uuid.uuid4().hex[:8]}") as client:
+        await client.publish(Topics(prefix).downlink(to or cmd.device),
+                             encode_command(cmd, alg, key), qos=1)  # type: ignore[arg-type]
+
+
+def acks(col: Collector) -> dict[bytes, CommandAckEvent]:
+    return {e.body.command_id: e for e in col.of_kind("command_ack")}  # type: ignore[union-attr]
+
+
+async def start_agent(agent: EdgeAgent) -> asyncio.Task[None]:
+    task = asyncio.create_task(agent.run())
+    await asyncio.wait_for(agent.wait_online(), 5)
+    return task
+
+
+async def stop_agent(agent: EdgeAgent, task: asyncio.Task[None]) -> None:
+    agent.stop()
+    await asyncio.wait_for(task, 10)

@@ -134,7 +134,7 @@ def test_cli_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert "config error: cannot read" in capsys.readouterr().err
     bad = write(tmp_path, BASE.replace("hmac-sha256", "rsa"))
     assert main(["--config", str(bad)]) == 2
-    assert "config error: alg" in capsys.readouterr().err
+    assert f"config error: {bad}:4: alg" in capsys.readouterr().err  # file, line, key
 
 
 def test_cli_refuses_another_devices_outbox(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -60,11 +60,12 @@ async def test_silent_device_goes_offline_on_its_heartbeat_timer(hub_settings, h
                                    seq=1, body=Heartbeat(uptime_s=5, firmware="fw-1", outbox_depth=3))
         await publisher.publish(topics.uplink(device.device_id),
                                 encode_event(heartbeat, device.alg, device.signing_key), wait_for_ack=True)
-        await eventually(lambda: _online(test_db, device.device_id, True))
+        # The status and the heartbeat may commit in separate batches: wait for the heartbeat's.
+        row = await eventually(lambda: test_db.fetchrow(
+            "SELECT online, firmware, outbox_depth, last_seen FROM device_health"
+            " WHERE device_id = $1 AND firmware = 'fw-1'", device.device_id))
         last_heard = time.monotonic()
-        row = await test_db.fetchrow(
-            "SELECT firmware, outbox_depth, last_seen FROM device_health WHERE device_id = $1", device.device_id)
-        assert row["firmware"] == "fw-1" and row["outbox_depth"] == 3 and row["last_seen"] is not None
+        assert row["online"] and row["outbox_depth"] == 3 and row["last_seen"] is not None
 
         offline = await eventually(lambda: _online(test_db, device.device_id, False), timeout=OFFLINE_AFTER_S + 5)
         silent_for = time.monotonic() - last_heard

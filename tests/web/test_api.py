@@ -53,8 +53,13 @@ async def test_devices_overview(client, world):
         "device_id": world.device, "room_id": world.room, "room_name": f"Room {world.suffix}",
         "kind": "qr_camera", "model": "", "revoked": False, "online": True,
         "last_seen": ours[0]["last_seen"], "firmware": "1.2.3", "outbox_depth": 0, "reason": "",
+        # The health fields of docs/device-health.md (none reported by this device yet).
+        "last_change": ours[0]["last_change"], "uptime_s": 0, "last_connect_at": None, "last_connect_reason": "",
+        "last_disconnect_at": None, "last_disconnect_reason": "", "battery_pct": None, "signal_dbm": None,
+        "clock_skew_ms": None, "error_count": 0, "active_alarms": 0, "alarm_severity": None,
     }]
     assert datetime.fromisoformat(ours[0]["last_seen"]) == world.now
+    assert datetime.fromisoformat(ours[0]["last_change"]) == world.now
 
 
 async def test_rejections_paginate_and_filter_by_reason(client, world):

@@ -1,24 +1,98 @@
-"""Ops' device grid and the admin overview."""
+"""The ops console (device grid, device detail, alarm list, ticket board), the report form, the admin overview.
+
+Pages are rendered server-side with stable hooks (``data-*``) and kept live by
+``static/ops.js`` over ``/ws/devices``; everything they change goes through
+the JSON API (tickets: web/routes/tickets_api.py; alarms, telemetry, health
+history: the devices API; commands: web/routes/devices_admin.py).
+"""
 from __future__ import annotations
 
 from quart import Blueprint
 
+from hub.db.ops_console import active_alarms, rooms
+from hub.db.tickets import TicketFilter, list_staff, list_tickets
 from hub.db.web_queries import devices_overview, list_rejections, overview_counts, rejection_counts
+from hub.domain import tickets as ticket_rules
 
-from ..auth import require
+from ..auth import current_principal, require
+from ..console import HEALTH_ORDER, grid, health_of
 from ..context import current_context
-from ..feeds import devices_json
+from ..errors import not_found
+from ..feeds import devices_json, utc_now
+from .tickets_api import ticket_json
 from ._pages import render_page
 
 bp = Blueprint("ops", __name__)
 
 RECENT_REJECTIONS = 20
+#: Tickets per column of the board (older ones are reached through the list API).
+BOARD_COLUMN = 100
+MY_REPORTS = 50
+STATE_LABELS = {"open": "Open", "assigned": "Assigned", "in_progress": "In progress", "resolved": "Resolved",
+                "closed": "Closed"}
 
 
 @bp.get("/ops")
 @require("ops", "admin")
 async def devices() -> str:
-    return await render_page("ops.html", devices=devices_json(await devices_overview(current_context().db)))
+    db = current_context().db
+    listing = devices_json(await devices_overview(db))
+    alarms = await active_alarms(db)
+    buildings = grid(listing["devices"], await rooms(db), alarms)
+    kinds = sorted({d["kind"] for d in listing["devices"]})
+    return await render_page("ops.html", devices=listing, buildings=buildings, kinds=kinds,
+                             health_order=HEALTH_ORDER, alarm_total=len(alarms))
+
+
+@bp.get("/ops/devices/<device_id>")
+@require("ops", "admin")
+async def device_detail(device_id: str) -> str:
+    db = current_context().db
+    device = next((d for d in devices_json(await devices_overview(db))["devices"] if d["device_id"] == device_id),
+                  None)
+    if device is None:
+        raise not_found("No such device.")
+    room = next((r for r in await rooms(db) if r.room_id == device["room_id"]), None)
+    alarms = [a for a in await active_alarms(db) if a.device_id == device_id]
+    return await render_page("ops_device.html", device=device, room=room,
+                             health=health_of(device, (a.severity for a in alarms)))
+
+
+@bp.get("/ops/alarms")
+@require("ops", "admin")
+async def alarms_page() -> str:
+    return await render_page("ops_alarms.html")
+
+
+@bp.get("/ops/tickets")
+@require("ops", "admin")
+async def ticket_board() -> str:
+    ctx = current_context()
+    now = utc_now(ctx)
+    columns = []
+    for state in ticket_rules.STATES:
+        page = await list_tickets(ctx.db, TicketFilter(states=(state,)), BOARD_COLUMN, 0)
+        items = page.items
+        if state == "closed":  # the most recently closed, not the most urgent
+            items = tuple(sorted(items, key=lambda t: t.closed_at or t.updated_at, reverse=True))
+        columns.append({"state": state, "label": STATE_LABELS[state], "total": page.total,
+                        "tickets": [ticket_json(t, now) for t in items]})
+    _, staff = await list_staff(ctx.db, 500, 0)
+    return await render_page("ops_tickets.html", columns=columns, staff=staff,
+                             priorities=ticket_rules.PRIORITIES)
+
+
+@bp.get("/report")
+@require()
+async def report_problem() -> str:
+    ctx, principal = current_context(), current_principal()
+    now = utc_now(ctx)
+    mine = await list_tickets(ctx.db, TicketFilter(reported_by=principal.user_id), MY_REPORTS, 0)
+    staff = principal.role in ticket_rules.STAFF_ROLES
+    return await render_page(
+        "report_problem.html", rooms=await rooms(ctx.db), mine=[ticket_json(t, now) for t in mine.items],
+        priorities=ticket_rules.PRIORITIES if staff else ticket_rules.REPORTER_PRIORITIES,
+        default_priority=ticket_rules.DEFAULT_REPORT_PRIORITY, state_labels=STATE_LABELS)
 
 
 @bp.get("/admin")

@@ -2,18 +2,22 @@
 from __future__ import annotations
 
 import io
+from datetime import timedelta
 
 import segno
 from quart import Blueprint, Response
 
+from hub.db.stats import student_sessions_between
 from hub.db.web_queries import student_token_secret
 from schemas import TOKEN_WINDOW_SECONDS, issue_checkin_token
 
 from ..auth import current_principal, require
 from ..context import current_context
 from ..errors import not_found
-from ..feeds import load_attendance
-from ._pages import render_page
+from ..feeds import load_attendance, utc_now
+from ..insights import PAGE_HELPERS, today_json
+from ._pages import local_now, render_page
+from .insights import student_standings
 
 bp = Blueprint("student", __name__)
 
@@ -36,7 +40,13 @@ def render_qr_svg(token: str) -> bytes:
 async def home() -> str:
     ctx, principal = current_context(), current_principal()
     attendance = await load_attendance(ctx, principal.user_id)
-    return await render_page("student.html", attendance=attendance, qr_refresh_ms=QR_REFRESH_MS)
+    midnight = local_now().replace(hour=0, minute=0, second=0, microsecond=0)
+    day = await student_sessions_between(ctx.db, principal.user_id, midnight, midnight + timedelta(days=1))
+    return await render_page(
+        "student.html", attendance=attendance, qr_refresh_ms=QR_REFRESH_MS,
+        standings=await student_standings(principal.user_id), today=today_json(day, utc_now(ctx)),
+        **PAGE_HELPERS,
+    )
 
 
 @bp.get("/student/qr.svg")

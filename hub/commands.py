@@ -1,0 +1,263 @@
+"""The CommandDispatcher actor: hub → device commands, their delivery, acknowledgement and timeout.
+
+One actor for the whole hub owns every outstanding command (``pending`` or
+``sent``, see hub/db/device_commands.py for the status machine) and one
+exact timer per command: until the broker accepts the publish, the timer is
+the command's expiry (→ ``expired``); once sent, it is the ack deadline
+``sent_at + ack_timeout_s`` (→ ``timed_out``). No periodic sweep.
+
+Delivery: each command is a signed :class:`schemas.Command` frame published
+on the device's downlink topic at QoS 1 with MQTT 5 Message Expiry = the
+seconds left until ``expires_at`` (the broker drops it for a device that
+stays away), and ``expires_ts`` inside the command (the device answers
+``expired`` if it gets it late from its own buffers). Signing:
+
+- ``hmac-sha256`` devices: HMAC with the device's own secret (the one it
+  signs its uplinks with);
+- ``ed25519`` devices: the hub's own Ed25519 key (``hub_signing_keys``),
+  whose public key the device receives at provisioning. A device only ever
+  holds its own private key, so it could not verify a signature made with it.
+
+Each publish runs in its own task of this actor's nursery (waiting for the
+broker's PUBACK, possibly across a reconnect) and reports back with a
+message, so a slow broker never blocks acks or timers.
+
+Restart safety: ``started()`` reloads every outstanding command from
+PostgreSQL, publishes the ``pending`` ones again and re-arms the deadline of
+the ``sent`` ones (an expired deadline fires at once). Delivery is therefore
+at least once: a command may reach a device twice (e.g. after a crash
+between the broker's PUBACK and the ``sent`` update); devices ignore a
+command id they have already run.
+
+Mailbox: :data:`COMMANDS_MAILBOX`, ``Overflow.BLOCK``. Senders are the web
+(one message per command created: the request waits while the mailbox is
+full), the ingress (command acks: it waits, which is backpressure on the
+MQTT channel like any full device mailbox) and this actor's own timers and
+publish tasks.
+"""
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Callable
+
+from actors import Actor, ActorRef, Timer
+from hub.bus import DEVICES_TOPIC, LiveBus
+from hub.commits import accept, reject, utc_from_s
+from hub.db import Database
+from hub.db.device_commands import (
+    ACK_STATUS, CommandRow, command_json, get_command, outstanding_commands, transition,
+)
+from hub.db.devices_admin import hub_signing_key
+from hub.db.state import load_devices
+from hub.delivery import deliver
+from hub.domain.credentials import ed25519_public_key
+from hub.mqtt import InboundMessage, MqttError, TrioMqttClient
+from schemas import Command, CommandAckEvent, Topics, WireError, encode_command
+
+log = logging.getLogger("hub.commands")
+
+COMMANDS_MAILBOX = 256
+#: Statuses an ack may move a command from: a late ack (after ``timed_out``) still
+#: records what the device did, and an ack may overtake our own PUBACK bookkeeping.
+_ACKABLE = ("pending", "sent", "timed_out")
+
+
+@dataclass(frozen=True)
+class Dispatch:
+    """Tell: a new ``pending`` command was recorded; publish it."""
+
+    command_id: uuid.UUID
+
+
+@dataclass(frozen=True)
+class CommandAckReceived:
+    """Tell (from the ingress): an authenticated ``command_ack`` event."""
+
+    message: InboundMessage
+    event: CommandAckEvent
+
+
+@dataclass(frozen=True)
+class GetOutstanding:
+    """Ask: ``{command_id: status}`` of the commands this actor is tracking (for tests and health)."""
+
+
+@dataclass(frozen=True)
+class _Published:
+    command_id: uuid.UUID
+    error: str | None
+
+
+@dataclass(frozen=True)
+class _Deadline:
+    command_id: uuid.UUID
+    #: The status the timer was armed for; a stale timer (status moved on) does nothing.
+    status: str
+
+
+def _utc(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, tz=timezone.utc)
+
+
+class CommandDispatcher(Actor):
+    def __init__(
+        self, *, db: Database, client: TrioMqttClient, topics: Topics, writer: ActorRef, bus: LiveBus,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._db = db
+        self._client = client
+        self._topics = topics
+        self._writer = writer
+        self._bus = bus
+        self._clock = clock
+        self._hub_seed = b""
+        #: command id -> (status it is tracked in, its timer)
+        self._outstanding: dict[uuid.UUID, tuple[str, Timer]] = {}
+
+    async def started(self) -> None:
+        candidate = secrets.token_bytes(32)
+        self._hub_seed, _ = await hub_signing_key(self._db, candidate, ed25519_public_key(candidate))
+        for row in await outstanding_commands(self._db):
+            if row.status == "pending":
+                await self._start(row)
+            else:
+                self._arm(row)
+
+    async def handle(self, message: object) -> object:
+        if isinstance(message, Dispatch):
+            if message.command_id not in self._outstanding:
+                row = await get_command(self._db, message.command_id)
+                if row is not None and row.status == "pending":
+                    await self._start(row)
+        elif isinstance(message, CommandAckReceived):
+            await self._on_ack(message)
+        elif isinstance(message, _Published):
+            await self._on_published(message)
+        elif isinstance(message, _Deadline):
+            await self._on_deadline(message)
+        elif isinstance(message, GetOutstanding):
+            return {command_id: status for command_id, (status, _) in self._outstanding.items()}
+        else:
+            raise TypeError(f"CommandDispatcher: unexpected message {message!r}")
+        return None
+
+    # ------------------------------------------------------------------ sending
+
+    async def _start(self, row: CommandRow) -> None:
+        now = self._clock()
+        remaining = row.expires_at.timestamp() - now
+        if remaining <= 0:
+            await self._finish(row.command_id, ("pending",), "expired", "expired before the broker accepted it")
+            return
+        records = await load_devices(self._db, [row.device_id])
+        if not records or records[0].revoked:
+            await self._finish(row.command_id, ("pending",), "failed", "device revoked")
+            return
+        device = records[0]
+        command = Command(
+            v=1, id=row.command_id.bytes, device=row.device_id, name=row.name, hub_ts=int(now * 1000),
+            expires_ts=int(row.expires_at.timestamp() * 1000), args=row.args,
+        )
+        try:
+            if device.alg == "ed25519":
+                payload = encode_command(command, "ed25519", self._hub_seed)
+            else:
+                payload = encode_command(command, "hmac-sha256", device.key)
+        except WireError as exc:  # oversize args
+            await self._finish(row.command_id, ("pending",), "failed", f"cannot encode: {exc}")
+            return
+        self._arm(row)
+        # Whole seconds, rounded up: the broker must not drop it before expires_at.
+        expiry_s = max(1, int(-(-remaining // 1)))
+        self.nursery.start_soon(self._publish, row.command_id, self._topics.downlink(row.device_id), payload, expiry_s)
+
+    async def _publish(self, command_id: uuid.UUID, topic: str, payload: bytes, expiry_s: int) -> None:
+        try:
+            await self._client.publish(topic, payload, qos=1, message_expiry_s=expiry_s, wait_for_ack=True)
+        except MqttError as exc:
+            await self.ref.tell(_Published(command_id, str(exc)))
+        else:
+            await self.ref.tell(_Published(command_id, None))
+
+    async def _on_published(self, message: _Published) -> None:
+        at = self._clock()
+        if message.error is not None:
+            await self._finish(message.command_id, ("pending",), "failed", message.error)
+            return
+        row = await transition(self._db, message.command_id, from_statuses=("pending",), to_status="sent",
+                               at=_utc(at), sent=True)
+        if row is None:
+            return  # already answered (an ack overtook the PUBACK), expired or revoked
+        self._cancel(row.command_id)
+        self._arm(row)
+        self._live(row)
+
+    # ------------------------------------------------------------------ answers and deadlines
+
+    async def _on_ack(self, item: CommandAckReceived) -> None:
+        event, message = item.event, item.message
+        ack = event.body
+        command_id = uuid.UUID(bytes=ack.command_id)
+        status = ACK_STATUS[ack.status]
+        row = await transition(
+            self._db, command_id, from_statuses=_ACKABLE, to_status=status,
+            at=utc_from_s(message.received_at), acked=True, device_id=event.device,
+            detail=ack.detail or f"device answered {ack.status}",
+        )
+        if row is not None:
+            self._cancel(command_id)
+            self._live(row)
+            await deliver(self._writer, accept(event, message))
+            return
+        existing = await get_command(self._db, command_id)
+        if existing is None or existing.device_id != event.device:
+            await deliver(self._writer, reject(message, "unknown_command", str(command_id), event=event))
+            return
+        # A redelivered ack, or one for a command already closed (revoked device, expired
+        # unsent): keep it in the ledger, change nothing.
+        await deliver(self._writer, accept(event, message))
+
+    async def _on_deadline(self, message: _Deadline) -> None:
+        tracked = self._outstanding.get(message.command_id)
+        if tracked is None or tracked[0] != message.status:
+            return
+        del self._outstanding[message.command_id]
+        if message.status == "pending":
+            await self._finish(message.command_id, ("pending",), "expired",
+                               "not accepted by the broker before it expired")
+        else:
+            row = await get_command(self._db, message.command_id)
+            timeout = row.ack_timeout_s if row is not None else 0
+            await self._finish(message.command_id, ("sent",), "timed_out",
+                               f"no acknowledgement within {timeout} s of sending")
+
+    async def _finish(self, command_id: uuid.UUID, from_statuses: tuple[str, ...], status: str, detail: str) -> None:
+        self._cancel(command_id)
+        row = await transition(self._db, command_id, from_statuses=from_statuses, to_status=status,
+                               at=_utc(self._clock()), detail=detail)
+        if row is not None:
+            log.info("command %s to %s: %s (%s)", command_id, row.device_id, status, detail)
+            self._live(row)
+
+    # ------------------------------------------------------------------ timers and live updates
+
+    def _arm(self, row: CommandRow) -> None:
+        """One timer per outstanding command, for the deadline of its current status."""
+        deadline = row.expires_at if row.status == "pending" else row.ack_deadline
+        assert deadline is not None
+        self._cancel(row.command_id)
+        timer = self.send_after(deadline.timestamp() - self._clock(), _Deadline(row.command_id, row.status))
+        self._outstanding[row.command_id] = (row.status, timer)
+
+    def _cancel(self, command_id: uuid.UUID) -> None:
+        tracked = self._outstanding.pop(command_id, None)
+        if tracked is not None:
+            tracked[1].cancel()
+
+    def _live(self, row: CommandRow) -> None:
+        self._bus.publish(DEVICES_TOPIC, {"type": "command", **command_json(row)})

@@ -1,0 +1,616 @@
+"""The academic model in PostgreSQL: terms, holidays, rooms, courses, sections,
+faculty assignments, enrolments (with the all-or-nothing CSV import),
+weekly timetable slots and per-course rules. Writes that change which
+sessions a term should have (term dates, holidays, slots) live in
+:mod:`hub.db.timetable`, which regenerates in the same transaction.
+
+Concurrency contract: every function is one ``db.run`` (one connection, one
+trio ↔ asyncio hop) and may be called from any trio task; writes run in one
+transaction, so cancelling the caller rolls them back. Refusals are raised
+as :class:`AcademicError` subclasses carrying an HTTP-like status, a stable
+code, a message and the offending field; the web layer turns them into its
+JSON errors. Results are plain dicts of JSON-ready values (times of day as
+``"HH:MM"``), never asyncpg records.
+"""
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import date, datetime, time
+from decimal import Decimal
+from typing import Any, Sequence
+
+import asyncpg
+
+from hub.domain.enrolment_import import EnrolmentRow, RowError, one_section_per_course
+
+from ._pool import Database
+
+ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+ROOM_TYPES = ("lecture_hall", "lab", "seminar_room", "tutorial_room", "auditorium", "other")
+SLOT_KINDS = ("lecture", "lab", "tutorial")
+ASSIGNMENT_ROLES = ("instructor", "assistant")
+
+RULE_DEFAULTS: dict[str, Any] = {
+    "grace_minutes": 10, "late_cutoff_minutes": 30, "opens_minutes_before": 15,
+    "late_weight": 0.8, "warning_pct": 75.0, "eligible_pct": 75.0, "condonable_pct": 65.0,
+}
+
+
+# --- errors --------------------------------------------------------------------
+
+class AcademicError(Exception):
+    status = 400
+    code = "invalid_request"
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+class Invalid(AcademicError):
+    pass
+
+
+class NotFound(AcademicError):
+    status = 404
+    code = "not_found"
+
+
+class Conflict(AcademicError):
+    status = 409
+    code = "conflict"
+
+
+class ImportRejected(AcademicError):
+    """The import was refused as a whole; ``errors`` lists every bad row."""
+
+    status = 422
+    code = "import_rejected"
+
+    def __init__(self, errors: Sequence[RowError]) -> None:
+        super().__init__(f"{len(errors)} problem(s) in the file; nothing was imported.", "csv")
+        self.errors = list(errors)
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def hhmm(value: time) -> str:
+    return value.strftime("%H:%M")
+
+
+def plain_row(row: asyncpg.Record) -> dict[str, Any]:
+    """A record as JSON-ready values (times of day as ``"HH:MM"``, decimals as floats)."""
+    out = {}
+    for key, value in row.items():
+        if isinstance(value, time):
+            value = hhmm(value)
+        elif isinstance(value, Decimal):
+            value = float(value)
+        out[key] = value
+    return out
+
+
+def _page(total: int, rows: list[asyncpg.Record], limit: int, offset: int) -> dict[str, Any]:
+    return {"items": [plain_row(r) for r in rows], "total": total, "limit": limit, "offset": offset}
+
+
+async def _paged(conn: asyncpg.Connection, select: str, where: str, order: str, args: list,
+                 limit: int, offset: int) -> dict[str, Any]:
+    total = await conn.fetchval(f"SELECT count(*) FROM ({select} {where}) AS q", *args)
+    n = len(args)
+    rows = await conn.fetch(f"{select} {where} ORDER BY {order} LIMIT ${n + 1} OFFSET ${n + 2}",
+                            *args, limit, offset)
+    return _page(total, rows, limit, offset)
+
+
+# --- access --------------------------------------------------------------------
+
+_MANAGES = (
+    "EXISTS (SELECT 1 FROM courses mc WHERE mc.id = {course} AND mc.faculty_id = {user})"
+    " OR EXISTS (SELECT 1 FROM faculty_assignments mfa WHERE mfa.course_id = {course} AND mfa.faculty_id = {user})"
+)
+
+
+def manages_sql(course: str, user: str) -> str:
+    """SQL condition: ``user`` (coordinator or assigned faculty) may manage ``course``."""
+    return "(" + _MANAGES.format(course=course, user=user) + ")"
+
+
+async def may_manage_course(db: Database, user_id: str, course_id: str) -> bool:
+    return await db.fetchval("SELECT " + manages_sql("$1", "$2"), course_id, user_id)
+
+
+# --- terms and holidays --------------------------------------------------------
+
+TERM_SELECT = "SELECT id, name, starts_on, ends_on, timezone FROM terms"
+
+
+async def list_terms(db: Database, limit: int, offset: int) -> dict[str, Any]:
+    return await db.run(lambda conn: _paged(conn, TERM_SELECT, "", "starts_on DESC, id", [], limit, offset))
+
+
+async def get_term(db: Database, term_id: str) -> dict[str, Any]:
+    row = await db.fetchrow(TERM_SELECT + " WHERE id = $1", term_id)
+    if row is None:
+        raise NotFound("No such term.", "term_id")
+    return plain_row(row)
+
+
+async def create_term(db: Database, term_id: str, name: str, starts_on: date, ends_on: date,
+                      tz: str) -> dict[str, Any]:
+    """Create a term (409 if the id exists). Changes to a term regenerate its sessions:
+    :func:`hub.db.timetable.update_term`."""
+    check_range(starts_on, ends_on)
+    row = await db.fetchrow(
+        "INSERT INTO terms (id, name, starts_on, ends_on, timezone) VALUES ($1, $2, $3, $4, $5)"
+        " ON CONFLICT (id) DO NOTHING RETURNING id, name, starts_on, ends_on, timezone",
+        term_id, name, starts_on, ends_on, tz)
+    if row is None:
+        raise Conflict(f"A term with id {term_id!r} exists.", "id")
+    return plain_row(row)
+
+
+def check_range(starts_on: date, ends_on: date) -> None:
+    if ends_on < starts_on:
+        raise Invalid("'ends_on' must not be before 'starts_on'.", "ends_on")
+
+
+async def list_holidays(db: Database, limit: int, offset: int, *, year: int | None = None) -> dict[str, Any]:
+    """Holidays; adding, changing or deleting one regenerates sessions (hub/db/timetable.py)."""
+    where, args = "", []
+    if year is not None:
+        where, args = "WHERE starts_on <= make_date($1, 12, 31) AND ends_on >= make_date($1, 1, 1)", [year]
+    return await db.run(lambda conn: _paged(
+        conn, "SELECT id, name, starts_on, ends_on FROM holidays", where, "starts_on, id", args, limit, offset))
+
+
+# --- rooms ---------------------------------------------------------------------
+
+_ROOM = "SELECT id, name, building, room_type, capacity FROM rooms"
+
+
+async def list_rooms(db: Database, limit: int, offset: int) -> dict[str, Any]:
+    return await db.run(lambda conn: _paged(conn, _ROOM, "", "building, name, id", [], limit, offset))
+
+
+async def save_room(db: Database, room_id: str, name: str, building: str, room_type: str, capacity: int | None,
+                    *, create: bool) -> dict[str, Any]:
+    if create:
+        row = await db.fetchrow(
+            "INSERT INTO rooms (id, name, building, room_type, capacity) VALUES ($1, $2, $3, $4, $5)"
+            " ON CONFLICT (id) DO NOTHING RETURNING id, name, building, room_type, capacity",
+            room_id, name, building, room_type, capacity)
+        if row is None:
+            raise Conflict(f"A room with id {room_id!r} exists.", "id")
+    else:
+        row = await db.fetchrow(
+            "UPDATE rooms SET name = $2, building = $3, room_type = $4, capacity = $5 WHERE id = $1"
+            " RETURNING id, name, building, room_type, capacity", room_id, name, building, room_type, capacity)
+        if row is None:
+            raise NotFound("No such room.", "room_id")
+    return plain_row(row)
+
+
+# --- courses -------------------------------------------------------------------
+
+_COURSE = (
+    "SELECT c.id, c.code, c.title, c.faculty_id, u.display_name AS faculty_name,"
+    " (SELECT count(*) FROM enrolments e WHERE e.course_id = c.id) AS enrolled"
+    " FROM courses c JOIN users u ON u.id = c.faculty_id"
+)
+
+
+async def list_courses(db: Database, limit: int, offset: int, *, faculty_id: str | None = None) -> dict[str, Any]:
+    """All courses, or (``faculty_id``) those the faculty coordinates or is assigned to."""
+    where, args = "", []
+    if faculty_id is not None:
+        where, args = "WHERE " + manages_sql("c.id", "$1"), [faculty_id]
+    return await db.run(lambda conn: _paged(conn, _COURSE, where, "c.code, c.id", args, limit, offset))
+
+
+async def get_course(db: Database, course_id: str) -> dict[str, Any]:
+    row = await db.fetchrow(_COURSE + " WHERE c.id = $1", course_id)
+    if row is None:
+        raise NotFound("No such course.", "course_id")
+    return plain_row(row)
+
+
+async def save_course(db: Database, course_id: str, code: str, title: str, faculty_id: str,
+                      *, create: bool) -> dict[str, Any]:
+    """Create or update a course; its coordinator is also recorded as an assigned instructor."""
+
+    async def work(conn: asyncpg.Connection) -> dict[str, Any]:
+        role = await conn.fetchval("SELECT role FROM users WHERE id = $1", faculty_id)
+        if role != "faculty":
+            raise Invalid("'faculty_id' must be the id of a faculty user.", "faculty_id")
+        clash = await conn.fetchval("SELECT id FROM courses WHERE code = $1 AND id <> $2", code, course_id)
+        if clash is not None:
+            raise Conflict(f"Course code {code!r} is taken by {clash!r}.", "code")
+        if create:
+            done = await conn.fetchval(
+                "INSERT INTO courses (id, code, title, faculty_id) VALUES ($1, $2, $3, $4)"
+                " ON CONFLICT (id) DO NOTHING RETURNING id", course_id, code, title, faculty_id)
+            if done is None:
+                raise Conflict(f"A course with id {course_id!r} exists.", "id")
+        else:
+            done = await conn.fetchval(
+                "UPDATE courses SET code = $2, title = $3, faculty_id = $4 WHERE id = $1 RETURNING id",
+                course_id, code, title, faculty_id)
+            if done is None:
+                raise NotFound("No such course.", "course_id")
+        await conn.execute(
+            "INSERT INTO faculty_assignments (course_id, faculty_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            course_id, faculty_id)
+        return plain_row(await conn.fetchrow(_COURSE + " WHERE c.id = $1", course_id))
+
+    return await db.run(work, transaction=True)
+
+
+# --- sections ------------------------------------------------------------------
+
+_SECTION = (
+    "SELECT s.id, s.course_id, c.code AS course_code, s.term_id, s.name, s.capacity,"
+    " (SELECT count(*) FROM enrolments e WHERE e.section_id = s.id) AS enrolled"
+    " FROM sections s JOIN courses c ON c.id = s.course_id"
+)
+
+
+async def list_sections(db: Database, limit: int, offset: int, *, term_id: str | None = None,
+                        course_id: str | None = None, faculty_id: str | None = None) -> dict[str, Any]:
+    where = ("WHERE ($1::text IS NULL OR s.term_id = $1) AND ($2::text IS NULL OR s.course_id = $2)"
+             " AND ($3::text IS NULL OR " + manages_sql("s.course_id", "$3") + ")")
+    return await db.run(lambda conn: _paged(
+        conn, _SECTION, where, "c.code, s.name, s.id", [term_id, course_id, faculty_id], limit, offset))
+
+
+async def create_section(db: Database, section_id: str, course_id: str, term_id: str, name: str,
+                         capacity: int | None) -> dict[str, Any]:
+    async def work(conn: asyncpg.Connection) -> dict[str, Any]:
+        if not await conn.fetchval("SELECT EXISTS (SELECT 1 FROM courses WHERE id = $1)", course_id):
+            raise NotFound("No such course.", "course_id")
+        if not await conn.fetchval("SELECT EXISTS (SELECT 1 FROM terms WHERE id = $1)", term_id):
+            raise NotFound("No such term.", "term_id")
+        try:
+            async with conn.transaction():
+                await conn.execute(
+                    "INSERT INTO sections (id, course_id, term_id, name, capacity) VALUES ($1, $2, $3, $4, $5)",
+                    section_id, course_id, term_id, name, capacity)
+        except asyncpg.UniqueViolationError:
+            raise Conflict("A section with this id, or this name for the course and term, exists.", "name") from None
+        return plain_row(await conn.fetchrow(_SECTION + " WHERE s.id = $1", section_id))
+
+    return await db.run(work, transaction=True)
+
+
+async def update_section(db: Database, section_id: str, changes: dict[str, Any]) -> dict[str, Any]:
+    """Change a section's ``name`` and/or ``capacity`` (``None`` clears it); 409 if the name is taken.
+
+    Its course and term are fixed (sessions, slots and enrolments hang on
+    them): create another section instead. Nothing about sessions changes.
+    """
+
+    async def work(conn: asyncpg.Connection) -> dict[str, Any]:
+        row = await conn.fetchrow("SELECT name, capacity FROM sections WHERE id = $1 FOR UPDATE", section_id)
+        if row is None:
+            raise NotFound("No such section.", "section_id")
+        merged = {**dict(row), **changes}
+        try:
+            async with conn.transaction():
+                await conn.execute("UPDATE sections SET name = $2, capacity = $3 WHERE id = $1",
+                                   section_id, merged["name"], merged["capacity"])
+        except asyncpg.UniqueViolationError:
+            raise Conflict("The course already has a section of this name in the term.", "name") from None
+        return plain_row(await conn.fetchrow(_SECTION + " WHERE s.id = $1", section_id))
+
+    return await db.run(work, transaction=True)
+
+
+# --- faculty assignments ---------------------------------------------------------
+
+_ASSIGNMENT = (
+    "SELECT fa.id, fa.course_id, c.code AS course_code, fa.faculty_id, u.display_name AS faculty_name,"
+    " fa.section_id, fa.role, fa.assigned_at"
+    " FROM faculty_assignments fa JOIN courses c ON c.id = fa.course_id JOIN users u ON u.id = fa.faculty_id"
+)
+
+
+async def list_assignments(db: Database, limit: int, offset: int, *, course_id: str | None = None,
+                           faculty_id: str | None = None) -> dict[str, Any]:
+    where = "WHERE ($1::text IS NULL OR fa.course_id = $1) AND ($2::text IS NULL OR fa.faculty_id = $2)"
+    return await db.run(lambda conn: _paged(
+        conn, _ASSIGNMENT, where, "c.code, u.display_name, fa.id", [course_id, faculty_id], limit, offset))
+
+
+async def add_assignment(db: Database, course_id: str, faculty_id: str, section_id: str | None,
+                         role: str) -> dict[str, Any]:
+    async def work(conn: asyncpg.Connection) -> dict[str, Any]:
+        if not await conn.fetchval("SELECT EXISTS (SELECT 1 FROM courses WHERE id = $1)", course_id):
+            raise NotFound("No such course.", "course_id")
+        if await conn.fetchval("SELECT role FROM users WHERE id = $1", faculty_id) != "faculty":
+            raise Invalid("'faculty_id' must be the id of a faculty user.", "faculty_id")
+        if section_id is not None and await conn.fetchval(
+                "SELECT course_id FROM sections WHERE id = $1", section_id) != course_id:
+            raise Invalid("'section_id' must be a section of this course.", "section_id")
+        new = await conn.fetchval(
+            "INSERT INTO faculty_assignments (course_id, faculty_id, section_id, role) VALUES ($1, $2, $3, $4)"
+            " ON CONFLICT DO NOTHING RETURNING id", course_id, faculty_id, section_id, role)
+        if new is None:
+            raise Conflict("This faculty member is already assigned here.", "faculty_id")
+        return plain_row(await conn.fetchrow(_ASSIGNMENT + " WHERE fa.id = $1", new))
+
+    return await db.run(work, transaction=True)
+
+
+async def remove_assignment(db: Database, assignment_id: int) -> dict[str, Any]:
+    async def work(conn: asyncpg.Connection) -> dict[str, Any]:
+        row = await conn.fetchrow(_ASSIGNMENT + " WHERE fa.id = $1", assignment_id)
+        if row is None:
+            raise NotFound("No such assignment.", "assignment_id")
+        if await conn.fetchval(
+                "SELECT faculty_id FROM courses WHERE id = $1", row["course_id"]) == row["faculty_id"] \
+                and row["section_id"] is None:
+            raise Conflict("This is the course's coordinator; change the course's faculty_id instead.")
+        await conn.execute("DELETE FROM faculty_assignments WHERE id = $1", assignment_id)
+        return plain_row(row)
+
+    return await db.run(work, transaction=True)
+
+
+# --- enrolments ----------------------------------------------------------------
+
+_ENROLMENT = (
+    "SELECT e.course_id, c.code AS course_code, e.section_id, s.name AS section_name,"
+    " e.student_id, st.roll_number, u.display_name AS student_name"
+    " FROM enrolments e JOIN courses c ON c.id = e.course_id JOIN students st ON st.id = e.student_id"
+    " JOIN users u ON u.id = e.student_id LEFT JOIN sections s ON s.id = e.section_id"
+)
+
+
+async def list_enrolments(db: Database, limit: int, offset: int, *, course_id: str | None = None,
+                          section_id: str | None = None, student_id: str | None = None,
+                          faculty_id: str | None = None) -> dict[str, Any]:
+    where = ("WHERE ($1::text IS NULL OR e.course_id = $1) AND ($2::text IS NULL OR e.section_id = $2)"
+             " AND ($3::text IS NULL OR e.student_id = $3) AND ($4::text IS NULL OR "
+             + manages_sql("e.course_id", "$4") + ")")
+    return await db.run(lambda conn: _paged(
+        conn, _ENROLMENT, where, "c.code, u.display_name, e.student_id",
+        [course_id, section_id, student_id, faculty_id], limit, offset))
+
+
+@dataclass(frozen=True)
+class ImportSummary:
+    rows: int
+    created: int
+    moved: int
+    unchanged: int
+    dry_run: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"rows": self.rows, "created": self.created, "moved": self.moved,
+                "unchanged": self.unchanged, "dry_run": self.dry_run}
+
+
+async def import_enrolments(db: Database, rows: Sequence[EnrolmentRow], *, term_id: str | None,
+                            dry_run: bool) -> ImportSummary:
+    """Resolve every parsed row and enrol them all in one transaction, or none.
+
+    Students are found by id or roll number; sections by id or by
+    ``(course_code, section name)`` within ``term_id``. Every row that names
+    an unknown student or section, or puts a student in two sections of one
+    course, is collected; if there is any, :class:`ImportRejected` is raised
+    and nothing is written. An existing enrolment in another section of the
+    same course is moved to the new section. ``dry_run`` validates only.
+    Courses' live session actors read enrolments when they start, so rows
+    imported here reach a session that opens afterwards.
+    """
+
+    async def work(conn: asyncpg.Connection) -> ImportSummary:
+        needs_term = any(r.section_id is None for r in rows)
+        if needs_term:
+            if term_id is None:
+                raise Invalid("'term_id' is required when the file names sections by course_code and section.",
+                              "term_id")
+            if not await conn.fetchval("SELECT EXISTS (SELECT 1 FROM terms WHERE id = $1)", term_id):
+                raise NotFound("No such term.", "term_id")
+        by_id = {r["id"] for r in await conn.fetch(
+            "SELECT id FROM students WHERE id = ANY($1::text[])", [r.student_id for r in rows if r.student_id])}
+        by_roll = {r["roll_number"]: r["id"] for r in await conn.fetch(
+            "SELECT id, roll_number FROM students WHERE roll_number = ANY($1::text[])",
+            [r.roll_number for r in rows if r.roll_number])}
+        sections = {r["id"]: (r["id"], r["course_id"]) for r in await conn.fetch(
+            "SELECT id, course_id FROM sections WHERE id = ANY($1::text[])",
+            [r.section_id for r in rows if r.section_id])}
+        named = {(r["code"], r["name"]): (r["id"], r["course_id"]) for r in await conn.fetch(
+            "SELECT s.id, s.course_id, s.name, c.code FROM sections s JOIN courses c ON c.id = s.course_id"
+            " WHERE s.term_id = $1", term_id)} if needs_term else {}
+        codes = {r["code"] for r in await conn.fetch(
+            "SELECT code FROM courses WHERE code = ANY($1::text[])", [r.course_code for r in rows if r.course_code])}
+        errors: list[RowError] = []
+        resolved: list[tuple[int, str, str, str]] = []
+        for row in rows:
+            student = None
+            if row.student_id is not None:
+                if row.student_id in by_id:
+                    student = row.student_id
+                else:
+                    errors.append(RowError(row.line, "student_id", f"no student with id {row.student_id!r}"))
+            if row.roll_number is not None:
+                by_number = by_roll.get(row.roll_number)
+                if by_number is None:
+                    errors.append(RowError(row.line, "roll_number", f"no student with roll number {row.roll_number!r}"))
+                    student = None
+                elif row.student_id is None:
+                    student = by_number
+                elif student is not None and by_number != student:
+                    errors.append(RowError(row.line, "roll_number",
+                                           f"roll number {row.roll_number!r} belongs to another student"))
+                    student = None
+            if row.section_id is not None:
+                section = sections.get(row.section_id)
+                if section is None:
+                    errors.append(RowError(row.line, "section_id", f"no section with id {row.section_id!r}"))
+            else:
+                section = named.get((row.course_code, row.section_name))
+                if section is None:
+                    if row.course_code not in codes:
+                        errors.append(RowError(row.line, "course_code", f"no course with code {row.course_code!r}"))
+                    else:
+                        errors.append(RowError(row.line, "section",
+                                               f"course {row.course_code} has no section {row.section_name!r}"
+                                               f" in term {term_id}"))
+            if student is not None and section is not None:
+                resolved.append((row.line, student, section[1], section[0]))
+        errors += one_section_per_course(resolved)
+        if errors:
+            raise ImportRejected(sorted(errors, key=lambda e: (e.line, e.field or "")))
+        current = {(r["course_id"], r["student_id"]): r["section_id"] for r in await conn.fetch(
+            "SELECT course_id, student_id, section_id FROM enrolments"
+            " WHERE (course_id, student_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))",
+            [r[2] for r in resolved], [r[1] for r in resolved])}
+        created = moved = unchanged = 0
+        for _, student, course, section in resolved:
+            if (course, student) not in current:
+                created += 1
+            elif current[(course, student)] == section:
+                unchanged += 1
+            else:
+                moved += 1
+        if not dry_run:
+            await conn.execute(
+                "INSERT INTO enrolments (course_id, student_id, section_id)"
+                " SELECT * FROM unnest($1::text[], $2::text[], $3::text[])"
+                " ON CONFLICT (course_id, student_id) DO UPDATE SET section_id = excluded.section_id"
+                " WHERE enrolments.section_id IS DISTINCT FROM excluded.section_id",
+                [r[2] for r in resolved], [r[1] for r in resolved], [r[3] for r in resolved])
+        return ImportSummary(len(resolved), created, moved, unchanged, dry_run)
+
+    return await db.run(work, transaction=True)
+
+
+# --- timetable slots -----------------------------------------------------------
+
+_SLOT = (
+    "SELECT t.id, t.section_id, s.course_id, c.code AS course_code, s.name AS section_name, s.term_id,"
+    " t.room_id, r.name AS room_name, t.weekday, t.starts_time, t.ends_time, t.valid_from, t.valid_until, t.kind"
+    " FROM timetable_slots t JOIN sections s ON s.id = t.section_id JOIN courses c ON c.id = s.course_id"
+    " JOIN rooms r ON r.id = t.room_id"
+)
+
+
+async def list_slots(db: Database, limit: int, offset: int, *, term_id: str | None = None,
+                     section_id: str | None = None, room_id: str | None = None,
+                     faculty_id: str | None = None) -> dict[str, Any]:
+    where = ("WHERE ($1::text IS NULL OR s.term_id = $1) AND ($2::text IS NULL OR t.section_id = $2)"
+             " AND ($3::text IS NULL OR t.room_id = $3) AND ($4::text IS NULL OR "
+             + manages_sql("s.course_id", "$4") + ")")
+    return await db.run(lambda conn: _paged(
+        conn, _SLOT, where, "t.weekday, t.starts_time, c.code, t.id",
+        [term_id, section_id, room_id, faculty_id], limit, offset))
+
+
+@dataclass(frozen=True)
+class SlotFields:
+    """What a weekly slot says (its section is fixed once created)."""
+
+    room_id: str
+    weekday: int
+    starts_time: time
+    ends_time: time
+    valid_from: date | None = None
+    valid_until: date | None = None
+    kind: str = "lecture"
+
+    def check(self) -> None:
+        if self.ends_time <= self.starts_time:
+            raise Invalid("'ends_time' must be after 'starts_time'.", "ends_time")
+        if self.valid_from and self.valid_until and self.valid_until < self.valid_from:
+            raise Invalid("'valid_until' must not be before 'valid_from'.", "valid_until")
+
+
+SLOT_COLUMNS = ("room_id", "weekday", "starts_time", "ends_time", "valid_from", "valid_until", "kind")
+
+
+async def check_slot(conn: asyncpg.Connection, term_id: str, section_id: str, slot: SlotFields,
+                     *, exclude: str | None = None) -> None:
+    """In the caller's transaction (holding the term's timetable lock): 404 for an unknown room,
+    409 if ``slot`` overlaps another slot (not ``exclude``) of the room or the section in the term."""
+    slot.check()
+    if not await conn.fetchval("SELECT EXISTS (SELECT 1 FROM rooms WHERE id = $1)", slot.room_id):
+        raise NotFound("No such room.", "room_id")
+    clash = await conn.fetchrow(
+        "SELECT t.id, t.room_id = $2 AS same_room FROM timetable_slots t JOIN sections s ON s.id = t.section_id"
+        " WHERE s.term_id = $1 AND (t.room_id = $2 OR t.section_id = $3) AND t.weekday = $4"
+        " AND t.starts_time < $6 AND t.ends_time > $5"
+        " AND coalesce(t.valid_from, '-infinity'::date) <= coalesce($8::date, 'infinity'::date)"
+        " AND coalesce(t.valid_until, 'infinity'::date) >= coalesce($7::date, '-infinity'::date)"
+        " AND ($9::text IS NULL OR t.id <> $9) LIMIT 1",
+        term_id, slot.room_id, section_id, slot.weekday, slot.starts_time, slot.ends_time, slot.valid_from,
+        slot.valid_until, exclude)
+    if clash is not None:
+        what = "the room" if clash["same_room"] else "the section"
+        raise Conflict(f"Overlaps slot {clash['id']} of {what} at that time.",
+                       "room_id" if clash["same_room"] else "section_id")
+
+
+async def slot_row(conn: asyncpg.Connection, slot_id: str) -> dict[str, Any]:
+    return plain_row(await conn.fetchrow(_SLOT + " WHERE t.id = $1", slot_id))
+
+
+async def get_slot(db: Database, slot_id: str) -> dict[str, Any]:
+    row = await db.fetchrow(_SLOT + " WHERE t.id = $1", slot_id)
+    if row is None:
+        raise NotFound("No such timetable slot.", "slot_id")
+    return plain_row(row)
+
+
+# --- course rules --------------------------------------------------------------
+
+async def get_rules(db: Database, course_id: str) -> dict[str, Any]:
+    """The course's rules, or the defaults (``customised`` false) when it has none."""
+    async def work(conn: asyncpg.Connection) -> dict[str, Any]:
+        if not await conn.fetchval("SELECT EXISTS (SELECT 1 FROM courses WHERE id = $1)", course_id):
+            raise NotFound("No such course.", "course_id")
+        row = await conn.fetchrow("SELECT * FROM course_rules WHERE course_id = $1", course_id)
+        return _rules_json(course_id, row)
+
+    return await db.run(work)
+
+
+def _rules_json(course_id: str, row: asyncpg.Record | None) -> dict[str, Any]:
+    if row is None:
+        return {"course_id": course_id, **RULE_DEFAULTS, "customised": False, "updated_at": None, "updated_by": None}
+    out = plain_row(row)
+    return {"course_id": course_id, **{k: out[k] for k in RULE_DEFAULTS}, "customised": True,
+            "updated_at": out["updated_at"], "updated_by": out["updated_by"]}
+
+
+async def put_rules(db: Database, course_id: str, values: dict[str, Any], *, actor: str,
+                    now: datetime) -> dict[str, Any]:
+    """Replace the course's rules (missing fields take the defaults). Existing sessions keep theirs."""
+    merged = {**RULE_DEFAULTS, **values}
+    if merged["condonable_pct"] > merged["eligible_pct"]:
+        raise Invalid("'condonable_pct' must not exceed 'eligible_pct'.", "condonable_pct")
+    if merged["late_cutoff_minutes"] < merged["grace_minutes"]:
+        raise Invalid("'late_cutoff_minutes' must not be less than 'grace_minutes'.", "late_cutoff_minutes")
+
+    async def work(conn: asyncpg.Connection) -> dict[str, Any]:
+        if not await conn.fetchval("SELECT EXISTS (SELECT 1 FROM courses WHERE id = $1)", course_id):
+            raise NotFound("No such course.", "course_id")
+        columns = list(RULE_DEFAULTS)
+        row = await conn.fetchrow(
+            f"INSERT INTO course_rules (course_id, {', '.join(columns)}, updated_at, updated_by)"
+            f" VALUES ($1, {', '.join(f'${i + 2}' for i in range(len(columns)))}, ${len(columns) + 2},"
+            f" ${len(columns) + 3})"
+            f" ON CONFLICT (course_id) DO UPDATE SET"
+            f" {', '.join(f'{c} = excluded.{c}' for c in columns)}, updated_at = excluded.updated_at,"
+            f" updated_by = excluded.updated_by RETURNING *",
+            course_id, *(Decimal(str(merged[c])) if isinstance(merged[c], float) else merged[c] for c in columns),
+            now, actor)
+        return _rules_json(course_id, row)
+
+    return await db.run(work, transaction=True)

@@ -1,0 +1,212 @@
+"""Check-in tables (migration 0003): proxy-attendance flags, display check-ins, display secrets.
+
+Concurrency contract: every ``async`` function here is one round trip on the
+shared :class:`~hub.db.Database` (or runs on the caller's connection, inside
+the caller's transaction, when it takes ``conn``) and may be called from any
+trio task. Cancellation rolls back whatever it was writing.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Sequence
+
+import asyncpg
+
+from hub.records import CheckinFlagRow, DisplayCheckinRow
+
+from ._pool import Database
+from .attendance import AppliedChange, AttendanceChange, apply_attendance_changes
+
+FLAG_STATES = ("open", "accepted", "rejected")
+
+
+# --- the writer's batch -------------------------------------------------------------
+
+async def write_checkin_effects(conn: asyncpg.Connection, by_type: dict[type, list]) -> None:
+    """Insert the batch's flags and display check-ins (called inside the writer's transaction)."""
+    if flags := by_type.get(CheckinFlagRow):
+        await conn.executemany(
+            "INSERT INTO checkin_flags (session_id, student_id, kind, detail, evidence, source, event_id, raised_at)"
+            " VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8)",
+            [(f.session_id, f.student_id, f.kind, f.detail[:1000], json.dumps(f.evidence), f.source, f.event_id,
+              f.raised_at) for f in flags],
+        )
+    if uses := by_type.get(DisplayCheckinRow):
+        await conn.executemany(
+            "INSERT INTO display_checkins (session_id, student_id, scanned_at, code_window, device_hash, nonce,"
+            " user_agent, outcome) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            [(u.session_id, u.student_id, u.scanned_at, u.code_window, u.device_hash, u.nonce, u.user_agent[:300],
+              u.outcome) for u in uses],
+        )
+
+
+# --- clock skew -----------------------------------------------------------------------
+
+async def device_clock_offset(db: Database, device_id: str, received_since: datetime) -> timedelta | None:
+    """Hub receive time minus device time, the smallest over the device's heartbeats received since
+    ``received_since`` that were made with an empty outbox; ``None`` if there are none.
+
+    A heartbeat made while nothing was queued went out at once, so its
+    difference is transit time plus clock offset; buffering only ever makes
+    the difference larger, so the smallest is the best estimate of how far
+    the device's clock is behind the hub's.
+    """
+    return await db.fetchval(
+        "SELECT min(received_at - device_ts) FROM events WHERE device_id = $1 AND received_at >= $2"
+        " AND kind = 'heartbeat' AND (body->>'outbox_depth')::bigint = 0",
+        device_id, received_since,
+    )
+
+
+# --- display mode ------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class DisplaySession:
+    session_id: str
+    course_id: str
+    course_code: str
+    course_title: str
+    faculty_id: str
+    room_name: str
+    starts_at: datetime
+    ends_at: datetime
+    opens_at: datetime
+    status: str
+    secret: bytes
+
+    def takes_checkins(self, now: datetime) -> bool:
+        """Open for display check-ins: inside the window and neither closed nor cancelled."""
+        return self.status in ("scheduled", "open") and self.opens_at <= now <= self.ends_at
+
+
+async def display_session(db: Database, session_id: str) -> DisplaySession | None:
+    row = await db.fetchrow(
+        "SELECT cs.id AS session_id, cs.course_id, c.code AS course_code, c.title AS course_title, c.faculty_id,"
+        " r.name AS room_name, cs.starts_at, cs.ends_at,"
+        " cs.starts_at - make_interval(mins => cs.opens_minutes_before) AS opens_at, cs.status,"
+        " cs.display_secret AS secret"
+        " FROM class_sessions cs JOIN courses c ON c.id = cs.course_id JOIN rooms r ON r.id = cs.room_id"
+        " WHERE cs.id = $1",
+        session_id,
+    )
+    if row is None:
+        return None
+    values = dict(row)
+    values["secret"] = bytes(values["secret"])
+    return DisplaySession(**values)
+
+
+# --- flags -------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class FlagRecord:
+    id: int
+    session_id: str
+    student_id: str
+    student_name: str
+    roll_number: str
+    kind: str
+    detail: str
+    evidence: dict[str, Any]
+    source: str
+    raised_at: datetime
+    state: str
+    reviewed_by: str | None
+    reviewed_at: datetime | None
+    review_note: str
+    #: The student's current status in the session (None: no record).
+    status: str | None
+    faculty_id: str
+
+
+_FLAG_SELECT = """
+SELECT f.id, f.session_id, f.student_id, u.display_name AS student_name, s.roll_number, f.kind, f.detail,
+       f.evidence, f.source, f.raised_at, f.state, f.reviewed_by, f.reviewed_at, f.review_note,
+       a.status, c.faculty_id
+FROM checkin_flags f
+JOIN students s ON s.id = f.student_id
+JOIN users u ON u.id = f.student_id
+JOIN class_sessions cs ON cs.id = f.session_id
+JOIN courses c ON c.id = cs.course_id
+LEFT JOIN attendance a ON a.session_id = f.session_id AND a.student_id = f.student_id
+"""
+
+
+def _flag(row: asyncpg.Record) -> FlagRecord:
+    values = dict(row)
+    evidence = values["evidence"]
+    values["evidence"] = json.loads(evidence) if isinstance(evidence, str) else (evidence or {})
+    return FlagRecord(**values)
+
+
+async def list_flags(
+    db: Database, session_id: str, state: str | None, limit: int, offset: int,
+) -> tuple[int, list[FlagRecord]]:
+    """A page of the session's flags (newest first) and the total; ``state`` None: every state."""
+
+    async def work(conn: asyncpg.Connection) -> tuple[int, list[FlagRecord]]:
+        total = await conn.fetchval(
+            "SELECT count(*) FROM checkin_flags WHERE session_id = $1 AND ($2::text IS NULL OR state = $2)",
+            session_id, state)
+        rows = await conn.fetch(
+            _FLAG_SELECT + " WHERE f.session_id = $1 AND ($2::text IS NULL OR f.state = $2)"
+            " ORDER BY f.raised_at DESC, f.id DESC LIMIT $3 OFFSET $4",
+            session_id, state, limit, offset)
+        return total, [_flag(r) for r in rows]
+
+    return await db.run(work)
+
+
+async def get_flag(db: Database, flag_id: int) -> FlagRecord | None:
+    row = await db.fetchrow(_FLAG_SELECT + " WHERE f.id = $1", flag_id)
+    return None if row is None else _flag(row)
+
+
+async def decide_flag(db: Database, flag_id: int, state: str, reviewer: str, note: str, at: datetime) -> bool:
+    """Close an open flag; False if it was already reviewed (someone else was faster)."""
+    done = await db.fetchval(
+        "UPDATE checkin_flags SET state = $2, reviewed_by = $3, reviewed_at = $4, review_note = $5"
+        " WHERE id = $1 AND state = 'open' RETURNING id",
+        flag_id, state, reviewer, at, note)
+    return done is not None
+
+
+# --- records of a session, for a reload and for sessions without an actor ------------------
+
+async def session_records(db: Database, session_id: str, student_ids: Sequence[str]) -> dict[str, tuple[str, str] | None]:
+    """``{student: (status, source) or None}`` for these students of the session."""
+    rows = await db.fetch(
+        "SELECT student_id, status, source FROM attendance WHERE session_id = $1 AND student_id = ANY($2::text[])",
+        session_id, list(student_ids))
+    found: dict[str, tuple[str, str] | None] = {s: None for s in student_ids}
+    found.update({r["student_id"]: (r["status"], r["source"]) for r in rows})
+    return found
+
+
+async def enrolled_students(db: Database, session_id: str) -> set[str]:
+    rows = await db.fetch(
+        "SELECT e.student_id FROM class_sessions cs JOIN enrolments e ON e.course_id = cs.course_id"
+        " WHERE cs.id = $1", session_id)
+    return {r["student_id"] for r in rows}
+
+
+async def write_marks(
+    db: Database, changes: Sequence[AttendanceChange], *, actor: str, reason: str,
+) -> list[AppliedChange]:
+    """Manual marks of a session that has no live actor, in one transaction with their audit entries."""
+    return await db.run(lambda conn: apply_attendance_changes(conn, changes, actor=actor, reason=reason),
+                        transaction=True)
+
+
+async def student_session_at(db: Database, student_id: str, at: datetime, early: timedelta) -> tuple[str, str] | None:
+    """``(session_id, room_id)`` of a session of ``student_id``'s courses taking check-ins at ``at``
+    (from ``early`` before it opens), or ``None``."""
+    row = await db.fetchrow(
+        "SELECT cs.id, cs.room_id FROM enrolments e JOIN class_sessions cs ON cs.course_id = e.course_id"
+        " WHERE e.student_id = $1 AND cs.status <> 'cancelled' AND cs.ends_at >= $2"
+        " AND cs.starts_at - make_interval(mins => cs.opens_minutes_before) - $3::interval <= $2"
+        " ORDER BY cs.starts_at LIMIT 1",
+        student_id, at, early)
+    return None if row is None else (row["id"], row["room_id"])

@@ -1,0 +1,169 @@
+"""Hub → device commands in PostgreSQL: create, list, and every status transition.
+
+Status machine (the ``device_commands`` table of migration 0006)::
+
+    pending ──PUBACK──► sent ──device ack──► acked | failed | expired | unsupported
+       │                  └──no ack by sent_at + ack_timeout_s──► timed_out ──late ack──► (the ack's status)
+       ├──not accepted by the broker before expires_at──► expired
+       └──broker refused the publish / device revoked──► failed
+
+Every transition is a conditional ``UPDATE ... WHERE status = ANY(from)``,
+so a late timer, a duplicate ack (MQTT redelivery) or a concurrent
+revocation changes nothing and returns ``None``.
+
+Concurrency contract: coroutine functions for any trio task holding a
+:class:`Database`; one round trip each (``create_command``: one transaction).
+"""
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Sequence
+
+import asyncpg
+
+from ._pool import Database
+from .devices_admin import RegistryError
+
+COMMAND_STATUSES = ("pending", "sent", "acked", "failed", "expired", "timed_out", "unsupported")
+OUTSTANDING = ("pending", "sent")
+#: The device's CommandAck status -> the command's status.
+ACK_STATUS = {"ok": "acked", "failed": "failed", "expired": "expired", "unsupported": "unsupported"}
+
+
+@dataclass(frozen=True)
+class CommandRow:
+    command_id: uuid.UUID
+    device_id: str
+    name: str
+    args: dict[str, Any]
+    status: str
+    ttl_s: int
+    ack_timeout_s: int
+    issued_by: str
+    created_at: datetime
+    sent_at: datetime | None
+    expires_at: datetime
+    acked_at: datetime | None
+    detail: str
+
+    @property
+    def ack_deadline(self) -> datetime | None:
+        """When a sent command times out (``None`` until it is sent)."""
+        return None if self.sent_at is None else self.sent_at + timedelta(seconds=self.ack_timeout_s)
+
+
+_COLUMNS = (
+    "id, device_id, name, args, status, ttl_s, ack_timeout_s, issued_by, created_at, sent_at,"
+    " expires_at, acked_at, detail"
+)
+
+
+def _row(r: asyncpg.Record) -> CommandRow:
+    args = r["args"]
+    return CommandRow(
+        r["id"], r["device_id"], r["name"], json.loads(args) if isinstance(args, str) else dict(args),
+        r["status"], r["ttl_s"], r["ack_timeout_s"], r["issued_by"], r["created_at"], r["sent_at"],
+        r["expires_at"], r["acked_at"], r["detail"],
+    )
+
+
+async def create_command(
+    db: Database, *, device_id: str, name: str, args: dict[str, Any], ttl_s: int, ack_timeout_s: int,
+    issued_by: str, now: datetime, command_id: uuid.UUID | None = None,
+) -> CommandRow:
+    """Record a new ``pending`` command; it expires ``ttl_s`` after ``now`` (the hub's clock).
+
+    Raises :class:`RegistryError` ``not_found`` for an unknown device and
+    ``conflict`` for a revoked one (checked under a row lock, so a concurrent
+    revocation cannot slip in between).
+    """
+
+    async def work(conn: asyncpg.Connection) -> CommandRow:
+        device = await conn.fetchrow("SELECT revoked_at FROM devices WHERE id = $1 FOR SHARE", device_id)
+        if device is None:
+            raise RegistryError("not_found", f"No device {device_id!r}.")
+        if device["revoked_at"] is not None:
+            raise RegistryError("conflict", f"Device {device_id!r} is revoked.")
+        row = await conn.fetchrow(
+            "INSERT INTO device_commands (id, device_id, name, args, ttl_s, ack_timeout_s, issued_by,"
+            " created_at, expires_at, updated_at) VALUES ($1, $2, $3, $4::jsonb, $5, $6, $7, $8, $9, $8)"
+            f" RETURNING {_COLUMNS}",
+            command_id or uuid.uuid4(), device_id, name, json.dumps(args), ttl_s, ack_timeout_s, issued_by,
+            now, now + timedelta(seconds=ttl_s),
+        )
+        return _row(row)
+
+    return await db.run(work, transaction=True)
+
+
+async def get_command(db: Database, command_id: uuid.UUID) -> CommandRow | None:
+    row = await db.fetchrow(f"SELECT {_COLUMNS} FROM device_commands WHERE id = $1", command_id)
+    return None if row is None else _row(row)
+
+
+async def list_commands(
+    db: Database, device_id: str, limit: int, offset: int, status: str | None = None,
+) -> tuple[list[CommandRow], int]:
+    """One page of a device's commands, newest first, and the total (both filtered by ``status``)."""
+
+    async def work(conn: asyncpg.Connection) -> tuple[list[CommandRow], int]:
+        rows = await conn.fetch(
+            f"SELECT {_COLUMNS} FROM device_commands WHERE device_id = $1 AND ($2::text IS NULL OR status = $2)"
+            " ORDER BY created_at DESC, seq DESC LIMIT $3 OFFSET $4",
+            device_id, status, limit, offset,
+        )
+        total = await conn.fetchval(
+            "SELECT count(*) FROM device_commands WHERE device_id = $1 AND ($2::text IS NULL OR status = $2)",
+            device_id, status,
+        )
+        return [_row(r) for r in rows], total
+
+    return await db.run(work)
+
+
+async def outstanding_commands(db: Database) -> list[CommandRow]:
+    """Every ``pending`` or ``sent`` command, oldest first (what a restarted dispatcher picks up)."""
+    rows = await db.fetch(
+        f"SELECT {_COLUMNS} FROM device_commands WHERE status = ANY($1::text[]) ORDER BY created_at, seq",
+        list(OUTSTANDING),
+    )
+    return [_row(r) for r in rows]
+
+
+async def transition(
+    db: Database, command_id: uuid.UUID, *, from_statuses: Sequence[str], to_status: str, at: datetime,
+    detail: str | None = None, sent: bool = False, acked: bool = False, device_id: str | None = None,
+) -> CommandRow | None:
+    """Move a command from one of ``from_statuses`` to ``to_status``; ``None`` if it was not in one.
+
+    ``sent`` / ``acked`` also stamp ``sent_at`` / ``acked_at`` with ``at``;
+    ``detail`` (if given) replaces the detail; ``device_id`` (if given) must
+    match, so a device cannot answer another device's command.
+    """
+    row = await db.fetchrow(
+        "UPDATE device_commands SET status = $3, updated_at = $4,"
+        " sent_at = CASE WHEN $5 THEN $4 ELSE sent_at END,"
+        " acked_at = CASE WHEN $6 THEN $4 ELSE acked_at END,"
+        " detail = coalesce($7, detail)"
+        " WHERE id = $1 AND status = ANY($2::text[]) AND ($8::text IS NULL OR device_id = $8)"
+        f" RETURNING {_COLUMNS}",
+        command_id, list(from_statuses), to_status, at, sent, acked, detail, device_id,
+    )
+    return None if row is None else _row(row)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def command_json(row: CommandRow) -> dict[str, Any]:
+    """The one JSON form of a command: the API's items and the live ``{"type": "command"}`` messages."""
+    return {
+        "command_id": str(row.command_id), "device_id": row.device_id, "name": row.name, "args": row.args,
+        "status": row.status, "ttl_s": row.ttl_s, "ack_timeout_s": row.ack_timeout_s, "issued_by": row.issued_by,
+        "created_at": _iso(row.created_at), "sent_at": _iso(row.sent_at), "expires_at": _iso(row.expires_at),
+        "ack_deadline": _iso(row.ack_deadline), "acked_at": _iso(row.acked_at), "detail": row.detail,
+    }

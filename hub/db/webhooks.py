@@ -1,0 +1,202 @@
+"""Webhook subscriptions (admin CRUD) and the delivery outbox the hub's dispatcher drains.
+
+Outbox rows are created by :func:`hub.db.notifications.add_notifications` in
+the transaction of whatever caused them. The dispatcher (hub/notifier.py)
+*claims* due rows by pushing their ``next_attempt_at`` one lease ahead, posts
+them, then records each outcome; a hub that dies mid-delivery leaves the rows
+to be retried once the lease has passed (at-least-once delivery; receivers
+deduplicate on the delivery's ``event_id``).
+
+Concurrency contract: every function is one round trip on the shared
+:class:`~hub.db.Database`, callable from any trio task. :func:`claim_due`
+uses ``FOR UPDATE SKIP LOCKED``, so several hubs never claim the same row.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Sequence
+from uuid import UUID
+
+import asyncpg
+
+from ._pool import Database
+
+_SUB_COLUMNS = "id, url, secret, kinds, active, description, created_at, created_by, updated_at"
+_DELIVERY_COLUMNS = (
+    "id, subscription_id, event_id, kind, payload, state, attempts, next_attempt_at, last_attempt_at,"
+    " last_status, last_error, delivered_at, created_at"
+)
+
+
+@dataclass(frozen=True)
+class Subscription:
+    id: int
+    url: str
+    secret: str
+    kinds: list[str]
+    active: bool
+    description: str
+    created_at: datetime
+    created_by: str | None
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class Delivery:
+    id: int
+    subscription_id: int
+    event_id: UUID
+    kind: str
+    payload: dict
+    state: str  # pending | delivered | failed
+    attempts: int
+    next_attempt_at: datetime
+    last_attempt_at: datetime | None
+    last_status: int | None
+    last_error: str | None
+    delivered_at: datetime | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class DueDelivery:
+    """What the dispatcher needs to post one delivery."""
+
+    id: int
+    event_id: UUID
+    kind: str
+    body: bytes
+    url: str
+    secret: str
+    attempts: int  # before this one
+
+
+@dataclass(frozen=True)
+class Outcome:
+    delivery_id: int
+    ok: bool
+    status: int | None
+    error: str | None
+
+
+def _subscription(row: asyncpg.Record) -> Subscription:
+    return Subscription(**{**dict(row), "kinds": list(row["kinds"])})
+
+
+def _delivery(row: asyncpg.Record) -> Delivery:
+    payload = row["payload"]
+    return Delivery(**{**dict(row), "payload": json.loads(payload) if isinstance(payload, str) else payload})
+
+
+# --- subscriptions ----------------------------------------------------------------------
+
+async def list_subscriptions(db: Database, limit: int, offset: int) -> tuple[list[Subscription], int]:
+    async def work(conn: asyncpg.Connection) -> tuple[list[Subscription], int]:
+        total = await conn.fetchval("SELECT count(*) FROM webhook_subscriptions")
+        rows = await conn.fetch(
+            f"SELECT {_SUB_COLUMNS} FROM webhook_subscriptions ORDER BY id LIMIT $1 OFFSET $2", limit, offset)
+        return [_subscription(r) for r in rows], total
+
+    return await db.run(work)
+
+
+async def get_subscription(db: Database, subscription_id: int) -> Subscription | None:
+    row = await db.fetchrow(f"SELECT {_SUB_COLUMNS} FROM webhook_subscriptions WHERE id = $1", subscription_id)
+    return _subscription(row) if row is not None else None
+
+
+async def create_subscription(
+    db: Database, *, url: str, secret: str, kinds: Sequence[str], active: bool, description: str,
+    created_by: str, now: datetime,
+) -> Subscription:
+    row = await db.fetchrow(
+        "INSERT INTO webhook_subscriptions (url, secret, kinds, active, description, created_by, created_at,"
+        " updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7)"
+        f" RETURNING {_SUB_COLUMNS}",
+        url, secret, list(kinds), active, description, created_by, now,
+    )
+    return _subscription(row)
+
+
+async def update_subscription(db: Database, subscription_id: int, changes: dict, now: datetime) -> Subscription | None:
+    """Apply ``changes`` (any of url, secret, kinds, active, description); None if there is no such subscription."""
+    allowed = ("url", "secret", "kinds", "active", "description")
+    names = [name for name in allowed if name in changes]
+    sets = ", ".join(f"{name} = ${i + 3}" for i, name in enumerate(names))
+    row = await db.fetchrow(
+        f"UPDATE webhook_subscriptions SET updated_at = $2{', ' + sets if sets else ''}"
+        f" WHERE id = $1 RETURNING {_SUB_COLUMNS}",
+        subscription_id, now, *(list(changes[n]) if n == "kinds" else changes[n] for n in names),
+    )
+    return _subscription(row) if row is not None else None
+
+
+async def delete_subscription(db: Database, subscription_id: int) -> bool:
+    """Delete a subscription and its delivery log; False if there was none."""
+    status = await db.execute("DELETE FROM webhook_subscriptions WHERE id = $1", subscription_id)
+    return status.endswith(" 1")
+
+
+async def list_deliveries(
+    db: Database, subscription_id: int, state: str | None, limit: int, offset: int,
+) -> tuple[list[Delivery], int]:
+    """A subscription's deliveries, newest first."""
+
+    async def work(conn: asyncpg.Connection) -> tuple[list[Delivery], int]:
+        where = "subscription_id = $1 AND ($2::text IS NULL OR state = $2)"
+        total = await conn.fetchval(f"SELECT count(*) FROM webhook_deliveries WHERE {where}", subscription_id, state)
+        rows = await conn.fetch(
+            f"SELECT {_DELIVERY_COLUMNS} FROM webhook_deliveries WHERE {where}"
+            " ORDER BY id DESC LIMIT $3 OFFSET $4",
+            subscription_id, state, limit, offset,
+        )
+        return [_delivery(r) for r in rows], total
+
+    return await db.run(work)
+
+
+# --- the dispatcher's side ---------------------------------------------------------------
+
+async def claim_due(db: Database, now: datetime, lease: timedelta, limit: int) -> list[DueDelivery]:
+    """Claim up to ``limit`` pending deliveries due at ``now`` (of active subscriptions) for ``lease``."""
+    rows = await db.fetch(
+        "WITH due AS ("
+        "  SELECT d.id FROM webhook_deliveries d JOIN webhook_subscriptions s ON s.id = d.subscription_id"
+        "  WHERE d.state = 'pending' AND d.next_attempt_at <= $1 AND s.active"
+        "  ORDER BY d.next_attempt_at, d.id LIMIT $3 FOR UPDATE OF d SKIP LOCKED)"
+        " UPDATE webhook_deliveries d SET next_attempt_at = $1 + $2::interval"
+        " FROM due, webhook_subscriptions s WHERE d.id = due.id AND s.id = d.subscription_id"
+        " RETURNING d.id, d.event_id, d.kind, d.payload::text AS body, s.url, s.secret, d.attempts",
+        now, lease, limit,
+    )
+    return [DueDelivery(r["id"], r["event_id"], r["kind"], r["body"].encode(), r["url"], r["secret"], r["attempts"])
+            for r in rows]
+
+
+async def record_outcomes(
+    db: Database, outcomes: Sequence[Outcome], now: datetime, retry_at: Sequence[datetime | None],
+) -> None:
+    """Store each attempt: delivered, rescheduled for ``retry_at[i]``, or failed for good (``None``)."""
+    if not outcomes:
+        return
+    await db.execute(
+        "UPDATE webhook_deliveries d SET attempts = d.attempts + 1, last_attempt_at = $1::timestamptz,"
+        " last_status = x.status, last_error = x.error,"
+        " state = CASE WHEN x.ok THEN 'delivered' WHEN x.retry_at IS NULL THEN 'failed' ELSE 'pending' END,"
+        " delivered_at = CASE WHEN x.ok THEN $1 END,"
+        " next_attempt_at = coalesce(x.retry_at, d.next_attempt_at)"
+        " FROM unnest($2::bigint[], $3::bool[], $4::int[], $5::text[], $6::timestamptz[])"
+        "   AS x(id, ok, status, error, retry_at)"
+        " WHERE d.id = x.id",
+        now, [o.delivery_id for o in outcomes], [o.ok for o in outcomes], [o.status for o in outcomes],
+        [o.error for o in outcomes], list(retry_at),
+    )
+
+
+async def next_due_at(db: Database) -> datetime | None:
+    """When the earliest pending delivery of an active subscription is due (None: nothing pending)."""
+    return await db.fetchval(
+        "SELECT min(d.next_attempt_at) FROM webhook_deliveries d"
+        " JOIN webhook_subscriptions s ON s.id = d.subscription_id WHERE d.state = 'pending' AND s.active")

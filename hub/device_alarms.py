@@ -1,0 +1,191 @@
+"""The alarm and threshold state of one device actor, and the campus's current threshold rules.
+
+:class:`DeviceAlarms` is owned by exactly one :class:`~hub.device_actor.DeviceActor`
+(never shared): its active alarms by type, recently cleared ones (so an
+acknowledgement right after a clear needs no query), and each threshold
+rule's evaluation state. It turns readings and online/offline changes into
+:class:`~hub.domain.alarms.AlarmChange` steps and persisted records, using
+the pure rules of hub/domain. Because one actor handles every message of a
+device in order, two racing readings can never raise two alarms.
+
+:class:`ThresholdBook` holds the current :class:`~hub.domain.thresholds.RuleBook`,
+an immutable snapshot. Only :func:`thresholds_changed` (the web's callback,
+after a rule is created, changed or deleted) replaces it; device actors read
+it once when they start and are then told about changes with
+:class:`RulesChanged`, so no actor queries rules per reading or at start.
+"""
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from dataclasses import dataclass, fields, replace
+from datetime import datetime
+from typing import Any, Iterable, Mapping
+
+from actors import Supervisor
+from hub.bus import DEVICES_TOPIC
+from hub.db import Database
+from hub.db.state import DeviceSnapshot
+from hub.db.thresholds import load_rule_set
+from hub.delivery import deliver
+from hub.domain.alarms import OFFLINE_ALARM, Alarm, AlarmChange, offline_change
+from hub.domain.thresholds import RuleBook, RuleState, ThresholdRule, evaluate, reconcile
+from hub.records import AlarmRow, LiveUpdate, ThresholdStateRow
+
+log = logging.getLogger("hub.alarms")
+
+#: Cleared alarms a device actor remembers (for an acknowledgement soon after the clear).
+RECENT_CLEARED = 32
+_ALARM_FIELDS = tuple(f.name for f in fields(Alarm))
+_RULE_FIELDS = tuple(f.name for f in fields(ThresholdRule))
+
+
+@dataclass(frozen=True)
+class RulesChanged:
+    """Tell a device actor: the campus's threshold rules are now ``book``."""
+
+    book: RuleBook
+
+
+def alarm_from_row(row: Mapping[str, Any]) -> Alarm:
+    return Alarm(**{name: row[name] for name in _ALARM_FIELDS if name in row})
+
+
+def alarm_row(alarm: Alarm) -> AlarmRow:
+    return AlarmRow(
+        alarm.id, alarm.device_id, alarm.room_id, alarm.type, alarm.severity, alarm.state, alarm.raised_at,
+        alarm.acked_at, alarm.acked_by, alarm.cleared_at, alarm.cleared_by, alarm.value, alarm.message,
+        dict(alarm.details), alarm.updated_at or alarm.raised_at,
+    )
+
+
+def alarm_live(alarm: Alarm) -> LiveUpdate:
+    """The ``{"type": "alarm", ...}`` message of DEVICES_TOPIC (published after the commit)."""
+    return (DEVICES_TOPIC, {
+        "type": "alarm", "alarm_id": alarm.id, "device_id": alarm.device_id, "room_id": alarm.room_id,
+        "alarm_type": alarm.type, "severity": alarm.severity, "state": alarm.state,
+        "raised_at": alarm.raised_at.isoformat(),
+        "cleared_at": alarm.cleared_at.isoformat() if alarm.cleared_at else None,
+        "acked_by": alarm.acked_by, "value": alarm.value, "message": alarm.message,
+    })
+
+
+def rule_book(rules: Iterable[Mapping[str, Any]], room_types: Mapping[str, str]) -> RuleBook:
+    return RuleBook(tuple(ThresholdRule(**{k: r[k] for k in _RULE_FIELDS}) for r in rules), dict(room_types))
+
+
+class ThresholdBook:
+    """The current rule book. Replaced whole (never mutated) by :meth:`reload`; any task may read ``current``."""
+
+    def __init__(self, book: RuleBook | None = None) -> None:
+        self.current = book or RuleBook()
+
+    async def reload(self, db: Database) -> RuleBook:
+        """Load every rule and room type (one round trip) and make it current."""
+        rules = await load_rule_set(db)
+        self.current = rule_book(rules.rules, rules.room_types)
+        return self.current
+
+
+async def thresholds_changed(db: Database, book: ThresholdBook, devices: Supervisor) -> None:
+    """Reload the rules and tell every running device actor. Called by the web after a rule write.
+
+    Blocks the caller while it tells each actor (waiting only on a full mailbox).
+    """
+    current = await book.reload(db)
+    for device_id in devices.child_ids():
+        ref = devices.lookup(device_id)
+        if ref is not None:
+            try:
+                await deliver(ref, RulesChanged(current))
+            except Exception:  # noqa: BLE001 - an actor that stopped meanwhile has nothing to update
+                log.debug("device %s stopped before the rules reached it", device_id)
+
+
+class DeviceAlarms:
+    """Alarms and rule states of one device. Owned by its device actor; not thread- or task-shared."""
+
+    def __init__(self, device_id: str, room_id: str | None, book: RuleBook, snapshot: DeviceSnapshot) -> None:
+        self.device_id = device_id
+        self.room_id = room_id
+        self.active: dict[str, Alarm] = {}
+        self._recent: OrderedDict[int, Alarm] = OrderedDict()
+        for row in snapshot.alarms:
+            alarm = alarm_from_row(row)
+            self.active[alarm.type] = alarm
+        self._states: dict[int, RuleState] = {
+            s.rule_id: RuleState(s.pending_since, s.active, s.last_ts) for s in snapshot.threshold_states
+        }
+        self._rules = book.for_room(room_id)
+
+    # --- lookups -----------------------------------------------------------------------
+
+    def find(self, alarm_id: int) -> Alarm | None:
+        for alarm in self.active.values():
+            if alarm.id == alarm_id:
+                return alarm
+        return self._recent.get(alarm_id)
+
+    def has_rules(self, metric: str) -> bool:
+        return metric in self._rules
+
+    # --- decisions (the caller assigns ids to raised alarms, then calls apply) --------------
+
+    def on_reading(
+        self, metric: str, value: float, unit: str, at: datetime,
+    ) -> tuple[list[ThresholdStateRow], list[AlarmChange]]:
+        rules = self._rules.get(metric)
+        if not rules:
+            return [], []
+        changed, verdicts = evaluate(rules, self._states, value, unit, at)
+        rows = []
+        for rule_id, state in changed.items():
+            before = self._states.get(rule_id) or RuleState()
+            self._states[rule_id] = state
+            if state.persisted_part() != before.persisted_part():
+                rows.append(ThresholdStateRow(self.device_id, rule_id, state.pending_since, state.active, at))
+        changes = [c for v in verdicts if (c := reconcile(
+            self.active.get(v.alarm_type), v, device_id=self.device_id, room_id=self.room_id)) is not None]
+        return rows, changes
+
+    def on_online(self, online: bool, reason: str, at: datetime) -> AlarmChange | None:
+        return offline_change(self.active.get(OFFLINE_ALARM), online=online, reason=reason, at=at,
+                              device_id=self.device_id, room_id=self.room_id)
+
+    def on_rules(self, book: RuleBook, at: datetime) -> list[AlarmChange]:
+        """Adopt new rules; alarm types left without any rule clear, states of removed rules go."""
+        self._rules = book.for_room(self.room_id)
+        live = {rule.id: rule for rules in self._rules.values() for rule in rules}
+        self._states = {rule_id: s for rule_id, s in self._states.items() if rule_id in live}
+        types = {rule.alarm_type for rule in live.values()}
+        return [
+            AlarmChange("cleared", alarm.clear("system", at, f"{alarm.message}; its threshold rule was removed"))
+            for alarm_type, alarm in self.active.items()
+            if alarm_type != OFFLINE_ALARM and alarm_type not in types
+        ]
+
+    def reset_rules(self, alarm_type: str, at: datetime) -> list[ThresholdStateRow]:
+        """After a manual clear: the condition must last the full duration again before a new alarm."""
+        rows = []
+        for rules in self._rules.values():
+            for rule in rules:
+                if rule.alarm_type == alarm_type and self._states.get(rule.id, RuleState()).persisted_part() != (None, False):
+                    self._states[rule.id] = RuleState(None, False, self._states[rule.id].last_ts)
+                    rows.append(ThresholdStateRow(self.device_id, rule.id, None, False, at))
+        return rows
+
+    def apply(self, alarm: Alarm) -> None:
+        """Record an alarm's new state (its id assigned)."""
+        if alarm.active:
+            self.active[alarm.type] = alarm
+            return
+        if self.active.get(alarm.type) is not None and self.active[alarm.type].id == alarm.id:
+            del self.active[alarm.type]
+        self._recent[alarm.id] = alarm
+        self._recent.move_to_end(alarm.id)
+        while len(self._recent) > RECENT_CLEARED:
+            self._recent.popitem(last=False)
+
+
+def with_id(alarm: Alarm, alarm_id: int) -> Alarm:
+    return replace(alarm, id=alarm_id)

@@ -1,0 +1,176 @@
+"""Enrolment CSV: parse and validate the file itself. Pure (no I/O).
+
+The file has a header row naming its columns, in any order, case and
+surrounding spaces ignored:
+
+- the student: ``student_id`` or ``roll_number`` (one of them, or both, in
+  which case both must be filled in on every row);
+- the section: ``section_id``, or ``course_code`` together with ``section``
+  (the section's name within the term the import is for).
+
+Other columns are ignored. Blank lines are skipped. A UTF-8 byte-order mark is
+tolerated. Every problem is reported as a :class:`RowError` with the line
+number a spreadsheet would show (the header is line 1; a quoted field spanning
+lines counts them all), the column, and a reason. Checks that need the
+database (does the student exist? the section?) are made by
+``hub.db.academic`` and reported the same way.
+"""
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+
+#: A sane upper bound on rows per import (the route also limits the body to ~2 MB).
+MAX_ROWS = 20_000
+MAX_FIELD = 200
+
+STUDENT_COLUMNS = ("student_id", "roll_number")
+
+
+@dataclass(frozen=True)
+class RowError:
+    line: int
+    field: str | None
+    reason: str
+
+    def as_dict(self) -> dict:
+        return {"line": self.line, "field": self.field, "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class EnrolmentRow:
+    line: int
+    student_id: str | None
+    roll_number: str | None
+    section_id: str | None
+    course_code: str | None
+    section_name: str | None
+
+    @property
+    def student_key(self) -> tuple[str, str]:
+        """``("student_id", id)`` or ``("roll_number", number)``: how to find the student."""
+        if self.student_id is not None:
+            return ("student_id", self.student_id)
+        return ("roll_number", self.roll_number or "")
+
+    @property
+    def section_key(self) -> tuple[str, ...]:
+        if self.section_id is not None:
+            return ("section_id", self.section_id)
+        return ("course_section", self.course_code or "", self.section_name or "")
+
+
+@dataclass(frozen=True)
+class ParsedImport:
+    rows: tuple[EnrolmentRow, ...]
+    errors: tuple[RowError, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+def parse_enrolment_csv(text: str) -> ParsedImport:
+    """Parse ``text``; every bad row is reported, good rows are returned either way."""
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    if "\x00" in text:
+        return ParsedImport((), (RowError(1, None, "the file contains NUL characters; is it really CSV?"),))
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    try:
+        header = next(reader, None)
+    except csv.Error as exc:
+        return ParsedImport((), (RowError(1, None, f"unreadable header: {exc}"),))
+    if header is None or not any(cell.strip() for cell in header):
+        return ParsedImport((), (RowError(1, None, "the file is empty: expected a header row"),))
+    columns = [cell.strip().lower() for cell in header]
+    header_errors = _check_header(columns)
+    if header_errors:
+        return ParsedImport((), tuple(header_errors))
+    index = {name: columns.index(name) for name in set(columns)}
+    uses_section_id = "section_id" in index
+    rows: list[EnrolmentRow] = []
+    errors: list[RowError] = []
+    seen_student_section: dict[tuple, int] = {}
+    line = reader.line_num
+    while True:
+        try:
+            record = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            errors.append(RowError(reader.line_num, None, f"malformed CSV: {exc}"))
+            break
+        start_line, line = line + 1, reader.line_num
+        if not any(cell.strip() for cell in record):
+            continue
+        if len(rows) + len(errors) >= MAX_ROWS:
+            errors.append(RowError(start_line, None, f"too many rows: at most {MAX_ROWS} per import"))
+            break
+        if len(record) != len(columns):
+            errors.append(RowError(start_line, None,
+                                   f"expected {len(columns)} fields like the header, found {len(record)}"))
+            continue
+        values = {name: record[i].strip() for name, i in index.items()}
+        row_errors = []
+        for name in (*(c for c in STUDENT_COLUMNS if c in index),
+                     *(("section_id",) if uses_section_id else ("course_code", "section"))):
+            if not values[name]:
+                row_errors.append(RowError(start_line, name, f"'{name}' is empty"))
+            elif len(values[name]) > MAX_FIELD:
+                row_errors.append(RowError(start_line, name, f"'{name}' is longer than {MAX_FIELD} characters"))
+        if row_errors:
+            errors.extend(row_errors)
+            continue
+        row = EnrolmentRow(
+            line=start_line,
+            student_id=values.get("student_id"),
+            roll_number=values.get("roll_number"),
+            section_id=values.get("section_id") if uses_section_id else None,
+            course_code=None if uses_section_id else values["course_code"],
+            section_name=None if uses_section_id else values["section"],
+        )
+        key = (row.student_key, row.section_key)
+        if key in seen_student_section:
+            errors.append(RowError(start_line, None,
+                                   f"duplicate of line {seen_student_section[key]}"))
+            continue
+        seen_student_section[key] = start_line
+        rows.append(row)
+    if not rows and not errors:
+        errors.append(RowError(1, None, "the file has a header but no rows"))
+    return ParsedImport(tuple(rows), tuple(errors))
+
+
+def _check_header(columns: list[str]) -> list[RowError]:
+    errors = []
+    duplicated = sorted({c for c in columns if c and columns.count(c) > 1})
+    if duplicated:
+        errors.append(RowError(1, duplicated[0], f"column '{duplicated[0]}' appears more than once"))
+    if not any(c in columns for c in STUDENT_COLUMNS):
+        errors.append(RowError(1, "student_id", "the header needs a 'student_id' or a 'roll_number' column"))
+    if "section_id" not in columns and not ("course_code" in columns and "section" in columns):
+        errors.append(RowError(1, "section_id",
+                               "the header needs a 'section_id' column, or 'course_code' and 'section' columns"))
+    return errors
+
+
+def one_section_per_course(rows: list[tuple[int, str, str, str]]) -> list[RowError]:
+    """Rows resolved to ``(line, student_id, course_id, section_id)``: a student may be in one section per course.
+
+    Run after the database resolved names to ids (two rows may name the same
+    student differently, by id and by roll number).
+    """
+    errors = []
+    first: dict[tuple[str, str], tuple[int, str]] = {}
+    for line, student, course, section in rows:
+        seen = first.get((student, course))
+        if seen is None:
+            first[(student, course)] = (line, section)
+        elif seen[1] == section:
+            errors.append(RowError(line, None, f"duplicate of line {seen[0]}"))
+        else:
+            errors.append(RowError(line, None,
+                                   f"the student is already put in another section of this course on line {seen[0]}"))
+    return errors

@@ -1,0 +1,413 @@
+"""The hub's notification actors: attendance warnings and the webhook dispatcher.
+
+``warnings`` (:class:`WarningWatcher`, mailbox :data:`WARNINGS_MAILBOX`, BLOCK)
+    Owns nothing but a set of (student, course) pairs to re-check and a sweep
+    watermark; the "already warned" state lives in ``attendance_warnings`` so a
+    restart neither repeats nor loses a warning. Triggers:
+
+    - every attendance update on the live bus (``ATTENDANCE_TOPIC``): the
+      student also gets an ``attendance_marked`` notification;
+    - :class:`AttendanceChanged` told by the web after it changed records
+      (corrections, leave, manual marking; wired in hub/app.py);
+    - a sweep every ``sweep_every_s``: records written and sessions ended since
+      the previous sweep (catches anything that bypassed the bus, e.g. a
+      session ending with students who never checked in);
+    - a full recomputation at start and whenever the bus subscription lags.
+
+    Each re-check recomputes the pairs' percentages with
+    :mod:`hub.domain.eligibility` and, on a downward crossing of the course's
+    warning line, notifies the student and everyone teaching the course, in
+    the transaction that records the new state. Touches arriving together are
+    coalesced: the pairs are re-checked once the mailbox is momentarily empty.
+    A full mailbox blocks the bus pump, whose subscription then lags, which
+    turns into one full recomputation: nothing is missed, nothing piles up.
+
+``webhooks`` (:class:`WebhookDispatcher`, a service loop)
+    Drains the PostgreSQL outbox (so it survives restarts): claims due
+    deliveries, posts them signed (``CampusHub-Signature: t=<unix>,v1=<hex
+    HMAC-SHA256(secret, "<t>.<body>")>``), retries failures with exponential
+    backoff and gives up after ``max_attempts`` (state ``failed``). It polls
+    at most every ``poll_s`` while idle. See docs/notifications.md.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from typing import Any, Callable, Sequence
+
+import asyncpg
+import httpx
+import trio
+
+from actors import Actor
+from hub.bus import ATTENDANCE_TOPIC, LAGGED, LiveBus
+from hub.db import Database
+from hub.db.notifications import NewNotification, add_notifications, publish_notifications
+from hub.db.stats import (
+    StandingRow, course_faculty, record_warning_states, session_pairs, standings, touched_pairs,
+    warning_states,
+)
+from hub.db.webhooks import Outcome, claim_due, next_due_at, record_outcomes
+from hub.domain.eligibility import shown, warning_due
+from hub.service import ServiceActor
+from hub.writer import is_transient
+
+log = logging.getLogger("hub.notifier")
+
+WARNINGS_MAILBOX = 1024
+#: Bus buffer of the warnings actor's subscription; overflow means one full recomputation.
+WARNINGS_BUS_BUFFER = 4096
+SWEEP_EVERY_S = 60.0
+#: Sweep windows overlap by this much: a record's updated_at is its transaction's start, so a
+#: transaction still open at one sweep is seen by the next one.
+SWEEP_OVERLAP = timedelta(minutes=2)
+#: After a database error, pending work is retried this much later.
+RETRY_S = 5.0
+
+Clock = Callable[[], datetime]
+
+
+def wall_clock() -> datetime:
+    return datetime.fromtimestamp(time.time(), timezone.utc)
+
+
+@dataclass(frozen=True)
+class AttendanceChanged:
+    """Tell: these students' records in this session changed (``None``: possibly everyone enrolled)."""
+
+    session_id: str
+    student_ids: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class _Marked:
+    """An attendance update seen on the bus."""
+
+    session_id: str
+    student_id: str
+    status: str
+    source: str
+
+
+@dataclass(frozen=True)
+class _Sweep:
+    full: bool = False
+
+
+@dataclass(frozen=True)
+class _Retry:
+    """Re-run pending work after a database outage."""
+
+
+class WarningWatcher(Actor):
+    """See the module docstring. Messages: :class:`AttendanceChanged` (and internal ones)."""
+
+    def __init__(self, db: Database, bus: LiveBus, *, now: Clock = wall_clock,
+                 sweep_every_s: float = SWEEP_EVERY_S) -> None:
+        self._db = db
+        self._bus = bus
+        self._now = now
+        self._sweep_every_s = sweep_every_s
+        self._sessions: dict[str, set[str] | None] = {}  # session -> students touched (None: all)
+        self._marked: list[_Marked] = []
+        self._watermark: datetime | None = None
+        self._retry_armed = False
+
+    async def started(self) -> None:
+        # Subscribe before the first full sweep so no update falls between the two.
+        ready = trio.Event()
+        self.nursery.start_soon(self._pump, ready)
+        await ready.wait()
+        await self.ref.tell(_Sweep(full=True))
+        self.nursery.start_soon(self._tick)
+
+    async def _tick(self) -> None:
+        while True:
+            await trio.sleep(self._sweep_every_s)
+            await self.ref.tell(_Sweep())
+
+    async def _pump(self, ready: trio.Event) -> None:
+        with self._bus.subscribe([ATTENDANCE_TOPIC], capacity=WARNINGS_BUS_BUFFER) as subscription:
+            ready.set()
+            async for item in subscription:
+                if item is LAGGED:
+                    await self.ref.tell(_Sweep(full=True))
+                else:
+                    await self.ref.tell(_Marked(
+                        str(item.get("session_id")), str(item.get("student_id")),
+                        str(item.get("status", "")), str(item.get("source", ""))))
+
+    async def handle(self, message: Any) -> None:
+        try:
+            if isinstance(message, _Sweep):
+                await self._sweep(message.full)
+            elif isinstance(message, _Marked):
+                self._marked.append(message)
+                self._touch(message.session_id, (message.student_id,))
+            elif isinstance(message, AttendanceChanged):
+                self._touch(message.session_id, message.student_ids)
+            elif not isinstance(message, _Retry):
+                raise TypeError(f"unexpected message {message!r}")
+            if self.ref.depth == 0 and (self._sessions or self._marked or self._retry_armed):
+                await self._flush()
+        except Exception as exc:
+            # PostgreSQL unavailable: crashing would only make the supervisor retry faster than
+            # the database comes back (and escalate); keep what is pending and retry later.
+            if not is_transient(exc):
+                raise
+            log.warning("warnings: database unavailable (%s); retrying in %.0fs", exc, RETRY_S)
+            if isinstance(message, _Sweep) and message.full:
+                self._watermark = None  # the next sweep, whenever it runs, is a full one
+            if not self._retry_armed:
+                self._retry_armed = True
+                self.send_after(RETRY_S, _Retry())
+
+    def _touch(self, session_id: str, student_ids: Sequence[str] | None) -> None:
+        if student_ids is None:
+            self._sessions[session_id] = None
+        elif self._sessions.get(session_id, set()) is not None:
+            self._sessions.setdefault(session_id, set()).update(student_ids)  # type: ignore[union-attr]
+
+    async def _flush(self) -> None:
+        self._retry_armed = False
+        if self._watermark is None:
+            await self._sweep(True)  # a full sweep is owed (it failed earlier)
+        if not self._sessions and not self._marked:
+            return
+        sessions, marked = dict(self._sessions), list(self._marked)
+        await self._recheck_sessions(sessions, marked)
+        # Only now: on a failure above, the pending work stays for the retry.
+        for session_id in sessions:
+            self._sessions.pop(session_id, None)
+        del self._marked[:len(marked)]
+
+    async def _recheck_sessions(self, sessions: dict[str, set[str] | None], marked: list[_Marked]) -> None:
+        pairs: set[tuple[str, str]] = set()
+        everyone = [s for s, students in sessions.items() if students is None]
+        some = {s: students for s, students in sessions.items() if students is not None}
+        if everyone:
+            pairs |= await session_pairs(self._db, everyone, None)
+        if some:
+            students = sorted({st for group in some.values() for st in group})
+            pairs |= await session_pairs(self._db, sorted(some), students)
+        await self._recheck(sorted(pairs), marked)
+
+    async def _sweep(self, full: bool) -> None:
+        now = self._now()
+        if full or self._watermark is None:
+            await self._recheck(None, [])
+        else:
+            await self._recheck(sorted(await touched_pairs(self._db, self._watermark - SWEEP_OVERLAP, now)), [])
+        self._watermark = now
+
+    async def _recheck(self, pairs: Sequence[tuple[str, str]] | None, marked: Sequence[_Marked]) -> None:
+        """Recompute ``pairs`` (None: every enrolment) and notify on downward crossings."""
+        if pairs is not None and not pairs and not marked:
+            return
+        now = self._now()
+        rows = await standings(self._db, now, pairs=pairs) if pairs is None or pairs else []
+        was_below = await warning_states(self._db, pairs)
+        changes: list[tuple[str, str, bool, Decimal | None, bool]] = []
+        crossed: list[StandingRow] = []
+        for row in rows:
+            st = row.standing()
+            key = (row.student_id, row.course_id)
+            before = was_below.get(key)
+            warn = warning_due(bool(before), st.percentage, st.rules)
+            if warn:
+                crossed.append(row)
+            if before is None and not st.below_warning:
+                continue  # nothing to remember for a student who has never been below
+            pct = shown(st.percentage) if st.percentage is not None else None
+            if warn or before != st.below_warning:
+                changes.append((row.student_id, row.course_id, st.below_warning, pct, warn))
+        teachers = await course_faculty(self._db, {r.course_id for r in crossed}) if crossed else {}
+        notes = [note for row in crossed for note in _warning_notes(row, teachers.get(row.course_id, set()))]
+        notes += [_marked_note(m) for m in marked]
+        if not changes and not notes:
+            return
+
+        async def work(conn: asyncpg.Connection) -> list[dict]:
+            await record_warning_states(conn, changes, now)
+            return await add_notifications(conn, notes)
+
+        published = await self._db.run(work, transaction=True)
+        publish_notifications(self._bus, published)
+        if crossed:
+            log.info("attendance warnings sent for %d student-course pairs", len(crossed))
+
+
+_STATUS_WORDS = {"present": "present", "late": "late", "absent": "absent", "excused": "excused"}
+
+
+def _marked_note(m: _Marked) -> NewNotification:
+    word = _STATUS_WORDS.get(m.status, m.status)
+    via = f" ({m.source})" if m.source else ""
+    return NewNotification(
+        user_id=m.student_id, kind="attendance_marked", title=f"Marked {word}",
+        body=f"Your attendance was recorded as {word}{via}.", link="/student",
+        data={"session_id": m.session_id, "status": m.status, "source": m.source},
+    )
+
+
+def _warning_notes(row: StandingRow, teachers: set[str]) -> list[NewNotification]:
+    st = row.standing()
+    pct = shown(st.percentage) if st.percentage is not None else Decimal(0)
+    data = {
+        "student_id": row.student_id, "course_id": row.course_id, "percentage": str(pct),
+        "warning_pct": str(row.warning_pct), "max_reachable": str(shown(st.max_reachable)), "band": st.band,
+    }
+    notes = [NewNotification(
+        user_id=row.student_id, kind="attendance_warning",
+        title=f"{row.course_code}: attendance {pct}% is below {row.warning_pct.normalize():f}%",
+        body=(f"Your attendance in {row.course_code} {row.course_title} is {pct}%. "
+              f"Attending every remaining session would bring it to {shown(st.max_reachable)}%."),
+        link="/student", data=data,
+    )]
+    for teacher in sorted(teachers):
+        notes.append(NewNotification(
+            user_id=teacher, kind="attendance_warning",
+            title=f"{row.course_code}: {row.student_name} fell below {row.warning_pct.normalize():f}%",
+            body=f"{row.student_name} ({row.roll_number}) is at {pct}% in {row.course_code}.",
+            link=f"/faculty/reports?course_id={row.course_id}", data=data,
+        ))
+    return notes
+
+
+# --- webhooks ---------------------------------------------------------------------------------
+
+SIGNATURE_HEADER = "CampusHub-Signature"
+MAX_ATTEMPTS = 8
+BACKOFF_BASE_S = 10.0
+BACKOFF_MAX_S = 3600.0
+DELIVERY_TIMEOUT_S = 10.0
+POLL_S = 2.0
+BATCH = 50
+CONCURRENCY = 8
+
+
+def sign(secret: str, body: bytes, timestamp: int) -> str:
+    """The ``CampusHub-Signature`` header value: ``t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "t.body")>``."""
+    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={mac}"
+
+
+def verify(secret: str, body: bytes, header: str, now: float, tolerance_s: float = 300) -> bool:
+    """What a receiver does (documented for integrators; used by the tests)."""
+    try:
+        parts = dict(item.split("=", 1) for item in header.split(","))
+        timestamp = int(parts["t"])
+    except (ValueError, KeyError):
+        return False
+    if abs(now - timestamp) > tolerance_s:
+        return False
+    return hmac.compare_digest(sign(secret, body, timestamp), header)
+
+
+def backoff(attempts: int, base_s: float, max_s: float = BACKOFF_MAX_S) -> float:
+    """Delay before retry number ``attempts`` (1 = the first retry): base, 2·base, 4·base... capped."""
+    return min(max_s, base_s * 2 ** (attempts - 1))
+
+
+class WebhookDispatcher(ServiceActor):
+    """See the module docstring. Takes no messages."""
+
+    def __init__(self, db: Database, *, now: Clock = wall_clock, max_attempts: int = MAX_ATTEMPTS,
+                 backoff_base_s: float = BACKOFF_BASE_S, poll_s: float = POLL_S,
+                 timeout_s: float = DELIVERY_TIMEOUT_S, transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self._db = db
+        self._now = now
+        self._max_attempts = max_attempts
+        self._backoff_base_s = backoff_base_s
+        self._poll_s = poll_s
+        self._timeout_s = timeout_s
+        self._transport = transport
+
+    async def serve(self) -> None:
+        lease = timedelta(seconds=self._timeout_s * 3)
+        async with httpx.AsyncClient(timeout=self._timeout_s, transport=self._transport,
+                                     follow_redirects=False) as client:
+            while True:
+                try:
+                    due = await claim_due(self._db, self._now(), lease, BATCH)
+                    if due:
+                        await self._deliver(client, due)
+                        if len(due) == BATCH:
+                            continue
+                    idle = await self._idle_s()
+                except Exception as exc:
+                    if not is_transient(exc):
+                        raise
+                    # A claimed delivery whose outcome was lost is retried after its lease.
+                    log.warning("webhooks: database unavailable (%s); retrying in %.0fs", exc, RETRY_S)
+                    idle = RETRY_S
+                await trio.sleep(idle)
+
+    async def _idle_s(self) -> float:
+        nxt = await next_due_at(self._db)
+        if nxt is None:
+            return self._poll_s
+        return min(self._poll_s, max(0.0, (nxt - self._now()).total_seconds()))
+
+    async def _deliver(self, client: httpx.AsyncClient, due: Sequence[Any]) -> None:
+        outcomes: list[Outcome] = [None] * len(due)  # type: ignore[list-item]
+        limiter = trio.CapacityLimiter(CONCURRENCY)
+
+        async def one(index: int) -> None:
+            async with limiter:
+                outcomes[index] = await self._post(client, due[index])
+
+        async with trio.open_nursery() as nursery:
+            for index in range(len(due)):
+                nursery.start_soon(one, index)
+        now = self._now()
+        retry_at = []
+        for delivery, outcome in zip(due, outcomes):
+            attempts = delivery.attempts + 1
+            if outcome.ok or attempts >= self._max_attempts:
+                retry_at.append(None)
+            else:
+                retry_at.append(now + timedelta(seconds=backoff(attempts, self._backoff_base_s)))
+            if not outcome.ok:
+                log.info("webhook delivery %s to %s failed (attempt %d): %s", delivery.id, delivery.url,
+                         attempts, outcome.error or outcome.status)
+        await record_outcomes(self._db, outcomes, now, retry_at)
+
+    async def _post(self, client: httpx.AsyncClient, delivery: Any) -> Outcome:
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": "CampusHub-Webhooks/1",
+            "CampusHub-Event": delivery.kind,
+            "CampusHub-Delivery": str(delivery.event_id),
+            SIGNATURE_HEADER: sign(delivery.secret, delivery.body, int(self._now().timestamp())),
+        }
+        try:
+            response = await client.post(delivery.url, content=delivery.body, headers=headers)
+        except httpx.HTTPError as exc:
+            return Outcome(delivery.id, False, None, f"{type(exc).__name__}: {exc}"[:500])
+        ok = 200 <= response.status_code < 300
+        return Outcome(delivery.id, ok, response.status_code, None if ok else f"HTTP {response.status_code}")
+
+
+def also_recheck(
+    inner: Callable[[str, Sequence[str]], Any], warnings: Callable[[], Any],
+) -> Callable[[str, Sequence[str]], Any]:
+    """Wrap ``WebContext.attendance_changed`` so the warnings actor re-checks those students too.
+
+    The tell never waits (``try_tell``): if the warnings mailbox is full the
+    next sweep (at most ``SWEEP_EVERY_S`` later) finds the change anyway.
+    """
+
+    async def changed(session_id: str, student_ids: Sequence[str]) -> None:
+        await inner(session_id, student_ids)
+        if student_ids:
+            ref = warnings()
+            if ref is not None:  # None before it started: its first full sweep covers this
+                ref.try_tell(AttendanceChanged(session_id, tuple(student_ids)))
+
+    return changed

@@ -1,0 +1,135 @@
+"""The warnings actor: a warning to the student and everyone teaching the course once per downward crossing,
+attendance-marked notifications from the bus, the sweep safety net, and no repeat after a restart."""
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta, timezone
+from typing import AsyncIterator
+
+import pytest
+import trio
+
+from actors import ChildSpec, Supervisor
+from hub.bus import LiveBus, session_topic, user_topic
+from hub.db import Database, open_database
+from hub.notifier import AttendanceChanged, WarningWatcher
+
+NOW = datetime.now(timezone.utc)
+
+
+@pytest.fixture
+async def fresh_db(aio_loop, fresh_database_url: str) -> AsyncIterator[Database]:
+    async with open_database(fresh_database_url, max_size=4) as database:
+        yield database
+
+
+async def seed(db: Database, statuses: list[str]) -> None:
+    """Student s1 in course c (coordinator f1, assistant f2); one closed past session per status."""
+
+    async def work(conn) -> None:
+        await conn.executemany(
+            "INSERT INTO users (id, username, display_name, role, password_hash) VALUES ($1, $1, $2, $3, 'x')",
+            [("s1", "Sam One", "student"), ("f1", "Fay One", "faculty"), ("f2", "Fox Two", "faculty")])
+        await conn.execute("INSERT INTO students (id, roll_number, token_secret) VALUES ('s1', 'R1', 'k')")
+        await conn.execute("INSERT INTO rooms (id, name, building) VALUES ('r', 'R', 'B')")
+        await conn.execute("INSERT INTO courses (id, code, title, faculty_id) VALUES ('c', 'CS1', 'Intro', 'f1')")
+        await conn.execute("INSERT INTO faculty_assignments (course_id, faculty_id, role) VALUES ('c', 'f2', 'assistant')")
+        await conn.execute("INSERT INTO enrolments (course_id, student_id) VALUES ('c', 's1')")
+        await conn.execute(
+            "INSERT INTO class_sessions (id, course_id, room_id, starts_at, ends_at, status)"
+            " VALUES ('future', 'c', 'r', $1, $2, 'scheduled')", NOW + timedelta(days=7), NOW + timedelta(days=7, hours=1))
+    await db.run(work, transaction=True)
+    await add_sessions(db, statuses)
+
+
+async def add_sessions(db: Database, statuses: list[str]) -> list[str]:
+    ids = [f"s-{uuid.uuid4().hex[:8]}" for _ in statuses]
+
+    async def work(conn) -> None:
+        for i, (sid, status) in enumerate(zip(ids, statuses)):
+            start = NOW - timedelta(days=20) + timedelta(hours=i)
+            await conn.execute("INSERT INTO class_sessions (id, course_id, room_id, starts_at, ends_at, status)"
+                               " VALUES ($1, 'c', 'r', $2, $3, 'closed')", sid, start, start + timedelta(minutes=50))
+            await conn.execute("INSERT INTO attendance (session_id, student_id, status, source)"
+                               " VALUES ($1, 's1', $2, 'manual')", sid, status)
+    await db.run(work, transaction=True)
+    return ids
+
+
+async def receive(subscription, timeout: float = 10.0) -> dict:
+    with trio.fail_after(timeout):
+        return (await subscription.receive())["notification"]
+
+
+async def start(nursery: trio.Nursery, db: Database, bus: LiveBus, sweep_every_s: float = 3600) -> Supervisor:
+    supervisor = Supervisor("test")
+    await nursery.start(supervisor.run)
+    await supervisor.start_child(ChildSpec(
+        "warnings", lambda: WarningWatcher(db, bus, sweep_every_s=sweep_every_s), mailbox_size=64))
+    return supervisor
+
+
+async def wait_state(db: Database, below: bool) -> None:
+    with trio.fail_after(10):
+        while await db.fetchval("SELECT below FROM attendance_warnings WHERE student_id = 's1'") is not below:
+            await trio.sleep(0.02)
+
+
+async def test_warning_once_per_crossing_to_student_and_every_teacher(fresh_db):
+    bus = LiveBus()
+    # 7 present of 10 = 70%: below the default 75% line from the start.
+    await seed(fresh_db, ["present"] * 7 + ["absent"] * 3)
+    with bus.subscribe([user_topic("s1")]) as student, bus.subscribe([user_topic("f1")]) as f1, \
+            bus.subscribe([user_topic("f2")]) as f2:
+        async with trio.open_nursery() as nursery:
+            supervisor = await start(nursery, fresh_db, bus)
+            warning = await receive(student)
+            assert (warning["kind"], warning["data"]["percentage"], warning["data"]["max_reachable"]) == (
+                "attendance_warning", "70.00", "72.72")
+            assert "CS1" in warning["title"] and "70.00%" in warning["body"]
+            for teacher in (f1, f2):
+                note = await receive(teacher)
+                assert note["kind"] == "attendance_warning" and "Sam One" in note["title"]
+                assert note["data"]["student_id"] == "s1"
+
+            # A check-in on the bus: an attendance-marked notification, still below, so no new warning.
+            [sid] = await add_sessions(fresh_db, ["present"])
+            bus.publish(session_topic(sid), {"type": "attendance", "session_id": sid, "student_id": "s1",
+                                             "status": "present", "checked_in_at": NOW.isoformat(), "source": "qr"})
+            marked = await receive(student)
+            assert (marked["kind"], marked["title"], marked["data"]["session_id"]) == (
+                "attendance_marked", "Marked present", sid)
+
+            # Back above the line (told by the web, no bus message), then below again: a new warning.
+            ids = await add_sessions(fresh_db, ["present"] * 6)  # 14 of 17
+            await supervisor.lookup("warnings").tell(AttendanceChanged(ids[0], ("s1",)))
+            await wait_state(fresh_db, below=False)
+            ids = await add_sessions(fresh_db, ["absent"] * 3)  # 14 of 20 = 70%
+            await supervisor.lookup("warnings").tell(AttendanceChanged(ids[0], None))
+            again = await receive(student)
+            assert again["kind"] == "attendance_warning" and again["data"]["percentage"] == "70.00"
+
+            # A restart rebuilds nothing in memory that matters: the full sweep sends no repeat.
+            await supervisor.stop_child("warnings")
+            await supervisor.start_child(ChildSpec("warnings", lambda: WarningWatcher(fresh_db, bus), mailbox_size=64))
+            with trio.move_on_after(0.5):
+                unexpected = await student.receive()
+                pytest.fail(f"repeated notification after a restart: {unexpected}")
+            await supervisor.shutdown()
+            nursery.cancel_scope.cancel()
+    count = await fresh_db.fetchval("SELECT count(*) FROM notifications WHERE kind = 'attendance_warning'")
+    assert count == 6  # two crossings x (the student + two teachers)
+
+
+async def test_the_sweep_catches_changes_nobody_announced(fresh_db):
+    bus = LiveBus()
+    await seed(fresh_db, ["present"] * 4)
+    with bus.subscribe([user_topic("s1")]) as student:
+        async with trio.open_nursery() as nursery:
+            supervisor = await start(nursery, fresh_db, bus, sweep_every_s=0.1)
+            assert await fresh_db.fetchval("SELECT count(*) FROM attendance_warnings") == 0  # never below
+            await add_sessions(fresh_db, ["absent"] * 2)  # 4 of 6: written behind everyone's back
+            warning = await receive(student)
+            assert warning["kind"] == "attendance_warning" and warning["data"]["percentage"] == "66.66"
+            await supervisor.shutdown()
+            nursery.cancel_scope.cancel()

@@ -1,0 +1,210 @@
+"""Display-mode check-in from a phone, faculty marks and flag review, through the web app.
+
+The display check-ins run against a real SessionActor and PersistenceWriter
+(under a supervisor in the test's nursery), exactly as the hub wires them.
+"""
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime, timedelta, timezone
+
+import pytest
+import trio
+
+from actors import ChildSpec, Supervisor
+from hub.bus import session_topic
+from hub.metrics import HubMetrics
+from hub.session_actor import SESSION_MAILBOX, SessionActor, session_caller
+from hub.writer import PersistenceWriter
+from web import create_app
+
+from web_helpers import bearer, page_login
+
+
+@pytest.fixture
+async def live(ctx, world, db, bus):
+    """live1's session actor running; ``ctx.session_call`` reaches it."""
+    root = Supervisor("test-root")
+    async with trio.open_nursery() as nursery:
+        await nursery.start(root.run)
+        writer = await root.start_child(ChildSpec("writer", lambda: PersistenceWriter(
+            db, bus, HubMetrics(), lambda message: None), mailbox_size=64))
+        sessions = await root.start_child(ChildSpec("sessions", lambda: Supervisor("sessions")))
+        await sessions.start_child(ChildSpec(
+            world.sessions["live1"], lambda: SessionActor(world.sessions["live1"], db=db, writer=writer),
+            mailbox_size=SESSION_MAILBOX))
+        ctx.session_call = session_caller(lambda: sessions)
+        yield sessions
+        await root.shutdown()
+        nursery.cancel_scope.cancel()
+
+
+async def _display_url(client, world, faculty="fac1") -> str:
+    response = await client.get(f"/api/v1/sessions/{world.sessions['live1']}/display-code",
+                                headers=await bearer(client, world.username(faculty)))
+    assert response.status_code == 200
+    code = await response.get_json()
+    assert code["live"] and code["refresh_in_ms"] > 0
+    return code["url"].split("localhost", 1)[-1]
+
+
+async def test_logged_out_student_scans_logs_in_and_is_checked_in_as_of_the_scan(app, ctx, world, db, clock, live):
+    faculty = app.test_client()
+    path = await _display_url(faculty, world)
+    scanned_at = clock.now
+    phone = app.test_client()
+    scan = await phone.get(path)
+    assert scan.status_code == 303
+    checkin_page = scan.headers["Location"]
+    assert checkin_page.startswith("/checkin/")
+    # Not logged in: the protected page sends the student to log in, and back.
+    bounced = await phone.get(checkin_page)
+    assert bounced.status_code == 302 and "/login?next=" in bounced.headers["Location"]
+    clock.advance(90)  # logging in takes a while: the display's code is long gone
+    login = await page_login(phone, world.username("stu2"))
+    assert login.status_code == 303
+    page = await phone.get(checkin_page)
+    assert page.status_code == 200
+    pending = checkin_page.rsplit("/", 1)[1]
+    done = await phone.post("/api/v1/checkin/display", json={"pending": pending})
+    assert done.status_code == 200, await done.get_data(as_text=True)
+    body = await done.get_json()
+    assert body["status"] == "present" and body["flagged"] is False
+    assert abs(datetime.fromisoformat(body["checked_in_at"]).timestamp() - scanned_at) < 0.01
+    row = await db.fetchrow("SELECT status, source, checked_in_at FROM attendance WHERE session_id = $1"
+                            " AND student_id = $2", world.sessions["live1"], world.users["stu2"])
+    assert row["status"] == "present" and row["source"] == "display"
+    assert await db.fetchval("SELECT count(*) FROM display_checkins WHERE session_id = $1 AND outcome = 'accepted'",
+                             world.sessions["live1"]) == 1
+    again = await phone.post("/api/v1/checkin/display", json={"pending": pending})
+    assert again.status_code == 409 and (await again.get_json())["error"]["code"] == "duplicate_checkin"
+
+
+async def test_one_phone_checking_in_a_second_student_is_flagged_for_review(app, world, db, live):
+    path = await _display_url(app.test_client(), world)
+    phone = app.test_client()
+    for key in ("stu2", "stu1"):
+        await phone.get("/logout")
+        pending = (await phone.get(path)).headers["Location"].rsplit("/", 1)[1]
+        await page_login(phone, world.username(key))
+        response = await phone.post("/api/v1/checkin/display", json={"pending": pending})
+        results = await response.get_json()
+        if key == "stu2":
+            assert response.status_code == 200 and not results["flagged"]
+    # stu1 was already present in live1 (world): refused, but the shared phone is still flagged.
+    assert response.status_code == 409
+    flags = await db.fetch("SELECT student_id, kind, source FROM checkin_flags WHERE session_id = $1",
+                           world.sessions["live1"])
+    assert [(f["student_id"], f["kind"], f["source"]) for f in flags] == [(world.users["stu1"], "shared_device", "display")]
+
+
+async def test_bad_codes_and_other_phones_are_refused(app, world, clock, live):
+    path = await _display_url(app.test_client(), world)
+    phone = app.test_client()
+    forged = re.sub(r"/[a-z2-7]{16}$", "/aaaaaaaaaaaaaaaa", path)
+    assert (await phone.get(forged)).status_code == 400
+    clock.advance(25)  # two windows later
+    expired = await phone.get(path, headers={"Accept": "text/html"})
+    assert expired.status_code == 400 and "expired" in await expired.get_data(as_text=True)
+    clock.advance(-25)
+    pending = (await phone.get(path)).headers["Location"].rsplit("/", 1)[1]
+    other_phone = app.test_client()
+    await page_login(other_phone, world.username("stu2"))
+    refused = await other_phone.post("/api/v1/checkin/display", json={"pending": pending})
+    assert refused.status_code == 403 and (await refused.get_json())["error"]["code"] == "other_device"
+    garbage = await other_phone.post("/api/v1/checkin/display", json={"pending": "x.y"})
+    assert garbage.status_code == 400
+
+
+async def test_session_without_live_actor_refuses_display_checkin(app, world):
+    path = await _display_url(app.test_client(), world)
+    phone = app.test_client()
+    pending = (await phone.get(path)).headers["Location"].rsplit("/", 1)[1]
+    await page_login(phone, world.username("stu2"))
+    response = await phone.post("/api/v1/checkin/display", json={"pending": pending})
+    assert response.status_code == 409 and (await response.get_json())["error"]["code"] == "session_not_live"
+
+
+async def test_manual_and_bulk_marks_through_the_live_actor(client, world, db, bus, live):
+    session = world.sessions["live1"]
+    headers = await bearer(client, world.username("fac1"))
+    with bus.subscribe([session_topic(session)]) as updates:
+        response = await client.post(f"/api/v1/sessions/{session}/marks", headers=headers, json={
+            "marks": [{"student_id": world.users["stu2"], "status": "excused"}], "reason": "medical"})
+        assert response.status_code == 200, await response.get_data(as_text=True)
+        assert (await response.get_json())["changed"] == [
+            {"student_id": world.users["stu2"], "status": "excused", "before": None}]
+        with trio.fail_after(5):
+            update = await updates.receive()
+    assert update["status"] == "excused" and update["source"] == "manual"
+    audit = await db.fetchrow("SELECT actor, reason, after FROM audit_log WHERE entity_id = $1 ORDER BY id DESC LIMIT 1",
+                              f"{session}/{world.users['stu2']}")
+    assert audit["actor"] == world.users["fac1"] and audit["reason"] == "medical"
+    assert json.loads(audit["after"])["status"] == "excused"
+    # The actor knows: stu2 can no longer check in by scanning.
+    from hub.session_actor import RosterStatus
+    assert (await live.lookup(session).ask(RosterStatus()))[world.users["stu2"]] == "excused"
+    # Bulk: every student without a record (none left) changes nothing.
+    bulk = await client.post(f"/api/v1/sessions/{session}/marks/unmarked", headers=headers, json={"status": "absent"})
+    assert bulk.status_code == 200 and (await bulk.get_json())["changed"] == []
+
+
+async def test_marks_of_a_session_without_actor_are_written_directly_and_checked(client, world, db):
+    session = world.sessions["past1"]
+    headers = await bearer(client, world.username("fac1"))
+    response = await client.post(f"/api/v1/sessions/{session}/marks/unmarked", headers=headers,
+                                  json={"status": "absent", "reason": "register"})
+    assert (await response.get_json())["changed"] == [
+        {"student_id": world.users["stu2"], "status": "absent", "before": None}]
+    bad = await client.post(f"/api/v1/sessions/{session}/marks", headers=headers,
+                            json={"marks": [{"student_id": world.users["stu3"], "status": "present"}]})
+    assert bad.status_code == 400 and (await bad.get_json())["error"]["field"] == "marks[0].student_id"
+    bad = await client.post(f"/api/v1/sessions/{session}/marks", headers=headers,
+                            json={"marks": [{"student_id": world.users["stu2"], "status": "here"}]})
+    assert bad.status_code == 400
+    other = await client.post(f"/api/v1/sessions/{session}/marks", headers=await bearer(client, world.username("fac2")),
+                              json={"marks": [{"student_id": world.users["stu2"], "status": "present"}]})
+    assert other.status_code == 403
+    student = await client.post(f"/api/v1/sessions/{session}/marks", headers=await bearer(client, world.username("stu2")),
+                                json={"marks": [{"student_id": world.users["stu2"], "status": "present"}]})
+    assert student.status_code == 403
+    assert await db.fetchval("SELECT status FROM attendance WHERE session_id = $1 AND student_id = $2",
+                             session, world.users["stu2"]) == "absent"
+
+
+async def test_flag_review_reject_marks_absent_once(client, world, db):
+    session = world.sessions["past1"]
+    flag_id = await db.fetchval(
+        "INSERT INTO checkin_flags (session_id, student_id, kind, detail, source, raised_at)"
+        " VALUES ($1, $2, 'wrong_room', 'scanned elsewhere', 'qr', now()) RETURNING id", session, world.users["stu1"])
+    headers = await bearer(client, world.username("fac1"))
+    page = await (await client.get(f"/api/v1/sessions/{session}/flags", headers=headers)).get_json()
+    assert page["total"] == 1 and page["items"][0]["kind"] == "wrong_room" and page["items"][0]["status"] == "present"
+    assert (await client.post(f"/api/v1/flags/{flag_id}/review", headers=await bearer(client, world.username("fac2")),
+                              json={"decision": "reject"})).status_code == 403
+    reviewed = await client.post(f"/api/v1/flags/{flag_id}/review", headers=headers,
+                                 json={"decision": "reject", "note": "was not there"})
+    body = await reviewed.get_json()
+    assert reviewed.status_code == 200 and body["state"] == "rejected" and body["status"] == "absent"
+    again = await client.post(f"/api/v1/flags/{flag_id}/review", headers=headers, json={"decision": "accept"})
+    assert again.status_code == 409
+    assert (await client.post("/api/v1/flags/99999999999999999999/review", headers=headers,
+                              json={"decision": "accept"})).status_code == 404
+    remaining = await (await client.get(f"/api/v1/sessions/{session}/flags?state=open", headers=headers)).get_json()
+    assert remaining["total"] == 0
+
+
+async def test_projector_page_shows_only_the_window_the_hub_says(client, world, clock):
+    await page_login(client, world.username("fac1"))
+    session = world.sessions["live1"]
+    page = await client.get(f"/faculty/sessions/{session}/display")
+    assert page.status_code == 200 and 'id="display-qr"' in await page.get_data(as_text=True)
+    code = await (await client.get(f"/api/v1/sessions/{session}/display-code")).get_json()
+    svg = await client.get(f"/faculty/sessions/{session}/display.svg?window={code['window']}")
+    assert svg.status_code == 200 and svg.headers["Content-Type"].startswith("image/svg+xml")
+    assert (await client.get(f"/faculty/sessions/{session}/display.svg?window={code['window'] - 2}")).status_code == 410
+    clock.advance(3 * 3600)  # over
+    assert (await (await client.get(f"/api/v1/sessions/{session}/display-code")).get_json())["live"] is False
+    await page_login(client, world.username("fac2"))
+    assert (await client.get(f"/api/v1/sessions/{session}/display-code")).status_code == 403

@@ -1,0 +1,153 @@
+"""The audit log API: search, export (CSV, JSON lines) and chain verification.
+
+An admin sees every entry; a faculty member only entries of the courses they
+manage (coordinator or assigned). Verification covers the one chain of the
+whole log, so it is for admins only.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import AsyncIterator
+
+from quart import Blueprint, Response, jsonify, request
+
+from hub.db.academic import manages_sql
+from hub.db.audit import (
+    AuditFilter, csv_chunk, csv_header, iter_audit, jsonl_chunk, search_audit, verify_chain,
+)
+
+from ..apidoc import (
+    BAD_URL, BEARER, BOOL, FORBIDDEN, INT, STR, TIME, UNAUTHENTICATED, enum, json_response, nullable, obj, page_of,
+    page_params, query_str, ref,
+)
+from ..auth import current_principal, require
+from ..context import current_context
+from ..errors import invalid
+from .api import DEFAULT_PAGE, MAX_PAGE, _int_arg
+
+bp = Blueprint("audit", __name__, url_prefix="/api/v1/audit")
+
+_TEXT_FILTERS = ("student_id", "session_id", "course_id", "actor", "entity")
+_MAX_FILTER_CHARS = 200
+
+
+def _time_arg(name: str) -> datetime | None:
+    raw = request.args.get(name)
+    if raw in (None, ""):
+        return None
+    try:
+        value = datetime.fromisoformat(raw)
+    except ValueError:
+        raise invalid(f"'{name}' must be an ISO 8601 date-time with a UTC offset.", field=name) from None
+    if value.utcoffset() is None:
+        raise invalid(f"'{name}' must carry a UTC offset (e.g. Z or +05:30).", field=name)
+    return value
+
+
+async def _filter() -> AuditFilter:
+    """The query's filters, narrowed to a faculty member's courses."""
+    values: dict[str, str | None] = {}
+    for name in _TEXT_FILTERS:
+        raw = request.args.get(name)
+        if raw is not None and len(raw) > _MAX_FILTER_CHARS:
+            raise invalid(f"'{name}' is too long.", field=name)
+        values[name] = raw or None
+    principal = current_principal()
+    course_ids = None
+    if principal.role == "faculty":
+        rows = await current_context().db.fetch(
+            "SELECT c.id FROM courses c WHERE " + manages_sql("c.id", "$1"), principal.user_id)
+        course_ids = [r["id"] for r in rows]
+    return AuditFilter(**values, since=_time_arg("since"), until=_time_arg("until"), course_ids=course_ids)
+
+
+@bp.get("")
+@require("admin", "faculty")
+async def search() -> Response:
+    limit, offset = _int_arg("limit", DEFAULT_PAGE, 1, MAX_PAGE), _int_arg("offset", 0, 0, 10**9)
+    page = await search_audit(current_context().db, await _filter(), limit=limit, offset=offset)
+    return jsonify({"items": page.items, "total": page.total, "limit": limit, "offset": offset})
+
+
+@bp.get("/export")
+@require("admin", "faculty")
+async def export() -> Response:
+    fmt = request.args.get("format", "csv")
+    if fmt not in ("csv", "jsonl"):
+        raise invalid("'format' must be csv or jsonl.", field="format")
+    f = await _filter()
+    db = current_context().db
+
+    async def body() -> AsyncIterator[bytes]:
+        if fmt == "csv":
+            yield csv_header().encode()
+        async for chunk in iter_audit(db, f):
+            yield (csv_chunk(chunk) if fmt == "csv" else jsonl_chunk(chunk)).encode()
+
+    content_type = "text/csv; charset=utf-8" if fmt == "csv" else "application/x-ndjson"
+    return Response(body(), content_type=content_type,
+                    headers={"Content-Disposition": f'attachment; filename="audit-log.{fmt}"'})
+
+
+@bp.get("/verify")
+@require("admin")
+async def verify() -> Response:
+    report = await verify_chain(current_context().db)
+    return jsonify({
+        "ok": report.ok, "entries": report.entries, "head_id": report.head_id, "head_hash": report.head_hash,
+        "first_broken_id": report.first_broken_id, "problem": report.problem,
+    })
+
+
+# --- OpenAPI ------------------------------------------------------------------------------------
+
+_FILTERS = [
+    query_str("student_id", "Only entries about this student."),
+    query_str("session_id", "Only entries about this session."),
+    query_str("course_id", "Only entries about this course."),
+    query_str("actor", "Only entries made by this actor (a user id, `device:<id>`, `hub`)."),
+    query_str("entity", "Only entries about this kind of thing (`attendance`, ...)."),
+    query_str("since", "Entries at or after this instant.", TIME),
+    query_str("until", "Entries before this instant.", TIME),
+]
+
+OPENAPI_SCHEMAS: dict = {
+    "AuditEntry": obj({
+        "id": INT, "at": TIME, "actor": STR, "entity": STR, "entity_id": STR,
+        "session_id": nullable(STR), "student_id": nullable(STR), "course_id": nullable(STR),
+        "before": nullable({"type": "object"}), "after": nullable({"type": "object"}), "reason": STR,
+        "prev_hash": nullable(STR), "hash": nullable(STR),
+    }),
+}
+
+OPENAPI_PATHS: dict = {
+    "/api/v1/audit": {"get": {
+        "summary": "Search the audit log, newest first (admin: all; faculty: their courses' entries)",
+        "tags": ["audit"], "security": BEARER, "x-roles": ["admin", "faculty"],
+        "parameters": [*page_params(MAX_PAGE, DEFAULT_PAGE), *_FILTERS],
+        "responses": {"200": json_response(page_of(ref("AuditEntry")), "A page."), "400": BAD_URL,
+                      "401": UNAUTHENTICATED, "403": FORBIDDEN},
+    }},
+    "/api/v1/audit/export": {"get": {
+        "summary": "Export matching entries, oldest first, as CSV or JSON lines (same scope as the search)",
+        "tags": ["audit"], "security": BEARER, "x-roles": ["admin", "faculty"],
+        "parameters": [query_str("format", "`csv` (default) or `jsonl`.", enum("csv", "jsonl")), *_FILTERS],
+        "responses": {
+            "200": {"description": "The entries (streamed).", "content": {
+                "text/csv; charset=utf-8": {"schema": STR}, "application/x-ndjson": {"schema": STR}}},
+            "400": BAD_URL, "401": UNAUTHENTICATED, "403": FORBIDDEN,
+        },
+    }},
+    "/api/v1/audit/verify": {"get": {
+        "summary": "Recompute the hash chain; report the first entry that does not verify (admin)",
+        "tags": ["audit"], "security": BEARER, "x-roles": ["admin"],
+        "responses": {
+            "200": json_response(obj({
+                "ok": BOOL, "entries": INT, "head_id": nullable(INT), "head_hash": nullable(STR),
+                "first_broken_id": nullable(INT),
+                "problem": nullable(enum("missing_hash", "broken_link", "altered")),
+            }), "The verdict."),
+            "401": UNAUTHENTICATED, "403": FORBIDDEN,
+        },
+    }},
+}
