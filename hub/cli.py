@@ -60,6 +60,9 @@ def _parser() -> argparse.ArgumentParser:
     from hub.devices_cli import add_parser as add_devices_parser
 
     add_devices_parser(sub)
+    from hub.audit_cli import add_parser as add_audit_parser
+
+    add_audit_parser(sub)
     return parser
 
 
@@ -80,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         if settings.mqtt_url:
             MqttUrl.parse(settings.mqtt_url)
         handler = {"demo": _demo, "serve": _serve, "migrate": _migrate, "simulate": _simulate,
-                   "devices": _devices}[args.command]
+                   "devices": _devices, "audit": _audit}[args.command]
         return handler(args, settings)
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
@@ -147,6 +150,12 @@ async def _until_signalled(cancel_scope: trio.CancelScope) -> None:
 
 def _devices(args: argparse.Namespace, settings: Settings) -> int:
     from hub.devices_cli import run
+
+    return run(args, settings)
+
+
+def _audit(args: argparse.Namespace, settings: Settings) -> int:
+    from hub.audit_cli import run
 
     return run(args, settings)
 

@@ -162,7 +162,8 @@ class SessionActor(Actor):
             commit = reject(scan.message, decision.reason, decision.detail, event=event, session_id=self.session_id)
             if decision.flags:
                 flags = self._flag_rows(decision.flags, source, event_id, utc_from_s(scan.message.received_at))
-                commit = replace(commit, effects=commit.effects + flags, live=self._flag_live(decision.flags))
+                # Published by the writer once stored (hub.db.checkin.announce_flags), with the flag's id.
+                commit = replace(commit, effects=commit.effects + flags)
             await deliver(self._writer, commit)
             return
         flags = list(decision.flags)
@@ -182,7 +183,7 @@ class SessionActor(Actor):
         effects += self._flag_rows(flags, source, event_id, at)
         await deliver(self._writer, accept(
             event, scan.message, effects, session_id=self.session_id,
-            live=self._attendance_live(decision.student_id, decision.status, decision.at, source) + self._flag_live(flags),
+            live=self._attendance_live(decision.student_id, decision.status, decision.at, source),
         ))
 
     async def _skew(self, student_id: str, device_id: str, at: datetime, received: datetime) -> Flag | None:
@@ -209,10 +210,9 @@ class SessionActor(Actor):
                                            request.scanned_at))
             effects: tuple[Effect, ...] = (self._mark(decision, "display", None, request.student_id),
                                            row, *flags)
-            live = (self._attendance_live(decision.student_id, decision.status, decision.at, "display")
-                    + self._flag_live(decision.flags))
+            live = self._attendance_live(decision.student_id, decision.status, decision.at, "display")
         else:
-            effects, live = (row, *flags), self._flag_live(decision.flags)
+            effects, live = (row, *flags), ()
         await deliver(self._writer, Commit(internal_key(), effects, live=live, on_done=settled))
         if isinstance(decision, Accepted):
             return Receipt(True, status=decision.status, at=decision.at,
@@ -281,13 +281,6 @@ class SessionActor(Actor):
             "status": status, "checked_in_at": at.isoformat() if at else None, "source": source,
         }
         return ((session_topic(self.session_id), update), (student_topic(student_id), update))
-
-    def _flag_live(self, flags) -> tuple[LiveUpdate, ...]:
-        return tuple(
-            (session_topic(self.session_id), {"type": "flag", "session_id": self.session_id,
-                                              "student_id": f.student_id, "kind": f.kind, "detail": f.detail})
-            for f in flags
-        )
 
 
 def session_caller(sessions: Callable[[], Supervisor]) -> Callable[[str, object], Awaitable[Any]]:

@@ -19,10 +19,10 @@ import trio
 from actors import Actor
 from hub.bus import LiveBus
 from hub.db import Database
-from hub.db.ingest import write_batch
+from hub.db.ingest import BatchWritten, write_batch
 from hub.metrics import HubMetrics
 from hub.mqtt import InboundMessage
-from hub.records import Commit, Rejection
+from hub.records import Commit, LiveUpdate, Rejection
 
 log = logging.getLogger("hub.writer")
 
@@ -77,13 +77,13 @@ class PersistenceWriter(Actor):
         self._failed = set()  # dedup keys stored as persistence_error (for Commit.on_done)
         while True:
             try:
-                fresh = await write_batch(self._db, batch)
+                written = await write_batch(self._db, batch)
                 break
             except Exception as exc:  # noqa: BLE001 - classified just below
                 self._metrics.db_write_failures.inc()
                 if not is_transient(exc):
                     try:
-                        fresh = await self._commit_one_by_one(batch)
+                        written = await self._commit_one_by_one(batch)
                         break
                     except Exception as again:  # noqa: BLE001
                         if not is_transient(again):
@@ -94,27 +94,31 @@ class PersistenceWriter(Actor):
                 log.warning("database unavailable (%s); retrying %d commits in %.2fs", exc, len(batch), delay)
                 await trio.sleep(delay)
                 delay = min(delay * 2, _RETRY_MAX_S)
-        self._after_commit(batch, fresh)
+        self._after_commit(batch, written)
 
-    async def _commit_one_by_one(self, batch: Sequence[Commit]) -> set[bytes]:
+    async def _commit_one_by_one(self, batch: Sequence[Commit]) -> BatchWritten:
         """A batch failed on its data: find the bad commits so the good ones still land.
 
         A commit that fails alone is replaced by a rejection with reason
         ``persistence_error`` (so it is kept, counted and acknowledged).
         """
         fresh: set[bytes] = set()
+        live: list[LiveUpdate] = []
         for commit in batch:
             try:
-                fresh |= await write_batch(self._db, [commit])
+                written = await write_batch(self._db, [commit])
             except Exception as exc:  # noqa: BLE001
                 if is_transient(exc):
                     raise
                 log.error("commit %r failed permanently: %s", commit.dedup_key, exc)
                 self._failed.add(commit.dedup_key)
-                fresh |= await write_batch(self._db, [_as_persistence_error(commit, exc)])
-        return fresh
+                written = await write_batch(self._db, [_as_persistence_error(commit, exc)])
+            fresh |= written.fresh
+            live += written.live
+        return BatchWritten(fresh, live)
 
-    def _after_commit(self, batch: list[Commit], fresh: set[bytes]) -> None:
+    def _after_commit(self, batch: list[Commit], written: BatchWritten) -> None:
+        fresh = written.fresh
         now = time.time()
         metrics = self._metrics
         metrics.batch_size.observe(len(batch))
@@ -131,6 +135,9 @@ class PersistenceWriter(Actor):
                 outcomes[commit.outcome] += 1
             for topic, update in commit.live:
                 self._bus.publish(topic, update)
+        # After the commits' own updates, so a flag reaches the roster after the check-in it concerns.
+        for topic, update in written.live:
+            self._bus.publish(topic, update)
         # Counters once per batch and label, not once per message (measurable at thousands/s).
         for (what, label), count in outcomes.items():
             if what == "ingested":

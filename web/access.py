@@ -2,12 +2,14 @@
 
 Roles gate routes (``web.auth.require``); these checks gate *records*:
 admin sees everything, faculty only sessions (and students) of the courses
-they teach, a student only themself. Each is one query, made before any
-data is loaded or any bus topic subscribed.
+they teach, a student only themself. Each is one or two queries, made before
+any data is loaded or any bus topic subscribed.
 """
 from __future__ import annotations
 
-from hub.db.web_queries import session_faculty, student_profile, teaches_student
+from hub.db.academic import NotFound, may_manage_course
+from hub.db.class_sessions import session_course
+from hub.db.web_queries import student_profile, teaches_student
 
 from .auth import Principal
 from .context import WebContext
@@ -15,16 +17,21 @@ from .errors import forbidden, not_found
 
 
 def may_see_session(principal: Principal, faculty_id: str) -> bool:
-    """Given the faculty member teaching a session's course."""
+    """Given the course's coordinator: admin, or that coordinator. Faculty assigned to the course
+    (``faculty_assignments``) are only recognised by :func:`authorize_session`; prefer it."""
     return principal.role == "admin" or (principal.role == "faculty" and principal.user_id == faculty_id)
 
 
 async def authorize_session(ctx: WebContext, principal: Principal, session_id: str) -> None:
-    """404 if there is no such session, 403 unless the principal may see it."""
-    faculty_id = await session_faculty(ctx.db, session_id)
-    if faculty_id is None:
-        raise not_found("No such session.")
-    if not may_see_session(principal, faculty_id):
+    """404 if there is no such session, 403 unless the principal may see it: admin, or faculty who
+    manage its course (coordinator or assigned, ``hub.db.academic.manages_sql``)."""
+    try:
+        course_id = await session_course(ctx.db, session_id)
+    except NotFound:
+        raise not_found("No such session.") from None
+    if principal.role == "admin":
+        return
+    if principal.role != "faculty" or not await may_manage_course(ctx.db, principal.user_id, course_id):
         raise forbidden("You do not teach this session's course.")
 
 

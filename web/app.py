@@ -28,6 +28,7 @@ from .routes import checkin
 from .routes import tickets_api
 from .routes import academic, academic_pages, sessions_api
 from .routes import audit, corrections, leave
+from .routes import audit_pages
 from .uploads import SizedRequest
 from .serialize import IsoJSONProvider
 
@@ -71,7 +72,7 @@ def create_app(ctx: WebContext, *, secure_cookies: bool = False) -> QuartTrio:
     templating.register(app)
     for module in (account, faculty, student, ops, api, live, system, openapi, devices_admin, devices_api,
                    insights, insights_pages, checkin, tickets_api,
-                   leave, corrections, audit,
+                   leave, corrections, audit, audit_pages,
                    academic, academic_pages, sessions_api):
         app.register_blueprint(module.bp)
 

@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 from typing import Awaitable, Callable, Iterable
 
 from hub.bus import DEVICES_TOPIC, session_topic, student_topic
+from hub.db.checkin import flag_json, list_flags
 from hub.db.web_queries import (
     AttendanceRecord,
     DeviceOverview,
@@ -195,11 +196,18 @@ class Feed:
     snapshot: Callable[[], Awaitable[dict]]
 
 
+#: Open flags a roster snapshot carries (newest first); more wait for the next snapshot.
+SNAPSHOT_FLAGS = 200
+
+
 def session_feed(ctx: WebContext, session_id: str) -> Feed:
-    """A live roster. Authorise (web.access.authorize_session) before building it."""
+    """A live roster and its open check-in flags (kept current by the ``flag`` messages).
+    Authorise (web.access.authorize_session) before building it."""
 
     async def snapshot() -> dict:
-        return roster_json(await load_roster(ctx, session_id), utc_now(ctx))
+        roster = roster_json(await load_roster(ctx, session_id), utc_now(ctx))
+        _, flags = await list_flags(ctx.db, session_id, "open", SNAPSHOT_FLAGS, 0)
+        return {**roster, "flags": [flag_json(f) for f in flags]}
 
     return Feed("session", (session_topic(session_id),), snapshot)
 

@@ -1,6 +1,8 @@
 """The audit log: verify its hash chain, search it, export it (CSV or JSON lines).
 
-Entries are appended only by the ``audit_log_chain`` trigger of migration 0004
+The hash is written once in SQL (migration 0004) and once in Python
+(:mod:`hub.db.audit_hash`, byte-for-byte the same, for offline verification of
+an export). Entries are appended only by the ``audit_log_chain`` trigger of migration 0004
 (every attendance change through :mod:`hub.db.attendance`); a second trigger
 refuses UPDATE, DELETE and TRUNCATE. Each entry's ``hash`` is
 ``sha256(prev_hash || canonical)``, where ``canonical`` is
@@ -18,13 +20,13 @@ import io
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from typing import Any, AsyncIterator, Literal, Sequence
 
 import asyncpg
 
 from ._pool import Database
-
-ZERO_HASH = bytes(32)
+from .audit_hash import ZERO_HASH, exact_json
 EXPORT_CHUNK = 2000
 
 #: What can be wrong with an entry, in the order verification checks it.
@@ -139,14 +141,19 @@ _COLUMNS = ("id, at, actor, entity, entity_id, session_id, student_id, course_id
             " prev_hash, hash")
 
 
-def entry_json(row: asyncpg.Record) -> dict[str, Any]:
-    """One entry as the API and the exports show it (hashes in hex)."""
+def entry_json(row: asyncpg.Record, *, exact_numbers: bool = False) -> dict[str, Any]:
+    """One entry as the API and the exports show it (hashes in hex). ``exact_numbers``: numbers in
+    before/after as :class:`~decimal.Decimal` (the exports, whose hashes must verify offline)."""
+    def parse(text: str | None) -> Any:
+        if text is None:
+            return None
+        return json.loads(text, parse_float=Decimal) if exact_numbers else json.loads(text)
+
     return {
         "id": row["id"], "at": row["at"], "actor": row["actor"], "entity": row["entity"],
         "entity_id": row["entity_id"], "session_id": row["session_id"], "student_id": row["student_id"],
         "course_id": row["course_id"],
-        "before": None if row["before"] is None else json.loads(row["before"]),
-        "after": None if row["after"] is None else json.loads(row["after"]),
+        "before": parse(row["before"]), "after": parse(row["after"]),
         "reason": row["reason"],
         "prev_hash": None if row["prev_hash"] is None else bytes(row["prev_hash"]).hex(),
         "hash": None if row["hash"] is None else bytes(row["hash"]).hex(),
@@ -181,10 +188,30 @@ async def iter_audit(db: Database, f: AuditFilter, *, chunk: int = EXPORT_CHUNK)
             *args, after_id, chunk)
         if not rows:
             return
-        yield [entry_json(r) for r in rows]
+        yield [entry_json(r, exact_numbers=True) for r in rows]
         if len(rows) < chunk:
             return
         after_id = rows[-1]["id"]
+
+
+async def search_choices(db: Database, course_ids: Sequence[str] | None, *, max_students: int = 2000,
+                         ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], bool]:
+    """What the audit page's search form offers in the given scope (``None``: everything): the
+    courses, and the students enrolled in them (at most ``max_students``, by roll number; the flag
+    says whether there were more -- the form still takes any id typed in)."""
+
+    async def work(conn: asyncpg.Connection) -> tuple[list[dict[str, Any]], list[dict[str, Any]], bool]:
+        scope = "" if course_ids is None else " WHERE c.id = ANY($1::text[])"
+        args: list[Any] = [] if course_ids is None else [list(course_ids)]
+        courses = await conn.fetch(f"SELECT c.id, c.code, c.title FROM courses c{scope} ORDER BY c.code", *args)
+        enrolled = "" if course_ids is None else (
+            " WHERE s.id IN (SELECT e.student_id FROM enrolments e WHERE e.course_id = ANY($1::text[]))")
+        students = await conn.fetch(
+            f"SELECT s.id, s.roll_number, u.display_name FROM students s JOIN users u ON u.id = s.id{enrolled}"
+            f" ORDER BY s.roll_number LIMIT {int(max_students) + 1}", *args)
+        return [dict(r) for r in courses], [dict(r) for r in students[:max_students]], len(students) > max_students
+
+    return await db.run(work)
 
 
 CSV_FIELDS = ("id", "at", "actor", "entity", "entity_id", "session_id", "student_id", "course_id",
@@ -214,7 +241,7 @@ def _csv_cell(value: Any) -> str:
     if isinstance(value, datetime):
         return value.isoformat()
     if isinstance(value, dict):
-        value = json.dumps(value, separators=(",", ":"), sort_keys=True)
+        value = exact_json(value)
     text = str(value)
     # A spreadsheet would run "=..." as a formula (CSV injection through a reason or an actor).
     if text[:1] in ("=", "+", "-", "@", "\t", "\r"):
@@ -223,10 +250,5 @@ def _csv_cell(value: Any) -> str:
 
 
 def jsonl_chunk(entries: list[dict[str, Any]]) -> str:
-    return "".join(json.dumps(e, default=_json_default, separators=(",", ":")) + "\n" for e in entries)
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+    """One entry per line, numbers exact: ``campushub audit verify`` re-hashes these lines."""
+    return "".join(exact_json(e) + "\n" for e in entries)

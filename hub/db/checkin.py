@@ -14,25 +14,26 @@ from typing import Any, Sequence
 
 import asyncpg
 
-from hub.records import CheckinFlagRow, DisplayCheckinRow
+from hub.bus import session_topic
+from hub.records import CheckinFlagRow, DisplayCheckinRow, LiveUpdate
 
 from ._pool import Database
+from .academic import manages_sql
 from .attendance import AppliedChange, AttendanceChange, apply_attendance_changes
+from .notifications import NewNotification, add_notifications, publish_notifications
 
 FLAG_STATES = ("open", "accepted", "rejected")
 
 
 # --- the writer's batch -------------------------------------------------------------
 
-async def write_checkin_effects(conn: asyncpg.Connection, by_type: dict[type, list]) -> None:
-    """Insert the batch's flags and display check-ins (called inside the writer's transaction)."""
-    if flags := by_type.get(CheckinFlagRow):
-        await conn.executemany(
-            "INSERT INTO checkin_flags (session_id, student_id, kind, detail, evidence, source, event_id, raised_at)"
-            " VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8)",
-            [(f.session_id, f.student_id, f.kind, f.detail[:1000], json.dumps(f.evidence), f.source, f.event_id,
-              f.raised_at) for f in flags],
-        )
+async def write_checkin_effects(conn: asyncpg.Connection, by_type: dict[type, list]) -> list[int]:
+    """Insert the batch's flags and display check-ins (called inside the writer's transaction).
+
+    Returns the ids of the new flags, for :func:`announce_flags` once the
+    batch's attendance is written too.
+    """
+    flag_ids = await insert_flags(conn, by_type.get(CheckinFlagRow, ()))
     if uses := by_type.get(DisplayCheckinRow):
         await conn.executemany(
             "INSERT INTO display_checkins (session_id, student_id, scanned_at, code_window, device_hash, nonce,"
@@ -40,6 +41,70 @@ async def write_checkin_effects(conn: asyncpg.Connection, by_type: dict[type, li
             [(u.session_id, u.student_id, u.scanned_at, u.code_window, u.device_hash, u.nonce, u.user_agent[:300],
               u.outcome) for u in uses],
         )
+    return flag_ids
+
+
+async def insert_flags(conn: asyncpg.Connection, flags: Sequence[CheckinFlagRow]) -> list[int]:
+    """Insert ``flags`` (one statement) in the caller's transaction; returns their new ids."""
+    if not flags:
+        return []
+    rows = await conn.fetch(
+        "INSERT INTO checkin_flags (session_id, student_id, kind, detail, evidence, source, event_id, raised_at)"
+        " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::jsonb[], $6::text[],"
+        " $7::uuid[], $8::timestamptz[]) RETURNING id",
+        [f.session_id for f in flags], [f.student_id for f in flags], [f.kind for f in flags],
+        [f.detail[:1000] for f in flags], [json.dumps(f.evidence) for f in flags], [f.source for f in flags],
+        [f.event_id for f in flags], [f.raised_at for f in flags],
+    )
+    return [r["id"] for r in rows]
+
+
+async def announce_flags(conn: asyncpg.Connection, flag_ids: Sequence[int]) -> list[LiveUpdate]:
+    """Notify the managing faculty of new flags, in the caller's transaction; return what to publish
+    on the live bus AFTER the commit: each flag (``flag_update``) and each notification.
+
+    One ``checkin_flagged`` notification per flag to every faculty member who
+    manages the session's course (coordinator or assigned:
+    :func:`hub.db.academic.manages_sql`). Call it after the batch's attendance
+    is written, so each flag carries the student's current status. Costs four
+    statements for any number of flags, none without flags.
+    """
+    if not flag_ids:
+        return []
+    flags = [_flag(r) for r in await conn.fetch(
+        _FLAG_SELECT + " WHERE f.id = ANY($1::bigint[]) ORDER BY f.id", list(flag_ids))]
+    recipients = await conn.fetch(
+        "SELECT f.id AS flag_id, c.id AS course_id, c.code AS course_code, u.id AS faculty_id"
+        " FROM checkin_flags f JOIN class_sessions cs ON cs.id = f.session_id JOIN courses c ON c.id = cs.course_id"
+        " JOIN users u ON u.role = 'faculty' AND " + manages_sql("c.id", "u.id") +
+        " WHERE f.id = ANY($1::bigint[]) ORDER BY f.id, u.id", list(flag_ids))
+    by_id = {f.id: f for f in flags}
+    notes = [_flag_note(by_id[r["flag_id"]], r["faculty_id"], r["course_id"], r["course_code"])
+             for r in recipients if r["flag_id"] in by_id]
+    collected = _Collector()
+    for flag in flags:
+        collected.publish(*flag_update(flag))
+    publish_notifications(collected, await add_notifications(conn, notes))
+    return collected
+
+
+class _Collector(list):
+    """Collects bus messages (the notification module's publisher protocol) to publish after a commit."""
+
+    def publish(self, topic: str, message: dict[str, Any]) -> None:
+        self.append((topic, message))
+
+
+def _flag_note(flag: "FlagRecord", faculty_id: str, course_id: str, course_code: str) -> NewNotification:
+    kind = flag.kind.replace("_", " ")
+    return NewNotification(
+        faculty_id, "checkin_flagged",
+        f"Check-in flagged in {course_code}: {kind}",
+        f"{flag.student_name} ({flag.roll_number}): {flag.detail}. Review it on the session roster.",
+        f"/faculty/sessions/{flag.session_id}",
+        {"flag_id": flag.id, "session_id": flag.session_id, "course_id": course_id,
+         "student_id": flag.student_id, "kind": flag.kind},
+    )
 
 
 # --- clock skew -----------------------------------------------------------------------
@@ -132,6 +197,26 @@ JOIN class_sessions cs ON cs.id = f.session_id
 JOIN courses c ON c.id = cs.course_id
 LEFT JOIN attendance a ON a.session_id = f.session_id AND a.student_id = f.student_id
 """
+
+
+def flag_json(f: FlagRecord) -> dict[str, Any]:
+    """The one JSON shape of a flag (API, live bus, websocket snapshot); times as ISO strings."""
+    return {
+        "id": f.id, "session_id": f.session_id, "student_id": f.student_id, "student_name": f.student_name,
+        "roll_number": f.roll_number, "kind": f.kind, "detail": f.detail, "evidence": f.evidence,
+        "source": f.source, "raised_at": f.raised_at.isoformat(), "state": f.state, "reviewed_by": f.reviewed_by,
+        "reviewed_at": f.reviewed_at.isoformat() if f.reviewed_at else None, "review_note": f.review_note,
+        "status": f.status,
+    }
+
+
+def flag_update(f: FlagRecord) -> LiveUpdate:
+    """The live roster's message for a flag raised or reviewed: ``{"type": "flag", "flag": {...}}``
+    on the session's topic (the roster shows it while ``state`` is ``open``)."""
+    return session_topic(f.session_id), {
+        "type": "flag", "session_id": f.session_id, "student_id": f.student_id, "kind": f.kind,
+        "detail": f.detail, "state": f.state, "flag": flag_json(f),
+    }
 
 
 def _flag(row: asyncpg.Record) -> FlagRecord:

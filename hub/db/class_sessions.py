@@ -83,18 +83,20 @@ async def session_detail(db: Database, session_id: str, *, history: int = 50) ->
 async def list_sessions(
     db: Database, limit: int, offset: int, *, start: datetime | None = None, end: datetime | None = None,
     course_id: str | None = None, section_id: str | None = None, status: str | None = None,
-    faculty_id: str | None = None,
+    faculty_id: str | None = None, term_id: str | None = None,
 ) -> dict[str, Any]:
-    """Sessions overlapping ``[start, end)``, oldest first; ``faculty_id`` limits to courses they manage."""
+    """Sessions overlapping ``[start, end)``, oldest first; ``faculty_id`` limits to courses they manage,
+    ``term_id`` to sessions of the term's sections."""
     where = (" WHERE ($1::timestamptz IS NULL OR cs.ends_at > $1) AND ($2::timestamptz IS NULL OR cs.starts_at < $2)"
              " AND ($3::text IS NULL OR cs.course_id = $3) AND ($4::text IS NULL OR cs.section_id = $4)"
              " AND ($5::text IS NULL OR cs.status = $5) AND ($6::text IS NULL OR "
-             + manages_sql("cs.course_id", "$6") + ")")
-    args = [start, end, course_id, section_id, status, faculty_id]
+             + manages_sql("cs.course_id", "$6") + ")"
+             " AND ($7::text IS NULL OR cs.section_id IN (SELECT ts.id FROM sections ts WHERE ts.term_id = $7))")
+    args = [start, end, course_id, section_id, status, faculty_id, term_id]
 
     async def work(conn: asyncpg.Connection) -> dict[str, Any]:
         total = await conn.fetchval("SELECT count(*) FROM class_sessions cs" + where, *args)
-        rows = await conn.fetch(_SELECT + where + " ORDER BY cs.starts_at, c.code, cs.id LIMIT $7 OFFSET $8",
+        rows = await conn.fetch(_SELECT + where + " ORDER BY cs.starts_at, c.code, cs.id LIMIT $8 OFFSET $9",
                                 *args, limit, offset)
         return {"items": [_json(r) for r in rows], "total": total, "limit": limit, "offset": offset}
 

@@ -3,23 +3,35 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 import asyncpg
 
 from hub.records import (
-    AcceptedEvent, AttendanceMark, Commit, Rejection, SensorRow, TokenUse,
+    AcceptedEvent, AttendanceMark, Commit, LiveUpdate, Rejection, SensorRow, TokenUse,
     digest_key,
 )
 
 from ._pool import Database
 from .attendance import AttendanceChange, apply_attributed_changes
-from .checkin import write_checkin_effects
+from .checkin import announce_flags, write_checkin_effects
 from .health import write_health_effects
 
 
-async def write_batch(db: Database, commits: Sequence[Commit]) -> set[bytes]:
-    """Commit ``commits`` in one transaction; return the dedup keys that were new.
+@dataclass(frozen=True)
+class BatchWritten:
+    """What one :func:`write_batch` committed."""
+
+    #: The dedup keys that were new (the commits whose effects were applied).
+    fresh: set[bytes]
+    #: Live updates about rows the database itself numbered (new check-in flags and the
+    #: notifications they caused): the writer publishes them after the commit.
+    live: list[LiveUpdate]
+
+
+async def write_batch(db: Database, commits: Sequence[Commit]) -> BatchWritten:
+    """Commit ``commits`` in one transaction; return the dedup keys that were new (and what to publish).
 
     A commit whose key was already processed is skipped whole (a redelivery
     changes nothing). Blocks until PostgreSQL commits; raises on any database
@@ -27,7 +39,7 @@ async def write_batch(db: Database, commits: Sequence[Commit]) -> set[bytes]:
     """
     keys = [c.dedup_key for c in commits]
 
-    async def work(conn: asyncpg.Connection) -> set[bytes]:
+    async def work(conn: asyncpg.Connection) -> BatchWritten:
         rows = await conn.fetch(
             "INSERT INTO processed_messages (dedup_key) SELECT DISTINCT unnest($1::bytea[])"
             " ON CONFLICT DO NOTHING RETURNING dedup_key",
@@ -42,13 +54,12 @@ async def write_batch(db: Database, commits: Sequence[Commit]) -> set[bytes]:
                 seen.add(commit.dedup_key)
                 for effect in commit.effects:
                     by_type[type(effect)].append(effect)
-        await _write_effects(conn, by_type)
-        return fresh
+        return BatchWritten(fresh, await _write_effects(conn, by_type))
 
     return await db.run(work, transaction=True)
 
 
-async def _write_effects(conn: asyncpg.Connection, by_type: dict[type, list]) -> None:
+async def _write_effects(conn: asyncpg.Connection, by_type: dict[type, list]) -> list[LiveUpdate]:
     if events := by_type.get(AcceptedEvent):
         await conn.copy_records_to_table(
             "events",
@@ -70,7 +81,7 @@ async def _write_effects(conn: asyncpg.Connection, by_type: dict[type, list]) ->
                 for r in rejections
             ],
         )
-    await write_checkin_effects(conn, by_type)
+    flag_ids = await write_checkin_effects(conn, by_type)
     if marks := by_type.get(AttendanceMark):
         await _write_attendance(conn, marks)
     if uses := by_type.get(TokenUse):
@@ -87,6 +98,8 @@ async def _write_effects(conn: asyncpg.Connection, by_type: dict[type, list]) ->
         )
     # Health, its history, alarms and threshold state (engineer F).
     await write_health_effects(conn, by_type)
+    # Last, so each flag carries the student's status as this batch leaves it.
+    return await announce_flags(conn, flag_ids)
 
 
 #: Sources of a student's own check-in. A check-in replaces an absence or an excuse (the student

@@ -1,26 +1,57 @@
-"""Academic demo data: a term around today, a holiday, sections, faculty assignments, a weekly timetable.
+"""Academic demo data: a term around today, a holiday, sections, faculty assignments, a weekly
+timetable, and the term's sessions generated from it.
 
-Idempotent (fixed ids, ``ON CONFLICT DO NOTHING``); runs inside the campus
-seed's transaction. It creates no sessions itself (the campus seed keeps one
-live session per room and its tests count them): the admin console's
-"Generate sessions" (``POST /api/v1/terms/demo-term/generate``) turns the
-timetable into the term's sessions, which the scheduler then opens and closes.
-Slots avoid today's weekday, so generated sessions never overlap the campus
-seed's live ones.
+Idempotent (fixed ids, ``ON CONFLICT DO NOTHING``, and regeneration itself is
+idempotent); runs inside the campus seed's transaction, after the campus
+seed's live sessions exist. The weekly slots of the first courses avoid
+today's weekday; the first course also gets two slots on today's weekday
+placed around the campus seed's live session in its room (one that ended
+before it started, one that starts after it ends, when they fit in today),
+so a demo opened right after seeding shows today's past, live and upcoming
+sessions. The term is generated from the start of today (not from now), so
+today's earlier occurrence exists too; the scheduler closes it at boot and
+its session actor marks the absentees, like any session the hub missed.
 """
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta
+from datetime import datetime, time, timedelta, timezone
 
 import asyncpg
 
+from .timetable import regenerate_in
+
 TERM_ID = "demo-term"
 MAX_COURSES = 4
+SEED_ACTOR = "seed"
 _TIMES = ((time(9), time(10)), (time(14), time(15, 30)))
+#: Today's extra slots of the first course: this far before / after ``now``, one hour long. The campus
+#: seed's live session runs from 5 min before ``now`` for an hour, so these never overlap it.
+PAST_LEAD = timedelta(hours=2, minutes=30)
+UPCOMING_LEAD = timedelta(hours=1, minutes=30)
+TODAY_LENGTH = timedelta(hours=1)
+
+
+def _five_minutes(instant: datetime, *, up: bool) -> datetime:
+    floor = instant.replace(minute=instant.minute - instant.minute % 5, second=0, microsecond=0)
+    return floor + timedelta(minutes=5) if up and floor != instant else floor
+
+
+def todays_slots(now: datetime) -> list[tuple[str, time, time]]:
+    """``(kind, starts, ends)`` of the first course's slots on today's weekday that fit in today (UTC)."""
+    now = now.astimezone(timezone.utc)
+    slots = []
+    for kind, starts in (("lecture", _five_minutes(now - PAST_LEAD, up=False)),
+                         ("tutorial", _five_minutes(now + UPCOMING_LEAD, up=True))):
+        ends = starts + TODAY_LENGTH
+        if starts.date() == ends.date() == now.date():
+            slots.append((kind, starts.time(), ends.time()))
+    return slots
 
 
 async def ensure_academic_demo(conn: asyncpg.Connection, course_ids: list[str], now: datetime) -> None:
-    """In the caller's transaction: the demo term, sections ``A`` of the first courses, their slots."""
+    """In the caller's transaction: the demo term, sections ``A`` of the first courses, their slots,
+    and the term's sessions from the start of today on."""
+    now = now.astimezone(timezone.utc)  # the demo term's timezone is UTC
     today = now.date()
     await conn.execute(
         "INSERT INTO terms (id, name, starts_on, ends_on, timezone) VALUES ($1, 'Demo term', $2, $3, 'UTC')"
@@ -31,7 +62,8 @@ async def ensure_academic_demo(conn: asyncpg.Connection, course_ids: list[str], 
         " WHERE NOT EXISTS (SELECT 1 FROM holidays WHERE name = 'Demo holiday')", holiday)
     courses = await conn.fetch(
         "SELECT c.id, c.faculty_id, s.room_id FROM courses c"
-        " LEFT JOIN LATERAL (SELECT room_id FROM class_sessions cs WHERE cs.course_id = c.id LIMIT 1) s ON true"
+        " LEFT JOIN LATERAL (SELECT room_id FROM class_sessions cs WHERE cs.course_id = c.id"
+        "  ORDER BY cs.starts_at, cs.id LIMIT 1) s ON true"
         " WHERE c.id = ANY($1::text[]) ORDER BY c.id LIMIT $2", course_ids, MAX_COURSES)
     for n, course in enumerate(courses):
         section_id = f"{course['id']}-A"
@@ -46,15 +78,23 @@ async def ensure_academic_demo(conn: asyncpg.Connection, course_ids: list[str], 
             course["id"], section_id)
         if course["room_id"] is None:
             continue
+        slots = []
         for k, (starts, ends) in enumerate(_TIMES):
             weekday = (today.weekday() + 1 + n + 2 * k) % 7
             if weekday == today.weekday():
                 weekday = (weekday + 1) % 7
-            await conn.execute(
-                "INSERT INTO timetable_slots (id, section_id, room_id, weekday, starts_time, ends_time)"
-                " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
-                f"{section_id}-slot{k + 1}", section_id, course["room_id"], weekday, starts, ends)
+            slots.append((f"{section_id}-slot{k + 1}", weekday, starts, ends, "lecture"))
+        if n == 0:
+            slots += [(f"{section_id}-today-{kind}", today.weekday(), starts, ends, kind)
+                      for kind, starts, ends in todays_slots(now)]
+        await conn.executemany(
+            "INSERT INTO timetable_slots (id, section_id, room_id, weekday, starts_time, ends_time, kind)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+            [(slot_id, section_id, course["room_id"], weekday, starts, ends, kind)
+             for slot_id, weekday, starts, ends, kind in slots])
     if courses:
         await conn.execute(
-            "INSERT INTO course_rules (course_id, grace_minutes, updated_by) VALUES ($1, 5, 'seed')"
-            " ON CONFLICT DO NOTHING", courses[0]["id"])
+            "INSERT INTO course_rules (course_id, grace_minutes, updated_by) VALUES ($1, 5, $2)"
+            " ON CONFLICT DO NOTHING", courses[0]["id"], SEED_ACTOR)
+    start_of_today = datetime.combine(today, time(0), tzinfo=timezone.utc)
+    await regenerate_in(conn, TERM_ID, now=start_of_today, actor=SEED_ACTOR)

@@ -18,6 +18,7 @@ from uuid import UUID
 import asyncpg
 
 from ._pool import Database
+from .academic import manages_sql
 from .health import DEVICE_OVERVIEW_SELECT  # the health columns live with their writer
 
 
@@ -179,7 +180,8 @@ def day_bounds(day: date, tz: tzinfo) -> tuple[datetime, datetime]:
 async def sessions_for_faculty(
     db: Database, faculty_id: str | None, day: date, tz: tzinfo
 ) -> list[SessionSummary]:
-    """Sessions overlapping ``day`` (in ``tz``) of courses taught by ``faculty_id``; all if ``None``.
+    """Sessions overlapping ``day`` (in ``tz``) of courses ``faculty_id`` manages (coordinates or is
+    assigned to, :func:`hub.db.academic.manages_sql`); all if ``None``.
 
     Overlapping rather than starting on it, so a session running across
     midnight is listed on both days.
@@ -187,7 +189,8 @@ async def sessions_for_faculty(
     start, end = day_bounds(day, tz)
     rows = await db.fetch(
         _SESSION_SELECT
-        + " WHERE ($1::text IS NULL OR c.faculty_id = $1) AND cs.ends_at > $2 AND cs.starts_at < $3"
+        + " WHERE ($1::text IS NULL OR " + manages_sql("c.id", "$1") + ")"
+        " AND cs.ends_at > $2 AND cs.starts_at < $3"
         " ORDER BY cs.starts_at, c.code",
         faculty_id, start, end,
     )

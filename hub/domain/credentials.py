@@ -137,8 +137,9 @@ def edge_agent_toml(
     """A ready-to-use edge-agent config (edge_agent/config.py) for a freshly provisioned device.
 
     ``mqtt_url`` is the broker as the device reaches it, without credentials
-    (they are separate keys). For ed25519 devices the hub's command-signing
-    public key is included as a comment (the key devices verify commands with).
+    (they are separate keys). For ed25519 devices it includes
+    ``hub_public_key``, the hub's command-signing key the agent verifies
+    commands with.
     """
     lines = [
         "# CampusHub edge agent; generated at provisioning. Keep this file secret (mode 0600).",
@@ -153,5 +154,6 @@ def edge_agent_toml(
         'outbox = "outbox.sqlite"',
     ]
     if credentials.keys.alg == "ed25519" and hub_public_key is not None:
-        lines.append(f"# Commands from the hub are signed with its Ed25519 key: {hub_public_key.hex()}")
+        lines.append("# The hub signs this device's commands with its own Ed25519 key:")
+        lines.append(f"hub_public_key = {_toml_string(hub_public_key.hex())}")
     return "\n".join(lines) + "\n"

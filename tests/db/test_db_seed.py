@@ -1,4 +1,5 @@
-"""hub.db.seed.ensure_campus: counts, idempotence, live sessions, passwords, speed.
+"""hub.db.seed.ensure_campus: counts, idempotence, live sessions, the demo timetable's sessions,
+passwords, speed.
 
 Each test seeds its own database (``fresh_database_url``): seeding is about
 exact row counts, which the run's shared database cannot promise.
@@ -6,7 +7,7 @@ exact row counts, which the run's shared database cannot promise.
 from __future__ import annotations
 
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from typing import AsyncIterator
 
 import pytest
@@ -17,6 +18,7 @@ from hub.db import Database, open_database
 from hub.db.seed import (
     COURSES_PER_STUDENT, DEMO_PASSWORD, SESSION_LEAD, SESSION_LENGTH, ensure_campus, room_id,
 )
+from hub.db.seed_academic import TERM_ID
 from hub.passwords import verify_password
 
 pytestmark = pytest.mark.integration
@@ -43,11 +45,12 @@ def assert_live(campus: Campus, now: datetime) -> None:
 async def test_seeds_the_requested_campus(fresh_db: Database) -> None:
     campus = await ensure_campus(fresh_db, rooms=4, students=25, now=NOW)
 
+    generated = await fresh_db.fetchval("SELECT count(*) FROM class_sessions WHERE origin = 'timetable'")
     assert await counts(fresh_db) == {
         "users": 2 + 1 + 25,  # admin, ops, ceil(4 / 5) faculty, students
         "students": 25, "rooms": 4, "courses": 4,
         "enrolments": 25 * min(COURSES_PER_STUDENT, 4 - 1),
-        "devices": 4, "class_sessions": 4,
+        "devices": 4, "class_sessions": 4 + generated,  # one live per room + the demo timetable's
     }
     assert [s.student_id for s in campus.students] == [f"stu-{n:04d}" for n in range(1, 26)]
     assert campus.students[0].username == "s0001"
@@ -79,6 +82,44 @@ async def test_seeds_the_requested_campus(fresh_db: Database) -> None:
     roles = dict(await fresh_db.fetch("SELECT username, role FROM users"))
     assert (roles["admin"], roles["ops"], roles["faculty1"], roles["s0001"]) == (
         "admin", "ops", "faculty", "student")
+
+
+async def test_generates_the_demo_timetables_sessions_once(fresh_db: Database) -> None:
+    campus = await ensure_campus(fresh_db, rooms=4, students=25, now=NOW)
+    term = await fresh_db.fetchrow("SELECT starts_on, ends_on, timezone FROM terms WHERE id = $1", TERM_ID)
+    holiday = await fresh_db.fetchval("SELECT starts_on FROM holidays WHERE name = 'Demo holiday'")
+    slots = await fresh_db.fetch("SELECT id, weekday, starts_time, ends_time FROM timetable_slots")
+    assert term["timezone"] == "UTC" and len(slots) == 4 * 2 + 2  # two a week per course, two today
+    today = NOW.date()
+
+    def days(first: date, last: date) -> list[date]:
+        return [first + timedelta(days=n) for n in range((last - first).days + 1)]
+
+    # Every occurrence of every slot from the start of today to the term's end, except the holiday.
+    expected = {(s["id"], datetime.combine(day, s["starts_time"], timezone.utc))
+                for s in slots for day in days(today, term["ends_on"])
+                if day.weekday() == s["weekday"] and day != holiday}
+    rows = await fresh_db.fetch(
+        "SELECT id, slot_id, course_id, room_id, starts_at, ends_at, status, grace_minutes FROM class_sessions"
+        " WHERE origin = 'timetable'")
+    assert {(r["slot_id"], r["starts_at"]) for r in rows} == expected and len(rows) == len(expected)
+    assert all(r["status"] == "scheduled" for r in rows)
+    assert {r["grace_minutes"] for r in rows if r["course_id"] == "course-001"} == {5}  # its custom rules
+
+    # Today: a generated session that is over, the campus's live ones, one still to come.
+    live = {s.room_id: s for s in campus.sessions}
+    todays = sorted((r for r in rows if r["starts_at"].date() == today), key=lambda r: r["starts_at"])
+    assert [r["slot_id"] for r in todays] == ["course-001-A-today-lecture", "course-001-A-today-tutorial"]
+    assert todays[0]["ends_at"] <= live["room-001"].starts_at and todays[0]["ends_at"] < NOW
+    assert todays[1]["starts_at"] >= live["room-001"].ends_at and todays[1]["starts_at"] > NOW
+    for r in rows:  # the campus's live sessions keep their rooms to themselves
+        session = live[r["room_id"]]
+        assert r["ends_at"] <= session.starts_at or r["starts_at"] >= session.ends_at, r["id"]
+
+    # Seeding again (later the same day, or the next day) adds nothing.
+    before = await counts(fresh_db)
+    await ensure_campus(fresh_db, rooms=4, students=25, now=NOW + timedelta(minutes=30))
+    assert await counts(fresh_db) == before
 
 
 async def test_is_idempotent(fresh_db: Database) -> None:

@@ -117,3 +117,4 @@ def test_the_edge_agent_snippet_is_a_valid_agent_config(tmp_path: Path, alg):
     config = load_config(path)
     assert config.device_id == "room-101-edge" and config.alg == alg
     assert config.signing_key == creds.keys.device_key
+    assert config.hub_public_key == (hub_key if alg == "ed25519" else None)

@@ -99,3 +99,20 @@ def test_a_future_session_follows_its_slots_room():
     now = datetime(2025, 3, 12, tzinfo=UTC)
     plan = plan_regeneration(found, [_existing(found[0], room_id="old"), _existing(found[1])], now=now)
     assert [(u.session_id, u.room_id) for u in plan.update] == [(_existing(found[0]).session_id, "r1")]
+
+
+def test_a_session_the_timetable_cancelled_comes_back_when_wanted_again():
+    found, _ = occurrences(TERM, [MONDAY_9], [], from_day=date(2025, 3, 17))
+    now = datetime(2025, 3, 12, tzinfo=UTC)
+    by_regeneration = _existing(found[0], status="cancelled", has_history=True, restorable=True, room_id="old")
+    by_a_person = _existing(found[1], status="cancelled", has_history=True)
+    plan = plan_regeneration(found, [by_regeneration, by_a_person], now=now)
+    assert [(u.session_id, u.room_id) for u in plan.restore] == [(by_regeneration.session_id, "r1")]
+    assert plan.create == () and plan.update == () and plan.kept == 2
+    assert plan.changed_session_ids == [by_regeneration.session_id]
+    # Not in the past, and a rescheduled one keeps its own room and time.
+    assert plan_regeneration(found, [by_regeneration], now=found[0].starts_at).restore == ()
+    moved = _existing(found[0], status="cancelled", restorable=True, rescheduled=True, room_id="elsewhere",
+                      starts_at=found[0].starts_at + timedelta(hours=2), ends_at=found[0].ends_at + timedelta(hours=2))
+    (restored,) = plan_regeneration(found, [moved], now=now).restore
+    assert (restored.room_id, restored.ends_at) == ("elsewhere", moved.ends_at)

@@ -33,6 +33,7 @@ import uuid
 import warnings
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import date, timedelta
 from typing import Any, Callable, Literal, Sequence
 
 import jwt
@@ -529,10 +530,12 @@ class HttpWorld:
     #: A refresh token already rotated once (its successor is ``rotated_successor``).
     rotated_refresh: str = ""
     rotated_successor: str = ""
+    #: More rows the API cases name (``{other_leave_id}``, ``{course_id}``, ...): see ``API_WORLD_IDS``.
+    ids: dict[str, str] = field(default_factory=dict)
 
     def fill(self, path: str) -> str:
         return path.format(session_id=self.session_id, student_id=self.student_id,
-                           other_student_id=self.other_student_id)
+                           other_student_id=self.other_student_id, **self.ids)
 
 
 def _claims(world: HttpWorld, role: str = "admin", **overrides: Any) -> dict:
@@ -569,6 +572,7 @@ AUTH_KINDS: dict[str, Callable[[HttpWorld], dict[str, str]]] = {
     "none": lambda w: {},
     "admin": lambda w: {"Authorization": f"Bearer {w.tokens['admin']}"},
     "faculty": lambda w: {"Authorization": f"Bearer {w.tokens['faculty']}"},
+    "ops": lambda w: {"Authorization": f"Bearer {w.tokens['ops']}"},
     "student": lambda w: {"Authorization": f"Bearer {w.tokens['student']}"},
     "garbage": lambda w: {"Authorization": "Bearer not.a.jwt"},
     "garbage_long": lambda w: {"Authorization": "Bearer " + "A" * 6000},
@@ -612,6 +616,7 @@ class HttpCase:
     code: str | None  # JSON error code; None: an HTML page (``absent`` must not appear) or a 2xx JSON body
     auth: str = "none"
     headers: dict[str, str] = field(default_factory=dict)
+    #: A JSON document, or ``world -> document`` for bodies naming world rows.
     json: Any = UNSET
     body: bytes | None = None
     chunked: bytes | None = None
@@ -619,7 +624,14 @@ class HttpCase:
     refresh: str | None = None
     absent: tuple[str, ...] = ()
     present: tuple[str, ...] = ()
+    #: On the JSON body: a 2xx body, or (with ``code``) an error body, which may then carry more keys.
     check: Callable[[Any], bool] | None = None
+    #: Rows this request may add, by table (of ``WATCHED_TABLES``); every other count must stay.
+    adds: dict[str, int] = field(default_factory=dict)
+    #: A response that is neither JSON nor a page (a download): its exact Content-Type ...
+    content_type: str | None = None
+    #: ... and headers that must start with these values.
+    response_headers: dict[str, str] = field(default_factory=dict)
 
     @property
     def channel(self) -> str:
@@ -778,7 +790,379 @@ def _http_cases() -> list[HttpCase]:
     return cases
 
 
-HTTP_CASES: list[HttpCase] = _http_cases()
+# ------------------------------------------------------------------------------- the grown API
+
+#: Tables whose row counts the HTTP runner compares around every case (``HttpCase.adds``).
+WATCHED_TABLES = (
+    "users", "rooms", "courses", "terms", "sections", "holidays", "enrolments", "class_sessions", "attendance",
+    "audit_log", "leave_applications", "leave_documents", "correction_requests", "condonation_applications",
+    "notifications", "webhook_subscriptions", "tickets", "ticket_comments", "devices", "device_commands",
+    "threshold_rules", "alarms",
+)
+#: ``HttpWorld.ids`` keys the API cases use (the HTTP test fills each).
+API_WORLD_IDS = (
+    "course_id",            # the world faculty's course (of the live session)
+    "room_id",              # the live session's room
+    "device_id",            # a device in it
+    "term_id",              # a term created for the test
+    "ticket_id",            # a ticket the world student reported
+    "own_leave_id",         # the world student's leave, with a PDF document named hostilely
+    "other_leave_id",       # another student's leave, with a document
+    "other_correction_id",  # another student's correction request
+    "other_notification_id",  # another student's notification
+    "other_course_id",      # a course another faculty member teaches
+    "other_session_id",     # a session of that course
+)
+
+_PDF = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n"
+_HTML_PAGE = b"<!DOCTYPE html><html><body><script>alert(document.cookie)</script></body></html>"
+_EXE = b"MZ\x90\x00\x03\x00\x00\x00\x04\x00\x00\x00\xff\xff\x00\x00" + b"\x00" * 48 + b"PE\x00\x00"
+_KIB = 1024
+_MIB = 1024 * 1024
+_CSV = {"Content-Type": "text/csv"}
+_JSON = {"Content-Type": "application/json"}
+_IMPORT = "/api/v1/enrolments/import"
+_CSV_HEAD = b"student_id,section_id\n"
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def _document(data: bytes, filename: str = "note.pdf", content_type: str | None = "application/pdf") -> dict:
+    doc = {"filename": filename, "data_base64": _b64(data)}
+    if content_type is not None:
+        doc["content_type"] = content_type
+    return doc
+
+
+def leave_body(days_ahead: int, reason: str = "Family function", document: dict | None = None) -> dict:
+    """A leave application of two days starting ``days_ahead`` from today (far enough ahead that the
+    campus's timezone never matters)."""
+    first = date.today() + timedelta(days=days_ahead)
+    body = {"starts_on": first.isoformat(), "ends_on": (first + timedelta(days=1)).isoformat(), "reason": reason}
+    if document is not None:
+        body["document"] = document
+    return body
+
+
+def _leave_with(document: dict, days_ahead: int = 200) -> Callable[[HttpWorld], dict]:
+    return lambda world: leave_body(days_ahead, document=document)
+
+
+def _errors_at(*lines: int) -> Callable[[Any], bool]:
+    """An ``import_rejected`` body listing problems on exactly these lines."""
+    return lambda body: sorted({e["line"] for e in body["errors"]}) == sorted(lines)
+
+
+def _items(body: Any) -> list:
+    return body["items"] if isinstance(body, dict) else []
+
+
+def _webhook(url: str) -> dict:
+    return {"url": url, "description": "hostile"}
+
+
+def _api_cases() -> list[HttpCase]:
+    C = HttpCase
+    superscript = "%C2%B2"  # '²': str.isdigit() says yes, int() says no
+    cases = [
+        # ---------------------------------------------------------------- forged tokens on the new API
+        C("expired_jwt_leave", "auth", "an expired token on the leave list", "GET", "/api/v1/leave", 401,
+          "token_expired", auth="expired"),
+        C("jwt_other_key_ticket", "auth", "a token signed with another key files a ticket", "POST",
+          "/api/v1/tickets", 401, "invalid_token", auth="other_key", json={"title": "x", "room_id": "x"}),
+        C("jwt_alg_none_notifications", "auth", "alg none on the notification centre", "GET",
+          "/api/v1/notifications", 401, "invalid_token", auth="alg_none"),
+        C("jwt_tampered_audit", "auth", "a student's token promoted to admin reads the audit log", "GET",
+          "/api/v1/audit", 401, "invalid_token", auth="tampered"),
+        C("jwt_hs512_webhooks", "auth", "HS512 on the webhook list", "GET", "/api/v1/webhooks", 401,
+          "invalid_token", auth="hs512"),
+        C("jwt_ghost_user_command", "auth", "a deleted user's token sends a device command", "POST",
+          "/api/v1/devices/{device_id}/commands", 401, "unauthenticated", auth="ghost_user",
+          json={"name": "reboot"}),
+        # ---------------------------------------------------------------- another user's rows
+        C("student_reads_other_leave", "ownership", "a student reads another student's leave", "GET",
+          "/api/v1/leave/{other_leave_id}", 403, "forbidden", auth="student"),
+        C("student_downloads_other_document", "ownership", "... and downloads its document", "GET",
+          "/api/v1/leave/{other_leave_id}/document", 403, "forbidden", auth="student"),
+        C("student_cancels_other_leave", "ownership", "... and cancels it", "POST",
+          "/api/v1/leave/{other_leave_id}/cancel", 403, "forbidden", auth="student", json={}),
+        C("student_approves_leave", "ownership", "a student approves a leave", "POST",
+          "/api/v1/leave/{other_leave_id}/approve", 403, "forbidden", auth="student", json={}),
+        C("student_reads_other_correction", "ownership", "a student reads another student's correction", "GET",
+          "/api/v1/corrections/{other_correction_id}", 403, "forbidden", auth="student"),
+        C("student_withdraws_other_correction", "ownership", "... and withdraws it", "POST",
+          "/api/v1/corrections/{other_correction_id}/withdraw", 403, "forbidden", auth="student", json={}),
+        C("student_reads_other_notification", "ownership", "a student marks another user's notification read",
+          "POST", "/api/v1/notifications/{other_notification_id}/read", 404, "not_found", auth="student",
+          json={}),
+        C("student_reads_other_standing", "ownership", "a student reads another student's eligibility", "GET",
+          "/api/v1/students/{other_student_id}/standing", 403, "forbidden", auth="student"),
+        C("student_reads_other_series", "ownership", "... and their attendance series", "GET",
+          "/api/v1/students/{other_student_id}/courses/{course_id}/series", 403, "forbidden", auth="student"),
+        C("student_reads_course_report", "ownership", "a student reads a course report", "GET",
+          "/api/v1/courses/{course_id}/report", 403, "forbidden", auth="student"),
+        C("student_reads_audit", "ownership", "a student reads the audit log", "GET", "/api/v1/audit", 403,
+          "forbidden", auth="student"),
+        C("student_marks_attendance", "ownership", "a student marks attendance", "POST",
+          "/api/v1/sessions/{session_id}/marks", 403, "forbidden", auth="student",
+          json=lambda w: {"marks": [{"student_id": w.student_id, "status": "present"}]}),
+        C("faculty_reads_other_report", "ownership", "a faculty member reads another's course report", "GET",
+          "/api/v1/courses/{other_course_id}/report", 403, "forbidden", auth="faculty"),
+        C("faculty_reads_other_report_csv", "ownership", "... as CSV", "GET",
+          "/api/v1/courses/{other_course_id}/report.csv", 403, "forbidden", auth="faculty"),
+        C("faculty_reads_other_series", "ownership", "... its attendance series", "GET",
+          "/api/v1/courses/{other_course_id}/series", 403, "forbidden", auth="faculty"),
+        C("faculty_reads_other_roster", "ownership", "... the roster of its session", "GET",
+          "/api/v1/sessions/{other_session_id}/roster", 403, "forbidden", auth="faculty"),
+        C("faculty_marks_other_session", "ownership", "... marks attendance in its session", "POST",
+          "/api/v1/sessions/{other_session_id}/marks", 403, "forbidden", auth="faculty",
+          json=lambda w: {"marks": [{"student_id": w.student_id, "status": "present"}]}),
+        C("faculty_opens_other_session", "ownership", "... opens its session", "POST",
+          "/api/v1/sessions/{other_session_id}/open", 403, "forbidden", auth="faculty", json={}),
+        C("faculty_reads_webhooks", "ownership", "a faculty member lists webhooks (admin only)", "GET",
+          "/api/v1/webhooks", 403, "forbidden", auth="faculty"),
+        C("ops_reads_leave", "ownership", "ops reads leave applications", "GET", "/api/v1/leave", 403,
+          "forbidden", auth="ops"),
+        C("student_registers_device", "ownership", "a student registers a device", "POST", "/api/v1/devices",
+          403, "forbidden", auth="student",
+          json=lambda w: {"device_id": "hostile-student-dev", "room_id": w.ids["room_id"], "kind": "sensor"}),
+        # ---------------------------------------------------------------- oversized bodies
+        C("leave_document_over_limit", "upload", "a leave whose PDF is 5 MB + 1 byte (limit 5 MB)", "POST",
+          "/api/v1/leave", 413, "document_too_large", auth="student",
+          json=lambda w: leave_body(200, document=_document(_PDF + b"0" * (5 * _MIB + 1 - len(_PDF))))),
+        C("leave_body_over_route_limit", "upload", "an 8 MB leave body (route limit ~7.06 MB)", "POST",
+          "/api/v1/leave", 413, "request_entity_too_large", auth="student", headers=_JSON,
+          body=b'{"starts_on": "2030-01-01", "ends_on": "2030-01-02", "reason": "' + b"r" * (8 * _MIB) + b'"}'),
+        C("leave_body_over_route_limit_chunked", "upload", "the same, chunked (no Content-Length)", "POST",
+          "/api/v1/leave", 413, "request_entity_too_large", auth="student", headers=_JSON,
+          chunked=b'{"starts_on": "2030-01-01", "ends_on": "2030-01-02", "reason": "' + b"r" * (8 * _MIB) + b'"}'),
+        C("csv_over_2mib", "upload", "an enrolment CSV of 2 MiB + 1 byte", "POST", _IMPORT, 413,
+          "request_entity_too_large", auth="admin", headers=_CSV,
+          body=_CSV_HEAD + b"stu-x,sec-y\n" * ((2 * _MIB - len(_CSV_HEAD)) // 12) + b"\n" * 13),
+        C("csv_over_2mib_chunked", "upload", "the same CSV, chunked", "POST", _IMPORT, 413,
+          "request_entity_too_large", auth="admin", headers=_CSV,
+          chunked=_CSV_HEAD + b"stu-x,sec-y\n" * ((2 * _MIB - len(_CSV_HEAD)) // 12) + b"\n" * 13),
+        C("json_ticket_over_64kib", "upload", "a 70 KiB ticket (ordinary JSON routes take 64 KiB)", "POST",
+          "/api/v1/tickets", 413, "request_entity_too_large", auth="student", headers=_JSON,
+          body=b'{"title": "t", "room_id": "r", "description": "' + b"d" * (70 * _KIB) + b'"}'),
+        C("json_room_over_64kib_chunked", "upload", "a 100 KiB room, chunked", "POST", "/api/v1/rooms", 413,
+          "request_entity_too_large", auth="admin", headers=_JSON,
+          chunked=b'{"name": "' + b"n" * (100 * _KIB) + b'", "building": "b"}'),
+        C("json_command_over_64kib", "upload", "a device command with 1 MB of args", "POST",
+          "/api/v1/devices/{device_id}/commands", 413, "request_entity_too_large", auth="admin", headers=_JSON,
+          body=b'{"name": "config_push", "args": {"a": "' + b"a" * _MIB + b'"}}'),
+        # ---------------------------------------------------------------- hostile documents
+        C("leave_html_as_pdf", "upload", "an HTML page (with a script) declared application/pdf", "POST",
+          "/api/v1/leave", 415, "unsupported_document", auth="student",
+          json=_leave_with(_document(_HTML_PAGE, "note.pdf"))),
+        C("leave_html_undeclared", "upload", "an HTML page named note.pdf, no declared type", "POST",
+          "/api/v1/leave", 415, "unsupported_document", auth="student",
+          json=_leave_with(_document(_HTML_PAGE, "note.pdf", None))),
+        C("leave_exe_as_pdf", "upload", "a Windows executable (MZ) declared application/pdf", "POST",
+          "/api/v1/leave", 415, "unsupported_document", auth="student",
+          json=_leave_with(_document(_EXE, "note.pdf"))),
+        C("leave_elf_as_png", "upload", "an ELF executable declared image/png", "POST", "/api/v1/leave", 415,
+          "unsupported_document", auth="student",
+          json=_leave_with(_document(b"\x7fELF\x02\x01\x01" + b"\x00" * 64, "x.png", "image/png"))),
+        C("leave_svg_as_png", "upload", "an SVG with onload declared image/png", "POST", "/api/v1/leave", 415,
+          "unsupported_document", auth="student",
+          json=_leave_with(_document(b'<svg xmlns="http://www.w3.org/2000/svg" onload="alert(1)"/>', "x.png",
+                                     "image/png"))),
+        C("leave_pdf_declared_png", "upload", "a real PDF declared image/png (mislabelled)", "POST",
+          "/api/v1/leave", 415, "unsupported_document", auth="student",
+          json=_leave_with(_document(_PDF, "x.png", "image/png"))),
+        C("leave_declared_html", "upload", "a PDF declared text/html", "POST", "/api/v1/leave", 415,
+          "unsupported_document", auth="student", json=_leave_with(_document(_PDF, "x.html", "text/html"))),
+        C("leave_document_not_base64", "upload", "document data that is not base64", "POST", "/api/v1/leave",
+          400, "invalid_request", auth="student",
+          json=lambda w: leave_body(200, document={"filename": "x.pdf", "data_base64": "%%%not base64%%%"})),
+        C("leave_document_empty", "upload", "an empty document (zero bytes, base64 '')", "POST",
+          "/api/v1/leave", 400, "invalid_request", auth="student",
+          json=lambda w: leave_body(200, document={"filename": "x.pdf", "data_base64": ""})),
+        C("document_download_headers", "upload",
+          "the student's own document, uploaded as '<script>\\\"evil\\\".html': an attachment, application/pdf, "
+          "nosniff, sandboxed", "GET", "/api/v1/leave/{own_leave_id}/document", 200, None, auth="student",
+          content_type="application/pdf",
+          response_headers={"content-disposition": "attachment; filename=\"", "x-content-type-options": "nosniff",
+                            "content-security-policy": "default-src 'none'; sandbox"}),
+        # ---------------------------------------------------------------- malformed enrolment CSV
+        C("csv_binary", "csv", "a PNG sent as text/csv", "POST", _IMPORT, 400, "invalid_request", auth="admin",
+          headers=_CSV, body=b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\xff\xfe\xfd"),
+        C("csv_latin1", "csv", "a Latin-1 CSV (\\xe9 is not UTF-8)", "POST", _IMPORT, 400, "invalid_request",
+          auth="admin", headers=_CSV, body="student_id,section_id\nstu-0001,sec-é\n".encode("latin-1")),
+        C("csv_utf16", "csv", "a UTF-16 CSV with its byte-order mark", "POST", _IMPORT, 400, "invalid_request",
+          auth="admin", headers=_CSV, body="student_id,section_id\nstu-0001,sec-a\n".encode("utf-16")),
+        C("csv_nul_bytes", "csv", "NUL bytes on line 3", "POST", _IMPORT, 422, "import_rejected", auth="admin",
+          headers=_CSV, body=_CSV_HEAD + b"stu-0001,sec-a\nstu-0002,sec\x00\x00b\n", check=_errors_at(3)),
+        C("csv_100k_columns_header", "csv", "a header of 100,000 columns (none of them known)", "POST", _IMPORT,
+          422, "import_rejected", auth="admin", headers=_CSV,
+          body=",".join(f"c{i}" for i in range(100_000)).encode() + b"\nx\n", check=_errors_at(1)),
+        C("csv_100k_columns_row", "csv", "a row of 100,000 columns under a 2-column header", "POST", _IMPORT,
+          422, "import_rejected", auth="admin", headers=_CSV, body=_CSV_HEAD + b"x," * 99_999 + b"x\n",
+          check=_errors_at(2)),
+        C("csv_100k_duplicate_columns", "csv", "a header repeating student_id 100,000 times", "POST", _IMPORT,
+          422, "import_rejected", auth="admin", headers=_CSV,
+          body=b"student_id," * 100_000 + b"section_id\n", check=_errors_at(1)),
+        C("csv_quote_never_closed", "csv", "a quote opened on line 3 and never closed", "POST", _IMPORT, 422,
+          "import_rejected", auth="admin", headers=_CSV,
+          body=_CSV_HEAD + b'stu-0001,sec-a\n"stu-0002,sec-b\nstu-0003,sec-c\n', check=_errors_at(3)),
+        C("csv_field_over_limit", "csv", "a quoted field of 200,000 characters on line 2", "POST", _IMPORT, 422,
+          "import_rejected", auth="admin", headers=_CSV,
+          body=_CSV_HEAD + b'"' + b"a" * 200_000 + b'",sec-a\n', check=_errors_at(2)),
+        C("csv_sql_student", "csv", "SQL as the student id on line 2 (no such student: nothing applied)",
+          "POST", _IMPORT, 422, "import_rejected", auth="admin", headers=_CSV,
+          body=_CSV_HEAD + b"'; DELETE FROM enrolments;--,sec-a\n", check=_errors_at(2)),
+        C("csv_html_section", "csv", "a <script> section id on line 2", "POST", _IMPORT, 422, "import_rejected",
+          auth="admin", headers=_CSV, body=b"student_id,section_id\nstu-0001,<script>alert(1)</script>\n",
+          check=_errors_at(2)),
+        C("csv_json_not_a_string", "csv", "the JSON form with 'csv' a number", "POST", _IMPORT, 400,
+          "invalid_request", auth="admin", json={"csv": 5}),
+        C("csv_as_text_plain", "csv", "a CSV sent as text/plain", "POST", _IMPORT, 415, "unsupported_media_type",
+          auth="admin", headers={"Content-Type": "text/plain"}, body=_CSV_HEAD + b"stu-0001,sec-a\n"),
+        # ---------------------------------------------------------------- injection stored as data
+        C("room_named_with_sql", "stored", "a room named with SQL, in a building named <script>", "POST",
+          "/api/v1/rooms", 201, None, auth="admin", json={"name": SQL_INJECTIONS[1], "building": SCRIPT},
+          check=lambda b: b["name"] == SQL_INJECTIONS[1] and b["building"] == SCRIPT, adds={"rooms": 1}),
+        C("course_titled_with_script", "stored", "a course titled <script>, code with a quote", "POST",
+          "/api/v1/courses", 201, None, auth="admin",
+          json=lambda w: {"code": "X';--", "title": SCRIPT, "faculty_id": w.users["faculty"]},
+          check=lambda b: b["title"] == SCRIPT and b["code"] == "X';--", adds={"courses": 1}),
+        C("term_named_with_sql", "stored", "a term named with SQL", "POST", "/api/v1/terms", 201, None,
+          auth="admin", json={"name": SQL_INJECTIONS[2], "starts_on": "2031-01-05", "ends_on": "2031-05-01"},
+          check=lambda b: b["name"] == SQL_INJECTIONS[2], adds={"terms": 1}),
+        C("section_named_with_script", "stored", "a section named <script>", "POST", "/api/v1/sections", 201,
+          None, auth="admin",
+          json=lambda w: {"course_id": w.ids["course_id"], "term_id": w.ids["term_id"], "name": SCRIPT},
+          check=lambda b: b["name"] == SCRIPT, adds={"sections": 1}),
+        C("ticket_titled_with_script", "stored", "a ticket titled <script>, described with SQL", "POST",
+          "/api/v1/tickets", 201, None, auth="student",
+          json=lambda w: {"title": SCRIPT, "description": SQL_INJECTIONS[0], "room_id": w.ids["room_id"]},
+          check=lambda b: b["title"] == SCRIPT and b["description"] == SQL_INJECTIONS[0], adds={"tickets": 1}),
+        C("ticket_comment_with_img", "stored", "a ticket comment that is an <img onerror> tag", "POST",
+          "/api/v1/tickets/{ticket_id}/comments", 201, None, auth="student", json={"body": IMG_XSS},
+          check=lambda b: b["body"] == IMG_XSS, adds={"ticket_comments": 1}),
+        C("leave_reason_with_sql", "stored", "a leave whose reason is SQL and a <script>", "POST",
+          "/api/v1/leave", 201, None, auth="student",
+          json=lambda w: leave_body(240, SQL_INJECTIONS[1] + SCRIPT),
+          check=lambda b: b["reason"] == SQL_INJECTIONS[1] + SCRIPT, adds={"leave_applications": 1}),
+        C("correction_reason_with_script", "stored", "a correction request whose reason is <script>", "POST",
+          "/api/v1/corrections", 201, None, auth="student",
+          json=lambda w: {"session_id": w.session_id, "requested_status": "present", "reason": SCRIPT},
+          check=lambda b: b["reason"] == SCRIPT, adds={"correction_requests": 1}),
+        C("device_model_with_script", "stored", "a device registered with model <script>", "POST",
+          "/api/v1/devices", 201, None, auth="admin",
+          json=lambda w: {"device_id": "hostile-model", "room_id": w.ids["room_id"], "kind": "sensor",
+                          "model": SCRIPT},
+          check=lambda b: b["device"]["model"] == SCRIPT, adds={"devices": 1}),
+        C("read_back_rooms", "stored", "the SQL room name reads back verbatim", "GET", "/api/v1/rooms?limit=200",
+          200, None, auth="admin", check=lambda b: SQL_INJECTIONS[1] in [r["name"] for r in _items(b)]),
+        C("read_back_tickets", "stored", "the <script> ticket title reads back verbatim (JSON data)", "GET",
+          "/api/v1/tickets", 200, None, auth="student", check=lambda b: SCRIPT in [t["title"] for t in _items(b)]),
+        C("read_back_leave", "stored", "the SQL leave reason reads back verbatim", "GET", "/api/v1/leave", 200,
+          None, auth="student", check=lambda b: SQL_INJECTIONS[1] + SCRIPT in [x["reason"] for x in _items(b)]),
+        # ---------------------------------------------------------------- injection refused
+        C("device_id_with_sql", "injection", "a device id that is SQL (ids are [A-Za-z0-9_.-])", "POST",
+          "/api/v1/devices", 400, "invalid_request", auth="admin",
+          json=lambda w: {"device_id": SQL_INJECTIONS[1], "room_id": w.ids["room_id"], "kind": "sensor"}),
+        C("device_id_with_script", "injection", "a device id that is a <script> tag", "POST", "/api/v1/devices",
+          400, "invalid_request", auth="admin",
+          json=lambda w: {"device_id": SCRIPT, "room_id": w.ids["room_id"], "kind": "sensor"}),
+        C("threshold_metric_with_sql", "injection", "a threshold on metric co2'; DROP TABLE alarms;--", "POST",
+          "/api/v1/thresholds", 400, "invalid_request", auth="ops",
+          json={"metric": "co2'; DROP TABLE alarms;--", "op": "above", "value": 1, "severity": "major"}),
+        C("threshold_metric_with_script", "injection", "a threshold on metric <script>", "POST",
+          "/api/v1/thresholds", 400, "invalid_request", auth="ops",
+          json={"metric": SCRIPT, "op": "above", "value": 1, "severity": "major"}),
+        C("room_id_with_sql", "injection", "a room id that is SQL", "POST", "/api/v1/rooms", 400,
+          "invalid_request", auth="admin", json={"id": SQL_INJECTIONS[0], "name": "n", "building": "b"}),
+        C("sql_in_audit_filter", "injection", "?student_id= SQL on the audit search: matches nothing", "GET",
+          "/api/v1/audit?student_id=%27%20OR%20%271%27%3D%271", 200, None, auth="admin",
+          check=lambda b: b["total"] == 0),
+        C("sql_in_course_path", "injection", "the report of course ' OR 1=1--", "GET",
+          "/api/v1/courses/%27%20OR%201%3D1--/report", 404, "not_found", auth="admin"),
+        C("sql_in_device_path", "injection", "the detail of device x' OR '1'='1", "GET",
+          "/api/v1/devices/x%27%20OR%20%271%27%3D%271", 404, "not_found", auth="ops"),
+        # NUL and unpaired surrogates: PostgreSQL cannot store them; a 400, never a 500 from the query.
+        C("room_name_surrogate", "injection", "a room name with an unpaired surrogate", "POST", "/api/v1/rooms",
+          400, "invalid_request", auth="admin", headers=_JSON, body=b'{"name": "\\ud800x", "building": "b"}'),
+        C("course_title_nul", "injection", "a course title with NUL", "POST", "/api/v1/courses", 400,
+          "invalid_request", auth="admin",
+          json=lambda w: {"code": "NUL1", "title": "a\x00b", "faculty_id": w.users["faculty"]}),
+        C("ticket_title_surrogate", "injection", "a ticket title with an unpaired surrogate", "POST",
+          "/api/v1/tickets", 400, "invalid_request", auth="student", headers=_JSON,
+          body=b'{"title": "\\udfff", "room_id": "r"}'),
+        C("ticket_comment_nul", "injection", "a ticket comment with NUL", "POST",
+          "/api/v1/tickets/{ticket_id}/comments", 400, "invalid_request", auth="student", json={"body": "a\x00"}),
+        C("leave_reason_surrogate", "injection", "a leave reason with an unpaired surrogate", "POST",
+          "/api/v1/leave", 400, "invalid_request", auth="student", headers=_JSON,
+          body=b'{"starts_on": "2030-01-01", "ends_on": "2030-01-02", "reason": "\\ud800"}'),
+        C("webhook_description_nul", "injection", "a webhook description with NUL", "POST", "/api/v1/webhooks",
+          400, "invalid_request", auth="admin", json={"url": "https://example.org/h", "description": "a\x00"}),
+        C("webhook_url_nul", "injection", "a webhook URL with NUL", "POST", "/api/v1/webhooks", 400,
+          "invalid_request", auth="admin", json={"url": "https://exa\x00mple.org/h"}),
+        C("condonation_reason_nul", "injection", "a condonation reason with NUL", "POST", "/api/v1/condonations",
+          400, "invalid_request", auth="student", json=lambda w: {"course_id": w.ids["course_id"], "reason": "\x00"}),
+        # ---------------------------------------------------------------- ids that are not ids
+        C("webhook_id_superscript_patch", "ids", "PATCH /webhooks/² (isdigit() but not int())", "PATCH",
+          f"/api/v1/webhooks/{superscript}", 404, "not_found", auth="admin", json={}),
+        C("webhook_id_superscript_get", "ids", "GET /webhooks/²", "GET", f"/api/v1/webhooks/{superscript}", 404,
+          "not_found", auth="admin"),
+        C("webhook_id_superscript_deliveries", "ids", "GET /webhooks/²/deliveries", "GET",
+          f"/api/v1/webhooks/{superscript}/deliveries", 404, "not_found", auth="admin"),
+        C("notification_id_superscript", "ids", "POST /notifications/²/read", "POST",
+          f"/api/v1/notifications/{superscript}/read", 404, "not_found", auth="student", json={}),
+        C("holiday_id_superscript", "ids", "PATCH /holidays/²", "PATCH", f"/api/v1/holidays/{superscript}", 400,
+          "invalid_request", auth="admin", json={"name": "x"}),
+        C("display_window_superscript", "ids", "the display QR for window ²", "GET",
+          "/faculty/sessions/{session_id}/display.svg?window=" + superscript, 400, None, auth="faculty"),
+        C("ticket_id_beyond_bigint", "ids", "ticket 10**20 (beyond bigint)", "GET",
+          "/api/v1/tickets/100000000000000000000", 404, "not_found", auth="admin"),
+        C("alarm_id_beyond_bigint", "ids", "alarm 10**20", "GET", "/api/v1/alarms/100000000000000000000", 404,
+          "not_found", auth="ops"),
+        C("threshold_id_beyond_bigint", "ids", "threshold 10**20", "GET",
+          "/api/v1/thresholds/100000000000000000000", 404, "not_found", auth="ops"),
+        C("correction_id_beyond_bigint", "ids", "correction 10**20", "GET",
+          "/api/v1/corrections/100000000000000000000", 404, "not_found", auth="admin"),
+        C("leave_id_beyond_bigint", "ids", "leave 10**20", "GET", "/api/v1/leave/100000000000000000000", 404,
+          "not_found", auth="admin"),
+        C("audit_limit_superscript", "ids", "?limit=² on the audit log", "GET", f"/api/v1/audit?limit={superscript}",
+          400, "invalid_request", auth="admin"),
+        C("alarms_offset_negative", "ids", "?offset=-1 on alarms", "GET", "/api/v1/alarms?offset=-1", 400,
+          "invalid_request", auth="ops"),
+        # ---------------------------------------------------------------- webhook targets
+        *[
+            C(f"webhook_url_{name}", "webhook", f"a webhook to {url}", "POST", "/api/v1/webhooks", 400,
+              "invalid_request", auth="admin", json=_webhook(url))
+            for name, url in (
+                ("javascript", "javascript:alert(1)"),
+                ("file", "file:///etc/passwd"),
+                ("gopher", "gopher://127.0.0.1:6379/_FLUSHALL"),
+                ("ftp", "ftp://example.org/x"),
+                ("data", "data:text/html,<script>alert(1)</script>"),
+                ("no_host", "http:///path"),
+                ("aws_metadata", "http://169.254.169.254/latest/meta-data/"),
+                ("link_local_v6", "http://[fe80::1]/hook"),
+                ("ec2_metadata_v6", "http://[fd00:ec2::254]/latest/"),
+                ("gce_metadata", "http://metadata.google.internal/computeMetadata/v1/"),
+                ("unspecified", "http://0.0.0.0:8080/hook"),
+                ("mapped_metadata", "http://[::ffff:169.254.169.254]/"),
+                ("credentials", "https://user:pass@example.org/hook"),
+            )
+        ],
+    ]
+    return cases
+
+
+def _all_http_cases() -> list[HttpCase]:
+    cases = _http_cases() + _api_cases()
+    names = [c.name for c in cases]
+    assert len(names) == len(set(names)), Counter(names).most_common(3)
+    return cases
+
+
+HTTP_CASES: list[HttpCase] = _all_http_cases()
 
 
 def summary() -> list[tuple[str, str, int]]:

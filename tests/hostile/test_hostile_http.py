@@ -1,6 +1,7 @@
 """Every hostile HTTP request of the corpus, over real HTTP against a running hub; and HTML injection in pages."""
 from __future__ import annotations
 
+import base64
 import os
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -8,7 +9,10 @@ from datetime import datetime, timedelta, timezone
 import httpx
 from markupsafe import escape
 
-from hostile_corpus import HTTP_CASES, IMG_XSS, SCRIPT, UNSET, HttpCase, HttpWorld, authorization
+from hostile_corpus import (
+    API_WORLD_IDS, HTTP_CASES, IMG_XSS, SCRIPT, UNSET, WATCHED_TABLES, HttpCase, HttpWorld, authorization, leave_body,
+)
+from hub.db.notifications import NewNotification, add_notifications
 from hub.db.seed import DEMO_PASSWORD
 
 ERROR_KEYS = {"code", "message", "field"}
@@ -28,10 +32,12 @@ async def _faculty_of(db, session_id: str) -> str:
 
 async def _world(http: httpx.AsyncClient, hub_settings, campus, db) -> HttpWorld:
     session = campus.sessions[0]
-    enrolled = next(s for s in campus.students if s.student_id == session.enrolled[0])
-    other = next(s for s in campus.students if s.student_id != enrolled.student_id)
+    # The last two enrolled students: the seed gives the first one demo leave and corrections.
+    enrolled = next(s for s in campus.students if s.student_id == session.enrolled[-1])
+    other = next(s for s in campus.students if s.student_id == session.enrolled[-2])
     logins = {
         "admin": await _login(http, "admin"),
+        "ops": await _login(http, "ops"),
         "faculty": await _login(http, await _faculty_of(db, session.session_id)),
         "student": await _login(http, enrolled.username),
     }
@@ -39,13 +45,59 @@ async def _world(http: httpx.AsyncClient, hub_settings, campus, db) -> HttpWorld
     rotated = (await _login(http, "admin"))["refresh_token"]
     response = await http.post("/api/v1/auth/refresh", json={"refresh_token": rotated})
     assert response.status_code == 200, response.text
-    return HttpWorld(
+    world = HttpWorld(
         jwt_secret=hub_settings.jwt_secret.encode(),
         users={role: login["user"]["id"] for role, login in logins.items()},
         tokens={role: login["access_token"] for role, login in logins.items()},
         session_id=session.session_id, student_id=enrolled.student_id, other_student_id=other.student_id,
         rotated_refresh=rotated, rotated_successor=response.json()["refresh_token"],
     )
+    world.ids = await _api_rows(http, world, campus, db, other_token=(await _login(http, other.username))["access_token"])
+    assert set(world.ids) == set(API_WORLD_IDS)
+    return world
+
+
+async def _api_rows(http: httpx.AsyncClient, world: HttpWorld, campus, db, *, other_token: str) -> dict[str, str]:
+    """The rows the API cases name, made through the API where it can (``API_WORLD_IDS``)."""
+    session = campus.sessions[0]
+
+    async def post(token: str, path: str, body: dict) -> dict:
+        response = await http.post(path, json=body, headers={"Authorization": f"Bearer {token}"})
+        assert response.status_code == 201, (path, response.text)
+        return response.json()
+
+    student, admin = world.tokens["student"], world.tokens["admin"]
+    pdf = {"filename": 'x<script>"evil".html\r\nSet-Cookie: a=b', "content_type": "application/pdf",
+           "data_base64": base64.b64encode(b"%PDF-1.7\n%hostile\n%%EOF\n").decode()}
+    own_leave = await post(student, "/api/v1/leave", leave_body(100, "Own leave", pdf))
+    other_leave = await post(other_token, "/api/v1/leave", leave_body(100, "Other's leave", pdf))
+    other_correction = await post(other_token, "/api/v1/corrections", {
+        "session_id": session.session_id, "requested_status": "late", "reason": "Other's correction"})
+    term = await post(admin, "/api/v1/terms", {"name": "Hostile term", "starts_on": "2030-01-07",
+                                               "ends_on": "2030-05-01"})
+    ticket = await post(student, "/api/v1/tickets", {"title": "Projector", "room_id": session.room_id})
+    notes = await db.run(lambda conn: add_notifications(conn, [NewNotification(
+        world.other_student_id, "attendance_warning", "Private", "Only for the other student")]))
+    # Another faculty member's course and a session of it (nothing in the API makes a faculty user).
+    other_faculty, other_course, other_session = "hostile-fac-2", "hostile-course-2", "hostile-session-2"
+    await db.execute(
+        "INSERT INTO users (id, username, display_name, role, password_hash)"
+        " SELECT $1, $1, 'Prof. Other', 'faculty', password_hash FROM users WHERE id = $2",
+        other_faculty, world.users["faculty"])
+    await db.execute("INSERT INTO courses (id, code, title, faculty_id) VALUES ($1, 'OTH-2', 'Other course', $2)",
+                     other_course, other_faculty)
+    await db.execute(
+        "INSERT INTO class_sessions (id, course_id, room_id, starts_at, ends_at, status)"
+        " VALUES ($1, $2, $3, now() + interval '30 days', now() + interval '30 days 1 hour', 'scheduled')",
+        other_session, other_course, campus.sessions[-1].room_id)
+    device = next(d for d in campus.devices if d.room_id == session.room_id)
+    return {
+        "course_id": session.course_id, "room_id": session.room_id, "device_id": device.device_id,
+        "term_id": term["id"], "ticket_id": str(ticket["id"]), "own_leave_id": str(own_leave["id"]),
+        "other_leave_id": str(other_leave["id"]), "other_correction_id": str(other_correction["id"]),
+        "other_notification_id": str(notes[0]["id"]), "other_course_id": other_course,
+        "other_session_id": other_session,
+    }
 
 
 async def _send(http: httpx.AsyncClient, case: HttpCase, world: HttpWorld) -> httpx.Response:
@@ -55,7 +107,7 @@ async def _send(http: httpx.AsyncClient, case: HttpCase, world: HttpWorld) -> ht
         token = world.rotated_refresh if case.refresh == "rotated" else world.rotated_successor
         kwargs["json"] = {"refresh_token": token}
     elif case.json is not UNSET:
-        kwargs["json"] = case.json
+        kwargs["json"] = case.json(world) if callable(case.json) else case.json
     elif case.body is not None:
         kwargs["content"] = case.body
     elif case.chunked is not None:
@@ -81,11 +133,21 @@ def _judge(case: HttpCase, response: httpx.Response) -> list[str]:
             return [f"content type {content_type!r}, expected JSON"]
         body = response.json()
         error = body.get("error") if isinstance(body, dict) else None
-        if set(body) != {"error"} or not isinstance(error, dict) or not {"code", "message"} <= set(error) \
-                or not set(error) <= ERROR_KEYS or not isinstance(error["message"], str) or not error["message"]:
-            problems.append(f"error shape {body!r}")
+        # An error body is {"error": {...}}; a case with a check may carry more (an import's row errors).
+        if (set(body) != {"error"} and case.check is None) or not isinstance(error, dict) \
+                or not {"code", "message"} <= set(error) or not set(error) <= ERROR_KEYS \
+                or not isinstance(error["message"], str) or not error["message"]:
+            problems.append(f"error shape {str(body)[:300]!r}")
         elif error["code"] != case.code:
-            problems.append(f"code {error['code']!r}, expected {case.code!r}")
+            problems.append(f"code {error['code']!r}, expected {case.code!r}: {error['message']!r}")
+        elif case.check is not None and not case.check(body):
+            problems.append(f"check failed on {response.text[:300]!r}")
+    elif case.content_type is not None:
+        if content_type != case.content_type:
+            problems.append(f"content type {content_type!r}, expected {case.content_type!r}")
+        for name, start in case.response_headers.items():
+            if not response.headers.get(name, "").startswith(start):
+                problems.append(f"{name}: {response.headers.get(name)!r}, expected {start!r}...")
     elif case.check is not None:
         if not content_type.startswith("application/json") or not case.check(response.json()):
             problems.append(f"check failed on {response.text[:300]!r}")
@@ -103,22 +165,41 @@ def _judge(case: HttpCase, response: httpx.Response) -> list[str]:
     return problems
 
 
+_COUNTS = "SELECT " + ", ".join(f"(SELECT count(*) FROM {t}) AS {t}" for t in WATCHED_TABLES)
+_TABLES = "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY 1"
+
+
+async def _counts(db) -> dict[str, int]:
+    return dict(await db.fetchrow(_COUNTS))
+
+
 async def test_every_hostile_http_request_gets_its_clear_refusal(hub, hub_settings, hostile_campus, test_db):
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{hub.web_port}", timeout=30) as http:
         world = await _world(http, hub_settings, hostile_campus.campus, test_db)
         users_before = await test_db.fetch("SELECT id, username, role, password_hash FROM users ORDER BY id")
+        tables_before = await test_db.fetch(_TABLES)
+        leave_before = await test_db.fetch("SELECT id, status FROM leave_applications ORDER BY id")
         failures = []
         for case in HTTP_CASES:
+            before = await _counts(test_db)
             try:
                 response = await _send(http, case, world)
             except httpx.HTTPError as exc:
                 failures.append(f"{case.name}: {type(exc).__name__}: {exc}")
                 continue
             failures += [f"{case.name}: {problem}" for problem in _judge(case, response)]
+            after = await _counts(test_db)
+            changed = {t: after[t] - before[t] for t in WATCHED_TABLES if after[t] != before[t]}
+            if changed != case.adds:
+                failures.append(f"{case.name}: stored {changed}, expected {case.adds}")
         assert not failures, "\n".join(failures)
 
-        # Nothing an injection or forged token tried changed who exists or who may do what.
+        # Nothing an injection or forged token tried changed who exists or who may do what,
+        # dropped a table, or decided or cancelled anybody's leave.
         assert await test_db.fetch("SELECT id, username, role, password_hash FROM users ORDER BY id") == users_before
+        assert await test_db.fetch(_TABLES) == tables_before
+        assert [r for r in await test_db.fetch("SELECT id, status FROM leave_applications ORDER BY id")
+                if r["id"] <= leave_before[-1]["id"]] == leave_before
         # The server is fine: healthy, and the genuine tokens still work.
         assert (await http.get("/healthz")).json()["status"] == "ok"
         me = await http.get("/api/v1/me", headers={"Authorization": f"Bearer {world.tokens['admin']}"})

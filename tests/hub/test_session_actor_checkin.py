@@ -55,4 +55,5 @@ async def test_a_replayed_personal_code_is_rejected_and_flagged(hub, hub_setting
         "SELECT student_id, kind, state, source FROM checkin_flags WHERE session_id = $1", session.session_id))
     assert dict(flag) == {"student_id": enrolled.student_id, "kind": "token_reuse", "state": "open", "source": "qr"}
     assert await test_db.fetchval("SELECT count(*) FROM rejected_events WHERE reason = 'replayed_token'") == 1
-    assert await test_db.fetchval("SELECT status FROM attendance WHERE student_id = $1", enrolled.student_id) == "present"
+    assert await test_db.fetchval("SELECT status FROM attendance WHERE session_id = $1 AND student_id = $2",
+                                  session.session_id, enrolled.student_id) == "present"

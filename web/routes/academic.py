@@ -6,20 +6,24 @@ Writes are admin-only. Faculty may read, limited to the courses they
 coordinate or are assigned to. Bodies are JSON (``api._json_body``), except
 the enrolment import, which also takes ``text/csv`` up to
 :data:`IMPORT_MAX_BYTES` (web/app.py raises the body limit for that route
-only). After a change that affects sessions (generation, slot deletion) the
-scheduler is told through ``WebContext.sessions_changed`` after the commit.
+only). A change that affects sessions (term dates or timezone, a holiday, a
+slot, generation) regenerates the term's sessions in the same transaction
+(hub/db/timetable.py), answers what it did to them (``timetable`` and a
+``message``), and tells the scheduler through ``WebContext.sessions_changed``
+after the commit. PATCH routes change only the fields present in the body.
 """
 from __future__ import annotations
 
 import json
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Callable
 
 from quart import Blueprint, Response, jsonify, request
 
 from hub.db import academic as db_academic
-from hub.db.academic import ASSIGNMENT_ROLES, ROOM_TYPES, SLOT_KINDS, ImportRejected
-from hub.db.timetable import delete_slot, regenerate_term
+from hub.db import timetable as db_timetable
+from hub.db.academic import ASSIGNMENT_ROLES, ROOM_TYPES, SLOT_KINDS, ImportRejected, SlotFields
+from hub.db.timetable import RegenerationResult, TimetableChange, regenerate_term
 from hub.domain.enrolment_import import parse_enrolment_csv
 from hub.domain.timetable import InvalidTimezone, WEEKDAYS, zone
 
@@ -73,29 +77,79 @@ async def terms() -> Response:
     return jsonify(await db_academic.list_terms(current_context().db, *_page()))
 
 
-async def _save_term(term_id: str, create: bool) -> dict:
-    body = await _json_body()
-    starts_on, ends_on = f.day(body, "starts_on"), f.day(body, "ends_on")
-    return await db_academic.save_term(
-        current_context().db, term_id, f.text(body, "name"), starts_on, ends_on, _timezone(body), create=create)
-
-
 @bp.post("/terms")
 @require("admin")
 @f.translated
 async def create_term() -> tuple[Response, int]:
     body = await _json_body()
     term_id = f.ident(body, "id", prefix="term")
-    return jsonify(await db_academic.save_term(
+    return jsonify(await db_academic.create_term(
         current_context().db, term_id, f.text(body, "name"), f.day(body, "starts_on"), f.day(body, "ends_on"),
-        _timezone(body), create=True)), 201
+        _timezone(body))), 201
+
+
+_TERM_FIELDS: dict[str, Callable[[dict, str], Any]] = {
+    "name": lambda body, name: f.text(body, name),
+    "starts_on": lambda body, name: f.day(body, name),
+    "ends_on": lambda body, name: f.day(body, name),
+    "timezone": lambda body, name: _timezone(body),
+}
 
 
 @bp.put("/terms/<term_id>")
 @require("admin")
 @f.translated
 async def update_term(term_id: str) -> Response:
-    return jsonify(await _save_term(term_id, False))
+    """Replace name, dates and timezone (default: the campus's); new dates or timezone regenerate."""
+    body = await _json_body()
+    return await _answer(await db_timetable.update_term(
+        current_context().db, term_id, {name: read(body, name) for name, read in _TERM_FIELDS.items()},
+        now=_now(), actor=current_principal().user_id))
+
+
+@bp.patch("/terms/<term_id>")
+@require("admin")
+@f.translated
+async def patch_term(term_id: str) -> Response:
+    body = await _json_body()
+    return await _answer(await db_timetable.update_term(
+        current_context().db, term_id, _present(body, _TERM_FIELDS), now=_now(),
+        actor=current_principal().user_id))
+
+
+def _present(body: dict, fields: dict[str, Callable[[dict, str], Any]]) -> dict[str, Any]:
+    """The PATCH changes: each field the body names, read (and refused with a 400) by its reader."""
+    return {name: read(body, name) for name, read in fields.items() if name in body}
+
+
+def describe(results: list[RegenerationResult]) -> str:
+    """What a change did to sessions, in a sentence for the admin."""
+    def total(attr: str) -> int:
+        return sum(len(getattr(r, attr)) for r in results)
+
+    parts = []
+    if total("created"):
+        parts.append(f"{total('created')} session(s) created")
+    if total("updated"):
+        parts.append(f"{total('updated')} moved to the slot's room or end time")
+    if total("restored"):
+        parts.append(f"{total('restored')} cancelled session(s) restored")
+    if total("deleted"):
+        parts.append(f"{total('deleted')} removed")
+    if total("cancelled"):
+        ids = ", ".join(sid for r in results for sid in r.cancelled[:10])
+        parts.append(f"{total('cancelled')} cancelled rather than deleted because they already have attendance"
+                     f" or other history ({ids})")
+    return ("Sessions: " + "; ".join(parts) + ".") if parts else "No sessions changed."
+
+
+async def _answer(change: TimetableChange, status: int = 200) -> Response:
+    """The changed row with what happened to sessions; the scheduler is told after the commit."""
+    if change.changed_session_ids:
+        await current_context().sessions_changed(change.changed_session_ids)
+    response = jsonify({**change.as_dict(), "message": describe(change.results)})
+    response.status_code = status
+    return response
 
 
 @bp.post("/terms/<term_id>/generate")
@@ -121,14 +175,24 @@ async def holidays() -> Response:
     return jsonify(await db_academic.list_holidays(current_context().db, *_page(), year=year))
 
 
+_HOLIDAY_FIELDS: dict[str, Callable[[dict, str], Any]] = {
+    "name": lambda body, name: f.text(body, name),
+    "starts_on": lambda body, name: f.day(body, name),
+    "ends_on": lambda body, name: f.day(body, name),
+}
+
+
 @bp.post("/holidays")
 @require("admin")
 @f.translated
-async def add_holiday() -> tuple[Response, int]:
+async def add_holiday() -> Response:
+    """Add a holiday; the terms it touches lose their sessions on those days at once."""
     body = await _json_body()
     starts_on = f.day(body, "starts_on")
     ends_on = f.day(body, "ends_on", optional=True) or starts_on
-    return jsonify(await db_academic.add_holiday(current_context().db, f.text(body, "name"), starts_on, ends_on)), 201
+    return await _answer(await db_timetable.add_holiday(
+        current_context().db, f.text(body, "name"), starts_on, ends_on, now=_now(),
+        actor=current_principal().user_id), 201)
 
 
 def _int_path(raw: str, name: str) -> int:
@@ -137,11 +201,24 @@ def _int_path(raw: str, name: str) -> int:
     return int(raw)
 
 
+@bp.patch("/holidays/<holiday_id>")
+@require("admin")
+@f.translated
+async def patch_holiday(holiday_id: str) -> Response:
+    holiday = _int_path(holiday_id, "holiday_id")
+    body = await _json_body()
+    return await _answer(await db_timetable.update_holiday(
+        current_context().db, holiday, _present(body, _HOLIDAY_FIELDS), now=_now(),
+        actor=current_principal().user_id))
+
+
 @bp.delete("/holidays/<holiday_id>")
 @require("admin")
 @f.translated
 async def delete_holiday(holiday_id: str) -> Response:
-    return jsonify(await db_academic.delete_holiday(current_context().db, _int_path(holiday_id, "holiday_id")))
+    """Delete a holiday; its days get their sessions back."""
+    return await _answer(await db_timetable.delete_holiday(
+        current_context().db, _int_path(holiday_id, "holiday_id"), now=_now(), actor=current_principal().user_id))
 
 
 # --- rooms ---------------------------------------------------------------------------
@@ -257,6 +334,22 @@ async def create_section() -> tuple[Response, int]:
         f.integer(body, "capacity", 1, 100_000, optional=True))), 201
 
 
+_SECTION_FIELDS: dict[str, Callable[[dict, str], Any]] = {
+    "name": lambda body, name: f.text(body, name, max_length=32),
+    "capacity": lambda body, name: f.integer(body, name, 1, 100_000, optional=True),
+}
+
+
+@bp.patch("/sections/<section_id>")
+@require("admin")
+@f.translated
+async def patch_section(section_id: str) -> Response:
+    """Rename a section or change (``null``: clear) its capacity; its course and term are fixed."""
+    body = await _json_body()
+    return jsonify(await db_academic.update_section(current_context().db, section_id,
+                                                    _present(body, _SECTION_FIELDS)))
+
+
 @bp.get("/faculty-assignments")
 @require("admin", "faculty")
 @f.translated
@@ -359,20 +452,48 @@ async def slots() -> Response:
         room_id=f.arg_id("room_id"), faculty_id=_faculty_scope(current_principal())))
 
 
+def _weekday(body: dict, name: str) -> int:
+    weekday = body.get(name)
+    if isinstance(weekday, str) and weekday.lower() in WEEKDAYS:
+        weekday = WEEKDAYS.index(weekday.lower())
+    return f.integer({name: weekday}, name, 0, 6)
+
+
+_SLOT_FIELDS: dict[str, Callable[[dict, str], Any]] = {
+    "room_id": lambda body, name: f.ident(body, name),
+    "weekday": _weekday,
+    "starts_time": lambda body, name: f.clock_time(body, name),
+    "ends_time": lambda body, name: f.clock_time(body, name),
+    "valid_from": lambda body, name: f.day(body, name, optional=True),
+    "valid_until": lambda body, name: f.day(body, name, optional=True),
+    "kind": lambda body, name: f.choice(body, name, SLOT_KINDS),
+}
+
+
 @bp.post("/timetable-slots")
 @require("admin")
 @f.translated
-async def add_slot() -> tuple[Response, int]:
+async def add_slot() -> Response:
+    """Add a weekly slot; its sessions from now to the term's end are created at once."""
     body = await _json_body()
-    weekday = body.get("weekday")
-    if isinstance(weekday, str) and weekday.lower() in WEEKDAYS:
-        weekday = WEEKDAYS.index(weekday.lower())
-    weekday = f.integer({"weekday": weekday}, "weekday", 0, 6)
-    return jsonify(await db_academic.add_slot(
-        current_context().db, f.ident(body, "id", prefix="slot"), f.ident(body, "section_id"),
-        f.ident(body, "room_id"), weekday, f.clock_time(body, "starts_time"), f.clock_time(body, "ends_time"),
-        f.day(body, "valid_from", optional=True), f.day(body, "valid_until", optional=True),
-        f.choice(body, "kind", SLOT_KINDS, "lecture"))), 201
+    slot_id, section_id = f.ident(body, "id", prefix="slot"), f.ident(body, "section_id")
+    slot = SlotFields(
+        room_id=f.ident(body, "room_id"), weekday=_weekday(body, "weekday"),
+        starts_time=f.clock_time(body, "starts_time"), ends_time=f.clock_time(body, "ends_time"),
+        valid_from=f.day(body, "valid_from", optional=True), valid_until=f.day(body, "valid_until", optional=True),
+        kind=f.choice(body, "kind", SLOT_KINDS, "lecture"))
+    return await _answer(await db_timetable.create_slot(
+        current_context().db, slot_id, section_id, slot, now=_now(), actor=current_principal().user_id), 201)
+
+
+@bp.patch("/timetable-slots/<slot_id>")
+@require("admin")
+@f.translated
+async def patch_slot(slot_id: str) -> Response:
+    """Change a slot (its section is fixed); its term's future sessions follow at once."""
+    body = await _json_body()
+    return await _answer(await db_timetable.update_slot(
+        current_context().db, slot_id, _present(body, _SLOT_FIELDS), now=_now(), actor=current_principal().user_id))
 
 
 @bp.delete("/timetable-slots/<slot_id>")
@@ -381,7 +502,7 @@ async def add_slot() -> tuple[Response, int]:
 async def remove_slot(slot_id: str) -> Response:
     """Delete the slot; its future sessions are removed (or cancelled, if they have history) at once."""
     ctx = current_context()
-    result = await delete_slot(ctx.db, slot_id, now=_now(), actor=current_principal().user_id)
+    result = await db_timetable.delete_slot(ctx.db, slot_id, now=_now(), actor=current_principal().user_id)
     await ctx.sessions_changed(result.changed_session_ids)
     return jsonify(result.as_dict())
 
@@ -439,10 +560,30 @@ _IMPORT_REJECTED = error("`import_rejected`: the file has bad rows; `errors` lis
 _GEN_PARAMS = [path_param("term_id", "Term id."),
                query_str("dry_run", "`1`/`true`: only report what would change.", enum("0", "1", "true", "false"))]
 _PATH_TERM = path_param("term_id", "Term id.")
+_PATH_HOLIDAY = path_param("holiday_id", "Holiday id.", {"type": "string", "pattern": r"^\d+$"})
+_TERM_PATCH = obj({"name": _TEXT, "starts_on": _DAY, "ends_on": _DAY,
+                   "timezone": {"type": "string", "minLength": 1, "maxLength": 64}}, required=[], closed=False)
+_HOLIDAY_FIELDS_DOC = {"name": _TEXT, "starts_on": _DAY, "ends_on": _DAY}
+_SLOT_FIELDS_DOC = {
+    "room_id": _ID, "weekday": {"anyOf": [{"type": "integer", "minimum": 0, "maximum": 6}, enum(*WEEKDAYS)]},
+    "starts_time": _HHMM, "ends_time": _HHMM, "valid_from": nullable(_DAY), "valid_until": nullable(_DAY),
+    "kind": enum(*SLOT_KINDS)}
+
+_TERM_PROPS = {"id": STR, "name": STR, "starts_on": DATE, "ends_on": DATE, "timezone": STR}
+_HOLIDAY_PROPS = {"id": INT, "name": STR, "starts_on": DATE, "ends_on": DATE}
+_SLOT_PROPS = {
+    "id": STR, "section_id": STR, "course_id": STR, "course_code": STR, "section_name": STR, "term_id": STR,
+    "room_id": STR, "room_name": STR, "weekday": {"type": "integer", "minimum": 0, "maximum": 6},
+    "starts_time": STR, "ends_time": STR, "valid_from": nullable(DATE), "valid_until": nullable(DATE),
+    "kind": enum(*SLOT_KINDS)}
+#: What a change did to sessions: one regeneration per affected term, and a sentence saying it.
+_CHANGE_PROPS = {"timetable": array(ref("TimetableGeneration")), "message": STR}
 
 OPENAPI_SCHEMAS: dict[str, Any] = {
-    "Term": obj({"id": STR, "name": STR, "starts_on": DATE, "ends_on": DATE, "timezone": STR}),
-    "Holiday": obj({"id": INT, "name": STR, "starts_on": DATE, "ends_on": DATE}),
+    "Term": obj(_TERM_PROPS),
+    "TermChange": obj({**_TERM_PROPS, **_CHANGE_PROPS}),
+    "Holiday": obj(_HOLIDAY_PROPS),
+    "HolidayChange": obj({**_HOLIDAY_PROPS, **_CHANGE_PROPS}),
     "Room": obj({"id": STR, "name": STR, "building": STR, "room_type": STR, "capacity": nullable(INT)}),
     "Course": obj({"id": STR, "code": STR, "title": STR, "faculty_id": STR, "faculty_name": STR, "enrolled": INT}),
     "Section": obj({"id": STR, "course_id": STR, "course_code": STR, "term_id": STR, "name": STR,
@@ -453,14 +594,11 @@ OPENAPI_SCHEMAS: dict[str, Any] = {
     "Enrolment": obj({"course_id": STR, "course_code": STR, "section_id": nullable(STR),
                       "section_name": nullable(STR), "student_id": STR, "roll_number": STR, "student_name": STR}),
     "EnrolmentImport": obj({"rows": INT, "created": INT, "moved": INT, "unchanged": INT, "dry_run": BOOL}),
-    "TimetableSlot": obj({
-        "id": STR, "section_id": STR, "course_id": STR, "course_code": STR, "section_name": STR, "term_id": STR,
-        "room_id": STR, "room_name": STR, "weekday": {"type": "integer", "minimum": 0, "maximum": 6},
-        "starts_time": STR, "ends_time": STR, "valid_from": nullable(DATE), "valid_until": nullable(DATE),
-        "kind": enum(*SLOT_KINDS)}),
+    "TimetableSlot": obj(_SLOT_PROPS),
+    "TimetableSlotChange": obj({**_SLOT_PROPS, **_CHANGE_PROPS}),
     "TimetableGeneration": obj({
         "term_id": STR, "dry_run": BOOL, "kept": INT, "skipped_holidays": INT, "created": INT, "updated": INT,
-        "deleted": INT, "cancelled": INT, "created_ids": array(STR), "cancelled_ids": array(STR)}),
+        "deleted": INT, "cancelled": INT, "restored": INT, "created_ids": array(STR), "cancelled_ids": array(STR)}),
     "CourseRules": obj({
         "course_id": STR, **{k: (INT if v["type"] == "integer" else NUMBER) for k, v in _RULE_FIELDS.items()},
         "customised": BOOL, "updated_at": nullable(TIME), "updated_by": nullable(STR)}),
@@ -474,9 +612,12 @@ OPENAPI_PATHS: dict[str, Any] = {
                     errors={"409": CONFLICT}),
     },
     "/api/v1/terms/{term_id}": {
-        "put": _op("Replace a term's name, dates and timezone", "academic", _ADMIN,
-                   {"200": json_response(ref("Term"), "Updated.")}, params=[_PATH_TERM],
+        "put": _op("Replace a term's name, dates and timezone; new dates or timezone regenerate its sessions",
+                   "academic", _ADMIN, {"200": json_response(ref("TermChange"), "Updated.")}, params=[_PATH_TERM],
                    body=_TERM_BODY, errors={"404": not_found("term")}),
+        "patch": _op("Change some of a term's fields; new dates or timezone regenerate its sessions", "academic",
+                     _ADMIN, {"200": json_response(ref("TermChange"), "Updated.")}, params=[_PATH_TERM],
+                     body=_TERM_PATCH, errors={"404": not_found("term")}),
     },
     "/api/v1/terms/{term_id}/generate": {
         "post": _op("Generate the term's sessions from its timetable (idempotent)", "academic", _ADMIN,
@@ -486,14 +627,18 @@ OPENAPI_PATHS: dict[str, Any] = {
     "/api/v1/holidays": {
         **_listing("Holidays (campus-wide days without classes)", "academic", _READERS, "Holiday",
                    [query_int("year", 1, 9999, 2025, "Only holidays touching this year.")]),
-        "post": _op("Add a holiday (one day, or starts_on..ends_on)", "academic", _ADMIN,
-                    {"201": json_response(ref("Holiday"), "Added.")},
-                    body=obj({"name": _TEXT, "starts_on": _DAY, "ends_on": _DAY},
-                             required=["name", "starts_on"], closed=False)),
+        "post": _op("Add a holiday (one day, or starts_on..ends_on); the terms it touches lose their future "
+                    "sessions on those days at once (cancelled instead of deleted when they have history)",
+                    "academic", _ADMIN, {"201": json_response(ref("HolidayChange"), "Added.")},
+                    body=obj(_HOLIDAY_FIELDS_DOC, required=["name", "starts_on"], closed=False)),
     },
     "/api/v1/holidays/{holiday_id}": {
-        "delete": _op("Delete a holiday", "academic", _ADMIN, {"200": json_response(ref("Holiday"), "Deleted.")},
-                      params=[path_param("holiday_id", "Holiday id.", {"type": "string", "pattern": r"^\d+$"})],
+        "patch": _op("Change a holiday's name or dates; the terms touching its old or new days are regenerated",
+                     "academic", _ADMIN, {"200": json_response(ref("HolidayChange"), "Updated.")},
+                     params=[_PATH_HOLIDAY], body=obj(_HOLIDAY_FIELDS_DOC, required=[], closed=False),
+                     errors={"404": not_found("holiday")}),
+        "delete": _op("Delete a holiday; its days get their sessions back", "academic", _ADMIN,
+                      {"200": json_response(ref("HolidayChange"), "Deleted.")}, params=[_PATH_HOLIDAY],
                       errors={"404": not_found("holiday")}),
     },
     "/api/v1/rooms": {
@@ -535,6 +680,15 @@ OPENAPI_PATHS: dict[str, Any] = {
                               "capacity": nullable({"type": "integer", "minimum": 1, "maximum": 100000})},
                              required=["course_id", "term_id", "name"], closed=False),
                     errors={"404": not_found("course or term"), "409": CONFLICT}),
+    },
+    "/api/v1/sections/{section_id}": {
+        "patch": _op("Rename a section or change its capacity (null clears it)", "academic", _ADMIN,
+                     {"200": json_response(ref("Section"), "Updated.")},
+                     params=[path_param("section_id", "Section id.")],
+                     body=obj({"name": {"type": "string", "minLength": 1, "maxLength": 32},
+                               "capacity": nullable({"type": "integer", "minimum": 1, "maximum": 100000})},
+                              required=[], closed=False),
+                     errors={"404": not_found("section"), "409": CONFLICT}),
     },
     "/api/v1/faculty-assignments": {
         **_listing("Faculty assignments (faculty: their own)", "academic", _READERS, "FacultyAssignment",
@@ -582,18 +736,20 @@ OPENAPI_PATHS: dict[str, Any] = {
         **_listing("Weekly timetable slots (faculty: of their courses)", "academic", _READERS, "TimetableSlot",
                    [query_str("term_id", "Only this term."), query_str("section_id", "Only this section."),
                     query_str("room_id", "Only this room.")]),
-        "post": _op("Add a weekly slot (weekday 0 = Monday, or its name; times in the term's timezone)",
-                    "academic", _ADMIN, {"201": json_response(ref("TimetableSlot"), "Added.")},
-                    body=obj({"id": _ID, "section_id": _ID, "room_id": _ID,
-                              "weekday": {"anyOf": [{"type": "integer", "minimum": 0, "maximum": 6},
-                                                    enum(*WEEKDAYS)]},
-                              "starts_time": _HHMM, "ends_time": _HHMM, "valid_from": _DAY, "valid_until": _DAY,
-                              "kind": enum(*SLOT_KINDS)},
+        "post": _op("Add a weekly slot (weekday 0 = Monday, or its name; times in the term's timezone); its "
+                    "sessions from now to the term's end are created at once",
+                    "academic", _ADMIN, {"201": json_response(ref("TimetableSlotChange"), "Added.")},
+                    body=obj({"id": _ID, "section_id": _ID, **_SLOT_FIELDS_DOC},
                              required=["section_id", "room_id", "weekday", "starts_time", "ends_time"],
                              closed=False),
                     errors={"404": not_found("section or room"), "409": CONFLICT}),
     },
     "/api/v1/timetable-slots/{slot_id}": {
+        "patch": _op("Change a slot's room, day, times, validity or kind; its term's future sessions follow",
+                     "academic", _ADMIN, {"200": json_response(ref("TimetableSlotChange"), "Updated.")},
+                     params=[path_param("slot_id", "Slot id.")],
+                     body=obj(_SLOT_FIELDS_DOC, required=[], closed=False),
+                     errors={"404": not_found("timetable slot or room"), "409": CONFLICT}),
         "delete": _op("Delete a slot; its future sessions are removed (cancelled if they have history)",
                       "academic", _ADMIN, {"200": json_response(ref("TimetableGeneration"), "Deleted.")},
                       params=[path_param("slot_id", "Slot id.")], errors={"404": not_found("timetable slot")}),

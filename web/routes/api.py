@@ -15,10 +15,10 @@ from hub.db.users import UserRecord, get_user
 from hub.db.web_queries import devices_overview, list_rejections
 
 from .. import auth
-from ..access import attendance_scope, may_see_session
+from ..access import attendance_scope, authorize_session
 from ..auth import TokenPair, current_principal, require
 from ..context import current_context
-from ..errors import WebError, forbidden, invalid, unauthenticated
+from ..errors import WebError, invalid, unauthenticated
 from ..feeds import devices_json, load_attendance, load_roster, roster_json, utc_now
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -111,9 +111,8 @@ async def me() -> Response:
 @require("faculty", "admin")
 async def session_roster(session_id: str) -> Response:
     ctx = current_context()
+    await authorize_session(ctx, current_principal(), session_id)  # coordinator or assigned faculty
     roster = await load_roster(ctx, session_id)
-    if not may_see_session(current_principal(), roster.session.faculty_id):
-        raise forbidden("You do not teach this session's course.")
     return jsonify(roster_json(roster, utc_now(ctx)))
 
 

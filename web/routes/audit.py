@@ -52,13 +52,18 @@ async def _filter() -> AuditFilter:
         if raw is not None and len(raw) > _MAX_FILTER_CHARS:
             raise invalid(f"'{name}' is too long.", field=name)
         values[name] = raw or None
+    return AuditFilter(**values, since=_time_arg("since"), until=_time_arg("until"), course_ids=await scope_course_ids())
+
+
+async def scope_course_ids() -> list[str] | None:
+    """The courses whose entries the current user may see: ``None`` (all) for an admin, the
+    courses a faculty member manages (coordinator or assigned). Used by the API and the page."""
     principal = current_principal()
-    course_ids = None
-    if principal.role == "faculty":
-        rows = await current_context().db.fetch(
-            "SELECT c.id FROM courses c WHERE " + manages_sql("c.id", "$1"), principal.user_id)
-        course_ids = [r["id"] for r in rows]
-    return AuditFilter(**values, since=_time_arg("since"), until=_time_arg("until"), course_ids=course_ids)
+    if principal.role != "faculty":
+        return None
+    rows = await current_context().db.fetch(
+        "SELECT c.id FROM courses c WHERE " + manages_sql("c.id", "$1") + " ORDER BY c.code", principal.user_id)
+    return [r["id"] for r in rows]
 
 
 @bp.get("")

@@ -12,13 +12,14 @@ from datetime import datetime, timezone
 from quart import Blueprint, Response, jsonify, redirect, request, url_for
 
 from hub.db.checkin import (
-    FLAG_STATES, decide_flag, display_session, enrolled_students, get_flag, list_flags, session_records,
+    FLAG_STATES, decide_flag, display_session, enrolled_students, flag_json, flag_update, get_flag, list_flags,
+    session_records,
 )
 from hub.domain.checkin import FLAG_KINDS, STATUSES
 from hub.domain.display_code import DISPLAY_WINDOW_SECONDS, check_display_code, current_frame
 from hub.domain.session_messages import DisplayCheckin, SessionNotLive
 
-from ..access import authorize_session, may_see_session
+from ..access import authorize_session
 from ..apidoc import (
     BAD_BODY, BAD_URL, BEARER, BOOL, FORBIDDEN, INT, NOT_JSON, STR, TIME, TOO_LARGE, UNAUTHENTICATED, array, enum,
     error, json_request, json_response, not_found as doc_not_found, nullable, obj, page_of, page_params,
@@ -29,7 +30,7 @@ from ..checkin_flow import (
     apply_marks, device_cookie, device_hash, hash_device, issue_pending, read_pending, set_device_cookie, settled,
 )
 from ..context import current_context
-from ..errors import WebError, forbidden, invalid, not_found
+from ..errors import WebError, invalid, not_found
 from ..feeds import utc_now
 from ._pages import render_page
 from .api import DEFAULT_PAGE, MAX_PAGE, _int_arg, _json_body
@@ -129,11 +130,11 @@ async def display_code_now(session_id: str) -> Response:
 
 
 async def own_display_session(session_id: str):
-    session = await display_session(current_context().db, session_id)
+    ctx = current_context()
+    session = await display_session(ctx.db, session_id)
     if session is None:
         raise not_found("No such session.")
-    if not may_see_session(current_principal(), session.faculty_id):
-        raise forbidden("You do not teach this session's course.")
+    await authorize_session(ctx, current_principal(), session_id)  # coordinator or assigned faculty, admin
     return session
 
 
@@ -205,15 +206,6 @@ async def mark_unmarked(session_id: str) -> Response:
 
 # --- flags ----------------------------------------------------------------------------------
 
-def flag_json(f) -> dict:
-    return {
-        "id": f.id, "session_id": f.session_id, "student_id": f.student_id, "student_name": f.student_name,
-        "roll_number": f.roll_number, "kind": f.kind, "detail": f.detail, "evidence": f.evidence,
-        "source": f.source, "raised_at": f.raised_at, "state": f.state, "reviewed_by": f.reviewed_by,
-        "reviewed_at": f.reviewed_at, "review_note": f.review_note, "status": f.status,
-    }
-
-
 @bp.get("/api/v1/sessions/<session_id>/flags")
 @require("faculty", "admin")
 async def flags(session_id: str) -> Response:
@@ -242,8 +234,7 @@ async def review_flag(flag_id: int) -> Response:
     flag = await get_flag(ctx.db, flag_id) if flag_id <= _BIGINT else None
     if flag is None:
         raise not_found("No such flag.")
-    if not may_see_session(principal, flag.faculty_id):
-        raise forbidden("You do not teach this session's course.")
+    await authorize_session(ctx, principal, flag.session_id)  # coordinator or assigned faculty, admin
     if flag.state != "open":
         raise WebError(409, "conflict", f"This flag was already reviewed ({flag.state}).")
     if body["decision"] == "reject":
@@ -252,7 +243,9 @@ async def review_flag(flag_id: int) -> Response:
     state = "accepted" if body["decision"] == "accept" else "rejected"
     if not await decide_flag(ctx.db, flag_id, state, principal.user_id, note.strip(), utc_now(ctx)):
         raise WebError(409, "conflict", "This flag was already reviewed.")
-    return jsonify(flag_json(await get_flag(ctx.db, flag_id)))
+    reviewed = await get_flag(ctx.db, flag_id)
+    ctx.bus.publish(*flag_update(reviewed))  # every open roster of the session drops it from its panel
+    return jsonify(flag_json(reviewed))
 
 
 # --- OpenAPI ----------------------------------------------------------------------------------

@@ -5,12 +5,12 @@ from quart import Blueprint, Response, request
 
 from hub.db.web_queries import sessions_for_faculty
 
-from ..access import may_see_session
+from ..access import authorize_session
 from ..auth import current_principal, require
 from ..context import current_context
 from hub.domain.display_code import DISPLAY_STEPS_BACK, display_code, display_window
 
-from ..errors import WebError, forbidden, invalid
+from ..errors import WebError, invalid
 from ..feeds import load_roster, roster_json, session_json, utc_now
 from ._pages import local_now, render_page
 from .checkin import own_display_session, display_code_json, display_url
@@ -37,10 +37,9 @@ async def today() -> str:
 @bp.get("/faculty/sessions/<session_id>")
 @require("faculty", "admin")
 async def session_roster(session_id: str) -> str:
-    ctx, principal = current_context(), current_principal()
+    ctx = current_context()
+    await authorize_session(ctx, current_principal(), session_id)  # coordinator or assigned faculty
     roster = await load_roster(ctx, session_id)
-    if not may_see_session(principal, roster.session.faculty_id):
-        raise forbidden("You do not teach this session's course.")
     return await render_page("faculty_session.html", roster=roster_json(roster, utc_now(ctx)))
 
 

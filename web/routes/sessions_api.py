@@ -71,7 +71,7 @@ async def sessions() -> Response:
         current_context().db, _int_arg("limit", DEFAULT_PAGE, 1, MAX_PAGE), _int_arg("offset", 0, 0, 10**9),
         start=f.arg_instant("from"), end=f.arg_instant("to"), course_id=f.arg_id("course_id"),
         section_id=f.arg_id("section_id"), status=f.arg_choice("status", STATUSES),
-        faculty_id=_scope(current_principal())))
+        faculty_id=_scope(current_principal()), term_id=f.arg_id("term_id")))
 
 
 @bp.get("/faculty/today")
@@ -239,7 +239,8 @@ OPENAPI_PATHS: dict[str, Any] = {
                            query_str("from", "Ends after this instant.", {"type": "string", "format": "date-time"}),
                            query_str("to", "Starts before this instant.", {"type": "string", "format": "date-time"}),
                            query_str("course_id", "Only this course."), query_str("section_id", "Only this section."),
-                           query_str("status", "Only this status.", enum(*STATUSES))]),
+                           query_str("status", "Only this status.", enum(*STATUSES)),
+                           query_str("term_id", "Only sessions of this term's sections.")]),
         "post": _op("Create a (manual) session; rule fields default to the course's rules",
                     {"201": json_response(ref("ClassSession"), "Created.")},
                     body=obj({"course_id": _ID, "room_id": _ID, "section_id": nullable(_ID),

@@ -127,6 +127,8 @@
     }
 
     liveSocket(table.dataset.ws, function (message, send) {
+      // roster.js (flags panel) follows the same feed: one socket per page.
+      document.dispatchEvent(new CustomEvent("roster-message", { detail: message }));
       if (message.type === "snapshot") {
         var fresh = document.createElement("tbody");
         message.students.forEach(function (s) { fresh.appendChild(row(s)); });

@@ -1,6 +1,7 @@
 // Faculty roster: manual and bulk marking, and review of flagged check-ins.
 // The rows and their live updates belong to app.js (initRoster); this file only reads
-// them (tr.roster-row[data-student-id]) and talks to the marking and flag APIs.
+// them (tr.roster-row[data-student-id]) and talks to the marking and flag APIs. The flags
+// panel follows the roster's websocket: open flags in each snapshot, then "flag" messages.
 (function () {
   "use strict";
 
@@ -33,7 +34,6 @@
       } else {
         say((result.data.error && result.data.error.message) || "Marking failed.");
       }
-      loadFlags();
     }
     table.addEventListener("click", function (event) {
       var tr = event.target.closest("tr.roster-row");
@@ -55,14 +55,21 @@
     });
   }
 
+  // --- flags: live from the roster's websocket (app.js re-dispatches each message) ---------
+
   var flagsSection, flagList;
+  var STATUS_TEXT = { present: "present", late: "late", absent: "absent", excused: "excused" };
+
+  function statusText(status) { return "now " + (STATUS_TEXT[status] || "no record"); }
 
   function flagItem(flag) {
     var li = el("li", "flag");
     li.dataset.flagId = flag.id;
+    li.dataset.studentId = flag.student_id;
     var head = el("p");
     head.appendChild(el("strong", null, flag.student_name));
-    head.appendChild(document.createTextNode(" · " + flag.kind.replace("_", " ") + " · now " + (flag.status || "no record")));
+    head.appendChild(document.createTextNode(" · " + flag.kind.replace("_", " ") + " · "));
+    head.appendChild(el("span", "flag-status", statusText(flag.status)));
     li.appendChild(head);
     li.appendChild(el("p", "muted", flag.detail));
     var actions = el("div", "flag-actions");
@@ -75,8 +82,8 @@
           document.getElementById("mark-message").textContent = result.ok
             ? "Flag " + (pair[0] === "accept" ? "accepted" : "rejected") + "."
             : ((result.data.error && result.data.error.message) || "Review failed.");
-          loadFlags();
-        });
+          if (result.ok) { showFlag(result.data); }  // the bus says so too; this is just sooner
+        }, function () { document.getElementById("mark-message").textContent = "No connection."; });
       });
       actions.appendChild(button);
     });
@@ -84,14 +91,31 @@
     return li;
   }
 
-  function loadFlags() {
-    fetch(flagsSection.dataset.url, { credentials: "same-origin" }).then(function (response) {
-      return response.ok ? response.json() : null;
-    }).then(function (page) {
-      if (!page) { return; }
-      flagList.replaceChildren.apply(flagList, page.items.map(flagItem));
-      flagsSection.hidden = page.items.length === 0;
-    }, function () {});
+  function refreshVisibility() { flagsSection.hidden = flagList.children.length === 0; }
+
+  // Newest first, like the API; a reviewed flag leaves the panel (on every open roster).
+  function showFlag(flag) {
+    var old = flagList.querySelector("li[data-flag-id=\"" + CSS.escape(String(flag.id)) + "\"]");
+    if (flag.state !== "open") {
+      if (old) { old.remove(); }
+    } else if (old) {
+      old.replaceWith(flagItem(flag));
+    } else {
+      flagList.insertBefore(flagItem(flag), flagList.firstChild);
+    }
+    refreshVisibility();
+  }
+
+  function onMessage(message) {
+    if (message.type === "snapshot") {
+      flagList.replaceChildren.apply(flagList, (message.flags || []).map(flagItem));
+      refreshVisibility();
+    } else if (message.type === "flag" && message.flag) {
+      showFlag(message.flag);
+    } else if (message.type === "attendance") {
+      flagList.querySelectorAll("li[data-student-id=\"" + CSS.escape(String(message.student_id)) + "\"] .flag-status")
+        .forEach(function (span) { span.textContent = statusText(message.status); });
+    }
   }
 
   document.addEventListener("DOMContentLoaded", function () {
@@ -99,8 +123,6 @@
     flagsSection = document.getElementById("flags");
     flagList = document.getElementById("flag-list");
     initMarking();
-    loadFlags();
-    // Flags are few and reviewed at leisure: a light poll while the page is visible.
-    setInterval(function () { if (!document.hidden) { loadFlags(); } }, 5000);
+    document.addEventListener("roster-message", function (event) { onMessage(event.detail); });
   });
 })();
