@@ -137,6 +137,9 @@ async def _create_partition(conn: asyncpg.Connection, day: date) -> int:
     name = partition_name(day)
     lo, hi = day_start(day), day_start(day + timedelta(days=1))
     async with conn.transaction():
+        # Hold off the writer's inserts into DEFAULT until the new partition is attached:
+        # a row of that day COPYed in between would make the ATTACH's check of DEFAULT fail.
+        await conn.execute(f"LOCK TABLE {DEFAULT_PARTITION} IN ACCESS EXCLUSIVE MODE")
         await conn.execute(f"CREATE TABLE {name} (LIKE {PARENT} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)")
         status = await conn.execute(
             f"WITH moved AS (DELETE FROM {DEFAULT_PARTITION} WHERE device_ts >= $1 AND device_ts < $2"

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections import Counter
 from dataclasses import dataclass
 
 #: A sane upper bound on rows per import (the route also limits the body to ~2 MB).
@@ -76,7 +77,13 @@ def parse_enrolment_csv(text: str) -> ParsedImport:
     if text.startswith("\ufeff"):
         text = text[1:]
     if "\x00" in text:
-        return ParsedImport((), (RowError(1, None, "the file contains NUL characters; is it really CSV?"),))
+        line = text.count("\n", 0, text.index("\x00")) + 1
+        return ParsedImport((), (RowError(line, None, "the file contains NUL characters; is it really CSV?"),))
+    try:
+        text.encode()
+    except UnicodeEncodeError as exc:  # an unpaired surrogate (JSON "\ud800"): no database text can hold it
+        line = text.count("\n", 0, exc.start) + 1
+        return ParsedImport((), (RowError(line, None, "the file is not valid Unicode text (an unpaired surrogate)"),))
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     try:
         header = next(reader, None)
@@ -88,7 +95,11 @@ def parse_enrolment_csv(text: str) -> ParsedImport:
     header_errors = _check_header(columns)
     if header_errors:
         return ParsedImport((), tuple(header_errors))
-    index = {name: columns.index(name) for name in set(columns)}
+    # Each name's first column, in one pass: a header may have ~100k columns (list.index per name
+    # would be quadratic and hold the hub's event loop for minutes).
+    index: dict[str, int] = {}
+    for i, name in enumerate(columns):
+        index.setdefault(name, i)
     uses_section_id = "section_id" in index
     rows: list[EnrolmentRow] = []
     errors: list[RowError] = []
@@ -100,7 +111,9 @@ def parse_enrolment_csv(text: str) -> ParsedImport:
         except StopIteration:
             break
         except csv.Error as exc:
-            errors.append(RowError(reader.line_num, None, f"malformed CSV: {exc}"))
+            # The bad record starts on the line after the previous one ended (an unclosed quote
+            # is only noticed at the end of the file).
+            errors.append(RowError(line + 1, None, f"malformed CSV: {exc}"))
             break
         start_line, line = line + 1, reader.line_num
         if not any(cell.strip() for cell in record):
@@ -145,7 +158,8 @@ def parse_enrolment_csv(text: str) -> ParsedImport:
 
 def _check_header(columns: list[str]) -> list[RowError]:
     errors = []
-    duplicated = sorted({c for c in columns if c and columns.count(c) > 1})
+    counts = Counter(columns)  # not columns.count per column: quadratic on a 100k-column header
+    duplicated = sorted(c for c, n in counts.items() if c and n > 1)
     if duplicated:
         errors.append(RowError(1, duplicated[0], f"column '{duplicated[0]}' appears more than once"))
     if not any(c in columns for c in STUDENT_COLUMNS):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -42,6 +43,8 @@ class HostileCampus:
     ed25519: DeviceCredentials
     #: An HMAC device whose registration was revoked.
     revoked: DeviceCredentials
+    #: A command sent to the Ed25519 device, awaiting its acknowledgement.
+    ed25519_command: uuid.UUID
 
 
 @pytest.fixture
@@ -61,7 +64,13 @@ def hostile_campus(hub_settings: Settings) -> HostileCampus:
         await db.execute(
             "INSERT INTO devices (id, room_id, kind, alg, key, revoked_at) VALUES ($1, $2, 'qr_camera', 'hmac-sha256', $3, now())",
             revoked.device_id, room, revoked.signing_key)
-        return HostileCampus(campus, ed, revoked)
+        command = uuid.uuid4()
+        await db.execute(
+            "INSERT INTO device_commands (id, device_id, name, status, ttl_s, ack_timeout_s, issued_by, sent_at,"
+            " expires_at) VALUES ($1, $2, 'time_sync', 'sent', 3600, 3600, 'usr-admin', now(),"
+            " now() + interval '1 hour')",
+            command, ed.device_id)
+        return HostileCampus(campus, ed, revoked, command)
 
     return run_with_database(hub_settings.database_url, seed)
 

@@ -90,6 +90,8 @@ class MqttWorld:
     session: LiveSession
     students: dict[str, StudentCredentials]  # "replay" (enrolled), "outsider" (not enrolled)
     _seq: int = 0
+    #: Hub → device commands already recorded: "ed25519" (a command sent to that device, awaiting its ack).
+    commands: dict[str, uuid.UUID] = field(default_factory=dict)
 
     def device_id(self, device: str) -> str:
         return self.devices[device[1:]].device_id if device.startswith("@") else device
@@ -282,6 +284,15 @@ def _sensor(**body: Any) -> Callable[[MqttWorld], bytes]:
     return build
 
 
+def _command_ack(command: Callable[[MqttWorld], uuid.UUID], device: str = "hmac",
+                 detail: str = "") -> Callable[[MqttWorld], bytes]:
+    """A correctly signed ``command_ack`` from ``device`` answering the command ``command(world)``."""
+    def build(world: MqttWorld) -> bytes:
+        body = {"command_id": command(world).bytes, "status": "ok", "detail": detail}
+        return world.signed(world.envelope(device, kind="command_ack", body=body), device)
+    return build
+
+
 _GHOST = DeviceCredentials("hostile-ghost-device", "room-001", "qr_camera", "hmac-sha256", b"g" * 32)
 
 
@@ -447,6 +458,14 @@ def _mqtt_cases() -> list[MqttCase]:
               _ghost_scan, "unknown_device", device=_GHOST.device_id),
         _mqtt("revoked_device", "identity", "a correctly signed event from a revoked device",
               lambda w: w.signed(w.envelope("revoked"), "revoked"), "revoked_device", device="@revoked"),
+        _mqtt("revoked_device_command_ack", "identity", "a correctly signed command_ack from a revoked device",
+              _command_ack(lambda w: w.commands["ed25519"], "revoked"), "revoked_device", device="@revoked"),
+        _mqtt("command_ack_unknown_command", "identity", "a command_ack for a command id the hub never issued",
+              _command_ack(lambda w: uuid.uuid4()), "unknown_command"),
+        _mqtt("command_ack_other_devices_command", "identity",
+              "a command_ack for a command sent to another device (it stays unanswered)",
+              _command_ack(lambda w: w.commands["ed25519"], detail="'; UPDATE device_commands SET status='acked';--"),
+              "unknown_command"),
         _mqtt("status_of_unknown_device", "identity", "a valid status for an unregistered device",
               _status(), "unknown_device", channel="status", device="hostile-ghost-status"),
         _mqtt("empty_device_level_up", "identity", "topic .../dev//up (empty device level)",
@@ -720,18 +739,18 @@ def _http_cases() -> list[HttpCase]:
           headers={"Content-Type": "application/x-www-form-urlencoded"}, body=b"username=admin&password=campushub"),
         C("content_type_missing", "body", "no Content-Type at all", "POST", "/api/v1/auth/refresh", 415,
           "unsupported_media_type", body=b'{"refresh_token": "x"}'),
-        C("nul_in_username", "body", "a NUL character in the username (no account can have it)", "POST", _LOGIN,
-          401, "invalid_credentials", json={"username": "admin\u0000", "password": "campushub"}),
+        C("nul_in_username", "body", "a NUL character in the username (no text column can hold it)", "POST",
+          _LOGIN, 400, "invalid_request", json={"username": "admin\u0000", "password": "campushub"}),
         C("lone_surrogate_in_username", "body", "an unpaired UTF-16 surrogate (\\ud800) in the username", "POST",
-          _LOGIN, 401, "invalid_credentials", headers={"Content-Type": "application/json"},
+          _LOGIN, 400, "invalid_request", headers={"Content-Type": "application/json"},
           body=b'{"username": "\\ud800admin", "password": "campushub"}'),
         C("lone_surrogate_in_password", "body", "an unpaired surrogate in the password (argon2 cannot hash it)",
-          "POST", _LOGIN, 401, "invalid_credentials", headers={"Content-Type": "application/json"},
+          "POST", _LOGIN, 400, "invalid_request", headers={"Content-Type": "application/json"},
           body=b'{"username": "admin", "password": "\\udfffx"}'),
         C("nul_in_form_username", "body", "a NUL character in the login form's username (page)", "POST", "/login",
           401, None, headers={"Content-Type": "application/x-www-form-urlencoded"}, body=b"username=adm%00in&password=x"),
-        C("nul_in_refresh_token", "body", "a NUL character in a refresh token (hashed, never stored)", "POST",
-          "/api/v1/auth/refresh", 401, "invalid_refresh_token", json={"refresh_token": "abc\u0000def"}),
+        C("nul_in_refresh_token", "body", "a NUL character in a refresh token", "POST",
+          "/api/v1/auth/refresh", 400, "invalid_request", json={"refresh_token": "abc\u0000def"}),
         # ---------------------------------------------------------------- injection
         *[
             C(f"sql_username_{i}", "injection", f"login as {sql!r}", "POST", _LOGIN, 401, "invalid_credentials",
@@ -850,9 +869,9 @@ def _leave_with(document: dict, days_ahead: int = 200) -> Callable[[HttpWorld], 
     return lambda world: leave_body(days_ahead, document=document)
 
 
-def _errors_at(*lines: int) -> Callable[[Any], bool]:
-    """An ``import_rejected`` body listing problems on exactly these lines."""
-    return lambda body: sorted({e["line"] for e in body["errors"]}) == sorted(lines)
+def _error_at(line: int, reason: str) -> Callable[[Any], bool]:
+    """An ``import_rejected`` body listing a problem on ``line`` whose reason contains ``reason``."""
+    return lambda body: any(e["line"] == line and reason in e["reason"] for e in body["errors"])
 
 
 def _items(body: Any) -> list:
@@ -878,9 +897,8 @@ def _api_cases() -> list[HttpCase]:
           "/api/v1/audit", 401, "invalid_token", auth="tampered"),
         C("jwt_hs512_webhooks", "auth", "HS512 on the webhook list", "GET", "/api/v1/webhooks", 401,
           "invalid_token", auth="hs512"),
-        C("jwt_ghost_user_command", "auth", "a deleted user's token sends a device command", "POST",
-          "/api/v1/devices/{device_id}/commands", 401, "unauthenticated", auth="ghost_user",
-          json={"name": "reboot"}),
+        C("expired_jwt_command", "auth", "an expired admin token sends a device command", "POST",
+          "/api/v1/devices/{device_id}/commands", 401, "token_expired", auth="expired", json={"name": "reboot"}),
         # ---------------------------------------------------------------- another user's rows
         C("student_reads_other_leave", "ownership", "a student reads another student's leave", "GET",
           "/api/v1/leave/{other_leave_id}", 403, "forbidden", auth="student"),
@@ -995,28 +1013,31 @@ def _api_cases() -> list[HttpCase]:
         C("csv_utf16", "csv", "a UTF-16 CSV with its byte-order mark", "POST", _IMPORT, 400, "invalid_request",
           auth="admin", headers=_CSV, body="student_id,section_id\nstu-0001,sec-a\n".encode("utf-16")),
         C("csv_nul_bytes", "csv", "NUL bytes on line 3", "POST", _IMPORT, 422, "import_rejected", auth="admin",
-          headers=_CSV, body=_CSV_HEAD + b"stu-0001,sec-a\nstu-0002,sec\x00\x00b\n", check=_errors_at(3)),
+          headers=_CSV, body=_CSV_HEAD + b"stu-0001,sec-a\nstu-0002,sec\x00\x00b\n", check=_error_at(3, "NUL")),
         C("csv_100k_columns_header", "csv", "a header of 100,000 columns (none of them known)", "POST", _IMPORT,
           422, "import_rejected", auth="admin", headers=_CSV,
-          body=",".join(f"c{i}" for i in range(100_000)).encode() + b"\nx\n", check=_errors_at(1)),
+          body=",".join(f"c{i}" for i in range(100_000)).encode() + b"\nx\n", check=_error_at(1, "header needs")),
         C("csv_100k_columns_row", "csv", "a row of 100,000 columns under a 2-column header", "POST", _IMPORT,
           422, "import_rejected", auth="admin", headers=_CSV, body=_CSV_HEAD + b"x," * 99_999 + b"x\n",
-          check=_errors_at(2)),
+          check=_error_at(2, "found 100000")),
         C("csv_100k_duplicate_columns", "csv", "a header repeating student_id 100,000 times", "POST", _IMPORT,
           422, "import_rejected", auth="admin", headers=_CSV,
-          body=b"student_id," * 100_000 + b"section_id\n", check=_errors_at(1)),
+          body=b"student_id," * 100_000 + b"section_id\n", check=_error_at(1, "more than once")),
         C("csv_quote_never_closed", "csv", "a quote opened on line 3 and never closed", "POST", _IMPORT, 422,
           "import_rejected", auth="admin", headers=_CSV,
-          body=_CSV_HEAD + b'stu-0001,sec-a\n"stu-0002,sec-b\nstu-0003,sec-c\n', check=_errors_at(3)),
+          body=_CSV_HEAD + b'stu-0001,sec-a\n"stu-0002,sec-b\nstu-0003,sec-c\n', check=_error_at(3, "malformed")),
         C("csv_field_over_limit", "csv", "a quoted field of 200,000 characters on line 2", "POST", _IMPORT, 422,
           "import_rejected", auth="admin", headers=_CSV,
-          body=_CSV_HEAD + b'"' + b"a" * 200_000 + b'",sec-a\n', check=_errors_at(2)),
+          body=_CSV_HEAD + b'"' + b"a" * 200_000 + b'",sec-a\n', check=_error_at(2, "malformed")),
         C("csv_sql_student", "csv", "SQL as the student id on line 2 (no such student: nothing applied)",
           "POST", _IMPORT, 422, "import_rejected", auth="admin", headers=_CSV,
-          body=_CSV_HEAD + b"'; DELETE FROM enrolments;--,sec-a\n", check=_errors_at(2)),
+          body=_CSV_HEAD + b"'; DELETE FROM enrolments;--,sec-a\n", check=_error_at(2, "")),
         C("csv_html_section", "csv", "a <script> section id on line 2", "POST", _IMPORT, 422, "import_rejected",
           auth="admin", headers=_CSV, body=b"student_id,section_id\nstu-0001,<script>alert(1)</script>\n",
-          check=_errors_at(2)),
+          check=_error_at(2, "section")),
+        C("csv_json_surrogate", "csv", "the JSON form with an unpaired surrogate on line 2", "POST", _IMPORT, 422,
+          "import_rejected", auth="admin", headers=_JSON,
+          body=b'{"csv": "student_id,section_id\\n\\ud800,sec-a\\n"}', check=_error_at(2, "surrogate")),
         C("csv_json_not_a_string", "csv", "the JSON form with 'csv' a number", "POST", _IMPORT, 400,
           "invalid_request", auth="admin", json={"csv": 5}),
         C("csv_as_text_plain", "csv", "a CSV sent as text/plain", "POST", _IMPORT, 415, "unsupported_media_type",
@@ -1046,11 +1067,12 @@ def _api_cases() -> list[HttpCase]:
         C("leave_reason_with_sql", "stored", "a leave whose reason is SQL and a <script>", "POST",
           "/api/v1/leave", 201, None, auth="student",
           json=lambda w: leave_body(240, SQL_INJECTIONS[1] + SCRIPT),
-          check=lambda b: b["reason"] == SQL_INJECTIONS[1] + SCRIPT, adds={"leave_applications": 1}),
+          check=lambda b: b["reason"] == SQL_INJECTIONS[1] + SCRIPT,
+          adds={"leave_applications": 1, "notifications": 1}),  # the faculty member is told
         C("correction_reason_with_script", "stored", "a correction request whose reason is <script>", "POST",
           "/api/v1/corrections", 201, None, auth="student",
           json=lambda w: {"session_id": w.session_id, "requested_status": "present", "reason": SCRIPT},
-          check=lambda b: b["reason"] == SCRIPT, adds={"correction_requests": 1}),
+          check=lambda b: b["reason"] == SCRIPT, adds={"correction_requests": 1, "notifications": 1}),
         C("device_model_with_script", "stored", "a device registered with model <script>", "POST",
           "/api/v1/devices", 201, None, auth="admin",
           json=lambda w: {"device_id": "hostile-model", "room_id": w.ids["room_id"], "kind": "sensor",
@@ -1142,13 +1164,7 @@ def _api_cases() -> list[HttpCase]:
                 ("ftp", "ftp://example.org/x"),
                 ("data", "data:text/html,<script>alert(1)</script>"),
                 ("no_host", "http:///path"),
-                ("aws_metadata", "http://169.254.169.254/latest/meta-data/"),
-                ("link_local_v6", "http://[fe80::1]/hook"),
-                ("ec2_metadata_v6", "http://[fd00:ec2::254]/latest/"),
-                ("gce_metadata", "http://metadata.google.internal/computeMetadata/v1/"),
-                ("unspecified", "http://0.0.0.0:8080/hook"),
-                ("mapped_metadata", "http://[::ffff:169.254.169.254]/"),
-                ("credentials", "https://user:pass@example.org/hook"),
+                ("spaces", "http://example.org/a b"),
             )
         ],
     ]

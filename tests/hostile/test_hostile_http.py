@@ -5,6 +5,7 @@ import base64
 import os
 import uuid
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import httpx
 from markupsafe import escape
@@ -52,7 +53,8 @@ async def _world(http: httpx.AsyncClient, hub_settings, campus, db) -> HttpWorld
         session_id=session.session_id, student_id=enrolled.student_id, other_student_id=other.student_id,
         rotated_refresh=rotated, rotated_successor=response.json()["refresh_token"],
     )
-    world.ids = await _api_rows(http, world, campus, db, other_token=(await _login(http, other.username))["access_token"])
+    other_token = (await _login(http, other.username))["access_token"]
+    world.ids = await _api_rows(http, world, campus, db, other_token=other_token)
     assert set(world.ids) == set(API_WORLD_IDS)
     return world
 
@@ -273,3 +275,71 @@ async def test_injected_html_is_escaped_in_every_page(hub, hostile_campus, test_
         assert roster.headers["content-type"].startswith("application/json")
         assert roster.headers["x-content-type-options"] == "nosniff"
         assert SCRIPT in [s["name"] for s in roster.json()["students"]]
+
+
+async def test_markup_stored_through_the_new_api_is_escaped_in_its_pages(hub, hostile_campus, test_db):
+    """Room, ticket, comment, device model, course, leave and correction text holding markup, stored
+    through the API as data, comes back escaped in every server-rendered page that shows it."""
+    campus = hostile_campus.campus
+    session = campus.sessions[0]
+    student = next(s for s in campus.students if s.student_id == session.enrolled[-1])
+    faculty = await _faculty_of(test_db, session.session_id)
+    escaped_script, escaped_img = str(escape(SCRIPT)), str(escape(IMG_XSS))
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{hub.web_port}", timeout=30) as http:
+        tokens = {"admin": (await _login(http, "admin"))["access_token"],
+                  "faculty": (await _login(http, faculty))["access_token"],
+                  "student": (await _login(http, student.username))["access_token"]}
+
+        async def call(role: str, method: str, path: str, body: dict | None = None) -> dict:
+            response = await http.request(method, path, json=body,
+                                          headers={"Authorization": f"Bearer {tokens[role]}"})
+            assert response.status_code in (200, 201), (path, response.text)
+            return response.json()
+
+        room = await call("admin", "POST", "/api/v1/rooms", {"name": SCRIPT, "building": IMG_XSS})
+        ticket = await call("student", "POST", "/api/v1/tickets", {"title": SCRIPT, "description": IMG_XSS,
+                                                                     "room_id": room["id"]})
+        await call("student", "POST", f"/api/v1/tickets/{ticket['id']}/comments", {"body": IMG_XSS})
+        await call("admin", "POST", "/api/v1/devices", {"device_id": "hostile-xss-model", "room_id": room["id"],
+                                                        "kind": "sensor", "model": SCRIPT})
+        await call("admin", "PUT", f"/api/v1/courses/{session.course_id}",
+                   {"code": "XSS-1", "title": SCRIPT, "faculty_id": (await call("faculty", "GET", "/api/v1/me"))["id"]})
+        await call("student", "POST", "/api/v1/leave", leave_body(150, SCRIPT))
+        await call("student", "POST", "/api/v1/corrections",
+                   {"session_id": session.session_id, "requested_status": "present", "reason": IMG_XSS})
+        # Read back as data: verbatim.
+        assert (await call("student", "GET", f"/api/v1/tickets/{ticket['id']}"))["title"] == SCRIPT
+
+        pages = [
+            ("admin", "/ops/tickets", (escaped_script,)),
+            ("admin", "/ops", (escaped_script,)),
+            ("admin", "/ops/devices/hostile-xss-model", (escaped_script,)),
+            ("student", "/report", (escaped_script, escaped_img)),
+            ("faculty", "/notifications", ()),
+            ("faculty", "/faculty", (escaped_script,)),
+            ("faculty", "/faculty/reports", (escaped_script,)),
+            ("faculty", "/faculty/queues", ()),
+            ("student", "/student", (escaped_script,)),
+            ("student", "/student/corrections", ()),
+            ("student", "/student/leave", ()),
+            ("student", "/notifications", ()),
+            ("admin", "/admin/academic", ()),
+        ]
+        for role, path, expected in pages:
+            response = await http.get(path, headers={"Authorization": f"Bearer {tokens[role]}"})
+            assert response.status_code == 200, (path, response.status_code)
+            assert response.headers["content-type"].startswith("text/html")
+            html = response.text
+            assert SCRIPT not in html and "<img src=x" not in html, path
+            for form in expected:
+                assert form in html, (path, form)
+
+
+def test_page_scripts_never_parse_markup():
+    """Pages filled from the JSON API by our own scripts insert text, never markup: the stored
+    names above reach those pages only through textContent / attributes."""
+    sinks = ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "new Function",
+             "createContextualFragment")
+    static = Path(__file__).resolve().parents[2] / "web" / "static"
+    found = [(js.name, sink) for js in sorted(static.glob("*.js")) for sink in sinks if sink in js.read_text()]
+    assert not found, found

@@ -50,6 +50,7 @@ async def test_every_hostile_mqtt_message_is_rejected_with_exactly_its_reason(
         devices={"hmac": device, "ed25519": hostile_campus.ed25519, "revoked": hostile_campus.revoked},
         session=session,
         students={"replay": student(campus, session.enrolled[0]), "outsider": outsider},
+        commands={"ed25519": hostile_campus.ed25519_command},
     )
     before = await _counts(test_db)
     sent = _processed(hub)
@@ -93,6 +94,9 @@ async def test_every_hostile_mqtt_message_is_rejected_with_exactly_its_reason(
         assert after[k] - before[k] == expected[k], k
     assert after["token_uses"] - before["token_uses"] == expected["attendance"]
     assert (after["devices"], after["users"]) == (before["devices"], before["users"])  # injections changed nothing
+    # The other device's command was not answered by anybody else's ack.
+    assert await test_db.fetchval("SELECT status FROM device_commands WHERE id = $1",
+                                  hostile_campus.ed25519_command) == "sent"
     assert await test_db.fetchval(
         "SELECT count(*) FROM device_health WHERE device_id = ANY($1::text[])",
         [hostile_campus.revoked.device_id, "hostile-ghost-device"]) == 0

@@ -13,12 +13,13 @@ import pytest
 import trio
 
 from actors import ChildSpec, Supervisor
-from hub.bus import session_topic
+from hub.bus import session_topic, user_topic
 from hub.metrics import HubMetrics
 from hub.session_actor import SESSION_MAILBOX, SessionActor, session_caller
 from hub.writer import PersistenceWriter
 from web import create_app
 
+from test_live import recv
 from web_helpers import bearer, page_login
 
 
@@ -208,3 +209,70 @@ async def test_projector_page_shows_only_the_window_the_hub_says(client, world, 
     assert (await (await client.get(f"/api/v1/sessions/{session}/display-code")).get_json())["live"] is False
     await page_login(client, world.username("fac2"))
     assert (await client.get(f"/api/v1/sessions/{session}/display-code")).status_code == 403
+
+
+async def test_a_flag_reaches_the_open_rosters_and_each_managing_faculty_once(app, client, world, db, bus, live):
+    session, fac1, fac2 = world.sessions["live1"], world.users["fac1"], world.users["fac2"]
+    # fac2 is assigned to c1 as well: a managing faculty besides the coordinator.
+    await db.execute("INSERT INTO faculty_assignments (course_id, faculty_id) VALUES ($1, $2)",
+                     world.courses["c1"], fac2)
+    path = await _display_url(app.test_client(), world)
+    await page_login(client, world.username("fac1"))
+    async with client.websocket(f"/ws/sessions/{session}") as ws:
+        assert (await recv(ws))["flags"] == []
+        with bus.subscribe([user_topic(fac1), user_topic(fac2), user_topic(world.users["admin"])]) as pushed:
+            phone = app.test_client()
+            for key in ("stu2", "stu1"):  # one phone, two students: the second is flagged shared_device
+                await phone.get("/logout")
+                pending = (await phone.get(path)).headers["Location"].rsplit("/", 1)[1]
+                await page_login(phone, world.username(key))
+                await phone.post("/api/v1/checkin/display", json={"pending": pending})
+            message = await recv(ws)
+            while message["type"] != "flag":  # stu2's attendance update comes first
+                assert message["type"] == "attendance" and message["student_id"] == world.users["stu2"]
+                message = await recv(ws)
+            flag = message["flag"]
+            assert (flag["student_id"], flag["kind"], flag["state"], flag["status"]) == (
+                world.users["stu1"], "shared_device", "open", "present")
+            assert isinstance(flag["id"], int) and flag["student_name"]
+            notes = [await pushed.receive() for _ in range(2)]
+        assert {n["notification"]["user_id"] for n in notes} == {fac1, fac2}
+        assert all(n["notification"]["data"]["flag_id"] == flag["id"] for n in notes)
+        # One per flag and managing faculty; the ordinary check-in before it notified nobody.
+        stored = await db.fetch("SELECT user_id, link FROM notifications WHERE kind = 'checkin_flagged'"
+                                " AND user_id = ANY($1::text[]) ORDER BY user_id", [fac1, fac2, world.users["admin"]])
+        assert [(n["user_id"], n["link"]) for n in stored] == [(fac1, f"/faculty/sessions/{session}"),
+                                                               (fac2, f"/faculty/sessions/{session}")]
+        # A roster opened now gets the open flag in its snapshot.
+        async with app.test_client().websocket(f"/ws/sessions/{session}",
+                                               headers=await bearer(app.test_client(), world.username("fac2"))) as late:
+            assert [f["id"] for f in (await recv(late))["flags"]] == [flag["id"]]
+        # The assigned faculty reviews it: every open roster drops it.
+        reviewer = app.test_client()
+        reviewed = await reviewer.post(f"/api/v1/flags/{flag['id']}/review", json={"decision": "accept"},
+                                       headers=await bearer(reviewer, world.username("fac2")))
+        assert reviewed.status_code == 200
+        update = await recv(ws)
+        assert (update["type"], update["flag"]["id"], update["flag"]["state"]) == ("flag", flag["id"], "accepted")
+    async with client.websocket(f"/ws/sessions/{session}") as ws:
+        assert (await recv(ws))["flags"] == []
+
+
+async def test_the_batch_writer_notifies_a_flag_once_even_when_its_message_is_redelivered(world, db):
+    from hub.db.ingest import write_batch
+    from hub.records import CheckinFlagRow, Commit
+
+    session = world.sessions["live1"]
+    row = CheckinFlagRow(session, world.users["stu2"], "wrong_room", "scanned elsewhere", {"room_id": "x"}, "qr",
+                         None, world.now)
+    commit = Commit(b"redelivered-" + world.suffix.encode(), (row,))
+    first = await write_batch(db, [commit])
+    again = await write_batch(db, [commit])
+    assert first.fresh == {commit.dedup_key} and again.fresh == set() and again.live == []
+    topics = [topic for topic, _ in first.live]
+    assert topics == [session_topic(session), user_topic(world.users["fac1"])]  # the flag, then fac1's note
+    flag, note = (message for _, message in first.live)
+    assert flag["flag"]["status"] is None and flag["flag"]["state"] == "open"
+    assert note["notification"]["kind"] == "checkin_flagged" and note["notification"]["data"]["flag_id"] == flag["flag"]["id"]
+    assert await db.fetchval("SELECT count(*) FROM notifications WHERE kind = 'checkin_flagged' AND user_id = $1",
+                             world.users["fac1"]) == 1

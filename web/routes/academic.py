@@ -196,7 +196,7 @@ async def add_holiday() -> Response:
 
 
 def _int_path(raw: str, name: str) -> int:
-    if not raw.isdigit() or len(raw) > 18:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:  # isdigit() alone takes "²"
         raise invalid(f"'{name}' must be a positive integer.", field=name)
     return int(raw)
 

@@ -54,11 +54,40 @@ async def _json_body(*required: str) -> dict:
         body = None
     if not isinstance(body, dict):
         raise invalid("The body must be a JSON object.")
+    for name, value in body.items():
+        if not _storable(name) or not _storable(value):
+            raise invalid(f"'{name}' must not contain NUL characters or unpaired surrogates.",
+                          field=name if _storable(name) else None)
     for name in required:
         value = body.get(name)
         if not isinstance(value, str) or not value:
             raise invalid(f"'{name}' is required (a non-empty string).", field=name)
     return body
+
+
+def _storable(value: object) -> bool:
+    """True if every string in ``value`` (a parsed JSON value) is text PostgreSQL can hold.
+
+    JSON may spell NUL (``\\u0000``) and unpaired surrogates (``\\ud800``); neither fits in a
+    ``text`` or ``jsonb`` column, so any route storing them failed in its query (a 500).
+    Refused here once for every route. Iterative: nesting is bounded only by the body size.
+    """
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return False
+            try:
+                item.encode()
+            except UnicodeEncodeError:
+                return False
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return True
 
 
 def _int_arg(name: str, default: int, low: int, high: int) -> int:

@@ -63,7 +63,7 @@ async def display_svg(session_id: str) -> Response:
     ctx = current_context()
     session = await own_display_session(session_id)
     raw = request.args.get("window", "")
-    if not raw.isdigit() or len(raw) > 15:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 15:  # isdigit() alone takes "²"
         raise invalid("'window' must be a code window number.", field="window")
     window, now = int(raw), ctx.now()
     current = display_window(now)

@@ -73,7 +73,8 @@
     var form = byId(id);
     form.addEventListener("submit", async function (event) {
       event.preventDefault();
-      try { await handler(form); say(""); } catch (e) { say(e.message, true); }
+      // A handler may return a sentence saying what its change did (e.g. to sessions).
+      try { say((await handler(form)) || ""); } catch (e) { say(e.message, true); }
     });
   }
 
@@ -103,7 +104,7 @@
     });
     fill("holidays-body", holidays.items, function (h) {
       return row([h.name, h.starts_on, h.ends_on], button("Delete", async function () {
-        try { await api("DELETE", "/api/v1/holidays/" + h.id); await loadAll(); } catch (e) { say(e.message, true); }
+        try { var r = await api("DELETE", "/api/v1/holidays/" + h.id); await loadAll(); say("Holiday deleted. " + r.message); } catch (e) { say(e.message, true); }
       }));
     });
     fill("rooms-body", rooms.items, function (r) { return row([r.id, r.name, r.building, r.room_type, r.capacity]); });
@@ -133,6 +134,23 @@
           try { var r = await api("DELETE", "/api/v1/timetable-slots/" + encodeURIComponent(s.id)); say("Slot deleted; " + r.deleted + " sessions removed, " + r.cancelled + " cancelled."); await loadSlots(); } catch (e) { say(e.message, true); }
         }));
     });
+    await loadTermSessions(term);
+  }
+
+  // The term's next sessions, so a change to the timetable shows at once.
+  async function loadTermSessions(term) {
+    var box = byId("term-sessions");
+    box.hidden = !term;
+    if (!term) { return; }
+    var page = await api("GET", "/api/v1/sessions?limit=20&term_id=" + encodeURIComponent(term) +
+      "&from=" + encodeURIComponent(new Date().toISOString()));
+    byId("term-sessions-total").textContent = page.total;
+    fill("term-sessions-body", page.items, function (s) {
+      var tr = row([new Date(s.starts_at).toLocaleString([], { weekday: "short", day: "numeric", month: "short", hour: "2-digit", minute: "2-digit" }),
+        s.course_code, s.section_name, s.room_name, s.status + (s.cancel_reason ? " (" + s.cancel_reason + ")" : "")]);
+      tr.dataset.sessionId = s.session_id;
+      return tr;
+    });
   }
 
   async function loadRules() {
@@ -149,7 +167,9 @@
     try {
       var r = await api("POST", "/api/v1/terms/" + encodeURIComponent(term) + "/generate" + (dryRun ? "?dry_run=1" : ""));
       byId("generate-result").textContent = (dryRun ? "Would create " : "Created ") + r.created + ", update " + r.updated +
-        ", delete " + r.deleted + ", cancel " + r.cancelled + "; kept " + r.kept + "; skipped for holidays " + r.skipped_holidays + ".";
+        ", delete " + r.deleted + ", cancel " + r.cancelled + ", restore " + r.restored + "; kept " + r.kept +
+        "; skipped for holidays " + r.skipped_holidays + ".";
+      if (!dryRun) { await loadTermSessions(term); }
     } catch (e) { say(e.message, true); }
   }
 
@@ -170,17 +190,17 @@
 
   function initAdmin() {
     onSubmit("term-form", async function (form) { await api("POST", "/api/v1/terms", formBody(form)); form.reset(); await loadAll(); });
-    onSubmit("holiday-form", async function (form) { await api("POST", "/api/v1/holidays", formBody(form)); form.reset(); await loadAll(); });
+    onSubmit("holiday-form", async function (form) { var r = await api("POST", "/api/v1/holidays", formBody(form)); form.reset(); await loadAll(); return "Holiday added. " + r.message; });
     onSubmit("room-form", async function (form) { await api("POST", "/api/v1/rooms", formBody(form, ["capacity"])); form.reset(); await loadAll(); });
     onSubmit("course-form", async function (form) { await api("POST", "/api/v1/courses", formBody(form)); form.reset(); await loadAll(); });
     onSubmit("section-form", async function (form) { await api("POST", "/api/v1/sections", formBody(form)); form.elements.name.value = ""; await loadAll(); });
     onSubmit("assignment-form", async function (form) { await api("POST", "/api/v1/faculty-assignments", formBody(form)); await loadAll(); });
-    onSubmit("slot-form", async function (form) { await api("POST", "/api/v1/timetable-slots", formBody(form, ["weekday"])); await loadSlots(); });
+    onSubmit("slot-form", async function (form) { var r = await api("POST", "/api/v1/timetable-slots", formBody(form, ["weekday"])); await loadSlots(); return "Slot added. " + r.message; });
     onSubmit("rules-form", async function (form) {
       var body = formBody(form, ["grace_minutes", "late_cutoff_minutes", "opens_minutes_before", "late_weight", "warning_pct", "eligible_pct", "condonable_pct"]);
       delete body.course_id;
       await api("PUT", "/api/v1/courses/" + encodeURIComponent(form.elements.course_id.value) + "/rules", body);
-      say("Rules saved.");
+      return "Rules saved.";
     });
     var importForm = byId("import-form");
     importForm.addEventListener("submit", async function (event) {

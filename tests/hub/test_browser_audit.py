@@ -1,0 +1,76 @@
+"""In a real browser: an admin searches the audit log for a student, sees the change (before → after,
+why, hash), downloads the CSV export of that search, and verifies the chain."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+from browser_helpers import chromium, run_in_browser_thread
+from hub_helpers import session_with_device
+
+from hub.db.attendance import AttendanceChange, apply_attendance_changes
+from hub.db.seed import ADMIN_USERNAME
+
+
+async def test_admin_searches_exports_and_verifies(hub, hub_campus, test_db, tmp_path):
+    session, _ = session_with_device(hub_campus)
+    student_id = session.enrolled[-1]
+
+    async def change(conn):
+        await apply_attendance_changes(conn, [AttendanceChange(session.session_id, student_id, "absent", "manual")],
+                                       actor="usr-admin", reason="Left after roll call")
+        await apply_attendance_changes(conn, [AttendanceChange(session.session_id, student_id, "excused", "correction")],
+                                       actor="usr-admin", reason="Medical note shown")
+
+    await test_db.run(change, transaction=True)
+    roll = await test_db.fetchval("SELECT roll_number FROM students WHERE id = $1", student_id)
+    head = await test_db.fetchrow("SELECT id, hash FROM audit_log ORDER BY id DESC LIMIT 1")
+    base = f"http://127.0.0.1:{hub.web_port}"
+
+    async def script() -> tuple[str, str, str, str]:
+        async with chromium() as browser:
+            page = await browser.new_page()
+            await page.goto(f"{base}/login")
+            await page.fill("#username", ADMIN_USERNAME)
+            await page.fill("#password", "campushub")
+            await page.click("#login-submit")
+            await page.wait_for_url(lambda url: "/login" not in url)
+            await page.click("#nav-audit")
+            await page.wait_for_url(f"{base}/audit**")
+            await page.fill("#audit-student", student_id)
+            await page.click("#audit-search")
+            await page.wait_for_url(f"**student_id={student_id}")
+            newest = page.locator("#audit-results li.audit-entry", has_text="Medical note shown")
+            await newest.wait_for(timeout=10_000)
+            entry_text = await newest.inner_text()
+            # Only this student's entries (the seed's check-in of theirs too), newest first.
+            subjects = await page.locator("#audit-results li.audit-entry .head .muted").all_inner_texts()
+            assert len(subjects) >= 2 and all(roll in s for s in subjects), subjects
+            # Narrowed to the session, the export holds exactly the two changes made here.
+            await page.fill("#audit-session", session.session_id)
+            await page.click("#audit-search")
+            await page.locator('#audit-range:text-is("1–2 of 2")').wait_for(timeout=10_000)
+            async with page.expect_download() as download_info:
+                await page.click("#audit-export-csv")
+            download = await download_info.value
+            csv_path = tmp_path / "export.csv"
+            await download.save_as(str(csv_path))
+
+            await page.click("#audit-verify")
+            result = page.locator("#audit-verify-result[data-ok]")
+            await result.wait_for(timeout=10_000)
+            await page.screenshot(path=str(tmp_path / "audit.png"), full_page=True)
+            return entry_text, await result.inner_text(), csv_path.read_text(), download.suggested_filename
+
+    entry_text, verdict, exported, filename = await run_in_browser_thread(script)
+    assert "absent" in entry_text and "excused" in entry_text and "→" in entry_text
+    assert "Why: Medical note shown" in entry_text and "by usr-admin" in entry_text
+    assert bytes(head["hash"]).hex()[:12] in entry_text  # the hash prefix of the newest entry
+    assert filename == "audit-log.csv"
+    rows = list(csv.DictReader(io.StringIO(exported)))
+    # The download holds exactly the search's entries, oldest first.
+    assert [r["reason"] for r in rows] == ["Left after roll call", "Medical note shown"]
+    assert {r["student_id"] for r in rows} == {student_id}
+    assert json.loads(rows[1]["before"])["status"] == "absent" and json.loads(rows[1]["after"])["status"] == "excused"
+    assert verdict.startswith("Intact.") and bytes(head["hash"]).hex() in verdict
