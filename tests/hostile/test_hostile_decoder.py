@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+import uuid
 
 import msgspec
 import pytest
@@ -32,7 +33,7 @@ def _world() -> MqttWorld:
     session = LiveSession("ses-1", "course-001", "room-001", None, None, 10, ("stu-0001",))  # type: ignore[arg-type]
     students = {name: StudentCredentials(f"stu-{i}", f"s{i}", os.urandom(32))
                 for i, name in enumerate(("replay", "outsider"))}
-    return MqttWorld(Topics("t"), devices, session, students)
+    return MqttWorld(Topics("t"), devices, session, students, commands={"ed25519": uuid.uuid4()})
 
 
 def _decode(channel: str, payload: bytes) -> str | None:
