@@ -27,7 +27,11 @@
     deliveries, posts them signed (``CampusHub-Signature: t=<unix>,v1=<hex
     HMAC-SHA256(secret, "<t>.<body>")>``), retries failures with exponential
     backoff and gives up after ``max_attempts`` (state ``failed``). It polls
-    at most every ``poll_s`` while idle. See docs/notifications.md.
+    at most every ``poll_s`` while idle. A URL or resolved address the policy
+    (hub/domain/webhook_policy.py) refuses fails the delivery at once, never
+    retried; it connects only to the address it checked (hub/webhook_transport.py).
+    Logged URLs and stored errors are redacted (no userinfo, no query values).
+    See docs/notifications.md.
 """
 from __future__ import annotations
 
@@ -54,7 +58,9 @@ from hub.db.stats import (
 )
 from hub.db.webhooks import Outcome, claim_due, next_due_at, record_outcomes
 from hub.domain.eligibility import shown, warning_due
+from hub.domain.webhook_policy import redact_text, redact_url, url_problem
 from hub.service import ServiceActor
+from hub.webhook_transport import ForbiddenTarget, Resolver, getaddrinfo_resolver, guarded_transport
 from hub.writer import is_transient
 
 log = logging.getLogger("hub.notifier")
@@ -319,18 +325,18 @@ class WebhookDispatcher(ServiceActor):
 
     def __init__(self, db: Database, *, now: Clock = wall_clock, max_attempts: int = MAX_ATTEMPTS,
                  backoff_base_s: float = BACKOFF_BASE_S, poll_s: float = POLL_S,
-                 timeout_s: float = DELIVERY_TIMEOUT_S, transport: httpx.AsyncBaseTransport | None = None) -> None:
+                 timeout_s: float = DELIVERY_TIMEOUT_S, resolver: Resolver = getaddrinfo_resolver) -> None:
         self._db = db
         self._now = now
         self._max_attempts = max_attempts
         self._backoff_base_s = backoff_base_s
         self._poll_s = poll_s
         self._timeout_s = timeout_s
-        self._transport = transport
+        self._resolver = resolver  # tests inject one instead of real DNS
 
     async def serve(self) -> None:
         lease = timedelta(seconds=self._timeout_s * 3)
-        async with httpx.AsyncClient(timeout=self._timeout_s, transport=self._transport,
+        async with httpx.AsyncClient(timeout=self._timeout_s, transport=guarded_transport(self._resolver),
                                      follow_redirects=False) as client:
             while True:
                 try:
@@ -356,11 +362,14 @@ class WebhookDispatcher(ServiceActor):
 
     async def _deliver(self, client: httpx.AsyncClient, due: Sequence[Any]) -> None:
         outcomes: list[Outcome] = [None] * len(due)  # type: ignore[list-item]
+        refused: set[int] = set()  # delivery ids the address policy refused: failed for good
         limiter = trio.CapacityLimiter(CONCURRENCY)
 
         async def one(index: int) -> None:
             async with limiter:
-                outcomes[index] = await self._post(client, due[index])
+                outcomes[index], retryable = await self._post(client, due[index])
+                if not retryable:
+                    refused.add(due[index].id)
 
         async with trio.open_nursery() as nursery:
             for index in range(len(due)):
@@ -369,16 +378,20 @@ class WebhookDispatcher(ServiceActor):
         retry_at = []
         for delivery, outcome in zip(due, outcomes):
             attempts = delivery.attempts + 1
-            if outcome.ok or attempts >= self._max_attempts:
+            if outcome.ok or attempts >= self._max_attempts or delivery.id in refused:
                 retry_at.append(None)
             else:
                 retry_at.append(now + timedelta(seconds=backoff(attempts, self._backoff_base_s)))
             if not outcome.ok:
-                log.info("webhook delivery %s to %s failed (attempt %d): %s", delivery.id, delivery.url,
-                         attempts, outcome.error or outcome.status)
+                log.info("webhook delivery %s to %s failed (attempt %d): %s", delivery.id,
+                         redact_url(delivery.url), attempts, outcome.error or outcome.status)
         await record_outcomes(self._db, outcomes, now, retry_at)
 
-    async def _post(self, client: httpx.AsyncClient, delivery: Any) -> Outcome:
+    async def _post(self, client: httpx.AsyncClient, delivery: Any) -> tuple[Outcome, bool]:
+        """Post one delivery: its outcome, and whether a failure may be retried."""
+        problem = url_problem(delivery.url)  # subscriptions written before the policy, or by SQL
+        if problem is not None:
+            return Outcome(delivery.id, False, None, redact_text(f"refused: {problem}")[:500]), False
         headers = {
             "Content-Type": "application/json",
             "User-Agent": "CampusHub-Webhooks/1",
@@ -388,10 +401,12 @@ class WebhookDispatcher(ServiceActor):
         }
         try:
             response = await client.post(delivery.url, content=delivery.body, headers=headers)
+        except (ForbiddenTarget, httpx.InvalidURL) as exc:
+            return Outcome(delivery.id, False, None, redact_text(f"refused: {exc}")[:500]), False
         except httpx.HTTPError as exc:
-            return Outcome(delivery.id, False, None, f"{type(exc).__name__}: {exc}"[:500])
+            return Outcome(delivery.id, False, None, redact_text(f"{type(exc).__name__}: {exc}")[:500]), True
         ok = 200 <= response.status_code < 300
-        return Outcome(delivery.id, ok, response.status_code, None if ok else f"HTTP {response.status_code}")
+        return Outcome(delivery.id, ok, response.status_code, None if ok else f"HTTP {response.status_code}"), True
 
 
 def also_recheck(

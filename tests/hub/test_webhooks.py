@@ -6,6 +6,7 @@ dispatcher runs supervised, as in the hub, on a database of the test's own.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from dataclasses import dataclass, field
 from functools import partial
@@ -177,3 +178,69 @@ def test_signature_scheme_and_backoff():
     assert not verify(SECRET, body, "garbage", 1_700_000_000)
     assert [backoff(n, 10) for n in (1, 2, 3, 4)] == [10, 20, 40, 80]
     assert backoff(30, 10) == 3600
+
+
+def resolving(table: dict[str, list[str]]):
+    """A test resolver (instead of real DNS): host name -> addresses; IP literals resolve to themselves."""
+    looked_up: list[str] = []
+
+    async def resolve(host: str, port: int) -> list[str]:
+        looked_up.append(host)
+        return table.get(host, [host])
+
+    resolve.looked_up = looked_up  # type: ignore[attr-defined]
+    return resolve
+
+
+async def test_a_host_resolving_to_a_forbidden_address_is_refused_and_never_retried(fresh_db, caplog):
+    caplog.set_level(logging.INFO, logger="hub.notifier")
+    # Registration saw a harmless name; at delivery it resolves to the metadata service (one of
+    # its addresses is enough). Nothing is posted, and the failure is final.
+    resolver = resolving({"hooks.campus.test": ["10.0.0.7", "169.254.169.254"]})
+    delivery_id = await queue_one(fresh_db, "http://hooks.campus.test:8080/in?token=s3cret")
+    async with trio.open_nursery() as nursery:
+        supervisor = await run_dispatcher(nursery, fresh_db, resolver=resolver)
+        row = await wait_for_state(fresh_db, delivery_id, "failed")
+        await supervisor.shutdown()
+        nursery.cancel_scope.cancel()
+    assert row["attempts"] == 1 and row["last_status"] is None
+    assert row["last_error"] == ("refused: hooks.campus.test resolves to a forbidden address: 169.254.169.254 "
+                                 "is a link-local address (cloud metadata lives there)")
+    assert resolver.looked_up == ["hooks.campus.test"]
+    assert "s3cret" not in caplog.text and "hooks.campus.test:8080/in?token=***" in caplog.text
+
+
+async def test_the_connection_goes_to_the_checked_address(fresh_db):
+    # The resolver's answer is what is connected to (no second lookup): the name exists only in it.
+    receiver = Receiver([200])
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(partial(trio.serve_tcp, receiver.handle, 0, host="127.0.0.1"))
+        receiver.port = listeners[0].socket.getsockname()[1]
+        resolver = resolving({"hooks.campus.test": ["127.0.0.1"]})
+        delivery_id = await queue_one(fresh_db, f"http://hooks.campus.test:{receiver.port}/in")
+        supervisor = await run_dispatcher(nursery, fresh_db, resolver=resolver)
+        row = await wait_for_state(fresh_db, delivery_id, "delivered")
+        await supervisor.shutdown()
+        nursery.cancel_scope.cancel()
+    assert row["last_status"] == 200 and resolver.looked_up == ["hooks.campus.test"]
+    [request] = receiver.requests
+    assert request.headers["host"] == f"hooks.campus.test:{receiver.port}"
+
+
+async def test_urls_stored_before_the_policy_are_refused_and_redacted(fresh_db, caplog):
+    caplog.set_level(logging.INFO, logger="hub.notifier")
+    # Written with SQL, bypassing the API's check: userinfo, and a metadata host.
+    userinfo = await queue_one(fresh_db, "https://svc:hunter2@hooks.campus.test/in")
+    metadata = await queue_one(fresh_db, "http://metadata.google.internal/computeMetadata/v1/?recursive=true")
+    resolver = resolving({})
+    async with trio.open_nursery() as nursery:
+        supervisor = await run_dispatcher(nursery, fresh_db, resolver=resolver)
+        first = await wait_for_state(fresh_db, userinfo, "failed")
+        second = await wait_for_state(fresh_db, metadata, "failed")
+        await supervisor.shutdown()
+        nursery.cancel_scope.cancel()
+    assert first["attempts"] == 1 and "user name or password" in first["last_error"]
+    assert second["attempts"] == 1 and "metadata.google.internal is a cloud metadata host" in second["last_error"]
+    assert resolver.looked_up == []  # refused before any lookup or connection
+    assert "https://hooks.campus.test/in" in caplog.text and "computeMetadata/v1/?***" in caplog.text
+    assert "hunter2" not in caplog.text and "svc" not in caplog.text and "recursive=true" not in caplog.text

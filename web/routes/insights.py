@@ -30,6 +30,7 @@ from hub.db.webhooks import (
     list_subscriptions, update_subscription,
 )
 from hub.domain.eligibility import CONDONABLE, shown
+from hub.domain.webhook_policy import redact_text, url_problem
 
 from ..access import attendance_scope
 from ..apidoc import (
@@ -365,7 +366,9 @@ def delivery_json(d: Delivery) -> dict:
     return {
         "id": d.id, "subscription_id": d.subscription_id, "event_id": d.event_id, "kind": d.kind,
         "state": d.state, "attempts": d.attempts, "next_attempt_at": d.next_attempt_at,
-        "last_attempt_at": d.last_attempt_at, "last_status": d.last_status, "last_error": d.last_error,
+        "last_attempt_at": d.last_attempt_at, "last_status": d.last_status,
+        # Redacted again here: rows recorded before errors were redacted at the source.
+        "last_error": redact_text(d.last_error) if d.last_error is not None else None,
         "delivered_at": d.delivered_at, "created_at": d.created_at, "payload": d.payload,
     }
 
@@ -375,10 +378,16 @@ def _subscription_fields(body: dict, *, creating: bool) -> dict:
     fields: dict = {}
     if "url" in body or creating:
         url = body.get("url")
-        parts = urlsplit(url) if isinstance(url, str) else None
+        try:
+            parts = urlsplit(url) if isinstance(url, str) else None
+        except ValueError:  # e.g. an unclosed "[" of an IPv6 literal
+            parts = None
         if (parts is None or parts.scheme not in ("http", "https") or not parts.hostname
                 or len(url) > MAX_URL or any(ch.isspace() for ch in url)):
             raise invalid("'url' must be an absolute http(s) URL.", field="url")
+        problem = url_problem(url)  # the target policy: docs/notifications.md
+        if problem is not None:
+            raise invalid(f"'url' is not allowed: {problem}.", field="url")
         fields["url"] = url
     if "secret" in body:
         secret = body["secret"]
