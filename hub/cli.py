@@ -194,6 +194,7 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
     from hub.db import asyncio_loop, migrate, open_database
     from hub.db.seed import course_id, ensure_campus
     from hub.db.seed_insights import ensure_insights_demo  # not in ensure_campus: its tests count sessions
+    from hub.db.seed_academic import ensure_todays_past_classes  # not in ensure_campus: it writes attendance
 
     with ExitStack() as stack:
         settings = _with_services(settings, stack, start_embedded=True)
@@ -206,6 +207,7 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
                     campus = await ensure_campus(
                         db, rooms=args.rooms, students=args.students, now=datetime.now(timezone.utc))
                     await ensure_insights_demo(db, course_id=course_id(1), now=datetime.now(timezone.utc))
+                    await ensure_todays_past_classes(db, datetime.now(timezone.utc))
                 hub = await nursery.start(lambda task_status: run_hub(
                     settings, port=args.port, task_status=task_status))
                 _print_demo_banner(hub.web_port, campus)

@@ -1,16 +1,23 @@
 """Academic demo data: a term around today, a holiday, sections, faculty assignments, a weekly
 timetable, and the term's sessions generated from it.
 
-Idempotent (fixed ids, ``ON CONFLICT DO NOTHING``, and regeneration itself is
-idempotent); runs inside the campus seed's transaction, after the campus
-seed's live sessions exist. The weekly slots of the first courses avoid
-today's weekday; the first course also gets two slots on today's weekday
-placed around the campus seed's live session in its room (one that ended
-before it started, one that starts after it ends, when they fit in today),
-so a demo opened right after seeding shows today's past, live and upcoming
-sessions. The term is generated from the start of today (not from now), so
-today's earlier occurrence exists too; the scheduler closes it at boot and
-its session actor marks the absentees, like any session the hub missed.
+Two steps, both idempotent (fixed ids, ``ON CONFLICT DO NOTHING``, and
+regeneration itself is idempotent):
+
+- :func:`ensure_academic_demo` runs inside the campus seed's transaction
+  (``ensure_campus``), after the campus's live sessions exist. The weekly
+  slots of the first courses avoid today's weekday; the second course (the
+  first if there is one) also gets two slots on today's weekday placed around
+  the campus's live session in its room: one that ended before it started,
+  one that starts after it ends (each only if it fits in today). The term is
+  generated from ``now``, like the admin's "Generate sessions": nothing in
+  the past, so the campus's tests keep exact attendance counts.
+- :func:`ensure_todays_past_classes` is for ``campushub demo`` only: it also
+  generates today's occurrences that started before ``now`` (regeneration
+  from the start of today) and gives the ones already over demo attendance
+  through the attendance primitive, so the demo shows today's past, live and
+  upcoming sessions. The hub's scheduler closes them at boot (their session
+  actor finds nobody left to mark absent) and finalizes them.
 """
 from __future__ import annotations
 
@@ -18,13 +25,15 @@ from datetime import datetime, time, timedelta, timezone
 
 import asyncpg
 
+from ._pool import Database
+from .attendance import AttendanceChange, apply_attendance_changes
 from .timetable import regenerate_in
 
 TERM_ID = "demo-term"
 MAX_COURSES = 4
 SEED_ACTOR = "seed"
 _TIMES = ((time(9), time(10)), (time(14), time(15, 30)))
-#: Today's extra slots of the first course: this far before / after ``now``, one hour long. The campus
+#: Today's extra slots of the second course: this far before / after ``now``, one hour long. The campus
 #: seed's live session runs from 5 min before ``now`` for an hour, so these never overlap it.
 PAST_LEAD = timedelta(hours=2, minutes=30)
 UPCOMING_LEAD = timedelta(hours=1, minutes=30)
@@ -37,7 +46,7 @@ def _five_minutes(instant: datetime, *, up: bool) -> datetime:
 
 
 def todays_slots(now: datetime) -> list[tuple[str, time, time]]:
-    """``(kind, starts, ends)`` of the first course's slots on today's weekday that fit in today (UTC)."""
+    """``(kind, starts, ends)`` of the slots on today's weekday that fit in today (UTC)."""
     now = now.astimezone(timezone.utc)
     slots = []
     for kind, starts in (("lecture", _five_minutes(now - PAST_LEAD, up=False)),
@@ -50,7 +59,7 @@ def todays_slots(now: datetime) -> list[tuple[str, time, time]]:
 
 async def ensure_academic_demo(conn: asyncpg.Connection, course_ids: list[str], now: datetime) -> None:
     """In the caller's transaction: the demo term, sections ``A`` of the first courses, their slots,
-    and the term's sessions from the start of today on."""
+    and the term's sessions from ``now`` on."""
     now = now.astimezone(timezone.utc)  # the demo term's timezone is UTC
     today = now.date()
     await conn.execute(
@@ -84,7 +93,7 @@ async def ensure_academic_demo(conn: asyncpg.Connection, course_ids: list[str], 
             if weekday == today.weekday():
                 weekday = (weekday + 1) % 7
             slots.append((f"{section_id}-slot{k + 1}", weekday, starts, ends, "lecture"))
-        if n == 0:
+        if n == min(1, len(courses) - 1):
             slots += [(f"{section_id}-today-{kind}", today.weekday(), starts, ends, kind)
                       for kind, starts, ends in todays_slots(now)]
         await conn.executemany(
@@ -96,5 +105,41 @@ async def ensure_academic_demo(conn: asyncpg.Connection, course_ids: list[str], 
         await conn.execute(
             "INSERT INTO course_rules (course_id, grace_minutes, updated_by) VALUES ($1, 5, $2)"
             " ON CONFLICT DO NOTHING", courses[0]["id"], SEED_ACTOR)
-    start_of_today = datetime.combine(today, time(0), tzinfo=timezone.utc)
-    await regenerate_in(conn, TERM_ID, now=start_of_today, actor=SEED_ACTOR)
+    await regenerate_in(conn, TERM_ID, now=now, actor=SEED_ACTOR)
+
+
+#: The demo attendance of a past class, by the student's place in the roll: mostly present.
+_PATTERN = ("present", "present", "late", "present", "present", "absent", "present")
+
+
+async def ensure_todays_past_classes(db: Database, now: datetime) -> list[str]:
+    """Generate the demo term's occurrences from the start of today and give those already over
+    demo attendance; returns the ids of the sessions created. After :func:`ensure_academic_demo`.
+
+    One transaction (regeneration's term lock, then the attendance primitive's lock). Any trio
+    task may call it; cancelling rolls back. A second call creates nothing and writes nothing.
+    """
+    now = now.astimezone(timezone.utc)
+    start_of_today = datetime.combine(now.date(), time(0), tzinfo=timezone.utc)
+
+    async def work(conn: asyncpg.Connection) -> list[str]:
+        if not await conn.fetchval("SELECT EXISTS (SELECT 1 FROM terms WHERE id = $1)", TERM_ID):
+            return []
+        created = (await regenerate_in(conn, TERM_ID, now=start_of_today, actor=SEED_ACTOR)).created
+        ended = await conn.fetch(
+            "SELECT cs.id, cs.starts_at, e.student_id FROM class_sessions cs"
+            " JOIN enrolments e ON e.course_id = cs.course_id"
+            "  AND (cs.section_id IS NULL OR e.section_id IS NULL OR e.section_id = cs.section_id)"
+            " WHERE cs.id = ANY($1::text[]) AND cs.ends_at <= $2 ORDER BY cs.id, e.student_id", created, now)
+        changes, place = [], 0
+        for row in ended:
+            status = _PATTERN[place % len(_PATTERN)]
+            place += 1
+            checked_in = row["starts_at"] + timedelta(minutes=2 if status == "present" else 14)
+            changes.append(AttendanceChange(row["id"], row["student_id"], status, "manual",
+                                            None if status == "absent" else checked_in))
+        if changes:
+            await apply_attendance_changes(conn, changes, actor=SEED_ACTOR, reason="demo attendance")
+        return created
+
+    return await db.run(work, transaction=True)

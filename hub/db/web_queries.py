@@ -221,14 +221,6 @@ async def session_roster(db: Database, session_id: str) -> Roster | None:
 
 # --- ownership ---------------------------------------------------------------
 
-async def session_faculty(db: Database, session_id: str) -> str | None:
-    """The faculty member teaching the session's course; ``None`` if no such session."""
-    return await db.fetchval(
-        "SELECT c.faculty_id FROM class_sessions cs JOIN courses c ON c.id = cs.course_id WHERE cs.id = $1",
-        session_id,
-    )
-
-
 async def course_faculty(db: Database, course_id: str) -> str | None:
     """The faculty member teaching the course; ``None`` if no such course."""
     return await db.fetchval("SELECT faculty_id FROM courses WHERE id = $1", course_id)

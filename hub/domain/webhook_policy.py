@@ -90,8 +90,7 @@ def _inet_aton(host: str) -> ipaddress.IPv4Address | None:
     if not 1 <= len(labels) <= 4 or not all(_NUMERIC_LABEL.match(label) for label in labels):
         return None
     try:
-        values = [int(l, 16) if l.startswith("0x") else int(l, 8) if len(l) > 1 and l[0] == "0" else int(l)
-                  for l in (label if label != "0x" else "0x0" for label in labels)]
+        values = [_label_value(label) for label in labels]
     except ValueError:  # e.g. "09": not octal, and the resolver refuses it too
         return None
     *head, last = values
@@ -101,6 +100,15 @@ def _inet_aton(host: str) -> ipaddress.IPv4Address | None:
     for v in head:
         number = number * 256 + v
     return ipaddress.IPv4Address(number * 256 ** (4 - len(head)) + last)
+
+
+def _label_value(label: str) -> int:
+    """One label of a numeric host: 0x-prefixed hex, 0-prefixed octal, or decimal."""
+    if label.startswith("0x"):
+        return int(label[2:] or "0", 16)
+    if len(label) > 1 and label.startswith("0"):
+        return int(label, 8)
+    return int(label)
 
 
 def normalize_host(host: str) -> str:

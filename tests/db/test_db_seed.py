@@ -7,7 +7,7 @@ exact row counts, which the run's shared database cannot promise.
 from __future__ import annotations
 
 import time
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, time as clock, timedelta, timezone
 from typing import AsyncIterator
 
 import pytest
@@ -18,7 +18,7 @@ from hub.db import Database, open_database
 from hub.db.seed import (
     COURSES_PER_STUDENT, DEMO_PASSWORD, SESSION_LEAD, SESSION_LENGTH, ensure_campus, room_id,
 )
-from hub.db.seed_academic import TERM_ID
+from hub.db.seed_academic import TERM_ID, ensure_todays_past_classes
 from hub.passwords import verify_password
 
 pytestmark = pytest.mark.integration
@@ -95,30 +95,50 @@ async def test_generates_the_demo_timetables_sessions_once(fresh_db: Database) -
     def days(first: date, last: date) -> list[date]:
         return [first + timedelta(days=n) for n in range((last - first).days + 1)]
 
-    # Every occurrence of every slot from the start of today to the term's end, except the holiday.
-    expected = {(s["id"], datetime.combine(day, s["starts_time"], timezone.utc))
-                for s in slots for day in days(today, term["ends_on"])
-                if day.weekday() == s["weekday"] and day != holiday}
-    rows = await fresh_db.fetch(
-        "SELECT id, slot_id, course_id, room_id, starts_at, ends_at, status, grace_minutes FROM class_sessions"
-        " WHERE origin = 'timetable'")
-    assert {(r["slot_id"], r["starts_at"]) for r in rows} == expected and len(rows) == len(expected)
+    def occurrences(after: datetime) -> set[tuple[str, datetime]]:
+        """Every occurrence of every slot to the term's end, except on the holiday."""
+        return {(s["id"], start) for s in slots for day in days(today, term["ends_on"])
+                if day.weekday() == s["weekday"] and day != holiday
+                and (start := datetime.combine(day, s["starts_time"], timezone.utc)) > after}
+
+    async def generated() -> list:
+        return await fresh_db.fetch(
+            "SELECT id, slot_id, course_id, room_id, starts_at, ends_at, status, grace_minutes FROM class_sessions"
+            " WHERE origin = 'timetable' ORDER BY starts_at")
+
+    # Like the admin's "Generate sessions": from now on, nothing in the past.
+    rows = await generated()
+    assert {(r["slot_id"], r["starts_at"]) for r in rows} == occurrences(NOW) and len(rows) == len(occurrences(NOW))
     assert all(r["status"] == "scheduled" for r in rows)
     assert {r["grace_minutes"] for r in rows if r["course_id"] == "course-001"} == {5}  # its custom rules
-
-    # Today: a generated session that is over, the campus's live ones, one still to come.
     live = {s.room_id: s for s in campus.sessions}
-    todays = sorted((r for r in rows if r["starts_at"].date() == today), key=lambda r: r["starts_at"])
-    assert [r["slot_id"] for r in todays] == ["course-001-A-today-lecture", "course-001-A-today-tutorial"]
-    assert todays[0]["ends_at"] <= live["room-001"].starts_at and todays[0]["ends_at"] < NOW
-    assert todays[1]["starts_at"] >= live["room-001"].ends_at and todays[1]["starts_at"] > NOW
     for r in rows:  # the campus's live sessions keep their rooms to themselves
         session = live[r["room_id"]]
         assert r["ends_at"] <= session.starts_at or r["starts_at"] >= session.ends_at, r["id"]
+    upcoming = [r for r in rows if r["starts_at"].date() == today]
+    assert [r["slot_id"] for r in upcoming] == ["course-002-A-today-tutorial"]
+    assert upcoming[0]["starts_at"] >= live["room-002"].ends_at
 
-    # Seeding again (later the same day, or the next day) adds nothing.
+    # Seeding again (later the same day) adds nothing.
     before = await counts(fresh_db)
     await ensure_campus(fresh_db, rooms=4, students=25, now=NOW + timedelta(minutes=30))
+    assert await counts(fresh_db) == before
+
+    # The demo's extra step: today's class that is already over, with its attendance (audited).
+    audited = await fresh_db.fetchval("SELECT count(*) FROM audit_log")
+    (past,) = await ensure_todays_past_classes(fresh_db, NOW)
+    row = await fresh_db.fetchrow("SELECT slot_id, starts_at, ends_at, room_id FROM class_sessions WHERE id = $1",
+                                  past)
+    assert row["slot_id"] == "course-002-A-today-lecture" and row["ends_at"] <= live["room-002"].starts_at
+    assert {(r["slot_id"], r["starts_at"]) for r in await generated()} == occurrences(
+        datetime.combine(today, clock(0), timezone.utc))
+    records = dict(await fresh_db.fetch("SELECT student_id, status FROM attendance WHERE session_id = $1", past))
+    enrolled = {r["student_id"] for r in await fresh_db.fetch(
+        "SELECT student_id FROM enrolments WHERE course_id = 'course-002'")}
+    assert set(records) == enrolled and {"present", "late", "absent"} == set(records.values())
+    assert await fresh_db.fetchval("SELECT count(*) FROM audit_log") == audited + len(enrolled)
+    before = await counts(fresh_db)
+    assert await ensure_todays_past_classes(fresh_db, NOW + timedelta(minutes=30)) == []
     assert await counts(fresh_db) == before
 
 

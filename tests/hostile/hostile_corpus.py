@@ -1167,6 +1167,23 @@ def _api_cases() -> list[HttpCase]:
                 ("spaces", "http://example.org/a b"),
             )
         ],
+        # targets inside the hub's network and credentials in the URL (hub/domain/webhook_policy.py)
+        *[
+            C(f"webhook_url_{name}", "webhook", f"a webhook to {url}", "POST", "/api/v1/webhooks", 400,
+              "invalid_request", auth="admin", json=_webhook(url),
+              check=lambda body, why=why: body["error"]["field"] == "url" and why in body["error"]["message"])
+            for name, url, why in (
+                ("aws_metadata", "http://169.254.169.254/latest/meta-data/iam/", "link-local"),
+                ("ipv6_link_local", "http://[fe80::1]/", "link-local"),
+                ("aws_metadata_ipv6", "http://[fd00:ec2::254]/", "metadata address"),
+                ("gcp_metadata_host", "http://metadata.google.internal/computeMetadata/v1/", "metadata host"),
+                ("unspecified", "http://0.0.0.0/", "unspecified"),
+                ("mapped_metadata", "http://[::ffff:169.254.169.254]/", "link-local"),
+                ("decimal_metadata", "http://2852039166/", "link-local"),
+                ("multicast", "http://224.0.0.1/", "multicast"),
+                ("userinfo", "https://user:pass@hooks.example.org/", "user name or password"),
+            )
+        ],
     ]
     return cases
 

@@ -242,5 +242,5 @@ async def test_urls_stored_before_the_policy_are_refused_and_redacted(fresh_db, 
     assert first["attempts"] == 1 and "user name or password" in first["last_error"]
     assert second["attempts"] == 1 and "metadata.google.internal is a cloud metadata host" in second["last_error"]
     assert resolver.looked_up == []  # refused before any lookup or connection
-    assert "https://hooks.campus.test/in" in caplog.text and "computeMetadata/v1/?***" in caplog.text
+    assert "https://hooks.campus.test/in" in caplog.text and "computeMetadata/v1/?recursive=***" in caplog.text
     assert "hunter2" not in caplog.text and "svc" not in caplog.text and "recursive=true" not in caplog.text

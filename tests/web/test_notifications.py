@@ -167,3 +167,33 @@ async def test_webhook_admin_api(client, world):
     assert (await client.delete(path, headers=admin)).status_code == 204
     assert (await client.get(path, headers=admin)).status_code == 404
     assert (await client.delete(path, headers=admin)).status_code == 404
+
+
+async def test_webhook_targets_policy_and_delivery_log_redaction(client, db, bus, world):
+    admin = await bearer(client, world.username("admin"))
+    for url, why in (("http://169.254.169.254/latest/meta-data/", "link-local"),
+                     ("http://metadata.google.internal/", "metadata host"),
+                     ("http://[::ffff:169.254.169.254]/", "link-local"),
+                     ("https://user:pass@hooks.example.test/", "user name or password"),
+                     ("http://[::1", "absolute http(s) URL")):
+        bad = await client.post("/api/v1/webhooks", json={"url": url}, headers=admin)
+        error = (await bad.get_json())["error"]
+        assert bad.status_code == 400 and error["code"] == "invalid_request" and error["field"] == "url"
+        assert why in error["message"] and "user:pass" not in error["message"]
+    # Loopback and private ranges are campus services: allowed.
+    response = await client.post("/api/v1/webhooks", json={"url": "http://127.0.0.1:9/in?token=s3cret"},
+                                 headers=admin)
+    assert response.status_code == 201
+    sub = await response.get_json()
+    path = f"/api/v1/webhooks/{sub['id']}"
+    patched = await client.patch(path, json={"url": "http://[fe80::1]/"}, headers=admin)
+    assert patched.status_code == 400 and (await patched.get_json())["error"]["field"] == "url"
+    assert (await (await client.get(path, headers=admin)).get_json())["url"] == "http://127.0.0.1:9/in?token=s3cret"
+
+    # An error recorded before errors were redacted at the source is redacted in the delivery log.
+    await notify(db, bus, note(world.users["stu1"]))
+    await db.execute("UPDATE webhook_deliveries SET last_error = $2 WHERE subscription_id = $1", sub["id"],
+                     "ConnectError: https://svc:hunter2@10.0.0.9/in?token=s3cret refused")
+    log = await (await client.get(f"{path}/deliveries", headers=admin)).get_json()
+    assert [d["last_error"] for d in log["items"]] == ["ConnectError: https://10.0.0.9/in?*** refused"]
+    await client.delete(path, headers=admin)

@@ -557,7 +557,10 @@ _SECTION = query_str("section_id", "Only this section of the course.")
 _SERIES_POINTS = {"warning_pct": NUMBER}
 _WEBHOOK_ID = path_param("webhook_id", "Webhook subscription id.")
 _WEBHOOK_BODY = {
-    "url": {**STR, "format": "uri", "description": "http(s) endpoint that receives POSTs."},
+    "url": {**STR, "format": "uri", "description": (
+        "http(s) endpoint that receives POSTs. Refused (400, field `url`): userinfo, link-local, unspecified, "
+        "multicast and cloud-metadata hosts/addresses (also IPv4-mapped); loopback and private ranges are "
+        "allowed. The resolved address is checked again at each delivery.")},
     "secret": {**STR, "minLength": 16, "maxLength": 200,
                "description": "HMAC key; generated (and returned once) when omitted on create."},
     "kinds": {**array(STR), "maxItems": 50, "description": f"Notification kinds ({', '.join(KINDS)}); "
