@@ -192,7 +192,8 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 def _demo(args: argparse.Namespace, settings: Settings) -> int:
     from hub.app import run_hub
     from hub.db import asyncio_loop, migrate, open_database
-    from hub.db.seed import course_id, ensure_campus
+    from hub.db.seed import course_id, ensure_campus, faculty_id
+    from hub.db.seed_checkin import ensure_checkin_demo  # after the past classes: flags one of them
     from hub.db.seed_insights import ensure_insights_demo  # not in ensure_campus: its tests count sessions
     from hub.db.seed_academic import ensure_todays_past_classes  # not in ensure_campus: it writes attendance
 
@@ -208,6 +209,7 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
                         db, rooms=args.rooms, students=args.students, now=datetime.now(timezone.utc))
                     await ensure_insights_demo(db, course_id=course_id(1), now=datetime.now(timezone.utc))
                     await ensure_todays_past_classes(db, datetime.now(timezone.utc))
+                    await ensure_checkin_demo(db, faculty_id=faculty_id(1), now=datetime.now(timezone.utc))
                 hub = await nursery.start(lambda task_status: run_hub(
                     settings, port=args.port, task_status=task_status))
                 _print_demo_banner(hub.web_port, campus)

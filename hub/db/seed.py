@@ -32,7 +32,6 @@ from .seed_provisioning import seed_command_history
 from .seed_health import ensure_health_demo
 from .seed_console import ensure_console_demo
 from .seed_records import ensure_records_demo
-from .seed_checkin import ensure_checkin_demo
 
 DEMO_PASSWORD = "campushub"
 #: A new session starts this long before ``now`` (inside the default 10 min grace: scans are on time)...
@@ -267,7 +266,6 @@ async def _seed_and_load(
                               faculty_id=faculty_id(1), now=now)  # hub/db/seed_console.py
     sessions = await _ensure_live_sessions(conn, [r[0] for r in rooms], now)
     await ensure_academic_demo(conn, [c[0] for c in courses], now)  # hub/db/seed_academic.py
-    await ensure_checkin_demo(conn, faculty_id=faculty_id(1), now=now)  # hub/db/seed_checkin.py
 
     return _Loaded(
         students=await conn.fetch(

@@ -2,20 +2,21 @@
 
 A ``wrong_room`` flag as the hub raises it (hub/session_actor.py): a student
 of the demo faculty's most recent ENDED session was scanned by the edge
-device of another room, the check-in was counted (present, audited) and
-flagged, and the course's managing faculty got a ``checkin_flagged``
-notification linking to the session's roster, where the flag waits in the
-review panel. Written with the same functions the hub uses
-(``apply_attendance_changes``, ``insert_flags``, ``announce_flags``).
+device of another room; the check-in counted (present) and was flagged, and
+the course's managing faculty got a ``checkin_flagged`` notification linking
+to the session's roster, where the flag waits in the review panel. Written
+with the functions the hub uses (``apply_attendance_changes``,
+``insert_flags``, ``announce_flags``).
 
-Only an ended session is used: the campus seed's live sessions are the ones
-tests (and the simulator) check in to, so they stay untouched. Without an
+For ``campushub demo`` only, after the academic demo's past classes of today
+(``hub.db.seed_academic.ensure_todays_past_classes``): like them it stays out
+of ``ensure_campus``, whose sessions tests check in to and count. Without an
 ended session of the faculty's courses in the last 7 days (a fresh demo
-started in the first hours of a UTC day, before the academic seed's earlier
-lecture of today), nothing is seeded.
+started in the first ~2.5 hours of a UTC day), nothing is seeded.
 
-Idempotent: nothing is done once any session of a course the faculty
-manages has a flag. Runs inside the campus seed's transaction.
+Idempotent: nothing is done once any session of a course the faculty manages
+has a flag. Concurrency contract: one short transaction on ``db`` from any
+trio task; cancelling rolls it back.
 """
 from __future__ import annotations
 
@@ -25,18 +26,24 @@ import asyncpg
 
 from hub.records import CheckinFlagRow
 
+from ._pool import Database
 from .academic import manages_sql
-from .attendance import AttendanceChange, apply_attendance_changes
+from .attendance import AttendanceChange, apply_attendance_changes, lock_attendance
 from .checkin import announce_flags, insert_flags
 
 #: How far back an ended session may be to carry the demo flag.
 LOOKBACK = timedelta(days=7)
-#: The demo check-in happens this long after the session started (inside any grace period: present).
+#: When the flagged check-in happened, if the student had no record yet (inside any grace: present).
 CHECKIN_AFTER_START = timedelta(minutes=4)
 
 
-async def ensure_checkin_demo(conn: asyncpg.Connection, *, faculty_id: str, now: datetime) -> int | None:
-    """In the caller's transaction: the demo flag for ``faculty_id``; returns its id (None: nothing done)."""
+async def ensure_checkin_demo(db: Database, *, faculty_id: str, now: datetime) -> int | None:
+    """The demo flag for ``faculty_id``; returns its id (None: already there, or no ended session)."""
+    return await db.run(lambda conn: _seed(conn, faculty_id, now), transaction=True)
+
+
+async def _seed(conn: asyncpg.Connection, faculty_id: str, now: datetime) -> int | None:
+    await lock_attendance(conn)  # the records read below cannot change before the commit
     if await conn.fetchval(
             "SELECT EXISTS (SELECT 1 FROM checkin_flags f JOIN class_sessions cs ON cs.id = f.session_id"
             " WHERE " + manages_sql("cs.course_id", "$1") + ")", faculty_id):
@@ -48,25 +55,27 @@ async def ensure_checkin_demo(conn: asyncpg.Connection, *, faculty_id: str, now:
         " ORDER BY cs.ends_at DESC, cs.id LIMIT 1", faculty_id, now, now - LOOKBACK)
     if session is None:
         return None
-    # The last enrolled student without a record: tests pick students from the front of the roster.
-    student_id = await conn.fetchval(
-        "SELECT e.student_id FROM enrolments e"
+    # A student whose check-in counted (present), else one without a record (checked in below).
+    student = await conn.fetchrow(
+        "SELECT e.student_id, a.status FROM enrolments e"
         " LEFT JOIN attendance a ON a.session_id = $1 AND a.student_id = e.student_id"
-        " WHERE e.course_id = $2 AND a.student_id IS NULL ORDER BY e.student_id DESC LIMIT 1",
+        " WHERE e.course_id = $2 AND (a.status IS NULL OR a.status = 'present')"
+        " ORDER BY a.status IS NULL, e.student_id DESC LIMIT 1",
         session["id"], session["course_id"])
     device = await conn.fetchrow(
         "SELECT id, room_id FROM devices WHERE room_id IS NOT NULL AND room_id <> $1 AND revoked_at IS NULL"
         " ORDER BY id LIMIT 1", session["room_id"])
-    if student_id is None or device is None:
+    if student is None or device is None:
         return None
-    at = session["starts_at"] + CHECKIN_AFTER_START
-    await apply_attendance_changes(
-        conn, [AttendanceChange(session["id"], student_id, "present", "qr", at)],
-        actor=f"device:{device['id']}", reason="check-in")
+    student_id, at = student["student_id"], session["starts_at"] + CHECKIN_AFTER_START
+    if student["status"] is None:
+        await apply_attendance_changes(
+            conn, [AttendanceChange(session["id"], student_id, "present", "qr", at)],
+            actor=f"device:{device['id']}", reason="check-in")
     [flag_id] = await insert_flags(conn, [CheckinFlagRow(
         session["id"], student_id, "wrong_room",
         f"scanned by {device['id']} in {device['room_id']}, not in {session['room_id']}",
         {"device_id": device["id"], "room_id": device["room_id"]}, "qr", None, at)])
-    # Stores the faculty's notification; its live push is moot (no hub runs during the seed).
+    # Stores the faculty's notification; its live push is moot (the hub is not running yet).
     await announce_flags(conn, [flag_id])
     return flag_id
