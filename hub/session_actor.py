@@ -22,7 +22,7 @@ from hub.bus import session_topic, student_topic
 from hub.commits import accept, reject, utc_from_ms, utc_from_s
 from hub.db import Database
 from hub.db.checkin import device_clock_offset, session_records
-from hub.db.state import load_session_snapshot
+from hub.db.state import SessionSnapshot, load_session_snapshot
 from hub.delivery import deliver
 from hub.domain.checkin import (
     AUTO_ABSENT_SOURCE, EARLY_HORIZON, MAX_CLOCK_SKEW, Accepted, DisplayUse, Flag, InvalidMarks, Mark, MarkChange, Rejected,
@@ -91,14 +91,21 @@ class SessionActor(Actor):
     waits for the database on anyone's behalf (except at close).
     """
 
-    def __init__(self, session_id: str, *, db: Database, writer: ActorRef) -> None:
+    def __init__(
+        self, session_id: str, *, db: Database, writer: ActorRef, snapshot: SessionSnapshot | None = None,
+    ) -> None:
         self.session_id = session_id
         self._db = db
         self._writer = writer
+        #: Loaded by the scheduler with every other session it opens at boot; used
+        #: once. A restarted actor (after a crash) reloads its own.
+        self._snapshot = snapshot
         self._state: SessionState | None = None
 
     async def started(self) -> None:
-        snapshot = await load_session_snapshot(self._db, self.session_id)
+        snapshot, self._snapshot = self._snapshot, None
+        if snapshot is None:
+            snapshot = await load_session_snapshot(self._db, self.session_id)
         if snapshot is None:
             raise LookupError(f"session {self.session_id} does not exist")
         s = snapshot.session
