@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime, time, timedelta, timezone
 
 from browser_helpers import chromium, run_in_browser_thread
+from hub.db.seed import faculty_id
 from hub.db.seed_academic import TERM_ID
 
 SECTION_B = "course-001-B"
@@ -104,3 +105,47 @@ async def test_admin_imports_enrolments_and_grows_the_timetable(hub, hub_campus,
     assert f"{len(expected)} session(s) created" in checkpoints["slot_added"]
     assert checkpoints["listed"].split()[0] == f"ses-{slot_id}-{starts[0]:%Y%m%dT%H%MZ}"
     assert "Created 0" in checkpoints["generated"]
+
+
+async def test_faculty_adds_a_make_up_session_from_todays_page(hub, hub_campus, test_db, tmp_path):
+    session = next(s for s in hub_campus.sessions if s.course_id == "course-001")
+    tomorrow = (datetime.now(timezone.utc) + timedelta(days=1)).date()
+    base = f"http://127.0.0.1:{hub.web_port}"
+    seen: dict[str, str] = {}
+
+    async def script() -> None:
+        async with chromium() as browser:
+            page = await browser.new_page()
+            await page.goto(f"{base}/login")
+            # The form takes the browser's local time; ask the browser what instants it means.
+            for label, clock_time in (("starts", "17:00"), ("ends", "18:15")):
+                seen[label] = await page.evaluate(
+                    "(local) => new Date(local).toISOString()", f"{tomorrow.isoformat()}T{clock_time}")
+            await page.fill("#username", "faculty1")
+            await page.fill("#password", "campushub")
+            await page.click("#login-submit")
+            await page.wait_for_url(lambda url: "/login" not in url)
+            await page.goto(f"{base}/faculty")
+            await page.locator('#add-session-course option[value="course-001"]').wait_for(state="attached")
+            await page.select_option("#add-session-course", "course-001")
+            await page.select_option("#add-session-room", session.room_id)
+            await page.fill("#add-session-form input[name=date]", tomorrow.isoformat())
+            await page.fill("#add-session-form input[name=start]", "17:00")
+            await page.fill("#add-session-form input[name=end]", "18:15")
+            await page.fill("#add-session-form input[name=topics]", "revision, <b>exam</b> prep")
+            async with page.expect_navigation():
+                await page.click("#add-session-form button[type=submit]")
+            seen["message"] = await page.locator("#ac-message").inner_text()
+            await page.screenshot(path=str(tmp_path / "faculty-add-session.png"), full_page=True)
+
+    await run_in_browser_thread(script)
+    starts = datetime.fromisoformat(seen["starts"].replace("Z", "+00:00"))
+    row = await test_db.fetchrow(
+        "SELECT room_id, starts_at, ends_at, origin, topics, created_by FROM class_sessions"
+        " WHERE course_id = 'course-001' AND starts_at = $1", starts)
+    assert row is not None, seen
+    assert (row["room_id"], row["origin"]) == (session.room_id, "manual")
+    assert row["ends_at"] - row["starts_at"] == timedelta(minutes=75)
+    assert row["ends_at"] == datetime.fromisoformat(seen["ends"].replace("Z", "+00:00"))
+    assert list(row["topics"]) == ["revision", "<b>exam</b> prep"]  # stored as text, shown escaped
+    assert row["created_by"] == faculty_id(1)

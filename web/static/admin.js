@@ -225,7 +225,37 @@
 
   // --- faculty: actions on today's sessions -------------------------------------------
 
+  async function initAddSession() {
+    var form = byId("add-session-form");
+    if (!form) { return; }
+    var courses = await api("GET", "/api/v1/courses?limit=500");
+    var rooms = await api("GET", "/api/v1/rooms?limit=500");
+    courses.items.forEach(function (c) {
+      var o = el("option", c.code + " " + c.title); o.value = c.id; byId("add-session-course").appendChild(o);
+    });
+    rooms.items.forEach(function (r) {
+      var o = el("option", r.name + " (" + r.building + ")"); o.value = r.id; byId("add-session-room").appendChild(o);
+    });
+    form.addEventListener("submit", async function (event) {
+      event.preventDefault();
+      var data = new FormData(form);
+      // Local wall-clock date and times → instants; the API takes ISO 8601 with an offset.
+      var starts = new Date(data.get("date") + "T" + data.get("start"));
+      var ends = new Date(data.get("date") + "T" + data.get("end"));
+      if (isNaN(starts) || isNaN(ends)) { say("Give a date, a start and an end.", true); return; }
+      var body = { course_id: data.get("course_id"), room_id: data.get("room_id"),
+                   starts_at: starts.toISOString(), ends_at: ends.toISOString() };
+      var topics = String(data.get("topics") || "").split(",").map(function (t) { return t.trim(); }).filter(Boolean);
+      if (topics.length) { body.topics = topics; }
+      try {
+        await api("POST", "/api/v1/sessions", body);
+        window.location.reload();
+      } catch (e) { say(e.message, true); }
+    });
+  }
+
   function initFaculty() {
+    initAddSession().catch(function (e) { say(e.message, true); });
     document.querySelectorAll(".session-actions[data-session-id]").forEach(function (box) {
       var id = box.dataset.sessionId;
       var status = box.dataset.status;
