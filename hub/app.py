@@ -1,21 +1,9 @@
 """The composition root: builds the supervision tree and runs the hub.
 
-Supervision tree (children start in this order and stop in reverse)::
-
-    root (one_for_one)
-    ├── writer        PersistenceWriter
-    ├── devices       Supervisor, one DeviceActor per device (dynamic)
-    ├── sessions      Supervisor, one SessionActor per live session (dynamic)
-    ├── scheduler     SessionScheduler
-    ├── connections   Supervisor, one ConnectionActor per websocket (dynamic, temporary)
-    ├── telemetry     TelemetryMaintenance (partitions, hourly roll-ups, retention)
-    ├── commands      CommandDispatcher (hub → device commands, acks, timeouts)
-    ├── warnings      WarningWatcher (attendance warnings, attendance-marked notifications)
-    ├── webhooks      WebhookDispatcher (signed webhook deliveries from the PostgreSQL outbox)
-    ├── tickets       TicketActor (ticket auto-close and SLA-breach timers, auto-raised tickets)
-    ├── web           hypercorn (trio worker) serving the quart-trio app
-    ├── mqtt          the paho client's I/O loop
-    └── ingress       Ingress
+The tree (children start in order and stop in reverse: writer, devices,
+sessions, scheduler, connections, telemetry, commands, warnings, webhooks,
+tickets, web, mqtt, ingress) and what each actor owns are described in
+docs/architecture.md, "Supervision tree".
 """
 from __future__ import annotations
 
