@@ -90,6 +90,8 @@
     });
     connect();
   }
+  // Shared with the other page scripts (loaded after this one, all deferred): one websocket client.
+  window.CampusHub = { liveSocket: liveSocket };
 
   // --- faculty: live roster ---------------------------------------------------
 

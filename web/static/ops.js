@@ -70,44 +70,8 @@
     node.hidden = !error;
   }
 
-  // One websocket with reconnect and backoff (as app.js): on close, /api/v1/me refreshes an
-  // expired cookie session (handshakes cannot) or sends us to the login page.
-  function liveSocket(path, onMessage) {
-    var indicator = document.getElementById("live-status");
-    var socket = null;
-    var delay = 1000;
-    function setState(state) {
-      if (!indicator) { return; }
-      indicator.dataset.state = state;
-      indicator.textContent = { connecting: "connecting…", live: "live", offline: "reconnecting…" }[state];
-    }
-    function send(message) {
-      if (socket && socket.readyState === WebSocket.OPEN) { socket.send(JSON.stringify(message)); }
-    }
-    function connect() {
-      setState("connecting");
-      socket = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host + path);
-      socket.onmessage = function (event) {
-        var message;
-        try { message = JSON.parse(event.data); } catch (e) { return; }
-        if (message.type === "snapshot") { setState("live"); delay = 1000; }
-        onMessage(message, send);
-      };
-      socket.onclose = function () {
-        setState("offline");
-        fetch("/api/v1/me", { credentials: "same-origin" }).then(function (response) {
-          if (response.status === 401) { location.href = "/login?next=" + encodeURIComponent(location.pathname); return; }
-          schedule();
-        }, schedule);
-      };
-    }
-    function schedule() {
-      setTimeout(connect, delay + Math.random() * 500);
-      delay = Math.min(delay * 2, 30000);
-    }
-    document.addEventListener("visibilitychange", function () { if (!document.hidden) { send({ type: "resync" }); } });
-    connect();
-  }
+  // The one websocket client (reconnect, backoff, session refresh) is app.js's.
+  var liveSocket = window.CampusHub.liveSocket;
 
   // Same rule as web/console.py health_of().
   var OUTBOX_WARNING = 100;
