@@ -204,7 +204,7 @@ PROFILE_STAGES = [
     ("scheduler (ResolveSession)", ("hub/scheduler.py", "handle")),
     ("session actors (judge check-ins)", ("hub/session_actor.py", "handle")),
     ("writer actor (batch, after-commit)", ("hub/writer.py", "handle")),
-    ("  of which PUBACKs (client.ack)", ("hub/mqtt/_client.py", "ack")),
+    ("  of which PUBACKs (client.ack_many)", ("hub/mqtt/_client.py", "ack_many")),
     ("  of which live bus publish", ("hub/bus.py", "publish")),
     ("asyncio side (asyncpg, transactions)", ("trio_asyncio/_base.py", "_main_loop_one")),
     ("websocket connection actors (send)", ("web/connection.py", "handle")),
@@ -443,14 +443,14 @@ RAW_TABLE_DDL = ("CREATE TABLE IF NOT EXISTS raw_ingest (payload bytea NOT NULL,
                  " committed_at timestamptz NOT NULL DEFAULT now())")
 
 
-async def raw_consume(db, client, ack: Callable[[Any], None],
+async def raw_consume(db, client, ack_many: Callable[[list[Any]], None],
                       after_commit: Callable[[list[Any]], None] | None = None) -> None:
     """The raw baseline's consumer: the MQTT -> PostgreSQL path with no domain logic. Runs until cancelled.
 
     Batches whatever the client has buffered (flush when its channel is
     momentarily empty or RAW_MAX_BATCH are pending), COPYs (payload,
-    received_at) into ``raw_ingest`` in one transaction, then acks each
-    message; ``after_commit(batch)`` then sees the batch (e.g. to broadcast it).
+    received_at) into ``raw_ingest`` in one transaction, then acks the batch
+    (one ``ack_many``, as the hub's writer does); ``after_commit(batch)`` then sees the batch (e.g. to broadcast it).
     """
     from datetime import datetime, timezone
 
@@ -471,8 +471,7 @@ async def raw_consume(db, client, ack: Callable[[Any], None],
             await conn.copy_records_to_table("raw_ingest", records=records, columns=["payload", "received_at"])
 
         await db.run(work, transaction=True)
-        for m in pending:
-            ack(m)
+        ack_many(pending)
         if after_commit is not None:
             after_commit(pending)
 
@@ -767,19 +766,20 @@ class Driver:
         #: Called (synchronously) once all publishers are connected, right before they start.
         self.on_start: Callable[[], None] | None = None
 
-    def ack_recorder(self, ack):
-        """Wrap a client's ack(): record when each message was acked (after its commit) and report."""
+    def ack_recorder(self, ack_many):
+        """Wrap a client's ack_many(): record when each message was acked (after its commit) and report."""
         log = self.phase.ack_log
         n = self.phase.n
 
-        def recording_ack(message) -> None:
-            ack(message)
-            log.append((time.time(), message.payload))
+        def recording_ack_many(messages) -> None:
+            ack_many(messages)
+            now = time.time()
+            log.extend((now, message.payload) for message in messages)
             count = len(log)
             if count - self._reported >= self._step or count >= n:
                 self._report(count)
 
-        return recording_ack
+        return recording_ack_many
 
     def _report(self, count: int) -> None:
         self._reported = count

@@ -350,7 +350,7 @@ async def run_baseline(args: argparse.Namespace, url: str, prefix: str, campus, 
             acks: dict[str, Any] = {}
 
             def install(driver: Driver) -> None:
-                acks["ack"] = driver.ack_recorder(client.ack)
+                acks["ack"] = driver.ack_recorder(client.ack_many)
 
             cpu0 = time.process_time()
 
@@ -359,7 +359,7 @@ async def run_baseline(args: argparse.Namespace, url: str, prefix: str, campus, 
                 # (before any publisher starts).
                 while "ack" not in acks:
                     await trio.sleep(0.01)
-                await raw_consume(db, client, lambda m: acks["ack"](m), after_commit=broadcast)
+                await raw_consume(db, client, lambda ms: acks["ack"](ms), after_commit=broadcast)
 
             nursery.start_soon(consume)
             out.update(await drive(args, "baseline", f"ws://127.0.0.1:{port}", clients, prefix, devices, install,
@@ -408,10 +408,10 @@ async def run_hub_system(args: argparse.Namespace, url: str, prefix: str, campus
                     logins.start_soon(login, u)
         out["login_s"] = time.perf_counter() - t
 
-        original_ack = hub.client.ack
+        original_ack_many = hub.client.ack_many
 
         def install(driver: Driver) -> None:
-            hub.client.ack = driver.ack_recorder(original_ack)
+            hub.client.ack_many = driver.ack_recorder(original_ack_many)
 
         cpu0 = time.process_time()
         out.update(await drive(args, "hub", f"ws://127.0.0.1:{hub.web_port}", clients_for(tokens), prefix, devices,

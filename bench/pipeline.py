@@ -102,7 +102,7 @@ async def run_raw(args: argparse.Namespace, url: str, prefix: str, devices: list
         await db.execute(RAW_TABLE_DDL)
         client = TrioMqttClient(host=args.mqtt.host, port=args.mqtt.port, client_id=f"{prefix}-raw",
                                 session_expiry_s=300)
-        ack = driver.ack_recorder(client.ack)
+        ack = driver.ack_recorder(client.ack_many)
 
         async def on_connect(c: TrioMqttClient) -> None:
             await c.subscribe(topics.uplink_filter, qos=1)
@@ -168,8 +168,8 @@ async def _run_hub_phase(args, settings, driver, phase, transactions) -> Phase:
             gc.collect()
             gc.freeze()
             phase.extra["gc_frozen"] = gc.get_freeze_count()
-        # The writer acks through client.ack after each commit; record when.
-        hub.client.ack = driver.ack_recorder(hub.client.ack)
+        # The writer acks through client.ack_many after each commit; record when.
+        hub.client.ack_many = driver.ack_recorder(hub.client.ack_many)
         transactions.clear()
         with GcPauses() as gc_pauses:
             await driver.run()

@@ -159,11 +159,12 @@ class Instruments:
                 await super().subscribe(topic_filter, qos)
                 tl.mark("mqtt_subscribed")
 
-            def ack(self_, message) -> None:
-                super().ack(message)
-                inst.acks += 1
-                if inst.watch_payload is not None and message.payload == inst.watch_payload:
-                    tl.mark("checkin_committed")
+            def ack_many(self_, messages) -> None:
+                super().ack_many(messages)
+                for message in messages:
+                    inst.acks += 1
+                    if inst.watch_payload is not None and message.payload == inst.watch_payload:
+                        tl.mark("checkin_committed")
 
         patch(hub.app, "wait_for_database", wait_for_database)
         patch(hub.app, "open_database", open_database)
@@ -384,12 +385,12 @@ async def raw_restart(args: argparse.Namespace, url: str, prefix: str, campus) -
             acked = trio.Event()
 
             def ack_of(client):
-                def ack(message) -> None:
-                    client.ack(message)
-                    if message.payload == payload:
+                def ack_many(messages) -> None:
+                    client.ack_many(messages)
+                    if any(message.payload == payload for message in messages):
                         marks.setdefault(f"{run}_committed", time.perf_counter() - t0)
                         acked.set()
-                return ack
+                return ack_many
 
             t0 = time.perf_counter()
             if run == "measured":

@@ -7,7 +7,6 @@ docs/architecture.md, "Supervision tree".
 """
 from __future__ import annotations
 
-import gc
 import logging
 import secrets
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ import trio
 
 from actors import ActorRef, ChildSpec, Supervisor
 from hub.bus import LiveBus
+from hub.collector import CollectorKeeper, collector_policy, freeze_long_lived
 from hub.config import MqttUrl, Settings
 from hub.db import Database, asyncio_loop, migrate, open_database, wait_for_database
 from hub.commands import COMMANDS_MAILBOX, CommandDispatcher
@@ -178,8 +178,9 @@ async def _run_tree(
     root = Supervisor("root", observer=metrics, max_restarts=10, within_s=10)
     hub = Hub(settings, db, bus, metrics, client, root, None)
 
-    def acknowledge(message: InboundMessage) -> None:
-        client.ack(message)
+    def acknowledge(messages: Sequence[InboundMessage]) -> None:
+        # Looked up per call, so a wrapped client.ack_many (the benchmarks') is the one used.
+        client.ack_many(messages)
 
     web_listening = trio.Event()
     subscribed = trio.Event()
@@ -211,6 +212,7 @@ async def _run_tree(
         ChildSpec("warnings", lambda: WarningWatcher(db, bus), mailbox_size=WARNINGS_MAILBOX),
         ChildSpec("webhooks", lambda: WebhookDispatcher(db), shutdown_timeout=2),
         ChildSpec("tickets", lambda: TicketActor(store=PostgresTicketStore(db), bus=bus), mailbox_size=TICKETS_MAILBOX),
+        ChildSpec("collector", CollectorKeeper),
     ]
     if port is not None:
         from web.app import create_app
@@ -248,30 +250,28 @@ async def _run_tree(
         ), shutdown_timeout=1, mailbox_size=INGRESS_MAILBOX),
     ]
     metrics.watch_actors(root.mailbox_depth, root.actor_count)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(root.run)
-        for spec in specs:
-            await root.start_child(spec)
-        if port is not None:
-            with trio.fail_after(10):
-                await web_listening.wait()
-        # A hub whose broker is down still starts (and says so in /healthz);
-        # otherwise report started only once messages can flow.
-        with trio.move_on_after(10) as waited:
-            await subscribed.wait()
-        if waited.cancelled_caught:
-            log.warning("broker %s not reachable yet; starting without it", mqtt_url)
-        # Everything built so far (registry, actors, rosters, the app) lives as
-        # long as the hub: moving it out of the collector's generations stops
-        # full collections from rescanning it (measured: longest pause
-        # 1,407 → 313 ms with 2,000 websockets; docs/performance.md, finding 4).
-        gc.collect()
-        gc.freeze()
-        hub.ready = True
-        task_status.started(hub)
-        try:
-            await trio.sleep_forever()
-        finally:
-            with trio.CancelScope(shield=True):
-                with trio.move_on_after(30):
-                    await root.shutdown()
+    with collector_policy():
+        async with trio.open_nursery() as nursery:
+            await nursery.start(root.run)
+            for spec in specs:
+                await root.start_child(spec)
+            if port is not None:
+                with trio.fail_after(10):
+                    await web_listening.wait()
+            # A hub whose broker is down still starts (and says so in /healthz);
+            # otherwise report started only once messages can flow.
+            with trio.move_on_after(10) as waited:
+                await subscribed.wait()
+            if waited.cancelled_caught:
+                log.warning("broker %s not reachable yet; starting without it", mqtt_url)
+            # Everything built so far (registry, actors, rosters, the app) lives as
+            # long as the hub: out of the collector's generations (hub/collector.py).
+            freeze_long_lived()
+            hub.ready = True
+            task_status.started(hub)
+            try:
+                await trio.sleep_forever()
+            finally:
+                with trio.CancelScope(shield=True):
+                    with trio.move_on_after(30):
+                        await root.shutdown()

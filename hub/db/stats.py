@@ -16,6 +16,8 @@ writes except :func:`record_warning_states` (for the warnings actor).
 """
 from __future__ import annotations
 
+import functools
+
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -26,6 +28,13 @@ import asyncpg
 from hub.domain.eligibility import Rules, Standing, Tally, standing
 
 from ._pool import Database
+
+@functools.lru_cache(maxsize=1024)
+def _course_rules(late_weight: Decimal, warning_pct: Decimal, eligible_pct: Decimal, condonable_pct: Decimal) -> Rules:
+    # Shared per distinct rule set, so each Rules computes its exact Fractions once.
+    return Rules(late_weight=late_weight, warning_pct=warning_pct,
+                 eligible_pct=eligible_pct, condonable_pct=condonable_pct)
+
 
 @dataclass(frozen=True)
 class StandingRow:
@@ -56,8 +65,7 @@ class StandingRow:
 
     @property
     def rules(self) -> Rules:
-        return Rules(late_weight=self.late_weight, warning_pct=self.warning_pct,
-                     eligible_pct=self.eligible_pct, condonable_pct=self.condonable_pct)
+        return _course_rules(self.late_weight, self.warning_pct, self.eligible_pct, self.condonable_pct)
 
     def standing(self) -> Standing:
         """The pure rules applied to this row: the only way a figure is computed."""

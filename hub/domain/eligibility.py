@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 from decimal import Decimal
 from fractions import Fraction
 
@@ -36,6 +37,25 @@ class Rules:
     eligible_pct: Decimal = Decimal("75")
     condonable_pct: Decimal = Decimal("65")
     excused_counts: bool = False
+
+    # Exact Fractions of the Decimal fields, computed once per Rules: the warnings
+    # actor recomputes standings on every attendance change, and Fraction(Decimal)
+    # was a third of a standing's cost.
+    @cached_property
+    def late_fraction(self) -> Fraction:
+        return Fraction(self.late_weight)
+
+    @cached_property
+    def warning_fraction(self) -> Fraction:
+        return Fraction(self.warning_pct)
+
+    @cached_property
+    def eligible_fraction(self) -> Fraction:
+        return Fraction(self.eligible_pct)
+
+    @cached_property
+    def condonable_fraction(self) -> Fraction:
+        return Fraction(self.condonable_pct)
 
     def __post_init__(self) -> None:
         if not 0 <= self.late_weight <= 1:
@@ -67,7 +87,7 @@ class Tally:
 
 def _weights(tally: Tally, rules: Rules) -> tuple[Fraction, int]:
     """(attended weight, denominator) of the sessions counted so far."""
-    attended = tally.present + Fraction(rules.late_weight) * tally.late
+    attended = tally.present + rules.late_fraction * tally.late
     denominator = tally.present + tally.late + tally.absent
     if rules.excused_counts:
         attended += tally.excused
@@ -94,9 +114,9 @@ def max_reachable(tally: Tally, rules: Rules) -> Fraction:
 
 def band(pct: Fraction | None, rules: Rules) -> str:
     """eligible (≥ eligible_pct), condonable (≥ condonable_pct), else barred; nothing counted yet is eligible."""
-    if pct is None or pct >= Fraction(rules.eligible_pct):
+    if pct is None or pct >= rules.eligible_fraction:
         return ELIGIBLE
-    if pct >= Fraction(rules.condonable_pct):
+    if pct >= rules.condonable_fraction:
         return CONDONABLE
     return BARRED
 
@@ -109,7 +129,7 @@ def eligibility(current_band: str, condonation_state: str | None) -> str:
 
 
 def is_below_warning(pct: Fraction | None, rules: Rules) -> bool:
-    return pct is not None and pct < Fraction(rules.warning_pct)
+    return pct is not None and pct < rules.warning_fraction
 
 
 def warning_due(was_below: bool, pct: Fraction | None, rules: Rules) -> bool:
@@ -128,10 +148,9 @@ def sessions_needed(tally: Tally, rules: Rules, target_pct: Decimal) -> int | No
     target = Fraction(target_pct) / 100
     if total == 0:
         return 0
-    for needed in range(tally.remaining + 1):  # a term has tens of sessions: a scan is fine and exact
-        if attended + needed >= target * total:
-            return needed
-    return None
+    # The least whole ``needed`` with attended + needed >= target * total (exact: Fractions).
+    needed = max(0, math.ceil(target * total - attended))
+    return needed if needed <= tally.remaining else None
 
 
 def shown(pct: Fraction) -> Decimal:

@@ -20,7 +20,7 @@ event is proof of life.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 
 from schemas import DeviceStatus, Heartbeat
@@ -50,14 +50,23 @@ class DeviceHealth:
     #: Errors the edge agent counted since it started (driver faults, publish failures).
     error_count: int = 0
 
+    def _with(self, **changes: object) -> "DeviceHealth":
+        """``dataclasses.replace`` without re-running ``__init__``: every event steps the
+        health, and replace() on these 19 fields was ~18 µs of it (the fields need no checks)."""
+        new = object.__new__(DeviceHealth)
+        fields = new.__dict__
+        fields.update(self.__dict__)
+        fields.update(changes)
+        return new
+
     def _to(self, online: bool, reason: str, at: datetime) -> "DeviceHealth":
         if online == self.online and reason == self.reason:
             return self
-        changed = replace(self, online=online, reason=reason, last_change=at)
+        changed = self._with(online=online, reason=reason, last_change=at)
         if online and not self.online:
-            return replace(changed, last_connect_at=at, last_connect_reason=reason)
+            return changed._with(last_connect_at=at, last_connect_reason=reason)
         if self.online and not online:
-            return replace(changed, last_disconnect_at=at, last_disconnect_reason=reason)
+            return changed._with(last_disconnect_at=at, last_disconnect_reason=reason)
         return changed
 
     def on_status(self, status: DeviceStatus, at: datetime) -> "DeviceHealth":
@@ -65,19 +74,18 @@ class DeviceHealth:
         if status.ts < self.status_ts or (status.ts == self.status_ts and online == self.online):
             return self
         reason = status.reason or status.state
-        state = replace(self._to(online, reason, at), status_ts=status.ts)
+        state = self._to(online, reason, at)._with(status_ts=status.ts)
         if online and self.online:  # a new connection of a device we already believed online
-            state = replace(state, last_connect_at=at, last_connect_reason=reason)
+            state = state._with(last_connect_at=at, last_connect_reason=reason)
         return state
 
     def on_event(self, at: datetime) -> "DeviceHealth":
-        seen = replace(self, last_seen=at)
+        seen = self._with(last_seen=at)
         return seen if self.online else seen._to(True, "traffic", at)
 
     def on_heartbeat(self, heartbeat: Heartbeat, at: datetime, clock_skew_ms: int | None = None) -> "DeviceHealth":
         """Record a heartbeat; ``clock_skew_ms`` is the hub's estimate, None to keep the last one."""
-        return replace(
-            self.on_event(at),
+        return self.on_event(at)._with(
             firmware=heartbeat.firmware, uptime_s=heartbeat.uptime_s, outbox_depth=heartbeat.outbox_depth,
             battery_pct=heartbeat.battery_pct, signal_dbm=heartbeat.signal_dbm, error_count=heartbeat.error_count,
             clock_skew_ms=self.clock_skew_ms if clock_skew_ms is None else clock_skew_ms,

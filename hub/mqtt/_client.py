@@ -22,7 +22,7 @@ import random
 import select
 import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -715,15 +715,24 @@ class TrioMqttClient:
             raise w.error
 
     def ack(self, message: InboundMessage) -> None:
-        """Acknowledge a received QoS 1/2 message (PUBACK/PUBCOMP).
+        """Acknowledge one received QoS 1/2 message: ``ack_many((message,))``."""
+        self.ack_many((message,))
 
-        Synchronous and non-blocking; any trio task of the run. A no-op for
-        QoS 0, while disconnected, and for a message of an older connection
-        generation (its mid may now name a different message; the broker
-        redelivers the old one anyway). Do not ack the same message twice.
+    def ack_many(self, messages: Iterable[InboundMessage]) -> None:
+        """Acknowledge received QoS 1/2 messages (PUBACK/PUBCOMP), in one socket write.
+
+        Synchronous and non-blocking; any trio task of the run. Skips QoS 0
+        messages and those of an older connection generation (their mid may
+        now name a different message; the broker redelivers the old one
+        anyway), and does nothing while disconnected. Do not ack the same
+        message twice. What the socket does not take now, the writer task
+        sends when it is writable.
         """
-        if message.qos == 0 or message.generation != self._generation or not self._connected:
+        if not self._connected:
             return
-        self._paho.ack(message.mid, message.qos)
-        self.stats.acked += 1
-        self._kick_writer()
+        generation = self._generation
+        sent = self._paho.ack_many(
+            (m.mid, m.qos) for m in messages if m.qos and m.generation == generation)
+        if sent:
+            self.stats.acked += sent
+            self._kick_writer()

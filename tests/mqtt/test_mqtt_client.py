@@ -107,6 +107,33 @@ async def test_unacked_message_redelivered_with_persistent_session(prefix: str) 
             n.cancel_scope.cancel()
 
 
+async def test_ack_many_acknowledges_a_batch_in_one_write(prefix: str) -> None:
+    """Every message of a batch acked with one ack_many() is gone from the persistent session; the rest come back."""
+    cid = f"{prefix}-batch"
+    with trio.fail_after(8):
+        async with trio.open_nursery() as n:
+            c1 = await start(n, make_client(cid, clean_start=True), subscriber(f"{prefix}/#"))
+            for i in range(40):
+                await c1.publish(f"{prefix}/t", b"%d" % i, wait_for_ack=True)
+            got = [await receive(c1) for _ in range(40)]
+            assert [m.payload for m in got] == [b"%d" % i for i in range(40)]
+            await c1.publish(f"{prefix}/q0", b"zero", qos=0, wait_for_ack=True)
+            qos0 = await receive(c1)
+            c1.ack_many([*got[:30], qos0])  # QoS 0 is skipped, not counted
+            assert c1.stats.acked == 30
+            await c1.publish(f"{prefix}/other", b"sync", qos=1, wait_for_ack=True)
+            c1.ack_many([await receive(c1)])
+            n.cancel_scope.cancel()
+
+        async with trio.open_nursery() as n:
+            c2 = await start(n, make_client(cid, clean_start=False))
+            again = [await receive(c2) for _ in range(10)]
+            assert sorted(m.payload for m in again) == sorted(b"%d" % i for i in range(30, 40))
+            c2.ack_many(again)
+            await assert_nothing(c2, 0.5)
+            n.cancel_scope.cancel()
+
+
 async def test_ack_of_old_generation_is_noop(prefix: str) -> None:
     with trio.fail_after(6):
         async with trio.open_nursery() as n:
