@@ -12,7 +12,8 @@
     - a sweep every ``sweep_every_s``: records written and sessions ended since
       the previous sweep (catches anything that bypassed the bus, e.g. a
       session ending with students who never checked in);
-    - a full recomputation at start and whenever the bus subscription lags.
+    - a full recomputation ``boot_sweep_delay_s`` after start, and whenever the
+      bus subscription lags.
 
     Each re-check recomputes the pairs' percentages with
     :mod:`hub.domain.eligibility` and, on a downward crossing of the course's
@@ -69,6 +70,12 @@ WARNINGS_MAILBOX = 1024
 #: Bus buffer of the warnings actor's subscription; overflow means one full recomputation.
 WARNINGS_BUS_BUFFER = 4096
 SWEEP_EVERY_S = 60.0
+#: The full recomputation at start waits this long: a hub restarting under load first
+#: starts its actors and drains the broker's backlog (warnings are never urgent to the second).
+BOOT_SWEEP_DELAY_S = 10.0
+#: A re-check yields to other tasks after this many standings, so a full recomputation
+#: (34,000 enrolments: ~1 s of CPU) never stalls ingestion for more than a few milliseconds.
+RECHECK_SLICE = 200
 #: Sweep windows overlap by this much: a record's updated_at is its transaction's start, so a
 #: transaction still open at one sweep is seen by the next one.
 SWEEP_OVERLAP = timedelta(minutes=2)
@@ -114,11 +121,14 @@ class WarningWatcher(Actor):
     """See the module docstring. Messages: :class:`AttendanceChanged` (and internal ones)."""
 
     def __init__(self, db: Database, bus: LiveBus, *, now: Clock = wall_clock,
-                 sweep_every_s: float = SWEEP_EVERY_S) -> None:
+                 sweep_every_s: float = SWEEP_EVERY_S, boot_sweep_delay_s: float = BOOT_SWEEP_DELAY_S) -> None:
         self._db = db
         self._bus = bus
         self._now = now
         self._sweep_every_s = sweep_every_s
+        self._boot_sweep_delay_s = boot_sweep_delay_s
+        # While the delayed boot sweep is pending, a missing watermark does not mean "a full sweep is owed now".
+        self._boot_sweep_pending = boot_sweep_delay_s > 0
         self._sessions: dict[str, set[str] | None] = {}  # session -> students touched (None: all)
         self._marked: list[_Marked] = []
         self._watermark: datetime | None = None
@@ -129,7 +139,10 @@ class WarningWatcher(Actor):
         ready = trio.Event()
         self.nursery.start_soon(self._pump, ready)
         await ready.wait()
-        await self.ref.tell(_Sweep(full=True))
+        if self._boot_sweep_delay_s > 0:
+            self.send_after(self._boot_sweep_delay_s, _Sweep(full=True))
+        else:
+            await self.ref.tell(_Sweep(full=True))
         self.nursery.start_soon(self._tick)
 
     async def _tick(self) -> None:
@@ -151,6 +164,8 @@ class WarningWatcher(Actor):
     async def handle(self, message: Any) -> None:
         try:
             if isinstance(message, _Sweep):
+                if message.full:
+                    self._boot_sweep_pending = False
                 await self._sweep(message.full)
             elif isinstance(message, _Marked):
                 self._marked.append(message)
@@ -181,7 +196,7 @@ class WarningWatcher(Actor):
 
     async def _flush(self) -> None:
         self._retry_armed = False
-        if self._watermark is None:
+        if self._watermark is None and not self._boot_sweep_pending:
             await self._sweep(True)  # a full sweep is owed (it failed earlier)
         if not self._sessions and not self._marked:
             return
@@ -220,7 +235,9 @@ class WarningWatcher(Actor):
         was_below = await warning_states(self._db, pairs)
         changes: list[tuple[str, str, bool, Decimal | None, bool]] = []
         crossed: list[StandingRow] = []
-        for row in rows:
+        for index, row in enumerate(rows):
+            if index % RECHECK_SLICE == RECHECK_SLICE - 1:
+                await trio.sleep(0)
             st = row.standing()
             key = (row.student_id, row.course_id)
             before = was_below.get(key)
