@@ -19,7 +19,8 @@
     :mod:`hub.domain.eligibility` and, on a downward crossing of the course's
     warning line, notifies the student and everyone teaching the course, in
     the transaction that records the new state. Touches arriving together are
-    coalesced: the pairs are re-checked once the mailbox is momentarily empty.
+    coalesced: the pairs are re-checked once the mailbox is momentarily empty,
+    and at most every ``recheck_every_s`` (0.5 s) under a steady stream.
     A full mailbox blocks the bus pump, whose subscription then lags, which
     turns into one full recomputation: nothing is missed, nothing piles up.
 
@@ -73,6 +74,10 @@ SWEEP_EVERY_S = 60.0
 #: The full recomputation at start waits this long: a hub restarting under load first
 #: starts its actors and drains the broker's backlog (warnings are never urgent to the second).
 BOOT_SWEEP_DELAY_S = 10.0
+#: Under a stream of attendance changes, re-checks run at most this often (the first after a quiet
+#: spell runs at once). A re-check is ~5 round trips whatever its size: one per momentarily empty
+#: mailbox was ~800 re-checks for 6,000 check-ins, a third of the hub's CPU (docs/performance.md).
+RECHECK_EVERY_S = 0.5
 #: A re-check yields to other tasks after this many standings, so a full recomputation
 #: (34,000 enrolments: ~1 s of CPU) never stalls ingestion for more than a few milliseconds.
 RECHECK_SLICE = 200
@@ -113,6 +118,11 @@ class _Sweep:
 
 
 @dataclass(frozen=True)
+class _RecheckDue:
+    """The coalescing interval since the last re-check has passed."""
+
+
+@dataclass(frozen=True)
 class _Retry:
     """Re-run pending work after a database outage."""
 
@@ -121,7 +131,8 @@ class WarningWatcher(Actor):
     """See the module docstring. Messages: :class:`AttendanceChanged` (and internal ones)."""
 
     def __init__(self, db: Database, bus: LiveBus, *, now: Clock = wall_clock,
-                 sweep_every_s: float = SWEEP_EVERY_S, boot_sweep_delay_s: float = BOOT_SWEEP_DELAY_S) -> None:
+                 sweep_every_s: float = SWEEP_EVERY_S, boot_sweep_delay_s: float = BOOT_SWEEP_DELAY_S,
+                 recheck_every_s: float = RECHECK_EVERY_S) -> None:
         self._db = db
         self._bus = bus
         self._now = now
@@ -133,6 +144,11 @@ class WarningWatcher(Actor):
         self._marked: list[_Marked] = []
         self._watermark: datetime | None = None
         self._retry_armed = False
+        self._recheck_every_s = recheck_every_s
+        self._last_flush = float("-inf")
+        self._recheck_armed = False
+        #: Re-checks run so far (for tests and the metrics page).
+        self.rechecks = 0
 
     async def started(self) -> None:
         # Subscribe before the first full sweep so no update falls between the two.
@@ -172,10 +188,17 @@ class WarningWatcher(Actor):
                 self._touch(message.session_id, (message.student_id,))
             elif isinstance(message, AttendanceChanged):
                 self._touch(message.session_id, message.student_ids)
+            elif isinstance(message, _RecheckDue):
+                self._recheck_armed = False
             elif not isinstance(message, _Retry):
                 raise TypeError(f"unexpected message {message!r}")
             if self.ref.depth == 0 and (self._sessions or self._marked or self._retry_armed):
-                await self._flush()
+                wait = self._last_flush + self._recheck_every_s - trio.current_time()
+                if wait <= 0 or self._retry_armed:
+                    await self._flush()
+                elif not self._recheck_armed:
+                    self._recheck_armed = True
+                    self.send_after(wait, _RecheckDue())
         except Exception as exc:
             # PostgreSQL unavailable: crashing would only make the supervisor retry faster than
             # the database comes back (and escalate); keep what is pending and retry later.
@@ -196,10 +219,12 @@ class WarningWatcher(Actor):
 
     async def _flush(self) -> None:
         self._retry_armed = False
+        self._last_flush = trio.current_time()
         if self._watermark is None and not self._boot_sweep_pending:
             await self._sweep(True)  # a full sweep is owed (it failed earlier)
         if not self._sessions and not self._marked:
             return
+        self.rechecks += 1
         sessions, marked = dict(self._sessions), list(self._marked)
         await self._recheck_sessions(sessions, marked)
         # Only now: on a failure above, the pending work stays for the retry.

@@ -91,13 +91,21 @@ _SESSION_SCOPE = (
 )
 _ENDED = "(s.status = 'closed' OR s.ends_at <= $1)"
 
-_STANDINGS_SQL = f"""
-WITH scope AS (
+# Two scopes, one query each: the warnings actor asks for a few (student, course) pairs on every
+# check-in, and a generic prepared plan of one query for both ("$5 IS NULL OR ...") scanned every
+# enrolment of the campus each time (measured: ~2 ms of PostgreSQL CPU per check-in).
+_SCOPE_BY_FILTERS = """
     SELECT e.student_id, e.course_id, e.section_id FROM enrolments e
     WHERE ($2::text IS NULL OR e.student_id = $2)
       AND ($3::text IS NULL OR e.course_id = $3)
-      AND ($4::text IS NULL OR e.section_id = $4)
-      AND ($5::text[] IS NULL OR (e.student_id, e.course_id) IN (SELECT * FROM unnest($5::text[], $6::text[])))
+      AND ($4::text IS NULL OR e.section_id = $4)"""
+_SCOPE_BY_PAIRS = """
+    SELECT e.student_id, e.course_id, e.section_id
+    FROM unnest($2::text[], $3::text[]) AS p (student_id, course_id)
+    JOIN enrolments e ON e.student_id = p.student_id AND e.course_id = p.course_id"""
+
+_STANDINGS_SQL = f"""
+WITH scope AS (%s
 ), counts AS (
     SELECT e.student_id, e.course_id,
            count(*) FILTER (WHERE a.status = 'present') AS present,
@@ -132,6 +140,8 @@ LEFT JOIN LATERAL (
 ) ca ON true
 ORDER BY c.code, st.roll_number
 """
+_STANDINGS_BY_FILTERS = _STANDINGS_SQL % _SCOPE_BY_FILTERS
+_STANDINGS_BY_PAIRS = _STANDINGS_SQL % _SCOPE_BY_PAIRS
 
 
 async def standings(
@@ -142,9 +152,13 @@ async def standings(
 
     ``pairs`` restricts to those (student_id, course_id) enrolments.
     """
-    students = [p[0] for p in pairs] if pairs is not None else None
-    courses = [p[1] for p in pairs] if pairs is not None else None
-    rows = await db.fetch(_STANDINGS_SQL, now, student_id, course_id, section_id, students, courses)
+    if pairs is None:
+        rows = await db.fetch(_STANDINGS_BY_FILTERS, now, student_id, course_id, section_id)
+    else:
+        rows = await db.fetch(_STANDINGS_BY_PAIRS, now, [p[0] for p in pairs], [p[1] for p in pairs])
+        rows = [r for r in rows if (student_id is None or r["student_id"] == student_id)
+                and (course_id is None or r["course_id"] == course_id)
+                and (section_id is None or r["section_id"] == section_id)]
     return [StandingRow(**dict(r)) for r in rows]
 
 

@@ -151,3 +151,26 @@ async def test_the_full_recomputation_at_start_waits_for_its_delay(fresh_db):
             assert trio.current_time() - started >= 0.6
             await supervisor.shutdown()
             nursery.cancel_scope.cancel()
+
+
+async def test_a_stream_of_check_ins_is_rechecked_in_coalesced_batches(fresh_db):
+    """Each re-check costs round trips whatever its size: a stream is re-checked at most every recheck_every_s."""
+    bus = LiveBus()
+    await seed(fresh_db, ["present"] * 4)
+    ids = await add_sessions(fresh_db, ["present"] * 20)
+    with bus.subscribe([user_topic("s1")]) as student:
+        async with trio.open_nursery() as nursery:
+            supervisor = Supervisor("test")
+            await nursery.start(supervisor.run)
+            watcher = WarningWatcher(fresh_db, bus, boot_sweep_delay_s=0, recheck_every_s=0.4)
+            await supervisor.start_child(ChildSpec("warnings", lambda: watcher, mailbox_size=64))
+            for sid in ids:  # 20 check-ins over ~0.2 s; the mailbox empties between them
+                bus.publish(session_topic(sid), {"type": "attendance", "session_id": sid, "student_id": "s1",
+                                                 "status": "present", "checked_in_at": NOW.isoformat(),
+                                                 "source": "qr"})
+                await trio.sleep(0.01)
+            marked = [await receive(student) for _ in ids]
+            assert sorted(m["data"]["session_id"] for m in marked) == sorted(ids)
+            assert 1 <= watcher.rechecks <= 3, watcher.rechecks
+            await supervisor.shutdown()
+            nursery.cancel_scope.cancel()
