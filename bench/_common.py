@@ -277,8 +277,12 @@ class GcPauses:
         import gc
 
         full = sorted(d for g, d in self.pauses if g == 2)
+        middle = sorted(d for g, d in self.pauses if g == 1)
+        young = sorted(d for g, d in self.pauses if g == 0)
         return {"collections": len(self.pauses), "total_ms": round(sum(d for _, d in self.pauses) * 1000, 1),
                 "full": len(full), "full_max_ms": round(full[-1] * 1000, 1) if full else 0.0,
+                "gen1": len(middle), "gen1_max_ms": round(middle[-1] * 1000, 1) if middle else 0.0,
+                "gen0_max_ms": round(young[-1] * 1000, 1) if young else 0.0,
                 "tracked_objects": len(gc.get_objects())}
 
 

@@ -314,7 +314,8 @@ def print_table(report: dict[str, Any]) -> None:
                 g = r["gc"]
                 print(f"{' ' * len(name)}  garbage collector during the run: {g['collections']} collections, "
                       f"{g['total_ms']:.0f} ms in all; {g['full']} full, the longest {g['full_max_ms']:.0f} ms; "
-                      f"{g['tracked_objects']:,} objects tracked")
+                      f"{g.get('gen1', 0)} of generation 1, the longest {g.get('gen1_max_ms', 0):.0f} ms; "
+                      f"longest young {g.get('gen0_max_ms', 0):.0f} ms; {g['tracked_objects']:,} objects tracked")
 
 
 def main() -> None:
