@@ -12,8 +12,9 @@
     - a sweep every ``sweep_every_s``: records written and sessions ended since
       the previous sweep (catches anything that bypassed the bus, e.g. a
       session ending with students who never checked in);
-    - a full recomputation ``boot_sweep_delay_s`` after start, and whenever the
-      bus subscription lags.
+    - a full recomputation at start and whenever the bus subscription lags
+      (it yields every :data:`RECHECK_SLICE` standings, so it never stalls
+      the hub's other actors).
 
     Each re-check recomputes the pairs' percentages with
     :mod:`hub.domain.eligibility` and, on a downward crossing of the course's
@@ -71,12 +72,10 @@ WARNINGS_MAILBOX = 1024
 #: Bus buffer of the warnings actor's subscription; overflow means one full recomputation.
 WARNINGS_BUS_BUFFER = 4096
 SWEEP_EVERY_S = 60.0
-#: The full recomputation at start waits this long: a hub restarting under load first
-#: starts its actors and drains the broker's backlog (warnings are never urgent to the second).
-BOOT_SWEEP_DELAY_S = 10.0
 #: Under a stream of attendance changes, re-checks run at most this often (the first after a quiet
 #: spell runs at once). A re-check is ~5 round trips whatever its size: one per momentarily empty
-#: mailbox was ~800 re-checks for 6,000 check-ins, a third of the hub's CPU (docs/performance.md).
+#: mailbox was ~800 re-checks for 6,000 check-ins, a third of the hub process's CPU in the
+#: ingest benchmark (docs/performance.md).
 RECHECK_EVERY_S = 0.5
 #: A re-check yields to other tasks after this many standings, so a full recomputation
 #: (34,000 enrolments: ~1 s of CPU) never stalls ingestion for more than a few milliseconds.
@@ -131,15 +130,11 @@ class WarningWatcher(Actor):
     """See the module docstring. Messages: :class:`AttendanceChanged` (and internal ones)."""
 
     def __init__(self, db: Database, bus: LiveBus, *, now: Clock = wall_clock,
-                 sweep_every_s: float = SWEEP_EVERY_S, boot_sweep_delay_s: float = BOOT_SWEEP_DELAY_S,
-                 recheck_every_s: float = RECHECK_EVERY_S) -> None:
+                 sweep_every_s: float = SWEEP_EVERY_S, recheck_every_s: float = RECHECK_EVERY_S) -> None:
         self._db = db
         self._bus = bus
         self._now = now
         self._sweep_every_s = sweep_every_s
-        self._boot_sweep_delay_s = boot_sweep_delay_s
-        # While the delayed boot sweep is pending, a missing watermark does not mean "a full sweep is owed now".
-        self._boot_sweep_pending = boot_sweep_delay_s > 0
         self._sessions: dict[str, set[str] | None] = {}  # session -> students touched (None: all)
         self._marked: list[_Marked] = []
         self._watermark: datetime | None = None
@@ -147,7 +142,7 @@ class WarningWatcher(Actor):
         self._recheck_every_s = recheck_every_s
         self._last_flush = float("-inf")
         self._recheck_armed = False
-        #: Re-checks run so far (for tests and the metrics page).
+        #: Re-checks run so far (the tests read it).
         self.rechecks = 0
 
     async def started(self) -> None:
@@ -155,10 +150,7 @@ class WarningWatcher(Actor):
         ready = trio.Event()
         self.nursery.start_soon(self._pump, ready)
         await ready.wait()
-        if self._boot_sweep_delay_s > 0:
-            self.send_after(self._boot_sweep_delay_s, _Sweep(full=True))
-        else:
-            await self.ref.tell(_Sweep(full=True))
+        await self.ref.tell(_Sweep(full=True))
         self.nursery.start_soon(self._tick)
 
     async def _tick(self) -> None:
@@ -180,8 +172,6 @@ class WarningWatcher(Actor):
     async def handle(self, message: Any) -> None:
         try:
             if isinstance(message, _Sweep):
-                if message.full:
-                    self._boot_sweep_pending = False
                 await self._sweep(message.full)
             elif isinstance(message, _Marked):
                 self._marked.append(message)
@@ -220,7 +210,7 @@ class WarningWatcher(Actor):
     async def _flush(self) -> None:
         self._retry_armed = False
         self._last_flush = trio.current_time()
-        if self._watermark is None and not self._boot_sweep_pending:
+        if self._watermark is None:
             await self._sweep(True)  # a full sweep is owed (it failed earlier)
         if not self._sessions and not self._marked:
             return

@@ -65,7 +65,7 @@ async def start(nursery: trio.Nursery, db: Database, bus: LiveBus, sweep_every_s
     supervisor = Supervisor("test")
     await nursery.start(supervisor.run)
     await supervisor.start_child(ChildSpec(
-        "warnings", lambda: WarningWatcher(db, bus, sweep_every_s=sweep_every_s, boot_sweep_delay_s=0), mailbox_size=64))
+        "warnings", lambda: WarningWatcher(db, bus, sweep_every_s=sweep_every_s), mailbox_size=64))
     return supervisor
 
 
@@ -111,7 +111,7 @@ async def test_warning_once_per_crossing_to_student_and_every_teacher(fresh_db):
 
             # A restart rebuilds nothing in memory that matters: the full sweep sends no repeat.
             await supervisor.stop_child("warnings")
-            await supervisor.start_child(ChildSpec("warnings", lambda: WarningWatcher(fresh_db, bus, boot_sweep_delay_s=0), mailbox_size=64))
+            await supervisor.start_child(ChildSpec("warnings", lambda: WarningWatcher(fresh_db, bus), mailbox_size=64))
             with trio.move_on_after(0.5):
                 unexpected = await student.receive()
                 pytest.fail(f"repeated notification after a restart: {unexpected}")
@@ -135,24 +135,6 @@ async def test_the_sweep_catches_changes_nobody_announced(fresh_db):
             nursery.cancel_scope.cancel()
 
 
-async def test_the_full_recomputation_at_start_waits_for_its_delay(fresh_db):
-    """A restarting hub first starts its actors and drains its backlog: the boot sweep comes later."""
-    bus = LiveBus()
-    await seed(fresh_db, ["present"] * 7 + ["absent"] * 3)  # 70%: below the line from the start
-    with bus.subscribe([user_topic("s1")]) as student:
-        async with trio.open_nursery() as nursery:
-            supervisor = Supervisor("test")
-            await nursery.start(supervisor.run)
-            started = trio.current_time()
-            await supervisor.start_child(ChildSpec(
-                "warnings", lambda: WarningWatcher(fresh_db, bus, boot_sweep_delay_s=0.6), mailbox_size=64))
-            warning = await receive(student)
-            assert warning["kind"] == "attendance_warning"
-            assert trio.current_time() - started >= 0.6
-            await supervisor.shutdown()
-            nursery.cancel_scope.cancel()
-
-
 async def test_a_stream_of_check_ins_is_rechecked_in_coalesced_batches(fresh_db):
     """Each re-check costs round trips whatever its size: a stream is re-checked at most every recheck_every_s."""
     bus = LiveBus()
@@ -162,7 +144,7 @@ async def test_a_stream_of_check_ins_is_rechecked_in_coalesced_batches(fresh_db)
         async with trio.open_nursery() as nursery:
             supervisor = Supervisor("test")
             await nursery.start(supervisor.run)
-            watcher = WarningWatcher(fresh_db, bus, boot_sweep_delay_s=0, recheck_every_s=0.4)
+            watcher = WarningWatcher(fresh_db, bus, recheck_every_s=0.4)
             await supervisor.start_child(ChildSpec("warnings", lambda: watcher, mailbox_size=64))
             for sid in ids:  # 20 check-ins over ~0.2 s; the mailbox empties between them
                 bus.publish(session_topic(sid), {"type": "attendance", "session_id": sid, "student_id": "s1",
