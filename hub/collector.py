@@ -19,7 +19,7 @@ The policy:
    hundred milliseconds) mostly die before a collection would promote
    them; a middle one every 5 young ones, so it never has more than five
    young generations' survivors to scan (with 20, its pauses reached
-   125–157 ms with 2,000 websockets; with 5, 64–77 ms); a full one every
+   125–157 ms with 2,000 websockets; with 5, 64–102 ms); a full one every
    400 middle ones, as often as (10,000, 20, 100) would.
 3. :class:`CollectorKeeper`, a service actor, freezes again every
    :data:`FREEZE_EVERY_S` what has survived since (``gc.freeze`` is O(1)):
