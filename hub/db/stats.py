@@ -17,7 +17,6 @@ writes except :func:`record_warning_states` (for the warnings actor).
 from __future__ import annotations
 
 import functools
-
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -28,6 +27,7 @@ import asyncpg
 from hub.domain.eligibility import Rules, Standing, Tally, standing
 
 from ._pool import Database
+
 
 @functools.lru_cache(maxsize=1024)
 def _course_rules(late_weight: Decimal, warning_pct: Decimal, eligible_pct: Decimal, condonable_pct: Decimal) -> Rules:
