@@ -150,15 +150,15 @@ async def standings(
 ) -> list[StandingRow]:
     """Counts for every enrolment matching the filters (all given filters apply), by course code then roll number.
 
-    ``pairs`` restricts to those (student_id, course_id) enrolments.
+    ``pairs`` restricts to exactly those (student_id, course_id) enrolments
+    and is not combined with the other filters (ValueError).
     """
     if pairs is None:
         rows = await db.fetch(_STANDINGS_BY_FILTERS, now, student_id, course_id, section_id)
-    else:
+    elif student_id is None and course_id is None and section_id is None:
         rows = await db.fetch(_STANDINGS_BY_PAIRS, now, [p[0] for p in pairs], [p[1] for p in pairs])
-        rows = [r for r in rows if (student_id is None or r["student_id"] == student_id)
-                and (course_id is None or r["course_id"] == course_id)
-                and (section_id is None or r["section_id"] == section_id)]
+    else:
+        raise ValueError("standings: pairs are not combined with student/course/section filters")
     return [StandingRow(**dict(r)) for r in rows]
 
 

@@ -90,8 +90,9 @@
     });
     connect();
   }
-  // Shared with the other page scripts (loaded after this one, all deferred): one websocket client.
-  window.CampusHub = { liveSocket: liveSocket };
+  // Shared with the other page scripts (loaded after this one, all deferred): one websocket
+  // client and one element helper.
+  window.CampusHub = { liveSocket: liveSocket, el: el };
 
   // --- faculty: live roster ---------------------------------------------------
 

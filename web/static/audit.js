@@ -3,12 +3,7 @@
 (function () {
   "use strict";
 
-  function el(tag, className, text) {
-    var node = document.createElement(tag);
-    if (className) { node.className = className; }
-    if (text !== undefined && text !== null) { node.textContent = String(text); }
-    return node;
-  }
+  var el = window.CampusHub.el;  // app.js's element helper
 
   function getJson(path) {
     return fetch(path, { credentials: "same-origin", headers: { "Accept": "application/json" } })

@@ -3,12 +3,7 @@
 (function () {
   "use strict";
 
-  function el(tag, className, text) {
-    var n = document.createElement(tag);
-    if (className) { n.className = className; }
-    if (text !== undefined && text !== null) { n.textContent = String(text); }
-    return n;
-  }
+  var el = window.CampusHub.el;  // app.js's element helper
 
   function api(method, url, body) {
     return fetch(url, {

@@ -7,12 +7,7 @@
 
   // --- small helpers --------------------------------------------------------------------------
 
-  function el(tag, className, text) {
-    var node = document.createElement(tag);
-    if (className) { node.className = className; }
-    if (text !== undefined && text !== null) { node.textContent = String(text); }
-    return node;
-  }
+  var el = window.CampusHub.el;  // app.js's element helper
 
   function fmt(iso) {
     if (!iso) { return "—"; }

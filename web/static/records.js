@@ -4,12 +4,7 @@
 (function () {
   "use strict";
 
-  function el(tag, className, text) {
-    var node = document.createElement(tag);
-    if (className) { node.className = className; }
-    if (text !== undefined && text !== null) { node.textContent = String(text); }
-    return node;
-  }
+  var el = window.CampusHub.el;  // app.js's element helper
 
   function when(iso) {
     if (!iso) { return "—"; }
