@@ -199,13 +199,13 @@ def print_profile(path: str, top: int = 15, label: str = "hub") -> None:
 #: (stage, (file suffix, function)) whose cumulative time is that stage's; checked in this order.
 PROFILE_STAGES = [
     ("MQTT reader (paho decode, channel)", ("hub/mqtt/_client.py", "_reader")),
-    ("ingress (decode, verify, route)", ("hub/ingress.py", "serve")),
-    ("device actors", ("hub/device_actor.py", "handle")),
-    ("scheduler (ResolveSession)", ("hub/scheduler.py", "handle")),
-    ("session actors (judge check-ins)", ("hub/session_actor.py", "handle")),
-    ("writer actor (batch, after-commit)", ("hub/writer.py", "handle")),
+    ("ingress (decode, verify, route)", ("hub/pipeline/ingress.py", "serve")),
+    ("device actors", ("hub/pipeline/device_actor.py", "handle")),
+    ("scheduler (ResolveSession)", ("hub/pipeline/scheduler.py", "handle")),
+    ("session actors (judge check-ins)", ("hub/pipeline/session_actor.py", "handle")),
+    ("writer actor (batch, after-commit)", ("hub/pipeline/writer.py", "handle")),
     ("  of which PUBACKs (client.ack_many)", ("hub/mqtt/_client.py", "ack_many")),
-    ("  of which live bus publish", ("hub/bus.py", "publish")),
+    ("  of which live bus publish", ("hub/core/bus.py", "publish")),
     ("asyncio side (asyncpg, transactions)", ("trio_asyncio/_base.py", "_main_loop_one")),
     ("websocket connection actors (send)", ("web/connection.py", "handle")),
     ("websocket handshakes (auth, routes)", ("web/routes/live.py", "session_ws")),
@@ -419,7 +419,7 @@ def hub_settings(url: str, mqtt_url: str, prefix: str, **overrides: Any):
     """Settings of a benchmark hub. A fixed JWT secret: the hub then writes nothing to its data_dir."""
     from pathlib import Path
 
-    from hub.config import Settings
+    from hub.core.config import Settings
 
     values: dict[str, Any] = {"database_url": url, "mqtt_url": mqtt_url, "topic_prefix": prefix,
                               "hub_client_id": f"{prefix}-hub", "jwt_secret": "campushub-benchmark-" + "x" * 32,

@@ -11,7 +11,7 @@ enrolments, so session actors come in two roster sizes (``--roster-small``,
 difference.
 
 Each measurement runs in a fresh child process that runs the real hub
-(``hub.app.run_hub``, no web server) and moves it from 0 to N actors of one
+(``hub.app.supervision.run_hub``, no web server) and moves it from 0 to N actors of one
 kind at a time, through the hub's own code paths:
 
 * devices: the hub starts with the device table empty (the rows are put
@@ -203,10 +203,10 @@ async def child_run(args: argparse.Namespace) -> dict[str, Any]:
     import trio
 
     from actors import ChildSpec, Supervisor
-    from hub.app import run_hub
+    from hub.app.supervision import run_hub
     from hub.db.state import DeviceSnapshot, load_device_snapshots
-    from hub.device_actor import DEVICE_MAILBOX
-    from hub.scheduler import ResolveSession
+    from hub.pipeline.device_actor import DEVICE_MAILBOX
+    from hub.pipeline.scheduler import ResolveSession
 
     meter = Meter(args.child)
     out: dict[str, Any] = {"mode": args.child}
@@ -485,7 +485,7 @@ def main() -> None:
 
 
 def _host_port(mqtt_url: str) -> tuple[str, int]:
-    from hub.config import MqttUrl
+    from hub.core.config import MqttUrl
 
     u = MqttUrl.parse(mqtt_url)
     return u.host, u.port

@@ -35,7 +35,7 @@ Systems:
   the session of the scanning device's room (a memory channel per client,
   dropped when full). No actors, no validation beyond decoding, no
   authentication.
-* hub: ``hub.app.run_hub`` with its web server: ingress, device, scheduler
+* hub: ``hub.app.supervision.run_hub`` with its web server: ingress, device, scheduler
   and session actors, the writer's transaction, the live bus, one
   ``ConnectionActor`` per websocket.
 
@@ -378,7 +378,7 @@ async def run_hub_system(args: argparse.Namespace, url: str, prefix: str, campus
     import httpx
     import trio
 
-    from hub.app import run_hub
+    from hub.app.supervision import run_hub
 
     settings = hub_settings(url, args.mqtt_url, prefix)
     out: dict[str, Any] = {}
@@ -560,7 +560,7 @@ def main() -> None:
 
     import trio
 
-    from hub.config import MqttUrl
+    from hub.core.config import MqttUrl
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -610,7 +610,7 @@ def main() -> None:
                                                  students=args.students, extra=extra))
         watched = box["watched"]
         # The campus was read before the extra enrolments: re-read the watched rosters for the check-in queue.
-        from hub.campus import LiveSession
+        from hub.core.campus import LiveSession
 
         async def rosters() -> dict[str, list[str]]:
             from hub.db import asyncio_loop, open_database

@@ -26,7 +26,7 @@ of the device's room, the rest sensor readings. E.g. the harness's load:
   whatever is buffered (flush when the channel is momentarily empty or 2,000
   are pending), COPYs (payload, received_at) into a scratch table in one
   transaction (``Database.run(..., transaction=True)``), then acks.
-* hub: ``hub.app.run_hub(settings, port=None)`` in this process, on a fresh
+* hub: ``hub.app.supervision.run_hub(settings, port=None)`` in this process, on a fresh
   migrated database seeded with ``ensure_campus``: decode, authenticate,
   device actors, the writer's dedup + COPY transaction, ack.
 
@@ -127,16 +127,16 @@ async def run_raw(args: argparse.Namespace, url: str, prefix: str, devices: list
 
 async def run_hub_phase(args: argparse.Namespace, url: str, prefix: str, devices: list[dict[str, str]],
                         data_dir: str) -> Phase:
-    from hub.config import Settings
+    from hub.core.config import Settings
 
     phase = Phase("hub", args.messages)
     driver = Driver(fleet_config(args), prefix, devices, phase)
     settings = Settings(database_url=url, mqtt_url=str(args.mqtt), topic_prefix=prefix,
                         hub_client_id=f"{prefix}-hub", data_dir=Path(data_dir))
     # Instrumentation (this process only, nothing in hub/ is edited): time the writer's transactions.
-    import hub.writer
+    import hub.pipeline.writer
 
-    original_write_batch = hub.writer.write_batch
+    original_write_batch = hub.pipeline.writer.write_batch
     transactions: list[tuple[float, int]] = []
 
     async def timed_write_batch(db, commits):
@@ -146,17 +146,17 @@ async def run_hub_phase(args: argparse.Namespace, url: str, prefix: str, devices
         finally:
             transactions.append((time.perf_counter() - t, len(commits)))
 
-    hub.writer.write_batch = timed_write_batch
+    hub.pipeline.writer.write_batch = timed_write_batch
     try:
         return await _run_hub_phase(args, settings, driver, phase, transactions)
     finally:
-        hub.writer.write_batch = original_write_batch
+        hub.pipeline.writer.write_batch = original_write_batch
 
 
 async def _run_hub_phase(args, settings, driver, phase, transactions) -> Phase:
     import trio
 
-    from hub.app import run_hub
+    from hub.app.supervision import run_hub
 
     async with trio.open_nursery() as nursery:
         hub = await nursery.start(partial(run_hub, settings, port=None))
@@ -179,7 +179,7 @@ async def _run_hub_phase(args, settings, driver, phase, transactions) -> Phase:
             "n": len(durations), "mean_batch": round(sum(n for _, n in transactions) / max(1, len(transactions)), 1),
             "p50_ms": round(percentile(durations, 50) * 1000, 1), "p99_ms": round(percentile(durations, 99) * 1000, 1),
             "busy_pct": round(100 * sum(durations) / phase.wall_s, 1) if phase.wall_s else None}
-        m = hub.metrics
+        m = hub.core.metrics
         phase.extra["hub_metrics"] = {
             "ingested": sum(s.value for metric in m.events_ingested.collect() for s in metric.samples
                             if s.name.endswith("_total")),
@@ -207,7 +207,7 @@ async def open_all_sessions(hub, rooms: list[str]) -> dict[str, Any]:
     benchmark the steady state of the former.
     """
     from _common import adopt_hub_loop
-    from hub.scheduler import ResolveSession
+    from hub.pipeline.scheduler import ResolveSession
 
     adopt_hub_loop(hub)
     scheduler = hub.root.lookup("scheduler")
@@ -353,7 +353,7 @@ def main() -> None:
 
     import trio
 
-    from hub.config import MqttUrl
+    from hub.core.config import MqttUrl
 
     faulthandler.register(signal.SIGUSR1, all_threads=True)  # kill -USR1 <pid>: where is it stuck?
 

@@ -5,7 +5,7 @@ Setup: a database ``campushub_bench_<random>_restart`` with the demo campus
 ``..._raw`` with the raw baseline's scratch table; both dropped at the end
 (also on Ctrl-C), and the broker sessions of our MQTT client ids discarded.
 
-1. Warm-up: the hub (``hub.app.run_hub``, web server on a fixed free port)
+1. Warm-up: the hub (``hub.app.supervision.run_hub``, web server on a fixed free port)
    starts; one QR check-in per session (a different device per room, so every
    device goes online and every session actor is started, on demand if the
    scheduler did not open it) is published and committed. The hub idles
@@ -94,9 +94,9 @@ class Instruments:
     """
 
     def __init__(self, timeline: Timeline) -> None:
-        import hub.app
-        import hub.ingress
-        import hub.scheduler
+        import hub.app.supervision
+        import hub.pipeline.ingress
+        import hub.pipeline.scheduler
 
         self.timeline = timeline
         self.devices_sup = None
@@ -111,13 +111,13 @@ class Instruments:
             self._undo.append((owner, name, getattr(owner, name)))
             setattr(owner, name, value)
 
-        orig_wait = hub.app.wait_for_database
+        orig_wait = hub.app.supervision.wait_for_database
 
         async def wait_for_database(*a, **k):
             await orig_wait(*a, **k)
             tl.mark("db_reachable")
 
-        orig_open = hub.app.open_database
+        orig_open = hub.app.supervision.open_database
 
         @asynccontextmanager
         async def open_database(*a, **k):
@@ -125,7 +125,7 @@ class Instruments:
                 tl.mark("pool_open")
                 yield db
 
-        orig_migrate = hub.app.migrate
+        orig_migrate = hub.app.supervision.migrate
 
         async def migrate(db):
             tl.mark("migrate_start")
@@ -133,7 +133,7 @@ class Instruments:
             tl.mark("migrate_done")
             return applied
 
-        orig_sched_started = hub.scheduler.SessionScheduler.started
+        orig_sched_started = hub.pipeline.scheduler.SessionScheduler.started
 
         async def scheduler_started(self_):
             inst.sessions_sup = self_._sessions
@@ -141,8 +141,8 @@ class Instruments:
             await orig_sched_started(self_)
             tl.mark("scheduler_done")
 
-        orig_ingress_started = hub.ingress.Ingress.started
-        orig_reload = hub.ingress.Ingress._reload_registry
+        orig_ingress_started = hub.pipeline.ingress.Ingress.started
+        orig_reload = hub.pipeline.ingress.Ingress._reload_registry
 
         async def ingress_started(self_):
             inst.devices_sup = self_._devices
@@ -154,7 +154,7 @@ class Instruments:
             await orig_reload(self_)
             tl.mark("registry_loaded")
 
-        class RecordingClient(hub.app.TrioMqttClient):
+        class RecordingClient(hub.app.supervision.TrioMqttClient):
             async def subscribe(self_, topic_filter: str, qos: int = 1) -> None:
                 await super().subscribe(topic_filter, qos)
                 tl.mark("mqtt_subscribed")
@@ -166,13 +166,13 @@ class Instruments:
                     if inst.watch_payload is not None and message.payload == inst.watch_payload:
                         tl.mark("checkin_committed")
 
-        patch(hub.app, "wait_for_database", wait_for_database)
-        patch(hub.app, "open_database", open_database)
-        patch(hub.app, "migrate", migrate)
-        patch(hub.scheduler.SessionScheduler, "started", scheduler_started)
-        patch(hub.ingress.Ingress, "started", ingress_started)
-        patch(hub.ingress.Ingress, "_reload_registry", reload_registry)
-        patch(hub.app, "TrioMqttClient", RecordingClient)
+        patch(hub.app.supervision, "wait_for_database", wait_for_database)
+        patch(hub.app.supervision, "open_database", open_database)
+        patch(hub.app.supervision, "migrate", migrate)
+        patch(hub.pipeline.scheduler.SessionScheduler, "started", scheduler_started)
+        patch(hub.pipeline.ingress.Ingress, "started", ingress_started)
+        patch(hub.pipeline.ingress.Ingress, "_reload_registry", reload_registry)
+        patch(hub.app.supervision, "TrioMqttClient", RecordingClient)
 
     def remove(self) -> None:
         for owner, name, value in reversed(self._undo):
@@ -239,8 +239,8 @@ async def poll_healthz(port: int, timeline: Timeline, stop) -> None:
 async def hub_restart(args: argparse.Namespace, url: str, prefix: str, campus) -> dict[str, Any]:
     import trio
 
-    from hub.app import run_hub
-    from hub.scheduler import ResolveSession
+    from hub.app.supervision import run_hub
+    from hub.pipeline.scheduler import ResolveSession
     from schemas import Topics
 
     topics = Topics(prefix)
@@ -491,7 +491,7 @@ def main() -> None:
 
     import trio
 
-    from hub.config import MqttUrl
+    from hub.core.config import MqttUrl
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

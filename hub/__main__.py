@@ -1,5 +1,5 @@
 import sys
 
-from hub.cli import main
+from hub.app.cli import main
 
 sys.exit(main())

@@ -59,8 +59,8 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 import trio_asyncio
 
-from hub.campus import Campus
-from hub.config import MqttUrl
+from hub.core.campus import Campus
+from hub.core.config import MqttUrl
 from hub.db import Database, asyncio_loop, migrate, open_database, run_with_database
 from hub.db.seed import ensure_campus
 from hub.embedded import probe_mqtt, probe_postgres, start_embedded_broker, start_embedded_postgres

@@ -14,8 +14,8 @@ from typing import Any, Sequence
 
 import asyncpg
 
-from hub.bus import session_topic
-from hub.records import CheckinFlagRow, DisplayCheckinRow, LiveUpdate
+from hub.core.bus import session_topic
+from hub.core.records import CheckinFlagRow, DisplayCheckinRow, LiveUpdate
 
 from ._pool import Database
 from .academic import manages_sql

@@ -14,7 +14,7 @@ from typing import Any
 
 import asyncpg
 
-from hub.records import AlarmRow, DeviceHealthHistoryRow, DeviceHealthRow, ThresholdStateRow
+from hub.core.records import AlarmRow, DeviceHealthHistoryRow, DeviceHealthRow, ThresholdStateRow
 
 from ._pool import Database
 

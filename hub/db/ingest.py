@@ -8,7 +8,7 @@ from typing import Iterable, Sequence
 
 import asyncpg
 
-from hub.records import (
+from hub.core.records import (
     AcceptedEvent, AttendanceMark, Commit, LiveUpdate, Rejection, SensorRow, TokenUse,
     digest_key,
 )

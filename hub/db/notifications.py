@@ -13,7 +13,7 @@ then, after the commit, push them live with :func:`publish_notifications`::
 
 So a notification exists exactly when its cause was committed, and every
 webhook subscription interested in its kind gets one outbox row in that same
-transaction (delivered later by the hub's webhook dispatcher, hub/notifier.py).
+transaction (delivered later by the hub's webhook dispatcher, hub/services/warnings.py).
 
 Concurrency contract: the ``conn`` functions run on the asyncio side inside
 the caller's ``Database.run`` work and never commit on their own; the
@@ -29,7 +29,7 @@ from typing import Any, Protocol, Sequence
 
 import asyncpg
 
-from hub.bus import user_topic
+from hub.core.bus import user_topic
 
 from ._pool import Database
 

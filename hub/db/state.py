@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from typing import Sequence
 from datetime import datetime, timedelta
 
-from hub.records import DeviceHealthRow, ThresholdStateRow
+from hub.core.records import DeviceHealthRow, ThresholdStateRow
 
 from ._pool import Database
 from .health import ALARM_COLUMNS, HEALTH_COLUMNS, alarm_record

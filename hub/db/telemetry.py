@@ -6,7 +6,7 @@ partition that catches any reading outside them (far past, far future), so
 no reading is ever refused. ``sensor_readings_hourly`` keeps
 count/sum/min/max per device, metric and hour.
 
-One maintenance pass (:func:`maintain`, run hourly by hub/telemetry.py):
+One maintenance pass (:func:`maintain`, run hourly by hub/services/telemetry.py):
 
 1. create the partitions of every day in [today − raw_days, today + ahead]
    that is missing, moving any rows the DEFAULT partition holds for it;

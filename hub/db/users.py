@@ -25,7 +25,7 @@ class UserRecord:
     username: str
     display_name: str
     role: str
-    #: argon2id hash (``hub.passwords``); kept out of reprs and logs.
+    #: argon2id hash (``hub.core.passwords``); kept out of reprs and logs.
     password_hash: str = field(repr=False)
 
 

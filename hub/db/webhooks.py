@@ -1,7 +1,7 @@
 """Webhook subscriptions (admin CRUD) and the delivery outbox the hub's dispatcher drains.
 
 Outbox rows are created by :func:`hub.db.notifications.add_notifications` in
-the transaction of whatever caused them. The dispatcher (hub/notifier.py)
+the transaction of whatever caused them. The dispatcher (hub/services/warnings.py)
 *claims* due rows by pushing their ``next_attempt_at`` one lease ahead, posts
 them, then records each outcome; a hub that dies mid-delivery leaves the rows
 to be retried once the lease has passed (at-least-once delivery; receivers

@@ -1,7 +1,7 @@
 """Where the hub may POST webhooks: the URL and address policy, and URL redaction for logs.
 
 Pure (no I/O): the web checks a URL when a subscription is written
-(:func:`url_problem`), the dispatcher (hub/notifier.py) checks it again before
+(:func:`url_problem`), the dispatcher (hub/services/warnings.py) checks it again before
 each delivery and checks every address the host resolves to
 (:func:`address_problem`) before it connects to exactly that address.
 

@@ -15,7 +15,7 @@ import asyncpg
 import pytest
 import trio
 
-from hub.campus import Campus
+from hub.core.campus import Campus
 from hub.db import Database, open_database
 from hub.db.attendance import (
     AttendanceChange, InvalidAttendanceChange, apply_attendance_changes, apply_attributed_changes,

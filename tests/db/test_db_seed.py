@@ -13,13 +13,13 @@ from typing import AsyncIterator
 import pytest
 import trio
 
-from hub.campus import Campus
+from hub.core.campus import Campus
 from hub.db import Database, open_database
 from hub.db.seed import (
     COURSES_PER_STUDENT, DEMO_PASSWORD, SESSION_LEAD, SESSION_LENGTH, ensure_campus, room_id,
 )
-from hub.db.seed_academic import TERM_ID, ensure_todays_past_classes
-from hub.passwords import verify_password
+from hub.db.seed.academic import TERM_ID, ensure_todays_past_classes
+from hub.core.passwords import verify_password
 
 pytestmark = pytest.mark.integration
 

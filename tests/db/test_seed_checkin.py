@@ -10,8 +10,8 @@ import pytest
 
 from hub.db import Database, open_database
 from hub.db.seed import ensure_campus, faculty_id
-from hub.db.seed_academic import ensure_todays_past_classes
-from hub.db.seed_checkin import ensure_checkin_demo
+from hub.db.seed.academic import ensure_todays_past_classes
+from hub.db.seed.checkin import ensure_checkin_demo
 
 #: Mid-morning: the academic demo's earlier class of today is over.
 NOW = datetime(2025, 3, 4, 10, 17, 42, tzinfo=timezone.utc)

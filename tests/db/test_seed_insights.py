@@ -8,7 +8,7 @@ import pytest
 
 from hub.db import Database, open_database
 from hub.db.seed import course_id, ensure_campus
-from hub.db.seed_insights import ensure_insights_demo
+from hub.db.seed.insights import ensure_insights_demo
 from hub.db.stats import standings
 
 

@@ -1,4 +1,4 @@
-"""hub.simulator drives real edge agents: a tiny campus for 3 seconds."""
+"""hub.app.simulator drives real edge agents: a tiny campus for 3 seconds."""
 from __future__ import annotations
 
 import random
@@ -10,8 +10,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from hub.campus import Campus, DeviceCredentials, LiveSession, StudentCredentials
-from hub.simulator import pick_device, plan_session, run_simulation
+from hub.core.campus import Campus, DeviceCredentials, LiveSession, StudentCredentials
+from hub.app.simulator import pick_device, plan_session, run_simulation
 from schemas import parse_checkin_token, token_is_authentic, verify
 
 from edge_helpers import RUNNERS, BROKER_URL, Collector, new_prefix

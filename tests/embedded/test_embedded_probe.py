@@ -28,7 +28,7 @@ def test_a_silent_service_is_not_a_broker() -> None:
 
 
 def test_real_services(database_server_url: str, mqtt_server_url: str) -> None:
-    from hub.config import MqttUrl
+    from hub.core.config import MqttUrl
 
     assert probe_postgres(database_server_url)
     url = MqttUrl.parse(mqtt_server_url)

@@ -21,7 +21,7 @@ import trio
 
 from edge_agent.agent import EdgeAgent
 from edge_agent.config import AgentConfig
-from hub.campus import Campus, DeviceCredentials, LiveSession
+from hub.core.campus import Campus, DeviceCredentials, LiveSession
 from hub.db import Database
 from schemas import issue_checkin_token
 

@@ -24,7 +24,7 @@ import httpx
 import trio
 from websockets.sync.client import connect
 
-from hub.config import MqttUrl
+from hub.core.config import MqttUrl
 from hub.db import open_database
 from hub.db.seed import ensure_campus
 from hub.mqtt import TrioMqttClient

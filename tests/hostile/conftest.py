@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from hub.campus import Campus, DeviceCredentials
-from hub.config import Settings
+from hub.core.campus import Campus, DeviceCredentials
+from hub.core.config import Settings
 from hub.db import run_with_database
 from hub.db.seed import ensure_campus
 

@@ -40,7 +40,7 @@ import jwt
 import msgspec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from hub.campus import DeviceCredentials, LiveSession, StudentCredentials
+from hub.core.campus import DeviceCredentials, LiveSession, StudentCredentials
 from schemas import MAX_MESSAGE_BYTES, Topics, issue_checkin_token, sign
 
 _enc = msgspec.msgpack.encode

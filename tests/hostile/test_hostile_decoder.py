@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from hostile_corpus import MQTT_CASES, MqttWorld
-from hub.campus import DeviceCredentials, LiveSession, StudentCredentials
+from hub.core.campus import DeviceCredentials, LiveSession, StudentCredentials
 from schemas import Topics, WireError, decode_frame, decode_status
 
 #: Reasons the decoder itself gives; the others come from later layers (signature, registry, rules).

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import re
 
-from hub.bus import LiveBus
+from hub.core.bus import LiveBus
 from web import WebContext, create_app
 from web.openapi import DOCUMENT, OPENAPI_PATH
 

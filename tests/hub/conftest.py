@@ -14,13 +14,13 @@ from typing import AsyncIterator
 import pytest
 import trio
 
-from hub.app import Hub, run_hub
-from hub.campus import Campus
-from hub.config import Settings
+from hub.app.supervision import Hub, run_hub
+from hub.core.campus import Campus
+from hub.core.config import Settings
 from hub.db import Database, open_database, run_with_database
 from hub.db.seed import ensure_campus
 from hub.mqtt import TrioMqttClient
-from hub.config import MqttUrl
+from hub.core.config import MqttUrl
 
 
 

@@ -11,7 +11,7 @@ import trio
 
 from edge_agent.agent import EdgeAgent
 from edge_agent.config import AgentConfig
-from hub.campus import Campus, DeviceCredentials, LiveSession, StudentCredentials
+from hub.core.campus import Campus, DeviceCredentials, LiveSession, StudentCredentials
 from schemas import Event, QrScan, QrScanEvent, encode_event, new_event_id
 
 

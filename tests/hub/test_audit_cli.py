@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from hub.cli import main
+from hub.app.cli import main
 from hub.db import run_with_database
 from hub.db.attendance import AttendanceChange, apply_attendance_changes
 from hub.db.seed import ensure_campus

@@ -6,7 +6,7 @@ from datetime import datetime, time, timedelta, timezone
 
 from browser_helpers import chromium, run_in_browser_thread
 from hub.db.seed import faculty_id
-from hub.db.seed_academic import TERM_ID
+from hub.db.seed.academic import TERM_ID
 
 SECTION_B = "course-001-B"
 

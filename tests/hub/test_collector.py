@@ -1,4 +1,4 @@
-"""hub/collector.py: the garbage-collector policy (thresholds, periodic freezing, rebuilds)."""
+"""hub/services/collector.py: the garbage-collector policy (thresholds, periodic freezing, rebuilds)."""
 from __future__ import annotations
 
 import gc
@@ -8,7 +8,7 @@ import pytest
 import trio
 
 from actors import ChildSpec, Supervisor
-from hub.collector import THRESHOLDS, CollectorKeeper, collector_policy, freeze_long_lived
+from hub.services.collector import THRESHOLDS, CollectorKeeper, collector_policy, freeze_long_lived
 
 
 class _Node:

@@ -22,8 +22,8 @@ import pytest
 import trio
 from paho.mqtt.enums import CallbackAPIVersion
 
-from hub.app import run_hub
-from hub.config import MqttUrl, Settings
+from hub.app.supervision import run_hub
+from hub.core.config import MqttUrl, Settings
 from hub.db.device_commands import create_command
 from hub.db.seed import DEMO_PASSWORD
 from schemas import (

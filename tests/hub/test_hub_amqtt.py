@@ -14,9 +14,9 @@ from typing import Iterator
 import pytest
 import trio
 
-from hub.app import run_hub
-from hub.campus import Campus
-from hub.config import MqttUrl, Settings
+from hub.app.supervision import run_hub
+from hub.core.campus import Campus
+from hub.core.config import MqttUrl, Settings
 from hub.db import open_database, run_with_database
 from hub.db.seed import ensure_campus
 from hub.embedded import EmbeddedBroker, start_embedded_broker

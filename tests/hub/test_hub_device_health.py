@@ -10,7 +10,7 @@ from functools import partial
 
 import trio
 
-from hub.app import run_hub
+from hub.app.supervision import run_hub
 from hub_helpers import eventually
 from schemas import (
     DeviceStatus, Heartbeat, HeartbeatEvent, Topics, encode_event, encode_status, new_event_id,

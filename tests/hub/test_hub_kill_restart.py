@@ -9,7 +9,7 @@ import time
 
 import trio
 
-from hub.config import Settings
+from hub.core.config import Settings
 from hub_helpers import eventually
 from schemas import SensorReading, SensorReadingEvent, Topics, encode_event, new_event_id
 

@@ -6,10 +6,10 @@ from functools import partial
 
 import trio
 
-from hub.app import run_hub
+from hub.app.supervision import run_hub
 from hub.db import run_with_database
 from hub.db.seed import ensure_campus
-from hub.scheduler import SCHEDULER_MAILBOX
+from hub.pipeline.scheduler import SCHEDULER_MAILBOX
 
 ROOMS = SCHEDULER_MAILBOX + 44  # more live sessions than the scheduler's mailbox holds
 

@@ -9,7 +9,7 @@ import trio
 from browser_helpers import chromium, run_in_browser_thread
 from hub.db.notifications import NewNotification, add_notifications, publish_notifications
 from hub.db.seed import course_id
-from hub.db.seed_insights import ensure_insights_demo
+from hub.db.seed.insights import ensure_insights_demo
 
 
 async def test_condonation_report_student_standing_and_live_notifications(hub, hub_campus, test_db, tmp_path):
@@ -81,7 +81,7 @@ async def test_condonation_report_student_standing_and_live_notifications(hub, h
         rows = await test_db.run(lambda conn: add_notifications(conn, [NewNotification(
             student_id, "leave_decided", "Pushed live", "Your leave was approved.", link="/student")]),
             transaction=True)
-        publish_notifications(hub.bus, rows)
+        publish_notifications(hub.core.bus, rows)
         published.set()
     assert result, "the browser script failed"
     seen = result[0]

@@ -1,7 +1,7 @@
 """The generated Mosquitto password and ACL files, enforced by a real, private Mosquitto.
 
 The broker runs with ``allow_anonymous false`` and exactly the files
-``hub.mosquitto_auth`` renders from the registry; real MQTT 5 clients then
+``hub.adapters.mosquitto_auth`` renders from the registry; real MQTT 5 clients then
 prove: a device publishes its own uplink, cannot publish another device's
 (PUBACK 0x87 and nothing reaches the hub), a wrong password is refused, and a
 revoked device is refused after the files are re-rendered and the broker
@@ -27,7 +27,7 @@ from hub.domain.credentials import DeviceCredentials, new_device_credentials
 from hub.embedded import probe_mqtt
 from hub.embedded.broker import mosquitto_path
 from hub.embedded._common import choose_port, wait_until
-from hub.mosquitto_auth import HubAccount, MosquittoFiles, export_mosquitto, render_acl_file
+from hub.adapters.mosquitto_auth import HubAccount, MosquittoFiles, export_mosquitto, render_acl_file
 from hub.mqtt import MqttError, TrioMqttClient
 from schemas import Topics
 
@@ -179,7 +179,7 @@ def test_the_acl_gives_each_device_its_own_three_topics_and_the_hub_the_wildcard
 
 
 def test_files_are_replaced_atomically(tmp_path: Path):
-    from hub.mosquitto_auth import write_atomically
+    from hub.adapters.mosquitto_auth import write_atomically
 
     target = tmp_path / "acl"
     target.write_text("old")

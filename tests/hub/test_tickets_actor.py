@@ -13,12 +13,12 @@ import pytest
 import trio
 
 from actors import ChildSpec, Supervisor
-from hub.bus import DEVICES_TOPIC, LiveBus
+from hub.core.bus import DEVICES_TOPIC, LiveBus
 from hub.db.tickets import (
     AlarmBrief, LatestAlarm, PriorityPolicy, Ticket, TicketPolicy, Watch, WatchedTicket, get_ticket, load_policy,
 )
 from hub.domain.tickets import DEFAULT_SLA
-from hub.tickets import (
+from hub.services.tickets import (
     GetDeadlines, PostgresTicketStore, Reload, TicketActor, TicketsChanged,
 )
 

@@ -10,9 +10,9 @@ import pytest
 import trio
 
 from actors import ChildSpec, Supervisor
-from hub.bus import LiveBus, session_topic, user_topic
+from hub.core.bus import LiveBus, session_topic, user_topic
 from hub.db import Database, open_database
-from hub.notifier import AttendanceChanged, WarningWatcher
+from hub.services.warnings import AttendanceChanged, WarningWatcher
 
 NOW = datetime.now(timezone.utc)
 

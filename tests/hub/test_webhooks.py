@@ -18,7 +18,7 @@ import trio
 from actors import ChildSpec, Supervisor
 from hub.db import Database, open_database
 from hub.db.notifications import NewNotification, add_notifications
-from hub.notifier import SIGNATURE_HEADER, WebhookDispatcher, backoff, sign, verify
+from hub.services.webhooks import SIGNATURE_HEADER, WebhookDispatcher, backoff, sign, verify
 
 SECRET = "whsec_" + "k" * 26
 
@@ -193,7 +193,7 @@ def resolving(table: dict[str, list[str]]):
 
 
 async def test_a_host_resolving_to_a_forbidden_address_is_refused_and_never_retried(fresh_db, caplog):
-    caplog.set_level(logging.INFO, logger="hub.notifier")
+    caplog.set_level(logging.INFO, logger="hub.services.webhooks")
     # Registration saw a harmless name; at delivery it resolves to the metadata service (one of
     # its addresses is enough). Nothing is posted, and the failure is final.
     resolver = resolving({"hooks.campus.test": ["10.0.0.7", "169.254.169.254"]})
@@ -228,7 +228,7 @@ async def test_the_connection_goes_to_the_checked_address(fresh_db):
 
 
 async def test_urls_stored_before_the_policy_are_refused_and_redacted(fresh_db, caplog):
-    caplog.set_level(logging.INFO, logger="hub.notifier")
+    caplog.set_level(logging.INFO, logger="hub.services.webhooks")
     # Written with SQL, bypassing the API's check: userinfo, and a metadata host.
     userinfo = await queue_one(fresh_db, "https://svc:hunter2@hooks.campus.test/in")
     metadata = await queue_one(fresh_db, "http://metadata.google.internal/computeMetadata/v1/?recursive=true")

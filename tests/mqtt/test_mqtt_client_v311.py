@@ -23,7 +23,7 @@ import pytest
 import trio
 
 from hub.embedded import start_embedded_broker
-from hub.config import MqttUrl
+from hub.core.config import MqttUrl
 from mqtt_helpers import assert_nothing, drop_socket, receive, start, subscriber, wait_until
 from hub.mqtt import TrioMqttClient
 

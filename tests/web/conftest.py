@@ -16,9 +16,9 @@ from functools import lru_cache
 import pytest
 from quart_trio import QuartTrio
 
-from hub.bus import LiveBus
+from hub.core.bus import LiveBus
 from hub.db import Database
-from hub.passwords import hash_password
+from hub.core.passwords import hash_password
 from web import WebContext, create_app
 
 from web_helpers import JWT_SECRET, PASSWORD

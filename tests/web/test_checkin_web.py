@@ -13,10 +13,10 @@ import pytest
 import trio
 
 from actors import ChildSpec, Supervisor
-from hub.bus import session_topic, user_topic
-from hub.metrics import HubMetrics
-from hub.session_actor import SESSION_MAILBOX, SessionActor, session_caller
-from hub.writer import PersistenceWriter
+from hub.core.bus import session_topic, user_topic
+from hub.core.metrics import HubMetrics
+from hub.pipeline.session_actor import SESSION_MAILBOX, SessionActor, session_caller
+from hub.pipeline.writer import PersistenceWriter
 from web import create_app
 
 from test_live import recv
@@ -144,7 +144,7 @@ async def test_manual_and_bulk_marks_through_the_live_actor(client, world, db, b
     assert audit["actor"] == world.users["fac1"] and audit["reason"] == "medical"
     assert json.loads(audit["after"])["status"] == "excused"
     # The actor knows: stu2 can no longer check in by scanning.
-    from hub.session_actor import RosterStatus
+    from hub.pipeline.session_actor import RosterStatus
     assert (await live.lookup(session).ask(RosterStatus()))[world.users["stu2"]] == "excused"
     # Bulk: every student without a record (none left) changes nothing.
     bulk = await client.post(f"/api/v1/sessions/{session}/marks/unmarked", headers=headers, json={"status": "absent"})
@@ -260,7 +260,7 @@ async def test_a_flag_reaches_the_open_rosters_and_each_managing_faculty_once(ap
 
 async def test_the_batch_writer_notifies_a_flag_once_even_when_its_message_is_redelivered(world, db):
     from hub.db.ingest import write_batch
-    from hub.records import CheckinFlagRow, Commit
+    from hub.core.records import CheckinFlagRow, Commit
 
     session = world.sessions["live1"]
     row = CheckinFlagRow(session, world.users["stu2"], "wrong_room", "scanned elsewhere", {"room_id": "x"}, "qr",

@@ -13,11 +13,11 @@ import pytest
 import trio
 
 from actors import ChildSpec, Supervisor
-from hub.bus import DEVICES_TOPIC
-from hub.device_actor import device_asker
-from hub.device_alarms import ThresholdBook, thresholds_changed
-from hub.metrics import HubMetrics
-from hub.writer import PersistenceWriter
+from hub.core.bus import DEVICES_TOPIC
+from hub.pipeline.device_actor import device_asker
+from hub.pipeline.device_alarms import ThresholdBook, thresholds_changed
+from hub.core.metrics import HubMetrics
+from hub.pipeline.writer import PersistenceWriter
 
 from web_helpers import bearer
 

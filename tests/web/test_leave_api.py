@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 
 from hub.db.ingest import write_batch
-from hub.records import AttendanceMark, Commit, internal_key
+from hub.core.records import AttendanceMark, Commit, internal_key
 
 from web_helpers import bearer
 

@@ -11,7 +11,7 @@ from quart.testing.connections import WebsocketDisconnectError, WebsocketRespons
 
 import web.ws
 from actors import Supervisor
-from hub.bus import DEVICES_TOPIC, LiveBus, session_topic, student_topic
+from hub.core.bus import DEVICES_TOPIC, LiveBus, session_topic, student_topic
 from web import WebContext, create_app
 from web.auth import ACCESS_TTL_S
 from web.connection import RESYNC, ConnectionState

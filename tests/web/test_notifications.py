@@ -6,7 +6,7 @@ import json
 
 import trio
 
-from hub.bus import user_topic
+from hub.core.bus import user_topic
 from hub.db.notifications import NewNotification, add_notifications, publish_notifications
 from web_helpers import bearer, page_login
 

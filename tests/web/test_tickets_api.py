@@ -5,8 +5,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from hub.bus import DEVICES_TOPIC
-from hub.passwords import hash_password
+from hub.core.bus import DEVICES_TOPIC
+from hub.core.passwords import hash_password
 from web_helpers import PASSWORD, bearer
 
 

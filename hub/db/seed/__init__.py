@@ -24,14 +24,14 @@ from typing import Any
 import asyncpg
 import trio
 
-from ..campus import Campus, DemoLogin, DeviceCredentials, LiveSession, StudentCredentials
-from ..passwords import hash_password
-from ._pool import Database
-from .seed_academic import ensure_academic_demo
-from .seed_provisioning import seed_command_history
-from .seed_health import ensure_health_demo
-from .seed_console import ensure_console_demo
-from .seed_records import ensure_records_demo
+from hub.core.campus import Campus, DemoLogin, DeviceCredentials, LiveSession, StudentCredentials
+from hub.core.passwords import hash_password
+from .._pool import Database
+from .academic import ensure_academic_demo
+from .provisioning import seed_command_history
+from .health import ensure_health_demo
+from .console import ensure_console_demo
+from .records import ensure_records_demo
 
 DEMO_PASSWORD = "campushub"
 #: A new session starts this long before ``now`` (inside the default 10 min grace: scans are on time)...
@@ -138,7 +138,7 @@ async def ensure_campus(
         password_hash = await trio.to_thread.run_sync(hash_password, demo_password)
         loaded = await db.run(partial(_seed_and_load, plan=plan, now=now, password_hash=password_hash),
                               transaction=True)
-    if plan.students:  # leave and correction demo requests (hub/db/seed_records.py)
+    if plan.students:  # leave and correction demo requests (hub/db/seed/records.py)
         await ensure_records_demo(db, student_id=student_id(1), decider_id=ADMIN_ID, now=now)
     return _campus(loaded, plan, demo_password)
 
@@ -261,11 +261,11 @@ async def _seed_and_load(
                 for did, rid in devices if did in absent])
 
     await ensure_health_demo(conn, [r[0] for r in rooms])  # a threshold rule the simulator trips
-    await seed_command_history(conn, device_id(1), now)  # hub/db/seed_provisioning.py
+    await seed_command_history(conn, device_id(1), now)  # hub/db/seed/provisioning.py
     await ensure_console_demo(conn, [r[0] for r in rooms], student_id=student_id(1) if plan.students else None,
-                              faculty_id=faculty_id(1), now=now)  # hub/db/seed_console.py
+                              faculty_id=faculty_id(1), now=now)  # hub/db/seed/console.py
     sessions = await _ensure_live_sessions(conn, [r[0] for r in rooms], now)
-    await ensure_academic_demo(conn, [c[0] for c in courses], now)  # hub/db/seed_academic.py
+    await ensure_academic_demo(conn, [c[0] for c in courses], now)  # hub/db/seed/academic.py
 
     return _Loaded(
         students=await conn.fetch(

@@ -17,14 +17,14 @@ import asyncpg
 import trio
 
 from actors import Actor
-from hub.bus import LiveBus
+from hub.core.bus import LiveBus
 from hub.db import Database
 from hub.db.ingest import BatchWritten, write_batch
-from hub.metrics import HubMetrics
+from hub.core.metrics import HubMetrics
 from hub.mqtt import InboundMessage
-from hub.records import Commit, LiveUpdate, Rejection
+from hub.core.records import Commit, LiveUpdate, Rejection
 
-log = logging.getLogger("hub.writer")
+log = logging.getLogger("hub.pipeline.writer")
 
 WRITER_MAILBOX = 4096
 MAX_BATCH = 2000

@@ -1,9 +1,9 @@
-"""How the web's provisioning calls reach the running hub (wired by hub/app.py into WebContext).
+"""How the web's provisioning calls reach the running hub (wired by hub/app/supervision.py into WebContext).
 
 - ``devices_changed(ids)``: the ingress reloads those devices' records (a
   rotated key works at once, a revoked device is refused at once) and, when
   ``CAMPUSHUB_MOSQUITTO_*`` names the broker's files, they are regenerated
-  and the broker signalled (hub/mosquitto_auth.py).
+  and the broker signalled (hub/adapters/mosquitto_auth.py).
 - ``send_command(id)``: the CommandDispatcher publishes a recorded command.
 
 Both are for trio tasks of the hub's run (web requests), called after the
@@ -18,12 +18,12 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from actors import ActorRef, Supervisor
-from hub.commands import Dispatch
-from hub.delivery import deliver
-from hub.ingress import RegistryChanged
-from hub.mosquitto_auth import MosquittoSync
+from hub.pipeline.commands import Dispatch
+from actors.delivery import deliver
+from hub.pipeline.ingress import RegistryChanged
+from hub.adapters.mosquitto_auth import MosquittoSync
 
-log = logging.getLogger("hub.provisioning")
+log = logging.getLogger("hub.app.provisioning")
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """Check-in demo data: one open proxy-attendance flag for the demo faculty to review.
 
-A ``wrong_room`` flag as the hub raises it (hub/session_actor.py): a student
+A ``wrong_room`` flag as the hub raises it (hub/pipeline/session_actor.py): a student
 of the demo faculty's most recent ENDED session was scanned by the edge
 device of another room; the check-in counted (present) and was flagged, and
 the course's managing faculty got a ``checkin_flagged`` notification linking
@@ -9,7 +9,7 @@ with the functions the hub uses (``apply_attendance_changes``,
 ``insert_flags``, ``announce_flags``).
 
 For ``campushub demo`` only, after the academic demo's past classes of today
-(``hub.db.seed_academic.ensure_todays_past_classes``): like them it stays out
+(``hub.db.seed.academic.ensure_todays_past_classes``): like them it stays out
 of ``ensure_campus``, whose sessions tests check in to and count. Without an
 ended session of the faculty's courses in the last 7 days (a fresh demo
 started in the first ~2.5 hours of a UTC day), nothing is seeded.
@@ -24,12 +24,12 @@ from datetime import datetime, timedelta
 
 import asyncpg
 
-from hub.records import CheckinFlagRow
+from hub.core.records import CheckinFlagRow
 
-from ._pool import Database
-from .academic import manages_sql
-from .attendance import AttendanceChange, apply_attendance_changes, lock_attendance
-from .checkin import announce_flags, insert_flags
+from .._pool import Database
+from ..academic import manages_sql
+from ..attendance import AttendanceChange, apply_attendance_changes, lock_attendance
+from ..checkin import announce_flags, insert_flags
 
 #: How far back an ended session may be to carry the demo flag.
 LOOKBACK = timedelta(days=7)

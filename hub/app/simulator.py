@@ -40,7 +40,7 @@ from edge_agent.agent import EdgeAgent
 from edge_agent.config import AgentConfig, SimulatedSensorSourceConfig
 from schemas import issue_checkin_token
 
-from .campus import Campus, DeviceCredentials, LiveSession
+from hub.core.campus import Campus, DeviceCredentials, LiveSession
 
 log = logging.getLogger(__name__)
 

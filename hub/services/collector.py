@@ -43,9 +43,9 @@ from contextlib import contextmanager
 
 import trio
 
-from hub.service import ServiceActor
+from actors.service import ServiceActor
 
-log = logging.getLogger("hub.collector")
+log = logging.getLogger("hub.services.collector")
 
 #: (young, middle, old): see the module docstring, point 2.
 THRESHOLDS = (10_000, 5, 400)
@@ -84,7 +84,7 @@ def freeze_long_lived() -> int:
 class CollectorKeeper(ServiceActor):
     """Freezes what has survived every ``freeze_every_s``; rebuilds the frozen set every ``rebuild_every_s``.
 
-    Takes no messages (a :class:`~hub.service.ServiceActor`). Each step runs
+    Takes no messages (a :class:`~actors.service.ServiceActor`). Each step runs
     synchronously on the hub's thread between two trio checkpoints; a
     rebuild blocks the whole hub for its full collection, which is why it is
     rare. Cancelling it between steps loses nothing: the next incarnation

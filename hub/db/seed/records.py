@@ -16,9 +16,9 @@ from datetime import datetime, timedelta
 from hub.domain.corrections import CorrectionRuleError
 from hub.domain.leave import LeaveRuleError
 
-from ._pool import Database
-from .corrections import request_correction
-from .leave import apply_for_leave, decide_leave
+from .._pool import Database
+from ..corrections import request_correction
+from ..leave import apply_for_leave, decide_leave
 
 
 async def ensure_records_demo(db: Database, *, student_id: str, decider_id: str, now: datetime) -> None:

@@ -1,4 +1,4 @@
-"""Builders for the :class:`~hub.records.Commit` of an inbound message: one way to make each."""
+"""Builders for the :class:`~hub.core.records.Commit` of an inbound message: one way to make each."""
 from __future__ import annotations
 
 import uuid
@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 import msgspec
 
 from hub.mqtt import InboundMessage
-from hub.records import AcceptedEvent, Commit, Effect, LiveUpdate, Rejection, digest_key
+from hub.core.records import AcceptedEvent, Commit, Effect, LiveUpdate, Rejection, digest_key
 from schemas import Event
 
 

@@ -25,13 +25,13 @@ from decimal import Decimal
 
 import asyncpg
 
-from ._pool import Database
-from .attendance import AttendanceChange, apply_attendance_changes
+from .._pool import Database
+from ..attendance import AttendanceChange, apply_attendance_changes
 from hub.domain.eligibility import CONDONABLE, shown
 
-from .condonation import create_application
-from .notifications import NewNotification, add_notifications
-from .stats import StandingRow, standings
+from ..condonation import create_application
+from ..notifications import NewNotification, add_notifications
+from ..stats import StandingRow, standings
 
 HISTORY = 12
 _PATTERNS = (

@@ -15,24 +15,25 @@ from typing import Any, Sequence
 import trio
 
 from actors import ActorRef, ChildSpec, Supervisor
-from hub.bus import LiveBus
-from hub.collector import CollectorKeeper, collector_policy, freeze_long_lived
-from hub.config import MqttUrl, Settings
+from hub.core.bus import LiveBus
+from hub.services.collector import CollectorKeeper, collector_policy, freeze_long_lived
+from hub.core.config import MqttUrl, Settings
 from hub.db import Database, asyncio_loop, migrate, open_database, wait_for_database
-from hub.commands import COMMANDS_MAILBOX, CommandDispatcher
-from hub.ingress import INGRESS_MAILBOX, Ingress
+from hub.pipeline.commands import COMMANDS_MAILBOX, CommandDispatcher
+from hub.pipeline.ingress import INGRESS_MAILBOX, Ingress
 from hub.db.telemetry import RetentionPolicy
-from hub.device_actor import device_asker
-from hub.device_alarms import ThresholdBook, thresholds_changed
-from hub.telemetry import TELEMETRY_MAILBOX, TelemetryMaintenance
-from hub.metrics import HubMetrics
+from hub.pipeline.device_actor import device_asker
+from hub.pipeline.device_alarms import ThresholdBook, thresholds_changed
+from hub.services.telemetry import TELEMETRY_MAILBOX, TelemetryMaintenance
+from hub.core.metrics import HubMetrics
 from hub.mqtt import InboundMessage, TrioMqttClient
-from hub.notifier import WARNINGS_MAILBOX, WarningWatcher, WebhookDispatcher, also_recheck
-from hub.scheduler import SCHEDULER_MAILBOX, SessionScheduler, SessionsChanged
-from hub.session_actor import attendance_changed, session_caller
-from hub.service import ServiceActor
-from hub.tickets import TICKETS_MAILBOX, PostgresTicketStore, TicketActor
-from hub.writer import WRITER_MAILBOX, PersistenceWriter
+from hub.services.warnings import WARNINGS_MAILBOX, WarningWatcher, also_recheck
+from hub.services.webhooks import WebhookDispatcher
+from hub.pipeline.scheduler import SCHEDULER_MAILBOX, SessionScheduler, SessionsChanged
+from hub.pipeline.session_actor import attendance_changed, session_caller
+from actors.service import ServiceActor
+from hub.services.tickets import TICKETS_MAILBOX, PostgresTicketStore, TicketActor
+from hub.pipeline.writer import WRITER_MAILBOX, PersistenceWriter
 from schemas import Topics
 
 log = logging.getLogger("hub")
@@ -131,8 +132,8 @@ def _jwt_secret(settings: Settings) -> bytes:
 
 def _provisioning_links(root: Supervisor, db: Database, topics: Topics, mqtt_url: MqttUrl) -> Any:
     """The web's provisioning callables; the broker's files are kept in step when configured."""
-    from hub.mosquitto_auth import HubAccount, MosquittoFiles, MosquittoSync
-    from hub.provisioning import ProvisioningLinks
+    from hub.adapters.mosquitto_auth import HubAccount, MosquittoFiles, MosquittoSync
+    from hub.app.provisioning import ProvisioningLinks
 
     files = MosquittoFiles.from_env()
     hub_account = (HubAccount.from_password(mqtt_url.username, mqtt_url.password or "")
@@ -265,7 +266,7 @@ async def _run_tree(
             if waited.cancelled_caught:
                 log.warning("broker %s not reachable yet; starting without it", mqtt_url)
             # Everything built so far (registry, actors, rosters, the app) lives as
-            # long as the hub: out of the collector's generations (hub/collector.py).
+            # long as the hub: out of the collector's generations (hub/services/collector.py).
             freeze_long_lived()
             hub.ready = True
             task_status.started(hub)

@@ -26,18 +26,18 @@ from dataclasses import dataclass
 import trio
 
 from actors import ActorRef, Supervisor
-from hub.delivery import deliver
-from hub.commits import reject
+from actors.delivery import deliver
+from hub.pipeline.commits import reject
 from hub.db import Database
 from hub.db.state import DeviceRecord, DeviceSnapshot, load_device_snapshots, load_devices
-from hub.commands import CommandAckReceived
-from hub.device_actor import DeviceEvent, StatusUpdate, device_child_spec, ensure_device_actor
-from hub.device_alarms import ThresholdBook
+from hub.pipeline.commands import CommandAckReceived
+from hub.pipeline.device_actor import DeviceEvent, StatusUpdate, device_child_spec, ensure_device_actor
+from hub.pipeline.device_alarms import ThresholdBook
 from hub.mqtt import InboundMessage, TrioMqttClient
-from hub.service import ServiceActor
+from actors.service import ServiceActor
 from schemas import CommandAckEvent, Frame, Topics, WireError, decode_frame, decode_status, verify
 
-log = logging.getLogger("hub.ingress")
+log = logging.getLogger("hub.pipeline.ingress")
 
 #: An unknown device id triggers a registry reload at most this often.
 _REGISTRY_RELOAD_MIN_S = 2.0

@@ -25,9 +25,9 @@ from datetime import datetime, time, timedelta, timezone
 
 import asyncpg
 
-from ._pool import Database
-from .attendance import AttendanceChange, apply_attendance_changes
-from .timetable import regenerate_in
+from .._pool import Database
+from ..attendance import AttendanceChange, apply_attendance_changes
+from ..timetable import regenerate_in
 
 TERM_ID = "demo-term"
 MAX_COURSES = 4

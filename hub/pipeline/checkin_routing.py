@@ -17,7 +17,7 @@ from actors import ActorRef
 from hub.db import Database
 from hub.db.checkin import student_session_at
 from hub.domain.checkin import EARLY_HORIZON
-from hub.scheduler import ResolveSession, SessionRoute
+from hub.pipeline.scheduler import ResolveSession, SessionRoute
 from schemas import BiometricMatchEvent, QrScanEvent, parse_checkin_token
 
 

@@ -1,6 +1,6 @@
 """The alarm and threshold state of one device actor, and the campus's current threshold rules.
 
-:class:`DeviceAlarms` is owned by exactly one :class:`~hub.device_actor.DeviceActor`
+:class:`DeviceAlarms` is owned by exactly one :class:`~hub.pipeline.device_actor.DeviceActor`
 (never shared): its active alarms by type, recently cleared ones (so an
 acknowledgement right after a clear needs no query), and each threshold
 rule's evaluation state. It turns readings and online/offline changes into
@@ -23,14 +23,14 @@ from datetime import datetime
 from typing import Any, Iterable, Mapping
 
 from actors import Supervisor
-from hub.bus import DEVICES_TOPIC
+from hub.core.bus import DEVICES_TOPIC
 from hub.db import Database
 from hub.db.state import DeviceSnapshot
 from hub.db.thresholds import load_rule_set
-from hub.delivery import deliver
+from actors.delivery import deliver
 from hub.domain.alarms import OFFLINE_ALARM, Alarm, AlarmChange, offline_change
 from hub.domain.thresholds import RuleBook, RuleState, ThresholdRule, evaluate, reconcile
-from hub.records import AlarmRow, LiveUpdate, ThresholdStateRow
+from hub.core.records import AlarmRow, LiveUpdate, ThresholdStateRow
 
 log = logging.getLogger("hub.alarms")
 

@@ -1,4 +1,4 @@
-"""``campushub audit``: verify an exported JSON-lines file offline; export the log (wired into hub/cli.py).
+"""``campushub audit``: verify an exported JSON-lines file offline; export the log (wired into hub/app/cli.py).
 
 ``verify FILE`` needs no database: it re-hashes each line with
 :func:`hub.db.audit_hash.entry_hash` (the same bytes as migration 0004's
@@ -22,7 +22,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Iterator, TextIO
 
-from hub.config import Settings
+from hub.core.config import Settings
 
 EXIT_OK, EXIT_BROKEN, EXIT_USAGE = 0, 1, 2
 
@@ -146,7 +146,7 @@ def _describe(v: dict[str, Any]) -> str:
 def _export(args: argparse.Namespace, settings: Settings) -> int:
     import asyncpg
 
-    from hub.cli import _with_services
+    from hub.app.environment import with_services
     from hub.db import run_with_database
     from hub.db.audit import AuditFilter, csv_chunk, csv_header, iter_audit, jsonl_chunk, search_audit
 
@@ -171,7 +171,7 @@ def _export(args: argparse.Namespace, settings: Settings) -> int:
         return EXIT_OK
 
     with ExitStack() as stack:
-        settings = _with_services(settings, stack, start_embedded=False, broker=False)
+        settings = with_services(settings, stack, start_embedded=False, broker=False)
         try:
             return run_with_database(settings.database_url, work)
         except (asyncpg.UndefinedTableError, asyncpg.UndefinedColumnError, asyncpg.UndefinedFunctionError):

@@ -30,13 +30,13 @@ from typing import Any, Callable, Protocol, Sequence
 import trio
 
 from actors import Actor, Timer
-from hub.bus import DEVICES_TOPIC, LAGGED, LiveBus
+from hub.core.bus import DEVICES_TOPIC, LAGGED, LiveBus
 from hub.db import Database
 from hub.db import tickets as store_db
 from hub.db.tickets import AlarmBrief, Ticket, TicketPolicy, Watch, WatchedTicket
 from hub.domain import tickets as rules
 
-log = logging.getLogger("hub.tickets")
+log = logging.getLogger("hub.services.tickets")
 
 TICKETS_MAILBOX = 256
 #: The pump's bus buffer: device and alarm messages of a busy campus between two reads.

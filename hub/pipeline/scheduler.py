@@ -33,9 +33,9 @@ from hub.db.class_sessions import (
 )
 from hub.db.state import SessionSnapshot, load_session_snapshots
 from hub.domain.session_messages import CloseSession
-from hub.session_actor import SESSION_MAILBOX, SessionActor
+from hub.pipeline.session_actor import SESSION_MAILBOX, SessionActor
 
-log = logging.getLogger("hub.scheduler")
+log = logging.getLogger("hub.pipeline.scheduler")
 
 #: Mailbox: bounded, Overflow.BLOCK; senders (device actors resolving a room, the web's
 #: ``sessions_changed``, this actor's own timers and close tasks) wait while it is full.

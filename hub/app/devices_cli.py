@@ -1,4 +1,4 @@
-"""``campushub devices``: register, list, rotate, revoke, export-mosquitto (wired into hub/cli.py).
+"""``campushub devices``: register, list, rotate, revoke, export-mosquitto (wired into hub/app/cli.py).
 
 Same rules as the web API (hub/db/devices_admin.py stores, hub/domain/
 credentials.py generates); the actor recorded is ``cli:<os user>``. A running
@@ -18,7 +18,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from hub.config import MqttUrl, Settings
+from hub.core.config import MqttUrl, Settings
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
@@ -55,11 +55,11 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from hub.cli import _with_services
+    from hub.app.environment import with_services
     from hub.db import migrate, run_with_database
 
     with ExitStack() as stack:
-        settings = _with_services(settings, stack, start_embedded=False, broker=False)
+        settings = with_services(settings, stack, start_embedded=False, broker=False)
 
         async def work(db) -> int:
             await migrate(db)
@@ -73,7 +73,7 @@ def _actor() -> str:
 
 
 def _hub_account(args: argparse.Namespace, settings: Settings):
-    from hub.mosquitto_auth import HubAccount
+    from hub.adapters.mosquitto_auth import HubAccount
 
     username = getattr(args, "hub_username", None)
     password = getattr(args, "hub_password", None)
@@ -88,7 +88,7 @@ def _hub_account(args: argparse.Namespace, settings: Settings):
 
 
 async def _sync_broker_files(db, settings: Settings) -> None:
-    from hub.mosquitto_auth import MosquittoFiles, export_mosquitto
+    from hub.adapters.mosquitto_auth import MosquittoFiles, export_mosquitto
     from schemas import Topics
 
     files = MosquittoFiles.from_env()
@@ -200,7 +200,7 @@ async def _revoke(db, args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _export(db, args: argparse.Namespace, settings: Settings) -> int:
-    from hub.mosquitto_auth import MosquittoFiles, export_mosquitto
+    from hub.adapters.mosquitto_auth import MosquittoFiles, export_mosquitto
     from schemas import Topics
 
     files = MosquittoFiles(args.passwd, args.acl, args.pid_file)

@@ -6,22 +6,19 @@ import json
 import logging
 import os
 import signal
-import subprocess
 import sys
 import time
 from contextlib import ExitStack
-from dataclasses import replace
 from datetime import datetime, timezone
-from pathlib import Path
 
 import trio
 
-from hub.config import MqttUrl, Settings
+from hub.app.environment import with_services
+from hub.core.config import MqttUrl, Settings
 
 log = logging.getLogger("campushub")
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
-_SERVICES_FILE = "services.json"
 DEMO_ROOMS, DEMO_STUDENTS = 4, 60
 
 
@@ -57,10 +54,10 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
     sim.add_argument("--json", action="store_true", help="print the counts as JSON on stdout")
 
-    from hub.devices_cli import add_parser as add_devices_parser
+    from hub.app.devices_cli import add_parser as add_devices_parser
 
     add_devices_parser(sub)
-    from hub.audit_cli import add_parser as add_audit_parser
+    from hub.app.audit_cli import add_parser as add_audit_parser
 
     add_audit_parser(sub)
     return parser
@@ -92,52 +89,6 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
 
 
-# --- services ---------------------------------------------------------------
-
-def _with_services(settings: Settings, stack: ExitStack, *, start_embedded: bool, broker: bool = True) -> Settings:
-    """Fill in database (and, with ``broker``, MQTT) URLs: configured ones, a running demo's, or new embedded ones."""
-    if settings.database_url and (settings.mqtt_url or not broker):
-        return settings
-    running = _running_demo_services(settings.data_dir)
-    if running:
-        return replace(settings, database_url=settings.database_url or running["database_url"],
-                       mqtt_url=settings.mqtt_url or running["mqtt_url"])
-    if not start_embedded:
-        raise ValueError(
-            "no database/broker configured: set CAMPUSHUB_DATABASE_URL and CAMPUSHUB_MQTT_URL, "
-            "or start `campushub demo` in this directory")
-    from hub.embedded import start_embedded_broker, start_embedded_postgres
-
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    database_url, mqtt_url = settings.database_url, settings.mqtt_url
-    if not database_url:
-        print("campushub: starting embedded PostgreSQL ...", file=sys.stderr)
-        pg = start_embedded_postgres(settings.data_dir / "postgres")
-        stack.callback(pg.stop)
-        database_url = pg.dsn
-    if broker and not mqtt_url:
-        print("campushub: starting embedded MQTT broker ...", file=sys.stderr)
-        embedded_broker = start_embedded_broker(settings.data_dir / "broker")
-        stack.callback(embedded_broker.stop)
-        mqtt_url = embedded_broker.url
-    if broker:
-        # Lets `campushub simulate` / `migrate` in this directory find a running demo's services.
-        services = settings.data_dir / _SERVICES_FILE
-        services.write_text(json.dumps({"database_url": database_url, "mqtt_url": mqtt_url, "pid": os.getpid()}))
-        stack.callback(lambda: services.unlink(missing_ok=True))
-    return replace(settings, database_url=database_url, mqtt_url=mqtt_url)
-
-
-def _running_demo_services(data_dir: Path) -> dict | None:
-    path = data_dir / _SERVICES_FILE
-    try:
-        found = json.loads(path.read_text())
-        os.kill(int(found["pid"]), 0)
-        return found
-    except (OSError, ValueError, KeyError):
-        return None
-
-
 async def _until_signalled(cancel_scope: trio.CancelScope) -> None:
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async for _ in signals:
@@ -149,13 +100,13 @@ async def _until_signalled(cancel_scope: trio.CancelScope) -> None:
 # --- commands ---------------------------------------------------------------
 
 def _devices(args: argparse.Namespace, settings: Settings) -> int:
-    from hub.devices_cli import run
+    from hub.app.devices_cli import run
 
     return run(args, settings)
 
 
 def _audit(args: argparse.Namespace, settings: Settings) -> int:
-    from hub.audit_cli import run
+    from hub.app.audit_cli import run
 
     return run(args, settings)
 
@@ -164,7 +115,7 @@ def _migrate(args: argparse.Namespace, settings: Settings) -> int:
     from hub.db import available_migrations, migrate, run_with_database
 
     with ExitStack() as stack:
-        settings = _with_services(settings, stack, start_embedded=True, broker=False)
+        settings = with_services(settings, stack, start_embedded=True, broker=False)
         applied = run_with_database(settings.database_url, migrate)
     for m in applied:
         print(f"applied {m.version:04d}_{m.name}")
@@ -173,10 +124,10 @@ def _migrate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
-    from hub.app import run_hub
+    from hub.app.supervision import run_hub
 
     with ExitStack() as stack:
-        settings = _with_services(settings, stack, start_embedded=True)
+        settings = with_services(settings, stack, start_embedded=True)
 
         async def run() -> None:
             async with trio.open_nursery() as nursery:
@@ -190,15 +141,15 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _demo(args: argparse.Namespace, settings: Settings) -> int:
-    from hub.app import run_hub
+    from hub.app.supervision import run_hub
     from hub.db import asyncio_loop, migrate, open_database
     from hub.db.seed import course_id, ensure_campus, faculty_id
-    from hub.db.seed_checkin import ensure_checkin_demo  # after the past classes: flags one of them
-    from hub.db.seed_insights import ensure_insights_demo  # not in ensure_campus: its tests count sessions
-    from hub.db.seed_academic import ensure_todays_past_classes  # not in ensure_campus: it writes attendance
+    from hub.db.seed.checkin import ensure_checkin_demo  # after the past classes: flags one of them
+    from hub.db.seed.insights import ensure_insights_demo  # not in ensure_campus: its tests count sessions
+    from hub.db.seed.academic import ensure_todays_past_classes  # not in ensure_campus: it writes attendance
 
     with ExitStack() as stack:
-        settings = _with_services(settings, stack, start_embedded=True)
+        settings = with_services(settings, stack, start_embedded=True)
 
         async def run() -> None:
             async with trio.open_nursery() as nursery:
@@ -249,7 +200,7 @@ def _simulate(args: argparse.Namespace, settings: Settings) -> int:
     if args.rooms < 1 or args.students < 1 or args.duration <= 0:
         raise ValueError("--rooms, --students and --duration must be positive")
     with ExitStack() as stack:
-        settings = _with_services(settings, stack, start_embedded=False)
+        settings = with_services(settings, stack, start_embedded=False)
 
         async def seed(db):
             await migrate(db)
@@ -269,7 +220,7 @@ def _simulate(args: argparse.Namespace, settings: Settings) -> int:
 def _drive(campus, settings: Settings, args: argparse.Namespace) -> dict[str, int]:
     import asyncio
 
-    from hub.simulator import run_simulation
+    from hub.app.simulator import run_simulation
 
     started = time.monotonic()
 

@@ -2,7 +2,7 @@
 
 Because every message of a device passes through its one actor in order,
 two messages a few milliseconds apart can never race each other: two
-readings over a threshold cannot raise two alarms (hub/device_alarms.py).
+readings over a threshold cannot raise two alarms (hub/pipeline/device_alarms.py).
 
 State, rebuilt on start from a :class:`~hub.db.state.DeviceSnapshot` (handed
 in by the ingress's one boot query, or loaded by the actor itself after a
@@ -23,27 +23,27 @@ from datetime import datetime, timezone
 import trio
 
 from actors import Actor, ActorRef, ChildExists, ChildSpec, Supervisor
-from hub.bus import DEVICES_TOPIC
-from hub.delivery import deliver
-from hub.commits import accept, reject, utc_from_ms
+from hub.core.bus import DEVICES_TOPIC
+from actors.delivery import deliver
+from hub.pipeline.commits import accept, reject, utc_from_ms
 from hub.db import Database
 from hub.db.alarms import get_alarm
 from hub.db.health import next_alarm_id
 from hub.db.state import DeviceRecord, DeviceSnapshot, load_device_snapshots, load_devices
-from hub.device_alarms import (
+from hub.pipeline.device_alarms import (
     DeviceAlarms, RulesChanged, ThresholdBook, alarm_from_row, alarm_live, alarm_row, with_id,
 )
 from hub.domain.alarms import AckAlarm, AlarmChange, AlarmResult, AlarmTransitionError, ClearAlarm
 from hub.domain.health import DeviceHealth, history_change, skew_sample_ms
 from hub.domain.thresholds import RuleBook
 from hub.mqtt import InboundMessage
-from hub.records import (
+from hub.core.records import (
     AlarmRow, Commit, DeviceHealthHistoryRow, DeviceHealthRow, LiveUpdate, SensorRow, digest_key, internal_key,
 )
-from hub.checkin_routing import resolve_elsewhere
-from hub.scheduler import ResolveSession
-from hub.session_actor import Scan
-from hub.writer import is_transient
+from hub.pipeline.checkin_routing import resolve_elsewhere
+from hub.pipeline.scheduler import ResolveSession
+from hub.pipeline.session_actor import Scan
+from hub.pipeline.writer import is_transient
 from schemas import (
     BiometricMatchEvent, DeviceStatus, Event, HeartbeatEvent, QrScanEvent, SensorReadingEvent,
 )
@@ -186,7 +186,7 @@ class DeviceActor(Actor):
         log.debug("device %s: scan at %s", self.device.device_id, at)
         route = await self._scheduler.ask(ResolveSession(self.device.room_id, at), timeout=10)
         from_room = None
-        if route is None:  # an early scan, or a student of another room's session (hub/checkin_routing.py)
+        if route is None:  # an early scan, or a student of another room's session (hub/pipeline/checkin_routing.py)
             route, from_room = await resolve_elsewhere(self._db, self._scheduler, self.device.room_id, item.event, at)
         log.debug("device %s: scan routed to %s", self.device.device_id, route)
         if route is None:

@@ -18,12 +18,12 @@ from typing import Any, Awaitable, Callable, Sequence
 import trio
 
 from actors import Actor, ActorRef, ActorStopped, AskTimeout, Supervisor
-from hub.bus import session_topic, student_topic
-from hub.commits import accept, reject, utc_from_ms, utc_from_s
+from hub.core.bus import session_topic, student_topic
+from hub.pipeline.commits import accept, reject, utc_from_ms, utc_from_s
 from hub.db import Database
 from hub.db.checkin import device_clock_offset, session_records
 from hub.db.state import SessionSnapshot, load_session_snapshot
-from hub.delivery import deliver
+from actors.delivery import deliver
 from hub.domain.checkin import (
     AUTO_ABSENT_SOURCE, EARLY_HORIZON, MAX_CLOCK_SKEW, Accepted, DisplayUse, Flag, InvalidMarks, Mark, MarkChange, Rejected,
     SessionState, SessionWindow, clock_skew_flag,
@@ -32,7 +32,7 @@ from hub.domain.session_messages import (
     CloseSession, DisplayCheckin, ManualMarks, Receipt, ReloadStudents, SessionNotLive,
 )
 from hub.mqtt import InboundMessage
-from hub.records import (
+from hub.core.records import (
     AttendanceMark, CheckinFlagRow, Commit, DisplayCheckinRow, Effect, LiveUpdate, TokenUse, internal_key,
 )
 from schemas import BiometricMatchEvent, QrScanEvent, parse_checkin_token

@@ -24,9 +24,9 @@ from typing import Callable
 from actors import Actor
 from hub.db import Database
 from hub.db.telemetry import MaintenanceReport, RetentionPolicy, maintain
-from hub.writer import is_transient
+from hub.pipeline.writer import is_transient
 
-log = logging.getLogger("hub.telemetry")
+log = logging.getLogger("hub.services.telemetry")
 
 TELEMETRY_MAILBOX = 8
 #: A pass runs this long after each hour boundary, so the hour's last readings are committed.

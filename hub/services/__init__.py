@@ -1,0 +1,1 @@
+"""Timer-driven service actors: attendance warnings, webhooks, tickets, telemetry maintenance, garbage-collector policy."""
