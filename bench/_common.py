@@ -519,7 +519,13 @@ def fleet_worker_main() -> None:
     import paho.mqtt.client as mqtt
 
     from schemas import (
-        QrScan, QrScanEvent, SensorReading, SensorReadingEvent, Topics, encode_event, issue_checkin_token,
+        QrScan,
+        QrScanEvent,
+        SensorReading,
+        SensorReadingEvent,
+        Topics,
+        encode_event,
+        issue_checkin_token,
         new_event_id,
     )
 

@@ -58,9 +58,24 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import (  # noqa: E402 - bench/ is not a package
-    DEFAULT_MQTT_URL, DEFAULT_SERVER_URL, adopt_hub_loop, create_databases, database_url_for,
-    discard_broker_sessions, drop_databases, fmt, hub_settings, interruptible, is_interrupt, load_average,
-    migrate_and_seed, new_run_id, no_nan, progress, rss_bytes, run_db,
+    DEFAULT_MQTT_URL,
+    DEFAULT_SERVER_URL,
+    adopt_hub_loop,
+    create_databases,
+    database_url_for,
+    discard_broker_sessions,
+    drop_databases,
+    fmt,
+    hub_settings,
+    interruptible,
+    is_interrupt,
+    load_average,
+    migrate_and_seed,
+    new_run_id,
+    no_nan,
+    progress,
+    rss_bytes,
+    run_db,
 )
 
 TARGET_BYTES = 20 * 1024

@@ -64,9 +64,29 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import (  # noqa: E402 - bench/ is not a package
-    DEFAULT_MQTT_URL, DEFAULT_SERVER_URL, RAW_TABLE_DDL, adopt_hub_loop, create_databases, database_url_for,
-    device_payloads, discard_broker_sessions, Driver, drop_databases, FleetConfig, fmt, GcPauses, hub_settings,
-    interruptible, is_interrupt, migrate_and_seed, new_run_id, no_nan, percentiles_ms, Phase, progress, raw_consume,
+    DEFAULT_MQTT_URL,
+    DEFAULT_SERVER_URL,
+    RAW_TABLE_DDL,
+    Driver,
+    FleetConfig,
+    GcPauses,
+    Phase,
+    adopt_hub_loop,
+    create_databases,
+    database_url_for,
+    device_payloads,
+    discard_broker_sessions,
+    drop_databases,
+    fmt,
+    hub_settings,
+    interruptible,
+    is_interrupt,
+    migrate_and_seed,
+    new_run_id,
+    no_nan,
+    percentiles_ms,
+    progress,
+    raw_consume,
 )
 
 TARGET_P99_MS = 150.0

@@ -49,7 +49,14 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import (  # noqa: E402 - bench/ is not a package
-    DEFAULT_SERVER_URL, RUN_ID_ENV, fmt, load_average, new_run_id, no_nan, progress, wait_for_quiet,
+    DEFAULT_SERVER_URL,
+    RUN_ID_ENV,
+    fmt,
+    load_average,
+    new_run_id,
+    no_nan,
+    progress,
+    wait_for_quiet,
 )
 
 BENCH = os.path.dirname(os.path.abspath(__file__))

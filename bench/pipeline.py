@@ -74,10 +74,30 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import (  # noqa: E402 - bench/ is not a package
-    DEFAULT_MQTT_URL, DEFAULT_SERVER_URL, RAW_TABLE_DDL, database_url_for, device_payloads, discard_broker_sessions,
-    Driver, drop_databases, FleetConfig, fmt, GcPauses, interruptible, is_interrupt, machine_facts, new_run_id,
-    no_nan, percentile, Phase, print_profile, progress, raw_consume, run_db,
+    DEFAULT_MQTT_URL,
+    DEFAULT_SERVER_URL,
+    RAW_TABLE_DDL,
+    Driver,
+    FleetConfig,
+    GcPauses,
+    Phase,
+    database_url_for,
+    device_payloads,
+    discard_broker_sessions,
+    drop_databases,
+    fmt,
+    interruptible,
+    is_interrupt,
+    machine_facts,
+    new_run_id,
+    no_nan,
+    percentile,
+    print_profile,
+    progress,
+    raw_consume,
+    run_db,
 )
+
 
 def fleet_config(args: argparse.Namespace) -> FleetConfig:
     return FleetConfig(host=args.mqtt.host, port=args.mqtt.port, messages=args.messages, rate=args.rate,
@@ -207,6 +227,7 @@ async def open_all_sessions(hub, rooms: list[str]) -> dict[str, Any]:
     benchmark the steady state of the former.
     """
     from _common import adopt_hub_loop
+
     from hub.pipeline.scheduler import ResolveSession
 
     adopt_hub_loop(hub)

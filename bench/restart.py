@@ -54,9 +54,25 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import (  # noqa: E402 - bench/ is not a package
-    DEFAULT_MQTT_URL, DEFAULT_SERVER_URL, RAW_TABLE_DDL, adopt_hub_loop, create_databases, database_url_for,
-    discard_broker_sessions, drop_databases, fmt, free_port, hub_settings, interruptible, is_interrupt,
-    load_average, migrate_and_seed, new_run_id, no_nan, progress, raw_consume,
+    DEFAULT_MQTT_URL,
+    DEFAULT_SERVER_URL,
+    RAW_TABLE_DDL,
+    adopt_hub_loop,
+    create_databases,
+    database_url_for,
+    discard_broker_sessions,
+    drop_databases,
+    fmt,
+    free_port,
+    hub_settings,
+    interruptible,
+    is_interrupt,
+    load_average,
+    migrate_and_seed,
+    new_run_id,
+    no_nan,
+    progress,
+    raw_consume,
 )
 
 TARGET_S = 5.0

@@ -18,8 +18,16 @@ import time
 import msgspec
 
 from schemas import (
-    HeartbeatEvent, Heartbeat, QrScan, QrScanEvent, SensorReading, SensorReadingEvent,
-    decode_frame, encode_event, new_event_id, verify,
+    Heartbeat,
+    HeartbeatEvent,
+    QrScan,
+    QrScanEvent,
+    SensorReading,
+    SensorReadingEvent,
+    decode_frame,
+    encode_event,
+    new_event_id,
+    verify,
 )
 
 

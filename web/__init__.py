@@ -1,7 +1,7 @@
 """CampusHub's web layer: a quart-trio app (pages, JSON API, live websockets) served by hypercorn.
 
 Exports :func:`create_app`, :func:`serve` and :class:`WebContext`; the hub's
-composition root (hub/app.py) builds the context and runs :func:`serve`
+composition root (hub/app/supervision.py) builds the context and runs :func:`serve`
 as a supervised child.
 """
 from .app import create_app, serve

@@ -20,17 +20,30 @@ from .auth import BrowserRefreshes
 from .context import WebContext
 from .cookies import set_auth_cookies
 from .errors import invalid
-from .routes import account, api, faculty, live, ops, student, system
-from .routes import devices_admin
-from .routes import devices_api
-from .routes import insights, insights_pages
-from .routes import checkin
-from .routes import tickets_api
-from .routes import academic, academic_pages, sessions_api
-from .routes import audit, corrections, leave
-from .routes import audit_pages
-from .uploads import SizedRequest
+from .routes import (
+    academic,
+    academic_pages,
+    account,
+    api,
+    audit,
+    audit_pages,
+    checkin,
+    corrections,
+    devices_admin,
+    devices_api,
+    faculty,
+    insights,
+    insights_pages,
+    leave,
+    live,
+    ops,
+    sessions_api,
+    student,
+    system,
+    tickets_api,
+)
 from .serialize import IsoJSONProvider
+from .uploads import SizedRequest
 
 #: Request bodies are tiny (a login form, a refresh token); refuse anything bigger.
 MAX_BODY_BYTES = 64 * 1024

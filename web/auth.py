@@ -59,6 +59,7 @@ import jwt
 import trio
 from quart import current_app, g, has_websocket_context, request, websocket
 
+from hub.core.passwords import hash_password, verify_password
 from hub.db.users import (
     UserRecord,
     get_user_by_username,
@@ -66,7 +67,6 @@ from hub.db.users import (
     rotate_refresh_token,
     store_refresh_token,
 )
-from hub.passwords import hash_password, verify_password
 
 from .context import WebContext, current_context
 from .cookies import ACCESS_COOKIE, REFRESH_COOKIE

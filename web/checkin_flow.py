@@ -32,7 +32,7 @@ from typing import Sequence
 import trio
 from quart import Response, current_app, request
 
-from hub.bus import session_topic, student_topic
+from hub.core.bus import session_topic, student_topic
 from hub.db.attendance import AttendanceChange
 from hub.db.checkin import enrolled_students, session_records, write_marks
 from hub.domain.checkin import InvalidMarks, Mark, MarkChange, SessionState, SessionWindow

@@ -1,4 +1,4 @@
-"""Everything the web app needs from the hub, handed in by the composition root (hub/app.py)."""
+"""Everything the web app needs from the hub, handed in by the composition root (hub/app/supervision.py)."""
 from __future__ import annotations
 
 import time
@@ -6,7 +6,7 @@ import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Awaitable, Callable, Sequence
 
-from hub.bus import LiveBus
+from hub.core.bus import LiveBus
 from hub.db import Database
 
 if TYPE_CHECKING:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Awaitable, Callable, Iterable
 
-from hub.bus import DEVICES_TOPIC, session_topic, student_topic
+from hub.core.bus import DEVICES_TOPIC, session_topic, student_topic
 from hub.db.checkin import flag_json, list_flags
 from hub.db.web_queries import (
     AttendanceRecord,

@@ -14,7 +14,7 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Iterable, Sequence
 
-from hub.bus import user_topic
+from hub.core.bus import user_topic
 from hub.db.notifications import list_notifications
 from hub.db.stats import DaySession, SeriesPoint, StandingRow
 from hub.domain.eligibility import BANDS, Rules, Tally, percentage, shown

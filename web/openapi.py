@@ -16,19 +16,29 @@ from typing import Any
 from quart import Blueprint, Response, jsonify
 
 from .apidoc import (
-    BAD_URL, BEARER, BOOL, FORBIDDEN, INT, NOT_JSON, STR, TIME, TOO_LARGE, UNAUTHENTICATED,
-    error, json_request, json_response, nullable, obj, path_param, query_int, ref,
+    BAD_URL,
+    BEARER,
+    BOOL,
+    FORBIDDEN,
+    INT,
+    NOT_JSON,
+    STR,
+    TIME,
+    TOO_LARGE,
+    UNAUTHENTICATED,
+    error,
+    json_request,
+    json_response,
+    nullable,
+    obj,
+    path_param,
+    query_int,
+    ref,
 )
 from .auth import ACCESS_TTL_S, REFRESH_TTL_S, ROLES
 from .feeds import STATUSES
+from .routes import academic, audit, checkin, corrections, devices_admin, devices_api, insights, leave, sessions_api, tickets_api
 from .routes.api import DEFAULT_PAGE, MAX_PAGE
-from .routes import devices_admin
-from .routes import devices_api
-from .routes import insights
-from .routes import checkin
-from .routes import tickets_api
-from .routes import audit, corrections, leave
-from .routes import academic, sessions_api
 
 bp = Blueprint("openapi", __name__)
 

@@ -48,7 +48,7 @@ import trio
 from quart import websocket
 
 from actors import ActorStopped, ChildSpec, Overflow, Restart
-from hub.bus import LAGGED, Subscription
+from hub.core.bus import LAGGED, Subscription
 
 from .auth import Principal
 from .connection import RESYNC, ConnectionActor, ConnectionState

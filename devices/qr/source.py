@@ -17,7 +17,6 @@ from typing import IO, AsyncIterator, Callable, Iterator, Union
 
 from ..base import QrRead
 
-
 #: What a :class:`ScriptedQrSource` queue carries: text (stamped when taken),
 #: a ready :class:`QrRead`, or ``None`` meaning "no more scans".
 ScriptItem = Union[str, QrRead, None]

@@ -144,9 +144,9 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
     from hub.app.supervision import run_hub
     from hub.db import asyncio_loop, migrate, open_database
     from hub.db.seed import course_id, ensure_campus, faculty_id
+    from hub.db.seed.academic import ensure_todays_past_classes  # not in ensure_campus: it writes attendance
     from hub.db.seed.checkin import ensure_checkin_demo  # after the past classes: flags one of them
     from hub.db.seed.insights import ensure_insights_demo  # not in ensure_campus: its tests count sessions
-    from hub.db.seed.academic import ensure_todays_past_classes  # not in ensure_campus: it writes attendance
 
     with ExitStack() as stack:
         settings = with_services(settings, stack, start_embedded=True)

@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from actors import ActorRef, Supervisor
-from hub.pipeline.commands import Dispatch
 from actors.delivery import deliver
-from hub.pipeline.ingress import RegistryChanged
 from hub.adapters.mosquitto_auth import MosquittoSync
+from hub.pipeline.commands import Dispatch
+from hub.pipeline.ingress import RegistryChanged
 
 log = logging.getLogger("hub.app.provisioning")
 

@@ -38,9 +38,8 @@ from typing import Callable
 from devices.qr.source import ScriptedQrSource
 from edge_agent.agent import EdgeAgent
 from edge_agent.config import AgentConfig, SimulatedSensorSourceConfig
-from schemas import issue_checkin_token
-
 from hub.core.campus import Campus, DeviceCredentials, LiveSession
+from schemas import issue_checkin_token
 
 log = logging.getLogger(__name__)
 

@@ -15,25 +15,25 @@ from typing import Any, Sequence
 import trio
 
 from actors import ActorRef, ChildSpec, Supervisor
+from actors.service import ServiceActor
 from hub.core.bus import LiveBus
-from hub.services.collector import CollectorKeeper, collector_policy, freeze_long_lived
 from hub.core.config import MqttUrl, Settings
+from hub.core.metrics import HubMetrics
 from hub.db import Database, asyncio_loop, migrate, open_database, wait_for_database
-from hub.pipeline.commands import COMMANDS_MAILBOX, CommandDispatcher
-from hub.pipeline.ingress import INGRESS_MAILBOX, Ingress
 from hub.db.telemetry import RetentionPolicy
+from hub.mqtt import InboundMessage, TrioMqttClient
+from hub.pipeline.commands import COMMANDS_MAILBOX, CommandDispatcher
 from hub.pipeline.device_actor import device_asker
 from hub.pipeline.device_alarms import ThresholdBook, thresholds_changed
+from hub.pipeline.ingress import INGRESS_MAILBOX, Ingress
+from hub.pipeline.scheduler import SCHEDULER_MAILBOX, SessionsChanged, SessionScheduler
+from hub.pipeline.session_actor import attendance_changed, session_caller
+from hub.pipeline.writer import WRITER_MAILBOX, PersistenceWriter
+from hub.services.collector import CollectorKeeper, collector_policy, freeze_long_lived
 from hub.services.telemetry import TELEMETRY_MAILBOX, TelemetryMaintenance
-from hub.core.metrics import HubMetrics
-from hub.mqtt import InboundMessage, TrioMqttClient
+from hub.services.tickets import TICKETS_MAILBOX, PostgresTicketStore, TicketActor
 from hub.services.warnings import WARNINGS_MAILBOX, WarningWatcher, also_recheck
 from hub.services.webhooks import WebhookDispatcher
-from hub.pipeline.scheduler import SCHEDULER_MAILBOX, SessionScheduler, SessionsChanged
-from hub.pipeline.session_actor import attendance_changed, session_caller
-from actors.service import ServiceActor
-from hub.services.tickets import TICKETS_MAILBOX, PostgresTicketStore, TicketActor
-from hub.pipeline.writer import WRITER_MAILBOX, PersistenceWriter
 from schemas import Topics
 
 log = logging.getLogger("hub")

@@ -27,6 +27,7 @@ import asyncpg
 
 from ._pool import Database
 from .audit_hash import ZERO_HASH, exact_json
+
 EXPORT_CHUNK = 2000
 
 #: What can be wrong with an entry, in the order verification checks it.

@@ -20,7 +20,11 @@ from typing import Any
 import asyncpg
 
 from hub.domain.corrections import (
-    CORRECTION_SOURCE, CorrectionRuleError, next_status, validate_note, validate_request,
+    CORRECTION_SOURCE,
+    CorrectionRuleError,
+    next_status,
+    validate_note,
+    validate_request,
 )
 
 from ._pool import Database

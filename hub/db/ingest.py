@@ -9,7 +9,13 @@ from typing import Iterable, Sequence
 import asyncpg
 
 from hub.core.records import (
-    AcceptedEvent, AttendanceMark, Commit, LiveUpdate, Rejection, SensorRow, TokenUse,
+    AcceptedEvent,
+    AttendanceMark,
+    Commit,
+    LiveUpdate,
+    Rejection,
+    SensorRow,
+    TokenUse,
     digest_key,
 )
 

@@ -28,8 +28,20 @@ from typing import Any, Sequence
 import asyncpg
 
 from hub.domain.leave import (
-    LEAVE_SOURCE, MAX_NOTE_CHARS, MAX_REASON_CHARS, LeaveEntry, LeavePeriod, LeaveRuleError, RecordValue,
-    SessionSlot, covered_sessions, excuse_plan, find_overlap, next_status, revert_plan, validate_period,
+    LEAVE_SOURCE,
+    MAX_NOTE_CHARS,
+    MAX_REASON_CHARS,
+    LeaveEntry,
+    LeavePeriod,
+    LeaveRuleError,
+    RecordValue,
+    SessionSlot,
+    covered_sessions,
+    excuse_plan,
+    find_overlap,
+    next_status,
+    revert_plan,
+    validate_period,
     validate_text,
 )
 

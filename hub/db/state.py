@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
 from datetime import datetime, timedelta
+from typing import Sequence
 
 from hub.core.records import DeviceHealthRow, ThresholdStateRow
 

@@ -21,13 +21,29 @@ from typing import Any, Iterable
 import asyncpg
 
 from hub.domain.timetable import (
-    REMOVED_REASON, ExistingSession, Holiday, RegenerationPlan, Term, WeeklySlot, occurrences,
-    plan_regeneration, zone,
+    REMOVED_REASON,
+    ExistingSession,
+    Holiday,
+    RegenerationPlan,
+    Term,
+    WeeklySlot,
+    occurrences,
+    plan_regeneration,
+    zone,
 )
 
 from ._pool import Database
 from .academic import (
-    RULE_DEFAULTS, SLOT_COLUMNS, TERM_SELECT, Conflict, NotFound, SlotFields, check_range, check_slot, plain_row, slot_row,
+    RULE_DEFAULTS,
+    SLOT_COLUMNS,
+    TERM_SELECT,
+    Conflict,
+    NotFound,
+    SlotFields,
+    check_range,
+    check_slot,
+    plain_row,
+    slot_row,
 )
 
 #: Why a session a regeneration had cancelled is scheduled again.

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import cached_property
 from decimal import Decimal
 from fractions import Fraction
+from functools import cached_property
 
 ELIGIBLE, CONDONABLE, BARRED = "eligible", "condonable", "barred"
 BANDS = (ELIGIBLE, CONDONABLE, BARRED)

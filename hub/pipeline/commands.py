@@ -46,17 +46,22 @@ from datetime import datetime, timezone
 from typing import Callable
 
 from actors import Actor, ActorRef, Timer
+from actors.delivery import deliver
 from hub.core.bus import DEVICES_TOPIC, LiveBus
-from hub.pipeline.commits import accept, reject, utc_from_s
 from hub.db import Database
 from hub.db.device_commands import (
-    ACK_STATUS, CommandRow, command_json, get_command, outstanding_commands, transition,
+    ACK_STATUS,
+    CommandRow,
+    command_json,
+    get_command,
+    outstanding_commands,
+    transition,
 )
 from hub.db.devices_admin import hub_signing_key
 from hub.db.state import load_devices
-from actors.delivery import deliver
 from hub.domain.credentials import ed25519_public_key
 from hub.mqtt import InboundMessage, MqttError, TrioMqttClient
+from hub.pipeline.commits import accept, reject, utc_from_s
 from schemas import Command, CommandAckEvent, Topics, WireError, encode_command
 
 log = logging.getLogger("hub.pipeline.commands")

@@ -17,35 +17,53 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable
 from datetime import datetime, timezone
+from typing import Any, Awaitable, Callable
 
 import trio
 
 from actors import Actor, ActorRef, ChildExists, ChildSpec, Supervisor
-from hub.core.bus import DEVICES_TOPIC
 from actors.delivery import deliver
-from hub.pipeline.commits import accept, reject, utc_from_ms
+from hub.core.bus import DEVICES_TOPIC
+from hub.core.records import (
+    AlarmRow,
+    Commit,
+    DeviceHealthHistoryRow,
+    DeviceHealthRow,
+    LiveUpdate,
+    SensorRow,
+    digest_key,
+    internal_key,
+)
 from hub.db import Database
 from hub.db.alarms import get_alarm
 from hub.db.health import next_alarm_id
 from hub.db.state import DeviceRecord, DeviceSnapshot, load_device_snapshots, load_devices
-from hub.pipeline.device_alarms import (
-    DeviceAlarms, RulesChanged, ThresholdBook, alarm_from_row, alarm_live, alarm_row, with_id,
-)
 from hub.domain.alarms import AckAlarm, AlarmChange, AlarmResult, AlarmTransitionError, ClearAlarm
 from hub.domain.health import DeviceHealth, history_change, skew_sample_ms
 from hub.domain.thresholds import RuleBook
 from hub.mqtt import InboundMessage
-from hub.core.records import (
-    AlarmRow, Commit, DeviceHealthHistoryRow, DeviceHealthRow, LiveUpdate, SensorRow, digest_key, internal_key,
-)
 from hub.pipeline.checkin_routing import resolve_elsewhere
+from hub.pipeline.commits import accept, reject, utc_from_ms
+from hub.pipeline.device_alarms import (
+    DeviceAlarms,
+    RulesChanged,
+    ThresholdBook,
+    alarm_from_row,
+    alarm_live,
+    alarm_row,
+    with_id,
+)
 from hub.pipeline.scheduler import ResolveSession
 from hub.pipeline.session_actor import Scan
 from hub.pipeline.writer import is_transient
 from schemas import (
-    BiometricMatchEvent, DeviceStatus, Event, HeartbeatEvent, QrScanEvent, SensorReadingEvent,
+    BiometricMatchEvent,
+    DeviceStatus,
+    Event,
+    HeartbeatEvent,
+    QrScanEvent,
+    SensorReadingEvent,
 )
 
 log = logging.getLogger("hub.device")

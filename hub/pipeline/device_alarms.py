@@ -23,14 +23,14 @@ from datetime import datetime
 from typing import Any, Iterable, Mapping
 
 from actors import Supervisor
+from actors.delivery import deliver
 from hub.core.bus import DEVICES_TOPIC
+from hub.core.records import AlarmRow, LiveUpdate, ThresholdStateRow
 from hub.db import Database
 from hub.db.state import DeviceSnapshot
 from hub.db.thresholds import load_rule_set
-from actors.delivery import deliver
 from hub.domain.alarms import OFFLINE_ALARM, Alarm, AlarmChange, offline_change
 from hub.domain.thresholds import RuleBook, RuleState, ThresholdRule, evaluate, reconcile
-from hub.core.records import AlarmRow, LiveUpdate, ThresholdStateRow
 
 log = logging.getLogger("hub.alarms")
 

@@ -27,14 +27,14 @@ import trio
 
 from actors import ActorRef, Supervisor
 from actors.delivery import deliver
-from hub.pipeline.commits import reject
+from actors.service import ServiceActor
 from hub.db import Database
 from hub.db.state import DeviceRecord, DeviceSnapshot, load_device_snapshots, load_devices
+from hub.mqtt import InboundMessage, TrioMqttClient
 from hub.pipeline.commands import CommandAckReceived
+from hub.pipeline.commits import reject
 from hub.pipeline.device_actor import DeviceEvent, StatusUpdate, device_child_spec, ensure_device_actor
 from hub.pipeline.device_alarms import ThresholdBook
-from hub.mqtt import InboundMessage, TrioMqttClient
-from actors.service import ServiceActor
 from schemas import CommandAckEvent, Frame, Topics, WireError, decode_frame, decode_status, verify
 
 log = logging.getLogger("hub.pipeline.ingress")

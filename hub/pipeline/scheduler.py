@@ -29,7 +29,11 @@ import trio
 from actors import Actor, ActorRef, ChildExists, ChildSpec, Restart, Supervisor, Timer
 from hub.db import Database
 from hub.db.class_sessions import (
-    ScheduledSession, mark_finalized, mark_opened, schedule_window, scheduled_sessions,
+    ScheduledSession,
+    mark_finalized,
+    mark_opened,
+    schedule_window,
+    scheduled_sessions,
 )
 from hub.db.state import SessionSnapshot, load_session_snapshots
 from hub.domain.session_messages import CloseSession

@@ -12,29 +12,51 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any, Awaitable, Callable, Sequence
 
 import trio
 
 from actors import Actor, ActorRef, ActorStopped, AskTimeout, Supervisor
+from actors.delivery import deliver
 from hub.core.bus import session_topic, student_topic
-from hub.pipeline.commits import accept, reject, utc_from_ms, utc_from_s
+from hub.core.records import (
+    AttendanceMark,
+    CheckinFlagRow,
+    Commit,
+    DisplayCheckinRow,
+    Effect,
+    LiveUpdate,
+    TokenUse,
+    internal_key,
+)
 from hub.db import Database
 from hub.db.checkin import device_clock_offset, session_records
 from hub.db.state import SessionSnapshot, load_session_snapshot
-from actors.delivery import deliver
 from hub.domain.checkin import (
-    AUTO_ABSENT_SOURCE, EARLY_HORIZON, MAX_CLOCK_SKEW, Accepted, DisplayUse, Flag, InvalidMarks, Mark, MarkChange, Rejected,
-    SessionState, SessionWindow, clock_skew_flag,
+    AUTO_ABSENT_SOURCE,
+    EARLY_HORIZON,
+    MAX_CLOCK_SKEW,
+    Accepted,
+    DisplayUse,
+    Flag,
+    InvalidMarks,
+    Mark,
+    MarkChange,
+    SessionState,
+    SessionWindow,
+    clock_skew_flag,
 )
 from hub.domain.session_messages import (
-    CloseSession, DisplayCheckin, ManualMarks, Receipt, ReloadStudents, SessionNotLive,
+    CloseSession,
+    DisplayCheckin,
+    ManualMarks,
+    Receipt,
+    ReloadStudents,
+    SessionNotLive,
 )
 from hub.mqtt import InboundMessage
-from hub.core.records import (
-    AttendanceMark, CheckinFlagRow, Commit, DisplayCheckinRow, Effect, LiveUpdate, TokenUse, internal_key,
-)
+from hub.pipeline.commits import accept, reject, utc_from_ms, utc_from_s
 from schemas import BiometricMatchEvent, QrScanEvent, parse_checkin_token
 
 log = logging.getLogger("hub.session")

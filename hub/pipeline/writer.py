@@ -18,11 +18,11 @@ import trio
 
 from actors import Actor
 from hub.core.bus import LiveBus
+from hub.core.metrics import HubMetrics
+from hub.core.records import Commit, LiveUpdate, Rejection
 from hub.db import Database
 from hub.db.ingest import BatchWritten, write_batch
-from hub.core.metrics import HubMetrics
 from hub.mqtt import InboundMessage
-from hub.core.records import Commit, LiveUpdate, Rejection
 
 log = logging.getLogger("hub.pipeline.writer")
 

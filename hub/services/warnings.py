@@ -42,7 +42,12 @@ from hub.core.bus import ATTENDANCE_TOPIC, LAGGED, LiveBus
 from hub.db import Database
 from hub.db.notifications import NewNotification, add_notifications, publish_notifications
 from hub.db.stats import (
-    StandingRow, course_faculty, record_warning_states, session_pairs, standings, touched_pairs,
+    StandingRow,
+    course_faculty,
+    record_warning_states,
+    session_pairs,
+    standings,
+    touched_pairs,
     warning_states,
 )
 from hub.domain.eligibility import shown, warning_due

@@ -22,13 +22,13 @@ from typing import Any, Sequence
 import httpx
 import trio
 
+from actors.service import ServiceActor
+from hub.adapters.webhook_transport import ForbiddenTarget, Resolver, getaddrinfo_resolver, guarded_transport
 from hub.db import Database
 from hub.db.webhooks import Outcome, claim_due, next_due_at, record_outcomes
 from hub.domain.webhook_policy import redact_text, redact_url, url_problem
-from actors.service import ServiceActor
-from hub.adapters.webhook_transport import ForbiddenTarget, Resolver, getaddrinfo_resolver, guarded_transport
-from hub.services.warnings import RETRY_S, Clock, wall_clock
 from hub.pipeline.writer import is_transient
+from hub.services.warnings import RETRY_S, Clock, wall_clock
 
 log = logging.getLogger("hub.services.webhooks")
 

@@ -18,7 +18,10 @@ import trio
 from hub.core.campus import Campus
 from hub.db import Database, open_database
 from hub.db.attendance import (
-    AttendanceChange, InvalidAttendanceChange, apply_attendance_changes, apply_attributed_changes,
+    AttendanceChange,
+    InvalidAttendanceChange,
+    apply_attendance_changes,
+    apply_attributed_changes,
 )
 from hub.db.audit import AuditFilter, csv_chunk, csv_header, iter_audit, jsonl_chunk, search_audit, verify_chain
 from hub.db.seed import ensure_campus

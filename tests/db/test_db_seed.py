@@ -7,19 +7,25 @@ exact row counts, which the run's shared database cannot promise.
 from __future__ import annotations
 
 import time
-from datetime import date, datetime, time as clock, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
+from datetime import time as clock
 from typing import AsyncIterator
 
 import pytest
 import trio
 
 from hub.core.campus import Campus
+from hub.core.passwords import verify_password
 from hub.db import Database, open_database
 from hub.db.seed import (
-    COURSES_PER_STUDENT, DEMO_PASSWORD, SESSION_LEAD, SESSION_LENGTH, ensure_campus, room_id,
+    COURSES_PER_STUDENT,
+    DEMO_PASSWORD,
+    SESSION_LEAD,
+    SESSION_LENGTH,
+    ensure_campus,
+    room_id,
 )
 from hub.db.seed.academic import TERM_ID, ensure_todays_past_classes
-from hub.core.passwords import verify_password
 
 pytestmark = pytest.mark.integration
 

@@ -8,12 +8,18 @@ from typing import AsyncIterator
 
 import pytest
 
+from hub.core.records import Commit, SensorRow, internal_key
 from hub.db import Database, open_database
 from hub.db.ingest import write_batch
 from hub.db.telemetry import (
-    DEFAULT_PARTITION, RetentionPolicy, hourly_series, list_partitions, maintain, partition_name, raw_series,
+    DEFAULT_PARTITION,
+    RetentionPolicy,
+    hourly_series,
+    list_partitions,
+    maintain,
+    partition_name,
+    raw_series,
 )
-from hub.core.records import Commit, SensorRow, internal_key
 
 NOW = datetime(2026, 3, 20, 10, 30, tzinfo=timezone.utc)
 POLICY = RetentionPolicy(raw_days=14, hourly_days=400, ahead_days=3, lookback_hours=3)

@@ -6,7 +6,12 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from hub.domain.alarms import (
-    OFFLINE_ALARM, AlarmTransitionError, most_severe, new_alarm, offline_change, severity_rank,
+    OFFLINE_ALARM,
+    AlarmTransitionError,
+    most_severe,
+    new_alarm,
+    offline_change,
+    severity_rank,
 )
 
 T0 = datetime(2026, 5, 4, 13, 0, tzinfo=timezone.utc)

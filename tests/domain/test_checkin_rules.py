@@ -4,14 +4,26 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from hub.domain.checkin import (
-    AUTO_ABSENT_SOURCE, Accepted, DisplayUse, InvalidMarks, Mark, Rejected, SessionState, SessionWindow,
+    AUTO_ABSENT_SOURCE,
+    Accepted,
+    DisplayUse,
+    InvalidMarks,
+    Mark,
+    Rejected,
+    SessionState,
+    SessionWindow,
     clock_skew_flag,
 )
 from hub.domain.display_code import (
-    DISPLAY_WINDOW_SECONDS, check_display_code, current_frame, display_code, display_window,
+    DISPLAY_WINDOW_SECONDS,
+    check_display_code,
+    current_frame,
+    display_code,
+    display_window,
 )
 from schemas import issue_checkin_token
 

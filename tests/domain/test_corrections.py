@@ -6,7 +6,12 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from hub.domain.corrections import (
-    MAX_REASON_CHARS, WINDOW, CorrectionRuleError, next_status, validate_note, validate_request,
+    MAX_REASON_CHARS,
+    WINDOW,
+    CorrectionRuleError,
+    next_status,
+    validate_note,
+    validate_request,
 )
 
 NOW = datetime(2025, 3, 10, 12, tzinfo=timezone.utc)

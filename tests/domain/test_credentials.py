@@ -21,7 +21,7 @@ from hub.domain.credentials import (
     new_mqtt_password,
     new_signing_keys,
 )
-from schemas import HeartbeatEvent, Heartbeat, decode_frame, encode_event, new_event_id, verify
+from schemas import Heartbeat, HeartbeatEvent, decode_frame, encode_event, new_event_id, verify
 
 
 def counting_rng():

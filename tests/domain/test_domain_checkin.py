@@ -4,7 +4,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from hub.domain.checkin import Accepted, Rejected, SessionState, SessionWindow
 from schemas import TOKEN_WINDOW_SECONDS, issue_checkin_token, parse_checkin_token

@@ -5,11 +5,25 @@ from decimal import Decimal
 from fractions import Fraction
 
 import pytest
-from hypothesis import assume, given, strategies as st
+from hypothesis import assume, given
+from hypothesis import strategies as st
 
 from hub.domain.eligibility import (
-    BARRED, CONDONABLE, CONDONED, ELIGIBLE, Rules, Tally, band, eligibility, is_below_warning, max_reachable,
-    percentage, sessions_needed, shown, standing, warning_due,
+    BARRED,
+    CONDONABLE,
+    CONDONED,
+    ELIGIBLE,
+    Rules,
+    Tally,
+    band,
+    eligibility,
+    is_below_warning,
+    max_reachable,
+    percentage,
+    sessions_needed,
+    shown,
+    standing,
+    warning_due,
 )
 
 counts = st.integers(min_value=0, max_value=60)

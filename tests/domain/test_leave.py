@@ -6,9 +6,23 @@ from datetime import date, datetime, timezone
 import pytest
 
 from hub.domain.leave import (
-    MAX_DOCUMENT_BYTES, LeaveEntry, LeavePeriod, LeaveRuleError, RecordValue, Restore, SessionSlot,
-    clean_filename, covered_sessions, excuse_plan, find_overlap, next_status, revert_plan, sniff_document,
-    validate_document, validate_period, validate_text,
+    MAX_DOCUMENT_BYTES,
+    LeaveEntry,
+    LeavePeriod,
+    LeaveRuleError,
+    RecordValue,
+    Restore,
+    SessionSlot,
+    clean_filename,
+    covered_sessions,
+    excuse_plan,
+    find_overlap,
+    next_status,
+    revert_plan,
+    sniff_document,
+    validate_document,
+    validate_period,
+    validate_text,
 )
 
 TODAY = date(2025, 3, 10)

@@ -7,7 +7,13 @@ import pytest
 
 from hub.domain.alarms import Alarm
 from hub.domain.thresholds import (
-    RuleBook, RuleState, ThresholdRule, evaluate, reconcile, rule_problem, step,
+    RuleBook,
+    RuleState,
+    ThresholdRule,
+    evaluate,
+    reconcile,
+    rule_problem,
+    step,
 )
 
 T0 = datetime(2026, 5, 4, 13, 0, tzinfo=timezone.utc)

@@ -6,8 +6,22 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from hub.domain.tickets import (
-    DEFAULT_SLA, SYSTEM, AlarmWatch, Caller, Refused, TicketFacts, alarm_watch, auto_close_at, check_assign,
-    check_new_priority, check_transition, clean_text, may_view, priority_for_severity, should_auto_raise, sla_breached,
+    DEFAULT_SLA,
+    SYSTEM,
+    AlarmWatch,
+    Caller,
+    Refused,
+    TicketFacts,
+    alarm_watch,
+    auto_close_at,
+    check_assign,
+    check_new_priority,
+    check_transition,
+    clean_text,
+    may_view,
+    priority_for_severity,
+    should_auto_raise,
+    sla_breached,
     sla_due,
 )
 

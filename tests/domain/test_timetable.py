@@ -6,7 +6,14 @@ from datetime import date, datetime, time, timedelta, timezone
 import pytest
 
 from hub.domain.timetable import (
-    ExistingSession, Holiday, InvalidTimezone, Term, WeeklySlot, occurrences, plan_regeneration, zone,
+    ExistingSession,
+    Holiday,
+    InvalidTimezone,
+    Term,
+    WeeklySlot,
+    occurrences,
+    plan_regeneration,
+    zone,
 )
 
 UTC = timezone.utc

@@ -9,13 +9,12 @@ from typing import Iterator
 
 import aiomqtt
 import pytest
+from edge_helpers import make_config, new_prefix, run_native
 
 from edge_agent.agent import EdgeAgent
 from edge_agent.config import ConfigError, parse_mqtt_url
 from hub.embedded import EmbeddedBroker, start_embedded_broker
 from schemas import DeviceStatus, QrScanEvent, Topics, decode_frame, decode_status, verify
-
-from edge_helpers import make_config, new_prefix, run_native
 
 pytestmark = pytest.mark.integration
 

@@ -8,10 +8,6 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-
-from edge_agent.agent import EdgeAgent
-from schemas import HeartbeatEvent, QrScanEvent, SensorReadingEvent, WireError, verify
-
 from edge_helpers import (
     RUNNERS,
     Collector,
@@ -22,6 +18,9 @@ from edge_helpers import (
     retained_status,
     run_native,
 )
+
+from edge_agent.agent import EdgeAgent
+from schemas import HeartbeatEvent, QrScanEvent, SensorReadingEvent, WireError, verify
 
 
 async def start(agent: EdgeAgent, online: bool = True) -> asyncio.Task[None]:

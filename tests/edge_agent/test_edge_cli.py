@@ -7,10 +7,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from edge_helpers import BROKER_URL, Collector, new_prefix, retained_status, run_native
 
 from schemas import verify
-
-from edge_helpers import BROKER_URL, Collector, new_prefix, retained_status, run_native
 
 KEY = "00112233445566778899aabbccddeeff"
 

@@ -9,12 +9,6 @@ from pathlib import Path
 import aiomqtt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-
-from edge_agent.agent import EdgeAgent
-from edge_agent.device_config import DeviceConfig
-from edge_agent.state import AgentState
-from schemas import HeartbeatEvent, Topics
-
 from edge_helpers import (
     BROKER_HOST,
     BROKER_PORT,
@@ -26,9 +20,18 @@ from edge_helpers import (
     new_prefix,
     publish,
     run_native,
+)
+from edge_helpers import (
     start_agent as start,
+)
+from edge_helpers import (
     stop_agent as stop,
 )
+
+from edge_agent.agent import EdgeAgent
+from edge_agent.device_config import DeviceConfig
+from edge_agent.state import AgentState
+from schemas import HeartbeatEvent, Topics
 
 
 def test_commands_are_executed_and_acknowledged(tmp_path: Path) -> None:

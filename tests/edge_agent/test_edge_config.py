@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from edge_agent.cli import main
 from edge_agent.config import (
     AgentConfig,
     ConfigError,
@@ -12,7 +13,6 @@ from edge_agent.config import (
     SimulatedSensorSourceConfig,
     load_config,
 )
-from edge_agent.cli import main
 
 KEY = "00112233445566778899aabbccddeeff"
 BASE = f'''

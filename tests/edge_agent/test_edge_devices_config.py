@@ -11,7 +11,6 @@ from devices.fingerprint.r30x import R30xSource
 from devices.qr.camera import ImageDirectoryFrames, QrCameraSource, RawVideoFrames
 from devices.qr.source import QrLineSource
 from devices.sensor.serial_line import SerialLineSensorSource
-from devices.sensor.source import SimulatedSensorSource
 from edge_agent.config import ConfigError, load_config
 from edge_agent.device_config import DeviceConfigError, with_overrides
 from edge_agent.drivers import build_device_source

@@ -6,16 +6,16 @@ import base64
 from datetime import datetime, timezone
 from pathlib import Path
 
+from edge_helpers import Collector, acks, command, free_port, make_config, new_prefix, publish, run_native
+from edge_helpers import start_agent as start
+from edge_helpers import stop_agent as stop
+
 from devices.fingerprint.emulator import R30xEmulator
 from devices.pty_port import VirtualSerialPort
 from edge_agent.adms import AdmsEndpoint
 from edge_agent.agent import EdgeAgent
 from edge_agent.device_config import DRIVERS, DeviceConfig
 from schemas import BiometricMatchEvent, HeartbeatEvent, SensorReadingEvent
-
-from edge_helpers import Collector, acks, command, free_port, make_config, new_prefix, publish, run_native
-from edge_helpers import start_agent as start
-from edge_helpers import stop_agent as stop
 
 SN = "ZK0001"
 

@@ -9,12 +9,11 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from edge_helpers import BROKER_URL, RUNNERS, Collector, new_prefix
 
-from hub.core.campus import Campus, DeviceCredentials, LiveSession, StudentCredentials
 from hub.app.simulator import pick_device, plan_session, run_simulation
+from hub.core.campus import Campus, DeviceCredentials, LiveSession, StudentCredentials
 from schemas import parse_checkin_token, token_is_authentic, verify
-
-from edge_helpers import RUNNERS, BROKER_URL, Collector, new_prefix
 
 
 def tiny_campus() -> Campus:

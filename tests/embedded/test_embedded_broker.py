@@ -12,7 +12,11 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from hub.embedded import (
-    EmbeddedBroker, EmbeddedServiceError, mosquitto_path, probe_mqtt, start_embedded_broker,
+    EmbeddedBroker,
+    EmbeddedServiceError,
+    mosquitto_path,
+    probe_mqtt,
+    start_embedded_broker,
 )
 from hub.embedded._common import process_alive
 

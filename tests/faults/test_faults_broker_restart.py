@@ -5,14 +5,24 @@ import time
 from datetime import datetime, timezone
 
 import trio
+from faults_helpers import (
+    Ledger,
+    agent_config,
+    all_committed,
+    assert_exactly_once,
+    committed,
+    device_of,
+    edge_agents,
+    eventually,
+    hub_env,
+    hub_launcher,
+    live_load,
+    unique,
+    wait_futures,
+)
 
 from hub.db import open_database
 from hub.db.seed import ensure_campus
-
-from faults_helpers import (
-    Ledger, agent_config, all_committed, assert_exactly_once, committed, device_of, edge_agents, eventually,
-    hub_env, hub_launcher, live_load, unique, wait_futures,
-)
 
 ROOMS = 3
 READINGS_PER_DEVICE = 1000

@@ -16,15 +16,27 @@ import time
 from datetime import datetime, timedelta, timezone
 
 import trio
+from faults_helpers import (
+    CheckIn,
+    Ledger,
+    Sensor,
+    agent_config,
+    all_committed,
+    assert_exactly_once,
+    committed,
+    device_of,
+    edge_agents,
+    eventually,
+    hub_env,
+    hub_launcher,
+    secret_of,
+    unique,
+    wait_futures,
+)
+from support.tcp_proxy import TcpProxy
 
 from hub.db import open_database
 from hub.db.seed import ensure_campus
-from support.tcp_proxy import TcpProxy
-
-from faults_helpers import (
-    CheckIn, Ledger, Sensor, agent_config, all_committed, assert_exactly_once, committed, device_of,
-    edge_agents, eventually, hub_env, hub_launcher, secret_of, unique, wait_futures,
-)
 
 EVENTS = 3000
 OFFLINE_S = 600  # device time spanned by the buffered events

@@ -11,15 +11,25 @@ from typing import Iterator
 import httpx
 import pytest
 import trio
+from faults_helpers import (
+    Ledger,
+    agent_config,
+    all_committed,
+    assert_exactly_once,
+    committed,
+    device_of,
+    edge_agents,
+    eventually,
+    hub_env,
+    hub_launcher,
+    live_load,
+    unique,
+    wait_futures,
+)
 
 from hub.db import migrate, open_database, run_with_database
 from hub.db.seed import ensure_campus
 from hub.embedded import EmbeddedPostgres, start_embedded_postgres
-
-from faults_helpers import (
-    Ledger, agent_config, all_committed, assert_exactly_once, committed, device_of, edge_agents, eventually,
-    hub_env, hub_launcher, live_load, unique, wait_futures,
-)
 
 ROOMS = 2
 READINGS_PER_DEVICE = 1200

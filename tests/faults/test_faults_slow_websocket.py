@@ -22,16 +22,15 @@ from datetime import datetime, timezone
 
 import httpx
 import trio
+from faults_helpers import eventually, hub_env, hub_launcher, percentile, unique
 from websockets.sync.client import connect
 
 from hub.core.config import MqttUrl
 from hub.db import open_database
 from hub.db.seed import ensure_campus
 from hub.mqtt import TrioMqttClient
-from web.app import READ_TIMEOUT_S
 from schemas import Heartbeat, HeartbeatEvent, Topics, encode_event, new_event_id
-
-from faults_helpers import eventually, hub_env, hub_launcher, percentile, unique
+from web.app import READ_TIMEOUT_S
 
 UPDATES = 9000
 RATE_PER_S = 300.0

@@ -26,7 +26,6 @@ HTTP cases
 from __future__ import annotations
 
 import base64
-import dataclasses
 import json
 import time
 import uuid

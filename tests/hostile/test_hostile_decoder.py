@@ -13,9 +13,10 @@ import uuid
 
 import msgspec
 import pytest
-from hypothesis import given, settings, strategies as st
-
 from hostile_corpus import MQTT_CASES, MqttWorld
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from hub.core.campus import DeviceCredentials, LiveSession, StudentCredentials
 from schemas import Topics, WireError, decode_frame, decode_status
 

@@ -8,11 +8,20 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import httpx
+from hostile_corpus import (
+    API_WORLD_IDS,
+    HTTP_CASES,
+    IMG_XSS,
+    SCRIPT,
+    UNSET,
+    WATCHED_TABLES,
+    HttpCase,
+    HttpWorld,
+    authorization,
+    leave_body,
+)
 from markupsafe import escape
 
-from hostile_corpus import (
-    API_WORLD_IDS, HTTP_CASES, IMG_XSS, SCRIPT, UNSET, WATCHED_TABLES, HttpCase, HttpWorld, authorization, leave_body,
-)
 from hub.db.notifications import NewNotification, add_notifications
 from hub.db.seed import DEMO_PASSWORD
 

@@ -13,9 +13,9 @@ import time
 from collections import Counter
 
 import httpx
-
 from hostile_corpus import MQTT_CASES, MqttWorld
 from hub_helpers import eventually, student
+
 from schemas import Topics, issue_checkin_token
 
 _PROCESSED = "campushub_ingest_to_commit_seconds_count"

@@ -16,12 +16,10 @@ import trio
 
 from hub.app.supervision import Hub, run_hub
 from hub.core.campus import Campus
-from hub.core.config import Settings
+from hub.core.config import MqttUrl, Settings
 from hub.db import Database, open_database, run_with_database
 from hub.db.seed import ensure_campus
 from hub.mqtt import TrioMqttClient
-from hub.core.config import MqttUrl
-
 
 
 @pytest.fixture

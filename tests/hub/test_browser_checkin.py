@@ -1,7 +1,6 @@
 """In real browsers: faculty marks on the live roster; a logged-out phone checks in from the projector's QR."""
 from __future__ import annotations
 
-
 from browser_helpers import chromium, run_in_browser_thread
 from hub_helpers import session_with_device, student
 

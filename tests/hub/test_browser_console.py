@@ -9,10 +9,10 @@ import sys
 import threading
 
 import trio
-
 from browser_helpers import chromium, run_in_browser_thread
-from hub.db.seed import DEMO_PASSWORD
 from hub_helpers import eventually
+
+from hub.db.seed import DEMO_PASSWORD
 
 
 async def _online(db, device_id: str, online: bool):

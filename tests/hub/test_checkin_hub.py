@@ -16,15 +16,15 @@ from datetime import datetime, timedelta, timezone
 import httpx
 import pytest
 import trio
-
 from browser_helpers import chromium, run_in_browser_thread
+from hub_helpers import eventually, session_with_device, signed_scan, student
+from test_hub_pipeline import login
+
 from hub.core.campus import Campus, DeviceCredentials
 from hub.core.config import Settings
 from hub.db import run_with_database
 from hub.pipeline.session_actor import RosterStatus
-from hub_helpers import eventually, session_with_device, signed_scan, student
 from schemas import Heartbeat, HeartbeatEvent, Topics, encode_event, issue_checkin_token, new_event_id
-from test_hub_pipeline import login
 
 #: How long after the fixture runs the lab-b session opens: enough for the hub to boot first.
 EARLY_OPENS_IN = timedelta(seconds=7)

@@ -11,8 +11,8 @@ import queue
 import threading
 import time
 import uuid
-from datetime import datetime, timezone
 from contextlib import asynccontextmanager
+from datetime import datetime, timezone
 from functools import partial
 from typing import Any, AsyncIterator
 
@@ -20,6 +20,7 @@ import httpx
 import paho.mqtt.client as mqtt
 import pytest
 import trio
+from hub_helpers import eventually
 from paho.mqtt.enums import CallbackAPIVersion
 
 from hub.app.supervision import run_hub
@@ -27,10 +28,16 @@ from hub.core.config import MqttUrl, Settings
 from hub.db.device_commands import create_command
 from hub.db.seed import DEMO_PASSWORD
 from schemas import (
-    Command, CommandAck, CommandAckEvent, Frame, Topics, decode_command, encode_event, new_event_id, verify,
+    Command,
+    CommandAck,
+    CommandAckEvent,
+    Frame,
+    Topics,
+    decode_command,
+    encode_event,
+    new_event_id,
+    verify,
 )
-
-from hub_helpers import eventually
 
 
 class PahoDevice:

@@ -8,11 +8,17 @@ from typing import Any, AsyncIterator
 
 import httpx
 import trio
+from hub_helpers import eventually
 
 from hub.db.seed import DEMO_PASSWORD
-from hub_helpers import eventually
 from schemas import (
-    DeviceStatus, SensorReading, SensorReadingEvent, Topics, encode_event, encode_status, new_event_id,
+    DeviceStatus,
+    SensorReading,
+    SensorReadingEvent,
+    Topics,
+    encode_event,
+    encode_status,
+    new_event_id,
 )
 
 

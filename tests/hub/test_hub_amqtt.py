@@ -13,6 +13,7 @@ from typing import Iterator
 
 import pytest
 import trio
+from hub_helpers import AgentThread, agent_config, eventually, session_with_device, student
 
 from hub.app.supervision import run_hub
 from hub.core.campus import Campus
@@ -20,7 +21,6 @@ from hub.core.config import MqttUrl, Settings
 from hub.db import open_database, run_with_database
 from hub.db.seed import ensure_campus
 from hub.embedded import EmbeddedBroker, start_embedded_broker
-from hub_helpers import AgentThread, agent_config, eventually, session_with_device, student
 from schemas import issue_checkin_token
 
 

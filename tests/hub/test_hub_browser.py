@@ -5,9 +5,9 @@ import threading
 import time
 
 import trio
-
 from browser_helpers import chromium, run_in_browser_thread
 from hub_helpers import AgentThread, agent_config, session_with_device, student
+
 from schemas import issue_checkin_token
 
 

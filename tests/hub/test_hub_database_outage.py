@@ -8,10 +8,10 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import trio
-
-from hub.app.supervision import run_hub
 from hub_helpers import eventually
 from support.tcp_proxy import TcpProxy
+
+from hub.app.supervision import run_hub
 from schemas import SensorReading, SensorReadingEvent, Topics, encode_event, new_event_id
 
 BEFORE, DURING = 50, 200

@@ -9,11 +9,17 @@ import time
 from functools import partial
 
 import trio
+from hub_helpers import eventually
 
 from hub.app.supervision import run_hub
-from hub_helpers import eventually
 from schemas import (
-    DeviceStatus, Heartbeat, HeartbeatEvent, Topics, encode_event, encode_status, new_event_id,
+    DeviceStatus,
+    Heartbeat,
+    HeartbeatEvent,
+    Topics,
+    encode_event,
+    encode_status,
+    new_event_id,
 )
 
 OFFLINE_AFTER_S = 1.5

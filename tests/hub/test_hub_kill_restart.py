@@ -8,9 +8,9 @@ import sys
 import time
 
 import trio
+from hub_helpers import eventually
 
 from hub.core.config import Settings
-from hub_helpers import eventually
 from schemas import SensorReading, SensorReadingEvent, Topics, encode_event, new_event_id
 
 TOTAL = 1500

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import httpx
 import trio
+from hub_helpers import AgentThread, agent_config, eventually, session_with_device, student
 from websockets.sync.client import connect
 
 from hub.pipeline.session_actor import RosterStatus
-from hub_helpers import AgentThread, agent_config, eventually, session_with_device, student
 from schemas import issue_checkin_token
 
 
@@ -100,6 +100,7 @@ async def _zero(value: int) -> bool:
 
 async def test_crashed_session_actor_restarts_and_rebuilds_from_postgres(hub, hub_settings, hub_campus, test_db, publisher):
     from hub_helpers import signed_scan
+
     from schemas import Topics
 
     session, device = session_with_device(hub_campus)

@@ -6,9 +6,9 @@ import time
 
 import httpx
 import msgspec
-
 from hub_helpers import eventually, session_with_device, signed_scan, student
-from schemas import MAX_MESSAGE_BYTES, Topics, issue_checkin_token, TOKEN_WINDOW_SECONDS
+
+from schemas import MAX_MESSAGE_BYTES, TOKEN_WINDOW_SECONDS, Topics, issue_checkin_token
 
 
 async def _reasons(db) -> dict[str, int]:

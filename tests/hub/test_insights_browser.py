@@ -5,8 +5,8 @@ from __future__ import annotations
 import threading
 
 import trio
-
 from browser_helpers import chromium, run_in_browser_thread
+
 from hub.db.notifications import NewNotification, add_notifications, publish_notifications
 from hub.db.seed import course_id
 from hub.db.seed.insights import ensure_insights_demo

@@ -21,13 +21,13 @@ from typing import AsyncIterator
 import pytest
 import trio
 
+from hub.adapters.mosquitto_auth import HubAccount, MosquittoFiles, export_mosquitto, render_acl_file
 from hub.db import Database, open_database
 from hub.db.devices_admin import register_device, revoke_device
 from hub.domain.credentials import DeviceCredentials, new_device_credentials
 from hub.embedded import probe_mqtt
-from hub.embedded.broker import mosquitto_path
 from hub.embedded._common import choose_port, wait_until
-from hub.adapters.mosquitto_auth import HubAccount, MosquittoFiles, export_mosquitto, render_acl_file
+from hub.embedded.broker import mosquitto_path
 from hub.mqtt import MqttError, TrioMqttClient
 from schemas import Topics
 

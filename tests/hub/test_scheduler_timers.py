@@ -17,7 +17,7 @@ from trio.testing import MockClock
 from actors import Actor, ChildSpec, Supervisor
 from hub.db import open_database
 from hub.domain.session_messages import CloseSession
-from hub.pipeline.scheduler import LINGER_AFTER_END, ScheduleStatus, SessionScheduler, SessionsChanged
+from hub.pipeline.scheduler import LINGER_AFTER_END, ScheduleStatus, SessionsChanged, SessionScheduler
 
 
 class Recorder:

@@ -4,8 +4,9 @@ from __future__ import annotations
 import json
 import time
 
-from hub.domain.session_messages import CloseSession, ManualMarks
 from hub_helpers import eventually, session_with_device, signed_scan, student
+
+from hub.domain.session_messages import CloseSession, ManualMarks
 from schemas import Topics, issue_checkin_token
 
 

@@ -9,17 +9,28 @@ import dataclasses
 from datetime import datetime, timedelta, timezone
 from typing import Sequence
 
-import pytest
 import trio
 
 from actors import ChildSpec, Supervisor
 from hub.core.bus import DEVICES_TOPIC, LiveBus
 from hub.db.tickets import (
-    AlarmBrief, LatestAlarm, PriorityPolicy, Ticket, TicketPolicy, Watch, WatchedTicket, get_ticket, load_policy,
+    AlarmBrief,
+    LatestAlarm,
+    PriorityPolicy,
+    Ticket,
+    TicketPolicy,
+    Watch,
+    WatchedTicket,
+    get_ticket,
+    load_policy,
 )
 from hub.domain.tickets import DEFAULT_SLA
 from hub.services.tickets import (
-    GetDeadlines, PostgresTicketStore, Reload, TicketActor, TicketsChanged,
+    GetDeadlines,
+    PostgresTicketStore,
+    Reload,
+    TicketActor,
+    TicketsChanged,
 )
 
 BASE = datetime(2030, 1, 7, 9, 0, tzinfo=timezone.utc)

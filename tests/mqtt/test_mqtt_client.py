@@ -13,10 +13,10 @@ import uuid
 
 import pytest
 import trio
-
 from mqtt_helpers import assert_nothing, drop_socket, receive, start, subscriber, wait_until
-from hub.mqtt import MqttNotConnected, TrioMqttClient
 from support.tcp_proxy import TcpProxy
+
+from hub.mqtt import MqttNotConnected, TrioMqttClient
 
 HOST = os.environ.get("CAMPUSHUB_TEST_MQTT_HOST", "127.0.0.1")
 PORT = int(os.environ.get("CAMPUSHUB_TEST_MQTT_PORT", "1883"))

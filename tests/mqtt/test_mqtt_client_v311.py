@@ -21,10 +21,10 @@ from dataclasses import dataclass
 
 import pytest
 import trio
-
-from hub.embedded import start_embedded_broker
-from hub.core.config import MqttUrl
 from mqtt_helpers import assert_nothing, drop_socket, receive, start, subscriber, wait_until
+
+from hub.core.config import MqttUrl
+from hub.embedded import start_embedded_broker
 from hub.mqtt import TrioMqttClient
 
 pytestmark = pytest.mark.integration

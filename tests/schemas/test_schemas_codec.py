@@ -6,12 +6,28 @@ import os
 import msgspec
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from schemas import (
-    MAX_MESSAGE_BYTES, BiometricMatch, BiometricMatchEvent, DeviceStatus, Heartbeat, HeartbeatEvent, QrScan,
-    QrScanEvent, SensorReading, SensorReadingEvent, Topics, WireError, decode_frame, decode_status,
-    encode_event, encode_status, new_event_id, verify,
+    MAX_MESSAGE_BYTES,
+    BiometricMatch,
+    BiometricMatchEvent,
+    DeviceStatus,
+    Heartbeat,
+    HeartbeatEvent,
+    QrScan,
+    QrScanEvent,
+    SensorReading,
+    SensorReadingEvent,
+    Topics,
+    WireError,
+    decode_frame,
+    decode_status,
+    encode_event,
+    encode_status,
+    new_event_id,
+    verify,
 )
 
 KEY = os.urandom(32)

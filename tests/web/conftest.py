@@ -15,13 +15,12 @@ from functools import lru_cache
 
 import pytest
 from quart_trio import QuartTrio
+from web_helpers import JWT_SECRET, PASSWORD
 
 from hub.core.bus import LiveBus
-from hub.db import Database
 from hub.core.passwords import hash_password
+from hub.db import Database
 from web import WebContext, create_app
-
-from web_helpers import JWT_SECRET, PASSWORD
 
 
 @lru_cache(maxsize=1)

@@ -5,9 +5,9 @@ import re
 from datetime import date, datetime, timedelta, timezone
 
 import pytest
+from web_helpers import bearer
 
 from web.routes import academic, sessions_api
-from web_helpers import bearer
 
 
 class Changes:

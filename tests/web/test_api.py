@@ -4,10 +4,10 @@ from __future__ import annotations
 from datetime import datetime
 
 import pytest
+from web_helpers import bearer, page_login
 
 from schemas import TOKEN_WINDOW_SECONDS, issue_checkin_token
 from web.routes.student import render_qr_svg
-from web_helpers import bearer, page_login
 
 
 async def test_roster_lists_enrolled_students_with_status_and_counts(client, world):

@@ -7,10 +7,9 @@ import json
 from datetime import timedelta
 
 import pytest
+from web_helpers import bearer
 
 from hub.db.attendance import AttendanceChange, apply_attendance_changes
-
-from web_helpers import bearer
 
 pytestmark = pytest.mark.integration
 

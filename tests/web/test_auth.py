@@ -7,11 +7,9 @@ import time
 import jwt
 import pytest
 import trio
+from web_helpers import JWT_SECRET, PASSWORD, api_login, bearer, page_login
 
 from web.auth import ACCESS_TTL_S, BROWSER_REFRESH_GRACE_S, REFRESH_TTL_S
-from web_helpers import PASSWORD, api_login, bearer, page_login
-
-from web_helpers import JWT_SECRET
 
 
 def cookie_headers(response) -> dict[str, str]:

@@ -15,10 +15,10 @@ from __future__ import annotations
 import re
 
 import pytest
+from web_helpers import bearer
 
 from web.auth import ROLES
 from web.openapi import DOCUMENT
-from web_helpers import bearer
 
 ROLE_USERS = {"admin": "admin", "faculty": "fac1", "student": "stu1", "ops": "ops"}
 METHODS = ("get", "post", "put", "patch", "delete")

@@ -7,20 +7,18 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 
 import pytest
 import trio
+from test_live import recv
+from web_helpers import bearer, page_login
 
 from actors import ChildSpec, Supervisor
 from hub.core.bus import session_topic, user_topic
 from hub.core.metrics import HubMetrics
 from hub.pipeline.session_actor import SESSION_MAILBOX, SessionActor, session_caller
 from hub.pipeline.writer import PersistenceWriter
-from web import create_app
-
-from test_live import recv
-from web_helpers import bearer, page_login
 
 
 @pytest.fixture
@@ -259,8 +257,8 @@ async def test_a_flag_reaches_the_open_rosters_and_each_managing_faculty_once(ap
 
 
 async def test_the_batch_writer_notifies_a_flag_once_even_when_its_message_is_redelivered(world, db):
-    from hub.db.ingest import write_batch
     from hub.core.records import CheckinFlagRow, Commit
+    from hub.db.ingest import write_batch
 
     session = world.sessions["live1"]
     row = CheckinFlagRow(session, world.users["stu2"], "wrong_room", "scanned elsewhere", {"room_id": "x"}, "qr",

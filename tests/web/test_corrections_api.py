@@ -6,7 +6,6 @@ import json
 from datetime import timedelta
 
 import pytest
-
 from web_helpers import bearer
 
 pytestmark = pytest.mark.integration

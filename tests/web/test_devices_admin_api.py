@@ -5,11 +5,10 @@ import tomllib
 import uuid
 
 import pytest
+from web_helpers import bearer, page_login
 
 from hub.domain.credentials import ed25519_public_key, mosquitto_verify
 from web.routes.devices_admin import MAX_ARGS
-
-from web_helpers import bearer, page_login
 
 
 class Calls:

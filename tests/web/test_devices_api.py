@@ -11,15 +11,14 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 import trio
+from web_helpers import bearer
 
 from actors import ChildSpec, Supervisor
 from hub.core.bus import DEVICES_TOPIC
+from hub.core.metrics import HubMetrics
 from hub.pipeline.device_actor import device_asker
 from hub.pipeline.device_alarms import ThresholdBook, thresholds_changed
-from hub.core.metrics import HubMetrics
 from hub.pipeline.writer import PersistenceWriter
-
-from web_helpers import bearer
 
 
 @pytest.fixture

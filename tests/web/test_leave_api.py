@@ -7,11 +7,10 @@ import base64
 from datetime import timedelta
 
 import pytest
-
-from hub.db.ingest import write_batch
-from hub.core.records import AttendanceMark, Commit, internal_key
-
 from web_helpers import bearer
+
+from hub.core.records import AttendanceMark, Commit, internal_key
+from hub.db.ingest import write_batch
 
 pytestmark = pytest.mark.integration
 

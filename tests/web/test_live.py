@@ -8,6 +8,7 @@ import pytest
 import trio
 import trio.testing
 from quart.testing.connections import WebsocketDisconnectError, WebsocketResponseError
+from web_helpers import JWT_SECRET, bearer, page_login
 
 import web.ws
 from actors import Supervisor
@@ -16,9 +17,6 @@ from web import WebContext, create_app
 from web.auth import ACCESS_TTL_S
 from web.connection import RESYNC, ConnectionState
 from web.ws import BUS_BUFFER, MAILBOX_SIZE, InlineMailbox, _pump
-from web_helpers import bearer, page_login
-
-from web_helpers import JWT_SECRET
 
 
 async def recv(ws, timeout: float = 5.0) -> dict:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 
 import trio
+from web_helpers import bearer, page_login
 
 from hub.core.bus import user_topic
 from hub.db.notifications import NewNotification, add_notifications, publish_notifications
-from web_helpers import bearer, page_login
 
 
 async def notify(db, bus, *notes: NewNotification) -> list[dict]:

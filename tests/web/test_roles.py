@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import pytest
-
 from web_helpers import bearer, page_login
 
 ROLE_USERS = {"admin": "admin", "faculty": "fac1", "student": "stu1", "ops": "ops"}

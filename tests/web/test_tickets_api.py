@@ -4,10 +4,10 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from web_helpers import PASSWORD, bearer
 
 from hub.core.bus import DEVICES_TOPIC
 from hub.core.passwords import hash_password
-from web_helpers import PASSWORD, bearer
 
 
 async def _alarm(db, device_id: str, severity: str = "major", type_: str = "device_offline") -> int:

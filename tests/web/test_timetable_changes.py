@@ -7,7 +7,6 @@ import random
 from datetime import date, datetime, timedelta, timezone
 
 import pytest
-
 from web_helpers import bearer, page_login
 
 UTC = timezone.utc

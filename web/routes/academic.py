@@ -25,12 +25,37 @@ from hub.db import timetable as db_timetable
 from hub.db.academic import ASSIGNMENT_ROLES, ROOM_TYPES, SLOT_KINDS, ImportRejected, SlotFields
 from hub.db.timetable import RegenerationResult, TimetableChange, regenerate_term
 from hub.domain.enrolment_import import parse_enrolment_csv
-from hub.domain.timetable import InvalidTimezone, WEEKDAYS, zone
+from hub.domain.timetable import WEEKDAYS, InvalidTimezone, zone
 
 from ..apidoc import (
-    BAD_BODY, BAD_URL, BEARER, BOOL, CONFLICT, DATE, FORBIDDEN, INT, NOT_JSON, NUMBER, STR, TIME, TOO_LARGE,
-    UNAUTHENTICATED, array, enum, error, json_request, json_response, not_found, nullable, obj, page_of,
-    page_params, path_param, query_int, query_str, ref,
+    BAD_BODY,
+    BAD_URL,
+    BEARER,
+    BOOL,
+    CONFLICT,
+    DATE,
+    FORBIDDEN,
+    INT,
+    NOT_JSON,
+    NUMBER,
+    STR,
+    TIME,
+    TOO_LARGE,
+    UNAUTHENTICATED,
+    array,
+    enum,
+    error,
+    json_request,
+    json_response,
+    not_found,
+    nullable,
+    obj,
+    page_of,
+    page_params,
+    path_param,
+    query_int,
+    query_str,
+    ref,
 )
 from ..auth import Principal, current_principal, require
 from ..context import current_context

@@ -13,12 +13,32 @@ from quart import Blueprint, Response, jsonify, request
 
 from hub.db.academic import manages_sql
 from hub.db.audit import (
-    AuditFilter, csv_chunk, csv_header, iter_audit, jsonl_chunk, search_audit, verify_chain,
+    AuditFilter,
+    csv_chunk,
+    csv_header,
+    iter_audit,
+    jsonl_chunk,
+    search_audit,
+    verify_chain,
 )
 
 from ..apidoc import (
-    BAD_URL, BEARER, BOOL, FORBIDDEN, INT, STR, TIME, UNAUTHENTICATED, enum, json_response, nullable, obj, page_of,
-    page_params, query_str, ref,
+    BAD_URL,
+    BEARER,
+    BOOL,
+    FORBIDDEN,
+    INT,
+    STR,
+    TIME,
+    UNAUTHENTICATED,
+    enum,
+    json_response,
+    nullable,
+    obj,
+    page_of,
+    page_params,
+    query_str,
+    ref,
 )
 from ..auth import current_principal, require
 from ..context import current_context

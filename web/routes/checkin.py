@@ -12,7 +12,14 @@ from datetime import datetime, timezone
 from quart import Blueprint, Response, jsonify, redirect, request, url_for
 
 from hub.db.checkin import (
-    FLAG_STATES, decide_flag, display_session, enrolled_students, flag_json, flag_update, get_flag, list_flags,
+    FLAG_STATES,
+    decide_flag,
+    display_session,
+    enrolled_students,
+    flag_json,
+    flag_update,
+    get_flag,
+    list_flags,
     session_records,
 )
 from hub.domain.checkin import FLAG_KINDS, STATUSES
@@ -21,13 +28,43 @@ from hub.domain.session_messages import DisplayCheckin, SessionNotLive
 
 from ..access import authorize_session
 from ..apidoc import (
-    BAD_BODY, BAD_URL, BEARER, BOOL, FORBIDDEN, INT, NOT_JSON, STR, TIME, TOO_LARGE, UNAUTHENTICATED, array, enum,
-    error, json_request, json_response, not_found as doc_not_found, nullable, obj, page_of, page_params,
-    path_param, query_str, ref,
+    BAD_BODY,
+    BAD_URL,
+    BEARER,
+    BOOL,
+    FORBIDDEN,
+    INT,
+    NOT_JSON,
+    STR,
+    TIME,
+    TOO_LARGE,
+    UNAUTHENTICATED,
+    array,
+    enum,
+    error,
+    json_request,
+    json_response,
+    nullable,
+    obj,
+    page_of,
+    page_params,
+    path_param,
+    query_str,
+    ref,
+)
+from ..apidoc import (
+    not_found as doc_not_found,
 )
 from ..auth import current_principal, require
 from ..checkin_flow import (
-    apply_marks, device_cookie, device_hash, hash_device, issue_pending, read_pending, set_device_cookie, settled,
+    apply_marks,
+    device_cookie,
+    device_hash,
+    hash_device,
+    issue_pending,
+    read_pending,
+    set_device_cookie,
+    settled,
 )
 from ..context import current_context
 from ..errors import WebError, invalid, not_found

@@ -13,9 +13,30 @@ from hub.db import corrections as store
 from hub.domain.corrections import MAX_REASON_CHARS, REQUEST_STATUSES, STATUSES, CorrectionRuleError
 
 from ..apidoc import (
-    BAD_BODY, BAD_URL, BEARER, FORBIDDEN, INT, NOT_JSON, STR, TIME, TOO_LARGE, UNAUTHENTICATED, enum, error,
-    json_request, json_response, not_found as doc_not_found, nullable, obj, page_of, page_params, path_param,
-    query_str, ref,
+    BAD_BODY,
+    BAD_URL,
+    BEARER,
+    FORBIDDEN,
+    INT,
+    NOT_JSON,
+    STR,
+    TIME,
+    TOO_LARGE,
+    UNAUTHENTICATED,
+    enum,
+    error,
+    json_request,
+    json_response,
+    nullable,
+    obj,
+    page_of,
+    page_params,
+    path_param,
+    query_str,
+    ref,
+)
+from ..apidoc import (
+    not_found as doc_not_found,
 )
 from ..auth import Principal, current_principal, require
 from ..context import current_context

@@ -18,16 +18,48 @@ from quart import Blueprint, Response, jsonify, request
 
 from hub.db.device_commands import COMMAND_STATUSES, command_json, create_command, list_commands
 from hub.db.devices_admin import (
-    DEVICE_KINDS, DeviceAdminRow, RegistryError, get_device_admin, hub_signing_key, register_device,
-    revoke_device, room_ids, rotate_credentials,
+    DEVICE_KINDS,
+    DeviceAdminRow,
+    RegistryError,
+    get_device_admin,
+    hub_signing_key,
+    register_device,
+    revoke_device,
+    room_ids,
+    rotate_credentials,
 )
 from hub.domain.credentials import (
-    ALGORITHMS, DeviceCredentials, edge_agent_toml, new_device_credentials, new_signing_keys,
+    ALGORITHMS,
+    DeviceCredentials,
+    edge_agent_toml,
+    new_device_credentials,
+    new_signing_keys,
 )
 
 from ..apidoc import (
-    BAD_BODY, BAD_URL, BEARER, BOOL, CONFLICT, FORBIDDEN, INT, NOT_JSON, STR, TIME, TOO_LARGE, UNAUTHENTICATED,
-    enum, json_request, json_response, not_found, nullable, obj, page_of, page_params, path_param, query_str, ref,
+    BAD_BODY,
+    BAD_URL,
+    BEARER,
+    BOOL,
+    CONFLICT,
+    FORBIDDEN,
+    INT,
+    NOT_JSON,
+    STR,
+    TIME,
+    TOO_LARGE,
+    UNAUTHENTICATED,
+    enum,
+    json_request,
+    json_response,
+    not_found,
+    nullable,
+    obj,
+    page_of,
+    page_params,
+    path_param,
+    query_str,
+    ref,
 )
 from ..auth import current_principal, require
 from ..context import current_context

@@ -27,9 +27,33 @@ from hub.domain.alarms import SEVERITIES, STATES, AckAlarm, AlarmResult, ClearAl
 from hub.domain.thresholds import OPS, rule_problem
 
 from ..apidoc import (
-    BAD_BODY, BAD_URL, BEARER, BOOL, FORBIDDEN, INT, NOT_JSON, NUMBER, STR, TIME, TOO_LARGE, UNAUTHENTICATED,
-    array, enum, error, json_request, json_response, not_found as doc_not_found, nullable, obj, page_of,
-    page_params, path_param, query_str, ref,
+    BAD_BODY,
+    BAD_URL,
+    BEARER,
+    BOOL,
+    FORBIDDEN,
+    INT,
+    NOT_JSON,
+    NUMBER,
+    STR,
+    TIME,
+    TOO_LARGE,
+    UNAUTHENTICATED,
+    array,
+    enum,
+    error,
+    json_request,
+    json_response,
+    nullable,
+    obj,
+    page_of,
+    page_params,
+    path_param,
+    query_str,
+    ref,
+)
+from ..apidoc import (
+    not_found as doc_not_found,
 )
 from ..auth import current_principal, require
 from ..context import current_context

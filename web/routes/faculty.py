@@ -4,16 +4,15 @@ from __future__ import annotations
 from quart import Blueprint, Response, request
 
 from hub.db.web_queries import sessions_for_faculty
+from hub.domain.display_code import DISPLAY_STEPS_BACK, display_code, display_window
 
 from ..access import authorize_session
 from ..auth import current_principal, require
 from ..context import current_context
-from hub.domain.display_code import DISPLAY_STEPS_BACK, display_code, display_window
-
 from ..errors import WebError, invalid
 from ..feeds import load_roster, roster_json, session_json, utc_now
 from ._pages import local_now, render_page
-from .checkin import own_display_session, display_code_json, display_url
+from .checkin import display_code_json, display_url, own_display_session
 from .student import render_qr_svg
 
 bp = Blueprint("faculty", __name__)

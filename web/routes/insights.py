@@ -13,37 +13,89 @@ from urllib.parse import urlsplit
 
 from quart import Blueprint, Response, jsonify, request
 
-from hub.bus import user_topic
+from hub.core.bus import user_topic
 from hub.db.condonation import (
-    AlreadyOpen, Application, create_application, decide_application, get_application, list_applications,
+    AlreadyOpen,
+    Application,
+    create_application,
+    decide_application,
+    get_application,
+    list_applications,
 )
 from hub.db.notifications import (
-    KINDS, NewNotification, add_notifications, list_notifications, mark_all_read, mark_read,
-    publish_notifications, unread_count,
+    KINDS,
+    NewNotification,
+    add_notifications,
+    list_notifications,
+    mark_all_read,
+    mark_read,
+    publish_notifications,
+    unread_count,
 )
 from hub.db.stats import (
-    CourseInfo, course_faculty, course_info, course_rules, course_timeline, section_course, standings,
-    student_timeline, teaches_course,
+    CourseInfo,
+    course_faculty,
+    course_info,
+    course_rules,
+    course_timeline,
+    section_course,
+    standings,
+    student_timeline,
+    teaches_course,
 )
 from hub.db.webhooks import (
-    Delivery, Subscription, create_subscription, delete_subscription, get_subscription, list_deliveries,
-    list_subscriptions, update_subscription,
+    Delivery,
+    Subscription,
+    create_subscription,
+    delete_subscription,
+    get_subscription,
+    list_deliveries,
+    list_subscriptions,
+    update_subscription,
 )
 from hub.domain.eligibility import CONDONABLE, shown
 from hub.domain.webhook_policy import redact_text, url_problem
 
 from ..access import attendance_scope
 from ..apidoc import (
-    BAD_BODY, BAD_URL, BOOL, CONFLICT, FORBIDDEN, INT, NOT_JSON, NUMBER, STR, TIME, TOO_LARGE, UNAUTHENTICATED,
-    UUID, array, enum, error, json_request, json_response, not_found as doc_not_found, nullable, obj,
-    page_params, path_param, query_str, ref,
+    BAD_BODY,
+    BAD_URL,
+    BOOL,
+    CONFLICT,
+    FORBIDDEN,
+    INT,
+    NOT_JSON,
+    NUMBER,
+    STR,
+    TIME,
+    TOO_LARGE,
+    UNAUTHENTICATED,
+    UUID,
+    array,
+    enum,
+    error,
+    json_request,
+    json_response,
+    nullable,
+    obj,
+    page_params,
+    path_param,
+    query_str,
+    ref,
+)
+from ..apidoc import (
+    not_found as doc_not_found,
 )
 from ..auth import ROLES, Principal, current_principal, require
 from ..context import current_context
 from ..errors import WebError, forbidden, invalid, not_found
 from ..feeds import utc_now
 from ..insights import (
-    course_series_json, report_csv, report_summary, standing_json, student_series_json,
+    course_series_json,
+    report_csv,
+    report_summary,
+    standing_json,
+    student_series_json,
 )
 from .api import DEFAULT_PAGE, MAX_PAGE, _int_arg, _json_body
 

@@ -16,14 +16,41 @@ from quart import Blueprint, Response, jsonify
 
 from hub.db import leave as store
 from hub.domain.leave import (
-    DOCUMENT_TYPES, LEAVE_STATUSES, MAX_DOCUMENT_BYTES, MAX_LEAVE_DAYS, MAX_REASON_CHARS, LeaveRuleError,
+    DOCUMENT_TYPES,
+    LEAVE_STATUSES,
+    MAX_DOCUMENT_BYTES,
+    MAX_LEAVE_DAYS,
+    MAX_REASON_CHARS,
+    LeaveRuleError,
     validate_document,
 )
 
 from ..apidoc import (
-    BAD_BODY, BAD_URL, BEARER, DATE, FORBIDDEN, INT, NOT_JSON, STR, TIME, TOO_LARGE, UNAUTHENTICATED, enum,
-    error, json_request, json_response, not_found as doc_not_found, nullable, obj, page_of, page_params,
-    path_param, query_str, ref,
+    BAD_BODY,
+    BAD_URL,
+    BEARER,
+    DATE,
+    FORBIDDEN,
+    INT,
+    NOT_JSON,
+    STR,
+    TIME,
+    TOO_LARGE,
+    UNAUTHENTICATED,
+    enum,
+    error,
+    json_request,
+    json_response,
+    nullable,
+    obj,
+    page_of,
+    page_params,
+    path_param,
+    query_str,
+    ref,
+)
+from ..apidoc import (
+    not_found as doc_not_found,
 )
 from ..auth import Principal, current_principal, require
 from ..context import current_context
@@ -31,7 +58,16 @@ from ..errors import WebError, forbidden, invalid, not_found
 from ..uploads import LARGE_BODIES
 from ._pages import render_page
 from ._records import (
-    ID_SCHEMA, MAX_ID, NOTE_BODY, after_commit, campus_today, date_field, no_nul, now_utc, optional_note, status_arg,
+    ID_SCHEMA,
+    MAX_ID,
+    NOTE_BODY,
+    after_commit,
+    campus_today,
+    date_field,
+    no_nul,
+    now_utc,
+    optional_note,
+    status_arg,
 )
 from .api import DEFAULT_PAGE, MAX_PAGE, _int_arg, _json_body
 

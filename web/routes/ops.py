@@ -19,8 +19,8 @@ from ..console import HEALTH_ORDER, grid, health_of
 from ..context import current_context
 from ..errors import not_found
 from ..feeds import devices_json, utc_now
-from .tickets_api import ticket_json
 from ._pages import render_page
+from .tickets_api import ticket_json
 
 bp = Blueprint("ops", __name__)
 

@@ -19,9 +19,30 @@ from hub.db.academic import may_manage_course
 from hub.domain.timetable import zone
 
 from ..apidoc import (
-    BAD_BODY, BAD_URL, BEARER, CONFLICT, DATE, FORBIDDEN, INT, NOT_JSON, STR, TIME, TOO_LARGE,
-    UNAUTHENTICATED, array, enum, json_request, json_response, not_found, nullable, obj, page_of, page_params,
-    path_param, query_str, ref,
+    BAD_BODY,
+    BAD_URL,
+    BEARER,
+    CONFLICT,
+    DATE,
+    FORBIDDEN,
+    INT,
+    NOT_JSON,
+    STR,
+    TIME,
+    TOO_LARGE,
+    UNAUTHENTICATED,
+    array,
+    enum,
+    json_request,
+    json_response,
+    not_found,
+    nullable,
+    obj,
+    page_of,
+    page_params,
+    path_param,
+    query_str,
+    ref,
 )
 from ..auth import Principal, current_principal, require
 from ..context import current_context

@@ -10,24 +10,65 @@ which both the ops console and the hub's ticket actor (timers) follow.
 """
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any
 
 from quart import Blueprint, Response, jsonify, request
 
-from hub.bus import DEVICES_TOPIC
+from hub.core.bus import DEVICES_TOPIC
 from hub.db.tickets import (
-    Change, Comment, NewTicket, PriorityPolicy, Ticket, TicketConflict, TicketEvent, TicketFilter, TicketPolicy,
-    TicketReferenceMissing, add_comment, alarm_brief, create_ticket, get_ticket, list_staff, list_tickets,
-    load_policy, save_policy, ticket_history, update_ticket,
+    Change,
+    Comment,
+    NewTicket,
+    PriorityPolicy,
+    Ticket,
+    TicketConflict,
+    TicketEvent,
+    TicketFilter,
+    TicketPolicy,
+    TicketReferenceMissing,
+    add_comment,
+    alarm_brief,
+    create_ticket,
+    get_ticket,
+    list_staff,
+    list_tickets,
+    load_policy,
+    save_policy,
+    ticket_history,
+    update_ticket,
 )
 from hub.db.users import get_user
 from hub.domain import tickets as rules
 
 from ..apidoc import (
-    BAD_BODY, BAD_URL, BEARER, BOOL, CONFLICT, FORBIDDEN, INT, NOT_JSON, STR, TIME, TOO_LARGE, UNAUTHENTICATED,
-    array, enum, error, json_request, json_response, not_found as doc_not_found, nullable, obj, page_of,
-    page_params, path_param, query_str, ref,
+    BAD_BODY,
+    BAD_URL,
+    BEARER,
+    BOOL,
+    CONFLICT,
+    FORBIDDEN,
+    INT,
+    NOT_JSON,
+    STR,
+    TIME,
+    TOO_LARGE,
+    UNAUTHENTICATED,
+    array,
+    enum,
+    error,
+    json_request,
+    json_response,
+    nullable,
+    obj,
+    page_of,
+    page_params,
+    path_param,
+    query_str,
+    ref,
+)
+from ..apidoc import (
+    not_found as doc_not_found,
 )
 from ..auth import ROLES, current_principal, require
 from ..context import WebContext, current_context

@@ -26,11 +26,12 @@ import trio
 
 from hub.core.campus import Campus, DemoLogin, DeviceCredentials, LiveSession, StudentCredentials
 from hub.core.passwords import hash_password
+
 from .._pool import Database
 from .academic import ensure_academic_demo
-from .provisioning import seed_command_history
-from .health import ensure_health_demo
 from .console import ensure_console_demo
+from .health import ensure_health_demo
+from .provisioning import seed_command_history
 from .records import ensure_records_demo
 
 DEMO_PASSWORD = "campushub"

@@ -25,10 +25,10 @@ from decimal import Decimal
 
 import asyncpg
 
-from .._pool import Database
-from ..attendance import AttendanceChange, apply_attendance_changes
 from hub.domain.eligibility import CONDONABLE, shown
 
+from .._pool import Database
+from ..attendance import AttendanceChange, apply_attendance_changes
 from ..condonation import create_application
 from ..notifications import NewNotification, add_notifications
 from ..stats import StandingRow, standings
