@@ -22,7 +22,7 @@ _PROCESSED = "campushub_ingest_to_commit_seconds_count"
 
 
 def _processed(hub) -> int:
-    return int(hub.core.metrics.registry.get_sample_value(_PROCESSED) or 0)
+    return int(hub.metrics.registry.get_sample_value(_PROCESSED) or 0)
 
 
 async def _processed_at_least(hub, n: int) -> bool:

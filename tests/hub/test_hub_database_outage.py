@@ -67,7 +67,7 @@ async def test_ingestion_pauses_while_database_is_down_and_resumes(
         seqs = [r["seq"] for r in await test_db.fetch("SELECT seq FROM events ORDER BY seq")]
         assert seqs == list(range(1, BEFORE + DURING + 1))
         assert (await web.get("/healthz")).status_code == 200
-        failures = next(line for line in hub.core.metrics.render().splitlines()
+        failures = next(line for line in hub.metrics.render().splitlines()
                         if line.startswith("campushub_db_write_failures_total "))
         assert float(failures.split()[1]) > 0, "the outage never reached the writer"
         await web.aclose()

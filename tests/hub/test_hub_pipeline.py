@@ -87,7 +87,7 @@ async def test_edge_agent_checkin_is_committed_and_pushed_to_websocket(
             f"{session.session_id}/{enrolled.student_id}")
         assert audit["actor"] == f"device:{device.device_id}" and audit["before"] is None
         assert json.loads(audit["after"])["status"] == "present"
-        assert 'campushub_events_ingested_total{kind="qr_scan"} 1.0' in hub.core.metrics.render()
+        assert 'campushub_events_ingested_total{kind="qr_scan"} 1.0' in hub.metrics.render()
         # The agent's outbox empties once the broker has the event.
         assert await eventually(lambda: _zero(agent.agent.outbox_depth))
     finally:
@@ -127,7 +127,7 @@ async def test_crashed_session_actor_restarts_and_rebuilds_from_postgres(hub, hu
         "SELECT count(*) FROM attendance WHERE student_id = $1", second.student_id))
     assert await eventually(lambda: test_db.fetchval(
         "SELECT count(*) FROM rejected_events WHERE reason = 'duplicate_checkin'"))
-    assert 'campushub_actor_restarts_total 1.0' in hub.core.metrics.render()
+    assert 'campushub_actor_restarts_total 1.0' in hub.metrics.render()
 
 
 async def _true(value: bool) -> bool:

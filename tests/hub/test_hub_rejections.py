@@ -72,7 +72,7 @@ async def test_each_kind_of_bad_input_is_rejected_with_its_reason(hub, hub_setti
     kept = await test_db.fetchval("SELECT payload FROM rejected_events WHERE reason = 'malformed'")
     assert bytes(kept) == b"\xc1\xff\x00garbage"
     # Counted in the metrics.
-    metrics = hub.core.metrics.render()
+    metrics = hub.metrics.render()
     for reason in expected:
         assert f'campushub_events_rejected_total{{reason="{reason}"}} 1.0' in metrics
     # And the hub still serves: a good check-in in another room is accepted.

@@ -81,7 +81,7 @@ async def test_condonation_report_student_standing_and_live_notifications(hub, h
         rows = await test_db.run(lambda conn: add_notifications(conn, [NewNotification(
             student_id, "leave_decided", "Pushed live", "Your leave was approved.", link="/student")]),
             transaction=True)
-        publish_notifications(hub.core.bus, rows)
+        publish_notifications(hub.bus, rows)
         published.set()
     assert result, "the browser script failed"
     seen = result[0]
