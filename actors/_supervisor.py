@@ -188,7 +188,9 @@ class Supervisor:
             return None
         if child.ref is not None:
             return child.ref
-        return child.instance
+        instance = child.instance
+        assert not isinstance(instance, Actor)  # an actor child always has a ref
+        return instance
 
     def child_ids(self) -> list[str]:
         """Ids of the current children, in start order. Synchronous."""
@@ -360,7 +362,10 @@ class Supervisor:
         child = _Child(spec, self._seq, ref, self._backoff_initial)
         self._children[spec.id] = child
         await self._start(child, instance)
-        return ref if ref is not None else instance
+        if isinstance(instance, Supervisor):
+            return instance
+        assert ref is not None  # made above for every Actor
+        return ref
 
     async def _start(self, child: _Child, instance: Actor | Supervisor | None = None) -> None:
         # Lock held. Returns once the instance's started() (or a child
@@ -404,7 +409,7 @@ class Supervisor:
                     assert child.ref is not None
                     reason = await run_instance(instance, child.ref, child.spec.shutdown_timeout, child.set_ready)
                 else:
-                    await instance.run(task_status=_ReadyStatus(child))  # type: ignore[arg-type]
+                    await instance.run(task_status=_ReadyStatus(child))
         except Exception as exc:
             reason = exc
         finally:

@@ -219,7 +219,7 @@ async def child_run(args: argparse.Namespace) -> dict[str, Any]:
 
     from actors import ChildSpec, Supervisor
     from hub.app.supervision import run_hub
-    from hub.db.state import DeviceSnapshot, load_device_snapshots
+    from hub.db.device_health import DeviceSnapshot, load_device_snapshots
     from hub.pipeline.device_actor import DEVICE_MAILBOX
     from hub.pipeline.scheduler import ResolveSession
 
@@ -260,7 +260,7 @@ async def child_run(args: argparse.Namespace) -> dict[str, Any]:
         # As Ingress.started() does: one query set for every device's stored state.
         snapshots = await load_device_snapshots(hub.db)
         for record in ingress._registry.values():
-            await ingress._device_ref(record, snapshots.get(record.device_id, DeviceSnapshot()))
+            await ingress._device_actors.ensure(record, snapshots.get(record.device_id, DeviceSnapshot()))
         out["device_start_s"] = time.perf_counter() - t
         del snapshots
         devices = meter.end()

@@ -368,17 +368,18 @@ async def run_baseline(args: argparse.Namespace, url: str, prefix: str, campus, 
                                                                   task_status=task_status))
             await nursery.start(partial(client.run, on_connect=on_connect))
             acks: dict[str, Any] = {}
+            ack_installed = trio.Event()
 
             def install(driver: Driver) -> None:
                 acks["ack"] = driver.ack_recorder(client.ack_many)
+                ack_installed.set()
 
             cpu0 = time.process_time()
 
             async def consume() -> None:
                 # It needs the recording ack, which exists once drive() has made its Driver
                 # (before any publisher starts).
-                while "ack" not in acks:
-                    await trio.sleep(0.01)
+                await ack_installed.wait()
                 await raw_consume(db, client, lambda ms: acks["ack"](ms), after_commit=broadcast)
 
             nursery.start_soon(consume)
@@ -478,7 +479,7 @@ def summarize(system: dict[str, Any]) -> dict[str, Any]:
     loads = {}
     for load in system.pop("loads"):
         t0, t1 = load["t0"], load["t1"]
-        lat = [l for r, l in pairs if t0 <= r < t1]
+        lat = [latency for r, latency in pairs if t0 <= r < t1]
         rx = [r for r, _ in pairs if t0 <= r < t1]
         s = load["phase"].summary()
         out = {

@@ -199,7 +199,7 @@ async def _run_hub_phase(args, settings, driver, phase, transactions) -> Phase:
             "n": len(durations), "mean_batch": round(sum(n for _, n in transactions) / max(1, len(transactions)), 1),
             "p50_ms": round(percentile(durations, 50) * 1000, 1), "p99_ms": round(percentile(durations, 99) * 1000, 1),
             "busy_pct": round(100 * sum(durations) / phase.wall_s, 1) if phase.wall_s else None}
-        m = hub.core.metrics
+        m = hub.metrics
         phase.extra["hub_metrics"] = {
             "ingested": sum(s.value for metric in m.events_ingested.collect() for s in metric.samples
                             if s.name.endswith("_total")),

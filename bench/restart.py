@@ -161,7 +161,7 @@ class Instruments:
         orig_reload = hub.pipeline.ingress.Ingress._reload_registry
 
         async def ingress_started(self_):
-            inst.devices_sup = self_._devices
+            inst.devices_sup = self_._device_actors.devices
             tl.mark("ingress_start")
             await orig_ingress_started(self_)
             tl.mark("ingress_done")
@@ -278,7 +278,7 @@ async def hub_restart(args: argparse.Namespace, url: str, prefix: str, campus) -
             out["cold_start_s"] = time.perf_counter() - t
             out["cold_sessions_opened"] = hub.sessions.actor_count()
             sent = 0
-            for k, session in enumerate(campus.sessions):
+            for session in campus.sessions:
                 device = device_of[session.room_id]
                 pub.publish(topics.uplink(device.device_id), signed_checkin(device, students[session.enrolled[0]], 1))
                 sent += 1
@@ -400,7 +400,7 @@ async def raw_restart(args: argparse.Namespace, url: str, prefix: str, campus) -
             payload = signed_checkin(device, student, 10 + len(marks))
             acked = trio.Event()
 
-            def ack_of(client):
+            def ack_of(client, run: str, payload: bytes, acked: trio.Event, t0: float):
                 def ack_many(messages) -> None:
                     client.ack_many(messages)
                     if any(message.payload == payload for message in messages):
@@ -417,13 +417,13 @@ async def raw_restart(args: argparse.Namespace, url: str, prefix: str, campus) -
                 client = TrioMqttClient(host=args.mqtt.host, port=args.mqtt.port, client_id=f"{prefix}-raw",
                                         session_expiry_s=300)
 
-                async def on_connect(c: TrioMqttClient) -> None:
+                async def on_connect(c: TrioMqttClient, run: str = run, t0: float = t0) -> None:
                     await c.subscribe(topics.uplink_filter, qos=1)
                     marks.setdefault(f"{run}_subscribed", time.perf_counter() - t0)
 
                 async with trio.open_nursery() as nursery:
                     await nursery.start(partial(client.run, on_connect=on_connect))
-                    nursery.start_soon(raw_consume, db, client, ack_of(client))
+                    nursery.start_soon(raw_consume, db, client, ack_of(client, run, payload, acked, t0))
                     if run == "warm":
                         pub.publish(topics.uplink(device.device_id), payload)
                         pub.pump()

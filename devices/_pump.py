@@ -87,8 +87,3 @@ async def pump(worker: "Worker[T]", *, name: str, buffer: int = 64) -> AsyncIter
         if thread.is_alive():
             # A second cancel interrupts this wait; the daemon thread then finishes alone.
             await asyncio.to_thread(thread.join, JOIN_TIMEOUT_S)
-
-
-def interruptible_sleep(stop: threading.Event, seconds: float) -> bool:
-    """Sleep in a driver thread; ``True`` if ``stop`` was set meanwhile."""
-    return stop.wait(seconds)

@@ -102,15 +102,6 @@ class SerialLink:
             self._fail(exc)
             raise LinkDown(str(exc)) from exc
 
-    def discard_input(self) -> None:
-        """Drop bytes already received (after a timeout, before resynchronising)."""
-        port = self._require()
-        try:
-            port.reset_input_buffer()
-        except _IO_ERRORS as exc:
-            self._fail(exc)
-            raise LinkDown(str(exc)) from exc
-
     def close(self) -> None:
         port, self._serial = self._serial, None
         if port is not None:

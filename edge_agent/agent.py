@@ -29,7 +29,7 @@ import socket
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Awaitable, Callable, Sequence, Union
+from typing import Any, AsyncIterator, Awaitable, Callable, Sequence, TypedDict, Union, cast
 
 import aiomqtt
 import msgspec
@@ -45,6 +45,7 @@ from schemas import (
     BiometricMatchEvent,
     CommandAck,
     CommandAckEvent,
+    CommandStatus,
     DeviceStatus,
     Event,
     Heartbeat,
@@ -100,6 +101,24 @@ _OFFSET_KEY = "clock_offset"
 _AGENT_PUSHABLE = {"heartbeat_interval_s": (1.0, 3600.0)}
 
 Driver = Union[Source, AdmsEndpoint]
+
+
+class _EnvelopeFields(TypedDict):
+    """The envelope fields every event shares (``**``-spread into the event structs)."""
+
+    v: int
+    id: bytes
+    device: str
+    ts: int
+    seq: int
+
+
+class _SessionOptions(TypedDict, total=False):
+    """The protocol version and its clean-session flag, spread into ``aiomqtt.Client``."""
+
+    protocol: aiomqtt.ProtocolVersion
+    clean_session: bool
+    clean_start: bool
 
 
 @dataclass(frozen=True)
@@ -345,7 +364,8 @@ class EdgeAgent:
         """
         client = self._client
         sock = client._client.socket() if client is not None else None  # noqa: SLF001
-        if sock is None:
+        # None: not connected. The agent speaks MQTT over plain TCP, so paho's socket is a socket.socket.
+        if not isinstance(sock, socket.socket):
             return False
         try:
             sock.shutdown(socket.SHUT_RDWR)
@@ -409,9 +429,9 @@ class EdgeAgent:
             self._ev = _Events()
         return self._ev
 
-    def _envelope(self, at: float | None) -> dict[str, object]:
+    def _envelope(self, at: float | None) -> _EnvelopeFields:
         ts = _ms(time.time() if at is None else at)
-        return dict(v=PROTOCOL_VERSION, id=new_event_id(), device=self.config.device_id, ts=ts, seq=0)
+        return _EnvelopeFields(v=PROTOCOL_VERSION, id=new_event_id(), device=self.config.device_id, ts=ts, seq=0)
 
     # -------------------------------------------------------------- drivers
 
@@ -563,10 +583,11 @@ class EdgeAgent:
         # clean_start (in connect), MQTT 3.1.1 clean_session (in the client);
         # each raises if given the other's. We send no MQTT 5 properties, so
         # 3.1.1 loses nothing here.
+        version: _SessionOptions
         if ep.protocol == "3.1.1":
-            version = dict(protocol=aiomqtt.ProtocolVersion.V311, clean_session=True)
+            version = _SessionOptions(protocol=aiomqtt.ProtocolVersion.V311, clean_session=True)
         else:
-            version = dict(protocol=aiomqtt.ProtocolVersion.V5, clean_start=True)
+            version = _SessionOptions(protocol=aiomqtt.ProtocolVersion.V5, clean_start=True)
         return aiomqtt.Client(
             ep.host, ep.port,
             username=ep.username, password=ep.password,
@@ -653,12 +674,13 @@ class EdgeAgent:
             watch = asyncio.create_task(self._watch(client))
             pub = asyncio.create_task(self._publish_loop(client, failed))
             stop = asyncio.create_task(ev.stop.wait())
+            connection: set[asyncio.Future[Any]] = {watch, pub, failed}
             try:
-                await asyncio.wait({watch, pub, stop, failed}, return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait(connection | {stop}, return_when=asyncio.FIRST_COMPLETED)
                 self._raise_failure(watch, pub, failed)
                 # Stopping: give the publisher a bounded time to empty the outbox.
                 idle = asyncio.create_task(ev.idle.wait())
-                await asyncio.wait({watch, pub, failed, idle}, timeout=cfg.drain_timeout_s,
+                await asyncio.wait(connection | {idle}, timeout=cfg.drain_timeout_s,
                                    return_when=asyncio.FIRST_COMPLETED)
                 idle.cancel()
                 self._raise_failure(watch, pub, failed)
@@ -715,6 +737,11 @@ class EdgeAgent:
         limit = self.config.max_inflight
         slots = asyncio.Semaphore(limit)
         inflight: set[asyncio.Task[None]] = set()
+
+        def finished(task: asyncio.Task[None]) -> None:
+            inflight.discard(task)
+            ev.wake.set()
+
         after = 0
         try:
             while True:
@@ -734,7 +761,7 @@ class EdgeAgent:
                     task = asyncio.create_task(self._publish_one(client, row.seq, row.kind, row.payload,
                                                                  slots, failed))
                     inflight.add(task)
-                    task.add_done_callback(lambda t: (inflight.discard(t), ev.wake.set()))
+                    task.add_done_callback(finished)
         finally:
             for task in list(inflight):
                 task.cancel()
@@ -774,13 +801,13 @@ class EdgeAgent:
         """The hub's clock as best known here: the device clock plus the last measured offset."""
         return int(time.time() * 1000) + (self.clock_offset_ms or 0)
 
-    async def submit_ack(self, command_id: bytes, status: str, detail: str) -> None:
-        await self.submit(CommandAckEvent(**self._envelope(None),
-                                          body=CommandAck(command_id, status, detail)))  # type: ignore[arg-type]
+    async def submit_ack(self, command_id: bytes, status: CommandStatus, detail: str) -> None:
+        await self.submit(CommandAckEvent(**self._envelope(None), body=CommandAck(command_id, status, detail)))
 
     def done_command(self, command_id: bytes) -> Outcome | None:
         done = self.state.done_command(command_id)
-        return None if done is None else Outcome(done.status, done.detail)
+        # The state file holds only statuses record_command stored from an Outcome.
+        return None if done is None else Outcome(cast(CommandStatus, done.status), done.detail)
 
     async def record_command(self, command_id: bytes, name: str, outcome: Outcome) -> None:
         await asyncio.to_thread(self.state.record_command, command_id, name, outcome.status, outcome.detail)
@@ -864,7 +891,10 @@ class EdgeAgent:
             fut: asyncio.Future[BaseException | None] = loop.create_future()
 
             def done(exc: BaseException | None, fut: asyncio.Future[BaseException | None] = fut) -> None:
-                loop.call_soon_threadsafe(lambda: fut.done() or fut.set_result(exc))
+                def settle() -> None:  # runs on the loop thread
+                    if not fut.done():
+                        fut.set_result(exc)
+                loop.call_soon_threadsafe(settle)
 
             module.enqueue_template(TemplateJob(page, template, done))
             waits[name] = fut

@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Mapping, Protocol
 
-from schemas import Command, WireError, decode_command, verify
+from schemas import Command, CommandStatus, WireError, decode_command, verify
 
 log = logging.getLogger(__name__)
 
@@ -46,18 +46,19 @@ class Unsupported(Exception):
 
 @dataclass(frozen=True)
 class Outcome:
-    status: str
+    status: CommandStatus
     detail: str
 
 
 class CommandHost(Protocol):
     """What the executor needs from the agent."""
 
-    device_id: str
+    @property
+    def device_id(self) -> str: ...
 
     def verify_key(self, alg: str) -> bytes | None: ...
     def now_ms(self) -> int: ...
-    async def submit_ack(self, command_id: bytes, status: str, detail: str) -> None: ...
+    async def submit_ack(self, command_id: bytes, status: CommandStatus, detail: str) -> None: ...
     async def apply_config(self, overrides: dict[str, Any]) -> str: ...
     async def time_sync(self, hub_ts: int, local_ms: int) -> str: ...
     async def reboot(self) -> str: ...

@@ -171,8 +171,8 @@ def parse_device(raw: Any, i: int, base_dir: Path) -> DeviceConfig:
         raise DeviceConfigError(where, "expected a table")
     extra = set(raw) - {"name", "kind", "driver", "port", "path", "device", "options"}
     if extra:
-        raise DeviceConfigError(f"{where}.{sorted(extra)[0]}", f"unknown key (keys: name, kind, driver, "
-                                                               f"port, path, device, options)")
+        raise DeviceConfigError(f"{where}.{sorted(extra)[0]}", "unknown key (keys: name, kind, driver, "
+                                                               "port, path, device, options)")
     for key in ("kind", "driver"):
         if key not in raw:
             raise DeviceConfigError(f"{where}.{key}", "required")

@@ -125,7 +125,7 @@ class HttpServer:
         self.bad_requests = 0
         self.requests = 0
         self.bound = asyncio.Event()
-        self._server: asyncio.AbstractServer | None = None
+        self._server: asyncio.Server | None = None
 
     @property
     def bound_port(self) -> int:

@@ -74,7 +74,9 @@ class _Envelope(
     @property
     def kind(self) -> str:
         """The event kind; on the wire it is the envelope's ``kind`` tag."""
-        return self.__struct_config__.tag
+        tag = self.__struct_config__.tag
+        assert isinstance(tag, str)  # every event class declares a string tag
+        return tag
 
 
 class QrScanEvent(_Envelope, frozen=True, tag="qr_scan"):

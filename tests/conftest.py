@@ -57,6 +57,7 @@ from typing import AsyncIterator, Iterator
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
+import trio
 import trio_asyncio
 
 from hub.core.campus import Campus
@@ -108,7 +109,7 @@ def _sweep_abandoned_databases(server_url: str) -> None:
             "SELECT datname FROM pg_database WHERE datname LIKE 'campushub\\_test\\_%'")]
         for name in names:
             pid = name.split("_")[2]
-            if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            if pid.isdigit() and not await trio.Path(f"/proc/{pid}").exists():
                 try:
                     await db.execute(f"DROP DATABASE IF EXISTS {name}")
                 except Exception:  # in use, or dropped by a concurrent sweep

@@ -9,17 +9,11 @@ from __future__ import annotations
 
 from hub.db.academic import NotFound, may_manage_course
 from hub.db.class_sessions import session_course
-from hub.db.web_queries import student_profile, teaches_student
+from hub.db.students import student_profile, teaches_student
 
 from .auth import Principal
 from .context import WebContext
 from .errors import forbidden, not_found
-
-
-def may_see_session(principal: Principal, faculty_id: str) -> bool:
-    """Given the course's coordinator: admin, or that coordinator. Faculty assigned to the course
-    (``faculty_assignments``) are only recognised by :func:`authorize_session`; prefer it."""
-    return principal.role == "admin" or (principal.role == "faculty" and principal.user_id == faculty_id)
 
 
 async def authorize_session(ctx: WebContext, principal: Principal, session_id: str) -> None:

@@ -3,11 +3,16 @@
 Every API route module documents its own operations next to its routes, in
 module-level ``OPENAPI_PATHS`` (path → operations) and, optionally,
 ``OPENAPI_SCHEMAS`` (component name → schema), built with these helpers; it
-is then listed in ``web/openapi.py``'s ``DOCUMENTED_MODULES``. Pure data, no I/O.
+is then listed in ``web/openapi.py``'s ``DOCUMENTED_MODULES``. A request body
+is not written out here: :func:`json_request` names the msgspec struct the
+route reads it with (web/request.py's ``json_body``), and web/openapi.py
+generates its schema. Pure data, no I/O.
 """
 from __future__ import annotations
 
 from typing import Any
+
+import msgspec
 
 BEARER: list[dict] = [{"bearer": []}]
 
@@ -53,10 +58,14 @@ def obj(properties: dict, required: list[str] | None = None, *, closed: bool = T
     }
 
 
-def json_request(schema: dict, description: str) -> dict:
-    """A required ``application/json`` request body."""
-    return {"required": True, "description": description,
-            "content": {"application/json": {"schema": schema}}}
+def json_request(shape: type[msgspec.Struct], description: str) -> dict:
+    """A required ``application/json`` request body read with ``json_body(shape)`` (web/request.py).
+
+    The schema is the struct itself, which web/openapi.py replaces with a reference to the
+    component it generates from it: the struct that validates the body is the one documented.
+    """
+    return {"required": True, "description": description + " Unknown fields are ignored.",
+            "content": {"application/json": {"schema": shape}}}
 
 
 def path_param(name: str, description: str, schema: dict | None = None) -> dict:
@@ -75,16 +84,6 @@ def query_str(name: str, description: str, schema: dict | None = None) -> dict:
     return {"name": name, "in": "query", "required": False, "description": description, "schema": schema or STR}
 
 
-def page_params(max_page: int, default_page: int) -> list[dict]:
-    """``limit`` and ``offset``, as every paginated listing takes them."""
-    return [query_int("limit", 1, max_page, default_page), query_int("offset", 0, 10**9, 0)]
-
-
-def page_of(item: dict) -> dict:
-    """The envelope of every paginated listing: ``items``, ``total``, ``limit``, ``offset``."""
-    return obj({"items": array(item), "total": INT, "limit": INT, "offset": INT})
-
-
 UNAUTHENTICATED = error(
     "No valid credentials: `unauthenticated`, `invalid_token`, `token_expired` (or `invalid_refresh_token` "
     "when a browser's refresh cookie is refused).")
@@ -93,6 +92,8 @@ BAD_URL = error("`invalid_request`: a malformed parameter (or a NUL character in
 BAD_BODY = error("`invalid_request`: the body is not valid; `field` names the offending field.")
 TOO_LARGE = error("`request_entity_too_large`: the body is over 64 KiB.")
 NOT_JSON = error("`unsupported_media_type`: the body must be `Content-Type: application/json`.")
+#: The refusals of every operation that reads a body with web/request.py's ``json_body``.
+BODY_ERRORS: dict[str, dict] = {"400": BAD_BODY, "413": TOO_LARGE, "415": NOT_JSON}
 CONFLICT = error("`conflict`: the request clashes with the current state (e.g. a duplicate or an overlap).")
 
 

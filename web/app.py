@@ -24,14 +24,16 @@ from .routes import (
     academic,
     academic_pages,
     account,
-    api,
+    attendance_api,
     audit,
     audit_pages,
+    auth_api,
     checkin,
     corrections,
     devices_admin,
     devices_api,
     faculty,
+    ingest_api,
     insights,
     insights_pages,
     leave,
@@ -83,8 +85,8 @@ def create_app(ctx: WebContext, *, secure_cookies: bool = False) -> QuartTrio:
     app.extensions["campushub.refreshes"] = BrowserRefreshes()
     errors.register(app)
     templating.register(app)
-    for module in (account, faculty, student, ops, api, live, system, openapi, devices_admin, devices_api,
-                   insights, insights_pages, checkin, tickets_api,
+    for module in (account, faculty, student, ops, auth_api, attendance_api, ingest_api, live, system, openapi,
+                   devices_admin, devices_api, insights, insights_pages, checkin, tickets_api,
                    leave, corrections, audit, audit_pages,
                    academic, academic_pages, sessions_api):
         app.register_blueprint(module.bp)

@@ -30,13 +30,12 @@ from datetime import datetime, timezone
 from typing import Sequence
 
 import trio
-from quart import Response, current_app, request
+from quart import current_app, request
+from werkzeug.sansio.response import Response
 
-from hub.core.bus import session_topic, student_topic
-from hub.db.attendance import AttendanceChange
-from hub.db.checkin import enrolled_students, session_records, write_marks
-from hub.domain.checkin import InvalidMarks, Mark, MarkChange, SessionState, SessionWindow
-from hub.domain.session_messages import ManualMarks, SessionNotLive
+from hub.db.marks import record_marks
+from hub.domain.checkin import InvalidMarks, MarkChange
+from hub.domain.session_messages import ManualMarks, Receipt, SessionNotLive
 
 from .context import WebContext
 from .errors import WebError, invalid
@@ -132,7 +131,8 @@ async def settled(receipt) -> None:
 async def apply_marks(
     ctx: WebContext, session_id: str, marks: Sequence[tuple[str, str]], *, actor: str, reason: str, source: str,
 ) -> list[MarkChange]:
-    """Faculty marks: through the live session actor, else straight to PostgreSQL (same rules).
+    """Faculty marks: through the live session actor, else straight to PostgreSQL; one use case
+    either way (hub/db/marks.py: the same judgement, records, audit and live updates).
 
     Returns the records that changed; 400 (``field`` set) for an invalid mark, nothing applied.
     """
@@ -140,6 +140,7 @@ async def apply_marks(
         receipt = await ctx.session_call(session_id, ManualMarks(tuple(marks), actor, reason, source))
     except SessionNotLive:
         return await _apply_marks_offline(ctx, session_id, marks, actor=actor, reason=reason, source=source)
+    assert isinstance(receipt, Receipt)  # the session actor answers ManualMarks with a Receipt
     if not receipt.accepted:
         raise invalid(receipt.detail, field=receipt.field)
     await settled(receipt)
@@ -149,22 +150,10 @@ async def apply_marks(
 async def _apply_marks_offline(
     ctx: WebContext, session_id: str, marks: Sequence[tuple[str, str]], *, actor: str, reason: str, source: str,
 ) -> list[MarkChange]:
-    roster = await enrolled_students(ctx.db, session_id)
-    records = await session_records(ctx.db, session_id, sorted(roster))
-    # The same pure validation the actor uses; the window is irrelevant to marks.
-    epoch = datetime.fromtimestamp(0, timezone.utc)
-    state = SessionState(session_id, "", SessionWindow(epoch, epoch, *(epoch - epoch,) * 2), dict.fromkeys(roster, b""))
-    state.restore({s: Mark(*r) for s, r in records.items() if r is not None}, set())
     try:
-        changes = state.judge_marks(marks)
+        plan = await record_marks(ctx.db, session_id, ManualMarks(tuple(marks), actor, reason, source))
     except InvalidMarks as error:
         raise invalid(str(error), field=error.field) from None
-    if changes:
-        await write_marks(ctx.db, [AttendanceChange(session_id, c.student_id, c.status, source) for c in changes],
-                          actor=actor, reason=reason or source)
-        for c in changes:
-            update = {"type": "attendance", "session_id": session_id, "student_id": c.student_id,
-                      "status": c.status, "checked_in_at": None, "source": source}
-            ctx.bus.publish(session_topic(session_id), update)
-            ctx.bus.publish(student_topic(c.student_id), update)
-    return changes
+    for topic, message in plan.live:
+        ctx.bus.publish(topic, message)
+    return list(plan.changes)

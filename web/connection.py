@@ -10,7 +10,9 @@ Messages it handles:
   latest resync request. Its host tells one first (the initial snapshot),
   then again whenever the client may have missed updates (its mailbox
   overflowed, its bus subscription lagged, or the client asked);
-- a bus message (dict): sent to the client as JSON, unchanged.
+- a bus message (:class:`~hub.core.bus.LiveMessage`): sent to the client as
+  its :attr:`~hub.core.bus.LiveMessage.json` (encoded once, shared by every
+  connection that forwards it).
 
 It never calls back into its host: it reports the end of the connection
 through :class:`ConnectionState` (``finish``), and the websocket task then
@@ -23,11 +25,12 @@ did not accept a message within :data:`SEND_TIMEOUT_S`.
 from __future__ import annotations
 
 import logging
-from typing import Any, Awaitable, Callable
+from typing import Awaitable, Callable
 
 import trio
 
 from actors import Actor
+from hub.core.bus import LiveMessage
 
 from .feeds import Feed
 from .serialize import dumps
@@ -92,12 +95,12 @@ class ConnectionActor(Actor):
     # websocket's actor shares one supervisor (connects must not queue behind
     # each other's snapshot queries).
 
-    async def handle(self, message: Any) -> None:
-        if message is RESYNC:
+    async def handle(self, message: LiveMessage | _Resync) -> None:
+        if isinstance(message, _Resync):
             if self._synced_epoch != self._state.resync_epoch:
                 await self._guard(self._snapshot("initial" if self._synced_epoch < 0 else "resync"))
         else:
-            await self._guard(self._send(message))
+            await self._guard(self._send(message.json))
 
     async def stopping(self) -> None:
         # Reached when the supervisor stops us first (hub shutdown); otherwise finish() is a no-op.
@@ -120,12 +123,12 @@ class ConnectionActor(Actor):
         epoch = self._state.resync_epoch  # read first: a request arriving during the query needs another one
         body = await self._feed.snapshot()
         self._synced_epoch = epoch
-        await self._send({"type": "snapshot", "feed": self._feed.name, "reason": reason, **body})
+        # Not a bus message: its body is an API response, so it is encoded as the API encodes.
+        await self._send(dumps({"type": "snapshot", "feed": self._feed.name, "reason": reason, **body}))
 
-    async def _send(self, message: dict) -> None:
+    async def _send(self, text: str) -> None:
         if self._state.done.is_set():
             return
-        text = dumps(message)
         with trio.move_on_after(SEND_TIMEOUT_S) as timeout:
             try:
                 await self._state.send_text(text)

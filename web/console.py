@@ -1,4 +1,5 @@
-"""What the ops console shows: rooms by building, a health colour per device, active alarms, live tickets.
+"""What the ops console and the devices API show: devices with their health, rooms by building, a health
+colour per device, alarms, health history, live tickets. The JSON presenters of those records live here.
 
 The devices feed's snapshot (``/ws/devices``) carries :func:`console_extras`
 beside the device list, so a console page that resyncs gets everything its
@@ -18,9 +19,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Iterable
 
-from hub.db.ops_console import ActiveAlarm, RoomRow, active_alarms, rooms
-from hub.db.tickets import TicketFilter, list_tickets
+from hub.db.alarms import RoomAlarm, active_alarms
+from hub.db.device_health import DeviceOverview, HealthHistoryEntry
+from hub.db.rooms import RoomRow, rooms
+from hub.db.tickets import Ticket, TicketFilter, list_tickets
 from hub.domain import tickets as ticket_rules
+from hub.domain.alarms import Alarm
+from hub.domain.health import HISTORY_HEALTH_FIELDS, PUBLISHED_HEALTH_FIELDS, DeviceHealth
 
 from .context import WebContext
 
@@ -44,13 +49,63 @@ def health_of(device: dict, severities: Iterable[str]) -> str:
     return "ok"
 
 
+def health_json(health: DeviceHealth, names: Iterable[str] = PUBLISHED_HEALTH_FIELDS) -> dict[str, Any]:
+    """The health fields the browser is shown (``names``), by the names the domain declares."""
+    return {name: getattr(health, name) for name in names}
+
+
+def device_json(d: DeviceOverview) -> dict[str, Any]:
+    """A superset of the bus's device message, so the browser applies both the same way."""
+    return {
+        "device_id": d.device_id, "room_id": d.room_id, "room_name": d.room_name, "kind": d.kind,
+        "model": d.model, "revoked": d.revoked, **health_json(d.health),
+        "active_alarms": d.active_alarms, "alarm_severity": d.alarm_severity,
+    }
+
+
+def devices_json(devices: list[DeviceOverview]) -> dict[str, Any]:
+    return {"devices": [device_json(d) for d in devices], "online": sum(d.health.online for d in devices)}
+
+
+def health_history_json(entry: HealthHistoryEntry) -> dict[str, Any]:
+    """One transition of a device's health history: when, what changed, and the health then."""
+    return {"id": entry.id, "at": entry.at, "change": entry.change, **health_json(entry.health, HISTORY_HEALTH_FIELDS)}
+
+
+def series_point_json(point: tuple[datetime, float, float, float]) -> dict[str, Any]:
+    """One point of a telemetry series (hub/db/telemetry.py): time, average, minimum, maximum."""
+    t, avg, low, high = point
+    return {"t": t, "avg": avg, "min": low, "max": high}
+
+
+def alarm_record_json(alarm: Alarm, room_name: str | None) -> dict[str, Any]:
+    """An alarm as the API shows it (list, detail, after an acknowledgement or clear): a superset of
+    the bus's alarm message. ``updated_at`` is the raise time until the alarm's first step is stored."""
+    return {
+        "alarm_id": alarm.id, "device_id": alarm.device_id, "room_id": alarm.room_id, "room_name": room_name,
+        "alarm_type": alarm.type, "severity": alarm.severity, "state": alarm.state, "raised_at": alarm.raised_at,
+        "acked_at": alarm.acked_at, "acked_by": alarm.acked_by, "cleared_at": alarm.cleared_at,
+        "cleared_by": alarm.cleared_by, "value": alarm.value, "message": alarm.message,
+        "details": dict(alarm.details), "updated_at": alarm.updated_at or alarm.raised_at,
+    }
+
+
+def room_alarm_json(listed: RoomAlarm) -> dict[str, Any]:
+    return alarm_record_json(listed.alarm, listed.room_name)
+
+
+def ticket_json(ticket: Ticket, now: datetime) -> dict[str, Any]:
+    """A ticket as the API, the pages and the live feed show it (with the SLA verdict at ``now``)."""
+    return {**ticket.fields(), "sla_breached": ticket_rules.sla_breached(ticket.sla_due_at, now, ticket.finished_at)}
+
+
 def room_json(room: RoomRow) -> dict:
     return {"room_id": room.room_id, "name": room.name, "building": room.building}
 
 
-def alarm_json(alarm: ActiveAlarm) -> dict:
-    """The same fields as the bus's alarm message."""
-    return {"alarm_id": alarm.alarm_id, "device_id": alarm.device_id, "alarm_type": alarm.alarm_type,
+def alarm_json(alarm: Alarm) -> dict:
+    """An active alarm on the console: the bus alarm message's fields that the grid shows."""
+    return {"alarm_id": alarm.id, "device_id": alarm.device_id, "alarm_type": alarm.type,
             "severity": alarm.severity, "state": alarm.state, "raised_at": alarm.raised_at,
             "message": alarm.message}
 
@@ -62,14 +117,13 @@ async def console_extras(ctx: WebContext, now: datetime) -> dict[str, Any]:
     return {
         "rooms": [room_json(r) for r in await rooms(ctx.db)],
         "alarms": [alarm_json(a) for a in await active_alarms(ctx.db)],
-        "tickets": [{**t.fields(), "sla_breached": ticket_rules.sla_breached(t.sla_due_at, now, t.finished_at)}
-                    for t in page.items],
+        "tickets": [ticket_json(t, now) for t in page.items],
     }
 
 
-def grid(devices: list[dict], room_rows: list[RoomRow], alarms: list[ActiveAlarm]) -> list[dict]:
+def grid(devices: list[dict], room_rows: list[RoomRow], alarms: list[Alarm]) -> list[dict]:
     """Devices grouped building → room (rooms without devices left out), each with its health and alarms."""
-    by_device: dict[str, list[ActiveAlarm]] = {}
+    by_device: dict[str, list[Alarm]] = {}
     for alarm in alarms:
         by_device.setdefault(alarm.device_id, []).append(alarm)
     by_room: dict[str, list[dict]] = {}

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Awaitable, Callable, Sequence
 
 from hub.core.bus import LiveBus
+from hub.core.config import DEVICE_OFFLINE_AFTER_S
 from hub.db import Database
 
 if TYPE_CHECKING:
@@ -65,13 +66,13 @@ class WebContext:
     metrics_text: Callable[[], str]
     #: Wall clock (unix seconds) for token lifetimes, QR windows and "today".
     now: Callable[[], float] = time.time
-    #: Check-in (engineer B): these students' records of this session changed in PostgreSQL
+    #: Check-in: these students' records of this session changed in PostgreSQL
     #: (call after the commit); its live session actor, if any, reloads them.
     attendance_changed: Callable[[str, Sequence[str]], Awaitable[None]] = _no_attendance_changed
     #: Ask the live actor of a session a hub.domain.session_messages message; raises
     #: ``SessionNotLive`` when it has none. Waits at most ~10 s.
     session_call: Callable[[str, object], Awaitable[object]] = _no_live_sessions
-    #: Provisioning (engineer E): tell the hub these devices were registered, rotated or
+    #: Provisioning: tell the hub these devices were registered, rotated or
     #: revoked (after the commit); its ingress reloads their keys and, when configured, the
     #: broker's password/ACL files are rewritten. Must not block for long.
     devices_changed: Callable[[Sequence[str]], Awaitable[None]] = _nothing_changed
@@ -81,13 +82,16 @@ class WebContext:
     #: edge-agent config shown at registration.
     device_mqtt_url: str = "mqtt://127.0.0.1:1883"
     topic_prefix: str = "campushub"
-    #: Academic (engineer A): tell the scheduler these sessions were created, rescheduled,
+    #: The hub's device offline timeout (Settings.device_offline_after_s): a ``config_push``
+    #: whose heartbeat interval does not fit it is refused.
+    device_offline_after_s: float = DEVICE_OFFLINE_AFTER_S
+    #: Academic: tell the scheduler these sessions were created, rescheduled,
     #: cancelled, opened, closed or (re)generated, after the commit; it re-reads them and
     #: re-arms their timers. Never blocks for long (a bounded mailbox put).
     sessions_changed: Callable[[Sequence[str]], Awaitable[None]] = _no_sessions_changed
     #: IANA timezone of the campus: default of new terms, and "today" of the academic API.
     campus_timezone: str = "UTC"
-    #: Health (engineer F): ask a device's actor (started if needed) a message of
+    #: Device health: ask a device's actor (started if needed) a message of
     #: hub/domain/alarms.py (AckAlarm, ClearAlarm); raises LookupError for an unknown device
     #: (or with no hub), actors.AskTimeout if the actor does not answer in time.
     ask_device: Callable[[str, object], Awaitable[object]] = _no_device_actors

@@ -9,10 +9,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from quart import Response, current_app
+from quart import current_app
+from werkzeug.sansio.response import Response
 
 if TYPE_CHECKING:
     from .auth import TokenPair
+
+# Typed with werkzeug's base response: both quart's responses and the werkzeug ones
+# ``redirect()`` builds carry cookies.
 
 ACCESS_COOKIE = "ch_access"
 REFRESH_COOKIE = "ch_refresh"

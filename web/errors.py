@@ -6,6 +6,9 @@ that turn it (and werkzeug's own HTTP errors) into:
 - JSON ``{"error": {"code", "message", "field"?}}`` under ``/api/``,
 - an HTTP refusal of the websocket handshake (same JSON body) for websockets,
 - for pages, a redirect to ``/login`` on 401 and an HTML error page otherwise.
+
+The academic db layer's refusals (:class:`hub.db.academic.AcademicError`, with
+their own status, code and field) are rendered the same way.
 """
 from __future__ import annotations
 
@@ -14,6 +17,9 @@ from urllib.parse import urlencode
 
 from quart import Quart, Response, has_websocket_context, jsonify, redirect, render_template, request
 from werkzeug.exceptions import HTTPException
+from werkzeug.wrappers.response import Response as WerkzeugResponse
+
+from hub.db.academic import AcademicError
 
 from .cookies import clear_auth_cookies
 
@@ -64,8 +70,10 @@ def _http_code(error: HTTPException) -> str:
     return (error.name or "error").lower().replace(" ", "_")
 
 
-async def _render(error: WebError) -> Response:
+async def _render(error: WebError) -> Response | WerkzeugResponse:
+    """The refusal as the client wants it (a ``redirect()`` is werkzeug's response type)."""
     kind = client_kind()
+    response: Response | WerkzeugResponse
     if kind == "page":
         if error.status == 401:
             target = "/login"
@@ -86,11 +94,15 @@ async def _render(error: WebError) -> Response:
 
 def register(app: Quart) -> None:
     @app.errorhandler(WebError)
-    async def on_web_error(error: WebError) -> Response:
+    async def on_web_error(error: WebError) -> Response | WerkzeugResponse:
         return await _render(error)
 
+    @app.errorhandler(AcademicError)
+    async def on_academic_error(error: AcademicError) -> Response | WerkzeugResponse:
+        return await _render(WebError(error.status, error.code, error.message, error.field))
+
     @app.errorhandler(HTTPException)
-    async def on_http_error(error: HTTPException) -> Response:
+    async def on_http_error(error: HTTPException) -> Response | WerkzeugResponse:
         status = error.code or 500
         if status >= 500:  # quart has already logged the original exception
             return await _render(WebError(status, "internal", "Something went wrong on our side."))

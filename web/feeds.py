@@ -1,4 +1,4 @@
-"""What the browser is shown: JSON shapes of rosters, attendance and devices, and the live feeds.
+"""What the browser is shown: JSON shapes of rosters and attendance, and the live feeds (devices: web/console.py).
 
 The same presenters serve the JSON API, the websocket snapshots and (through
 the same derived statuses) the server-rendered pages, so a page, its API and
@@ -15,23 +15,15 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Awaitable, Callable, Iterable
+from typing import Any, Awaitable, Callable, Iterable
 
 from hub.core.bus import DEVICES_TOPIC, session_topic, student_topic
 from hub.db.checkin import flag_json, list_flags
-from hub.db.web_queries import (
-    AttendanceRecord,
-    DeviceOverview,
-    Roster,
-    SessionSummary,
-    StudentProfile,
-    devices_overview,
-    session_roster,
-    student_attendance,
-    student_profile,
-)
+from hub.db.device_health import devices_overview
+from hub.db.rosters import Roster, SessionSummary, session_roster
+from hub.db.students import AttendanceRecord, StudentProfile, student_attendance, student_profile
 
-from .console import console_extras
+from .console import console_extras, devices_json
 from .context import WebContext
 from .errors import not_found
 
@@ -80,7 +72,7 @@ def roster_counts(statuses: Iterable[str]) -> dict:
 
 def roster_json(roster: Roster, now: datetime) -> dict:
     ended = roster.session.has_ended(now)
-    students = [
+    students: list[dict[str, Any]] = [
         {
             "student_id": e.student_id,
             "name": e.display_name,
@@ -127,45 +119,6 @@ def attendance_json(profile: StudentProfile, records: list[AttendanceRecord], no
         },
         "courses": list(courses.values()),
     }
-
-
-# --- devices -------------------------------------------------------------------------
-
-def device_json(d: DeviceOverview) -> dict:
-    """A superset of the bus's device message, so the browser applies both the same way."""
-    return {
-        "device_id": d.device_id, "room_id": d.room_id, "room_name": d.room_name, "kind": d.kind,
-        "model": d.model, "revoked": d.revoked, "online": d.online, "last_seen": d.last_seen,
-        "firmware": d.firmware, "outbox_depth": d.outbox_depth, "reason": d.reason,
-        "last_change": d.last_change, "uptime_s": d.uptime_s,
-        "last_connect_at": d.last_connect_at, "last_connect_reason": d.last_connect_reason,
-        "last_disconnect_at": d.last_disconnect_at, "last_disconnect_reason": d.last_disconnect_reason,
-        "battery_pct": d.battery_pct, "signal_dbm": d.signal_dbm, "clock_skew_ms": d.clock_skew_ms,
-        "error_count": d.error_count, "active_alarms": d.active_alarms, "alarm_severity": d.alarm_severity,
-    }
-
-
-#: Fields of an alarm as the API shows it: a superset of the bus's ``{"type": "alarm", ...}`` message.
-ALARM_FIELDS = (
-    "alarm_id", "device_id", "room_id", "room_name", "alarm_type", "severity", "state", "raised_at", "acked_at",
-    "acked_by", "cleared_at", "cleared_by", "value", "message", "details", "updated_at",
-)
-
-
-def alarm_record_json(alarm: dict, room_name: str | None = None) -> dict:
-    """An ``alarms`` row (hub/db/alarms.py) or a domain Alarm's fields, as the API shows it."""
-    return {
-        "alarm_id": alarm["id"], "device_id": alarm["device_id"], "room_id": alarm["room_id"],
-        "room_name": alarm.get("room_name", room_name), "alarm_type": alarm["type"],
-        "severity": alarm["severity"], "state": alarm["state"], "raised_at": alarm["raised_at"],
-        "acked_at": alarm["acked_at"], "acked_by": alarm["acked_by"], "cleared_at": alarm["cleared_at"],
-        "cleared_by": alarm["cleared_by"], "value": alarm["value"], "message": alarm["message"],
-        "details": alarm["details"], "updated_at": alarm["updated_at"],
-    }
-
-
-def devices_json(devices: list[DeviceOverview]) -> dict:
-    return {"devices": [device_json(d) for d in devices], "online": sum(d.online for d in devices)}
 
 
 # --- loading (shared by the API routes and the feeds) --------------------------------

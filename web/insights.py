@@ -2,7 +2,7 @@
 
 Every percentage shown anywhere comes from :func:`standing_json` (or the
 series functions below), which apply :mod:`hub.domain.eligibility` to the
-counts of :mod:`hub.db.stats`; percentages are shown with two decimals
+counts of :mod:`hub.db.insights`; percentages are shown with two decimals
 rounded *down* (``shown``), so "75.00" always means eligible at a 75% line.
 """
 from __future__ import annotations
@@ -15,8 +15,8 @@ from fractions import Fraction
 from typing import Iterable, Sequence
 
 from hub.core.bus import user_topic
+from hub.db.insights import DaySession, SeriesPoint, StandingRow
 from hub.db.notifications import list_notifications
-from hub.db.stats import DaySession, SeriesPoint, StandingRow
 from hub.domain.eligibility import BANDS, Rules, Tally, percentage, shown
 
 from .context import WebContext

@@ -1,9 +1,11 @@
 """The OpenAPI 3.1 description of the JSON API, ``/healthz`` and ``/metrics``; served at ``GET /api/v1/openapi.json``.
 
-Hand-written, so it says what the routes really promise. Route modules added
-after the skeleton document their own operations (``OPENAPI_PATHS``, see
-web/apidoc.py) and are merged here from ``DOCUMENTED_MODULES``. Core routes: (web/routes/api.py,
-web/routes/system.py, web/errors.py). ``tests/hostile/test_hostile_openapi.py``
+Written beside the routes, so it says what they really promise: route modules
+document their own operations (``OPENAPI_PATHS``, see web/apidoc.py) and are
+merged here from ``DOCUMENTED_MODULES``. Request bodies are the msgspec
+structs the routes read them with (web/request.py); their schemas are
+generated here into ``#/components/schemas``. Core routes: web/routes/auth_api.py,
+attendance_api.py, ingest_api.py, system.py, and web/errors.py. ``tests/hostile/test_hostile_openapi.py``
 compares its paths with the app's URL map, and
 ``tests/hostile/test_hostile_schemathesis.py`` fuzzes every operation against
 a running hub and checks each response against it: change a route, change
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 from quart import Blueprint, Response, jsonify
 
 from .apidoc import (
@@ -32,13 +35,25 @@ from .apidoc import (
     nullable,
     obj,
     path_param,
-    query_int,
     ref,
 )
 from .auth import ACCESS_TTL_S, REFRESH_TTL_S, ROLES
 from .feeds import STATUSES
-from .routes import academic, audit, checkin, corrections, devices_admin, devices_api, insights, leave, sessions_api, tickets_api
-from .routes.api import DEFAULT_PAGE, MAX_PAGE
+from .paging import page_of, page_params
+from .request import schema_hook
+from .routes import (
+    academic,
+    audit,
+    checkin,
+    corrections,
+    devices_admin,
+    devices_api,
+    insights,
+    leave,
+    sessions_api,
+    tickets_api,
+)
+from .routes.auth_api import Credentials, RefreshToken
 
 bp = Blueprint("openapi", __name__)
 
@@ -49,14 +64,6 @@ _ref, _json, _error, _nullable, _object = ref, json_response, error, nullable, o
 _STR, _INT, _BOOL, _TIME = STR, INT, BOOL, TIME
 _UNAUTHENTICATED, _FORBIDDEN, _BAD_URL, _TOO_LARGE, _NOT_JSON = (
     UNAUTHENTICATED, FORBIDDEN, BAD_URL, TOO_LARGE, NOT_JSON)
-
-
-def _json_body(*fields: str, description: str) -> dict:
-    return json_request({
-        "type": "object",
-        "properties": {name: {"type": "string", "minLength": 1} for name in fields},
-        "required": list(fields),
-    }, description + " Other fields are ignored.")
 
 
 _SCHEMAS: dict[str, Any] = {
@@ -120,10 +127,7 @@ _SCHEMAS: dict[str, Any] = {
         "device_id": _nullable(_STR), "kind": _nullable(_STR), "session_id": _nullable(_STR),
         "event_id": _nullable({"type": "string", "format": "uuid"}), "payload_bytes": _INT,
     }),
-    "RejectionPage": _object({
-        "items": {"type": "array", "items": _ref("Rejection")},
-        "total": _INT, "limit": _INT, "offset": _INT, "reason": _nullable(_STR),
-    }),
+    "RejectionPage": page_of(_ref("Rejection"), reason=_nullable(_STR)),
     "Health": {
         "type": "object",
         "properties": {
@@ -138,10 +142,10 @@ _SCHEMAS: dict[str, Any] = {
 }
 
 
-_path_param, _query_int = path_param, query_int
+_path_param = path_param
 
 
-def _auth_post(summary: str, body: dict, ok: dict, refused: dict) -> dict:
+def _auth_post(summary: str, body: dict[str, Any], ok: dict, refused: dict) -> dict:
     return {"post": {
         "summary": summary, "tags": ["auth"], "security": [], "x-roles": [], "requestBody": body,
         "responses": {**ok, "400": _error("`invalid_request`: not a JSON object, or a field missing."),
@@ -152,17 +156,17 @@ def _auth_post(summary: str, body: dict, ok: dict, refused: dict) -> dict:
 _PATHS: dict[str, Any] = {
     "/api/v1/auth/login": _auth_post(
         "Log in; returns an access and a refresh token",
-        _json_body("username", "password", description="Credentials."),
+        json_request(Credentials, "Credentials."),
         {"200": _json(_ref("Tokens"), "Logged in.")},
         {"401": _error("`invalid_credentials`.")}),
     "/api/v1/auth/refresh": _auth_post(
         "Rotate a refresh token; returns a new pair (reusing a rotated token revokes them all)",
-        _json_body("refresh_token", description="The current refresh token."),
+        json_request(RefreshToken, "The current refresh token."),
         {"200": _json(_ref("Tokens"), "Rotated.")},
         {"401": _error("`invalid_refresh_token`: unknown, expired, revoked or already used.")}),
     "/api/v1/auth/logout": _auth_post(
         "Revoke a refresh token (idempotent)",
-        _json_body("refresh_token", description="The refresh token to revoke."),
+        json_request(RefreshToken, "The refresh token to revoke."),
         {"204": {"description": "Revoked (or already unusable)."}},
         {}),
     "/api/v1/me": {"get": {
@@ -177,7 +181,8 @@ _PATHS: dict[str, Any] = {
     }},
     "/api/v1/students/{student_id}/attendance": {"get": {
         "summary": "A student's attendance per course (the student, their faculty, admin)", "tags": ["students"],
-        "security": _BEARER, "x-roles": ["student", "faculty", "admin"], "parameters": [_path_param("student_id", "Student (user) id.")],
+        "security": _BEARER, "x-roles": ["student", "faculty", "admin"],
+        "parameters": [_path_param("student_id", "Student (user) id.")],
         "responses": {"200": _json(_ref("Attendance"), "Attendance."), "400": _BAD_URL,
                       "401": _UNAUTHENTICATED, "403": _FORBIDDEN, "404": _error("`not_found`: no such student.")},
     }},
@@ -190,8 +195,7 @@ _PATHS: dict[str, Any] = {
         "summary": "Rejected messages, newest first (admin, ops)", "tags": ["rejections"], "security": _BEARER,
         "x-roles": ["admin", "ops"],
         "parameters": [
-            _query_int("limit", 1, MAX_PAGE, DEFAULT_PAGE),
-            _query_int("offset", 0, 10**9, 0),
+            *page_params(),
             {"name": "reason", "in": "query", "required": False, "schema": _STR,
              "description": "Only this rejection reason (e.g. `bad_signature`)."},
         ],
@@ -220,6 +224,30 @@ DOCUMENTED_MODULES: tuple = (devices_admin, insights, checkin, tickets_api, leav
                               academic, sessions_api, devices_api)
 
 
+def _with_generated_schemas(paths: dict[str, Any], schemas: dict[str, Any]) -> tuple[dict, dict]:
+    """``paths`` with each msgspec struct (a request body, see web/apidoc.py's ``json_request``)
+    replaced by a reference, and ``schemas`` plus the components generated from those structs."""
+    shapes: list[type[msgspec.Struct]] = []
+
+    def resolve(node: Any) -> Any:
+        if isinstance(node, type) and issubclass(node, msgspec.Struct):
+            shapes.append(node)
+            return ref(node.__name__)
+        if isinstance(node, dict):
+            return {key: resolve(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [resolve(value) for value in node]
+        return node
+
+    resolved = resolve(paths)
+    _, generated = msgspec.json.schema_components(
+        dict.fromkeys(shapes), schema_hook=schema_hook, ref_template="#/components/schemas/{name}")
+    for name in generated:
+        if name in schemas:
+            raise RuntimeError(f"the request struct {name} clashes with the hand-written schema {name!r}")
+    return resolved, {**schemas, **generated}
+
+
 def _merged(base: dict[str, Any], attribute: str) -> dict[str, Any]:
     merged = dict(base)
     for module in DOCUMENTED_MODULES:
@@ -234,6 +262,9 @@ def _merged(base: dict[str, Any], attribute: str) -> dict[str, Any]:
     return merged
 
 
+_DOCUMENTED_PATHS, _DOCUMENTED_SCHEMAS = _with_generated_schemas(
+    _merged(_PATHS, "OPENAPI_PATHS"), _merged(_SCHEMAS, "OPENAPI_SCHEMAS"))
+
 DOCUMENT: dict[str, Any] = {
     "openapi": "3.1.0",
     "info": {
@@ -243,9 +274,9 @@ DOCUMENT: dict[str, Any] = {
     },
     "servers": [{"url": "/"}],
     "security": _BEARER,
-    "paths": _merged(_PATHS, "OPENAPI_PATHS"),
+    "paths": _DOCUMENTED_PATHS,
     "components": {
-        "schemas": _merged(_SCHEMAS, "OPENAPI_SCHEMAS"),
+        "schemas": _DOCUMENTED_SCHEMAS,
         "securitySchemes": {"bearer": {
             "type": "http", "scheme": "bearer", "bearerFormat": "JWT",
             "description": "An access token from /api/v1/auth/login (browsers use HttpOnly cookies instead).",

@@ -31,4 +31,4 @@ def time_tag(value: datetime | str | None, fmt: str = "time") -> Markup:
 
 def register(app: Quart) -> None:
     app.add_template_filter(time_tag, "time_tag")
-    app.add_template_global(STATUS_LABELS, "STATUS_LABELS")
+    app.jinja_env.globals["STATUS_LABELS"] = STATUS_LABELS  # a mapping, not a function: no add_template_global

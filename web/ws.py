@@ -46,6 +46,7 @@ from typing import Any, AsyncIterator, Protocol
 
 import trio
 from quart import websocket
+from quart.globals import websocket_ctx
 
 from actors import ActorStopped, ChildSpec, Overflow, Restart
 from hub.core.bus import LAGGED, Subscription
@@ -192,7 +193,7 @@ async def run_connection(ctx: WebContext, feed: Feed, principal: Principal) -> N
     Call from a websocket view after authorisation: it accepts the handshake.
     Returns after closing the socket with the connection's close code.
     """
-    ws = websocket._get_current_object()
+    ws = websocket_ctx.websocket  # the object, not the proxy: the actor sends from its own task
     await ws.accept()
     state = ConnectionState(ws.send)
     with ctx.bus.subscribe(feed.topics, capacity=BUS_BUFFER) as subscription:

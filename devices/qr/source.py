@@ -114,6 +114,7 @@ class QrLineSource:
             while line := self._stream.readline():
                 yield line
             return
+        assert self._path is not None  # __init__ takes exactly one of stream= and path=
         owned = self._path != "-"
         fd = os.open(self._path, os.O_RDONLY) if owned else sys.stdin.fileno()
         try:

@@ -1,1 +1,4 @@
-"""The composition root and entry points: supervision tree, CLI and sub-CLIs, simulator. The only part of hub/ that may import web/."""
+"""The composition root and entry points: supervision tree, CLI and sub-CLIs, simulator.
+
+The only part of hub/ that may import web/.
+"""

@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from contextlib import ExitStack
+from contextlib import AsyncExitStack, ExitStack
 from datetime import date, datetime, time, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -145,6 +145,7 @@ def _describe(v: dict[str, Any]) -> str:
 
 def _export(args: argparse.Namespace, settings: Settings) -> int:
     import asyncpg
+    import trio
 
     from hub.app.environment import with_services
     from hub.db import run_with_database
@@ -156,22 +157,24 @@ def _export(args: argparse.Namespace, settings: Settings) -> int:
         total = (await search_audit(db, f, limit=1, offset=0)).total
         print(f"audit export: {total} entries to write", file=sys.stderr)
         written = 0
-        with ExitStack() as files:
-            out = (files.enter_context(open(args.output, "w", encoding="utf-8", newline=""))
-                   if args.output else sys.stdout)
+        async with AsyncExitStack() as files:
+            # trio's file wrappers write in a worker thread: a slow disk or pipe never stalls the loop.
+            out = (await files.enter_async_context(await trio.open_file(args.output, "w", encoding="utf-8", newline=""))
+                   if args.output else trio.wrap_file(sys.stdout))
             if args.format == "csv":
-                out.write(csv_header())
+                await out.write(csv_header())
             async for chunk in iter_audit(db, f):
-                out.write(csv_chunk(chunk) if args.format == "csv" else jsonl_chunk(chunk))
+                await out.write(csv_chunk(chunk) if args.format == "csv" else jsonl_chunk(chunk))
                 written += len(chunk)
                 if total > len(chunk):
                     print(f"audit export: {written}/{total}", file=sys.stderr)
-            out.flush()
+            await out.flush()
         print(f"audit export: wrote {written} entries", file=sys.stderr)
         return EXIT_OK
 
     with ExitStack() as stack:
         settings = with_services(settings, stack, start_embedded=False, broker=False)
+        assert settings.database_url is not None  # with_services fills it in or raises
         try:
             return run_with_database(settings.database_url, work)
         except (asyncpg.UndefinedTableError, asyncpg.UndefinedColumnError, asyncpg.UndefinedFunctionError):

@@ -116,6 +116,7 @@ def _migrate(args: argparse.Namespace, settings: Settings) -> int:
 
     with ExitStack() as stack:
         settings = with_services(settings, stack, start_embedded=True, broker=False)
+        assert settings.database_url is not None  # with_services fills it in or raises
         applied = run_with_database(settings.database_url, migrate)
     for m in applied:
         print(f"applied {m.version:04d}_{m.name}")
@@ -150,11 +151,13 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
 
     with ExitStack() as stack:
         settings = with_services(settings, stack, start_embedded=True)
+        database_url = settings.database_url
+        assert database_url is not None  # with_services fills it in or raises
 
         async def run() -> None:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(_until_signalled, nursery.cancel_scope)
-                async with asyncio_loop(), open_database(settings.database_url) as db:
+                async with asyncio_loop(), open_database(database_url) as db:
                     await migrate(db)
                     campus = await ensure_campus(
                         db, rooms=args.rooms, students=args.students, now=datetime.now(timezone.utc))
@@ -182,6 +185,7 @@ def _print_demo_banner(port: int, campus) -> None:
 
 async def _run_simulator_process(settings: Settings, args: argparse.Namespace) -> None:
     """The simulator runs in its own process, as it would on real classroom computers."""
+    assert settings.database_url is not None and settings.mqtt_url is not None  # the demo's with_services set both
     env = dict(os.environ, CAMPUSHUB_DATABASE_URL=settings.database_url, CAMPUSHUB_MQTT_URL=settings.mqtt_url,
                CAMPUSHUB_TOPIC_PREFIX=settings.topic_prefix, CAMPUSHUB_DATA_DIR=str(settings.data_dir))
     command = [sys.executable, "-m", "hub", "simulate", "--rooms", str(args.rooms),
@@ -189,8 +193,8 @@ async def _run_simulator_process(settings: Settings, args: argparse.Namespace) -
     log_path = settings.data_dir / "simulator.log"
     print(f"campushub: simulator running; its progress is in {log_path}", file=sys.stderr)
     # Cancelling run_process terminates the child, which stops its agents cleanly on SIGTERM.
-    with open(log_path, "ab") as log_file:
-        await trio.run_process(command, env=env, check=False, stdout=log_file, stderr=log_file)
+    async with await trio.open_file(log_path, "ab") as log_file:
+        await trio.run_process(command, env=env, check=False, stdout=log_file.wrapped, stderr=log_file.wrapped)
 
 
 def _simulate(args: argparse.Namespace, settings: Settings) -> int:
@@ -206,6 +210,7 @@ def _simulate(args: argparse.Namespace, settings: Settings) -> int:
             await migrate(db)
             return await ensure_campus(db, rooms=args.rooms, students=args.students, now=datetime.now(timezone.utc))
 
+        assert settings.database_url is not None  # with_services fills it in or raises
         campus = run_with_database(settings.database_url, seed)
         counts = _drive(campus, settings, args)
     if args.json:
@@ -228,6 +233,7 @@ def _drive(campus, settings: Settings, args: argparse.Namespace) -> dict[str, in
         done = ", ".join(f"{k}={v}" for k, v in sorted(counts.items()))
         print(f"simulate: {time.monotonic() - started:5.1f}s/{args.duration:g}s {done}", file=sys.stderr)
 
+    assert settings.mqtt_url is not None  # _simulate's with_services fills it in or raises
     return asyncio.run(run_simulation(
         campus, mqtt_url=settings.mqtt_url, topic_prefix=settings.topic_prefix, duration_s=args.duration,
         outbox_dir=settings.data_dir / "sim-outbox", seed=args.seed, progress=progress,

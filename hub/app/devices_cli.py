@@ -1,7 +1,9 @@
 """``campushub devices``: register, list, rotate, revoke, export-mosquitto (wired into hub/app/cli.py).
 
-Same rules as the web API (hub/db/devices_admin.py stores, hub/domain/
-credentials.py generates); the actor recorded is ``cli:<os user>``. A running
+The same use case as the web API (hub/db/provisioning.py: the registry's
+rules, credentials, the edge-agent config); the actor recorded is
+``cli:<os user>``. Refused input exits 2, a refused change (unknown or
+revoked device, id taken) exits 1. A running
 hub learns of a CLI change without being told: a new id is loaded when it
 first speaks, a rotated key on the first signature that fails with the old
 one, and a revocation within 30 s (the ingress' registry refresh). With
@@ -16,9 +18,15 @@ import json
 import sys
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 from hub.core.config import MqttUrl, Settings
+
+if TYPE_CHECKING:  # the actions import these lazily: `campushub --help` stays fast
+    from hub.adapters.mosquitto_auth import HubAccount
+    from hub.db import Database
+    from hub.db.devices_admin import DeviceAdminRow, RegistryError
+    from hub.db.provisioning import DevicesChanged, EdgeAgentSetup, IssuedCredentials
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
@@ -30,9 +38,11 @@ def add_parser(sub: Any) -> None:
     register = actions.add_parser("register", help="register a device and print its credentials (shown once)")
     register.add_argument("device_id")
     register.add_argument("--room", required=True, help="room id")
-    register.add_argument("--kind", required=True, choices=("qr_camera", "fingerprint", "sensor", "edge_agent"))
+    # Kinds and algorithms are checked by the use case (hub/db/provisioning.py), their one home:
+    # importing it here would slow every `campushub` start. A wrong one exits 2 with the list.
+    register.add_argument("--kind", required=True, help="qr_camera, fingerprint, sensor, edge_agent, ...")
     register.add_argument("--model", default="", help="model (free text)")
-    register.add_argument("--alg", default="hmac-sha256", choices=("hmac-sha256", "ed25519"))
+    register.add_argument("--alg", default="hmac-sha256", help="hmac-sha256 (default) or ed25519")
     register.add_argument("--json", action="store_true", help="print JSON instead of the edge-agent config")
 
     listing = actions.add_parser("list", help="list registered devices")
@@ -60,19 +70,21 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
     with ExitStack() as stack:
         settings = with_services(settings, stack, start_embedded=False, broker=False)
+        database_url = settings.database_url
+        assert database_url is not None  # with_services raised otherwise
 
-        async def work(db) -> int:
+        async def work(db: Database) -> int:
             await migrate(db)
             return await _ACTIONS[args.devices_command](db, args, settings)
 
-        return run_with_database(settings.database_url, work)
+        return run_with_database(database_url, work)
 
 
 def _actor() -> str:
     return f"cli:{getpass.getuser()}"
 
 
-def _hub_account(args: argparse.Namespace, settings: Settings):
+def _hub_account(args: argparse.Namespace, settings: Settings) -> HubAccount | None:
     from hub.adapters.mosquitto_auth import HubAccount
 
     username = getattr(args, "hub_username", None)
@@ -87,19 +99,40 @@ def _hub_account(args: argparse.Namespace, settings: Settings):
     return HubAccount.from_password(username, password or "")
 
 
-async def _sync_broker_files(db, settings: Settings) -> None:
+def _broker_files_sync(db: Database, settings: Settings) -> DevicesChanged:
+    """The CLI's ``devices_changed``: rewrite the broker's files when CAMPUSHUB_MOSQUITTO_* name them.
+
+    A running hub is not told (it may be on another machine): see the module docstring.
+    """
     from hub.adapters.mosquitto_auth import MosquittoFiles, export_mosquitto
     from schemas import Topics
 
-    files = MosquittoFiles.from_env()
-    if files is None:
-        return
-    result = await export_mosquitto(db, Topics(settings.topic_prefix), files, _hub_account(argparse.Namespace(), settings))
-    print(f"campushub: broker files rewritten ({result.devices} device accounts"
-          f"{', broker reloaded' if result.reloaded else ''})", file=sys.stderr)
+    async def devices_changed(device_ids: Sequence[str]) -> None:
+        files = MosquittoFiles.from_env()
+        if files is None:
+            return
+        result = await export_mosquitto(db, Topics(settings.topic_prefix), files,
+                                        _hub_account(argparse.Namespace(), settings))
+        print(f"campushub: broker files rewritten ({result.devices} device accounts"
+              f"{', broker reloaded' if result.reloaded else ''})", file=sys.stderr)
+
+    return devices_changed
 
 
-def _device_json(row) -> dict:
+def _edge_agent_setup(settings: Settings) -> EdgeAgentSetup:
+    from hub.db.provisioning import EdgeAgentSetup
+
+    # str(MqttUrl) leaves the hub's own credentials out of a device's config.
+    mqtt_url = str(MqttUrl.parse(settings.mqtt_url)) if settings.mqtt_url else "mqtt://127.0.0.1:1883"
+    return EdgeAgentSetup(mqtt_url, settings.topic_prefix)
+
+
+def _refused(exc: RegistryError) -> int:
+    print(f"campushub: {exc.message}", file=sys.stderr)
+    return EXIT_USAGE if exc.code == "invalid_request" else EXIT_FAILURE
+
+
+def _device_json(row: DeviceAdminRow) -> dict[str, Any]:
     return {
         "device_id": row.device_id, "room_id": row.room_id, "kind": row.kind, "model": row.model, "alg": row.alg,
         "mqtt_username": row.mqtt_username, "credential_version": row.credential_version,
@@ -108,50 +141,37 @@ def _device_json(row) -> dict:
     }
 
 
-async def _print_credentials(db, row, credentials, settings: Settings, as_json: bool) -> None:
-    from hub.db.devices_admin import hub_signing_key
-    from hub.domain.credentials import edge_agent_toml, new_signing_keys
-
-    hub_public = None
-    if credentials.keys.alg == "ed25519":
-        candidate = new_signing_keys("ed25519")
-        _, hub_public = await hub_signing_key(db, candidate.device_key, candidate.stored_key)
-    mqtt_url = str(MqttUrl.parse(settings.mqtt_url)) if settings.mqtt_url else "mqtt://127.0.0.1:1883"
-    toml = edge_agent_toml(device_id=row.device_id, room_id=row.room_id, credentials=credentials,
-                           mqtt_url=mqtt_url, topic_prefix=settings.topic_prefix, hub_public_key=hub_public)
+def _print_credentials(issued: IssuedCredentials, as_json: bool) -> None:
     if as_json:
+        credentials, hub_public = issued.credentials, issued.hub_public_key
         print(json.dumps({
-            "device": _device_json(row),
+            "device": _device_json(issued.device),
             "credentials": {"alg": credentials.keys.alg, "signing_key": credentials.keys.device_key.hex(),
                             "mqtt_username": credentials.mqtt.username, "mqtt_password": credentials.mqtt.password,
                             "hub_public_key": hub_public.hex() if hub_public else None},
-            "edge_agent_toml": toml,
+            "edge_agent_toml": issued.edge_agent_toml,
         }, indent=2))
     else:
-        print(toml, end="")
+        print(issued.edge_agent_toml, end="")
         print("campushub: credentials shown once; keep this config secret", file=sys.stderr)
 
 
-async def _register(db, args: argparse.Namespace, settings: Settings) -> int:
-    from hub.db.devices_admin import RegistryError, register_device
-    from hub.domain.credentials import new_device_credentials
+async def _register(db: Database, args: argparse.Namespace, settings: Settings) -> int:
+    from hub.db import provisioning
+    from hub.db.devices_admin import RegistryError
 
-    credentials = new_device_credentials(args.device_id, args.alg)
     try:
-        row = await register_device(
+        issued = await provisioning.register(
             db, device_id=args.device_id, room_id=args.room, kind=args.kind, model=args.model, alg=args.alg,
-            key=credentials.keys.stored_key, mqtt_username=credentials.mqtt.username,
-            mqtt_password_hash=credentials.mqtt.password_hash, actor=_actor(),
+            actor=_actor(), setup=_edge_agent_setup(settings), devices_changed=_broker_files_sync(db, settings),
         )
     except RegistryError as exc:
-        print(f"campushub: {exc.message}", file=sys.stderr)
-        return EXIT_FAILURE
-    await _sync_broker_files(db, settings)
-    await _print_credentials(db, row, credentials, settings, args.json)
+        return _refused(exc)
+    _print_credentials(issued, args.json)
     return EXIT_OK
 
 
-async def _list(db, args: argparse.Namespace, settings: Settings) -> int:
+async def _list(db: Database, args: argparse.Namespace, settings: Settings) -> int:
     from hub.db.devices_admin import list_devices_admin
 
     rows, total = await list_devices_admin(db, 10**6, 0)
@@ -164,37 +184,29 @@ async def _list(db, args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
-async def _rotate(db, args: argparse.Namespace, settings: Settings) -> int:
-    from hub.db.devices_admin import RegistryError, get_device_admin, rotate_credentials
-    from hub.domain.credentials import new_device_credentials
+async def _rotate(db: Database, args: argparse.Namespace, settings: Settings) -> int:
+    from hub.db import provisioning
+    from hub.db.devices_admin import RegistryError
 
-    current = await get_device_admin(db, args.device_id)
-    if current is None:
-        print(f"campushub: no device {args.device_id!r}", file=sys.stderr)
-        return EXIT_FAILURE
-    credentials = new_device_credentials(current.mqtt_username or current.device_id, current.alg)
     try:
-        row = await rotate_credentials(
-            db, args.device_id, key=credentials.keys.stored_key, mqtt_password_hash=credentials.mqtt.password_hash,
-            mqtt_username=credentials.mqtt.username, actor=_actor(),
-        )
+        issued = await provisioning.rotate(db, args.device_id, actor=_actor(), setup=_edge_agent_setup(settings),
+                                           devices_changed=_broker_files_sync(db, settings))
     except RegistryError as exc:
-        print(f"campushub: {exc.message}", file=sys.stderr)
-        return EXIT_FAILURE
-    await _sync_broker_files(db, settings)
-    await _print_credentials(db, row, credentials, settings, args.json)
+        return _refused(exc)
+    _print_credentials(issued, args.json)
     return EXIT_OK
 
 
-async def _revoke(db, args: argparse.Namespace, settings: Settings) -> int:
-    from hub.db.devices_admin import RegistryError, revoke_device
+async def _revoke(db: Database, args: argparse.Namespace, settings: Settings) -> int:
+    from hub.db import provisioning
+    from hub.db.devices_admin import RegistryError
 
     try:
-        row = await revoke_device(db, args.device_id, actor=_actor(), reason=args.reason)
+        row = await provisioning.revoke(db, args.device_id, actor=_actor(), reason=args.reason,
+                                        devices_changed=_broker_files_sync(db, settings))
     except RegistryError as exc:
-        print(f"campushub: {exc.message}", file=sys.stderr)
-        return EXIT_FAILURE
-    await _sync_broker_files(db, settings)
+        return _refused(exc)
+    assert row.revoked_at is not None  # revoke returns the revoked row
     print(f"revoked {row.device_id} at {row.revoked_at.isoformat()}")
     return EXIT_OK
 

@@ -1,5 +1,8 @@
 """How the web's provisioning calls reach the running hub (wired by hub/app/supervision.py into WebContext).
 
+The provisioning use case (hub/db/provisioning.py) calls ``devices_changed``
+after each committed register, rotate or revoke made through the web.
+
 - ``devices_changed(ids)``: the ingress reloads those devices' records (a
   rotated key works at once, a revoked device is refused at once) and, when
   ``CAMPUSHUB_MOSQUITTO_*`` names the broker's files, they are regenerated

@@ -7,6 +7,7 @@ docs/architecture.md, "Supervision tree".
 """
 from __future__ import annotations
 
+import functools
 import logging
 import secrets
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from hub.db import Database, asyncio_loop, migrate, open_database, wait_for_data
 from hub.db.telemetry import RetentionPolicy
 from hub.mqtt import InboundMessage, TrioMqttClient
 from hub.pipeline.commands import COMMANDS_MAILBOX, CommandDispatcher
-from hub.pipeline.device_actor import device_asker
+from hub.pipeline.device_actor import DeviceActorFactory, device_asker
 from hub.pipeline.device_alarms import ThresholdBook, thresholds_changed
 from hub.pipeline.ingress import INGRESS_MAILBOX, Ingress
 from hub.pipeline.scheduler import SCHEDULER_MAILBOX, SessionsChanged, SessionScheduler
@@ -37,6 +38,22 @@ from hub.services.webhooks import WebhookDispatcher
 from schemas import Topics
 
 log = logging.getLogger("hub")
+
+
+def child_actor(root: Supervisor, child_id: str) -> ActorRef:
+    """The ref of ``root``'s actor child ``child_id``; LookupError if it has none (a typed ``lookup``)."""
+    found = root.lookup(child_id)
+    if not isinstance(found, ActorRef):
+        raise LookupError(f"no actor child {child_id!r}")
+    return found
+
+
+def child_supervisor(root: Supervisor, child_id: str) -> Supervisor:
+    """``root``'s child supervisor ``child_id`` (its current instance); LookupError if it has none."""
+    found = root.lookup(child_id)
+    if not isinstance(found, Supervisor):
+        raise LookupError(f"no supervisor child {child_id!r}")
+    return found
 
 
 @dataclass
@@ -60,11 +77,11 @@ class Hub:
 
     @property
     def sessions(self) -> Supervisor:
-        return self.root.lookup("sessions")
+        return child_supervisor(self.root, "sessions")
 
     @property
     def devices(self) -> Supervisor:
-        return self.root.lookup("devices")
+        return child_supervisor(self.root, "devices")
 
     async def health(self) -> dict[str, Any]:
         db_ok = await self.db.ping()
@@ -77,7 +94,7 @@ class Hub:
                 "total": self.root.actor_count(),
                 "devices": self.devices.actor_count(),
                 "sessions": self.sessions.actor_count(),
-                "connections": self.root.lookup("connections").actor_count(),
+                "connections": child_supervisor(self.root, "connections").actor_count(),
                 "mailbox_depth": self.root.mailbox_depth(),
                 "restarts": int(self.metrics.actor_restarts._value.get()),
             },
@@ -154,7 +171,6 @@ async def run_hub(
         raise ValueError("run_hub needs database_url and mqtt_url (the CLI starts embedded ones)")
     mqtt_url = MqttUrl.parse(settings.mqtt_url)
     jwt_secret = _jwt_secret(settings) if port is not None else b""
-    topics = Topics(settings.topic_prefix)
     async with asyncio_loop():
         await wait_for_database(settings.database_url, on_retry=lambda exc, delay: log.warning(
             "database not reachable (%s); retrying in %.1fs", exc, delay))
@@ -191,11 +207,20 @@ async def _run_tree(
         web_listening.set()
 
     def ref(child_id: str) -> ActorRef:
-        return root.lookup(child_id)
+        return child_actor(root, child_id)
 
     # The campus's threshold rules, loaded once here; device actors read it as they start.
     thresholds = ThresholdBook()
     await thresholds.reload(db)
+
+    @functools.cache
+    def device_actors() -> DeviceActorFactory:
+        # Built once, on first use (the web's or the ingress' start): by then the writer,
+        # the devices supervisor and the scheduler run, and their refs outlive restarts.
+        return DeviceActorFactory(
+            devices=child_supervisor(root, "devices"), db=db, writer=ref("writer"), scheduler=ref("scheduler"),
+            offline_after_s=settings.device_offline_after_s, thresholds=thresholds)
+
     retention = RetentionPolicy(raw_days=settings.telemetry_raw_days, hourly_days=settings.telemetry_hourly_days)
 
     specs = [
@@ -204,7 +229,7 @@ async def _run_tree(
         ChildSpec("devices", lambda: Supervisor("devices", max_restarts=100, within_s=10)),
         ChildSpec("sessions", lambda: Supervisor("sessions", max_restarts=100, within_s=10)),
         ChildSpec("scheduler", lambda: SessionScheduler(
-            db=db, sessions=root.lookup("sessions"), writer=ref("writer")),
+            db=db, sessions=child_supervisor(root, "sessions"), writer=ref("writer")),
             mailbox_size=SCHEDULER_MAILBOX),
         ChildSpec("connections", lambda: Supervisor("connections", max_restarts=1000, within_s=1)),
         ChildSpec("telemetry", lambda: TelemetryMaintenance(db, retention), mailbox_size=TELEMETRY_MAILBOX),
@@ -220,7 +245,7 @@ async def _run_tree(
         from web.context import WebContext
 
         links = _provisioning_links(root, db, topics, mqtt_url)
-        session_call = session_caller(lambda: root.lookup("sessions"))
+        session_call = session_caller(lambda: child_supervisor(root, "sessions"))
 
         async def sessions_changed(session_ids: Sequence[str]) -> None:
             if session_ids:
@@ -229,15 +254,15 @@ async def _run_tree(
         def make_web() -> _WebServer:
             web_app = create_app(WebContext(
                 db=db, bus=bus, jwt_secret=jwt_secret,
-                connections=root.lookup("connections"), health=hub.health, metrics_text=metrics.render,
+                connections=child_supervisor(root, "connections"), health=hub.health, metrics_text=metrics.render,
                 devices_changed=links.devices_changed, send_command=links.send_command,
                 device_mqtt_url=str(mqtt_url), topic_prefix=topics.prefix,
-                session_call=session_call, attendance_changed=also_recheck(attendance_changed(session_call), lambda: root.lookup("warnings")),
+                device_offline_after_s=settings.device_offline_after_s,
+                session_call=session_call,
+                attendance_changed=also_recheck(attendance_changed(session_call), lambda: root.lookup("warnings")),
                 sessions_changed=sessions_changed, campus_timezone=settings.timezone,
-                ask_device=device_asker(
-                    lambda: root.lookup("devices"), db=db, writer=ref("writer"), scheduler=ref("scheduler"),
-                    offline_after_s=settings.device_offline_after_s, thresholds=thresholds),
-                thresholds_changed=lambda: thresholds_changed(db, thresholds, root.lookup("devices")),
+                ask_device=device_asker(device_actors),
+                thresholds_changed=lambda: thresholds_changed(db, thresholds, child_supervisor(root, "devices")),
             ))
             return _WebServer(web_app, host, hub.web_port or port, on_web_port)
 
@@ -245,9 +270,8 @@ async def _run_tree(
     specs += [
         ChildSpec("mqtt", lambda: _MqttLoop(client, topics, subscribed), shutdown_timeout=2),
         ChildSpec("ingress", lambda: Ingress(
-            client=client, topics=topics, db=db, devices=root.lookup("devices"), writer=ref("writer"),
-            scheduler=ref("scheduler"), offline_after_s=settings.device_offline_after_s,
-            commands=ref("commands"), thresholds=thresholds,
+            client=client, topics=topics, db=db, writer=ref("writer"), device_actors=device_actors(),
+            commands=ref("commands"),
         ), shutdown_timeout=1, mailbox_size=INGRESS_MAILBOX),
     ]
     metrics.watch_actors(root.mailbox_depth, root.actor_count)

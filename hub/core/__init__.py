@@ -1,1 +1,5 @@
-"""Shared infrastructure of the hub that web/ may import: the live bus and its messages, configuration, passwords, clock, campus timezone, commit records, metrics."""
+"""Shared infrastructure of the hub that web/ may import.
+
+The live bus and its messages, configuration, passwords, clock, campus
+timezone, commit records, metrics.
+"""

@@ -1,16 +1,29 @@
-"""Fan-out of committed changes to live subscribers (websocket connection actors).
+"""The live bus: its topics, its messages, and their fan-out to live subscribers.
+
+Messages: every kind the bus carries is declared once below, as a frozen
+msgspec Struct tagged with its ``type`` (:class:`LiveMessage` and its
+subclasses; the docstring of each names its topic). A message becomes the
+JSON the browser receives in one way only, :attr:`LiveMessage.json`:
+``{"type": <tag>, <field>: <value>, ...}`` in field order, encoded once per
+message however many websockets forward it. Times are ISO 8601 strings
+(``datetime.isoformat()``, as the API writes them), set by whoever builds
+the message. Hub-internal subscribers (the warnings and ticket actors) read
+the same typed fields.
 
 Concurrency contract: :meth:`LiveBus.publish` is synchronous and never blocks;
 the writer calls it after a commit. Each subscription has a bounded buffer. A
 subscriber that falls behind does not slow anyone: its overflowing messages
 are dropped and it receives :data:`LAGGED` once, meaning "reload your snapshot".
+Messages are immutable, so one instance is shared by every subscriber.
 """
 from __future__ import annotations
 
 from collections import defaultdict
 from contextlib import contextmanager
+from functools import cached_property
 from typing import Any, Iterable, Iterator
 
+import msgspec
 import trio
 
 
@@ -22,8 +35,6 @@ class _Lagged:
 #: Delivered to a subscriber whose buffer overflowed; it should resync from the database.
 LAGGED = _Lagged()
 
-BusMessage = dict[str, Any]
-
 
 def session_topic(session_id: str) -> str:
     return f"session:{session_id}"
@@ -34,34 +45,227 @@ def student_topic(student_id: str) -> str:
 
 
 def user_topic(user_id: str) -> str:
-    """A user's own notifications (any role): ``{"type": "notification", ...}``."""
+    """A user's own notifications (any role): :class:`LiveNotification` and :class:`LiveUnread`."""
     return f"user:{user_id}"
 
 
 DEVICES_TOPIC = "devices"
 
-#: Hub-internal observers (the warnings actor): every ``{"type": "attendance", ...}`` message
-#: published on a session topic is also offered here, so they need not know the sessions.
+#: Hub-internal observers (the warnings actor): every :class:`LiveAttendance` published
+#: on a session topic is also offered here, so they need not know the sessions.
 ATTENDANCE_TOPIC = "attendance"
 _SESSION_PREFIX = "session:"
+
+
+# --- messages ------------------------------------------------------------------------------------
+
+_ENCODER = msgspec.json.Encoder()
+
+
+class LiveMessage(msgspec.Struct, frozen=True, tag_field="type", dict=True):
+    """A live-bus message. Subclasses set ``tag=`` (the JSON ``type``) and declare their fields.
+
+    ``dict=True`` only gives instances room for the cached :attr:`json`;
+    it adds no field.
+    """
+
+    @cached_property
+    def json(self) -> str:
+        """The message as the browser receives it (one websocket text frame).
+
+        Encoded on first use, then shared: a message forwarded to a thousand
+        websockets is encoded once, and never if nobody forwards it.
+        """
+        return _ENCODER.encode(self).decode()
+
+
+#: A message and the topic to publish it on (after the commit that made it true).
+LiveUpdate = tuple[str, LiveMessage]
+
+
+class LiveAttendance(LiveMessage, frozen=True, tag="attendance"):
+    """A student's status in a session changed. Topics: the session's and the student's (:meth:`updates`)."""
+
+    session_id: str
+    student_id: str
+    status: str
+    checked_in_at: str | None
+    source: str
+
+    def updates(self) -> tuple[LiveUpdate, LiveUpdate]:
+        """Where it goes: the live roster (and, through the bus, :data:`ATTENDANCE_TOPIC`) and the student."""
+        return (session_topic(self.session_id), self), (student_topic(self.student_id), self)
+
+
+class LiveFlag(LiveMessage, frozen=True, tag="flag"):
+    """A check-in flag raised or reviewed. Topic: the session's. ``flag`` is the API's flag object."""
+
+    session_id: str
+    student_id: str
+    kind: str
+    detail: str
+    state: str
+    flag: dict[str, Any]
+
+
+class LiveDevice(LiveMessage, frozen=True, tag="device"):
+    """A device's health changed. Topic: :data:`DEVICES_TOPIC`.
+
+    The published fields of ``hub.domain.health.DeviceHealth`` (all but
+    ``status_ts``) plus the device's room; tests/hub/test_live_messages.py
+    keeps the two in step.
+    """
+
+    device_id: str
+    room_id: str | None
+    online: bool
+    last_seen: str | None
+    firmware: str
+    outbox_depth: int
+    reason: str
+    last_change: str | None
+    uptime_s: int
+    last_connect_at: str | None
+    last_connect_reason: str
+    last_disconnect_at: str | None
+    last_disconnect_reason: str
+    battery_pct: float | None
+    signal_dbm: int | None
+    clock_skew_ms: int | None
+    error_count: int
+
+
+class LiveAlarm(LiveMessage, frozen=True, tag="alarm"):
+    """An alarm was raised, acknowledged or cleared. Topic: :data:`DEVICES_TOPIC`."""
+
+    alarm_id: int
+    device_id: str
+    room_id: str | None
+    alarm_type: str
+    severity: str
+    state: str
+    raised_at: str
+    cleared_at: str | None
+    acked_by: str | None
+    value: float | None
+    message: str
+
+
+class LiveCommand(LiveMessage, frozen=True, tag="command"):
+    """A device command was issued or changed status. Topic: :data:`DEVICES_TOPIC`."""
+
+    command_id: str
+    device_id: str
+    name: str
+    args: dict[str, Any]
+    status: str
+    ttl_s: int
+    ack_timeout_s: int
+    issued_by: str
+    created_at: str | None
+    sent_at: str | None
+    expires_at: str | None
+    ack_deadline: str | None
+    acked_at: str | None
+    detail: str
+
+
+class LiveTicket(LiveMessage, frozen=True, tag="ticket"):
+    """A ticket changed: its columns and the SLA verdict. Topic: :data:`DEVICES_TOPIC`.
+
+    ``origin`` is ``hub`` (the ticket actor) or ``web`` (the API; the ticket
+    actor re-reads those); ``change`` names what happened (``created``,
+    ``assigned``, ``auto_closed``, ``sla_breached``...).
+    """
+
+    origin: str
+    change: str
+    id: int
+    room_id: str | None
+    room_name: str | None
+    building: str | None
+    device_id: str | None
+    alarm_id: int | None
+    alarm_type: str | None
+    title: str
+    description: str
+    priority: str
+    state: str
+    source: str
+    assignee: str | None
+    assignee_name: str | None
+    reported_by: str | None
+    reporter_name: str | None
+    sla_due_at: str
+    sla_breached_at: str | None
+    auto_close_after_s: int | None
+    created_at: str
+    updated_at: str
+    resolved_at: str | None
+    closed_at: str | None
+    close_reason: str
+    sla_breached: bool
+
+
+class LiveTicketComment(LiveMessage, frozen=True, tag="ticket_comment"):
+    """A comment was added to a ticket. Topic: :data:`DEVICES_TOPIC`."""
+
+    ticket_id: int
+    id: int
+    author: str
+    author_name: str
+    body: str
+    created_at: str
+
+
+class LivePriority(msgspec.Struct, frozen=True):
+    """One priority of :class:`LiveTicketPolicy`."""
+
+    priority: str
+    resolve_within_s: int
+    auto_close_after_s: int | None
+
+
+class LiveTicketPolicy(LiveMessage, frozen=True, tag="ticket_policy"):
+    """The ticket SLA policy was saved. Topic: :data:`DEVICES_TOPIC`."""
+
+    priorities: tuple[LivePriority, ...]
+    auto_raise_severities: tuple[str, ...]
+    updated_at: str
+    updated_by: str | None
+
+
+class LiveNotification(LiveMessage, frozen=True, tag="notification"):
+    """A notification was stored. Topic: its recipient's :func:`user_topic`. ``notification`` is the API's object."""
+
+    notification: dict[str, Any]
+
+
+class LiveUnread(LiveMessage, frozen=True, tag="unread"):
+    """The user's unread count changed (read marks from another tab). Topic: the user's :func:`user_topic`."""
+
+    unread: int
+
+
+# --- fan-out -------------------------------------------------------------------------------------
 
 
 class Subscription:
     """Receive side of one subscriber. Use as an async iterator of messages or ``LAGGED``."""
 
     def __init__(self, capacity: int) -> None:
-        self._send, self._receive = trio.open_memory_channel[BusMessage](capacity)
+        self._send, self._receive = trio.open_memory_channel[LiveMessage](capacity)
         self._lagged = False
         self.dropped = 0
 
-    def _offer(self, message: BusMessage) -> None:
+    def _offer(self, message: LiveMessage) -> None:
         try:
             self._send.send_nowait(message)
         except trio.WouldBlock:
             self._lagged = True
             self.dropped += 1
 
-    async def receive(self) -> BusMessage | _Lagged:
+    async def receive(self) -> LiveMessage | _Lagged:
         """Block until a message arrives. Cancellation leaves the subscription intact."""
         if self._lagged:
             self._lagged = False
@@ -76,7 +280,7 @@ class Subscription:
     def __aiter__(self) -> "Subscription":
         return self
 
-    async def __anext__(self) -> BusMessage | _Lagged:
+    async def __anext__(self) -> LiveMessage | _Lagged:
         return await self.receive()
 
 
@@ -84,10 +288,10 @@ class LiveBus:
     def __init__(self) -> None:
         self._subscribers: dict[str, set[Subscription]] = defaultdict(set)
 
-    def publish(self, topic: str, message: BusMessage) -> None:
+    def publish(self, topic: str, message: LiveMessage) -> None:
         for subscription in self._subscribers.get(topic, ()):
             subscription._offer(message)
-        if topic.startswith(_SESSION_PREFIX) and message.get("type") == "attendance":
+        if type(message) is LiveAttendance and topic.startswith(_SESSION_PREFIX):
             for subscription in self._subscribers.get(ATTENDANCE_TOPIC, ()):
                 subscription._offer(message)
 

@@ -8,6 +8,10 @@ from urllib.parse import parse_qs, urlsplit
 
 #: MQTT protocol versions a broker URL may select with ``?protocol=``.
 MQTT_PROTOCOLS = ("5", "3.1.1")
+#: A device silent this long (no heartbeat, no event) is offline: the one default, which
+#: ``CAMPUSHUB_DEVICE_OFFLINE_AFTER_S`` overrides. Pushed heartbeat intervals must fit it
+#: (hub.domain.health.heartbeat_interval_problem).
+DEVICE_OFFLINE_AFTER_S = 90.0
 
 
 @dataclass(frozen=True)
@@ -63,7 +67,7 @@ class Settings:
     data_dir: Path = field(default_factory=lambda: Path(".campushub"))
     jwt_secret: str | None = None
     hub_client_id: str = "campushub-hub"
-    device_offline_after_s: float = 90.0
+    device_offline_after_s: float = DEVICE_OFFLINE_AFTER_S
     #: Raw sensor readings are kept this many days; hourly aggregates (and health history) longer.
     telemetry_raw_days: int = 14
     telemetry_hourly_days: int = 400
@@ -80,7 +84,7 @@ class Settings:
             data_dir=Path(env.get("CAMPUSHUB_DATA_DIR", ".campushub")),
             jwt_secret=env.get("CAMPUSHUB_JWT_SECRET") or None,
             hub_client_id=env.get("CAMPUSHUB_HUB_CLIENT_ID", "campushub-hub"),
-            device_offline_after_s=float(env.get("CAMPUSHUB_DEVICE_OFFLINE_AFTER_S", "90")),
+            device_offline_after_s=float(env.get("CAMPUSHUB_DEVICE_OFFLINE_AFTER_S", DEVICE_OFFLINE_AFTER_S)),
             telemetry_raw_days=int(env.get("CAMPUSHUB_TELEMETRY_RAW_DAYS", "14")),
             telemetry_hourly_days=int(env.get("CAMPUSHUB_TELEMETRY_HOURLY_DAYS", "400")),
             timezone=env.get("CAMPUSHUB_TIMEZONE") or "UTC",

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Callable, Union
 
+from hub.core.bus import LiveUpdate
+from hub.domain.health import DeviceHealth  # a device's health is persisted as the domain holds it
 from hub.mqtt import InboundMessage
 
 
@@ -72,33 +74,11 @@ class SensorRow:
 
 
 @dataclass(frozen=True)
-class DeviceHealthRow:
-    device_id: str
-    online: bool
-    last_seen: datetime | None
-    last_change: datetime
-    reason: str
-    firmware: str
-    uptime_s: int
-    outbox_depth: int
-    # Added by 0007 (health); defaults keep older writers valid.
-    status_ts: int = 0
-    last_connect_at: datetime | None = None
-    last_connect_reason: str = ""
-    last_disconnect_at: datetime | None = None
-    last_disconnect_reason: str = ""
-    battery_pct: float | None = None
-    signal_dbm: int | None = None
-    clock_skew_ms: int | None = None
-    error_count: int = 0
-
-
-@dataclass(frozen=True)
 class DeviceHealthHistoryRow:
     """One row of ``device_health_history``: a transition and the health at that moment."""
 
     change: str  # online | offline | firmware
-    health: DeviceHealthRow
+    health: DeviceHealth
     at: datetime
 
 
@@ -162,10 +142,9 @@ class DisplayCheckinRow:
     outcome: str
 
 
-Effect = Union[AcceptedEvent, Rejection, AttendanceMark, TokenUse, SensorRow, DeviceHealthRow,
+Effect = Union[AcceptedEvent, Rejection, AttendanceMark, TokenUse, SensorRow, DeviceHealth,
                CheckinFlagRow, DisplayCheckinRow,
                DeviceHealthHistoryRow, AlarmRow, ThresholdStateRow]
-LiveUpdate = tuple[str, dict[str, Any]]
 
 
 @dataclass(frozen=True)

@@ -95,17 +95,17 @@ def plain_row(row: asyncpg.Record) -> dict[str, Any]:
     return out
 
 
-def _page(total: int, rows: list[asyncpg.Record], limit: int, offset: int) -> dict[str, Any]:
-    return {"items": [plain_row(r) for r in rows], "total": total, "limit": limit, "offset": offset}
+#: One page of a listing's rows (as :func:`plain_row`) and how many rows the listing has in all.
+PagedRows = tuple[list[dict[str, Any]], int]
 
 
 async def _paged(conn: asyncpg.Connection, select: str, where: str, order: str, args: list,
-                 limit: int, offset: int) -> dict[str, Any]:
+                 limit: int, offset: int) -> PagedRows:
     total = await conn.fetchval(f"SELECT count(*) FROM ({select} {where}) AS q", *args)
     n = len(args)
     rows = await conn.fetch(f"{select} {where} ORDER BY {order} LIMIT ${n + 1} OFFSET ${n + 2}",
                             *args, limit, offset)
-    return _page(total, rows, limit, offset)
+    return [plain_row(r) for r in rows], total
 
 
 # --- access --------------------------------------------------------------------
@@ -130,15 +130,8 @@ async def may_manage_course(db: Database, user_id: str, course_id: str) -> bool:
 TERM_SELECT = "SELECT id, name, starts_on, ends_on, timezone FROM terms"
 
 
-async def list_terms(db: Database, limit: int, offset: int) -> dict[str, Any]:
+async def list_terms(db: Database, limit: int, offset: int) -> PagedRows:
     return await db.run(lambda conn: _paged(conn, TERM_SELECT, "", "starts_on DESC, id", [], limit, offset))
-
-
-async def get_term(db: Database, term_id: str) -> dict[str, Any]:
-    row = await db.fetchrow(TERM_SELECT + " WHERE id = $1", term_id)
-    if row is None:
-        raise NotFound("No such term.", "term_id")
-    return plain_row(row)
 
 
 async def create_term(db: Database, term_id: str, name: str, starts_on: date, ends_on: date,
@@ -160,7 +153,7 @@ def check_range(starts_on: date, ends_on: date) -> None:
         raise Invalid("'ends_on' must not be before 'starts_on'.", "ends_on")
 
 
-async def list_holidays(db: Database, limit: int, offset: int, *, year: int | None = None) -> dict[str, Any]:
+async def list_holidays(db: Database, limit: int, offset: int, *, year: int | None = None) -> PagedRows:
     """Holidays; adding, changing or deleting one regenerates sessions (hub/db/timetable.py)."""
     where, args = "", []
     if year is not None:
@@ -174,7 +167,7 @@ async def list_holidays(db: Database, limit: int, offset: int, *, year: int | No
 _ROOM = "SELECT id, name, building, room_type, capacity FROM rooms"
 
 
-async def list_rooms(db: Database, limit: int, offset: int) -> dict[str, Any]:
+async def list_rooms(db: Database, limit: int, offset: int) -> PagedRows:
     return await db.run(lambda conn: _paged(conn, _ROOM, "", "building, name, id", [], limit, offset))
 
 
@@ -205,19 +198,12 @@ _COURSE = (
 )
 
 
-async def list_courses(db: Database, limit: int, offset: int, *, faculty_id: str | None = None) -> dict[str, Any]:
+async def list_courses(db: Database, limit: int, offset: int, *, faculty_id: str | None = None) -> PagedRows:
     """All courses, or (``faculty_id``) those the faculty coordinates or is assigned to."""
     where, args = "", []
     if faculty_id is not None:
         where, args = "WHERE " + manages_sql("c.id", "$1"), [faculty_id]
     return await db.run(lambda conn: _paged(conn, _COURSE, where, "c.code, c.id", args, limit, offset))
-
-
-async def get_course(db: Database, course_id: str) -> dict[str, Any]:
-    row = await db.fetchrow(_COURSE + " WHERE c.id = $1", course_id)
-    if row is None:
-        raise NotFound("No such course.", "course_id")
-    return plain_row(row)
 
 
 async def save_course(db: Database, course_id: str, code: str, title: str, faculty_id: str,
@@ -261,7 +247,7 @@ _SECTION = (
 
 
 async def list_sections(db: Database, limit: int, offset: int, *, term_id: str | None = None,
-                        course_id: str | None = None, faculty_id: str | None = None) -> dict[str, Any]:
+                        course_id: str | None = None, faculty_id: str | None = None) -> PagedRows:
     where = ("WHERE ($1::text IS NULL OR s.term_id = $1) AND ($2::text IS NULL OR s.course_id = $2)"
              " AND ($3::text IS NULL OR " + manages_sql("s.course_id", "$3") + ")")
     return await db.run(lambda conn: _paged(
@@ -320,7 +306,7 @@ _ASSIGNMENT = (
 
 
 async def list_assignments(db: Database, limit: int, offset: int, *, course_id: str | None = None,
-                           faculty_id: str | None = None) -> dict[str, Any]:
+                           faculty_id: str | None = None) -> PagedRows:
     where = "WHERE ($1::text IS NULL OR fa.course_id = $1) AND ($2::text IS NULL OR fa.faculty_id = $2)"
     return await db.run(lambda conn: _paged(
         conn, _ASSIGNMENT, where, "c.code, u.display_name, fa.id", [course_id, faculty_id], limit, offset))
@@ -373,7 +359,7 @@ _ENROLMENT = (
 
 async def list_enrolments(db: Database, limit: int, offset: int, *, course_id: str | None = None,
                           section_id: str | None = None, student_id: str | None = None,
-                          faculty_id: str | None = None) -> dict[str, Any]:
+                          faculty_id: str | None = None) -> PagedRows:
     where = ("WHERE ($1::text IS NULL OR e.course_id = $1) AND ($2::text IS NULL OR e.section_id = $2)"
              " AND ($3::text IS NULL OR e.student_id = $3) AND ($4::text IS NULL OR "
              + manages_sql("e.course_id", "$4") + ")")
@@ -473,10 +459,10 @@ async def import_enrolments(db: Database, rows: Sequence[EnrolmentRow], *, term_
             " WHERE (course_id, student_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))",
             [r[2] for r in resolved], [r[1] for r in resolved])}
         created = moved = unchanged = 0
-        for _, student, course, section in resolved:
-            if (course, student) not in current:
+        for _, student_id, course_id, section_id in resolved:
+            if (course_id, student_id) not in current:
                 created += 1
-            elif current[(course, student)] == section:
+            elif current[(course_id, student_id)] == section_id:
                 unchanged += 1
             else:
                 moved += 1
@@ -504,7 +490,7 @@ _SLOT = (
 
 async def list_slots(db: Database, limit: int, offset: int, *, term_id: str | None = None,
                      section_id: str | None = None, room_id: str | None = None,
-                     faculty_id: str | None = None) -> dict[str, Any]:
+                     faculty_id: str | None = None) -> PagedRows:
     where = ("WHERE ($1::text IS NULL OR s.term_id = $1) AND ($2::text IS NULL OR t.section_id = $2)"
              " AND ($3::text IS NULL OR t.room_id = $3) AND ($4::text IS NULL OR "
              + manages_sql("s.course_id", "$4") + ")")
@@ -559,13 +545,6 @@ async def check_slot(conn: asyncpg.Connection, term_id: str, section_id: str, sl
 
 async def slot_row(conn: asyncpg.Connection, slot_id: str) -> dict[str, Any]:
     return plain_row(await conn.fetchrow(_SLOT + " WHERE t.id = $1", slot_id))
-
-
-async def get_slot(db: Database, slot_id: str) -> dict[str, Any]:
-    row = await db.fetchrow(_SLOT + " WHERE t.id = $1", slot_id)
-    if row is None:
-        raise NotFound("No such timetable slot.", "slot_id")
-    return plain_row(row)
 
 
 # --- course rules --------------------------------------------------------------

@@ -1,17 +1,22 @@
 """Read-side alarm queries (the device actors are the only writers, through the batch writer).
 
+Alarms are returned as the domain's :class:`~hub.domain.alarms.Alarm` (the
+row-to-record conversion is :func:`hub.db.device_health.alarm_from_row`, beside
+the writer); the listings add the room's name.
+
 Concurrency contract: one round trip each on the shared :class:`Database`,
 callable from any trio task; nothing here writes.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import asyncpg
 
+from hub.domain.alarms import Alarm
+
 from ._pool import Database
-from .health import ALARM_COLUMNS, alarm_record
+from .device_health import ALARM_COLUMNS, alarm_from_row
 
 #: ``state`` filter values of the listing: the four states, plus groups of them.
 STATE_GROUPS: dict[str, tuple[str, ...] | None] = {
@@ -27,12 +32,25 @@ STATE_GROUPS: dict[str, tuple[str, ...] | None] = {
 }
 _SELECT = "SELECT " + ", ".join(f"a.{c}" for c in ALARM_COLUMNS) + ", r.name AS room_name FROM alarms a" \
           " LEFT JOIN rooms r ON r.id = a.room_id"
+_ACTIVE = "state IN ('active_unacked', 'active_acked')"
+
+
+@dataclass(frozen=True)
+class RoomAlarm:
+    """An alarm and the name of its room (None: the room is gone, or the alarm has none)."""
+
+    alarm: Alarm
+    room_name: str | None
+
+
+def _room_alarm(row: asyncpg.Record) -> RoomAlarm:
+    return RoomAlarm(alarm_from_row(row), row["room_name"])
 
 
 @dataclass(frozen=True)
 class AlarmPage:
     total: int
-    items: tuple[dict[str, Any], ...]
+    items: tuple[RoomAlarm, ...]
 
 
 async def list_alarms(
@@ -53,18 +71,25 @@ async def list_alarms(
         rows = await conn.fetch(
             f"{_SELECT} WHERE {where} ORDER BY a.raised_at DESC, a.id DESC LIMIT $6 OFFSET $7",
             *args, limit, offset)
-        return AlarmPage(total, tuple(alarm_record(r) for r in rows))
+        return AlarmPage(total, tuple(_room_alarm(r) for r in rows))
 
     return await db.run(work)
 
 
-async def get_alarm(db: Database, alarm_id: int) -> dict[str, Any] | None:
+async def get_alarm(db: Database, alarm_id: int) -> RoomAlarm | None:
     row = await db.fetchrow(f"{_SELECT} WHERE a.id = $1", alarm_id)
-    return None if row is None else alarm_record(row)
+    return None if row is None else _room_alarm(row)
 
 
-async def device_active_alarms(db: Database, device_id: str) -> tuple[dict[str, Any], ...]:
+async def device_active_alarms(db: Database, device_id: str) -> tuple[RoomAlarm, ...]:
     rows = await db.fetch(
-        f"{_SELECT} WHERE a.device_id = $1 AND a.state IN ('active_unacked', 'active_acked')"
-        " ORDER BY a.raised_at DESC, a.id DESC", device_id)
-    return tuple(alarm_record(r) for r in rows)
+        f"{_SELECT} WHERE a.device_id = $1 AND a.{_ACTIVE} ORDER BY a.raised_at DESC, a.id DESC", device_id)
+    return tuple(_room_alarm(r) for r in rows)
+
+
+async def active_alarms(db: Database) -> list[Alarm]:
+    """Alarms not cleared yet (at most one per device and type), most severe first."""
+    rows = await db.fetch(
+        f"SELECT {', '.join(ALARM_COLUMNS)} FROM alarms WHERE {_ACTIVE}"
+        " ORDER BY array_position(ARRAY['critical', 'major', 'minor', 'warning'], severity), raised_at DESC")
+    return [alarm_from_row(r) for r in rows]

@@ -162,7 +162,7 @@ async def _write(
     # Only each touched record's final value is written (an upsert may touch a row once per
     # statement); every intermediate step still has its audit entry, in order.
     touched = list(dict.fromkeys((a.session_id, a.student_id) for a in applied))
-    upserts = [(key, state[key]) for key in touched if state[key] is not None]
+    upserts = [(key, value) for key in touched if (value := state[key]) is not None]
     removals = [key for key in touched if state[key] is None]
     await conn.execute(
         "WITH upserted AS ("

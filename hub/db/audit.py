@@ -21,11 +21,11 @@ import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, AsyncIterator, Literal, Sequence
+from typing import Any, AsyncIterator, Literal, Sequence, TypeVar
 
 import asyncpg
 
-from ._pool import Database
+from ._pool import ConnectionWork, Database
 from .audit_hash import ZERO_HASH, exact_json
 
 EXPORT_CHUNK = 2000
@@ -110,8 +110,11 @@ async def verify_chain(db: Database) -> ChainReport:
     return await db.run(_repeatable_read(work))
 
 
-def _repeatable_read(work):  # type: ignore[no-untyped-def]
-    async def wrapped(conn: asyncpg.Connection) -> Any:
+_T = TypeVar("_T")
+
+
+def _repeatable_read(work: ConnectionWork[_T]) -> ConnectionWork[_T]:
+    async def wrapped(conn: asyncpg.Connection) -> _T:
         async with conn.transaction(isolation="repeatable_read", readonly=True):
             return await work(conn)
     return wrapped

@@ -14,12 +14,11 @@ from typing import Any, Sequence
 
 import asyncpg
 
-from hub.core.bus import session_topic
-from hub.core.records import CheckinFlagRow, DisplayCheckinRow, LiveUpdate
+from hub.core.bus import LiveFlag, LiveMessage, LiveUpdate, session_topic
+from hub.core.records import CheckinFlagRow, DisplayCheckinRow
 
 from ._pool import Database
 from .academic import manages_sql
-from .attendance import AppliedChange, AttendanceChange, apply_attendance_changes
 from .notifications import NewNotification, add_notifications, publish_notifications
 
 FLAG_STATES = ("open", "accepted", "rejected")
@@ -91,7 +90,7 @@ async def announce_flags(conn: asyncpg.Connection, flag_ids: Sequence[int]) -> l
 class _Collector(list):
     """Collects bus messages (the notification module's publisher protocol) to publish after a commit."""
 
-    def publish(self, topic: str, message: dict[str, Any]) -> None:
+    def publish(self, topic: str, message: LiveMessage) -> None:
         self.append((topic, message))
 
 
@@ -211,12 +210,9 @@ def flag_json(f: FlagRecord) -> dict[str, Any]:
 
 
 def flag_update(f: FlagRecord) -> LiveUpdate:
-    """The live roster's message for a flag raised or reviewed: ``{"type": "flag", "flag": {...}}``
-    on the session's topic (the roster shows it while ``state`` is ``open``)."""
-    return session_topic(f.session_id), {
-        "type": "flag", "session_id": f.session_id, "student_id": f.student_id, "kind": f.kind,
-        "detail": f.detail, "state": f.state, "flag": flag_json(f),
-    }
+    """The live roster's message for a flag raised or reviewed, on the session's topic
+    (the roster shows it while ``state`` is ``open``)."""
+    return session_topic(f.session_id), LiveFlag(f.session_id, f.student_id, f.kind, f.detail, f.state, flag_json(f))
 
 
 def _flag(row: asyncpg.Record) -> FlagRecord:
@@ -260,8 +256,10 @@ async def decide_flag(db: Database, flag_id: int, state: str, reviewer: str, not
 
 # --- records of a session, for a reload and for sessions without an actor ------------------
 
-async def session_records(db: Database, session_id: str, student_ids: Sequence[str]) -> dict[str, tuple[str, str] | None]:
-    """``{student: (status, source) or None}`` for these students of the session."""
+async def session_records(
+    db: Database | asyncpg.Connection, session_id: str, student_ids: Sequence[str],
+) -> dict[str, tuple[str, str] | None]:
+    """``{student: (status, source) or None}`` for these students of the session (in ``db``'s transaction, if any)."""
     rows = await db.fetch(
         "SELECT student_id, status, source FROM attendance WHERE session_id = $1 AND student_id = ANY($2::text[])",
         session_id, list(student_ids))
@@ -270,19 +268,11 @@ async def session_records(db: Database, session_id: str, student_ids: Sequence[s
     return found
 
 
-async def enrolled_students(db: Database, session_id: str) -> set[str]:
+async def enrolled_students(db: Database | asyncpg.Connection, session_id: str) -> set[str]:
     rows = await db.fetch(
         "SELECT e.student_id FROM class_sessions cs JOIN enrolments e ON e.course_id = cs.course_id"
         " WHERE cs.id = $1", session_id)
     return {r["student_id"] for r in rows}
-
-
-async def write_marks(
-    db: Database, changes: Sequence[AttendanceChange], *, actor: str, reason: str,
-) -> list[AppliedChange]:
-    """Manual marks of a session that has no live actor, in one transaction with their audit entries."""
-    return await db.run(lambda conn: apply_attendance_changes(conn, changes, actor=actor, reason=reason),
-                        transaction=True)
 
 
 async def student_session_at(db: Database, student_id: str, at: datetime, early: timedelta) -> tuple[str, str] | None:

@@ -28,6 +28,8 @@ import asyncpg
 
 from ._pool import Database
 from .academic import RULE_DEFAULTS, Conflict, Invalid, NotFound, manages_sql, new_id
+from .attendance import lock_attendance
+from .leave import excuse_on_leave
 
 MAX_TOPICS = 50
 MAX_TOPIC_LENGTH = 200
@@ -84,9 +86,9 @@ async def list_sessions(
     db: Database, limit: int, offset: int, *, start: datetime | None = None, end: datetime | None = None,
     course_id: str | None = None, section_id: str | None = None, status: str | None = None,
     faculty_id: str | None = None, term_id: str | None = None,
-) -> dict[str, Any]:
-    """Sessions overlapping ``[start, end)``, oldest first; ``faculty_id`` limits to courses they manage,
-    ``term_id`` to sessions of the term's sections."""
+) -> tuple[list[dict[str, Any]], int]:
+    """A page of the sessions overlapping ``[start, end)``, oldest first, and how many there are in all;
+    ``faculty_id`` limits to courses they manage, ``term_id`` to sessions of the term's sections."""
     where = (" WHERE ($1::timestamptz IS NULL OR cs.ends_at > $1) AND ($2::timestamptz IS NULL OR cs.starts_at < $2)"
              " AND ($3::text IS NULL OR cs.course_id = $3) AND ($4::text IS NULL OR cs.section_id = $4)"
              " AND ($5::text IS NULL OR cs.status = $5) AND ($6::text IS NULL OR "
@@ -94,11 +96,11 @@ async def list_sessions(
              " AND ($7::text IS NULL OR cs.section_id IN (SELECT ts.id FROM sections ts WHERE ts.term_id = $7))")
     args = [start, end, course_id, section_id, status, faculty_id, term_id]
 
-    async def work(conn: asyncpg.Connection) -> dict[str, Any]:
+    async def work(conn: asyncpg.Connection) -> tuple[list[dict[str, Any]], int]:
         total = await conn.fetchval("SELECT count(*) FROM class_sessions cs" + where, *args)
         rows = await conn.fetch(_SELECT + where + " ORDER BY cs.starts_at, c.code, cs.id LIMIT $8 OFFSET $9",
                                 *args, limit, offset)
-        return {"items": [_json(r) for r in rows], "total": total, "limit": limit, "offset": offset}
+        return [_json(r) for r in rows], total
 
     return await db.run(work)
 
@@ -135,7 +137,8 @@ async def _event(conn: asyncpg.Connection, session_id: str, now: datetime, actor
 
 
 async def create_session(db: Database, new: NewSession, *, actor: str, now: datetime) -> dict[str, Any]:
-    """A manual (``origin='manual'``) session; unset rule fields come from the course's rules."""
+    """A manual (``origin='manual'``) session, e.g. a make-up class; unset rule fields come from the
+    course's rules. Students on approved leave that day are excused at once (:func:`excuse_on_leave`)."""
     if new.ends_at <= new.starts_at:
         raise Invalid("'ends_at' must be after 'starts_at'.", "ends_at")
     if new.ends_at <= now:
@@ -170,6 +173,7 @@ async def create_session(db: Database, new: NewSession, *, actor: str, now: date
             pick("grace_minutes"), pick("opens_minutes_before"), pick("late_cutoff_minutes"),
             list(new.topics), actor)
         await _event(conn, session_id, now, actor, "create", {})
+        await excuse_on_leave(conn, [session_id], actor=actor)
         return _json(await conn.fetchrow(_SELECT + " WHERE cs.id = $1", session_id))
 
     return await db.run(work, transaction=True)
@@ -246,13 +250,18 @@ async def cancel_session(db: Database, session_id: str, reason: str, *, actor: s
 
 async def reschedule_session(db: Database, session_id: str, starts_at: datetime, ends_at: datetime,
                              room_id: str | None, *, actor: str, now: datetime) -> dict[str, Any]:
-    """Move a scheduled session (same id); ``rescheduled_from`` keeps its first planned start."""
+    """Move a scheduled session (same id); ``rescheduled_from`` keeps its first planned start.
+    Moved onto a day of a student's approved leave, it is excused for them (:func:`excuse_on_leave`)."""
     if ends_at <= starts_at:
         raise Invalid("'ends_at' must be after 'starts_at'.", "ends_at")
     if starts_at <= now:
         raise Invalid("A session can only be moved to the future.", "starts_at")
 
     async def work(conn: asyncpg.Connection) -> dict[str, Any]:
+        # The attendance lock before the row lock, never after: a leave decision holding it may be
+        # writing a record of this session (its foreign-key check waits on our row lock). Taken
+        # first, it also keeps the "no records" check below true until the commit.
+        await lock_attendance(conn)
         row = await _locked(conn, session_id)
         if row["status"] != "scheduled":
             raise Conflict(f"Only a scheduled session can be rescheduled; this one is {row['status']}.", "status")
@@ -272,6 +281,7 @@ async def reschedule_session(db: Database, session_id: str, starts_at: datetime,
             "from": {"starts_at": row["starts_at"].isoformat(), "ends_at": row["ends_at"].isoformat(),
                      "room_id": row["room_id"]},
             "to": {"starts_at": starts_at.isoformat(), "ends_at": ends_at.isoformat(), "room_id": room}})
+        await excuse_on_leave(conn, [session_id], actor=actor)
         return _json(await conn.fetchrow(_SELECT + " WHERE cs.id = $1", session_id))
 
     return await db.run(work, transaction=True)

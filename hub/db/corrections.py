@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 import asyncpg
 
@@ -38,8 +37,34 @@ class CorrectionNotFound(LookupError):
 
 
 @dataclass(frozen=True)
+class Correction:
+    """A correction request with its student, course, session and the record it disputes."""
+
+    id: int
+    session_id: str
+    student_id: str
+    student_name: str
+    roll_number: str
+    course_id: str
+    course_code: str
+    course_title: str
+    session_starts_at: datetime
+    current_status: str | None  # the record when the request was filed (None: no record)
+    requested_status: str
+    record_status: str | None  # the record now
+    reason: str
+    status: str  # pending | approved | rejected | withdrawn
+    requested_at: datetime
+    decided_by: str | None
+    decided_by_name: str | None
+    decided_at: datetime | None
+    decision_note: str
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
 class CorrectionOutcome:
-    correction: dict[str, Any]
+    correction: Correction
     affected: dict[str, list[str]] = field(default_factory=dict)
     notifications: list[dict] = field(default_factory=list)
 
@@ -57,25 +82,17 @@ _SELECT = (
 )
 
 
-def correction_json(row: asyncpg.Record) -> dict[str, Any]:
-    return {
-        "id": row["id"], "session_id": row["session_id"], "student_id": row["student_id"],
-        "student_name": row["student_name"], "roll_number": row["roll_number"], "course_id": row["course_id"],
-        "course_code": row["course_code"], "course_title": row["course_title"],
-        "session_starts_at": row["session_starts_at"], "current_status": row["current_status"],
-        "requested_status": row["requested_status"], "record_status": row["record_status"],
-        "reason": row["reason"], "status": row["status"], "requested_at": row["requested_at"],
-        "decided_by": row["decided_by"], "decided_by_name": row["decided_by_name"],
-        "decided_at": row["decided_at"], "decision_note": row["decision_note"], "updated_at": row["updated_at"],
-    }
+async def _fetch(conn: asyncpg.Connection, correction_id: int) -> Correction | None:
+    row = await conn.fetchrow(f"{_SELECT} WHERE r.id = $1", correction_id)
+    return None if row is None else Correction(**dict(row))
 
 
 async def list_corrections(
     db: Database, *, limit: int, offset: int, student_id: str | None = None, faculty_id: str | None = None,
     status: str | None = None,
-) -> dict[str, Any]:
-    """A page of requests, newest first: one student's, those of the courses a faculty member
-    manages, or all (admin); optionally of one status."""
+) -> tuple[list[Correction], int]:
+    """A page of requests, newest first, and how many there are in all: one student's, those of the
+    courses a faculty member manages, or all (admin); optionally of one status."""
     clauses, args = [], []
     if student_id is not None:
         args.append(student_id)
@@ -89,22 +106,22 @@ async def list_corrections(
     where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
     n = len(args)
 
-    async def work(conn: asyncpg.Connection) -> dict[str, Any]:
+    async def work(conn: asyncpg.Connection) -> tuple[list[Correction], int]:
         total = await conn.fetchval(
             f"SELECT count(*) FROM correction_requests r JOIN class_sessions cs ON cs.id = r.session_id{where}",
             *args)
         rows = await conn.fetch(f"{_SELECT}{where} ORDER BY r.requested_at DESC, r.id DESC"
                                 f" LIMIT ${n + 1} OFFSET ${n + 2}", *args, limit, offset)
-        return {"items": [correction_json(r) for r in rows], "total": total, "limit": limit, "offset": offset}
+        return [Correction(**dict(r)) for r in rows], total
 
     return await db.run(work)
 
 
-async def get_correction(db: Database, correction_id: int) -> dict[str, Any]:
-    row = await db.fetchrow(f"{_SELECT} WHERE r.id = $1", correction_id)
-    if row is None:
+async def get_correction(db: Database, correction_id: int) -> Correction:
+    correction = await db.run(lambda conn: _fetch(conn, correction_id))
+    if correction is None:
         raise CorrectionNotFound(correction_id)
-    return correction_json(row)
+    return correction
 
 
 async def may_decide(db: Database, user_id: str, role: str, course_id: str) -> bool:
@@ -143,15 +160,16 @@ async def request_correction(
         except asyncpg.UniqueViolationError:
             raise CorrectionRuleError("You already have a pending request for this record.",
                                       field="session_id", code="conflict") from None
-        correction = correction_json(await conn.fetchrow(f"{_SELECT} WHERE r.id = $1", request_id))
+        correction = await _fetch(conn, request_id)
+        assert correction is not None  # inserted just above, in this transaction
         faculty = [r["id"] for r in await conn.fetch(
             "SELECT u.id FROM users u WHERE u.role = 'faculty' AND " + manages_sql("$1", "u.id"),
             session["course_id"])]
         notes = await add_notifications(conn, [
             NewNotification(user, "correction_requested",
-                            f"Correction request from {correction['student_name']}",
-                            f"{correction['course_code']} {correction['session_starts_at']:%Y-%m-%d %H:%M}: "
-                            f"{correction['current_status'] or 'no record'} → {status}. {text[:200]}",
+                            f"Correction request from {correction.student_name}",
+                            f"{correction.course_code} {correction.session_starts_at:%Y-%m-%d %H:%M}: "
+                            f"{correction.current_status or 'no record'} → {status}. {text[:200]}",
                             "/faculty/queues", {"correction_id": request_id, "session_id": session_id})
             for user in faculty
         ])
@@ -188,10 +206,11 @@ async def decide_correction(
         await conn.execute(
             "UPDATE correction_requests SET status = $2, decided_by = $3, decided_at = $4, decision_note = $5,"
             " updated_at = $4 WHERE id = $1", correction_id, new_status, decided_by, now, text)
-        correction = correction_json(await conn.fetchrow(f"{_SELECT} WHERE r.id = $1", correction_id))
+        correction = await _fetch(conn, correction_id)
+        assert correction is not None  # locked above, in this transaction
         verdict = "approved" if approve else "rejected"
-        body = (f"{correction['course_code']} {correction['session_starts_at']:%Y-%m-%d %H:%M}: your request for "
-                f"{correction['requested_status']} was {verdict}." + (f" Note: {text}" if text else ""))
+        body = (f"{correction.course_code} {correction.session_starts_at:%Y-%m-%d %H:%M}: your request for "
+                f"{correction.requested_status} was {verdict}." + (f" Note: {text}" if text else ""))
         notes = await add_notifications(conn, [NewNotification(
             request["student_id"], "correction_decided", f"Correction {verdict}", body, "/student/corrections",
             {"correction_id": correction_id, "status": new_status, "session_id": request["session_id"]})])
@@ -208,7 +227,9 @@ async def withdraw_correction(db: Database, correction_id: int, *, now: datetime
         next_status(request["status"], "withdraw")
         await conn.execute("UPDATE correction_requests SET status = 'withdrawn', updated_at = $2 WHERE id = $1",
                            correction_id, now)
-        return CorrectionOutcome(correction_json(await conn.fetchrow(f"{_SELECT} WHERE r.id = $1", correction_id)))
+        correction = await _fetch(conn, correction_id)
+        assert correction is not None  # locked above, in this transaction
+        return CorrectionOutcome(correction)
 
     return await db.run(work, transaction=True)
 

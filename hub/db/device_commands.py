@@ -20,24 +20,31 @@ import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Sequence
+from typing import Any, Sequence, get_args
 
 import asyncpg
+
+from hub.domain.health import heartbeat_interval_problem
+from schemas import CommandName
 
 from ._pool import Database
 from .devices_admin import RegistryError
 
+#: The commands a device understands (the wire format's CommandName).
+COMMAND_NAMES: tuple[str, ...] = get_args(CommandName)
 COMMAND_STATUSES = ("pending", "sent", "acked", "failed", "expired", "timed_out", "unsupported")
 OUTSTANDING = ("pending", "sent")
 #: The device's CommandAck status -> the command's status.
 ACK_STATUS = {"ok": "acked", "failed": "failed", "expired": "expired", "unsupported": "unsupported"}
+#: The edge agent's own heartbeat period, which a ``config_push`` may change (edge_agent/agent.py).
+HEARTBEAT_INTERVAL_ARG = "heartbeat_interval_s"
 
 
 @dataclass(frozen=True)
 class CommandRow:
     command_id: uuid.UUID
     device_id: str
-    name: str
+    name: CommandName
     args: dict[str, Any]
     status: str
     ttl_s: int
@@ -72,14 +79,20 @@ def _row(r: asyncpg.Record) -> CommandRow:
 
 async def create_command(
     db: Database, *, device_id: str, name: str, args: dict[str, Any], ttl_s: int, ack_timeout_s: int,
-    issued_by: str, now: datetime, command_id: uuid.UUID | None = None,
+    issued_by: str, now: datetime, device_offline_after_s: float, command_id: uuid.UUID | None = None,
 ) -> CommandRow:
     """Record a new ``pending`` command; it expires ``ttl_s`` after ``now`` (the hub's clock).
 
-    Raises :class:`RegistryError` ``not_found`` for an unknown device and
-    ``conflict`` for a revoked one (checked under a row lock, so a concurrent
-    revocation cannot slip in between).
+    Raises :class:`RegistryError` ``invalid_request`` (field ``args``) for a
+    ``config_push`` whose ``heartbeat_interval_s`` does not fit the hub's
+    ``device_offline_after_s`` (the device would flap offline), ``not_found``
+    for an unknown device and ``conflict`` for a revoked one (checked under a
+    row lock, so a concurrent revocation cannot slip in between).
     """
+    if name == "config_push" and HEARTBEAT_INTERVAL_ARG in args:
+        problem = heartbeat_interval_problem(args[HEARTBEAT_INTERVAL_ARG], device_offline_after_s)
+        if problem is not None:
+            raise RegistryError("invalid_request", f"'args.{HEARTBEAT_INTERVAL_ARG}': {problem}.", "args")
 
     async def work(conn: asyncpg.Connection) -> CommandRow:
         device = await conn.fetchrow("SELECT revoked_at FROM devices WHERE id = $1 FOR SHARE", device_id)

@@ -8,11 +8,11 @@ from typing import Iterable, Sequence
 
 import asyncpg
 
+from hub.core.bus import LiveUpdate
 from hub.core.records import (
     AcceptedEvent,
     AttendanceMark,
     Commit,
-    LiveUpdate,
     Rejection,
     SensorRow,
     TokenUse,
@@ -22,7 +22,7 @@ from hub.core.records import (
 from ._pool import Database
 from .attendance import AttendanceChange, apply_attributed_changes
 from .checkin import announce_flags, write_checkin_effects
-from .health import write_health_effects
+from .device_health import write_health_effects
 
 
 @dataclass(frozen=True)
@@ -89,7 +89,7 @@ async def _write_effects(conn: asyncpg.Connection, by_type: dict[type, list]) ->
         )
     flag_ids = await write_checkin_effects(conn, by_type)
     if marks := by_type.get(AttendanceMark):
-        await _write_attendance(conn, marks)
+        await write_attendance_marks(conn, marks)
     if uses := by_type.get(TokenUse):
         await conn.executemany(
             "INSERT INTO token_uses (session_id, student_id, token_window, event_id)"
@@ -102,7 +102,7 @@ async def _write_effects(conn: asyncpg.Connection, by_type: dict[type, list]) ->
             columns=["event_id", "device_id", "metric", "value", "unit", "device_ts"],
             records=[(s.event_id, s.device_id, s.metric, s.value, s.unit, s.device_ts) for s in readings],
         )
-    # Health, its history, alarms and threshold state (engineer F).
+    # Health, its history, alarms and threshold state (hub/db/device_health.py).
     await write_health_effects(conn, by_type)
     # Last, so each flag carries the student's status as this batch leaves it.
     return await announce_flags(conn, flag_ids)
@@ -116,7 +116,9 @@ _CHECKIN_REPLACES = frozenset({"absent", "excused"})
 _AUTO_ABSENT_REPLACES: frozenset[str] = frozenset()
 
 
-async def _write_attendance(conn: asyncpg.Connection, marks: Iterable[AttendanceMark]) -> None:
+async def write_attendance_marks(conn: asyncpg.Connection, marks: Iterable[AttendanceMark]) -> None:
+    """Inside the caller's transaction: apply attendance marks (the writer's batches, and faculty
+    marks of a session without a live actor, hub/db/marks.py) with their audit entries."""
     # Through the one attendance primitive: the audit trail says exactly what changed, and
     # the whole batch still costs a constant number of round trips.
     await apply_attributed_changes(conn, [

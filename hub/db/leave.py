@@ -17,6 +17,8 @@ back. Applications of one student serialise on a per-student advisory lock
 cancellations take the attendance lock first (:func:`hub.db.attendance.lock_attendance`),
 so what they read is what they change. After a decision commits the caller
 must tell live session actors (``affected``) and publish ``notifications``.
+:func:`excuse_on_leave` is the exception: an asyncio coroutine that runs on the
+caller's connection, inside the transaction that creates sessions.
 """
 from __future__ import annotations
 
@@ -47,7 +49,7 @@ from hub.domain.leave import (
 
 from ._pool import Database
 from .academic import manages_sql
-from .attendance import AttendanceChange, apply_attendance_changes, lock_attendance
+from .attendance import AttendanceChange, apply_attendance_changes, apply_attributed_changes, lock_attendance
 from .notifications import NewNotification, add_notifications
 
 _STUDENT_LOCK_CLASS = 0x4C454156  # 'LEAV'
@@ -81,10 +83,6 @@ class LeaveNotFound(LookupError):
     pass
 
 
-class NotAllowed(PermissionError):
-    pass
-
-
 # --------------------------------------------------------------------------- reading
 
 _SELECT = (
@@ -100,12 +98,16 @@ _SELECT = (
     " LEFT JOIN leave_documents d ON d.leave_id = l.id"
 )
 
+#: SQL: the calendar day of class session ``cs`` in its term's timezone (UTC without a term; needs
+#: ``sections sec`` and ``terms t`` left-joined). The day a leave's dates are compared with.
+_LOCAL_DATE = "(cs.starts_at AT TIME ZONE coalesce(t.timezone, 'UTC'))::date"
+
 #: SQL condition: faculty ``{user}`` may decide leave ``l`` (see the module docstring).
 _DECIDES = (
     "EXISTS (SELECT 1 FROM enrolments e JOIN class_sessions cs ON cs.course_id = e.course_id"
     " LEFT JOIN sections sec ON sec.id = cs.section_id LEFT JOIN terms t ON t.id = sec.term_id"
     " WHERE e.student_id = l.student_id AND cs.status <> 'cancelled'"
-    " AND (cs.starts_at AT TIME ZONE coalesce(t.timezone, 'UTC'))::date BETWEEN l.starts_on AND l.ends_on"
+    " AND " + _LOCAL_DATE + " BETWEEN l.starts_on AND l.ends_on"
     " AND " + manages_sql("e.course_id", "{user}") + ")"
 )
 
@@ -130,9 +132,9 @@ def leave_json(row: asyncpg.Record) -> dict[str, Any]:
 async def list_leaves(
     db: Database, *, limit: int, offset: int, student_id: str | None = None, decider_id: str | None = None,
     status: str | None = None,
-) -> dict[str, Any]:
-    """A page of applications, newest first: one student's, those a faculty member may decide
-    (``decider_id``), or all (admin); optionally of one status."""
+) -> tuple[list[dict[str, Any]], int]:
+    """A page of applications, newest first, and how many there are in all: one student's, those a
+    faculty member may decide (``decider_id``), or all (admin); optionally of one status."""
     clauses, args = [], []
     if student_id is not None:
         args.append(student_id)
@@ -146,11 +148,11 @@ async def list_leaves(
     where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
     n = len(args)
 
-    async def work(conn: asyncpg.Connection) -> dict[str, Any]:
+    async def work(conn: asyncpg.Connection) -> tuple[list[dict[str, Any]], int]:
         total = await conn.fetchval(f"SELECT count(*) FROM leave_applications l{where}", *args)
         rows = await conn.fetch(f"{_SELECT}{where} ORDER BY l.applied_at DESC, l.id DESC"
                                 f" LIMIT ${n + 1} OFFSET ${n + 2}", *args, limit, offset)
-        return {"items": [leave_json(r) for r in rows], "total": total, "limit": limit, "offset": offset}
+        return [leave_json(r) for r in rows], total
 
     return await db.run(work)
 
@@ -175,19 +177,6 @@ async def may_decide(db: Database, user_id: str, role: str, leave_id: int) -> bo
 async def get_document(db: Database, leave_id: int) -> Document | None:
     row = await db.fetchrow("SELECT filename, content_type, data FROM leave_documents WHERE leave_id = $1", leave_id)
     return None if row is None else Document(row["filename"], row["content_type"], bytes(row["data"]))
-
-
-async def approved_leave_students(conn: asyncpg.Connection, session_id: str, student_ids: Sequence[str]) -> set[str]:
-    """Of ``student_ids``, those on approved leave on the day of ``session_id`` (in its term's
-    timezone). For writers that mark absences (e.g. when closing a session created after the
-    leave was approved): such a student should be ``excused``. Runs in the caller's transaction."""
-    rows = await conn.fetch(
-        "SELECT DISTINCT l.student_id FROM class_sessions cs"
-        " LEFT JOIN sections sec ON sec.id = cs.section_id LEFT JOIN terms t ON t.id = sec.term_id"
-        " JOIN leave_applications l ON l.status = 'approved' AND l.student_id = ANY($2::text[])"
-        "  AND (cs.starts_at AT TIME ZONE coalesce(t.timezone, 'UTC'))::date BETWEEN l.starts_on AND l.ends_on"
-        " WHERE cs.id = $1", session_id, list(student_ids))
-    return {r["student_id"] for r in rows}
 
 
 # --------------------------------------------------------------------------- applying
@@ -331,8 +320,7 @@ async def _excuse(conn: asyncpg.Connection, leave: asyncpg.Record, actor: str) -
     # One day of margin each side: a session's local date may differ from its UTC date.
     sessions = [SessionSlot(r["id"], r["course_id"], r["section_id"], r["local_date"], r["status"])
                 for r in await conn.fetch(
-        "SELECT cs.id, cs.course_id, cs.section_id, cs.status,"
-        " (cs.starts_at AT TIME ZONE coalesce(t.timezone, 'UTC'))::date AS local_date"
+        "SELECT cs.id, cs.course_id, cs.section_id, cs.status, " + _LOCAL_DATE + " AS local_date"
         " FROM class_sessions cs JOIN enrolments e ON e.course_id = cs.course_id AND e.student_id = $1"
         " LEFT JOIN sections sec ON sec.id = cs.section_id LEFT JOIN terms t ON t.id = sec.term_id"
         " WHERE cs.starts_at >= $2::date - 1 AND cs.starts_at < $3::date + 2",
@@ -344,20 +332,109 @@ async def _excuse(conn: asyncpg.Connection, leave: asyncpg.Record, actor: str) -
     covered = covered_sessions(starts_on, ends_on, sessions, enrolments, holidays)
     current = await _records(conn, student_id, covered)
     plan = excuse_plan(covered, current)
-    applied = await apply_attendance_changes(
-        conn, [AttendanceChange(s, student_id, "excused", LEAVE_SOURCE, replaces=frozenset({"absent"}))
-               for s in plan],
-        actor=actor, reason=f"leave #{leave['id']} approved: {leave['reason'][:200]}")
+    return await _write_excuses(conn, [_Excuses(leave["id"], student_id, leave["reason"], plan)], actor)
+
+
+async def excuse_on_leave(conn: asyncpg.Connection, session_ids: Sequence[str], *, actor: str) -> dict[str, list[str]]:
+    """Excuse, in ``session_ids`` (sessions just created, or scheduled again), every student whose
+    approved leave covers one of them, exactly as approving that leave excused the sessions that
+    existed then: same coverage (:func:`hub.domain.leave.covered_sessions`), same plan
+    (:func:`hub.domain.leave.excuse_plan`), one audit entry per record (by ``actor``, the one
+    creating the sessions, with the leave's reason) and a ``leave_sessions`` row, so cancelling
+    the leave reverts these records too. Returns session id -> the student ids excused in it.
+
+    Every path that puts class sessions on a day calls it in the transaction that does, after
+    writing them: :func:`hub.db.class_sessions.create_session` and
+    :func:`~hub.db.class_sessions.reschedule_session`, and the timetable's regeneration
+    (:mod:`hub.db.timetable`: generated and restored sessions).
+
+    Concurrency contract: it takes the attendance lock (:func:`hub.db.attendance.lock_attendance`)
+    before reading, as :func:`decide_leave` and :func:`cancel_leave` do, so a concurrent decision
+    either is seen here or sees these sessions; the lock is held until the caller commits. A
+    caller that locks or deletes existing session rows must take that lock first, before them: a
+    decision holding it may be writing a record of such a session, whose foreign-key check would
+    wait on the caller's row lock (a deadlock). One query when nobody is on leave, whatever the
+    number of sessions.
+    """
+    if not session_ids:
+        return {}
+    await lock_attendance(conn)
+    rows = await conn.fetch(
+        "SELECT cs.id, cs.course_id, cs.section_id, cs.status, " + _LOCAL_DATE + " AS local_date,"
+        " e.section_id AS enrolled_section, l.id AS leave_id, l.student_id, l.starts_on, l.ends_on, l.reason"
+        " FROM class_sessions cs"
+        " LEFT JOIN sections sec ON sec.id = cs.section_id LEFT JOIN terms t ON t.id = sec.term_id"
+        " JOIN enrolments e ON e.course_id = cs.course_id"
+        " JOIN leave_applications l ON l.student_id = e.student_id AND l.status = 'approved'"
+        "  AND " + _LOCAL_DATE + " BETWEEN l.starts_on AND l.ends_on"
+        " WHERE cs.id = ANY($1::text[])", list(session_ids))
+    if not rows:
+        return {}
+    days = [r["local_date"] for r in rows]
+    holidays = [(r["starts_on"], r["ends_on"]) for r in await conn.fetch(
+        "SELECT starts_on, ends_on FROM holidays WHERE starts_on <= $2 AND ends_on >= $1", min(days), max(days))]
+    by_leave: dict[int, list[asyncpg.Record]] = {}
+    for r in rows:
+        by_leave.setdefault(r["leave_id"], []).append(r)
+    students = sorted({r["student_id"] for r in rows})
+    current = {(r["session_id"], r["student_id"]): RecordValue(r["status"], r["checked_in_at"], r["source"])
+               for r in await conn.fetch(
+        "SELECT session_id, student_id, status, checked_in_at, source FROM attendance"
+        " WHERE session_id = ANY($1::text[]) AND student_id = ANY($2::text[])", list(session_ids), students)}
+    plans = []
+    for leave_rows in by_leave.values():
+        leave = leave_rows[0]
+        covered = covered_sessions(
+            leave["starts_on"], leave["ends_on"],
+            [SessionSlot(r["id"], r["course_id"], r["section_id"], r["local_date"], r["status"]) for r in leave_rows],
+            {r["course_id"]: r["enrolled_section"] for r in leave_rows}, holidays)
+        student_id = leave["student_id"]
+        records = {s: current[(s, student_id)] for s in covered if (s, student_id) in current}
+        plans.append(_Excuses(leave["leave_id"], student_id, leave["reason"], excuse_plan(covered, records)))
+    return await _write_excuses(conn, plans, actor)
+
+
+@dataclass(frozen=True)
+class _Excuses:
+    """The sessions an approved leave marks excused (``hub.domain.leave.excuse_plan``)."""
+
+    leave_id: int
+    student_id: str
+    leave_reason: str
+    session_ids: Sequence[str]
+
+
+async def _write_excuses(conn: asyncpg.Connection, plans: Sequence[_Excuses], actor: str) -> dict[str, list[str]]:
+    """Mark each plan's sessions excused for its student through the attendance primitive (one
+    audit entry each) and keep each changed record's prior value in ``leave_sessions``."""
+    leave_of: dict[tuple[str, str], int] = {}
+    entries = []
+    for plan in plans:
+        reason = f"leave #{plan.leave_id} approved: {plan.leave_reason[:200]}"
+        for session_id in plan.session_ids:
+            leave_of[(session_id, plan.student_id)] = plan.leave_id
+            entries.append((AttendanceChange(session_id, plan.student_id, "excused", LEAVE_SOURCE,
+                                             replaces=frozenset({"absent"})), actor, reason))
+    applied = await apply_attributed_changes(conn, entries)
     if applied:
+        # A record this leave had excused before can come back here (a session cancelled and then
+        # scheduled again, its record corrected meanwhile): its latest prior value is the one to restore.
         await conn.execute(
             "INSERT INTO leave_sessions (leave_id, session_id, student_id, prior_status, prior_checked_in_at,"
-            " prior_source) SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::timestamptz[],"
-            " $6::text[])",
-            leave["id"], [a.session_id for a in applied], [student_id] * len(applied),
+            " prior_source) SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[],"
+            " $5::timestamptz[], $6::text[])"
+            " ON CONFLICT (leave_id, session_id) DO UPDATE SET prior_status = EXCLUDED.prior_status,"
+            " prior_checked_in_at = EXCLUDED.prior_checked_in_at, prior_source = EXCLUDED.prior_source,"
+            " reverted_at = NULL",
+            [leave_of[(a.session_id, a.student_id)] for a in applied], [a.session_id for a in applied],
+            [a.student_id for a in applied],
             [None if a.before is None else a.before["status"] for a in applied],
             [_time(a.before) for a in applied],
             [None if a.before is None else a.before["source"] for a in applied])
-    return {a.session_id: [student_id] for a in applied}
+    affected: dict[str, list[str]] = {}
+    for a in applied:
+        affected.setdefault(a.session_id, []).append(a.student_id)
+    return affected
 
 
 async def _revert(conn: asyncpg.Connection, leave: asyncpg.Record, actor: str, now: datetime) -> dict[str, list[str]]:

@@ -25,11 +25,11 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol, Sequence
+from typing import Protocol, Sequence
 
 import asyncpg
 
-from hub.core.bus import user_topic
+from hub.core.bus import LiveMessage, LiveNotification, user_topic
 
 from ._pool import Database
 
@@ -51,7 +51,7 @@ class NewNotification:
 
 
 class _Publisher(Protocol):
-    def publish(self, topic: str, message: dict[str, Any]) -> None: ...
+    def publish(self, topic: str, message: LiveMessage) -> None: ...
 
 
 _COLUMNS = "id, user_id, kind, title, body, link, data, created_at, read_at"
@@ -122,7 +122,7 @@ def publish_notifications(bus: _Publisher, rows: Sequence[dict]) -> None:
     Call only after the transaction that created ``rows`` committed.
     """
     for row in rows:
-        bus.publish(user_topic(row["user_id"]), {"type": "notification", "notification": row})
+        bus.publish(user_topic(row["user_id"]), LiveNotification(row))
 
 
 # --- the notification centre (read side and read marks) --------------------------------

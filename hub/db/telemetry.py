@@ -32,7 +32,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
-from typing import Any
 
 import asyncpg
 
@@ -235,8 +234,3 @@ async def device_metrics(db: Database, device_id: str, now: datetime) -> list[st
         " UNION SELECT metric FROM sensor_readings_hourly WHERE device_id = $1 ORDER BY 1",
         device_id, now - timedelta(days=1))
     return [r["metric"] for r in rows]
-
-
-def as_point(point: tuple[datetime, float, float, float]) -> dict[str, Any]:
-    t, avg, low, high = point
-    return {"t": t, "avg": avg, "min": low, "max": high}

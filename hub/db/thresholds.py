@@ -80,6 +80,7 @@ async def create_rule(db: Database, fields: dict[str, Any], by: str) -> dict[str
         f" VALUES ({', '.join(f'${i}' for i in range(1, len(columns) + 1))})"
         f" RETURNING {', '.join(RULE_COLUMNS)}",
         *(fields[c] for c in EDITABLE), by)
+    assert row is not None  # INSERT ... RETURNING returns the inserted row
     return dict(row)
 
 

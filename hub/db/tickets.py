@@ -8,18 +8,24 @@ written in one transaction. Changes are optimistic: :func:`update_ticket`
 applies only if the ticket is still in the state (and version) the caller
 judged, so two operators moving the same ticket cannot both win.
 
-The rules (who may do what, SLA due times) are the caller's
-(``hub.domain.tickets``); this module stores what it is told and guards
-only what must never be stored. Times come from the caller's clock.
+The rules (who may do what) are the caller's (``hub.domain.tickets``);
+this module stores what it is told and guards only what must never be
+stored. Times come from the caller's clock. Two things it decides itself,
+so every front door agrees: the policy is the domain's defaults overlaid
+with what an admin changed (:func:`read_policy`), and a new ticket's SLA
+due time and auto-close delay come from that policy (:func:`create_ticket`,
+for the web's reports and the hub's own tickets alike).
 """
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Sequence
 
 import asyncpg
+
+from hub.domain import tickets as rules
 
 from ._pool import Database
 
@@ -95,6 +101,8 @@ class PriorityPolicy:
 
 @dataclass(frozen=True)
 class TicketPolicy:
+    """Every priority's policy (in :data:`~hub.domain.tickets.PRIORITIES` order) and the auto-raise severities."""
+
     priorities: tuple[PriorityPolicy, ...]
     auto_raise_severities: tuple[str, ...]
     updated_at: datetime
@@ -102,6 +110,10 @@ class TicketPolicy:
 
     def of(self, priority: str) -> PriorityPolicy:
         return next(p for p in self.priorities if p.priority == priority)
+
+    def due(self, priority: str, created_at: datetime) -> datetime:
+        """When a ticket of ``priority`` created at ``created_at`` must be resolved by."""
+        return rules.sla_due(created_at, priority, {priority: timedelta(seconds=self.of(priority).resolve_within_s)})
 
 
 @dataclass(frozen=True)
@@ -119,12 +131,12 @@ class AlarmBrief:
 
 @dataclass(frozen=True)
 class NewTicket:
+    """A ticket to create; its SLA due time and auto-close delay come from the policy (:func:`create_ticket`)."""
+
     title: str
     description: str
     priority: str
-    source: str  # report | alarm | auto
-    sla_due_at: datetime
-    auto_close_after_s: int | None
+    source: str  # report | alarm | auto (raised by the hub itself)
     reported_by: str | None  # None: the hub
     room_id: str | None = None
     device_id: str | None = None
@@ -165,6 +177,13 @@ class WatchedTicket:
     sla_breached_at: datetime | None
     resolved_at: datetime | None
     auto_close_after_s: int | None
+
+    @property
+    def alarm_key(self) -> tuple[str, str] | None:
+        """The (device, alarm type) whose latest alarm this ticket watches, or None."""
+        if self.device_id is None or self.alarm_type is None:
+            return None
+        return self.device_id, self.alarm_type
 
 
 @dataclass(frozen=True)
@@ -247,34 +266,46 @@ async def _record_event(conn: asyncpg.Connection, ticket_id: int, at: datetime, 
 
 # --- policy --------------------------------------------------------------------------------------
 
-async def _policy(conn: asyncpg.Connection) -> TicketPolicy:
-    rows = await conn.fetch(
-        "SELECT priority, resolve_within_s, auto_close_after_s FROM ticket_sla_policy ORDER BY priority")
+def _default_policy(priority: str) -> PriorityPolicy:
+    return PriorityPolicy(priority, int(rules.DEFAULT_SLA[priority].total_seconds()),
+                          int(rules.DEFAULT_AUTO_CLOSE_AFTER.total_seconds()))
+
+
+async def read_policy(conn: asyncpg.Connection) -> TicketPolicy:
+    """The policy in force, in the caller's connection: what an admin set, the domain's defaults elsewhere."""
+    rows = await conn.fetch("SELECT priority, resolve_within_s, auto_close_after_s FROM ticket_sla_policy")
+    stored = {r["priority"]: PriorityPolicy(**dict(r)) for r in rows}
     settings = await conn.fetchrow("SELECT auto_raise_severities, updated_at, updated_by FROM ticket_settings")
+    severities = settings["auto_raise_severities"]
     return TicketPolicy(
-        tuple(PriorityPolicy(**dict(r)) for r in rows), tuple(settings["auto_raise_severities"]),
+        tuple(stored.get(p) or _default_policy(p) for p in rules.PRIORITIES),
+        rules.DEFAULT_AUTO_RAISE if severities is None else tuple(severities),
         settings["updated_at"], settings["updated_by"])
 
 
 async def load_policy(db: Database) -> TicketPolicy:
-    return await db.run(_policy)
+    return await db.run(read_policy)
 
 
 async def save_policy(
-    db: Database, priorities: Sequence[PriorityPolicy], auto_raise_severities: Sequence[str], *, by: str,
+    db: Database, priorities: Sequence[PriorityPolicy], auto_raise_severities: Sequence[str] | None, *, by: str,
     at: datetime,
 ) -> TicketPolicy:
-    """Replace the policy of the given priorities and the auto-raise severities. Existing tickets keep their due times."""
+    """Set the policy of the given priorities and, unless None, the auto-raise severities; the rest keep
+    following the domain's defaults. Existing tickets keep their due times."""
 
     async def work(conn: asyncpg.Connection) -> TicketPolicy:
         await conn.executemany(
-            "UPDATE ticket_sla_policy SET resolve_within_s = $2, auto_close_after_s = $3, updated_at = $4,"
-            " updated_by = $5 WHERE priority = $1",
+            "INSERT INTO ticket_sla_policy (priority, resolve_within_s, auto_close_after_s, updated_at, updated_by)"
+            " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (priority) DO UPDATE SET"
+            " resolve_within_s = excluded.resolve_within_s, auto_close_after_s = excluded.auto_close_after_s,"
+            " updated_at = excluded.updated_at, updated_by = excluded.updated_by",
             [(p.priority, p.resolve_within_s, p.auto_close_after_s, at, by) for p in priorities])
         await conn.execute(
-            "UPDATE ticket_settings SET auto_raise_severities = $1, updated_at = $2, updated_by = $3",
-            list(auto_raise_severities), at, by)
-        return await _policy(conn)
+            "UPDATE ticket_settings SET auto_raise_severities = coalesce($1, auto_raise_severities),"
+            " updated_at = $2, updated_by = $3",
+            None if auto_raise_severities is None else list(auto_raise_severities), at, by)
+        return await read_policy(conn)
 
     return await db.run(work, transaction=True)
 
@@ -351,12 +382,17 @@ async def list_tickets(db: Database, where: TicketFilter, limit: int, offset: in
 # --- writes --------------------------------------------------------------------------------------
 
 async def create_ticket(db: Database, new: NewTicket, *, at: datetime, actor: str) -> Ticket:
-    """Insert a ticket and its ``created`` history entry.
+    """Insert a ticket and its ``created`` history entry; the one way a ticket is created.
 
-    The room is the device's (or the alarm's device's) when not given.
-    Raises :class:`TicketReferenceMissing` for an unknown room, device or
-    alarm (or a device outside the given room), :class:`TicketConflict` if
-    the alarm already has a live ticket.
+    Its SLA due time (``at`` + the priority's resolve-within) and, for a
+    ticket watching an alarm, its auto-close delay come from the policy in
+    force, read in the same transaction. The room is the device's (or the
+    alarm's device's) when not given. Raises :class:`TicketReferenceMissing`
+    for an unknown room, device or alarm (or a device outside the given
+    room), :class:`TicketConflict` if the alarm already has a live ticket;
+    for the hub's own tickets (``source="auto"``) also if the alarm ever had
+    a ticket (an operator's close is not undone) or a live ticket already
+    watches its (device, alarm type).
     """
 
     async def work(conn: asyncpg.Connection) -> Ticket:
@@ -370,6 +406,11 @@ async def create_ticket(db: Database, new: NewTicket, *, at: datetime, actor: st
             device_id, alarm_type = alarm["device_id"], alarm["type"]
             existing = await conn.fetchval(
                 "SELECT id FROM tickets WHERE alarm_id = $1 AND state <> 'closed'", new.alarm_id)
+            if existing is None and new.source == "auto":
+                existing = await conn.fetchval(
+                    "SELECT id FROM tickets WHERE alarm_id = $1"
+                    " OR (device_id = $2 AND alarm_type = $3 AND state <> 'closed') LIMIT 1",
+                    new.alarm_id, device_id, alarm_type)
             if existing is not None:
                 raise TicketConflict(existing)
         if device_id is not None:
@@ -383,17 +424,21 @@ async def create_ticket(db: Database, new: NewTicket, *, at: datetime, actor: st
             raise TicketReferenceMissing("room_id", "No such room.")
         if room_id is None:
             raise TicketReferenceMissing("room_id", "Say which room (or device) the problem is in.")
+        policy = await read_policy(conn)
         try:
             ticket_id = await conn.fetchval(
                 "INSERT INTO tickets (room_id, device_id, alarm_id, alarm_type, title, description, priority, source,"
                 " reported_by, sla_due_at, auto_close_after_s, created_at, updated_at)"
                 " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12) RETURNING id",
                 room_id, device_id, new.alarm_id, alarm_type, new.title, new.description, new.priority, new.source,
-                new.reported_by, new.sla_due_at, new.auto_close_after_s if alarm_type else None, at)
+                new.reported_by, policy.due(new.priority, at),
+                policy.of(new.priority).auto_close_after_s if alarm_type else None, at)
         except asyncpg.UniqueViolationError:  # raised concurrently by someone else (or the hub)
             raise TicketConflict(None) from None
-        await _record_event(conn, ticket_id, at, Change("created", actor, detail={
-            "priority": new.priority, "source": new.source}), None, "open")
+        detail: dict[str, Any] = {"priority": new.priority, "source": new.source}
+        if new.source == "auto":
+            detail["alarm_id"] = new.alarm_id
+        await _record_event(conn, ticket_id, at, Change("created", actor, detail=detail), None, "open")
         ticket = await _get(conn, ticket_id)
         assert ticket is not None
         return ticket
@@ -478,7 +523,7 @@ async def load_watch(db: Database, ticket_ids: Sequence[int] | None = None) -> W
                 " ON a.device_id = k.device_id AND a.type = k.type"
                 " ORDER BY a.device_id, a.type, a.raised_at DESC, a.id DESC", list(devices), list(types))
             alarms = [LatestAlarm(**dict(r)) for r in found]
-        return Watch(tickets, tuple(alarms), await _policy(conn))
+        return Watch(tickets, tuple(alarms), await read_policy(conn))
 
     return await db.run(work)
 
@@ -510,39 +555,6 @@ async def mark_sla_breached(db: Database, ticket_id: int, *, at: datetime) -> Ti
         if state is None:
             return None
         await _record_event(conn, ticket_id, at, Change("sla_breached", "system"), state, state)
-        return await _get(conn, ticket_id)
-
-    return await db.run(work, transaction=True)
-
-
-async def raise_for_alarm(
-    db: Database, alarm_id: int, *, title: str, description: str, priority: str, sla_due_at: datetime,
-    auto_close_after_s: int | None, at: datetime,
-) -> Ticket | None:
-    """The hub's own ticket for an alarm; None if that alarm ever had a ticket (even a closed one)
-    or a live ticket already watches its (device, type), or the alarm is gone."""
-
-    async def work(conn: asyncpg.Connection) -> Ticket | None:
-        alarm = await conn.fetchrow("SELECT device_id, type FROM alarms WHERE id = $1", alarm_id)
-        if alarm is None:
-            return None
-        covered = await conn.fetchval(
-            "SELECT 1 FROM tickets WHERE alarm_id = $1 OR (device_id = $2 AND alarm_type = $3 AND state <> 'closed')",
-            alarm_id, alarm["device_id"], alarm["type"])
-        if covered:
-            return None
-        room_id = await conn.fetchval("SELECT room_id FROM devices WHERE id = $1", alarm["device_id"])
-        ticket_id = await conn.fetchval(
-            "INSERT INTO tickets (room_id, device_id, alarm_id, alarm_type, title, description, priority, source,"
-            " sla_due_at, auto_close_after_s, created_at, updated_at)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7, 'auto', $8, $9, $10, $10)"
-            " ON CONFLICT DO NOTHING RETURNING id",
-            room_id, alarm["device_id"], alarm_id, alarm["type"], title[:200], description[:4000], priority,
-            sla_due_at, auto_close_after_s, at)
-        if ticket_id is None:
-            return None
-        await _record_event(conn, ticket_id, at, Change("created", "system", detail={
-            "priority": priority, "source": "auto", "alarm_id": alarm_id}), None, "open")
         return await _get(conn, ticket_id)
 
     return await db.run(work, transaction=True)

@@ -10,6 +10,11 @@ serialise and neither creates duplicates (the unique index on
 ``(slot_id, coalesce(rescheduled_from, starts_at))`` backs that up). Callable
 from any trio task; cancelling rolls back. After it returns, the caller tells
 the scheduler about ``changed_session_ids`` (``WebContext.sessions_changed``).
+Sessions a regeneration creates or restores are excused, in the same
+transaction, for the students on approved leave that day
+(:func:`hub.db.leave.excuse_on_leave`). A regeneration that deletes, creates or
+restores sessions takes the attendance lock (after the term locks, before
+deleting) and holds it until the commit, like a leave decision.
 """
 from __future__ import annotations
 
@@ -45,6 +50,8 @@ from .academic import (
     plain_row,
     slot_row,
 )
+from .attendance import lock_attendance
+from .leave import excuse_on_leave
 
 #: Why a session a regeneration had cancelled is scheduled again.
 RESTORED_REASON = "Back in the timetable"
@@ -202,6 +209,11 @@ async def _apply(conn: asyncpg.Connection, term_id: str, plan: RegenerationPlan,
         await _events(conn, [u.session_id for u in plan.restore], now, actor, "restore", RESTORED_REASON)
     deleted, cancelled = list(plan.delete), list(plan.cancel)
     if deleted:
+        # The attendance lock before deleting, not after (excuse_on_leave below takes it anyway): a
+        # leave decision holding it may be writing a record of one of these sessions, and would
+        # wait on our delete while we waited on it. Taken first, its records are there (the
+        # session is cancelled instead) or it sees the session gone.
+        await lock_attendance(conn)
         try:
             async with conn.transaction():  # a savepoint: another table may still refer to them
                 await conn.execute("DELETE FROM class_sessions WHERE id = ANY($1::text[])", deleted)
@@ -212,6 +224,8 @@ async def _apply(conn: asyncpg.Connection, term_id: str, plan: RegenerationPlan,
             "UPDATE class_sessions SET status = 'cancelled', cancel_reason = $2 WHERE id = ANY($1::text[])",
             cancelled, reason)
         await _events(conn, cancelled, now, actor, "cancel", reason)
+    # Sessions that exist (again) now were not there when a leave covering them was approved.
+    await excuse_on_leave(conn, [*created, *(u.session_id for u in plan.restore)], actor=actor)
     return RegenerationResult(term_id, created, [u.session_id for u in plan.update], deleted, cancelled,
                               plan.kept, plan.skipped_holidays, False, [u.session_id for u in plan.restore])
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Literal, Sequence
+from typing import Any, Collection, Literal, Mapping, Sequence
 
 from schemas import CheckinToken, parse_checkin_token, token_is_authentic, token_is_fresh
 
@@ -60,9 +60,6 @@ class SessionWindow:
     def cutoff_at(self) -> datetime:
         """Last instant a check-in counts: the late cut-off (never before the grace ends), capped by the end."""
         return min(self.ends_at, self.starts_at + max(self.late_cutoff, self.grace))
-
-    def accepts(self, at: datetime) -> bool:
-        return self.opens_at - self.early <= at <= self.cutoff_at
 
     def refusal(self, at: datetime) -> "Rejected | None":
         """Why a check-in at ``at`` does not count, or ``None`` if it does."""
@@ -140,6 +137,32 @@ class InvalidMarks(ValueError):
     def __init__(self, message: str, field: str) -> None:
         super().__init__(message)
         self.field = field
+
+
+def judge_marks(
+    roster: Collection[str], records: Mapping[str, Mark], marks: Sequence[tuple[str, str]],
+) -> list[MarkChange]:
+    """Validate faculty marks ``(student_id, status)`` against a session's roster and current
+    records; return only those that change a record. The one rule for a session with a live
+    actor (its in-memory state) and without one (its records read from PostgreSQL).
+
+    Raises :class:`InvalidMarks` (nothing applied) for an unknown status,
+    a student not on the roster, or a student marked twice.
+    """
+    seen: set[str] = set()
+    changes = []
+    for index, (student_id, status) in enumerate(marks):
+        if status not in STATUSES:
+            raise InvalidMarks(f"status must be one of {', '.join(STATUSES)}", f"marks[{index}].status")
+        if student_id not in roster:
+            raise InvalidMarks(f"{student_id} is not enrolled in this session", f"marks[{index}].student_id")
+        if student_id in seen:
+            raise InvalidMarks(f"{student_id} is marked twice", f"marks[{index}].student_id")
+        seen.add(student_id)
+        before = records.get(student_id)
+        if before is None or before.status != status:
+            changes.append(MarkChange(student_id, status, before.status if before else None))  # type: ignore[arg-type]
+    return changes
 
 
 def clock_skew_flag(student_id: str, device_ts: datetime, received_at: datetime,
@@ -262,25 +285,8 @@ class SessionState:
         return Accepted(student_id, self.window.status_at(at), at, token.window if token else None, (), replaces)
 
     def judge_marks(self, marks: Sequence[tuple[str, str]]) -> list[MarkChange]:
-        """Validate manual marks ``(student_id, status)``; return only those that change a record.
-
-        Raises :class:`InvalidMarks` (nothing applied) for an unknown status,
-        a student not on the roster, or a student marked twice.
-        """
-        seen: set[str] = set()
-        changes = []
-        for index, (student_id, status) in enumerate(marks):
-            if status not in STATUSES:
-                raise InvalidMarks(f"status must be one of {', '.join(STATUSES)}", f"marks[{index}].status")
-            if student_id not in self.roster:
-                raise InvalidMarks(f"{student_id} is not enrolled in this session", f"marks[{index}].student_id")
-            if student_id in seen:
-                raise InvalidMarks(f"{student_id} is marked twice", f"marks[{index}].student_id")
-            seen.add(student_id)
-            before = self.records.get(student_id)
-            if before is None or before.status != status:
-                changes.append(MarkChange(student_id, status, before.status if before else None))  # type: ignore[arg-type]
-        return changes
+        """:func:`judge_marks` against this session's roster and records."""
+        return judge_marks(self.roster, self.records, marks)
 
     def unmarked(self) -> list[str]:
         """Roster students without any record, in id order."""

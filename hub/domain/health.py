@@ -20,7 +20,7 @@ event is proof of life.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 
 from schemas import DeviceStatus, Heartbeat
@@ -28,6 +28,15 @@ from schemas import DeviceStatus, Heartbeat
 
 @dataclass(frozen=True)
 class DeviceHealth:
+    """A device's health: the one declaration of its fields.
+
+    The other forms are derived from it: the ``device_health`` columns and their
+    SQL (hub/db/device_health.py, :data:`HEALTH_FIELDS`), the row the writer
+    persists (this object itself), the device list's health part and the
+    browser's JSON (:data:`PUBLISHED_HEALTH_FIELDS`). A new field is added here,
+    in a migration, and nowhere else.
+    """
+
     device_id: str
     online: bool = False
     last_seen: datetime | None = None
@@ -95,6 +104,17 @@ class DeviceHealth:
         return self._to(False, "heartbeat timeout", at) if self.online else self
 
 
+#: Every field, in declaration order: the columns of ``device_health``.
+HEALTH_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(DeviceHealth))
+#: What the browser is shown (API, live messages): all but ``status_ts``, the hub's own ordering guard.
+PUBLISHED_HEALTH_FIELDS: tuple[str, ...] = tuple(name for name in HEALTH_FIELDS if name != "status_ts")
+#: What a ``device_health_history`` row keeps of the health at a transition.
+HISTORY_HEALTH_FIELDS: tuple[str, ...] = (
+    "online", "reason", "firmware", "uptime_s", "outbox_depth", "battery_pct", "signal_dbm", "clock_skew_ms",
+    "error_count",
+)
+
+
 def history_change(before: DeviceHealth, after: DeviceHealth) -> str | None:
     """What a health step is worth a history row for: ``online``, ``offline``, ``firmware`` or nothing."""
     if after.online != before.online:
@@ -115,3 +135,20 @@ def skew_sample_ms(device_ts_ms: int, received_at_s: float, outbox_depth: int) -
     if outbox_depth > 0:
         return None
     return int(device_ts_ms - received_at_s * 1000)
+
+
+#: A pushed heartbeat interval must let this many heartbeats into the hub's offline timeout,
+#: so one lost heartbeat (or a slow broker) does not make the device flap offline.
+HEARTBEATS_PER_OFFLINE_TIMEOUT = 2
+
+
+def heartbeat_interval_problem(interval_s: object, offline_after_s: float) -> str | None:
+    """Why ``interval_s`` (a ``config_push``'s ``heartbeat_interval_s``) does not fit the hub's
+    offline timeout ``offline_after_s``, or None when it fits."""
+    if isinstance(interval_s, bool) or not isinstance(interval_s, (int, float)) or not interval_s > 0:
+        return "heartbeat_interval_s must be a positive number of seconds"
+    longest = offline_after_s / HEARTBEATS_PER_OFFLINE_TIMEOUT
+    if interval_s > longest:
+        return (f"heartbeat_interval_s {interval_s:g} does not fit the hub's device offline timeout of"
+                f" {offline_after_s:g} s: at most {longest:g} s, or every device would flap offline")
+    return None

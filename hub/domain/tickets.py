@@ -28,7 +28,9 @@ STAFF_ROLES = ("ops", "admin")
 REPORTER_PRIORITIES = ("P2", "P3", "P4")
 DEFAULT_REPORT_PRIORITY = "P3"
 
-#: Resolve-within time per priority when no policy was configured.
+# The ticket policy's defaults: their only home. The database (ticket_sla_policy,
+# ticket_settings) keeps only what an admin changed; hub/db/tickets.py fills in the rest.
+#: Resolve-within time per priority.
 DEFAULT_SLA: Mapping[str, timedelta] = {
     "P0": timedelta(hours=4),
     "P1": timedelta(hours=24),
@@ -36,10 +38,10 @@ DEFAULT_SLA: Mapping[str, timedelta] = {
     "P3": timedelta(days=7),
     "P4": timedelta(days=14),
 }
-#: How long an alarm must stay clear before its ticket closes by itself.
+#: How long an alarm must stay clear before its ticket closes by itself (every priority).
 DEFAULT_AUTO_CLOSE_AFTER = timedelta(minutes=30)
-#: Alarm severities for which the hub raises a ticket by itself (configurable).
-DEFAULT_AUTO_RAISE = ("critical",)
+#: Alarm severities for which the hub raises a ticket by itself.
+DEFAULT_AUTO_RAISE: tuple[str, ...] = ("critical",)
 ALARM_SEVERITIES = ("critical", "major", "minor", "warning")
 SEVERITY_PRIORITY: Mapping[str, str] = {"critical": "P1", "major": "P2", "minor": "P3", "warning": "P4"}
 CLEARED_ALARM_STATES = ("cleared_unacked", "cleared_acked")
@@ -92,10 +94,6 @@ def _forbidden(message: str) -> Refused:
 def may_view(ticket: TicketFacts, caller: Caller) -> bool:
     """Staff see every ticket; anyone else only the tickets they reported."""
     return caller.staff or (ticket.reported_by is not None and ticket.reported_by == caller.user_id)
-
-
-def may_comment(ticket: TicketFacts, caller: Caller) -> bool:
-    return may_view(ticket, caller)
 
 
 #: (from, to) -> the name of the move, for the history and error messages.

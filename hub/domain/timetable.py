@@ -218,7 +218,8 @@ def plan_regeneration(
         elif (session.status == "scheduled" and not session.rescheduled and session.starts_at > now
                 and (session.room_id, session.ends_at) != (occurrence.room_id, occurrence.ends_at)):
             update.append(SessionUpdate(session.session_id, occurrence.room_id, occurrence.ends_at))
-    delete, cancel = [], []
+    delete: list[str] = []
+    cancel: list[str] = []
     for session in existing:
         if session.slot_id is not None and (session.slot_id, session.occurrence_at) in wanted_keys:
             continue

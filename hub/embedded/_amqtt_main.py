@@ -14,6 +14,7 @@ import sys
 from dataclasses import dataclass
 
 from amqtt.plugins.base import BaseAuthPlugin
+from amqtt.session import Session
 
 
 class OpenAuthPlugin(BaseAuthPlugin):
@@ -29,7 +30,7 @@ class OpenAuthPlugin(BaseAuthPlugin):
     class Config:
         """No options (a dataclass keeps amqtt from warning about a missing 'auth' section)."""
 
-    async def authenticate(self, *, session) -> bool:  # type: ignore[override]
+    async def authenticate(self, *, session: Session) -> bool:
         return True
 
 

@@ -54,6 +54,7 @@ import signal
 import subprocess
 import sys
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import IO
 
@@ -164,9 +165,8 @@ def start_embedded_broker(
             try:
                 wait_until(
                     # A real CONNECT/CONNACK: amqtt accepts TCP before it can serve.
-                    lambda: probe_mqtt(_HOST, chosen, timeout=0.5),
-                    failed=lambda: None if process.poll() is None
-                    else f"exited with status {process.returncode}\n--- {log_path} ---\n{tail(log_path)}",
+                    partial(probe_mqtt, _HOST, chosen, timeout=0.5),
+                    failed=partial(_exit_report, process, log_path),
                     timeout=timeout,
                     what=f"embedded {kind} broker on {_HOST}:{chosen}",
                 )
@@ -249,6 +249,13 @@ def _kill_orphan(data_dir: Path) -> None:
         except ProcessLookupError:
             pass
     pid_file.unlink(missing_ok=True)
+
+
+def _exit_report(process: subprocess.Popen[bytes], log_path: Path) -> str | None:
+    """None while ``process`` runs; once it exited, its status and the tail of its log."""
+    if process.poll() is None:
+        return None
+    return f"exited with status {process.returncode}\n--- {log_path} ---\n{tail(log_path)}"
 
 
 def _terminate(process: subprocess.Popen[bytes], timeout: float) -> None:

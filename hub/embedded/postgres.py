@@ -48,6 +48,7 @@ import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypedDict
 
 from ._common import DirLock, EmbeddedServiceError, choose_port, process_alive, tail, tcp_accepts, wait_until
 
@@ -60,6 +61,14 @@ SERVICE_USER = "pgserver"
 class _RunAs:
     uid: int
     gid: int
+
+
+class _UserKwargs(TypedDict, total=False):
+    """subprocess.run's arguments that run a program as the service user."""
+
+    user: int
+    group: int
+    extra_groups: list[int]
 
 
 @dataclass(eq=False)
@@ -315,7 +324,7 @@ def _run(program: str, args: list[str], run_as: _RunAs | None, *, timeout: float
             raise EmbeddedServiceError(f"{program} {args[0]} failed ({result.returncode}): {message}")
 
 
-def _user_kwargs(run_as: _RunAs | None) -> dict[str, object]:
+def _user_kwargs(run_as: _RunAs | None) -> _UserKwargs:
     if run_as is None:
         return {}
     # extra_groups=[] drops root's supplementary groups too.

@@ -23,7 +23,6 @@ import select
 import socket
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
 
 import paho.mqtt.client as mqtt
 import trio
@@ -383,8 +382,7 @@ class TrioMqttClient:
                 # should learn we are gone, as if the socket had died.
                 reason = ReasonCode(PacketTypes.DISCONNECT, identifier=0 if graceful else 4)
                 paho.disconnect(reasoncode=reason)  # writes directly if it can
-                while paho.socket() is not None and paho.want_write():
-                    sock = paho.socket()
+                while (sock := paho.socket()) is not None and paho.want_write():
                     try:
                         await trio.lowlevel.wait_writable(sock)
                     except (trio.ClosedResourceError, OSError, ValueError):
@@ -397,7 +395,7 @@ class TrioMqttClient:
 
     # ------------------------------------------------------- per-connection tasks
 
-    async def _reader(self, sock: Any) -> None:
+    async def _reader(self, sock: socket.socket) -> None:
         """Read until drained, then hand the batch to the channel.
 
         paho's loop_read() returns SUCCESS both on EAGAIN and after its
@@ -467,7 +465,7 @@ class TrioMqttClient:
             log.error("mqtt %s: messages channel closed by consumers; dropping connection", self.client_id)
             self._mark_lost("consumers gone")
 
-    async def _writer(self, sock: Any) -> None:
+    async def _writer(self, sock: socket.socket) -> None:
         """Flush what paho could not write directly (socket buffer full).
 
         paho writes packets immediately from publish()/ack() when the socket
@@ -495,7 +493,7 @@ class TrioMqttClient:
         finally:
             self._write_wakeup = None
 
-    async def _misc(self, sock: Any) -> None:
+    async def _misc(self, sock: socket.socket) -> None:
         """Keepalive (PINGREQ / PINGRESP timeout) via paho's loop_misc()."""
         paho = self._paho
         while True:
@@ -573,7 +571,9 @@ class TrioMqttClient:
         self.stats.received += 1
         self._batch.append(
             InboundMessage(
-                topic, message.payload, message.qos, bool(message.retain),
+                # paho types payload bytes | bytearray for outgoing messages; an inbound one
+                # comes from struct.unpack, always bytes. No cast: this runs per message.
+                topic, message.payload, message.qos, bool(message.retain),  # type: ignore[arg-type]
                 message.mid, self._generation, time.time(),
             )
         )

@@ -36,7 +36,7 @@ class PahoClient(mqtt.Client):
         finally:
             self._injected_sock = None
 
-    def _create_socket(self):  # type: ignore[override]
+    def _create_socket(self) -> socket.socket:
         sock = self._injected_sock
         if sock is None:
             # Someone called connect()/reconnect() directly: that would block

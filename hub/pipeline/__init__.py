@@ -1,1 +1,4 @@
-"""The per-event pipeline: ingress, device actors, scheduler, session actors, check-in routing, command dispatcher, persistence writer."""
+"""The per-event pipeline.
+
+Ingress, device actors, scheduler, session actors, check-in routing, command dispatcher, persistence writer.
+"""

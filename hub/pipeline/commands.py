@@ -47,7 +47,7 @@ from typing import Callable
 
 from actors import Actor, ActorRef, Timer
 from actors.delivery import deliver
-from hub.core.bus import DEVICES_TOPIC, LiveBus
+from hub.core.bus import DEVICES_TOPIC, LiveBus, LiveCommand
 from hub.db import Database
 from hub.db.device_commands import (
     ACK_STATUS,
@@ -57,8 +57,8 @@ from hub.db.device_commands import (
     outstanding_commands,
     transition,
 )
+from hub.db.device_registry import load_devices
 from hub.db.devices_admin import hub_signing_key
-from hub.db.state import load_devices
 from hub.domain.credentials import ed25519_public_key
 from hub.mqtt import InboundMessage, MqttError, TrioMqttClient
 from hub.pipeline.commits import accept, reject, utc_from_s
@@ -265,4 +265,4 @@ class CommandDispatcher(Actor):
             tracked[1].cancel()
 
     def _live(self, row: CommandRow) -> None:
-        self._bus.publish(DEVICES_TOPIC, {"type": "command", **command_json(row)})
+        self._bus.publish(DEVICES_TOPIC, LiveCommand(**command_json(row)))

@@ -6,7 +6,8 @@ from datetime import datetime, timezone
 
 import msgspec
 
-from hub.core.records import AcceptedEvent, Commit, Effect, LiveUpdate, Rejection, digest_key
+from hub.core.bus import LiveUpdate
+from hub.core.records import AcceptedEvent, Commit, Effect, Rejection, digest_key
 from hub.mqtt import InboundMessage
 from schemas import Event
 

@@ -4,7 +4,7 @@ Because every message of a device passes through its one actor in order,
 two messages a few milliseconds apart can never race each other: two
 readings over a threshold cannot raise two alarms (hub/pipeline/device_alarms.py).
 
-State, rebuilt on start from a :class:`~hub.db.state.DeviceSnapshot` (handed
+State, rebuilt on start from a :class:`~hub.db.device_health.DeviceSnapshot` (handed
 in by the ingress's one boot query, or loaded by the actor itself after a
 restart): :class:`DeviceHealth`, the active alarms, each threshold rule's
 evaluation state. Every change is persisted through the writer in the same
@@ -16,29 +16,27 @@ from __future__ import annotations
 
 import logging
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Any, Awaitable, Callable
 
 import trio
 
-from actors import Actor, ActorRef, ChildExists, ChildSpec, Supervisor
+from actors import Actor, ActorRef, ChildExists, ChildSpec, Supervisor, Timer
 from actors.delivery import deliver
-from hub.core.bus import DEVICES_TOPIC
+from hub.core.bus import DEVICES_TOPIC, LiveDevice, LiveUpdate
 from hub.core.records import (
     AlarmRow,
     Commit,
     DeviceHealthHistoryRow,
-    DeviceHealthRow,
-    LiveUpdate,
     SensorRow,
     digest_key,
     internal_key,
 )
 from hub.db import Database
 from hub.db.alarms import get_alarm
-from hub.db.health import next_alarm_id
-from hub.db.state import DeviceRecord, DeviceSnapshot, load_device_snapshots, load_devices
+from hub.db.device_health import DeviceSnapshot, load_device_snapshots, next_alarm_id
+from hub.db.device_registry import DeviceRecord, load_devices
 from hub.domain.alarms import AckAlarm, AlarmChange, AlarmResult, AlarmTransitionError, ClearAlarm
 from hub.domain.health import DeviceHealth, history_change, skew_sample_ms
 from hub.domain.thresholds import RuleBook
@@ -49,7 +47,6 @@ from hub.pipeline.device_alarms import (
     DeviceAlarms,
     RulesChanged,
     ThresholdBook,
-    alarm_from_row,
     alarm_live,
     alarm_row,
     with_id,
@@ -119,7 +116,7 @@ class DeviceActor(Actor):
         # One timer at a time; proof of life only moves the deadline, and the
         # timer re-arms for the remainder when it fires early. No per-event task churn.
         self._deadline = 0.0
-        self._timer = None
+        self._timer: Timer | None = None
 
     async def started(self) -> None:
         snapshot = self._snapshot
@@ -127,17 +124,9 @@ class DeviceActor(Actor):
             snapshot = (await load_device_snapshots(self._db, [self.device.device_id])).get(
                 self.device.device_id, DeviceSnapshot())
         self._snapshot = None
-        record = snapshot.health
-        if record is not None:
-            self._health = DeviceHealth(
-                record.device_id, record.online, record.last_seen, record.last_change, record.reason,
-                record.firmware, record.uptime_s, record.outbox_depth, status_ts=record.status_ts,
-                last_connect_at=record.last_connect_at, last_connect_reason=record.last_connect_reason,
-                last_disconnect_at=record.last_disconnect_at, last_disconnect_reason=record.last_disconnect_reason,
-                battery_pct=record.battery_pct, signal_dbm=record.signal_dbm, clock_skew_ms=record.clock_skew_ms,
-                error_count=record.error_count,
-            )
-            if record.online:
+        if snapshot.health is not None:
+            self._health = snapshot.health  # persisted as the domain holds it: nothing to map
+            if self._health.online:
                 self._extend_deadline()
         book = self._thresholds.current if self._thresholds is not None else RuleBook()
         self._alarms = DeviceAlarms(self.device.device_id, self.device.room_id, book, snapshot)
@@ -195,24 +184,24 @@ class DeviceActor(Actor):
         elif isinstance(event, (QrScanEvent, BiometricMatchEvent)):
             if extra:
                 await deliver(self._writer, Commit(internal_key(), extra, live=live))
-            await self._route_scan(item)
+            await self._route_scan(message, event)
         else:  # pragma: no cover - the decoder admits no other kind
             await deliver(self._writer, reject(message, "unsupported_kind", event.kind, event=event))
 
-    async def _route_scan(self, item: DeviceEvent) -> None:
-        at = utc_from_ms(item.event.ts)
+    async def _route_scan(self, message: InboundMessage, event: QrScanEvent | BiometricMatchEvent) -> None:
+        at = utc_from_ms(event.ts)
         log.debug("device %s: scan at %s", self.device.device_id, at)
         route = await self._scheduler.ask(ResolveSession(self.device.room_id, at), timeout=10)
         from_room = None
         if route is None:  # an early scan, or a student of another room's session (hub/pipeline/checkin_routing.py)
-            route, from_room = await resolve_elsewhere(self._db, self._scheduler, self.device.room_id, item.event, at)
+            route, from_room = await resolve_elsewhere(self._db, self._scheduler, self.device.room_id, event, at)
         log.debug("device %s: scan routed to %s", self.device.device_id, route)
         if route is None:
             await deliver(self._writer, reject(
-                item.message, "no_live_session", f"no session in {self.device.room_id} at {at.isoformat()}",
-                event=item.event))
+                message, "no_live_session", f"no session in {self.device.room_id} at {at.isoformat()}",
+                event=event))
             return
-        await deliver(route.ref, Scan(item.message, item.event, from_room))
+        await deliver(route.ref, Scan(message, event, from_room))
 
     async def _on_status(self, item: StatusUpdate) -> None:
         if item.status.ts / 1000 > item.message.received_at + MAX_FUTURE_SKEW_S:
@@ -272,14 +261,11 @@ class DeviceActor(Actor):
                 live.append(update)
         return tuple(effects), tuple(live)
 
-    def _health_row(self) -> DeviceHealthRow:
+    def _health_row(self) -> DeviceHealth:
+        """The health to persist: the state itself (immutable, so no copy), unless it has never
+        changed state (``device_health.last_change`` is NOT NULL; a status that only moved ``status_ts``)."""
         h = self._health
-        return DeviceHealthRow(
-            h.device_id, h.online, h.last_seen, h.last_change or datetime.now(timezone.utc), h.reason,
-            h.firmware, h.uptime_s, h.outbox_depth, h.status_ts, h.last_connect_at, h.last_connect_reason,
-            h.last_disconnect_at, h.last_disconnect_reason, h.battery_pct, h.signal_dbm, h.clock_skew_ms,
-            h.error_count,
-        )
+        return h if h.last_change is not None else replace(h, last_change=datetime.now(timezone.utc))
 
     def _live_health(self) -> LiveUpdate:
         h = self._health
@@ -287,15 +273,12 @@ class DeviceActor(Actor):
         def iso(value: datetime | None) -> str | None:
             return value.isoformat() if value else None
 
-        return (DEVICES_TOPIC, {
-            "type": "device", "device_id": h.device_id, "room_id": self.device.room_id, "online": h.online,
-            "last_seen": iso(h.last_seen), "firmware": h.firmware,
-            "outbox_depth": h.outbox_depth, "reason": h.reason, "last_change": iso(h.last_change),
-            "uptime_s": h.uptime_s, "last_connect_at": iso(h.last_connect_at),
-            "last_connect_reason": h.last_connect_reason, "last_disconnect_at": iso(h.last_disconnect_at),
-            "last_disconnect_reason": h.last_disconnect_reason, "battery_pct": h.battery_pct,
-            "signal_dbm": h.signal_dbm, "clock_skew_ms": h.clock_skew_ms, "error_count": h.error_count,
-        })
+        return (DEVICES_TOPIC, LiveDevice(
+            h.device_id, self.device.room_id, h.online, iso(h.last_seen), h.firmware, h.outbox_depth, h.reason,
+            iso(h.last_change), h.uptime_s, iso(h.last_connect_at), h.last_connect_reason,
+            iso(h.last_disconnect_at), h.last_disconnect_reason, h.battery_pct, h.signal_dbm, h.clock_skew_ms,
+            h.error_count,
+        ))
 
     # --- thresholds and alarms ---------------------------------------------------------------
 
@@ -348,9 +331,9 @@ class DeviceActor(Actor):
     async def _on_alarm_request(self, request: AckAlarm | ClearAlarm) -> AlarmResult:
         alarm = self._alarms.find(request.alarm_id)
         if alarm is None:  # cleared long ago (or before a restart): committed, so the table is current
-            row = await get_alarm(self._db, request.alarm_id)
-            if row is not None and row["device_id"] == self.device.device_id:
-                alarm = alarm_from_row(row)
+            stored = await get_alarm(self._db, request.alarm_id)
+            if stored is not None and stored.alarm.device_id == self.device.device_id:
+                alarm = stored.alarm
         if alarm is None:
             return AlarmResult(None, "not_found", f"device {self.device.device_id} has no alarm {request.alarm_id}")
         extra: tuple = ()
@@ -379,35 +362,54 @@ class DeviceActor(Actor):
         return AlarmResult(after)
 
 
-def device_child_spec(
-    record: DeviceRecord, *, db: Database, writer: ActorRef, scheduler: ActorRef, offline_after_s: float,
-    thresholds: ThresholdBook | None = None, snapshot: DeviceSnapshot | None = None,
-) -> ChildSpec:
-    """The supervisor spec of a device's actor; ``snapshot`` serves its first start only (a restart reloads)."""
-    preload = [snapshot] if snapshot is not None else []
+@dataclass(frozen=True)
+class DeviceActorFactory:
+    """Starts device actors: what they all share, built once by the composition root (hub/app/supervision.py).
 
-    def start() -> DeviceActor:
-        return DeviceActor(record, db=db, writer=writer, scheduler=scheduler, offline_after_s=offline_after_s,
-                           thresholds=thresholds, snapshot=preload.pop() if preload else None)
+    The ingress (a device's first message, or the boot) and the web's
+    ``ask_device`` start device actors through the same factory. Immutable;
+    its methods may be called from any trio task of the hub's run.
+    """
 
-    return ChildSpec(id=record.device_id, start=start, mailbox_size=DEVICE_MAILBOX)
+    devices: Supervisor
+    db: Database
+    writer: ActorRef
+    scheduler: ActorRef
+    offline_after_s: float
+    thresholds: ThresholdBook | None = None
 
+    def spec(self, record: DeviceRecord, snapshot: DeviceSnapshot | None = None) -> ChildSpec:
+        """The supervisor spec of a device's actor; ``snapshot`` serves its first start only (a restart reloads)."""
+        preload = [snapshot] if snapshot is not None else []
 
-async def ensure_device_actor(devices: Supervisor, spec: ChildSpec) -> ActorRef:
-    """The running actor of ``spec.id``, started from ``spec`` if there is none (safe against a racing start)."""
-    ref = devices.lookup(spec.id)
-    if ref is None:
+        def start() -> DeviceActor:
+            return DeviceActor(record, db=self.db, writer=self.writer, scheduler=self.scheduler,
+                               offline_after_s=self.offline_after_s, thresholds=self.thresholds,
+                               snapshot=preload.pop() if preload else None)
+
+        return ChildSpec(id=record.device_id, start=start, mailbox_size=DEVICE_MAILBOX)
+
+    def running(self, device_id: str) -> ActorRef | None:
+        """The ref of the device's running actor, or None."""
+        found = self.devices.lookup(device_id)
+        return found if isinstance(found, ActorRef) else None
+
+    async def ensure(self, record: DeviceRecord, snapshot: DeviceSnapshot | None = None) -> ActorRef:
+        """The running actor of ``record``'s device, started if there is none (safe against a racing start)."""
+        ref = self.running(record.device_id)
+        if ref is not None:  # the per-message path: no spec built
+            return ref
+        started: ActorRef | Supervisor | None
         try:
-            ref = await devices.start_child(spec)
+            started = await self.devices.start_child(self.spec(record, snapshot))
         except ChildExists:  # started meanwhile by another task (the ingress, or a web request)
-            ref = devices.lookup(spec.id)
-    return ref
+            started = self.devices.lookup(record.device_id)
+        if not isinstance(started, ActorRef):
+            raise LookupError(f"device {record.device_id!r} has no actor")
+        return started
 
 
-def device_asker(
-    devices: Callable[[], Supervisor], *, db: Database, writer: ActorRef, scheduler: ActorRef,
-    offline_after_s: float, thresholds: ThresholdBook | None,
-) -> Callable[[str, object], Awaitable[Any]]:
+def device_asker(device_actors: Callable[[], DeviceActorFactory]) -> Callable[[str, object], Awaitable[Any]]:
     """``WebContext.ask_device``: ask a device's actor, starting it if it is not running.
 
     Raises ``LookupError`` for an unknown device, ``actors.AskTimeout`` after
@@ -415,15 +417,13 @@ def device_asker(
     """
 
     async def ask_device(device_id: str, message: object) -> Any:
-        supervisor = devices()
-        ref = supervisor.lookup(device_id)
+        factory = device_actors()
+        ref = factory.running(device_id)
         if ref is None:
-            records = await load_devices(db, [device_id])
+            records = await load_devices(factory.db, [device_id])
             if not records:
                 raise LookupError(f"no device {device_id!r}")
-            ref = await ensure_device_actor(supervisor, device_child_spec(
-                records[0], db=db, writer=writer, scheduler=scheduler, offline_after_s=offline_after_s,
-                thresholds=thresholds))
+            ref = await factory.ensure(records[0])
         return await ref.ask(message, timeout=WEB_ASK_TIMEOUT_S)
 
     return ask_device

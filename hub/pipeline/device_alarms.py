@@ -22,12 +22,12 @@ from dataclasses import dataclass, fields, replace
 from datetime import datetime
 from typing import Any, Iterable, Mapping
 
-from actors import Supervisor
+from actors import ActorRef, Supervisor
 from actors.delivery import deliver
-from hub.core.bus import DEVICES_TOPIC
-from hub.core.records import AlarmRow, LiveUpdate, ThresholdStateRow
+from hub.core.bus import DEVICES_TOPIC, LiveAlarm, LiveUpdate
+from hub.core.records import AlarmRow, ThresholdStateRow
 from hub.db import Database
-from hub.db.state import DeviceSnapshot
+from hub.db.device_health import DeviceSnapshot
 from hub.db.thresholds import load_rule_set
 from hub.domain.alarms import OFFLINE_ALARM, Alarm, AlarmChange, offline_change
 from hub.domain.thresholds import RuleBook, RuleState, ThresholdRule, evaluate, reconcile
@@ -36,7 +36,6 @@ log = logging.getLogger("hub.alarms")
 
 #: Cleared alarms a device actor remembers (for an acknowledgement soon after the clear).
 RECENT_CLEARED = 32
-_ALARM_FIELDS = tuple(f.name for f in fields(Alarm))
 _RULE_FIELDS = tuple(f.name for f in fields(ThresholdRule))
 
 
@@ -45,10 +44,6 @@ class RulesChanged:
     """Tell a device actor: the campus's threshold rules are now ``book``."""
 
     book: RuleBook
-
-
-def alarm_from_row(row: Mapping[str, Any]) -> Alarm:
-    return Alarm(**{name: row[name] for name in _ALARM_FIELDS if name in row})
 
 
 def alarm_row(alarm: Alarm) -> AlarmRow:
@@ -60,14 +55,12 @@ def alarm_row(alarm: Alarm) -> AlarmRow:
 
 
 def alarm_live(alarm: Alarm) -> LiveUpdate:
-    """The ``{"type": "alarm", ...}`` message of DEVICES_TOPIC (published after the commit)."""
-    return (DEVICES_TOPIC, {
-        "type": "alarm", "alarm_id": alarm.id, "device_id": alarm.device_id, "room_id": alarm.room_id,
-        "alarm_type": alarm.type, "severity": alarm.severity, "state": alarm.state,
-        "raised_at": alarm.raised_at.isoformat(),
-        "cleared_at": alarm.cleared_at.isoformat() if alarm.cleared_at else None,
-        "acked_by": alarm.acked_by, "value": alarm.value, "message": alarm.message,
-    })
+    """The alarm's live message on DEVICES_TOPIC (published after the commit)."""
+    return (DEVICES_TOPIC, LiveAlarm(
+        alarm.id, alarm.device_id, alarm.room_id, alarm.type, alarm.severity, alarm.state,
+        alarm.raised_at.isoformat(), alarm.cleared_at.isoformat() if alarm.cleared_at else None,
+        alarm.acked_by, alarm.value, alarm.message,
+    ))
 
 
 def rule_book(rules: Iterable[Mapping[str, Any]], room_types: Mapping[str, str]) -> RuleBook:
@@ -95,7 +88,7 @@ async def thresholds_changed(db: Database, book: ThresholdBook, devices: Supervi
     current = await book.reload(db)
     for device_id in devices.child_ids():
         ref = devices.lookup(device_id)
-        if ref is not None:
+        if isinstance(ref, ActorRef):  # None: stopped meanwhile (device children are actors, never supervisors)
             try:
                 await deliver(ref, RulesChanged(current))
             except Exception:  # noqa: BLE001 - an actor that stopped meanwhile has nothing to update
@@ -110,8 +103,7 @@ class DeviceAlarms:
         self.room_id = room_id
         self.active: dict[str, Alarm] = {}
         self._recent: OrderedDict[int, Alarm] = OrderedDict()
-        for row in snapshot.alarms:
-            alarm = alarm_from_row(row)
+        for alarm in snapshot.alarms:
             self.active[alarm.type] = alarm
         self._states: dict[int, RuleState] = {
             s.rule_id: RuleState(s.pending_since, s.active, s.last_ts) for s in snapshot.threshold_states

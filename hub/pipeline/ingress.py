@@ -25,16 +25,16 @@ from dataclasses import dataclass
 
 import trio
 
-from actors import ActorRef, Supervisor
+from actors import ActorRef
 from actors.delivery import deliver
 from actors.service import ServiceActor
 from hub.db import Database
-from hub.db.state import DeviceRecord, DeviceSnapshot, load_device_snapshots, load_devices
+from hub.db.device_health import DeviceSnapshot, load_device_snapshots
+from hub.db.device_registry import DeviceRecord, load_devices
 from hub.mqtt import InboundMessage, TrioMqttClient
 from hub.pipeline.commands import CommandAckReceived
 from hub.pipeline.commits import reject
-from hub.pipeline.device_actor import DeviceEvent, StatusUpdate, device_child_spec, ensure_device_actor
-from hub.pipeline.device_alarms import ThresholdBook
+from hub.pipeline.device_actor import DeviceActorFactory, DeviceEvent, StatusUpdate
 from schemas import CommandAckEvent, Frame, Topics, WireError, decode_frame, decode_status, verify
 
 log = logging.getLogger("hub.pipeline.ingress")
@@ -58,18 +58,15 @@ class RegistryChanged:
 
 class Ingress(ServiceActor):
     def __init__(
-        self, *, client: TrioMqttClient, topics: Topics, db: Database, devices: Supervisor,
-        writer: ActorRef, scheduler: ActorRef, offline_after_s: float, commands: ActorRef | None = None,
-        thresholds: ThresholdBook | None = None,
+        self, *, client: TrioMqttClient, topics: Topics, db: Database, writer: ActorRef,
+        device_actors: DeviceActorFactory, commands: ActorRef | None = None,
     ) -> None:
         self._client = client
         self._topics = topics
         self._db = db
-        self._devices = devices
         self._writer = writer
-        self._scheduler = scheduler
-        self._offline_after_s = offline_after_s
-        self._thresholds = thresholds
+        #: Starts a device's actor on its first message (built by the composition root).
+        self._device_actors = device_actors
         #: The CommandDispatcher; without one, command acks go to the device actor like any event.
         self._commands = commands
         self._registry: dict[str, DeviceRecord] = {}
@@ -83,7 +80,7 @@ class Ingress(ServiceActor):
         # comes from one query for all of them, not one per actor.
         snapshots = await load_device_snapshots(self._db)
         for record in self._registry.values():
-            await self._device_ref(record, snapshots.get(record.device_id, DeviceSnapshot()))
+            await self._device_actors.ensure(record, snapshots.get(record.device_id, DeviceSnapshot()))
         await super().started()
 
     async def handle(self, message: object) -> None:
@@ -142,7 +139,7 @@ class Ingress(ServiceActor):
         if record.revoked:
             await deliver(self._writer, reject(message, "revoked_device", device_id))
             return
-        ref = await self._device_ref(record)
+        ref = await self._device_actors.ensure(record)
         await deliver(ref, StatusUpdate(message, status))
 
     async def _route_event(self, message: InboundMessage, topic_device: str) -> None:
@@ -177,7 +174,7 @@ class Ingress(ServiceActor):
         if isinstance(event, CommandAckEvent) and self._commands is not None:
             await deliver(self._commands, CommandAckReceived(message, event))
             return
-        ref = await self._device_ref(record)
+        ref = await self._device_actors.ensure(record)
         await deliver(ref, DeviceEvent(message, event))
 
     @staticmethod
@@ -223,12 +220,3 @@ class Ingress(ServiceActor):
     async def _reload_registry(self) -> None:
         self._registry = {d.device_id: d for d in await load_devices(self._db)}
         self._registry_loaded_at = trio.current_time()
-
-    async def _device_ref(self, record: DeviceRecord, snapshot: DeviceSnapshot | None = None) -> ActorRef:
-        ref = self._devices.lookup(record.device_id)
-        if ref is not None:  # the per-message path: no spec built
-            return ref
-        return await ensure_device_actor(self._devices, device_child_spec(
-            record, db=self._db, writer=self._writer, scheduler=self._scheduler,
-            offline_after_s=self._offline_after_s, thresholds=self._thresholds, snapshot=snapshot,
-        ))

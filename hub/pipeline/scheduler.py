@@ -35,7 +35,7 @@ from hub.db.class_sessions import (
     schedule_window,
     scheduled_sessions,
 )
-from hub.db.state import SessionSnapshot, load_session_snapshots
+from hub.db.session_snapshots import SessionSnapshot, load_session_snapshots
 from hub.domain.session_messages import CloseSession
 from hub.pipeline.session_actor import SESSION_MAILBOX, SessionActor
 
@@ -328,6 +328,8 @@ class SessionScheduler(Actor):
                 ))
             except ChildExists:  # a close task started it meanwhile
                 ref = self._sessions.lookup(session_id)
+        # Sessions' children are actors, and no checkpoint since ChildExists: it is still there.
+        assert isinstance(ref, ActorRef)
         return ref
 
     async def _resolve(self, request: ResolveSession) -> SessionRoute | None:

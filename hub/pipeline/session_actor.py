@@ -19,20 +19,20 @@ import trio
 
 from actors import Actor, ActorRef, ActorStopped, AskTimeout, Supervisor
 from actors.delivery import deliver
-from hub.core.bus import session_topic, student_topic
+from hub.core.bus import LiveAttendance, LiveUpdate
 from hub.core.records import (
     AttendanceMark,
     CheckinFlagRow,
     Commit,
     DisplayCheckinRow,
     Effect,
-    LiveUpdate,
     TokenUse,
     internal_key,
 )
 from hub.db import Database
 from hub.db.checkin import device_clock_offset, session_records
-from hub.db.state import SessionSnapshot, load_session_snapshot
+from hub.db.marks import plan_marks
+from hub.db.session_snapshots import SessionSnapshot, load_session_snapshot
 from hub.domain.checkin import (
     AUTO_ABSENT_SOURCE,
     EARLY_HORIZON,
@@ -122,7 +122,7 @@ class SessionActor(Actor):
         #: Loaded by the scheduler with every other session it opens at boot; used
         #: once. A restarted actor (after a crash) reloads its own.
         self._snapshot = snapshot
-        self._state: SessionState | None = None
+        self._state: SessionState  # set by started(), before any message is handled
 
     async def started(self) -> None:
         snapshot, self._snapshot = self._snapshot, None
@@ -190,9 +190,9 @@ class SessionActor(Actor):
                 state.note_token_use(token.student_id, token.window)
             commit = reject(scan.message, decision.reason, decision.detail, event=event, session_id=self.session_id)
             if decision.flags:
-                flags = self._flag_rows(decision.flags, source, event_id, utc_from_s(scan.message.received_at))
+                flag_rows = self._flag_rows(decision.flags, source, event_id, utc_from_s(scan.message.received_at))
                 # Published by the writer once stored (hub.db.checkin.announce_flags), with the flag's id.
-                commit = replace(commit, effects=commit.effects + flags)
+                commit = replace(commit, effects=commit.effects + flag_rows)
             await deliver(self._writer, commit)
             return
         flags = list(decision.flags)
@@ -251,26 +251,19 @@ class SessionActor(Actor):
     # --- manual marks ---------------------------------------------------------------------------
 
     async def _marks(self, request: ManualMarks) -> Receipt:
+        # The same use case as for a session without an actor (hub/db/marks.py), on the in-memory state.
         state = self._state
         try:
-            changes = state.judge_marks(request.marks)
+            plan = plan_marks(self.session_id, state.roster, state.records, request)
         except InvalidMarks as error:
             return Receipt(False, "invalid_request", str(error), field=error.field)
         settled = _Settled()
-        if not changes:
+        if not plan.changes:
             settled(True)
             return Receipt(True, changes=(), committed=settled.wait)
-        state.apply_marks(changes, request.source)
-        effects = tuple(
-            AttendanceMark(self.session_id, c.student_id, c.status, None, request.source, None, request.actor,
-                           request.reason or request.source)
-            for c in changes
-        )
-        live: tuple[LiveUpdate, ...] = ()
-        for c in changes:
-            live += self._attendance_live(c.student_id, c.status, None, request.source)
-        await deliver(self._writer, Commit(internal_key(), effects, live=live, on_done=settled))
-        return Receipt(True, changes=tuple(changes), committed=settled.wait)
+        state.apply_marks(plan.changes, request.source)
+        await deliver(self._writer, Commit(internal_key(), plan.effects, live=plan.live, on_done=settled))
+        return Receipt(True, changes=plan.changes, committed=settled.wait)
 
     # --- close ------------------------------------------------------------------------------------
 
@@ -305,11 +298,7 @@ class SessionActor(Actor):
                                     event_id, at) for f in flags)
 
     def _attendance_live(self, student_id: str, status: str, at: datetime | None, source: str) -> tuple[LiveUpdate, ...]:
-        update = {
-            "type": "attendance", "session_id": self.session_id, "student_id": student_id,
-            "status": status, "checked_in_at": at.isoformat() if at else None, "source": source,
-        }
-        return ((session_topic(self.session_id), update), (student_topic(student_id), update))
+        return LiveAttendance(self.session_id, student_id, status, at.isoformat() if at else None, source).updates()
 
 
 def session_caller(sessions: Callable[[], Supervisor]) -> Callable[[str, object], Awaitable[Any]]:

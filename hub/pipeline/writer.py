@@ -17,9 +17,9 @@ import asyncpg
 import trio
 
 from actors import Actor
-from hub.core.bus import LiveBus
+from hub.core.bus import LiveBus, LiveUpdate
 from hub.core.metrics import HubMetrics
-from hub.core.records import Commit, LiveUpdate, Rejection
+from hub.core.records import Commit, Rejection
 from hub.db import Database
 from hub.db.ingest import BatchWritten, write_batch
 from hub.mqtt import InboundMessage

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Callable
 
-from actors import Actor
+from actors import Actor, Timer
 from hub.db import Database
 from hub.db.telemetry import MaintenanceReport, RetentionPolicy, maintain
 from hub.pipeline.writer import is_transient
@@ -60,7 +60,7 @@ class TelemetryMaintenance(Actor):
         self._db = db
         self._policy = policy
         self._clock = clock
-        self._timer = None
+        self._timer: Timer | None = None
 
     async def started(self) -> None:
         self._timer = self.send_after(FIRST_RUN_S, _Tick())

@@ -3,9 +3,9 @@ and (if configured) raises a ticket for a new alarm of a chosen severity.
 
 What it learns, and from where:
 
-- alarm changes: the live bus, ``{"type": "alarm", ...}`` on ``DEVICES_TOPIC``
+- alarm changes: the live bus, :class:`~hub.core.bus.LiveAlarm` on ``DEVICES_TOPIC``
   (published by the device actors after their commit);
-- ticket changes made on the web: ``{"type": "ticket", "origin": "web", "id"}``
+- ticket changes made on the web: :class:`~hub.core.bus.LiveTicket` with ``origin="web"``
   on the same topic (published by the web after its commit); it re-reads
   those tickets;
 - everything else: PostgreSQL, read at start and again whenever its bus
@@ -30,7 +30,7 @@ from typing import Any, Callable, Protocol, Sequence
 import trio
 
 from actors import Actor, Timer
-from hub.core.bus import DEVICES_TOPIC, LAGGED, LiveBus
+from hub.core.bus import DEVICES_TOPIC, LAGGED, LiveAlarm, LiveBus, LiveTicket
 from hub.db import Database
 from hub.db import tickets as store_db
 from hub.db.tickets import AlarmBrief, Ticket, TicketPolicy, Watch, WatchedTicket
@@ -41,7 +41,6 @@ log = logging.getLogger("hub.services.tickets")
 TICKETS_MAILBOX = 256
 #: The pump's bus buffer: device and alarm messages of a busy campus between two reads.
 BUS_BUFFER = 1024
-_ALARM_ACTIVE = ("active_unacked", "active_acked")
 
 
 class TicketStore(Protocol):
@@ -53,8 +52,10 @@ class TicketStore(Protocol):
 
     async def mark_breached(self, ticket_id: int, at: datetime) -> Ticket | None: ...
 
-    async def raise_for_alarm(self, alarm: AlarmBrief, priority: str, sla_due_at: datetime,
-                              auto_close_after_s: int | None, at: datetime) -> Ticket | None: ...
+    async def raise_for_alarm(self, alarm: AlarmBrief, priority: str, at: datetime) -> Ticket | None:
+        """The hub's own ticket for ``alarm`` (due time and auto-close from the policy in force); None if
+        the alarm ever had one, a live ticket watches its (device, type), or it is gone."""
+        ...
 
     async def unticketed_alarms(self, severities: Sequence[str]) -> list[AlarmBrief]: ...
 
@@ -72,34 +73,35 @@ class PostgresTicketStore:
     async def mark_breached(self, ticket_id: int, at: datetime) -> Ticket | None:
         return await store_db.mark_sla_breached(self._db, ticket_id, at=at)
 
-    async def raise_for_alarm(self, alarm: AlarmBrief, priority: str, sla_due_at: datetime,
-                              auto_close_after_s: int | None, at: datetime) -> Ticket | None:
+    async def raise_for_alarm(self, alarm: AlarmBrief, priority: str, at: datetime) -> Ticket | None:
         title = f"{alarm.severity.capitalize()} alarm: {alarm.type} on {alarm.device_id}"
-        return await store_db.raise_for_alarm(
-            self._db, alarm.id, title=title, description=alarm.message, priority=priority,
-            sla_due_at=sla_due_at, auto_close_after_s=auto_close_after_s, at=at)
+        new = store_db.NewTicket(
+            title=title[:rules.MAX_TITLE], description=alarm.message[:rules.MAX_TEXT], priority=priority,
+            source="auto", reported_by=None, alarm_id=alarm.id)
+        try:
+            return await store_db.create_ticket(self._db, new, at=at, actor=rules.SYSTEM_USER)
+        except (store_db.TicketConflict, store_db.TicketReferenceMissing):
+            return None
 
     async def unticketed_alarms(self, severities: Sequence[str]) -> list[AlarmBrief]:
         return await store_db.unticketed_alarms(self._db, severities)
 
 
-def ticket_message(ticket: Ticket, now: datetime, *, origin: str, change: str) -> dict[str, Any]:
+def ticket_message(ticket: Ticket, now: datetime, *, origin: str, change: str) -> LiveTicket:
     """The bus message for a ticket: its fields plus the SLA verdict at ``now``.
 
     ``origin`` is ``hub`` or ``web``; ``change`` names what happened
     (``created``, ``assigned``, ``start``, ``auto_closed``, ``sla_breached``...).
     """
-    return {
-        "type": "ticket", "origin": origin, "change": change, **ticket.fields(),
-        "sla_breached": rules.sla_breached(ticket.sla_due_at, now, ticket.finished_at),
-    }
+    return LiveTicket(origin=origin, change=change, **ticket.fields(),
+                      sla_breached=rules.sla_breached(ticket.sla_due_at, now, ticket.finished_at))
 
 
 # --- messages --------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class AlarmChanged:
-    """A bus alarm message (see the contract in docs/ops-console.md)."""
+    """An alarm change learnt from the bus (see the contract in docs/ops-console.md), with its times parsed."""
 
     alarm_id: int
     device_id: str
@@ -112,15 +114,9 @@ class AlarmChanged:
     message: str = ""
 
     @classmethod
-    def from_bus(cls, item: dict) -> "AlarmChanged | None":
-        try:
-            return cls(
-                int(item["alarm_id"]), str(item["device_id"]), str(item["alarm_type"]), str(item["severity"]),
-                str(item["state"]), _time(item.get("raised_at")), _time(item.get("cleared_at")),
-                item.get("room_id"), str(item.get("message") or ""))
-        except (KeyError, TypeError, ValueError):
-            log.warning("ignoring a malformed alarm message: %r", item)
-            return None
+    def from_bus(cls, alarm: LiveAlarm) -> "AlarmChanged":
+        return cls(alarm.alarm_id, alarm.device_id, alarm.alarm_type, alarm.severity, alarm.state,
+                   _time(alarm.raised_at), _time(alarm.cleared_at), alarm.room_id, alarm.message)
 
 
 @dataclass(frozen=True)
@@ -150,10 +146,8 @@ class _SlaDue:
     ticket_id: int
 
 
-def _time(value: Any) -> datetime | None:
-    if value is None or isinstance(value, datetime):
-        return value
-    return datetime.fromisoformat(str(value))
+def _time(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value)
 
 
 @dataclass(frozen=True)
@@ -218,12 +212,10 @@ class TicketActor(Actor):
             async for item in subscription:
                 if item is LAGGED:
                     await self.ref.tell(Reload())
-                elif item.get("type") == "alarm":
-                    alarm = AlarmChanged.from_bus(item)
-                    if alarm is not None:
-                        await self.ref.tell(alarm)
-                elif item.get("type") == "ticket" and item.get("origin") == "web" and isinstance(item.get("id"), int):
-                    await self.ref.tell(TicketsChanged((item["id"],)))
+                elif isinstance(item, LiveAlarm):
+                    await self.ref.tell(AlarmChanged.from_bus(item))
+                elif isinstance(item, LiveTicket) and item.origin == "web":
+                    await self.ref.tell(TicketsChanged((item.id,)))
 
     async def _reload(self) -> None:
         watch = await self._store.load_watch()
@@ -279,12 +271,8 @@ class TicketActor(Actor):
                 alarm.message, alarm.raised_at, alarm.cleared_at))
 
     async def _raise(self, alarm: AlarmBrief) -> None:
-        assert self._policy is not None
         now = self._clock()
-        priority = rules.priority_for_severity(alarm.severity)
-        policy = self._policy.of(priority)
-        due = rules.sla_due(now, priority, {priority: timedelta(seconds=policy.resolve_within_s)})
-        ticket = await self._store.raise_for_alarm(alarm, priority, due, policy.auto_close_after_s, now)
+        ticket = await self._store.raise_for_alarm(alarm, rules.priority_for_severity(alarm.severity), now)
         if ticket is None:
             return
         log.info("raised ticket %s for %s alarm %s on %s", ticket.id, alarm.severity, alarm.id, alarm.device_id)
@@ -298,7 +286,8 @@ class TicketActor(Actor):
         ticket = self._tickets.get(ticket_id)
         close_at = sla_at = None
         if ticket is not None:
-            watch = self._alarms.get((ticket.device_id, ticket.alarm_type)) if ticket.alarm_type else None
+            key = ticket.alarm_key
+            watch = self._alarms.get(key) if key is not None else None
             after = None if ticket.auto_close_after_s is None else timedelta(seconds=ticket.auto_close_after_s)
             close_at = rules.auto_close_at(ticket.state, after, watch.watch if watch else None)
             if ticket.resolved_at is None and ticket.sla_breached_at is None:
@@ -336,7 +325,8 @@ class TicketActor(Actor):
         ticket = self._tickets.get(ticket_id)
         if ticket is None:
             return
-        alarm = self._alarms.get((ticket.device_id, ticket.alarm_type))
+        key = ticket.alarm_key
+        alarm = self._alarms.get(key) if key is not None else None
         after = ticket.auto_close_after_s or 0
         closed = await self._store.close(
             ticket_id, self._clock(), f"alarm cleared and stayed clear for {after // 60} min",

@@ -38,10 +38,9 @@ import asyncpg
 import trio
 
 from actors import Actor
-from hub.core.bus import ATTENDANCE_TOPIC, LAGGED, LiveBus
+from hub.core.bus import ATTENDANCE_TOPIC, LAGGED, LiveAttendance, LiveBus
 from hub.db import Database
-from hub.db.notifications import NewNotification, add_notifications, publish_notifications
-from hub.db.stats import (
+from hub.db.insights import (
     StandingRow,
     course_faculty,
     record_warning_states,
@@ -50,6 +49,7 @@ from hub.db.stats import (
     touched_pairs,
     warning_states,
 )
+from hub.db.notifications import NewNotification, add_notifications, publish_notifications
 from hub.domain.eligibility import shown, warning_due
 from hub.pipeline.writer import is_transient
 
@@ -151,10 +151,8 @@ class WarningWatcher(Actor):
             async for item in subscription:
                 if item is LAGGED:
                     await self.ref.tell(_Sweep(full=True))
-                else:
-                    await self.ref.tell(_Marked(
-                        str(item.get("session_id")), str(item.get("student_id")),
-                        str(item.get("status", "")), str(item.get("source", ""))))
+                elif isinstance(item, LiveAttendance):  # the only kind the bus offers on ATTENDANCE_TOPIC
+                    await self.ref.tell(_Marked(item.session_id, item.student_id, item.status, item.source))
 
     async def handle(self, message: Any) -> None:
         try:
@@ -239,7 +237,7 @@ class WarningWatcher(Actor):
         crossed: list[StandingRow] = []
         for index, row in enumerate(rows):
             if index % RECHECK_SLICE == RECHECK_SLICE - 1:
-                await trio.sleep(0)
+                await trio.lowlevel.checkpoint()
             st = row.standing()
             key = (row.student_id, row.course_id)
             before = was_below.get(key)

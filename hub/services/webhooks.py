@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Sequence
 
 import httpx
@@ -120,7 +120,7 @@ class WebhookDispatcher(ServiceActor):
             for index in range(len(due)):
                 nursery.start_soon(one, index)
         now = self._now()
-        retry_at = []
+        retry_at: list[datetime | None] = []
         for delivery, outcome in zip(due, outcomes):
             attempts = delivery.attempts + 1
             if outcome.ok or attempts >= self._max_attempts or delivery.id in refused:

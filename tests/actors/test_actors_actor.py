@@ -114,7 +114,7 @@ async def test_started_runs_first_with_ref_set(autojump_clock):
 
 async def test_unsupervised_actor_has_no_ref():
     with pytest.raises(RuntimeError):
-        Counter().ref
+        _ = Counter().ref
     with pytest.raises(RuntimeError):
         Counter().send_after(1, "x")
 

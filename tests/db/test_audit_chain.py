@@ -133,7 +133,7 @@ async def test_concurrent_writers_keep_one_chain(fresh_db: Database, small_campu
     async def writer(n: int) -> None:
         for round_ in range(6):
             status = statuses[(n + round_) % 4]
-            await fresh_db.run(lambda conn: apply_attributed_changes(conn, [
+            await fresh_db.run(lambda conn, status=status, round_=round_: apply_attributed_changes(conn, [
                 (AttendanceChange(session_id, students[n], status, "manual", None), f"writer-{n}", f"round {round_}"),
             ]), transaction=True)
 

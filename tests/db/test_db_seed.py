@@ -83,7 +83,7 @@ async def test_seeds_the_requested_campus(fresh_db: Database) -> None:
             "SELECT student_id FROM enrolments WHERE course_id = $1", session.course_id)}
         assert set(session.enrolled) == enrolled
 
-    assert {(l.role, l.username) for l in campus.logins} == {
+    assert {(login.role, login.username) for login in campus.logins} == {
         ("admin", "admin"), ("ops", "ops"), ("faculty", "faculty1"), ("student", "s0001")}
     roles = dict(await fresh_db.fetch("SELECT username, role FROM users"))
     assert (roles["admin"], roles["ops"], roles["faculty1"], roles["s0001"]) == (

@@ -7,9 +7,9 @@ from typing import AsyncIterator
 import pytest
 
 from hub.db import Database, open_database
+from hub.db.insights import standings
 from hub.db.seed import course_id, ensure_campus
 from hub.db.seed.insights import ensure_insights_demo
-from hub.db.stats import standings
 
 
 @pytest.fixture

@@ -6,7 +6,10 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from hub.domain.tickets import (
+    DEFAULT_AUTO_CLOSE_AFTER,
+    DEFAULT_AUTO_RAISE,
     DEFAULT_SLA,
+    PRIORITIES,
     SYSTEM,
     AlarmWatch,
     Caller,
@@ -111,6 +114,15 @@ def test_priorities_of_new_tickets():
             check_new_priority(bad, REPORTER)
     assert [priority_for_severity(s) for s in ("critical", "major", "minor", "warning")] == ["P1", "P2", "P3", "P4"]
 
+
+
+def test_the_policy_defaults():
+    """The ticket policy's defaults, declared only in hub/domain/tickets.py (the database keeps what admins change)."""
+    assert DEFAULT_SLA == {"P0": timedelta(hours=4), "P1": timedelta(hours=24), "P2": timedelta(days=3),
+                           "P3": timedelta(days=7), "P4": timedelta(days=14)}
+    assert tuple(DEFAULT_SLA) == PRIORITIES
+    assert DEFAULT_AUTO_CLOSE_AFTER == timedelta(minutes=30)
+    assert DEFAULT_AUTO_RAISE == ("critical",)
 
 def test_sla_due_and_breach():
     assert sla_due(T0, "P0", DEFAULT_SLA) == T0 + timedelta(hours=4)

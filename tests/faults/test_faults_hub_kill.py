@@ -60,7 +60,7 @@ async def _run(db, database_url, private_broker, tmp_path, figures) -> None:
             futures = [a.submit_items(loads[a.device_id], RATE_PER_DEVICE) for a in agents]
             kills = []
             for fraction in KILL_AT:
-                await eventually(lambda: _at_least(committed(db), int(total * fraction)), timeout=60,
+                await eventually(lambda threshold=int(total * fraction): _at_least(committed(db), threshold), timeout=60,
                                  interval=0.02)
                 hub.kill9()
                 await hub.process.wait()
@@ -69,7 +69,7 @@ async def _run(db, database_url, private_broker, tmp_path, figures) -> None:
                 assert submitted < total, "the load ended before the kill; nothing was tested"
                 restart_began = time.monotonic()
                 hub = await hubs.start()
-                resumed = await eventually(lambda: _above(committed(db), at_kill), timeout=30, interval=0.02)
+                resumed = await eventually(lambda at_kill=at_kill: _above(committed(db), at_kill), timeout=30, interval=0.02)
                 kills.append({"committed_at_kill": at_kill, "submitted_at_kill": submitted,
                               "restart_to_serving_s": round(hub.startup_s, 2),
                               "kill_to_first_new_commit_s": round(time.monotonic() - restart_began, 2),

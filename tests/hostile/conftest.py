@@ -62,7 +62,8 @@ def hostile_campus(hub_settings: Settings) -> HostileCampus:
             "INSERT INTO devices (id, room_id, kind, alg, key) VALUES ($1, $2, 'qr_camera', 'ed25519', $3)",
             ed.device_id, room, public)
         await db.execute(
-            "INSERT INTO devices (id, room_id, kind, alg, key, revoked_at) VALUES ($1, $2, 'qr_camera', 'hmac-sha256', $3, now())",
+            "INSERT INTO devices (id, room_id, kind, alg, key, revoked_at)"
+            " VALUES ($1, $2, 'qr_camera', 'hmac-sha256', $3, now())",
             revoked.device_id, room, revoked.signing_key)
         command = uuid.uuid4()
         await db.execute(

@@ -201,7 +201,8 @@ async def test_outstanding_commands_survive_a_hub_restart(hub_settings, hub_camp
         nursery.cancel_scope.cancel()
 
     y = await create_command(test_db, device_id=device_id, name="template_sync", args={"version": 3}, ttl_s=60,
-                             ack_timeout_s=60, issued_by="test", now=_utc_now())
+                             ack_timeout_s=60, issued_by="test", now=_utc_now(),
+                             device_offline_after_s=hub_settings.device_offline_after_s)
     device = await _device(hub_settings, registered)
     try:
         async with trio.open_nursery() as nursery:

@@ -151,4 +151,4 @@ async def test_offline_raises_an_alarm_that_clears_when_the_device_is_back(hub, 
     rows = await eventually(cleared)
     assert len(rows) == 1 and rows[0]["cleared_by"] == "system"
     await publisher.publish(topics.status(device.device_id), b"", retain=True, wait_for_ack=True)
-    await trio.sleep(0)
+    await trio.lowlevel.checkpoint()

@@ -33,6 +33,14 @@ def test_devices_subcommands(fresh_database_url: str, tmp_path: Path):
     assert config["mqtt_url"] == "mqtt://127.0.0.1:1883"  # the hub's credentials are not handed out
     assert campushub(env, "register", "cli-dev", "--room", "r1", "--kind", "sensor").returncode == 1
     assert campushub(env, "register", "x", "--room", "r1", "--kind", "toaster").returncode == 2
+    # The web API's rules (one use case, hub/db/provisioning.py): refused input exits 2.
+    bad_id = campushub(env, "register", "bad id!", "--room", "r1", "--kind", "sensor")
+    assert bad_id.returncode == 2 and "'device_id'" in bad_id.stderr, bad_id.stderr
+    assert campushub(env, "register", "x", "--room", "r1", "--kind", "sensor", "--alg", "md5").returncode == 2
+    assert campushub(env, "register", "x", "--room", "nowhere", "--kind", "sensor").returncode == 2
+    registered_by = run_with_database(fresh_database_url, lambda db: db.fetchval(
+        "SELECT registered_by FROM devices WHERE id = 'cli-dev'"))
+    assert registered_by.startswith("cli:")
 
     listed = json.loads(campushub(env, "list", "--json").stdout)
     assert [(d["device_id"], d["credential_version"], d["revoked"]) for d in listed["items"]] == [("cli-dev", 1, False)]

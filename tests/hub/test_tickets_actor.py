@@ -6,13 +6,14 @@ the last tests run the same actor on the real store and database.
 from __future__ import annotations
 
 import dataclasses
+import json
 from datetime import datetime, timedelta, timezone
 from typing import Sequence
 
 import trio
 
 from actors import ChildSpec, Supervisor
-from hub.core.bus import DEVICES_TOPIC, LiveBus
+from hub.core.bus import DEVICES_TOPIC, LiveAlarm, LiveBus
 from hub.db.tickets import (
     AlarmBrief,
     LatestAlarm,
@@ -24,13 +25,14 @@ from hub.db.tickets import (
     get_ticket,
     load_policy,
 )
-from hub.domain.tickets import DEFAULT_SLA
+from hub.domain.tickets import DEFAULT_AUTO_CLOSE_AFTER, DEFAULT_AUTO_RAISE, DEFAULT_SLA
 from hub.services.tickets import (
     GetDeadlines,
     PostgresTicketStore,
     Reload,
     TicketActor,
     TicketsChanged,
+    ticket_message,
 )
 
 BASE = datetime(2030, 1, 7, 9, 0, tzinfo=timezone.utc)
@@ -76,7 +78,7 @@ class FakeStore:
         return self.alarms[alarm_id]
 
     async def load_watch(self, ticket_ids: Sequence[int] | None = None) -> Watch:
-        await trio.sleep(0)
+        await trio.lowlevel.checkpoint()
         chosen = [t for t in self.tickets.values()
                   if (t.id in ticket_ids if ticket_ids is not None else t.state != "closed")]
         watched = tuple(WatchedTicket(t.id, t.state, t.priority, t.device_id, t.alarm_type, t.sla_due_at,
@@ -105,12 +107,12 @@ class FakeStore:
         self.breached.append((ticket_id, at))
         return self.tickets[ticket_id]
 
-    async def raise_for_alarm(self, alarm: AlarmBrief, priority: str, sla_due_at: datetime,
-                              auto_close_after_s: int | None, at: datetime) -> Ticket | None:
+    async def raise_for_alarm(self, alarm: AlarmBrief, priority: str, at: datetime) -> Ticket | None:
         if any(t.alarm_id == alarm.id for t in self.tickets.values()):
             return None
         return self.add_ticket(alarm_id=alarm.id, alarm_type=alarm.type, device_id=alarm.device_id,
-                               priority=priority, sla_due_at=sla_due_at, auto_close_after_s=auto_close_after_s,
+                               priority=priority, sla_due_at=self.policy.due(priority, at),
+                               auto_close_after_s=self.policy.of(priority).auto_close_after_s,
                                source="auto", reported_by=None)
 
     async def unticketed_alarms(self, severities: Sequence[str]) -> list[AlarmBrief]:
@@ -121,10 +123,9 @@ class FakeStore:
 
 
 def alarm_message(alarm_id: int, state: str, *, severity: str = "major", cleared_at: datetime | None = None,
-                  device: str = DEVICE, type_: str = TYPE) -> dict:
-    return {"type": "alarm", "alarm_id": alarm_id, "device_id": device, "room_id": "room-1", "alarm_type": type_,
-            "severity": severity, "state": state, "raised_at": clock().isoformat(),
-            "cleared_at": cleared_at.isoformat() if cleared_at else None, "message": "m"}
+                  device: str = DEVICE, type_: str = TYPE) -> LiveAlarm:
+    return LiveAlarm(alarm_id, device, "room-1", type_, severity, state, clock().isoformat(),
+                     cleared_at.isoformat() if cleared_at else None, None, None, "m")
 
 
 async def start_actor(nursery, store, bus):
@@ -223,7 +224,7 @@ async def test_web_changes_re_arm_the_ticket(autojump_clock):
     async with trio.open_nursery() as nursery:
         root, ref = await start_actor(nursery, store, bus)
         store.tickets[ticket.id] = dataclasses.replace(ticket, state="resolved", resolved_at=clock())
-        bus.publish(DEVICES_TOPIC, {"type": "ticket", "origin": "web", "id": ticket.id})
+        bus.publish(DEVICES_TOPIC, ticket_message(store.tickets[ticket.id], clock(), origin="web", change="resolved"))
         await trio.sleep(2 * 3600)
         assert store.breached == []
         store.tickets[ticket.id] = dataclasses.replace(ticket, state="in_progress", resolved_at=None)
@@ -279,10 +280,11 @@ async def test_lagged_bus_reloads_and_catches_up(autojump_clock):
 
 
 async def drain(subscription) -> list[dict]:
+    """The bus messages received within a second, as the browser receives them."""
     out = []
     with trio.move_on_after(1):
         while True:
-            out.append(await subscription.receive())
+            out.append(json.loads((await subscription.receive()).json))
     return out
 
 
@@ -306,10 +308,10 @@ async def test_postgres_store_catches_up_at_start(hub_campus, test_db):
                                now - timedelta(hours=1), now - timedelta(minutes=40))
     critical = await _alarm_row(test_db, dev_b, "temperature_high", "critical", "active_unacked", now)
     from_alarm = await create_ticket(test_db, NewTicket(
-        "Camera offline", "", "P2", "alarm", now + timedelta(days=3), 1800, "usr-ops", alarm_id=cleared),
+        "Camera offline", "", "P2", "alarm", "usr-ops", alarm_id=cleared),
         at=now - timedelta(hours=1), actor="usr-ops")
     overdue = await create_ticket(test_db, NewTicket(
-        "Projector flickers", "", "P0", "report", now - timedelta(minutes=1), None, "usr-ops",
+        "Projector flickers", "", "P0", "report", "usr-ops",
         room_id=hub_campus.sessions[0].room_id), at=now - timedelta(hours=5), actor="usr-ops")
     assert from_alarm.device_id == dev_a and from_alarm.alarm_type == "device_offline"
     bus = LiveBus()
@@ -323,7 +325,7 @@ async def test_postgres_store_catches_up_at_start(hub_campus, test_db):
             with trio.fail_after(10):
                 while not {("auto_closed", from_alarm.id), ("sla_breached", overdue.id)} <= set(changes) or not any(
                         change == "created" for change, _ in changes):
-                    message = await watcher.receive()
+                    message = json.loads((await watcher.receive()).json)
                     changes[(message["change"], message["id"])] = message
             await root.shutdown()
             nursery.cancel_scope.cancel()
@@ -340,3 +342,22 @@ async def test_postgres_store_catches_up_at_start(hub_campus, test_db):
     kinds = [r["kind"] for r in await test_db.fetch(
         "SELECT kind FROM ticket_events WHERE ticket_id = $1 ORDER BY id", from_alarm.id)]
     assert kinds == ["created", "auto_closed"]
+
+
+async def test_the_policy_is_the_domains_defaults_until_an_admin_sets_a_priority(hub_campus, test_db):
+    from hub.db.tickets import save_policy
+
+    policy = await load_policy(test_db)
+    assert policy.priorities == tuple(
+        PriorityPolicy(p, int(d.total_seconds()), int(DEFAULT_AUTO_CLOSE_AFTER.total_seconds()))
+        for p, d in DEFAULT_SLA.items())
+    assert policy.auto_raise_severities == DEFAULT_AUTO_RAISE
+    at = datetime.now(timezone.utc)
+    try:
+        saved = await save_policy(test_db, [PriorityPolicy("P3", 3600, None)], None, by="usr-admin", at=at)
+        assert saved.of("P3") == PriorityPolicy("P3", 3600, None) and saved.due("P3", at) == at + timedelta(hours=1)
+        # The other priorities and the auto-raise severities keep following the domain's defaults.
+        assert saved.of("P2") == policy.of("P2") and saved.auto_raise_severities == DEFAULT_AUTO_RAISE
+        assert saved.updated_by == "usr-admin"
+    finally:
+        await test_db.execute("DELETE FROM ticket_sla_policy WHERE priority = 'P3'")

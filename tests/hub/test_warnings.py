@@ -10,7 +10,7 @@ import pytest
 import trio
 
 from actors import ChildSpec, Supervisor
-from hub.core.bus import LiveBus, session_topic, user_topic
+from hub.core.bus import LiveAttendance, LiveBus, LiveNotification, session_topic, user_topic
 from hub.db import Database, open_database
 from hub.services.warnings import AttendanceChanged, WarningWatcher
 
@@ -58,7 +58,9 @@ async def add_sessions(db: Database, statuses: list[str]) -> list[str]:
 
 async def receive(subscription, timeout: float = 10.0) -> dict:
     with trio.fail_after(timeout):
-        return (await subscription.receive())["notification"]
+        message = await subscription.receive()
+        assert isinstance(message, LiveNotification)
+        return message.notification
 
 
 async def start(nursery: trio.Nursery, db: Database, bus: LiveBus, sweep_every_s: float = 3600) -> Supervisor:
@@ -94,8 +96,7 @@ async def test_warning_once_per_crossing_to_student_and_every_teacher(fresh_db):
 
             # A check-in on the bus: an attendance-marked notification, still below, so no new warning.
             [sid] = await add_sessions(fresh_db, ["present"])
-            bus.publish(session_topic(sid), {"type": "attendance", "session_id": sid, "student_id": "s1",
-                                             "status": "present", "checked_in_at": NOW.isoformat(), "source": "qr"})
+            bus.publish(session_topic(sid), LiveAttendance(sid, "s1", "present", NOW.isoformat(), "qr"))
             marked = await receive(student)
             assert (marked["kind"], marked["title"], marked["data"]["session_id"]) == (
                 "attendance_marked", "Marked present", sid)
@@ -147,9 +148,7 @@ async def test_a_stream_of_check_ins_is_rechecked_in_coalesced_batches(fresh_db)
             watcher = WarningWatcher(fresh_db, bus, recheck_every_s=0.4)
             await supervisor.start_child(ChildSpec("warnings", lambda: watcher, mailbox_size=64))
             for sid in ids:  # 20 check-ins over ~0.2 s; the mailbox empties between them
-                bus.publish(session_topic(sid), {"type": "attendance", "session_id": sid, "student_id": "s1",
-                                                 "status": "present", "checked_in_at": NOW.isoformat(),
-                                                 "source": "qr"})
+                bus.publish(session_topic(sid), LiveAttendance(sid, "s1", "present", NOW.isoformat(), "qr"))
                 await trio.sleep(0.01)
             marked = [await receive(student) for _ in ids]
             assert sorted(m["data"]["session_id"] for m in marked) == sorted(ids)

@@ -135,7 +135,8 @@ def test_fuzz_random_bytes_only_ever_raise_wire_error(data):
 
 @settings(max_examples=300, deadline=None)
 @given(st.recursive(
-    st.none() | st.booleans() | st.integers(min_value=-2**63, max_value=2**64 - 1) | st.floats() | st.text(max_size=20) | st.binary(max_size=20),
+    st.none() | st.booleans() | st.integers(min_value=-2**63, max_value=2**64 - 1) | st.floats()
+    | st.text(max_size=20) | st.binary(max_size=20),
     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
     max_leaves=30))
 def test_fuzz_well_formed_messagepack_of_any_shape_only_raises_wire_error(value):

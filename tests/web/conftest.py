@@ -105,7 +105,8 @@ async def build_world(db: Database, now: datetime) -> World:
             " VALUES ($1, $2, $3, $4, $5, $6)",
             [(w.sessions["live1"], w.courses["c1"], w.room, now - timedelta(minutes=5), now + timedelta(minutes=55), "open"),
              (w.sessions["live2"], w.courses["c2"], w.room, now - timedelta(minutes=5), now + timedelta(minutes=55), "open"),
-             (w.sessions["past1"], w.courses["c1"], w.room, now - timedelta(days=2), now - timedelta(days=2) + timedelta(hours=1), "closed")],
+             (w.sessions["past1"], w.courses["c1"], w.room, now - timedelta(days=2),
+              now - timedelta(days=2) + timedelta(hours=1), "closed")],
         )
         await conn.executemany(
             "INSERT INTO attendance (session_id, student_id, status, checked_in_at, source) VALUES ($1, $2, $3, $4, 'qr')",

@@ -59,7 +59,8 @@ async def test_csv_import_is_all_or_nothing_with_every_bad_line(client, world, c
            f"R-stu2-{world.suffix},NOPE,A\n"
            f"R-stu3-{world.suffix},{ids['code']},Z\n"
            f"R-stu1-{world.suffix},{ids['code']},A\n")
-    response = await client.post(f"/api/v1/enrolments/import?term_id={ids['term']}", data=bad, headers={**admin, "Content-Type": "text/csv"})
+    response = await client.post(f"/api/v1/enrolments/import?term_id={ids['term']}", data=bad,
+                                 headers={**admin, "Content-Type": "text/csv"})
     assert response.status_code == 422
     body = await response.get_json()
     assert body["error"]["code"] == "import_rejected"
@@ -136,7 +137,8 @@ async def test_timetable_generation_is_idempotent_and_skips_holidays(client, wor
     assert all(s["grace_minutes"] == 10 and s["opens_minutes_before"] == 15 for s in sessions["items"])
 
     # Deleting a slot removes its future sessions at once.
-    removed = await (await client.delete(f"/api/v1/timetable-slots/slot{holiday_day.weekday() - 1 if holiday_day.weekday() else 6}_{world.suffix}",
+    slot_weekday = holiday_day.weekday() - 1 if holiday_day.weekday() else 6
+    removed = await (await client.delete(f"/api/v1/timetable-slots/slot{slot_weekday}_{world.suffix}",
                                          headers=admin)).get_json()
     assert removed["deleted"] >= 1
     after = await (await client.get(f"/api/v1/sessions?section_id={ids['section']}&limit=100",

@@ -77,7 +77,8 @@ async def test_rejections_paginate_and_filter_by_reason(client, world):
     assert everything["total"] >= 4
 
 
-@pytest.mark.parametrize("query, field", [("limit=0", "limit"), ("limit=501", "limit"), ("limit=x", "limit"), ("offset=-1", "offset")])
+@pytest.mark.parametrize("query, field", [
+    ("limit=0", "limit"), ("limit=501", "limit"), ("limit=x", "limit"), ("offset=-1", "offset")])
 async def test_rejections_reject_bad_paging(client, world, query, field):
     headers = await bearer(client, world.username("ops"))
     response = await client.get(f"/api/v1/rejections?{query}", headers=headers)

@@ -135,7 +135,7 @@ async def test_manual_and_bulk_marks_through_the_live_actor(client, world, db, b
         assert (await response.get_json())["changed"] == [
             {"student_id": world.users["stu2"], "status": "excused", "before": None}]
         with trio.fail_after(5):
-            update = await updates.receive()
+            update = json.loads((await updates.receive()).json)
     assert update["status"] == "excused" and update["source"] == "manual"
     audit = await db.fetchrow("SELECT actor, reason, after FROM audit_log WHERE entity_id = $1 ORDER BY id DESC LIMIT 1",
                               f"{session}/{world.users['stu2']}")
@@ -171,6 +171,27 @@ async def test_marks_of_a_session_without_actor_are_written_directly_and_checked
     assert await db.fetchval("SELECT status FROM attendance WHERE session_id = $1 AND student_id = $2",
                              session, world.users["stu2"]) == "absent"
 
+
+
+async def test_a_mark_without_an_actor_is_audited_and_announced_as_through_one(client, world, db, bus):
+    """One use case for both paths (hub/db/marks.py): the same record, audit entry and live update."""
+    session, student = world.sessions["past1"], world.users["stu2"]
+    headers = await bearer(client, world.username("fac1"))
+    body = {"marks": [{"student_id": student, "status": "excused"}], "reason": "medical"}
+    with bus.subscribe([session_topic(session)]) as updates:
+        response = await client.post(f"/api/v1/sessions/{session}/marks", headers=headers, json=body)
+        assert response.status_code == 200, await response.get_data(as_text=True)
+        assert [c["status"] for c in (await response.get_json())["changed"]] == ["excused"]
+        with trio.fail_after(5):
+            update = json.loads((await updates.receive()).json)
+    assert (update["type"], update["student_id"], update["status"], update["source"], update["checked_in_at"]) == (
+        "attendance", student, "excused", "manual", None)
+    audit = await db.fetchrow("SELECT actor, reason, after FROM audit_log WHERE entity_id = $1 ORDER BY id DESC LIMIT 1",
+                              f"{session}/{student}")
+    assert audit["actor"] == world.users["fac1"] and audit["reason"] == "medical"
+    assert json.loads(audit["after"])["status"] == "excused" and json.loads(audit["after"])["source"] == "manual"
+    again = await client.post(f"/api/v1/sessions/{session}/marks", headers=headers, json=body)
+    assert (await again.get_json())["changed"] == []  # a mark that changes nothing writes nothing
 
 async def test_flag_review_reject_marks_absent_once(client, world, db):
     session = world.sessions["past1"]
@@ -233,7 +254,7 @@ async def test_a_flag_reaches_the_open_rosters_and_each_managing_faculty_once(ap
             assert (flag["student_id"], flag["kind"], flag["state"], flag["status"]) == (
                 world.users["stu1"], "shared_device", "open", "present")
             assert isinstance(flag["id"], int) and flag["student_name"]
-            notes = [await pushed.receive() for _ in range(2)]
+            notes = [json.loads((await pushed.receive()).json) for _ in range(2)]
         assert {n["notification"]["user_id"] for n in notes} == {fac1, fac2}
         assert all(n["notification"]["data"]["flag_id"] == flag["id"] for n in notes)
         # One per flag and managing faculty; the ordinary check-in before it notified nobody.
@@ -269,7 +290,7 @@ async def test_the_batch_writer_notifies_a_flag_once_even_when_its_message_is_re
     assert first.fresh == {commit.dedup_key} and again.fresh == set() and again.live == []
     topics = [topic for topic, _ in first.live]
     assert topics == [session_topic(session), user_topic(world.users["fac1"])]  # the flag, then fac1's note
-    flag, note = (message for _, message in first.live)
+    flag, note = (json.loads(message.json) for _, message in first.live)
     assert flag["flag"]["status"] is None and flag["flag"]["state"] == "open"
     assert note["notification"]["kind"] == "checkin_flagged" and note["notification"]["data"]["flag_id"] == flag["flag"]["id"]
     assert await db.fetchval("SELECT count(*) FROM notifications WHERE kind = 'checkin_flagged' AND user_id = $1",

@@ -201,6 +201,23 @@ async def test_commands_refuse_bad_input(client, world, calls):
     assert calls.sent == []
 
 
+
+async def test_a_config_push_must_fit_the_hubs_offline_timeout(client, world, ctx, calls):
+    ctx.device_offline_after_s = 90.0
+    headers = await bearer(client, world.username("ops"))
+    url = f"/api/v1/devices/{world.device}/commands"
+    too_slow = await client.post(url, json={"name": "config_push", "args": {"heartbeat_interval_s": 120}},
+                                 headers=headers)
+    assert too_slow.status_code == 400
+    error = (await too_slow.get_json())["error"]
+    assert error["field"] == "args" and "offline timeout of 90 s" in error["message"], error
+    assert calls.sent == []
+    fits = await client.post(url, json={"name": "config_push", "args": {"heartbeat_interval_s": 45}}, headers=headers)
+    assert fits.status_code == 202
+    # Only config_push carries the agent's heartbeat: other commands' args are the device's business.
+    other = await client.post(url, json={"name": "time_sync", "args": {"heartbeat_interval_s": 120}}, headers=headers)
+    assert other.status_code == 202 and len(calls.sent) == 2
+
 async def test_command_history_is_paginated_newest_first_and_filterable(client, world, calls):
     headers = await bearer(client, world.username("ops"))
     device_id = (await (await _register(client, headers, world)).get_json())["device"]["device_id"]

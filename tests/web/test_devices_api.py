@@ -16,7 +16,7 @@ from web_helpers import bearer
 from actors import ChildSpec, Supervisor
 from hub.core.bus import DEVICES_TOPIC
 from hub.core.metrics import HubMetrics
-from hub.pipeline.device_actor import device_asker
+from hub.pipeline.device_actor import DeviceActorFactory, device_asker
 from hub.pipeline.device_alarms import ThresholdBook, thresholds_changed
 from hub.pipeline.writer import PersistenceWriter
 
@@ -32,8 +32,9 @@ async def device_actors(ctx, db, bus):
         devices = await root.start_child(ChildSpec("devices", lambda: Supervisor("devices")))
         book = ThresholdBook()
         await book.reload(db)
-        ctx.ask_device = device_asker(lambda: devices, db=db, writer=writer, scheduler=writer,
-                                      offline_after_s=3600, thresholds=book)
+        factory = DeviceActorFactory(devices=devices, db=db, writer=writer, scheduler=writer, offline_after_s=3600,
+                                     thresholds=book)
+        ctx.ask_device = device_asker(lambda: factory)
         ctx.thresholds_changed = lambda: thresholds_changed(db, book, devices)
         yield devices
         await root.shutdown()
@@ -155,7 +156,7 @@ async def test_ack_and_clear_go_through_the_device_actor(client, world, db, bus,
         # Committed before the answer, and published on the live bus.
         assert await db.fetchval("SELECT state FROM alarms WHERE id = $1", alarm_id) == "active_acked"
         with trio.fail_after(2):
-            live = await updates.__anext__()
+            live = json.loads((await updates.__anext__()).json)
         assert live["type"] == "alarm" and live["alarm_id"] == alarm_id and live["state"] == "active_acked"
 
     again = await client.post(f"/api/v1/alarms/{alarm_id}/ack", json={}, headers=headers)

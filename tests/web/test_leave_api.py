@@ -4,7 +4,8 @@ a check-in during the leave winning, and the live-actor and notification hooks."
 from __future__ import annotations
 
 import base64
-from datetime import timedelta
+import random
+from datetime import date, datetime, time, timedelta, timezone
 
 import pytest
 from web_helpers import bearer
@@ -185,6 +186,120 @@ async def test_students_and_faculty_only_reach_what_is_theirs(client, db, world,
     assert again.status_code == 201
     assert (await client.get("/api/v1/leave/999999999999", headers=fac1)).status_code == 404
     assert (await client.get(f"/api/v1/leave/{2**64}", headers=fac1)).status_code == 404
+
+
+# --- sessions created after the approval (hub.db.leave.excuse_on_leave) --------------------------
+
+
+async def test_sessions_created_or_moved_onto_an_approved_leave_are_excused(client, db, world, changed) -> None:
+    stu1 = await bearer(client, world.users["stu1"])
+    admin, fac1 = [await bearer(client, world.users[k]) for k in ("admin", "fac1")]
+    # Holidays are campus-wide (and a session on one is not covered): days no other test made one.
+    first = world.now.date() + timedelta(days=random.randrange(100, 300))
+    while await db.fetchval("SELECT EXISTS (SELECT 1 FROM holidays WHERE starts_on <= $2 AND ends_on >= $1)",
+                            first, first + timedelta(days=4)):
+        first += timedelta(days=5)
+    leave = await (await client.post("/api/v1/leave", headers=stu1, json={
+        "starts_on": first.isoformat(), "ends_on": (first + timedelta(days=1)).isoformat(),
+        "reason": "Sister's wedding"})).get_json()
+    approved = await (await client.post(f"/api/v1/leave/{leave['id']}/approve", headers=admin, json={})).get_json()
+    assert approved["status"] == "approved" and approved["excused_sessions"] == 0  # no class on those days yet
+
+    async def make_up(day) -> str:
+        start = datetime.combine(day, time(10), timezone.utc)
+        response = await client.post("/api/v1/sessions", headers=fac1, json={
+            "course_id": world.courses["c1"], "room_id": world.room, "starts_at": start.isoformat(),
+            "ends_at": (start + timedelta(hours=1)).isoformat()})
+        assert response.status_code == 201, await response.get_data(as_text=True)
+        return (await response.get_json())["session_id"]
+
+    # A make-up class on a day of the leave: stu1 is excused at once, as approval would have;
+    # stu2 (same course, not on leave) has no record.
+    on_leave = await make_up(first)
+    assert dict(await record(db, on_leave, world.users["stu1"])) == {
+        "status": "excused", "source": "leave", "checked_in_at": None}
+    assert await record(db, on_leave, world.users["stu2"]) is None
+    audit = await db.fetchrow("SELECT actor, before, reason FROM audit_log WHERE session_id = $1 AND student_id = $2",
+                              on_leave, world.users["stu1"])
+    assert audit["actor"] == world.users["fac1"] and audit["before"] is None
+    assert audit["reason"].startswith(f"leave #{leave['id']} approved: Sister's wedding")
+    # One outside the leave is not touched, until it is moved onto a day of the leave.
+    later = await make_up(first + timedelta(days=4))
+    assert await record(db, later, world.users["stu1"]) is None
+    moved_to = datetime.combine(first + timedelta(days=1), time(14), timezone.utc)
+    moved = await client.post(f"/api/v1/sessions/{later}/reschedule", headers=fac1, json={
+        "starts_at": moved_to.isoformat(), "ends_at": (moved_to + timedelta(hours=1)).isoformat()})
+    assert moved.status_code == 200, await moved.get_data(as_text=True)
+    assert (await record(db, later, world.users["stu1"]))["status"] == "excused"
+    assert (await (await client.get(f"/api/v1/leave/{leave['id']}", headers=admin)).get_json())[
+        "excused_sessions"] == 2
+
+    # Cancelling the leave reverts these excuses like any other: the classes are still to come.
+    response = await client.post(f"/api/v1/leave/{leave['id']}/cancel", headers=stu1, json={})
+    assert response.status_code == 200
+    assert await record(db, on_leave, world.users["stu1"]) is None
+    assert await record(db, later, world.users["stu1"]) is None
+    assert sorted(changed.calls) == sorted([(on_leave, [world.users["stu1"]]), (later, [world.users["stu1"]])])
+
+
+async def test_timetable_sessions_generated_or_restored_onto_an_approved_leave_are_excused(
+        client, db, world, changed) -> None:
+    admin, fac1 = [await bearer(client, world.users[k]) for k in ("admin", "fac1")]
+    sfx = world.suffix
+    # A UTC term of three weeks far in the future, on none of the (campus-wide) holidays of other tests.
+    monday = date(2300, 1, 1) + timedelta(days=7 * random.randrange(0, 200_000))
+    monday -= timedelta(days=monday.weekday())
+    while await db.fetchval("SELECT EXISTS (SELECT 1 FROM holidays WHERE starts_on <= $2 AND ends_on >= $1)",
+                            monday, monday + timedelta(weeks=3)):
+        monday += timedelta(weeks=3)
+    term, section = f"lt_{sfx}", f"ls_{sfx}"
+    for path, body in (
+            ("terms", {"id": term, "name": "Leave term", "starts_on": str(monday),
+                       "ends_on": str(monday + timedelta(weeks=3, days=-1)), "timezone": "UTC"}),
+            ("sections", {"id": section, "course_id": world.courses["c1"], "term_id": term, "name": f"L{sfx}"}),
+            ("timetable-slots", {"id": f"lmon_{sfx}", "section_id": section, "room_id": world.room,
+                                 "weekday": "monday", "starts_time": "09:00", "ends_time": "10:00"})):
+        response = await client.post(f"/api/v1/{path}", headers=admin, json=body)
+        assert response.status_code == 201, await response.get_data(as_text=True)
+
+    async def session_on(day) -> str:
+        return await db.fetchval("SELECT id FROM class_sessions WHERE section_id = $1"
+                                 " AND (starts_at AT TIME ZONE 'UTC')::date = $2",
+                                 section, day)
+
+    mon2 = await session_on(monday + timedelta(days=7))
+    # Week 2's Monday class is prepared (history), then a holiday cancels it.
+    assert (await client.put(f"/api/v1/sessions/{mon2}/topics", headers=fac1,
+                             json={"topics": ["Graphs"]})).status_code == 200
+    holiday = await (await client.post("/api/v1/holidays", headers=admin, json={
+        "name": f"Break {sfx}", "starts_on": str(monday + timedelta(days=7)),
+        "ends_on": str(monday + timedelta(days=7))})).get_json()
+    assert await db.fetchval("SELECT status FROM class_sessions WHERE id = $1", mon2) == "cancelled"
+    # stu1 is on leave Monday and Tuesday of week 2 (filed long ago: inserted, then approved through the API).
+    leave_id = await db.fetchval(
+        "INSERT INTO leave_applications (student_id, starts_on, ends_on, reason) VALUES ($1, $2, $3, 'Surgery')"
+        " RETURNING id", world.users["stu1"], monday + timedelta(days=7), monday + timedelta(days=8))
+    approved = await (await client.post(f"/api/v1/leave/{leave_id}/approve", headers=admin, json={})).get_json()
+    assert approved["excused_sessions"] == 0  # the only class then was cancelled
+
+    # A Tuesday slot generates week 2's Tuesday class on the leave: excused; the other Tuesdays not.
+    response = await client.post("/api/v1/timetable-slots", headers=admin, json={
+        "id": f"ltue_{sfx}", "section_id": section, "room_id": world.room, "weekday": "tuesday",
+        "starts_time": "11:00", "ends_time": "12:00"})
+    assert response.status_code == 201, await response.get_data(as_text=True)
+    tue1, tue2, tue3 = [await session_on(monday + timedelta(days=d)) for d in (1, 8, 15)]
+    assert (await record(db, tue2, world.users["stu1"]))["status"] == "excused"
+    assert await record(db, tue1, world.users["stu1"]) is None and await record(db, tue3, world.users["stu1"]) is None
+    assert await record(db, tue2, world.users["stu2"]) is None
+    # The holiday goes: Monday's class is restored, and excused too.
+    assert (await client.delete(f"/api/v1/holidays/{holiday['id']}", headers=admin)).status_code == 200
+    assert await db.fetchval("SELECT status FROM class_sessions WHERE id = $1", mon2) == "scheduled"
+    assert dict(await record(db, mon2, world.users["stu1"])) == {
+        "status": "excused", "source": "leave", "checked_in_at": None}
+    assert (await (await client.get(f"/api/v1/leave/{leave_id}", headers=admin)).get_json())["excused_sessions"] == 2
+
+    assert (await client.post(f"/api/v1/leave/{leave_id}/cancel", headers=admin, json={})).status_code == 200
+    assert await record(db, tue2, world.users["stu1"]) is None and await record(db, mon2, world.users["stu1"]) is None
 
 
 BAD_APPLICATIONS = [

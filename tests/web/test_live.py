@@ -12,7 +12,16 @@ from web_helpers import JWT_SECRET, bearer, page_login
 
 import web.ws
 from actors import Supervisor
-from hub.core.bus import DEVICES_TOPIC, LiveBus, session_topic, student_topic
+from hub.core.bus import (
+    DEVICES_TOPIC,
+    LiveAttendance,
+    LiveBus,
+    LiveDevice,
+    LiveMessage,
+    LiveUnread,
+    session_topic,
+    student_topic,
+)
 from web import WebContext, create_app
 from web.auth import ACCESS_TTL_S
 from web.connection import RESYNC, ConnectionState
@@ -36,11 +45,14 @@ async def closed_with(ws) -> int:
     return closing.value.args[0]
 
 
-def attendance(world, student: str, status: str = "present", session: str = "live1") -> dict:
-    return {
-        "type": "attendance", "session_id": world.sessions[session], "student_id": world.users[student],
-        "status": status, "checked_in_at": datetime.now(timezone.utc).isoformat(), "source": "qr",
-    }
+def attendance(world, student: str, status: str = "present", session: str = "live1") -> LiveAttendance:
+    return LiveAttendance(world.sessions[session], world.users[student], status,
+                          datetime.now(timezone.utc).isoformat(), "qr")
+
+
+def sent(message: LiveMessage) -> dict:
+    """What the browser receives for a bus message."""
+    return json.loads(message.json)
 
 
 # --- the roster feed ----------------------------------------------------------------
@@ -58,7 +70,7 @@ async def test_roster_websocket_sends_snapshot_then_attendance_from_the_bus(clie
         bus.publish(session_topic(world.sessions["live2"]), attendance(world, "stu3", session="live2"))
         message = attendance(world, "stu2", "late")
         bus.publish(session_topic(live1), message)
-        assert await recv(ws) == message  # forwarded unchanged; the other session's message was not
+        assert await recv(ws) == sent(message)  # forwarded unchanged; the other session's message was not
 
 
 async def test_lagged_subscription_gets_a_fresh_snapshot(client, world, bus):
@@ -125,7 +137,7 @@ async def test_pump_enqueues_resync_last_when_the_mailbox_evicts():
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_pump, subscription, mailbox, state)
             for i in range(6):
-                bus.publish("t", {"i": i})
+                bus.publish("t", LiveUnread(i))
                 await trio.testing.wait_all_tasks_blocked()
             nursery.cancel_scope.cancel()
     queued = []
@@ -143,10 +155,10 @@ async def test_devices_websocket(client, world, bus):
         snapshot = await recv(ws)
         assert snapshot["feed"] == "devices"
         assert world.device in {d["device_id"] for d in snapshot["devices"]}
-        message = {"type": "device", "device_id": world.device, "online": False, "last_seen": None,
-                   "firmware": "1.2.4", "outbox_depth": 7, "reason": "heartbeat timeout"}
+        message = LiveDevice(world.device, None, False, None, "1.2.4", 7, "heartbeat timeout", None, 0, None, "",
+                             None, "", None, None, None, 0)
         bus.publish(DEVICES_TOPIC, message)
-        assert await recv(ws) == message
+        assert await recv(ws) == sent(message)
 
 
 async def test_student_websocket_carries_only_their_own_topic(client, world, bus):
@@ -157,7 +169,7 @@ async def test_student_websocket_carries_only_their_own_topic(client, world, bus
         bus.publish(student_topic(world.users["stu2"]), attendance(world, "stu2"))
         mine = attendance(world, "stu1")
         bus.publish(student_topic(world.users["stu1"]), mine)
-        assert await recv(ws) == mine
+        assert await recv(ws) == sent(mine)
 
 
 # --- refusals and expiry --------------------------------------------------------------------
@@ -219,7 +231,7 @@ async def test_supervised_connection_actor_lifecycle(db, bus, clock, health, wor
             assert child.startswith("ws-")
             message = attendance(world, "stu2")
             bus.publish(session_topic(world.sessions["live1"]), message)
-            assert await recv(ws) == message
+            assert await recv(ws) == sent(message)
         with trio.fail_after(3):
             while supervisor.child_ids():  # the disconnect removed the child
                 await trio.sleep(0.01)

@@ -32,10 +32,10 @@ async def test_add_notifications_returns_rows_in_order_and_publishes_them_to_eac
         rows = await notify(db, bus, note(stu1, day="mon"), note(stu2), note(stu1, "correction_decided", "Fixed"))
         assert [r["user_id"] for r in rows] == [stu1, stu2, stu1]
         assert rows[0]["data"] == {"day": "mon"} and rows[0]["read"] is False and rows[0]["read_at"] is None
-        got = [await mine.receive(), await mine.receive()]
+        got = [json.loads((await mine.receive()).json), json.loads((await mine.receive()).json)]
         assert [m["notification"]["id"] for m in got] == [rows[0]["id"], rows[2]["id"]]
         assert all(m["type"] == "notification" for m in got)
-        assert (await theirs.receive())["notification"]["id"] == rows[1]["id"]
+        assert json.loads((await theirs.receive()).json)["notification"]["id"] == rows[1]["id"]
     assert await db.run(lambda conn: add_notifications(conn, [])) == []
 
 

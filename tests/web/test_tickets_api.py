@@ -1,6 +1,7 @@
 """The tickets API: who may report, see and move tickets; the workflow; SLA; validation; live messages."""
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -86,7 +87,7 @@ async def test_workflow_from_alarm_to_closed(client, world, db, bus):
         assert (ticket["priority"], ticket["source"], ticket["device_id"], ticket["room_id"], ticket["alarm_type"]) == (
             "P2", "alarm", world.device, world.room, "device_offline")
         assert ticket["auto_close_after_s"] == 1800
-        message = await live.receive()
+        message = json.loads((await live.receive()).json)
         assert (message["type"], message["origin"], message["change"], message["id"]) == (
             "ticket", "web", "created", ticket["id"])
     status, error = await _report(client, ops, title="again", alarm_id=alarm_id)

@@ -3,7 +3,8 @@ assignments, enrolments (list + CSV import), weekly timetable slots, timetable
 generation and course rules.
 
 Writes are admin-only. Faculty may read, limited to the courses they
-coordinate or are assigned to. Bodies are JSON (``api._json_body``), except
+coordinate or are assigned to. Bodies are JSON, read into the structs below
+(web/request.py's ``json_body``; they are also the OpenAPI bodies), except
 the enrolment import, which also takes ``text/csv`` up to
 :data:`IMPORT_MAX_BYTES` (web/app.py raises the body limit for that route
 only). A change that affects sessions (term dates or timezone, a holiday, a
@@ -14,33 +15,33 @@ after the commit. PATCH routes change only the fields present in the body.
 """
 from __future__ import annotations
 
-import json
-from datetime import datetime, timezone
-from typing import Any, Callable
+from datetime import date, datetime, timezone
+from typing import Annotated, Any
 
+import msgspec
+from msgspec import UNSET, Meta, UnsetType
 from quart import Blueprint, Response, jsonify, request
 
 from hub.db import academic as db_academic
 from hub.db import timetable as db_timetable
-from hub.db.academic import ASSIGNMENT_ROLES, ROOM_TYPES, SLOT_KINDS, ImportRejected, SlotFields
+from hub.db.academic import ASSIGNMENT_ROLES, ROOM_TYPES, SLOT_KINDS, ImportRejected, SlotFields, new_id
 from hub.db.timetable import RegenerationResult, TimetableChange, regenerate_term
 from hub.domain.enrolment_import import parse_enrolment_csv
-from hub.domain.timetable import WEEKDAYS, InvalidTimezone, zone
+from hub.domain.timetable import InvalidTimezone, zone
 
 from ..apidoc import (
     BAD_BODY,
     BAD_URL,
     BEARER,
+    BODY_ERRORS,
     BOOL,
     CONFLICT,
     DATE,
     FORBIDDEN,
     INT,
-    NOT_JSON,
     NUMBER,
     STR,
     TIME,
-    TOO_LARGE,
     UNAUTHENTICATED,
     array,
     enum,
@@ -50,8 +51,6 @@ from ..apidoc import (
     not_found,
     nullable,
     obj,
-    page_of,
-    page_params,
     path_param,
     query_int,
     query_str,
@@ -60,18 +59,25 @@ from ..apidoc import (
 from ..auth import Principal, current_principal, require
 from ..context import current_context
 from ..errors import WebError, forbidden, invalid
-from . import _academic_fields as f
-from .api import DEFAULT_PAGE, MAX_PAGE, _int_arg, _json_body
+from ..paging import page_json, page_of, page_params, page_request
+from ..request import (
+    ClockTime,
+    Id,
+    Text,
+    Weekday,
+    flag_arg,
+    int_arg,
+    json_body,
+    one_of,
+    present_fields,
+    text_arg,
+)
 
 bp = Blueprint("academic", __name__, url_prefix="/api/v1")
 
 #: The enrolment import's body limit (the app's default is 64 KiB).
 IMPORT_MAX_BYTES = 2 * 1024 * 1024
 IMPORT_PATH = "/api/v1/enrolments/import"
-
-
-def _page() -> tuple[int, int]:
-    return _int_arg("limit", DEFAULT_PAGE, 1, MAX_PAGE), _int_arg("offset", 0, 0, 10**9)
 
 
 def _faculty_scope(principal: Principal) -> str | None:
@@ -83,8 +89,124 @@ def _now() -> datetime:
     return datetime.fromtimestamp(current_context().now(), timezone.utc)
 
 
-def _timezone(body: dict) -> str:
-    name = f.text(body, "timezone", max_length=64, default=current_context().campus_timezone)
+#: A short name: a course code, a section's name.
+ShortText = Annotated[str, Meta(min_length=1, max_length=32, pattern=r"\S")]
+TimezoneName = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"\S",
+                                   description="An IANA name; default (absent or null): the campus timezone.")]
+Capacity = Annotated[int, Meta(ge=1, le=100_000)]
+Minutes = Annotated[int, Meta(ge=0, le=240)]
+Percent = Annotated[float, Meta(ge=0, le=100)]
+
+
+class TermBody(msgspec.Struct):
+    """A term (``id`` only on creation: generated when absent)."""
+
+    name: Text
+    starts_on: date
+    ends_on: date
+    timezone: TimezoneName | None = None
+    id: Id | None = None
+
+
+class TermPatch(msgspec.Struct):
+    name: Text | UnsetType = UNSET
+    starts_on: date | UnsetType = UNSET
+    ends_on: date | UnsetType = UNSET
+    timezone: TimezoneName | None | UnsetType = UNSET
+
+
+class HolidayBody(msgspec.Struct):
+    """A holiday: one day, or ``starts_on`` to ``ends_on``."""
+
+    name: Text
+    starts_on: date
+    ends_on: date | None = None
+
+
+class HolidayPatch(msgspec.Struct):
+    name: Text | UnsetType = UNSET
+    starts_on: date | UnsetType = UNSET
+    ends_on: date | UnsetType = UNSET
+
+
+class RoomBody(msgspec.Struct):
+    name: Text
+    building: Text
+    room_type: Annotated[str, one_of(ROOM_TYPES)] = "lecture_hall"
+    capacity: Capacity | None = None
+    id: Id | None = None
+
+
+class CourseBody(msgspec.Struct):
+    """A course; ``faculty_id`` is its coordinator."""
+
+    code: ShortText
+    title: Text
+    faculty_id: Id
+    id: Id | None = None
+
+
+class CourseRulesBody(msgspec.Struct):
+    """A course's rules: the fields given replace the course's; the others take the defaults."""
+
+    grace_minutes: Minutes | UnsetType = UNSET
+    late_cutoff_minutes: Annotated[int, Meta(ge=0, le=600)] | UnsetType = UNSET
+    opens_minutes_before: Minutes | UnsetType = UNSET
+    late_weight: Annotated[float, Meta(ge=0, le=1)] | UnsetType = UNSET
+    warning_pct: Percent | UnsetType = UNSET
+    eligible_pct: Percent | UnsetType = UNSET
+    condonable_pct: Percent | UnsetType = UNSET
+
+
+class SectionBody(msgspec.Struct):
+    course_id: Id
+    term_id: Id
+    name: ShortText
+    capacity: Capacity | None = None
+    id: Id | None = None
+
+
+class SectionPatch(msgspec.Struct):
+    """A section's name or capacity (``null`` clears it); its course and term are fixed."""
+
+    name: ShortText | UnsetType = UNSET
+    capacity: Capacity | None | UnsetType = UNSET
+
+
+class AssignmentBody(msgspec.Struct):
+    course_id: Id
+    faculty_id: Id
+    section_id: Id | None = None
+    role: Annotated[str, one_of(ASSIGNMENT_ROLES)] = "instructor"
+
+
+class SlotBody(msgspec.Struct):
+    """A weekly slot; times are in the term's timezone."""
+
+    section_id: Id
+    room_id: Id
+    weekday: Weekday
+    starts_time: ClockTime
+    ends_time: ClockTime
+    valid_from: date | None = None
+    valid_until: date | None = None
+    kind: Annotated[str, one_of(SLOT_KINDS)] = "lecture"
+    id: Id | None = None
+
+
+class SlotPatch(msgspec.Struct):
+    room_id: Id | UnsetType = UNSET
+    weekday: Weekday | UnsetType = UNSET
+    starts_time: ClockTime | UnsetType = UNSET
+    ends_time: ClockTime | UnsetType = UNSET
+    valid_from: date | None | UnsetType = UNSET
+    valid_until: date | None | UnsetType = UNSET
+    kind: Annotated[str, one_of(SLOT_KINDS)] | UnsetType = UNSET
+
+
+def _timezone(given: str | None) -> str:
+    """``given`` (stripped), or the campus timezone; 400 unless it is an IANA name."""
+    name = given.strip() if given is not None else current_context().campus_timezone
     try:
         zone(name)
     except InvalidTimezone:
@@ -97,54 +219,42 @@ def _timezone(body: dict) -> str:
 
 @bp.get("/terms")
 @require("admin", "faculty")
-@f.translated
 async def terms() -> Response:
-    return jsonify(await db_academic.list_terms(current_context().db, *_page()))
+    paging = page_request()
+    items, total = await db_academic.list_terms(current_context().db, paging.limit, paging.offset)
+    return jsonify(page_json(items, total, paging))
 
 
 @bp.post("/terms")
 @require("admin")
-@f.translated
 async def create_term() -> tuple[Response, int]:
-    body = await _json_body()
-    term_id = f.ident(body, "id", prefix="term")
+    body = await json_body(TermBody)
     return jsonify(await db_academic.create_term(
-        current_context().db, term_id, f.text(body, "name"), f.day(body, "starts_on"), f.day(body, "ends_on"),
-        _timezone(body))), 201
-
-
-_TERM_FIELDS: dict[str, Callable[[dict, str], Any]] = {
-    "name": lambda body, name: f.text(body, name),
-    "starts_on": lambda body, name: f.day(body, name),
-    "ends_on": lambda body, name: f.day(body, name),
-    "timezone": lambda body, name: _timezone(body),
-}
+        current_context().db, body.id or new_id("term"), body.name.strip(), body.starts_on, body.ends_on,
+        _timezone(body.timezone))), 201
 
 
 @bp.put("/terms/<term_id>")
 @require("admin")
-@f.translated
 async def update_term(term_id: str) -> Response:
     """Replace name, dates and timezone (default: the campus's); new dates or timezone regenerate."""
-    body = await _json_body()
+    body = await json_body(TermBody)
+    fields = {"name": body.name.strip(), "starts_on": body.starts_on, "ends_on": body.ends_on,
+              "timezone": _timezone(body.timezone)}
     return await _answer(await db_timetable.update_term(
-        current_context().db, term_id, {name: read(body, name) for name, read in _TERM_FIELDS.items()},
-        now=_now(), actor=current_principal().user_id))
+        current_context().db, term_id, fields, now=_now(), actor=current_principal().user_id))
 
 
 @bp.patch("/terms/<term_id>")
 @require("admin")
-@f.translated
 async def patch_term(term_id: str) -> Response:
-    body = await _json_body()
+    fields = present_fields(await json_body(TermPatch))
+    if "name" in fields:
+        fields["name"] = fields["name"].strip()
+    if "timezone" in fields:
+        fields["timezone"] = _timezone(fields["timezone"])
     return await _answer(await db_timetable.update_term(
-        current_context().db, term_id, _present(body, _TERM_FIELDS), now=_now(),
-        actor=current_principal().user_id))
-
-
-def _present(body: dict, fields: dict[str, Callable[[dict, str], Any]]) -> dict[str, Any]:
-    """The PATCH changes: each field the body names, read (and refused with a 400) by its reader."""
-    return {name: read(body, name) for name, read in fields.items() if name in body}
+        current_context().db, term_id, fields, now=_now(), actor=current_principal().user_id))
 
 
 def describe(results: list[RegenerationResult]) -> str:
@@ -179,11 +289,10 @@ async def _answer(change: TimetableChange, status: int = 200) -> Response:
 
 @bp.post("/terms/<term_id>/generate")
 @require("admin")
-@f.translated
 async def generate(term_id: str) -> Response:
     """Regenerate the term's sessions from its timetable (``?dry_run=1`` only says what would change)."""
     ctx, principal = current_context(), current_principal()
-    dry_run = f.arg_flag("dry_run")
+    dry_run = flag_arg("dry_run")
     result = await regenerate_term(ctx.db, term_id, now=_now(), actor=principal.user_id, dry_run=dry_run)
     if not dry_run:
         await ctx.sessions_changed(result.changed_session_ids)
@@ -194,29 +303,20 @@ async def generate(term_id: str) -> Response:
 
 @bp.get("/holidays")
 @require("admin", "faculty")
-@f.translated
 async def holidays() -> Response:
-    year = _int_arg("year", 0, 1, 9999) if "year" in request.args else None
-    return jsonify(await db_academic.list_holidays(current_context().db, *_page(), year=year))
-
-
-_HOLIDAY_FIELDS: dict[str, Callable[[dict, str], Any]] = {
-    "name": lambda body, name: f.text(body, name),
-    "starts_on": lambda body, name: f.day(body, name),
-    "ends_on": lambda body, name: f.day(body, name),
-}
+    year = int_arg("year", 0, 1, 9999) if "year" in request.args else None
+    paging = page_request()
+    items, total = await db_academic.list_holidays(current_context().db, paging.limit, paging.offset, year=year)
+    return jsonify(page_json(items, total, paging))
 
 
 @bp.post("/holidays")
 @require("admin")
-@f.translated
 async def add_holiday() -> Response:
     """Add a holiday; the terms it touches lose their sessions on those days at once."""
-    body = await _json_body()
-    starts_on = f.day(body, "starts_on")
-    ends_on = f.day(body, "ends_on", optional=True) or starts_on
+    body = await json_body(HolidayBody)
     return await _answer(await db_timetable.add_holiday(
-        current_context().db, f.text(body, "name"), starts_on, ends_on, now=_now(),
+        current_context().db, body.name.strip(), body.starts_on, body.ends_on or body.starts_on, now=_now(),
         actor=current_principal().user_id), 201)
 
 
@@ -228,18 +328,18 @@ def _int_path(raw: str, name: str) -> int:
 
 @bp.patch("/holidays/<holiday_id>")
 @require("admin")
-@f.translated
 async def patch_holiday(holiday_id: str) -> Response:
     holiday = _int_path(holiday_id, "holiday_id")
-    body = await _json_body()
+    fields = present_fields(await json_body(HolidayPatch))
+    if "name" in fields:
+        fields["name"] = fields["name"].strip()
     return await _answer(await db_timetable.update_holiday(
-        current_context().db, holiday, _present(body, _HOLIDAY_FIELDS), now=_now(),
+        current_context().db, holiday, fields, now=_now(),
         actor=current_principal().user_id))
 
 
 @bp.delete("/holidays/<holiday_id>")
 @require("admin")
-@f.translated
 async def delete_holiday(holiday_id: str) -> Response:
     """Delete a holiday; its days get their sessions back."""
     return await _answer(await db_timetable.delete_holiday(
@@ -250,67 +350,62 @@ async def delete_holiday(holiday_id: str) -> Response:
 
 @bp.get("/rooms")
 @require("admin", "faculty", "ops")
-@f.translated
 async def rooms() -> Response:
-    return jsonify(await db_academic.list_rooms(current_context().db, *_page()))
+    paging = page_request()
+    items, total = await db_academic.list_rooms(current_context().db, paging.limit, paging.offset)
+    return jsonify(page_json(items, total, paging))
 
 
-async def _save_room(room_id: str, body: dict, create: bool) -> dict:
+async def _save_room(room_id: str, body: RoomBody, create: bool) -> dict:
     return await db_academic.save_room(
-        current_context().db, room_id, f.text(body, "name"), f.text(body, "building"),
-        f.choice(body, "room_type", ROOM_TYPES, "lecture_hall"),
-        f.integer(body, "capacity", 1, 100_000, optional=True), create=create)
+        current_context().db, room_id, body.name.strip(), body.building.strip(), body.room_type, body.capacity,
+        create=create)
 
 
 @bp.post("/rooms")
 @require("admin")
-@f.translated
 async def create_room() -> tuple[Response, int]:
-    body = await _json_body()
-    return jsonify(await _save_room(f.ident(body, "id", prefix="room"), body, True)), 201
+    body = await json_body(RoomBody)
+    return jsonify(await _save_room(body.id or new_id("room"), body, True)), 201
 
 
 @bp.put("/rooms/<room_id>")
 @require("admin")
-@f.translated
 async def update_room(room_id: str) -> Response:
-    return jsonify(await _save_room(room_id, await _json_body(), False))
+    return jsonify(await _save_room(room_id, await json_body(RoomBody), False))
 
 
 # --- courses -------------------------------------------------------------------------
 
 @bp.get("/courses")
 @require("admin", "faculty")
-@f.translated
 async def courses() -> Response:
     scope = _faculty_scope(current_principal())
-    return jsonify(await db_academic.list_courses(current_context().db, *_page(), faculty_id=scope))
+    paging = page_request()
+    items, total = await db_academic.list_courses(current_context().db, paging.limit, paging.offset, faculty_id=scope)
+    return jsonify(page_json(items, total, paging))
 
 
-async def _save_course(course_id: str, body: dict, create: bool) -> dict:
+async def _save_course(course_id: str, body: CourseBody, create: bool) -> dict:
     return await db_academic.save_course(
-        current_context().db, course_id, f.text(body, "code", max_length=32), f.text(body, "title"),
-        f.ident(body, "faculty_id"), create=create)
+        current_context().db, course_id, body.code.strip(), body.title.strip(), body.faculty_id, create=create)
 
 
 @bp.post("/courses")
 @require("admin")
-@f.translated
 async def create_course() -> tuple[Response, int]:
-    body = await _json_body()
-    return jsonify(await _save_course(f.ident(body, "id", prefix="course"), body, True)), 201
+    body = await json_body(CourseBody)
+    return jsonify(await _save_course(body.id or new_id("course"), body, True)), 201
 
 
 @bp.put("/courses/<course_id>")
 @require("admin")
-@f.translated
 async def update_course(course_id: str) -> Response:
-    return jsonify(await _save_course(course_id, await _json_body(), False))
+    return jsonify(await _save_course(course_id, await json_body(CourseBody), False))
 
 
 @bp.get("/courses/<course_id>/rules")
 @require("admin", "faculty")
-@f.translated
 async def course_rules(course_id: str) -> Response:
     ctx, principal = current_context(), current_principal()
     rules = await db_academic.get_rules(ctx.db, course_id)
@@ -321,18 +416,13 @@ async def course_rules(course_id: str) -> Response:
 
 @bp.put("/courses/<course_id>/rules")
 @require("admin")
-@f.translated
 async def put_course_rules(course_id: str) -> Response:
-    body = await _json_body()
-    values: dict[str, Any] = {}
-    for name, high in (("grace_minutes", 240), ("late_cutoff_minutes", 600), ("opens_minutes_before", 240)):
-        if name in body:
-            values[name] = f.integer(body, name, 0, high)
-    if "late_weight" in body:
-        values["late_weight"] = round(f.number(body, "late_weight", 0, 1), 3)
+    values: dict[str, Any] = present_fields(await json_body(CourseRulesBody))
+    if "late_weight" in values:
+        values["late_weight"] = round(values["late_weight"], 3)
     for name in ("warning_pct", "eligible_pct", "condonable_pct"):
-        if name in body:
-            values[name] = round(f.number(body, name, 0, 100), 2)
+        if name in values:
+            values[name] = round(values[name], 2)
     return jsonify(await db_academic.put_rules(
         current_context().db, course_id, values, actor=current_principal().user_id, now=_now()))
 
@@ -341,63 +431,54 @@ async def put_course_rules(course_id: str) -> Response:
 
 @bp.get("/sections")
 @require("admin", "faculty")
-@f.translated
 async def sections() -> Response:
-    return jsonify(await db_academic.list_sections(
-        current_context().db, *_page(), term_id=f.arg_id("term_id"), course_id=f.arg_id("course_id"),
-        faculty_id=_faculty_scope(current_principal())))
+    paging = page_request()
+    items, total = await db_academic.list_sections(
+        current_context().db, paging.limit, paging.offset, term_id=text_arg("term_id"),
+        course_id=text_arg("course_id"), faculty_id=_faculty_scope(current_principal()))
+    return jsonify(page_json(items, total, paging))
 
 
 @bp.post("/sections")
 @require("admin")
-@f.translated
 async def create_section() -> tuple[Response, int]:
-    body = await _json_body()
+    body = await json_body(SectionBody)
     return jsonify(await db_academic.create_section(
-        current_context().db, f.ident(body, "id", prefix="sec"), f.ident(body, "course_id"),
-        f.ident(body, "term_id"), f.text(body, "name", max_length=32),
-        f.integer(body, "capacity", 1, 100_000, optional=True))), 201
-
-
-_SECTION_FIELDS: dict[str, Callable[[dict, str], Any]] = {
-    "name": lambda body, name: f.text(body, name, max_length=32),
-    "capacity": lambda body, name: f.integer(body, name, 1, 100_000, optional=True),
-}
+        current_context().db, body.id or new_id("sec"), body.course_id, body.term_id, body.name.strip(),
+        body.capacity)), 201
 
 
 @bp.patch("/sections/<section_id>")
 @require("admin")
-@f.translated
 async def patch_section(section_id: str) -> Response:
     """Rename a section or change (``null``: clear) its capacity; its course and term are fixed."""
-    body = await _json_body()
-    return jsonify(await db_academic.update_section(current_context().db, section_id,
-                                                    _present(body, _SECTION_FIELDS)))
+    fields = present_fields(await json_body(SectionPatch))
+    if "name" in fields:
+        fields["name"] = fields["name"].strip()
+    return jsonify(await db_academic.update_section(current_context().db, section_id, fields))
 
 
 @bp.get("/faculty-assignments")
 @require("admin", "faculty")
-@f.translated
 async def assignments() -> Response:
     principal = current_principal()
-    faculty_id = principal.user_id if principal.role == "faculty" else f.arg_id("faculty_id")
-    return jsonify(await db_academic.list_assignments(
-        current_context().db, *_page(), course_id=f.arg_id("course_id"), faculty_id=faculty_id))
+    faculty_id = principal.user_id if principal.role == "faculty" else text_arg("faculty_id")
+    paging = page_request()
+    items, total = await db_academic.list_assignments(
+        current_context().db, paging.limit, paging.offset, course_id=text_arg("course_id"), faculty_id=faculty_id)
+    return jsonify(page_json(items, total, paging))
 
 
 @bp.post("/faculty-assignments")
 @require("admin")
-@f.translated
 async def add_assignment() -> tuple[Response, int]:
-    body = await _json_body()
+    body = await json_body(AssignmentBody)
     return jsonify(await db_academic.add_assignment(
-        current_context().db, f.ident(body, "course_id"), f.ident(body, "faculty_id"),
-        f.optional_ident(body, "section_id"), f.choice(body, "role", ASSIGNMENT_ROLES, "instructor"))), 201
+        current_context().db, body.course_id, body.faculty_id, body.section_id, body.role)), 201
 
 
 @bp.delete("/faculty-assignments/<assignment_id>")
 @require("admin")
-@f.translated
 async def remove_assignment(assignment_id: str) -> Response:
     return jsonify(await db_academic.remove_assignment(
         current_context().db, _int_path(assignment_id, "assignment_id")))
@@ -407,41 +488,43 @@ async def remove_assignment(assignment_id: str) -> Response:
 
 @bp.get("/enrolments")
 @require("admin", "faculty")
-@f.translated
 async def enrolments() -> Response:
-    return jsonify(await db_academic.list_enrolments(
-        current_context().db, *_page(), course_id=f.arg_id("course_id"), section_id=f.arg_id("section_id"),
-        student_id=f.arg_id("student_id"), faculty_id=_faculty_scope(current_principal())))
+    paging = page_request()
+    items, total = await db_academic.list_enrolments(
+        current_context().db, paging.limit, paging.offset, course_id=text_arg("course_id"),
+        section_id=text_arg("section_id"), student_id=text_arg("student_id"),
+        faculty_id=_faculty_scope(current_principal()))
+    return jsonify(page_json(items, total, paging))
+
+
+class EnrolmentCsv(msgspec.Struct):
+    """The enrolment import as JSON: the CSV file's text."""
+
+    csv: str
 
 
 async def _import_text() -> str:
     """The CSV: a ``text/csv`` body, or a JSON body ``{"csv": "..."}``."""
-    mimetype = request.mimetype
-    raw = await request.get_data()
-    if mimetype == "text/csv":
+    if request.mimetype == "text/csv":
         try:
+            raw = await request.get_data(as_text=False)
+            assert isinstance(raw, bytes)  # as_text=False; quart's stub says str | bytes
             return raw.decode("utf-8")
         except UnicodeDecodeError:
             raise invalid("The file must be UTF-8 text.", field="csv") from None
-    if mimetype == "application/json":
-        try:
-            body = json.loads(raw)
-        except (ValueError, RecursionError):
-            body = None
-        if not isinstance(body, dict) or not isinstance(body.get("csv"), str):
-            raise invalid("The body must be a JSON object with a 'csv' string.", field="csv")
-        return body["csv"]
+    if request.is_json:
+        # The CSV parser refuses NUL and unpaired surrogates itself, naming their line (a 422).
+        return (await json_body(EnrolmentCsv, storable_text=False)).csv
     raise WebError(415, "unsupported_media_type", "Send text/csv, or application/json with a 'csv' field.")
 
 
 @bp.post("/enrolments/import")
 @require("admin")
-@f.translated
 async def import_enrolments() -> Response:
     """All or nothing: 422 with every bad row (line, field, reason) and nothing applied, or 200 with counts."""
     text = await _import_text()
-    term_id = f.arg_id("term_id")
-    dry_run = f.arg_flag("dry_run")
+    term_id = text_arg("term_id")
+    dry_run = flag_arg("dry_run")
     parsed = parse_enrolment_csv(text)
     errors = list(parsed.errors)
     try:
@@ -453,6 +536,7 @@ async def import_enrolments() -> Response:
         errors += exc.errors
     if errors:
         return _rejected(sorted(errors, key=lambda e: (e.line, e.field or "")))
+    assert summary is not None  # a file without rows is an error (parse_enrolment_csv)
     return jsonify(summary.as_dict())
 
 
@@ -470,60 +554,40 @@ def _rejected(errors) -> Response:
 
 @bp.get("/timetable-slots")
 @require("admin", "faculty")
-@f.translated
 async def slots() -> Response:
-    return jsonify(await db_academic.list_slots(
-        current_context().db, *_page(), term_id=f.arg_id("term_id"), section_id=f.arg_id("section_id"),
-        room_id=f.arg_id("room_id"), faculty_id=_faculty_scope(current_principal())))
-
-
-def _weekday(body: dict, name: str) -> int:
-    weekday = body.get(name)
-    if isinstance(weekday, str) and weekday.lower() in WEEKDAYS:
-        weekday = WEEKDAYS.index(weekday.lower())
-    return f.integer({name: weekday}, name, 0, 6)
-
-
-_SLOT_FIELDS: dict[str, Callable[[dict, str], Any]] = {
-    "room_id": lambda body, name: f.ident(body, name),
-    "weekday": _weekday,
-    "starts_time": lambda body, name: f.clock_time(body, name),
-    "ends_time": lambda body, name: f.clock_time(body, name),
-    "valid_from": lambda body, name: f.day(body, name, optional=True),
-    "valid_until": lambda body, name: f.day(body, name, optional=True),
-    "kind": lambda body, name: f.choice(body, name, SLOT_KINDS),
-}
+    paging = page_request()
+    items, total = await db_academic.list_slots(
+        current_context().db, paging.limit, paging.offset, term_id=text_arg("term_id"),
+        section_id=text_arg("section_id"), room_id=text_arg("room_id"), faculty_id=_faculty_scope(current_principal()))
+    return jsonify(page_json(items, total, paging))
 
 
 @bp.post("/timetable-slots")
 @require("admin")
-@f.translated
 async def add_slot() -> Response:
     """Add a weekly slot; its sessions from now to the term's end are created at once."""
-    body = await _json_body()
-    slot_id, section_id = f.ident(body, "id", prefix="slot"), f.ident(body, "section_id")
+    body = await json_body(SlotBody)
     slot = SlotFields(
-        room_id=f.ident(body, "room_id"), weekday=_weekday(body, "weekday"),
-        starts_time=f.clock_time(body, "starts_time"), ends_time=f.clock_time(body, "ends_time"),
-        valid_from=f.day(body, "valid_from", optional=True), valid_until=f.day(body, "valid_until", optional=True),
-        kind=f.choice(body, "kind", SLOT_KINDS, "lecture"))
+        room_id=body.room_id, weekday=int(body.weekday), starts_time=body.starts_time, ends_time=body.ends_time,
+        valid_from=body.valid_from, valid_until=body.valid_until, kind=body.kind)
     return await _answer(await db_timetable.create_slot(
-        current_context().db, slot_id, section_id, slot, now=_now(), actor=current_principal().user_id), 201)
+        current_context().db, body.id or new_id("slot"), body.section_id, slot, now=_now(),
+        actor=current_principal().user_id), 201)
 
 
 @bp.patch("/timetable-slots/<slot_id>")
 @require("admin")
-@f.translated
 async def patch_slot(slot_id: str) -> Response:
     """Change a slot (its section is fixed); its term's future sessions follow at once."""
-    body = await _json_body()
+    fields = present_fields(await json_body(SlotPatch))
+    if "weekday" in fields:
+        fields["weekday"] = int(fields["weekday"])
     return await _answer(await db_timetable.update_slot(
-        current_context().db, slot_id, _present(body, _SLOT_FIELDS), now=_now(), actor=current_principal().user_id))
+        current_context().db, slot_id, fields, now=_now(), actor=current_principal().user_id))
 
 
 @bp.delete("/timetable-slots/<slot_id>")
 @require("admin")
-@f.translated
 async def remove_slot(slot_id: str) -> Response:
     """Delete the slot; its future sessions are removed (or cancelled, if they have history) at once."""
     ctx = current_context()
@@ -536,63 +600,37 @@ async def remove_slot(slot_id: str) -> Response:
 
 _ADMIN = ["admin"]
 _READERS = ["admin", "faculty"]
-_ID = {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", "maxLength": 64}
-_TEXT = {"type": "string", "minLength": 1, "maxLength": 200}
-_HHMM = {"type": "string", "pattern": r"^\d{2}:\d{2}$"}
-_DAY = {"type": "string", "format": "date"}
 
 
 def _op(summary: str, tag: str, roles: list[str], ok: dict, *, params: list | None = None,
-        body: dict | None = None, errors: dict | None = None) -> dict:
+        body: type[msgspec.Struct] | None = None, errors: dict | None = None) -> dict:
     responses = {**ok, "401": UNAUTHENTICATED, "403": FORBIDDEN}
     if params:
         responses["400"] = BAD_URL
     if body is not None:
-        responses.update({"400": BAD_BODY, "413": TOO_LARGE, "415": NOT_JSON})
+        responses.update(BODY_ERRORS)
     responses.update(errors or {})
     op: dict[str, Any] = {"summary": summary, "tags": [tag], "security": BEARER, "x-roles": roles,
                           "responses": responses}
     if params:
         op["parameters"] = params
     if body is not None:
-        op["requestBody"] = json_request(body, "JSON object; unknown fields are ignored.")
+        op["requestBody"] = json_request(body, "A JSON object.")
     return op
 
 
 def _listing(summary: str, tag: str, roles: list[str], item: str, filters: list | None = None) -> dict:
     return {"get": _op(summary, tag, roles, {"200": json_response(page_of(ref(item)), "One page.")},
-                       params=[*page_params(MAX_PAGE, DEFAULT_PAGE), *(filters or [])])}
+                       params=[*page_params(), *(filters or [])])}
 
 
-_TERM_BODY = obj({"id": _ID, "name": _TEXT, "starts_on": _DAY, "ends_on": _DAY,
-                  "timezone": {"type": "string", "minLength": 1, "maxLength": 64}},
-                 required=["name", "starts_on", "ends_on"], closed=False)
-_ROOM_BODY = obj({"id": _ID, "name": _TEXT, "building": _TEXT, "room_type": enum(*ROOM_TYPES),
-                  "capacity": nullable({"type": "integer", "minimum": 1, "maximum": 100000})},
-                 required=["name", "building"], closed=False)
-_COURSE_BODY = obj({"id": _ID, "code": {"type": "string", "minLength": 1, "maxLength": 32}, "title": _TEXT,
-                    "faculty_id": _ID}, required=["code", "title", "faculty_id"], closed=False)
-_PCT = {"type": "number", "minimum": 0, "maximum": 100}
-_RULE_FIELDS = {
-    "grace_minutes": {"type": "integer", "minimum": 0, "maximum": 240},
-    "late_cutoff_minutes": {"type": "integer", "minimum": 0, "maximum": 600},
-    "opens_minutes_before": {"type": "integer", "minimum": 0, "maximum": 240},
-    "late_weight": {"type": "number", "minimum": 0, "maximum": 1},
-    "warning_pct": _PCT, "eligible_pct": _PCT, "condonable_pct": _PCT,
-}
+_RULE_INTEGERS = ("grace_minutes", "late_cutoff_minutes", "opens_minutes_before")
 _IMPORT_REJECTED = error("`import_rejected`: the file has bad rows; `errors` lists each (line, field, reason). "
                          "Nothing was imported.")
 _GEN_PARAMS = [path_param("term_id", "Term id."),
                query_str("dry_run", "`1`/`true`: only report what would change.", enum("0", "1", "true", "false"))]
 _PATH_TERM = path_param("term_id", "Term id.")
 _PATH_HOLIDAY = path_param("holiday_id", "Holiday id.", {"type": "string", "pattern": r"^\d+$"})
-_TERM_PATCH = obj({"name": _TEXT, "starts_on": _DAY, "ends_on": _DAY,
-                   "timezone": {"type": "string", "minLength": 1, "maxLength": 64}}, required=[], closed=False)
-_HOLIDAY_FIELDS_DOC = {"name": _TEXT, "starts_on": _DAY, "ends_on": _DAY}
-_SLOT_FIELDS_DOC = {
-    "room_id": _ID, "weekday": {"anyOf": [{"type": "integer", "minimum": 0, "maximum": 6}, enum(*WEEKDAYS)]},
-    "starts_time": _HHMM, "ends_time": _HHMM, "valid_from": nullable(_DAY), "valid_until": nullable(_DAY),
-    "kind": enum(*SLOT_KINDS)}
 
 _TERM_PROPS = {"id": STR, "name": STR, "starts_on": DATE, "ends_on": DATE, "timezone": STR}
 _HOLIDAY_PROPS = {"id": INT, "name": STR, "starts_on": DATE, "ends_on": DATE}
@@ -625,7 +663,8 @@ OPENAPI_SCHEMAS: dict[str, Any] = {
         "term_id": STR, "dry_run": BOOL, "kept": INT, "skipped_holidays": INT, "created": INT, "updated": INT,
         "deleted": INT, "cancelled": INT, "restored": INT, "created_ids": array(STR), "cancelled_ids": array(STR)}),
     "CourseRules": obj({
-        "course_id": STR, **{k: (INT if v["type"] == "integer" else NUMBER) for k, v in _RULE_FIELDS.items()},
+        "course_id": STR,
+        **{k: (INT if k in _RULE_INTEGERS else NUMBER) for k in CourseRulesBody.__struct_fields__},
         "customised": BOOL, "updated_at": nullable(TIME), "updated_by": nullable(STR)}),
 }
 
@@ -633,16 +672,16 @@ OPENAPI_PATHS: dict[str, Any] = {
     "/api/v1/terms": {
         **_listing("Terms, newest first", "academic", _READERS, "Term"),
         "post": _op("Create a term (timezone defaults to the campus timezone)", "academic", _ADMIN,
-                    {"201": json_response(ref("Term"), "Created.")}, body=_TERM_BODY,
+                    {"201": json_response(ref("Term"), "Created.")}, body=TermBody,
                     errors={"409": CONFLICT}),
     },
     "/api/v1/terms/{term_id}": {
         "put": _op("Replace a term's name, dates and timezone; new dates or timezone regenerate its sessions",
                    "academic", _ADMIN, {"200": json_response(ref("TermChange"), "Updated.")}, params=[_PATH_TERM],
-                   body=_TERM_BODY, errors={"404": not_found("term")}),
+                   body=TermBody, errors={"404": not_found("term")}),
         "patch": _op("Change some of a term's fields; new dates or timezone regenerate its sessions", "academic",
                      _ADMIN, {"200": json_response(ref("TermChange"), "Updated.")}, params=[_PATH_TERM],
-                     body=_TERM_PATCH, errors={"404": not_found("term")}),
+                     body=TermPatch, errors={"404": not_found("term")}),
     },
     "/api/v1/terms/{term_id}/generate": {
         "post": _op("Generate the term's sessions from its timetable (idempotent)", "academic", _ADMIN,
@@ -655,12 +694,12 @@ OPENAPI_PATHS: dict[str, Any] = {
         "post": _op("Add a holiday (one day, or starts_on..ends_on); the terms it touches lose their future "
                     "sessions on those days at once (cancelled instead of deleted when they have history)",
                     "academic", _ADMIN, {"201": json_response(ref("HolidayChange"), "Added.")},
-                    body=obj(_HOLIDAY_FIELDS_DOC, required=["name", "starts_on"], closed=False)),
+                    body=HolidayBody),
     },
     "/api/v1/holidays/{holiday_id}": {
         "patch": _op("Change a holiday's name or dates; the terms touching its old or new days are regenerated",
                      "academic", _ADMIN, {"200": json_response(ref("HolidayChange"), "Updated.")},
-                     params=[_PATH_HOLIDAY], body=obj(_HOLIDAY_FIELDS_DOC, required=[], closed=False),
+                     params=[_PATH_HOLIDAY], body=HolidayPatch,
                      errors={"404": not_found("holiday")}),
         "delete": _op("Delete a holiday; its days get their sessions back", "academic", _ADMIN,
                       {"200": json_response(ref("HolidayChange"), "Deleted.")}, params=[_PATH_HOLIDAY],
@@ -669,21 +708,21 @@ OPENAPI_PATHS: dict[str, Any] = {
     "/api/v1/rooms": {
         **_listing("Rooms", "academic", ["admin", "faculty", "ops"], "Room"),
         "post": _op("Create a room", "academic", _ADMIN, {"201": json_response(ref("Room"), "Created.")},
-                    body=_ROOM_BODY, errors={"409": CONFLICT}),
+                    body=RoomBody, errors={"409": CONFLICT}),
     },
     "/api/v1/rooms/{room_id}": {
         "put": _op("Update a room", "academic", _ADMIN, {"200": json_response(ref("Room"), "Updated.")},
-                   params=[path_param("room_id", "Room id.")], body=_ROOM_BODY, errors={"404": not_found("room")}),
+                   params=[path_param("room_id", "Room id.")], body=RoomBody, errors={"404": not_found("room")}),
     },
     "/api/v1/courses": {
         **_listing("Courses (faculty: the ones they teach)", "academic", _READERS, "Course"),
         "post": _op("Create a course; its faculty_id is its coordinator", "academic", _ADMIN,
-                    {"201": json_response(ref("Course"), "Created.")}, body=_COURSE_BODY,
+                    {"201": json_response(ref("Course"), "Created.")}, body=CourseBody,
                     errors={"409": CONFLICT}),
     },
     "/api/v1/courses/{course_id}": {
         "put": _op("Update a course", "academic", _ADMIN, {"200": json_response(ref("Course"), "Updated.")},
-                   params=[path_param("course_id", "Course id.")], body=_COURSE_BODY,
+                   params=[path_param("course_id", "Course id.")], body=CourseBody,
                    errors={"404": not_found("course"), "409": CONFLICT}),
     },
     "/api/v1/courses/{course_id}/rules": {
@@ -693,26 +732,21 @@ OPENAPI_PATHS: dict[str, Any] = {
         "put": _op("Replace a course's rules (missing fields take the defaults; existing sessions keep theirs)",
                    "academic", _ADMIN, {"200": json_response(ref("CourseRules"), "Saved.")},
                    params=[path_param("course_id", "Course id.")],
-                   body=obj(_RULE_FIELDS, required=[], closed=False), errors={"404": not_found("course")}),
+                   body=CourseRulesBody, errors={"404": not_found("course")}),
     },
     "/api/v1/sections": {
         **_listing("Sections (faculty: of their courses)", "academic", _READERS, "Section",
                    [query_str("term_id", "Only this term."), query_str("course_id", "Only this course.")]),
         "post": _op("Create a section of a course in a term", "academic", _ADMIN,
                     {"201": json_response(ref("Section"), "Created.")},
-                    body=obj({"id": _ID, "course_id": _ID, "term_id": _ID,
-                              "name": {"type": "string", "minLength": 1, "maxLength": 32},
-                              "capacity": nullable({"type": "integer", "minimum": 1, "maximum": 100000})},
-                             required=["course_id", "term_id", "name"], closed=False),
+                    body=SectionBody,
                     errors={"404": not_found("course or term"), "409": CONFLICT}),
     },
     "/api/v1/sections/{section_id}": {
         "patch": _op("Rename a section or change its capacity (null clears it)", "academic", _ADMIN,
                      {"200": json_response(ref("Section"), "Updated.")},
                      params=[path_param("section_id", "Section id.")],
-                     body=obj({"name": {"type": "string", "minLength": 1, "maxLength": 32},
-                               "capacity": nullable({"type": "integer", "minimum": 1, "maximum": 100000})},
-                              required=[], closed=False),
+                     body=SectionPatch,
                      errors={"404": not_found("section"), "409": CONFLICT}),
     },
     "/api/v1/faculty-assignments": {
@@ -720,8 +754,7 @@ OPENAPI_PATHS: dict[str, Any] = {
                    [query_str("course_id", "Only this course."), query_str("faculty_id", "Only this faculty.")]),
         "post": _op("Assign a faculty member to a course (or one section of it)", "academic", _ADMIN,
                     {"201": json_response(ref("FacultyAssignment"), "Assigned.")},
-                    body=obj({"course_id": _ID, "faculty_id": _ID, "section_id": nullable(_ID),
-                              "role": enum(*ASSIGNMENT_ROLES)}, required=["course_id", "faculty_id"], closed=False),
+                    body=AssignmentBody,
                     errors={"404": not_found("course"), "409": CONFLICT}),
     },
     "/api/v1/faculty-assignments/{assignment_id}": {
@@ -746,7 +779,7 @@ OPENAPI_PATHS: dict[str, Any] = {
                            query_str("dry_run", "`1`/`true`: validate only.", enum("0", "1", "true", "false"))],
             "requestBody": {"required": True, "content": {
                 "text/csv": {"schema": STR},
-                "application/json": {"schema": obj({"csv": STR}, closed=False)},
+                "application/json": {"schema": EnrolmentCsv},
             }},
             "responses": {
                 "200": json_response(ref("EnrolmentImport"), "Imported (or, with dry_run, would be)."),
@@ -764,16 +797,14 @@ OPENAPI_PATHS: dict[str, Any] = {
         "post": _op("Add a weekly slot (weekday 0 = Monday, or its name; times in the term's timezone); its "
                     "sessions from now to the term's end are created at once",
                     "academic", _ADMIN, {"201": json_response(ref("TimetableSlotChange"), "Added.")},
-                    body=obj({"id": _ID, "section_id": _ID, **_SLOT_FIELDS_DOC},
-                             required=["section_id", "room_id", "weekday", "starts_time", "ends_time"],
-                             closed=False),
+                    body=SlotBody,
                     errors={"404": not_found("section or room"), "409": CONFLICT}),
     },
     "/api/v1/timetable-slots/{slot_id}": {
         "patch": _op("Change a slot's room, day, times, validity or kind; its term's future sessions follow",
                      "academic", _ADMIN, {"200": json_response(ref("TimetableSlotChange"), "Updated.")},
                      params=[path_param("slot_id", "Slot id.")],
-                     body=obj(_SLOT_FIELDS_DOC, required=[], closed=False),
+                     body=SlotPatch,
                      errors={"404": not_found("timetable slot or room"), "409": CONFLICT}),
         "delete": _op("Delete a slot; its future sessions are removed (cancelled if they have history)",
                       "academic", _ADMIN, {"200": json_response(ref("TimetableGeneration"), "Deleted.")},

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from quart import Blueprint, Response, redirect, render_template, request
+from quart import Blueprint, redirect, render_template, request
+from werkzeug.wrappers.response import Response  # what quart's redirect() builds
 
 from .. import auth
 from ..auth import current_principal, origin_allowed, require

@@ -6,10 +6,9 @@ whole log, so it is for admins only.
 """
 from __future__ import annotations
 
-from datetime import datetime
 from typing import AsyncIterator
 
-from quart import Blueprint, Response, jsonify, request
+from quart import Blueprint, Response, jsonify
 
 from hub.db.academic import manages_sql
 from hub.db.audit import (
@@ -35,15 +34,13 @@ from ..apidoc import (
     json_response,
     nullable,
     obj,
-    page_of,
-    page_params,
     query_str,
     ref,
 )
 from ..auth import current_principal, require
 from ..context import current_context
-from ..errors import invalid
-from .api import DEFAULT_PAGE, MAX_PAGE, _int_arg
+from ..paging import page_json, page_of, page_params, page_request
+from ..request import choice_arg, instant_arg, text_arg
 
 bp = Blueprint("audit", __name__, url_prefix="/api/v1/audit")
 
@@ -51,28 +48,11 @@ _TEXT_FILTERS = ("student_id", "session_id", "course_id", "actor", "entity")
 _MAX_FILTER_CHARS = 200
 
 
-def _time_arg(name: str) -> datetime | None:
-    raw = request.args.get(name)
-    if raw in (None, ""):
-        return None
-    try:
-        value = datetime.fromisoformat(raw)
-    except ValueError:
-        raise invalid(f"'{name}' must be an ISO 8601 date-time with a UTC offset.", field=name) from None
-    if value.utcoffset() is None:
-        raise invalid(f"'{name}' must carry a UTC offset (e.g. Z or +05:30).", field=name)
-    return value
-
-
 async def _filter() -> AuditFilter:
     """The query's filters, narrowed to a faculty member's courses."""
-    values: dict[str, str | None] = {}
-    for name in _TEXT_FILTERS:
-        raw = request.args.get(name)
-        if raw is not None and len(raw) > _MAX_FILTER_CHARS:
-            raise invalid(f"'{name}' is too long.", field=name)
-        values[name] = raw or None
-    return AuditFilter(**values, since=_time_arg("since"), until=_time_arg("until"), course_ids=await scope_course_ids())
+    values = {name: text_arg(name, _MAX_FILTER_CHARS) for name in _TEXT_FILTERS}
+    return AuditFilter(**values, since=instant_arg("since"), until=instant_arg("until"),
+                       course_ids=await scope_course_ids())
 
 
 async def scope_course_ids() -> list[str] | None:
@@ -89,17 +69,15 @@ async def scope_course_ids() -> list[str] | None:
 @bp.get("")
 @require("admin", "faculty")
 async def search() -> Response:
-    limit, offset = _int_arg("limit", DEFAULT_PAGE, 1, MAX_PAGE), _int_arg("offset", 0, 0, 10**9)
-    page = await search_audit(current_context().db, await _filter(), limit=limit, offset=offset)
-    return jsonify({"items": page.items, "total": page.total, "limit": limit, "offset": offset})
+    paging = page_request()
+    page = await search_audit(current_context().db, await _filter(), limit=paging.limit, offset=paging.offset)
+    return jsonify(page_json(page.items, page.total, paging))
 
 
 @bp.get("/export")
 @require("admin", "faculty")
 async def export() -> Response:
-    fmt = request.args.get("format", "csv")
-    if fmt not in ("csv", "jsonl"):
-        raise invalid("'format' must be csv or jsonl.", field="format")
+    fmt = choice_arg("format", ("csv", "jsonl")) or "csv"
     f = await _filter()
     db = current_context().db
 
@@ -149,7 +127,7 @@ OPENAPI_PATHS: dict = {
     "/api/v1/audit": {"get": {
         "summary": "Search the audit log, newest first (admin: all; faculty: their courses' entries)",
         "tags": ["audit"], "security": BEARER, "x-roles": ["admin", "faculty"],
-        "parameters": [*page_params(MAX_PAGE, DEFAULT_PAGE), *_FILTERS],
+        "parameters": [*page_params(), *_FILTERS],
         "responses": {"200": json_response(page_of(ref("AuditEntry")), "A page."), "400": BAD_URL,
                       "401": UNAUTHENTICATED, "403": FORBIDDEN},
     }},

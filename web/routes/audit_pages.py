@@ -12,8 +12,8 @@ from hub.db.audit import search_choices
 
 from ..auth import require
 from ..context import current_context
+from ..paging import DEFAULT_PAGE
 from ._pages import render_page
-from .api import DEFAULT_PAGE
 from .audit import scope_course_ids
 
 bp = Blueprint("audit_pages", __name__)

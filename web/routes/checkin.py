@@ -8,8 +8,12 @@ records change only through its session actor (web/checkin_flow.py).
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from typing import Annotated
 
+import msgspec
+from msgspec import Meta
 from quart import Blueprint, Response, jsonify, redirect, request, url_for
+from werkzeug.wrappers.response import Response as WerkzeugResponse
 
 from hub.db.checkin import (
     FLAG_STATES,
@@ -24,13 +28,13 @@ from hub.db.checkin import (
 )
 from hub.domain.checkin import FLAG_KINDS, STATUSES
 from hub.domain.display_code import DISPLAY_WINDOW_SECONDS, check_display_code, current_frame
-from hub.domain.session_messages import DisplayCheckin, SessionNotLive
+from hub.domain.session_messages import DisplayCheckin, Receipt, SessionNotLive
 
 from ..access import authorize_session
 from ..apidoc import (
-    BAD_BODY,
     BAD_URL,
     BEARER,
+    BODY_ERRORS,
     BOOL,
     FORBIDDEN,
     INT,
@@ -46,8 +50,6 @@ from ..apidoc import (
     json_response,
     nullable,
     obj,
-    page_of,
-    page_params,
     path_param,
     query_str,
     ref,
@@ -69,14 +71,43 @@ from ..checkin_flow import (
 from ..context import current_context
 from ..errors import WebError, invalid, not_found
 from ..feeds import utc_now
+from ..paging import page_json, page_of, page_params, page_request
+from ..request import choice_arg, json_body, one_of
 from ._pages import render_page
-from .api import DEFAULT_PAGE, MAX_PAGE, _int_arg, _json_body
 
 bp = Blueprint("checkin", __name__)
 
 MAX_MARKS = 1000
 MAX_REASON = 500
 _BIGINT = 2**63 - 1
+
+#: Why a faculty member marked or reviewed (kept in the audit log).
+Reason = Annotated[str, Meta(max_length=MAX_REASON, description="Why (kept in the audit log).")]
+
+
+class DisplayCheckinRequest(msgspec.Struct):
+    pending: Annotated[str, Meta(min_length=1, description="The pending check-in token (the path of /checkin/{pending}).")]
+
+
+class MarkRequest(msgspec.Struct):
+    student_id: str
+    status: Annotated[str, one_of(STATUSES)]
+
+
+class MarksRequest(msgspec.Struct):
+    marks: Annotated[list[MarkRequest], Meta(min_length=1, max_length=MAX_MARKS)]
+    reason: Reason = ""
+
+
+class MarkUnmarkedRequest(msgspec.Struct):
+    status: Annotated[str, one_of(STATUSES)]
+    reason: Reason = ""
+
+
+class FlagReview(msgspec.Struct):
+    decision: Annotated[str, one_of(("accept", "reject"))]
+    note: Reason = ""
+
 
 _REFUSALS = {
     "duplicate_checkin": "You are already checked in for this session.",
@@ -94,7 +125,7 @@ def display_url(session_id: str, window: int, code: str) -> str:
 
 
 @bp.get("/c/<session_id>/<int:window>/<code>")
-async def scanned(session_id: str, window: int, code: str) -> Response:
+async def scanned(session_id: str, window: int, code: str) -> WerkzeugResponse:
     """Judge the code NOW (scan time, hub clock), then hand over to the login-protected page."""
     ctx = current_context()
     session = await display_session(ctx.db, session_id)
@@ -134,8 +165,8 @@ async def complete(pending: str) -> str:
 @require("student")
 async def display_checkin() -> Response:
     ctx, principal = current_context(), current_principal()
-    body = await _json_body("pending")
-    claim = read_pending(ctx, body["pending"])
+    body = await json_body(DisplayCheckinRequest)
+    claim = read_pending(ctx, body.pending)
     if device_hash() != claim.device_hash:
         raise WebError(403, "other_device", "Finish the check-in on the phone that scanned the code.")
     session = await display_session(ctx.db, claim.session_id)
@@ -147,6 +178,7 @@ async def display_checkin() -> Response:
             request.headers.get("User-Agent", "")[:300]))
     except SessionNotLive:
         raise WebError(409, "session_not_live", "Check-in for this session has closed.") from None
+    assert isinstance(receipt, Receipt)  # what a session actor answers a DisplayCheckin with
     await settled(receipt)
     if not receipt.accepted:
         raise WebError(409, receipt.reason, _REFUSALS.get(receipt.reason, receipt.detail or receipt.reason))
@@ -189,14 +221,6 @@ def display_code_json(session, now: float) -> dict:
 
 # --- manual and bulk marks ------------------------------------------------------------------
 
-def _reason(body: dict) -> str:
-    reason = body.get("reason", "")
-    if not isinstance(reason, str) or len(reason) > MAX_REASON or "\x00" in reason:
-        raise invalid(f"'reason' must be a string of at most {MAX_REASON} characters, without NUL.",
-                      field="reason")
-    return reason.strip()
-
-
 def _changes_json(session_id: str, changes) -> dict:
     return {"session_id": session_id, "changed": [
         {"student_id": c.student_id, "status": c.status, "before": c.before} for c in changes]}
@@ -206,19 +230,10 @@ def _changes_json(session_id: str, changes) -> dict:
 @require("faculty", "admin")
 async def mark(session_id: str) -> Response:
     ctx, principal = current_context(), current_principal()
-    body = await _json_body()
-    marks = body.get("marks")
-    if not isinstance(marks, list) or not 1 <= len(marks) <= MAX_MARKS:
-        raise invalid(f"'marks' must be a list of 1 to {MAX_MARKS} marks.", field="marks")
-    pairs = []
-    for index, item in enumerate(marks):
-        if not isinstance(item, dict) or not isinstance(item.get("student_id"), str) \
-                or not isinstance(item.get("status"), str):
-            raise invalid("Each mark is {\"student_id\", \"status\"} (strings).", field=f"marks[{index}]")
-        pairs.append((item["student_id"], item["status"]))
-    reason = _reason(body)
+    body = await json_body(MarksRequest)
+    pairs = [(item.student_id, item.status) for item in body.marks]
     await authorize_session(ctx, principal, session_id)
-    changes = await apply_marks(ctx, session_id, pairs, actor=principal.user_id, reason=reason,
+    changes = await apply_marks(ctx, session_id, pairs, actor=principal.user_id, reason=body.reason.strip(),
                                 source="manual" if len(pairs) == 1 else "bulk")
     return jsonify(_changes_json(session_id, changes))
 
@@ -228,15 +243,12 @@ async def mark(session_id: str) -> Response:
 async def mark_unmarked(session_id: str) -> Response:
     """Bulk: give every student without a record so far one status."""
     ctx, principal = current_context(), current_principal()
-    body = await _json_body("status")
-    if body["status"] not in STATUSES:
-        raise invalid(f"'status' must be one of {', '.join(STATUSES)}.", field="status")
-    reason = _reason(body)
+    body = await json_body(MarkUnmarkedRequest)
     await authorize_session(ctx, principal, session_id)
     roster = sorted(await enrolled_students(ctx.db, session_id))
     records = await session_records(ctx.db, session_id, roster)
-    unmarked = [(s, body["status"]) for s in roster if records[s] is None]
-    changes = await apply_marks(ctx, session_id, unmarked, actor=principal.user_id, reason=reason,
+    unmarked = [(s, body.status) for s in roster if records[s] is None]
+    changes = await apply_marks(ctx, session_id, unmarked, actor=principal.user_id, reason=body.reason.strip(),
                                 source="bulk") if unmarked else []
     return jsonify(_changes_json(session_id, changes))
 
@@ -247,14 +259,11 @@ async def mark_unmarked(session_id: str) -> Response:
 @require("faculty", "admin")
 async def flags(session_id: str) -> Response:
     ctx = current_context()
-    limit = _int_arg("limit", DEFAULT_PAGE, 1, MAX_PAGE)
-    offset = _int_arg("offset", 0, 0, 10**9)
-    state = request.args.get("state", "open")
-    if state not in (*FLAG_STATES, "all"):
-        raise invalid("'state' must be open, accepted, rejected or all.", field="state")
+    paging = page_request()
+    state = choice_arg("state", (*FLAG_STATES, "all")) or "open"
     await authorize_session(ctx, current_principal(), session_id)
-    total, items = await list_flags(ctx.db, session_id, None if state == "all" else state, limit, offset)
-    return jsonify({"items": [flag_json(f) for f in items], "total": total, "limit": limit, "offset": offset})
+    total, items = await list_flags(ctx.db, session_id, None if state == "all" else state, paging.limit, paging.offset)
+    return jsonify(page_json([flag_json(f) for f in items], total, paging))
 
 
 @bp.post("/api/v1/flags/<int:flag_id>/review")
@@ -262,25 +271,23 @@ async def flags(session_id: str) -> Response:
 async def review_flag(flag_id: int) -> Response:
     """``accept``: the check-in stands. ``reject``: the student is marked absent (audited)."""
     ctx, principal = current_context(), current_principal()
-    body = await _json_body("decision")
-    if body["decision"] not in ("accept", "reject"):
-        raise invalid("'decision' must be accept or reject.", field="decision")
-    note = body.get("note", "")
-    if not isinstance(note, str) or len(note) > MAX_REASON or "\x00" in note:
-        raise invalid(f"'note' must be a string of at most {MAX_REASON} characters.", field="note")
+    body = await json_body(FlagReview)
+    decision, note = body.decision, body.note
     flag = await get_flag(ctx.db, flag_id) if flag_id <= _BIGINT else None
     if flag is None:
         raise not_found("No such flag.")
     await authorize_session(ctx, principal, flag.session_id)  # coordinator or assigned faculty, admin
     if flag.state != "open":
         raise WebError(409, "conflict", f"This flag was already reviewed ({flag.state}).")
-    if body["decision"] == "reject":
+    if decision == "reject":
         await apply_marks(ctx, flag.session_id, [(flag.student_id, "absent")], actor=principal.user_id,
                           reason=f"flag review ({flag.kind}): {note}".strip(), source="flag_review")
-    state = "accepted" if body["decision"] == "accept" else "rejected"
+    state = "accepted" if decision == "accept" else "rejected"
     if not await decide_flag(ctx.db, flag_id, state, principal.user_id, note.strip(), utc_now(ctx)):
         raise WebError(409, "conflict", "This flag was already reviewed.")
     reviewed = await get_flag(ctx.db, flag_id)
+    if reviewed is None:  # deleted with its session in between
+        raise not_found("No such flag.")
     ctx.bus.publish(*flag_update(reviewed))  # every open roster of the session drops it from its panel
     return jsonify(flag_json(reviewed))
 
@@ -289,7 +296,6 @@ async def review_flag(flag_id: int) -> Response:
 
 _SESSION = path_param("session_id", "Class session id.")
 _FACULTY = ["faculty", "admin"]
-_CONFLICT_SESSION = error("`session_not_live`: the session has no live actor (not open, or over).")
 
 OPENAPI_SCHEMAS: dict = {
     "DisplayCode": obj({
@@ -315,14 +321,11 @@ OPENAPI_SCHEMAS: dict = {
     }),
 }
 
-_REASON = {"type": "string", "maxLength": MAX_REASON, "description": "Why (kept in the audit log)."}
-
 OPENAPI_PATHS: dict = {
     "/api/v1/checkin/display": {"post": {
         "summary": "Complete a display-mode check-in (the student who scanned, on the same phone)",
         "tags": ["checkin"], "security": BEARER, "x-roles": ["student"],
-        "requestBody": json_request(obj({"pending": {**STR, "minLength": 1}}, closed=False),
-                                    "The pending check-in token from /c/… (the path of /checkin/{pending})."),
+        "requestBody": json_request(DisplayCheckinRequest, "The pending check-in token from /c/…."),
         "responses": {
             "200": json_response(ref("DisplayCheckinResult"), "Checked in."),
             "400": error("`invalid_request`, `invalid_pending` or `pending_expired`."),
@@ -344,28 +347,23 @@ OPENAPI_PATHS: dict = {
     "/api/v1/sessions/{session_id}/marks": {"post": {
         "summary": "Mark students (manual: one mark; bulk: several), through the live session actor",
         "tags": ["checkin"], "security": BEARER, "x-roles": _FACULTY, "parameters": [_SESSION],
-        "requestBody": json_request(obj({
-            "marks": {"type": "array", "minItems": 1, "maxItems": MAX_MARKS,
-                      "items": obj({"student_id": STR, "status": enum(*STATUSES)}, closed=False)},
-            "reason": _REASON,
-        }, required=["marks"], closed=False), "The marks."),
-        "responses": {"200": json_response(ref("MarkChanges"), "The records that changed."), "400": BAD_BODY,
+        "requestBody": json_request(MarksRequest, "The marks."),
+        "responses": {"200": json_response(ref("MarkChanges"), "The records that changed."), **BODY_ERRORS,
                       "401": UNAUTHENTICATED, "403": FORBIDDEN, "404": doc_not_found("session"),
-                      "413": TOO_LARGE, "415": NOT_JSON, "503": error("`unavailable`.")},
+                      "503": error("`unavailable`.")},
     }},
     "/api/v1/sessions/{session_id}/marks/unmarked": {"post": {
         "summary": "Bulk: give every student without a record one status",
         "tags": ["checkin"], "security": BEARER, "x-roles": _FACULTY, "parameters": [_SESSION],
-        "requestBody": json_request(obj({"status": enum(*STATUSES), "reason": _REASON},
-                                        required=["status"], closed=False), "The status."),
-        "responses": {"200": json_response(ref("MarkChanges"), "The records that changed."), "400": BAD_BODY,
+        "requestBody": json_request(MarkUnmarkedRequest, "The status."),
+        "responses": {"200": json_response(ref("MarkChanges"), "The records that changed."), **BODY_ERRORS,
                       "401": UNAUTHENTICATED, "403": FORBIDDEN, "404": doc_not_found("session"),
-                      "413": TOO_LARGE, "415": NOT_JSON, "503": error("`unavailable`.")},
+                      "503": error("`unavailable`.")},
     }},
     "/api/v1/sessions/{session_id}/flags": {"get": {
         "summary": "Proxy-attendance flags of a session, newest first (faculty teaching it, admin)",
         "tags": ["checkin"], "security": BEARER, "x-roles": _FACULTY,
-        "parameters": [_SESSION, *page_params(MAX_PAGE, DEFAULT_PAGE),
+        "parameters": [_SESSION, *page_params(),
                        query_str("state", "Which flags (default `open`).", enum(*FLAG_STATES, "all"))],
         "responses": {"200": json_response(page_of(ref("CheckinFlag")), "One page."), "400": BAD_URL,
                       "401": UNAUTHENTICATED, "403": FORBIDDEN, "404": doc_not_found("session")},
@@ -374,11 +372,9 @@ OPENAPI_PATHS: dict = {
         "summary": "Review a flag: `accept` keeps the check-in, `reject` marks the student absent",
         "tags": ["checkin"], "security": BEARER, "x-roles": _FACULTY,
         "parameters": [path_param("flag_id", "Flag id.", {"type": "integer", "minimum": 0})],
-        "requestBody": json_request(obj({"decision": enum("accept", "reject"), "note": _REASON},
-                                        required=["decision"], closed=False), "The decision."),
-        "responses": {"200": json_response(ref("CheckinFlag"), "The reviewed flag."), "400": BAD_BODY,
+        "requestBody": json_request(FlagReview, "The decision."),
+        "responses": {"200": json_response(ref("CheckinFlag"), "The reviewed flag."), **BODY_ERRORS,
                       "401": UNAUTHENTICATED, "403": FORBIDDEN, "404": doc_not_found("flag"),
-                      "409": error("`conflict`: already reviewed."), "413": TOO_LARGE, "415": NOT_JSON,
-                      "503": error("`unavailable`.")},
+                      "409": error("`conflict`: already reviewed."), "503": error("`unavailable`.")},
     }},
 }

@@ -7,21 +7,29 @@ an admin all.
 """
 from __future__ import annotations
 
+from typing import Annotated
+
+import msgspec
+from msgspec import Meta
 from quart import Blueprint, Response, jsonify
 
 from hub.db import corrections as store
-from hub.domain.corrections import MAX_REASON_CHARS, REQUEST_STATUSES, STATUSES, CorrectionRuleError
+from hub.domain.corrections import (
+    MAX_NOTE_CHARS,
+    MAX_REASON_CHARS,
+    REQUEST_STATUSES,
+    STATUSES,
+    CorrectionRuleError,
+)
 
 from ..apidoc import (
-    BAD_BODY,
     BAD_URL,
     BEARER,
+    BODY_ERRORS,
     FORBIDDEN,
     INT,
-    NOT_JSON,
     STR,
     TIME,
-    TOO_LARGE,
     UNAUTHENTICATED,
     enum,
     error,
@@ -29,8 +37,6 @@ from ..apidoc import (
     json_response,
     nullable,
     obj,
-    page_of,
-    page_params,
     path_param,
     query_str,
     ref,
@@ -42,18 +48,31 @@ from ..auth import Principal, current_principal, require
 from ..context import current_context
 from ..errors import WebError, forbidden, not_found
 from ..feeds import load_attendance
+from ..paging import page_json, page_of, page_params, page_request
+from ..request import EmptyBody, NonEmpty, choice_arg, json_body
+from ..serialize import record_json
 from ._pages import render_page
-from ._records import ID_SCHEMA, MAX_ID, NOTE_BODY, after_commit, no_nul, now_utc, optional_note, status_arg
-from .api import DEFAULT_PAGE, MAX_PAGE, _int_arg, _json_body
+from ._records import ID_SCHEMA, MAX_ID, after_commit, now_utc
 
 bp = Blueprint("corrections", __name__)
+
+
+class CorrectionRequest(msgspec.Struct):
+    session_id: NonEmpty
+    # One of STATUSES: refused (400, naming the field) by hub/domain/corrections.py with its other rules.
+    requested_status: Annotated[str, Meta(extra_json_schema={"enum": list(STATUSES)})]
+    reason: Annotated[str, Meta(min_length=1, max_length=MAX_REASON_CHARS)]
+
+
+class CorrectionDecision(msgspec.Struct):
+    note: Annotated[str, Meta(max_length=MAX_NOTE_CHARS, description="Optional, shown to the student.")] | None = None
 
 
 def _rule_error(error: CorrectionRuleError) -> WebError:
     return WebError(409 if error.code == "conflict" else 400, error.code, error.message, error.field)
 
 
-async def _visible(principal: Principal, correction_id: int) -> dict:
+async def _visible(principal: Principal, correction_id: int) -> store.Correction:
     """The request if the principal may see it: 404 when there is none, 403 when it is not theirs."""
     ctx = current_context()
     if correction_id > MAX_ID:
@@ -63,9 +82,9 @@ async def _visible(principal: Principal, correction_id: int) -> dict:
     except store.CorrectionNotFound:
         raise not_found("No such correction request.") from None
     if principal.role == "student":
-        if correction["student_id"] != principal.user_id:
+        if correction.student_id != principal.user_id:
             raise forbidden("This is not your correction request.")
-    elif not await store.may_decide(ctx.db, principal.user_id, principal.role, correction["course_id"]):
+    elif not await store.may_decide(ctx.db, principal.user_id, principal.role, correction.course_id):
         raise forbidden("You do not teach this session's course.")
     return correction
 
@@ -76,41 +95,40 @@ async def _visible(principal: Principal, correction_id: int) -> dict:
 @require("student")
 async def request_correction() -> tuple[Response, int]:
     ctx, principal = current_context(), current_principal()
-    body = await _json_body("session_id", "requested_status", "reason")
+    body = await json_body(CorrectionRequest)
     try:
         outcome = await store.request_correction(
-            ctx.db, student_id=principal.user_id, session_id=no_nul(body["session_id"], "session_id"),
-            requested_status=body["requested_status"], reason=no_nul(body["reason"], "reason"), now=now_utc(ctx))
+            ctx.db, student_id=principal.user_id, session_id=body.session_id,
+            requested_status=body.requested_status, reason=body.reason, now=now_utc(ctx))
     except store.CorrectionNotFound:
         raise not_found("No such session among your courses.") from None
     except CorrectionRuleError as refused:
         raise _rule_error(refused) from None
     await after_commit(ctx, {}, outcome.notifications)
-    return jsonify(outcome.correction), 201
+    return jsonify(record_json(outcome.correction)), 201
 
 
 @bp.get("/api/v1/corrections")
 @require("student", "faculty", "admin")
 async def list_corrections() -> Response:
     ctx, principal = current_context(), current_principal()
-    limit, offset = _int_arg("limit", DEFAULT_PAGE, 1, MAX_PAGE), _int_arg("offset", 0, 0, 10**9)
-    status = status_arg(REQUEST_STATUSES)
+    paging = page_request()
+    status = choice_arg("status", REQUEST_STATUSES)
     scope = {"student": {"student_id": principal.user_id}, "faculty": {"faculty_id": principal.user_id}}
-    page = await store.list_corrections(ctx.db, limit=limit, offset=offset, status=status,
-                                        **scope.get(principal.role, {}))
-    return jsonify(page)
+    items, total = await store.list_corrections(ctx.db, limit=paging.limit, offset=paging.offset, status=status,
+                                                **scope.get(principal.role, {}))
+    return jsonify(page_json([record_json(c) for c in items], total, paging))
 
 
 @bp.get("/api/v1/corrections/<int:correction_id>")
 @require("student", "faculty", "admin")
 async def get_correction(correction_id: int) -> Response:
-    return jsonify(await _visible(current_principal(), correction_id))
+    return jsonify(record_json(await _visible(current_principal(), correction_id)))
 
 
 async def _decide(correction_id: int, approve: bool) -> Response:
     ctx, principal = current_context(), current_principal()
-    body = await _json_body()
-    note = optional_note(body)
+    note = (await json_body(CorrectionDecision)).note or ""
     await _visible(principal, correction_id)
     try:
         outcome = await store.decide_correction(ctx.db, correction_id, approve=approve,
@@ -118,7 +136,7 @@ async def _decide(correction_id: int, approve: bool) -> Response:
     except CorrectionRuleError as refused:
         raise _rule_error(refused) from None
     await after_commit(ctx, outcome.affected, outcome.notifications)
-    return jsonify(outcome.correction)
+    return jsonify(record_json(outcome.correction))
 
 
 @bp.post("/api/v1/corrections/<int:correction_id>/approve")
@@ -137,13 +155,13 @@ async def reject(correction_id: int) -> Response:
 @require("student")
 async def withdraw(correction_id: int) -> Response:
     ctx, principal = current_context(), current_principal()
-    await _json_body()
+    await json_body(EmptyBody)
     await _visible(principal, correction_id)
     try:
         outcome = await store.withdraw_correction(ctx.db, correction_id, now=now_utc(ctx))
     except CorrectionRuleError as refused:
         raise _rule_error(refused) from None
-    return jsonify(outcome.correction)
+    return jsonify(record_json(outcome.correction))
 
 
 # --- pages -------------------------------------------------------------------------------------
@@ -182,11 +200,11 @@ OPENAPI_SCHEMAS: dict = {
 }
 
 _DECISION = {
-    "requestBody": json_request(NOTE_BODY, "An optional note for the student."),
+    "requestBody": json_request(CorrectionDecision, "An optional note for the student."),
     "responses": {
-        "200": json_response(ref("Correction"), "The request after the decision."), "400": BAD_BODY,
+        "200": json_response(ref("Correction"), "The request after the decision."), **BODY_ERRORS,
         "401": UNAUTHENTICATED, "403": FORBIDDEN, "404": _NOT_FOUND,
-        "409": error("`conflict`: the request is no longer pending."), "413": TOO_LARGE, "415": NOT_JSON,
+        "409": error("`conflict`: the request is no longer pending."),
     },
 }
 
@@ -195,24 +213,20 @@ OPENAPI_PATHS: dict = {
         "post": {
             "summary": "Ask for one of your own attendance records to be corrected (a student)",
             "tags": ["corrections"], "security": BEARER, "x-roles": ["student"],
-            "requestBody": json_request(obj({
-                "session_id": {**STR, "minLength": 1}, "requested_status": enum(*STATUSES),
-                "reason": {**STR, "minLength": 1, "maxLength": MAX_REASON_CHARS},
-            }, closed=False), "The record and what it should say."),
+            "requestBody": json_request(CorrectionRequest, "The record and what it should say."),
             "responses": {
-                "201": json_response(ref("Correction"), "Filed (status `pending`)."), "400": BAD_BODY,
+                "201": json_response(ref("Correction"), "Filed (status `pending`)."), **BODY_ERRORS,
                 "401": UNAUTHENTICATED, "403": FORBIDDEN,
                 "404": error("`not_found`: no such session among your courses."),
                 "409": error("`conflict`: a pending request for this record exists, the record already says "
                              "that, or the session is cancelled, not started or too old."),
-                "413": TOO_LARGE, "415": NOT_JSON,
             },
         },
         "get": {
             "summary": "Correction requests, newest first: a student's own, those of a faculty member's courses, "
                        "or all (admin)",
             "tags": ["corrections"], "security": BEARER, "x-roles": _ANY,
-            "parameters": [*page_params(MAX_PAGE, DEFAULT_PAGE),
+            "parameters": [*page_params(),
                            query_str("status", "Only this status.", enum(*REQUEST_STATUSES))],
             "responses": {"200": json_response(page_of(ref("Correction")), "A page."), "400": BAD_URL,
                           "401": UNAUTHENTICATED, "403": FORBIDDEN},
@@ -235,11 +249,10 @@ OPENAPI_PATHS: dict = {
     "/api/v1/corrections/{correction_id}/withdraw": {"post": {
         "summary": "Withdraw your own pending request", "tags": ["corrections"], "security": BEARER,
         "x-roles": ["student"], "parameters": [_ID],
-        "requestBody": json_request(obj({}, required=[], closed=False), "An empty JSON object."),
+        "requestBody": json_request(EmptyBody, "An empty JSON object."),
         "responses": {
-            "200": json_response(ref("Correction"), "Withdrawn."), "400": BAD_BODY, "401": UNAUTHENTICATED,
+            "200": json_response(ref("Correction"), "Withdrawn."), **BODY_ERRORS, "401": UNAUTHENTICATED,
             "403": FORBIDDEN, "404": _NOT_FOUND, "409": error("`conflict`: no longer pending."),
-            "413": TOO_LARGE, "415": NOT_JSON,
         },
     }},
 }

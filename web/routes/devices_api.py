@@ -10,18 +10,19 @@ so every device actor adopts them. See docs/device-health.md.
 """
 from __future__ import annotations
 
-import math
 import re
 from datetime import timedelta
-from typing import Any
+from typing import Annotated, Any
 
 import asyncpg
+import msgspec
+from msgspec import Meta
 from quart import Blueprint, Response, jsonify, request
 
 from actors import ActorError
 from hub.db.alarms import STATE_GROUPS, device_active_alarms, get_alarm, list_alarms
-from hub.db.health import device_exists, device_health_history, device_overview
-from hub.db.telemetry import as_point, device_metrics, hourly_series, raw_series
+from hub.db.device_health import device_exists, device_health_history, device_overview
+from hub.db.telemetry import device_metrics, hourly_series, raw_series
 from hub.db.thresholds import EDITABLE, create_rule, delete_rule, get_rule, list_rules, room_exists, update_rule
 from hub.domain.alarms import SEVERITIES, STATES, AckAlarm, AlarmResult, ClearAlarm
 from hub.domain.thresholds import OPS, rule_problem
@@ -46,8 +47,6 @@ from ..apidoc import (
     json_response,
     nullable,
     obj,
-    page_of,
-    page_params,
     path_param,
     query_str,
     ref,
@@ -56,16 +55,21 @@ from ..apidoc import (
     not_found as doc_not_found,
 )
 from ..auth import current_principal, require
+from ..console import alarm_record_json, device_json, health_history_json, room_alarm_json, series_point_json
 from ..context import current_context
 from ..errors import WebError, invalid, not_found
-from ..feeds import alarm_record_json, device_json, utc_now
-from .api import DEFAULT_PAGE, MAX_PAGE, _int_arg, _json_body
+from ..feeds import utc_now
+from ..paging import page_json, page_of, page_params, page_request
+from ..request import EmptyBody, json_body, one_of, whole
 
 bp = Blueprint("devices_api", __name__, url_prefix="/api/v1")
 
 _INT64_MAX = 2**63 - 1
 _NAME_MAX = 64
-_METRIC_PATTERN = r"^[a-z][a-z0-9_]{0,31}$"
+#: A metric name: lower-case letters, digits and underscores, at most 32 (as schemas/ declares it).
+_METRIC = r"[a-z][a-z0-9_]{0,31}"
+#: The longest a value may stay past a rule's trip level before it trips (7 days; hub/domain/thresholds.py).
+MAX_RULE_DURATION_S = 7 * 86400
 #: range → (span, bucket seconds, source). Raw readings for a day or less, hourly aggregates beyond.
 RANGES: dict[str, tuple[timedelta, int, str]] = {
     "1h": (timedelta(hours=1), 60, "raw"),
@@ -98,7 +102,7 @@ async def device_detail(device_id: str) -> Response:
         raise not_found("No such device.")
     return jsonify({
         "device": device_json(device),
-        "alarms": [alarm_record_json(a) for a in await device_active_alarms(ctx.db, device_id)],
+        "alarms": [room_alarm_json(a) for a in await device_active_alarms(ctx.db, device_id)],
         "metrics": await device_metrics(ctx.db, device_id, utc_now(ctx)),
     })
 
@@ -106,11 +110,10 @@ async def device_detail(device_id: str) -> Response:
 @bp.get("/devices/<device_id>/health-history")
 @require("ops", "admin")
 async def health_history(device_id: str) -> Response:
-    limit = _int_arg("limit", DEFAULT_PAGE, 1, MAX_PAGE)
-    offset = _int_arg("offset", 0, 0, 10**9)
+    paging = page_request()
     await _device_or_404(device_id)
-    page = await device_health_history(current_context().db, device_id, limit, offset)
-    return jsonify({"items": list(page.items), "total": page.total, "limit": limit, "offset": offset})
+    page = await device_health_history(current_context().db, device_id, paging.limit, paging.offset)
+    return jsonify(page_json([health_history_json(e) for e in page.items], page.total, paging))
 
 
 @bp.get("/devices/<device_id>/telemetry")
@@ -136,7 +139,7 @@ async def telemetry(device_id: str) -> Response:
             series = await raw_series(ctx.db, device_id, metric, start, now, bucket_s)
         else:
             series = await hourly_series(ctx.db, device_id, metric, start, now)
-        unit, points = series.unit, [as_point(p) for p in series.points]
+        unit, points = series.unit, [series_point_json(p) for p in series.points]
     return jsonify({
         "device_id": device_id, "metric": metric, "unit": unit, "range": span_name, "bucket_s": bucket_s,
         "source": source, "from": start, "to": now, "points": points, "metrics": metrics,
@@ -144,7 +147,7 @@ async def telemetry(device_id: str) -> Response:
 
 
 def _valid_metric(metric: str) -> bool:
-    return re.fullmatch(_METRIC_PATTERN, metric) is not None
+    return re.fullmatch(_METRIC, metric) is not None
 
 
 # --- alarms ------------------------------------------------------------------------------------
@@ -153,8 +156,7 @@ def _valid_metric(metric: str) -> bool:
 @bp.get("/alarms")
 @require("ops", "admin")
 async def alarms() -> Response:
-    limit = _int_arg("limit", DEFAULT_PAGE, 1, MAX_PAGE)
-    offset = _int_arg("offset", 0, 0, 10**9)
+    paging = page_request()
     state = request.args.get("state", "open")
     if state not in STATE_GROUPS:
         raise invalid(f"'state' must be one of {', '.join(STATE_GROUPS)}.", field="state")
@@ -162,11 +164,10 @@ async def alarms() -> Response:
     if severity is not None and severity not in SEVERITIES:
         raise invalid(f"'severity' must be one of {', '.join(SEVERITIES)}.", field="severity")
     page = await list_alarms(
-        current_context().db, limit, offset, states=STATE_GROUPS[state], severity=severity,
+        current_context().db, paging.limit, paging.offset, states=STATE_GROUPS[state], severity=severity,
         device_id=request.args.get("device_id") or None, room_id=request.args.get("room_id") or None,
         alarm_type=request.args.get("type") or None)
-    return jsonify({"items": [alarm_record_json(a) for a in page.items], "total": page.total,
-                    "limit": limit, "offset": offset})
+    return jsonify(page_json([room_alarm_json(a) for a in page.items], page.total, paging))
 
 
 @bp.get("/alarms/<int:alarm_id>")
@@ -175,7 +176,7 @@ async def alarm_detail(alarm_id: int) -> Response:
     alarm = await get_alarm(current_context().db, _path_id(alarm_id, "alarm"))
     if alarm is None:
         raise not_found("No such alarm.")
-    return jsonify(alarm_record_json(alarm))
+    return jsonify(room_alarm_json(alarm))
 
 
 @bp.post("/alarms/<int:alarm_id>/ack")
@@ -191,13 +192,13 @@ async def clear_alarm(alarm_id: int) -> Response:
 
 
 async def _alarm_step(alarm_id: int, step: type[AckAlarm] | type[ClearAlarm]) -> Response:
-    await _json_body()  # a JSON object (may be empty): the CSRF rule of every state-changing POST
+    await json_body(EmptyBody)  # a JSON object (may be empty): the CSRF rule of every state-changing POST
     ctx = current_context()
     alarm = await get_alarm(ctx.db, _path_id(alarm_id, "alarm"))
     if alarm is None:
         raise not_found("No such alarm.")
     try:
-        result = await ctx.ask_device(alarm["device_id"], step(alarm_id, current_principal().user_id, utc_now(ctx)))
+        result = await ctx.ask_device(alarm.alarm.device_id, step(alarm_id, current_principal().user_id, utc_now(ctx)))
     except (LookupError, ActorError) as exc:
         raise WebError(503, "unavailable", f"The device's actor could not be reached: {exc}") from None
     if not isinstance(result, AlarmResult):  # pragma: no cover - a wiring error
@@ -206,15 +207,7 @@ async def _alarm_step(alarm_id: int, step: type[AckAlarm] | type[ClearAlarm]) ->
         raise not_found("No such alarm.")
     if result.error is not None:
         raise WebError(409, result.error, result.message)
-    return jsonify(alarm_record_json(_alarm_fields(result), alarm.get("room_name")))
-
-
-def _alarm_fields(result: AlarmResult) -> dict[str, Any]:
-    a = result.alarm
-    return {"id": a.id, "device_id": a.device_id, "room_id": a.room_id, "type": a.type, "severity": a.severity,
-            "state": a.state, "raised_at": a.raised_at, "acked_at": a.acked_at, "acked_by": a.acked_by,
-            "cleared_at": a.cleared_at, "cleared_by": a.cleared_by, "value": a.value, "message": a.message,
-            "details": dict(a.details), "updated_at": a.updated_at or a.raised_at}
+    return jsonify(alarm_record_json(result.alarm, alarm.room_name))
 
 
 # --- thresholds --------------------------------------------------------------------------------
@@ -227,13 +220,11 @@ def rule_json(rule: dict[str, Any]) -> dict[str, Any]:
 @bp.get("/thresholds")
 @require("ops", "admin")
 async def thresholds() -> Response:
-    limit = _int_arg("limit", DEFAULT_PAGE, 1, MAX_PAGE)
-    offset = _int_arg("offset", 0, 0, 10**9)
-    page = await list_rules(current_context().db, limit, offset, metric=request.args.get("metric") or None,
+    paging = page_request()
+    page = await list_rules(current_context().db, paging.limit, paging.offset, metric=request.args.get("metric") or None,
                             room_id=request.args.get("room_id") or None,
                             room_type=request.args.get("room_type") or None)
-    return jsonify({"items": [rule_json(r) for r in page.items], "total": page.total, "limit": limit,
-                    "offset": offset})
+    return jsonify(page_json([rule_json(r) for r in page.items], page.total, paging))
 
 
 @bp.get("/thresholds/<int:rule_id>")
@@ -284,46 +275,35 @@ async def delete_threshold(rule_id: int) -> Response:
     return Response(b"", status=204)
 
 
-def _number(body: dict, name: str) -> float:
-    value = body.get(name)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise invalid(f"'{name}' is required (a number).", field=name)
-    try:
-        number = float(value)
-    except OverflowError:
-        number = math.inf
-    if not math.isfinite(number) or abs(number) > 1e15:
-        raise invalid(f"'{name}' must be a finite number of at most 1e15.", field=name)
-    return number
+#: A rule's trip or clear level: a number (an integer is read as one), finite and at most 1e15 either way.
+RuleLevel = Annotated[float, Meta(ge=-1e15, le=1e15)]
+#: A room type or room id a rule is scoped to.
+ScopeName = Annotated[str, Meta(min_length=1, max_length=_NAME_MAX)]
 
 
-def _optional_name(body: dict, name: str) -> str | None:
-    value = body.get(name)
-    if value is None:
-        return None
-    if not isinstance(value, str) or not 1 <= len(value) <= _NAME_MAX or "\x00" in value:
-        raise invalid(f"'{name}' must be null or a string of 1 to {_NAME_MAX} characters.", field=name)
-    return value
+class ThresholdRuleBody(msgspec.Struct):
+    """A threshold rule as POST and PUT take it; ``rule_problem`` (hub/domain/thresholds.py) adds the
+    rules across fields (hysteresis direction, one scope)."""
+
+    metric: Annotated[str, whole(_METRIC, description="Lower-case letters, digits, '_'.")]
+    op: Annotated[str, one_of(OPS)]
+    value: Annotated[RuleLevel, Meta(description="The trip level.")]
+    clear_value: Annotated[RuleLevel, Meta(description=(
+        "Hysteresis: the alarm clears once the value is back past it (≤ value for above, ≥ value for below)."))]
+    severity: Annotated[str, one_of(SEVERITIES)]
+    duration_s: Annotated[int, Meta(ge=0, le=MAX_RULE_DURATION_S, description=(
+        "How long the value must stay past the trip level."))] = 0
+    room_type: Annotated[ScopeName | None, Meta(description="Scope: every room of this type.")] = None
+    room_id: Annotated[ScopeName | None, Meta(description=(
+        "Scope: this room (not with room_type). Neither: campus-wide."))] = None
+    enabled: bool = True
 
 
 async def _rule_fields() -> dict[str, Any]:
-    body = await _json_body("metric", "op", "severity")
-    if not _valid_metric(body["metric"]):
-        raise invalid("'metric' must be lower-case letters, digits and underscores (at most 32).", field="metric")
-    duration = body.get("duration_s", 0)
-    if isinstance(duration, bool) or not isinstance(duration, int):
-        raise invalid("'duration_s' must be an integer number of seconds.", field="duration_s")
-    enabled = body.get("enabled", True)
-    if not isinstance(enabled, bool):
-        raise invalid("'enabled' must be true or false.", field="enabled")
-    fields = {
-        "metric": body["metric"], "op": body["op"], "severity": body["severity"],
-        "value": _number(body, "value"), "clear_value": _number(body, "clear_value"), "duration_s": duration,
-        "room_type": _optional_name(body, "room_type"), "room_id": _optional_name(body, "room_id"),
-        "enabled": enabled,
-    }
-    problem = rule_problem(fields["op"], fields["value"], fields["clear_value"], duration, fields["severity"],
-                           fields["room_type"], fields["room_id"])
+    body = await json_body(ThresholdRuleBody)
+    fields = msgspec.structs.asdict(body)
+    problem = rule_problem(body.op, body.value, body.clear_value, body.duration_s, body.severity,
+                           body.room_type, body.room_id)
     if problem is not None:
         raise invalid(problem[1] + ".", field=problem[0])
     if fields["room_id"] is not None and not await room_exists(current_context().db, fields["room_id"]):
@@ -351,23 +331,8 @@ _RULE_PARAM = path_param("rule_id", "The threshold rule's id.", {"type": "intege
 _READ_ERRORS = {"400": BAD_URL, "401": UNAUTHENTICATED, "403": FORBIDDEN}
 _WRITE_ERRORS = {"400": BAD_BODY, "401": UNAUTHENTICATED, "403": FORBIDDEN, "413": TOO_LARGE, "415": NOT_JSON}
 _UNAVAILABLE = error("`unavailable`: the hub's device actor could not be reached (or the hub is not running).")
-_NAME = {"type": "string", "minLength": 1, "maxLength": _NAME_MAX}
-_EMPTY_BODY = json_request({"type": "object"}, "A JSON object; `{}` will do (no field is read).")
-_RULE_BODY = json_request(obj({
-    "metric": {"type": "string", "pattern": _METRIC_PATTERN},
-    "op": enum(*OPS),
-    "value": {**NUMBER, "minimum": -1e15, "maximum": 1e15, "description": "The trip level."},
-    "clear_value": {**NUMBER, "minimum": -1e15, "maximum": 1e15,
-                    "description": "Hysteresis: the alarm clears once the value is back past it "
-                                   "(≤ value for above, ≥ value for below)."},
-    "duration_s": {"type": "integer", "minimum": 0, "maximum": 604800, "default": 0,
-                   "description": "How long the value must stay past the trip level."},
-    "severity": enum(*SEVERITIES),
-    "room_type": {**nullable(_NAME), "description": "Scope: every room of this type."},
-    "room_id": {**nullable(_NAME), "description": "Scope: this room (not with room_type). Neither: campus-wide."},
-    "enabled": {**BOOL, "default": True},
-}, required=["metric", "op", "value", "clear_value", "severity"], closed=False),
-    "A threshold rule. Other fields are ignored.")
+_EMPTY_BODY = json_request(EmptyBody, "A JSON object; `{}` will do (no field is read).")
+_RULE_BODY = json_request(ThresholdRuleBody, "A threshold rule.")
 
 OPENAPI_SCHEMAS: dict[str, Any] = {
     "DeviceDetail": obj({
@@ -409,7 +374,7 @@ OPENAPI_PATHS: dict[str, Any] = {
     }},
     "/api/v1/devices/{device_id}/health-history": {"get": {
         "summary": "A device's health transitions, newest first (ops, admin)", **_STAFF, "tags": ["devices"],
-        "security": BEARER, "parameters": [_DEVICE_PARAM, *page_params(MAX_PAGE, DEFAULT_PAGE)],
+        "security": BEARER, "parameters": [_DEVICE_PARAM, *page_params()],
         "responses": {"200": json_response(page_of(ref("HealthHistoryEntry")), "One page."), **_READ_ERRORS,
                       "404": doc_not_found("device")},
     }},
@@ -419,7 +384,7 @@ OPENAPI_PATHS: dict[str, Any] = {
         "parameters": [
             _DEVICE_PARAM,
             query_str("metric", "The metric (default: the first of `metrics`).",
-                      {"type": "string", "pattern": _METRIC_PATTERN}),
+                      {"type": "string", "pattern": f"^{_METRIC}$"}),
             query_str("range", "1h (1-min buckets) and 24h (15-min) from raw readings; 7d and 30d from hourly "
                       "aggregates. Default 1h.", enum(*RANGES)),
         ],
@@ -429,7 +394,7 @@ OPENAPI_PATHS: dict[str, Any] = {
     "/api/v1/alarms": {"get": {
         "summary": "Alarms, newest first (ops, admin)", **_STAFF, "tags": ["alarms"], "security": BEARER,
         "parameters": [
-            *page_params(MAX_PAGE, DEFAULT_PAGE),
+            *page_params(),
             query_str("state", "open (default: not yet cleared-and-acknowledged), active, unacked, cleared, "
                       "all, or one state.", enum(*STATE_GROUPS)),
             query_str("severity", "Only this severity.", enum(*SEVERITIES)),
@@ -463,7 +428,7 @@ OPENAPI_PATHS: dict[str, Any] = {
         "get": {
             "summary": "Threshold rules (ops, admin)", **_STAFF, "tags": ["thresholds"], "security": BEARER,
             "parameters": [
-                *page_params(MAX_PAGE, DEFAULT_PAGE), query_str("metric", "Only this metric's."),
+                *page_params(), query_str("metric", "Only this metric's."),
                 query_str("room_id", "Only rules of this room."), query_str("room_type", "Only rules of this room type."),
             ],
             "responses": {"200": json_response(page_of(ref("ThresholdRule")), "One page."), **_READ_ERRORS},

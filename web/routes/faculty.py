@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from quart import Blueprint, Response, request
 
-from hub.db.web_queries import sessions_for_faculty
+from hub.db.rosters import sessions_for_faculty
 from hub.domain.display_code import DISPLAY_STEPS_BACK, display_code, display_window
 
 from ..access import authorize_session
@@ -24,6 +24,7 @@ async def today() -> str:
     ctx, principal = current_context(), current_principal()
     now = local_now()
     faculty_id = None if principal.role == "admin" else principal.user_id
+    assert now.tzinfo is not None  # local_now() is aware (astimezone)
     sessions = await sessions_for_faculty(ctx.db, faculty_id, now.date(), now.tzinfo)
     utc = utc_now(ctx)
     return await render_page(

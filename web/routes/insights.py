@@ -9,11 +9,15 @@ everything. Notifications are always the caller's own, whatever the role.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
+import msgspec
+from msgspec import Meta
 from quart import Blueprint, Response, jsonify, request
 
-from hub.core.bus import user_topic
+from hub.core.bus import LiveUnread, user_topic
 from hub.db.condonation import (
     AlreadyOpen,
     Application,
@@ -21,6 +25,17 @@ from hub.db.condonation import (
     decide_application,
     get_application,
     list_applications,
+)
+from hub.db.insights import (
+    CourseInfo,
+    course_faculty,
+    course_info,
+    course_rules,
+    course_timeline,
+    section_course,
+    standings,
+    student_timeline,
+    teaches_course,
 )
 from hub.db.notifications import (
     KINDS,
@@ -31,17 +46,6 @@ from hub.db.notifications import (
     mark_read,
     publish_notifications,
     unread_count,
-)
-from hub.db.stats import (
-    CourseInfo,
-    course_faculty,
-    course_info,
-    course_rules,
-    course_timeline,
-    section_course,
-    standings,
-    student_timeline,
-    teaches_course,
 )
 from hub.db.webhooks import (
     Delivery,
@@ -78,7 +82,6 @@ from ..apidoc import (
     json_response,
     nullable,
     obj,
-    page_params,
     path_param,
     query_str,
     ref,
@@ -97,7 +100,8 @@ from ..insights import (
     standing_json,
     student_series_json,
 )
-from .api import DEFAULT_PAGE, MAX_PAGE, _int_arg, _json_body
+from ..paging import page_json, page_of, page_params, page_request
+from ..request import EmptyBody, NonEmpty, choice_arg, flag_arg, json_body, one_of
 
 bp = Blueprint("insights", __name__, url_prefix="/api/v1")
 
@@ -107,24 +111,39 @@ CONDONATION_STATES = ("pending", "approved", "rejected")
 DELIVERY_STATES = ("pending", "delivered", "failed")
 
 
-def _page() -> tuple[int, int]:
-    return _int_arg("limit", DEFAULT_PAGE, 1, MAX_PAGE), _int_arg("offset", 0, 0, 10**9)
+class CondonationRequest(msgspec.Struct):
+    course_id: NonEmpty
+    reason: Annotated[str, Meta(min_length=1, max_length=MAX_REASON, description="Why (trimmed; not blank).")]
 
 
-def _choice_arg(name: str, choices: tuple[str, ...]) -> str | None:
-    value = request.args.get(name) or None
-    if value is not None and value not in choices:
-        raise invalid(f"'{name}' must be one of {', '.join(choices)}.", field=name)
-    return value
+class CondonationDecision(msgspec.Struct):
+    decision: Annotated[str, one_of(("approved", "rejected"))]
+    note: Annotated[str, Meta(max_length=MAX_REASON, description="Shown to the student.")] = ""
 
 
-def _bool_arg(name: str) -> bool:
-    value = request.args.get(name)
-    if value in (None, "", "false", "0"):
-        return False
-    if value in ("true", "1"):
-        return True
-    raise invalid(f"'{name}' must be true or false.", field=name)
+WebhookUrl = Annotated[str, Meta(max_length=MAX_URL, extra_json_schema={"format": "uri"}, description=(
+    "http(s) endpoint that receives POSTs. Refused (400, field `url`): userinfo, link-local, unspecified, "
+    "multicast and cloud-metadata hosts/addresses (also IPv4-mapped); loopback and private ranges are "
+    "allowed. The resolved address is checked again at each delivery."))]
+
+
+class WebhookChange(msgspec.Struct, kw_only=True):
+    """``PATCH /webhooks/{id}``: the fields given change, the others stay."""
+
+    url: WebhookUrl | msgspec.UnsetType = msgspec.UNSET
+    secret: Annotated[str, Meta(min_length=16, max_length=200, description=(
+        "HMAC key (printable); generated (and returned once) when omitted on create."))] | msgspec.UnsetType = (
+        msgspec.UNSET)
+    kinds: Annotated[list[Annotated[str, Meta(min_length=1, max_length=100)]], Meta(max_length=50, description=(
+        f"Notification kinds ({', '.join(KINDS)}); empty = all."))] | msgspec.UnsetType = msgspec.UNSET
+    active: bool | msgspec.UnsetType = msgspec.UNSET
+    description: Annotated[str, Meta(max_length=500)] | msgspec.UnsetType = msgspec.UNSET
+
+
+class NewWebhook(WebhookChange, kw_only=True):
+    """``POST /webhooks``: ``url`` is required; the others default (kinds: all, active, a new secret)."""
+
+    url: WebhookUrl
 
 
 def _id_arg(raw: str, what: str) -> int:
@@ -214,14 +233,11 @@ async def course_report(course_id: str) -> Response:
     ctx = current_context()
     course = await _course_scope(current_principal(), course_id)
     section_id = await _section_arg(course_id)
-    limit, offset = _page()
+    paging = page_request()
     items = await course_report_items(course_id, section_id)
     held = len(await course_timeline(ctx.db, course_id, utc_now(ctx), section_id))
-    return jsonify({
-        "course": _course_json(course), "section_id": section_id,
-        "summary": report_summary(items, held),
-        "items": items[offset:offset + limit], "total": len(items), "limit": limit, "offset": offset,
-    })
+    return jsonify(page_json(paging.of(items), len(items), paging, course=_course_json(course),
+                             section_id=section_id, summary=report_summary(items, held)))
 
 
 @bp.get("/courses/<course_id>/report.csv")
@@ -268,19 +284,20 @@ def application_json(a: Application) -> dict:
 async def apply_condonation() -> tuple[Response, int]:
     """A student applies for their own course; only while their band is condonable."""
     ctx, principal = current_context(), current_principal()
-    body = await _json_body("course_id", "reason")
-    reason = body["reason"].strip()
-    if not reason or len(reason) > MAX_REASON:
+    body = await json_body(CondonationRequest)
+    reason = body.reason.strip()
+    if not reason:
         raise invalid(f"'reason' must be 1 to {MAX_REASON} characters.", field="reason")
     now = utc_now(ctx)
-    rows = await standings(ctx.db, now, student_id=principal.user_id, course_id=body["course_id"])
+    rows = await standings(ctx.db, now, student_id=principal.user_id, course_id=body.course_id)
     if not rows:
         raise invalid("You are not enrolled in this course.", field="course_id")
     st = rows[0].standing()
     if st.band != CONDONABLE:
         raise WebError(409, "not_condonable",
                        f"Condonation is only for attendance in the condonable band; yours is {st.band}.")
-    pct = shown(st.percentage) if st.percentage is not None else None
+    assert st.percentage is not None  # a condonable band has a percentage (hub/domain/eligibility.py's band)
+    pct = shown(st.percentage)
     teachers = (await course_faculty(ctx.db, [rows[0].course_id])).get(rows[0].course_id, set())
 
     async def work(conn) -> tuple[Application, list[dict]]:
@@ -307,16 +324,15 @@ async def apply_condonation() -> tuple[Response, int]:
 @require("student", "faculty", "admin")
 async def condonations() -> Response:
     ctx, principal = current_context(), current_principal()
-    limit, offset = _page()
-    state = _choice_arg("state", CONDONATION_STATES)
+    paging = page_request()
+    state = choice_arg("state", CONDONATION_STATES)
     items, total = await list_applications(
         ctx.db,
         student_id=principal.user_id if principal.role == "student" else None,
         faculty_id=principal.user_id if principal.role == "faculty" else None,
-        course_id=request.args.get("course_id") or None, state=state, limit=limit, offset=offset,
+        course_id=request.args.get("course_id") or None, state=state, limit=paging.limit, offset=paging.offset,
     )
-    return jsonify({"items": [application_json(a) for a in items], "total": total, "limit": limit,
-                    "offset": offset})
+    return jsonify(page_json([application_json(a) for a in items], total, paging))
 
 
 @bp.post("/condonations/<application_id>/decision")
@@ -327,16 +343,12 @@ async def decide_condonation(application_id: str) -> Response:
     if found is None:
         raise not_found("No such application.")
     await _course_scope(principal, found.course_id)
-    body = await _json_body("decision")
-    if body["decision"] not in ("approved", "rejected"):
-        raise invalid("'decision' must be approved or rejected.", field="decision")
-    note = body.get("note", "")
-    if not isinstance(note, str) or len(note) > MAX_REASON:
-        raise invalid(f"'note' must be a string of at most {MAX_REASON} characters.", field="note")
+    body = await json_body(CondonationDecision)
+    note = body.note
     now = utc_now(ctx)
 
     async def work(conn) -> tuple[Application | None, list[dict]]:
-        decided = await decide_application(conn, found.id, body["decision"] == "approved", principal.user_id,
+        decided = await decide_application(conn, found.id, body.decision == "approved", principal.user_id,
                                            note, now)
         if decided is None:
             return None, []
@@ -359,17 +371,17 @@ async def decide_condonation(application_id: str) -> Response:
 
 def _announce_unread(user_id: str, unread: int) -> None:
     """Other open tabs of the user update their badge."""
-    current_context().bus.publish(user_topic(user_id), {"type": "unread", "unread": unread})
+    current_context().bus.publish(user_topic(user_id), LiveUnread(unread))
 
 
 @bp.get("/notifications")
 @require()
 async def notifications() -> Response:
     ctx, principal = current_context(), current_principal()
-    limit, offset = _page()
+    paging = page_request()
     items, total, unread = await list_notifications(
-        ctx.db, principal.user_id, unread_only=_bool_arg("unread"), limit=limit, offset=offset)
-    return jsonify({"items": items, "total": total, "limit": limit, "offset": offset, "unread": unread})
+        ctx.db, principal.user_id, unread_only=flag_arg("unread"), limit=paging.limit, offset=paging.offset)
+    return jsonify(page_json(items, total, paging, unread=unread))
 
 
 @bp.get("/notifications/unread-count")
@@ -383,7 +395,7 @@ async def notifications_unread() -> Response:
 @require()
 async def notification_read(notification_id: str) -> Response:
     ctx, principal = current_context(), current_principal()
-    await _json_body()  # a JSON body (may be {}): the API's CSRF defence, see web/auth.py
+    await json_body(EmptyBody)  # a JSON body (may be {}): the API's CSRF defence, see web/auth.py
     row = await mark_read(ctx.db, principal.user_id, _id_arg(notification_id, "notification"), utc_now(ctx))
     if row is None:
         raise not_found("No such notification.")
@@ -395,7 +407,7 @@ async def notification_read(notification_id: str) -> Response:
 @require()
 async def notifications_read_all() -> Response:
     ctx, principal = current_context(), current_principal()
-    await _json_body()  # a JSON body (may be {}): the API's CSRF defence, see web/auth.py
+    await json_body(EmptyBody)  # a JSON body (may be {}): the API's CSRF defence, see web/auth.py
     updated = await mark_all_read(ctx.db, principal.user_id, utc_now(ctx))
     _announce_unread(principal.user_id, 0)
     return jsonify({"updated": updated, "unread": 0})
@@ -425,43 +437,28 @@ def delivery_json(d: Delivery) -> dict:
     }
 
 
-def _subscription_fields(body: dict, *, creating: bool) -> dict:
-    """Validate the writable fields present in ``body`` (``url`` required when creating)."""
-    fields: dict = {}
-    if "url" in body or creating:
-        url = body.get("url")
+def _subscription_fields(body: WebhookChange) -> dict[str, Any]:
+    """The fields ``body`` gives, past the rules a type cannot say (the URL's target policy, a
+    printable secret); a new subscription without a secret gets a generated one."""
+    fields = {name: value for name, value in msgspec.structs.asdict(body).items() if value is not msgspec.UNSET}
+    if "url" in fields:
+        url = fields["url"]
         try:
-            parts = urlsplit(url) if isinstance(url, str) else None
+            parts = urlsplit(url)
         except ValueError:  # e.g. an unclosed "[" of an IPv6 literal
             parts = None
-        if (parts is None or parts.scheme not in ("http", "https") or not parts.hostname
-                or len(url) > MAX_URL or any(ch.isspace() for ch in url)):
+        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname or any(
+                ch.isspace() for ch in url):
             raise invalid("'url' must be an absolute http(s) URL.", field="url")
         problem = url_problem(url)  # the target policy: docs/notifications.md
         if problem is not None:
             raise invalid(f"'url' is not allowed: {problem}.", field="url")
-        fields["url"] = url
-    if "secret" in body:
-        secret = body["secret"]
-        if not isinstance(secret, str) or not 16 <= len(secret) <= 200 or not secret.isprintable():
-            raise invalid("'secret' must be 16 to 200 printable characters.", field="secret")
-        fields["secret"] = secret
-    elif creating:
+    if "secret" in fields and not fields["secret"].isprintable():
+        raise invalid("'secret' must be 16 to 200 printable characters.", field="secret")
+    if "secret" not in fields and isinstance(body, NewWebhook):
         fields["secret"] = secrets.token_urlsafe(32)
-    if "kinds" in body:
-        kinds = body["kinds"]
-        if (not isinstance(kinds, list) or len(kinds) > 50
-                or not all(isinstance(k, str) and 0 < len(k) <= 100 for k in kinds)):
-            raise invalid("'kinds' must be a list of notification kinds (empty: every kind).", field="kinds")
-        fields["kinds"] = sorted(set(kinds))
-    if "active" in body:
-        if not isinstance(body["active"], bool):
-            raise invalid("'active' must be true or false.", field="active")
-        fields["active"] = body["active"]
-    if "description" in body:
-        if not isinstance(body["description"], str) or len(body["description"]) > 500:
-            raise invalid("'description' must be a string of at most 500 characters.", field="description")
-        fields["description"] = body["description"]
+    if "kinds" in fields:
+        fields["kinds"] = sorted(set(fields["kinds"]))
     return fields
 
 
@@ -475,17 +472,16 @@ async def _subscription_or_404(raw_id: str) -> Subscription:
 @bp.get("/webhooks")
 @require("admin")
 async def webhooks() -> Response:
-    limit, offset = _page()
-    items, total = await list_subscriptions(current_context().db, limit, offset)
-    return jsonify({"items": [subscription_json(s) for s in items], "total": total, "limit": limit,
-                    "offset": offset})
+    paging = page_request()
+    items, total = await list_subscriptions(current_context().db, paging.limit, paging.offset)
+    return jsonify(page_json([subscription_json(s) for s in items], total, paging))
 
 
 @bp.post("/webhooks")
 @require("admin")
 async def create_webhook() -> tuple[Response, int]:
     ctx = current_context()
-    fields = _subscription_fields(await _json_body(), creating=True)
+    fields = _subscription_fields(await json_body(NewWebhook))
     created = await create_subscription(
         ctx.db, url=fields["url"], secret=fields["secret"], kinds=fields.get("kinds", []),
         active=fields.get("active", True), description=fields.get("description", ""),
@@ -505,7 +501,7 @@ async def webhook(webhook_id: str) -> Response:
 async def update_webhook(webhook_id: str) -> Response:
     ctx = current_context()
     found = await _subscription_or_404(webhook_id)
-    fields = _subscription_fields(await _json_body(), creating=False)
+    fields = _subscription_fields(await json_body(WebhookChange))
     updated = await update_subscription(ctx.db, found.id, fields, utc_now(ctx))
     if updated is None:
         raise not_found("No such webhook.")
@@ -525,11 +521,10 @@ async def delete_webhook(webhook_id: str) -> Response:
 @require("admin")
 async def webhook_deliveries(webhook_id: str) -> Response:
     found = await _subscription_or_404(webhook_id)
-    limit, offset = _page()
-    state = _choice_arg("state", DELIVERY_STATES)
-    items, total = await list_deliveries(current_context().db, found.id, state, limit, offset)
-    return jsonify({"items": [delivery_json(d) for d in items], "total": total, "limit": limit,
-                    "offset": offset})
+    paging = page_request()
+    state = choice_arg("state", DELIVERY_STATES)
+    items, total = await list_deliveries(current_context().db, found.id, state, paging.limit, paging.offset)
+    return jsonify(page_json([delivery_json(d) for d in items], total, paging))
 
 
 # --- OpenAPI ----------------------------------------------------------------------------------------
@@ -586,9 +581,9 @@ _ADMIN = ["admin"]
 _EVERYONE = list(ROLES)
 
 
-def _op(summary: str, tag: str, roles: list[str], responses: dict, *, params: list | None = None,
+def _op(summary: str, tag: str, roles: Sequence[str], responses: dict, *, params: list | None = None,
         body: dict | None = None) -> dict:
-    op = {"summary": summary, "tags": [tag], "x-roles": roles,
+    op: dict[str, Any] = {"summary": summary, "tags": [tag], "x-roles": list(roles),
           "responses": {**responses, "401": UNAUTHENTICATED, "403": FORBIDDEN}}
     if params:
         op["parameters"] = params
@@ -598,30 +593,13 @@ def _op(summary: str, tag: str, roles: list[str], responses: dict, *, params: li
     return op
 
 
-def _paged(item: dict, **extra: dict) -> dict:
-    return obj({"items": array(item), "total": INT, "limit": INT, "offset": INT, **extra})
-
-
-_PAGE = page_params(MAX_PAGE, DEFAULT_PAGE)
+_PAGE = page_params()
 _STUDENT = path_param("student_id", "Student (user) id.")
 _COURSE = path_param("course_id", "Course id.")
 _SECTION = query_str("section_id", "Only this section of the course.")
 _SERIES_POINTS = {"warning_pct": NUMBER}
 _WEBHOOK_ID = path_param("webhook_id", "Webhook subscription id.")
-_WEBHOOK_BODY = {
-    "url": {**STR, "format": "uri", "description": (
-        "http(s) endpoint that receives POSTs. Refused (400, field `url`): userinfo, link-local, unspecified, "
-        "multicast and cloud-metadata hosts/addresses (also IPv4-mapped); loopback and private ranges are "
-        "allowed. The resolved address is checked again at each delivery.")},
-    "secret": {**STR, "minLength": 16, "maxLength": 200,
-               "description": "HMAC key; generated (and returned once) when omitted on create."},
-    "kinds": {**array(STR), "maxItems": 50, "description": f"Notification kinds ({', '.join(KINDS)}); "
-                                                           "empty = all."},
-    "active": BOOL,
-    "description": {**STR, "maxLength": 500},
-}
-
-_EMPTY_BODY = json_request(obj({}, closed=False), "Any JSON object, e.g. `{}` (fields are ignored).")
+_EMPTY_BODY = json_request(EmptyBody, "Any JSON object, e.g. `{}`.")
 
 OPENAPI_PATHS: dict = {
     "/api/v1/students/{student_id}/standing": {"get": _op(
@@ -641,7 +619,7 @@ OPENAPI_PATHS: dict = {
     "/api/v1/courses/{course_id}/report": {"get": _op(
         "Course (or section) report: every enrolled student's standing, with a summary (paginated)",
         "insights", _TEACHERS, {
-            "200": json_response(_paged(ref("Standing"), course=obj({
+            "200": json_response(page_of(ref("Standing"), course=obj({
                 "course_id": STR, "course_code": STR, "course_title": STR}),
                 section_id=nullable(STR), summary=obj({
                     "students": INT, "sessions_held": INT, "average_percentage": _PCT,
@@ -664,26 +642,24 @@ OPENAPI_PATHS: dict = {
         params=[_COURSE, _SECTION])},
     "/api/v1/condonations": {
         "get": _op("Condonation applications, newest first (own / taught courses / all)", "condonation",
-                   _STUDENTS, {"200": json_response(_paged(ref("CondonationApplication")), "One page."),
+                   _STUDENTS, {"200": json_response(page_of(ref("CondonationApplication")), "One page."),
                                "400": BAD_URL},
                    params=[query_str("state", "Only this state.", enum(*CONDONATION_STATES)),
                            query_str("course_id", "Only this course."), *_PAGE]),
         "post": _op("Apply for condonation (students in the condonable band)", "condonation", ["student"], {
             "201": json_response(ref("CondonationApplication"), "Applied."), "400": BAD_BODY,
             "409": error("`not_condonable`: the band is not condonable; `conflict`: already applied.")},
-            body=json_request(obj({"course_id": {**STR, "minLength": 1}, "reason": {
-                **STR, "minLength": 1, "maxLength": MAX_REASON}}, closed=False), "The course and why.")),
+            body=json_request(CondonationRequest, "The course and why.")),
     },
     "/api/v1/condonations/{application_id}/decision": {"post": _op(
         "Approve or reject a pending application (faculty teaching the course, admin)", "condonation", _TEACHERS, {
             "200": json_response(ref("CondonationApplication"), "Decided."), "400": BAD_BODY,
             "404": doc_not_found("application"), "409": CONFLICT},
         params=[path_param("application_id", "Application id.")],
-        body=json_request(obj({"decision": enum("approved", "rejected"), "note": {**STR, "maxLength": MAX_REASON}},
-                              required=["decision"], closed=False), "The decision."))},
+        body=json_request(CondonationDecision, "The decision."))},
     "/api/v1/notifications": {"get": _op(
         "The caller's notifications, newest first", "notifications", _EVERYONE, {
-            "200": json_response(_paged(ref("Notification"), unread=INT), "One page."), "400": BAD_URL},
+            "200": json_response(page_of(ref("Notification"), unread=INT), "One page."), "400": BAD_URL},
         params=[query_str("unread", "Only unread ones.", enum("true", "false", "1", "0")), *_PAGE])},
     "/api/v1/notifications/unread-count": {"get": _op(
         "How many of the caller's notifications are unread", "notifications", _EVERYONE, {
@@ -699,10 +675,10 @@ OPENAPI_PATHS: dict = {
         body=_EMPTY_BODY)},
     "/api/v1/webhooks": {
         "get": _op("Webhook subscriptions (admin)", "webhooks", _ADMIN, {
-            "200": json_response(_paged(ref("Webhook")), "One page."), "400": BAD_URL}, params=_PAGE),
+            "200": json_response(page_of(ref("Webhook")), "One page."), "400": BAD_URL}, params=_PAGE),
         "post": _op("Subscribe an endpoint to notifications (admin); the secret is shown once", "webhooks",
                     _ADMIN, {"201": json_response(ref("Webhook"), "Created."), "400": BAD_BODY},
-                    body=json_request(obj(_WEBHOOK_BODY, required=["url"], closed=False), "The subscription.")),
+                    body=json_request(NewWebhook, "The subscription.")),
     },
     "/api/v1/webhooks/{webhook_id}": {
         "get": _op("One webhook subscription (admin)", "webhooks", _ADMIN, {
@@ -711,13 +687,13 @@ OPENAPI_PATHS: dict = {
         "patch": _op("Change a webhook subscription (admin)", "webhooks", _ADMIN, {
             "200": json_response(ref("Webhook"), "Changed."), "400": BAD_BODY, "404": doc_not_found("webhook")},
             params=[_WEBHOOK_ID],
-            body=json_request(obj(_WEBHOOK_BODY, required=[], closed=False), "Fields to change.")),
+            body=json_request(WebhookChange, "Fields to change.")),
         "delete": _op("Delete a webhook subscription and its delivery log (admin)", "webhooks", _ADMIN, {
             "204": {"description": "Deleted."}, "404": doc_not_found("webhook")}, params=[_WEBHOOK_ID]),
     },
     "/api/v1/webhooks/{webhook_id}/deliveries": {"get": _op(
         "A subscription's deliveries, newest first (admin)", "webhooks", _ADMIN, {
-            "200": json_response(_paged(ref("WebhookDelivery")), "One page."), "400": BAD_URL,
+            "200": json_response(page_of(ref("WebhookDelivery")), "One page."), "400": BAD_URL,
             "404": doc_not_found("webhook")},
         params=[_WEBHOOK_ID, query_str("state", "Only this state.", enum(*DELIVERY_STATES)), *_PAGE])},
 }

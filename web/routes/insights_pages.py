@@ -8,8 +8,8 @@ from __future__ import annotations
 from quart import Blueprint, request
 
 from hub.db.condonation import list_applications
+from hub.db.insights import course_rules, course_sections, course_timeline, faculty_courses
 from hub.db.notifications import list_notifications
-from hub.db.stats import course_rules, course_sections, course_timeline, faculty_courses
 
 from ..auth import current_principal, origin_allowed, require
 from ..context import current_context

@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+from datetime import date
+from typing import Annotated
 from urllib.parse import quote
 
+import msgspec
+from msgspec import Meta
 from quart import Blueprint, Response, jsonify
 
 from hub.db import leave as store
@@ -20,22 +24,21 @@ from hub.domain.leave import (
     LEAVE_STATUSES,
     MAX_DOCUMENT_BYTES,
     MAX_LEAVE_DAYS,
+    MAX_NOTE_CHARS,
     MAX_REASON_CHARS,
     LeaveRuleError,
     validate_document,
 )
 
 from ..apidoc import (
-    BAD_BODY,
     BAD_URL,
     BEARER,
+    BODY_ERRORS,
     DATE,
     FORBIDDEN,
     INT,
-    NOT_JSON,
     STR,
     TIME,
-    TOO_LARGE,
     UNAUTHENTICATED,
     enum,
     error,
@@ -43,8 +46,6 @@ from ..apidoc import (
     json_response,
     nullable,
     obj,
-    page_of,
-    page_params,
     path_param,
     query_str,
     ref,
@@ -55,21 +56,11 @@ from ..apidoc import (
 from ..auth import Principal, current_principal, require
 from ..context import current_context
 from ..errors import WebError, forbidden, invalid, not_found
+from ..paging import page_json, page_of, page_params, page_request
+from ..request import EmptyBody, choice_arg, json_body
 from ..uploads import LARGE_BODIES
 from ._pages import render_page
-from ._records import (
-    ID_SCHEMA,
-    MAX_ID,
-    NOTE_BODY,
-    after_commit,
-    campus_today,
-    date_field,
-    no_nul,
-    now_utc,
-    optional_note,
-    status_arg,
-)
-from .api import DEFAULT_PAGE, MAX_PAGE, _int_arg, _json_body
+from ._records import ID_SCHEMA, MAX_ID, after_commit, campus_today, now_utc
 
 bp = Blueprint("leave", __name__)
 
@@ -96,22 +87,35 @@ async def _visible(principal: Principal, leave_id: int) -> dict:
     return leave
 
 
-def _document(raw: object) -> store.NewDocument | None:
-    if raw is None:
+class LeaveDocument(msgspec.Struct):
+    """A leave's supporting document, inline. Its type is sniffed from the bytes (``validate_document``)."""
+
+    data_base64: Annotated[str, Meta(min_length=1, description=f"The file, at most {MAX_DOCUMENT_BYTES} bytes.",
+                                     extra_json_schema={"contentEncoding": "base64"})]
+    filename: str = ""
+    content_type: Annotated[str | None, Meta(description=f"One of {', '.join(DOCUMENT_TYPES)}.")] = None
+
+
+class LeaveApplication(msgspec.Struct):
+    starts_on: date
+    ends_on: date
+    reason: Annotated[str, Meta(min_length=1, max_length=MAX_REASON_CHARS)]
+    document: LeaveDocument | None = None
+
+
+class LeaveDecision(msgspec.Struct):
+    note: Annotated[str, Meta(max_length=MAX_NOTE_CHARS, description="Optional, shown to the student.")] | None = None
+
+
+def _document(given: LeaveDocument | None) -> store.NewDocument | None:
+    if given is None:
         return None
-    if not isinstance(raw, dict):
-        raise invalid("'document' must be an object {filename, content_type, data_base64}.", field="document")
-    data_b64, filename, declared = raw.get("data_base64"), raw.get("filename", ""), raw.get("content_type")
-    if not isinstance(data_b64, str) or not data_b64:
-        raise invalid("'document.data_base64' is required (the file, base64).", field="document")
-    if not isinstance(filename, str) or (declared is not None and not isinstance(declared, str)):
-        raise invalid("'document.filename' and 'document.content_type' must be strings.", field="document")
     try:
-        data = base64.b64decode(data_b64, validate=True)
+        data = base64.b64decode(given.data_base64, validate=True)
     except (binascii.Error, ValueError):
         raise invalid("'document.data_base64' is not valid base64.", field="document") from None
     try:
-        content_type, clean = validate_document(data, declared, filename)
+        content_type, clean = validate_document(data, given.content_type, given.filename)
     except LeaveRuleError as refused:
         raise _rule_error(refused) from None
     return store.NewDocument(clean, content_type, data)
@@ -123,14 +127,12 @@ def _document(raw: object) -> store.NewDocument | None:
 @require("student")
 async def apply() -> tuple[Response, int]:
     ctx, principal = current_context(), current_principal()
-    body = await _json_body("starts_on", "ends_on", "reason")
-    starts_on, ends_on = date_field(body, "starts_on"), date_field(body, "ends_on")
-    reason = no_nul(body["reason"], "reason")
-    document = _document(body.get("document"))
+    body = await json_body(LeaveApplication)
+    document = _document(body.document)
     try:
         outcome = await store.apply_for_leave(
-            ctx.db, student_id=principal.user_id, starts_on=starts_on, ends_on=ends_on, reason=reason,
-            document=document, today=campus_today(ctx))
+            ctx.db, student_id=principal.user_id, starts_on=body.starts_on, ends_on=body.ends_on,
+            reason=body.reason, document=document, today=campus_today(ctx))
     except LeaveRuleError as refused:
         raise _rule_error(refused) from None
     await after_commit(ctx, {}, outcome.notifications)
@@ -141,17 +143,17 @@ async def apply() -> tuple[Response, int]:
 @require("student", "faculty", "admin")
 async def list_leave() -> Response:
     ctx, principal = current_context(), current_principal()
-    limit, offset = _int_arg("limit", DEFAULT_PAGE, 1, MAX_PAGE), _int_arg("offset", 0, 0, 10**9)
-    status = status_arg(LEAVE_STATUSES)
+    paging = page_request()
+    status = choice_arg("status", LEAVE_STATUSES)
     if principal.role == "student":
-        page = await store.list_leaves(ctx.db, limit=limit, offset=offset, student_id=principal.user_id,
-                                       status=status)
+        items, total = await store.list_leaves(ctx.db, limit=paging.limit, offset=paging.offset,
+                                               student_id=principal.user_id, status=status)
     elif principal.role == "faculty":
-        page = await store.list_leaves(ctx.db, limit=limit, offset=offset, decider_id=principal.user_id,
-                                       status=status)
+        items, total = await store.list_leaves(ctx.db, limit=paging.limit, offset=paging.offset,
+                                               decider_id=principal.user_id, status=status)
     else:
-        page = await store.list_leaves(ctx.db, limit=limit, offset=offset, status=status)
-    return jsonify(page)
+        items, total = await store.list_leaves(ctx.db, limit=paging.limit, offset=paging.offset, status=status)
+    return jsonify(page_json(items, total, paging))
 
 
 @bp.get("/api/v1/leave/<int:leave_id>")
@@ -162,8 +164,7 @@ async def get_leave(leave_id: int) -> Response:
 
 async def _decide(leave_id: int, approve: bool) -> Response:
     ctx, principal = current_context(), current_principal()
-    body = await _json_body()
-    note = optional_note(body)
+    note = (await json_body(LeaveDecision)).note or ""
     await _visible(principal, leave_id)
     try:
         outcome = await store.decide_leave(ctx.db, leave_id, approve=approve, decided_by=principal.user_id,
@@ -190,7 +191,7 @@ async def reject(leave_id: int) -> Response:
 @require("student", "faculty", "admin")
 async def cancel(leave_id: int) -> Response:
     ctx, principal = current_context(), current_principal()
-    await _json_body()
+    await json_body(EmptyBody)
     await _visible(principal, leave_id)
     try:
         outcome = await store.cancel_leave(ctx.db, leave_id, cancelled_by=principal.user_id, now=now_utc(ctx))
@@ -249,12 +250,11 @@ OPENAPI_SCHEMAS: dict = {
 }
 
 _DECISION = {
-    "requestBody": json_request(NOTE_BODY, "An optional note for the student."),
+    "requestBody": json_request(LeaveDecision, "An optional note for the student."),
     "responses": {
-        "200": json_response(ref("Leave"), "The leave after the decision."), "400": BAD_BODY,
+        "200": json_response(ref("Leave"), "The leave after the decision."), **BODY_ERRORS,
         "401": UNAUTHENTICATED, "403": FORBIDDEN, "404": _NOT_FOUND,
         "409": error("`conflict`: the leave is not `applied` (already decided or cancelled)."),
-        "413": TOO_LARGE, "415": NOT_JSON,
     },
 }
 
@@ -263,19 +263,11 @@ OPENAPI_PATHS: dict = {
         "post": {
             "summary": "Apply for leave (a student, for themself), with an optional PDF/JPEG/PNG document",
             "tags": ["leave"], "security": BEARER, "x-roles": ["student"],
-            "requestBody": json_request(obj({
-                "starts_on": DATE, "ends_on": DATE,
-                "reason": {**STR, "minLength": 1, "maxLength": MAX_REASON_CHARS},
-                "document": obj({
-                    "filename": STR, "content_type": enum(*DOCUMENT_TYPES),
-                    "data_base64": {**STR, "contentEncoding": "base64",
-                                    "description": f"The file, at most {MAX_DOCUMENT_BYTES} bytes."},
-                }, required=["data_base64"], closed=False),
-            }, required=["starts_on", "ends_on", "reason"], closed=False),
-                f"The leave. This route accepts bodies up to {_UPLOAD_LIMIT} bytes."),
+            "requestBody": json_request(
+                LeaveApplication, f"The leave. This route accepts bodies up to {_UPLOAD_LIMIT} bytes."),
             "responses": {
                 "201": json_response(ref("Leave"), "Filed (status `applied`)."),
-                "400": BAD_BODY, "401": UNAUTHENTICATED, "403": FORBIDDEN,
+                "400": BODY_ERRORS["400"], "401": UNAUTHENTICATED, "403": FORBIDDEN,
                 "409": error("`conflict`: it overlaps another applied or approved leave of yours."),
                 "413": error("`request_entity_too_large` (body) or `document_too_large` (the document)."),
                 "415": error("`unsupported_media_type` (not JSON) or `unsupported_document` (not a PDF, JPEG "
@@ -286,7 +278,7 @@ OPENAPI_PATHS: dict = {
             "summary": "Leave applications, newest first: a student's own, those a faculty member may decide, "
                        "or all (admin)",
             "tags": ["leave"], "security": BEARER, "x-roles": _ANY,
-            "parameters": [*page_params(MAX_PAGE, DEFAULT_PAGE),
+            "parameters": [*page_params(),
                            query_str("status", "Only this status.", enum(*LEAVE_STATUSES))],
             "responses": {"200": json_response(page_of(ref("Leave")), "A page."), "400": BAD_URL,
                           "401": UNAUTHENTICATED, "403": FORBIDDEN},
@@ -311,11 +303,11 @@ OPENAPI_PATHS: dict = {
         "summary": "Cancel an applied or approved leave (its student, a faculty member who may decide it, admin); "
                    "an approved one's excused records get back what they held before",
         "tags": ["leave"], "security": BEARER, "x-roles": _ANY, "parameters": [_LEAVE_ID],
-        "requestBody": json_request(obj({}, required=[], closed=False), "An empty JSON object."),
+        "requestBody": json_request(EmptyBody, "An empty JSON object."),
         "responses": {
-            "200": json_response(ref("Leave"), "The cancelled leave."), "400": BAD_BODY,
+            "200": json_response(ref("Leave"), "The cancelled leave."), **BODY_ERRORS,
             "401": UNAUTHENTICATED, "403": FORBIDDEN, "404": _NOT_FOUND,
-            "409": error("`conflict`: already rejected or cancelled."), "413": TOO_LARGE, "415": NOT_JSON,
+            "409": error("`conflict`: already rejected or cancelled."),
         },
     }},
     "/api/v1/leave/{leave_id}/document": {"get": {

@@ -9,18 +9,20 @@ from __future__ import annotations
 
 from quart import Blueprint
 
-from hub.db.ops_console import active_alarms, rooms
+from hub.db.alarms import active_alarms
+from hub.db.campus_counts import overview_counts
+from hub.db.device_health import devices_overview
+from hub.db.rejections import list_rejections, rejection_counts
+from hub.db.rooms import rooms
 from hub.db.tickets import TicketFilter, list_staff, list_tickets
-from hub.db.web_queries import devices_overview, list_rejections, overview_counts, rejection_counts
 from hub.domain import tickets as ticket_rules
 
 from ..auth import current_principal, require
-from ..console import HEALTH_ORDER, grid, health_of
+from ..console import HEALTH_ORDER, devices_json, grid, health_of, ticket_json
 from ..context import current_context
 from ..errors import not_found
-from ..feeds import devices_json, utc_now
+from ..feeds import utc_now
 from ._pages import render_page
-from .tickets_api import ticket_json
 
 bp = Blueprint("ops", __name__)
 

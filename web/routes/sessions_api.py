@@ -10,8 +10,10 @@ actor to mark the absentees.
 from __future__ import annotations
 
 from datetime import datetime, time, timedelta, timezone
-from typing import Any
+from typing import Annotated, Any
 
+import msgspec
+from msgspec import Meta
 from quart import Blueprint, Response, jsonify
 
 from hub.db import class_sessions as db_sessions
@@ -19,17 +21,15 @@ from hub.db.academic import may_manage_course
 from hub.domain.timetable import zone
 
 from ..apidoc import (
-    BAD_BODY,
     BAD_URL,
     BEARER,
+    BODY_ERRORS,
     CONFLICT,
     DATE,
     FORBIDDEN,
     INT,
-    NOT_JSON,
     STR,
     TIME,
-    TOO_LARGE,
     UNAUTHENTICATED,
     array,
     enum,
@@ -38,8 +38,6 @@ from ..apidoc import (
     not_found,
     nullable,
     obj,
-    page_of,
-    page_params,
     path_param,
     query_str,
     ref,
@@ -47,13 +45,48 @@ from ..apidoc import (
 from ..auth import Principal, current_principal, require
 from ..context import current_context
 from ..errors import forbidden, invalid
-from . import _academic_fields as f
-from .api import DEFAULT_PAGE, MAX_PAGE, _int_arg, _json_body
+from ..paging import page_json, page_of, page_params, page_request
+from ..request import MAX_TEXT, Id, Instant, choice_arg, day_arg, instant_arg, json_body, text_arg
 
 bp = Blueprint("sessions_api", __name__, url_prefix="/api/v1")
 
 STATUSES = ("scheduled", "open", "closed", "cancelled")
 MAX_SESSION = timedelta(hours=12)
+#: The day view's page size: a whole day's sessions, so the page rarely needs a second request.
+TODAY_PAGE = 100
+
+
+Minutes = Annotated[int, Meta(ge=0, le=240)]
+Topics = Annotated[list[Annotated[str, Meta(max_length=db_sessions.MAX_TOPIC_LENGTH)]],
+                   Meta(max_length=db_sessions.MAX_TOPICS)]
+
+
+class SessionCreate(msgspec.Struct):
+    """A manual session; the rule fields default to the course's rules."""
+
+    course_id: Id
+    room_id: Id
+    starts_at: Instant
+    ends_at: Instant
+    section_id: Id | None = None
+    grace_minutes: Minutes | None = None
+    opens_minutes_before: Minutes | None = None
+    late_cutoff_minutes: Annotated[int, Meta(ge=0, le=600)] | None = None
+    topics: Annotated[list[Annotated[str, Meta(max_length=MAX_TEXT)]], Meta(max_length=db_sessions.MAX_TOPICS)] = []
+
+
+class SessionCancel(msgspec.Struct):
+    reason: Annotated[str, Meta(min_length=1, max_length=500, pattern=r"\S")]
+
+
+class SessionReschedule(msgspec.Struct):
+    starts_at: Instant
+    ends_at: Instant
+    room_id: Id | None = None
+
+
+class SessionTopics(msgspec.Struct):
+    topics: Topics
 
 
 def _now() -> datetime:
@@ -86,50 +119,44 @@ def _span(starts_at: datetime, ends_at: datetime) -> None:
 
 @bp.get("/sessions")
 @require("admin", "faculty")
-@f.translated
 async def sessions() -> Response:
-    return jsonify(await db_sessions.list_sessions(
-        current_context().db, _int_arg("limit", DEFAULT_PAGE, 1, MAX_PAGE), _int_arg("offset", 0, 0, 10**9),
-        start=f.arg_instant("from"), end=f.arg_instant("to"), course_id=f.arg_id("course_id"),
-        section_id=f.arg_id("section_id"), status=f.arg_choice("status", STATUSES),
-        faculty_id=_scope(current_principal()), term_id=f.arg_id("term_id")))
+    paging = page_request()
+    items, total = await db_sessions.list_sessions(
+        current_context().db, paging.limit, paging.offset,
+        start=instant_arg("from"), end=instant_arg("to"), course_id=text_arg("course_id"),
+        section_id=text_arg("section_id"), status=choice_arg("status", STATUSES),
+        faculty_id=_scope(current_principal()), term_id=text_arg("term_id"))
+    return jsonify(page_json(items, total, paging))
 
 
 @bp.get("/faculty/today")
 @require("admin", "faculty")
-@f.translated
 async def today() -> Response:
     """Sessions overlapping a day (default today) in the campus timezone: the caller's courses (admin: all)."""
     ctx = current_context()
     tz = zone(ctx.campus_timezone)
-    day = f.arg_day("date") or _now().astimezone(tz).date()
+    day = day_arg("date") or _now().astimezone(tz).date()
     start = datetime.combine(day, time(0), tzinfo=tz)
     end = datetime.combine(day + timedelta(days=1), time(0), tzinfo=tz)
-    page = await db_sessions.list_sessions(
-        ctx.db, _int_arg("limit", 100, 1, MAX_PAGE), _int_arg("offset", 0, 0, 10**9), start=start, end=end,
-        faculty_id=_scope(current_principal()))
-    return jsonify({**page, "date": day, "timezone": ctx.campus_timezone})
+    paging = page_request(TODAY_PAGE)
+    items, total = await db_sessions.list_sessions(
+        ctx.db, paging.limit, paging.offset, start=start, end=end, faculty_id=_scope(current_principal()))
+    return jsonify(page_json(items, total, paging, date=day, timezone=ctx.campus_timezone))
 
 
 @bp.post("/sessions")
 @require("admin", "faculty")
-@f.translated
 async def create() -> tuple[Response, int]:
     ctx, principal = current_context(), current_principal()
-    body = await _json_body()
-    course_id = f.ident(body, "course_id")
-    starts_at, ends_at = f.instant(body, "starts_at"), f.instant(body, "ends_at")
-    _span(starts_at, ends_at)
+    body = await json_body(SessionCreate)
+    _span(body.starts_at, body.ends_at)
     new = db_sessions.NewSession(
-        course_id=course_id, room_id=f.ident(body, "room_id"), starts_at=starts_at, ends_at=ends_at,
-        section_id=f.optional_ident(body, "section_id"),
-        grace_minutes=f.integer(body, "grace_minutes", 0, 240, optional=True),
-        opens_minutes_before=f.integer(body, "opens_minutes_before", 0, 240, optional=True),
-        late_cutoff_minutes=f.integer(body, "late_cutoff_minutes", 0, 600, optional=True),
-        topics=tuple(db_sessions.clean_topics(
-            f.string_list(body, "topics", max_items=db_sessions.MAX_TOPICS) if "topics" in body else [])),
+        course_id=body.course_id, room_id=body.room_id, starts_at=body.starts_at, ends_at=body.ends_at,
+        section_id=body.section_id, grace_minutes=body.grace_minutes,
+        opens_minutes_before=body.opens_minutes_before, late_cutoff_minutes=body.late_cutoff_minutes,
+        topics=tuple(db_sessions.clean_topics(body.topics)),
     )
-    await _authorize_course(principal, course_id)
+    await _authorize_course(principal, body.course_id)
     session = await db_sessions.create_session(ctx.db, new, actor=principal.user_id, now=_now())
     await ctx.sessions_changed([session["session_id"]])
     return jsonify(session), 201
@@ -137,7 +164,6 @@ async def create() -> tuple[Response, int]:
 
 @bp.get("/sessions/<session_id>")
 @require("admin", "faculty")
-@f.translated
 async def detail(session_id: str) -> Response:
     await _authorize(session_id)
     return jsonify(await db_sessions.session_detail(current_context().db, session_id))
@@ -150,7 +176,6 @@ async def _changed(session: dict) -> Response:
 
 @bp.post("/sessions/<session_id>/open")
 @require("admin", "faculty")
-@f.translated
 async def open_(session_id: str) -> Response:
     principal = await _authorize(session_id)
     return await _changed(await db_sessions.open_session(
@@ -159,7 +184,6 @@ async def open_(session_id: str) -> Response:
 
 @bp.post("/sessions/<session_id>/close")
 @require("admin", "faculty")
-@f.translated
 async def close(session_id: str) -> Response:
     principal = await _authorize(session_id)
     return await _changed(await db_sessions.close_session(
@@ -168,36 +192,29 @@ async def close(session_id: str) -> Response:
 
 @bp.post("/sessions/<session_id>/cancel")
 @require("admin", "faculty")
-@f.translated
 async def cancel(session_id: str) -> Response:
     principal = await _authorize(session_id)
-    body = await _json_body()
-    reason = f.text(body, "reason", max_length=500)
+    reason = (await json_body(SessionCancel)).reason.strip()
     return await _changed(await db_sessions.cancel_session(
         current_context().db, session_id, reason, actor=principal.user_id, now=_now()))
 
 
 @bp.post("/sessions/<session_id>/reschedule")
 @require("admin", "faculty")
-@f.translated
 async def reschedule(session_id: str) -> Response:
     principal = await _authorize(session_id)
-    body = await _json_body()
-    starts_at, ends_at = f.instant(body, "starts_at"), f.instant(body, "ends_at")
-    _span(starts_at, ends_at)
+    body = await json_body(SessionReschedule)
+    _span(body.starts_at, body.ends_at)
     return await _changed(await db_sessions.reschedule_session(
-        current_context().db, session_id, starts_at, ends_at, f.optional_ident(body, "room_id"),
+        current_context().db, session_id, body.starts_at, body.ends_at, body.room_id,
         actor=principal.user_id, now=_now()))
 
 
 @bp.put("/sessions/<session_id>/topics")
 @require("admin", "faculty")
-@f.translated
 async def topics(session_id: str) -> Response:
     principal = await _authorize(session_id)
-    body = await _json_body()
-    values = f.string_list(body, "topics", max_items=db_sessions.MAX_TOPICS,
-                           max_length=db_sessions.MAX_TOPIC_LENGTH)
+    values = (await json_body(SessionTopics)).topics
     return jsonify(await db_sessions.set_topics(
         current_context().db, session_id, values, actor=principal.user_id, now=_now()))
 
@@ -205,30 +222,28 @@ async def topics(session_id: str) -> Response:
 # --- OpenAPI -------------------------------------------------------------------------
 
 _ROLES = ["admin", "faculty"]
-_ID = {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", "maxLength": 64}
 _SESSION = path_param("session_id", "Class session id.")
 _NOT_FOUND = not_found("session")
-_TOPICS = {"type": "array", "maxItems": 50, "items": {"type": "string", "maxLength": 200}}
 
 
-def _op(summary: str, ok: dict, *, params: list | None = None, body: dict | None = None,
+def _op(summary: str, ok: dict, *, params: list | None = None, body: type[msgspec.Struct] | None = None,
         errors: dict | None = None) -> dict:
     responses = {**ok, "401": UNAUTHENTICATED, "403": FORBIDDEN}
     if params:
         responses["400"] = BAD_URL
     if body is not None:
-        responses.update({"400": BAD_BODY, "413": TOO_LARGE, "415": NOT_JSON})
+        responses.update(BODY_ERRORS)
     responses.update(errors or {})
     op: dict[str, Any] = {"summary": summary, "tags": ["sessions"], "security": BEARER, "x-roles": _ROLES,
                           "responses": responses}
     if params:
         op["parameters"] = params
     if body is not None:
-        op["requestBody"] = json_request(body, "JSON object; unknown fields are ignored.")
+        op["requestBody"] = json_request(body, "A JSON object.")
     return op
 
 
-def _action(summary: str, body: dict | None = None) -> dict:
+def _action(summary: str, body: type[msgspec.Struct] | None = None) -> dict:
     return {"post": _op(summary, {"200": json_response(ref("ClassSession"), "The session now.")},
                         params=[_SESSION], body=body,
                         errors={"404": _NOT_FOUND, "409": CONFLICT})}
@@ -248,15 +263,14 @@ OPENAPI_SCHEMAS: dict[str, Any] = {
     "ClassSession": obj(_SESSION_FIELDS),
     "ClassSessionDetail": obj({**_SESSION_FIELDS, "history": array(obj({
         "at": TIME, "actor": STR, "action": STR, "details": {"type": "object"}}))}),
-    "FacultyToday": obj({"items": array(ref("ClassSession")), "total": INT, "limit": INT, "offset": INT,
-                         "date": DATE, "timezone": STR}),
+    "FacultyToday": page_of(ref("ClassSession"), date=DATE, timezone=STR),
 }
 
 OPENAPI_PATHS: dict[str, Any] = {
     "/api/v1/sessions": {
         "get": _op("Class sessions overlapping [from, to), oldest first (faculty: their courses)",
                    {"200": json_response(page_of(ref("ClassSession")), "One page.")},
-                   params=[*page_params(MAX_PAGE, DEFAULT_PAGE),
+                   params=[*page_params(),
                            query_str("from", "Ends after this instant.", {"type": "string", "format": "date-time"}),
                            query_str("to", "Starts before this instant.", {"type": "string", "format": "date-time"}),
                            query_str("course_id", "Only this course."), query_str("section_id", "Only this section."),
@@ -264,20 +278,13 @@ OPENAPI_PATHS: dict[str, Any] = {
                            query_str("term_id", "Only sessions of this term's sections.")]),
         "post": _op("Create a (manual) session; rule fields default to the course's rules",
                     {"201": json_response(ref("ClassSession"), "Created.")},
-                    body=obj({"course_id": _ID, "room_id": _ID, "section_id": nullable(_ID),
-                              "starts_at": {"type": "string", "format": "date-time"},
-                              "ends_at": {"type": "string", "format": "date-time"},
-                              "grace_minutes": {"type": "integer", "minimum": 0, "maximum": 240},
-                              "opens_minutes_before": {"type": "integer", "minimum": 0, "maximum": 240},
-                              "late_cutoff_minutes": {"type": "integer", "minimum": 0, "maximum": 600},
-                              "topics": _TOPICS},
-                             required=["course_id", "room_id", "starts_at", "ends_at"], closed=False),
+                    body=SessionCreate,
                     errors={"404": not_found("course or room"), "409": CONFLICT}),
     },
     "/api/v1/faculty/today": {
         "get": _op("Today's sessions (a day in the campus timezone) of the caller's courses; admin: all",
                    {"200": json_response(ref("FacultyToday"), "The day's sessions.")},
-                   params=[*page_params(MAX_PAGE, 100),
+                   params=[*page_params(TODAY_PAGE),
                            query_str("date", "The day, YYYY-MM-DD (default: today).", DATE)]),
     },
     "/api/v1/sessions/{session_id}": {
@@ -291,16 +298,14 @@ OPENAPI_PATHS: dict[str, Any] = {
         "Close now (early: the session ends now); absentees are then marked by the session actor"),
     "/api/v1/sessions/{session_id}/cancel": _action(
         "Cancel a session that has not closed (records are kept)",
-        obj({"reason": {"type": "string", "minLength": 1, "maxLength": 500}}, required=["reason"], closed=False)),
+        SessionCancel),
     "/api/v1/sessions/{session_id}/reschedule": _action(
         "Move a scheduled session without records (same id; rescheduled_from keeps the first start)",
-        obj({"starts_at": {"type": "string", "format": "date-time"},
-             "ends_at": {"type": "string", "format": "date-time"}, "room_id": _ID},
-            required=["starts_at", "ends_at"], closed=False)),
+        SessionReschedule),
     "/api/v1/sessions/{session_id}/topics": {
         "put": _op("Replace the topics the session covered",
                    {"200": json_response(ref("ClassSession"), "The session now.")}, params=[_SESSION],
-                   body=obj({"topics": _TOPICS}, required=["topics"], closed=False),
+                   body=SessionTopics,
                    errors={"404": _NOT_FOUND, "409": CONFLICT}),
     },
 }

@@ -7,8 +7,8 @@ from datetime import timedelta
 import segno
 from quart import Blueprint, Response
 
-from hub.db.stats import student_sessions_between
-from hub.db.web_queries import student_token_secret
+from hub.db.insights import student_sessions_between
+from hub.db.students import student_token_secret
 from schemas import TOKEN_WINDOW_SECONDS, issue_checkin_token
 
 from ..auth import current_principal, require

@@ -10,12 +10,14 @@ which both the ops console and the hub's ticket actor (timers) follow.
 """
 from __future__ import annotations
 
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import datetime
+from typing import Annotated, Any
 
+import msgspec
+from msgspec import Meta
 from quart import Blueprint, Response, jsonify, request
 
-from hub.core.bus import DEVICES_TOPIC
+from hub.core.bus import DEVICES_TOPIC, LivePriority, LiveTicket, LiveTicketComment, LiveTicketPolicy
 from hub.db.tickets import (
     Change,
     Comment,
@@ -61,8 +63,6 @@ from ..apidoc import (
     json_response,
     nullable,
     obj,
-    page_of,
-    page_params,
     path_param,
     query_str,
     ref,
@@ -71,25 +71,81 @@ from ..apidoc import (
     not_found as doc_not_found,
 )
 from ..auth import ROLES, current_principal, require
+from ..console import ticket_json
 from ..context import WebContext, current_context
 from ..errors import WebError, forbidden, invalid, not_found
 from ..feeds import utc_now
-from .api import DEFAULT_PAGE, MAX_PAGE, _int_arg, _json_body
+from ..paging import page_json, page_of, page_params, page_request
+from ..request import json_body, one_of
 
 bp = Blueprint("tickets_api", __name__, url_prefix="/api/v1")
 
 _INT64_MAX = 2**63 - 1
 _ID_MAX = 128
 
+#: A ticket's optional comment (trimmed by ``rules.clean_text``).
+_Comment = Annotated[str, Meta(max_length=rules.MAX_TEXT)]
+_Reference = Annotated[str, Meta(min_length=1, max_length=_ID_MAX)]
+_Priority = Annotated[str, one_of(rules.PRIORITIES)]
+
+
+class TicketReport(msgspec.Struct):
+    """``POST /tickets``: one of room_id, device_id or alarm_id is needed (checked by the route)."""
+
+    title: Annotated[str, Meta(min_length=1, max_length=rules.MAX_TITLE)]
+    description: _Comment | None = None
+    room_id: _Reference | None = None
+    device_id: _Reference | None = None
+    alarm_id: Annotated[int, Meta(ge=1, le=_INT64_MAX, description="ops/admin only.")] | None = None
+    priority: Annotated[_Priority | None, Meta(description=(
+        "Default P3 (from an alarm: by its severity). Reporters who are not staff may choose P2-P4."))] = None
+
+
+class TicketAssignment(msgspec.Struct):
+    assignee: Annotated[str, Meta(min_length=1, description="A user id.")]
+    comment: _Comment | None = None
+
+
+class TicketTransition(msgspec.Struct):
+    to: Annotated[str, one_of(rules.STATES)]
+    comment: Annotated[_Comment | None, Meta(description="Stored as a comment; required to cancel.")] = None
+
+
+class TicketCommentBody(msgspec.Struct):
+    body: Annotated[str, Meta(min_length=1, max_length=rules.MAX_TEXT)]
+
+
+class TicketAmendment(msgspec.Struct):
+    """``PATCH /tickets/{id}``: at least one field (checked by the route)."""
+
+    priority: _Priority | msgspec.UnsetType = msgspec.UNSET
+    auto_close_after_s: Annotated[
+        Annotated[int, Meta(ge=0, le=rules.MAX_AUTO_CLOSE_S)] | None,
+        Meta(description="null: never close by itself."),
+    ] | msgspec.UnsetType = msgspec.UNSET
+
+
+# The policy's nested fields are checked by the domain (rules.check_duration), which names the field it
+# refuses ('resolve_within_s', not 'priorities[0].resolve_within_s'): the struct documents their ranges.
+class PriorityPolicyChange(msgspec.Struct):
+    priority: Annotated[str, Meta(extra_json_schema={"enum": list(rules.PRIORITIES)})]
+    resolve_within_s: Annotated[int, Meta(extra_json_schema={
+        "minimum": rules.MIN_SLA_S, "maximum": rules.MAX_SLA_S})] | msgspec.UnsetType = msgspec.UNSET
+    auto_close_after_s: Annotated[int, Meta(extra_json_schema={
+        "minimum": 0, "maximum": rules.MAX_AUTO_CLOSE_S})] | None | msgspec.UnsetType = msgspec.UNSET
+
+
+class TicketPolicyChange(msgspec.Struct):
+    """``PUT /tickets/sla-policy``: only what changes."""
+
+    priorities: Annotated[list[PriorityPolicyChange], Meta(max_length=len(rules.PRIORITIES))] = []
+    auto_raise_severities: list[Annotated[str, Meta(extra_json_schema={
+        "enum": list(rules.ALARM_SEVERITIES)})]] | msgspec.UnsetType = msgspec.UNSET
+
 
 def caller() -> rules.Caller:
     principal = current_principal()
     return rules.Caller(principal.user_id, principal.role)
-
-
-def ticket_json(ticket: Ticket, now: datetime) -> dict[str, Any]:
-    """A ticket as the API, the pages and the live feed show it (with the SLA verdict at ``now``)."""
-    return {**ticket.fields(), "sla_breached": rules.sla_breached(ticket.sla_due_at, now, ticket.finished_at)}
 
 
 def comment_json(c: Comment) -> dict[str, Any]:
@@ -112,8 +168,7 @@ def policy_json(policy: TicketPolicy) -> dict[str, Any]:
 
 def publish_ticket(ctx: WebContext, ticket: Ticket, change: str) -> None:
     """After the commit: the console's live feed and the hub's ticket actor both follow this."""
-    ctx.bus.publish(DEVICES_TOPIC, {"type": "ticket", "origin": "web", "change": change,
-                                    **ticket_json(ticket, utc_now(ctx))})
+    ctx.bus.publish(DEVICES_TOPIC, LiveTicket(origin="web", change=change, **ticket_json(ticket, utc_now(ctx))))
 
 
 def _refused(exc: rules.Refused) -> WebError:
@@ -133,20 +188,6 @@ async def _visible_ticket(ctx: WebContext, ticket_id: int) -> Ticket:
     return ticket
 
 
-def _optional_id(body: dict, name: str) -> str | None:
-    value = body.get(name)
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value or len(value) > _ID_MAX or not rules.storable(value):
-        raise invalid(f"'{name}' must be a non-empty string of at most {_ID_MAX} characters.", field=name)
-    return value
-
-
-async def _policy_durations(ctx: WebContext) -> tuple[TicketPolicy, dict[str, timedelta]]:
-    policy = await load_policy(ctx.db)
-    return policy, {p.priority: timedelta(seconds=p.resolve_within_s) for p in policy.priorities}
-
-
 async def _apply(ctx: WebContext, ticket: Ticket, change: Change) -> Ticket:
     updated = await update_ticket(ctx.db, ticket.id, expected_state=ticket.state,
                                   expected_updated_at=ticket.updated_at, change=change, at=utc_now(ctx))
@@ -162,22 +203,17 @@ async def _apply(ctx: WebContext, ticket: Ticket, change: Change) -> Ticket:
 @require()
 async def create() -> tuple[Response, int]:
     ctx, who = current_context(), caller()
-    body = await _json_body()
+    body = await json_body(TicketReport)
     try:
-        title = rules.clean_text(body.get("title"), "title", required=True, limit=rules.MAX_TITLE)
-        description = rules.clean_text(body.get("description"), "description", required=False,
-                                       limit=rules.MAX_TEXT)
+        title = rules.clean_text(body.title, "title", required=True, limit=rules.MAX_TITLE)
+        description = rules.clean_text(body.description, "description", required=False, limit=rules.MAX_TEXT)
     except rules.Refused as exc:
         raise _refused(exc) from None
-    room_id, device_id = _optional_id(body, "room_id"), _optional_id(body, "device_id")
-    alarm_id = body.get("alarm_id")
-    priority = body.get("priority")
+    room_id, device_id, alarm_id, priority = body.room_id, body.device_id, body.alarm_id, body.priority
     if alarm_id is not None:
-        if isinstance(alarm_id, bool) or not isinstance(alarm_id, int):
-            raise invalid("'alarm_id' must be an integer.", field="alarm_id")
         if not who.staff:
             raise forbidden("Only ops staff raise tickets from alarms.")
-        alarm = await alarm_brief(ctx.db, alarm_id) if 1 <= alarm_id <= _INT64_MAX else None
+        alarm = await alarm_brief(ctx.db, alarm_id)
         if alarm is None:
             raise invalid("No such alarm.", field="alarm_id")
         if priority is None:
@@ -189,10 +225,8 @@ async def create() -> tuple[Response, int]:
     except rules.Refused as exc:
         raise _refused(exc) from None
     now = utc_now(ctx)
-    policy, durations = await _policy_durations(ctx)
     new = NewTicket(
         title=title, description=description, priority=priority, source="alarm" if alarm_id is not None else "report",
-        sla_due_at=rules.sla_due(now, priority, durations), auto_close_after_s=policy.of(priority).auto_close_after_s,
         reported_by=who.user_id, room_id=room_id, device_id=device_id, alarm_id=alarm_id)
     try:
         ticket = await create_ticket(ctx.db, new, at=now, actor=who.user_id)
@@ -240,12 +274,10 @@ def _filter_from_args(who: rules.Caller, now: datetime) -> TicketFilter:
 @require()
 async def listing() -> Response:
     ctx, who = current_context(), caller()
-    limit = _int_arg("limit", DEFAULT_PAGE, 1, MAX_PAGE)
-    offset = _int_arg("offset", 0, 0, 10**9)
+    paging = page_request()
     now = utc_now(ctx)
-    page = await list_tickets(ctx.db, _filter_from_args(who, now), limit, offset)
-    return jsonify({"items": [ticket_json(t, now) for t in page.items], "total": page.total,
-                    "limit": limit, "offset": offset})
+    page = await list_tickets(ctx.db, _filter_from_args(who, now), paging.limit, paging.offset)
+    return jsonify(page_json([ticket_json(t, now) for t in page.items], page.total, paging))
 
 
 @bp.get("/tickets/<int:ticket_id>")
@@ -260,9 +292,9 @@ async def detail(ticket_id: int) -> Response:
 
 # --- work on a ticket -----------------------------------------------------------------------------
 
-def _comment(body: dict) -> str:
+def _comment(comment: str | None) -> str:
     try:
-        return rules.clean_text(body.get("comment"), "comment", required=False, limit=rules.MAX_TEXT)
+        return rules.clean_text(comment, "comment", required=False, limit=rules.MAX_TEXT)
     except rules.Refused as exc:
         raise _refused(exc) from None
 
@@ -271,11 +303,10 @@ def _comment(body: dict) -> str:
 @require("ops", "admin")
 async def assign(ticket_id: int) -> Response:
     ctx, who = current_context(), caller()
-    body = await _json_body("assignee")
-    comment = _comment(body)
+    body = await json_body(TicketAssignment)
+    comment = _comment(body.comment)
     ticket = await _visible_ticket(ctx, ticket_id)
-    wanted = body["assignee"]
-    assignee = await get_user(ctx.db, wanted) if len(wanted) <= _ID_MAX and rules.storable(wanted) else None
+    assignee = await get_user(ctx.db, body.assignee) if len(body.assignee) <= _ID_MAX else None
     try:
         state = rules.check_assign(_facts(ticket), who, assignee.role if assignee else None)
     except rules.Refused as exc:
@@ -291,10 +322,10 @@ async def assign(ticket_id: int) -> Response:
 @require()
 async def transition(ticket_id: int) -> Response:
     ctx, who = current_context(), caller()
-    body = await _json_body("to")
-    comment = _comment(body)
+    body = await json_body(TicketTransition)
+    comment = _comment(body.comment)
     ticket = await _visible_ticket(ctx, ticket_id)
-    to = body["to"]
+    to = body.to
     try:
         move = rules.check_transition(_facts(ticket), to, who, comment=comment)
     except rules.Refused as exc:
@@ -320,16 +351,17 @@ async def transition(ticket_id: int) -> Response:
 @require()
 async def comment(ticket_id: int) -> tuple[Response, int]:
     ctx, who = current_context(), caller()
-    body = await _json_body()
+    body = await json_body(TicketCommentBody)
     try:
-        text = rules.clean_text(body.get("body"), "body", required=True, limit=rules.MAX_TEXT)
+        text = rules.clean_text(body.body, "body", required=True, limit=rules.MAX_TEXT)
     except rules.Refused as exc:
         raise _refused(exc) from None
     ticket = await _visible_ticket(ctx, ticket_id)
     stored = await add_comment(ctx.db, ticket.id, author=who.user_id, body=text, at=utc_now(ctx))
     if stored is None:
         raise not_found("No such ticket.")
-    ctx.bus.publish(DEVICES_TOPIC, {"type": "ticket_comment", "ticket_id": ticket.id, **comment_json(stored)})
+    ctx.bus.publish(DEVICES_TOPIC, LiveTicketComment(ticket.id, stored.id, stored.author, stored.author_name,
+                                                     stored.body, stored.created_at.isoformat()))
     return jsonify(comment_json(stored)), 201
 
 
@@ -338,21 +370,15 @@ async def comment(ticket_id: int) -> tuple[Response, int]:
 async def amend(ticket_id: int) -> Response:
     """Change the priority (the SLA due time follows, from the creation time) or the auto-close delay."""
     ctx, who = current_context(), caller()
-    body = await _json_body()
+    body = await json_body(TicketAmendment)
     ticket = await _visible_ticket(ctx, ticket_id)
     changes: dict[str, Any] = {}
-    if "priority" in body:
-        priority = body["priority"]
-        if not isinstance(priority, str) or priority not in rules.PRIORITIES:
-            raise invalid(f"'priority' must be one of {', '.join(rules.PRIORITIES)}.", field="priority")
-        _, durations = await _policy_durations(ctx)
-        changes.update(priority=priority, sla_due_at=rules.sla_due(ticket.created_at, priority, durations))
-    if "auto_close_after_s" in body:
-        try:
-            changes["auto_close_after_s"] = rules.check_duration(
-                body["auto_close_after_s"], "auto_close_after_s", 0, rules.MAX_AUTO_CLOSE_S, nullable=True)
-        except rules.Refused as exc:
-            raise _refused(exc) from None
+    if body.priority is not msgspec.UNSET:
+        priority = body.priority
+        policy = await load_policy(ctx.db)
+        changes.update(priority=priority, sla_due_at=policy.due(priority, ticket.created_at))
+    if body.auto_close_after_s is not msgspec.UNSET:
+        changes["auto_close_after_s"] = body.auto_close_after_s
     if not changes:
         raise invalid("Send 'priority' and/or 'auto_close_after_s'.")
     if ticket.state == "closed":
@@ -365,11 +391,10 @@ async def amend(ticket_id: int) -> Response:
 @bp.get("/tickets/assignees")
 @require("ops", "admin")
 async def assignees() -> Response:
-    limit = _int_arg("limit", DEFAULT_PAGE, 1, MAX_PAGE)
-    offset = _int_arg("offset", 0, 0, 10**9)
-    total, staff = await list_staff(current_context().db, limit, offset)
-    return jsonify({"items": [{"id": s.id, "display_name": s.display_name, "role": s.role} for s in staff],
-                    "total": total, "limit": limit, "offset": offset})
+    paging = page_request()
+    total, staff = await list_staff(current_context().db, paging.limit, paging.offset)
+    return jsonify(page_json([{"id": s.id, "display_name": s.display_name, "role": s.role} for s in staff],
+                             total, paging))
 
 
 # --- SLA policy -------------------------------------------------------------------------------------
@@ -385,37 +410,39 @@ async def get_policy() -> Response:
 async def put_policy() -> Response:
     """Replace the given priorities' policy (others keep theirs) and, if given, the auto-raise severities."""
     ctx = current_context()
-    body = await _json_body()
+    body = await json_body(TicketPolicyChange)
     current = await load_policy(ctx.db)
-    raw = body.get("priorities", [])
-    if not isinstance(raw, list) or len(raw) > len(rules.PRIORITIES):
-        raise invalid("'priorities' must be a list of at most five priority objects.", field="priorities")
     chosen: dict[str, PriorityPolicy] = {}
-    for item in raw:
-        if not isinstance(item, dict) or item.get("priority") not in rules.PRIORITIES:
+    for item in body.priorities:
+        if item.priority not in rules.PRIORITIES:
             raise invalid(f"Each priority object needs 'priority' ({', '.join(rules.PRIORITIES)}).",
                           field="priorities")
-        name = item["priority"]
+        name = item.priority
         if name in chosen:
             raise invalid(f"{name} is listed twice.", field="priorities")
         before = current.of(name)
+        given_within, given_after = item.resolve_within_s, item.auto_close_after_s
         try:
-            within = rules.check_duration(item.get("resolve_within_s", before.resolve_within_s),
+            within = rules.check_duration(before.resolve_within_s if given_within is msgspec.UNSET else given_within,
                                           "resolve_within_s", rules.MIN_SLA_S, rules.MAX_SLA_S, nullable=False)
-            after = rules.check_duration(item.get("auto_close_after_s", before.auto_close_after_s),
+            after = rules.check_duration(before.auto_close_after_s if given_after is msgspec.UNSET else given_after,
                                          "auto_close_after_s", 0, rules.MAX_AUTO_CLOSE_S, nullable=True)
         except rules.Refused as exc:
             raise _refused(exc) from None
         assert within is not None
         chosen[name] = PriorityPolicy(name, within, after)
-    severities = body.get("auto_raise_severities", list(current.auto_raise_severities))
-    if (not isinstance(severities, list) or not all(isinstance(s, str) for s in severities)
-            or not set(severities) <= set(rules.ALARM_SEVERITIES)):
+    # Absent: unchanged (what an admin set, or the domain's default, which then keeps applying).
+    severities = None if body.auto_raise_severities is msgspec.UNSET else body.auto_raise_severities
+    if severities is not None and not set(severities) <= set(rules.ALARM_SEVERITIES):
         raise invalid(f"'auto_raise_severities' must be a list of {', '.join(rules.ALARM_SEVERITIES)}.",
                       field="auto_raise_severities")
-    saved = await save_policy(ctx.db, list(chosen.values()), sorted(set(severities), key=rules.ALARM_SEVERITIES.index),
-                              by=current_principal().user_id, at=utc_now(ctx))
-    ctx.bus.publish(DEVICES_TOPIC, {"type": "ticket_policy", **policy_json(saved)})
+    saved = await save_policy(
+        ctx.db, list(chosen.values()),
+        None if severities is None else sorted(set(severities), key=rules.ALARM_SEVERITIES.index),
+        by=current_principal().user_id, at=utc_now(ctx))
+    ctx.bus.publish(DEVICES_TOPIC, LiveTicketPolicy(
+        tuple(LivePriority(p.priority, p.resolve_within_s, p.auto_close_after_s) for p in saved.priorities),
+        tuple(saved.auto_raise_severities), saved.updated_at.isoformat(), saved.updated_by))
     return jsonify(policy_json(saved))
 
 
@@ -470,16 +497,7 @@ OPENAPI_PATHS: dict[str, Any] = {
         "post": {
             "summary": "Report a problem in a room (anyone), or raise a ticket from an alarm (ops, admin)", **_ALL,
             "tags": ["tickets"], "security": BEARER,
-            "requestBody": json_request(obj({
-                "title": {"type": "string", "minLength": 1, "maxLength": rules.MAX_TITLE},
-                "description": {"type": "string", "maxLength": rules.MAX_TEXT},
-                "room_id": {"type": "string", "minLength": 1, "maxLength": _ID_MAX},
-                "device_id": {"type": "string", "minLength": 1, "maxLength": _ID_MAX},
-                "alarm_id": {"type": "integer", "minimum": 1, "description": "ops/admin only."},
-                "priority": {**_PRIORITY, "description": "Default P3 (from an alarm: by its severity). "
-                             "Reporters who are not staff may choose P2-P4."},
-            }, required=["title"], closed=False),
-                "The problem. One of room_id, device_id or alarm_id is needed. Other fields are ignored."),
+            "requestBody": json_request(TicketReport, "The problem. One of room_id, device_id or alarm_id is needed."),
             "responses": {"201": json_response(ref("Ticket"), "Created (state open)."), **_WRITE_ERRORS,
                           "409": CONFLICT},
         },
@@ -487,7 +505,7 @@ OPENAPI_PATHS: dict[str, Any] = {
             "summary": "Tickets, most urgent first (staff: all; others: those they reported)", **_ALL,
             "tags": ["tickets"], "security": BEARER,
             "parameters": [
-                *page_params(MAX_PAGE, DEFAULT_PAGE),
+                *page_params(),
                 query_str("state", "live (not closed), all (default), or one state.",
                           enum("live", "all", *rules.STATES)),
                 query_str("priority", "Only this priority.", _PRIORITY),
@@ -512,12 +530,7 @@ OPENAPI_PATHS: dict[str, Any] = {
         "patch": {
             "summary": "Change priority (the SLA due time follows) or the auto-close delay (ops, admin)", **_STAFF,
             "tags": ["tickets"], "security": BEARER, "parameters": [_TICKET_PARAM],
-            "requestBody": json_request(obj({
-                "priority": _PRIORITY,
-                "auto_close_after_s": {**nullable({"type": "integer", "minimum": 0,
-                                                   "maximum": rules.MAX_AUTO_CLOSE_S}),
-                                       "description": "null: never close by itself."},
-            }, required=[], closed=False), "At least one field. Other fields are ignored."),
+            "requestBody": json_request(TicketAmendment, "At least one field."),
             "responses": {"200": json_response(ref("Ticket"), "Changed."), **_WRITE_ERRORS, "404": _NO_TICKET,
                           "409": _MOVE_CONFLICT},
         },
@@ -525,10 +538,7 @@ OPENAPI_PATHS: dict[str, Any] = {
     "/api/v1/tickets/{ticket_id}/assign": {"post": {
         "summary": "Assign to an ops (or admin) user; the ticket becomes assigned (ops, admin)", **_STAFF,
         "tags": ["tickets"], "security": BEARER, "parameters": [_TICKET_PARAM],
-        "requestBody": json_request(obj({
-            "assignee": {"type": "string", "minLength": 1, "description": "A user id."},
-            "comment": {"type": "string", "maxLength": rules.MAX_TEXT},
-        }, required=["assignee"], closed=False), "Other fields are ignored."),
+        "requestBody": json_request(TicketAssignment, "Who, and an optional comment."),
         "responses": {"200": json_response(ref("Ticket"), "Assigned."), **_WRITE_ERRORS, "404": _NO_TICKET,
                       "409": _MOVE_CONFLICT},
     }},
@@ -536,24 +546,19 @@ OPENAPI_PATHS: dict[str, Any] = {
         "summary": "Move a ticket (start, resolve, close, reopen, unassign, cancel); who may is in "
                    "docs/ops-console.md", **_ALL,
         "tags": ["tickets"], "security": BEARER, "parameters": [_TICKET_PARAM],
-        "requestBody": json_request(obj({
-            "to": _STATE,
-            "comment": {"type": "string", "maxLength": rules.MAX_TEXT,
-                        "description": "Stored as a comment; required to cancel."},
-        }, required=["to"], closed=False), "Other fields are ignored."),
+        "requestBody": json_request(TicketTransition, "The new state."),
         "responses": {"200": json_response(ref("Ticket"), "Moved."), **_WRITE_ERRORS, "404": _NO_TICKET,
                       "409": _MOVE_CONFLICT},
     }},
     "/api/v1/tickets/{ticket_id}/comments": {"post": {
         "summary": "Comment on a ticket (anyone who may see it)", **_ALL, "tags": ["tickets"], "security": BEARER,
         "parameters": [_TICKET_PARAM],
-        "requestBody": json_request(obj({"body": {"type": "string", "minLength": 1, "maxLength": rules.MAX_TEXT}},
-                                        closed=False), "Other fields are ignored."),
+        "requestBody": json_request(TicketCommentBody, "The comment."),
         "responses": {"201": json_response(ref("TicketComment"), "Stored."), **_WRITE_ERRORS, "404": _NO_TICKET},
     }},
     "/api/v1/tickets/assignees": {"get": {
         "summary": "Users tickets may be assigned to (ops, admin)", **_STAFF, "tags": ["tickets"],
-        "security": BEARER, "parameters": page_params(MAX_PAGE, DEFAULT_PAGE),
+        "security": BEARER, "parameters": page_params(),
         "responses": {"200": json_response(page_of(obj({"id": STR, "display_name": STR, "role": enum("ops", "admin")})),
                                            "One page."),
                       "400": BAD_URL, "401": UNAUTHENTICATED, "403": FORBIDDEN},
@@ -569,15 +574,7 @@ OPENAPI_PATHS: dict[str, Any] = {
             "summary": "Change the policy of some priorities and/or the auto-raise severities (admin); "
                        "existing tickets keep their due times", **_ADMIN,
             "tags": ["tickets"], "security": BEARER,
-            "requestBody": json_request(obj({
-                "priorities": {"type": "array", "maxItems": len(rules.PRIORITIES), "items": obj({
-                    "priority": _PRIORITY,
-                    "resolve_within_s": {"type": "integer", "minimum": rules.MIN_SLA_S, "maximum": rules.MAX_SLA_S},
-                    "auto_close_after_s": nullable({"type": "integer", "minimum": 0,
-                                                    "maximum": rules.MAX_AUTO_CLOSE_S}),
-                }, required=["priority"], closed=False)},
-                "auto_raise_severities": {"type": "array", "items": enum(*rules.ALARM_SEVERITIES)},
-            }, required=[], closed=False), "Only what changes. Other fields are ignored."),
+            "requestBody": json_request(TicketPolicyChange, "Only what changes."),
             "responses": {"200": json_response(ref("TicketPolicy"), "The new policy."), **_WRITE_ERRORS},
         },
     },

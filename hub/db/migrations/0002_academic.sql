@@ -1,4 +1,4 @@
--- Academic model (engineer A): terms, holidays, sections, faculty assignments,
+-- Academic model: terms, holidays, sections, faculty assignments,
 -- weekly timetable slots, per-course check-in rules, and the columns sessions
 -- need to be generated from a timetable and managed by faculty.
 

@@ -1,4 +1,4 @@
--- Check-in (engineer B): the display-mode session secret, proxy-attendance
+-- Check-in: the display-mode session secret, proxy-attendance
 -- flags with their review state, and the phone fingerprints of display check-ins.
 
 -- Secret of the classroom display's rotating code (hub/domain/display_code.py).

@@ -1,4 +1,4 @@
--- Records (engineer C): the hash-chained, append-only audit log; leave
+-- Records: the hash-chained, append-only audit log; leave
 -- applications with their documents; correction requests.
 
 -- ---------------------------------------------------------------- audit log

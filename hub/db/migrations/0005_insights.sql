@@ -1,4 +1,4 @@
--- Insights (engineer D): notifications, webhooks (subscriptions + delivery outbox),
+-- Insights: notifications, webhooks (subscriptions + delivery outbox),
 -- condonation applications, and the per-(student, course) warning state.
 
 -- In-app notifications; read_at NULL = unread.

@@ -1,4 +1,4 @@
--- Provisioning (engineer E): per-device MQTT credentials, rotation and revocation,
+-- Provisioning: per-device MQTT credentials, rotation and revocation,
 -- the hub's own command-signing key, and hub -> device commands.
 
 -- mqtt_username: the device's broker login (NULL: no broker account, e.g. devices seeded

@@ -1,5 +1,5 @@
 -- Device health (all fields, history), telemetry partitions and aggregates, thresholds, alarms.
--- Owner: health (engineer F). See docs/device-health.md.
+-- See docs/device-health.md.
 
 -- ---------------------------------------------------------------- device health
 

@@ -30,7 +30,7 @@ from hub.core.passwords import hash_password
 from .._pool import Database
 from .academic import ensure_academic_demo
 from .console import ensure_console_demo
-from .health import ensure_health_demo
+from .device_health import ensure_health_demo
 from .provisioning import seed_command_history
 from .records import ensure_records_demo
 

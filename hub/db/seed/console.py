@@ -8,6 +8,8 @@ from datetime import datetime, timedelta
 
 import asyncpg
 
+from ..tickets import read_policy
+
 #: (title, description, priority, state, room index, reporter, assignee, age)
 _DEMO = (
     ("Projector flickers", "The image flickers every few seconds, worst on white slides.", "P3", "open",
@@ -26,16 +28,16 @@ async def ensure_console_demo(conn: asyncpg.Connection, room_ids: list[str], *, 
             "SELECT 1 FROM ticket_events WHERE kind = 'created' AND detail ->> 'demo' = 'true' LIMIT 1"):
         return
     reporters = {"student": student_id, "faculty": faculty_id, "usr-ops": "usr-ops"}
+    policy = await read_policy(conn)
     for title, description, priority, state, room, reporter, assignee, age in _DEMO:
         reported_by = reporters[reporter] or "usr-ops"
         created = now - age
         ticket_id = await conn.fetchval(
             "INSERT INTO tickets (room_id, title, description, priority, state, source, assignee, reported_by,"
             " sla_due_at, created_at, updated_at)"
-            " SELECT $1, $2, $3, $4, $5, 'report', $6, $7, $8::timestamptz + make_interval(secs => p.resolve_within_s), $8, $8"
-            " FROM ticket_sla_policy p WHERE p.priority = $4 RETURNING id",
+            " VALUES ($1, $2, $3, $4, $5, 'report', $6, $7, $8, $9, $9) RETURNING id",
             room_ids[min(room, len(room_ids) - 1)], title, description, priority, state, assignee, reported_by,
-            created)
+            policy.due(priority, created), created)
         await conn.execute(
             "INSERT INTO ticket_events (ticket_id, at, actor, kind, to_state, detail) VALUES ($1, $2, $3, 'created',"
             " 'open', $4::jsonb)", ticket_id, created, reported_by, json.dumps({"priority": priority, "demo": True}))

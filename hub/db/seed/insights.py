@@ -30,8 +30,8 @@ from hub.domain.eligibility import CONDONABLE, shown
 from .._pool import Database
 from ..attendance import AttendanceChange, apply_attendance_changes
 from ..condonation import create_application
+from ..insights import StandingRow, standings
 from ..notifications import NewNotification, add_notifications
-from ..stats import StandingRow, standings
 
 HISTORY = 12
 _PATTERNS = (
@@ -61,8 +61,8 @@ async def ensure_insights_demo(db: Database, *, course_id: str, now: datetime) -
     rows = await standings(db, now, student_id=first, course_id=course_id)
     st = rows[0].standing() if rows else None
     if st is not None and st.band == CONDONABLE and st.percentage is not None:
-        await db.run(lambda conn: _apply_for_condonation(conn, rows[0], shown(st.percentage), now),
-                     transaction=True)
+        pct = shown(st.percentage)
+        await db.run(lambda conn: _apply_for_condonation(conn, rows[0], pct, now), transaction=True)
     return True
 
 

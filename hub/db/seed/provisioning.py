@@ -1,6 +1,6 @@
 """Demo data for provisioning: a short command history on the first seeded device.
 
-So the console's command list (engineer H) shows every outcome from the
+So the ops console's command list (web/static/ops.js) shows every outcome from the
 first start of ``campushub demo``: an acked time sync, a failed config push,
 a reboot that timed out and a roster sync that expired. Idempotent (fixed
 ids, ``ON CONFLICT DO NOTHING``); runs inside the seeding transaction.
@@ -10,13 +10,14 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import datetime, timedelta
+from typing import Any
 
 import asyncpg
 
 _NAMESPACE = uuid.UUID("6f1d7c52-93a4-4c1e-9d8e-0c0b5e4a6d10")
 
 # (name, args, status, minutes before now it was created, detail)
-_HISTORY = (
+_HISTORY: tuple[tuple[str, dict[str, Any], str, int, str], ...] = (
     ("time_sync", {}, "acked", 180, "clock adjusted by +0.4 s"),
     ("config_push", {"heartbeat_interval_s": 10}, "failed", 120, "heartbeat_interval_s below the minimum of 15"),
     ("reboot", {}, "timed_out", 60, "no acknowledgement within 90 s of sending"),

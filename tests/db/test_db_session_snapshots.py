@@ -1,4 +1,4 @@
-"""hub.db.state: the batched session snapshots the scheduler hands to the actors it opens at boot
+"""hub.db.session_snapshots: the batched session snapshots the scheduler hands to the actors it opens at boot
 are exactly what each actor would load alone."""
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 
 from hub.db import Database, open_database
 from hub.db.seed import ensure_campus
-from hub.db.state import load_session_snapshot, load_session_snapshots
+from hub.db.session_snapshots import load_session_snapshot, load_session_snapshots
 
 pytestmark = pytest.mark.integration
 
