@@ -66,6 +66,10 @@ from hub.db import Database, asyncio_loop, migrate, open_database, run_with_data
 from hub.db.seed import ensure_campus
 from hub.embedded import probe_mqtt, probe_postgres, start_embedded_broker, start_embedded_postgres
 
+# The real hub (``hub``, ``hub_settings``, ``hub_campus``, ``test_db``, ``publisher``) for the
+# actor, browser, hostile and CLI tests alike.
+pytest_plugins = ["support.hub_fixtures"]
+
 LOCAL_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 LOCAL_MQTT_URL = "mqtt://127.0.0.1:1883"
 CAMPUS_ROOMS = 3

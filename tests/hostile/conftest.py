@@ -1,19 +1,16 @@
 """Fixtures of the hostile-input tests: the real hub of tests/hub, plus an Ed25519 and a revoked device.
 
 The hub fixtures (``hub``, ``hub_settings``, ``test_db``, ``publisher``) are
-those of tests/hub/conftest.py, loaded from that file so both directories run
-the very same hub; ``hub_campus`` is overridden to add two devices to the
+those of tests/support/hub_fixtures.py, so every directory runs the very same
+hub; ``hub_campus`` is overridden to add two devices to the
 seeded campus *before* the hub starts (the ingress loads its registry at boot).
 """
 from __future__ import annotations
 
-import importlib.util
 import os
-import sys
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -22,18 +19,6 @@ from hub.core.campus import Campus, DeviceCredentials
 from hub.core.config import Settings
 from hub.db import run_with_database
 from hub.db.seed import ensure_campus
-
-_HUB_TESTS = Path(__file__).resolve().parent.parent / "hub"
-if str(_HUB_TESTS) not in sys.path:
-    sys.path.append(str(_HUB_TESTS))  # for hub_helpers (appended: never shadow another dir's modules)
-_spec = importlib.util.spec_from_file_location("hostile_hub_fixtures", _HUB_TESTS / "conftest.py")
-_hub_fixtures = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_hub_fixtures)
-
-hub = _hub_fixtures.hub
-hub_settings = _hub_fixtures.hub_settings
-test_db = _hub_fixtures.test_db
-publisher = _hub_fixtures.publisher
 
 
 @dataclass(frozen=True)

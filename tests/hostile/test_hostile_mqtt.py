@@ -14,7 +14,7 @@ from collections import Counter
 
 import httpx
 from hostile_corpus import MQTT_CASES, MqttWorld
-from hub_helpers import eventually, student
+from support.hub_helpers import eventually, student
 
 from schemas import Topics, issue_checkin_token
 

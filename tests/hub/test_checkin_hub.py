@@ -16,8 +16,8 @@ from datetime import datetime, timedelta, timezone
 import httpx
 import pytest
 import trio
-from browser_helpers import chromium, run_in_browser_thread
-from hub_helpers import eventually, session_with_device, signed_scan, student
+from support.browser_helpers import chromium, run_in_browser_thread
+from support.hub_helpers import eventually, session_with_device, signed_scan, student
 from test_hub_pipeline import login
 
 from hub.core.campus import Campus, DeviceCredentials

@@ -20,8 +20,8 @@ import httpx
 import paho.mqtt.client as mqtt
 import pytest
 import trio
-from hub_helpers import eventually
 from paho.mqtt.enums import CallbackAPIVersion
+from support.hub_helpers import eventually
 
 from hub.app.supervision import run_hub
 from hub.core.config import MqttUrl, Settings

@@ -8,7 +8,7 @@ from typing import Any, AsyncIterator
 
 import httpx
 import trio
-from hub_helpers import eventually
+from support.hub_helpers import eventually
 
 from hub.db.seed import DEMO_PASSWORD
 from schemas import (

@@ -13,7 +13,7 @@ from typing import Iterator
 
 import pytest
 import trio
-from hub_helpers import AgentThread, agent_config, eventually, session_with_device, student
+from support.hub_helpers import AgentThread, agent_config, eventually, session_with_device, student
 
 from hub.app.supervision import run_hub
 from hub.core.campus import Campus

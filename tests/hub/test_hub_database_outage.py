@@ -8,7 +8,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import trio
-from hub_helpers import eventually
+from support.hub_helpers import eventually
 from support.tcp_proxy import TcpProxy
 
 from hub.app.supervision import run_hub

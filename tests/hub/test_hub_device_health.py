@@ -9,7 +9,7 @@ import time
 from functools import partial
 
 import trio
-from hub_helpers import eventually
+from support.hub_helpers import eventually
 
 from hub.app.supervision import run_hub
 from schemas import (

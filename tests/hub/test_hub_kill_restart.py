@@ -8,7 +8,7 @@ import sys
 import time
 
 import trio
-from hub_helpers import eventually
+from support.hub_helpers import eventually
 
 from hub.core.config import Settings
 from schemas import SensorReading, SensorReadingEvent, Topics, encode_event, new_event_id

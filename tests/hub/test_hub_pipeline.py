@@ -8,7 +8,7 @@ from pathlib import Path
 
 import httpx
 import trio
-from hub_helpers import AgentThread, agent_config, eventually, session_with_device, student
+from support.hub_helpers import AgentThread, agent_config, eventually, session_with_device, student
 from websockets.sync.client import connect
 
 from hub.pipeline.session_actor import RosterStatus
@@ -99,7 +99,7 @@ async def _zero(value: int) -> bool:
 
 
 async def test_crashed_session_actor_restarts_and_rebuilds_from_postgres(hub, hub_settings, hub_campus, test_db, publisher):
-    from hub_helpers import signed_scan
+    from support.hub_helpers import signed_scan
 
     from schemas import Topics
 

@@ -6,7 +6,7 @@ import time
 
 import httpx
 import msgspec
-from hub_helpers import eventually, session_with_device, signed_scan, student
+from support.hub_helpers import eventually, session_with_device, signed_scan, student
 
 from schemas import MAX_MESSAGE_BYTES, TOKEN_WINDOW_SECONDS, Topics, issue_checkin_token
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import time
 
-from hub_helpers import eventually, session_with_device, signed_scan, student
+from support.hub_helpers import eventually, session_with_device, signed_scan, student
 
 from hub.domain.session_messages import CloseSession, ManualMarks
 from schemas import Topics, issue_checkin_token

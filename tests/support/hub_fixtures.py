@@ -1,4 +1,4 @@
-"""Fixtures that run the real hub against the run's PostgreSQL and broker.
+"""Fixtures that run the real hub against the run's PostgreSQL and broker (a plugin of tests/conftest.py).
 
 Each test gets its own database (``fresh_database_url``), topic prefix and
 MQTT client id, so tests never see each other's messages or rows.

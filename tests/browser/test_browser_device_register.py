@@ -4,7 +4,7 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
-from browser_helpers import chromium, run_in_browser_thread
+from support.browser_helpers import chromium, run_in_browser_thread
 
 
 async def test_ops_registers_a_device_and_copies_its_credentials_on_a_phone(hub, hub_campus, test_db, tmp_path: Path):

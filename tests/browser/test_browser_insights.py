@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 
 import trio
-from browser_helpers import chromium, run_in_browser_thread
+from support.browser_helpers import chromium, run_in_browser_thread
 
 from hub.db.notifications import NewNotification, add_notifications, publish_notifications
 from hub.db.seed import course_id

@@ -6,8 +6,8 @@ import csv
 import io
 import json
 
-from browser_helpers import chromium, run_in_browser_thread
-from hub_helpers import session_with_device
+from support.browser_helpers import chromium, run_in_browser_thread
+from support.hub_helpers import session_with_device
 
 from hub.db.attendance import AttendanceChange, apply_attendance_changes
 from hub.db.seed import ADMIN_USERNAME

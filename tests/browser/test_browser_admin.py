@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, time, timedelta, timezone
 
-from browser_helpers import chromium, run_in_browser_thread
+from support.browser_helpers import chromium, run_in_browser_thread
 
 from hub.db.seed import faculty_id
 from hub.db.seed.academic import TERM_ID

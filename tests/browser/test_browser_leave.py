@@ -2,8 +2,8 @@
 the queues page, and the student sees it approved, with today's class excused."""
 from __future__ import annotations
 
-from browser_helpers import chromium, run_in_browser_thread
-from hub_helpers import session_with_device
+from support.browser_helpers import chromium, run_in_browser_thread
+from support.hub_helpers import session_with_device
 
 PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
 

@@ -9,8 +9,8 @@ import sys
 import threading
 
 import trio
-from browser_helpers import chromium, run_in_browser_thread
-from hub_helpers import eventually
+from support.browser_helpers import chromium, run_in_browser_thread
+from support.hub_helpers import eventually
 
 from hub.db.seed import DEMO_PASSWORD
 

@@ -5,8 +5,8 @@ import threading
 import time
 
 import trio
-from browser_helpers import chromium, run_in_browser_thread
-from hub_helpers import AgentThread, agent_config, session_with_device, student
+from support.browser_helpers import chromium, run_in_browser_thread
+from support.hub_helpers import AgentThread, agent_config, session_with_device, student
 
 from schemas import issue_checkin_token
 

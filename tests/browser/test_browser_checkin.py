@@ -1,8 +1,8 @@
 """In real browsers: faculty marks on the live roster; a logged-out phone checks in from the projector's QR."""
 from __future__ import annotations
 
-from browser_helpers import chromium, run_in_browser_thread
-from hub_helpers import session_with_device, student
+from support.browser_helpers import chromium, run_in_browser_thread
+from support.hub_helpers import session_with_device, student
 
 
 async def test_roster_manual_mark_and_display_checkin_from_a_logged_out_phone(hub, hub_campus, test_db, tmp_path):
