@@ -423,7 +423,11 @@ def hub_settings(url: str, mqtt_url: str, prefix: str, **overrides: Any):
 
     values: dict[str, Any] = {"database_url": url, "mqtt_url": mqtt_url, "topic_prefix": prefix,
                               "hub_client_id": f"{prefix}-hub", "jwt_secret": "campushub-benchmark-" + "x" * 32,
-                              "data_dir": Path("/nonexistent/campushub-bench")}
+                              "data_dir": Path("/nonexistent/campushub-bench"),
+                              # A fixed secrets key (nothing written either) and the demo's password-only
+                              # logins: the benchmarks log seeded users in.
+                              "secrets_key": "Y2FtcHVzaHViLWJlbmNobWFyay1zZWNyZXRzLWtleSE=",
+                              "mfa_optional_demo": True}
     values.update(overrides)
     return Settings(**values)
 

@@ -10,6 +10,7 @@ generates its schema. Pure data, no I/O.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
@@ -85,8 +86,11 @@ def query_str(name: str, description: str, schema: dict | None = None) -> dict:
 
 
 UNAUTHENTICATED = error(
-    "No valid credentials: `unauthenticated`, `invalid_token`, `token_expired` (or `invalid_refresh_token` "
+    "No valid credentials: `unauthenticated`, `invalid_token`, `token_expired`, `token_revoked` (logged out), "
+    "`account_inactive` (the account was deactivated), or `invalid_refresh_token` "
     "when a browser's refresh cookie is refused).")
+RATE_LIMITED = error("`rate_limited`: over the caller's request limits (web/protection.py); "
+                     "`Retry-After` says when to retry.")
 FORBIDDEN = error("`forbidden`: the role, or the ownership of the record, does not allow it.")
 BAD_URL = error("`invalid_request`: a malformed parameter (or a NUL character in the URL).")
 BAD_BODY = error("`invalid_request`: the body is not valid; `field` names the offending field.")
@@ -99,3 +103,18 @@ CONFLICT = error("`conflict`: the request clashes with the current state (e.g. a
 
 def not_found(what: str) -> dict:
     return error(f"`not_found`: no such {what}.")
+
+
+def operation(summary: str, tag: str, roles: Sequence[str], responses: dict, *, params: list | None = None,
+              body: dict | None = None) -> dict:
+    """One operation of a signed-in caller: ``x-roles``, and the 401/403/429 refusals added to
+    ``responses``; with a ``body`` (a :func:`json_request`), the 413/415 ones too."""
+    op: dict[str, Any] = {"summary": summary, "tags": [tag], "x-roles": list(roles),
+                          "responses": {**responses, "401": UNAUTHENTICATED, "403": FORBIDDEN,
+                                        "429": RATE_LIMITED}}
+    if params:
+        op["parameters"] = params
+    if body is not None:
+        op["requestBody"] = body
+        op["responses"].update({"413": TOO_LARGE, "415": NOT_JSON})
+    return op

@@ -8,12 +8,15 @@ caller's trio-asyncio loop, which ``ctx.db`` needs).
 from __future__ import annotations
 
 from functools import partial
+from pathlib import Path
 
 import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve as hypercorn_serve
 from quart import Response, g, has_websocket_context, request, websocket
 from quart_trio import QuartTrio
+
+from hub.core import passwords
 
 from . import errors, openapi, templating
 from .auth import BrowserRefreshes
@@ -24,13 +27,14 @@ from .routes import (
     academic,
     academic_pages,
     account,
+    account_pages,
+    accounts_api,
     attendance_api,
     audit,
     audit_pages,
     auth_api,
     checkin,
     corrections,
-    devices_admin,
     devices_api,
     faculty,
     ingest_api,
@@ -38,11 +42,17 @@ from .routes import (
     insights_pages,
     leave,
     live,
+    mfa_api,
+    mfa_pages,
+    notifications_api,
     ops,
+    people_pages,
+    provisioning,
     sessions_api,
     student,
     system,
     tickets_api,
+    users_api,
 )
 from .serialize import IsoJSONProvider
 from .uploads import SizedRequest
@@ -66,11 +76,21 @@ _CSP = (
 )
 
 
-def create_app(ctx: WebContext, *, secure_cookies: bool = False) -> QuartTrio:
+#: Browsers that saw the hub over HTTPS once refuse plain HTTP to it for a year (RFC 6797).
+HSTS = "max-age=31536000"
+
+
+def create_app(
+    ctx: WebContext, *, secure_cookies: bool = False, metrics_token: str | None = None, serve_metrics: bool = True,
+) -> QuartTrio:
     """Build the web app around ``ctx``.
 
-    ``secure_cookies`` marks the auth cookies ``Secure``: turn it on whenever
-    the app is reached over TLS (it is off for plain-http demos and tests).
+    ``secure_cookies`` marks the auth cookies ``Secure`` and sends HSTS on every
+    response: turn it on whenever the app is reached over HTTPS, its own TLS or
+    a TLS-terminating proxy's (it is off for plain-http demos and tests).
+    ``metrics_token``, when set, is the bearer token ``/metrics`` (and the
+    detailed ``/healthz``) need; ``serve_metrics=False`` leaves ``/metrics`` to
+    the listener of :func:`create_metrics_app` (404 here).
     """
     app = QuartTrio(__name__, static_folder="static", template_folder="templates")
     app.request_class = SizedRequest  # a larger body limit on upload routes (web/uploads.py)
@@ -78,6 +98,8 @@ def create_app(ctx: WebContext, *, secure_cookies: bool = False) -> QuartTrio:
     app.config.update(
         MAX_CONTENT_LENGTH=MAX_BODY_BYTES,
         CAMPUSHUB_SECURE_COOKIES=secure_cookies,
+        CAMPUSHUB_METRICS_TOKEN=metrics_token,
+        CAMPUSHUB_SERVE_METRICS=serve_metrics,
         # Errors become JSON / error pages (web/errors.py) rather than propagating to the server.
         PROPAGATE_EXCEPTIONS=False,
     )
@@ -86,10 +108,16 @@ def create_app(ctx: WebContext, *, secure_cookies: bool = False) -> QuartTrio:
     errors.register(app)
     templating.register(app)
     for module in (account, faculty, student, ops, auth_api, attendance_api, ingest_api, live, system, openapi,
-                   devices_admin, devices_api, insights, insights_pages, checkin, tickets_api,
+                   provisioning, devices_api, insights, insights_pages, notifications_api, checkin, tickets_api,
                    leave, corrections, audit, audit_pages,
-                   academic, academic_pages, sessions_api):
+                   academic, academic_pages, sessions_api, users_api, people_pages, mfa_api, mfa_pages,
+                   accounts_api, account_pages):
         app.register_blueprint(module.bp)
+
+    @app.before_serving
+    async def warm_password_check() -> None:
+        # The unknown-user check's dummy hash, made now: the first unknown user must not cost two hashes.
+        await trio.to_thread.run_sync(passwords.warm_up)
 
     @app.before_request
     @app.before_websocket
@@ -106,9 +134,12 @@ def create_app(ctx: WebContext, *, secure_cookies: bool = False) -> QuartTrio:
             set_auth_cookies(response, issued)
         response.headers.setdefault("Content-Security-Policy", _CSP)
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        if response.status_code == 413:
-            # The rest of the oversized body is never read: a client reusing this
-            # connection (e.g. after a chunked upload) would hang. Close it.
+        if secure_cookies:
+            response.headers["Strict-Transport-Security"] = HSTS
+        if response.status_code == 413 or (response.status_code in _REFUSED_BEFORE_BODY and _has_body()):
+            # The rest of the body (oversized, or refused before it was read) is never read:
+            # a client reusing this connection would hang until the read timeout
+            # (tests/web/test_keepalive.py). Close it instead of draining an untrusted body.
             response.headers["Connection"] = "close"
         response.headers.setdefault("Referrer-Policy", "same-origin")
         if not request.path.startswith("/static/"):
@@ -118,21 +149,55 @@ def create_app(ctx: WebContext, *, secure_cookies: bool = False) -> QuartTrio:
     return app
 
 
+def create_metrics_app(ctx: WebContext, *, metrics_token: str | None = None) -> QuartTrio:
+    """The app of the metrics listener (``CAMPUSHUB_METRICS_BIND``): ``/metrics`` and ``/healthz`` only.
+
+    It is meant for a private address, so its ``/healthz`` is the detailed one;
+    ``metrics_token`` still applies to ``/metrics`` when set.
+    """
+    app = QuartTrio(__name__, static_folder=None, template_folder=None)
+    app.json = IsoJSONProvider(app)
+    app.config.update(MAX_CONTENT_LENGTH=MAX_BODY_BYTES, PROPAGATE_EXCEPTIONS=False,
+                      CAMPUSHUB_METRICS_TOKEN=metrics_token, CAMPUSHUB_SERVE_METRICS=True,
+                      CAMPUSHUB_DETAILED_HEALTH=True)
+    app.extensions["campushub"] = ctx
+    app.register_blueprint(system.bp)  # no pages here: quart's own plain error responses suffice
+    return app
+
+
+#: Refusals that come before the body is read (authentication, role, content type, rate limit).
+_REFUSED_BEFORE_BODY = frozenset({401, 403, 413, 415, 429})
+
+
+def _has_body() -> bool:
+    """The request announced a body (a length or chunked transfer)."""
+    return bool(request.content_length) or "chunked" in request.headers.get("Transfer-Encoding", "").lower()
+
+
 def _port_of(bind: str) -> int:
     # hypercorn reports binds as "http://127.0.0.1:8080" or "http://[::1]:8080".
     return int(bind.rsplit(":", 1)[1])
 
 
 async def serve(
-    app: QuartTrio, *, host: str, port: int, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
+    app: QuartTrio, *, host: str, port: int, certfile: Path | None = None, keyfile: Path | None = None,
+    task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve ``app`` with hypercorn's trio worker until cancelled.
 
     ``port=0`` picks a free port; ``task_status.started(port)`` reports the
     port actually bound, once the socket is listening. Cancelling this task
-    closes the listener and every open connection.
+    closes the listener and every open connection. With ``certfile`` and
+    ``keyfile`` (PEM) it speaks HTTPS only (TLS 1.2+, HTTP/1.1 and h2 by ALPN):
+    a plain-HTTP client on that port fails its TLS handshake and hypercorn
+    closes the connection (tests/web/test_tls.py).
     """
     config = Config()
+    if certfile is not None and keyfile is not None:
+        config.certfile, config.keyfile = str(certfile), str(keyfile)
+        # A client that opens a connection and never completes the handshake is dropped as
+        # soon as an idle one would be.
+        config.ssl_handshake_timeout = 10
     config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
     config.accesslog = None
     config.include_server_header = False

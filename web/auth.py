@@ -3,14 +3,26 @@
 Tokens
 ------
 - Access token: a JWT (HS256, ``ctx.jwt_secret``) valid 15 minutes, claims
-  ``sub`` (user id), ``role``, ``exp``, ``iat``, ``jti``. Stateless: logout
-  cannot recall one, so it is short-lived and websockets close when it
-  expires (close code 4401).
+  ``sub`` (user id), ``role``, ``exp``, ``iat``, ``jti``. Checked on every
+  request against its account (:func:`authenticate`, web/protection.py): a
+  deactivated or deleted account, or a token recalled by logout, gets 401 at
+  once, and the account's current role applies, not the token's. Websockets
+  close (4401) when it expires or the account changes.
 - Refresh token: 32 random bytes (urlsafe base64), stored only as its SHA-256
   (the token is random, a slow hash would add nothing), valid 14 days,
   rotated on every use, revoked on logout. Presenting a rotated or revoked
   token revokes every live refresh token of its user: a copied token then
   works at most once, for whoever uses it first.
+
+Two-step login (two-factor authentication, web/mfa.py)
+-----------------------------------------------------
+For an account with TOTP on, a right password gives no tokens but a
+pending-login token (:func:`issue_mfa_token`: 5 minutes, signed with a key
+derived for that purpose only, so it never passes for an access token);
+:func:`complete_login` takes it with a code. Access tokens carry
+``"mfa": true`` when the account had a second factor when they were issued;
+:func:`require` holds roles in ``ctx.mfa_required_roles`` without it to the
+enrolment views (403 ``mfa_enrollment_required`` elsewhere).
 
 Where credentials come from
 ---------------------------
@@ -41,42 +53,52 @@ sends one (login CSRF, cross-site websocket hijacking).
 
 Concurrency contract: everything here runs in the request's or websocket's
 own task. Password verification (argon2, ~50 ms of CPU) runs in a worker
-thread via ``trio.to_thread.run_sync`` so it never stalls the event loop.
+thread, at most one per core (``hub.core.passwords.verify_password_async``) and
+one per client address at once (``ctx.protection.logins.turn``), so it never
+stalls the event loop and a flood of guesses cannot starve a real login.
+Failed logins are limited per account and per address (web/protection.py).
 """
 from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import secrets
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from functools import wraps
-from typing import Awaitable, Callable, Literal, TypeVar
+from typing import Awaitable, Callable, TypeVar
 from urllib.parse import urlsplit
 
+import asyncpg
 import jwt
 import trio
 from quart import current_app, g, has_websocket_context, request, websocket
 
-from hub.core.passwords import hash_password, verify_password
+from hub.core.passwords import verify_password_async
+from hub.db import security_audit
+from hub.db.mfa import mfa_enabled
 from hub.db.users import (
     UserRecord,
+    get_user,
     get_user_by_username,
     revoke_refresh_token,
     rotate_refresh_token,
     store_refresh_token,
 )
+from hub.domain.roles import ROLES, Role
 
 from .context import WebContext, current_context
 from .cookies import ACCESS_COOKIE, REFRESH_COOKIE
 from .errors import WebError, client_kind, forbidden, unauthenticated
-
-Role = Literal["admin", "faculty", "student", "ops"]
-ROLES: tuple[Role, ...] = ("admin", "faculty", "student", "ops")
+from .mfa import verify_second_factor
 
 ACCESS_TTL_S = 15 * 60
 REFRESH_TTL_S = 14 * 24 * 3600
+#: How long the password step of a two-step login stays good for its second factor.
+MFA_PENDING_TTL_S = 5 * 60
+MAX_MFA_TOKEN_CHARS = 1000
 #: How long other requests of a browser may still present the refresh cookie just rotated (see BrowserRefreshes).
 BROWSER_REFRESH_GRACE_S = 10.0
 JWT_ALGORITHM = "HS256"
@@ -93,6 +115,9 @@ class Principal:
     #: Unix seconds at which the access token stops being accepted.
     expires_at: float
     token_id: str
+    #: The account had a second factor when the token was issued (web/mfa.py): roles in
+    #: ``ctx.mfa_required_roles`` need it for everything but enrolling (see :func:`require`).
+    mfa: bool = False
 
 
 @dataclass(frozen=True)
@@ -110,11 +135,16 @@ class TokenPair:
 
 # --- access tokens -------------------------------------------------------------
 
-def issue_access_token(ctx: WebContext, user_id: str, role: str, now: int | None = None) -> tuple[str, Principal]:
+def issue_access_token(
+    ctx: WebContext, user_id: str, role: str, now: int | None = None, *, mfa: bool = False,
+) -> tuple[str, Principal]:
     """A signed access token valid from ``now`` (default: ``ctx.now()``) for :data:`ACCESS_TTL_S`."""
     now = int(ctx.now()) if now is None else now
-    principal = Principal(user_id, role, float(now + ACCESS_TTL_S), uuid.uuid4().hex)  # type: ignore[arg-type]
-    claims = {"sub": user_id, "role": role, "iat": now, "exp": now + ACCESS_TTL_S, "jti": principal.token_id}
+    principal = Principal(user_id, role, float(now + ACCESS_TTL_S), uuid.uuid4().hex, mfa)  # type: ignore[arg-type]
+    claims: dict[str, object] = {"sub": user_id, "role": role, "iat": now, "exp": now + ACCESS_TTL_S,
+                                 "jti": principal.token_id}
+    if mfa:
+        claims["mfa"] = True  # only when true: a token without it means "no second factor"
     return jwt.encode(claims, ctx.jwt_secret, algorithm=JWT_ALGORITHM), principal
 
 
@@ -129,27 +159,67 @@ def decode_access_token(ctx: WebContext, token: str) -> Principal:
     except jwt.PyJWTError:
         raise unauthenticated("Invalid access token.", code="invalid_token") from None
     sub, role, exp, jti = claims["sub"], claims["role"], claims["exp"], claims["jti"]
-    if not isinstance(sub, str) or role not in ROLES or not isinstance(exp, (int, float)) or not isinstance(jti, str):
+    mfa = claims.get("mfa", False)  # tokens issued before MFA existed carry none: no second factor
+    if (not isinstance(sub, str) or role not in ROLES or not isinstance(exp, (int, float)) or not isinstance(jti, str)
+            or not isinstance(mfa, bool)):
         raise unauthenticated("Invalid access token.", code="invalid_token")
     if exp <= ctx.now():
         raise unauthenticated("Access token expired.", code="token_expired")
-    return Principal(sub, role, float(exp), jti)
+    return Principal(sub, role, float(exp), jti, mfa)
+
+
+# --- pending logins (password right, second factor still to come) ------------------------------
+
+def _mfa_token_key(ctx: WebContext) -> bytes:
+    # A key of its own, so a pending-login token can never pass for an access token (or anything else).
+    return hmac.new(ctx.jwt_secret, b"campushub mfa-pending-login", hashlib.sha256).digest()
+
+
+def issue_mfa_token(ctx: WebContext, user_id: str, now: int) -> str:
+    """The pending-login token of a user whose password was right: worth one second-factor attempt series."""
+    claims = {"sub": user_id, "purpose": "mfa", "iat": now, "exp": now + MFA_PENDING_TTL_S, "jti": uuid.uuid4().hex}
+    return jwt.encode(claims, _mfa_token_key(ctx), algorithm=JWT_ALGORITHM)
+
+
+def decode_mfa_token(ctx: WebContext, token: str) -> str:
+    """The user id of a live pending-login token; 401 ``invalid_mfa_token`` otherwise."""
+    refused = unauthenticated("This login has expired or is not valid; enter your password again.",
+                              code="invalid_mfa_token")
+    if len(token) > MAX_MFA_TOKEN_CHARS:
+        raise refused
+    try:
+        claims = jwt.decode(token, _mfa_token_key(ctx), algorithms=[JWT_ALGORITHM],
+                            options={"require": ["sub", "purpose", "exp", "iat", "jti"],
+                                     "verify_exp": False, "verify_iat": False})
+    except jwt.PyJWTError:
+        raise refused from None
+    sub, exp = claims["sub"], claims["exp"]
+    if claims["purpose"] != "mfa" or not isinstance(sub, str) or not isinstance(exp, (int, float)) or exp <= ctx.now():
+        raise refused
+    return sub
 
 
 # --- login, refresh, logout ---------------------------------------------------
 
-_dummy_hash: str | None = None
+async def _audit_login(ctx: WebContext, action: str, *, actor: str, username: str, **detail: object) -> None:
+    """One security-audit entry per login attempt (its own short transaction).
+
+    Bounded: failures are capped by the login limiter, and names are cut to the log's limits.
+    """
+    after = {"address": client_address(), **detail}
+
+    async def work(conn: asyncpg.Connection) -> None:
+        await security_audit.record(conn, actor=actor[:security_audit.MAX_ACTOR_CHARS], action=action,
+                                    entity="login", entity_id=username[:security_audit.MAX_ENTITY_ID_CHARS],
+                                    after=after)
+
+    await ctx.db.run(work, transaction=True)
 
 
-async def _password_matches(password_hash: str | None, password: str) -> bool:
-    """Verify in a worker thread; an unknown user costs the same as a wrong password (no username probing)."""
-    global _dummy_hash
-    if password_hash is None:
-        if _dummy_hash is None:
-            _dummy_hash = await trio.to_thread.run_sync(hash_password, secrets.token_hex(16))
-        await trio.to_thread.run_sync(verify_password, _dummy_hash, password)
-        return False
-    return await trio.to_thread.run_sync(verify_password, password_hash, password)
+def client_address() -> str:
+    """The peer address of the current request or websocket (the login limiter's per-address key)."""
+    connection = websocket if has_websocket_context() else request
+    return connection.remote_addr or "unknown"
 
 
 def _encodable(text: str) -> bool:
@@ -173,28 +243,88 @@ def _at(unix_seconds: float) -> datetime:
     return datetime.fromtimestamp(unix_seconds, timezone.utc)
 
 
-def _pair(ctx: WebContext, user: UserRecord, refresh_token: str, issued_at: int) -> TokenPair:
-    access, principal = issue_access_token(ctx, user.id, user.role, issued_at)
+def _pair(ctx: WebContext, user: UserRecord, refresh_token: str, issued_at: int, *, mfa: bool) -> TokenPair:
+    access, principal = issue_access_token(ctx, user.id, user.role, issued_at, mfa=mfa)
     return TokenPair(
         user, principal, access, principal.expires_at, refresh_token, issued_at + REFRESH_TTL_S, issued_at
     )
 
 
-async def login(ctx: WebContext, username: str, password: str) -> TokenPair:
-    """Check the password and start a session; 401 ``invalid_credentials`` otherwise."""
+@dataclass(frozen=True)
+class SecondFactorRequired:
+    """The password was right, but the account has two-factor authentication: no tokens yet.
+
+    ``mfa_token`` goes back with a code to :func:`complete_login`.
+    """
+
+    user: UserRecord
+    mfa_token: str
+    expires_at: float
+
+
+async def login(ctx: WebContext, username: str, password: str) -> TokenPair | SecondFactorRequired:
+    """Check the password; a session, or :class:`SecondFactorRequired`; 401 ``invalid_credentials`` otherwise."""
     if "\x00" in username or not _encodable(username) or not _encodable(password):
         # No account has such a name (PostgreSQL text cannot hold NUL), and argon2 cannot
         # hash a lone surrogate: refuse here instead of failing (500) in the query or the hash.
         raise WebError(401, "invalid_credentials", "Wrong username or password.")
-    user = await get_user_by_username(ctx.db, username)
-    if not await _password_matches(None if user is None else user.password_hash, password) or user is None:
+    address = client_address()
+    ctx.protection.logins.attempt(username, address)  # 429 once the account or the address is over its limit
+    async with ctx.protection.logins.turn(address):  # one password check at a time per address
+        user = await get_user_by_username(ctx.db, username)
+        # An unknown user is verified against a dummy hash: the same work, time and answer as a wrong password.
+        matches = await verify_password_async(None if user is None else user.password_hash, password)
+    # A deactivated account answers like an unknown one.
+    if not matches or user is None or not user.active:
+        ctx.protection.logins.failed(username, address)
+        await _audit_login(ctx, "login_failed", actor=username, username=username)
         raise WebError(401, "invalid_credentials", "Wrong username or password.")
+    ctx.protection.logins.succeeded(username, address)
     now = int(ctx.now())
+    if await mfa_enabled(ctx.db, user.id):
+        return SecondFactorRequired(user, issue_mfa_token(ctx, user.id, now), float(now + MFA_PENDING_TTL_S))
+    return await _start_session(ctx, user, now, mfa=False)
+
+
+async def complete_login(ctx: WebContext, mfa_token: str, code: str) -> TokenPair:
+    """The second step: a pending-login token and a TOTP or recovery code give a session.
+
+    401 ``invalid_mfa_token``, 400 ``invalid_code``, 429 ``too_many_codes`` (web/mfa.py), and the
+    login limiter's 429 ``rate_limited``: a wrong code counts as a failed login of the account and the
+    address, on top of the per-account code limit of web/mfa.py.
+    """
+    user = await get_user(ctx.db, decode_mfa_token(ctx, mfa_token))
+    if user is None or not user.active:
+        raise unauthenticated("This login has expired or is not valid; enter your password again.",
+                              code="invalid_mfa_token")
+    address = client_address()
+    ctx.protection.logins.attempt(user.username, address)
+    try:
+        await verify_second_factor(ctx, user.id, code)
+    except WebError as error:
+        if error.code in ("invalid_code", "too_many_codes"):
+            ctx.protection.logins.failed(user.username, address)
+            await _audit_login(ctx, "login_failed", actor=user.id, username=user.username, second_factor=True)
+        raise
+    ctx.protection.logins.succeeded(user.username, address)
+    return await _start_session(ctx, user, int(ctx.now()), mfa=True)
+
+
+async def reissue_after_enrolment(ctx: WebContext, user_id: str) -> TokenPair:
+    """A fresh session once the caller has enrolled a second factor (their old tokens say they had none)."""
+    user = await get_user(ctx.db, user_id)
+    if user is None or not user.active:
+        raise unauthenticated("Your account is no longer active.", code="account_inactive")
+    return await _start_session(ctx, user, int(ctx.now()), mfa=True)
+
+
+async def _start_session(ctx: WebContext, user: UserRecord, now: int, *, mfa: bool) -> TokenPair:
     refresh_token = _new_refresh_token()
     await store_refresh_token(
         ctx.db, token_hash=_hash_refresh(refresh_token), user_id=user.id, expires_at=_at(now + REFRESH_TTL_S)
     )
-    return _pair(ctx, user, refresh_token, now)
+    await _audit_login(ctx, "login_succeeded", actor=user.id, username=user.username, mfa=mfa)
+    return _pair(ctx, user, refresh_token, now, mfa=mfa)
 
 
 async def refresh(ctx: WebContext, refresh_token: str) -> TokenPair:
@@ -211,12 +341,36 @@ async def refresh(ctx: WebContext, refresh_token: str) -> TokenPair:
     if rotation.user is None:
         message = "Refresh token already used; log in again." if rotation.reused else "Invalid refresh token."
         raise unauthenticated(message, code="invalid_refresh_token")
-    return _pair(ctx, rotation.user, new_token, now)
+    return _pair(ctx, rotation.user, new_token, now, mfa=await mfa_enabled(ctx.db, rotation.user.id))
 
 
 async def logout(ctx: WebContext, refresh_token: str) -> None:
-    """Revoke the refresh token. Idempotent."""
-    await revoke_refresh_token(ctx.db, _hash_refresh(refresh_token), _at(ctx.now()))
+    """Revoke the refresh token, and recall the access token the request carries (if any). Idempotent."""
+    revoked = await revoke_refresh_token(ctx.db, _hash_refresh(refresh_token), _at(ctx.now()))
+    access = _presented_access_token()
+    if revoked and access is not None:  # a made-up refresh token recalls nothing
+        try:
+            principal = decode_access_token(ctx, access)
+        except WebError:
+            return  # expired or forged: nothing to recall
+        ctx.protection.accounts.recall(principal.token_id, principal.expires_at, ctx.now())
+
+
+def _presented_access_token() -> str | None:
+    """The access token of the current request: its Bearer header, else its cookie."""
+    connection = websocket if has_websocket_context() else request
+    scheme, _, token = connection.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    return connection.cookies.get(ACCESS_COOKIE) or None
+
+
+def _browser() -> bytes:
+    """Who the current request's browser is, for the refresh grace window: its address and user agent."""
+    connection = websocket if has_websocket_context() else request
+    return hashlib.sha256(
+        f"{client_address()}\x00{connection.headers.get('User-Agent', '')}".encode(errors="replace")
+    ).digest()
 
 
 class BrowserRefreshes:
@@ -231,6 +385,11 @@ class BrowserRefreshes:
     :data:`BROWSER_REFRESH_GRACE_S` gets that same new pair. Only the cookie
     path uses this; ``POST /api/v1/auth/refresh`` stays strict.
 
+    The grace is bound to the browser that rotated (its address and user
+    agent, :func:`_browser`): a copy of the cookie presented from elsewhere
+    within the window takes the strict path, finds the token already rotated
+    and trips the reuse alarm (every refresh token of the user revoked).
+
     Concurrency contract: used from the app's request tasks of one trio run.
     """
 
@@ -242,9 +401,12 @@ class BrowserRefreshes:
         for key in [k for k, v in self._recent.items() if v.expires_at <= now]:
             del self._recent[key]
         key = _hash_refresh(refresh_token)
+        browser = _browser()
         entry = self._recent.get(key)
+        if entry is not None and entry.browser != browser:
+            return await refresh(ctx, refresh_token)  # another browser: no grace (a stolen cookie)
         if entry is None:
-            entry = self._recent[key] = _Refreshing(now + BROWSER_REFRESH_GRACE_S)
+            entry = self._recent[key] = _Refreshing(now + BROWSER_REFRESH_GRACE_S, browser)
             try:
                 entry.pair = await refresh(ctx, refresh_token)
             except WebError as error:
@@ -262,8 +424,9 @@ class BrowserRefreshes:
 
 
 class _Refreshing:
-    def __init__(self, expires_at: float) -> None:
+    def __init__(self, expires_at: float, browser: bytes) -> None:
         self.expires_at = expires_at
+        self.browser = browser
         self.done = trio.Event()
         self.pair: TokenPair | None = None
         self.error: WebError | None = None
@@ -276,7 +439,32 @@ async def authenticate(ctx: WebContext) -> Principal:
 
     When a browser session is refreshed on the way, the new pair is left in
     ``g.issued_tokens`` for the app's after-request hook to set as cookies.
+
+    The token alone is not enough: the account must still stand (exist, not be
+    deactivated) and the token must not have been recalled by a logout; the
+    principal carries the account's *current* role, not the token's. Both come
+    from ``ctx.protection.accounts``, cached and invalidated on every change,
+    so logout, deactivation and role changes apply to the very next request.
     """
+    return await _standing(ctx, await _token_principal(ctx))
+
+
+async def _standing(ctx: WebContext, principal: Principal) -> Principal:
+    accounts = ctx.protection.accounts
+    if accounts.recalled(principal.token_id):
+        raise unauthenticated("You have logged out; log in again.", code="token_revoked")
+    standing = await accounts.standing(ctx.db, principal.user_id)
+    if not standing.exists:
+        raise unauthenticated("Your account no longer exists.")
+    if not standing.active:
+        raise unauthenticated("Your account is no longer active.", code="account_inactive")
+    if standing.role != principal.role:
+        return replace(principal, role=standing.role)  # type: ignore[arg-type]
+    return principal
+
+
+async def _token_principal(ctx: WebContext) -> Principal:
+    """The principal the request's credentials prove (Bearer, else cookies, refreshing an expired browser session)."""
     kind = client_kind()
     connection = websocket if kind == "websocket" else request
     header = connection.headers.get("Authorization")
@@ -300,10 +488,13 @@ async def authenticate(ctx: WebContext) -> Principal:
     raise unauthenticated()
 
 
-def require(*roles: Role) -> Callable[[V], V]:
+def require(*roles: Role, during_mfa_enrolment: bool = False) -> Callable[[V], V]:
     """Decorate a route or websocket view: authenticate, then allow only ``roles`` (any role if none given).
 
-    Sets ``g.principal``. 401 when unauthenticated, 403 for a role not allowed.
+    Sets ``g.principal``. 401 when unauthenticated, 403 for a role not allowed,
+    403 ``mfa_enrollment_required`` for a role that must have two-factor
+    authentication (``ctx.mfa_required_roles``) calling without it, unless the
+    view is part of enrolling (``during_mfa_enrolment=True``).
     Ownership (which session, which student) is checked by the view, see web/access.py.
     """
     unknown = set(roles) - set(ROLES)
@@ -314,15 +505,25 @@ def require(*roles: Role) -> Callable[[V], V]:
     def decorate(view: V) -> V:
         @wraps(view)
         async def guarded(*args, **kwargs):
-            principal = await authenticate(current_context())
+            ctx = current_context()
+            principal = await authenticate(ctx)
             g.principal = principal
             if principal.role not in allowed:
                 raise forbidden()
+            if not (during_mfa_enrolment or principal.mfa) and principal.role in ctx.mfa_required_roles:
+                raise mfa_enrollment_required()
+            if not has_websocket_context():
+                ctx.protection.api.request(principal.user_id)  # 429 past the user's request limits
             return await view(*args, **kwargs)
 
         return guarded  # type: ignore[return-value]
 
     return decorate
+
+
+def mfa_enrollment_required() -> WebError:
+    return WebError(403, "mfa_enrollment_required",
+                    "Your role requires two-factor authentication: set it up at /account/mfa first.")
 
 
 def current_principal() -> Principal:

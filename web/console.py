@@ -19,13 +19,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Iterable
 
+from hub.core.bus import iso_fields
 from hub.db.alarms import RoomAlarm, active_alarms
 from hub.db.device_health import DeviceOverview, HealthHistoryEntry
 from hub.db.rooms import RoomRow, rooms
 from hub.db.tickets import Ticket, TicketFilter, list_tickets
 from hub.domain import tickets as ticket_rules
 from hub.domain.alarms import Alarm
-from hub.domain.health import HISTORY_HEALTH_FIELDS, PUBLISHED_HEALTH_FIELDS, DeviceHealth
+from hub.domain.device_health import HISTORY_HEALTH_FIELDS, PUBLISHED_HEALTH_FIELDS, DeviceHealth
 
 from .context import WebContext
 
@@ -96,7 +97,7 @@ def room_alarm_json(listed: RoomAlarm) -> dict[str, Any]:
 
 def ticket_json(ticket: Ticket, now: datetime) -> dict[str, Any]:
     """A ticket as the API, the pages and the live feed show it (with the SLA verdict at ``now``)."""
-    return {**ticket.fields(), "sla_breached": ticket_rules.sla_breached(ticket.sla_due_at, now, ticket.finished_at)}
+    return {**iso_fields(ticket), "sla_breached": ticket.sla_breached(now)}
 
 
 def room_json(room: RoomRow) -> dict:

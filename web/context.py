@@ -3,12 +3,15 @@ from __future__ import annotations
 
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Awaitable, Callable, Sequence
 
 from hub.core.bus import LiveBus
 from hub.core.config import DEVICE_OFFLINE_AFTER_S
+from hub.core.secrets_box import SecretsBox
 from hub.db import Database
+
+from .protection import Protection
 
 if TYPE_CHECKING:
     import actors
@@ -98,6 +101,15 @@ class WebContext:
     #: Tell the hub threshold rules changed (after the commit): it reloads them and tells
     #: every running device actor. Waits only on full device mailboxes.
     thresholds_changed: Callable[[], Awaitable[None]] = _no_thresholds_changed
+    #: Login and API limiters and the account-standing cache (web/protection.py). After
+    #: changing an account's role or status, call ``protection.accounts.invalidate(user_id)``.
+    protection: Protection = field(default_factory=Protection)
+    #: Seals secrets stored in PostgreSQL (TOTP seeds), hub/core/secrets_box.py. The default is a
+    #: random in-memory key (tests); the hub loads its key file or CAMPUSHUB_SECRETS_KEY.
+    secrets: SecretsBox = field(default_factory=SecretsBox.ephemeral)
+    #: Roles that must have two-factor authentication: without it they may only enrol (403
+    #: ``mfa_enrollment_required`` elsewhere). Empty only for the demo (Settings.mfa_optional_demo).
+    mfa_required_roles: frozenset[str] = frozenset({"admin", "ops"})
 
 
 def current_context() -> WebContext:

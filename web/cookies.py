@@ -3,7 +3,9 @@
 Both are HttpOnly (page scripts never see a token) and SameSite=Lax (other
 sites' forms, fetches and websockets do not carry them; see web/auth.py for
 the CSRF reasoning). ``Secure`` follows the app's ``CAMPUSHUB_SECURE_COOKIES``
-setting: on behind TLS, off for plain-http demos and the test client.
+setting: on when the hub serves HTTPS itself or ``CAMPUSHUB_SECURE_COOKIES=1`` says a
+TLS-terminating proxy does (web/app.py then also sends HSTS), off for plain-http demos and
+the test client.
 """
 from __future__ import annotations
 
@@ -35,5 +37,7 @@ def set_auth_cookies(response: Response, pair: "TokenPair") -> None:
 
 
 def clear_auth_cookies(response: Response) -> None:
+    # With the same attributes they were set with: a browser matches the cookie to replace by them.
+    secure = bool(current_app.config.get("CAMPUSHUB_SECURE_COOKIES", False))
     for name in (ACCESS_COOKIE, REFRESH_COOKIE):
-        response.delete_cookie(name, path="/", httponly=True, samesite="Lax")
+        response.delete_cookie(name, path="/", httponly=True, samesite="Lax", secure=secure)

@@ -35,6 +35,8 @@ class WebError(Exception):
         self.code = code
         self.message = message
         self.field = field
+        #: Seconds after which a 429 may be retried: sent as ``Retry-After``.
+        self.retry_after: int | None = None
 
     def body(self) -> dict:
         error = {"code": self.code, "message": self.message}
@@ -89,6 +91,8 @@ async def _render(error: WebError) -> Response | WerkzeugResponse:
     if error.status == 401:
         # Stale or forged credentials: make the browser forget them.
         clear_auth_cookies(response)
+    if error.retry_after is not None:
+        response.headers["Retry-After"] = str(error.retry_after)
     return response
 
 

@@ -159,8 +159,8 @@ def session_feed(ctx: WebContext, session_id: str) -> Feed:
 
     async def snapshot() -> dict:
         roster = roster_json(await load_roster(ctx, session_id), utc_now(ctx))
-        _, flags = await list_flags(ctx.db, session_id, "open", SNAPSHOT_FLAGS, 0)
-        return {**roster, "flags": [flag_json(f) for f in flags]}
+        flags = await list_flags(ctx.db, session_id, "open", SNAPSHOT_FLAGS, 0)
+        return {**roster, "flags": [flag_json(f) for f in flags.items]}
 
     return Feed("session", (session_topic(session_id),), snapshot)
 

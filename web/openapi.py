@@ -25,6 +25,7 @@ from .apidoc import (
     FORBIDDEN,
     INT,
     NOT_JSON,
+    RATE_LIMITED,
     STR,
     TIME,
     TOO_LARGE,
@@ -37,23 +38,27 @@ from .apidoc import (
     path_param,
     ref,
 )
-from .auth import ACCESS_TTL_S, REFRESH_TTL_S, ROLES
+from .auth import ACCESS_TTL_S, MFA_PENDING_TTL_S, REFRESH_TTL_S, ROLES
 from .feeds import STATUSES
 from .paging import page_of, page_params
 from .request import schema_hook
 from .routes import (
     academic,
+    accounts_api,
     audit,
     checkin,
     corrections,
-    devices_admin,
     devices_api,
     insights,
     leave,
+    mfa_api,
+    notifications_api,
+    provisioning,
     sessions_api,
     tickets_api,
+    users_api,
 )
-from .routes.auth_api import Credentials, RefreshToken
+from .routes.auth_api import Credentials, RefreshToken, SecondFactor
 
 bp = Blueprint("openapi", __name__)
 
@@ -88,6 +93,12 @@ _SCHEMAS: dict[str, Any] = {
         "refresh_token": {**_STR, "description": f"Single use (rotated), valid {REFRESH_TTL_S} s."},
         "refresh_expires_in": _INT,
         "user": _ref("User"),
+    }),
+    "MfaRequired": _object({
+        "mfa_required": {"const": True},
+        "mfa_token": {**_STR, "description": f"Pending login (not an access token), valid {MFA_PENDING_TTL_S} s."},
+        "expires_in": _INT,
+        "methods": {"type": "array", "items": {"type": "string", "enum": ["totp", "recovery_code"]}},
     }),
     "Session": _object({
         "session_id": _STR, "course_id": _STR, "course_code": _STR, "course_title": _STR,
@@ -155,10 +166,22 @@ def _auth_post(summary: str, body: dict[str, Any], ok: dict, refused: dict) -> d
 
 _PATHS: dict[str, Any] = {
     "/api/v1/auth/login": _auth_post(
-        "Log in; returns an access and a refresh token",
+        "Log in; returns an access and a refresh token, or asks for a second factor",
         json_request(Credentials, "Credentials."),
+        {"200": _json({"oneOf": [_ref("Tokens"), _ref("MfaRequired")]},
+                      "Logged in (`Tokens`), or, for an account with two-factor authentication, the password"
+                      " was right and a code is needed (`MfaRequired`: send its `mfa_token` and a code to"
+                      " /api/v1/auth/login/mfa).")},
+        {"401": _error("`invalid_credentials`."),
+         "429": _error("`rate_limited`: too many failed logins for this account or address (`Retry-After`).")}),
+    "/api/v1/auth/login/mfa": _auth_post(
+        "The second step of a login: the pending `mfa_token` and a TOTP or recovery code; returns the tokens",
+        json_request(SecondFactor, "The pending login and a code."),
         {"200": _json(_ref("Tokens"), "Logged in.")},
-        {"401": _error("`invalid_credentials`.")}),
+        {"400": _error("`invalid_code`: wrong code, or one already used (a TOTP code works once);"
+                       " `invalid_request`: a malformed body."),
+         "401": _error("`invalid_mfa_token`: unknown or expired pending login (log in again)."),
+         "429": _error("`too_many_codes`: 10 wrong codes within 15 minutes; `Retry-After` says when to retry.")}),
     "/api/v1/auth/refresh": _auth_post(
         "Rotate a refresh token; returns a new pair (reusing a rotated token revokes them all)",
         json_request(RefreshToken, "The current refresh token."),
@@ -209,19 +232,26 @@ _PATHS: dict[str, Any] = {
     "/healthz": {"get": {
         "summary": "Liveness and readiness (database, broker, actors)", "tags": ["system"], "security": [],
         "x-roles": [],
+        "description": "Anyone gets `{\"status\"}` alone; admin and ops sessions, callers with the metrics "
+                       "token and the metrics listener (`CAMPUSHUB_METRICS_BIND`) get the details.",
         "responses": {"200": _json(_ref("Health"), "Healthy."), "503": _json(_ref("Health"), "Degraded.")},
     }},
     "/metrics": {"get": {
         "summary": "Prometheus metrics", "tags": ["system"], "security": [], "x-roles": [],
+        "description": "Public unless the operator sets `CAMPUSHUB_METRICS_TOKEN` (then `Authorization: Bearer "
+                       "<token>`) or `CAMPUSHUB_METRICS_BIND` (then served only there; docs/deployment.md).",
         "responses": {"200": {"description": "Prometheus text format 0.0.4.",
-                              "content": {"text/plain": {"schema": _STR}}}},
+                              "content": {"text/plain": {"schema": _STR}}},
+                      "401": error("`unauthenticated`: a metrics token is configured and was not sent."),
+                      "404": error("`not_found`: metrics are served on their own listener.")},
     }},
 }
 
 #: Route modules that document their own operations (``OPENAPI_PATHS``, optional
 #: ``OPENAPI_SCHEMAS``; see web/apidoc.py). Add a module here when you add one.
-DOCUMENTED_MODULES: tuple = (devices_admin, insights, checkin, tickets_api, leave, corrections, audit,
-                              academic, sessions_api, devices_api)
+DOCUMENTED_MODULES: tuple = (provisioning, insights, notifications_api, checkin, tickets_api, leave, corrections, audit,
+                              academic, sessions_api, devices_api, users_api, mfa_api,
+                              accounts_api)
 
 
 def _with_generated_schemas(paths: dict[str, Any], schemas: dict[str, Any]) -> tuple[dict, dict]:
@@ -262,8 +292,17 @@ def _merged(base: dict[str, Any], attribute: str) -> dict[str, Any]:
     return merged
 
 
+def _with_rate_limits(paths: dict[str, Any]) -> dict[str, Any]:
+    """Every signed-in operation may answer 429 (the per-user request limits, web/protection.py)."""
+    for methods in paths.values():
+        for op in methods.values():
+            if op.get("security") != [] and "429" not in op["responses"]:
+                op["responses"]["429"] = RATE_LIMITED
+    return paths
+
+
 _DOCUMENTED_PATHS, _DOCUMENTED_SCHEMAS = _with_generated_schemas(
-    _merged(_PATHS, "OPENAPI_PATHS"), _merged(_SCHEMAS, "OPENAPI_SCHEMAS"))
+    _with_rate_limits(_merged(_PATHS, "OPENAPI_PATHS")), _merged(_SCHEMAS, "OPENAPI_SCHEMAS"))
 
 DOCUMENT: dict[str, Any] = {
     "openapi": "3.1.0",

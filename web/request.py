@@ -21,7 +21,8 @@ Every refusal is a :class:`~web.errors.WebError` with the API's shapes:
 Query arguments: :func:`int_arg`, :func:`text_arg`, :func:`day_arg`,
 :func:`instant_arg`, :func:`choice_arg` and :func:`flag_arg`, each refusing a
 bad value with a 400 naming it. All of these read the current quart request,
-so call them only inside a request.
+so call them only inside a request. A numeric id in the URL path:
+:func:`path_id` (404 when it cannot be one).
 """
 from __future__ import annotations
 
@@ -38,7 +39,7 @@ from quart import request
 from hub.db.academic import ID_RE
 from hub.domain.timetable import WEEKDAYS
 
-from .errors import WebError, invalid
+from .errors import WebError, invalid, not_found
 
 S = TypeVar("S", bound=msgspec.Struct)
 
@@ -301,3 +302,13 @@ def flag_arg(name: str) -> bool:
     if value not in ("0", "1", "true", "false"):
         raise invalid(f"'{name}' must be 1/0 or true/false.", field=name)
     return value in ("1", "true")
+
+
+# --- path arguments ------------------------------------------------------------------------
+
+def path_id(raw: str, what: str) -> int:
+    """A numeric record id from the URL path: 404 ``No such {what}`` for anything that cannot be one
+    (rather than 400: an id that cannot exist is a record that does not exist)."""
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:  # isdigit() alone takes "²"
+        raise not_found(f"No such {what}.")
+    return int(raw)

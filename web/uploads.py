@@ -16,6 +16,8 @@ LARGE_BODIES: dict[tuple[str, str], int] = {
     ("POST", "/api/v1/leave"): 7 * 1024 * 1024 + 64 * 1024,
     # An enrolment CSV (web/routes/academic.py, IMPORT_MAX_BYTES).
     ("POST", "/api/v1/enrolments/import"): 2 * 1024 * 1024,
+    # A people CSV (web/routes/accounts_api.py, IMPORT_MAX_BYTES).
+    ("POST", "/api/v1/users/import"): 2 * 1024 * 1024,
 }
 
 

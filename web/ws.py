@@ -20,8 +20,9 @@ the bus subscription and three small tasks that never block on the client:
   state" messages, so replaying stale ones before the snapshot is harmless).
 - *reader*: reads client frames (ignored except ``{"type": "resync"}``, at
   most one per second); quart-trio cancels the whole task on disconnect.
-- *expiry*: closes the connection (4401) when the access token expires, so
-  a logout or role change reaches open websockets within 15 minutes.
+- *expiry*: closes the connection (4401) when the access token expires.
+- *account*: closes it (4401) at once when the account is deactivated,
+  deleted or changes role (``ctx.protection.accounts.invalidate``).
 
 Nothing in the hub ever waits for a client: ``LiveBus.publish`` is
 synchronous and drops, the pump only uses ``try_tell``, and only the
@@ -145,6 +146,22 @@ async def _read_client(mailbox: Mailbox, state: ConnectionState) -> None:
                 _resync(state, mailbox)
 
 
+async def _watch_account(ctx: WebContext, principal: Principal, state: ConnectionState) -> None:
+    """Close (4401) as soon as the account is deactivated, deleted or changes role.
+
+    Woken by ``ctx.protection.accounts.invalidate(user_id)``, which every account
+    change calls after its commit; the client re-authenticates and reconnects
+    (or is sent to the login page).
+    """
+    accounts = ctx.protection.accounts
+    while True:
+        await accounts.changed(principal.user_id)
+        standing = await accounts.standing(ctx.db, principal.user_id)
+        if not standing.active or standing.role != principal.role:
+            state.finish(4401, "account changed")
+            return
+
+
 async def _expire(ctx: WebContext, principal: Principal, state: ConnectionState) -> None:
     await trio.sleep(max(0.0, principal.expires_at - ctx.now()))
     state.finish(4401, "access token expired")
@@ -206,6 +223,7 @@ async def run_connection(ctx: WebContext, feed: Feed, principal: Principal) -> N
                     nursery.start_soon(_pump, subscription, mailbox, state)
                     nursery.start_soon(_read_client, mailbox, state)
                     nursery.start_soon(_expire, ctx, principal, state)
+                    nursery.start_soon(_watch_account, ctx, principal, state)
                     await state.done.wait()
                     nursery.cancel_scope.cancel()
     await ws.close(state.close_code, state.close_reason)

@@ -36,7 +36,7 @@ from typing import Mapping, Sequence
 import trio
 
 from hub.db import Database
-from hub.db.devices_admin import MqttAccountRow, mqtt_accounts
+from hub.db.device_registry import MqttAccountRow, mqtt_accounts
 from hub.domain.credentials import mosquitto_hash
 from schemas import Topics
 

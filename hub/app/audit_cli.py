@@ -6,7 +6,8 @@ trigger) and checks each link. Exit codes: 0 intact, 1 broken (or a line that
 is not an entry), 2 usage (including a file that cannot be read).
 
 ``export`` writes the log (or the part at/after ``--since``) oldest first to
-stdout or ``--output``, with progress on stderr. An export of the whole log, or
+stdout or ``--output``, with progress on stderr; exit 2 if the output cannot
+be written, 1 if the database has no audit chain yet (run ``migrate``). An export of the whole log, or
 of everything since some moment, is a contiguous stretch of the chain, so
 ``verify`` checks every link in it; an export filtered otherwise (e.g. one
 student, from the web page) skips entries, so verify it with ``--allow-gaps``.
@@ -16,7 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from contextlib import AsyncExitStack, ExitStack
+from contextlib import AsyncExitStack, ExitStack, contextmanager
 from datetime import date, datetime, time, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -159,16 +160,21 @@ def _export(args: argparse.Namespace, settings: Settings) -> int:
         written = 0
         async with AsyncExitStack() as files:
             # trio's file wrappers write in a worker thread: a slow disk or pipe never stalls the loop.
-            out = (await files.enter_async_context(await trio.open_file(args.output, "w", encoding="utf-8", newline=""))
-                   if args.output else trio.wrap_file(sys.stdout))
+            with _writing():
+                out = (await files.enter_async_context(
+                    await trio.open_file(args.output, "w", encoding="utf-8", newline=""))
+                    if args.output else trio.wrap_file(sys.stdout))
             if args.format == "csv":
-                await out.write(csv_header())
+                with _writing():
+                    await out.write(csv_header())
             async for chunk in iter_audit(db, f):
-                await out.write(csv_chunk(chunk) if args.format == "csv" else jsonl_chunk(chunk))
+                with _writing():
+                    await out.write(csv_chunk(chunk) if args.format == "csv" else jsonl_chunk(chunk))
                 written += len(chunk)
                 if total > len(chunk):
                     print(f"audit export: {written}/{total}", file=sys.stderr)
-            await out.flush()
+            with _writing():
+                await out.flush()
         print(f"audit export: wrote {written} entries", file=sys.stderr)
         return EXIT_OK
 
@@ -180,6 +186,23 @@ def _export(args: argparse.Namespace, settings: Settings) -> int:
         except (asyncpg.UndefinedTableError, asyncpg.UndefinedColumnError, asyncpg.UndefinedFunctionError):
             print("campushub: the database has no audit chain yet: run `campushub migrate`", file=sys.stderr)
             return EXIT_BROKEN
-        except OSError as exc:
-            print(f"campushub: cannot write {args.output}: {exc.strerror}", file=sys.stderr)
+        except _Unwritable as exc:
+            print(f"campushub: cannot write {args.output or 'to stdout'}: {exc.reason}", file=sys.stderr)
             return EXIT_USAGE
+
+
+class _Unwritable(Exception):
+    """The export's output cannot be opened or written: a usage error (exit 2), unlike an
+    ``OSError`` of the database connection, which is not the operator's file."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@contextmanager
+def _writing() -> Iterator[None]:
+    try:
+        yield
+    except OSError as exc:
+        raise _Unwritable(exc.strerror or str(exc)) from exc

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -10,6 +11,7 @@ import sys
 import time
 from contextlib import ExitStack
 from datetime import datetime, timezone
+from pathlib import Path
 
 import trio
 
@@ -41,6 +43,11 @@ def _parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the hub (MQTT ingress, actors, web)")
     serve.add_argument("--port", type=int, default=8080, help="web port (default 8080)")
     serve.add_argument("--host", default="127.0.0.1", help="web bind address (default 127.0.0.1)")
+    serve.add_argument("--certfile", type=Path, metavar="FILE",
+                       help="PEM certificate chain: serve HTTPS only, with Secure cookies and HSTS "
+                            "(or CAMPUSHUB_TLS_CERT; needs --keyfile)")
+    serve.add_argument("--keyfile", type=Path, metavar="FILE",
+                       help="PEM private key of --certfile (or CAMPUSHUB_TLS_KEY)")
 
     sub.add_parser("migrate", help="apply database migrations")
 
@@ -60,6 +67,9 @@ def _parser() -> argparse.ArgumentParser:
     from hub.app.audit_cli import add_parser as add_audit_parser
 
     add_audit_parser(sub)
+    from hub.app.users_cli import add_parser as add_users_parser
+
+    add_users_parser(sub)
     return parser
 
 
@@ -75,12 +85,12 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr,
     )
-    settings = Settings.from_env()
     try:
+        settings = Settings.from_env()  # ValueError on a malformed variable: a usage error, not a traceback
         if settings.mqtt_url:
             MqttUrl.parse(settings.mqtt_url)
         handler = {"demo": _demo, "serve": _serve, "migrate": _migrate, "simulate": _simulate,
-                   "devices": _devices, "audit": _audit}[args.command]
+                   "devices": _devices, "audit": _audit, "users": _users}[args.command]
         return handler(args, settings)
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
@@ -111,6 +121,12 @@ def _audit(args: argparse.Namespace, settings: Settings) -> int:
     return run(args, settings)
 
 
+def _users(args: argparse.Namespace, settings: Settings) -> int:
+    from hub.app.users_cli import run
+
+    return run(args, settings)
+
+
 def _migrate(args: argparse.Namespace, settings: Settings) -> int:
     from hub.db import available_migrations, migrate, run_with_database
 
@@ -127,6 +143,12 @@ def _migrate(args: argparse.Namespace, settings: Settings) -> int:
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     from hub.app.supervision import run_hub
 
+    if args.certfile or args.keyfile:
+        settings = dataclasses.replace(settings, tls_cert=args.certfile, tls_key=args.keyfile)  # ValueError if one
+    for pem in (settings.tls_cert, settings.tls_key):
+        if pem is not None and not pem.is_file():
+            raise ValueError(f"TLS file not found: {pem}")
+    scheme = "https" if settings.tls else "http"
     with ExitStack() as stack:
         settings = with_services(settings, stack, start_embedded=True)
 
@@ -135,7 +157,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
                 nursery.start_soon(_until_signalled, nursery.cancel_scope)
                 hub = await nursery.start(lambda task_status: run_hub(
                     settings, host=args.host, port=args.port, task_status=task_status))
-                print(f"campushub: serving http://{args.host}:{hub.web_port}/", file=sys.stderr)
+                print(f"campushub: serving {scheme}://{args.host}:{hub.web_port}/", file=sys.stderr)
 
         trio.run(run)
     return EXIT_OK
@@ -151,6 +173,9 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
 
     with ExitStack() as stack:
         settings = with_services(settings, stack, start_embedded=True)
+        # The demo's printed logins must work as printed: no second factor required (serve requires it
+        # of admin and ops; docs/people.md "Two-factor authentication").
+        settings = dataclasses.replace(settings, mfa_optional_demo=True)
         database_url = settings.database_url
         assert database_url is not None  # with_services fills it in or raises
 
@@ -177,9 +202,12 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
 
 def _print_demo_banner(port: int, campus) -> None:
     print(f"\nCampusHub demo running at http://127.0.0.1:{port}/\n")
-    print("Demo logins:")
+    print("Demo logins, for this demo only: they share a well-known password, so never seed them into a")
+    print("real campus's database (`campushub simulate` refuses to; docs/deployment.md sets up a campus):")
     for login in campus.logins:
         print(f"  {login.role:8} {login.username:12} password: {login.password}")
+    print("Two-factor authentication is optional here for every role (`serve` requires it of admin and ops);")
+    print("try it on /account/mfa.")
     print("\nPress Ctrl-C to stop.\n", flush=True)
 
 
@@ -198,17 +226,29 @@ async def _run_simulator_process(settings: Settings, args: argparse.Namespace) -
 
 
 def _simulate(args: argparse.Namespace, settings: Settings) -> int:
+    import secrets
+
+    from hub.app.environment import running_demo_services
     from hub.db import migrate, run_with_database
-    from hub.db.seed import ensure_campus
+    from hub.db.seed import count_unseeded_accounts, ensure_campus
 
     if args.rooms < 1 or args.students < 1 or args.duration <= 0:
         raise ValueError("--rooms, --students and --duration must be positive")
     with ExitStack() as stack:
         settings = with_services(settings, stack, start_embedded=False)
+        demo = running_demo_services(settings.data_dir)
+        demos_database = demo is not None and demo.get("database_url") == settings.database_url
 
         async def seed(db):
             await migrate(db)
-            return await ensure_campus(db, rooms=args.rooms, students=args.students, now=datetime.now(timezone.utc))
+            if not demos_database and (foreign := await count_unseeded_accounts(db)):
+                raise ValueError(
+                    f"this database holds {foreign} account(s) the demo did not seed: it looks like a real "
+                    "campus, so simulate will not seed demo rooms, students and logins into it. Point "
+                    "CAMPUSHUB_DATABASE_URL at an empty database, or run `campushub demo`.")
+            # Accounts it creates never get the demo's well-known password: that belongs to `campushub demo`.
+            return await ensure_campus(db, rooms=args.rooms, students=args.students, now=datetime.now(timezone.utc),
+                                       demo_password=secrets.token_urlsafe(24))
 
         assert settings.database_url is not None  # with_services fills it in or raises
         campus = run_with_database(settings.database_url, seed)

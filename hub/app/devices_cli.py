@@ -25,8 +25,7 @@ from hub.core.config import MqttUrl, Settings
 if TYPE_CHECKING:  # the actions import these lazily: `campushub --help` stays fast
     from hub.adapters.mosquitto_auth import HubAccount
     from hub.db import Database
-    from hub.db.devices_admin import DeviceAdminRow, RegistryError
-    from hub.db.provisioning import DevicesChanged, EdgeAgentSetup, IssuedCredentials
+    from hub.db.provisioning import DeviceRegistryRow, DevicesChanged, EdgeAgentSetup, IssuedCredentials, RegistryError
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
@@ -132,7 +131,7 @@ def _refused(exc: RegistryError) -> int:
     return EXIT_USAGE if exc.code == "invalid_request" else EXIT_FAILURE
 
 
-def _device_json(row: DeviceAdminRow) -> dict[str, Any]:
+def _device_json(row: DeviceRegistryRow) -> dict[str, Any]:
     return {
         "device_id": row.device_id, "room_id": row.room_id, "kind": row.kind, "model": row.model, "alg": row.alg,
         "mqtt_username": row.mqtt_username, "credential_version": row.credential_version,
@@ -158,7 +157,7 @@ def _print_credentials(issued: IssuedCredentials, as_json: bool) -> None:
 
 async def _register(db: Database, args: argparse.Namespace, settings: Settings) -> int:
     from hub.db import provisioning
-    from hub.db.devices_admin import RegistryError
+    from hub.db.provisioning import RegistryError
 
     try:
         issued = await provisioning.register(
@@ -172,9 +171,9 @@ async def _register(db: Database, args: argparse.Namespace, settings: Settings) 
 
 
 async def _list(db: Database, args: argparse.Namespace, settings: Settings) -> int:
-    from hub.db.devices_admin import list_devices_admin
+    from hub.db.provisioning import list_registered_devices
 
-    rows, total = await list_devices_admin(db, 10**6, 0)
+    rows, total = await list_registered_devices(db, 10**6, 0)
     if args.json:
         print(json.dumps({"items": [_device_json(r) for r in rows], "total": total}, indent=2))
         return EXIT_OK
@@ -186,7 +185,7 @@ async def _list(db: Database, args: argparse.Namespace, settings: Settings) -> i
 
 async def _rotate(db: Database, args: argparse.Namespace, settings: Settings) -> int:
     from hub.db import provisioning
-    from hub.db.devices_admin import RegistryError
+    from hub.db.provisioning import RegistryError
 
     try:
         issued = await provisioning.rotate(db, args.device_id, actor=_actor(), setup=_edge_agent_setup(settings),
@@ -199,7 +198,7 @@ async def _rotate(db: Database, args: argparse.Namespace, settings: Settings) ->
 
 async def _revoke(db: Database, args: argparse.Namespace, settings: Settings) -> int:
     from hub.db import provisioning
-    from hub.db.devices_admin import RegistryError
+    from hub.db.provisioning import RegistryError
 
     try:
         row = await provisioning.revoke(db, args.device_id, actor=_actor(), reason=args.reason,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import secrets
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -22,6 +23,7 @@ from hub.core.config import MqttUrl, Settings
 from hub.core.metrics import HubMetrics
 from hub.db import Database, asyncio_loop, migrate, open_database, wait_for_database
 from hub.db.telemetry import RetentionPolicy
+from hub.db.users import count_active_admins
 from hub.mqtt import InboundMessage, TrioMqttClient
 from hub.pipeline.commands import COMMANDS_MAILBOX, CommandDispatcher
 from hub.pipeline.device_actor import DeviceActorFactory, device_asker
@@ -31,6 +33,7 @@ from hub.pipeline.scheduler import SCHEDULER_MAILBOX, SessionsChanged, SessionSc
 from hub.pipeline.session_actor import attendance_changed, session_caller
 from hub.pipeline.writer import WRITER_MAILBOX, PersistenceWriter
 from hub.services.collector import CollectorKeeper, collector_policy, freeze_long_lived
+from hub.services.leave_documents import LeaveDocumentPurger
 from hub.services.telemetry import TELEMETRY_MAILBOX, TelemetryMaintenance
 from hub.services.tickets import TICKETS_MAILBOX, PostgresTicketStore, TicketActor
 from hub.services.warnings import WARNINGS_MAILBOX, WarningWatcher, also_recheck
@@ -117,15 +120,26 @@ class _MqttLoop(ServiceActor):
 
 
 class _WebServer(ServiceActor):
-    def __init__(self, app: Any, host: str, port: int, on_port: Any) -> None:
+    """hypercorn serving the app (HTTPS when the settings carry a certificate), and the metrics listener if configured."""
+
+    def __init__(self, app: Any, host: str, port: int, on_port: Any, settings: Settings,
+                 metrics_app: Any = None) -> None:
         self._app, self._host, self._port, self._on_port = app, host, port, on_port
+        self._settings, self._metrics_app = settings, metrics_app
 
     async def serve(self) -> None:
+        from hub.core.config import parse_bind
         from web.app import serve
 
+        settings = self._settings
         async with trio.open_nursery() as nursery:
+            if self._metrics_app is not None and settings.metrics_bind:
+                metrics_host, metrics_port = parse_bind(settings.metrics_bind)
+                await nursery.start(lambda task_status: serve(
+                    self._metrics_app, host=metrics_host, port=metrics_port, task_status=task_status))
             port = await nursery.start(lambda task_status: serve(
-                self._app, host=self._host, port=self._port, task_status=task_status))
+                self._app, host=self._host, port=self._port, certfile=settings.tls_cert, keyfile=settings.tls_key,
+                task_status=task_status))
             self._port = port  # a restart keeps the same port
             self._on_port(port)
 
@@ -138,12 +152,16 @@ def _jwt_secret(settings: Settings) -> bytes:
         return settings.jwt_secret.encode()
     # Persist a generated secret so logins survive a restart of the hub.
     path = settings.data_dir / "jwt_secret"
-    if path.exists():
-        return path.read_bytes()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     secret = secrets.token_bytes(32)
-    path.write_bytes(secret)
-    path.chmod(0o600)
+    try:
+        # Created 0600 in the same call that creates it: no moment when another user could read it
+        # (a write-then-chmod leaves one). O_EXCL: two hubs starting at once keep the first one's.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_bytes()
+    with os.fdopen(fd, "wb") as file:
+        file.write(secret)
     return secret
 
 
@@ -156,6 +174,11 @@ def _provisioning_links(root: Supervisor, db: Database, topics: Topics, mqtt_url
     hub_account = (HubAccount.from_password(mqtt_url.username, mqtt_url.password or "")
                    if mqtt_url.username else None)
     return ProvisioningLinks(root, MosquittoSync(db, topics, files, hub_account) if files else None)
+
+
+#: Logged once at boot when no active admin exists (a new campus): nobody could manage people.
+NO_ADMIN_HINT = ("no active admin account: create the first one with "
+                 "`campushub users create-admin USERNAME --password-stdin` (docs/people.md)")
 
 
 async def run_hub(
@@ -186,6 +209,8 @@ async def _run_tree(
     applied = await migrate(db)
     if applied:
         log.info("applied migrations: %s", ", ".join(f"{m.version:04d}_{m.name}" for m in applied))
+    if port is not None and not await count_active_admins(db):
+        log.warning(NO_ADMIN_HINT)
     metrics = HubMetrics()
     bus = LiveBus()
     client = TrioMqttClient(
@@ -239,20 +264,28 @@ async def _run_tree(
         ChildSpec("webhooks", lambda: WebhookDispatcher(db), shutdown_timeout=2),
         ChildSpec("tickets", lambda: TicketActor(store=PostgresTicketStore(db), bus=bus), mailbox_size=TICKETS_MAILBOX),
         ChildSpec("collector", CollectorKeeper),
+        ChildSpec("leave_documents", lambda: LeaveDocumentPurger(db), shutdown_timeout=2),
     ]
     if port is not None:
-        from web.app import create_app
+        from hub.core.secrets_box import load_secrets_box
+        from web.app import create_app, create_metrics_app
         from web.context import WebContext
+        from web.protection import Protection
 
         links = _provisioning_links(root, db, topics, mqtt_url)
         session_call = session_caller(lambda: child_supervisor(root, "sessions"))
+        # One for the hub's life: a restart of the web child keeps the counts and the recalled tokens.
+        protection = Protection(settings, metrics.limiter_decisions)
+        secrets_box = load_secrets_box(settings.secrets_key_path, settings.secrets_key)
+        # Admin and ops must use a second factor; only the demo (never `serve`) makes it optional.
+        mfa_required_roles = frozenset() if settings.mfa_optional_demo else frozenset({"admin", "ops"})
 
         async def sessions_changed(session_ids: Sequence[str]) -> None:
             if session_ids:
                 await ref("scheduler").tell(SessionsChanged(tuple(session_ids)))
 
         def make_web() -> _WebServer:
-            web_app = create_app(WebContext(
+            web_context = WebContext(
                 db=db, bus=bus, jwt_secret=jwt_secret,
                 connections=child_supervisor(root, "connections"), health=hub.health, metrics_text=metrics.render,
                 devices_changed=links.devices_changed, send_command=links.send_command,
@@ -263,8 +296,13 @@ async def _run_tree(
                 sessions_changed=sessions_changed, campus_timezone=settings.timezone,
                 ask_device=device_asker(device_actors),
                 thresholds_changed=lambda: thresholds_changed(db, thresholds, child_supervisor(root, "devices")),
-            ))
-            return _WebServer(web_app, host, hub.web_port or port, on_web_port)
+                protection=protection, secrets=secrets_box, mfa_required_roles=mfa_required_roles,
+            )
+            web_app = create_app(web_context, secure_cookies=settings.cookies_secure,
+                                 metrics_token=settings.metrics_token, serve_metrics=settings.metrics_bind is None)
+            metrics_app = (create_metrics_app(web_context, metrics_token=settings.metrics_token)
+                           if settings.metrics_bind else None)
+            return _WebServer(web_app, host, hub.web_port or port, on_web_port, settings, metrics_app)
 
         specs.append(ChildSpec("web", make_web, shutdown_timeout=3))
     specs += [

@@ -20,11 +20,18 @@ from __future__ import annotations
 
 from collections import defaultdict
 from contextlib import contextmanager
+from dataclasses import fields
+from datetime import datetime
 from functools import cached_property
-from typing import Any, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, cast, get_type_hints
 
 import msgspec
 import trio
+
+from hub.domain.device_health import PUBLISHED_HEALTH_FIELDS, DeviceHealth
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 
 class _Lagged:
@@ -45,7 +52,7 @@ def student_topic(student_id: str) -> str:
 
 
 def user_topic(user_id: str) -> str:
-    """A user's own notifications (any role): :class:`LiveNotification` and :class:`LiveUnread`."""
+    """A user's own messages (any role): :class:`LiveNotification`, :class:`LiveUnread`, :class:`LiveAccountChanged`."""
     return f"user:{user_id}"
 
 
@@ -79,6 +86,16 @@ class LiveMessage(msgspec.Struct, frozen=True, tag_field="type", dict=True):
         return _ENCODER.encode(self).decode()
 
 
+def iso_fields(record: DataclassInstance) -> dict[str, Any]:
+    """A record's fields by name in declared order, its times as ISO 8601 strings: the body of a
+    message built from a record (and of the API object that shows the same record)."""
+    out: dict[str, Any] = {}
+    for f in fields(record):
+        value = getattr(record, f.name)
+        out[f.name] = value.isoformat() if isinstance(value, datetime) else value
+    return out
+
+
 #: A message and the topic to publish it on (after the commit that made it true).
 LiveUpdate = tuple[str, LiveMessage]
 
@@ -108,31 +125,42 @@ class LiveFlag(LiveMessage, frozen=True, tag="flag"):
     flag: dict[str, Any]
 
 
-class LiveDevice(LiveMessage, frozen=True, tag="device"):
-    """A device's health changed. Topic: :data:`DEVICES_TOPIC`.
+_HEALTH_TYPES: dict[str, Any] = get_type_hints(DeviceHealth)
+#: The published health fields after ``device_id`` (which comes first, then the room), in declaration order.
+_LIVE_HEALTH_FIELDS: tuple[str, ...] = tuple(name for name in PUBLISHED_HEALTH_FIELDS if name != "device_id")
+#: Those that are times, which travel as ISO strings (see the module doc).
+_LIVE_HEALTH_TIMES: frozenset[str] = frozenset(
+    name for name in _LIVE_HEALTH_FIELDS if _HEALTH_TYPES[name] == datetime | None)
 
-    The published fields of ``hub.domain.health.DeviceHealth`` (all but
-    ``status_ts``) plus the device's room; tests/hub/test_live_messages.py
-    keeps the two in step.
-    """
+#: A device's health changed. Topic: :data:`DEVICES_TOPIC`. Build it with :func:`live_device`.
+#:
+#: Derived from the one declaration, ``hub.domain.device_health.DeviceHealth``: ``device_id``, the
+#: device's ``room_id``, then the other :data:`~hub.domain.device_health.PUBLISHED_HEALTH_FIELDS`
+#: (all but ``status_ts``) in their declared order, times as ISO strings.
+LiveDevice = cast("type[LiveMessage]", msgspec.defstruct(
+    "LiveDevice",
+    [("device_id", str), ("room_id", str | None),
+     *((name, str | None if name in _LIVE_HEALTH_TIMES else _HEALTH_TYPES[name]) for name in _LIVE_HEALTH_FIELDS)],
+    bases=(LiveMessage,), tag="device", frozen=True, module=__name__,
+))
 
-    device_id: str
-    room_id: str | None
-    online: bool
-    last_seen: str | None
-    firmware: str
-    outbox_depth: int
-    reason: str
-    last_change: str | None
-    uptime_s: int
-    last_connect_at: str | None
-    last_connect_reason: str
-    last_disconnect_at: str | None
-    last_disconnect_reason: str
-    battery_pct: float | None
-    signal_dbm: int | None
-    clock_skew_ms: int | None
-    error_count: int
+
+def _compile_live_device() -> Callable[[DeviceHealth, str | None], LiveMessage]:
+    """:func:`live_device`, written out from the field list at import (as ``dataclasses`` writes
+    ``__init__``): it runs on the device actor's per-event path. Per message (CPU time, same sitting):
+    3.03 µs with the 17 fields spelled out by hand, 3.35 µs with a loop over the fields, 2.73 µs so."""
+    values = ", ".join(f"(health.{name}.isoformat() if health.{name} else None)" if name in _LIVE_HEALTH_TIMES
+                       else f"health.{name}" for name in _LIVE_HEALTH_FIELDS)
+    namespace: dict[str, Any] = {"LiveDevice": LiveDevice}
+    exec(f"def live_device(health, room_id):\n    return LiveDevice(health.device_id, room_id, {values})\n",
+         namespace)
+    built = namespace["live_device"]
+    built.__doc__ = "The :data:`LiveDevice` message of ``health`` (a ``DeviceHealth``) for a device in ``room_id``."
+    built.__module__ = __name__
+    return built
+
+
+live_device = _compile_live_device()
 
 
 class LiveAlarm(LiveMessage, frozen=True, tag="alarm"):
@@ -175,7 +203,8 @@ class LiveTicket(LiveMessage, frozen=True, tag="ticket"):
 
     ``origin`` is ``hub`` (the ticket actor) or ``web`` (the API; the ticket
     actor re-reads those); ``change`` names what happened (``created``,
-    ``assigned``, ``auto_closed``, ``sla_breached``...).
+    ``assigned``, ``auto_closed``, ``sla_breached``...). Built from the
+    ticket record by ``hub.db.tickets.live_ticket``, for both.
     """
 
     origin: str
@@ -245,6 +274,21 @@ class LiveUnread(LiveMessage, frozen=True, tag="unread"):
     """The user's unread count changed (read marks from another tab). Topic: the user's :func:`user_topic`."""
 
     unread: int
+
+
+class LiveAccountChanged(LiveMessage, frozen=True, tag="account"):
+    """An account's role or state changed (committed). Topic: the user's :func:`user_topic`.
+
+    Published by the people API after a role change, deactivation, reactivation or deletion, so
+    the web's per-request account check forgets what it cached and the user's open websockets
+    close when ``active`` is false or ``deleted``.
+    """
+
+    user_id: str
+    role: str
+    active: bool
+    deleted: bool
+    changed_at: str
 
 
 # --- fan-out -------------------------------------------------------------------------------------

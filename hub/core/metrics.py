@@ -9,6 +9,14 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 log = logging.getLogger("hub.supervision")
 
 
+def limiter_decisions_counter(registry: CollectorRegistry) -> Counter:
+    """The web's login and API limiter decisions (web/protection.py), by limiter and decision."""
+    return Counter(
+        "campushub_limiter_decisions", "Login and API limiter decisions, by limiter and allowed/refused.",
+        ["limiter", "decision"], registry=registry,
+    )
+
+
 class HubMetrics:
     """Counters are updated synchronously from actors; never blocks."""
 
@@ -40,6 +48,7 @@ class HubMetrics:
             "campushub_db_write_failures", "Failed batch commits (each retried).",
             registry=self.registry,
         )
+        self.limiter_decisions = limiter_decisions_counter(self.registry)
         self._mailbox_depth = Gauge(
             "campushub_mailbox_depth", "Messages waiting in all actor mailboxes.",
             registry=self.registry,

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any, Callable, Union
 
 from hub.core.bus import LiveUpdate
-from hub.domain.health import DeviceHealth  # a device's health is persisted as the domain holds it
+from hub.domain.device_health import DeviceHealth  # a device's health is persisted as the domain holds it
 from hub.mqtt import InboundMessage
 
 

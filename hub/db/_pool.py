@@ -167,11 +167,31 @@ def _log_asyncio_error(loop: asyncio.AbstractEventLoop, context: dict[str, Any])
 def run_with_database(dsn: str, work: Callable[[Database], Awaitable[T]]) -> T:
     """Run ``work(db)`` in a trio run of its own, with a loop and a small pool, for synchronous callers.
 
-    Blocks the calling thread; must not be called from inside a trio run.
+    Blocks the calling thread; must not be called from inside a trio run. An
+    error of ``work`` (or of opening the database) reaches the caller as
+    itself, not inside the exception groups of the nurseries it crossed, so a
+    CLI can catch ``OSError`` or ``asyncpg.UndefinedTableError`` by type.
+    Several errors at once stay a group.
     """
 
     async def main() -> T:
         async with asyncio_loop(), open_database(dsn, max_size=2) as db:
             return await work(db)
 
-    return trio.run(main)
+    try:
+        return trio.run(main)
+    except BaseExceptionGroup as group:
+        sole = _sole_error(group)
+        if sole is None:
+            raise
+    raise sole  # outside the handler: the group is not its context
+
+
+def _sole_error(group: BaseExceptionGroup) -> BaseException | None:
+    """The one error inside ``group`` and its nested single-error groups; None if there are several."""
+    error: BaseException = group
+    while isinstance(error, BaseExceptionGroup):
+        if len(error.exceptions) != 1:
+            return None
+        error = error.exceptions[0]
+    return error

@@ -9,8 +9,8 @@ trio ↔ asyncio hop) and may be called from any trio task; writes run in one
 transaction, so cancelling the caller rolls them back. Refusals are raised
 as :class:`AcademicError` subclasses carrying an HTTP-like status, a stable
 code, a message and the offending field; the web layer turns them into its
-JSON errors. Results are plain dicts of JSON-ready values (times of day as
-``"HH:MM"``), never asyncpg records.
+JSON errors. Results are records (frozen dataclasses, below), never asyncpg
+records; the web layer presents them (web/routes/academic.py).
 """
 from __future__ import annotations
 
@@ -19,13 +19,14 @@ import uuid
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from decimal import Decimal
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence, TypeVar
 
 import asyncpg
 
 from hub.domain.enrolment_import import EnrolmentRow, RowError, one_section_per_course
 
 from ._pool import Database
+from .paging import Page
 
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 ROOM_TYPES = ("lecture_hall", "lab", "seminar_room", "tutorial_room", "auditorium", "other")
@@ -79,33 +80,132 @@ def new_id(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
-def hhmm(value: time) -> str:
-    return value.strftime("%H:%M")
+# --- records ---------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class TermRow:
+    id: str
+    name: str
+    starts_on: date
+    ends_on: date
+    timezone: str
 
 
-def plain_row(row: asyncpg.Record) -> dict[str, Any]:
-    """A record as JSON-ready values (times of day as ``"HH:MM"``, decimals as floats)."""
-    out = {}
-    for key, value in row.items():
-        if isinstance(value, time):
-            value = hhmm(value)
-        elif isinstance(value, Decimal):
-            value = float(value)
-        out[key] = value
-    return out
+@dataclass(frozen=True)
+class HolidayRow:
+    id: int
+    name: str
+    starts_on: date
+    ends_on: date
 
 
-#: One page of a listing's rows (as :func:`plain_row`) and how many rows the listing has in all.
-PagedRows = tuple[list[dict[str, Any]], int]
+@dataclass(frozen=True)
+class Room:
+    id: str
+    name: str
+    building: str
+    room_type: str
+    capacity: int | None
 
 
-async def _paged(conn: asyncpg.Connection, select: str, where: str, order: str, args: list,
-                 limit: int, offset: int) -> PagedRows:
+@dataclass(frozen=True)
+class Course:
+    id: str
+    code: str
+    title: str
+    faculty_id: str
+    faculty_name: str
+    enrolled: int
+
+
+@dataclass(frozen=True)
+class Section:
+    id: str
+    course_id: str
+    course_code: str
+    term_id: str
+    name: str
+    capacity: int | None
+    enrolled: int
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """A faculty member assigned to a course (or one section of it)."""
+
+    id: int
+    course_id: str
+    course_code: str
+    faculty_id: str
+    faculty_name: str
+    section_id: str | None
+    role: str
+    assigned_at: datetime
+
+
+@dataclass(frozen=True)
+class Enrolment:
+    course_id: str
+    course_code: str
+    section_id: str | None
+    section_name: str | None
+    student_id: str
+    roll_number: str
+    student_name: str
+
+
+@dataclass(frozen=True)
+class Slot:
+    """A weekly timetable slot with its section's course and term and its room's name."""
+
+    id: str
+    section_id: str
+    course_id: str
+    course_code: str
+    section_name: str
+    term_id: str
+    room_id: str
+    room_name: str
+    weekday: int
+    starts_time: time
+    ends_time: time
+    valid_from: date | None
+    valid_until: date | None
+    kind: str
+
+
+@dataclass(frozen=True)
+class CourseRules:
+    """A course's attendance rules (:data:`RULE_DEFAULTS` when it has none: ``customised`` false)."""
+
+    course_id: str
+    grace_minutes: int
+    late_cutoff_minutes: int
+    opens_minutes_before: int
+    late_weight: float
+    warning_pct: float
+    eligible_pct: float
+    condonable_pct: float
+    customised: bool
+    updated_at: datetime | None
+    updated_by: str | None
+
+
+RecordT = TypeVar("RecordT")
+
+
+def as_record(kind: Callable[..., RecordT], row: asyncpg.Record) -> RecordT:
+    """``row`` as the record ``kind`` (its columns by name; numeric columns as floats)."""
+    return kind(**{key: float(value) if isinstance(value, Decimal) else value for key, value in row.items()})
+
+
+async def _paged(conn: asyncpg.Connection, kind: Callable[..., RecordT], select: str, where: str, order: str, args: list,
+                 limit: int, offset: int) -> Page[RecordT]:
     total = await conn.fetchval(f"SELECT count(*) FROM ({select} {where}) AS q", *args)
     n = len(args)
     rows = await conn.fetch(f"{select} {where} ORDER BY {order} LIMIT ${n + 1} OFFSET ${n + 2}",
                             *args, limit, offset)
-    return [plain_row(r) for r in rows], total
+    return Page([as_record(kind, r) for r in rows], total)
 
 
 # --- access --------------------------------------------------------------------
@@ -130,12 +230,12 @@ async def may_manage_course(db: Database, user_id: str, course_id: str) -> bool:
 TERM_SELECT = "SELECT id, name, starts_on, ends_on, timezone FROM terms"
 
 
-async def list_terms(db: Database, limit: int, offset: int) -> PagedRows:
-    return await db.run(lambda conn: _paged(conn, TERM_SELECT, "", "starts_on DESC, id", [], limit, offset))
+async def list_terms(db: Database, limit: int, offset: int) -> Page[TermRow]:
+    return await db.run(lambda conn: _paged(conn, TermRow, TERM_SELECT, "", "starts_on DESC, id", [], limit, offset))
 
 
 async def create_term(db: Database, term_id: str, name: str, starts_on: date, ends_on: date,
-                      tz: str) -> dict[str, Any]:
+                      tz: str) -> TermRow:
     """Create a term (409 if the id exists). Changes to a term regenerate its sessions:
     :func:`hub.db.timetable.update_term`."""
     check_range(starts_on, ends_on)
@@ -145,7 +245,7 @@ async def create_term(db: Database, term_id: str, name: str, starts_on: date, en
         term_id, name, starts_on, ends_on, tz)
     if row is None:
         raise Conflict(f"A term with id {term_id!r} exists.", "id")
-    return plain_row(row)
+    return as_record(TermRow, row)
 
 
 def check_range(starts_on: date, ends_on: date) -> None:
@@ -153,13 +253,14 @@ def check_range(starts_on: date, ends_on: date) -> None:
         raise Invalid("'ends_on' must not be before 'starts_on'.", "ends_on")
 
 
-async def list_holidays(db: Database, limit: int, offset: int, *, year: int | None = None) -> PagedRows:
+async def list_holidays(db: Database, limit: int, offset: int, *, year: int | None = None,
+                        ) -> Page[HolidayRow]:
     """Holidays; adding, changing or deleting one regenerates sessions (hub/db/timetable.py)."""
     where, args = "", []
     if year is not None:
         where, args = "WHERE starts_on <= make_date($1, 12, 31) AND ends_on >= make_date($1, 1, 1)", [year]
     return await db.run(lambda conn: _paged(
-        conn, "SELECT id, name, starts_on, ends_on FROM holidays", where, "starts_on, id", args, limit, offset))
+        conn, HolidayRow, "SELECT id, name, starts_on, ends_on FROM holidays", where, "starts_on, id", args, limit, offset))
 
 
 # --- rooms ---------------------------------------------------------------------
@@ -167,12 +268,12 @@ async def list_holidays(db: Database, limit: int, offset: int, *, year: int | No
 _ROOM = "SELECT id, name, building, room_type, capacity FROM rooms"
 
 
-async def list_rooms(db: Database, limit: int, offset: int) -> PagedRows:
-    return await db.run(lambda conn: _paged(conn, _ROOM, "", "building, name, id", [], limit, offset))
+async def list_rooms(db: Database, limit: int, offset: int) -> Page[Room]:
+    return await db.run(lambda conn: _paged(conn, Room, _ROOM, "", "building, name, id", [], limit, offset))
 
 
 async def save_room(db: Database, room_id: str, name: str, building: str, room_type: str, capacity: int | None,
-                    *, create: bool) -> dict[str, Any]:
+                    *, create: bool) -> Room:
     if create:
         row = await db.fetchrow(
             "INSERT INTO rooms (id, name, building, room_type, capacity) VALUES ($1, $2, $3, $4, $5)"
@@ -186,7 +287,7 @@ async def save_room(db: Database, room_id: str, name: str, building: str, room_t
             " RETURNING id, name, building, room_type, capacity", room_id, name, building, room_type, capacity)
         if row is None:
             raise NotFound("No such room.", "room_id")
-    return plain_row(row)
+    return as_record(Room, row)
 
 
 # --- courses -------------------------------------------------------------------
@@ -198,19 +299,20 @@ _COURSE = (
 )
 
 
-async def list_courses(db: Database, limit: int, offset: int, *, faculty_id: str | None = None) -> PagedRows:
+async def list_courses(db: Database, limit: int, offset: int, *, faculty_id: str | None = None,
+                       ) -> Page[Course]:
     """All courses, or (``faculty_id``) those the faculty coordinates or is assigned to."""
     where, args = "", []
     if faculty_id is not None:
         where, args = "WHERE " + manages_sql("c.id", "$1"), [faculty_id]
-    return await db.run(lambda conn: _paged(conn, _COURSE, where, "c.code, c.id", args, limit, offset))
+    return await db.run(lambda conn: _paged(conn, Course, _COURSE, where, "c.code, c.id", args, limit, offset))
 
 
 async def save_course(db: Database, course_id: str, code: str, title: str, faculty_id: str,
-                      *, create: bool) -> dict[str, Any]:
+                      *, create: bool) -> Course:
     """Create or update a course; its coordinator is also recorded as an assigned instructor."""
 
-    async def work(conn: asyncpg.Connection) -> dict[str, Any]:
+    async def work(conn: asyncpg.Connection) -> Course:
         role = await conn.fetchval("SELECT role FROM users WHERE id = $1", faculty_id)
         if role != "faculty":
             raise Invalid("'faculty_id' must be the id of a faculty user.", "faculty_id")
@@ -232,7 +334,7 @@ async def save_course(db: Database, course_id: str, code: str, title: str, facul
         await conn.execute(
             "INSERT INTO faculty_assignments (course_id, faculty_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
             course_id, faculty_id)
-        return plain_row(await conn.fetchrow(_COURSE + " WHERE c.id = $1", course_id))
+        return as_record(Course, await conn.fetchrow(_COURSE + " WHERE c.id = $1", course_id))
 
     return await db.run(work, transaction=True)
 
@@ -247,16 +349,16 @@ _SECTION = (
 
 
 async def list_sections(db: Database, limit: int, offset: int, *, term_id: str | None = None,
-                        course_id: str | None = None, faculty_id: str | None = None) -> PagedRows:
+                        course_id: str | None = None, faculty_id: str | None = None) -> Page[Section]:
     where = ("WHERE ($1::text IS NULL OR s.term_id = $1) AND ($2::text IS NULL OR s.course_id = $2)"
              " AND ($3::text IS NULL OR " + manages_sql("s.course_id", "$3") + ")")
     return await db.run(lambda conn: _paged(
-        conn, _SECTION, where, "c.code, s.name, s.id", [term_id, course_id, faculty_id], limit, offset))
+        conn, Section, _SECTION, where, "c.code, s.name, s.id", [term_id, course_id, faculty_id], limit, offset))
 
 
 async def create_section(db: Database, section_id: str, course_id: str, term_id: str, name: str,
-                         capacity: int | None) -> dict[str, Any]:
-    async def work(conn: asyncpg.Connection) -> dict[str, Any]:
+                         capacity: int | None) -> Section:
+    async def work(conn: asyncpg.Connection) -> Section:
         if not await conn.fetchval("SELECT EXISTS (SELECT 1 FROM courses WHERE id = $1)", course_id):
             raise NotFound("No such course.", "course_id")
         if not await conn.fetchval("SELECT EXISTS (SELECT 1 FROM terms WHERE id = $1)", term_id):
@@ -268,19 +370,19 @@ async def create_section(db: Database, section_id: str, course_id: str, term_id:
                     section_id, course_id, term_id, name, capacity)
         except asyncpg.UniqueViolationError:
             raise Conflict("A section with this id, or this name for the course and term, exists.", "name") from None
-        return plain_row(await conn.fetchrow(_SECTION + " WHERE s.id = $1", section_id))
+        return as_record(Section, await conn.fetchrow(_SECTION + " WHERE s.id = $1", section_id))
 
     return await db.run(work, transaction=True)
 
 
-async def update_section(db: Database, section_id: str, changes: dict[str, Any]) -> dict[str, Any]:
+async def update_section(db: Database, section_id: str, changes: dict[str, Any]) -> Section:
     """Change a section's ``name`` and/or ``capacity`` (``None`` clears it); 409 if the name is taken.
 
     Its course and term are fixed (sessions, slots and enrolments hang on
     them): create another section instead. Nothing about sessions changes.
     """
 
-    async def work(conn: asyncpg.Connection) -> dict[str, Any]:
+    async def work(conn: asyncpg.Connection) -> Section:
         row = await conn.fetchrow("SELECT name, capacity FROM sections WHERE id = $1 FOR UPDATE", section_id)
         if row is None:
             raise NotFound("No such section.", "section_id")
@@ -291,7 +393,7 @@ async def update_section(db: Database, section_id: str, changes: dict[str, Any])
                                    section_id, merged["name"], merged["capacity"])
         except asyncpg.UniqueViolationError:
             raise Conflict("The course already has a section of this name in the term.", "name") from None
-        return plain_row(await conn.fetchrow(_SECTION + " WHERE s.id = $1", section_id))
+        return as_record(Section, await conn.fetchrow(_SECTION + " WHERE s.id = $1", section_id))
 
     return await db.run(work, transaction=True)
 
@@ -306,15 +408,15 @@ _ASSIGNMENT = (
 
 
 async def list_assignments(db: Database, limit: int, offset: int, *, course_id: str | None = None,
-                           faculty_id: str | None = None) -> PagedRows:
+                           faculty_id: str | None = None) -> Page[Assignment]:
     where = "WHERE ($1::text IS NULL OR fa.course_id = $1) AND ($2::text IS NULL OR fa.faculty_id = $2)"
     return await db.run(lambda conn: _paged(
-        conn, _ASSIGNMENT, where, "c.code, u.display_name, fa.id", [course_id, faculty_id], limit, offset))
+        conn, Assignment, _ASSIGNMENT, where, "c.code, u.display_name, fa.id", [course_id, faculty_id], limit, offset))
 
 
 async def add_assignment(db: Database, course_id: str, faculty_id: str, section_id: str | None,
-                         role: str) -> dict[str, Any]:
-    async def work(conn: asyncpg.Connection) -> dict[str, Any]:
+                         role: str) -> Assignment:
+    async def work(conn: asyncpg.Connection) -> Assignment:
         if not await conn.fetchval("SELECT EXISTS (SELECT 1 FROM courses WHERE id = $1)", course_id):
             raise NotFound("No such course.", "course_id")
         if await conn.fetchval("SELECT role FROM users WHERE id = $1", faculty_id) != "faculty":
@@ -327,13 +429,13 @@ async def add_assignment(db: Database, course_id: str, faculty_id: str, section_
             " ON CONFLICT DO NOTHING RETURNING id", course_id, faculty_id, section_id, role)
         if new is None:
             raise Conflict("This faculty member is already assigned here.", "faculty_id")
-        return plain_row(await conn.fetchrow(_ASSIGNMENT + " WHERE fa.id = $1", new))
+        return as_record(Assignment, await conn.fetchrow(_ASSIGNMENT + " WHERE fa.id = $1", new))
 
     return await db.run(work, transaction=True)
 
 
-async def remove_assignment(db: Database, assignment_id: int) -> dict[str, Any]:
-    async def work(conn: asyncpg.Connection) -> dict[str, Any]:
+async def remove_assignment(db: Database, assignment_id: int) -> Assignment:
+    async def work(conn: asyncpg.Connection) -> Assignment:
         row = await conn.fetchrow(_ASSIGNMENT + " WHERE fa.id = $1", assignment_id)
         if row is None:
             raise NotFound("No such assignment.", "assignment_id")
@@ -342,7 +444,7 @@ async def remove_assignment(db: Database, assignment_id: int) -> dict[str, Any]:
                 and row["section_id"] is None:
             raise Conflict("This is the course's coordinator; change the course's faculty_id instead.")
         await conn.execute("DELETE FROM faculty_assignments WHERE id = $1", assignment_id)
-        return plain_row(row)
+        return as_record(Assignment, row)
 
     return await db.run(work, transaction=True)
 
@@ -359,12 +461,12 @@ _ENROLMENT = (
 
 async def list_enrolments(db: Database, limit: int, offset: int, *, course_id: str | None = None,
                           section_id: str | None = None, student_id: str | None = None,
-                          faculty_id: str | None = None) -> PagedRows:
+                          faculty_id: str | None = None) -> Page[Enrolment]:
     where = ("WHERE ($1::text IS NULL OR e.course_id = $1) AND ($2::text IS NULL OR e.section_id = $2)"
              " AND ($3::text IS NULL OR e.student_id = $3) AND ($4::text IS NULL OR "
              + manages_sql("e.course_id", "$4") + ")")
     return await db.run(lambda conn: _paged(
-        conn, _ENROLMENT, where, "c.code, u.display_name, e.student_id",
+        conn, Enrolment, _ENROLMENT, where, "c.code, u.display_name, e.student_id",
         [course_id, section_id, student_id, faculty_id], limit, offset))
 
 
@@ -375,10 +477,6 @@ class ImportSummary:
     moved: int
     unchanged: int
     dry_run: bool
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"rows": self.rows, "created": self.created, "moved": self.moved,
-                "unchanged": self.unchanged, "dry_run": self.dry_run}
 
 
 async def import_enrolments(db: Database, rows: Sequence[EnrolmentRow], *, term_id: str | None,
@@ -490,12 +588,12 @@ _SLOT = (
 
 async def list_slots(db: Database, limit: int, offset: int, *, term_id: str | None = None,
                      section_id: str | None = None, room_id: str | None = None,
-                     faculty_id: str | None = None) -> PagedRows:
+                     faculty_id: str | None = None) -> Page[Slot]:
     where = ("WHERE ($1::text IS NULL OR s.term_id = $1) AND ($2::text IS NULL OR t.section_id = $2)"
              " AND ($3::text IS NULL OR t.room_id = $3) AND ($4::text IS NULL OR "
              + manages_sql("s.course_id", "$4") + ")")
     return await db.run(lambda conn: _paged(
-        conn, _SLOT, where, "t.weekday, t.starts_time, c.code, t.id",
+        conn, Slot, _SLOT, where, "t.weekday, t.starts_time, c.code, t.id",
         [term_id, section_id, room_id, faculty_id], limit, offset))
 
 
@@ -543,33 +641,33 @@ async def check_slot(conn: asyncpg.Connection, term_id: str, section_id: str, sl
                        "room_id" if clash["same_room"] else "section_id")
 
 
-async def slot_row(conn: asyncpg.Connection, slot_id: str) -> dict[str, Any]:
-    return plain_row(await conn.fetchrow(_SLOT + " WHERE t.id = $1", slot_id))
+async def get_slot(conn: asyncpg.Connection, slot_id: str) -> Slot:
+    return as_record(Slot, await conn.fetchrow(_SLOT + " WHERE t.id = $1", slot_id))
 
 
 # --- course rules --------------------------------------------------------------
 
-async def get_rules(db: Database, course_id: str) -> dict[str, Any]:
+async def get_rules(db: Database, course_id: str) -> CourseRules:
     """The course's rules, or the defaults (``customised`` false) when it has none."""
-    async def work(conn: asyncpg.Connection) -> dict[str, Any]:
+    async def work(conn: asyncpg.Connection) -> CourseRules:
         if not await conn.fetchval("SELECT EXISTS (SELECT 1 FROM courses WHERE id = $1)", course_id):
             raise NotFound("No such course.", "course_id")
         row = await conn.fetchrow("SELECT * FROM course_rules WHERE course_id = $1", course_id)
-        return _rules_json(course_id, row)
+        return _rules(course_id, row)
 
     return await db.run(work)
 
 
-def _rules_json(course_id: str, row: asyncpg.Record | None) -> dict[str, Any]:
+def _rules(course_id: str, row: asyncpg.Record | None) -> CourseRules:
     if row is None:
-        return {"course_id": course_id, **RULE_DEFAULTS, "customised": False, "updated_at": None, "updated_by": None}
-    out = plain_row(row)
-    return {"course_id": course_id, **{k: out[k] for k in RULE_DEFAULTS}, "customised": True,
-            "updated_at": out["updated_at"], "updated_by": out["updated_by"]}
+        return CourseRules(course_id=course_id, **RULE_DEFAULTS, customised=False, updated_at=None, updated_by=None)
+    values: dict[str, Any] = {k: float(v) if isinstance(v, Decimal) else v for k, v in row.items()}
+    return CourseRules(course_id=course_id, **{k: values[k] for k in RULE_DEFAULTS}, customised=True,
+                       updated_at=values["updated_at"], updated_by=values["updated_by"])
 
 
 async def put_rules(db: Database, course_id: str, values: dict[str, Any], *, actor: str,
-                    now: datetime) -> dict[str, Any]:
+                    now: datetime) -> CourseRules:
     """Replace the course's rules (missing fields take the defaults). Existing sessions keep theirs."""
     merged = {**RULE_DEFAULTS, **values}
     if merged["condonable_pct"] > merged["eligible_pct"]:
@@ -577,7 +675,7 @@ async def put_rules(db: Database, course_id: str, values: dict[str, Any], *, act
     if merged["late_cutoff_minutes"] < merged["grace_minutes"]:
         raise Invalid("'late_cutoff_minutes' must not be less than 'grace_minutes'.", "late_cutoff_minutes")
 
-    async def work(conn: asyncpg.Connection) -> dict[str, Any]:
+    async def work(conn: asyncpg.Connection) -> CourseRules:
         if not await conn.fetchval("SELECT EXISTS (SELECT 1 FROM courses WHERE id = $1)", course_id):
             raise NotFound("No such course.", "course_id")
         columns = list(RULE_DEFAULTS)
@@ -590,6 +688,6 @@ async def put_rules(db: Database, course_id: str, values: dict[str, Any], *, act
             f" updated_by = excluded.updated_by RETURNING *",
             course_id, *(Decimal(str(merged[c])) if isinstance(merged[c], float) else merged[c] for c in columns),
             now, actor)
-        return _rules_json(course_id, row)
+        return _rules(course_id, row)
 
     return await db.run(work, transaction=True)

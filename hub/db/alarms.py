@@ -17,6 +17,7 @@ from hub.domain.alarms import Alarm
 
 from ._pool import Database
 from .device_health import ALARM_COLUMNS, alarm_from_row
+from .paging import Page
 
 #: ``state`` filter values of the listing: the four states, plus groups of them.
 STATE_GROUPS: dict[str, tuple[str, ...] | None] = {
@@ -47,17 +48,11 @@ def _room_alarm(row: asyncpg.Record) -> RoomAlarm:
     return RoomAlarm(alarm_from_row(row), row["room_name"])
 
 
-@dataclass(frozen=True)
-class AlarmPage:
-    total: int
-    items: tuple[RoomAlarm, ...]
-
-
 async def list_alarms(
     db: Database, limit: int, offset: int, *, states: tuple[str, ...] | None = None,
     severity: str | None = None, device_id: str | None = None, room_id: str | None = None,
     alarm_type: str | None = None,
-) -> AlarmPage:
+) -> Page[RoomAlarm]:
     """One page of alarms, newest first, with the total matching."""
     where = (
         "($1::text[] IS NULL OR a.state = ANY($1::text[])) AND ($2::text IS NULL OR a.severity = $2)"
@@ -66,12 +61,12 @@ async def list_alarms(
     )
     args = (list(states) if states is not None else None, severity, device_id, room_id, alarm_type)
 
-    async def work(conn: asyncpg.Connection) -> AlarmPage:
+    async def work(conn: asyncpg.Connection) -> Page[RoomAlarm]:
         total = await conn.fetchval(f"SELECT count(*) FROM alarms a WHERE {where}", *args)
         rows = await conn.fetch(
             f"{_SELECT} WHERE {where} ORDER BY a.raised_at DESC, a.id DESC LIMIT $6 OFFSET $7",
             *args, limit, offset)
-        return AlarmPage(total, tuple(_room_alarm(r) for r in rows))
+        return Page([_room_alarm(r) for r in rows], total)
 
     return await db.run(work)
 

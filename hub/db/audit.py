@@ -3,7 +3,8 @@
 The hash is written once in SQL (migration 0004) and once in Python
 (:mod:`hub.db.audit_hash`, byte-for-byte the same, for offline verification of
 an export). Entries are appended only by the ``audit_log_chain`` trigger of migration 0004
-(every attendance change through :mod:`hub.db.attendance`); a second trigger
+(every attendance change through :mod:`hub.db.attendance`, every security action through
+:mod:`hub.db.security_audit`); a second trigger
 refuses UPDATE, DELETE and TRUNCATE. Each entry's ``hash`` is
 ``sha256(prev_hash || canonical)``, where ``canonical`` is
 ``audit_entry_canonical(entry)`` (SQL), so verification runs where the
@@ -27,6 +28,7 @@ import asyncpg
 
 from ._pool import ConnectionWork, Database
 from .audit_hash import ZERO_HASH, exact_json
+from .paging import Page
 
 EXPORT_CHUNK = 2000
 
@@ -58,15 +60,10 @@ class AuditFilter:
     course_id: str | None = None
     actor: str | None = None
     entity: str | None = None
+    action: str | None = None
     since: datetime | None = None
     until: datetime | None = None
     course_ids: Sequence[str] | None = field(default=None)
-
-
-@dataclass(frozen=True)
-class AuditPage:
-    items: list[dict[str, Any]]
-    total: int
 
 
 _VERIFY_SQL = """
@@ -129,7 +126,8 @@ def _where(f: AuditFilter) -> tuple[str, list[Any]]:
         clauses.append(sql.format(f"${len(args)}"))
 
     for column, value in (("student_id", f.student_id), ("session_id", f.session_id),
-                          ("course_id", f.course_id), ("actor", f.actor), ("entity", f.entity)):
+                          ("course_id", f.course_id), ("actor", f.actor), ("entity", f.entity),
+                          ("action", f.action)):
         if value is not None:
             add(f"{column} = {{}}", value)
     if f.since is not None:
@@ -141,7 +139,7 @@ def _where(f: AuditFilter) -> tuple[str, list[Any]]:
     return (" WHERE " + " AND ".join(clauses)) if clauses else "", args
 
 
-_COLUMNS = ("id, at, actor, entity, entity_id, session_id, student_id, course_id, before, after, reason,"
+_COLUMNS = ("id, at, actor, entity, action, entity_id, session_id, student_id, course_id, before, after, reason,"
             " prev_hash, hash")
 
 
@@ -155,7 +153,7 @@ def entry_json(row: asyncpg.Record, *, exact_numbers: bool = False) -> dict[str,
 
     return {
         "id": row["id"], "at": row["at"], "actor": row["actor"], "entity": row["entity"],
-        "entity_id": row["entity_id"], "session_id": row["session_id"], "student_id": row["student_id"],
+        "action": row["action"], "entity_id": row["entity_id"], "session_id": row["session_id"], "student_id": row["student_id"],
         "course_id": row["course_id"],
         "before": parse(row["before"]), "after": parse(row["after"]),
         "reason": row["reason"],
@@ -164,17 +162,17 @@ def entry_json(row: asyncpg.Record, *, exact_numbers: bool = False) -> dict[str,
     }
 
 
-async def search_audit(db: Database, f: AuditFilter, *, limit: int, offset: int) -> AuditPage:
+async def search_audit(db: Database, f: AuditFilter, *, limit: int, offset: int) -> Page[dict[str, Any]]:
     """One page of matching entries, newest first, and how many match in all."""
     where, args = _where(f)
     n = len(args)
 
-    async def work(conn: asyncpg.Connection) -> AuditPage:
+    async def work(conn: asyncpg.Connection) -> Page[dict[str, Any]]:
         total = await conn.fetchval(f"SELECT count(*) FROM audit_log{where}", *args)
         rows = await conn.fetch(
             f"SELECT {_COLUMNS} FROM audit_log{where} ORDER BY id DESC LIMIT ${n + 1} OFFSET ${n + 2}",
             *args, limit, offset)
-        return AuditPage([entry_json(r) for r in rows], total)
+        return Page([entry_json(r) for r in rows], total)
 
     return await db.run(_repeatable_read(work))
 
@@ -218,7 +216,7 @@ async def search_choices(db: Database, course_ids: Sequence[str] | None, *, max_
     return await db.run(work)
 
 
-CSV_FIELDS = ("id", "at", "actor", "entity", "entity_id", "session_id", "student_id", "course_id",
+CSV_FIELDS = ("id", "at", "actor", "entity", "action", "entity_id", "session_id", "student_id", "course_id",
               "before", "after", "reason", "prev_hash", "hash")
 
 

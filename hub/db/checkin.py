@@ -20,6 +20,7 @@ from hub.core.records import CheckinFlagRow, DisplayCheckinRow
 from ._pool import Database
 from .academic import manages_sql
 from .notifications import NewNotification, add_notifications, publish_notifications
+from .paging import Page
 
 FLAG_STATES = ("open", "accepted", "rejected")
 
@@ -224,10 +225,10 @@ def _flag(row: asyncpg.Record) -> FlagRecord:
 
 async def list_flags(
     db: Database, session_id: str, state: str | None, limit: int, offset: int,
-) -> tuple[int, list[FlagRecord]]:
-    """A page of the session's flags (newest first) and the total; ``state`` None: every state."""
+) -> Page[FlagRecord]:
+    """A page of the session's flags (newest first); ``state`` None: every state."""
 
-    async def work(conn: asyncpg.Connection) -> tuple[int, list[FlagRecord]]:
+    async def work(conn: asyncpg.Connection) -> Page[FlagRecord]:
         total = await conn.fetchval(
             "SELECT count(*) FROM checkin_flags WHERE session_id = $1 AND ($2::text IS NULL OR state = $2)",
             session_id, state)
@@ -235,7 +236,7 @@ async def list_flags(
             _FLAG_SELECT + " WHERE f.session_id = $1 AND ($2::text IS NULL OR f.state = $2)"
             " ORDER BY f.raised_at DESC, f.id DESC LIMIT $3 OFFSET $4",
             session_id, state, limit, offset)
-        return total, [_flag(r) for r in rows]
+        return Page([_flag(r) for r in rows], total)
 
     return await db.run(work)
 

@@ -30,6 +30,7 @@ from ._pool import Database
 from .academic import RULE_DEFAULTS, Conflict, Invalid, NotFound, manages_sql, new_id
 from .attendance import lock_attendance
 from .leave import excuse_on_leave
+from .paging import Page
 
 MAX_TOPICS = 50
 MAX_TOPIC_LENGTH = 200
@@ -49,10 +50,61 @@ _SELECT = (
 )
 
 
-def _json(row: asyncpg.Record) -> dict[str, Any]:
-    out = dict(row)
-    out["topics"] = list(out["topics"])
-    return out
+@dataclass(frozen=True)
+class ClassSession:
+    """A class session with its course, section and room names and its counts."""
+
+    session_id: str
+    course_id: str
+    course_code: str
+    course_title: str
+    section_id: str | None
+    section_name: str | None
+    room_id: str
+    room_name: str
+    starts_at: datetime
+    ends_at: datetime
+    opens_at: datetime
+    grace_minutes: int
+    opens_minutes_before: int
+    late_cutoff_minutes: int
+    status: str
+    origin: str
+    slot_id: str | None
+    topics: tuple[str, ...]
+    cancel_reason: str | None
+    rescheduled_from: datetime | None
+    opened_at: datetime | None
+    opened_by: str | None
+    closed_at: datetime | None
+    closed_by: str | None
+    finalized_at: datetime | None
+    enrolled: int
+    checked_in: int
+
+
+@dataclass(frozen=True)
+class SessionEvent:
+    """One action on a session (``session_events``)."""
+
+    at: datetime
+    actor: str
+    action: str
+    details: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class SessionDetail:
+    """A session and its latest actions, newest first."""
+
+    session: ClassSession
+    history: list[SessionEvent]
+
+
+def _session(row: asyncpg.Record) -> ClassSession:
+    values = dict(row)
+    values["topics"] = tuple(values["topics"])
+    return ClassSession(**values)
 
 
 # --- reads ---------------------------------------------------------------------
@@ -65,19 +117,18 @@ async def session_course(db: Database, session_id: str) -> str:
     return course
 
 
-async def session_detail(db: Database, session_id: str, *, history: int = 50) -> dict[str, Any]:
+async def session_detail(db: Database, session_id: str, *, history: int = 50) -> SessionDetail:
     """The session with its counts and its latest ``history`` actions, newest first."""
 
-    async def work(conn: asyncpg.Connection) -> dict[str, Any]:
+    async def work(conn: asyncpg.Connection) -> SessionDetail:
         row = await conn.fetchrow(_SELECT + " WHERE cs.id = $1", session_id)
         if row is None:
             raise NotFound("No such session.", "session_id")
         events = await conn.fetch(
             "SELECT at, actor, action, details FROM session_events WHERE session_id = $1"
             " ORDER BY at DESC, id DESC LIMIT $2", session_id, history)
-        return {**_json(row), "history": [
-            {"at": e["at"], "actor": e["actor"], "action": e["action"], "details": json.loads(e["details"])}
-            for e in events]}
+        return SessionDetail(_session(row), [
+            SessionEvent(e["at"], e["actor"], e["action"], json.loads(e["details"])) for e in events])
 
     return await db.run(work)
 
@@ -86,7 +137,7 @@ async def list_sessions(
     db: Database, limit: int, offset: int, *, start: datetime | None = None, end: datetime | None = None,
     course_id: str | None = None, section_id: str | None = None, status: str | None = None,
     faculty_id: str | None = None, term_id: str | None = None,
-) -> tuple[list[dict[str, Any]], int]:
+) -> Page[ClassSession]:
     """A page of the sessions overlapping ``[start, end)``, oldest first, and how many there are in all;
     ``faculty_id`` limits to courses they manage, ``term_id`` to sessions of the term's sections."""
     where = (" WHERE ($1::timestamptz IS NULL OR cs.ends_at > $1) AND ($2::timestamptz IS NULL OR cs.starts_at < $2)"
@@ -96,11 +147,11 @@ async def list_sessions(
              " AND ($7::text IS NULL OR cs.section_id IN (SELECT ts.id FROM sections ts WHERE ts.term_id = $7))")
     args = [start, end, course_id, section_id, status, faculty_id, term_id]
 
-    async def work(conn: asyncpg.Connection) -> tuple[list[dict[str, Any]], int]:
+    async def work(conn: asyncpg.Connection) -> Page[ClassSession]:
         total = await conn.fetchval("SELECT count(*) FROM class_sessions cs" + where, *args)
         rows = await conn.fetch(_SELECT + where + " ORDER BY cs.starts_at, c.code, cs.id LIMIT $8 OFFSET $9",
                                 *args, limit, offset)
-        return [_json(r) for r in rows], total
+        return Page([_session(r) for r in rows], total)
 
     return await db.run(work)
 
@@ -136,7 +187,7 @@ async def _event(conn: asyncpg.Connection, session_id: str, now: datetime, actor
         session_id, now, actor, action, json.dumps(details, default=str))
 
 
-async def create_session(db: Database, new: NewSession, *, actor: str, now: datetime) -> dict[str, Any]:
+async def create_session(db: Database, new: NewSession, *, actor: str, now: datetime) -> ClassSession:
     """A manual (``origin='manual'``) session, e.g. a make-up class; unset rule fields come from the
     course's rules. Students on approved leave that day are excused at once (:func:`excuse_on_leave`)."""
     if new.ends_at <= new.starts_at:
@@ -144,7 +195,7 @@ async def create_session(db: Database, new: NewSession, *, actor: str, now: date
     if new.ends_at <= now:
         raise Invalid("The session would be over already.", "ends_at")
 
-    async def work(conn: asyncpg.Connection) -> dict[str, Any]:
+    async def work(conn: asyncpg.Connection) -> ClassSession:
         if not await conn.fetchval("SELECT EXISTS (SELECT 1 FROM courses WHERE id = $1)", new.course_id):
             raise NotFound("No such course.", "course_id")
         if not await conn.fetchval("SELECT EXISTS (SELECT 1 FROM rooms WHERE id = $1)", new.room_id):
@@ -174,7 +225,7 @@ async def create_session(db: Database, new: NewSession, *, actor: str, now: date
             list(new.topics), actor)
         await _event(conn, session_id, now, actor, "create", {})
         await excuse_on_leave(conn, [session_id], actor=actor)
-        return _json(await conn.fetchrow(_SELECT + " WHERE cs.id = $1", session_id))
+        return _session(await conn.fetchrow(_SELECT + " WHERE cs.id = $1", session_id))
 
     return await db.run(work, transaction=True)
 
@@ -188,10 +239,10 @@ async def _locked(conn: asyncpg.Connection, session_id: str) -> asyncpg.Record:
     return row
 
 
-async def open_session(db: Database, session_id: str, *, actor: str, now: datetime) -> dict[str, Any]:
+async def open_session(db: Database, session_id: str, *, actor: str, now: datetime) -> ClassSession:
     """Open check-in now. Before the usual window, the window is widened to start now."""
 
-    async def work(conn: asyncpg.Connection) -> dict[str, Any]:
+    async def work(conn: asyncpg.Connection) -> ClassSession:
         row = await _locked(conn, session_id)
         if row["status"] in ("closed", "cancelled"):
             raise Conflict(f"The session is {row['status']}.", "status")
@@ -206,15 +257,15 @@ async def open_session(db: Database, session_id: str, *, actor: str, now: dateti
                 "UPDATE class_sessions SET status = 'open', opened_at = $2, opened_by = $3,"
                 " opens_minutes_before = $4 WHERE id = $1", session_id, now, actor, opens)
             await _event(conn, session_id, now, actor, "open", {"early": early, "opens_minutes_before": opens})
-        return _json(await conn.fetchrow(_SELECT + " WHERE cs.id = $1", session_id))
+        return _session(await conn.fetchrow(_SELECT + " WHERE cs.id = $1", session_id))
 
     return await db.run(work, transaction=True)
 
 
-async def close_session(db: Database, session_id: str, *, actor: str, now: datetime) -> dict[str, Any]:
+async def close_session(db: Database, session_id: str, *, actor: str, now: datetime) -> ClassSession:
     """Close check-in now; a session closed before its end ends now. The scheduler then marks absentees."""
 
-    async def work(conn: asyncpg.Connection) -> dict[str, Any]:
+    async def work(conn: asyncpg.Connection) -> ClassSession:
         row = await _locked(conn, session_id)
         if row["status"] == "cancelled":
             raise Conflict("The session is cancelled.", "status")
@@ -227,29 +278,29 @@ async def close_session(db: Database, session_id: str, *, actor: str, now: datet
                 " WHERE id = $1", session_id, now, actor, ends)
             await _event(conn, session_id, now, actor, "close",
                          {"early": ends < row["ends_at"], "planned_end": row["ends_at"].isoformat()})
-        return _json(await conn.fetchrow(_SELECT + " WHERE cs.id = $1", session_id))
+        return _session(await conn.fetchrow(_SELECT + " WHERE cs.id = $1", session_id))
 
     return await db.run(work, transaction=True)
 
 
 async def cancel_session(db: Database, session_id: str, reason: str, *, actor: str,
-                         now: datetime) -> dict[str, Any]:
+                         now: datetime) -> ClassSession:
     """Cancel a session that has not closed; its attendance records (if any) are kept."""
 
-    async def work(conn: asyncpg.Connection) -> dict[str, Any]:
+    async def work(conn: asyncpg.Connection) -> ClassSession:
         row = await _locked(conn, session_id)
         if row["status"] in ("closed", "cancelled"):
             raise Conflict(f"The session is already {row['status']}.", "status")
         await conn.execute(
             "UPDATE class_sessions SET status = 'cancelled', cancel_reason = $2 WHERE id = $1", session_id, reason)
         await _event(conn, session_id, now, actor, "cancel", {"reason": reason})
-        return _json(await conn.fetchrow(_SELECT + " WHERE cs.id = $1", session_id))
+        return _session(await conn.fetchrow(_SELECT + " WHERE cs.id = $1", session_id))
 
     return await db.run(work, transaction=True)
 
 
 async def reschedule_session(db: Database, session_id: str, starts_at: datetime, ends_at: datetime,
-                             room_id: str | None, *, actor: str, now: datetime) -> dict[str, Any]:
+                             room_id: str | None, *, actor: str, now: datetime) -> ClassSession:
     """Move a scheduled session (same id); ``rescheduled_from`` keeps its first planned start.
     Moved onto a day of a student's approved leave, it is excused for them (:func:`excuse_on_leave`)."""
     if ends_at <= starts_at:
@@ -257,7 +308,7 @@ async def reschedule_session(db: Database, session_id: str, starts_at: datetime,
     if starts_at <= now:
         raise Invalid("A session can only be moved to the future.", "starts_at")
 
-    async def work(conn: asyncpg.Connection) -> dict[str, Any]:
+    async def work(conn: asyncpg.Connection) -> ClassSession:
         # The attendance lock before the row lock, never after: a leave decision holding it may be
         # writing a record of this session (its foreign-key check waits on our row lock). Taken
         # first, it also keeps the "no records" check below true until the commit.
@@ -282,7 +333,7 @@ async def reschedule_session(db: Database, session_id: str, starts_at: datetime,
                      "room_id": row["room_id"]},
             "to": {"starts_at": starts_at.isoformat(), "ends_at": ends_at.isoformat(), "room_id": room}})
         await excuse_on_leave(conn, [session_id], actor=actor)
-        return _json(await conn.fetchrow(_SELECT + " WHERE cs.id = $1", session_id))
+        return _session(await conn.fetchrow(_SELECT + " WHERE cs.id = $1", session_id))
 
     return await db.run(work, transaction=True)
 
@@ -299,7 +350,7 @@ def clean_topics(topics: Sequence[str]) -> list[str]:
 
 
 async def set_topics(db: Database, session_id: str, topics: Sequence[str], *, actor: str,
-                     now: datetime) -> dict[str, Any]:
+                     now: datetime) -> ClassSession:
     """Replace the topics the session covered (any status but cancelled)."""
     cleaned = clean_topics(topics)
     if len(cleaned) > MAX_TOPICS:
@@ -307,13 +358,13 @@ async def set_topics(db: Database, session_id: str, topics: Sequence[str], *, ac
     if any(len(t) > MAX_TOPIC_LENGTH for t in cleaned):
         raise Invalid(f"A topic is at most {MAX_TOPIC_LENGTH} characters.", "topics")
 
-    async def work(conn: asyncpg.Connection) -> dict[str, Any]:
+    async def work(conn: asyncpg.Connection) -> ClassSession:
         row = await _locked(conn, session_id)
         if row["status"] == "cancelled":
             raise Conflict("The session is cancelled.", "status")
         await conn.execute("UPDATE class_sessions SET topics = $2 WHERE id = $1", session_id, cleaned)
         await _event(conn, session_id, now, actor, "topics", {"topics": cleaned})
-        return _json(await conn.fetchrow(_SELECT + " WHERE cs.id = $1", session_id))
+        return _session(await conn.fetchrow(_SELECT + " WHERE cs.id = $1", session_id))
 
     return await db.run(work, transaction=True)
 

@@ -17,6 +17,7 @@ from decimal import Decimal
 import asyncpg
 
 from ._pool import Database
+from .paging import Page
 
 _COLUMNS = (
     "a.id, a.student_id, u.display_name AS student_name, st.roll_number, a.course_id, c.code AS course_code,"
@@ -92,7 +93,7 @@ async def get_application(db: Database, application_id: int) -> Application | No
 async def list_applications(
     db: Database, *, student_id: str | None, faculty_id: str | None, course_id: str | None,
     state: str | None, limit: int, offset: int,
-) -> tuple[list[Application], int]:
+) -> Page[Application]:
     """Applications newest first; ``faculty_id`` limits to courses that faculty member teaches."""
     where = (
         " WHERE ($1::text IS NULL OR a.student_id = $1)"
@@ -101,11 +102,11 @@ async def list_applications(
         " AND ($3::text IS NULL OR a.course_id = $3) AND ($4::text IS NULL OR a.state = $4)"
     )
 
-    async def work(conn: asyncpg.Connection) -> tuple[list[Application], int]:
+    async def work(conn: asyncpg.Connection) -> Page[Application]:
         args = (student_id, faculty_id, course_id, state)
         total = await conn.fetchval(f"SELECT count(*){_FROM}{where}", *args)
         rows = await conn.fetch(
             f"SELECT {_COLUMNS}{_FROM}{where} ORDER BY a.id DESC LIMIT $5 OFFSET $6", *args, limit, offset)
-        return [Application(**dict(r)) for r in rows], total
+        return Page([Application(**dict(r)) for r in rows], total)
 
     return await db.run(work)

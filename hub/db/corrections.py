@@ -30,6 +30,7 @@ from ._pool import Database
 from .academic import manages_sql
 from .attendance import AttendanceChange, apply_attendance_changes, lock_attendance
 from .notifications import NewNotification, add_notifications
+from .paging import Page
 
 
 class CorrectionNotFound(LookupError):
@@ -90,7 +91,7 @@ async def _fetch(conn: asyncpg.Connection, correction_id: int) -> Correction | N
 async def list_corrections(
     db: Database, *, limit: int, offset: int, student_id: str | None = None, faculty_id: str | None = None,
     status: str | None = None,
-) -> tuple[list[Correction], int]:
+) -> Page[Correction]:
     """A page of requests, newest first, and how many there are in all: one student's, those of the
     courses a faculty member manages, or all (admin); optionally of one status."""
     clauses, args = [], []
@@ -106,13 +107,13 @@ async def list_corrections(
     where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
     n = len(args)
 
-    async def work(conn: asyncpg.Connection) -> tuple[list[Correction], int]:
+    async def work(conn: asyncpg.Connection) -> Page[Correction]:
         total = await conn.fetchval(
             f"SELECT count(*) FROM correction_requests r JOIN class_sessions cs ON cs.id = r.session_id{where}",
             *args)
         rows = await conn.fetch(f"{_SELECT}{where} ORDER BY r.requested_at DESC, r.id DESC"
                                 f" LIMIT ${n + 1} OFFSET ${n + 2}", *args, limit, offset)
-        return [Correction(**dict(r)) for r in rows], total
+        return Page([Correction(**dict(r)) for r in rows], total)
 
     return await db.run(work)
 

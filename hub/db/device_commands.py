@@ -24,11 +24,12 @@ from typing import Any, Sequence, get_args
 
 import asyncpg
 
-from hub.domain.health import heartbeat_interval_problem
+from hub.domain.device_health import heartbeat_interval_problem
 from schemas import CommandName
 
 from ._pool import Database
-from .devices_admin import RegistryError
+from .paging import Page
+from .provisioning import RegistryError
 
 #: The commands a device understands (the wire format's CommandName).
 COMMAND_NAMES: tuple[str, ...] = get_args(CommandName)
@@ -119,10 +120,10 @@ async def get_command(db: Database, command_id: uuid.UUID) -> CommandRow | None:
 
 async def list_commands(
     db: Database, device_id: str, limit: int, offset: int, status: str | None = None,
-) -> tuple[list[CommandRow], int]:
+) -> Page[CommandRow]:
     """One page of a device's commands, newest first, and the total (both filtered by ``status``)."""
 
-    async def work(conn: asyncpg.Connection) -> tuple[list[CommandRow], int]:
+    async def work(conn: asyncpg.Connection) -> Page[CommandRow]:
         rows = await conn.fetch(
             f"SELECT {_COLUMNS} FROM device_commands WHERE device_id = $1 AND ($2::text IS NULL OR status = $2)"
             " ORDER BY created_at DESC, seq DESC LIMIT $3 OFFSET $4",
@@ -132,7 +133,7 @@ async def list_commands(
             "SELECT count(*) FROM device_commands WHERE device_id = $1 AND ($2::text IS NULL OR status = $2)",
             device_id, status,
         )
-        return [_row(r) for r in rows], total
+        return Page([_row(r) for r in rows], total)
 
     return await db.run(work)
 

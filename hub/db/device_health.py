@@ -1,8 +1,8 @@
 """Device health, its history, alarms and threshold state: the device actor's persistence and the web's reads.
 
 The health columns are not listed here: every statement is generated from
-the one declaration, :class:`hub.domain.health.DeviceHealth`
-(:data:`~hub.domain.health.HEALTH_FIELDS`), and the writer persists that
+the one declaration, :class:`hub.domain.device_health.DeviceHealth`
+(:data:`~hub.domain.device_health.HEALTH_FIELDS`), and the writer persists that
 object itself.
 
 Concurrency contract: :func:`write_health_effects` runs inside the writer's
@@ -22,9 +22,10 @@ import asyncpg
 
 from hub.core.records import AlarmRow, DeviceHealthHistoryRow, ThresholdStateRow
 from hub.domain.alarms import Alarm
-from hub.domain.health import HEALTH_FIELDS, HISTORY_HEALTH_FIELDS, DeviceHealth
+from hub.domain.device_health import HEALTH_FIELDS, HISTORY_HEALTH_FIELDS, DeviceHealth
 
 from ._pool import Database
+from .paging import Page
 
 _HISTORY_COLUMNS = ("device_id", "at", "change", *HISTORY_HEALTH_FIELDS)
 ALARM_COLUMNS = (
@@ -144,7 +145,7 @@ async def load_device_snapshots(db: Database, device_ids: list[str] | None = Non
 @dataclass(frozen=True)
 class HealthHistoryEntry:
     """One ``device_health_history`` row: a transition and the health at that moment (only the
-    fields history keeps, :data:`~hub.domain.health.HISTORY_HEALTH_FIELDS`; the others are defaults)."""
+    fields history keeps, :data:`~hub.domain.device_health.HISTORY_HEALTH_FIELDS`; the others are defaults)."""
 
     id: int
     at: datetime
@@ -152,24 +153,18 @@ class HealthHistoryEntry:
     health: DeviceHealth
 
 
-@dataclass(frozen=True)
-class HealthHistoryPage:
-    total: int
-    items: tuple[HealthHistoryEntry, ...]
-
-
-async def device_health_history(db: Database, device_id: str, limit: int, offset: int) -> HealthHistoryPage:
+async def device_health_history(db: Database, device_id: str, limit: int, offset: int) -> Page[HealthHistoryEntry]:
     """One page of a device's health transitions, newest first."""
 
-    async def work(conn: asyncpg.Connection) -> HealthHistoryPage:
+    async def work(conn: asyncpg.Connection) -> Page[HealthHistoryEntry]:
         total = await conn.fetchval("SELECT count(*) FROM device_health_history WHERE device_id = $1", device_id)
         rows = await conn.fetch(
             f"SELECT {', '.join(('id', *_HISTORY_COLUMNS))} FROM device_health_history WHERE device_id = $1"
             " ORDER BY at DESC, id DESC LIMIT $2 OFFSET $3", device_id, limit, offset)
-        return HealthHistoryPage(total, tuple(
+        return Page([
             HealthHistoryEntry(r["id"], r["at"], r["change"],
                                DeviceHealth(r["device_id"], **{c: r[c] for c in HISTORY_HEALTH_FIELDS}))
-            for r in rows))
+            for r in rows], total)
 
     return await db.run(work)
 

@@ -30,6 +30,7 @@ from typing import Any, Sequence
 import asyncpg
 
 from hub.domain.leave import (
+    CANCELLED_DOCUMENT_GRACE,
     LEAVE_SOURCE,
     MAX_NOTE_CHARS,
     MAX_REASON_CHARS,
@@ -39,6 +40,7 @@ from hub.domain.leave import (
     RecordValue,
     SessionSlot,
     covered_sessions,
+    document_quota_problem,
     excuse_plan,
     find_overlap,
     next_status,
@@ -51,6 +53,7 @@ from ._pool import Database
 from .academic import manages_sql
 from .attendance import AttendanceChange, apply_attendance_changes, apply_attributed_changes, lock_attendance
 from .notifications import NewNotification, add_notifications
+from .paging import Page
 
 _STUDENT_LOCK_CLASS = 0x4C454156  # 'LEAV'
 
@@ -63,11 +66,44 @@ class NewDocument:
 
 
 @dataclass(frozen=True)
+class AttachedDocument:
+    """What an application tells of its document (the bytes are :func:`get_document`'s)."""
+
+    filename: str
+    content_type: str
+    size_bytes: int
+
+
+@dataclass(frozen=True)
+class Leave:
+    """A leave application, with its student's and decider's names and how many records it holds excused."""
+
+    id: int
+    student_id: str
+    student_name: str
+    roll_number: str
+    starts_on: date
+    ends_on: date
+    reason: str
+    status: str
+    applied_at: datetime
+    decided_by: str | None
+    decided_by_name: str | None
+    decided_at: datetime | None
+    decision_note: str
+    cancelled_by: str | None
+    cancelled_at: datetime | None
+    updated_at: datetime
+    document: AttachedDocument | None
+    excused_sessions: int
+
+
+@dataclass(frozen=True)
 class LeaveOutcome:
     """What an action did: the application after it, the records it changed (session id →
     student ids, for the live session actors) and the notifications to publish."""
 
-    leave: dict[str, Any]
+    leave: Leave
     affected: dict[str, list[str]] = field(default_factory=dict)
     notifications: list[dict] = field(default_factory=list)
 
@@ -112,27 +148,17 @@ _DECIDES = (
 )
 
 
-def leave_json(row: asyncpg.Record) -> dict[str, Any]:
-    document = None
-    if row["doc_filename"] is not None:
-        document = {"filename": row["doc_filename"], "content_type": row["doc_type"],
-                    "size_bytes": row["doc_size"], "url": f"/api/v1/leave/{row['id']}/document"}
-    return {
-        "id": row["id"], "student_id": row["student_id"], "student_name": row["student_name"],
-        "roll_number": row["roll_number"], "starts_on": row["starts_on"].isoformat(),
-        "ends_on": row["ends_on"].isoformat(), "reason": row["reason"], "status": row["status"],
-        "applied_at": row["applied_at"], "decided_by": row["decided_by"],
-        "decided_by_name": row["decided_by_name"], "decided_at": row["decided_at"],
-        "decision_note": row["decision_note"], "cancelled_by": row["cancelled_by"],
-        "cancelled_at": row["cancelled_at"], "updated_at": row["updated_at"],
-        "document": document, "excused_sessions": row["excused_sessions"],
-    }
+def _leave(row: asyncpg.Record) -> Leave:
+    values = dict(row)
+    filename, content_type, size = values.pop("doc_filename"), values.pop("doc_type"), values.pop("doc_size")
+    document = None if filename is None else AttachedDocument(filename, content_type, size)
+    return Leave(**values, document=document)
 
 
 async def list_leaves(
     db: Database, *, limit: int, offset: int, student_id: str | None = None, decider_id: str | None = None,
     status: str | None = None,
-) -> tuple[list[dict[str, Any]], int]:
+) -> Page[Leave]:
     """A page of applications, newest first, and how many there are in all: one student's, those a
     faculty member may decide (``decider_id``), or all (admin); optionally of one status."""
     clauses, args = [], []
@@ -148,20 +174,20 @@ async def list_leaves(
     where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
     n = len(args)
 
-    async def work(conn: asyncpg.Connection) -> tuple[list[dict[str, Any]], int]:
+    async def work(conn: asyncpg.Connection) -> Page[Leave]:
         total = await conn.fetchval(f"SELECT count(*) FROM leave_applications l{where}", *args)
         rows = await conn.fetch(f"{_SELECT}{where} ORDER BY l.applied_at DESC, l.id DESC"
                                 f" LIMIT ${n + 1} OFFSET ${n + 2}", *args, limit, offset)
-        return [leave_json(r) for r in rows], total
+        return Page([_leave(r) for r in rows], total)
 
     return await db.run(work)
 
 
-async def get_leave(db: Database, leave_id: int) -> dict[str, Any]:
+async def get_leave(db: Database, leave_id: int) -> Leave:
     row = await db.fetchrow(f"{_SELECT} WHERE l.id = $1", leave_id)
     if row is None:
         raise LeaveNotFound(leave_id)
-    return leave_json(row)
+    return _leave(row)
 
 
 async def may_decide(db: Database, user_id: str, role: str, leave_id: int) -> bool:
@@ -204,6 +230,10 @@ async def apply_for_leave(
             raise LeaveRuleError(
                 f"It overlaps your {clash.status} leave #{clash.id} ({clash.starts_on} to {clash.ends_on}).",
                 field="starts_on", code="conflict")
+        if document is not None:  # under the student's lock: two uploads at once cannot both fit
+            problem = document_quota_problem(await stored_document_bytes(conn, student_id), len(document.data))
+            if problem is not None:
+                raise LeaveRuleError(problem, field="document", code="document_quota_exceeded")
         leave_id = await conn.fetchval(
             "INSERT INTO leave_applications (student_id, starts_on, ends_on, reason) VALUES ($1, $2, $3, $4)"
             " RETURNING id", student_id, starts_on, ends_on, reason)
@@ -212,14 +242,14 @@ async def apply_for_leave(
                 "INSERT INTO leave_documents (leave_id, filename, content_type, size_bytes, sha256, data)"
                 " VALUES ($1, $2, $3, $4, $5, $6)", leave_id, document.filename, document.content_type,
                 len(document.data), hashlib.sha256(document.data).digest(), document.data)
-        leave = leave_json(await conn.fetchrow(f"{_SELECT} WHERE l.id = $1", leave_id))
+        leave = _leave(await conn.fetchrow(f"{_SELECT} WHERE l.id = $1", leave_id))
         deciders = [r["id"] for r in await conn.fetch(
             f"SELECT u.id FROM users u, leave_applications l WHERE l.id = $1 AND u.role = 'faculty'"
             f" AND {_DECIDES.format(user='u.id')}", leave_id)]
         if not deciders:
             deciders = [r["id"] for r in await conn.fetch("SELECT id FROM users WHERE role = 'admin'")]
         notes = await add_notifications(conn, [
-            NewNotification(user, "leave_applied", f"Leave request from {leave['student_name']}",
+            NewNotification(user, "leave_applied", f"Leave request from {leave.student_name}",
                             f"{_span(leave)}: {reason[:200]}", "/faculty/queues",
                             {"leave_id": leave_id, "student_id": student_id})
             for user in deciders
@@ -229,10 +259,39 @@ async def apply_for_leave(
     return await db.run(work, transaction=True)
 
 
-def _span(leave: dict[str, Any]) -> str:
-    if leave["starts_on"] == leave["ends_on"]:
-        return leave["starts_on"]
-    return f"{leave['starts_on']} to {leave['ends_on']}"
+async def stored_document_bytes(conn: asyncpg.Connection, student_id: str) -> int:
+    """Bytes of leave documents the student has stored now (what counts against the quota)."""
+    return await conn.fetchval(
+        "SELECT coalesce(sum(d.size_bytes), 0) FROM leave_documents d"
+        " JOIN leave_applications l ON l.id = d.leave_id WHERE l.student_id = $1", student_id)
+
+
+# --------------------------------------------------------------------------- retention
+
+
+async def purge_cancelled_documents(db: Database, now: datetime) -> int:
+    """Delete the documents of applications cancelled at least ``CANCELLED_DOCUMENT_GRACE`` before ``now``.
+
+    The applications stay (with their history); only the bytes go. Returns how many were deleted.
+    """
+    return await db.fetchval(
+        "WITH gone AS (DELETE FROM leave_documents d USING leave_applications l"
+        " WHERE l.id = d.leave_id AND l.status = 'cancelled' AND l.cancelled_at <= $1 RETURNING 1)"
+        " SELECT count(*) FROM gone", now - CANCELLED_DOCUMENT_GRACE)
+
+
+async def next_document_purge(db: Database) -> datetime | None:
+    """When the next cancelled application's document falls due for :func:`purge_cancelled_documents`; None if none waits."""
+    oldest = await db.fetchval(
+        "SELECT min(l.cancelled_at) FROM leave_applications l JOIN leave_documents d ON d.leave_id = l.id"
+        " WHERE l.status = 'cancelled'")
+    return None if oldest is None else oldest + CANCELLED_DOCUMENT_GRACE
+
+
+def _span(leave: Leave) -> str:
+    if leave.starts_on == leave.ends_on:
+        return leave.starts_on.isoformat()
+    return f"{leave.starts_on.isoformat()} to {leave.ends_on.isoformat()}"
 
 
 # --------------------------------------------------------------------------- deciding
@@ -258,15 +317,15 @@ async def decide_leave(
         await conn.execute(
             "UPDATE leave_applications SET status = $2, decided_by = $3, decided_at = $4, decision_note = $5,"
             " updated_at = $4 WHERE id = $1", leave_id, new_status, decided_by, now, note)
-        leave = leave_json(await conn.fetchrow(f"{_SELECT} WHERE l.id = $1", leave_id))
+        leave = _leave(await conn.fetchrow(f"{_SELECT} WHERE l.id = $1", leave_id))
         verdict = "approved" if approve else "rejected"
         body = f"Your leave {_span(leave)} was {verdict}."
         if approve:
-            body += f" {leave['excused_sessions']} session(s) marked excused."
+            body += f" {leave.excused_sessions} session(s) marked excused."
         if note:
             body += f" Note: {note}"
         notes = await add_notifications(conn, [NewNotification(
-            leave["student_id"], "leave_decided", f"Leave {verdict}", body, "/student/leave",
+            leave.student_id, "leave_decided", f"Leave {verdict}", body, "/student/leave",
             {"leave_id": leave_id, "status": new_status})])
         return LeaveOutcome(leave, affected, notes)
 
@@ -288,15 +347,15 @@ async def cancel_leave(db: Database, leave_id: int, *, cancelled_by: str, now: d
         await conn.execute(
             "UPDATE leave_applications SET status = 'cancelled', cancelled_by = $2, cancelled_at = $3,"
             " updated_at = $3 WHERE id = $1", leave_id, cancelled_by, now)
-        leave = leave_json(await conn.fetchrow(f"{_SELECT} WHERE l.id = $1", leave_id))
+        leave = _leave(await conn.fetchrow(f"{_SELECT} WHERE l.id = $1", leave_id))
         recipients = []
-        if cancelled_by != leave["student_id"]:
-            recipients.append((leave["student_id"], "/student/leave"))
+        if cancelled_by != leave.student_id:
+            recipients.append((leave.student_id, "/student/leave"))
         elif was == "approved" and current["decided_by"]:
             recipients.append((current["decided_by"], "/faculty/queues"))
         notes = await add_notifications(conn, [
             NewNotification(user, "leave_cancelled", "Leave cancelled",
-                            f"Leave {_span(leave)} of {leave['student_name']} was cancelled"
+                            f"Leave {_span(leave)} of {leave.student_name} was cancelled"
                             + (f"; {len(affected)} session(s) restored." if affected else "."),
                             link, {"leave_id": leave_id, "status": "cancelled"})
             for user, link in recipients

@@ -15,6 +15,7 @@ from uuid import UUID
 import asyncpg
 
 from ._pool import Database
+from .paging import Page
 
 
 @dataclass(frozen=True)
@@ -31,12 +32,6 @@ class RejectionRow:
     payload_bytes: int
 
 
-@dataclass(frozen=True)
-class RejectionPage:
-    total: int
-    items: tuple[RejectionRow, ...]
-
-
 async def rejection_counts(db: Database) -> dict[str, int]:
     """Rejected messages per reason, most frequent first."""
     rows = await db.fetch(
@@ -47,10 +42,10 @@ async def rejection_counts(db: Database) -> dict[str, int]:
 
 async def list_rejections(
     db: Database, limit: int, offset: int, reason: str | None = None
-) -> RejectionPage:
+) -> Page[RejectionRow]:
     """One page of rejected messages, newest first, optionally of one reason, with the total."""
 
-    async def work(conn: asyncpg.Connection) -> RejectionPage:
+    async def work(conn: asyncpg.Connection) -> Page[RejectionRow]:
         total = await conn.fetchval(
             "SELECT count(*) FROM rejected_events WHERE ($1::text IS NULL OR reason = $1)", reason
         )
@@ -61,6 +56,6 @@ async def list_rejections(
             " ORDER BY received_at DESC, id DESC LIMIT $2 OFFSET $3",
             reason, limit, offset,
         )
-        return RejectionPage(total, tuple(RejectionRow(**dict(r)) for r in rows))
+        return Page([RejectionRow(**dict(r)) for r in rows], total)
 
     return await db.run(work)

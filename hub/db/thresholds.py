@@ -1,8 +1,10 @@
 """Threshold rules: the hub's load of all of them, and the web's CRUD.
 
-Concurrency contract: every function is one round trip on the shared
-:class:`Database`, callable from any trio task. Writes are single
-statements (each its own transaction); the caller tells the hub afterwards
+Concurrency contract: every function is a coroutine on the shared
+:class:`Database`, callable from any trio task. Reads are one round trip;
+each write is one transaction that also appends its audit entry
+(:func:`hub.db.security_audit.record`, last, so the audit chain's lock is held
+only for the commit); the caller tells the hub afterwards
 (``WebContext.thresholds_changed``) so device actors pick the change up.
 """
 from __future__ import annotations
@@ -13,6 +15,8 @@ from typing import Any
 import asyncpg
 
 from ._pool import Database
+from .paging import Page
+from .security_audit import record
 
 RULE_COLUMNS = (
     "id", "metric", "room_type", "room_id", "op", "value", "clear_value", "duration_s", "severity", "enabled",
@@ -40,25 +44,19 @@ async def load_rule_set(db: Database) -> RuleSet:
     return await db.run(work)
 
 
-@dataclass(frozen=True)
-class RulePage:
-    total: int
-    items: tuple[dict[str, Any], ...]
-
-
 async def list_rules(
     db: Database, limit: int, offset: int, *, metric: str | None = None, room_id: str | None = None,
     room_type: str | None = None,
-) -> RulePage:
+) -> Page[dict[str, Any]]:
     where = ("($1::text IS NULL OR metric = $1) AND ($2::text IS NULL OR room_id = $2)"
              " AND ($3::text IS NULL OR room_type = $3)")
 
-    async def work(conn: asyncpg.Connection) -> RulePage:
+    async def work(conn: asyncpg.Connection) -> Page[dict[str, Any]]:
         total = await conn.fetchval(f"SELECT count(*) FROM threshold_rules WHERE {where}", metric, room_id, room_type)
         rows = await conn.fetch(
             f"{_SELECT} WHERE {where} ORDER BY metric, op, value, id LIMIT $4 OFFSET $5",
             metric, room_id, room_type, limit, offset)
-        return RulePage(total, tuple(dict(r) for r in rows))
+        return Page([dict(r) for r in rows], total)
 
     return await db.run(work)
 
@@ -72,27 +70,61 @@ async def room_exists(db: Database, room_id: str) -> bool:
     return bool(await db.fetchval("SELECT EXISTS (SELECT 1 FROM rooms WHERE id = $1)", room_id))
 
 
+def _audited(rule: asyncpg.Record) -> dict[str, Any]:
+    """What the audit log keeps of a rule: its editable fields."""
+    return {c: rule[c] for c in EDITABLE}
+
+
 async def create_rule(db: Database, fields: dict[str, Any], by: str) -> dict[str, Any]:
-    """Insert a rule (``fields``: every key of :data:`EDITABLE`, already validated)."""
+    """Insert a rule (``fields``: every key of :data:`EDITABLE`, already validated), audited."""
     columns = [*EDITABLE, "updated_by"]
-    row = await db.fetchrow(
-        f"INSERT INTO threshold_rules ({', '.join(columns)})"
-        f" VALUES ({', '.join(f'${i}' for i in range(1, len(columns) + 1))})"
-        f" RETURNING {', '.join(RULE_COLUMNS)}",
-        *(fields[c] for c in EDITABLE), by)
-    assert row is not None  # INSERT ... RETURNING returns the inserted row
-    return dict(row)
+
+    async def work(conn: asyncpg.Connection) -> dict[str, Any]:
+        row = await conn.fetchrow(
+            f"INSERT INTO threshold_rules ({', '.join(columns)})"
+            f" VALUES ({', '.join(f'${i}' for i in range(1, len(columns) + 1))})"
+            f" RETURNING {', '.join(RULE_COLUMNS)}",
+            *(fields[c] for c in EDITABLE), by)
+        assert row is not None  # INSERT ... RETURNING returns the inserted row
+        await record(conn, actor=by, action="created", entity="threshold_rule", entity_id=str(row["id"]),
+                     after=_audited(row))
+        return dict(row)
+
+    return await db.run(work, transaction=True)
 
 
 async def update_rule(db: Database, rule_id: int, fields: dict[str, Any], by: str) -> dict[str, Any] | None:
-    """Replace a rule's editable fields (all of :data:`EDITABLE`); None if no such rule."""
+    """Replace a rule's editable fields (all of :data:`EDITABLE`); None if no such rule. Audited
+    when a field really changed."""
     sets = ", ".join(f"{c} = ${i}" for i, c in enumerate(EDITABLE, start=2))
-    row = await db.fetchrow(
-        f"UPDATE threshold_rules SET {sets}, updated_by = ${len(EDITABLE) + 2}, updated_at = now()"
-        f" WHERE id = $1 RETURNING {', '.join(RULE_COLUMNS)}",
-        rule_id, *(fields[c] for c in EDITABLE), by)
-    return None if row is None else dict(row)
+
+    async def work(conn: asyncpg.Connection) -> dict[str, Any] | None:
+        before = await conn.fetchrow(_SELECT + " WHERE id = $1 FOR UPDATE", rule_id)
+        if before is None:
+            return None
+        row = await conn.fetchrow(
+            f"UPDATE threshold_rules SET {sets}, updated_by = ${len(EDITABLE) + 2}, updated_at = now()"
+            f" WHERE id = $1 RETURNING {', '.join(RULE_COLUMNS)}",
+            rule_id, *(fields[c] for c in EDITABLE), by)
+        assert row is not None  # locked above
+        if _audited(before) != _audited(row):
+            await record(conn, actor=by, action="updated", entity="threshold_rule", entity_id=str(rule_id),
+                         before=_audited(before), after=_audited(row))
+        return dict(row)
+
+    return await db.run(work, transaction=True)
 
 
-async def delete_rule(db: Database, rule_id: int) -> bool:
-    return await db.fetchval("DELETE FROM threshold_rules WHERE id = $1 RETURNING true", rule_id) is not None
+async def delete_rule(db: Database, rule_id: int, *, by: str) -> bool:
+    """Delete a rule, audited; False if there was none."""
+
+    async def work(conn: asyncpg.Connection) -> bool:
+        row = await conn.fetchrow(f"DELETE FROM threshold_rules WHERE id = $1 RETURNING {', '.join(RULE_COLUMNS)}",
+                                  rule_id)
+        if row is None:
+            return False
+        await record(conn, actor=by, action="deleted", entity="threshold_rule", entity_id=str(rule_id),
+                     before=_audited(row))
+        return True
+
+    return await db.run(work, transaction=True)

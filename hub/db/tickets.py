@@ -25,9 +25,12 @@ from typing import Any, Sequence
 
 import asyncpg
 
+from hub.core.bus import LiveTicket, iso_fields
 from hub.domain import tickets as rules
 
 from ._pool import Database
+from .paging import Page
+from .security_audit import record
 
 
 @dataclass(frozen=True)
@@ -62,13 +65,16 @@ class Ticket:
         """When work on it ended (resolved, or closed without a resolution), for the SLA."""
         return self.resolved_at or self.closed_at
 
-    def fields(self) -> dict[str, Any]:
-        """Every column, JSON-ready (times as ISO 8601): the body of the API and of bus messages."""
-        out: dict[str, Any] = {}
-        for name in self.__dataclass_fields__:
-            value = getattr(self, name)
-            out[name] = value.isoformat() if isinstance(value, datetime) else value
-        return out
+    def sla_breached(self, now: datetime) -> bool:
+        """The SLA verdict at ``now`` (the API and the live messages show it beside the columns)."""
+        return rules.sla_breached(self.sla_due_at, now, self.finished_at)
+
+
+def live_ticket(ticket: Ticket, now: datetime, *, origin: str, change: str) -> LiveTicket:
+    """The bus message for a ticket: its columns plus the SLA verdict at ``now``. The one builder,
+    for the ticket actor (``origin="hub"``) and the API (``origin="web"``); ``change`` names what
+    happened (``created``, ``assigned``, ``start``, ``auto_closed``, ``sla_breached``...)."""
+    return LiveTicket(origin=origin, change=change, **iso_fields(ticket), sla_breached=ticket.sla_breached(now))
 
 
 @dataclass(frozen=True)
@@ -156,12 +162,6 @@ class TicketFilter:
     now: datetime | None = None
     #: Case-insensitive search in title, description, room, building and device id.
     search: str | None = None
-
-
-@dataclass(frozen=True)
-class TicketPage:
-    total: int
-    items: tuple[Ticket, ...]
 
 
 @dataclass(frozen=True)
@@ -283,6 +283,13 @@ async def read_policy(conn: asyncpg.Connection) -> TicketPolicy:
         settings["updated_at"], settings["updated_by"])
 
 
+def _audited_policy(policy: TicketPolicy) -> dict[str, Any]:
+    """What the audit log keeps of the policy: its content (not who saved it when: the entry says)."""
+    return {"priorities": {p.priority: {"resolve_within_s": p.resolve_within_s,
+                                        "auto_close_after_s": p.auto_close_after_s} for p in policy.priorities},
+            "auto_raise_severities": list(policy.auto_raise_severities)}
+
+
 async def load_policy(db: Database) -> TicketPolicy:
     return await db.run(read_policy)
 
@@ -292,9 +299,13 @@ async def save_policy(
     at: datetime,
 ) -> TicketPolicy:
     """Set the policy of the given priorities and, unless None, the auto-raise severities; the rest keep
-    following the domain's defaults. Existing tickets keep their due times."""
+    following the domain's defaults. Existing tickets keep their due times. A change is audited
+    (:func:`hub.db.security_audit.record`, one entry with the policy before and after)."""
 
     async def work(conn: asyncpg.Connection) -> TicketPolicy:
+        # Two admins saving at once: the second waits here, so each entry's "before" is exact.
+        await conn.execute("SELECT 1 FROM ticket_settings FOR UPDATE")
+        before = await read_policy(conn)
         await conn.executemany(
             "INSERT INTO ticket_sla_policy (priority, resolve_within_s, auto_close_after_s, updated_at, updated_by)"
             " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (priority) DO UPDATE SET"
@@ -305,7 +316,11 @@ async def save_policy(
             "UPDATE ticket_settings SET auto_raise_severities = coalesce($1, auto_raise_severities),"
             " updated_at = $2, updated_by = $3",
             None if auto_raise_severities is None else list(auto_raise_severities), at, by)
-        return await read_policy(conn)
+        after = await read_policy(conn)
+        if _audited_policy(before) != _audited_policy(after):
+            await record(conn, actor=by, action="updated", entity="ticket_policy", entity_id="campus",
+                         before=_audited_policy(before), after=_audited_policy(after))
+        return after
 
     return await db.run(work, transaction=True)
 
@@ -341,7 +356,7 @@ async def ticket_history(db: Database, ticket_id: int) -> tuple[list[Comment], l
     return await db.run(work)
 
 
-async def list_tickets(db: Database, where: TicketFilter, limit: int, offset: int) -> TicketPage:
+async def list_tickets(db: Database, where: TicketFilter, limit: int, offset: int) -> Page[Ticket]:
     clauses, args = [], []
 
     def arg(value: Any) -> str:
@@ -368,13 +383,13 @@ async def list_tickets(db: Database, where: TicketFilter, limit: int, offset: in
     condition = (" WHERE " + " AND ".join(clauses)) if clauses else ""
     filter_args = list(args)
 
-    async def work(conn: asyncpg.Connection) -> TicketPage:
+    async def work(conn: asyncpg.Connection) -> Page[Ticket]:
         total = await conn.fetchval(
             "SELECT count(*) FROM tickets t LEFT JOIN rooms r ON r.id = t.room_id" + condition, *filter_args)
         rows = await conn.fetch(
             _SELECT + condition + _ORDER + f" LIMIT ${len(filter_args) + 1} OFFSET ${len(filter_args) + 2}",
             *filter_args, limit, offset)
-        return TicketPage(total, tuple(_ticket(r) for r in rows))
+        return Page([_ticket(r) for r in rows], total)
 
     return await db.run(work)
 
@@ -579,14 +594,14 @@ class StaffMember:
     role: str
 
 
-async def list_staff(db: Database, limit: int, offset: int) -> tuple[int, list[StaffMember]]:
+async def list_staff(db: Database, limit: int, offset: int) -> Page[StaffMember]:
     """Users tickets may be assigned to (ops and admin), by name."""
 
-    async def work(conn: asyncpg.Connection) -> tuple[int, list[StaffMember]]:
+    async def work(conn: asyncpg.Connection) -> Page[StaffMember]:
         total = await conn.fetchval("SELECT count(*) FROM users WHERE role IN ('ops', 'admin')")
         rows = await conn.fetch(
             "SELECT id, display_name, role FROM users WHERE role IN ('ops', 'admin')"
             " ORDER BY role DESC, display_name, id LIMIT $1 OFFSET $2", limit, offset)
-        return total, [StaffMember(**dict(r)) for r in rows]
+        return Page([StaffMember(**dict(r)) for r in rows], total)
 
     return await db.run(work)

@@ -43,12 +43,15 @@ from .academic import (
     SLOT_COLUMNS,
     TERM_SELECT,
     Conflict,
+    HolidayRow,
     NotFound,
+    Slot,
     SlotFields,
+    TermRow,
+    as_record,
     check_range,
     check_slot,
-    plain_row,
-    slot_row,
+    get_slot,
 )
 from .attendance import lock_attendance
 from .leave import excuse_on_leave
@@ -73,29 +76,17 @@ class RegenerationResult:
     def changed_session_ids(self) -> list[str]:
         return [*self.created, *self.updated, *self.deleted, *self.cancelled, *self.restored]
 
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "term_id": self.term_id, "dry_run": self.dry_run, "kept": self.kept,
-            "skipped_holidays": self.skipped_holidays,
-            "created": len(self.created), "updated": len(self.updated),
-            "deleted": len(self.deleted), "cancelled": len(self.cancelled), "restored": len(self.restored),
-            "created_ids": self.created[:100], "cancelled_ids": self.cancelled[:100],
-        }
-
 
 @dataclass(frozen=True)
 class TimetableChange:
     """A changed row (term, holiday or slot) and the regeneration of each term it affected."""
 
-    row: dict[str, Any]
+    row: TermRow | HolidayRow | Slot
     results: list[RegenerationResult]
 
     @property
     def changed_session_ids(self) -> list[str]:
         return [sid for r in self.results for sid in r.changed_session_ids]
-
-    def as_dict(self) -> dict[str, Any]:
-        return {**self.row, "timetable": [r.as_dict() for r in self.results]}
 
 
 def generated_session_id(slot_id: str, starts_at: datetime) -> str:
@@ -259,7 +250,7 @@ async def update_term(db: Database, term_id: str, changes: dict[str, Any], *, no
             term_id, merged["name"], merged["starts_on"], merged["ends_on"], merged["timezone"])
         moved = any(updated[k] != row[k] for k in ("starts_on", "ends_on", "timezone"))
         results = await _regenerate_all(conn, [term_id], now, actor) if moved else []
-        return TimetableChange(plain_row(updated), results)
+        return TimetableChange(as_record(TermRow, updated), results)
 
     return await db.run(work, transaction=True)
 
@@ -294,7 +285,7 @@ async def add_holiday(db: Database, name: str, starts_on: date, ends_on: date, *
         row = await conn.fetchrow(
             f"INSERT INTO holidays (name, starts_on, ends_on) VALUES ($1, $2, $3) RETURNING {_HOLIDAY_COLUMNS}",
             name, starts_on, ends_on)
-        return TimetableChange(plain_row(row), await _regenerate_all(conn, terms, now, actor, _holiday_reason(name)))
+        return TimetableChange(as_record(HolidayRow, row), await _regenerate_all(conn, terms, now, actor, _holiday_reason(name)))
 
     return await db.run(work, transaction=True)
 
@@ -317,7 +308,7 @@ async def update_holiday(db: Database, holiday_id: int, changes: dict[str, Any],
             holiday_id, merged["name"], merged["starts_on"], merged["ends_on"])
         moved = spans[0] != spans[1]
         results = await _regenerate_all(conn, terms, now, actor, _holiday_reason(merged["name"])) if moved else []
-        return TimetableChange(plain_row(row), results)
+        return TimetableChange(as_record(HolidayRow, row), results)
 
     return await db.run(work, transaction=True)
 
@@ -331,7 +322,7 @@ async def delete_holiday(db: Database, holiday_id: int, *, now: datetime, actor:
         if row is None:
             raise NotFound("No such holiday.", "holiday_id")
         terms = await _terms_touching(conn, (row["starts_on"], row["ends_on"]))
-        return TimetableChange(plain_row(row), await _regenerate_all(conn, terms, now, actor))
+        return TimetableChange(as_record(HolidayRow, row), await _regenerate_all(conn, terms, now, actor))
 
     return await db.run(work, transaction=True)
 
@@ -368,7 +359,7 @@ async def create_slot(db: Database, slot_id: str, section_id: str, slot: SlotFie
         except asyncpg.UniqueViolationError:
             raise Conflict(f"A slot with id {slot_id!r} exists.", "id") from None
         results = await _regenerate_all(conn, [term_id], now, actor)
-        return TimetableChange(await slot_row(conn, slot_id), results)
+        return TimetableChange(await get_slot(conn, slot_id), results)
 
     return await db.run(work, transaction=True)
 
@@ -390,7 +381,7 @@ async def update_slot(db: Database, slot_id: str, changes: dict[str, Any], *, no
             f"UPDATE timetable_slots SET ({', '.join(SLOT_COLUMNS)}) = ($2, $3, $4, $5, $6, $7, $8) WHERE id = $1",
             slot_id, *(getattr(merged, c) for c in SLOT_COLUMNS))
         results = await _regenerate_all(conn, [term_id], now, actor)
-        return TimetableChange(await slot_row(conn, slot_id), results)
+        return TimetableChange(await get_slot(conn, slot_id), results)
 
     return await db.run(work, transaction=True)
 

@@ -7,21 +7,27 @@ them, then records each outcome; a hub that dies mid-delivery leaves the rows
 to be retried once the lease has passed (at-least-once delivery; receivers
 deduplicate on the delivery's ``event_id``).
 
-Concurrency contract: every function is one round trip on the shared
-:class:`~hub.db.Database`, callable from any trio task. :func:`claim_due`
+Concurrency contract: every function is a coroutine on the shared
+:class:`~hub.db.Database`, callable from any trio task; each subscription change is one
+transaction that also appends its audit entry (:func:`hub.db.security_audit.record`, last, so
+the audit chain's lock is held only for the commit). :func:`claim_due`
 uses ``FOR UPDATE SKIP LOCKED``, so several hubs never claim the same row.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Sequence
+from urllib.parse import urlsplit
 from uuid import UUID
 
 import asyncpg
 
 from ._pool import Database
+from .paging import Page
+from .security_audit import record
 
 _SUB_COLUMNS = "id, url, secret, kinds, active, description, created_at, created_by, updated_at"
 _DELIVERY_COLUMNS = (
@@ -92,12 +98,12 @@ def _delivery(row: asyncpg.Record) -> Delivery:
 
 # --- subscriptions ----------------------------------------------------------------------
 
-async def list_subscriptions(db: Database, limit: int, offset: int) -> tuple[list[Subscription], int]:
-    async def work(conn: asyncpg.Connection) -> tuple[list[Subscription], int]:
+async def list_subscriptions(db: Database, limit: int, offset: int) -> Page[Subscription]:
+    async def work(conn: asyncpg.Connection) -> Page[Subscription]:
         total = await conn.fetchval("SELECT count(*) FROM webhook_subscriptions")
         rows = await conn.fetch(
             f"SELECT {_SUB_COLUMNS} FROM webhook_subscriptions ORDER BY id LIMIT $1 OFFSET $2", limit, offset)
-        return [_subscription(r) for r in rows], total
+        return Page([_subscription(r) for r in rows], total)
 
     return await db.run(work)
 
@@ -107,44 +113,84 @@ async def get_subscription(db: Database, subscription_id: int) -> Subscription |
     return _subscription(row) if row is not None else None
 
 
+def _audited(sub: Subscription) -> dict[str, object]:
+    """What the audit log keeps of a subscription. Never its signing secret, nor its full URL:
+    many receivers (chat webhooks) put their credential in the path or query, so only the
+    origin is kept (``url_digest`` still tells whether the URL changed)."""
+    parts = urlsplit(sub.url)
+    return {"url_origin": f"{parts.scheme}://{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}",
+            "url_digest": hashlib.sha256(sub.url.encode()).hexdigest()[:16],
+            "kinds": list(sub.kinds), "active": sub.active, "description": sub.description}
+
+
 async def create_subscription(
     db: Database, *, url: str, secret: str, kinds: Sequence[str], active: bool, description: str,
     created_by: str, now: datetime,
 ) -> Subscription:
-    row = await db.fetchrow(
-        "INSERT INTO webhook_subscriptions (url, secret, kinds, active, description, created_by, created_at,"
-        " updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7)"
-        f" RETURNING {_SUB_COLUMNS}",
-        url, secret, list(kinds), active, description, created_by, now,
-    )
-    return _subscription(row)
+    async def work(conn: asyncpg.Connection) -> Subscription:
+        row = await conn.fetchrow(
+            "INSERT INTO webhook_subscriptions (url, secret, kinds, active, description, created_by, created_at,"
+            " updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7)"
+            f" RETURNING {_SUB_COLUMNS}",
+            url, secret, list(kinds), active, description, created_by, now,
+        )
+        created = _subscription(row)
+        await record(conn, actor=created_by, action="created", entity="webhook", entity_id=str(created.id),
+                     after=_audited(created))
+        return created
+
+    return await db.run(work, transaction=True)
 
 
-async def update_subscription(db: Database, subscription_id: int, changes: dict, now: datetime) -> Subscription | None:
-    """Apply ``changes`` (any of url, secret, kinds, active, description); None if there is no such subscription."""
+async def update_subscription(
+    db: Database, subscription_id: int, changes: dict, now: datetime, *, by: str,
+) -> Subscription | None:
+    """Apply ``changes`` (any of url, secret, kinds, active, description); None if there is no such
+    subscription. Audited (``secret_replaced`` says whether the secret was set, never its value)."""
     allowed = ("url", "secret", "kinds", "active", "description")
     names = [name for name in allowed if name in changes]
     sets = ", ".join(f"{name} = ${i + 3}" for i, name in enumerate(names))
-    row = await db.fetchrow(
-        f"UPDATE webhook_subscriptions SET updated_at = $2{', ' + sets if sets else ''}"
-        f" WHERE id = $1 RETURNING {_SUB_COLUMNS}",
-        subscription_id, now, *(list(changes[n]) if n == "kinds" else changes[n] for n in names),
-    )
-    return _subscription(row) if row is not None else None
+
+    async def work(conn: asyncpg.Connection) -> Subscription | None:
+        old = await conn.fetchrow(f"SELECT {_SUB_COLUMNS} FROM webhook_subscriptions WHERE id = $1 FOR UPDATE",
+                                  subscription_id)
+        if old is None:
+            return None
+        row = await conn.fetchrow(
+            f"UPDATE webhook_subscriptions SET updated_at = $2{', ' + sets if sets else ''}"
+            f" WHERE id = $1 RETURNING {_SUB_COLUMNS}",
+            subscription_id, now, *(list(changes[n]) if n == "kinds" else changes[n] for n in names),
+        )
+        before, updated = _subscription(old), _subscription(row)
+        await record(conn, actor=by, action="updated", entity="webhook", entity_id=str(subscription_id),
+                     before=_audited(before),
+                     after={**_audited(updated), "secret_replaced": before.secret != updated.secret})
+        return updated
+
+    return await db.run(work, transaction=True)
 
 
-async def delete_subscription(db: Database, subscription_id: int) -> bool:
-    """Delete a subscription and its delivery log; False if there was none."""
-    status = await db.execute("DELETE FROM webhook_subscriptions WHERE id = $1", subscription_id)
-    return status.endswith(" 1")
+async def delete_subscription(db: Database, subscription_id: int, *, by: str) -> bool:
+    """Delete a subscription and its delivery log, audited; False if there was none."""
+
+    async def work(conn: asyncpg.Connection) -> bool:
+        row = await conn.fetchrow(f"DELETE FROM webhook_subscriptions WHERE id = $1 RETURNING {_SUB_COLUMNS}",
+                                  subscription_id)
+        if row is None:
+            return False
+        await record(conn, actor=by, action="deleted", entity="webhook", entity_id=str(subscription_id),
+                     before=_audited(_subscription(row)))
+        return True
+
+    return await db.run(work, transaction=True)
 
 
 async def list_deliveries(
     db: Database, subscription_id: int, state: str | None, limit: int, offset: int,
-) -> tuple[list[Delivery], int]:
+) -> Page[Delivery]:
     """A subscription's deliveries, newest first."""
 
-    async def work(conn: asyncpg.Connection) -> tuple[list[Delivery], int]:
+    async def work(conn: asyncpg.Connection) -> Page[Delivery]:
         where = "subscription_id = $1 AND ($2::text IS NULL OR state = $2)"
         total = await conn.fetchval(f"SELECT count(*) FROM webhook_deliveries WHERE {where}", subscription_id, state)
         rows = await conn.fetch(
@@ -152,7 +198,7 @@ async def list_deliveries(
             " ORDER BY id DESC LIMIT $3 OFFSET $4",
             subscription_id, state, limit, offset,
         )
-        return [_delivery(r) for r in rows], total
+        return Page([_delivery(r) for r in rows], total)
 
     return await db.run(work)
 

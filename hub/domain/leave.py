@@ -20,7 +20,7 @@ Decisions (docs/records.md):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Iterable, Mapping, Sequence
 
 LEAVE_STATUSES = ("applied", "approved", "rejected", "cancelled")
@@ -37,6 +37,23 @@ MAX_REASON_CHARS = 2000
 MAX_NOTE_CHARS = 1000
 MAX_DOCUMENT_BYTES = 5 * 1024 * 1024
 MAX_FILENAME_CHARS = 200
+#: All leave documents a student has stored at once, cancelled applications' included until they
+#: are purged: applying and cancelling over and over cannot fill the database.
+DOCUMENT_QUOTA_BYTES = 25 * 1024 * 1024
+#: A cancelled application's document is deleted this long after the cancellation (the application
+#: itself stays, with its history); decided applications keep theirs (docs/records.md).
+CANCELLED_DOCUMENT_GRACE = timedelta(days=7)
+
+
+def document_quota_problem(stored_bytes: int, new_bytes: int) -> str | None:
+    """Why a new document of ``new_bytes`` would exceed the student's quota, or None if it fits."""
+    if stored_bytes + new_bytes <= DOCUMENT_QUOTA_BYTES:
+        return None
+    mib = 1024 * 1024
+    return (f"Your leave documents would take {(stored_bytes + new_bytes) / mib:.1f} MB; the limit is "
+            f"{DOCUMENT_QUOTA_BYTES // mib} MB per student ({stored_bytes / mib:.1f} MB stored now, documents of "
+            f"cancelled applications included until they are deleted {CANCELLED_DOCUMENT_GRACE.days} days after "
+            "the cancellation).")
 
 #: Magic bytes → the only content types a document may have.
 _MAGIC = (

@@ -58,7 +58,7 @@ from hub.db.device_commands import (
     transition,
 )
 from hub.db.device_registry import load_devices
-from hub.db.devices_admin import hub_signing_key
+from hub.db.provisioning import hub_signing_key
 from hub.domain.credentials import ed25519_public_key
 from hub.mqtt import InboundMessage, MqttError, TrioMqttClient
 from hub.pipeline.commits import accept, reject, utc_from_s

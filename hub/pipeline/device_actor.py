@@ -24,7 +24,7 @@ import trio
 
 from actors import Actor, ActorRef, ChildExists, ChildSpec, Supervisor, Timer
 from actors.delivery import deliver
-from hub.core.bus import DEVICES_TOPIC, LiveDevice, LiveUpdate
+from hub.core.bus import DEVICES_TOPIC, LiveUpdate, live_device
 from hub.core.records import (
     AlarmRow,
     Commit,
@@ -38,7 +38,7 @@ from hub.db.alarms import get_alarm
 from hub.db.device_health import DeviceSnapshot, load_device_snapshots, next_alarm_id
 from hub.db.device_registry import DeviceRecord, load_devices
 from hub.domain.alarms import AckAlarm, AlarmChange, AlarmResult, AlarmTransitionError, ClearAlarm
-from hub.domain.health import DeviceHealth, history_change, skew_sample_ms
+from hub.domain.device_health import DeviceHealth, history_change, skew_sample_ms
 from hub.domain.thresholds import RuleBook
 from hub.mqtt import InboundMessage
 from hub.pipeline.checkin_routing import resolve_elsewhere
@@ -268,17 +268,7 @@ class DeviceActor(Actor):
         return h if h.last_change is not None else replace(h, last_change=datetime.now(timezone.utc))
 
     def _live_health(self) -> LiveUpdate:
-        h = self._health
-
-        def iso(value: datetime | None) -> str | None:
-            return value.isoformat() if value else None
-
-        return (DEVICES_TOPIC, LiveDevice(
-            h.device_id, self.device.room_id, h.online, iso(h.last_seen), h.firmware, h.outbox_depth, h.reason,
-            iso(h.last_change), h.uptime_s, iso(h.last_connect_at), h.last_connect_reason,
-            iso(h.last_disconnect_at), h.last_disconnect_reason, h.battery_pct, h.signal_dbm, h.clock_skew_ms,
-            h.error_count,
-        ))
+        return DEVICES_TOPIC, live_device(self._health, self.device.room_id)
 
     # --- thresholds and alarms ---------------------------------------------------------------
 

@@ -33,7 +33,7 @@ from actors import Actor, Timer
 from hub.core.bus import DEVICES_TOPIC, LAGGED, LiveAlarm, LiveBus, LiveTicket
 from hub.db import Database
 from hub.db import tickets as store_db
-from hub.db.tickets import AlarmBrief, Ticket, TicketPolicy, Watch, WatchedTicket
+from hub.db.tickets import AlarmBrief, Ticket, TicketPolicy, Watch, WatchedTicket, live_ticket
 from hub.domain import tickets as rules
 
 log = logging.getLogger("hub.services.tickets")
@@ -85,16 +85,6 @@ class PostgresTicketStore:
 
     async def unticketed_alarms(self, severities: Sequence[str]) -> list[AlarmBrief]:
         return await store_db.unticketed_alarms(self._db, severities)
-
-
-def ticket_message(ticket: Ticket, now: datetime, *, origin: str, change: str) -> LiveTicket:
-    """The bus message for a ticket: its fields plus the SLA verdict at ``now``.
-
-    ``origin`` is ``hub`` or ``web``; ``change`` names what happened
-    (``created``, ``assigned``, ``start``, ``auto_closed``, ``sla_breached``...).
-    """
-    return LiveTicket(origin=origin, change=change, **ticket.fields(),
-                      sla_breached=rules.sla_breached(ticket.sla_due_at, now, ticket.finished_at))
 
 
 # --- messages --------------------------------------------------------------------------------------
@@ -352,4 +342,4 @@ class TicketActor(Actor):
             self._publish(marked, "sla_breached")
 
     def _publish(self, ticket: Ticket, change: str) -> None:
-        self._bus.publish(DEVICES_TOPIC, ticket_message(ticket, self._clock(), origin="hub", change=change))
+        self._bus.publish(DEVICES_TOPIC, live_ticket(ticket, self._clock(), origin="hub", change=change))

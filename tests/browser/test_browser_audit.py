@@ -64,6 +64,8 @@ async def test_admin_searches_exports_and_verifies(hub, hub_campus, test_db, tmp
             return entry_text, await result.inner_text(), csv_path.read_text(), download.suggested_filename
 
     entry_text, verdict, exported, filename = await run_in_browser_thread(script)
+    # The admin's own sign-in is a security entry written after the changes: the verified head is newer.
+    head_now = await test_db.fetchrow("SELECT id, hash FROM audit_log ORDER BY id DESC LIMIT 1")
     assert "absent" in entry_text and "excused" in entry_text and "→" in entry_text
     assert "Why: Medical note shown" in entry_text and "by usr-admin" in entry_text
     assert bytes(head["hash"]).hex()[:12] in entry_text  # the hash prefix of the newest entry
@@ -73,4 +75,42 @@ async def test_admin_searches_exports_and_verifies(hub, hub_campus, test_db, tmp
     assert [r["reason"] for r in rows] == ["Left after roll call", "Medical note shown"]
     assert {r["student_id"] for r in rows} == {student_id}
     assert json.loads(rows[1]["before"])["status"] == "absent" and json.loads(rows[1]["after"])["status"] == "excused"
-    assert verdict.startswith("Intact.") and bytes(head["hash"]).hex() in verdict
+    assert verdict.startswith("Intact.") and bytes(head_now["hash"]).hex() in verdict
+
+
+async def test_admin_finds_a_security_action_by_entity_and_action(hub, hub_campus, test_db, tmp_path):
+    """A threshold rule changed by ops: the admin narrows the log to threshold_rule / updated and
+    sees who changed what (before → after as fields), and the export link carries both filters."""
+    from hub.db.thresholds import create_rule, update_rule
+
+    fields = {"metric": "browser_audit", "room_type": None, "room_id": None, "op": "above", "value": 40.0,
+              "clear_value": 35.0, "duration_s": 0, "severity": "minor", "enabled": True}
+    rule = await create_rule(test_db, fields, "usr-ops")
+    await update_rule(test_db, rule["id"], {**fields, "value": 45.0}, "usr-ops")
+    base = f"http://127.0.0.1:{hub.web_port}"
+
+    async def script() -> tuple[list[str], str, str]:
+        async with chromium() as browser:
+            page = await browser.new_page()
+            await page.goto(f"{base}/login")
+            await page.fill("#username", ADMIN_USERNAME)
+            await page.fill("#password", "campushub")
+            await page.click("#login-submit")
+            await page.wait_for_url(lambda url: "/login" not in url)
+            await page.goto(f"{base}/audit")
+            await page.fill("#audit-entity", "threshold_rule")
+            await page.fill("#audit-action", "updated")
+            await page.fill("#audit-actor", "usr-ops")
+            await page.click("#audit-search")
+            await page.wait_for_url("**action=updated**")
+            entry = page.locator("#audit-results li.audit-entry", has_text=f"threshold_rule updated: {rule['id']}")
+            await entry.wait_for(timeout=10_000)
+            subjects = await page.locator("#audit-results li.audit-entry .head .muted").all_inner_texts()
+            href = await page.get_attribute("#audit-export-jsonl", "href") or ""
+            await page.screenshot(path=str(tmp_path / "audit-security.png"), full_page=True)
+            return subjects, await entry.inner_text(), href
+
+    subjects, entry_text, href = await run_in_browser_thread(script)
+    assert subjects and all(s.startswith("threshold_rule updated:") for s in subjects), subjects
+    assert "by usr-ops" in entry_text and "value: 40" in entry_text and "value: 45" in entry_text
+    assert "entity=threshold_rule" in href and "action=updated" in href and "actor=usr-ops" in href

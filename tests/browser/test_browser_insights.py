@@ -44,7 +44,8 @@ async def test_condonation_report_student_standing_and_live_notifications(hub, h
             await application.locator(".decided").wait_for(timeout=5_000)
             decided = await application.locator(".decided").text_content()
             await page.screenshot(path=str(tmp_path / "reports.png"), full_page=True)
-            await page.goto(f"{base}/logout")
+            await page.locator("#logout").click()  # the nav's logout form posts to /logout
+            await page.wait_for_url(f"{base}/login")
 
             await login(student)
             await page.goto(f"{base}/student")

@@ -144,3 +144,63 @@ def test_tampering_with_an_export_is_pinpointed(fresh_database_url: str, tmp_pat
     with pytest.raises(SystemExit) as usage:
         main(["audit", "export", "--since", "yesterday"])
     assert usage.value.code == 2
+
+
+def test_an_export_that_cannot_be_written_is_a_usage_error(fresh_database_url: str, tmp_path: Path, capsys,
+                                                           monkeypatch) -> None:
+    # The OSError is raised inside the database's trio run, so it arrives wrapped in an exception group.
+    monkeypatch.setenv("CAMPUSHUB_DATABASE_URL", fresh_database_url)
+    monkeypatch.setenv("CAMPUSHUB_DATA_DIR", str(tmp_path / "data"))
+    target = tmp_path / "no-such-dir" / "audit.jsonl"
+    code, _, err = _cli(capsys, "audit", "export", "-o", str(target))
+    assert code == 2, err
+    assert f"campushub: cannot write {target}: No such file or directory" in err and "Traceback" not in err
+
+
+def test_an_export_before_migrate_says_so(empty_database_url: str, tmp_path: Path, capsys, monkeypatch) -> None:
+    monkeypatch.setenv("CAMPUSHUB_DATABASE_URL", empty_database_url)
+    monkeypatch.setenv("CAMPUSHUB_DATA_DIR", str(tmp_path / "data"))
+    code, _, err = _cli(capsys, "audit", "export", "-o", str(tmp_path / "audit.jsonl"))
+    assert code == 1, err
+    assert "run `campushub migrate`" in err and "Traceback" not in err
+
+
+def test_an_export_with_security_entries_verifies_offline(fresh_database_url: str, tmp_path: Path, capsys,
+                                                          monkeypatch) -> None:
+    """Attendance changes and security actions interleaved in one chain: the whole export and an
+    export of the security entries alone (--allow-gaps) verify; an edited action is pinpointed."""
+    from hub.db.security_audit import record
+
+    seeded = _seed(fresh_database_url)
+
+    async def security(db) -> None:
+        async def work(conn) -> None:
+            await record(conn, actor="usr-admin", action="revoked", entity="device", entity_id="cam-1",
+                         before={"revoked": False}, after={"revoked": True, "hmac_key": "k" * 32}, reason="lost")
+            await record(conn, actor="alice", action="login_failed", entity="login", entity_id="alice",
+                         after={"address": "192.0.2.7"})
+
+        await db.run(work, transaction=True)
+
+    run_with_database(fresh_database_url, security)
+    monkeypatch.setenv("CAMPUSHUB_DATABASE_URL", fresh_database_url)
+    monkeypatch.setenv("CAMPUSHUB_DATA_DIR", str(tmp_path / "data"))
+    export = tmp_path / "audit.jsonl"
+    assert _cli(capsys, "audit", "export", "-o", str(export))[0] == 0
+    lines = export.read_text().splitlines(keepends=True)
+    entries = [json.loads(line) for line in lines]
+    assert len(entries) == seeded["count"] + 2 and "k" * 32 not in export.read_text()
+    assert [(e["entity"], e["action"]) for e in entries[-2:]] == [("device", "revoked"), ("login", "login_failed")]
+    assert entries[0]["action"] is None
+    code, verdict = _verify(capsys, export)
+    assert (code, verdict["ok"], verdict["entries"]) == (0, True, seeded["count"] + 2)
+
+    security_only = tmp_path / "security.jsonl"
+    security_only.write_text("".join(lines[-2:]))
+    code, verdict = _verify(capsys, security_only, "--allow-gaps")
+    assert (code, verdict["ok"], verdict["entries"]) == (0, True, 2)
+
+    forged = dict(entries[-2], action="rotated")
+    (tmp_path / "forged.jsonl").write_text("".join([*lines[:-2], json.dumps(forged) + "\n", lines[-1]]))
+    code, verdict = _verify(capsys, tmp_path / "forged.jsonl")
+    assert (code, verdict["problem"], verdict["first_broken_id"]) == (1, "altered", entries[-2]["id"])

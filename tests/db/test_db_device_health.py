@@ -1,5 +1,5 @@
 """hub.db.device_health: the health columns are generated from the one declaration
-(hub.domain.health.DeviceHealth), so what the writer stores is what the actor reloads and
+(hub.domain.device_health.DeviceHealth), so what the writer stores is what the actor reloads and
 what the device list reads."""
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from hub.db.device_health import (
     write_health_effects,
 )
 from hub.db.seed import ensure_campus
-from hub.domain.health import HEALTH_FIELDS, HISTORY_HEALTH_FIELDS, DeviceHealth
+from hub.domain.device_health import HEALTH_FIELDS, HISTORY_HEALTH_FIELDS, DeviceHealth
 
 pytestmark = pytest.mark.integration
 

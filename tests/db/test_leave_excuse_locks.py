@@ -80,12 +80,12 @@ async def test_a_reschedule_waits_for_the_attendance_lock_before_locking_its_ses
     session = await create_session(fresh_db, NewSession("c-lock", "room-lock", start, start + timedelta(hours=1)),
                                    actor="fac-lock", now=NOW)
     later = start + timedelta(days=1)
-    outcome = await _race(fresh_db, session["session_id"], lambda: reschedule_session(
-        fresh_db, session["session_id"], later, later + timedelta(hours=1), None, actor="fac-lock", now=NOW))
+    outcome = await _race(fresh_db, session.session_id, lambda: reschedule_session(
+        fresh_db, session.session_id, later, later + timedelta(hours=1), None, actor="fac-lock", now=NOW))
     # The record was written first; the reschedule then saw it and refused, as for any session with records.
     assert isinstance(outcome, Conflict) and "attendance records" in str(outcome)
     assert await fresh_db.fetchval("SELECT starts_at FROM class_sessions WHERE id = $1",
-                                   session["session_id"]) == start
+                                   session.session_id) == start
 
 
 async def test_a_regeneration_waits_for_the_attendance_lock_before_deleting_sessions(fresh_db: Database) -> None:

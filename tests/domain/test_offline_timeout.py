@@ -7,7 +7,7 @@ import pytest
 
 from edge_agent.config import AgentConfig
 from hub.core.config import DEVICE_OFFLINE_AFTER_S, Settings
-from hub.domain.health import heartbeat_interval_problem
+from hub.domain.device_health import heartbeat_interval_problem
 
 
 def test_the_offline_timeout_default_is_declared_once():

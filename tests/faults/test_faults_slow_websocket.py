@@ -152,7 +152,8 @@ async def test_a_client_that_never_reads_slows_nobody_and_memory_levels_off(
                 assert watcher.error is None, watcher.error
 
             async def held() -> int:
-                return (await web.get("/healthz")).json()["actors"]["connections"]
+                health = await web.get("/healthz", headers={"Authorization": f"Bearer {token}"})  # ops sees the detail
+                return health.json()["actors"]["connections"]
 
             assert await eventually(lambda: _equals(held(), NORMAL_CLIENTS + 1))
             await nursery.start(publisher.run)
@@ -187,7 +188,7 @@ async def test_a_client_that_never_reads_slows_nobody_and_memory_levels_off(
             assert await held() == NORMAL_CLIENTS
             rss["after_drop"] = hub.rss_kb()
             stuck_texts, stuck_snapshots, stuck_close = await trio.to_thread.run_sync(read_frames, stuck, 2.0)
-            health = (await web.get("/healthz")).json()
+            health = (await web.get("/healthz", headers={"Authorization": f"Bearer {token}"})).json()
         finally:
             for watcher in watchers:
                 watcher.stop.set()

@@ -657,6 +657,8 @@ class HttpCase:
 
 
 _LOGIN = "/api/v1/auth/login"
+#: A failed login writes one security-audit entry (``login_failed``), and nothing else.
+_FAILED_LOGIN_AUDITED = {"audit_log": 1}
 _MB5 = 5 * 1024 * 1024
 
 
@@ -753,13 +755,13 @@ def _http_cases() -> list[HttpCase]:
         # ---------------------------------------------------------------- injection
         *[
             C(f"sql_username_{i}", "injection", f"login as {sql!r}", "POST", _LOGIN, 401, "invalid_credentials",
-              json={"username": sql, "password": sql})
+              json={"username": sql, "password": sql}, adds=_FAILED_LOGIN_AUDITED)
             for i, sql in enumerate(("admin' --", "' OR '1'='1", "admin'; UPDATE users SET role='admin';--"))
         ],
         C("html_username_form_login", "injection", "form login as a <script> tag: the 401 page echoes it, escaped",
           "POST", "/login", 401, None, headers={"Content-Type": "application/x-www-form-urlencoded"},
           body=b"username=%3Cscript%3Ealert(1)%3C%2Fscript%3E&password=x", absent=(SCRIPT,),
-          present=("&lt;script&gt;alert(1)&lt;/script&gt;",)),
+          present=("&lt;script&gt;alert(1)&lt;/script&gt;",), adds=_FAILED_LOGIN_AUDITED),
         C("html_in_next_param", "injection", "login page with next=/\"><script>…", "GET",
           "/login?next=/%22%3E%3Cscript%3Ealert(1)%3C/script%3E", 200, None, absent=(SCRIPT,)),
         C("open_redirect_next", "injection", "login page with next=//evil.example (dropped)", "GET",
@@ -1076,7 +1078,7 @@ def _api_cases() -> list[HttpCase]:
           "/api/v1/devices", 201, None, auth="admin",
           json=lambda w: {"device_id": "hostile-model", "room_id": w.ids["room_id"], "kind": "sensor",
                           "model": SCRIPT},
-          check=lambda b: b["device"]["model"] == SCRIPT, adds={"devices": 1}),
+          check=lambda b: b["device"]["model"] == SCRIPT, adds={"devices": 1, "audit_log": 1}),
         C("read_back_rooms", "stored", "the SQL room name reads back verbatim", "GET", "/api/v1/rooms?limit=200",
           200, None, auth="admin", check=lambda b: SQL_INJECTIONS[1] in [r["name"] for r in _items(b)]),
         C("read_back_tickets", "stored", "the <script> ticket title reads back verbatim (JSON data)", "GET",
@@ -1101,6 +1103,12 @@ def _api_cases() -> list[HttpCase]:
         C("sql_in_audit_filter", "injection", "?student_id= SQL on the audit search: matches nothing", "GET",
           "/api/v1/audit?student_id=%27%20OR%20%271%27%3D%271", 200, None, auth="admin",
           check=lambda b: b["total"] == 0),
+        C("sql_in_audit_action_filter", "injection", "?action= SQL on the audit search: not an action name",
+          "GET", "/api/v1/audit?action=%27%20OR%20%271%27%3D%271", 400, "invalid_request", auth="admin"),
+        C("nul_in_audit_entity_filter", "injection", "?entity= with a NUL on the audit export", "GET",
+          "/api/v1/audit/export?entity=user%00x", 400, "invalid_request", auth="admin"),
+        C("audit_action_filter_too_long", "size", "?action= of 65 letters on the audit search", "GET",
+          "/api/v1/audit?action=" + "a" * 65, 400, "invalid_request", auth="admin"),
         C("sql_in_course_path", "injection", "the report of course ' OR 1=1--", "GET",
           "/api/v1/courses/%27%20OR%201%3D1--/report", 404, "not_found", auth="admin"),
         C("sql_in_device_path", "injection", "the detail of device x' OR '1'='1", "GET",
@@ -1183,6 +1191,16 @@ def _api_cases() -> list[HttpCase]:
                 ("userinfo", "https://user:pass@hooks.example.org/", "user name or password"),
             )
         ],
+        # ---------------------------------------------------------------- health, metrics and logout (issue 11)
+        C("healthz_anonymous_status_only", "system", "/healthz without credentials: the status, no internals",
+          "GET", "/healthz", 200, None, check=lambda body: body == {"status": "ok"}),
+        C("healthz_student_status_only", "system", "/healthz with a student's token: the status, no internals",
+          "GET", "/healthz", 200, None, auth="student", check=lambda body: body == {"status": "ok"}),
+        C("logout_cross_site_form", "csrf", "another site's form POSTing /logout", "POST", "/logout", 403, None,
+          headers={"Origin": "https://evil.example", "Content-Type": "application/x-www-form-urlencoded"},
+          body=b"x=1"),
+        C("logout_by_get_link", "csrf", "a link or <img> to GET /logout: only a confirm page, nobody logged out",
+          "GET", "/logout", 200, None, auth="ops", present=('method="post" action="/logout"',)),
     ]
     return cases
 

@@ -25,12 +25,13 @@ from hub.core.bus import (
     LiveTicketComment,
     LiveTicketPolicy,
     LiveUnread,
+    iso_fields,
+    live_device,
     session_topic,
     student_topic,
 )
-from hub.db.tickets import Ticket
-from hub.domain.health import PUBLISHED_HEALTH_FIELDS
-from hub.services.tickets import ticket_message
+from hub.db.tickets import Ticket, live_ticket
+from hub.domain.device_health import PUBLISHED_HEALTH_FIELDS, DeviceHealth
 
 AT = datetime(2030, 1, 7, 9, 30, 15, 123456, tzinfo=timezone.utc)
 
@@ -50,8 +51,10 @@ def test_attendance_json_and_topics():
 
 
 def test_device_and_alarm_json():
-    device = LiveDevice("dev-1", "room-1", True, AT.isoformat(), "1.2.4", 3, "online", AT.isoformat(), 60,
-                        AT.isoformat(), "boot", None, "", 87.5, -61, 12, 0)
+    device = live_device(DeviceHealth(
+        "dev-1", online=True, last_seen=AT, last_change=AT, reason="online", firmware="1.2.4", uptime_s=60,
+        outbox_depth=3, status_ts=99, last_connect_at=AT, last_connect_reason="boot", battery_pct=87.5, signal_dbm=-61,
+        clock_skew_ms=12), "room-1")
     assert json.loads(device.json) == {
         "type": "device", "device_id": "dev-1", "room_id": "room-1", "online": True,
         "last_seen": AT.isoformat(), "firmware": "1.2.4", "outbox_depth": 3, "reason": "online",
@@ -73,6 +76,17 @@ def test_device_message_publishes_exactly_the_published_health_fields():
     assert sorted(fields) == sorted(PUBLISHED_HEALTH_FIELDS)
 
 
+def test_device_message_carries_each_health_value_with_times_as_iso():
+    health = DeviceHealth("dev-2", online=False, last_seen=AT, last_change=AT, reason="shutdown", firmware="2.0",
+                          uptime_s=5, outbox_depth=1, status_ts=7, last_disconnect_at=AT,
+                          last_disconnect_reason="shutdown", error_count=3)
+    shown = json.loads(live_device(health, None).json)
+    assert shown.pop("type") == "device" and shown.pop("room_id") is None
+    assert shown == {name: getattr(health, name).isoformat() if isinstance(getattr(health, name), datetime)
+                     else getattr(health, name) for name in PUBLISHED_HEALTH_FIELDS}
+    assert isinstance(live_device(health, None), LiveDevice)
+
+
 def _ticket(**changes) -> Ticket:
     values: dict = dict(
         id=5, room_id="room-1", room_name="Room 1", building="Main", device_id=None, alarm_id=None,
@@ -86,10 +100,10 @@ def _ticket(**changes) -> Ticket:
 
 def test_ticket_json_is_its_fields_plus_origin_change_and_the_sla_verdict():
     ticket = _ticket()
-    message = ticket_message(ticket, AT.replace(hour=23), origin="hub", change="sla_breached")
+    message = live_ticket(ticket, AT.replace(hour=23), origin="hub", change="sla_breached")
     assert received(message)[:3] == [("type", "ticket"), ("origin", "hub"), ("change", "sla_breached")]
     assert json.loads(message.json) == {
-        "type": "ticket", "origin": "hub", "change": "sla_breached", **ticket.fields(), "sla_breached": True}
+        "type": "ticket", "origin": "hub", "change": "sla_breached", **iso_fields(ticket), "sla_breached": True}
 
 
 def test_ticket_message_declares_every_ticket_column():

@@ -16,15 +16,15 @@ import subprocess
 import uuid
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import AsyncIterator
+from typing import AsyncIterator, Sequence
 
 import pytest
 import trio
 
 from hub.adapters.mosquitto_auth import HubAccount, MosquittoFiles, export_mosquitto, render_acl_file
 from hub.db import Database, open_database
-from hub.db.devices_admin import register_device, revoke_device
-from hub.domain.credentials import DeviceCredentials, new_device_credentials
+from hub.db.provisioning import EdgeAgentSetup, register, revoke
+from hub.domain.credentials import DeviceCredentials
 from hub.embedded import probe_mqtt
 from hub.embedded._common import choose_port, wait_until
 from hub.embedded.broker import mosquitto_path
@@ -86,12 +86,15 @@ async def connected(port: int, username: str, password: str, *subscriptions: str
         nursery.cancel_scope.cancel()
 
 
+async def _registry_unchanged(device_ids: Sequence[str]) -> None:
+    """The tests export the broker's files themselves, to see each step."""
+
+
 async def _register(db: Database, device_id: str, room_id: str) -> DeviceCredentials:
-    creds = new_device_credentials(device_id, "hmac-sha256")
-    await register_device(db, device_id=device_id, room_id=room_id, kind="edge_agent", model="", alg="hmac-sha256",
-                          key=creds.keys.stored_key, mqtt_username=creds.mqtt.username,
-                          mqtt_password_hash=creds.mqtt.password_hash, actor="test")
-    return creds
+    issued = await register(db, device_id=device_id, room_id=room_id, kind="edge_agent", actor="test",
+                            setup=EdgeAgentSetup("mqtt://127.0.0.1:1883", "campus"),
+                            devices_changed=_registry_unchanged)
+    return issued.credentials
 
 
 def _can_connect(port: int, username: str, password: str) -> bool:
@@ -142,7 +145,7 @@ async def test_the_broker_enforces_the_generated_files(fresh_database_url: str, 
             # and Mosquitto drops its open connection too.
             async with connected(port, "dev-c", c.mqtt.password) as dev_c:
                 await dev_c.publish(topics.uplink("dev-c"), b"before", qos=1, wait_for_ack=True)
-                await revoke_device(db, "dev-c", actor="test", reason="stolen")
+                await revoke(db, "dev-c", actor="test", reason="stolen", devices_changed=_registry_unchanged)
                 result = await export_mosquitto(db, topics, files, hub)
                 assert result.devices == 2 and result.reloaded
                 assert "dev-c" not in files.password_file.read_text()
@@ -158,7 +161,7 @@ async def test_the_broker_enforces_the_generated_files(fresh_database_url: str, 
 
 
 def test_the_acl_gives_each_device_its_own_three_topics_and_the_hub_the_wildcards():
-    from hub.db.devices_admin import MqttAccountRow
+    from hub.db.device_registry import MqttAccountRow
 
     topics = Topics("campus")
     acl = render_acl_file([MqttAccountRow("dev-1", "dev-1", "$7$1$AA==$AA==")], topics, "hub")

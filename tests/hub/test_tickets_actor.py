@@ -23,6 +23,7 @@ from hub.db.tickets import (
     Watch,
     WatchedTicket,
     get_ticket,
+    live_ticket,
     load_policy,
 )
 from hub.domain.tickets import DEFAULT_AUTO_CLOSE_AFTER, DEFAULT_AUTO_RAISE, DEFAULT_SLA
@@ -32,7 +33,6 @@ from hub.services.tickets import (
     Reload,
     TicketActor,
     TicketsChanged,
-    ticket_message,
 )
 
 BASE = datetime(2030, 1, 7, 9, 0, tzinfo=timezone.utc)
@@ -224,7 +224,7 @@ async def test_web_changes_re_arm_the_ticket(autojump_clock):
     async with trio.open_nursery() as nursery:
         root, ref = await start_actor(nursery, store, bus)
         store.tickets[ticket.id] = dataclasses.replace(ticket, state="resolved", resolved_at=clock())
-        bus.publish(DEVICES_TOPIC, ticket_message(store.tickets[ticket.id], clock(), origin="web", change="resolved"))
+        bus.publish(DEVICES_TOPIC, live_ticket(store.tickets[ticket.id], clock(), origin="web", change="resolved"))
         await trio.sleep(2 * 3600)
         assert store.breached == []
         store.tickets[ticket.id] = dataclasses.replace(ticket, state="in_progress", resolved_at=None)

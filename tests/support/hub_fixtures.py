@@ -29,6 +29,11 @@ def hub_settings(fresh_database_url: str, mqtt_server_url: str, topic_prefix: st
         database_url=fresh_database_url, mqtt_url=mqtt_server_url, topic_prefix=f"{topic_prefix}/{run}",
         data_dir=tmp_path / "data", jwt_secret="test-jwt-secret-must-be-32-bytes-" + run, hub_client_id=f"hub-{run}",
         device_offline_after_s=30,
+        # The seeded logins log in with a password only, as in the demo; MFA tests turn this off.
+        mfa_optional_demo=True,
+        # The hostile corpus and schemathesis call the API as one user far faster than a person:
+        # no per-user request limit here (tests/web/test_protection.py tests the limits).
+        api_rate_limits="1000000/minute",
     )
 
 

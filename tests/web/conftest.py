@@ -167,6 +167,9 @@ def ctx(db: Database, bus: LiveBus, clock: Clock, health: Health) -> WebContext:
         db=db, bus=bus, jwt_secret=JWT_SECRET, connections=None, health=health,
         metrics_text=lambda: "# HELP campushub_up Up.\n# TYPE campushub_up gauge\ncampushub_up 1.0\n",
         now=clock,
+        # MFA optional for every role, so the seeded admin and ops log in with a password only;
+        # tests/web/test_mfa*.py require it as `serve` does.
+        mfa_required_roles=frozenset(),
     )
 
 

@@ -7,6 +7,7 @@ import pytest
 from web_helpers import bearer, page_login
 
 from schemas import TOKEN_WINDOW_SECONDS, issue_checkin_token
+from web.app import create_app, create_metrics_app
 from web.routes.student import render_qr_svg
 
 
@@ -94,12 +95,48 @@ async def test_me(client, world):
 
 # --- health and metrics ------------------------------------------------------------
 
-async def test_healthz_reflects_hub_health(client, health):
-    ok = await client.get("/healthz")
+async def test_healthz_reflects_hub_health(client, health, world):
+    ops = await bearer(client, world.username("ops"))  # the detailed body is for admin and ops
+    ok = await client.get("/healthz", headers=ops)
     assert ok.status_code == 200 and await ok.get_json() == {"status": "ok", "database": "ok"}
     health.body = {"status": "degraded", "database": "down"}
-    bad = await client.get("/healthz")
+    bad = await client.get("/healthz", headers=ops)
     assert bad.status_code == 503 and (await bad.get_json())["database"] == "down"
+
+
+async def test_healthz_tells_anyone_else_the_status_only(client, health, world):
+    ok = await client.get("/healthz")
+    assert ok.status_code == 200 and await ok.get_json() == {"status": "ok"}
+    health.body = {"status": "degraded", "database": "down"}
+    for headers in ({}, await bearer(client, world.username("stu1")), {"Authorization": "Bearer forged"}):
+        bad = await client.get("/healthz", headers=headers)
+        assert bad.status_code == 503 and await bad.get_json() == {"status": "degraded"}
+
+
+METRICS_TOKEN = "metrics-token-0123456789abcdef"
+
+
+async def test_metrics_token_protects_metrics_and_opens_health_detail(ctx, health):
+    client = create_app(ctx, metrics_token=METRICS_TOKEN).test_client()
+    for headers in ({}, {"Authorization": "Bearer wrong-token-0123456789"}, {"Authorization": METRICS_TOKEN},
+                    {"Authorization": "Bearer " + "x" * 10_000}):
+        refused = await client.get("/metrics", headers=headers)
+        assert refused.status_code == 401 and refused.headers["WWW-Authenticate"] == 'Bearer realm="metrics"'
+        assert "campushub_up" not in await refused.get_data(as_text=True)
+    token = {"Authorization": f"Bearer {METRICS_TOKEN}"}
+    response = await client.get("/metrics", headers=token)
+    assert response.status_code == 200 and "campushub_up 1.0" in await response.get_data(as_text=True)
+    assert await (await client.get("/healthz", headers=token)).get_json() == {"status": "ok", "database": "ok"}
+    assert await (await client.get("/healthz")).get_json() == {"status": "ok"}
+
+
+async def test_metrics_on_their_own_listener_leave_the_main_port(ctx):
+    main = create_app(ctx, serve_metrics=False).test_client()
+    assert (await main.get("/metrics")).status_code == 404
+    private = create_metrics_app(ctx).test_client()
+    assert "campushub_up 1.0" in await (await private.get("/metrics")).get_data(as_text=True)
+    assert await (await private.get("/healthz")).get_json() == {"status": "ok", "database": "ok"}
+    assert (await private.get("/login")).status_code == 404  # nothing but health and metrics there
 
 
 async def test_metrics_is_prometheus_text(client):

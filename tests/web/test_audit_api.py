@@ -27,7 +27,8 @@ async def _changes(db, world) -> None:
 async def test_search_is_scoped_by_role(client, db, world) -> None:
     await _changes(db, world)
     admin, fac1 = await bearer(client, world.users["admin"]), await bearer(client, world.users["fac1"])
-    response = await client.get(f"/api/v1/audit?actor={world.users['admin']}", headers=admin)
+    # entity=attendance: the admin's own logins are in the log too (security entries).
+    response = await client.get(f"/api/v1/audit?actor={world.users['admin']}&entity=attendance", headers=admin)
     page = await response.get_json()
     assert page["total"] == 2 and set(page) == {"items", "total", "limit", "offset"}
     assert {e["student_id"] for e in page["items"]} == {world.users["stu2"], world.users["stu3"]}
@@ -55,7 +56,7 @@ async def test_export_and_verify(client, db, world) -> None:
     await _changes(db, world)
     admin = await bearer(client, world.users["admin"])
     response = await client.get("/api/v1/audit/export", headers=admin,
-                                query_string={"actor": world.users["admin"], "format": "csv"})
+                                query_string={"actor": world.users["admin"], "entity": "attendance", "format": "csv"})
     assert response.status_code == 200 and response.content_type.startswith("text/csv")
     assert "attachment" in response.headers["Content-Disposition"]
     rows = list(csv.DictReader(io.StringIO(await response.get_data(as_text=True))))
@@ -63,7 +64,8 @@ async def test_export_and_verify(client, db, world) -> None:
     assert rows[0]["reason"] == "audit test" and json.loads(rows[0]["after"])["status"] == "late"
 
     response = await client.get("/api/v1/audit/export", headers=await bearer(client, world.users["fac2"]),
-                                query_string={"actor": world.users["admin"], "format": "jsonl"})
+                                query_string={"actor": world.users["admin"], "entity": "attendance",
+                                              "format": "jsonl"})
     lines = [json.loads(line) for line in (await response.get_data(as_text=True)).splitlines()]
     assert [e["student_id"] for e in lines] == [world.users["stu3"]]
     assert (await client.get("/api/v1/audit/export?format=xml", headers=admin)).status_code == 400
@@ -83,7 +85,8 @@ async def test_a_filtered_jsonl_export_verifies_offline(client, db, world) -> No
     await _changes(db, world)
     admin = await bearer(client, world.users["admin"])
     response = await client.get("/api/v1/audit/export", headers=admin,
-                                query_string={"actor": world.users["admin"], "format": "jsonl"})
+                                query_string={"actor": world.users["admin"], "entity": "attendance",
+                                              "format": "jsonl"})
     entries = [json.loads(line, parse_float=Decimal) for line in (await response.get_data(as_text=True)).split("\n")
                if line]
     # The shared test database holds other tests' entries between these two: only gaps, no broken hash.
@@ -111,3 +114,60 @@ async def test_audit_page_is_scoped_like_the_api(client, world) -> None:
     await page_login(client, world.users["stu1"])
     assert (await client.get("/audit")).status_code == 403
     assert 'id="nav-audit"' not in await (await client.get("/student/leave")).get_data(as_text=True)
+
+
+async def test_security_entries_are_searchable_exportable_and_admin_only(client, db, world) -> None:
+    """A threshold rule made and deleted through the API: one entry each, found by entity and
+    action, exported (and verifiable offline), never shown to faculty."""
+    from decimal import Decimal
+
+    from hub.db.audit_hash import check_entries
+
+    ops, admin = await bearer(client, world.users["ops"]), await bearer(client, world.users["admin"])
+    rule = {"metric": "noise_db", "op": "above", "value": 80, "clear_value": 70, "severity": "minor"}
+    created = await client.post("/api/v1/thresholds", json=rule, headers=ops)
+    assert created.status_code == 201
+    rule_id = str((await created.get_json())["id"])
+    assert (await client.delete(f"/api/v1/thresholds/{rule_id}", headers=admin)).status_code == 204
+
+    response = await client.get("/api/v1/audit", headers=admin,
+                                query_string={"entity": "threshold_rule", "action": "created"})
+    items = [e for e in (await response.get_json())["items"] if e["entity_id"] == rule_id]
+    assert len(items) == 1 and items[0]["actor"] == world.users["ops"] and items[0]["before"] is None
+    assert items[0]["after"]["metric"] == "noise_db" and items[0]["course_id"] is None
+    page = await (await client.get("/api/v1/audit", headers=admin, query_string={
+        "entity": "threshold_rule", "actor": world.users["admin"]})).get_json()
+    deleted = [e for e in page["items"] if e["entity_id"] == rule_id]
+    assert [(e["action"], e["after"]) for e in deleted] == [("deleted", None)]
+
+    response = await client.get("/api/v1/audit/export", headers=admin,
+                                query_string={"entity": "threshold_rule", "format": "jsonl"})
+    lines = [json.loads(line, parse_float=Decimal) for line in (await response.get_data(as_text=True)).splitlines()]
+    assert {(e["entity_id"], e["action"]) for e in lines} >= {(rule_id, "created"), (rule_id, "deleted")}
+    assert check_entries(lines, allow_gaps=True).ok
+    response = await client.get("/api/v1/audit/export", headers=admin,
+                                query_string={"entity": "threshold_rule", "action": "deleted", "format": "csv"})
+    rows = list(csv.DictReader(io.StringIO(await response.get_data(as_text=True))))
+    assert rows and all(r["action"] == "deleted" for r in rows)
+
+    # Faculty see only their courses' attendance entries: a security entry belongs to no course.
+    fac1 = await bearer(client, world.users["fac1"])
+    page = await (await client.get("/api/v1/audit", headers=fac1, query_string={"entity": "threshold_rule"})).get_json()
+    assert page["total"] == 0
+    for bad in ({"action": "Deleted"}, {"action": "x" * 65}, {"entity": "threshold rule"}, {"action": "a\x00b"},
+                {"entity": "' OR '1'='1"}):
+        response = await client.get("/api/v1/audit", headers=admin, query_string=bad)
+        assert response.status_code == 400, bad
+        error = (await response.get_json())["error"]
+        assert error["code"] == "invalid_request" and error.get("field", "action") in ("action", "entity"), error
+
+
+async def test_audit_page_offers_security_filters_to_admins_only(client, world) -> None:
+    from web_helpers import page_login
+
+    await page_login(client, world.users["admin"])
+    html = await (await client.get("/audit")).get_data(as_text=True)
+    assert 'id="audit-entity"' in html and 'id="audit-action"' in html and '<option value="login_failed">' in html
+    await page_login(client, world.users["fac1"])
+    html = await (await client.get("/audit")).get_data(as_text=True)
+    assert 'id="audit-entity"' not in html and 'id="audit-action"' not in html

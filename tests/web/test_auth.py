@@ -118,7 +118,7 @@ async def test_api_logout_revokes_refresh_token(client, world):
 
 async def test_page_logout_revokes_and_clears_cookies(client, db, world):
     await page_login(client, world.username("ops"))
-    response = await client.get("/logout")
+    response = await client.post("/logout", headers={"Origin": "http://localhost"})
     assert response.status_code == 303 and response.headers["Location"] == "/login"
     assert all("Max-Age=0" in h or "Expires=Thu, 01 Jan 1970" in h for h in cookie_headers(response).values())
     live = await db.fetchval(
@@ -126,6 +126,32 @@ async def test_page_logout_revokes_and_clears_cookies(client, db, world):
     )
     assert live == 0
     assert (await client.get("/ops")).status_code == 302
+
+
+async def test_get_logout_only_asks_so_another_site_cannot_log_a_user_out(client, db, world):
+    await page_login(client, world.username("ops"))
+    page = await client.get("/logout")
+    html = await page.get_data(as_text=True)
+    assert page.status_code == 200 and 'id="logout-confirm-form" method="post" action="/logout"' in html
+    assert not cookie_headers(page)
+    assert (await client.get("/ops")).status_code == 200  # still logged in
+
+
+async def test_cross_origin_logout_is_refused(client, db, world):
+    await page_login(client, world.username("ops"))
+    response = await client.post("/logout", headers={"Origin": "https://evil.example"})
+    assert response.status_code == 403
+    live = await db.fetchval(
+        "SELECT count(*) FROM refresh_tokens WHERE user_id = $1 AND revoked_at IS NULL", world.users["ops"]
+    )
+    assert live == 1 and (await client.get("/ops")).status_code == 200
+
+
+async def test_pages_log_out_with_a_form_post(client, world):
+    await page_login(client, world.username("ops"))
+    html = await (await client.get("/ops")).get_data(as_text=True)
+    assert '<form class="logout-form" method="post" action="/logout"><button id="logout"' in html
+    assert 'href="/logout"' not in html
 
 
 # --- expired and forged access tokens --------------------------------------------------

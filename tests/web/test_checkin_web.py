@@ -84,7 +84,7 @@ async def test_one_phone_checking_in_a_second_student_is_flagged_for_review(app,
     path = await _display_url(app.test_client(), world)
     phone = app.test_client()
     for key in ("stu2", "stu1"):
-        await phone.get("/logout")
+        await phone.post("/logout")
         pending = (await phone.get(path)).headers["Location"].rsplit("/", 1)[1]
         await page_login(phone, world.username(key))
         response = await phone.post("/api/v1/checkin/display", json={"pending": pending})
@@ -242,7 +242,7 @@ async def test_a_flag_reaches_the_open_rosters_and_each_managing_faculty_once(ap
         with bus.subscribe([user_topic(fac1), user_topic(fac2), user_topic(world.users["admin"])]) as pushed:
             phone = app.test_client()
             for key in ("stu2", "stu1"):  # one phone, two students: the second is flagged shared_device
-                await phone.get("/logout")
+                await phone.post("/logout")
                 pending = (await phone.get(path)).headers["Location"].rsplit("/", 1)[1]
                 await page_login(phone, world.username(key))
                 await phone.post("/api/v1/checkin/display", json={"pending": pending})

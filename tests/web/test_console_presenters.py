@@ -1,12 +1,12 @@
 """web/console.py and web/serialize.py: the device presenters take the health fields from their one declaration
-(hub.domain.health), so a field added there reaches the API without another list to edit."""
+(hub.domain.device_health), so a field added there reaches the API without another list to edit."""
 from __future__ import annotations
 
 from datetime import datetime, timezone
 
 from hub.db.device_health import DeviceOverview, HealthHistoryEntry
 from hub.domain.alarms import Alarm
-from hub.domain.health import HISTORY_HEALTH_FIELDS, PUBLISHED_HEALTH_FIELDS, DeviceHealth
+from hub.domain.device_health import HISTORY_HEALTH_FIELDS, PUBLISHED_HEALTH_FIELDS, DeviceHealth
 from web.console import (
     alarm_json,
     alarm_record_json,

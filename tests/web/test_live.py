@@ -16,12 +16,13 @@ from hub.core.bus import (
     DEVICES_TOPIC,
     LiveAttendance,
     LiveBus,
-    LiveDevice,
     LiveMessage,
     LiveUnread,
+    live_device,
     session_topic,
     student_topic,
 )
+from hub.domain.device_health import DeviceHealth
 from web import WebContext, create_app
 from web.auth import ACCESS_TTL_S
 from web.connection import RESYNC, ConnectionState
@@ -155,8 +156,8 @@ async def test_devices_websocket(client, world, bus):
         snapshot = await recv(ws)
         assert snapshot["feed"] == "devices"
         assert world.device in {d["device_id"] for d in snapshot["devices"]}
-        message = LiveDevice(world.device, None, False, None, "1.2.4", 7, "heartbeat timeout", None, 0, None, "",
-                             None, "", None, None, None, 0)
+        message = live_device(DeviceHealth(world.device, online=False, reason="heartbeat timeout", firmware="1.2.4",
+                                           outbox_depth=7), None)
         bus.publish(DEVICES_TOPIC, message)
         assert await recv(ws) == sent(message)
 

@@ -109,7 +109,7 @@ async def test_the_notification_page_works_for_every_role(client, db, bus, world
         assert page.status_code == 200, user
         html = await page.get_data(as_text=True)
         assert f"hello {user}" in html and 'id="unread-badge"' in html
-        await client.get("/logout")
+        await client.post("/logout")
 
 
 async def test_webhook_deliveries_are_queued_for_matching_active_subscriptions(client, db, bus, world):

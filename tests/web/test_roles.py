@@ -14,6 +14,7 @@ MATRIX = {
     "/student/qr.svg": {"student"},
     "/ops": {"ops", "admin"},
     "/admin": {"admin"},
+    "/admin/people": {"admin"},
     "/api/v1/me": {"admin", "faculty", "student", "ops"},
     "/api/v1/sessions/{live1}/roster": {"faculty", "admin"},
     "/api/v1/students/{stu1}/attendance": {"student", "faculty", "admin"},

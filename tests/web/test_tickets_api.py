@@ -225,7 +225,7 @@ async def test_console_pages_and_report_form(client, world, db):
     assert '<option value="P0"' not in report and 'id="report-form"' in report
     for page in ("/ops", "/ops/tickets", "/ops/alarms", f"/ops/devices/{world.device}"):
         assert (await client.get(page)).status_code == 403, page
-    await client.get("/logout")
+    await client.post("/logout")
     await page_login(client, world.username("ops"))
     grid = await (await client.get("/ops")).get_data(as_text=True)
     assert (f'class="device device-online" data-device-id="{world.device}" data-health="critical" data-kind="qr_camera"'

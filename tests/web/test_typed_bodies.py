@@ -1,5 +1,5 @@
-"""Request bodies of the devices, tickets and insights APIs are declared once, as msgspec structs:
-the struct both validates the body and is the OpenAPI ``requestBody`` (web/request.py)."""
+"""Request bodies of the devices, tickets, insights and notifications APIs are declared once, as msgspec
+structs: the struct both validates the body and is the OpenAPI ``requestBody`` (web/request.py)."""
 from __future__ import annotations
 
 import json
@@ -9,10 +9,11 @@ import pytest
 from web_helpers import bearer
 
 from web.openapi import DOCUMENT
-from web.routes import devices_admin, devices_api, insights, tickets_api
+from web.routes import devices_api, insights, notifications_api, provisioning, tickets_api
 
 
-@pytest.mark.parametrize("module", [devices_admin, devices_api, tickets_api, insights], ids=lambda m: m.__name__)
+@pytest.mark.parametrize("module", [provisioning, devices_api, tickets_api, insights, notifications_api],
+                         ids=lambda m: m.__name__)
 def test_every_request_body_is_a_struct_and_documented_from_it(module):
     bodies = 0
     for path, operations in module.OPENAPI_PATHS.items():

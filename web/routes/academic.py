@@ -15,8 +15,8 @@ after the commit. PATCH routes change only the fields present in the body.
 """
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
-from typing import Annotated, Any
+from datetime import date, datetime, time, timezone
+from typing import TYPE_CHECKING, Annotated, Any
 
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
@@ -24,7 +24,7 @@ from quart import Blueprint, Response, jsonify, request
 
 from hub.db import academic as db_academic
 from hub.db import timetable as db_timetable
-from hub.db.academic import ASSIGNMENT_ROLES, ROOM_TYPES, SLOT_KINDS, ImportRejected, SlotFields, new_id
+from hub.db.academic import ASSIGNMENT_ROLES, ROOM_TYPES, SLOT_KINDS, Course, ImportRejected, Room, SlotFields, new_id
 from hub.db.timetable import RegenerationResult, TimetableChange, regenerate_term
 from hub.domain.enrolment_import import parse_enrolment_csv
 from hub.domain.timetable import InvalidTimezone, zone
@@ -72,8 +72,36 @@ from ..request import (
     present_fields,
     text_arg,
 )
+from ..serialize import record_json
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 bp = Blueprint("academic", __name__, url_prefix="/api/v1")
+
+
+# --- presenters ----------------------------------------------------------------------
+
+def academic_json(record: DataclassInstance) -> dict[str, Any]:
+    """An academic record (hub/db/academic.py) as the API shows it: its fields, times of day as ``"HH:MM"``."""
+    return {name: value.strftime("%H:%M") if isinstance(value, time) else value
+            for name, value in record_json(record).items()}
+
+
+def regeneration_json(result: RegenerationResult) -> dict[str, Any]:
+    """What a regeneration did to a term's sessions: counts, and the first 100 created and cancelled ids."""
+    return {
+        "term_id": result.term_id, "dry_run": result.dry_run, "kept": result.kept,
+        "skipped_holidays": result.skipped_holidays,
+        "created": len(result.created), "updated": len(result.updated),
+        "deleted": len(result.deleted), "cancelled": len(result.cancelled), "restored": len(result.restored),
+        "created_ids": result.created[:100], "cancelled_ids": result.cancelled[:100],
+    }
+
+
+def timetable_change_json(change: TimetableChange) -> dict[str, Any]:
+    """The changed term, holiday or slot, with its regeneration of each term it affected (``timetable``)."""
+    return {**academic_json(change.row), "timetable": [regeneration_json(r) for r in change.results]}
 
 #: The enrolment import's body limit (the app's default is 64 KiB).
 IMPORT_MAX_BYTES = 2 * 1024 * 1024
@@ -222,16 +250,16 @@ def _timezone(given: str | None) -> str:
 async def terms() -> Response:
     paging = page_request()
     items, total = await db_academic.list_terms(current_context().db, paging.limit, paging.offset)
-    return jsonify(page_json(items, total, paging))
+    return jsonify(page_json(map(academic_json, items), total, paging))
 
 
 @bp.post("/terms")
 @require("admin")
 async def create_term() -> tuple[Response, int]:
     body = await json_body(TermBody)
-    return jsonify(await db_academic.create_term(
+    return jsonify(academic_json(await db_academic.create_term(
         current_context().db, body.id or new_id("term"), body.name.strip(), body.starts_on, body.ends_on,
-        _timezone(body.timezone))), 201
+        _timezone(body.timezone)))), 201
 
 
 @bp.put("/terms/<term_id>")
@@ -282,7 +310,7 @@ async def _answer(change: TimetableChange, status: int = 200) -> Response:
     """The changed row with what happened to sessions; the scheduler is told after the commit."""
     if change.changed_session_ids:
         await current_context().sessions_changed(change.changed_session_ids)
-    response = jsonify({**change.as_dict(), "message": describe(change.results)})
+    response = jsonify({**timetable_change_json(change), "message": describe(change.results)})
     response.status_code = status
     return response
 
@@ -296,7 +324,7 @@ async def generate(term_id: str) -> Response:
     result = await regenerate_term(ctx.db, term_id, now=_now(), actor=principal.user_id, dry_run=dry_run)
     if not dry_run:
         await ctx.sessions_changed(result.changed_session_ids)
-    return jsonify(result.as_dict())
+    return jsonify(regeneration_json(result))
 
 
 # --- holidays ------------------------------------------------------------------------
@@ -307,7 +335,7 @@ async def holidays() -> Response:
     year = int_arg("year", 0, 1, 9999) if "year" in request.args else None
     paging = page_request()
     items, total = await db_academic.list_holidays(current_context().db, paging.limit, paging.offset, year=year)
-    return jsonify(page_json(items, total, paging))
+    return jsonify(page_json(map(academic_json, items), total, paging))
 
 
 @bp.post("/holidays")
@@ -353,10 +381,10 @@ async def delete_holiday(holiday_id: str) -> Response:
 async def rooms() -> Response:
     paging = page_request()
     items, total = await db_academic.list_rooms(current_context().db, paging.limit, paging.offset)
-    return jsonify(page_json(items, total, paging))
+    return jsonify(page_json(map(academic_json, items), total, paging))
 
 
-async def _save_room(room_id: str, body: RoomBody, create: bool) -> dict:
+async def _save_room(room_id: str, body: RoomBody, create: bool) -> Room:
     return await db_academic.save_room(
         current_context().db, room_id, body.name.strip(), body.building.strip(), body.room_type, body.capacity,
         create=create)
@@ -366,13 +394,13 @@ async def _save_room(room_id: str, body: RoomBody, create: bool) -> dict:
 @require("admin")
 async def create_room() -> tuple[Response, int]:
     body = await json_body(RoomBody)
-    return jsonify(await _save_room(body.id or new_id("room"), body, True)), 201
+    return jsonify(academic_json(await _save_room(body.id or new_id("room"), body, True))), 201
 
 
 @bp.put("/rooms/<room_id>")
 @require("admin")
 async def update_room(room_id: str) -> Response:
-    return jsonify(await _save_room(room_id, await json_body(RoomBody), False))
+    return jsonify(academic_json(await _save_room(room_id, await json_body(RoomBody), False)))
 
 
 # --- courses -------------------------------------------------------------------------
@@ -383,10 +411,10 @@ async def courses() -> Response:
     scope = _faculty_scope(current_principal())
     paging = page_request()
     items, total = await db_academic.list_courses(current_context().db, paging.limit, paging.offset, faculty_id=scope)
-    return jsonify(page_json(items, total, paging))
+    return jsonify(page_json(map(academic_json, items), total, paging))
 
 
-async def _save_course(course_id: str, body: CourseBody, create: bool) -> dict:
+async def _save_course(course_id: str, body: CourseBody, create: bool) -> Course:
     return await db_academic.save_course(
         current_context().db, course_id, body.code.strip(), body.title.strip(), body.faculty_id, create=create)
 
@@ -395,13 +423,13 @@ async def _save_course(course_id: str, body: CourseBody, create: bool) -> dict:
 @require("admin")
 async def create_course() -> tuple[Response, int]:
     body = await json_body(CourseBody)
-    return jsonify(await _save_course(body.id or new_id("course"), body, True)), 201
+    return jsonify(academic_json(await _save_course(body.id or new_id("course"), body, True))), 201
 
 
 @bp.put("/courses/<course_id>")
 @require("admin")
 async def update_course(course_id: str) -> Response:
-    return jsonify(await _save_course(course_id, await json_body(CourseBody), False))
+    return jsonify(academic_json(await _save_course(course_id, await json_body(CourseBody), False)))
 
 
 @bp.get("/courses/<course_id>/rules")
@@ -411,7 +439,7 @@ async def course_rules(course_id: str) -> Response:
     rules = await db_academic.get_rules(ctx.db, course_id)
     if principal.role == "faculty" and not await db_academic.may_manage_course(ctx.db, principal.user_id, course_id):
         raise forbidden("You do not teach this course.")
-    return jsonify(rules)
+    return jsonify(academic_json(rules))
 
 
 @bp.put("/courses/<course_id>/rules")
@@ -423,8 +451,8 @@ async def put_course_rules(course_id: str) -> Response:
     for name in ("warning_pct", "eligible_pct", "condonable_pct"):
         if name in values:
             values[name] = round(values[name], 2)
-    return jsonify(await db_academic.put_rules(
-        current_context().db, course_id, values, actor=current_principal().user_id, now=_now()))
+    return jsonify(academic_json(await db_academic.put_rules(
+        current_context().db, course_id, values, actor=current_principal().user_id, now=_now())))
 
 
 # --- sections and assignments ------------------------------------------------------
@@ -436,16 +464,16 @@ async def sections() -> Response:
     items, total = await db_academic.list_sections(
         current_context().db, paging.limit, paging.offset, term_id=text_arg("term_id"),
         course_id=text_arg("course_id"), faculty_id=_faculty_scope(current_principal()))
-    return jsonify(page_json(items, total, paging))
+    return jsonify(page_json(map(academic_json, items), total, paging))
 
 
 @bp.post("/sections")
 @require("admin")
 async def create_section() -> tuple[Response, int]:
     body = await json_body(SectionBody)
-    return jsonify(await db_academic.create_section(
+    return jsonify(academic_json(await db_academic.create_section(
         current_context().db, body.id or new_id("sec"), body.course_id, body.term_id, body.name.strip(),
-        body.capacity)), 201
+        body.capacity))), 201
 
 
 @bp.patch("/sections/<section_id>")
@@ -455,7 +483,7 @@ async def patch_section(section_id: str) -> Response:
     fields = present_fields(await json_body(SectionPatch))
     if "name" in fields:
         fields["name"] = fields["name"].strip()
-    return jsonify(await db_academic.update_section(current_context().db, section_id, fields))
+    return jsonify(academic_json(await db_academic.update_section(current_context().db, section_id, fields)))
 
 
 @bp.get("/faculty-assignments")
@@ -466,22 +494,22 @@ async def assignments() -> Response:
     paging = page_request()
     items, total = await db_academic.list_assignments(
         current_context().db, paging.limit, paging.offset, course_id=text_arg("course_id"), faculty_id=faculty_id)
-    return jsonify(page_json(items, total, paging))
+    return jsonify(page_json(map(academic_json, items), total, paging))
 
 
 @bp.post("/faculty-assignments")
 @require("admin")
 async def add_assignment() -> tuple[Response, int]:
     body = await json_body(AssignmentBody)
-    return jsonify(await db_academic.add_assignment(
-        current_context().db, body.course_id, body.faculty_id, body.section_id, body.role)), 201
+    return jsonify(academic_json(await db_academic.add_assignment(
+        current_context().db, body.course_id, body.faculty_id, body.section_id, body.role))), 201
 
 
 @bp.delete("/faculty-assignments/<assignment_id>")
 @require("admin")
 async def remove_assignment(assignment_id: str) -> Response:
-    return jsonify(await db_academic.remove_assignment(
-        current_context().db, _int_path(assignment_id, "assignment_id")))
+    return jsonify(academic_json(await db_academic.remove_assignment(
+        current_context().db, _int_path(assignment_id, "assignment_id"))))
 
 
 # --- enrolments ----------------------------------------------------------------------
@@ -494,7 +522,7 @@ async def enrolments() -> Response:
         current_context().db, paging.limit, paging.offset, course_id=text_arg("course_id"),
         section_id=text_arg("section_id"), student_id=text_arg("student_id"),
         faculty_id=_faculty_scope(current_principal()))
-    return jsonify(page_json(items, total, paging))
+    return jsonify(page_json(map(academic_json, items), total, paging))
 
 
 class EnrolmentCsv(msgspec.Struct):
@@ -537,7 +565,7 @@ async def import_enrolments() -> Response:
     if errors:
         return _rejected(sorted(errors, key=lambda e: (e.line, e.field or "")))
     assert summary is not None  # a file without rows is an error (parse_enrolment_csv)
-    return jsonify(summary.as_dict())
+    return jsonify(record_json(summary))
 
 
 def _rejected(errors) -> Response:
@@ -559,7 +587,7 @@ async def slots() -> Response:
     items, total = await db_academic.list_slots(
         current_context().db, paging.limit, paging.offset, term_id=text_arg("term_id"),
         section_id=text_arg("section_id"), room_id=text_arg("room_id"), faculty_id=_faculty_scope(current_principal()))
-    return jsonify(page_json(items, total, paging))
+    return jsonify(page_json(map(academic_json, items), total, paging))
 
 
 @bp.post("/timetable-slots")
@@ -593,7 +621,7 @@ async def remove_slot(slot_id: str) -> Response:
     ctx = current_context()
     result = await db_timetable.delete_slot(ctx.db, slot_id, now=_now(), actor=current_principal().user_id)
     await ctx.sessions_changed(result.changed_session_ids)
-    return jsonify(result.as_dict())
+    return jsonify(regeneration_json(result))
 
 
 # --- OpenAPI -------------------------------------------------------------------------

@@ -1,8 +1,10 @@
 """The audit log API: search, export (CSV, JSON lines) and chain verification.
 
-An admin sees every entry; a faculty member only entries of the courses they
-manage (coordinator or assigned). Verification covers the one chain of the
-whole log, so it is for admins only.
+An admin sees every entry (attendance changes and security actions,
+hub/db/security_audit.py); a faculty member only entries of the courses they
+manage (coordinator or assigned), so never a security entry (those belong to
+no course). Verification covers the one chain of the whole log, so it is for
+admins only.
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from hub.db.audit import (
     search_audit,
     verify_chain,
 )
+from hub.db.security_audit import NAME_RE
 
 from ..apidoc import (
     BAD_URL,
@@ -39,18 +42,22 @@ from ..apidoc import (
 )
 from ..auth import current_principal, require
 from ..context import current_context
+from ..errors import invalid
 from ..paging import page_json, page_of, page_params, page_request
 from ..request import choice_arg, instant_arg, text_arg
 
 bp = Blueprint("audit", __name__, url_prefix="/api/v1/audit")
 
-_TEXT_FILTERS = ("student_id", "session_id", "course_id", "actor", "entity")
+_TEXT_FILTERS = ("student_id", "session_id", "course_id", "actor", "entity", "action")
 _MAX_FILTER_CHARS = 200
 
 
 async def _filter() -> AuditFilter:
     """The query's filters, narrowed to a faculty member's courses."""
     values = {name: text_arg(name, _MAX_FILTER_CHARS) for name in _TEXT_FILTERS}
+    for name in ("entity", "action"):
+        if values[name] is not None and not NAME_RE.fullmatch(values[name] or ""):
+            raise invalid(f"'{name}' must be a lowercase name: letters, digits and '_', at most 64.", field=name)
     return AuditFilter(**values, since=instant_arg("since"), until=instant_arg("until"),
                        course_ids=await scope_course_ids())
 
@@ -109,14 +116,17 @@ _FILTERS = [
     query_str("session_id", "Only entries about this session."),
     query_str("course_id", "Only entries about this course."),
     query_str("actor", "Only entries made by this actor (a user id, `device:<id>`, `hub`)."),
-    query_str("entity", "Only entries about this kind of thing (`attendance`, ...)."),
+    query_str("entity", "Only entries about this kind of thing (`attendance`, `user`, `login`, `device`,"
+                        " `threshold_rule`, `webhook`, `ticket_policy`, ...)."),
+    query_str("action", "Only entries of this action (`registered`, `revoked`, `login_failed`, ...;"
+                        " attendance entries have none)."),
     query_str("since", "Entries at or after this instant.", TIME),
     query_str("until", "Entries before this instant.", TIME),
 ]
 
 OPENAPI_SCHEMAS: dict = {
     "AuditEntry": obj({
-        "id": INT, "at": TIME, "actor": STR, "entity": STR, "entity_id": STR,
+        "id": INT, "at": TIME, "actor": STR, "entity": STR, "action": nullable(STR), "entity_id": STR,
         "session_id": nullable(STR), "student_id": nullable(STR), "course_id": nullable(STR),
         "before": nullable({"type": "object"}), "after": nullable({"type": "object"}), "reason": STR,
         "prev_hash": nullable(STR), "hash": nullable(STR),

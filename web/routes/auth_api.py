@@ -7,15 +7,18 @@ bodies only; browsers use the login form and cookies instead.
 """
 from __future__ import annotations
 
+from typing import Annotated
+
 import msgspec
 from quart import Blueprint, Response, jsonify
 
 from hub.db.users import UserRecord, get_user
 
 from .. import auth
-from ..auth import TokenPair, current_principal, require
+from ..auth import SecondFactorRequired, TokenPair, current_principal, require
 from ..context import current_context
 from ..errors import unauthenticated
+from ..mfa import MAX_CODE_CHARS
 from ..request import NonEmpty, json_body
 
 bp = Blueprint("auth_api", __name__, url_prefix="/api/v1")
@@ -47,10 +50,33 @@ class RefreshToken(msgspec.Struct):
     refresh_token: NonEmpty
 
 
+class SecondFactor(msgspec.Struct):
+    #: From the login's ``mfa_required`` answer.
+    mfa_token: Annotated[str, msgspec.Meta(min_length=1, max_length=auth.MAX_MFA_TOKEN_CHARS)]
+    #: A 6-digit TOTP code or a recovery code (``xxxxx-xxxxx``).
+    code: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_CODE_CHARS)]
+
+
+def second_factor_json(challenge: SecondFactorRequired, now: float) -> dict:
+    return {"mfa_required": True, "mfa_token": challenge.mfa_token,
+            "expires_in": max(0, int(challenge.expires_at - now)), "methods": ["totp", "recovery_code"]}
+
+
 @bp.post("/auth/login")
 async def login() -> Response:
+    """Tokens, or (for an account with two-factor authentication) a pending login for /auth/login/mfa."""
     body = await json_body(Credentials)
-    return jsonify(_tokens_json(await auth.login(current_context(), body.username, body.password)))
+    ctx = current_context()
+    outcome = await auth.login(ctx, body.username, body.password)
+    if isinstance(outcome, SecondFactorRequired):
+        return jsonify(second_factor_json(outcome, ctx.now()))
+    return jsonify(_tokens_json(outcome))
+
+
+@bp.post("/auth/login/mfa")
+async def login_second_factor() -> Response:
+    body = await json_body(SecondFactor)
+    return jsonify(_tokens_json(await auth.complete_login(current_context(), body.mfa_token, body.code)))
 
 
 @bp.post("/auth/refresh")
@@ -70,7 +96,7 @@ async def logout() -> Response:
 # --- the caller ---------------------------------------------------------------------------
 
 @bp.get("/me")
-@require()
+@require(during_mfa_enrolment=True)
 async def me() -> Response:
     user = await get_user(current_context().db, current_principal().user_id)
     if user is None:

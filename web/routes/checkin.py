@@ -262,7 +262,7 @@ async def flags(session_id: str) -> Response:
     paging = page_request()
     state = choice_arg("state", (*FLAG_STATES, "all")) or "open"
     await authorize_session(ctx, current_principal(), session_id)
-    total, items = await list_flags(ctx.db, session_id, None if state == "all" else state, paging.limit, paging.offset)
+    items, total = await list_flags(ctx.db, session_id, None if state == "all" else state, paging.limit, paging.offset)
     return jsonify(page_json([flag_json(f) for f in items], total, paging))
 
 

@@ -269,7 +269,7 @@ async def replace_threshold(rule_id: int) -> Response:
 @require("ops", "admin")
 async def delete_threshold(rule_id: int) -> Response:
     ctx = current_context()
-    if not await delete_rule(ctx.db, _path_id(rule_id, "threshold rule")):
+    if not await delete_rule(ctx.db, _path_id(rule_id, "threshold rule"), by=current_principal().user_id):
         raise not_found("No such threshold rule.")
     await ctx.thresholds_changed()
     return Response(b"", status=204)

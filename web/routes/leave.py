@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 from datetime import date
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import quote
 
 import msgspec
@@ -58,6 +58,7 @@ from ..context import current_context
 from ..errors import WebError, forbidden, invalid, not_found
 from ..paging import page_json, page_of, page_params, page_request
 from ..request import EmptyBody, choice_arg, json_body
+from ..serialize import record_json
 from ..uploads import LARGE_BODIES
 from ._pages import render_page
 from ._records import ID_SCHEMA, MAX_ID, after_commit, campus_today, now_utc
@@ -66,11 +67,20 @@ bp = Blueprint("leave", __name__)
 
 
 def _rule_error(error: LeaveRuleError) -> WebError:
-    status = {"conflict": 409, "document_too_large": 413, "unsupported_document": 415}.get(error.code, 400)
+    status = {"conflict": 409, "document_too_large": 413, "document_quota_exceeded": 413,
+              "unsupported_document": 415}.get(error.code, 400)
     return WebError(status, error.code, error.message, error.field)
 
 
-async def _visible(principal: Principal, leave_id: int) -> dict:
+def leave_json(leave: store.Leave) -> dict[str, Any]:
+    """A leave application as the API shows it (the ``Leave`` schema): its document with the URL it is served at."""
+    shown = record_json(leave)
+    if leave.document is not None:
+        shown["document"] = {**record_json(leave.document), "url": f"/api/v1/leave/{leave.id}/document"}
+    return shown
+
+
+async def _visible(principal: Principal, leave_id: int) -> store.Leave:
     """The leave if the principal may see it: 404 when there is none, 403 when it is not theirs."""
     ctx = current_context()
     if leave_id > MAX_ID:
@@ -80,7 +90,7 @@ async def _visible(principal: Principal, leave_id: int) -> dict:
     except store.LeaveNotFound:
         raise not_found("No such leave application.") from None
     if principal.role == "student":
-        if leave["student_id"] != principal.user_id:
+        if leave.student_id != principal.user_id:
             raise forbidden("This is not your leave application.")
     elif not await store.may_decide(ctx.db, principal.user_id, principal.role, leave_id):
         raise forbidden("You do not teach this student in the days of this leave.")
@@ -136,7 +146,7 @@ async def apply() -> tuple[Response, int]:
     except LeaveRuleError as refused:
         raise _rule_error(refused) from None
     await after_commit(ctx, {}, outcome.notifications)
-    return jsonify(outcome.leave), 201
+    return jsonify(leave_json(outcome.leave)), 201
 
 
 @bp.get("/api/v1/leave")
@@ -153,13 +163,13 @@ async def list_leave() -> Response:
                                                decider_id=principal.user_id, status=status)
     else:
         items, total = await store.list_leaves(ctx.db, limit=paging.limit, offset=paging.offset, status=status)
-    return jsonify(page_json(items, total, paging))
+    return jsonify(page_json(map(leave_json, items), total, paging))
 
 
 @bp.get("/api/v1/leave/<int:leave_id>")
 @require("student", "faculty", "admin")
 async def get_leave(leave_id: int) -> Response:
-    return jsonify(await _visible(current_principal(), leave_id))
+    return jsonify(leave_json(await _visible(current_principal(), leave_id)))
 
 
 async def _decide(leave_id: int, approve: bool) -> Response:
@@ -172,7 +182,7 @@ async def _decide(leave_id: int, approve: bool) -> Response:
     except LeaveRuleError as refused:
         raise _rule_error(refused) from None
     await after_commit(ctx, outcome.affected, outcome.notifications)
-    return jsonify(outcome.leave)
+    return jsonify(leave_json(outcome.leave))
 
 
 @bp.post("/api/v1/leave/<int:leave_id>/approve")
@@ -198,7 +208,7 @@ async def cancel(leave_id: int) -> Response:
     except LeaveRuleError as refused:
         raise _rule_error(refused) from None
     await after_commit(ctx, outcome.affected, outcome.notifications)
-    return jsonify(outcome.leave)
+    return jsonify(leave_json(outcome.leave))
 
 
 @bp.get("/api/v1/leave/<int:leave_id>/document")
@@ -269,7 +279,10 @@ OPENAPI_PATHS: dict = {
                 "201": json_response(ref("Leave"), "Filed (status `applied`)."),
                 "400": BODY_ERRORS["400"], "401": UNAUTHENTICATED, "403": FORBIDDEN,
                 "409": error("`conflict`: it overlaps another applied or approved leave of yours."),
-                "413": error("`request_entity_too_large` (body) or `document_too_large` (the document)."),
+                "413": error("`request_entity_too_large` (body), `document_too_large` (the document) or "
+                             "`document_quota_exceeded` (the student's documents, cancelled ones included until "
+                             "they are deleted 7 days after the cancellation, would exceed 25 MB; the message "
+                             "gives the limit and the space used)."),
                 "415": error("`unsupported_media_type` (not JSON) or `unsupported_document` (not a PDF, JPEG "
                              "or PNG by its bytes, or not the type declared)."),
             },

@@ -3,7 +3,7 @@
 Pages are rendered server-side with stable hooks (``data-*``) and kept live by
 ``static/ops.js`` over ``/ws/devices``; everything they change goes through
 the JSON API (tickets: web/routes/tickets_api.py; alarms, telemetry, health
-history: the devices API; commands: web/routes/devices_admin.py).
+history: the devices API; commands: web/routes/provisioning.py).
 """
 from __future__ import annotations
 
@@ -79,7 +79,7 @@ async def ticket_board() -> str:
             items = tuple(sorted(items, key=lambda t: t.closed_at or t.updated_at, reverse=True))
         columns.append({"state": state, "label": STATE_LABELS[state], "total": page.total,
                         "tickets": [ticket_json(t, now) for t in items]})
-    _, staff = await list_staff(ctx.db, 500, 0)
+    staff = (await list_staff(ctx.db, 500, 0)).items
     return await render_page("ops_tickets.html", columns=columns, staff=staff,
                              priorities=ticket_rules.PRIORITIES)
 

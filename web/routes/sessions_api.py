@@ -47,6 +47,7 @@ from ..context import current_context
 from ..errors import forbidden, invalid
 from ..paging import page_json, page_of, page_params, page_request
 from ..request import MAX_TEXT, Id, Instant, choice_arg, day_arg, instant_arg, json_body, text_arg
+from ..serialize import record_json
 
 bp = Blueprint("sessions_api", __name__, url_prefix="/api/v1")
 
@@ -106,6 +107,11 @@ async def _authorize(session_id: str) -> Principal:
     return principal
 
 
+def session_detail_json(detail: db_sessions.SessionDetail) -> dict[str, Any]:
+    """A session with its latest actions (the ``ClassSessionDetail`` schema); a session alone is its record."""
+    return {**record_json(detail.session), "history": [record_json(e) for e in detail.history]}
+
+
 def _scope(principal: Principal) -> str | None:
     return principal.user_id if principal.role == "faculty" else None
 
@@ -126,7 +132,7 @@ async def sessions() -> Response:
         start=instant_arg("from"), end=instant_arg("to"), course_id=text_arg("course_id"),
         section_id=text_arg("section_id"), status=choice_arg("status", STATUSES),
         faculty_id=_scope(current_principal()), term_id=text_arg("term_id"))
-    return jsonify(page_json(items, total, paging))
+    return jsonify(page_json(map(record_json, items), total, paging))
 
 
 @bp.get("/faculty/today")
@@ -141,7 +147,7 @@ async def today() -> Response:
     paging = page_request(TODAY_PAGE)
     items, total = await db_sessions.list_sessions(
         ctx.db, paging.limit, paging.offset, start=start, end=end, faculty_id=_scope(current_principal()))
-    return jsonify(page_json(items, total, paging, date=day, timezone=ctx.campus_timezone))
+    return jsonify(page_json(map(record_json, items), total, paging, date=day, timezone=ctx.campus_timezone))
 
 
 @bp.post("/sessions")
@@ -158,20 +164,20 @@ async def create() -> tuple[Response, int]:
     )
     await _authorize_course(principal, body.course_id)
     session = await db_sessions.create_session(ctx.db, new, actor=principal.user_id, now=_now())
-    await ctx.sessions_changed([session["session_id"]])
-    return jsonify(session), 201
+    await ctx.sessions_changed([session.session_id])
+    return jsonify(record_json(session)), 201
 
 
 @bp.get("/sessions/<session_id>")
 @require("admin", "faculty")
 async def detail(session_id: str) -> Response:
     await _authorize(session_id)
-    return jsonify(await db_sessions.session_detail(current_context().db, session_id))
+    return jsonify(session_detail_json(await db_sessions.session_detail(current_context().db, session_id)))
 
 
-async def _changed(session: dict) -> Response:
-    await current_context().sessions_changed([session["session_id"]])
-    return jsonify(session)
+async def _changed(session: db_sessions.ClassSession) -> Response:
+    await current_context().sessions_changed([session.session_id])
+    return jsonify(record_json(session))
 
 
 @bp.post("/sessions/<session_id>/open")
@@ -215,8 +221,8 @@ async def reschedule(session_id: str) -> Response:
 async def topics(session_id: str) -> Response:
     principal = await _authorize(session_id)
     values = (await json_body(SessionTopics)).topics
-    return jsonify(await db_sessions.set_topics(
-        current_context().db, session_id, values, actor=principal.user_id, now=_now()))
+    return jsonify(record_json(await db_sessions.set_topics(
+        current_context().db, session_id, values, actor=principal.user_id, now=_now())))
 
 
 # --- OpenAPI -------------------------------------------------------------------------

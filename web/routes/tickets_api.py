@@ -17,7 +17,7 @@ import msgspec
 from msgspec import Meta
 from quart import Blueprint, Response, jsonify, request
 
-from hub.core.bus import DEVICES_TOPIC, LivePriority, LiveTicket, LiveTicketComment, LiveTicketPolicy
+from hub.core.bus import DEVICES_TOPIC, LivePriority, LiveTicketComment, LiveTicketPolicy
 from hub.db.tickets import (
     Change,
     Comment,
@@ -35,6 +35,7 @@ from hub.db.tickets import (
     get_ticket,
     list_staff,
     list_tickets,
+    live_ticket,
     load_policy,
     save_policy,
     ticket_history,
@@ -168,7 +169,7 @@ def policy_json(policy: TicketPolicy) -> dict[str, Any]:
 
 def publish_ticket(ctx: WebContext, ticket: Ticket, change: str) -> None:
     """After the commit: the console's live feed and the hub's ticket actor both follow this."""
-    ctx.bus.publish(DEVICES_TOPIC, LiveTicket(origin="web", change=change, **ticket_json(ticket, utc_now(ctx))))
+    ctx.bus.publish(DEVICES_TOPIC, live_ticket(ticket, utc_now(ctx), origin="web", change=change))
 
 
 def _refused(exc: rules.Refused) -> WebError:
@@ -392,7 +393,7 @@ async def amend(ticket_id: int) -> Response:
 @require("ops", "admin")
 async def assignees() -> Response:
     paging = page_request()
-    total, staff = await list_staff(current_context().db, paging.limit, paging.offset)
+    staff, total = await list_staff(current_context().db, paging.limit, paging.offset)
     return jsonify(page_json([{"id": s.id, "display_name": s.display_name, "role": s.role} for s in staff],
                              total, paging))
 

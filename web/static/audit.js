@@ -4,6 +4,7 @@
   "use strict";
 
   var el = window.CampusHub.el;  // app.js's element helper
+  var FILTERS = ["student_id", "course_id", "session_id", "actor", "entity", "action"];
 
   function getJson(path) {
     return fetch(path, { credentials: "same-origin", headers: { "Accept": "application/json" } })
@@ -52,7 +53,11 @@
       if (value.checked_in_at) { text += " · " + when(value.checked_in_at); }
       return el("span", "value value-" + value.status, text);
     }
-    return el("span", "value", JSON.stringify(value));
+    // A security entry's state: its fields, one "name: value" each (secrets were never stored).
+    return el("span", "value", Object.keys(value).map(function (k) {
+      var v = value[k];
+      return k + ": " + (v !== null && typeof v === "object" ? JSON.stringify(v) : String(v));
+    }).join(" · "));
   }
 
   function audit() {
@@ -72,7 +77,8 @@
 
     function filters() {
       var params = new URLSearchParams();
-      ["student_id", "course_id", "session_id", "actor"].forEach(function (name) {
+      FILTERS.forEach(function (name) {
+        if (!form.elements[name]) { return; }  // entity/action: on an admin's form only
         var value = form.elements[name].value.trim();
         if (value) { params.set(name, value); }
       });
@@ -96,7 +102,7 @@
       head.appendChild(el("strong", "", when(e.at)));
       head.appendChild(el("span", "", "by " + e.actor));
       var subject = e.student_id ? (names[e.student_id] || e.student_id) : e.entity_id;
-      head.appendChild(el("span", "muted", e.entity + ": " + subject));
+      head.appendChild(el("span", "muted", e.entity + (e.action ? " " + e.action : "") + ": " + subject));
       li.appendChild(head);
       var change = el("div", "change");
       change.appendChild(describe(e.before));
@@ -147,8 +153,8 @@
 
     // Restore a search from the URL (dates come back as the days they were chosen from).
     var initial = new URLSearchParams(location.search);
-    ["student_id", "course_id", "session_id", "actor"].forEach(function (name) {
-      if (initial.get(name)) { form.elements[name].value = initial.get(name); }
+    FILTERS.forEach(function (name) {
+      if (initial.get(name) && form.elements[name]) { form.elements[name].value = initial.get(name); }
     });
     if (initial.get("since")) { form.elements.since.value = initial.get("since").slice(0, 10); }
     if (initial.get("until")) {

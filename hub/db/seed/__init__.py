@@ -28,6 +28,7 @@ from hub.core.campus import Campus, DemoLogin, DeviceCredentials, LiveSession, S
 from hub.core.passwords import hash_password
 
 from .._pool import Database
+from ..users import new_token_secret
 from .academic import ensure_academic_demo
 from .console import ensure_console_demo
 from .device_health import ensure_health_demo
@@ -144,6 +145,20 @@ async def ensure_campus(
     return _campus(loaded, plan, demo_password)
 
 
+# The ids ensure_campus gives its users (above); an account made any other way (``campushub users``,
+# the API, an import) has a random id (hub.db.users.new_user_id) that these never match.
+_SEEDED_USER_ID = r"^(usr-admin|usr-ops|fac-[0-9]{3,12}|stu-[0-9]{4,12})$"
+
+
+async def count_unseeded_accounts(db: Database) -> int:
+    """How many accounts of this database the demo seed did not make: 0 for an empty or demo-only database.
+
+    ``campushub simulate`` refuses to seed its campus (and its accounts) into a
+    database where this is not 0: a real campus's database.
+    """
+    return await db.fetchval("SELECT count(*) FROM users WHERE id !~ $1", _SEEDED_USER_ID)
+
+
 class _NeedPasswordHash(Exception):
     pass
 
@@ -243,7 +258,7 @@ async def _seed_and_load(
     student_ids = [student_id(n) for n in range(1, plan.students + 1)]
     absent = await missing("students", student_ids)
     await copy("students", ["id", "roll_number", "token_secret"],
-               [(sid, f"R{sid[4:]:0>6}", os.urandom(32)) for sid in student_ids if sid in absent])
+               [(sid, f"R{sid[4:]:0>6}", new_token_secret()) for sid in student_ids if sid in absent])
     rooms = plan.rooms_rows()
     absent = await missing("rooms", [r[0] for r in rooms])
     await copy("rooms", ["id", "name", "building"], [r for r in rooms if r[0] in absent])

@@ -36,7 +36,7 @@ async def _seed(db: Database, student_id: str, decider_id: str, now: datetime) -
     done = await apply_for_leave(
         db, student_id=student_id, starts_on=today - timedelta(days=10), ends_on=today - timedelta(days=9),
         reason="Fever; doctor's note handed in at the office.", document=None, today=today)
-    await decide_leave(db, done.leave["id"], approve=True, decided_by=decider_id, note="Get well soon.", now=now)
+    await decide_leave(db, done.leave.id, approve=True, decided_by=decider_id, note="Get well soon.", now=now)
     await apply_for_leave(
         db, student_id=student_id, starts_on=today + timedelta(days=7), ends_on=today + timedelta(days=8),
         reason="Representing the college at the inter-university chess finals.", document=None, today=today)

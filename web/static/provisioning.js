@@ -1,5 +1,5 @@
 // Device registration page: POST /api/v1/devices, then show the one-time credentials.
-// Plain ES2017, no build step; loaded only by web/templates/device_register.html.
+// Plain ES2017, no build step; loaded only by web/templates/provisioning.html.
 (function () {
   "use strict";
 

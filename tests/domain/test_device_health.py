@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from hub.domain.health import DeviceHealth
+from hub.domain.device_health import DeviceHealth
 from schemas import DeviceStatus, Heartbeat
 
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=timezone.utc)

@@ -1,10 +1,10 @@
 """The health state machine's newer fields: connects and disconnects with reasons, heartbeat
-telemetry, clock skew, history, and a flapping device (hub/domain/health.py)."""
+telemetry, clock skew, history, and a flapping device (hub/domain/device_health.py)."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from hub.domain.health import DeviceHealth, history_change, skew_sample_ms
+from hub.domain.device_health import DeviceHealth, history_change, skew_sample_ms
 from schemas import DeviceStatus, Heartbeat
 
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=timezone.utc)

@@ -8,7 +8,7 @@ import pytest
 from web_helpers import bearer, page_login
 
 from hub.domain.credentials import ed25519_public_key, mosquitto_verify
-from web.routes.devices_admin import MAX_ARGS
+from web.routes.provisioning import MAX_ARGS
 
 
 class Calls:
@@ -247,5 +247,5 @@ async def test_the_registration_page_renders_for_ops_with_the_rooms(client, worl
     assert response.status_code == 200
     html = await response.get_data(as_text=True)
     assert 'id="register-device"' in html and f'value="{world.room}"' in html
-    assert "/static/devices_admin.js" in html and "<script>" not in html  # CSP: no inline scripts
+    assert "/static/provisioning.js" in html and "<script>" not in html  # CSP: no inline scripts
     assert 'href="/devices/register"' in html  # the nav link

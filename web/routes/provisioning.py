@@ -20,8 +20,19 @@ from quart import Blueprint, Response, jsonify, request
 
 from hub.db import provisioning
 from hub.db.device_commands import COMMAND_NAMES, COMMAND_STATUSES, command_json, create_command, list_commands
-from hub.db.devices_admin import DEVICE_KINDS, DeviceAdminRow, RegistryError, get_device_admin, room_ids
-from hub.db.provisioning import DEVICE_ID_RE, MAX_MODEL, MAX_REASON, MAX_ROOM_ID, EdgeAgentSetup, IssuedCredentials
+from hub.db.provisioning import (
+    DEVICE_ID_RE,
+    DEVICE_KINDS,
+    MAX_MODEL,
+    MAX_REASON,
+    MAX_ROOM_ID,
+    DeviceRegistryRow,
+    EdgeAgentSetup,
+    IssuedCredentials,
+    RegistryError,
+    get_registered_device,
+    room_ids,
+)
 from hub.domain.credentials import ALGORITHMS
 
 from ..apidoc import (
@@ -54,7 +65,7 @@ from ..paging import page_json, page_of, page_params, page_request
 from ..request import EmptyBody, json_body, one_of
 from ._pages import render_page
 
-bp = Blueprint("devices_admin", __name__)
+bp = Blueprint("provisioning", __name__)
 
 DEFAULT_TTL_S = 60
 MAX_TTL_S = 86400
@@ -103,7 +114,7 @@ def _registry_error(exc: RegistryError) -> WebError:
     return WebError(status, exc.code, exc.message, exc.field)
 
 
-def device_admin_json(row: DeviceAdminRow) -> dict:
+def device_registry_json(row: DeviceRegistryRow) -> dict:
     return {
         "device_id": row.device_id, "room_id": row.room_id, "kind": row.kind, "model": row.model, "alg": row.alg,
         "mqtt_username": row.mqtt_username, "credential_version": row.credential_version,
@@ -117,7 +128,7 @@ def device_admin_json(row: DeviceAdminRow) -> dict:
 def credentials_json(issued: IssuedCredentials) -> dict:
     credentials = issued.credentials
     return {
-        "device": device_admin_json(issued.device),
+        "device": device_registry_json(issued.device),
         "credentials": {
             "alg": credentials.keys.alg,
             "signing_key": credentials.keys.device_key.hex(),
@@ -176,7 +187,7 @@ async def revoke(device_id: str) -> Response:
                                         devices_changed=ctx.devices_changed)
     except RegistryError as exc:
         raise _registry_error(exc) from None
-    return jsonify({"device": device_admin_json(row)})
+    return jsonify({"device": device_registry_json(row)})
 
 
 # --- commands -----------------------------------------------------------------------
@@ -211,7 +222,7 @@ async def commands(device_id: str) -> Response:
     if status is not None and status not in COMMAND_STATUSES:
         raise invalid(f"'status' must be one of: {', '.join(COMMAND_STATUSES)}.", field="status")
     ctx = current_context()
-    if await get_device_admin(ctx.db, device_id) is None:
+    if await get_registered_device(ctx.db, device_id) is None:
         raise WebError(404, "not_found", f"No device {device_id!r}.")
     rows, total = await list_commands(ctx.db, device_id, paging.limit, paging.offset, status)
     return jsonify(page_json([command_json(r) for r in rows], total, paging))
@@ -223,7 +234,7 @@ async def commands(device_id: str) -> Response:
 @require("admin", "ops")
 async def register_page() -> str:
     return await render_page(
-        "device_register.html", rooms=await room_ids(current_context().db), kinds=DEVICE_KINDS,
+        "provisioning.html", rooms=await room_ids(current_context().db), kinds=DEVICE_KINDS,
         algorithms=ALGORITHMS,
     )
 

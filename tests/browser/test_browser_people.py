@@ -1,0 +1,107 @@
+"""In a real browser, on a desktop and on a phone (390 px): an admin finds a student by roll number,
+deactivates them (the student's open page loses its session), is refused deleting a teacher (the reason
+shows next to the row), adds a student (sees the activation code once) and deletes that mistake."""
+from __future__ import annotations
+
+import pytest
+from support.browser_helpers import chromium, run_in_browser_thread
+
+from hub.db.seed import DEMO_PASSWORD, faculty_id
+
+pytestmark = pytest.mark.integration
+
+
+async def _login(page, base: str, username: str) -> None:
+    await page.goto(f"{base}/login")
+    await page.fill("#username", username)
+    await page.fill("#password", DEMO_PASSWORD)
+    await page.click("#login-submit")
+    await page.wait_for_url(lambda url: "/login" not in url)
+
+
+@pytest.mark.parametrize("phone", [False, True], ids=["desktop", "phone"])
+async def test_admin_manages_people(hub, hub_campus, test_db, tmp_path, phone):
+    student = hub_campus.students[-1]
+    roll = await test_db.fetchval("SELECT roll_number FROM students WHERE id = $1", student.student_id)
+    teacher = await test_db.fetchval("SELECT username FROM users WHERE id = $1", faculty_id(1))
+    base = f"http://127.0.0.1:{hub.web_port}"
+    seen: dict[str, str] = {}
+
+    async def script() -> None:
+        async with chromium(phone=phone) as browser:
+            # The student has a page open (a browser of their own: separate cookies).
+            async with chromium(phone=phone) as student_browser:
+                own = await student_browser.new_page()
+                await _login(own, base, student.username)
+                await own.goto(f"{base}/student")
+
+                page = await browser.new_page()
+                page.on("dialog", lambda dialog: dialog.accept())
+                await _login(page, base, "admin")
+                await page.goto(f"{base}/admin/people")
+                await page.locator("#people-body tr[data-user-id]").first.wait_for(timeout=10_000)
+                seen["range"] = await page.locator("#people-range").inner_text()
+
+                # Search by roll number, deactivate.
+                await page.fill("#people-q", roll)
+                await page.click("#people-search button[type=submit]")
+                row = page.locator(f'#people-body tr[data-user-id="{student.student_id}"]')
+                await page.locator("#people-range", has_text="1–1 of 1").wait_for(timeout=10_000)
+                await row.get_by_role("button", name="Deactivate").click()
+                await row.get_by_role("button", name="Reactivate").wait_for(timeout=10_000)
+                seen["state"] = await row.locator("td[data-label=State]").inner_text()
+
+                # The student's open page: its next request finds the session gone.
+                response = await own.evaluate("async () => (await fetch('/api/v1/me')).status")
+                seen["student_me"] = str(response)
+
+                # Deleting someone with records is refused, and the reason shows next to the row.
+                await page.fill("#people-q", teacher)
+                await page.click("#people-search button[type=submit]")
+                teacher_row = page.locator(f'#people-body tr[data-username="{teacher}"]')
+                await teacher_row.wait_for(timeout=10_000)
+                await teacher_row.get_by_role("button", name="Delete").click()
+                reason = teacher_row.locator(".people-refusal")
+                await reason.wait_for(timeout=10_000)
+                seen["refusal"] = await reason.inner_text()
+
+                # Add a student: the activation code is shown once.
+                await page.fill("#people-create-form input[name=username]", "new.student")
+                await page.fill("#people-create-form input[name=display_name]", "<b>New</b> Student")
+                await page.fill("#people-create-form input[name=roll_number]", "NEW-001")
+                await page.fill("#people-create-form input[name=section]", "A")
+                await page.click("#people-create-form button[type=submit]")
+                code = page.locator("#people-activation-code")
+                await page.locator("#people-activation").wait_for(state="visible", timeout=10_000)
+                seen["code"] = await code.inner_text()
+
+                # Edit the new account, then delete it (no records: allowed).
+                await page.fill("#people-q", "new.student")
+                await page.click("#people-search button[type=submit]")
+                new_row = page.locator('#people-body tr[data-username="new.student"]')
+                await new_row.wait_for(timeout=10_000)
+                seen["new_name"] = await new_row.locator("td[data-label=Name]").inner_text()
+                await new_row.get_by_role("button", name="Edit").click()
+                await page.fill("#people-edit-form input[name=program]", "B.Sc Physics")
+                await page.click("#people-edit-form button[type=submit]")
+                await page.locator("#people-message", has_text="new.student is saved.").wait_for(timeout=10_000)
+                await new_row.get_by_role("button", name="Delete").click()
+                await page.locator("#people-message", has_text="new.student is deleted.").wait_for(timeout=10_000)
+                seen["overflow"] = str(await page.evaluate(
+                    "() => document.documentElement.scrollWidth - document.documentElement.clientWidth"))
+                await page.screenshot(path=str(tmp_path / f"people-{'phone' if phone else 'desktop'}.png"),
+                                      full_page=True)
+
+    await run_in_browser_thread(script)
+    assert seen["range"].startswith("1–")
+    assert seen["state"] == "deactivated"
+    assert seen["student_me"] == "401"
+    assert "teaches courses" in seen["refusal"] and "deactivate" in seen["refusal"]
+    assert len(seen["code"]) >= 8
+    assert seen["new_name"] == "<b>New</b> Student"  # text, not markup
+    assert seen["overflow"] == "0"  # nothing wider than the screen
+    assert await test_db.fetchval("SELECT deactivated_at IS NOT NULL FROM users WHERE id = $1", student.student_id)
+    assert await test_db.fetchval("SELECT count(*) FROM users WHERE username = 'new.student'") == 0
+    program = await test_db.fetchval(
+        "SELECT after->>'program' FROM audit_log WHERE entity = 'user' AND action = 'updated' ORDER BY id DESC LIMIT 1")
+    assert program == "B.Sc Physics"

@@ -1,0 +1,210 @@
+// The admin's people page (/admin/people): search, paging, add, edit, role, deactivate/reactivate, delete.
+// Plain ES2017, no build step. Everything goes through the people API (/api/v1/users) with the
+// browser's cookies; bodies are JSON (the API's CSRF defence). Text is only ever set with
+// textContent, so names carrying markup stay text.
+(function () {
+  "use strict";
+  if (document.body.dataset.page !== "admin-people") { return; }
+
+  var PAGE = 25;
+  var state = { offset: 0, total: 0, q: "", role: "", active: "", items: [], editing: null };
+
+  function byId(id) { return document.getElementById(id); }
+  function el(tag, text, className) {
+    var n = document.createElement(tag);
+    if (text !== undefined && text !== null) { n.textContent = String(text); }
+    if (className) { n.className = className; }
+    return n;
+  }
+
+  function say(message, isError) {
+    var box = byId("people-message");
+    box.textContent = message || "";
+    box.className = "ac-message" + (isError ? " ac-error" : "");
+    box.hidden = !message;
+  }
+
+  async function api(method, path, body) {
+    var init = { method: method, credentials: "same-origin", headers: {} };
+    if (body !== undefined) { init.headers["Content-Type"] = "application/json"; init.body = JSON.stringify(body); }
+    var response = await fetch(path, init);
+    if (response.status === 401) { location.href = "/login?next=" + encodeURIComponent(location.pathname); }
+    var data = null;
+    if (response.status !== 204) { try { data = await response.json(); } catch (e) { data = null; } }
+    if (!response.ok) {
+      var err = new Error((data && data.error && data.error.message) || ("HTTP " + response.status));
+      err.status = response.status;
+      err.field = data && data.error && data.error.field;
+      throw err;
+    }
+    return data;
+  }
+
+  function cell(label, text) {
+    var td = el("td", text === null || text === undefined || text === "" ? "—" : text);
+    td.dataset.label = label;
+    return td;
+  }
+
+  function actionButton(label, onClick) {
+    var b = el("button", label, "small");
+    b.type = "button";
+    b.addEventListener("click", onClick);
+    return b;
+  }
+
+  function render() {
+    var body = byId("people-body");
+    body.textContent = "";
+    if (!state.items.length) {
+      var tr = el("tr"); var td = el("td", "Nobody matches.", "muted"); td.colSpan = 7; tr.appendChild(td); body.appendChild(tr);
+    }
+    state.items.forEach(function (user) {
+      var tr = el("tr", null, user.active ? "" : "people-inactive");
+      tr.dataset.userId = user.id;
+      tr.dataset.username = user.username;
+      tr.appendChild(cell("Username", user.username));
+      tr.appendChild(cell("Name", user.display_name));
+      tr.appendChild(cell("Role", user.role));
+      tr.appendChild(cell("Roll no.", user.roll_number));
+      tr.appendChild(cell("Email", user.email));
+      tr.appendChild(cell("State", user.active ? "active" : "deactivated"));
+      var actions = el("td", null, "people-actions");
+      actions.appendChild(actionButton("Edit", function () { startEdit(user); }));
+      if (user.active) {
+        actions.appendChild(actionButton("Deactivate", function () { changeState(user, "deactivate", actions); }));
+      } else {
+        actions.appendChild(actionButton("Reactivate", function () { changeState(user, "reactivate", actions); }));
+      }
+      actions.appendChild(actionButton("Delete", function () { remove(user, actions); }));
+      tr.appendChild(actions);
+      body.appendChild(tr);
+    });
+    var last = Math.min(state.offset + state.items.length, state.total);
+    byId("people-range").textContent = state.total ? (state.offset + 1) + "–" + last + " of " + state.total : "0 of 0";
+    byId("people-prev").disabled = state.offset === 0;
+    byId("people-next").disabled = last >= state.total;
+  }
+
+  function refusal(actions, message) {
+    var old = actions.querySelector(".people-refusal");
+    if (old) { old.remove(); }
+    if (message) { actions.appendChild(el("p", message, "people-refusal")); }
+  }
+
+  async function load() {
+    var params = new URLSearchParams({ limit: String(PAGE), offset: String(state.offset) });
+    if (state.q) { params.set("q", state.q); }
+    if (state.role) { params.set("role", state.role); }
+    if (state.active) { params.set("state", state.active); }
+    try {
+      var page = await api("GET", "/api/v1/users?" + params.toString());
+      state.items = page.items; state.total = page.total;
+      render();
+    } catch (e) { say(e.message, true); }
+  }
+
+  async function changeState(user, step, actions) {
+    if (step === "deactivate" && !window.confirm("Deactivate " + user.username + "? They are logged out at once; their records stay.")) { return; }
+    try {
+      await api("POST", "/api/v1/users/" + encodeURIComponent(user.id) + "/" + step, {});
+      say(user.username + (step === "deactivate" ? " is deactivated." : " can log in again."));
+      await load();
+    } catch (e) { refusal(actions, e.message); }
+  }
+
+  async function remove(user, actions) {
+    if (!window.confirm("Delete " + user.username + " for good?")) { return; }
+    try {
+      await api("DELETE", "/api/v1/users/" + encodeURIComponent(user.id));
+      say(user.username + " is deleted.");
+      await load();
+    } catch (e) { refusal(actions, e.message); }
+  }
+
+  function showStudentFields(form, isStudent) {
+    form.querySelectorAll(".student-only").forEach(function (label) { label.hidden = !isStudent; });
+  }
+
+  function startEdit(user) {
+    var form = byId("people-edit-form");
+    state.editing = user;
+    byId("people-edit-name").textContent = user.username;
+    form.elements.display_name.value = user.display_name;
+    form.elements.role.value = user.role;
+    form.elements.email.value = user.email || "";
+    form.elements.roll_number.value = user.roll_number || "";
+    form.elements.program.value = user.program || "";
+    form.elements.section.value = user.section || "";
+    form.elements.reason.value = "";
+    showStudentFields(form, user.role === "student");
+    byId("people-edit").hidden = false;
+    form.elements.display_name.focus();
+  }
+
+  byId("people-edit-form").addEventListener("submit", async function (event) {
+    event.preventDefault();
+    var form = event.target, user = state.editing, body = {};
+    if (!user) { return; }
+    var name = form.elements.display_name.value.trim();
+    if (name !== user.display_name) { body.display_name = name; }
+    if (form.elements.role.value !== user.role) { body.role = form.elements.role.value; }
+    var email = form.elements.email.value.trim() || null;
+    if (email !== (user.email || null)) { body.email = email; }
+    if (user.role === "student") {
+      var roll = form.elements.roll_number.value.trim();
+      if (roll && roll !== user.roll_number) { body.roll_number = roll; }
+      ["program", "section"].forEach(function (f) {
+        var v = form.elements[f].value.trim() || null;
+        if (v !== (user[f] || null)) { body[f] = v; }
+      });
+    }
+    if (!Object.keys(body).length) { say("Nothing changed."); return; }
+    if (form.elements.reason.value.trim()) { body.reason = form.elements.reason.value.trim(); }
+    try {
+      await api("PATCH", "/api/v1/users/" + encodeURIComponent(user.id), body);
+      byId("people-edit").hidden = true;
+      state.editing = null;
+      say(user.username + " is saved.");
+      await load();
+    } catch (e) { say(e.message, true); }
+  });
+  byId("people-edit-cancel").addEventListener("click", function () { byId("people-edit").hidden = true; state.editing = null; });
+
+  var createForm = byId("people-create-form");
+  var createRole = byId("people-create-role");
+  createRole.addEventListener("change", function () { showStudentFields(createForm, createRole.value === "student"); });
+  showStudentFields(createForm, createRole.value === "student");
+  createForm.addEventListener("submit", async function (event) {
+    event.preventDefault();
+    var body = {};
+    Array.prototype.forEach.call(createForm.elements, function (input) {
+      if (!input.name || input.closest("label").hidden) { return; }
+      var value = input.value.trim();
+      if (value !== "") { body[input.name] = value; }
+    });
+    try {
+      var made = await api("POST", "/api/v1/users", body);
+      byId("people-activation-user").textContent = made.user.username;
+      byId("people-activation-code").textContent = made.activation.code;
+      byId("people-activation-expires").textContent = new Date(made.activation.expires_at).toLocaleString();
+      byId("people-activation").hidden = false;
+      createForm.reset();
+      showStudentFields(createForm, createRole.value === "student");
+      say(made.user.username + " is added.");
+      await load();
+    } catch (e) { say(e.message, true); }
+  });
+
+  byId("people-search").addEventListener("submit", function (event) {
+    event.preventDefault();
+    state.q = byId("people-q").value.trim();
+    state.role = byId("people-role").value;
+    state.active = byId("people-state").value;
+    state.offset = 0;
+    load();
+  });
+  byId("people-prev").addEventListener("click", function () { state.offset = Math.max(0, state.offset - PAGE); load(); });
+  byId("people-next").addEventListener("click", function () { state.offset += PAGE; load(); });
+  load();
+})();
