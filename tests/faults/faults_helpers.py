@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, AsyncIterator, Awaitable, Callable, Iterable, Sequence
 
+import httpx
+import pyotp
 import trio
 
 from edge_agent.agent import EdgeAgent
@@ -412,3 +414,18 @@ async def wait_futures(futures: Iterable[concurrent.futures.Future], timeout: fl
 def percentile(values: Sequence[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+
+async def ops_token_with_mfa(web: httpx.AsyncClient) -> str:
+    """Log in as the seeded ops user and enrol TOTP, as a real operator must (admin and ops need MFA).
+
+    The hub under test is a real ``campushub serve``, which never exempts anyone from MFA: the
+    access token returned is the one re-issued after enrolment.
+    """
+    login = await web.post("/api/v1/auth/login", json={"username": "ops", "password": "campushub"})
+    token = login.raise_for_status().json()["access_token"]
+    bearer = {"Authorization": f"Bearer {token}"}
+    enrolment = (await web.post("/api/v1/me/mfa/enrolment", json={}, headers=bearer)).raise_for_status().json()
+    confirmed = await web.post("/api/v1/me/mfa/enrolment/confirm", headers=bearer,
+                               json={"code": pyotp.TOTP(enrolment["secret"]).now()})
+    return str(confirmed.raise_for_status().json()["tokens"]["access_token"])

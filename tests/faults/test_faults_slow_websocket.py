@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 
 import httpx
 import trio
-from faults_helpers import eventually, hub_env, hub_launcher, percentile, unique
+from faults_helpers import eventually, hub_env, hub_launcher, ops_token_with_mfa, percentile, unique
 from websockets.sync.client import connect
 
 from hub.core.config import MqttUrl
@@ -138,8 +138,7 @@ async def test_a_client_that_never_reads_slows_nobody_and_memory_levels_off(
     async with hub_launcher(env) as hubs, trio.open_nursery() as nursery:
         hub = await hubs.start()
         web = httpx.AsyncClient(base_url=hub.base_url, timeout=10)
-        login = await web.post("/api/v1/auth/login", json={"username": "ops", "password": "campushub"})
-        token = login.raise_for_status().json()["access_token"]
+        token = await ops_token_with_mfa(web)
         ws_url = f"ws://127.0.0.1:{hub.port}/ws/devices"
         watchers = [Watcher(ws_url, token) for _ in range(NORMAL_CLIENTS)]
         stuck = await trio.to_thread.run_sync(stuck_websocket, hub.port, "/ws/devices", token)
