@@ -164,3 +164,13 @@ def test_the_architecture_doc_states_these_rules():
         assert package in documented, f"docs/architecture.md has no row for {package}/"
         assert documented[package] == allowed, (
             f"{package}: the doc says {sorted(documented[package])}, this test enforces {sorted(allowed)}")
+
+
+def test_every_path_in_the_feature_index_exists():
+    """docs/architecture.md's feature index names real files (it is how people find a feature)."""
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    index = text[text.index("## Feature index"):]
+    paths = set(re.findall(r"`((?:hub|web|tests|docs|actors|schemas|devices|edge_agent)/[\w/.]+)`", index))
+    assert len(paths) > 50, "the feature index should name the files of every feature"
+    missing = sorted(p for p in paths if not (ROOT / p).exists())
+    assert not missing, f"docs/architecture.md's feature index names files that do not exist: {missing}"

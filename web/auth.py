@@ -63,6 +63,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import math
 import secrets
 import uuid
 from dataclasses import dataclass, replace
@@ -118,6 +119,8 @@ class Principal:
     #: The account had a second factor when the token was issued (web/mfa.py): roles in
     #: ``ctx.mfa_required_roles`` need it for everything but enrolling (see :func:`require`).
     mfa: bool = False
+    #: Unix seconds the token was issued at (``iat``): a password reset or change refuses older ones.
+    issued_at: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -140,7 +143,8 @@ def issue_access_token(
 ) -> tuple[str, Principal]:
     """A signed access token valid from ``now`` (default: ``ctx.now()``) for :data:`ACCESS_TTL_S`."""
     now = int(ctx.now()) if now is None else now
-    principal = Principal(user_id, role, float(now + ACCESS_TTL_S), uuid.uuid4().hex, mfa)  # type: ignore[arg-type]
+    principal = Principal(user_id, role, float(now + ACCESS_TTL_S), uuid.uuid4().hex, mfa,  # type: ignore[arg-type]
+                          float(now))
     claims: dict[str, object] = {"sub": user_id, "role": role, "iat": now, "exp": now + ACCESS_TTL_S,
                                  "jti": principal.token_id}
     if mfa:
@@ -158,14 +162,14 @@ def decode_access_token(ctx: WebContext, token: str) -> Principal:
         )
     except jwt.PyJWTError:
         raise unauthenticated("Invalid access token.", code="invalid_token") from None
-    sub, role, exp, jti = claims["sub"], claims["role"], claims["exp"], claims["jti"]
+    sub, role, exp, jti, iat = claims["sub"], claims["role"], claims["exp"], claims["jti"], claims["iat"]
     mfa = claims.get("mfa", False)  # tokens issued before MFA existed carry none: no second factor
     if (not isinstance(sub, str) or role not in ROLES or not isinstance(exp, (int, float)) or not isinstance(jti, str)
-            or not isinstance(mfa, bool)):
+            or not isinstance(mfa, bool) or not isinstance(iat, (int, float))):
         raise unauthenticated("Invalid access token.", code="invalid_token")
     if exp <= ctx.now():
         raise unauthenticated("Access token expired.", code="token_expired")
-    return Principal(sub, role, float(exp), jti, mfa)
+    return Principal(sub, role, float(exp), jti, mfa, float(iat))
 
 
 # --- pending logins (password right, second factor still to come) ------------------------------
@@ -318,6 +322,21 @@ async def reissue_after_enrolment(ctx: WebContext, user_id: str) -> TokenPair:
     return await _start_session(ctx, user, int(ctx.now()), mfa=True)
 
 
+async def reissue_after_password_change(ctx: WebContext, user_id: str) -> TokenPair:
+    """The caller's fresh session after changing their own password (which ended all their sessions).
+
+    Issued no earlier than the account's ``sessions_valid_from`` (rounded up to the
+    whole second a token's ``iat`` holds), so the new tokens are the ones admitted.
+    """
+    user = await get_user(ctx.db, user_id)
+    if user is None or not user.active:
+        raise unauthenticated("Your account is no longer active.", code="account_inactive")
+    now = int(ctx.now())
+    if user.sessions_valid_from is not None:
+        now = max(now, math.ceil(user.sessions_valid_from.timestamp()))
+    return await _start_session(ctx, user, now, mfa=await mfa_enabled(ctx.db, user.id))
+
+
 async def _start_session(ctx: WebContext, user: UserRecord, now: int, *, mfa: bool) -> TokenPair:
     refresh_token = _new_refresh_token()
     await store_refresh_token(
@@ -458,6 +477,8 @@ async def _standing(ctx: WebContext, principal: Principal) -> Principal:
         raise unauthenticated("Your account no longer exists.")
     if not standing.active:
         raise unauthenticated("Your account is no longer active.", code="account_inactive")
+    if not standing.admits(principal.issued_at):
+        raise unauthenticated("Your password was changed or reset; log in again.", code="token_revoked")
     if standing.role != principal.role:
         return replace(principal, role=standing.role)  # type: ignore[arg-type]
     return principal

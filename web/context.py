@@ -10,6 +10,7 @@ from hub.core.bus import LiveBus
 from hub.core.config import DEVICE_OFFLINE_AFTER_S
 from hub.core.secrets_box import SecretsBox
 from hub.db import Database
+from hub.domain.roles import MFA_REQUIRED_ROLES
 
 from .protection import Protection
 
@@ -109,7 +110,7 @@ class WebContext:
     secrets: SecretsBox = field(default_factory=SecretsBox.ephemeral)
     #: Roles that must have two-factor authentication: without it they may only enrol (403
     #: ``mfa_enrollment_required`` elsewhere). Empty only for the demo (Settings.mfa_optional_demo).
-    mfa_required_roles: frozenset[str] = frozenset({"admin", "ops"})
+    mfa_required_roles: frozenset[str] = MFA_REQUIRED_ROLES
 
 
 def current_context() -> WebContext:

@@ -201,13 +201,20 @@ class AccountStanding:
     active: bool
     #: False once the account is deleted (or never existed): the token's user is gone.
     exists: bool = True
+    #: Unix seconds: access tokens issued (``iat``) before it are refused, because a password
+    #: reset or change ended the sessions they belong to. None: no cutoff.
+    sessions_valid_from: float | None = None
+
+    def admits(self, issued_at: float) -> bool:
+        """Whether a token issued at ``issued_at`` (unix seconds) belongs to a session still allowed."""
+        return self.sessions_valid_from is None or issued_at >= self.sessions_valid_from
 
 
 class AccountCache:
     """Account standing by user id, and the access tokens recalled by logouts.
 
     ``invalidate(user_id)`` is what every change of an account (role,
-    deactivation, deletion, password reset) must call after its commit: the
+    deactivation, deletion, password reset or change) must call after its commit: the
     next request re-reads the account, and the user's open websockets, which
     wait in :meth:`changed`, re-check it and close when it no longer stands.
     """
@@ -230,6 +237,8 @@ class AccountCache:
             role="" if user is None else user.role,
             active=user is not None and user.active,
             exists=user is not None,
+            sessions_valid_from=(None if user is None or user.sessions_valid_from is None
+                                 else user.sessions_valid_from.timestamp()),
         )
         if len(self._standing) >= ACCOUNT_CACHE_MAX:
             self._standing.pop(next(iter(self._standing)))

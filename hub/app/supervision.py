@@ -24,6 +24,7 @@ from hub.core.metrics import HubMetrics
 from hub.db import Database, asyncio_loop, migrate, open_database, wait_for_database
 from hub.db.telemetry import RetentionPolicy
 from hub.db.users import count_active_admins
+from hub.domain.roles import MFA_REQUIRED_ROLES
 from hub.mqtt import InboundMessage, TrioMqttClient
 from hub.pipeline.commands import COMMANDS_MAILBOX, CommandDispatcher
 from hub.pipeline.device_actor import DeviceActorFactory, device_asker
@@ -278,7 +279,7 @@ async def _run_tree(
         protection = Protection(settings, metrics.limiter_decisions)
         secrets_box = load_secrets_box(settings.secrets_key_path, settings.secrets_key)
         # Admin and ops must use a second factor; only the demo (never `serve`) makes it optional.
-        mfa_required_roles = frozenset() if settings.mfa_optional_demo else frozenset({"admin", "ops"})
+        mfa_required_roles = frozenset() if settings.mfa_optional_demo else MFA_REQUIRED_ROLES
 
         async def sessions_changed(session_ids: Sequence[str]) -> None:
             if session_ids:

@@ -121,13 +121,17 @@ async def issue_activation(db: Database, *, user_id: str, actor: str | None,
 
 async def issue_reset(db: Database, *, user_id: str, actor: str, reason: str = "",
                       now: datetime | None = None) -> IssuedCode:
-    """An admin's reset: the old password stops working, refresh tokens are revoked, a reset code is issued."""
+    """An admin's reset: the old password stops working, the user's sessions end, a reset code is issued.
+
+    Refresh tokens are revoked and access tokens issued before ``now`` are refused
+    (``sessions_valid_from``, checked by web/protection.py once the caller invalidates the account).
+    """
     at = _now(now)
 
     async def work(conn: asyncpg.Connection) -> IssuedCode:
         row = await conn.fetchrow(
-            "UPDATE users SET password_hash = '', must_change_password = true, updated_at = $2"
-            " WHERE id = $1 RETURNING username", user_id, at)
+            "UPDATE users SET password_hash = '', must_change_password = true, updated_at = $2,"
+            " sessions_valid_from = $2 WHERE id = $1 RETURNING username", user_id, at)
         if row is None:
             raise AccountError("No such user.", "id")
         await conn.execute(
@@ -191,18 +195,23 @@ async def change_password(db: Database, *, user_id: str, verified_hash: str, pas
     """Replace the password whose hash the caller verified (``verified_hash``) with ``password_hash``.
 
     Clears ``must_change_password``. Refused (:class:`AccountError`) when the
-    password changed meanwhile or the account is gone or deactivated. The
-    user's refresh tokens stay: the caller re-issues its own session.
+    password changed meanwhile or the account is gone or deactivated. Every
+    session of the user ends: refresh tokens are revoked and access tokens
+    issued before ``now`` are refused (``sessions_valid_from``); the caller
+    re-issues its own session after the commit.
     """
     at = _now(now)
 
     async def work(conn: asyncpg.Connection) -> None:
         updated = await conn.fetchval(
-            "UPDATE users SET password_hash = $3, must_change_password = false, updated_at = $4"
+            "UPDATE users SET password_hash = $3, must_change_password = false, updated_at = $4,"
+            " sessions_valid_from = $4"
             " WHERE id = $1 AND password_hash = $2 AND password_hash <> '' AND deactivated_at IS NULL"
             " RETURNING username", user_id, verified_hash, password_hash, at)
         if updated is None:
             raise AccountError("The current password is not correct.", "current_password")
+        await conn.execute(
+            "UPDATE refresh_tokens SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL", user_id, at)
         await record(conn, actor=user_id, action="password_changed", entity="account", entity_id=user_id,
                      before=None, after={"username": updated}, reason="")
 

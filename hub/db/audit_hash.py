@@ -2,7 +2,7 @@
 
 An entry's ``hash`` is ``sha256(prev_hash || utf8(canonical))`` where
 ``canonical`` is the text PostgreSQL prints for the ``jsonb`` object built by
-``audit_entry_canonical(entry)`` (migration 0004; 0014 adds ``action`` when set). This module reproduces that
+``audit_entry_canonical(entry)`` (migration 0004; 0013 adds ``action`` when set). This module reproduces that
 text byte for byte, so a chain can be checked (``campushub audit verify`` on an
 exported JSON-lines file) or extended (:mod:`hub.db.attendance` hashes a batch
 before inserting it) without a database. ``tests/db/test_audit_hash.py`` checks
@@ -31,7 +31,7 @@ from typing import Any, Iterable, Literal, Mapping
 ZERO_HASH = bytes(32)
 
 #: The fields an entry's hash covers, as ``audit_entry_canonical`` lists them; ``action`` too when
-#: it is set (security entries, migration 0014; attendance entries and older ones have none).
+#: it is set (security entries, migration 0013; attendance entries and older ones have none).
 HASHED_FIELDS = ("id", "at", "actor", "entity", "entity_id", "session_id", "student_id", "course_id",
                  "before", "after", "reason")
 

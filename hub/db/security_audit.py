@@ -3,7 +3,7 @@ ticket policy) in the hash-chained audit log, beside the attendance changes.
 
 One entry says who (``actor``) did what (``action``) to which thing (``entity``/``entity_id``),
 what it looked like before and after, and why. The entry joins the one chain of
-``audit_log`` through its insert trigger (migration 0004; ``action`` is hashed since 0014), so
+``audit_log`` through its insert trigger (migration 0004; ``action`` is hashed since 0013), so
 an export verifies offline like any other stretch of the log (``campushub audit verify``).
 
 Never a secret: before/after pass through :func:`redact`, which replaces the value of every key

@@ -35,6 +35,8 @@ class UserRecord:
     password_hash: str = field(repr=False)
     #: When the account was deactivated (it may not log in, its tokens stop working); None: active.
     deactivated_at: datetime | None = None
+    #: Access tokens issued before this instant are refused (a password reset or change ended them).
+    sessions_valid_from: datetime | None = None
 
     @property
     def active(self) -> bool:
@@ -55,12 +57,12 @@ class RefreshRotation:
     reused: bool = False
 
 
-_USER_COLUMNS = "id, username, display_name, role, password_hash, deactivated_at"
+_USER_COLUMNS = "id, username, display_name, role, password_hash, deactivated_at, sessions_valid_from"
 
 
 def _user(row: asyncpg.Record) -> UserRecord:
     return UserRecord(row["id"], row["username"], row["display_name"], row["role"], row["password_hash"],
-                      row["deactivated_at"])
+                      row["deactivated_at"], row["sessions_valid_from"])
 
 
 async def get_user_by_username(db: Database, username: str) -> UserRecord | None:

@@ -24,6 +24,8 @@ ROLE_DESCRIPTIONS: dict[Role, str] = {
 }
 #: The role that manages people; at least one active account must keep it.
 ADMIN: Role = "admin"
+#: Roles that must use a second factor (they can change people, devices and commands); others may.
+MFA_REQUIRED_ROLES: frozenset[Role] = frozenset({"admin", "ops"})
 #: The role that carries a student record (roll number, check-in token secret).
 STUDENT: Role = "student"
 
