@@ -63,7 +63,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import math
 import secrets
 import uuid
 from dataclasses import dataclass, replace
@@ -140,12 +139,17 @@ class TokenPair:
 
 def issue_access_token(
     ctx: WebContext, user_id: str, role: str, now: int | None = None, *, mfa: bool = False,
+    iat: float | None = None,
 ) -> tuple[str, Principal]:
-    """A signed access token valid from ``now`` (default: ``ctx.now()``) for :data:`ACCESS_TTL_S`."""
+    """A signed access token valid from ``now`` (default: ``ctx.now()``) for :data:`ACCESS_TTL_S`.
+
+    ``iat`` (default: ``now``) is the instant of issue, possibly with a fraction of a second.
+    """
     now = int(ctx.now()) if now is None else now
+    issued = float(now) if iat is None else iat
     principal = Principal(user_id, role, float(now + ACCESS_TTL_S), uuid.uuid4().hex, mfa,  # type: ignore[arg-type]
-                          float(now))
-    claims: dict[str, object] = {"sub": user_id, "role": role, "iat": now, "exp": now + ACCESS_TTL_S,
+                          issued)
+    claims: dict[str, object] = {"sub": user_id, "role": role, "iat": now if iat is None else iat, "exp": now + ACCESS_TTL_S,
                                  "jti": principal.token_id}
     if mfa:
         claims["mfa"] = True  # only when true: a token without it means "no second factor"
@@ -248,7 +252,10 @@ def _at(unix_seconds: float) -> datetime:
 
 
 def _pair(ctx: WebContext, user: UserRecord, refresh_token: str, issued_at: int, *, mfa: bool) -> TokenPair:
-    access, principal = issue_access_token(ctx, user.id, user.role, issued_at, mfa=mfa)
+    # iat to the microsecond, as the database keeps a password change's time (sessions_valid_from):
+    # whole seconds could not tell a token issued just before a reset from one issued just after.
+    access, principal = issue_access_token(ctx, user.id, user.role, issued_at, mfa=mfa,
+                                           iat=_at(ctx.now()).timestamp())
     return TokenPair(
         user, principal, access, principal.expires_at, refresh_token, issued_at + REFRESH_TTL_S, issued_at
     )
@@ -323,18 +330,11 @@ async def reissue_after_enrolment(ctx: WebContext, user_id: str) -> TokenPair:
 
 
 async def reissue_after_password_change(ctx: WebContext, user_id: str) -> TokenPair:
-    """The caller's fresh session after changing their own password (which ended all their sessions).
-
-    Issued no earlier than the account's ``sessions_valid_from`` (rounded up to the
-    whole second a token's ``iat`` holds), so the new tokens are the ones admitted.
-    """
+    """The caller's fresh session after changing their own password (which ended all their sessions)."""
     user = await get_user(ctx.db, user_id)
     if user is None or not user.active:
         raise unauthenticated("Your account is no longer active.", code="account_inactive")
-    now = int(ctx.now())
-    if user.sessions_valid_from is not None:
-        now = max(now, math.ceil(user.sessions_valid_from.timestamp()))
-    return await _start_session(ctx, user, now, mfa=await mfa_enabled(ctx.db, user.id))
+    return await _start_session(ctx, user, int(ctx.now()), mfa=await mfa_enabled(ctx.db, user.id))
 
 
 async def _start_session(ctx: WebContext, user: UserRecord, now: int, *, mfa: bool) -> TokenPair:

@@ -147,7 +147,7 @@ async def _read_client(mailbox: Mailbox, state: ConnectionState) -> None:
 
 
 async def _watch_account(ctx: WebContext, principal: Principal, state: ConnectionState) -> None:
-    """Close (4401) as soon as the account is deactivated, deleted or changes role.
+    """Close (4401) as soon as the account is deactivated, deleted, changes role or its password.
 
     Woken by ``ctx.protection.accounts.invalidate(user_id)``, which every account
     change calls after its commit; the client re-authenticates and reconnects
@@ -157,7 +157,7 @@ async def _watch_account(ctx: WebContext, principal: Principal, state: Connectio
     while True:
         await accounts.changed(principal.user_id)
         standing = await accounts.standing(ctx.db, principal.user_id)
-        if not standing.active or standing.role != principal.role:
+        if not standing.active or standing.role != principal.role or not standing.admits(principal.issued_at):
             state.finish(4401, "account changed")
             return
 

@@ -125,6 +125,17 @@ class LiveFlag(LiveMessage, frozen=True, tag="flag"):
     flag: dict[str, Any]
 
 
+class LiveRoster(LiveMessage, frozen=True, tag="roster"):
+    """A live session's roster changed (enrolments, deactivated accounts). Topic: the session's.
+
+    ``added`` are the roster's student objects (as in the roster snapshot), ``removed`` student ids.
+    """
+
+    session_id: str
+    added: tuple[dict[str, Any], ...]
+    removed: tuple[str, ...]
+
+
 _HEALTH_TYPES: dict[str, Any] = get_type_hints(DeviceHealth)
 #: The published health fields after ``device_id`` (which comes first, then the room), in declaration order.
 _LIVE_HEALTH_FIELDS: tuple[str, ...] = tuple(name for name in PUBLISHED_HEALTH_FIELDS if name != "device_id")

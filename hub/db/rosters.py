@@ -109,7 +109,8 @@ async def sessions_for_faculty(
 
 
 async def session_roster(db: Database, session_id: str) -> Roster | None:
-    """The session and every enrolled student with their attendance so far; ``None`` if no such session."""
+    """The session and every enrolled student with their attendance so far (deactivated students only
+    with a record); ``None`` if no such session."""
 
     async def work(conn: asyncpg.Connection) -> Roster | None:
         header = await conn.fetchrow(_SESSION_SELECT + " WHERE cs.id = $1", session_id)
@@ -122,7 +123,9 @@ async def session_roster(db: Database, session_id: str) -> Roster | None:
             " JOIN students s ON s.id = e.student_id"
             " JOIN users u ON u.id = s.id"
             " LEFT JOIN attendance a ON a.session_id = cs.id AND a.student_id = s.id"
-            " WHERE cs.id = $1 ORDER BY u.display_name, s.id",
+            # A deactivated student leaves the roster, unless they have a record here (records are kept).
+            " WHERE cs.id = $1 AND (u.deactivated_at IS NULL OR a.status IS NOT NULL)"
+            " ORDER BY u.display_name, s.id",
             session_id,
         )
         return Roster(_session(header), tuple(RosterEntry(**dict(r)) for r in rows))

@@ -72,6 +72,37 @@ def _session(r: asyncpg.Record) -> SessionRecord:
 _SnapshotParts = tuple[dict[str, bytes], dict[str, tuple[str, str]], set[tuple[str, int]], list[DisplayUseRecord]]
 
 
+#: The roster of sessions ``$1``: students enrolled in the course whose account is active
+#: (a deactivated student can no longer check in, and is not marked absent at close).
+_ROSTER_SQL = (
+    "SELECT cs.id AS session_id, s.id, s.token_secret FROM class_sessions cs"
+    " JOIN enrolments e ON e.course_id = cs.course_id JOIN students s ON s.id = e.student_id"
+    " JOIN users u ON u.id = s.id AND u.deactivated_at IS NULL"
+    " WHERE cs.id = ANY($1::text[])"
+)
+
+
+async def load_session_roster(db: Database, session_id: str) -> dict[str, bytes]:
+    """A session's roster as its actor holds it (student id → token secret), for :class:`ReloadRoster`."""
+    return {r["id"]: bytes(r["token_secret"]) for r in await db.fetch(_ROSTER_SQL, [session_id])}
+
+
+async def sessions_enrolling(db: Database, now: datetime, *, student_ids: Sequence[str] = (),
+                             roll_numbers: Sequence[str] = ()) -> list[str]:
+    """Sessions that may have a live actor (open for check-in by ``now``, not finalized, not cancelled)
+    of the courses any of these students (by id or roll number) is enrolled in: whose roster a change
+    to their enrolments or accounts can change. Sessions not open yet load their roster when they open."""
+    rows = await db.fetch(
+        "SELECT DISTINCT cs.id FROM class_sessions cs JOIN enrolments e ON e.course_id = cs.course_id"
+        " JOIN students s ON s.id = e.student_id"
+        " WHERE (s.id = ANY($1::text[]) OR s.roll_number = ANY($2::text[]))"
+        " AND cs.status <> 'cancelled' AND cs.finalized_at IS NULL"
+        " AND cs.starts_at - make_interval(mins => cs.opens_minutes_before) <= $3"
+        " AND cs.ends_at >= $3 - interval '7 days' ORDER BY cs.id",
+        list(student_ids), list(roll_numbers), now)
+    return [r["id"] for r in rows]
+
+
 async def load_session_snapshot(db: Database, session_id: str) -> SessionSnapshot | None:
     """Everything a session actor needs, in one round trip."""
     return (await load_session_snapshots(db, [session_id])).get(session_id)
@@ -85,10 +116,7 @@ async def load_session_snapshots(db: Database, session_ids: Sequence[str]) -> di
 
     async def work(conn: asyncpg.Connection) -> dict[str, SessionSnapshot]:
         rows = await conn.fetch(f"SELECT {_SESSION_COLUMNS} FROM class_sessions WHERE id = ANY($1::text[])", ids)
-        roster = await conn.fetch(
-            "SELECT cs.id AS session_id, s.id, s.token_secret FROM class_sessions cs"
-            " JOIN enrolments e ON e.course_id = cs.course_id JOIN students s ON s.id = e.student_id"
-            " WHERE cs.id = ANY($1::text[])", ids)
+        roster = await conn.fetch(_ROSTER_SQL, ids)
         marks = await conn.fetch(
             "SELECT session_id, student_id, status, source FROM attendance WHERE session_id = ANY($1::text[])", ids)
         uses = await conn.fetch(

@@ -50,6 +50,25 @@ class ReloadStudents:
 
 
 @dataclass(frozen=True)
+class ReloadRoster:
+    """Ask: enrolments in this session's course, or the state of enrolled accounts, changed in PostgreSQL.
+
+    The actor rebuilds its roster (enrolled students with an active account) and
+    answers a :class:`RosterChange`. Records already written stay as they are:
+    a student who leaves the roster keeps theirs, and is no longer judged or
+    marked absent at close.
+    """
+
+
+@dataclass(frozen=True)
+class RosterChange:
+    """The answer to :class:`ReloadRoster`: who joined and who left the roster (sorted student ids)."""
+
+    added: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class CloseSession:
     """Ask (the scheduler, at close): mark everyone without a record absent; answers once committed."""
 

@@ -5,7 +5,8 @@ actors), display-mode check-ins from phones and faculty's manual or bulk
 marks (:class:`~hub.domain.session_messages.DisplayCheckin`,
 :class:`~hub.domain.session_messages.ManualMarks`, asked by the web), and the
 scheduler's :class:`CloseSession` (auto-absent). Records changed elsewhere
-(leave, corrections) are reloaded on :class:`ReloadStudents`.
+(leave, corrections) are reloaded on :class:`ReloadStudents`, the roster
+(enrolments, deactivated accounts) on :class:`ReloadRoster`.
 """
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ from hub.core.records import (
 from hub.db import Database
 from hub.db.checkin import device_clock_offset, session_records
 from hub.db.marks import plan_marks
-from hub.db.session_snapshots import SessionSnapshot, load_session_snapshot
+from hub.db.session_snapshots import SessionSnapshot, load_session_roster, load_session_snapshot
 from hub.domain.checkin import (
     AUTO_ABSENT_SOURCE,
     EARLY_HORIZON,
@@ -52,7 +53,9 @@ from hub.domain.session_messages import (
     DisplayCheckin,
     ManualMarks,
     Receipt,
+    ReloadRoster,
     ReloadStudents,
+    RosterChange,
     SessionNotLive,
 )
 from hub.mqtt import InboundMessage
@@ -61,7 +64,7 @@ from schemas import BiometricMatchEvent, QrScanEvent, parse_checkin_token
 
 log = logging.getLogger("hub.session")
 
-__all__ = ["CloseSession", "ReloadStudents", "RosterStatus", "Scan", "SessionActor", "SESSION_MAILBOX",
+__all__ = ["CloseSession", "ReloadRoster", "ReloadStudents", "RosterStatus", "Scan", "SessionActor", "SESSION_MAILBOX",
            "session_caller"]
 
 #: Mailbox: bounded, Overflow.BLOCK. Device actors (and web requests) wait when it is
@@ -155,6 +158,8 @@ class SessionActor(Actor):
             records = await session_records(self._db, self.session_id, message.student_ids)
             self._state.reload({s: None if r is None else Mark(*r) for s, r in records.items()})
             return None
+        if isinstance(message, ReloadRoster):
+            return await self._reload_roster()
         if isinstance(message, CloseSession):
             return await self._close()
         try:
@@ -264,6 +269,15 @@ class SessionActor(Actor):
         state.apply_marks(plan.changes, request.source)
         await deliver(self._writer, Commit(internal_key(), plan.effects, live=plan.live, on_done=settled))
         return Receipt(True, changes=plan.changes, committed=settled.wait)
+
+    # --- roster ----------------------------------------------------------------------------------
+
+    async def _reload_roster(self) -> RosterChange:
+        """Swap in the roster PostgreSQL has now; records (of leavers too) stay untouched."""
+        roster = await load_session_roster(self._db, self.session_id)
+        old = self._state.roster
+        self._state.roster = roster
+        return RosterChange(tuple(sorted(roster.keys() - old.keys())), tuple(sorted(old.keys() - roster.keys())))
 
     # --- close ------------------------------------------------------------------------------------
 

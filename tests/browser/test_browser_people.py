@@ -1,7 +1,12 @@
 """In a real browser, on a desktop and on a phone (390 px): an admin finds a student by roll number,
 deactivates them (the student's open page loses its session), is refused deleting a teacher (the reason
-shows next to the row), adds a student (sees the activation code once) and deletes that mistake."""
+shows next to the row), adds a student (sees the activation code once), resets its password and MFA (the
+answers next to the row) and deletes that mistake, then imports a CSV (the bad row reported, then fixed;
+the codes shown once and downloaded as CSV)."""
 from __future__ import annotations
+
+import asyncio
+from pathlib import Path
 
 import pytest
 from support.browser_helpers import chromium, run_in_browser_thread
@@ -85,8 +90,42 @@ async def test_admin_manages_people(hub, hub_campus, test_db, tmp_path, phone):
                 await page.fill("#people-edit-form input[name=program]", "B.Sc Physics")
                 await page.click("#people-edit-form button[type=submit]")
                 await page.locator("#people-message", has_text="new.student is saved.").wait_for(timeout=10_000)
+                # Reset its password: the code shows once, next to the row's buttons; its MFA reset is
+                # refused (never enrolled), the reason also next to the row.
+                await new_row.get_by_role("button", name="Reset password").click()
+                reset_code = new_row.locator(".people-note .people-reset-code")
+                await reset_code.wait_for(timeout=10_000)
+                seen["reset_code"] = await reset_code.inner_text()
+                await new_row.get_by_role("button", name="Reset MFA").click()
+                mfa_refusal = new_row.locator(".people-refusal")
+                await mfa_refusal.wait_for(timeout=10_000)
+                seen["mfa_refusal"] = await mfa_refusal.inner_text()
+                seen["reset_visible"] = str(await new_row.get_by_role("button", name="Reset MFA").is_visible())
                 await new_row.get_by_role("button", name="Delete").click()
                 await page.locator("#people-message", has_text="new.student is deleted.").wait_for(timeout=10_000)
+
+                # Import a CSV: the check lists the bad row (line, field, reason); fixed, it is imported and
+                # the codes show once, downloadable as CSV.
+                header = "role,name,username,email,roll_number,program,section\n"
+                good = "faculty,Kavya Nair,knair,kavya@campus.example,,,\n"
+                await page.fill("#people-import-text", header + good + "student,Arjun Das,,arjun@,IMP-01,B.Tech,A\n")
+                await page.click("#people-import-check")
+                problem = page.locator("#people-import-problems-body tr")
+                await problem.first.wait_for(timeout=10_000)
+                seen["problems"] = await page.locator("#people-import-problems-body").inner_text()
+                seen["import_message"] = await page.locator("#people-import-message").inner_text()
+                await page.fill("#people-import-text",
+                                header + good + "student,Arjun Das,,arjun@campus.example,IMP-01,B.Tech,A\n")
+                await page.click("#people-import-check")
+                await page.locator("#people-import-message", has_text="The file is fine").wait_for(timeout=10_000)
+                await page.click("#people-import-apply")
+                await page.locator("#people-import-codes-body tr").nth(1).wait_for(timeout=10_000)
+                seen["codes"] = await page.locator("#people-import-codes-body").inner_text()
+                async with page.expect_download(timeout=10_000) as download_info:
+                    await page.click("#people-import-download")
+                download = await download_info.value
+                seen["download_name"] = download.suggested_filename
+                seen["download"] = await asyncio.to_thread(Path(await download.path()).read_text)
                 seen["overflow"] = str(await page.evaluate(
                     "() => document.documentElement.scrollWidth - document.documentElement.clientWidth"))
                 await page.screenshot(path=str(tmp_path / f"people-{'phone' if phone else 'desktop'}.png"),
@@ -100,6 +139,16 @@ async def test_admin_manages_people(hub, hub_campus, test_db, tmp_path, phone):
     assert len(seen["code"]) >= 8
     assert seen["new_name"] == "<b>New</b> Student"  # text, not markup
     assert seen["overflow"] == "0"  # nothing wider than the screen
+    assert len(seen["reset_code"]) >= 8
+    assert "not on" in seen["mfa_refusal"] and seen["reset_visible"] == "True"
+    assert "3" in seen["problems"] and "email" in seen["problems"]  # line 3, the email field
+    assert "nothing was imported" in seen["import_message"]
+    assert "knair" in seen["codes"] and "IMP-01" in seen["codes"]
+    assert seen["download_name"] == "activation-codes.csv"
+    lines = seen["download"].splitlines()
+    assert lines[0] == "username,display_name,role,email,roll_number,activation_code,expires_at"
+    assert len(lines) == 3 and lines[1].startswith("knair,Kavya Nair,faculty,")
+    assert await test_db.fetchval("SELECT count(*) FROM students WHERE roll_number = 'IMP-01'") == 1
     assert await test_db.fetchval("SELECT deactivated_at IS NOT NULL FROM users WHERE id = $1", student.student_id)
     assert await test_db.fetchval("SELECT count(*) FROM users WHERE username = 'new.student'") == 0
     program = await test_db.fetchval(

@@ -3,14 +3,19 @@ are exactly what each actor would load alone."""
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import AsyncIterator
 
 import pytest
 
 from hub.db import Database, open_database
 from hub.db.seed import ensure_campus
-from hub.db.session_snapshots import load_session_snapshot, load_session_snapshots
+from hub.db.session_snapshots import (
+    load_session_roster,
+    load_session_snapshot,
+    load_session_snapshots,
+    sessions_enrolling,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -47,3 +52,33 @@ async def test_batched_snapshots_equal_one_by_one(fresh_db: Database) -> None:
     assert batched[second.session_id].used_tokens == set()
     assert set(batched[first.session_id].roster) >= set(first.enrolled)
     assert await load_session_snapshot(db, "no-such-session") is None
+
+
+async def test_rosters_leave_out_deactivated_students_and_only_possibly_live_sessions_are_found(
+        fresh_db: Database) -> None:
+    db = fresh_db
+    now = datetime.now(timezone.utc)
+    campus = await ensure_campus(db, rooms=2, students=12, now=now)
+    session = campus.sessions[0]
+    leaver, stayer = session.enrolled[0], session.enrolled[1]
+    snapshot = await load_session_snapshot(db, session.session_id)
+    assert snapshot is not None and await load_session_roster(db, session.session_id) == snapshot.roster
+    await db.execute("UPDATE users SET deactivated_at = $2 WHERE id = $1", leaver, now)
+    roster = await load_session_roster(db, session.session_id)
+    assert leaver not in roster and stayer in roster
+    snapshot = await load_session_snapshot(db, session.session_id)
+    assert snapshot is not None and leaver not in snapshot.roster
+
+    # Found by id or roll number; a later session of the course is not open yet, a cancelled one never is.
+    later = "ses-later"
+    await db.execute(
+        "INSERT INTO class_sessions (id, course_id, room_id, starts_at, ends_at, status)"
+        " VALUES ($1, $2, $3, $4, $5, 'scheduled')",
+        later, session.course_id, session.room_id, now + timedelta(hours=3), now + timedelta(hours=4))
+    found = await sessions_enrolling(db, now, student_ids=[stayer])
+    assert session.session_id in found and later not in found
+    roll = await db.fetchval("SELECT roll_number FROM students WHERE id = $1", stayer)
+    assert await sessions_enrolling(db, now, roll_numbers=[roll]) == found
+    assert await sessions_enrolling(db, now) == []
+    await db.execute("UPDATE class_sessions SET status = 'cancelled' WHERE id = $1", session.session_id)
+    assert session.session_id not in await sessions_enrolling(db, now, student_ids=[stayer])

@@ -7,7 +7,6 @@ Each test has its own database (exact chains).
 from __future__ import annotations
 
 import json
-import time
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any, AsyncIterator
@@ -185,62 +184,42 @@ async def test_an_entry_rolls_back_with_its_transaction(fresh_db: Database) -> N
     assert await fresh_db.fetchval("SELECT count(*) FROM audit_log") == 0
 
 
-async def test_a_burst_of_login_entries_beside_attendance_writes(fresh_db: Database, small_campus: Campus,
-                                                                  capsys) -> None:
-    """200 login entries (one transaction each, 8 at a time) while attendance writers run: all
-    commit, the chain verifies, and the figures are printed (docs/records.md quotes them)."""
+async def test_a_burst_of_login_entries_beside_attendance_writes(fresh_db: Database,
+                                                                  small_campus: Campus) -> None:
+    """200 login entries (one transaction each, 8 at a time) while two attendance writers keep
+    writing: every entry and every write commits, and the chain verifies. (What the burst costs
+    the writers is measured by bench/audit_burst.py, not here.)"""
     session = small_campus.sessions[0]
     statuses = ("present", "late", "absent", "excused")
-    attendance_times: list[float] = []
-    login_times: list[float] = []
+    attendance_writes = 0
 
     async def attendance(n: int, stop: trio.Event) -> None:
+        nonlocal attendance_writes
         round_ = 0
         while not stop.is_set():
             change = AttendanceChange(session.session_id, session.enrolled[n], statuses[round_ % 4], "manual")
-            started = time.perf_counter()
             await mark(fresh_db, change, "writer")
-            attendance_times.append(time.perf_counter() - started)
+            attendance_writes += 1
             round_ += 1
 
     async def logins(worker: int) -> None:
         for n in range(25):
-            started = time.perf_counter()
             await audit(fresh_db, actor=f"user{worker}", action="login_failed", entity="login",
                         entity_id=f"user{worker}", after={"address": f"10.0.{worker}.{n}"})
-            login_times.append(time.perf_counter() - started)
-
-    # Baseline: the attendance writers alone for a second.
-    stop = trio.Event()
-    async with trio.open_nursery() as alone:
-        for n in range(2):
-            alone.start_soon(attendance, n, stop)
-        await trio.sleep(1.0)
-        stop.set()
-    baseline, attendance_times[:] = list(attendance_times), []
 
     stop = trio.Event()
-    started = time.perf_counter()
     async with trio.open_nursery() as outer:
         for n in range(2):
             outer.start_soon(attendance, n, stop)
         async with trio.open_nursery() as burst:
             for worker in range(8):
                 burst.start_soon(logins, worker)
-        elapsed = time.perf_counter() - started
         stop.set()
-    assert len(login_times) == 200 and attendance_times
-    assert (await verify_chain(fresh_db)).ok
-
-    def p(values: list[float], q: float) -> float:
-        return sorted(values)[min(len(values) - 1, int(q * len(values)))] * 1000
-
-    with capsys.disabled():
-        print(f"\nsecurity-audit burst: 200 login entries (8 at a time) in {elapsed:.2f} s ({200 / elapsed:.0f}/s);"
-              f" login entry p50 {p(login_times, 0.5):.1f} ms p99 {p(login_times, 0.99):.1f} ms;"
-              f" attendance writes (2 writers) alone: {len(baseline)}/s p50 {p(baseline, 0.5):.1f} ms"
-              f" p99 {p(baseline, 0.99):.1f} ms; during the burst: {len(attendance_times) / elapsed:.0f}/s"
-              f" p50 {p(attendance_times, 0.5):.1f} ms p99 {p(attendance_times, 0.99):.1f} ms")
+    assert attendance_writes > 0
+    counts = dict(await fresh_db.fetch("SELECT entity, count(*) FROM audit_log GROUP BY entity"))
+    assert counts == {"login": 200, "attendance": attendance_writes}
+    report = await verify_chain(fresh_db)
+    assert report.ok and report.entries == 200 + attendance_writes, report
 
 
 # --- the wired actions: exactly one entry each, with actor, before and after ---------------------

@@ -79,6 +79,26 @@ async def test_a_deactivated_users_token_stops_at_once(hub, hostile_campus):
         assert again.status_code == 401
 
 
+async def test_a_stolen_access_token_dies_with_the_password_reset_or_change(hub, hostile_campus):
+    """A thief holding an unexpired access token: the victim's password change, or an admin's reset, ends it."""
+    async with _http(hub) as http:
+        admin = {"Authorization": f"Bearer {(await _login(http, 'admin')).json()['access_token']}"}
+        victim = _student(hostile_campus, 6)
+        stolen = {"Authorization": f"Bearer {(await _login(http, victim)).json()['access_token']}"}
+        mine = (await _login(http, victim)).json()
+        changed = await http.post("/api/v1/account/password", headers={"Authorization": f"Bearer {mine['access_token']}"},
+                                  json={"current_password": DEMO_PASSWORD, "new_password": "amber falcon nine rivers"})
+        assert changed.status_code == 200, changed.text
+        refused = await http.get("/api/v1/me", headers=stolen)
+        assert refused.status_code == 401 and refused.json()["error"]["code"] == "token_revoked"
+        renewed = {"Authorization": f"Bearer {changed.json()['tokens']['access_token']}"}
+        assert (await http.get("/api/v1/me", headers=renewed)).status_code == 200
+        reset = await http.post(f"/api/v1/users/{mine['user']['id']}/reset", json={}, headers=admin)
+        assert reset.status_code == 200, reset.text
+        gone = await http.get("/api/v1/me", headers=renewed)
+        assert gone.status_code == 401 and gone.json()["error"]["code"] == "token_revoked"
+
+
 async def test_a_stolen_refresh_cookie_gets_no_tokens_and_trips_the_alarm(hub, hostile_campus):
     async with _http(hub) as victim:
         login = await victim.post("/login", data={"username": _student(hostile_campus, 4), "password": DEMO_PASSWORD},

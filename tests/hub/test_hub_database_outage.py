@@ -24,6 +24,9 @@ def _via(url: str, port: int) -> str:
     return urlunsplit(parts._replace(netloc=f"{netloc[0]}@{host}" if len(netloc) == 2 else host))
 
 
+METRICS_TOKEN = "outage-test-metrics-token"
+
+
 async def test_ingestion_pauses_while_database_is_down_and_resumes(
     hub_settings, hub_campus, test_db, publisher, aio_loop,
 ):
@@ -44,9 +47,12 @@ async def test_ingestion_pauses_while_database_is_down_and_resumes(
 
     async with trio.open_nursery() as nursery:
         port = await nursery.start(proxy.serve)
-        settings = dataclasses.replace(hub_settings, database_url=_via(hub_settings.database_url, port))
+        # The health detail needs a credential that works while the database is down: the metrics token.
+        settings = dataclasses.replace(hub_settings, database_url=_via(hub_settings.database_url, port),
+                                       metrics_token=METRICS_TOKEN)
         hub = await nursery.start(partial(run_hub, settings, port=0))
-        web = httpx.AsyncClient(base_url=f"http://127.0.0.1:{hub.web_port}")
+        web = httpx.AsyncClient(base_url=f"http://127.0.0.1:{hub.web_port}",
+                                headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
 
         await publish(1, BEFORE)
         await eventually(lambda: _equals(committed(), BEFORE))

@@ -8,7 +8,7 @@ import io
 import uuid
 
 import pytest
-from web_helpers import PASSWORD, api_login, bearer
+from web_helpers import PASSWORD, api_login, bearer, page_login
 
 pytestmark = pytest.mark.integration
 
@@ -174,3 +174,74 @@ async def test_guessing_the_current_password_is_throttled_like_a_login(client, w
                                      headers=headers)
         statuses.append(response.status_code)
     assert statuses[:10] == [400] * 10 and statuses[10] == 429, statuses
+
+
+async def _fresh_person(client, admin_headers, role: str = "faculty") -> str:
+    """A new account with NEW_PASSWORD set through its activation code (tests here change its password)."""
+    username = f"p_{_sfx()}"
+    made = await client.post("/api/v1/users", json={"username": username, "display_name": "Ravi Menon", "role": role},
+                             headers=admin_headers)
+    assert made.status_code == 201, await made.get_data(as_text=True)
+    code = (await made.get_json())["activation"]["code"]
+    assert (await client.post("/api/v1/activate", json={"code": code, "password": NEW_PASSWORD})).status_code == 200
+    return username
+
+
+async def test_admin_reset_ends_the_users_current_access_tokens(client, world, clock):
+    admin = await bearer(client, world.username("admin"))
+    target = await _fresh_person(client, admin)
+    session = await api_login(client, target, NEW_PASSWORD)
+    held = {"Authorization": f"Bearer {session['access_token']}"}
+    assert (await client.get("/api/v1/me", headers=held)).status_code == 200
+    clock.advance(0.001)  # the app's clock stands still in these tests; the token is a moment older
+    reset = await client.post(f"/api/v1/users/{session['user']['id']}/reset", json={}, headers=admin)
+    assert reset.status_code == 200
+    after = await client.get("/api/v1/me", headers=held)
+    assert after.status_code == 401 and (await after.get_json())["error"]["code"] == "token_revoked"
+    refreshed = await client.post("/api/v1/auth/refresh", json={"refresh_token": session["refresh_token"]})
+    assert refreshed.status_code == 401
+    # The person's new session, even at the very instant of the reset, is admitted.
+    code = (await reset.get_json())["code"]
+    assert (await client.post("/api/v1/activate", json={"code": code, "password": "violet harbour seven kites"})
+            ).status_code == 200
+    fresh = await api_login(client, target, "violet harbour seven kites")
+    assert (await client.get("/api/v1/me", headers={"Authorization": f"Bearer {fresh['access_token']}"})
+            ).status_code == 200
+
+
+async def test_changing_ones_password_ends_other_sessions_and_renews_this_one(client, world, clock):
+    admin = await bearer(client, world.username("admin"))
+    user = await _fresh_person(client, admin)
+    this = await api_login(client, user, NEW_PASSWORD)
+    other = await api_login(client, user, NEW_PASSWORD)
+    this_headers = {"Authorization": f"Bearer {this['access_token']}"}
+    clock.advance(0.001)
+    changed = await client.post("/api/v1/account/password", headers=this_headers,
+                                json={"current_password": NEW_PASSWORD, "new_password": "violet harbour seven kites"})
+    assert changed.status_code == 200, await changed.get_data(as_text=True)
+    tokens = (await changed.get_json())["tokens"]
+    for old in (this["access_token"], other["access_token"]):
+        gone = await client.get("/api/v1/me", headers={"Authorization": f"Bearer {old}"})
+        assert gone.status_code == 401 and (await gone.get_json())["error"]["code"] == "token_revoked"
+    renewed = await client.get("/api/v1/me", headers={"Authorization": f"Bearer {tokens['access_token']}"})
+    assert renewed.status_code == 200
+    again = await client.post("/api/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
+    assert again.status_code == 200, await again.get_data(as_text=True)
+    # The other session cannot come back through its refresh token (presenting it is a reuse alarm).
+    assert (await client.post("/api/v1/auth/refresh", json={"refresh_token": other["refresh_token"]})
+            ).status_code == 401
+
+
+async def test_changing_ones_password_in_the_browser_renews_the_cookies(app, world, clock):
+    admin_client = app.test_client()
+    admin = await bearer(admin_client, world.username("admin"))
+    user = await _fresh_person(admin_client, admin)
+    browser, elsewhere = app.test_client(), app.test_client()
+    for c in (browser, elsewhere):
+        assert (await page_login(c, user, NEW_PASSWORD)).status_code == 303
+    clock.advance(0.001)
+    changed = await browser.post("/api/v1/account/password",
+                                 json={"current_password": NEW_PASSWORD, "new_password": "violet harbour seven kites"})
+    assert changed.status_code == 200 and "tokens" not in await changed.get_json()
+    assert (await browser.get("/api/v1/me")).status_code == 200
+    assert (await elsewhere.get("/api/v1/me")).status_code == 401

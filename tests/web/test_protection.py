@@ -12,7 +12,7 @@ from web_helpers import PASSWORD, api_login, bearer, page_login
 from hub.core.config import Settings
 from hub.core.metrics import HubMetrics, limiter_decisions_counter
 from web.auth import ACCESS_TTL_S
-from web.protection import AccountCache, Protection
+from web.protection import AccountCache, AccountStanding, Protection
 
 WRONG = "not the password at all"
 
@@ -336,3 +336,10 @@ async def test_a_logout_with_a_made_up_refresh_token_recalls_nothing(client, wor
     response = await client.post("/api/v1/auth/logout", json={"refresh_token": "made-up"}, headers=headers)
     assert response.status_code == 204
     assert (await client.get("/api/v1/me", headers=headers)).status_code == 200
+
+
+def test_account_standing_admits_only_tokens_issued_since_the_cutoff():
+    assert AccountStanding(role="student", active=True).admits(0.0)
+    cut = AccountStanding(role="student", active=True, sessions_valid_from=1_000.5)
+    assert not cut.admits(1_000.0)
+    assert cut.admits(1_001.0)

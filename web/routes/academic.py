@@ -59,6 +59,7 @@ from ..apidoc import (
 from ..auth import Principal, current_principal, require
 from ..context import current_context
 from ..errors import WebError, forbidden, invalid
+from ..live_rosters import rosters_changed
 from ..paging import page_json, page_of, page_params, page_request
 from ..request import (
     ClockTime,
@@ -565,6 +566,10 @@ async def import_enrolments() -> Response:
     if errors:
         return _rejected(sorted(errors, key=lambda e: (e.line, e.field or "")))
     assert summary is not None  # a file without rows is an error (parse_enrolment_csv)
+    if summary.created and not summary.dry_run:
+        # New enrolments join the rosters of their courses' live sessions at once.
+        await rosters_changed(current_context(), student_ids=[r.student_id for r in parsed.rows if r.student_id],
+                              roll_numbers=[r.roll_number for r in parsed.rows if r.roll_number])
     return jsonify(record_json(summary))
 
 

@@ -17,7 +17,7 @@ from typing import Annotated, Any
 
 import msgspec
 from msgspec import Meta
-from quart import Blueprint, Response, jsonify, request
+from quart import Blueprint, Response, g, jsonify, request
 
 from hub.core.passwords import hash_password_async, verify_password_async
 from hub.db.accounts import MAX_CODE_INPUT, change_password, code_holder, issue_reset, redeem_code
@@ -50,11 +50,12 @@ from ..apidoc import (
 )
 from ..apidoc import enum as doc_enum
 from ..apidoc import not_found as doc_not_found
-from ..auth import authenticate, client_address, current_principal, require
+from ..auth import authenticate, client_address, current_principal, reissue_after_password_change, require
 from ..context import WebContext, current_context
 from ..errors import WebError, invalid, not_found
 from ..feeds import utc_now
 from ..request import choice_arg, flag_arg, json_body
+from .auth_api import _tokens_json
 
 bp = Blueprint("accounts_api", __name__, url_prefix="/api/v1")
 
@@ -201,10 +202,18 @@ async def activate_account() -> Response:
 @bp.post("/account/password")
 @require(during_mfa_enrolment=True)
 async def change_password_route() -> Response:
+    """Every session of the caller ends with the change; this one goes on with a fresh token pair."""
     body = await json_body(PasswordChange)
-    await change_own_password(current_context(), current_principal().user_id, body.current_password,
-                              body.new_password)
-    return jsonify({"changed": True})
+    ctx = current_context()
+    user_id = current_principal().user_id
+    await change_own_password(ctx, user_id, body.current_password, body.new_password)
+    pair = await reissue_after_password_change(ctx, user_id)
+    answer: dict[str, Any] = {"changed": True}
+    if request.headers.get("Authorization") is None:
+        g.issued_tokens = pair  # a browser: the app's after-request hook sets the cookies
+    else:
+        answer["tokens"] = _tokens_json(pair)
+    return jsonify(answer)
 
 
 @bp.post("/users/<user_id>/reset")
@@ -352,9 +361,11 @@ OPENAPI_PATHS: dict[str, Any] = {
     },
     "/api/v1/account/password": {
         "post": {**operation(
-            "Change your own password (the current one is required)", "accounts", ["admin", "faculty", "student",
-                                                                                    "ops"],
-            {"200": json_response(obj({"changed": BOOL}), "Changed."), "400": _WEAK, "429": _THROTTLED},
+            "Change your own password (the current one is required). Every other session of yours ends;"
+            " this one is renewed (cookies, or `tokens` for a Bearer caller).", "accounts",
+            ["admin", "faculty", "student", "ops"],
+            {"200": json_response(obj({"changed": BOOL, "tokens": ref("Tokens")}, required=["changed"]), "Changed."),
+             "400": _WEAK, "429": _THROTTLED},
             body=json_request(PasswordChange, "The current and the new password."),
         ), "security": BEARER},
     },

@@ -1,7 +1,9 @@
 """The admin's people page (``/admin/people``).
 
 Server-rendered shell; web/static/people.js fills it from the people API
-(web/routes/users_api.py), so the page and the API enforce the same rules.
+(web/routes/users_api.py), the accounts API (web/routes/accounts_api.py: CSV import,
+password reset) and the MFA API (web/routes/mfa_api.py: MFA reset), so the page
+and the API enforce the same rules.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from hub.domain.roles import ROLE_DESCRIPTIONS, ROLES
 
 from ..auth import require
 from ._pages import render_page
+from .accounts_api import IMPORT_MAX_BYTES
 
 bp = Blueprint("people_pages", __name__)
 
@@ -30,4 +33,5 @@ async def people_page() -> str:
         "people.html", roles=ROLES, role_descriptions=ROLE_DESCRIPTIONS,
         limits={"username": USERNAME_MAX, "display_name": DISPLAY_NAME_MAX, "email": EMAIL_MAX,
                 "roll_number": ROLL_NUMBER_MAX, "program": PROGRAM_MAX, "section": SECTION_MAX},
+        import_max_bytes=IMPORT_MAX_BYTES,
     )

@@ -73,6 +73,7 @@ from ..auth import current_principal, require
 from ..context import WebContext, current_context
 from ..errors import WebError, invalid, not_found
 from ..feeds import utc_now
+from ..live_rosters import rosters_changed
 from ..paging import page_json, page_of, page_params, page_request
 from ..request import choice_arg, json_body, storable, whole
 
@@ -270,6 +271,8 @@ async def users_deactivate(user_id: str) -> Response:
     except AccountError as error:
         raise _refusal(error) from None
     _account_changed(ctx, account)
+    if account.role == "student":
+        await rosters_changed(ctx, student_ids=[account.id])  # they leave (or rejoin) live rosters at once
     return jsonify(account_json(account))
 
 
@@ -283,6 +286,8 @@ async def users_reactivate(user_id: str) -> Response:
     except AccountError as error:
         raise _refusal(error) from None
     _account_changed(ctx, account)
+    if account.role == "student":
+        await rosters_changed(ctx, student_ids=[account.id])  # they leave (or rejoin) live rosters at once
     return jsonify(account_json(account))
 
 

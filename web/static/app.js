@@ -146,6 +146,17 @@
         at.replaceChildren(timeTag(message.checked_in_at));
         tr.classList.remove("flash"); void tr.offsetWidth; tr.classList.add("flash");
         updateCounts();
+      } else if (message.type === "roster" && message.session_id === sessionId) {
+        // Enrolled (or reactivated) students join, deactivated ones leave: no reload needed.
+        message.removed.forEach(function (id) {
+          var gone = byData(tbody, "data-student-id", id);
+          if (gone) { gone.remove(); }
+        });
+        message.added.forEach(function (s) {
+          var old = byData(tbody, "data-student-id", s.student_id);
+          if (old) { old.replaceWith(row(s)); } else { tbody.appendChild(row(s)); }
+        });
+        updateCounts();
       }
     });
   }

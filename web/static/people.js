@@ -1,4 +1,5 @@
-// The admin's people page (/admin/people): search, paging, add, edit, role, deactivate/reactivate, delete.
+// The admin's people page (/admin/people): search, paging, add, edit, role, deactivate/reactivate, delete,
+// password and MFA resets, and the CSV import.
 // Plain ES2017, no build step. Everything goes through the people API (/api/v1/users) with the
 // browser's cookies; bodies are JSON (the API's CSRF defence). Text is only ever set with
 // textContent, so names carrying markup stay text.
@@ -77,6 +78,12 @@
         actions.appendChild(actionButton("Reactivate", function () { changeState(user, "reactivate", actions); }));
       }
       actions.appendChild(actionButton("Delete", function () { remove(user, actions); }));
+      if (user.active) {
+        var resetButton = actionButton("Reset password", function () { resetPassword(user, actions, resetButton); });
+        var mfaButton = actionButton("Reset MFA", function () { resetMfa(user, actions, mfaButton); });
+        actions.appendChild(resetButton);
+        actions.appendChild(mfaButton);
+      }
       tr.appendChild(actions);
       body.appendChild(tr);
     });
@@ -86,10 +93,40 @@
     byId("people-next").disabled = last >= state.total;
   }
 
-  function refusal(actions, message) {
-    var old = actions.querySelector(".people-refusal");
-    if (old) { old.remove(); }
-    if (message) { actions.appendChild(el("p", message, "people-refusal")); }
+  // An answer to a row's button, shown in that row (replacing the row's previous answer).
+  function note(actions, content, className) {
+    actions.querySelectorAll(".people-refusal, .people-note").forEach(function (n) { n.remove(); });
+    if (!content) { return; }
+    var p = typeof content === "string" ? el("p", content) : content;
+    p.classList.add(className || "people-note");
+    p.setAttribute("role", "status");
+    actions.appendChild(p);
+  }
+  function refusal(actions, message) { note(actions, message, "people-refusal"); }
+
+  async function resetPassword(user, actions, button) {
+    if (!window.confirm("Reset the password of " + user.username + "? Their password stops working and they are logged out everywhere; they choose a new one with the code.")) { return; }
+    button.disabled = true;
+    try {
+      var issued = await api("POST", "/api/v1/users/" + encodeURIComponent(user.id) + "/reset", {});
+      var p = el("p");
+      p.appendChild(document.createTextNode("Reset code for " + user.username + " (shown once; valid until " +
+        new Date(issued.expires_at).toLocaleString() + "): "));
+      p.appendChild(el("code", issued.code, "people-reset-code"));
+      p.appendChild(document.createTextNode(" They use it at /activate."));
+      note(actions, p);
+    } catch (e) { refusal(actions, e.message); }
+    finally { button.disabled = false; }
+  }
+
+  async function resetMfa(user, actions, button) {
+    if (!window.confirm("Turn off two-factor authentication for " + user.username + " (a lost phone)? They enrol again at their next login.")) { return; }
+    button.disabled = true;
+    try {
+      await api("POST", "/api/v1/users/" + encodeURIComponent(user.id) + "/mfa/reset", {});
+      note(actions, "Two-factor authentication is off for " + user.username + ": they enrol again at their next login.");
+    } catch (e) { refusal(actions, e.message); }
+    finally { button.disabled = false; }
   }
 
   async function load() {
@@ -195,6 +232,102 @@
       await load();
     } catch (e) { say(e.message, true); }
   });
+
+  // --- CSV import: check (dry run), then import; the codes are shown once, with a CSV download ---
+  var importForm = byId("people-import-form");
+  var importMax = Number(importForm.dataset.maxBytes);
+  var importedCodes = [];
+
+  function importSay(message, isError) {
+    var box = byId("people-import-message");
+    box.textContent = message;
+    box.className = "ac-message" + (isError ? " ac-error" : "");
+    byId("people-import-result").hidden = false;
+  }
+
+  function fillRows(tbody, rows) {
+    tbody.textContent = "";
+    rows.forEach(function (cells) {
+      var tr = el("tr");
+      cells.forEach(function (c) { tr.appendChild(cell(c[0], c[1])); });
+      tbody.appendChild(tr);
+    });
+  }
+
+  function showProblems(errors) {
+    fillRows(byId("people-import-problems-body"), errors.map(function (e) {
+      return [["Line", e.line], ["Field", e.field], ["Problem", e.reason]];
+    }));
+    byId("people-import-problems").hidden = !errors.length;
+  }
+
+  function showCodes(created) {
+    importedCodes = created.filter(function (c) { return c.activation_code; });
+    fillRows(byId("people-import-codes-body"), importedCodes.map(function (c) {
+      return [["Line", c.line], ["Username", c.username], ["Name", c.display_name], ["Role", c.role],
+              ["Activation code", c.activation_code]];
+    }));
+    byId("people-import-codes").hidden = !importedCodes.length;
+  }
+
+  async function sendImport(dryRun, button) {
+    var file = byId("people-import-file").files[0];
+    var body = file || byId("people-import-text").value;
+    showProblems([]);
+    if (!dryRun) { showCodes([]); }
+    if (!file && !body.trim()) { importSay("Choose a CSV file, or paste one.", true); return; }
+    if ((file ? file.size : new Blob([body]).size) > importMax) {
+      importSay("The file is larger than " + Math.round(importMax / 1048576) + " MiB: split it.", true); return;
+    }
+    button.disabled = true;
+    try {
+      // The file's bytes as they are, so a wrong encoding is reported with its line.
+      var response = await fetch("/api/v1/users/import" + (dryRun ? "?dry_run=1" : ""), {
+        method: "POST", credentials: "same-origin", headers: { "Content-Type": "text/csv" }, body: body });
+      if (response.status === 401) { location.href = "/login?next=" + encodeURIComponent(location.pathname); return; }
+      var data = null;
+      try { data = await response.json(); } catch (e) { data = null; }
+      if (response.status === 422 && data && data.errors) {
+        importSay(data.error.message + " Fix the rows below and check again.", true);
+        showProblems(data.errors);
+      } else if (!response.ok) {
+        importSay((data && data.error && data.error.message) || ("The import failed (HTTP " + response.status + ")."), true);
+      } else if (data.dry_run) {
+        importSay("The file is fine: " + data.created.length + " new, " + data.unchanged +
+                  " already here. Press Import to apply it.");
+      } else {
+        importSay("Imported: " + data.created.length + " new, " + data.unchanged + " already here.");
+        showCodes(data.created);
+        importForm.reset();
+        await load();
+      }
+    } catch (e) {
+      importSay("The import could not be sent: " + e.message, true);
+    } finally { button.disabled = false; }
+  }
+
+  function csvValue(value) {
+    var text = value === null || value === undefined ? "" : String(value);
+    return /[",\r\n]/.test(text) ? '"' + text.replace(/"/g, '""') + '"' : text;
+  }
+
+  // The columns of the API's own codes CSV (web/routes/accounts_api.py CODES_CSV_COLUMNS). The codes
+  // are never sent again, so the download is made here from the answer the page already holds.
+  var CODE_COLUMNS = ["username", "display_name", "role", "email", "roll_number", "activation_code", "expires_at"];
+  byId("people-import-download").addEventListener("click", function () {
+    var lines = [CODE_COLUMNS.join(",")].concat(importedCodes.map(function (c) {
+      return CODE_COLUMNS.map(function (k) { return csvValue(c[k]); }).join(",");
+    }));
+    var link = document.createElement("a");
+    link.href = URL.createObjectURL(new Blob([lines.join("\r\n") + "\r\n"], { type: "text/csv" }));
+    link.download = "activation-codes.csv";
+    document.body.appendChild(link);
+    link.click();
+    link.remove();
+    setTimeout(function () { URL.revokeObjectURL(link.href); }, 1000);
+  });
+  byId("people-import-check").addEventListener("click", function (event) { sendImport(true, event.target); });
+  byId("people-import-apply").addEventListener("click", function (event) { sendImport(false, event.target); });
 
   byId("people-search").addEventListener("submit", function (event) {
     event.preventDefault();
