@@ -139,17 +139,12 @@ class TokenPair:
 
 def issue_access_token(
     ctx: WebContext, user_id: str, role: str, now: int | None = None, *, mfa: bool = False,
-    iat: float | None = None,
 ) -> tuple[str, Principal]:
-    """A signed access token valid from ``now`` (default: ``ctx.now()``) for :data:`ACCESS_TTL_S`.
-
-    ``iat`` (default: ``now``) is the instant of issue, possibly with a fraction of a second.
-    """
+    """A signed access token valid from ``now`` (default: ``ctx.now()``) for :data:`ACCESS_TTL_S`."""
     now = int(ctx.now()) if now is None else now
-    issued = float(now) if iat is None else iat
     principal = Principal(user_id, role, float(now + ACCESS_TTL_S), uuid.uuid4().hex, mfa,  # type: ignore[arg-type]
-                          issued)
-    claims: dict[str, object] = {"sub": user_id, "role": role, "iat": now if iat is None else iat, "exp": now + ACCESS_TTL_S,
+                          float(now))
+    claims: dict[str, object] = {"sub": user_id, "role": role, "iat": now, "exp": now + ACCESS_TTL_S,
                                  "jti": principal.token_id}
     if mfa:
         claims["mfa"] = True  # only when true: a token without it means "no second factor"
@@ -252,10 +247,11 @@ def _at(unix_seconds: float) -> datetime:
 
 
 def _pair(ctx: WebContext, user: UserRecord, refresh_token: str, issued_at: int, *, mfa: bool) -> TokenPair:
-    # iat to the microsecond, as the database keeps a password change's time (sessions_valid_from):
-    # whole seconds could not tell a token issued just before a reset from one issued just after.
-    access, principal = issue_access_token(ctx, user.id, user.role, issued_at, mfa=mfa,
-                                           iat=_at(ctx.now()).timestamp())
+    if user.sessions_valid_from is not None:
+        # The account's sessions restart at a whole second after its last password reset or change
+        # (hub/db/accounts.py): a token issued since then is dated no earlier, so the check admits it.
+        issued_at = max(issued_at, int(user.sessions_valid_from.timestamp()))
+    access, principal = issue_access_token(ctx, user.id, user.role, issued_at, mfa=mfa)
     return TokenPair(
         user, principal, access, principal.expires_at, refresh_token, issued_at + REFRESH_TTL_S, issued_at
     )

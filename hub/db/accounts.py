@@ -104,6 +104,14 @@ async def issue_code_in(conn: asyncpg.Connection, *, user_id: str, purpose: Purp
     return IssuedCode(user_id, purpose, code, expires_at)
 
 
+#: Ends every session of the account (SQL, ``%`` the parameter number of the change's time). Access
+#: tokens carry whole seconds (``iat``), so sessions restart at the next whole second, and at least a
+#: second after the previous restart: a token issued after one reset is still refused by the next
+#: one, however close the two. web/auth.py dates new tokens no earlier; web/protection.py refuses older ones.
+_NEW_SESSIONS_FROM = ("sessions_valid_from = GREATEST(date_trunc('second', $%d::timestamptz) + interval '1 second',"
+                      " sessions_valid_from + interval '1 second')")
+
+
 async def issue_activation(db: Database, *, user_id: str, actor: str | None,
                            now: datetime | None = None) -> IssuedCode:
     """A new activation code for an account that has no password yet (a lost first code)."""
@@ -131,7 +139,7 @@ async def issue_reset(db: Database, *, user_id: str, actor: str, reason: str = "
     async def work(conn: asyncpg.Connection) -> IssuedCode:
         row = await conn.fetchrow(
             "UPDATE users SET password_hash = '', must_change_password = true, updated_at = $2,"
-            " sessions_valid_from = $2 WHERE id = $1 RETURNING username", user_id, at)
+            f" {_NEW_SESSIONS_FROM % 2} WHERE id = $1 RETURNING username", user_id, at)
         if row is None:
             raise AccountError("No such user.", "id")
         await conn.execute(
@@ -205,7 +213,7 @@ async def change_password(db: Database, *, user_id: str, verified_hash: str, pas
     async def work(conn: asyncpg.Connection) -> None:
         updated = await conn.fetchval(
             "UPDATE users SET password_hash = $3, must_change_password = false, updated_at = $4,"
-            " sessions_valid_from = $4"
+            f" {_NEW_SESSIONS_FROM % 4}"
             " WHERE id = $1 AND password_hash = $2 AND password_hash <> '' AND deactivated_at IS NULL"
             " RETURNING username", user_id, verified_hash, password_hash, at)
         if updated is None:

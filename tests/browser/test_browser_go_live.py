@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import subprocess
 import sys
 import time
 from functools import partial
@@ -49,7 +50,8 @@ def hub_settings(hub_settings: Settings) -> Settings:
     return dataclasses.replace(hub_settings, mfa_optional_demo=False)  # MFA required of admins, as `serve` has it
 
 
-async def _create_first_admin(settings: Settings, tmp_path: Path) -> trio.CompletedProcess:
+async def _create_first_admin(settings: Settings, tmp_path: Path) -> subprocess.CompletedProcess[bytes]:
+    assert settings.database_url is not None
     env = dict(os.environ, CAMPUSHUB_DATABASE_URL=settings.database_url, CAMPUSHUB_DATA_DIR=str(tmp_path / "cli"))
     with trio.fail_after(60):
         return await trio.run_process(

@@ -122,3 +122,16 @@ async def test_a_deactivated_account_cannot_redeem(fresh_db: Database) -> None:
     assert await code_holder(fresh_db, issued.code, now=NOW) is None
     with pytest.raises(AccountError, match="deactivated"):
         await redeem_code(fresh_db, code=issued.code, user_id="u-new", password_hash="X", now=NOW)
+
+
+async def test_a_reset_or_change_restarts_sessions_at_a_later_whole_second_each_time(fresh_db: Database) -> None:
+    """Access tokens carry whole seconds: each end of sessions must be a distinct, later second."""
+    at = NOW + timedelta(microseconds=250_000)
+    cutoff = "SELECT sessions_valid_from FROM users WHERE id = 'u-old'"
+    await change_password(fresh_db, user_id="u-old", verified_hash="H1", password_hash="H2", now=at)
+    assert await fresh_db.fetchval(cutoff) == NOW + timedelta(seconds=1)
+    assert await fresh_db.fetchval("SELECT count(*) FROM refresh_tokens WHERE user_id = 'u-old'"
+                                   " AND revoked_at IS NULL") == 0  # the other sessions end too
+    await issue_reset(fresh_db, user_id="u-old", actor="admin", now=at)  # the same instant: still a later second
+    assert await fresh_db.fetchval(cutoff) == NOW + timedelta(seconds=2)
+    assert await fresh_db.fetchval("SELECT sessions_valid_from FROM users WHERE id = 'u-new'") is None
