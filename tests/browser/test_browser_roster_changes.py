@@ -27,6 +27,9 @@ async def test_the_open_roster_gains_an_enrolled_student_and_drops_a_deactivated
         "SELECT u.username FROM courses c JOIN users u ON u.id = c.faculty_id WHERE c.id = $1", session.course_id)
     base = f"http://127.0.0.1:{hub.web_port}"
     ready, enrolled, deactivated = threading.Event(), threading.Event(), threading.Event()
+    # The admin deactivates only once the page has shown the enrolment: otherwise both changes may
+    # land before the count is read.
+    enrolment_seen = threading.Event()
 
     async def faculty_watches_roster() -> tuple[str, str]:
         """Asyncio, in the browser thread: the enrolled count after each change."""
@@ -47,6 +50,7 @@ async def test_the_open_roster_gains_an_enrolled_student_and_drops_a_deactivated
             await row.wait_for(timeout=2_000)
             assert await row.locator(".status").get_attribute("data-status") == "not-yet"
             after_enrolment = await page.locator("#count-enrolled").text_content() or ""
+            enrolment_seen.set()
             assert deactivated.wait(15)
             await page.locator(f'tr[data-student-id="{leaver}"]').wait_for(state="detached", timeout=2_000)
             after_deactivation = await page.locator("#count-enrolled").text_content() or ""
@@ -63,6 +67,7 @@ async def test_the_open_roster_gains_an_enrolled_student_and_drops_a_deactivated
                 result.append(await run_in_browser_thread(faculty_watches_roster))
             finally:
                 ready.set()  # a failed browser must not leave the test waiting
+                enrolment_seen.set()
                 enrolled.set()
                 deactivated.set()
 
@@ -72,6 +77,7 @@ async def test_the_open_roster_gains_an_enrolled_student_and_drops_a_deactivated
                                    json={"csv": f"student_id,section_id\n{newcomer},sec-live\n"})
         assert response.status_code == 200, response.text
         enrolled.set()
+        assert await trio.to_thread.run_sync(enrolment_seen.wait, 30), "the roster never showed the enrolment"
         response = await http.post(f"/api/v1/users/{leaver}/deactivate", json={})
         assert response.status_code == 200, response.text
         deactivated.set()
