@@ -82,6 +82,8 @@ class PersistenceWriter(Actor):
             except Exception as exc:  # noqa: BLE001 - classified just below
                 self._metrics.db_write_failures.inc()
                 if not is_transient(exc):
+                    log.warning("a batch of %d commits failed on its data (%r); retrying them one by one",
+                                len(batch), exc)
                     try:
                         written = await self._commit_one_by_one(batch)
                         break
