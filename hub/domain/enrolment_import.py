@@ -21,6 +21,7 @@ import csv
 import io
 from collections import Counter
 from dataclasses import dataclass
+from typing import Callable, Iterator
 
 #: A sane upper bound on rows per import (the route also limits the body to ~2 MB).
 MAX_ROWS = 20_000
@@ -104,27 +105,7 @@ def parse_enrolment_csv(text: str) -> ParsedImport:
     rows: list[EnrolmentRow] = []
     errors: list[RowError] = []
     seen_student_section: dict[tuple, int] = {}
-    line = reader.line_num
-    while True:
-        try:
-            record = next(reader)
-        except StopIteration:
-            break
-        except csv.Error as exc:
-            # The bad record starts on the line after the previous one ended (an unclosed quote
-            # is only noticed at the end of the file).
-            errors.append(RowError(line + 1, None, f"malformed CSV: {exc}"))
-            break
-        start_line, line = line + 1, reader.line_num
-        if not any(cell.strip() for cell in record):
-            continue
-        if len(rows) + len(errors) >= MAX_ROWS:
-            errors.append(RowError(start_line, None, f"too many rows: at most {MAX_ROWS} per import"))
-            break
-        if len(record) != len(columns):
-            errors.append(RowError(start_line, None,
-                                   f"expected {len(columns)} fields like the header, found {len(record)}"))
-            continue
+    for start_line, record in csv_records(reader, len(columns), errors, lambda: len(rows) + len(errors)):
         values = {name: record[i].strip() for name, i in index.items()}
         row_errors = []
         for name in (*(c for c in STUDENT_COLUMNS if c in index),
@@ -188,3 +169,34 @@ def one_section_per_course(rows: list[tuple[int, str, str, str]]) -> list[RowErr
             errors.append(RowError(line, None,
                                    f"the student is already put in another section of this course on line {seen[0]}"))
     return errors
+
+
+def csv_records(reader: Iterator[list[str]], width: int, errors: list[RowError],
+                taken: Callable[[], int]) -> Iterator[tuple[int, list[str]]]:
+    """The data records of a ``csv.reader`` past its header, each with the line it starts on.
+
+    Shared by the CSV imports. Blank records are skipped. A malformed CSV ends the reading, a record
+    whose field count differs from the header's (``width``) is skipped, and reading stops once
+    ``taken()`` (the caller's rows plus errors) reaches :data:`MAX_ROWS`; each is reported in ``errors``.
+    """
+    line = reader.line_num  # type: ignore[attr-defined]  # csv.reader objects have line_num
+    while True:
+        try:
+            record = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            # The bad record starts on the line after the previous one ended (an unclosed quote
+            # is only noticed at the end of the file).
+            errors.append(RowError(line + 1, None, f"malformed CSV: {exc}"))
+            return
+        start_line, line = line + 1, reader.line_num  # type: ignore[attr-defined]
+        if not any(cell.strip() for cell in record):
+            continue
+        if taken() >= MAX_ROWS:
+            errors.append(RowError(start_line, None, f"too many rows: at most {MAX_ROWS} per import"))
+            return
+        if len(record) != width:
+            errors.append(RowError(start_line, None, f"expected {width} fields like the header, found {len(record)}"))
+            continue
+        yield start_line, record

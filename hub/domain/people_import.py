@@ -33,7 +33,7 @@ import io
 from collections import Counter
 from dataclasses import dataclass
 
-from .enrolment_import import RowError
+from .enrolment_import import RowError, csv_records
 from .people import account_problem
 from .roles import STUDENT, is_role
 
@@ -124,25 +124,7 @@ def parse_people_csv(text: str) -> ParsedPeople:
     rows: list[PersonRow] = []
     errors: list[RowError] = []
     first_seen: dict[tuple[str, str], int] = {}
-    line = reader.line_num
-    while True:
-        try:
-            record = next(reader)
-        except StopIteration:
-            break
-        except csv.Error as exc:
-            errors.append(RowError(line + 1, None, f"malformed CSV: {exc}"))
-            break
-        start_line, line = line + 1, reader.line_num
-        if not any(cell.strip() for cell in record):
-            continue
-        if len(rows) + len(errors) >= MAX_ROWS:
-            errors.append(RowError(start_line, None, f"too many rows: at most {MAX_ROWS} per import"))
-            break
-        if len(record) != len(columns):
-            errors.append(RowError(start_line, None,
-                                   f"expected {len(columns)} fields like the header, found {len(record)}"))
-            continue
+    for start_line, record in csv_records(reader, len(columns), errors, lambda: len(rows) + len(errors)):
         row_errors, row = _person(start_line, {name: record[i] for name, i in index.items()})
         if row is None:
             errors.extend(row_errors)
