@@ -24,6 +24,9 @@ memory     actor_memory.py         bytes per idle actor at 10,000 device and 2,0
                                    actors, against a bare ``actors.Actor``
 restart    restart.py              time back to full service after a restart with 2,000
                                    live sessions, against the raw consumer's restart
+fairness   fairness.py             p99 publish -> commit of 50 devices' events and lost
+                                   messages while one device floods, against the same
+                                   devices' p99 before the flood (issue 12)
 =========  ======================  ==========================================================
 
 Before each benchmark it waits (at most ``--max-wait`` s) for the 1-minute
@@ -95,6 +98,10 @@ PLAN: list[tuple[str, str, list[str], list[str], tuple[float, float]]] = [
      ["--sessions", "2000", "--students", "4000"],
      ["--sessions", "100", "--students", "200", "--idle", "0.5", "--settle", "1"],
      (300, 90)),
+    ("fairness", "fairness.py",
+     ["--devices", "50", "--quiet", "5", "--duration", "10", "--after", "5"],
+     ["--devices", "20", "--quiet", "2", "--duration", "3", "--after", "2"],
+     (240, 90)),
 ]
 
 
@@ -301,6 +308,20 @@ def figures(reports: dict[str, Any], errors: dict[str, str], loads: dict[str, li
                 tl["ingress_done"] - tl["registry_loaded"], None, "s", None)
     else:
         missing("restart", "restart to full service", "<= 5 s")
+
+    r = reports.get("fairness")
+    if r and "summary" in r:
+        s, c = r["summary"], r["config"]
+        p99 = s["flood_and_after"]["p99_ms"]
+        row("fairness", f"p99 publish -> commit of {c['devices']} devices while one floods", "< 1,000 ms", p99,
+            s["quiet"]["p99_ms"], "ms", p99 is not None and p99 < 1000,
+            f"flooder {s['flooder_acked_per_s']:,.0f}/s acked; broker '{c['broker']}'; hub rate limit "
+            f"{c['hub_rate_limit']}")
+        row("fairness", "  messages lost (acknowledged, never committed)", "0", s["devices_lost"], None, "messages",
+            s["devices_lost"] == 0 and s["flooder_unaccounted"] <= 0,
+            f"{s['devices_acked']:,} device events acknowledged; flooder unaccounted {s['flooder_unaccounted']:,}")
+    else:
+        missing("fairness", "p99 publish -> commit while one device floods", "< 1,000 ms")
     return rows
 
 
@@ -331,7 +352,8 @@ def print_table(rows: list[dict[str, Any]], meta: dict[str, Any]) -> None:
     print("ratio = measured / baseline. Baselines: ingest and latency = raw MQTT -> PostgreSQL consumer (COPY + ack, "
           "no domain logic) fed by the same publishers; fanout = the raw consumer + a plain quart-trio broadcast app "
           "with the same clients; memory = a bare actors.Actor; restart = the raw consumer's restart to its first "
-          "committed message. load = 1-minute load average when the benchmark started (2 CPUs, shared machine).")
+          "committed message; fairness = the same devices' p99 before the flood, same run. "
+          "load = 1-minute load average when the benchmark started (2 CPUs, shared machine).")
 
 
 def main() -> None:

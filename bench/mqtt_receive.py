@@ -14,7 +14,13 @@ benchmark: no assertions. Two figures:
   msgs/s over the drain phases only: what the receive+ack path can do when
   messages are waiting, i.e. with full drain batches.
 
-    .venv/bin/python bench/mqtt_receive.py [-n 50000] [--mode both|stream|burst]
+    .venv/bin/python bench/mqtt_receive.py [-n 50000] [--mode both|stream|burst] [--tls off|on|both]
+
+``--tls on|both`` starts a private Mosquitto (anonymous, one plain and one TLS
+listener, certificates from trustme) for the run: the publisher always uses the
+plain listener, the receiver the TLS one (``on``), or first the plain one and
+then the TLS one in the same sitting (``both``, with the TLS/plain ratios): the
+cost of TLS on the hub's drain loop, decrypted-bytes handling included.
 
 Mosquitto keeps at most ``max_queued_messages`` (default 1000) messages per
 subscriber beyond those in flight (our ReceiveMaximum, 1000) and silently
@@ -87,19 +93,20 @@ def publisher_main(host: str, port: int, topic: str, n: int, window: int, burst:
     c.loop(0.1)
 
 
-async def receiver_main(host: str, port: int, n: int, window: int, burst: bool) -> None:
+async def receiver_main(host: str, port: int, n: int, window: int, burst: bool,
+                        rx_port: int | None = None, cafile: str | None = None) -> tuple[float, float]:
     import trio
 
     sys.path.insert(0, PROJECT_ROOT)
-    from hub.mqtt import TrioMqttClient
+    from hub.mqtt import TrioMqttClient, client_tls_context
 
     prefix = f"bench-{uuid.uuid4().hex[:8]}"
     topic = f"{prefix}/data"
     # burst: a small channel so that most messages are read from the socket
     # during the timed drain, not parked in the channel before it starts.
-    client = TrioMqttClient(host=host, port=port, client_id=f"{prefix}-rx", clean_start=True,
+    client = TrioMqttClient(host=host, port=rx_port or port, client_id=f"{prefix}-rx", clean_start=True,
                             session_expiry_s=60, inbound_capacity=64 if burst else 1024,
-                            receive_maximum=1000)
+                            receive_maximum=1000, tls=client_tls_context(cafile) if cafile else None)
 
     async def on_connect(c: TrioMqttClient) -> None:
         await c.subscribe(f"{prefix}/#", qos=1)
@@ -179,11 +186,57 @@ async def receiver_main(host: str, port: int, n: int, window: int, burst: bool) 
             pass
         pub.wait(30)
 
-    mode = "burst" if burst else "stream"
+    mode = ("burst" if burst else "stream") + (" tls" if cafile else "")
     print(f"[{mode}] received+acked {count}/{n} QoS1 messages ({len(PAYLOAD)} B payload) "
           f"in {elapsed:.3f}s: {count / elapsed:,.0f} msg/s "
-          f"(receiver CPU {cpu:.2f}s = {count / cpu:,.0f} msg per CPU-second)")
+          f"(receiver CPU {cpu:.2f}s = {count / cpu:,.0f} msg per CPU-second, "
+          f"{cpu / count * 1e6:.1f} µs CPU per message)")
     print(f"[{mode}] client stats: {client.stats}")
+    return count / elapsed, cpu / count
+
+
+def start_tls_broker(directory: str) -> tuple[subprocess.Popen, int, int, str]:
+    """A private anonymous Mosquitto with a plain and a TLS listener; (process, plain port, TLS port, CA file)."""
+    import socket
+
+    import trustme
+
+    sys.path.insert(0, PROJECT_ROOT)
+    from hub.embedded.broker import mosquitto_path
+
+    binary = mosquitto_path()
+    if binary is None:
+        raise SystemExit("--tls needs mosquitto installed")
+    ca = trustme.CA()
+    server = ca.issue_cert("127.0.0.1")
+    paths = {name: os.path.join(directory, name) for name in ("ca.pem", "server.crt", "server.key")}
+    ca.cert_pem.write_to_path(paths["ca.pem"])
+    server.cert_chain_pems[0].write_to_path(paths["server.crt"])
+    server.private_key_pem.write_to_path(paths["server.key"])
+    ports = []
+    for _ in range(2):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            ports.append(probe.getsockname()[1])
+    config = os.path.join(directory, "mosquitto.conf")
+    with open(config, "w") as f:
+        f.write(f"allow_anonymous true\npersistence false\nuser {os.environ.get('USER') or 'root'}\n"
+                f"listener {ports[0]} 127.0.0.1\n"
+                f"listener {ports[1]} 127.0.0.1\ncafile {paths['ca.pem']}\n"
+                f"certfile {paths['server.crt']}\nkeyfile {paths['server.key']}\n")
+    process = subprocess.Popen([binary, "-c", config], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", ports[1]), timeout=0.5).close()
+            socket.create_connection(("127.0.0.1", ports[0]), timeout=0.5).close()
+            break
+        except OSError:
+            if time.monotonic() > deadline or process.poll() is not None:
+                process.kill()
+                raise SystemExit("private mosquitto did not start") from None
+            time.sleep(0.05)
+    return process, ports[0], ports[1], paths["ca.pem"]
 
 
 def main() -> None:
@@ -194,6 +247,8 @@ def main() -> None:
     ap.add_argument("--window", type=int, default=1500,
                     help="max messages the publisher may run ahead of the receiver")
     ap.add_argument("--mode", choices=["both", "stream", "burst"], default="both")
+    ap.add_argument("--tls", choices=["off", "on", "both"], default="off",
+                    help="receiver over TLS to a private Mosquitto (both: plain, then TLS, same broker)")
     ap.add_argument("--publisher", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--burst", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--topic", help=argparse.SUPPRESS)
@@ -205,8 +260,27 @@ def main() -> None:
 
     print(f"{os.cpu_count()} CPUs shared by publisher, broker and receiver; "
           f"load average {os.getloadavg()[0]:.2f}")
-    for mode in (["stream", "burst"] if args.mode == "both" else [args.mode]):
-        trio.run(receiver_main, args.host, args.port, args.n, args.window, mode == "burst")
+    modes = ["stream", "burst"] if args.mode == "both" else [args.mode]
+    if args.tls == "off":
+        for mode in modes:
+            trio.run(receiver_main, args.host, args.port, args.n, args.window, mode == "burst")
+        return
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="bench-tls-") as directory:
+        broker, plain_port, tls_port, cafile = start_tls_broker(directory)
+        try:
+            for mode in modes:
+                runs = {}
+                for tls in ([False, True] if args.tls == "both" else [True]):
+                    runs[tls] = trio.run(receiver_main, "127.0.0.1", plain_port, args.n, args.window,
+                                         mode == "burst", tls_port if tls else None, cafile if tls else None)
+                if len(runs) == 2:
+                    (rate, cpu), (tls_rate, tls_cpu) = runs[False], runs[True]
+                    print(f"[{mode}] TLS/plain: {tls_rate / rate:.2f}x msg/s, {tls_cpu / cpu:.2f}x CPU per message")
+        finally:
+            broker.terminate()
+            broker.wait(10)
 
 
 if __name__ == "__main__":

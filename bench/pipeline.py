@@ -159,10 +159,10 @@ async def run_hub_phase(args: argparse.Namespace, url: str, prefix: str, devices
     original_write_batch = hub.pipeline.writer.write_batch
     transactions: list[tuple[float, int]] = []
 
-    async def timed_write_batch(db, commits):
+    async def timed_write_batch(db, commits, **options):
         t = time.perf_counter()
         try:
-            return await original_write_batch(db, commits)
+            return await original_write_batch(db, commits, **options)
         finally:
             transactions.append((time.perf_counter() - t, len(commits)))
 

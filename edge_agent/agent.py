@@ -29,7 +29,7 @@ import socket
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Awaitable, Callable, Sequence, TypedDict, Union, cast
+from typing import Any, AsyncIterator, Awaitable, Callable, Literal, Sequence, TypedDict, Union, cast
 
 import aiomqtt
 import msgspec
@@ -178,6 +178,8 @@ class EdgeAgent:
         self.topics = Topics(config.topic_prefix)
         self._uplink = self.topics.uplink(config.device_id)
         self._status_topic = self.topics.status(config.device_id)
+        #: The largest ts of a status this agent signed (a Will included): the next is larger.
+        self._last_status_ts = 0
         self._downlink = self.topics.downlink(config.device_id)
         self._broker = f"{config.endpoint.host}:{config.endpoint.port}"  # for logs: no credentials
         self.state = AgentState(config.state_file)
@@ -236,7 +238,7 @@ class EdgeAgent:
             commands=dict(executed=self.commands.executed, duplicates=self.commands.duplicates,
                           invalid=self.commands.invalid, misaddressed=self.commands.misaddressed,
                           forged=self.commands.forged, expired=self.commands.expired,
-                          dropped=self._commands_dropped),
+                          unsealable=self.commands.unsealable, dropped=self._commands_dropped),
             unmapped_matches=self._unmapped,
             clock_offset_ms=self.clock_offset_ms,
         )
@@ -568,13 +570,14 @@ class EdgeAgent:
     def _make_client(self) -> aiomqtt.Client:
         cfg = self.config
         ep = cfg.endpoint
-        # The Will and the online status of one connection carry the same ts (the
-        # attempt's time): the hub ignores a status older than the one it holds,
-        # and the Will, though sent later, describes this same connection.
-        self._connection_ts = _ms(time.time())
+        # The Will is signed now and bound to this connection by its ts: the online status
+        # carries the connection's ts, the Will that ts + 1. The hub applies only a status
+        # newer than the last it applied, so this Will can end this connection (or an older
+        # one) but never a newer one, and a replayed old status or Will changes nothing.
+        self._connection_ts = self._next_status_ts()
         will = aiomqtt.Will(
             self._status_topic,
-            encode_status(DeviceStatus(state="offline", ts=self._connection_ts, reason="connection lost")),
+            self._signed_status("offline", self._connection_ts + 1, "connection lost"),
             qos=1,
             retain=True,
         )
@@ -597,6 +600,9 @@ class EdgeAgent:
             timeout=cfg.publish_timeout_s,
             max_inflight_messages=cfg.max_inflight,
             logger=log.getChild("mqtt"),
+            # mqtts://: verifies the broker (CA + host name), presents the device certificate.
+            # Built per connection, so a renewed certificate file is picked up on reconnect.
+            tls_context=cfg.mqtt_tls_context(),
             **version,
         )
 
@@ -663,8 +669,8 @@ class EdgeAgent:
         try:
             # Subscribed before announcing "online": from then on the hub's commands reach us.
             await client.subscribe(self._downlink, qos=1)
-            await client.publish(self._status_topic, encode_status(
-                DeviceStatus(state="online", ts=self._connection_ts, reason="connected")), qos=1, retain=True)
+            await client.publish(self._status_topic, self._signed_status("online", self._connection_ts, "connected"),
+                                 qos=1, retain=True)
             self._connected = True
             self._connects += 1
             ev.online.set()
@@ -694,8 +700,8 @@ class EdgeAgent:
                 if failed.done() and not failed.cancelled():
                     failed.exception()  # mark retrieved
                 failed.cancel()
-            await client.publish(self._status_topic, encode_status(
-                DeviceStatus(state="offline", ts=_ms(time.time()), reason="shutdown")), qos=1, retain=True)
+            await client.publish(self._status_topic, self._signed_status("offline", self._next_status_ts(), "shutdown"),
+                                 qos=1, retain=True)
         finally:
             self._connected = False
             self._client = None
@@ -704,6 +710,17 @@ class EdgeAgent:
                 await client.__aexit__(None, None, None)
             except aiomqtt.MqttError as exc:
                 log.debug("%s: disconnect: %s", cfg.device_id, exc)
+
+    def _next_status_ts(self) -> int:
+        """A status ts larger than any this agent signed, on the hub's clock as best known (:meth:`now_ms`):
+        the hub refuses a status stamped well ahead of its clock."""
+        return max(self.now_ms(), self._last_status_ts + 1)
+
+    def _signed_status(self, state: Literal["online", "offline"], ts: int, reason: str) -> bytes:
+        """The signed status (or Will) payload for the status topic."""
+        self._last_status_ts = max(self._last_status_ts, ts)
+        status = DeviceStatus(device=self.config.device_id, state=state, ts=ts, reason=reason)
+        return encode_status(status, self.config.alg, self.config.signing_key)
 
     @staticmethod
     def _raise_failure(watch: asyncio.Task[None], pub: asyncio.Task[None],
@@ -796,6 +813,10 @@ class EdgeAgent:
         if alg == "ed25519":
             return self.config.hub_public_key
         return None
+
+    def own_key(self) -> tuple[str, bytes]:
+        """This device's algorithm and signing key, which open command arguments sealed to it."""
+        return self.config.alg, self.config.signing_key
 
     def now_ms(self) -> int:
         """The hub's clock as best known here: the device clock plus the last measured offset."""

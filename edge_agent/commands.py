@@ -10,7 +10,12 @@ A downlink message goes through, in order:
    forger learns nothing;
 4. already executed (same command id, e.g. a QoS 1 redelivery) → not run again;
 5. expired (device clock + measured offset past ``expires_ts``) → answered ``expired``;
-6. executed; answered ``ok`` / ``failed`` (detail says why) / ``unsupported``.
+6. sealed arguments (``command.sealed``, schemas/_sealed.py) opened with this
+   device's own key and merged into ``args``. One that does not open (sealed
+   to another device or command, tampered, or with a key since rotated) is
+   answered ``failed`` with the reason and never run; the plaintext lives
+   only in memory, for the call (enrolment.py seals what it keeps);
+7. executed; answered ``ok`` / ``failed`` (detail says why) / ``unsupported``.
 
 Answers are :class:`schemas.CommandAckEvent` events submitted to the outbox,
 so they survive a disconnect like any event. Argument formats are in
@@ -27,7 +32,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Mapping, Protocol
 
-from schemas import Command, CommandStatus, WireError, decode_command, verify
+from schemas import Command, CommandStatus, SealError, WireError, decode_command, open_args, verify
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +62,9 @@ class CommandHost(Protocol):
     def device_id(self) -> str: ...
 
     def verify_key(self, alg: str) -> bytes | None: ...
+    def own_key(self) -> tuple[str, bytes]:
+        """This device's signing algorithm and key: what opens arguments sealed to it."""
+        ...
     def now_ms(self) -> int: ...
     async def submit_ack(self, command_id: bytes, status: CommandStatus, detail: str) -> None: ...
     async def apply_config(self, overrides: dict[str, Any]) -> str: ...
@@ -81,6 +89,8 @@ class CommandExecutor:
         self.misaddressed = 0
         self.forged = 0
         self.expired = 0
+        #: Sealed arguments that would not open (answered ``failed``).
+        self.unsealable = 0
 
     async def handle(self, payload: bytes) -> Outcome | None:
         """Process one downlink payload; returns the answer sent (``None``: ignored)."""
@@ -113,16 +123,33 @@ class CommandExecutor:
             self.expired += 1
             outcome = Outcome("expired", f"device clock {now} ms > expires_ts {command.expires_ts} ms")
         else:
-            outcome = await self._execute(command, local_ms)
-            self.executed += 1
+            try:
+                args = self._open(command)
+            except SealError as exc:
+                self.unsealable += 1
+                outcome = Outcome("failed", f"sealed arguments: {exc}")
+            else:
+                outcome = await self._execute(command, args, local_ms)
+                self.executed += 1
         await self.host.submit_ack(command.id, outcome.status, outcome.detail[:512])
         await self.host.record_command(command.id, command.name, outcome)
         log.info("%s: command %s %s → %s %s", self.host.device_id, command.name, command.id.hex(),
                  outcome.status, outcome.detail)
         return outcome
 
-    async def _execute(self, command: Command, local_ms: int) -> Outcome:
-        args = command.args
+    def _open(self, command: Command) -> dict[str, Any]:
+        """``args`` with the sealed ones opened and merged in; raises :class:`SealError`."""
+        if command.sealed is None:
+            return dict(command.args)
+        alg, key = self.host.own_key()
+        opened = open_args(command.sealed, device_id=self.host.device_id, command_id=command.id,
+                           name=command.name, alg=alg, device_key=key)
+        clash = sorted(set(opened) & set(command.args))
+        if clash:
+            raise SealError(f"argument {clash[0]!r} is both sealed and in clear")
+        return {**command.args, **opened}
+
+    async def _execute(self, command: Command, args: Mapping[str, Any], local_ms: int) -> Outcome:
         try:
             if command.name == "config_push":
                 detail = await self.host.apply_config(dict(args))

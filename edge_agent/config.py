@@ -9,6 +9,10 @@ Example (relative paths are resolved against the config file's folder)::
     mqtt_url = "mqtt://127.0.0.1:1883"  # MQTT 5; "...:1883?protocol=3.1.1" for a 3.1.1-only broker
     # username = "room-101-edge"   # optional (also accepted in the URL)
     # password = "..."
+    # TLS: mqtt_url = "mqtts://broker.campus.example:8883", then optionally
+    # mqtt_cafile = "ca.pem"         # CA of the broker's certificate (default: system store)
+    # mqtt_certfile = "device.crt"   # client certificate, for require_certificate listeners
+    # mqtt_keyfile = "device.key.pem"
     topic_prefix = "campushub"
     outbox = "outbox.sqlite"
     heartbeat_interval_s = 15
@@ -46,6 +50,7 @@ Pure and synchronous apart from :func:`load_config` reading files.
 from __future__ import annotations
 
 import re
+import ssl
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -93,23 +98,32 @@ class MqttEndpoint:
     password: str | None
     #: "5" (default) or "3.1.1" (for brokers without MQTT 5, e.g. the hub's embedded amqtt).
     protocol: str = "5"
+    #: ``mqtts://``: TLS, verifying the broker's certificate and host name.
+    tls: bool = False
 
 
 def parse_mqtt_url(url: str) -> MqttEndpoint:
-    """Parse ``mqtt://[user:pass@]host[:port][?protocol=5|3.1.1]`` (port defaults to 1883)."""
+    """Parse ``mqtt[s]://[user:pass@]host[:port][?protocol=5|3.1.1]``.
+
+    ``mqtts://`` (or ``ssl://``) is TLS, port 8883 by default; ``mqtt://`` (or ``tcp://``) plain, 1883.
+    """
     try:
         parts = urlsplit(url)
-        port = parts.port or 1883
+        port = parts.port
     except ValueError as exc:
         raise ConfigError(f"mqtt_url: {exc}") from None
-    if parts.scheme not in ("mqtt", "tcp") or not parts.hostname:
-        raise ConfigError(f"mqtt_url: expected mqtt://host:port, got {url!r}")
+    tls = parts.scheme in ("mqtts", "ssl")
+    if not (tls or parts.scheme in ("mqtt", "tcp")) or not parts.hostname:
+        # The URL stays out of the message: it may carry a password.
+        raise ConfigError(f"mqtt_url: expected mqtt://host:port or mqtts://host:port, "
+                          f"got scheme {parts.scheme[:20]!r}")
     # Same rule as the hub's MqttUrl; an unknown version must not quietly mean MQTT 5.
     protocols = parse_qs(parts.query, keep_blank_values=True).get("protocol", ["5"])
     if len(protocols) != 1 or protocols[0] not in MQTT_PROTOCOLS:
         raise ConfigError(f"mqtt_url: protocol must be one of {', '.join(MQTT_PROTOCOLS)}, "
                           f"got {'&'.join(protocols)!r}")
-    return MqttEndpoint(parts.hostname, port, parts.username, parts.password, protocols[0])
+    return MqttEndpoint(parts.hostname, port or (8883 if tls else 1883), parts.username, parts.password,
+                        protocols[0], tls)
 
 
 @dataclass(frozen=True)
@@ -143,6 +157,11 @@ class AgentConfig:
     key_store_path: Path | None = None
     #: Ed25519 public key of the hub, to verify commands to an ed25519 device.
     hub_public_key: bytes | None = field(default=None, repr=False)
+    #: ``mqtts://`` only: CA of the broker's certificate (``None``: the system store), and
+    #: this device's client certificate and key for a listener that requires one.
+    mqtt_cafile: Path | None = None
+    mqtt_certfile: Path | None = None
+    mqtt_keyfile: Path | None = None
 
     def __post_init__(self) -> None:
         if not _DEVICE_ID_RE.match(self.device_id):
@@ -155,7 +174,11 @@ class AgentConfig:
             raise ConfigError(f"signing_key: an ed25519 seed is 32 bytes, got {len(self.signing_key)}")
         if self.alg == "hmac-sha256" and len(self.signing_key) < 16:
             raise ConfigError(f"signing_key: an HMAC key needs >= 16 bytes, got {len(self.signing_key)}")
-        parse_mqtt_url(self.mqtt_url)
+        endpoint = parse_mqtt_url(self.mqtt_url)
+        if (self.mqtt_cafile or self.mqtt_certfile or self.mqtt_keyfile) and not endpoint.tls:
+            raise ConfigError("mqtt_cafile/mqtt_certfile/mqtt_keyfile: set, but mqtt_url is not mqtts://")
+        if self.mqtt_keyfile is not None and self.mqtt_certfile is None:
+            raise ConfigError("mqtt_keyfile: needs mqtt_certfile (the key's certificate)")
         if not self.topic_prefix or any(c in self.topic_prefix for c in "+#"):
             raise ConfigError(f"topic_prefix: {self.topic_prefix!r} is not a usable topic prefix")
         if not 0 < len(self.firmware) <= 128:
@@ -197,7 +220,18 @@ class AgentConfig:
         """Host/port, protocol and credentials; explicit ``username``/``password`` beat the URL's."""
         ep = parse_mqtt_url(self.mqtt_url)
         return MqttEndpoint(ep.host, ep.port, self.username or ep.username,
-                            self.password if self.password is not None else ep.password, ep.protocol)
+                            self.password if self.password is not None else ep.password, ep.protocol, ep.tls)
+
+    def mqtt_tls_context(self) -> ssl.SSLContext | None:
+        """TLS context for ``mqtts://`` (``None`` for ``mqtt://``): verifies the broker's
+        certificate and host name; presents ``mqtt_certfile`` if set. Reads the files now."""
+        if not self.endpoint.tls:
+            return None
+        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=self.mqtt_cafile)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        if self.mqtt_certfile is not None:
+            context.load_cert_chain(self.mqtt_certfile, self.mqtt_keyfile)
+        return context
 
     @property
     def mqtt_client_id(self) -> str:
@@ -211,6 +245,7 @@ _KEYS = {
     "topic_prefix", "outbox", "heartbeat_interval_s", "firmware", "sources", "max_outbox_rows",
     "max_inflight", "publish_timeout_s", "keepalive_s", "reconnect_initial_s", "reconnect_max_s",
     "drain_timeout_s", "client_id", "devices", "state", "key_store", "hub_public_key",
+    "mqtt_cafile", "mqtt_certfile", "mqtt_keyfile",
 }
 
 
@@ -304,6 +339,9 @@ def config_from_mapping(data: Mapping[str, Any], *, base_dir: Path = Path(".")) 
         kwargs["key_store_path"] = base_dir / _get(data, "key_store", str)
     if "hub_public_key" in data:
         kwargs["hub_public_key"] = _hex_key(_get(data, "hub_public_key", str), "hub_public_key")
+    for key in ("mqtt_cafile", "mqtt_certfile", "mqtt_keyfile"):
+        if key in data:
+            kwargs[key] = base_dir / _get(data, key, str)
     for key in ("mqtt_url", "username", "password", "topic_prefix", "firmware", "client_id"):
         if key in data:
             kwargs[key] = _get(data, key, str)
@@ -318,7 +356,7 @@ def config_from_mapping(data: Mapping[str, Any], *, base_dir: Path = Path(".")) 
         kwargs["outbox_path"] = base_dir / _get(data, "outbox", str)
     else:
         kwargs["outbox_path"] = base_dir / f"{data['device_id']}.outbox.sqlite"
-    return AgentConfig(
+    config = AgentConfig(
         device_id=_get(data, "device_id", str),
         room_id=_get(data, "room_id", str),
         alg=_get(data, "alg", str),
@@ -327,6 +365,12 @@ def config_from_mapping(data: Mapping[str, Any], *, base_dir: Path = Path(".")) 
         devices=devices,
         **kwargs,
     )
+    try:
+        config.mqtt_tls_context()  # unreadable or malformed CA/certificate/key: now, not at each reconnect
+    except (OSError, ssl.SSLError) as exc:
+        key = "mqtt_cafile" if config.mqtt_certfile is None else "mqtt_cafile/mqtt_certfile/mqtt_keyfile"
+        raise ConfigError(f"{key}: unusable: {getattr(exc, 'strerror', None) or exc}") from None
+    return config
 
 
 def load_config(path: "str | Path") -> AgentConfig:

@@ -18,6 +18,7 @@ from ._codec import (
 from ._envelope import (
     EVENT_KINDS,
     MAX_MESSAGE_BYTES,
+    MAX_SEALED_BYTES,
     PROTOCOL_VERSION,
     BiometricMatch,
     BiometricMatchEvent,
@@ -33,10 +34,12 @@ from ._envelope import (
     HeartbeatEvent,
     QrScan,
     QrScanEvent,
+    SealedArgs,
     SensorReading,
     SensorReadingEvent,
     SignatureAlgorithm,
 )
+from ._sealed import SealError, decode_sealed, encode_sealed, open_args, seal_args, sealed_arg_names
 from ._token import (
     TOKEN_WINDOW_SECONDS,
     CheckinToken,
@@ -57,4 +60,5 @@ __all__ = [
     "decode_command", "decode_frame", "encode_command", "decode_status", "encode_event", "encode_status", "issue_checkin_token",
     "new_event_id", "parse_checkin_token", "sign", "token_is_authentic", "token_is_fresh",
     "token_window", "verify",
+    "MAX_SEALED_BYTES", "SealError", "SealedArgs", "decode_sealed", "encode_sealed", "open_args", "seal_args", "sealed_arg_names",
 ]

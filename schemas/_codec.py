@@ -66,13 +66,18 @@ def verify(frame: Frame, key: bytes) -> None:
         raise WireError("bad_signature", "Ed25519 verification failed") from exc
 
 
-def encode_event(event: Event, alg: SignatureAlgorithm, key: bytes) -> bytes:
-    """Encode and sign ``event`` into the bytes published on the uplink topic."""
-    payload = _encoder.encode(event)
+def _signed_frame(payload: bytes, alg: SignatureAlgorithm, key: bytes) -> bytes:
+    """The frame around ``payload`` signed with ``key``: what events, statuses and commands travel in."""
     data = _encoder.encode(Frame(payload=payload, alg=alg, sig=sign(payload, alg, key)))
     if len(data) > MAX_MESSAGE_BYTES:
         raise WireError("oversize", f"{len(data)} bytes > {MAX_MESSAGE_BYTES}")
     return data
+
+
+def encode_event(event: Event, alg: SignatureAlgorithm, key: bytes) -> bytes:
+    """Encode and sign ``event`` into the bytes published on the uplink topic."""
+    payload = _encoder.encode(event)
+    return _signed_frame(payload, alg, key)
 
 
 def decode_frame(data: bytes) -> tuple[Frame, Event]:
@@ -98,16 +103,53 @@ def decode_frame(data: bytes) -> tuple[Frame, Event]:
     return frame, event
 
 
-def encode_status(status: DeviceStatus) -> bytes:
-    return _encoder.encode(status)
+def encode_status(status: DeviceStatus, alg: SignatureAlgorithm, key: bytes) -> bytes:
+    """Encode and sign ``status`` into the bytes published on the status topic (or set as the Will)."""
+    payload = _encoder.encode(status)
+    return _signed_frame(payload, alg, key)
 
 
-def decode_status(data: bytes) -> DeviceStatus:
-    """Decode a retained status / Last Will payload; raises :class:`WireError`."""
+class _UnsignedStatus(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """The status of agents older than signed statuses: recognised only to name the refusal."""
+
+    state: str
+    ts: int
+    reason: str = ""
+
+
+_unsigned_status_decoder = msgspec.msgpack.Decoder(_UnsignedStatus)
+
+
+def _not_a_status_frame(data: bytes, exc: msgspec.ValidationError) -> WireError:
+    """Why ``data``, which is not a frame, is refused: ``unsigned_status`` for an old agent's
+    well-formed status, else what is wrong with it (as the unsigned format was judged)."""
+    try:
+        _unsigned_status_decoder.decode(data)
+    except msgspec.ValidationError:
+        return WireError("schema", f"status frame: {exc}")
+    except _UNDECODABLE as undecodable:
+        return WireError("malformed", f"status: {undecodable}")
+    return WireError("unsigned_status", "a status without a signature (from an agent older than the hub?)")
+
+
+def decode_status(data: bytes) -> tuple[Frame, DeviceStatus]:
+    """Check size, decode and validate a signed status / Last Will. Does not verify the signature.
+
+    The caller checks ``status.device`` against the topic, looks up its key and
+    calls :func:`verify`. Raises :class:`WireError` with reason ``oversize``,
+    ``malformed``, ``schema`` or ``unsigned_status`` (a well-formed status of the
+    old unsigned format, as agents before signed statuses sent).
+    """
     if len(data) > MAX_MESSAGE_BYTES:
         raise WireError("oversize", f"{len(data)} bytes > {MAX_MESSAGE_BYTES}")
     try:
-        return _status_decoder.decode(data)
+        frame = _frame_decoder.decode(data)
+    except msgspec.ValidationError as exc:
+        raise _not_a_status_frame(data, exc) from exc
+    except _UNDECODABLE as exc:
+        raise WireError("malformed", f"status frame: {exc}") from exc
+    try:
+        return frame, _status_decoder.decode(frame.payload)
     except msgspec.ValidationError as exc:
         raise WireError("schema", f"status: {exc}") from exc
     except _UNDECODABLE as exc:
@@ -117,10 +159,7 @@ def decode_status(data: bytes) -> DeviceStatus:
 def encode_command(command: Command, alg: SignatureAlgorithm, key: bytes) -> bytes:
     """Encode and sign a hub → device ``command`` for the downlink topic."""
     payload = _encoder.encode(command)
-    data = _encoder.encode(Frame(payload=payload, alg=alg, sig=sign(payload, alg, key)))
-    if len(data) > MAX_MESSAGE_BYTES:
-        raise WireError("oversize", f"{len(data)} bytes > {MAX_MESSAGE_BYTES}")
-    return data
+    return _signed_frame(payload, alg, key)
 
 
 def decode_command(data: bytes) -> tuple[Frame, Command]:

@@ -117,17 +117,53 @@ class Frame(msgspec.Struct, frozen=True, array_like=True, forbid_unknown_fields=
     sig: Annotated[bytes, msgspec.Meta(min_length=32, max_length=64)]
 
 
-class DeviceStatus(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """Retained on the status topic; also the device's Last Will (state offline)."""
+#: Status text reaches the console and the hub's log: no control characters (a newline in a
+#: reason could forge a log line), no NUL, no Unicode line or paragraph separators.
+_NO_CONTROL = r"^[^\x00-\x1f\x7f-\x9f\u2028\u2029]*$"
+StatusText = Annotated[str, msgspec.Meta(max_length=128, pattern=_NO_CONTROL)]
 
+
+class DeviceStatus(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A device's connection state, signed in a :class:`Frame` like events (docs/protocol.md).
+
+    Retained on the status topic; also the device's Last Will (state offline),
+    signed when the connection is made. ``ts`` (milliseconds) identifies and
+    orders the device's statuses: a connection's online status carries the
+    connection's ``ts``, its Will ``ts + 1``, and every later status a larger
+    one. The hub applies a status only if its ``ts`` is larger than that of the
+    last one it applied, so a replayed old status (or the Will of an ended
+    connection) changes nothing.
+    """
+
+    device: DeviceId
     state: Literal["online", "offline"]
     ts: Millis
-    reason: ShortText = ""
+    reason: StatusText = ""
 
 
 CommandName = Literal["config_push", "time_sync", "reboot", "roster_sync", "template_sync"]
 #: Argument values a command may carry (msgspec checks the shape, the device checks the meaning).
 CommandArg = Union[str, int, float, bool, None]
+
+
+#: The sealed part of a command's arguments may take most of a frame; the frame cap still applies.
+MAX_SEALED_BYTES = 7 * 1024
+
+
+class SealedArgs(msgspec.Struct, frozen=True, array_like=True, forbid_unknown_fields=True):
+    """Command arguments sealed to the target device with AES-256-GCM (see schemas/_sealed.py).
+
+    ``scheme`` names how the key was agreed: ``hkdf-sha256`` (HKDF of the
+    ``hmac-sha256`` device key) or ``x25519`` (the hub's one-time key
+    ``ephemeral_key`` with the ``ed25519`` device's key, converted). The
+    associated data (not sent) binds the ciphertext to the device id, the
+    command id and the command name.
+    """
+
+    scheme: Literal["hkdf-sha256", "x25519"]
+    nonce: Annotated[bytes, msgspec.Meta(min_length=12, max_length=12)]
+    ciphertext: Annotated[bytes, msgspec.Meta(min_length=16, max_length=MAX_SEALED_BYTES)]
+    ephemeral_key: Annotated[bytes, msgspec.Meta(max_length=32)] = b""
 
 
 class Command(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -149,3 +185,6 @@ class Command(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     hub_ts: Millis
     expires_ts: Millis
     args: Annotated[dict[Annotated[str, msgspec.Meta(max_length=64)], CommandArg], msgspec.Meta(max_length=64)] = {}
+    #: Arguments that carry personal or biometric data, sealed to this device; the device
+    #: opens them and merges them into ``args`` before running the command.
+    sealed: SealedArgs | None = None

@@ -1,7 +1,18 @@
 """MQTT topic layout. A prefix isolates deployments (and test runs) on one broker."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from functools import cached_property
+from typing import get_args
+
+from ._envelope import DeviceId
+
+#: The registry's device id shape, taken from the wire format's one definition (``DeviceId``).
+_DEVICE_ID = re.compile(get_args(DeviceId)[1].pattern)
+#: Longest device id the shape allows, and the longest channel name ("status").
+_MAX_DEVICE_ID_CHARS = 64
+_MAX_CHANNEL_CHARS = len("status")
 
 
 @dataclass(frozen=True)
@@ -28,12 +39,33 @@ class Topics:
     def status_filter(self) -> str:
         return f"{self.prefix}/v1/dev/+/status"
 
+    @cached_property
+    def _device_head(self) -> str:
+        return f"{self.prefix}/v1/dev/"
+
+    @cached_property
+    def max_topic_chars(self) -> int:
+        """The longest topic :meth:`parse` can accept under this prefix; longer ones are refused unread."""
+        return len(self._device_head) + _MAX_DEVICE_ID_CHARS + 1 + _MAX_CHANNEL_CHARS
+
+    @staticmethod
+    def valid_device_id(device_id: str) -> bool:
+        """Whether ``device_id`` has the registry's shape (``DeviceId``: 1-64 letters, digits, ``_.-``)."""
+        return _DEVICE_ID.fullmatch(device_id) is not None
+
     def parse(self, topic: str) -> tuple[str, str] | None:
-        """``(device_id, channel)`` for a topic under this prefix, else ``None``."""
-        head = f"{self.prefix}/v1/dev/"
+        """``(device_id, channel)`` for a topic under this prefix, else ``None``.
+
+        ``None`` too when the topic is longer than :attr:`max_topic_chars` (checked
+        first, so a 60,000-character topic costs one length test) or its device id
+        is not of the registry's shape: nothing unbounded reaches a lookup or a row.
+        """
+        if len(topic) > self.max_topic_chars:
+            return None
+        head = self._device_head
         if not topic.startswith(head):
             return None
         rest = topic[len(head):].split("/")
-        if len(rest) != 2 or not rest[0]:
+        if len(rest) != 2 or not self.valid_device_id(rest[0]):
             return None
         return rest[0], rest[1]

@@ -7,6 +7,11 @@ Services (session-scoped, each picked once per run)
     ``mqtt_server_url``  ``$CAMPUSHUB_TEST_MQTT_URL`` if set; else the local
         ``mqtt://127.0.0.1:1883`` if it answers; else an embedded broker.
     ``CAMPUSHUB_TEST_EMBEDDED=1`` skips the local services and always embeds.
+    ``CAMPUSHUB_TEST_BROKER=secure``: a private Mosquitto with authentication and
+        TLS instead (``mqtts://`` with the run's credentials; ``mqtt_cafile``).
+    ``open_mqtt_server_url``  a broker with anonymous access and no size limit
+        (``mqtt_server_url``; in secure mode an embedded open Mosquitto), for the
+        few tests about such a broker.
     The server URL's user must be allowed to create databases. On the local
     server, databases left by killed runs (dead pid in the name) are dropped.
 
@@ -152,9 +157,74 @@ def database_server_url() -> Iterator[str]:
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
+#: ``CAMPUSHUB_TEST_BROKER=secure``: the run's broker is a private Mosquitto with the generated
+#: configuration's authentication, TLS and packet size (see ``_secure_broker``).
+SECURE_TEST_BROKER = os.environ.get("CAMPUSHUB_TEST_BROKER", "") == "secure"
+SECURE_TEST_LOGIN = ("campushub-test-run", "test-run-password-" + uuid.uuid4().hex[:12])
+
+
 @pytest.fixture(scope="session")
-def mqtt_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """An MQTT broker URL, ``mqtt://host:port`` (see the module docstring)."""
+def _secure_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path] | None]:
+    """``(mqtts:// URL with credentials, CA file)`` of the secure test broker, or ``None`` when not asked for.
+
+    One private Mosquitto for the session from ``render_mosquitto_conf`` (no anonymous
+    access, TLS listener, max_packet_size) with one account for the whole run. Tests
+    publish as many fake devices under many prefixes, so this account may use any topic
+    and any client id: the generated ACL and the client id bound to the username are
+    removed here and tested on their own (tests/hub/test_mosquitto_acl.py). The CA is
+    also exported as ``SSL_CERT_FILE``, so clients that build a default TLS context
+    without a CA file (edge agents, ad-hoc test clients) trust the test broker.
+    """
+    if not SECURE_TEST_BROKER:
+        yield None
+        return
+    import trustme
+    from support.private_mosquitto import BrokerLogin, broker_files, start_private_mosquitto, write_accounts
+
+    from hub.adapters.mosquitto_auth import write_atomically
+    from hub.adapters.mosquitto_conf import BrokerTls
+    from schemas import Topics
+
+    directory = tmp_path_factory.mktemp("secure-broker")
+    ca = trustme.CA()
+    server = ca.issue_cert("127.0.0.1")
+    cafile, certfile, keyfile = directory / "ca.pem", directory / "broker.crt", directory / "broker.key"
+    ca.cert_pem.write_to_path(str(cafile))
+    server.cert_chain_pems[0].write_to_path(str(certfile))
+    server.private_key_pem.write_to_path(str(keyfile))
+    user, password = SECURE_TEST_LOGIN
+    files = broker_files(directory / "broker")
+    files.password_file.parent.mkdir()
+    write_accounts(files, Topics(), BrokerLogin(user, password))
+    write_atomically(files.acl_file, f"user {user}\ntopic readwrite #\n")
+    broker = start_private_mosquitto(
+        directory / "broker", accounts_from_registry=True, tls=BrokerTls(cafile, certfile, keyfile),
+        edit_conf=lambda text: text.replace("use_username_as_clientid true\n", ""))
+    previous = os.environ.get("SSL_CERT_FILE")
+    os.environ["SSL_CERT_FILE"] = str(cafile)
+    try:
+        yield broker.url(user, password, tls=True), cafile
+    finally:
+        if previous is None:
+            os.environ.pop("SSL_CERT_FILE", None)
+        else:
+            os.environ["SSL_CERT_FILE"] = previous
+        broker.stop()
+
+
+@pytest.fixture(scope="session")
+def mqtt_cafile(_secure_broker: tuple[str, Path] | None) -> Path | None:
+    """The CA file clients need for ``mqtt_server_url`` (``None``: plain MQTT, or the system store)."""
+    return _secure_broker[1] if _secure_broker else None
+
+
+@pytest.fixture(scope="session")
+def mqtt_server_url(tmp_path_factory: pytest.TempPathFactory, _secure_broker: tuple[str, Path] | None) -> Iterator[str]:
+    """An MQTT broker URL, ``mqtt://host:port``, or with ``CAMPUSHUB_TEST_BROKER=secure``
+    ``mqtts://user:password@host:port`` (see the module docstring and ``_secure_broker``)."""
+    if _secure_broker is not None:
+        yield _secure_broker[0]
+        return
     configured = os.environ.get("CAMPUSHUB_TEST_MQTT_URL")
     if configured:
         yield configured
@@ -164,6 +234,22 @@ def mqtt_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield LOCAL_MQTT_URL
         return
     broker = start_embedded_broker(tmp_path_factory.mktemp("embedded-broker"))
+    try:
+        yield broker.url
+    finally:
+        broker.stop()
+
+
+@pytest.fixture(scope="session")
+def open_mqtt_server_url(tmp_path_factory: pytest.TempPathFactory, mqtt_server_url: str,
+                         _secure_broker: tuple[str, Path] | None) -> Iterator[str]:
+    """A broker with anonymous access and no packet size limit, for tests of what the hub itself does on such a
+    broker (open-broker detection, its own size bounds): ``mqtt_server_url``, or with
+    ``CAMPUSHUB_TEST_BROKER=secure`` an embedded open Mosquitto of the run's own."""
+    if _secure_broker is None:
+        yield mqtt_server_url
+        return
+    broker = start_embedded_broker(tmp_path_factory.mktemp("open-broker"))
     try:
         yield broker.url
     finally:

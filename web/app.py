@@ -7,8 +7,10 @@ caller's trio-asyncio loop, which ``ctx.db`` needs).
 """
 from __future__ import annotations
 
+import logging
 from functools import partial
 from pathlib import Path
+from typing import Sequence
 
 import trio
 from hypercorn.config import Config
@@ -17,6 +19,7 @@ from quart import Response, g, has_websocket_context, request, websocket
 from quart_trio import QuartTrio
 
 from hub.core import passwords
+from hub.domain.checkin_network import parse_ranges
 
 from . import errors, openapi, templating
 from .auth import BrowserRefreshes
@@ -34,6 +37,7 @@ from .routes import (
     audit_pages,
     auth_api,
     checkin,
+    checkin_networks_api,
     corrections,
     devices_api,
     faculty,
@@ -48,9 +52,11 @@ from .routes import (
     ops,
     people_pages,
     provisioning,
+    quarantine_api,
     sessions_api,
     student,
     system,
+    terminal_roster_api,
     tickets_api,
     users_api,
 )
@@ -82,6 +88,7 @@ HSTS = "max-age=31536000"
 
 def create_app(
     ctx: WebContext, *, secure_cookies: bool = False, metrics_token: str | None = None, serve_metrics: bool = True,
+    trusted_proxies: Sequence[str] = (),
 ) -> QuartTrio:
     """Build the web app around ``ctx``.
 
@@ -90,7 +97,9 @@ def create_app(
     a TLS-terminating proxy's (it is off for plain-http demos and tests).
     ``metrics_token``, when set, is the bearer token ``/metrics`` (and the
     detailed ``/healthz``) need; ``serve_metrics=False`` leaves ``/metrics`` to
-    the listener of :func:`create_metrics_app` (404 here).
+    the listener of :func:`create_metrics_app` (404 here). ``trusted_proxies`` (CIDR ranges,
+    ``Settings.trusted_proxies``): peers whose ``X-Forwarded-For`` names the client
+    (web/auth.py ``request_client_address``; the login limiter keys on it too).
     """
     app = QuartTrio(__name__, static_folder="static", template_folder="templates")
     app.request_class = SizedRequest  # a larger body limit on upload routes (web/uploads.py)
@@ -100,6 +109,7 @@ def create_app(
         CAMPUSHUB_SECURE_COOKIES=secure_cookies,
         CAMPUSHUB_METRICS_TOKEN=metrics_token,
         CAMPUSHUB_SERVE_METRICS=serve_metrics,
+        CAMPUSHUB_TRUSTED_PROXIES=parse_ranges(trusted_proxies),
         # Errors become JSON / error pages (web/errors.py) rather than propagating to the server.
         PROPAGATE_EXCEPTIONS=False,
     )
@@ -111,7 +121,7 @@ def create_app(
                    provisioning, devices_api, insights, insights_pages, notifications_api, checkin, tickets_api,
                    leave, corrections, audit, audit_pages,
                    academic, academic_pages, sessions_api, users_api, people_pages, mfa_api, mfa_pages,
-                   accounts_api, account_pages):
+                   accounts_api, account_pages, terminal_roster_api, checkin_networks_api, quarantine_api):
         app.register_blueprint(module.bp)
 
     @app.before_serving
@@ -200,6 +210,10 @@ async def serve(
         config.ssl_handshake_timeout = 10
     config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
     config.accesslog = None
+    # hypercorn's default error log has a handler of its own, which would bypass the hub's
+    # escaping formatter (hub/core/log_format.py); a Logger instance is used as it is, so
+    # its records go to the root handler like every other.
+    config.errorlog = logging.getLogger("hypercorn.error")
     config.include_server_header = False
     config.websocket_ping_interval = WEBSOCKET_PING_INTERVAL_S
     config.read_timeout = READ_TIMEOUT_S

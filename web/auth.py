@@ -87,6 +87,8 @@ from hub.db.users import (
     rotate_refresh_token,
     store_refresh_token,
 )
+from hub.domain.checkin_network import Address
+from hub.domain.checkin_network import client_address as resolve_client_address
 from hub.domain.roles import ROLES, Role
 
 from .context import WebContext, current_context
@@ -219,10 +221,19 @@ async def _audit_login(ctx: WebContext, action: str, *, actor: str, username: st
     await ctx.db.run(work, transaction=True)
 
 
-def client_address() -> str:
-    """The peer address of the current request or websocket (the login limiter's per-address key)."""
+def request_client_address() -> Address | None:
+    """The client address of the current request or websocket: the peer's, or, when the peer
+    is one of the deployment's trusted proxies (``CAMPUSHUB_TRUSTED_PROXIES``), what they
+    forwarded. ``None`` when there is no usable address."""
     connection = websocket if has_websocket_context() else request
-    return connection.remote_addr or "unknown"
+    return resolve_client_address(connection.remote_addr, connection.headers.getlist("X-Forwarded-For"),
+                                  current_app.config.get("CAMPUSHUB_TRUSTED_PROXIES", ()))
+
+
+def client_address() -> str:
+    """:func:`request_client_address` as text (the login limiter's per-address key, audit entries)."""
+    address = request_client_address()
+    return "unknown" if address is None else str(address)
 
 
 def _encodable(text: str) -> bool:

@@ -7,8 +7,10 @@ code is judged right there, at scan time, by the hub's clock; if it is good
 the browser gets a *pending check-in token*: ``base64url(json).base64url(mac)``
 with ``mac = HMAC-SHA256(HMAC(jwt_secret, "pending-checkin"), json)`` and
 claims ``s`` (session), ``w`` (code window), ``t`` (scan time, unix ms),
-``n`` (random nonce), ``d`` (SHA-256 of the phone's device cookie) and
-``exp``. The token is the path of the next page, which needs a student
+``n`` (random nonce), ``d`` (SHA-256 of the phone's device cookie),
+``c`` (where the scan came from: ``[network, inside, scope]``, the client's
+/24 or /48 and its verdict against the room's check-in network restriction,
+hub/domain/checkin_network.py; never the full address) and ``exp``. The token is the path of the next page, which needs a student
 login: a logged-out student goes through the login form and comes back to
 it, and is checked in as of the scan time, without rescanning. It is bound to
 the phone (the device cookie) and lives :data:`PENDING_TTL_S`.
@@ -35,6 +37,7 @@ from werkzeug.sansio.response import Response
 
 from hub.db.marks import record_marks
 from hub.domain.checkin import InvalidMarks, MarkChange
+from hub.domain.checkin_network import ClientNetwork
 from hub.domain.session_messages import ManualMarks, Receipt, SessionNotLive
 
 from .context import WebContext
@@ -68,11 +71,16 @@ class PendingCheckin:
     scanned_at: datetime
     nonce: bytes
     device_hash: bytes
+    #: Where the scan came from; ``None`` for a token issued before networks were judged.
+    client: ClientNetwork | None = None
 
 
-def issue_pending(ctx: WebContext, session_id: str, window: int, scanned_at: float, device_hash: bytes) -> str:
+def issue_pending(ctx: WebContext, session_id: str, window: int, scanned_at: float, device_hash: bytes,
+                  client: ClientNetwork | None = None) -> str:
     claims = {"s": session_id, "w": window, "t": int(scanned_at * 1000), "n": _b64(secrets.token_bytes(12)),
               "d": _b64(device_hash), "exp": int(scanned_at) + PENDING_TTL_S}
+    if client is not None:
+        claims["c"] = [client.network, client.inside, client.scope]
     body = json.dumps(claims, separators=(",", ":")).encode()
     return f"{_b64(body)}.{_b64(hmac.digest(_pending_key(ctx), body, 'sha256'))}"
 
@@ -92,8 +100,9 @@ def read_pending(ctx: WebContext, token: str) -> PendingCheckin:
     if claims["exp"] <= ctx.now():
         raise WebError(400, "pending_expired", "This check-in link has expired; scan the code on the screen again.",
                        "pending")
+    client = ClientNetwork(*claims["c"]) if "c" in claims else None
     return PendingCheckin(claims["s"], claims["w"], datetime.fromtimestamp(claims["t"] / 1000, timezone.utc),
-                          _unb64(claims["n"]), _unb64(claims["d"]))
+                          _unb64(claims["n"]), _unb64(claims["d"]), client)
 
 
 def hash_device(cookie: str) -> bytes:

@@ -38,6 +38,10 @@ async def _no_device_actors(device_id: str, message: object) -> object:
     raise LookupError("no device actors: the hub is not running")
 
 
+async def _no_quarantine_keeper(device_id: str, by: str) -> object:
+    raise LookupError("no quarantine keeper: the hub is not running")
+
+
 async def _no_thresholds_changed() -> None:
     return None
 
@@ -64,7 +68,9 @@ class WebContext:
     #: Dynamic supervisor hosting one temporary ConnectionActor per websocket;
     #: ``None`` runs the same actor inline in the websocket's task (unit tests).
     connections: "actors.Supervisor | None"
-    #: Body of GET /healthz; ``{"status": "ok", ...}`` when healthy.
+    #: Body of GET /healthz: ``status`` is ``ok``, ``degraded`` (serving, with ``problems``: reasons an
+    #: operator must fix, e.g. an open broker), ``unavailable`` (database or broker unreachable) or
+    #: ``starting``; web/routes/system.py maps the first two to 200 and the others to 503.
     health: Callable[[], Awaitable[dict]]
     #: Body of GET /metrics in the Prometheus text format.
     metrics_text: Callable[[], str]
@@ -111,6 +117,10 @@ class WebContext:
     #: Roles that must have two-factor authentication: without it they may only enrol (403
     #: ``mfa_enrollment_required`` elsewhere). Empty only for the demo (Settings.mfa_optional_demo).
     mfa_required_roles: frozenset[str] = MFA_REQUIRED_ROLES
+    #: End a device's broker quarantine now (hub/pipeline/quarantine.py, ``Release``): returns the
+    #: ended ``hub.db.quarantine.Quarantine`` or None if it had none; raises LookupError with no hub,
+    #: OSError/ValueError if the broker's files could not be rewritten. Waits at most ~15 s.
+    release_quarantine: Callable[[str, str], Awaitable[object]] = _no_quarantine_keeper
 
 
 def current_context() -> WebContext:

@@ -25,13 +25,18 @@ from .feeds import roster_json, utc_now
 
 
 async def rosters_changed(ctx: WebContext, *, student_ids: Sequence[str] = (),
-                          roll_numbers: Sequence[str] = ()) -> dict[str, RosterChange]:
-    """Reload the rosters of the live sessions these students are enrolled in; returns the changes by session."""
-    if not student_ids and not roll_numbers:
+                          roll_numbers: Sequence[str] = (), session_ids: Sequence[str] = ()) -> dict[str, RosterChange]:
+    """Reload the rosters of the live sessions these students are enrolled in; returns the changes by session.
+
+    ``session_ids``: sessions to reload as well, found before the change (an unenrolment: once
+    committed, the student is no longer enrolled in them).
+    """
+    if not student_ids and not roll_numbers and not session_ids:
         return {}
     now = utc_now(ctx)
     changes: dict[str, RosterChange] = {}
-    for session_id in await sessions_enrolling(ctx.db, now, student_ids=student_ids, roll_numbers=roll_numbers):
+    found = await sessions_enrolling(ctx.db, now, student_ids=student_ids, roll_numbers=roll_numbers)
+    for session_id in sorted(set(found) | set(session_ids)):
         try:
             change = await ctx.session_call(session_id, ReloadRoster())
         except SessionNotLive:

@@ -47,6 +47,7 @@ from .routes import (
     accounts_api,
     audit,
     checkin,
+    checkin_networks_api,
     corrections,
     devices_api,
     insights,
@@ -54,7 +55,9 @@ from .routes import (
     mfa_api,
     notifications_api,
     provisioning,
+    quarantine_api,
     sessions_api,
+    terminal_roster_api,
     tickets_api,
     users_api,
 )
@@ -137,15 +140,22 @@ _SCHEMAS: dict[str, Any] = {
         "id": _INT, "received_at": _TIME, "reason": _STR, "detail": _STR, "topic": _STR,
         "device_id": _nullable(_STR), "kind": _nullable(_STR), "session_id": _nullable(_STR),
         "event_id": _nullable({"type": "string", "format": "uuid"}), "payload_bytes": _INT,
+        "payload_sha256": {"type": "string", "description": "SHA-256 (hex) of the whole payload; the hub keeps"
+                                                           " only its size, this hash and its first 256 bytes."},
     }),
     "RejectionPage": page_of(_ref("Rejection"), reason=_nullable(_STR)),
     "Health": {
         "type": "object",
         "properties": {
-            "status": {"type": "string", "enum": ["ok", "degraded", "starting"],
-                       "description": "`starting` until every actor is up and the broker subscriptions are made."},
+            "status": {"type": "string", "enum": ["ok", "degraded", "unavailable", "starting"],
+                       "description": "`starting` until every actor is up and the broker subscriptions are made; "
+                                      "`unavailable` while the database or the broker cannot be reached (503); "
+                                      "`degraded`: serving (200), with `problems` an operator must fix."},
+            "problems": {"type": "array", "items": _STR,
+                         "description": "Why the status is `degraded`, e.g. a broker open to anonymous clients."},
             "database": {"type": "object", "properties": {"ok": _BOOL}, "required": ["ok"]},
-            "broker": {"type": "object", "properties": {"ok": _BOOL, "reconnects": _INT}, "required": ["ok"]},
+            "broker": {"type": "object", "properties": {"ok": _BOOL, "reconnects": _INT, "client_id": _STR},
+                       "required": ["ok"]},
             "actors": {"type": "object", "additionalProperties": _INT},
         },
         "required": ["status"],
@@ -234,7 +244,8 @@ _PATHS: dict[str, Any] = {
         "x-roles": [],
         "description": "Anyone gets `{\"status\"}` alone; admin and ops sessions, callers with the metrics "
                        "token and the metrics listener (`CAMPUSHUB_METRICS_BIND`) get the details.",
-        "responses": {"200": _json(_ref("Health"), "Healthy."), "503": _json(_ref("Health"), "Degraded.")},
+        "responses": {"200": _json(_ref("Health"), "Serving: `ok` or `degraded`."),
+                      "503": _json(_ref("Health"), "Not serving: `starting` or `unavailable`.")},
     }},
     "/metrics": {"get": {
         "summary": "Prometheus metrics", "tags": ["system"], "security": [], "x-roles": [],
@@ -251,7 +262,7 @@ _PATHS: dict[str, Any] = {
 #: ``OPENAPI_SCHEMAS``; see web/apidoc.py). Add a module here when you add one.
 DOCUMENTED_MODULES: tuple = (provisioning, insights, notifications_api, checkin, tickets_api, leave, corrections, audit,
                               academic, sessions_api, devices_api, users_api, mfa_api,
-                              accounts_api)
+                              accounts_api, terminal_roster_api, checkin_networks_api, quarantine_api)
 
 
 def _with_generated_schemas(paths: dict[str, Any], schemas: dict[str, Any]) -> tuple[dict, dict]:

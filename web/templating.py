@@ -10,6 +10,8 @@ from datetime import datetime
 from markupsafe import Markup, escape
 from quart import Quart
 
+from hub.domain.checkin import FLAG_LABELS
+
 from .feeds import STATUS_LABELS
 
 
@@ -32,3 +34,4 @@ def time_tag(value: datetime | str | None, fmt: str = "time") -> Markup:
 def register(app: Quart) -> None:
     app.add_template_filter(time_tag, "time_tag")
     app.jinja_env.globals["STATUS_LABELS"] = STATUS_LABELS  # a mapping, not a function: no add_template_global
+    app.jinja_env.globals["FLAG_LABELS"] = FLAG_LABELS  # flag kinds in plain words (roster.js shows them)

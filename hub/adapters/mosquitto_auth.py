@@ -7,9 +7,18 @@ Per device (not revoked, with a broker account): ``user <username>`` may
 - read ``<prefix>/v1/dev/<id>/down`` (its commands),
 
 and nothing else, so one device cannot publish as another (Mosquitto
-answers PUBACK 0x87 "not authorized" and drops the message). The hub's own
+answers PUBACK 0x87 "not authorized" and drops the message).
+
+A device in quarantine (``MqttAccountRow.quarantined_until``, hub/db/quarantine.py)
+is left out of both files: after the reload the broker closes its connection and
+refuses its logins, so its agent keeps its events in its outbox until the
+quarantine ends. Not an ACL denial: Mosquitto 2.0 acknowledges a denied QoS 1
+publish (MQTT 5: PUBACK 0x87, which aiomqtt does not report; MQTT 3.1.1: a plain
+PUBACK), so an agent would delete events the broker dropped. The hub's own
 account reads every uplink and status and writes every downlink. Anonymous
-clients get no topic at all (run Mosquitto with ``allow_anonymous false``).
+clients get no topic at all; the generated mosquitto.conf
+(:mod:`hub.adapters.mosquitto_conf`) refuses them outright and binds each
+client id to its username.
 
 Files are written atomically (a temporary file in the same folder, then
 ``rename``), so Mosquitto never reads half a file; a SIGHUP (to the pid in
@@ -93,6 +102,8 @@ def render_password_file(accounts: Sequence[MqttAccountRow], hub: HubAccount | N
     if hub is not None:
         lines.append(f"{_check_name('hub username', hub.username)}:{hub.password_hash}")
     for account in accounts:
+        if account.quarantined_until is not None:
+            continue  # quarantined: the broker refuses its login until the files are rendered again
         lines.append(f"{_check_name('MQTT username', account.username)}:{account.password_hash}")
     return "\n".join(lines) + ("\n" if lines else "")
 
@@ -113,6 +124,10 @@ def render_acl_file(accounts: Sequence[MqttAccountRow], topics: Topics, hub_user
         ]
     for account in accounts:
         _check_name("device id", account.device_id)
+        if account.quarantined_until is not None:
+            out += [f"# {_check_name('MQTT username', account.username)}: quarantined until "
+                    f"{account.quarantined_until.isoformat()} (no login, no topic)", ""]
+            continue
         out += [
             f"user {_check_name('MQTT username', account.username)}",
             f"topic write {topics.uplink(account.device_id)}",

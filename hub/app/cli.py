@@ -15,8 +15,9 @@ from pathlib import Path
 
 import trio
 
-from hub.app.environment import with_services
+from hub.app.environment import sync_broker_accounts, with_services
 from hub.core.config import MqttUrl, Settings
+from hub.core.log_format import configure_logging
 
 log = logging.getLogger("campushub")
 
@@ -81,10 +82,8 @@ def main(argv: list[str] | None = None) -> int:
         return edge_main(argv[1:])
     parser = _parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr,
-    )
+    # Escapes control characters in every message: wire data cannot forge a log line (hub/core/log_format.py).
+    configure_logging(logging.DEBUG if args.verbose else logging.INFO, sys.stderr)
     try:
         settings = Settings.from_env()  # ValueError on a malformed variable: a usage error, not a traceback
         if settings.mqtt_url:
@@ -189,6 +188,7 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
                     await ensure_insights_demo(db, course_id=course_id(1), now=datetime.now(timezone.utc))
                     await ensure_todays_past_classes(db, datetime.now(timezone.utc))
                     await ensure_checkin_demo(db, faculty_id=faculty_id(1), now=datetime.now(timezone.utc))
+                    await sync_broker_accounts(db, settings)  # the seeded devices' broker accounts
                 hub = await nursery.start(lambda task_status: run_hub(
                     settings, port=args.port, task_status=task_status))
                 _print_demo_banner(hub.web_port, campus)
@@ -247,8 +247,10 @@ def _simulate(args: argparse.Namespace, settings: Settings) -> int:
                     "campus, so simulate will not seed demo rooms, students and logins into it. Point "
                     "CAMPUSHUB_DATABASE_URL at an empty database, or run `campushub demo`.")
             # Accounts it creates never get the demo's well-known password: that belongs to `campushub demo`.
-            return await ensure_campus(db, rooms=args.rooms, students=args.students, now=datetime.now(timezone.utc),
-                                       demo_password=secrets.token_urlsafe(24))
+            campus = await ensure_campus(db, rooms=args.rooms, students=args.students,
+                                         now=datetime.now(timezone.utc), demo_password=secrets.token_urlsafe(24))
+            await sync_broker_accounts(db, settings)  # the seeded devices log in with their own accounts
+            return campus
 
         assert settings.database_url is not None  # with_services fills it in or raises
         campus = run_with_database(settings.database_url, seed)

@@ -61,6 +61,24 @@ def add_parser(sub: Any) -> None:
     export.add_argument("--pid-file", type=Path, metavar="FILE", help="Mosquitto's pid file: SIGHUP it to reload")
     export.add_argument("--hub-username", help="the hub's broker login (default: from CAMPUSHUB_MQTT_URL)")
     export.add_argument("--hub-password", help="the hub's broker password (default: from CAMPUSHUB_MQTT_URL)")
+    conf = export.add_argument_group("mosquitto.conf (hub/adapters/mosquitto_conf.py; written only with --conf)")
+    conf.add_argument("--conf", type=Path, metavar="FILE", help="also write the whole mosquitto.conf")
+    conf.add_argument("--port", type=int, default=1883, help="plain MQTT listener (default 1883)")
+    conf.add_argument("--bind", metavar="ADDRESS", help="listen on this address only (default: every interface)")
+    conf.add_argument("--tls-port", type=int, default=8883, help="TLS listener, with --cafile etc. (default 8883)")
+    conf.add_argument("--cafile", type=Path, help="CA that signed the broker's (and devices') certificates")
+    conf.add_argument("--certfile", type=Path, help="the broker's certificate")
+    conf.add_argument("--keyfile", type=Path, help="the broker's private key")
+    conf.add_argument("--require-certificate", action="store_true",
+                      help="TLS clients must present a certificate; its CN is their username")
+    conf.add_argument("--persistence-dir", type=Path, metavar="DIR", help="keep sessions on disk here")
+    conf.add_argument("--run-as-user", metavar="USER", help="the user Mosquitto drops root privileges to")
+    from hub.adapters.mosquitto_conf import QueueLimits
+
+    for name in ("max-queued-messages", "max-queued-bytes", "max-inflight-messages", "max-inflight-bytes"):
+        default = getattr(QueueLimits(), name.replace("-", "_"))
+        conf.add_argument(f"--{name}", type=int, default=default,
+                          help=f"0 = unlimited (default {default}, measured: see QueueLimits)")
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
@@ -222,7 +240,36 @@ async def _export(db, args: argparse.Namespace, settings: Settings) -> int:
         return EXIT_FAILURE
     print(f"wrote {args.passwd} and {args.acl}: {result.devices} device accounts"
           + ("; broker reloaded" if result.reloaded else ""))
+    if args.conf is not None:
+        try:
+            _write_conf(args)
+        except (OSError, ValueError) as exc:
+            print(f"campushub: {exc}", file=sys.stderr)
+            return EXIT_FAILURE
+        print(f"wrote {args.conf}")
     return EXIT_OK
+
+
+def _write_conf(args: argparse.Namespace) -> None:
+    """``--conf``: the generated mosquitto.conf naming the files just written (absolute paths)."""
+    from hub.adapters.mosquitto_auth import write_atomically
+    from hub.adapters.mosquitto_conf import BrokerTls, QueueLimits, render_mosquitto_conf
+
+    tls_files = (args.cafile, args.certfile, args.keyfile)
+    if any(tls_files) and not all(tls_files):
+        raise ValueError("a TLS listener needs --cafile, --certfile and --keyfile")
+    if args.require_certificate and not all(tls_files):
+        raise ValueError("--require-certificate needs a TLS listener (--cafile, --certfile, --keyfile)")
+    tls = (BrokerTls(args.cafile.absolute(), args.certfile.absolute(), args.keyfile.absolute(),
+                     args.require_certificate) if all(tls_files) else None)
+    text = render_mosquitto_conf(
+        password_file=args.passwd.absolute(), acl_file=args.acl.absolute(), port=args.port,
+        bind_address=args.bind, tls=tls, tls_port=args.tls_port,
+        queue=QueueLimits(args.max_queued_messages, args.max_queued_bytes,
+                          args.max_inflight_messages, args.max_inflight_bytes),
+        persistence_dir=args.persistence_dir.absolute() if args.persistence_dir else None,
+        run_as_user=args.run_as_user)
+    write_atomically(args.conf, text, mode=0o644)
 
 
 _ACTIONS = {"register": _register, "list": _list, "rotate": _rotate, "revoke": _revoke,

@@ -1,6 +1,8 @@
 """Traffic simulator: realistic classroom traffic through the REAL edge agent code.
 
-One :class:`edge_agent.EdgeAgent` per room (the room's device credentials),
+One :class:`edge_agent.EdgeAgent` per room (the room's device credentials, and
+its broker account: username = device id, password derived from its key by
+:func:`hub.db.seed.seeded_broker_password`, whatever credentials ``mqtt_url`` carries),
 each with a :class:`devices.ScriptedQrSource` (the "camera" the simulated
 students hold their phones to) and a simulated sensor. For every live
 session the simulator plans arrivals: most students on time, some late,
@@ -39,6 +41,7 @@ from devices.qr.source import ScriptedQrSource
 from edge_agent.agent import EdgeAgent
 from edge_agent.config import AgentConfig, SimulatedSensorSourceConfig
 from hub.core.campus import Campus, DeviceCredentials, LiveSession
+from hub.db.seed import seeded_broker_password
 from schemas import issue_checkin_token
 
 log = logging.getLogger(__name__)
@@ -137,6 +140,9 @@ def _agent_config(device: DeviceCredentials, *, mqtt_url: str, topic_prefix: str
         alg=device.alg,  # type: ignore[arg-type]
         signing_key=device.signing_key,
         mqtt_url=mqtt_url,
+        # The device's own broker account (the seed creates it), never the URL's (maybe the hub's).
+        username=device.device_id,
+        password=seeded_broker_password(device.signing_key),
         topic_prefix=topic_prefix,
         outbox_path=outbox_dir / f"{device.device_id}.outbox.sqlite",
         # Scaled so that even a short run shows heartbeats and sensor traffic.

@@ -17,25 +17,33 @@ from typing import Any, Sequence
 import trio
 
 from actors import ActorRef, ChildSpec, Supervisor
+from actors.delivery import deliver
 from actors.service import ServiceActor
+from hub.app.broker_exposure import BrokerExposure, watch_broker_exposure
+from hub.app.broker_session import SessionGuardEffects, hub_client_id
 from hub.core.bus import LiveBus
-from hub.core.config import MqttUrl, Settings
+from hub.core.config import MQTT_MAX_PACKET_SIZE, MqttUrl, Settings
 from hub.core.metrics import HubMetrics
 from hub.db import Database, asyncio_loop, migrate, open_database, wait_for_database
+from hub.db.quarantine import QuarantinePolicy
 from hub.db.telemetry import RetentionPolicy
 from hub.db.users import count_active_admins
+from hub.domain.rate_limit import RateLimit
 from hub.domain.roles import MFA_REQUIRED_ROLES
 from hub.mqtt import InboundMessage, TrioMqttClient
 from hub.pipeline.commands import COMMANDS_MAILBOX, CommandDispatcher
 from hub.pipeline.device_actor import DeviceActorFactory, device_asker
 from hub.pipeline.device_alarms import ThresholdBook, thresholds_changed
 from hub.pipeline.ingress import INGRESS_MAILBOX, Ingress
+from hub.pipeline.quarantine import QUARANTINE_MAILBOX, QuarantineKeeper, Release
 from hub.pipeline.scheduler import SCHEDULER_MAILBOX, SessionsChanged, SessionScheduler
 from hub.pipeline.session_actor import attendance_changed, session_caller
+from hub.pipeline.session_guard import SessionGuard
 from hub.pipeline.writer import WRITER_MAILBOX, PersistenceWriter
 from hub.services.collector import CollectorKeeper, collector_policy, freeze_long_lived
 from hub.services.leave_documents import LeaveDocumentPurger
 from hub.services.telemetry import TELEMETRY_MAILBOX, TelemetryMaintenance
+from hub.services.terminal_rosters import TerminalRosterKeeper
 from hub.services.tickets import TICKETS_MAILBOX, PostgresTicketStore, TicketActor
 from hub.services.warnings import WARNINGS_MAILBOX, WarningWatcher, also_recheck
 from hub.services.webhooks import WebhookDispatcher
@@ -75,6 +83,20 @@ class Hub:
     #: until then /healthz says "starting" (503), so a load balancer or a
     #: restart script does not send traffic to a hub that cannot consume it yet.
     ready: bool = False
+    #: Keeps another deployment's messages unacknowledged (hub/pipeline/session_guard.py).
+    session_guard: SessionGuard | None = None
+    #: What the startup check found an anonymous client may do on the broker (None until it ran).
+    broker_exposure: BrokerExposure | None = None
+
+    def problems(self) -> list[str]:
+        """Why the hub is ``degraded``: what an operator must fix although the hub serves."""
+        found = []
+        exposure = self.broker_exposure
+        if exposure is not None and not self.settings.open_broker_expected:
+            found.append(exposure.problem())
+        if self.session_guard is not None:
+            found.append(self.session_guard.problem())
+        return [problem for problem in found if problem]
 
     def child(self, child_id: str) -> Any:
         return self.root.lookup(child_id)
@@ -88,12 +110,30 @@ class Hub:
         return child_supervisor(self.root, "devices")
 
     async def health(self) -> dict[str, Any]:
+        """``starting`` and ``unavailable`` (database or broker unreachable) are 503; ``degraded`` is 200.
+
+        ``degraded``: the hub serves, but something needs an operator (``problems``): an
+        open broker, or a foreign session it stepped away from (then the broker is down
+        on purpose, not unreachable). A load balancer must not drop it for that.
+        """
         db_ok = await self.db.ping()
         mqtt_ok = self.client.connected
+        problems = self.problems()
+        stepped_away = self.session_guard is not None and self.session_guard.stepped_away
+        if not self.ready:
+            status = "starting"
+        elif not db_ok or not (mqtt_ok or stepped_away):
+            status = "unavailable"
+        else:
+            status = "degraded" if problems else "ok"
+        exposure = self.broker_exposure
         return {
-            "status": ("ok" if db_ok and mqtt_ok else "degraded") if self.ready else "starting",
+            "status": status,
+            "problems": problems,
             "database": {"ok": db_ok},
-            "broker": {"ok": mqtt_ok, "reconnects": self.client.stats.reconnects},
+            "broker": {"ok": mqtt_ok, "reconnects": self.client.stats.reconnects, "client_id": self.client.client_id,
+                       "anonymous_access": exposure.as_json() if exposure is not None else None,
+                       "open_broker_expected": self.settings.open_broker_expected},
             "actors": {
                 "total": self.root.actor_count(),
                 "devices": self.devices.actor_count(),
@@ -166,15 +206,29 @@ def _jwt_secret(settings: Settings) -> bytes:
     return secret
 
 
-def _provisioning_links(root: Supervisor, db: Database, topics: Topics, mqtt_url: MqttUrl) -> Any:
-    """The web's provisioning callables; the broker's files are kept in step when configured."""
+def _mosquitto_sync(db: Database, topics: Topics, mqtt_url: MqttUrl) -> Any:
+    """The one writer of the broker's files when ``CAMPUSHUB_MOSQUITTO_*`` names them (else None):
+    registry changes and quarantines both render through it, serialised by its lock."""
     from hub.adapters.mosquitto_auth import HubAccount, MosquittoFiles, MosquittoSync
-    from hub.app.provisioning import ProvisioningLinks
 
     files = MosquittoFiles.from_env()
     hub_account = (HubAccount.from_password(mqtt_url.username, mqtt_url.password or "")
                    if mqtt_url.username else None)
-    return ProvisioningLinks(root, MosquittoSync(db, topics, files, hub_account) if files else None)
+    return MosquittoSync(db, topics, files, hub_account) if files else None
+
+
+def _provisioning_links(root: Supervisor, mosquitto: Any) -> Any:
+    """The web's provisioning callables; the broker's files are kept in step when configured."""
+    from hub.app.provisioning import ProvisioningLinks
+
+    return ProvisioningLinks(root, mosquitto)
+
+
+def _command_sender(root: Supervisor) -> Any:
+    """Hands a recorded command to the running dispatcher (for children that queue commands)."""
+    from hub.app.provisioning import ProvisioningLinks
+
+    return ProvisioningLinks(root, None).send_command
 
 
 #: Logged once at boot when no active admin exists (a new campus): nobody could manage people.
@@ -215,11 +269,15 @@ async def _run_tree(
     metrics = HubMetrics()
     bus = LiveBus()
     client = TrioMqttClient(
-        host=mqtt_url.host, port=mqtt_url.port, client_id=settings.hub_client_id,
+        host=mqtt_url.host, port=mqtt_url.port, client_id=await hub_client_id(settings, db),
         username=mqtt_url.username, password=mqtt_url.password, protocol=mqtt_url.protocol,
+        tls=settings.mqtt_tls_context(), max_packet_size=MQTT_MAX_PACKET_SIZE,
     )
     root = Supervisor("root", observer=metrics, max_restarts=10, within_s=10)
     hub = Hub(settings, db, bus, metrics, client, root, None)
+    hub.session_guard = SessionGuard(
+        (topics.uplink_filter, topics.status_filter), SessionGuardEffects(client, metrics),
+        clock=trio.current_time, client_id=client.client_id)
 
     def acknowledge(messages: Sequence[InboundMessage]) -> None:
         # Looked up per call, so a wrapped client.ack_many (the benchmarks') is the one used.
@@ -245,14 +303,29 @@ async def _run_tree(
         # the devices supervisor and the scheduler run, and their refs outlive restarts.
         return DeviceActorFactory(
             devices=child_supervisor(root, "devices"), db=db, writer=ref("writer"), scheduler=ref("scheduler"),
-            offline_after_s=settings.device_offline_after_s, thresholds=thresholds)
+            offline_after_s=settings.device_offline_after_s, thresholds=thresholds, quarantine=ref("quarantine"))
+
+    mosquitto = _mosquitto_sync(db, topics, mqtt_url)
+
+    async def tell_device(device_id: str, message: object) -> None:
+        running = device_actors().running(device_id)
+        if running is not None:
+            await deliver(running, message)
+
+    async def release_quarantine(device_id: str, by: str) -> Any:
+        return await ref("quarantine").ask(Release(device_id, by), timeout=15)
 
     retention = RetentionPolicy(raw_days=settings.telemetry_raw_days, hourly_days=settings.telemetry_hourly_days)
 
     specs = [
-        ChildSpec("writer", lambda: PersistenceWriter(db, bus, metrics, acknowledge),
+        ChildSpec("writer", lambda: PersistenceWriter(
+            db, bus, metrics, acknowledge, rejections_kept_per_minute=settings.rejections_kept_per_minute),
                   mailbox_size=WRITER_MAILBOX, shutdown_timeout=15),
         ChildSpec("devices", lambda: Supervisor("devices", max_restarts=100, within_s=10)),
+        ChildSpec("quarantine", lambda: QuarantineKeeper(
+            db, mosquitto, QuarantinePolicy(settings.quarantine_cooldown_s, settings.quarantine_max_s,
+                                            settings.quarantine_repeat_window_s), metrics, tell_device),
+                  mailbox_size=QUARANTINE_MAILBOX, shutdown_timeout=5),
         ChildSpec("sessions", lambda: Supervisor("sessions", max_restarts=100, within_s=10)),
         ChildSpec("scheduler", lambda: SessionScheduler(
             db=db, sessions=child_supervisor(root, "sessions"), writer=ref("writer")),
@@ -266,6 +339,8 @@ async def _run_tree(
         ChildSpec("tickets", lambda: TicketActor(store=PostgresTicketStore(db), bus=bus), mailbox_size=TICKETS_MAILBOX),
         ChildSpec("collector", CollectorKeeper),
         ChildSpec("leave_documents", lambda: LeaveDocumentPurger(db), shutdown_timeout=2),
+        ChildSpec("terminal_rosters", lambda: TerminalRosterKeeper(
+            db, _command_sender(root), device_offline_after_s=settings.device_offline_after_s), shutdown_timeout=2),
     ]
     if port is not None:
         from hub.core.secrets_box import load_secrets_box
@@ -273,7 +348,7 @@ async def _run_tree(
         from web.context import WebContext
         from web.protection import Protection
 
-        links = _provisioning_links(root, db, topics, mqtt_url)
+        links = _provisioning_links(root, mosquitto)
         session_call = session_caller(lambda: child_supervisor(root, "sessions"))
         # One for the hub's life: a restart of the web child keeps the counts and the recalled tokens.
         protection = Protection(settings, metrics.limiter_decisions)
@@ -298,9 +373,11 @@ async def _run_tree(
                 ask_device=device_asker(device_actors),
                 thresholds_changed=lambda: thresholds_changed(db, thresholds, child_supervisor(root, "devices")),
                 protection=protection, secrets=secrets_box, mfa_required_roles=mfa_required_roles,
+                release_quarantine=release_quarantine,
             )
             web_app = create_app(web_context, secure_cookies=settings.cookies_secure,
-                                 metrics_token=settings.metrics_token, serve_metrics=settings.metrics_bind is None)
+                                 metrics_token=settings.metrics_token, serve_metrics=settings.metrics_bind is None,
+                                 trusted_proxies=settings.trusted_proxies)
             metrics_app = (create_metrics_app(web_context, metrics_token=settings.metrics_token)
                            if settings.metrics_bind else None)
             return _WebServer(web_app, host, hub.web_port or port, on_web_port, settings, metrics_app)
@@ -311,12 +388,27 @@ async def _run_tree(
         ChildSpec("ingress", lambda: Ingress(
             client=client, topics=topics, db=db, writer=ref("writer"), device_actors=device_actors(),
             commands=ref("commands"),
+            device_rate=RateLimit(settings.device_rate_per_s, settings.device_burst),
+            session_guard=hub.session_guard,
         ), shutdown_timeout=1, mailbox_size=INGRESS_MAILBOX),
     ]
     metrics.watch_actors(root.mailbox_depth, root.actor_count)
     with collector_policy():
         async with trio.open_nursery() as nursery:
             await nursery.start(root.run)
+
+            def exposure_found(exposure: BrokerExposure) -> None:
+                hub.broker_exposure = exposure
+                for check, value in (("anonymous_connect", exposure.anonymous_connect),
+                                     ("anonymous_subscribe_all", exposure.anonymous_subscribe_all)):
+                    if value is not None:
+                        metrics.broker_open.labels(check=check).set(int(value))
+
+            # Off the hot path: once subscribed, bounded by its own timeout, never raises.
+            nursery.start_soon(functools.partial(
+                watch_broker_exposure, mqtt_url, subscribed, exposure_found,
+                tls=settings.mqtt_tls_context(client_certificate=False),
+                expected=settings.open_broker_expected))
             for spec in specs:
                 await root.start_child(spec)
             if port is not None:

@@ -18,7 +18,7 @@ import getpass
 import json
 import sys
 from contextlib import ExitStack
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from hub.core.config import Settings
@@ -249,7 +249,9 @@ async def _reset_mfa(db: Database, args: argparse.Namespace) -> int:
     if user is None:
         print(f"campushub: no account {args.username!r}", file=sys.stderr)
         return EXIT_FAILURE
-    if not await remove_mfa(db, user.id, actor=_actor(), reason=args.reason):
+    # Ends their sessions too; a running hub notices within its account-cache TTL (30 s, web/protection.py).
+    if not await remove_mfa(db, user.id, actor=_actor(), reason=args.reason,
+                            end_sessions_at=datetime.now(timezone.utc)):
         print(f"campushub: {user.username} has no two-factor authentication", file=sys.stderr)
         return EXIT_FAILURE
     print(f"two-factor authentication of {user.username} turned off; they enrol again at their next login")

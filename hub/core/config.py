@@ -2,12 +2,23 @@
 from __future__ import annotations
 
 import os
+import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+from hub.domain.checkin_network import InvalidRange, parse_ranges
+from schemas import MAX_MESSAGE_BYTES
+
 #: MQTT protocol versions a broker URL may select with ``?protocol=``.
 MQTT_PROTOCOLS = ("5", "3.1.1")
+#: Maximum Packet Size the hub declares in its MQTT 5 CONNECT, and the broker's own
+#: ``max_packet_size``: twice the largest valid message, so a payload somewhat over
+#: ``MAX_MESSAGE_BYTES`` still reaches the ingress and is rejected as ``oversize``
+#: (kept and counted), plus 2 KiB for the PUBLISH's fixed header (<= 5 bytes), topic
+#: (2 + prefix + ``/v1/dev/`` + a 64-character device id + ``/status``), packet id (2)
+#: and properties. Anything larger the broker never delivers (docs/mqtt-tls.md).
+MQTT_MAX_PACKET_SIZE = 2 * MAX_MESSAGE_BYTES + 2048
 #: A device silent this long (no heartbeat, no event) is offline: the one default, which
 #: ``CAMPUSHUB_DEVICE_OFFLINE_AFTER_S`` overrides. Pushed heartbeat intervals must fit it
 #: (hub.domain.device_health.heartbeat_interval_problem).
@@ -22,20 +33,32 @@ class MqttUrl:
     password: str | None = None
     #: "5" (default) or "3.1.1" (for brokers without MQTT 5, e.g. the embedded amqtt).
     protocol: str = "5"
+    #: ``mqtts://``: TLS to the broker (CA and client certificate: ``Settings.mqtt_cafile`` etc.).
+    tls: bool = False
 
     @classmethod
     def parse(cls, url: str) -> "MqttUrl":
-        """Parse ``mqtt://[user:pass@]host[:port][?protocol=5|3.1.1]``; raises ``ValueError`` on anything else."""
-        parts = urlsplit(url)
-        if parts.scheme not in ("mqtt", "tcp") or not parts.hostname:
-            raise ValueError(f"not an mqtt:// URL: {url!r}")
-        return cls(parts.hostname, parts.port or 1883, parts.username, parts.password,
-                   parse_mqtt_protocol(parts.query))
+        """Parse ``mqtt[s]://[user:pass@]host[:port][?protocol=5|3.1.1]``; raises ``ValueError`` on anything else.
+
+        ``mqtts://`` (or ``ssl://``) means TLS, default port 8883; ``mqtt://`` (or ``tcp://``) plain, 1883.
+        """
+        try:
+            parts = urlsplit(url)
+            port = parts.port
+        except ValueError:
+            raise ValueError("mqtt URL: not host[:port] with a numeric port") from None
+        tls = parts.scheme in ("mqtts", "ssl")
+        if not (tls or parts.scheme in ("mqtt", "tcp")) or not parts.hostname:
+            # The URL itself stays out of the message: it may carry a password.
+            raise ValueError(f"not an mqtt:// or mqtts:// URL (scheme {parts.scheme[:20]!r}, "
+                             f"host {'present' if parts.hostname else 'missing'})")
+        return cls(parts.hostname, port or (8883 if tls else 1883), parts.username, parts.password,
+                   parse_mqtt_protocol(parts.query), tls)
 
     def __str__(self) -> str:
         # No credentials: this is what logs show.
         query = "" if self.protocol == "5" else f"?protocol={self.protocol}"
-        return f"mqtt://{self.host}:{self.port}{query}"
+        return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}{query}"
 
 
 def parse_mqtt_protocol(query: str) -> str:
@@ -74,10 +97,19 @@ class Settings:
 
     database_url: str | None = None
     mqtt_url: str | None = None
+    #: For an ``mqtts://`` broker URL: PEM of the CA that signed the broker's certificate
+    #: (``None``: the system's trust store), and the hub's own client certificate and key
+    #: for a listener that requires one (``CAMPUSHUB_MQTT_CAFILE``/``_CERTFILE``/``_KEYFILE``).
+    mqtt_cafile: Path | None = None
+    mqtt_certfile: Path | None = None
+    mqtt_keyfile: Path | None = None
     topic_prefix: str = "campushub"
     data_dir: Path = field(default_factory=lambda: Path(".campushub"))
     jwt_secret: str | None = None
-    hub_client_id: str = "campushub-hub"
+    #: The hub's MQTT client id (its persistent session on the broker). ``None``: derived from the
+    #: deployment identity kept in PostgreSQL and the topic prefix (hub/db/deployment.py), so no
+    #: two deployments share a session by default. ``CAMPUSHUB_HUB_CLIENT_ID`` forces one.
+    hub_client_id: str | None = None
     device_offline_after_s: float = DEVICE_OFFLINE_AFTER_S
     #: Raw sensor readings are kept this many days; hourly aggregates (and health history) longer.
     telemetry_raw_days: int = 14
@@ -91,12 +123,34 @@ class Settings:
     #: Requests per user on authenticated HTTP routes: every window must allow the request,
     #: so the short one caps bursts and the long one the sustained rate.
     api_rate_limits: str = "60/10 seconds;600/minute"
+    #: Per-device event limit of the ingress (a token bucket, hub/domain/rate_limit.py): events a
+    #: second sustained, and at once after a quiet spell. A normal device sends ~0.3/s (heartbeat
+    #: every 15 s, a sensor reading every 5 s) and a busy door ~2 scans/s; the burst equals the edge
+    #: agent's default ``max_outbox_rows``, so a device back from an outage drains a full outbox
+    #: unhindered. Excess events are rejected ``rate_limited`` and raise a ``rate_limited`` alarm.
+    device_rate_per_s: float = 50.0
+    device_burst: int = 10_000
+    #: Broker-side quarantine of a device whose rate limit trips, when the hub manages the broker's
+    #: files (CAMPUSHUB_MOSQUITTO_*; hub/services/quarantine.py): it lasts this many seconds, doubled
+    #: for each repeat within ``quarantine_repeat_window_s`` of the previous one's start, at most
+    #: ``quarantine_max_s``. Without managed files the token bucket alone applies.
+    quarantine_cooldown_s: float = 300.0
+    quarantine_max_s: float = 3600.0
+    quarantine_repeat_window_s: float = 3600.0
+    #: Rejected messages kept as rows per source (device, or "unknown") and reason a minute; the rest
+    #: are counted only (``rejection_tallies``, and exactly in /metrics).
+    rejections_kept_per_minute: int = 60
     #: PEM certificate chain and private key: with both, the web server speaks HTTPS only.
     tls_cert: Path | None = None
     tls_key: Path | None = None
     #: Cookies ``Secure`` and HSTS sent although the hub itself speaks HTTP: for a
     #: TLS-terminating proxy in front of it. Implied by ``tls_cert``.
     secure_cookies: bool = False
+    #: CIDR ranges of reverse proxies whose ``X-Forwarded-For`` is believed
+    #: (``CAMPUSHUB_TRUSTED_PROXIES``, comma-separated): only for a request whose peer is one of
+    #: them is the client address read from that header (right to left, skipping trusted hops).
+    #: Empty: the peer address is the client's. Used by display check-in's network restriction.
+    trusted_proxies: tuple[str, ...] = ()
     #: When set, ``/metrics`` (and the detailed ``/healthz``) need ``Authorization: Bearer <token>``.
     metrics_token: str | None = None
     #: ``host:port`` of a listener of its own for ``/metrics`` and ``/healthz`` (plain HTTP, for
@@ -111,8 +165,19 @@ class Settings:
     #: ``campushub demo`` (and test fixtures) set it, so its printed logins keep working;
     #: ``from_env`` never does, so ``serve`` always requires MFA of admin and ops.
     mfa_optional_demo: bool = False
+    #: The broker is known to accept anonymous clients (the shared anonymous test broker). The
+    #: startup check still runs, logs and shows its finding in the detailed /healthz and in
+    #: /metrics, but the status stays ``ok``. Never read from the environment: a deployment
+    #: whose broker is open reports ``degraded`` (hub/app/broker_exposure.py).
+    open_broker_expected: bool = False
 
     def __post_init__(self) -> None:
+        if self.mqtt_keyfile is not None and self.mqtt_certfile is None:
+            raise ValueError("CAMPUSHUB_MQTT_KEYFILE needs CAMPUSHUB_MQTT_CERTFILE (the key's certificate)")
+        mqtt_tls_files = self.mqtt_cafile or self.mqtt_certfile
+        if mqtt_tls_files and not (self.mqtt_url and MqttUrl.parse(self.mqtt_url).tls):
+            # A CA file with a plain URL almost certainly means the URL was meant to be mqtts://.
+            raise ValueError("CAMPUSHUB_MQTT_CAFILE/_CERTFILE are set but CAMPUSHUB_MQTT_URL is not mqtts://")
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("TLS needs both a certificate and a key (CAMPUSHUB_TLS_CERT and CAMPUSHUB_TLS_KEY)")
         if self.metrics_token is not None and len(self.metrics_token) < 16:
@@ -121,6 +186,32 @@ class Settings:
             parse_bind(self.metrics_bind)
         for name in ("login_limit_account", "login_limit_address", "api_rate_limits"):
             _check_rate_limits(name, getattr(self, name))
+        if not self.device_rate_per_s > 0 or self.device_burst < 1:
+            raise ValueError("CAMPUSHUB_DEVICE_RATE_PER_S must be > 0 and CAMPUSHUB_DEVICE_BURST >= 1")
+        if self.rejections_kept_per_minute < 0:
+            raise ValueError("CAMPUSHUB_REJECTIONS_KEPT_PER_MINUTE must be >= 0")
+        if not 0 < self.quarantine_cooldown_s <= self.quarantine_max_s or self.quarantine_repeat_window_s < 0:
+            raise ValueError("CAMPUSHUB_QUARANTINE_*: need 0 < COOLDOWN_S <= MAX_S and REPEAT_WINDOW_S >= 0")
+        try:
+            parse_ranges(self.trusted_proxies)
+        except InvalidRange as exc:
+            raise ValueError(f"CAMPUSHUB_TRUSTED_PROXIES: {exc}") from None
+
+    def mqtt_tls_context(self, *, client_certificate: bool = True) -> ssl.SSLContext | None:
+        """The TLS context of the hub's broker connection, ``None`` unless ``mqtt_url`` is ``mqtts://``.
+
+        ``client_certificate=False`` leaves the hub's certificate out: for the anonymous-access
+        probe, which must not log in as the hub (with ``use_identity_as_username`` the
+        certificate *is* the hub's login and client id, so it would take over the hub's session).
+        Reads the CA and certificate files now (``OSError``/``ssl.SSLError`` if unusable).
+        """
+        if not (self.mqtt_url and MqttUrl.parse(self.mqtt_url).tls):
+            return None
+        from hub.mqtt import client_tls_context
+
+        if not client_certificate:
+            return client_tls_context(self.mqtt_cafile)
+        return client_tls_context(self.mqtt_cafile, self.mqtt_certfile, self.mqtt_keyfile)
 
     @property
     def secrets_key_path(self) -> Path:
@@ -141,10 +232,13 @@ class Settings:
         return cls(
             database_url=env.get("CAMPUSHUB_DATABASE_URL") or None,
             mqtt_url=env.get("CAMPUSHUB_MQTT_URL") or None,
+            mqtt_cafile=_path_or_none(env.get("CAMPUSHUB_MQTT_CAFILE")),
+            mqtt_certfile=_path_or_none(env.get("CAMPUSHUB_MQTT_CERTFILE")),
+            mqtt_keyfile=_path_or_none(env.get("CAMPUSHUB_MQTT_KEYFILE")),
             topic_prefix=env.get("CAMPUSHUB_TOPIC_PREFIX", "campushub"),
             data_dir=Path(env.get("CAMPUSHUB_DATA_DIR", ".campushub")),
             jwt_secret=env.get("CAMPUSHUB_JWT_SECRET") or None,
-            hub_client_id=env.get("CAMPUSHUB_HUB_CLIENT_ID", "campushub-hub"),
+            hub_client_id=env.get("CAMPUSHUB_HUB_CLIENT_ID") or None,
             device_offline_after_s=float(env.get("CAMPUSHUB_DEVICE_OFFLINE_AFTER_S", DEVICE_OFFLINE_AFTER_S)),
             telemetry_raw_days=int(env.get("CAMPUSHUB_TELEMETRY_RAW_DAYS", "14")),
             telemetry_hourly_days=int(env.get("CAMPUSHUB_TELEMETRY_HOURLY_DAYS", "400")),
@@ -152,9 +246,16 @@ class Settings:
             login_limit_account=env.get("CAMPUSHUB_LOGIN_LIMIT_ACCOUNT") or "10/15 minutes",
             login_limit_address=env.get("CAMPUSHUB_LOGIN_LIMIT_ADDRESS") or "100/15 minutes",
             api_rate_limits=env.get("CAMPUSHUB_API_RATE_LIMITS") or "60/10 seconds;600/minute",
+            device_rate_per_s=float(env.get("CAMPUSHUB_DEVICE_RATE_PER_S") or 50.0),
+            device_burst=int(env.get("CAMPUSHUB_DEVICE_BURST") or 10_000),
+            rejections_kept_per_minute=int(env.get("CAMPUSHUB_REJECTIONS_KEPT_PER_MINUTE") or 60),
+            quarantine_cooldown_s=float(env.get("CAMPUSHUB_QUARANTINE_COOLDOWN_S") or 300.0),
+            quarantine_max_s=float(env.get("CAMPUSHUB_QUARANTINE_MAX_S") or 3600.0),
+            quarantine_repeat_window_s=float(env.get("CAMPUSHUB_QUARANTINE_REPEAT_WINDOW_S") or 3600.0),
             tls_cert=_path_or_none(env.get("CAMPUSHUB_TLS_CERT")),
             tls_key=_path_or_none(env.get("CAMPUSHUB_TLS_KEY")),
             secure_cookies=_flag(env, "CAMPUSHUB_SECURE_COOKIES"),
+            trusted_proxies=tuple(r.strip() for r in env.get("CAMPUSHUB_TRUSTED_PROXIES", "").split(",") if r.strip()),
             metrics_token=env.get("CAMPUSHUB_METRICS_TOKEN") or None,
             metrics_bind=env.get("CAMPUSHUB_METRICS_BIND") or None,
             secrets_key_file=_path_or_none(env.get("CAMPUSHUB_SECRETS_KEY_FILE")),

@@ -49,6 +49,32 @@ class HubMetrics:
             registry=self.registry,
         )
         self.limiter_decisions = limiter_decisions_counter(self.registry)
+        # The broker session's trust (issue 12 §1): hub/pipeline/session_guard.py, hub/app/broker_exposure.py.
+        self.foreign_session_messages = Counter(
+            "campushub_foreign_session_messages",
+            "Messages on topics outside the hub's subscriptions (a foreign session): never acknowledged.",
+            registry=self.registry,
+        )
+        self.foreign_session_trips = Counter(
+            "campushub_foreign_session_trips", "Times the hub stepped away from a foreign MQTT session.",
+            registry=self.registry,
+        )
+        self.broker_open = Gauge(
+            "campushub_broker_open", "1 if the startup check found the broker accepts it anonymously, else 0.",
+            ["check"], registry=self.registry,
+        )
+        # Broker-side quarantine of flooding devices (hub/services/quarantine.py).
+        self.quarantines_started = Counter(
+            "campushub_device_quarantines_started", "Devices quarantined at the broker after flooding.",
+            registry=self.registry,
+        )
+        self.quarantines_ended = Counter(
+            "campushub_device_quarantines_ended", "Device quarantines ended, by how (cooldown, released).",
+            ["how"], registry=self.registry,
+        )
+        self.quarantined_devices = Gauge(
+            "campushub_devices_quarantined", "Devices quarantined at the broker now.", registry=self.registry,
+        )
         self._mailbox_depth = Gauge(
             "campushub_mailbox_depth", "Messages waiting in all actor mailboxes.",
             registry=self.registry,

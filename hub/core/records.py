@@ -140,6 +140,10 @@ class DisplayCheckinRow:
     nonce: bytes
     user_agent: str
     outcome: str
+    #: The client's kept /24 or /48 network, and whether it was inside the check-in network
+    #: restriction (``None``: unknown / no restriction); hub.domain.checkin_network.
+    network: str | None = None
+    network_inside: bool | None = None
 
 
 Effect = Union[AcceptedEvent, Rejection, AttendanceMark, TokenUse, SensorRow, DeviceHealth,

@@ -153,6 +153,22 @@ async def issue_reset(db: Database, *, user_id: str, actor: str, reason: str = "
     return await db.run(work, transaction=True)
 
 
+async def end_sessions(conn: asyncpg.Connection, *, user_id: str, at: datetime) -> bool:
+    """Every session of the user ends, as with a password reset; False for an unknown user.
+
+    Runs inside the caller's transaction (an admin's MFA reset, in
+    ``hub.db.mfa.remove_mfa``: whoever held the lost second factor keeps no
+    session). Refresh tokens are revoked and access tokens issued before
+    ``at`` are refused (``sessions_valid_from``) once the caller invalidates
+    the account (web/protection.py).
+    """
+    found = await conn.fetchval(
+        f"UPDATE users SET updated_at = $2, {_NEW_SESSIONS_FROM % 2} WHERE id = $1 RETURNING true", user_id, at)
+    await conn.execute(
+        "UPDATE refresh_tokens SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL", user_id, at)
+    return bool(found)
+
+
 async def code_holder(db: Database, code: str, *, now: datetime | None = None) -> AccountRecord | None:
     """The active account a live code belongs to (to judge the new password against its name), or None."""
     code_hash = _code_hash(code)

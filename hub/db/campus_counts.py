@@ -37,7 +37,9 @@ async def overview_counts(db: Database) -> OverviewCounts:
         "   WHERE h.online AND d.revoked_at IS NULL) AS devices_online,"
         " (SELECT count(*) FROM class_sessions) AS sessions,"
         " (SELECT count(*) FROM attendance) AS attendance_records,"
-        " (SELECT count(*) FROM rejected_events) AS rejections"
+        # Rows kept plus the rejections only counted beyond the per-source storage cap.
+        " (SELECT count(*) FROM rejected_events)"
+        "  + (SELECT coalesce(sum(suppressed), 0) FROM rejection_tallies)::bigint AS rejections"
     )
     assert row is not None  # a SELECT of scalar subqueries is always one row
     return OverviewCounts(**dict(row))

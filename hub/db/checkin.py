@@ -16,6 +16,7 @@ import asyncpg
 
 from hub.core.bus import LiveFlag, LiveMessage, LiveUpdate, session_topic
 from hub.core.records import CheckinFlagRow, DisplayCheckinRow
+from hub.domain.checkin import FLAG_LABELS
 
 from ._pool import Database
 from .academic import manages_sql
@@ -37,9 +38,9 @@ async def write_checkin_effects(conn: asyncpg.Connection, by_type: dict[type, li
     if uses := by_type.get(DisplayCheckinRow):
         await conn.executemany(
             "INSERT INTO display_checkins (session_id, student_id, scanned_at, code_window, device_hash, nonce,"
-            " user_agent, outcome) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            " user_agent, outcome, network, network_inside) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::cidr, $10)",
             [(u.session_id, u.student_id, u.scanned_at, u.code_window, u.device_hash, u.nonce, u.user_agent[:300],
-              u.outcome) for u in uses],
+              u.outcome, u.network, u.network_inside) for u in uses],
         )
     return flag_ids
 
@@ -96,7 +97,7 @@ class _Collector(list):
 
 
 def _flag_note(flag: "FlagRecord", faculty_id: str, course_id: str, course_code: str) -> NewNotification:
-    kind = flag.kind.replace("_", " ")
+    kind = FLAG_LABELS.get(flag.kind, flag.kind.replace("_", " ")).lower()
     return NewNotification(
         faculty_id, "checkin_flagged",
         f"Check-in flagged in {course_code}: {kind}",

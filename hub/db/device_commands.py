@@ -11,8 +11,17 @@ Every transition is a conditional ``UPDATE ... WHERE status = ANY(from)``,
 so a late timer, a duplicate ack (MQTT redelivery) or a concurrent
 revocation changes nothing and returns ``None``.
 
+Sealed arguments (migration 0019, schemas/_sealed.py): ``create_command``
+seals the arguments :func:`schemas.sealed_arg_names` declares (roster maps,
+templates, pushed secrets) to the target device before anything is written,
+so their plaintext never reaches the database: ``args`` keeps the other
+arguments, ``sealed`` the blob, ``sealed_keys`` / ``sealed_size`` what may be
+shown. The blob lives only while the command is ``pending`` (a trigger drops
+it on any other status, in the statement that changes it).
+
 Concurrency contract: coroutine functions for any trio task holding a
-:class:`Database`; one round trip each (``create_command``: one transaction).
+:class:`Database`; one round trip each (``create_command``: one transaction,
+preceded by a read of the device's key when it has arguments to seal).
 """
 from __future__ import annotations
 
@@ -23,11 +32,14 @@ from datetime import datetime, timedelta
 from typing import Any, Sequence, get_args
 
 import asyncpg
+from nacl.bindings import crypto_sign_ed25519_pk_to_curve25519
+from nacl.exceptions import RuntimeError as NaclRuntimeError
 
 from hub.domain.device_health import heartbeat_interval_problem
-from schemas import CommandName
+from schemas import MAX_SEALED_BYTES, CommandName, SealedArgs, SealError, encode_sealed, seal_args, sealed_arg_names
 
 from ._pool import Database
+from .device_registry import load_devices
 from .paging import Page
 from .provisioning import RegistryError
 
@@ -56,6 +68,11 @@ class CommandRow:
     expires_at: datetime
     acked_at: datetime | None
     detail: str
+    #: The sealed arguments (``SealedArgs`` bytes) while ``pending``; ``None`` once purged or if none.
+    sealed: bytes | None = None
+    #: Names of the sealed arguments and the blob's size: all that is ever shown of them.
+    sealed_keys: tuple[str, ...] = ()
+    sealed_size: int = 0
 
     @property
     def ack_deadline(self) -> datetime | None:
@@ -65,7 +82,7 @@ class CommandRow:
 
 _COLUMNS = (
     "id, device_id, name, args, status, ttl_s, ack_timeout_s, issued_by, created_at, sent_at,"
-    " expires_at, acked_at, detail"
+    " expires_at, acked_at, detail, sealed, sealed_keys, sealed_size"
 )
 
 
@@ -74,8 +91,42 @@ def _row(r: asyncpg.Record) -> CommandRow:
     return CommandRow(
         r["id"], r["device_id"], r["name"], json.loads(args) if isinstance(args, str) else dict(args),
         r["status"], r["ttl_s"], r["ack_timeout_s"], r["issued_by"], r["created_at"], r["sent_at"],
-        r["expires_at"], r["acked_at"], r["detail"],
+        r["expires_at"], r["acked_at"], r["detail"], None if r["sealed"] is None else bytes(r["sealed"]),
+        tuple(r["sealed_keys"]), r["sealed_size"],
     )
+
+
+def _x25519_public_key(ed25519_public_key: bytes) -> bytes:
+    """The X25519 form of a device's Ed25519 public key (libsodium's birational map).
+
+    The device computes the matching private key from its seed
+    (schemas/_sealed.py), so no extra key is provisioned.
+    """
+    try:
+        return crypto_sign_ed25519_pk_to_curve25519(ed25519_public_key)
+    except (NaclRuntimeError, ValueError, TypeError) as exc:
+        raise RegistryError("conflict", f"The device's ed25519 key cannot receive sealed arguments ({exc}).") from exc
+
+
+async def _seal(db: Database, device_id: str, command_id: uuid.UUID, name: str,
+                secret: dict[str, Any]) -> SealedArgs:
+    records = await load_devices(db, [device_id])
+    if not records:
+        raise RegistryError("not_found", f"No device {device_id!r}.")
+    device = records[0]
+    try:
+        if device.alg == "ed25519":
+            sealed = seal_args(secret, device_id=device_id, command_id=command_id.bytes, name=name,
+                               x25519_public_key=_x25519_public_key(device.key))
+        else:
+            sealed = seal_args(secret, device_id=device_id, command_id=command_id.bytes, name=name,
+                               hmac_key=device.key)
+    except SealError as exc:
+        raise RegistryError("conflict", f"Cannot seal arguments to {device_id!r}: {exc}") from exc
+    if len(sealed.ciphertext) > MAX_SEALED_BYTES:
+        raise RegistryError("invalid_request", f"'args' is too large to seal (over {MAX_SEALED_BYTES} bytes).",
+                            "args")
+    return sealed
 
 
 async def create_command(
@@ -89,11 +140,26 @@ async def create_command(
     ``device_offline_after_s`` (the device would flap offline), ``not_found``
     for an unknown device and ``conflict`` for a revoked one (checked under a
     row lock, so a concurrent revocation cannot slip in between).
+
+    Arguments that :func:`schemas.sealed_arg_names` declares are sealed here
+    to the device's current key (a rotation before delivery makes the device
+    answer ``failed``: issue the command again). ``args`` may be given in
+    clear by every caller: only the sealed form is stored.
     """
     if name == "config_push" and HEARTBEAT_INTERVAL_ARG in args:
         problem = heartbeat_interval_problem(args[HEARTBEAT_INTERVAL_ARG], device_offline_after_s)
         if problem is not None:
             raise RegistryError("invalid_request", f"'args.{HEARTBEAT_INTERVAL_ARG}': {problem}.", "args")
+
+    command_id = command_id or uuid.uuid4()
+    secret_names = sealed_arg_names(name, args)
+    plain = {k: v for k, v in args.items() if k not in secret_names}
+    sealed_blob: bytes | None = None
+    if secret_names:
+        if "sealed" in plain:  # command_json shows the sealed summary under that name
+            raise RegistryError("invalid_request", "'args.sealed' is a reserved name.", "args")
+        sealed_blob = encode_sealed(
+            await _seal(db, device_id, command_id, name, {k: args[k] for k in secret_names}))
 
     async def work(conn: asyncpg.Connection) -> CommandRow:
         device = await conn.fetchrow("SELECT revoked_at FROM devices WHERE id = $1 FOR SHARE", device_id)
@@ -103,10 +169,12 @@ async def create_command(
             raise RegistryError("conflict", f"Device {device_id!r} is revoked.")
         row = await conn.fetchrow(
             "INSERT INTO device_commands (id, device_id, name, args, ttl_s, ack_timeout_s, issued_by,"
-            " created_at, expires_at, updated_at) VALUES ($1, $2, $3, $4::jsonb, $5, $6, $7, $8, $9, $8)"
+            " created_at, expires_at, updated_at, sealed, sealed_keys, sealed_size)"
+            " VALUES ($1, $2, $3, $4::jsonb, $5, $6, $7, $8, $9, $8, $10, $11, $12)"
             f" RETURNING {_COLUMNS}",
-            command_id or uuid.uuid4(), device_id, name, json.dumps(args), ttl_s, ack_timeout_s, issued_by,
-            now, now + timedelta(seconds=ttl_s),
+            command_id, device_id, name, json.dumps(plain), ttl_s, ack_timeout_s, issued_by,
+            now, now + timedelta(seconds=ttl_s), sealed_blob, list(secret_names),
+            0 if sealed_blob is None else len(sealed_blob),
         )
         return _row(row)
 
@@ -173,10 +241,22 @@ def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat()
 
 
+def shown_args(row: CommandRow) -> dict[str, Any]:
+    """The arguments as anyone may see them: sealed ones only as ``"sealed": {"sealed": true, "size",
+    "keys", "purged"}`` (names and size, never content)."""
+    if not row.sealed_keys:
+        return dict(row.args)
+    return {**row.args, "sealed": {"sealed": True, "size": row.sealed_size, "keys": list(row.sealed_keys),
+                                   "purged": row.sealed is None}}
+
+
 def command_json(row: CommandRow) -> dict[str, Any]:
-    """The one JSON form of a command: the API's items and the live ``{"type": "command"}`` messages."""
+    """The one JSON form of a command: the API's items and the live ``{"type": "command"}`` messages.
+
+    Sealed arguments appear redacted (:func:`shown_args`).
+    """
     return {
-        "command_id": str(row.command_id), "device_id": row.device_id, "name": row.name, "args": row.args,
+        "command_id": str(row.command_id), "device_id": row.device_id, "name": row.name, "args": shown_args(row),
         "status": row.status, "ttl_s": row.ttl_s, "ack_timeout_s": row.ack_timeout_s, "issued_by": row.issued_by,
         "created_at": _iso(row.created_at), "sent_at": _iso(row.sent_at), "expires_at": _iso(row.expires_at),
         "ack_deadline": _iso(row.ack_deadline), "acked_at": _iso(row.acked_at), "detail": row.detail,

@@ -9,6 +9,7 @@ callable from any trio task; nothing here writes.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from ._pool import Database
 
@@ -28,6 +29,8 @@ class MqttAccountRow:
     device_id: str
     username: str
     password_hash: str
+    #: When the device's broker quarantine ends (hub/db/quarantine.py); None: not quarantined.
+    quarantined_until: datetime | None = None
 
 
 async def load_devices(db: Database, device_ids: list[str] | None = None) -> list[DeviceRecord]:
@@ -41,9 +44,11 @@ async def load_devices(db: Database, device_ids: list[str] | None = None) -> lis
 
 
 async def mqtt_accounts(db: Database) -> list[MqttAccountRow]:
-    """The broker accounts of every device that has one and is not revoked, by username."""
+    """The broker accounts of every device that has one and is not revoked, by username,
+    each with the end of its quarantine if one is in force (by the database's clock)."""
     rows = await db.fetch(
-        "SELECT id, mqtt_username, mqtt_password_hash FROM devices"
-        " WHERE mqtt_username IS NOT NULL AND revoked_at IS NULL ORDER BY mqtt_username"
+        "SELECT d.id, d.mqtt_username, d.mqtt_password_hash, q.until FROM devices d"
+        " LEFT JOIN device_quarantines q ON q.device_id = d.id AND q.released_at IS NULL AND q.until > now()"
+        " WHERE d.mqtt_username IS NOT NULL AND d.revoked_at IS NULL ORDER BY d.mqtt_username"
     )
-    return [MqttAccountRow(r["id"], r["mqtt_username"], r["mqtt_password_hash"]) for r in rows]
+    return [MqttAccountRow(r["id"], r["mqtt_username"], r["mqtt_password_hash"], r["until"]) for r in rows]

@@ -1,6 +1,7 @@
 """The writer's one transaction per batch: dedup, then every effect, with as few round trips as possible."""
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import defaultdict
 from dataclasses import dataclass
@@ -18,11 +19,22 @@ from hub.core.records import (
     TokenUse,
     digest_key,
 )
+from schemas import Topics
 
 from ._pool import Database
 from .attendance import AttendanceChange, apply_attributed_changes
 from .checkin import announce_flags, write_checkin_effects
 from .device_health import write_health_effects
+
+#: What a ``rejected_events`` row keeps of a rejected message (migration 0018 checks the same bounds):
+#: the payload's first bytes (with its size and SHA-256), the topic and the detail cut to these lengths.
+REJECTED_PAYLOAD_HEAD_BYTES = 256
+REJECTED_TOPIC_CHARS = 256
+REJECTED_DETAIL_CHARS = 1000
+#: Rows kept per source and reason a minute (Settings.rejections_kept_per_minute); the rest are only counted.
+REJECTIONS_KEPT_PER_MINUTE = 60
+#: The source of a rejection that no registered device can be blamed for (bad topics, unknown ids).
+UNKNOWN_SOURCE = "unknown"
 
 
 @dataclass(frozen=True)
@@ -36,12 +48,17 @@ class BatchWritten:
     live: list[LiveUpdate]
 
 
-async def write_batch(db: Database, commits: Sequence[Commit]) -> BatchWritten:
+async def write_batch(
+    db: Database, commits: Sequence[Commit], *, rejections_kept_per_minute: int = REJECTIONS_KEPT_PER_MINUTE,
+) -> BatchWritten:
     """Commit ``commits`` in one transaction; return the dedup keys that were new (and what to publish).
 
     A commit whose key was already processed is skipped whole (a redelivery
-    changes nothing). Blocks until PostgreSQL commits; raises on any database
-    error with nothing written. Cancellation rolls the transaction back.
+    changes nothing). Rejections are kept as bounded rows, at most
+    ``rejections_kept_per_minute`` per source and reason, and counted in
+    ``rejection_tallies`` (:func:`write_rejections`). Blocks until PostgreSQL
+    commits; raises on any database error with nothing written. Cancellation
+    rolls the transaction back.
     """
     keys = [c.dedup_key for c in commits]
 
@@ -60,12 +77,14 @@ async def write_batch(db: Database, commits: Sequence[Commit]) -> BatchWritten:
                 seen.add(commit.dedup_key)
                 for effect in commit.effects:
                     by_type[type(effect)].append(effect)
-        return BatchWritten(fresh, await _write_effects(conn, by_type))
+        return BatchWritten(fresh, await _write_effects(conn, by_type, rejections_kept_per_minute))
 
     return await db.run(work, transaction=True)
 
 
-async def _write_effects(conn: asyncpg.Connection, by_type: dict[type, list]) -> list[LiveUpdate]:
+async def _write_effects(
+    conn: asyncpg.Connection, by_type: dict[type, list], kept_per_minute: int,
+) -> list[LiveUpdate]:
     if events := by_type.get(AcceptedEvent):
         await conn.copy_records_to_table(
             "events",
@@ -77,16 +96,7 @@ async def _write_effects(conn: asyncpg.Connection, by_type: dict[type, list]) ->
             ],
         )
     if rejections := by_type.get(Rejection):
-        await conn.executemany(
-            "INSERT INTO rejected_events (dedup_key, event_id, device_id, topic, kind, reason, detail,"
-            " session_id, payload, received_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10)"
-            " ON CONFLICT (dedup_key) DO NOTHING",
-            [
-                (_rejection_key(r), r.event_id, r.device_id, r.topic, r.kind, r.reason, r.detail[:1000],
-                 r.session_id, r.payload, r.received_at)
-                for r in rejections
-            ],
-        )
+        await write_rejections(conn, rejections, kept_per_minute)
     flag_ids = await write_checkin_effects(conn, by_type)
     if marks := by_type.get(AttendanceMark):
         await write_attendance_marks(conn, marks)
@@ -135,6 +145,84 @@ def _replaces(mark: AttendanceMark) -> frozenset[str] | None:
     if mark.source == "auto_absent":
         return _AUTO_ABSENT_REPLACES
     return None  # a decision made by a person through the session actor (manual, bulk) replaces anything
+
+
+async def write_rejections(conn: asyncpg.Connection, rejections: Sequence[Rejection], kept_per_minute: int) -> None:
+    """Inside the batch's transaction: count every rejection, keep a bounded row of the first few.
+
+    Each rejection is tallied under its source (the authenticated device, else
+    the registered device whose topic it came on, else ``unknown``: so memory
+    and rows stay bounded however many ids an attacker invents), its reason and
+    the minute it arrived. The first ``kept_per_minute`` of each tally become
+    ``rejected_events`` rows of bounded size; the rest only add to the tally's
+    ``suppressed`` count. Exact under concurrent writers: the tally's upsert
+    locks its row. Two round trips, whatever the number of rejections.
+    """
+    kept = await conn.fetch(
+        _TALLY_SQL,
+        list(range(len(rejections))),
+        [r.device_id or _topic_device(r.topic) for r in rejections],
+        [r.reason for r in rejections],
+        [r.received_at for r in rejections],
+        kept_per_minute,
+        UNKNOWN_SOURCE,
+    )
+    if not kept:
+        return
+    await conn.executemany(
+        "INSERT INTO rejected_events (dedup_key, event_id, device_id, topic, kind, reason, detail,"
+        " session_id, payload, payload_size, payload_sha256, received_at)"
+        " VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12)"
+        " ON CONFLICT (dedup_key) DO NOTHING",
+        [_rejection_row(rejections[row["idx"]]) for row in kept],
+    )
+
+
+# The rejections to keep as rows: the first $5 - (what the tally had before) of each
+# (source, reason, minute), in batch order. The upsert adds to the tally whatever is not kept.
+_TALLY_SQL = """
+WITH sourced AS (
+    SELECT i.idx, i.reason, i.at, date_trunc('minute', i.at) AS window_start,
+           coalesce(d.id, $6) AS source
+      FROM unnest($1::int[], $2::text[], $3::text[], $4::timestamptz[]) AS i (idx, candidate, reason, at)
+      LEFT JOIN devices d ON d.id = i.candidate
+), grouped AS (
+    SELECT source, reason, window_start, count(*) AS n, min(at) AS first_seen, max(at) AS last_seen
+      FROM sourced GROUP BY source, reason, window_start
+), tallied AS (
+    INSERT INTO rejection_tallies AS t (source, reason, window_start, offered, suppressed, first_seen, last_seen)
+    SELECT source, reason, window_start, n, greatest(n - $5, 0), first_seen, last_seen FROM grouped
+    ON CONFLICT (source, reason, window_start) DO UPDATE SET
+        offered = t.offered + excluded.offered,
+        suppressed = t.suppressed + excluded.offered - least(excluded.offered, greatest($5 - t.offered, 0)),
+        first_seen = least(t.first_seen, excluded.first_seen),
+        last_seen = greatest(t.last_seen, excluded.last_seen)
+    RETURNING source, reason, window_start, offered
+)
+SELECT r.idx
+  FROM (SELECT idx, source, reason, window_start,
+               row_number() OVER (PARTITION BY source, reason, window_start ORDER BY idx) AS rank
+          FROM sourced) AS r
+  JOIN tallied t USING (source, reason, window_start)
+  JOIN grouped g USING (source, reason, window_start)
+ WHERE r.rank <= $5 - (t.offered - g.n)
+"""
+
+
+def _topic_device(topic: str) -> str | None:
+    """The device id of a ``…/v1/dev/{id}/{channel}`` topic (any prefix), if it has the registry's shape."""
+    parts = topic.rsplit("/", 4)
+    if len(parts) == 5 and parts[1] == "v1" and parts[2] == "dev" and Topics.valid_device_id(parts[3]):
+        return parts[3]
+    return None
+
+
+def _rejection_row(r: Rejection) -> tuple:
+    return (
+        _rejection_key(r), r.event_id, r.device_id, r.topic[:REJECTED_TOPIC_CHARS], r.kind, r.reason,
+        r.detail[:REJECTED_DETAIL_CHARS], r.session_id, r.payload[:REJECTED_PAYLOAD_HEAD_BYTES], len(r.payload),
+        hashlib.sha256(r.payload).digest(), r.received_at,
+    )
 
 
 def _rejection_key(rejection: Rejection) -> bytes:

@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 import asyncpg
 
 from ._pool import Database
+from .accounts import end_sessions
 from .security_audit import record
 
 
@@ -161,10 +162,13 @@ async def count_failed_code(db: Database, user_id: str, now: datetime, window: t
     return row["failed_codes"], row["failed_since"]
 
 
-async def remove_mfa(db: Database, user_id: str, *, actor: str, reason: str = "") -> bool:
+async def remove_mfa(db: Database, user_id: str, *, actor: str, reason: str = "",
+                     end_sessions_at: datetime | None = None) -> bool:
     """Turn a user's MFA off (seed and recovery codes deleted); False if it was not on. Audited.
 
     ``actor``: the user themselves, or the admin who reset it (``reason`` then says why).
+    ``end_sessions_at``: an admin's reset (a lost or stolen factor) also ends every session
+    of the user, in the same transaction; the caller then invalidates the account cache.
     """
 
     async def work(conn: asyncpg.Connection) -> bool:
@@ -175,6 +179,8 @@ async def remove_mfa(db: Database, user_id: str, *, actor: str, reason: str = ""
         await conn.execute("DELETE FROM mfa_recovery_codes WHERE user_id = $1", user_id)
         await record(conn, actor=actor, action="removed", entity="mfa", entity_id=user_id,
                      before={"method": "totp"}, reason=reason)
+        if end_sessions_at is not None:
+            await end_sessions(conn, user_id=user_id, at=end_sessions_at)
         return True
 
     return await db.run(work, transaction=True)

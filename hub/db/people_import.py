@@ -73,7 +73,7 @@ class PeopleImportRejected(Exception):
 
 _EXISTING = (
     "SELECT u.id, lower(u.username) AS key, u.username, u.display_name, u.role, u.email,"
-    " s.roll_number, s.program, s.section FROM users u LEFT JOIN students s ON s.id = u.id"
+    " s.roll_number, s.program, s.section, s.terminal_pin FROM users u LEFT JOIN students s ON s.id = u.id"
 )
 
 
@@ -82,7 +82,10 @@ def _differences(row: PersonRow, existing: asyncpg.Record) -> list[str]:
               "program": row.program, "section": row.section}
     have = {"role": existing["role"], "name": existing["display_name"], "email": existing["email"],
             "roll_number": existing["roll_number"], "program": existing["program"], "section": existing["section"]}
-    return [name for name in wanted if (wanted[name] or None) != (have[name] or None)]
+    differing = [name for name in wanted if (wanted[name] or None) != (have[name] or None)]
+    if row.pin is not None and row.pin != existing["terminal_pin"]:  # an empty cell keeps the assigned PIN
+        differing.append("pin")
+    return differing
 
 
 async def import_people(db: Database, rows: Sequence[PersonRow], *, actor: str, dry_run: bool,
@@ -96,6 +99,9 @@ async def import_people(db: Database, rows: Sequence[PersonRow], *, actor: str, 
         roll_owner = {r["roll_number"]: r["key"] for r in await conn.fetch(
             "SELECT s.roll_number, lower(u.username) AS key FROM students s JOIN users u ON u.id = s.id"
             " WHERE s.roll_number = ANY($1::text[])", [r.roll_number for r in rows if r.roll_number])}
+        pin_owner = {r["terminal_pin"]: r["key"] for r in await conn.fetch(
+            "SELECT s.terminal_pin, lower(u.username) AS key FROM students s JOIN users u ON u.id = s.id"
+            " WHERE s.terminal_pin = ANY($1::text[])", [r.pin for r in rows if r.pin])}
         email_owner = {r["email"]: r["key"] for r in await conn.fetch(
             "SELECT lower(email) AS email, lower(username) AS key FROM users WHERE lower(email) = ANY($1::text[])",
             [r.email.lower() for r in rows if r.email])}
@@ -124,6 +130,9 @@ async def import_people(db: Database, rows: Sequence[PersonRow], *, actor: str, 
             if owner is not None:
                 errors.append(RowError(row.line, "email", "another account has this email address"))
                 continue
+            if row.pin is not None and pin_owner.get(row.pin) is not None:
+                errors.append(RowError(row.line, "pin", f"PIN {row.pin!r} belongs to another student"))
+                continue
             new_rows.append(row)
         if errors:
             raise PeopleImportRejected(errors)
@@ -137,7 +146,7 @@ async def import_people(db: Database, rows: Sequence[PersonRow], *, actor: str, 
             account = await insert_account(conn, NewAccount(
                 username=row.username, display_name=row.display_name, role=row.role, email=row.email,
                 roll_number=row.roll_number if row.role == STUDENT else None,
-                program=row.program, section=row.section), actor=actor, audit=False)
+                program=row.program, section=row.section, terminal_pin=row.pin), actor=actor, audit=False)
             code = await issue_code_in(conn, user_id=account.id, purpose="activation", actor=actor, now=at,
                                        audit=False)
             created.append(CreatedAccount(row.line, account.id, account.username, account.display_name,

@@ -1,4 +1,8 @@
-"""Rejected messages: counts per reason and a page of the latest (every refused message is kept with its reason).
+"""Rejected messages: counts per reason, a page of the latest, and the tallies of a flood.
+
+Every refused message is counted with its reason; the first few a minute of
+each source and reason are kept as bounded rows (size, SHA-256 and the first
+bytes of the payload; hub/db/ingest.py), the rest only in ``rejection_tallies``.
 
 Concurrency contract: every function is one round trip on the shared
 :class:`~hub.db.Database` (several statements go through ``db.run`` so they
@@ -29,15 +33,43 @@ class RejectionRow:
     kind: str | None
     session_id: str | None
     event_id: UUID | None
+    #: The size of the message's whole payload, and its SHA-256; the row keeps only its first bytes.
     payload_bytes: int
+    payload_sha256: bytes
+
+
+@dataclass(frozen=True)
+class SuppressedRejections:
+    """Rejections of one source and reason in one minute that were counted but not kept as rows."""
+
+    source: str
+    reason: str
+    window_start: datetime
+    offered: int
+    suppressed: int
+    first_seen: datetime
+    last_seen: datetime
 
 
 async def rejection_counts(db: Database) -> dict[str, int]:
-    """Rejected messages per reason, most frequent first."""
+    """Rejected messages per reason, most frequent first: the kept rows plus the ones only counted."""
     rows = await db.fetch(
-        "SELECT reason, count(*) AS n FROM rejected_events GROUP BY reason ORDER BY n DESC, reason"
+        "SELECT reason, sum(n)::bigint AS n FROM ("
+        " SELECT reason, count(*) AS n FROM rejected_events GROUP BY reason"
+        " UNION ALL SELECT reason, sum(suppressed) FROM rejection_tallies WHERE suppressed > 0 GROUP BY reason"
+        ") AS counts GROUP BY reason ORDER BY n DESC, reason"
     )
     return {r["reason"]: r["n"] for r in rows}
+
+
+async def list_suppressed(db: Database, limit: int) -> list[SuppressedRejections]:
+    """The latest minutes in which a source's rejections of one reason were only counted, newest first."""
+    rows = await db.fetch(
+        "SELECT source, reason, window_start, offered, suppressed, first_seen, last_seen FROM rejection_tallies"
+        " WHERE suppressed > 0 ORDER BY last_seen DESC, source, reason LIMIT $1",
+        limit,
+    )
+    return [SuppressedRejections(**dict(r)) for r in rows]
 
 
 async def list_rejections(
@@ -51,7 +83,9 @@ async def list_rejections(
         )
         rows = await conn.fetch(
             "SELECT id, received_at, reason, detail, topic, device_id, kind, session_id, event_id,"
-            " octet_length(payload) AS payload_bytes"
+            # NULL size and hash: a row written whole by hand (migration 0018).
+            " coalesce(payload_size, octet_length(payload)) AS payload_bytes,"
+            " coalesce(payload_sha256, sha256(payload)) AS payload_sha256"
             " FROM rejected_events WHERE ($1::text IS NULL OR reason = $1)"
             " ORDER BY received_at DESC, id DESC LIMIT $2 OFFSET $3",
             reason, limit, offset,

@@ -38,6 +38,10 @@ class DisplayUseRecord:
     device_hash: bytes
     nonce: bytes
     scanned_at: datetime
+    code_window: int | None = None
+    #: The client's kept network (text) and whether it was inside the restriction (migration 0021).
+    network: str | None = None
+    network_inside: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -122,7 +126,8 @@ async def load_session_snapshots(db: Database, session_ids: Sequence[str]) -> di
         uses = await conn.fetch(
             "SELECT session_id, student_id, token_window FROM token_uses WHERE session_id = ANY($1::text[])", ids)
         displays = await conn.fetch(
-            "SELECT session_id, student_id, device_hash, nonce, scanned_at FROM display_checkins"
+            "SELECT session_id, student_id, device_hash, nonce, scanned_at, code_window, network::text AS network,"
+            " network_inside FROM display_checkins"
             " WHERE session_id = ANY($1::text[]) AND outcome = 'accepted'", ids)
         by_session: dict[str, _SnapshotParts] = {r["id"]: ({}, {}, set(), []) for r in rows}
         for r in roster:
@@ -133,7 +138,8 @@ async def load_session_snapshots(db: Database, session_ids: Sequence[str]) -> di
             by_session[r["session_id"]][2].add((r["student_id"], r["token_window"]))
         for r in displays:
             by_session[r["session_id"]][3].append(
-                DisplayUseRecord(r["student_id"], bytes(r["device_hash"]), bytes(r["nonce"]), r["scanned_at"]))
+                DisplayUseRecord(r["student_id"], bytes(r["device_hash"]), bytes(r["nonce"]), r["scanned_at"],
+                                 r["code_window"], r["network"], r["network_inside"]))
         return {
             r["id"]: SessionSnapshot(_session(r), *by_session[r["id"]][:3], tuple(by_session[r["id"]][3]))
             for r in rows

@@ -184,6 +184,8 @@ class NewAccount:
     roll_number: str | None = None
     program: str | None = None
     section: str | None = None
+    #: A student's terminal PIN; None: the database assigns the next free one (migration 0020).
+    terminal_pin: str | None = None
 
 
 class _Unchanged:
@@ -314,8 +316,10 @@ async def insert_account(
         )
         if account.role == STUDENT:
             await conn.execute(
-                "INSERT INTO students (id, roll_number, token_secret, program, section) VALUES ($1, $2, $3, $4, $5)",
+                "INSERT INTO students (id, roll_number, token_secret, program, section, terminal_pin)"
+                " VALUES ($1, $2, $3, $4, $5, coalesce($6, next_student_terminal_pin()))",
                 user_id, account.roll_number, new_token_secret(), account.program, account.section,
+                account.terminal_pin,
             )
     except asyncpg.UniqueViolationError as exc:  # a concurrent insert won the race
         raise AccountConflict("That username, email or roll number was just taken.", None) from exc

@@ -43,6 +43,9 @@ SYSTEM = "system"
 OFFLINE_ALARM = "device_offline"
 #: A device that said goodbye (clean shutdown) is less alarming than one that vanished.
 _PLANNED_OFFLINE_REASONS = frozenset({"shutdown"})
+#: The alarm of a device that sent more events than its rate limit allows (the ingress's token bucket).
+RATE_LIMIT_ALARM = "rate_limited"
+RATE_LIMIT_SEVERITY = "minor"
 
 
 def severity_rank(severity: str) -> int:
@@ -161,6 +164,25 @@ def offline_change(
     if severity == open_alarm.severity:
         return None
     return AlarmChange("updated", open_alarm.with_severity(severity, at, None, message))
+
+
+def rate_limit_change(
+    open_alarm: Alarm | None, *, tripped: bool, at: datetime, device_id: str, room_id: str | None, detail: str,
+) -> AlarmChange | None:
+    """The rate-limit alarm's step: raised when the device's bucket runs dry (``tripped``), cleared
+    when the device has kept within its rate long enough to fill the bucket again.
+
+    A device that trips again while its alarm is active changes nothing (one
+    alarm per episode, however many events were refused).
+    """
+    if tripped:
+        if open_alarm is not None:
+            return None
+        return AlarmChange("raised", new_alarm(0, device_id, room_id, RATE_LIMIT_ALARM, RATE_LIMIT_SEVERITY, at,
+                                               message=f"rate limited: {detail}", details={"limit": detail}))
+    if open_alarm is None:
+        return None
+    return AlarmChange("cleared", open_alarm.clear(SYSTEM, at, f"{open_alarm.message}; back within its rate"))
 
 
 # --- web → device actor ---------------------------------------------------------------

@@ -27,11 +27,23 @@ from typing import Any, Collection, Literal, Mapping, Sequence
 
 from schemas import CheckinToken, parse_checkin_token, token_is_authentic, token_is_fresh
 
+from .checkin_network import MANY_NETWORKS, ClientNetwork, networks_reached
+
 CheckinStatus = Literal["present", "late"]
 Status = Literal["present", "late", "absent", "excused"]
 STATUSES: tuple[str, ...] = ("present", "late", "absent", "excused")
-FlagKind = Literal["shared_device", "wrong_room", "token_reuse", "clock_skew"]
-FLAG_KINDS: tuple[str, ...] = ("shared_device", "wrong_room", "token_reuse", "clock_skew")
+FlagKind = Literal["shared_device", "wrong_room", "token_reuse", "clock_skew", "outside_network", "many_networks"]
+FLAG_KINDS: tuple[str, ...] = ("shared_device", "wrong_room", "token_reuse", "clock_skew", "outside_network",
+                               "many_networks")
+#: Each flag kind in plain words, for people (review list, notifications); the codes stay in the API.
+FLAG_LABELS: dict[str, str] = {
+    "shared_device": "One phone checked in several students",
+    "wrong_room": "Scanned in the wrong room",
+    "token_reuse": "Check-in code used twice",
+    "clock_skew": "Scanner's clock is off",
+    "outside_network": "Checked in from outside the room's network",
+    "many_networks": "Same code used from many networks",
+}
 
 #: One phone checking in two students within this is flagged ``shared_device``.
 SHARED_DEVICE_WINDOW = timedelta(minutes=1)
@@ -114,12 +126,17 @@ class Mark:
 
 @dataclass(frozen=True)
 class DisplayUse:
-    """One accepted display-mode check-in: which phone, which pending token, when."""
+    """One accepted display-mode check-in: which phone, which pending token, when; and which display
+    code window it scanned from which kept network (``None``: unknown; check-ins stored before 0021)."""
 
     student_id: str
     device_hash: bytes
     nonce: bytes
     at: datetime
+    code_window: int | None = None
+    network: str | None = None
+    #: Inside the network restriction (``None``: none applied).
+    inside: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -248,8 +265,13 @@ class SessionState:
             return Rejected("not_enrolled", f"{student_id} is not on the roster")
         return self._judge_student(student_id, scanned_at, None)
 
-    def judge_display(self, student_id: str, scanned_at: datetime, device_hash: bytes, nonce: bytes) -> Decision:
-        """Decide a display-mode check-in scanned (by hub time) at ``scanned_at`` on phone ``device_hash``."""
+    def judge_display(self, student_id: str, scanned_at: datetime, device_hash: bytes, nonce: bytes,
+                      client: ClientNetwork | None = None, code_window: int | None = None) -> Decision:
+        """Decide a display-mode check-in scanned (by hub time) at ``scanned_at`` on phone ``device_hash``,
+        from ``client`` (hub.domain.checkin_network.place_client) with the display code of ``code_window``.
+
+        Network signals flag an accepted check-in only (never refuse it): see :meth:`network_flags`.
+        """
         if student_id not in self.roster:
             return Rejected("not_enrolled", f"{student_id} is not on the roster")
         flags: list[Flag] = []
@@ -268,9 +290,49 @@ class SessionState:
                               {"other_students": shared}))
         decision = self._judge_student(student_id, scanned_at, None)
         if isinstance(decision, Accepted):
+            if client is not None:
+                flags += self.network_flags(student_id, client, code_window)
             return Accepted(decision.student_id, decision.status, decision.at, None, tuple(flags), decision.replaces)
         # A refused attempt from a shared phone is a signal too (never silently dropped).
         return Rejected(decision.reason, decision.detail, tuple(flags))
+
+    def network_flags(self, student_id: str, client: ClientNetwork, code_window: int | None) -> list[Flag]:
+        """The network signals of ``student_id``'s accepted display check-in from ``client``.
+
+        - ``outside_network``: outside the room's (or campus's) allowed ranges;
+        - ``many_networks``: with this check-in, the check-ins of ``code_window``
+          come from :data:`~hub.domain.checkin_network.MANY_NETWORKS` or more distinct
+          networks (a forwarded photo of the display). This check-in is flagged, and,
+          the moment the count reaches the threshold, every earlier check-in of that
+          window too (each student once). Check-ins inside a configured restriction are
+          never flagged ``many_networks``: the restriction already vouches for them.
+        The flags of earlier check-ins name their own students.
+        """
+        flags: list[Flag] = []
+        if client.inside is False:
+            where = "the room's" if client.scope == "room" else "the campus's"
+            source = f"network {client.network}" if client.network else "an unknown address"
+            flags.append(Flag("outside_network", student_id,
+                              f"checked in from {source}, outside {where} allowed networks",
+                              {"network": client.network, "restriction": client.scope}))
+        if code_window is None or client.network is None:
+            return flags
+        same_window = [u for u in self.display_uses if u.code_window == code_window and u.student_id != student_id]
+        before = networks_reached(u.network for u in same_window)
+        reached = before | {client.network}
+        if len(reached) < MANY_NETWORKS:
+            return flags
+        detail = f"the code on the display was used from {len(reached)} different networks within seconds"
+        if client.inside is not True:
+            flags.append(Flag("many_networks", student_id, detail,
+                              {"code_window": code_window, "network": client.network,
+                               "network_count": len(reached)}))
+        if len(before) < MANY_NETWORKS:  # the threshold is crossed now: the earlier ones join
+            earlier = {u.student_id: u for u in same_window if u.inside is not True}
+            flags += [Flag("many_networks", other, detail,
+                           {"code_window": code_window, "network": use.network, "network_count": len(reached)})
+                      for other, use in sorted(earlier.items())]
+        return flags
 
     def _judge_student(self, student_id: str, at: datetime, token: CheckinToken | None) -> Decision:
         existing = self.records.get(student_id)

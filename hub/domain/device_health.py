@@ -5,11 +5,18 @@ offline on clean shutdown), the broker's Last Will (offline, connection
 lost) and the device actor's own heartbeat-timeout timer. Any authenticated
 event is proof of life.
 
-- A status older than the one that set the current state changes nothing
-  (a late retained status, an old Last Will); the same status seen again
-  (the broker re-sends the retained one on every hub restart) changes
-  nothing either. A Last Will carries its connection's timestamp, so the
-  same ``ts`` with the other state is applied.
+- Statuses and Wills are signed by the device (the ingress verifies them);
+  what is left to judge is their order (:func:`judge_status`). A status is
+  applied only if its ``ts`` is strictly larger than that of the last one
+  applied (``status_ts``). The agent gives a connection's online status the
+  connection's ``ts`` and its Will ``ts + 1``: the Will applies to the
+  connection the hub believes online (or a newer one), never to an older
+  one, and a replayed old status or Will (or the retained one re-sent on
+  every hub restart) changes nothing.
+- A status stamped more than :data:`STATUS_MAX_AHEAD_MS` ahead of the hub's
+  clock is refused: within that margin a device's fast clock can hold its
+  state against its own next status for at most that long, and its signed
+  events win at once (an event brings an offline device back, ``traffic``).
 - Every transition to online is a connect (``last_connect_at`` and its
   reason: ``connected``, or ``traffic`` for a device heard from without a
   status); every transition to offline is a disconnect (``connection
@@ -22,6 +29,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from datetime import datetime
+from typing import Literal
 
 from schemas import DeviceStatus, Heartbeat
 
@@ -45,8 +53,8 @@ class DeviceHealth:
     firmware: str = ""
     uptime_s: int = 0
     outbox_depth: int = 0
-    #: Device time (ms) of the status that set the current state; an older
-    #: retained status arriving late must not undo a newer one.
+    #: ``ts`` of the last status applied (:func:`judge_status`); only a larger one applies, so
+    #: an old status (a late or replayed Will, a re-sent retained status) cannot undo a newer one.
     status_ts: int = 0
     last_connect_at: datetime | None = None
     last_connect_reason: str = ""
@@ -78,10 +86,15 @@ class DeviceHealth:
             return changed._with(last_disconnect_at=at, last_disconnect_reason=reason)
         return changed
 
+    def judge_status(self, status: DeviceStatus, hub_now_ms: int) -> "StatusVerdict":
+        """How ``status`` (signature already verified) orders against this health; see :func:`judge_status`."""
+        return judge_status(self.status_ts, status.ts, hub_now_ms)
+
     def on_status(self, status: DeviceStatus, at: datetime) -> "DeviceHealth":
-        online = status.state == "online"
-        if status.ts < self.status_ts or (status.ts == self.status_ts and online == self.online):
+        """Apply ``status`` if it is newer than the last one applied; otherwise change nothing."""
+        if status.ts <= self.status_ts:
             return self
+        online = status.state == "online"
         reason = status.reason or status.state
         state = self._to(online, reason, at)._with(status_ts=status.ts)
         if online and self.online:  # a new connection of a device we already believed online
@@ -102,6 +115,31 @@ class DeviceHealth:
 
     def on_heartbeat_timeout(self, at: datetime) -> "DeviceHealth":
         return self._to(False, "heartbeat timeout", at) if self.online else self
+
+
+#: How far ahead of the hub's clock a status's ``ts`` may be. Beyond it the status is refused
+#: (``clock_skew``); within it a fast clock holds the device's state against its own next
+#: status for at most this long. Small, because the agent stamps statuses with its clock
+#: corrected by the hub's ``time_sync`` and its events (120 s allowed) win anyway.
+STATUS_MAX_AHEAD_MS = 10_000
+
+#: ``newer``: apply it; ``same``: the status already applied, seen again (a retained status
+#: re-sent, a redelivery); ``older``: an earlier status or the Will of an earlier connection
+#: (refused, ``stale_status``); ``ahead``: stamped too far in the future (refused, ``clock_skew``).
+StatusVerdict = Literal["newer", "same", "older", "ahead"]
+
+
+def judge_status(held_ts: int, status_ts: int, hub_now_ms: int) -> StatusVerdict:
+    """Order a verified status of ``status_ts`` against the last applied one (``held_ts``) at hub time ``hub_now_ms``.
+
+    ``ahead`` is judged first: a status too far in the future is refused even though it is
+    newer, or it would make every later genuine status look older.
+    """
+    if status_ts > hub_now_ms + STATUS_MAX_AHEAD_MS:
+        return "ahead"
+    if status_ts > held_ts:
+        return "newer"
+    return "same" if status_ts == held_ts else "older"
 
 
 #: Every field, in declaration order: the columns of ``device_health``.

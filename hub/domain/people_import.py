@@ -8,7 +8,10 @@ its columns, in any order, case and surrounding spaces ignored:
 - ``username``: the login name; a student's defaults to their roll number;
 - ``email``: optional;
 - ``roll_number``, ``program``, ``section``: a student's (roll number required),
-  empty for staff.
+  empty for staff;
+- ``pin``: a student's campus-wide terminal PIN (1 to 24 letters or digits, as
+  ZKTeco terminals know users); optional, the hub assigns one when empty
+  (docs/people.md, "Terminal rosters").
 
 Other columns are ignored. Blank lines are skipped. The contract is the
 enrolment import's (:mod:`hub.domain.enrolment_import`): every problem is a
@@ -36,6 +39,7 @@ from dataclasses import dataclass
 from .enrolment_import import RowError, csv_records
 from .people import account_problem
 from .roles import STUDENT, is_role
+from .terminal_roster import pin_problem
 
 #: Rows per import; the route also bounds the body (2 MiB).
 MAX_ROWS = 20_000
@@ -44,7 +48,7 @@ MAX_CELL = 300
 #: What a spreadsheet treats as the start of a formula.
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
-COLUMNS = ("role", "name", "username", "email", "roll_number", "program", "section")
+COLUMNS = ("role", "name", "username", "email", "roll_number", "program", "section", "pin")
 _ALIASES = {"display_name": "name"}
 
 
@@ -60,6 +64,8 @@ class PersonRow:
     roll_number: str | None
     program: str | None
     section: str | None
+    #: A student's terminal PIN from the file; None: the hub assigns one.
+    pin: str | None = None
 
 
 @dataclass(frozen=True)
@@ -181,8 +187,15 @@ def _person(line: int, cells: dict[str, str]) -> tuple[list[RowError], PersonRow
     if problem is not None:
         field, message = problem
         return [RowError(line, "name" if field == "display_name" else field, message)], None
+    pin = values.get("pin")
+    if pin is not None:
+        if role != STUDENT:
+            return [RowError(line, "pin", "only students have a terminal PIN")], None
+        pin_error = pin_problem(pin)
+        if pin_error is not None:
+            return [RowError(line, "pin", pin_error)], None
     return [], PersonRow(line, role, username, display_name, email, roll_number,
-                         values.get("program"), values.get("section"))
+                         values.get("program"), values.get("section"), pin)
 
 
 def _duplicate(row: PersonRow, first_seen: dict[tuple[str, str], int]) -> RowError | None:
@@ -191,6 +204,8 @@ def _duplicate(row: PersonRow, first_seen: dict[tuple[str, str], int]) -> RowErr
         keys.append(("roll_number", row.roll_number))
     if row.email is not None:
         keys.append(("email", row.email.lower()))
+    if row.pin is not None:
+        keys.append(("pin", row.pin))
     for field, value in keys:
         earlier = first_seen.get((field, value))
         if earlier is not None:

@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Awaitable, Callable
 
 from .checkin import MarkChange
+from .checkin_network import ClientNetwork
 
 
 class SessionNotLive(LookupError):
@@ -28,6 +29,8 @@ class DisplayCheckin:
     device_hash: bytes
     nonce: bytes
     user_agent: str = ""
+    #: Where the scan came from (kept network, inside the restriction?); ``None``: not judged.
+    client: ClientNetwork | None = None
 
 
 @dataclass(frozen=True)

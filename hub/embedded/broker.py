@@ -1,13 +1,22 @@
 """An embedded MQTT broker for the demo and for tests: Mosquitto if installed, else amqtt.
 
-Mosquitto runs as a child process with a config generated into ``data_dir``
-(listener on 127.0.0.1 only, anonymous access, persistence in ``data_dir``
-so persistent sessions and their queued messages survive a restart). When
-started as root it stays root (``user root``) instead of dropping to the
-``mosquitto`` user, so the files it writes in ``data_dir`` stay ours; it only
-listens on loopback.
+Mosquitto runs as a child process on 127.0.0.1 with persistence in
+``data_dir`` (persistent sessions and their queued messages survive a
+restart). Its configuration comes from the caller: ``mosquitto_conf(port)``
+returns the whole ``mosquitto.conf``. The composition root (hub/app/environment.py)
+passes the project's generated, secure configuration
+(``hub.adapters.mosquitto_conf``: no anonymous access, a hub account, the
+registry's device accounts, client id bound to username); this package imports
+nothing of ours, so it cannot render it itself. Without ``mosquitto_conf`` it
+runs an open loopback broker, as the tests' shared local Mosquitto is, for
+tests that stand in for that broker. :attr:`EmbeddedBroker.enforces_auth` says
+which one runs: it is measured after start (an anonymous CONNECT is refused).
+When started as root it stays root (``user root``) instead of dropping to the
+``mosquitto`` user, so the files it writes in ``data_dir`` stay ours.
 
-The fallback is amqtt's broker in a child Python process. It is 4-10x slower
+The fallback is amqtt's broker in a child Python process. It enforces no
+authentication and no ACL at all (``enforces_auth`` is False whatever the
+caller asked for: the hub must report that, see /healthz). It is 4-10x slower
 than Mosquitto and speaks MQTT 3.1.1 only (no MQTT 5), so its :attr:`url`
 carries ``?protocol=3.1.1``, which every client taking a broker URL (hub,
 edge agent, simulator) honours. What amqtt 0.12 does and does not do for us:
@@ -51,15 +60,16 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import IO
+from typing import IO, Callable
 
 from ._common import DirLock, EmbeddedServiceError, choose_port, process_alive, tail, wait_until
-from .probe import probe_mqtt
+from .probe import _connect_packet, _recv_exactly, probe_mqtt
 
 _HOST = "127.0.0.1"
 # Debian puts mosquitto in /usr/sbin, which is not on a normal user's PATH.
@@ -74,8 +84,11 @@ class EmbeddedBroker:
     #: "mosquitto" or "amqtt".
     kind: str
     port: int
-    #: ``mqtt://127.0.0.1:PORT``; amqtt: ``mqtt://127.0.0.1:PORT?protocol=3.1.1``
+    #: ``mqtt://127.0.0.1:PORT`` (no credentials: the caller owns the accounts);
+    #: amqtt: ``mqtt://127.0.0.1:PORT?protocol=3.1.1``
     url: str
+    #: False if an anonymous client can connect (amqtt always; Mosquitto without a secure config).
+    enforces_auth: bool
     _process: subprocess.Popen[bytes] = field(repr=False)
     _log: IO[bytes] = field(repr=False)
     _lock: DirLock | None = field(repr=False)
@@ -120,16 +133,40 @@ def mosquitto_path() -> str | None:
     return found
 
 
+def mqtt_broker_answers(host: str, port: int, timeout: float = 2.0) -> bool:
+    """True if an MQTT broker at host:port answers an anonymous CONNECT with any CONNACK.
+
+    A refusal ("not authorized") counts: it proves the broker is up without
+    logging in. Readiness checks must not log in as the hub: under
+    ``use_username_as_clientid`` a clean-session CONNECT with the hub's account
+    would take over, and discard, the hub's persistent session. Blocking, at most
+    about ``timeout`` seconds; never raises for an unreachable broker.
+    """
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            sock.settimeout(timeout)
+            sock.sendall(_connect_packet(None, None))
+            connack = _recv_exactly(sock, 4)
+            if connack[0] == 0x20 and connack[3] == 0x00:
+                sock.sendall(b"\xe0\x00")  # accepted (an open broker): DISCONNECT
+            return connack[0] == 0x20
+    except OSError:
+        return False
+
+
 def start_embedded_broker(
     data_dir: Path,
     port: int | None = None,
     *,
     prefer_mosquitto: bool = True,
     timeout: float = 10.0,
+    mosquitto_conf: Callable[[int], str] | None = None,
 ) -> EmbeddedBroker:
-    """Start a broker on 127.0.0.1 and return once its port accepts connections.
+    """Start a broker on 127.0.0.1 and return once it answers MQTT.
 
     Mosquitto if ``prefer_mosquitto`` and it is installed, else amqtt.
+    ``mosquitto_conf(port)``: the whole mosquitto.conf for Mosquitto listening on
+    127.0.0.1:``port`` (see the module docstring); ignored by amqtt.
     ``port`` defaults to the previous run's port if free, else any free port
     (retried on another port if it is taken before the broker binds it).
     Raises :class:`EmbeddedServiceError` with the broker log's tail if it does
@@ -148,7 +185,7 @@ def start_embedded_broker(
         for attempt in range(attempts):
             chosen = choose_port(_HOST, remembered, port)
             if mosquitto:
-                command = [mosquitto, "-c", str(_write_mosquitto_config(data_dir, chosen))]
+                command = [mosquitto, "-c", str(_write_mosquitto_config(data_dir, chosen, mosquitto_conf))]
             else:
                 config = _write_amqtt_config(data_dir, chosen)
                 command = [sys.executable, str(Path(__file__).with_name("_amqtt_main.py")), str(config)]
@@ -164,8 +201,9 @@ def start_embedded_broker(
             (data_dir / "broker.pid").write_text(f"{process.pid}\n")
             try:
                 wait_until(
-                    # A real CONNECT/CONNACK: amqtt accepts TCP before it can serve.
-                    partial(probe_mqtt, _HOST, chosen, timeout=0.5),
+                    # A real CONNECT/CONNACK (amqtt accepts TCP before it can serve), anonymous:
+                    # a refusal counts, and no account's session is touched.
+                    partial(mqtt_broker_answers, _HOST, chosen, timeout=0.5),
                     failed=partial(_exit_report, process, log_path),
                     timeout=timeout,
                     what=f"embedded {kind} broker on {_HOST}:{chosen}",
@@ -186,15 +224,23 @@ def start_embedded_broker(
     # amqtt refuses MQTT 5 CONNECTs ("Unsupported protocol version"): the URL
     # tells every client to speak 3.1.1 to it.
     url = f"mqtt://{_HOST}:{chosen}" + ("" if mosquitto else "?protocol=3.1.1")
-    broker = EmbeddedBroker(data_dir, kind, chosen, url, process, log, lock)
+    enforces_auth = bool(mosquitto) and not probe_mqtt(_HOST, chosen, timeout=2.0)
+    broker = EmbeddedBroker(data_dir, kind, chosen, url, enforces_auth, process, log, lock)
     atexit.register(broker.stop)
     return broker
 
 
-def _write_mosquitto_config(data_dir: Path, port: int) -> Path:
+def _write_mosquitto_config(data_dir: Path, port: int, render: Callable[[int], str] | None) -> Path:
     path = data_dir / "mosquitto.conf"
-    path.write_text(
+    path.write_text(render(port) if render is not None else _open_mosquitto_config(data_dir, port))
+    return path
+
+
+def _open_mosquitto_config(data_dir: Path, port: int) -> str:
+    """An anonymous loopback broker: only for tests standing in for the shared local Mosquitto."""
+    return (
         "# Generated by hub.embedded.broker on every start; edits are lost.\n"
+        "# OPEN broker (anonymous, no ACL) on loopback: the demo passes the secure generated config.\n"
         f"listener {port} {_HOST}\n"
         "allow_anonymous true\n"
         "persistence true\n"
@@ -202,14 +248,15 @@ def _write_mosquitto_config(data_dir: Path, port: int) -> Path:
         "persistence_file mosquitto.db\n"
         # Saved on clean shutdown anyway; this bounds what a crash loses.
         "autosave_interval 30\n"
-        # The default (1000) would drop messages queued for an offline hub.
-        "max_queued_messages 100000\n"
+        # As the generated config (hub.adapters.mosquitto_conf.QueueLimits): the default
+        # count limit (1000) would drop messages queued for an offline hub; bound bytes instead.
+        "max_queued_messages 0\n"
+        "max_queued_bytes 268435456\n"
         # As root, stay root rather than drop to `mosquitto`, which could not write data_dir.
         f"user {getpass.getuser()}\n"
         "log_dest stderr\n"
         "log_type error\nlog_type warning\nlog_type notice\n"
     )
-    return path
 
 
 def _write_amqtt_config(data_dir: Path, port: int) -> Path:

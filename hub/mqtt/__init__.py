@@ -5,6 +5,7 @@ concurrency contract.
 """
 
 from ._client import TrioMqttClient
+from ._tls import client_tls_context
 from ._types import InboundMessage, MqttError, MqttNotConnected, MqttStats
 
 __all__ = [
@@ -13,4 +14,5 @@ __all__ = [
     "MqttNotConnected",
     "MqttStats",
     "TrioMqttClient",
+    "client_tls_context",
 ]

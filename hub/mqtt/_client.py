@@ -21,6 +21,7 @@ import logging
 import random
 import select
 import socket
+import ssl
 import time
 from collections.abc import Awaitable, Callable, Iterable
 
@@ -31,6 +32,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from ._paho import PahoClient, open_tcp_socket
+from ._tls import NO_CLIENT_CERT_HINT, describe_tls_error, start_tls
 from ._types import InboundMessage, MqttError, MqttNotConnected, MqttStats
 
 log = logging.getLogger("hub.mqtt")
@@ -87,6 +89,21 @@ class TrioMqttClient:
       are not redelivered) -- fine for short-lived clients (tools, tests),
       which then leave no never-expiring session behind in the broker. The
       hub uses the default ``clean_start=False``: Clean Session 0 always.
+    - no Maximum Packet Size: ``max_packet_size`` is not sent, so only the
+      broker's own limit (Mosquitto ``max_packet_size``) bounds what we read.
+
+    ``tls``: an ``ssl.SSLContext`` (``client_tls_context()``) makes every
+    connection TLS (``mqtts://``, usually port 8883); the broker's certificate
+    must match ``host``. The handshake runs on the trio loop, non-blocking,
+    inside ``CONNECT_TIMEOUT_S``; a failed one (untrusted certificate, wrong
+    host name, client certificate refused) is logged with its reason and
+    retried like any connection failure.
+
+    ``max_packet_size`` (MQTT 5): the Maximum Packet Size sent in CONNECT.
+    The broker must not send us a larger packet; Mosquitto drops such a
+    message for this client (QoS 1 included: the publisher got its PUBACK,
+    we get nothing, see docs/mqtt-tls.md), so size it above any legitimate
+    message and let the broker refuse oversize publishes at the source.
 
     Lifecycle: construct, then run ``run()`` in a nursery (usually via
     ``await nursery.start(client.run, on_connect=...)``); cancel it to stop.
@@ -124,7 +141,11 @@ class TrioMqttClient:
         clean_start: bool = False,
         will: tuple[str, bytes, int, bool] | None = None,
         protocol: str = "5",
+        tls: ssl.SSLContext | None = None,
+        max_packet_size: int | None = None,
     ) -> None:
+        if max_packet_size is not None and not 0 < max_packet_size <= 268_435_460:
+            raise ValueError(f"max_packet_size must be 1..268435460 (MQTT's own limit), got {max_packet_size}")
         if protocol not in ("5", "3.1.1"):
             raise ValueError(f"protocol must be '5' or '3.1.1', got {protocol!r}")
         if not client_id:
@@ -133,6 +154,7 @@ class TrioMqttClient:
             raise ValueError("client_id is required")
         self._host = host
         self._port = port
+        self._tls = tls
         self.client_id = client_id
         #: "5" or "3.1.1", as given to the constructor.
         self.protocol = protocol
@@ -163,6 +185,8 @@ class TrioMqttClient:
             props = Properties(PacketTypes.CONNECT)
             props.SessionExpiryInterval = session_expiry_s
             props.ReceiveMaximum = receive_maximum
+            if max_packet_size is not None:
+                props.MaximumPacketSize = max_packet_size
             # clean_start=True means "start this client with an empty session",
             # not "throw the session away on every reconnect": a reconnect must
             # keep unacked QoS 1 messages, so later connects never clean-start.
@@ -175,7 +199,7 @@ class TrioMqttClient:
             )
         else:
             # MQTT 3.1.1 CONNECT has no properties (paho raises if given any);
-            # session_expiry_s and receive_maximum do not apply.
+            # session_expiry_s, receive_maximum and max_packet_size do not apply.
             paho.connect_async(host, port, keepalive=keepalive)
 
         paho.on_connect = self._on_paho_connect
@@ -195,6 +219,9 @@ class TrioMqttClient:
         self._generation = 0
         self.stats = MqttStats()
         self._started = False
+
+        #: The wait before the next connection attempt that drop_connection() asked for, once.
+        self._reconnect_after_s: float | None = None
 
         # per-connection state, replaced on every attempt
         self._lost = trio.Event()
@@ -291,6 +318,9 @@ class TrioMqttClient:
                         "mqtt %s@%s:%s: %s; retrying in %.1fs",
                         self.client_id, self._host, self._port, exc, delay,
                     )
+                if self._reconnect_after_s is not None:
+                    # drop_connection() asked for this wait instead of the backoff's.
+                    delay, self._reconnect_after_s = self._reconnect_after_s, None
                 # Jitter so many clients do not stampede a restarted broker.
                 await trio.sleep(delay * random.uniform(0.8, 1.0))
                 delay = min(delay * 2, self.BACKOFF_MAX_S)
@@ -312,13 +342,20 @@ class TrioMqttClient:
         except (OSError, trio.TooSlowError) as exc:
             self.stats.connect_failures += 1
             raise _ConnectionEnded(f"TCP connect failed: {exc!r}") from None
+        if self._tls is not None:
+            try:
+                with trio.fail_at(deadline):
+                    sock = await start_tls(sock, self._tls, self._host)
+            except (OSError, trio.TooSlowError) as exc:  # ssl.SSLError is an OSError
+                self.stats.connect_failures += 1
+                raise _ConnectionEnded(describe_tls_error(exc)) from None
 
         graceful = True
         try:
             rc = self._paho.reconnect_with(sock)  # queues + writes CONNECT
             if rc != _OK:
                 self.stats.connect_failures += 1
-                raise _ConnectionEnded(f"sending CONNECT failed: {mqtt.error_string(rc)}")
+                raise _ConnectionEnded(self._read_error(rc, "sending CONNECT"))
 
             user_error: BaseException | None = None
             async with trio.open_nursery() as nursery:
@@ -354,7 +391,8 @@ class TrioMqttClient:
                 if self._connack_reason is not None:
                     raise _ConnectionEnded(f"broker refused connection: {self._connack_reason}")
                 if self._lost.is_set():
-                    raise _ConnectionEnded("connection closed before CONNACK")
+                    hint = f"; {NO_CLIENT_CERT_HINT}" if self._tls and "TLS" not in self._lost_reason else ""
+                    raise _ConnectionEnded(f"connection closed before CONNACK ({self._lost_reason}{hint})")
                 raise _ConnectionEnded("no CONNACK within timeout")
             raise _ConnectionEnded(f"connection lost: {self._lost_reason}")
         except BaseException as exc:
@@ -403,7 +441,18 @@ class TrioMqttClient:
         message means "maybe more, call again"; a call that delivered nothing
         (EAGAIN, or a non-PUBLISH packet such as PUBACK/PINGRESP) is followed
         by a zero-timeout poll(). paho reads plain TCP with unbuffered recv()
-        calls, so the kernel's readability is exact (would not hold for TLS).
+        calls, so the kernel's readability is exact.
+
+        Under TLS it is not: OpenSSL pulls a whole record (up to 16 KiB) out of
+        the kernel and hands paho only the few bytes it asks for, so the rest
+        of the record -- often many small MQTT packets, when the broker or a
+        TLS-terminating proxy coalesces its writes -- sits decrypted inside the
+        SSL object while the socket polls unreadable. Waiting for readability
+        then stalls with data in hand until the broker happens to send more (a
+        PINGRESP: up to a keepalive). So "drained" also requires
+        ``SSLSocket.pending() == 0``, and while it is not, the next drain
+        starts without waiting. (Python leaves OpenSSL's read-ahead off, so no
+        undecrypted record can hide there: ``pending()`` is the whole story.)
         """
         paho = self._paho
         batch = self._batch
@@ -411,6 +460,8 @@ class TrioMqttClient:
         send_nowait = self._send_channel.send_nowait
         poller = select.poll()
         poller.register(sock.fileno(), select.POLLIN)
+        # Decrypted bytes held by the SSL object; plain sockets have no such buffer.
+        tls_pending: Callable[[], int] = sock.pending if isinstance(sock, ssl.SSLSocket) else lambda: 0
         # Holding more outside the channel than the channel itself holds
         # would just move the buffer from the kernel into our heap.
         max_batch = max(1, min(self.MAX_DRAIN_BATCH, self._inbound_capacity))
@@ -421,17 +472,22 @@ class TrioMqttClient:
                     # waiting on a closed fd is invalid.
                     self._mark_lost("socket closed by paho")
                     return
-                await trio.lowlevel.wait_readable(sock)
+                if tls_pending():
+                    # Data already in hand (the last drain stopped at max_batch):
+                    # no wait, but still one checkpoint per drain.
+                    await trio.lowlevel.checkpoint()
+                else:
+                    await trio.lowlevel.wait_readable(sock)
                 while True:
                     before = len(batch)
                     rc = paho.loop_read()
                     if rc != _OK:
-                        self._mark_lost(f"read: {mqtt.error_string(rc)}")
+                        self._mark_lost(self._read_error(rc))
                         return
                     n = len(batch)
                     if n >= max_batch:
                         break
-                    if n == before and not poller.poll(0):
+                    if n == before and not tls_pending() and not poller.poll(0):
                         break
                 self._kick_writer()  # loop_read may have queued PUBREC/PINGRESP
                 if _QUICKACK is not None:
@@ -486,7 +542,7 @@ class TrioMqttClient:
                 await trio.lowlevel.wait_writable(sock)
                 rc = paho.loop_write()
                 if rc != _OK:
-                    self._mark_lost(f"write: {mqtt.error_string(rc)}")
+                    self._mark_lost(self._read_error(rc, "write"))
                     return
         except (trio.ClosedResourceError, OSError, ValueError) as exc:
             self._mark_lost(f"write: {exc!r}")
@@ -510,6 +566,13 @@ class TrioMqttClient:
                 self._mark_lost(f"keepalive: {mqtt.error_string(rc)}")
                 return
             self._kick_writer()
+
+    def _read_error(self, rc: mqtt.MQTTErrorCode, what: str = "read") -> str:
+        tls_error = self._paho.last_tls_error
+        if tls_error is not None:
+            # e.g. "tlsv13 alert certificate required": the broker wants a client certificate.
+            return f"{what}: {describe_tls_error(tls_error)}"
+        return f"{what}: {mqtt.error_string(rc)}"
 
     def _kick_writer(self) -> None:
         if self._write_wakeup is not None and self._paho.want_write():
@@ -557,7 +620,9 @@ class TrioMqttClient:
         self._connack.set()
 
     def _on_paho_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
-        self._mark_lost(str(reason_code))
+        tls_error = self._paho.last_tls_error
+        # paho reports a TLS alert (e.g. "certificate required") as "Unspecified error".
+        self._mark_lost(describe_tls_error(tls_error) if tls_error is not None else str(reason_code))
 
     def _on_paho_message(self, client, userdata, message: mqtt.MQTTMessage) -> None:
         try:
@@ -717,6 +782,20 @@ class TrioMqttClient:
     def ack(self, message: InboundMessage) -> None:
         """Acknowledge one received QoS 1/2 message: ``ack_many((message,))``."""
         self.ack_many((message,))
+
+    def drop_connection(self, reason: str, *, reconnect_after_s: float | None = None) -> None:
+        """Close the current connection now, without DISCONNECT and without acknowledging anything more.
+
+        The broker keeps every unacknowledged message of the session for
+        whoever resumes it next (acks attempted meanwhile are no-ops, and stale
+        after the reconnect: another generation). ``run()`` reconnects after
+        ``reconnect_after_s`` (with its usual 0.8-1.0x jitter), or after its
+        usual backoff when ``None``; a successful connection resets the backoff.
+        Synchronous, never blocks; any trio task of the run. A no-op while
+        not connected, except that the next wait is still the one asked for.
+        """
+        self._reconnect_after_s = reconnect_after_s
+        self._mark_lost(f"dropped: {reason}")
 
     def ack_many(self, messages: Iterable[InboundMessage]) -> None:
         """Acknowledge received QoS 1/2 messages (PUBACK/PUBCOMP), in one socket write.

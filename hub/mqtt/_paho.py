@@ -12,6 +12,7 @@ the adapter does goes through paho's public external-loop API. paho is pinned
 from __future__ import annotations
 
 import socket
+import ssl
 import struct
 from collections.abc import Iterable
 
@@ -27,10 +28,15 @@ _ACK_PACKET = struct.Struct("!BBH")
 
 class PahoClient(mqtt.Client):
     _injected_sock: socket.socket | None = None
+    #: The last TLS error a read or write died of (paho only says "connection lost");
+    #: e.g. the broker's "certificate required" alert, which TLS 1.3 delivers after
+    #: the handshake, on the first read. Cleared by ``reconnect_with``.
+    last_tls_error: ssl.SSLError | None = None
 
     def reconnect_with(self, sock: socket.socket) -> mqtt.MQTTErrorCode:
         """Run paho's ``reconnect()`` (state reset + CONNECT) on ``sock``."""
         self._injected_sock = sock
+        self.last_tls_error = None
         try:
             return self.reconnect()
         finally:
@@ -43,6 +49,20 @@ class PahoClient(mqtt.Client):
             # the trio thread, so refuse rather than silently do it.
             raise ConnectionError("TrioMqttClient opens sockets itself")
         return sock
+
+    def _sock_recv(self, bufsize: int) -> bytes:
+        try:
+            return super()._sock_recv(bufsize)
+        except ssl.SSLError as exc:  # the "want read/write" ones arrive as BlockingIOError
+            self.last_tls_error = exc
+            raise
+
+    def _sock_send(self, buf: bytes | bytearray) -> int:
+        try:
+            return super()._sock_send(buf)
+        except ssl.SSLError as exc:
+            self.last_tls_error = exc
+            raise
 
     def ack_many(self, acks: Iterable[tuple[int, int]]) -> int:
         """Queue the acknowledgements of many ``(mid, qos)`` as ONE write; return how many.

@@ -18,6 +18,14 @@ stays away), and ``expires_ts`` inside the command (the device answers
   whose public key the device receives at provisioning. A device only ever
   holds its own private key, so it could not verify a signature made with it.
 
+Sealed arguments (schemas/_sealed.py): ``create_command`` sealed them to the
+device and stored only the blob; this actor copies the blob into the
+command's ``sealed`` field unchanged (it never sees the plaintext). The
+blob leaves the database with the command's first move out of ``pending``
+(migration 0019's trigger, in the same UPDATE as ``sent``, an ack or an
+expiry), so a command whose blob is gone while still ``pending`` (a row from
+before sealing) is failed, not sent without its arguments.
+
 Each publish runs in its own task of this actor's nursery (waiting for the
 broker's PUBACK, possibly across a reconnect) and reports back with a
 message, so a slow broker never blocks acks or timers.
@@ -62,7 +70,7 @@ from hub.db.provisioning import hub_signing_key
 from hub.domain.credentials import ed25519_public_key
 from hub.mqtt import InboundMessage, MqttError, TrioMqttClient
 from hub.pipeline.commits import accept, reject, utc_from_s
-from schemas import Command, CommandAckEvent, Topics, WireError, encode_command
+from schemas import Command, CommandAckEvent, SealError, Topics, WireError, decode_sealed, encode_command
 
 log = logging.getLogger("hub.pipeline.commands")
 
@@ -164,9 +172,18 @@ class CommandDispatcher(Actor):
             await self._finish(row.command_id, ("pending",), "failed", "device revoked")
             return
         device = records[0]
+        if row.sealed_keys and row.sealed is None:
+            await self._finish(row.command_id, ("pending",), "failed",
+                               "sealed arguments are no longer stored: issue the command again")
+            return
+        try:
+            sealed = None if row.sealed is None else decode_sealed(row.sealed)
+        except SealError as exc:
+            await self._finish(row.command_id, ("pending",), "failed", str(exc))
+            return
         command = Command(
             v=1, id=row.command_id.bytes, device=row.device_id, name=row.name, hub_ts=int(now * 1000),
-            expires_ts=int(row.expires_at.timestamp() * 1000), args=row.args,
+            expires_ts=int(row.expires_at.timestamp() * 1000), args=row.args, sealed=sealed,
         )
         try:
             if device.alg == "ed25519":

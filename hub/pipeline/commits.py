@@ -50,11 +50,17 @@ def accept(
 def reject(
     message: InboundMessage, reason: str, detail: str = "", *,
     event: Event | None = None, session_id: str | None = None,
+    extra: tuple[Effect, ...] = (), live: tuple[LiveUpdate, ...] = (),
 ) -> Commit:
-    """The commit of a rejected message, kept with its reason.
+    """The commit of a rejected message, kept with its reason (plus ``extra`` effects, e.g. the alarm
+    a ``rate_limited`` rejection raises, and their ``live`` updates).
 
     With ``event`` (authenticated) the dedup key is its event id, so a
     redelivery is recognised; otherwise it is a digest of topic and payload.
+    The :class:`Rejection` carries the whole payload (the message is in memory
+    until its ack anyway); the writer stores only its size, hash and first
+    bytes, and only the first few a minute of each source and reason as rows
+    (hub/db/ingest.py ``write_rejections``).
     """
     rejection = Rejection(
         reason=reason,
@@ -68,4 +74,4 @@ def reject(
         session_id=session_id,
     )
     key = event.id if event is not None else digest_key(message.topic, message.payload)
-    return Commit(key, (rejection,), message, (), ("rejected", reason))
+    return Commit(key, (rejection, *extra), message, live, ("rejected", reason))

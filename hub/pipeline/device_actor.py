@@ -45,12 +45,14 @@ from hub.pipeline.checkin_routing import resolve_elsewhere
 from hub.pipeline.commits import accept, reject, utc_from_ms
 from hub.pipeline.device_alarms import (
     DeviceAlarms,
+    RateLimitChanged,
     RulesChanged,
     ThresholdBook,
     alarm_live,
     alarm_row,
     with_id,
 )
+from hub.pipeline.quarantine import QuarantineChanged, Trip
 from hub.pipeline.scheduler import ResolveSession
 from hub.pipeline.session_actor import Scan
 from hub.pipeline.writer import is_transient
@@ -84,6 +86,8 @@ class DeviceEvent:
 
 @dataclass(frozen=True)
 class StatusUpdate:
+    """Tell: a status or Last Will of this device whose signature the ingress verified."""
+
     message: InboundMessage
     status: DeviceStatus
 
@@ -102,8 +106,11 @@ class DeviceActor(Actor):
     def __init__(
         self, device: DeviceRecord, *, db: Database, writer: ActorRef, scheduler: ActorRef,
         offline_after_s: float, thresholds: ThresholdBook | None = None, snapshot: DeviceSnapshot | None = None,
+        quarantine: ActorRef | None = None,
     ) -> None:
         self.device = device
+        #: The QuarantineKeeper (hub/pipeline/quarantine.py), told when this device's rate limit trips.
+        self._quarantine = quarantine
         self._db = db
         self._writer = writer
         self._scheduler = scheduler
@@ -145,11 +152,18 @@ class DeviceActor(Actor):
                 await self._on_deadline()
             elif isinstance(message, RulesChanged):
                 await self._on_rules(message)
+            elif isinstance(message, RateLimitChanged):
+                await self._on_rate_limit(message)
+            elif isinstance(message, QuarantineChanged):
+                await self._on_quarantine(message)
         except Exception as exc:
             if isinstance(message, (DeviceEvent, StatusUpdate)):
                 event = message.event if isinstance(message, DeviceEvent) else None
                 await deliver(self._writer, reject(
                     message.message, "internal_error", f"{type(exc).__name__}: {exc}", event=event))
+            elif isinstance(message, RateLimitChanged) and message.refused is not None:
+                await deliver(self._writer, reject(
+                    message.refused[0], "internal_error", f"{type(exc).__name__}: {exc}", event=message.refused[1]))
             raise
         return None
 
@@ -204,20 +218,26 @@ class DeviceActor(Actor):
         await deliver(route.ref, Scan(message, event, from_room))
 
     async def _on_status(self, item: StatusUpdate) -> None:
-        if item.status.ts / 1000 > item.message.received_at + MAX_FUTURE_SKEW_S:
-            # Statuses only move forward in time: a future one would make every real one "older".
+        """A verified status or Will: applied, kept as a duplicate, or refused by its order (hub.domain.device_health)."""
+        status, message = item.status, item.message
+        verdict = self._health.judge_status(status, int(message.received_at * 1000))
+        if verdict == "ahead":
             await deliver(self._writer, reject(
-                item.message, "clock_skew",
-                f"status time is {item.status.ts / 1000 - item.message.received_at:.0f}s ahead"))
+                message, "clock_skew", f"status time is {status.ts / 1000 - message.received_at:.0f}s ahead"))
+            return
+        if verdict == "older":
+            await deliver(self._writer, reject(
+                message, "stale_status",
+                f"{status.state} of ts {status.ts}, older than the status applied (ts {self._health.status_ts})"))
             return
         now = datetime.now(timezone.utc)
         before = self._health
-        self._health = self._health.on_status(item.status, now)
-        if self._health.online:
+        self._health = self._health.on_status(status, now)
+        if verdict == "newer" and self._health.online:
+            # Only a new status is proof of life: the same one seen again may be anybody's replay.
             self._extend_deadline()
         effects, live = await self._health_effects(before, now, write=self._health != before)
-        await deliver(self._writer, Commit(
-            digest_key(item.message.topic, item.message.payload), effects, item.message, live))
+        await deliver(self._writer, Commit(digest_key(message.topic, message.payload), effects, message, live))
 
     async def _on_deadline(self) -> None:
         self._timer = None
@@ -307,6 +327,34 @@ class DeviceActor(Actor):
                 await trio.sleep(delay)
                 delay = min(delay * 2, 2.0)
 
+    async def _on_rate_limit(self, change: RateLimitChanged) -> None:
+        """Raise or clear the ``rate_limited`` alarm; commit the refused event (if any) with it."""
+        step = self._alarms.on_rate_limit(change.tripped, datetime.now(timezone.utc), change.detail)
+        if change.tripped and step is not None and self._quarantine is not None:
+            # A new episode: the keeper takes the device off the broker, if it can. Told before the
+            # alarm gets its id and its commit is queued (a database round trip, then a writer whose
+            # mailbox a flood keeps full): every millisecond the flood keeps reaching the broker
+            # queues ahead of other devices' events.
+            await deliver(self._quarantine, Trip(self.device.device_id, change.detail))
+        effects: tuple = ()
+        live: tuple[LiveUpdate, ...] = ()
+        if step is not None:
+            record, update = await self._settle(step)
+            effects, live = (record,), (update,)
+        if change.refused is not None:
+            message, event = change.refused
+            await deliver(self._writer, reject(message, "rate_limited", change.detail, event=event,
+                                               extra=effects, live=live))
+        elif effects:
+            await deliver(self._writer, Commit(internal_key(), effects, live=live))
+
+    async def _on_quarantine(self, change: QuarantineChanged) -> None:
+        """Say the broker quarantine's start or end on the ``rate_limited`` alarm (and live)."""
+        step = self._alarms.on_quarantine(change.until, change.by, datetime.now(timezone.utc))
+        if step is not None:
+            record, update = await self._settle(step)
+            await deliver(self._writer, Commit(internal_key(), (record,), live=(update,)))
+
     async def _on_rules(self, message: RulesChanged) -> None:
         now = datetime.now(timezone.utc)
         effects: list = []
@@ -367,6 +415,8 @@ class DeviceActorFactory:
     scheduler: ActorRef
     offline_after_s: float
     thresholds: ThresholdBook | None = None
+    #: The QuarantineKeeper's ref (hub/pipeline/quarantine.py); None: no quarantine.
+    quarantine: ActorRef | None = None
 
     def spec(self, record: DeviceRecord, snapshot: DeviceSnapshot | None = None) -> ChildSpec:
         """The supervisor spec of a device's actor; ``snapshot`` serves its first start only (a restart reloads)."""
@@ -375,7 +425,7 @@ class DeviceActorFactory:
         def start() -> DeviceActor:
             return DeviceActor(record, db=self.db, writer=self.writer, scheduler=self.scheduler,
                                offline_after_s=self.offline_after_s, thresholds=self.thresholds,
-                               snapshot=preload.pop() if preload else None)
+                               snapshot=preload.pop() if preload else None, quarantine=self.quarantine)
 
         return ChildSpec(id=record.device_id, start=start, mailbox_size=DEVICE_MAILBOX)
 

@@ -29,14 +29,42 @@ from hub.core.records import AlarmRow, ThresholdStateRow
 from hub.db import Database
 from hub.db.device_health import DeviceSnapshot
 from hub.db.thresholds import load_rule_set
-from hub.domain.alarms import OFFLINE_ALARM, Alarm, AlarmChange, offline_change
+from hub.domain.alarms import (
+    OFFLINE_ALARM,
+    RATE_LIMIT_ALARM,
+    Alarm,
+    AlarmChange,
+    offline_change,
+    rate_limit_change,
+)
 from hub.domain.thresholds import RuleBook, RuleState, ThresholdRule, evaluate, reconcile
+from hub.mqtt import InboundMessage
+from schemas import Event
 
 log = logging.getLogger("hub.alarms")
 
 #: Cleared alarms a device actor remembers (for an acknowledgement soon after the clear).
 RECENT_CLEARED = 32
+#: Alarm types no threshold rule owns: a change of the rules never clears them.
+_RULELESS_TYPES = frozenset({OFFLINE_ALARM, RATE_LIMIT_ALARM})
 _RULE_FIELDS = tuple(f.name for f in fields(ThresholdRule))
+
+
+@dataclass(frozen=True)
+class RateLimitChanged:
+    """Tell a device actor: its events tripped the ingress's per-device limit, or are within it again.
+
+    ``tripped``: the device's token bucket ran dry; ``refused`` is the first
+    event refused, which the actor commits as a ``rate_limited`` rejection
+    together with the ``rate_limited`` alarm (so the message is acknowledged
+    only after both are stored). Later refusals of the same episode go to the
+    writer directly. Not ``tripped``: the bucket filled again (the device kept
+    within its rate for ``burst / rate`` seconds); the alarm clears.
+    """
+
+    tripped: bool
+    detail: str
+    refused: tuple[InboundMessage, Event] | None = None
 
 
 @dataclass(frozen=True)
@@ -144,6 +172,26 @@ class DeviceAlarms:
         return offline_change(self.active.get(OFFLINE_ALARM), online=online, reason=reason, at=at,
                               device_id=self.device_id, room_id=self.room_id)
 
+    def on_rate_limit(self, tripped: bool, at: datetime, detail: str) -> AlarmChange | None:
+        """The ingress's token bucket of this device ran dry (``tripped``) or filled again."""
+        return rate_limit_change(self.active.get(RATE_LIMIT_ALARM), tripped=tripped, at=at,
+                                 device_id=self.device_id, room_id=self.room_id, detail=detail)
+
+    def on_quarantine(self, until: datetime | None, by: str, at: datetime) -> AlarmChange | None:
+        """The device's broker quarantine began (``until``) or ended (None): said on its ``rate_limited``
+        alarm, if that is still active (one cleared already needs no word of a later release)."""
+        alarm = self.active.get(RATE_LIMIT_ALARM)
+        if alarm is None:
+            return None
+        base = alarm.details.get("limit_message", alarm.message)
+        if until is not None:
+            message = f"{base}; quarantined at the broker until {until.isoformat(timespec='seconds')}"
+        else:
+            message = f"{base}; released from its broker quarantine ({'cool-down over' if by == 'system' else by})"
+        details = {**alarm.details, "limit_message": base,
+                   "quarantined_until": until.isoformat() if until is not None else None}
+        return AlarmChange("updated", replace(alarm, message=message, details=details, updated_at=at))
+
     def on_rules(self, book: RuleBook, at: datetime) -> list[AlarmChange]:
         """Adopt new rules; alarm types left without any rule clear, states of removed rules go."""
         self._rules = book.for_room(self.room_id)
@@ -153,7 +201,7 @@ class DeviceAlarms:
         return [
             AlarmChange("cleared", alarm.clear("system", at, f"{alarm.message}; its threshold rule was removed"))
             for alarm_type, alarm in self.active.items()
-            if alarm_type != OFFLINE_ALARM and alarm_type not in types
+            if alarm_type not in _RULELESS_TYPES and alarm_type not in types
         ]
 
     def reset_rules(self, alarm_type: str, at: datetime) -> list[ThresholdStateRow]:

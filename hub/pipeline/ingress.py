@@ -15,6 +15,20 @@ as messages arrive, no timer). Each is rate-limited, so a flood of bad
 messages cannot become a flood of queries. So a rotated key works, and the
 old one stops working, without a hub restart.
 
+Bounded intake: a topic whose device id is not of the registry's shape, or
+that is too long, is refused by :meth:`Topics.parse` before anything is
+looked up (a ``bad_topic`` rejection, stored bounded by the writer). Every
+authenticated event then takes a token from its device's bucket
+(:class:`~hub.domain.rate_limit.TokenBucket`, ``Settings.device_rate_per_s`` /
+``device_burst``); when the bucket is dry the event is rejected
+``rate_limited``. The first refusal of an episode goes to the device actor
+(:class:`RateLimitChanged`), which raises the ``rate_limited`` alarm in the
+same commit; the alarm clears when the bucket is full again. Buckets exist
+only for registered devices that sent an authentic event (dropped when a
+device leaves the registry), so memory is bounded by the registry whatever
+ids arrive; unauthenticated traffic is never bucketed (it is rejected
+anyway, and its rows are capped per source in storage, hub/db/ingest.py).
+
 Mailbox (:data:`INGRESS_MAILBOX`, BLOCK): only :class:`RegistryChanged`
 messages; a sender waits while it is full.
 """
@@ -28,14 +42,19 @@ import trio
 from actors import ActorRef
 from actors.delivery import deliver
 from actors.service import ServiceActor
+from hub.core.config import Settings
 from hub.db import Database
 from hub.db.device_health import DeviceSnapshot, load_device_snapshots
 from hub.db.device_registry import DeviceRecord, load_devices
+from hub.domain.alarms import RATE_LIMIT_ALARM
+from hub.domain.rate_limit import RateLimit, TokenBucket
 from hub.mqtt import InboundMessage, TrioMqttClient
 from hub.pipeline.commands import CommandAckReceived
 from hub.pipeline.commits import reject
 from hub.pipeline.device_actor import DeviceActorFactory, DeviceEvent, StatusUpdate
-from schemas import CommandAckEvent, Frame, Topics, WireError, decode_frame, decode_status, verify
+from hub.pipeline.device_alarms import RateLimitChanged
+from hub.pipeline.session_guard import SessionGuard
+from schemas import CommandAckEvent, Event, Frame, Topics, WireError, decode_frame, decode_status, verify
 
 log = logging.getLogger("hub.pipeline.ingress")
 
@@ -47,6 +66,8 @@ _REGISTRY_MAX_AGE_S = 30.0
 #: A bad signature reloads that one device's record at most this often.
 _KEY_RELOAD_MIN_S = 2.0
 INGRESS_MAILBOX = 64
+#: Settings.device_rate_per_s / device_burst's defaults (hub/core/config.py).
+DEFAULT_DEVICE_RATE = RateLimit(Settings.device_rate_per_s, Settings.device_burst)
 
 
 @dataclass(frozen=True)
@@ -60,6 +81,7 @@ class Ingress(ServiceActor):
     def __init__(
         self, *, client: TrioMqttClient, topics: Topics, db: Database, writer: ActorRef,
         device_actors: DeviceActorFactory, commands: ActorRef | None = None,
+        device_rate: RateLimit = DEFAULT_DEVICE_RATE, session_guard: SessionGuard | None = None,
     ) -> None:
         self._client = client
         self._topics = topics
@@ -72,6 +94,14 @@ class Ingress(ServiceActor):
         self._registry: dict[str, DeviceRecord] = {}
         self._registry_loaded_at = -1e9
         self._key_reloaded_at: dict[str, float] = {}
+        self._device_rate = device_rate
+        #: Keeps another deployment's messages unacknowledged (hub/pipeline/session_guard.py); None: no guard.
+        self._session_guard = session_guard
+        self._rate_detail = f"more than {device_rate.rate:g} events/s (burst {device_rate.burst:g})"
+        #: Token buckets of registered devices (keys always a subset of the registry's).
+        self._buckets: dict[str, TokenBucket] = {}
+        #: Devices in a rate-limit episode (their alarm raised, not yet cleared).
+        self._limited: set[str] = set()
 
     async def started(self) -> None:
         await self._reload_registry()
@@ -79,6 +109,10 @@ class Ingress(ServiceActor):
         # even for a device that never speaks again after a hub restart. Their stored state
         # comes from one query for all of them, not one per actor.
         snapshots = await load_device_snapshots(self._db)
+        # An episode open before a restart ends (and its alarm clears) once the device is within its rate.
+        self._limited = {device_id for device_id, snapshot in snapshots.items()
+                         if device_id in self._registry and any(
+                             alarm.type == RATE_LIMIT_ALARM for alarm in snapshot.alarms)}
         for record in self._registry.values():
             await self._device_actors.ensure(record, snapshots.get(record.device_id, DeviceSnapshot()))
         await super().started()
@@ -112,7 +146,7 @@ class Ingress(ServiceActor):
         log.debug("route %s (%d bytes)", message.topic, len(message.payload))
         parsed = self._topics.parse(message.topic)
         if parsed is None:
-            await deliver(self._writer, reject(message, "bad_topic", message.topic))
+            await self._bad_topic(message)
             return
         device_id, channel = parsed
         if channel == "status":
@@ -120,27 +154,73 @@ class Ingress(ServiceActor):
         elif channel == "up":
             await self._route_event(message, device_id)
         else:
-            await deliver(self._writer, reject(message, "bad_topic", message.topic))
+            await self._bad_topic(message)
+
+    async def _bad_topic(self, message: InboundMessage) -> None:
+        """A topic we cannot route: rejected and acked if our own subscriptions brought it, else foreign.
+
+        Under our filters (an empty or ill-shaped device level) it is ours: a
+        ``bad_topic`` rejection. Outside them it came with a session carrying
+        another deployment's subscriptions: acking would delete it for its
+        owner, so it is neither stored nor acked (the guard steps away).
+        """
+        guard = self._session_guard
+        if guard is not None and not guard.is_ours(message.topic):
+            guard.foreign(message.topic, message.generation)
+            return
+        await deliver(self._writer, reject(message, "bad_topic", message.topic))
 
     async def _route_status(self, message: InboundMessage, device_id: str) -> None:
+        """A status or Last Will reaches the device's actor only if signed by that device (docs/protocol.md).
+
+        The actor then judges its order (stale, duplicate, too far ahead); here
+        the refusals are the wire's (``unsigned_status``, ``schema``, ...),
+        ``device_mismatch``, the registry's and ``bad_signature``.
+        """
         if not message.payload:
-            # An empty retained message clears the topic (e.g. decommissioning): nothing to judge.
+            # An empty retained message clears the topic (the broker has already erased the retained
+            # status; the health in PostgreSQL is untouched): kept as a rejection, nothing to judge.
             await deliver(self._writer, reject(message, "empty_status", device_id))
             return
         try:
-            status = decode_status(message.payload)
+            frame, status = decode_status(message.payload)
         except WireError as exc:
             await deliver(self._writer, reject(message, exc.reason, exc.detail))
             return
-        record = await self._lookup(device_id)
-        if record is None:
-            await deliver(self._writer, reject(message, "unknown_device", device_id))
+        if status.device != device_id:
+            await deliver(self._writer, reject(
+                message, "device_mismatch", f"topic says {device_id}, status says {status.device}"))
             return
-        if record.revoked:
-            await deliver(self._writer, reject(message, "revoked_device", device_id))
+        record = await self._verified_record(message, frame, device_id)
+        if record is None:
             return
         ref = await self._device_actors.ensure(record)
         await deliver(ref, StatusUpdate(message, status))
+
+    async def _verified_record(self, message: InboundMessage, frame: Frame, device_id: str) -> DeviceRecord | None:
+        """``device_id``'s record if ``frame`` is signed by its current key; else ``None``, ``message`` rejected.
+
+        A bad signature reloads that device's record (rate-limited, :meth:`_reload_key`)
+        and judges again: the key may have been rotated or revoked behind our back.
+        """
+        record = await self._lookup(device_id)
+        problem = self._record_problem(frame, record, device_id)
+        if problem is not None and problem[0] == "bad_signature" and await self._reload_key(device_id):
+            record = self._registry.get(device_id)
+            problem = self._record_problem(frame, record, device_id)
+        if problem is not None:
+            await deliver(self._writer, reject(message, *problem))
+            return None
+        return record
+
+    @classmethod
+    def _record_problem(cls, frame: Frame, record: DeviceRecord | None, device_id: str) -> tuple[str, str] | None:
+        """Why ``frame`` cannot be accepted from ``device_id`` (unknown, revoked, not signed by its key), or ``None``."""
+        if record is None:
+            return "unknown_device", device_id
+        if record.revoked:
+            return "revoked_device", device_id
+        return cls._signature_problem(frame, record)
 
     async def _route_event(self, message: InboundMessage, topic_device: str) -> None:
         try:
@@ -171,11 +251,34 @@ class Ingress(ServiceActor):
         if problem is not None:
             await deliver(self._writer, reject(message, *problem))
             return
+        if not await self._within_rate(message, event, record):
+            return
         if isinstance(event, CommandAckEvent) and self._commands is not None:
             await deliver(self._commands, CommandAckReceived(message, event))
             return
         ref = await self._device_actors.ensure(record)
         await deliver(ref, DeviceEvent(message, event))
+
+    async def _within_rate(self, message: InboundMessage, event: Event, record: DeviceRecord) -> bool:
+        """Take a token from the device's bucket. ``False``: refused, and its rejection is on its way."""
+        now = trio.current_time()
+        device_id = record.device_id
+        bucket = self._buckets.get(device_id)
+        if bucket is None:
+            bucket = self._buckets[device_id] = TokenBucket(self._device_rate, now)
+        if device_id in self._limited and bucket.full(now):
+            self._limited.discard(device_id)
+            await deliver(await self._device_actors.ensure(record), RateLimitChanged(False, self._rate_detail))
+        if bucket.take(now):
+            return True
+        if device_id in self._limited:
+            await deliver(self._writer, reject(message, "rate_limited", self._rate_detail, event=event))
+        else:
+            self._limited.add(device_id)
+            log.warning("device %s: %s; its events are refused until it slows down", device_id, self._rate_detail)
+            await deliver(await self._device_actors.ensure(record),
+                          RateLimitChanged(True, self._rate_detail, (message, event)))
+        return False
 
     @staticmethod
     def _signature_problem(frame: Frame, record: DeviceRecord) -> tuple[str, str] | None:
@@ -203,6 +306,8 @@ class Ingress(ServiceActor):
             record = found.get(device_id)
             if record is None:
                 self._registry.pop(device_id, None)
+                self._buckets.pop(device_id, None)
+                self._limited.discard(device_id)
             else:
                 self._registry[device_id] = record
 
@@ -220,3 +325,6 @@ class Ingress(ServiceActor):
     async def _reload_registry(self) -> None:
         self._registry = {d.device_id: d for d in await load_devices(self._db)}
         self._registry_loaded_at = trio.current_time()
+        # At most every _REGISTRY_MAX_AGE_S with traffic: a linear pass is nothing.
+        self._buckets = {k: b for k, b in self._buckets.items() if k in self._registry}
+        self._limited &= self._registry.keys()

@@ -143,7 +143,8 @@ class SessionActor(Actor):
         self._state.restore(
             {student: Mark(status, source) for student, (status, source) in snapshot.records.items()},
             snapshot.used_tokens,
-            [DisplayUse(u.student_id, u.device_hash, u.nonce, u.scanned_at) for u in snapshot.display_uses],
+            [DisplayUse(u.student_id, u.device_hash, u.nonce, u.scanned_at, u.code_window, u.network, u.network_inside)
+             for u in snapshot.display_uses],
             closed=s.status == "closed",
         )
 
@@ -232,16 +233,19 @@ class SessionActor(Actor):
 
     async def _display(self, request: DisplayCheckin) -> Receipt:
         state = self._state
-        decision = state.judge_display(request.student_id, request.scanned_at, request.device_hash, request.nonce)
+        client = request.client
+        decision = state.judge_display(request.student_id, request.scanned_at, request.device_hash, request.nonce,
+                                       client, request.code_window)
         outcome = "accepted" if isinstance(decision, Accepted) else decision.reason
+        network, inside = (client.network, client.inside) if client is not None else (None, None)
         row = DisplayCheckinRow(self.session_id, request.student_id, request.scanned_at, request.code_window,
-                                request.device_hash, request.nonce, request.user_agent, outcome)
+                                request.device_hash, request.nonce, request.user_agent, outcome, network, inside)
         flags = self._flag_rows(decision.flags, "display", None, request.scanned_at)
         settled = _Settled()
         if isinstance(decision, Accepted):
             state.apply(decision, "display")
             state.apply_display(DisplayUse(request.student_id, request.device_hash, request.nonce,
-                                           request.scanned_at))
+                                           request.scanned_at, request.code_window, network, inside))
             effects: tuple[Effect, ...] = (self._mark(decision, "display", None, request.student_id),
                                            row, *flags)
             live = self._attendance_live(decision.student_id, decision.status, decision.at, "display")
@@ -249,8 +253,10 @@ class SessionActor(Actor):
             effects, live = (row, *flags), ()
         await deliver(self._writer, Commit(internal_key(), effects, live=live, on_done=settled))
         if isinstance(decision, Accepted):
+            # Only this student's own flags: a many_networks flag may also name earlier check-ins.
             return Receipt(True, status=decision.status, at=decision.at,
-                           flags=tuple(f.kind for f in decision.flags), committed=settled.wait)
+                           flags=tuple(f.kind for f in decision.flags if f.student_id == request.student_id),
+                           committed=settled.wait)
         return Receipt(False, decision.reason, decision.detail, committed=settled.wait)
 
     # --- manual marks ---------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from hub.core.bus import LiveBus, LiveUpdate
 from hub.core.metrics import HubMetrics
 from hub.core.records import Commit, Rejection
 from hub.db import Database
-from hub.db.ingest import BatchWritten, write_batch
+from hub.db.ingest import REJECTIONS_KEPT_PER_MINUTE, BatchWritten, write_batch
 from hub.mqtt import InboundMessage
 
 log = logging.getLogger("hub.pipeline.writer")
@@ -52,12 +52,16 @@ class PersistenceWriter(Actor):
     def __init__(
         self, db: Database, bus: LiveBus, metrics: HubMetrics,
         acknowledge: Callable[[Sequence[InboundMessage]], None], *, max_batch: int = MAX_BATCH,
+        rejections_kept_per_minute: int = REJECTIONS_KEPT_PER_MINUTE,
     ) -> None:
         self._db = db
         self._bus = bus
         self._metrics = metrics
         self._acknowledge = acknowledge
         self._max_batch = max_batch
+        #: Rejection rows kept per source and reason a minute; the rest are tallied (hub/db/ingest.py).
+        #: Either way the rejection is committed, counted in the metrics, then acknowledged.
+        self._kept_per_minute = rejections_kept_per_minute
         self._batch: list[Commit] = []
         self._failed: set[bytes] = set()
 
@@ -77,7 +81,7 @@ class PersistenceWriter(Actor):
         self._failed = set()  # dedup keys stored as persistence_error (for Commit.on_done)
         while True:
             try:
-                written = await write_batch(self._db, batch)
+                written = await self._write(batch)
                 break
             except Exception as exc:  # noqa: BLE001 - classified just below
                 self._metrics.db_write_failures.inc()
@@ -98,6 +102,9 @@ class PersistenceWriter(Actor):
                 delay = min(delay * 2, _RETRY_MAX_S)
         self._after_commit(batch, written)
 
+    async def _write(self, batch: Sequence[Commit]) -> BatchWritten:
+        return await write_batch(self._db, batch, rejections_kept_per_minute=self._kept_per_minute)
+
     async def _commit_one_by_one(self, batch: Sequence[Commit]) -> BatchWritten:
         """A batch failed on its data: find the bad commits so the good ones still land.
 
@@ -108,13 +115,13 @@ class PersistenceWriter(Actor):
         live: list[LiveUpdate] = []
         for commit in batch:
             try:
-                written = await write_batch(self._db, [commit])
+                written = await self._write([commit])
             except Exception as exc:  # noqa: BLE001
                 if is_transient(exc):
                     raise
                 log.error("commit %r failed permanently: %s", commit.dedup_key, exc)
                 self._failed.add(commit.dedup_key)
-                written = await write_batch(self._db, [_as_persistence_error(commit, exc)])
+                written = await self._write([_as_persistence_error(commit, exc)])
             fresh |= written.fresh
             live += written.live
         return BatchWritten(fresh, live)

@@ -28,6 +28,8 @@ def test_reset_mfa_turns_it_off_once_and_is_audited(empty_database_url: str, tmp
         await db.execute("INSERT INTO user_mfa (user_id, secret_sealed, confirmed_at) VALUES ($1, $2, now())",
                          user_id, b"\x01\x01" + b"\x00" * 40)
         await db.execute("INSERT INTO mfa_recovery_codes (user_id, code_hash) VALUES ($1, $2)", user_id, b"h")
+        await db.execute("INSERT INTO refresh_tokens (user_id, token_hash, expires_at)"
+                         " VALUES ($1, $2, now() + interval '1 day')", user_id, b"r" * 32)
         return user_id
 
     user_id = run_with_database(empty_database_url, enrolled)
@@ -40,10 +42,13 @@ def test_reset_mfa_turns_it_off_once_and_is_audited(empty_database_url: str, tmp
         codes = await db.fetchval("SELECT count(*) FROM mfa_recovery_codes WHERE user_id = $1", user_id)
         audit = await db.fetchrow("SELECT actor, reason FROM audit_log WHERE entity = 'mfa' AND action = 'removed'"
                                   " AND entity_id = $1", user_id)
-        return left, codes, audit["actor"], audit["reason"]
+        live = await db.fetchval("SELECT count(*) FROM refresh_tokens WHERE user_id = $1 AND revoked_at IS NULL",
+                                 user_id)
+        return left, codes, live, audit["actor"], audit["reason"]
 
-    left, codes, actor, reason = run_with_database(empty_database_url, state)
-    assert (left, codes, reason) == (0, 0, "lost phone") and actor.startswith("cli:")
+    # The lost phone's sessions end with it.
+    left, codes, live_refresh_tokens, actor, reason = run_with_database(empty_database_url, state)
+    assert (left, codes, live_refresh_tokens, reason) == (0, 0, 0, "lost phone") and actor.startswith("cli:")
 
     again = campushub(env, "reset-mfa", "alice")
     assert again.returncode == 1 and "no two-factor" in again.stderr

@@ -15,10 +15,10 @@ def at(seconds: float) -> datetime:
 
 
 def test_connect_and_disconnect_are_recorded_with_their_reasons():
-    h = DeviceHealth("d").on_status(DeviceStatus("online", 1000, "connected"), at(0))
+    h = DeviceHealth("d").on_status(DeviceStatus("d", "online", 1000, "connected"), at(0))
     assert (h.last_connect_at, h.last_connect_reason) == (at(0), "connected")
     assert h.last_disconnect_at is None
-    h = h.on_status(DeviceStatus("offline", 1000, "connection lost"), at(10))  # the Last Will: same ts
+    h = h.on_status(DeviceStatus("d", "offline", 1001, "connection lost"), at(10))  # the Last Will: ts + 1
     assert (h.last_disconnect_at, h.last_disconnect_reason) == (at(10), "connection lost")
     assert h.last_connect_at == at(0)
     h = h.on_event(at(20))  # heard from without a status: back by its traffic
@@ -28,13 +28,13 @@ def test_connect_and_disconnect_are_recorded_with_their_reasons():
 
 
 def test_the_retained_status_seen_again_after_a_hub_restart_changes_nothing():
-    h = DeviceHealth("d").on_status(DeviceStatus("online", 5000, "connected"), at(0))
-    assert h.on_status(DeviceStatus("online", 5000, "connected"), at(300)) is h
+    h = DeviceHealth("d").on_status(DeviceStatus("d", "online", 5000, "connected"), at(0))
+    assert h.on_status(DeviceStatus("d", "online", 5000, "connected"), at(300)) is h
 
 
 def test_a_reconnect_while_believed_online_counts_as_a_connect():
-    h = DeviceHealth("d").on_status(DeviceStatus("online", 1000, "connected"), at(0))
-    again = h.on_status(DeviceStatus("online", 2000, "connected"), at(60))
+    h = DeviceHealth("d").on_status(DeviceStatus("d", "online", 1000, "connected"), at(0))
+    again = h.on_status(DeviceStatus("d", "online", 2000, "connected"), at(60))
     assert again.online and again.last_connect_at == at(60) and again.last_change == at(0)
 
 
@@ -63,19 +63,19 @@ def test_history_records_transitions_and_firmware_changes_only():
 
 def test_flapping_device_counts_every_connect_and_disconnect_and_ignores_stale_wills():
     """A device whose link drops every few seconds: each connection's Last Will carries that
-    connection's timestamp, so a Will delivered late (after the next connect) changes nothing."""
+    connection's timestamp + 1, so a Will delivered late (after the next connect) changes nothing."""
     h = DeviceHealth("d")
     connects = disconnects = 0
     for i in range(20):
         conn_ts = 1000 + i * 10
-        new = h.on_status(DeviceStatus("online", conn_ts, "connected"), at(i * 10))
+        new = h.on_status(DeviceStatus("d", "online", conn_ts, "connected"), at(i * 10))
         connects += new.last_connect_at != h.last_connect_at
         h = new
         if i % 4 == 3:
             # The Will of the previous connection arrives late: stale, ignored.
-            assert h.on_status(DeviceStatus("offline", conn_ts - 10, "connection lost"), at(i * 10 + 1)) is h
+            assert h.on_status(DeviceStatus("d", "offline", conn_ts - 9, "connection lost"), at(i * 10 + 1)) is h
             continue
-        new = h.on_status(DeviceStatus("offline", conn_ts, "connection lost"), at(i * 10 + 5))
+        new = h.on_status(DeviceStatus("d", "offline", conn_ts + 1, "connection lost"), at(i * 10 + 5))
         disconnects += new.last_disconnect_at != h.last_disconnect_at
         h = new
     assert connects == 20 and disconnects == 15

@@ -107,10 +107,14 @@ class Collector:
     def of_kind(self, kind: str) -> list[Event]:
         return [e for _, e in self.events() if type(e).__struct_config__.tag == kind]
 
-    def statuses(self, device_id: str) -> list[DeviceStatus]:
+    def signed_statuses(self, device_id: str) -> list[tuple[Frame, DeviceStatus]]:
+        """The device's statuses (Wills included) as received: each with its signed frame."""
         topic = self.topics.status(device_id)
-        return [decode_status(bytes(m.payload)) for m in self.messages  # type: ignore[arg-type]
+        return [decode_status(bytes(m.payload)) for m in self.messages
                 if str(m.topic) == topic and m.payload]
+
+    def statuses(self, device_id: str) -> list[DeviceStatus]:
+        return [status for _, status in self.signed_statuses(device_id)]
 
     async def wait_for(self, predicate: Callable[[], bool], timeout: float = 5.0) -> None:
         deadline = time.monotonic() + timeout
@@ -127,7 +131,7 @@ async def retained_status(prefix: str, device_id: str, timeout: float = 2.0) -> 
         await client.subscribe(Topics(prefix).status(device_id), qos=1)
         async with asyncio.timeout(timeout):
             async for message in client.messages:
-                return decode_status(bytes(message.payload)), message.retain  # type: ignore[arg-type]
+                return decode_status(bytes(message.payload))[1], message.retain  # type: ignore[arg-type]
     raise AssertionError("unreachable")
 
 

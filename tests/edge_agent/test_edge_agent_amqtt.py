@@ -36,7 +36,7 @@ async def retained_status(broker: EmbeddedBroker, prefix: str, device_id: str) -
         await client.subscribe(Topics(prefix).status(device_id), qos=1)
         async with asyncio.timeout(3):
             async for message in client.messages:
-                return decode_status(bytes(message.payload)), message.retain  # type: ignore[arg-type]
+                return decode_status(bytes(message.payload))[1], message.retain  # type: ignore[arg-type]
     raise AssertionError("unreachable")
 
 

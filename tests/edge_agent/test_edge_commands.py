@@ -5,8 +5,10 @@ import secrets
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import aiomqtt
+import msgspec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from edge_helpers import (
@@ -27,11 +29,12 @@ from edge_helpers import (
 from edge_helpers import (
     stop_agent as stop,
 )
+from nacl.bindings import crypto_sign_ed25519_pk_to_curve25519
 
 from edge_agent.agent import EdgeAgent
 from edge_agent.device_config import DeviceConfig
 from edge_agent.state import AgentState
-from schemas import HeartbeatEvent, Topics
+from schemas import Command, HeartbeatEvent, Topics, seal_args
 
 
 def test_commands_are_executed_and_acknowledged(tmp_path: Path) -> None:
@@ -164,6 +167,78 @@ def test_ed25519_devices_verify_commands_with_the_hubs_public_key(tmp_path: Path
             await publish(prefix, good, hub_seed, alg="ed25519")
             await col.wait_for(lambda: good.id in acks(col) and agent.stats.commands["forged"] == 2)
             assert set(acks(col)) == {good.id}
+            await stop(agent, task)
+
+    run_native(main())
+
+
+def _sealed(cmd: Command, args: dict[str, Any], **key: bytes) -> Command:
+    """``cmd`` with ``args`` sealed as the hub seals them (hub/db/device_commands.py)."""
+    return msgspec.structs.replace(cmd, sealed=seal_args(args, device_id=cmd.device, command_id=cmd.id,
+                                                         name=cmd.name, **key))
+
+
+def test_sealed_arguments_open_only_on_their_device_and_command(tmp_path: Path) -> None:
+    prefix = new_prefix()
+    cfg = make_config(tmp_path, prefix)
+    other_key = secrets.token_bytes(32)
+    roster = {"pins": "1001=s-001", "pages": "7=s-001"}
+
+    async def main() -> None:
+        async with Collector(prefix) as col, EdgeAgent(cfg) as agent:
+            task = await start(agent)
+            good = _sealed(command(cfg, "roster_sync"), roster, hmac_key=cfg.signing_key)
+            # Sealed to another device (its id and key), then carried in a frame to this one.
+            to_other = command(cfg, "roster_sync")
+            foreign = msgspec.structs.replace(to_other, sealed=seal_args(
+                {"pins": "6666=s-666"}, device_id="room-2-edge", command_id=to_other.id, name="roster_sync",
+                hmac_key=other_key))
+            # This device's own blob replayed under another command id.
+            replayed = msgspec.structs.replace(command(cfg, "roster_sync"), sealed=good.sealed)
+            # Sealed for a roster_sync, replayed as a template_sync (under a new id: a known id is ignored).
+            renamed = msgspec.structs.replace(good, name="template_sync", id=uuid.uuid4().bytes)
+            for cmd in (good, foreign, replayed, renamed):
+                await publish(prefix, cmd, cfg.signing_key)
+            await col.wait_for(lambda: len(acks(col)) == 4)
+            got = {name: acks(col)[cmd.id].body for name, cmd in
+                   (("good", good), ("foreign", foreign), ("replayed", replayed), ("renamed", renamed))}
+            assert got["good"].status == "ok" and got["good"].detail.startswith("pins=1 pages=1")
+            for name in ("foreign", "replayed", "renamed"):
+                assert got[name].status == "failed", name
+                assert got[name].detail.startswith("sealed arguments:") and "fail authentication" in got[name].detail
+            assert agent.enrolment.student_for_pin("1001") == "s-001"
+            assert agent.enrolment.student_for_pin("6666") is None
+            assert agent.stats.commands["unsealable"] == 3
+            await stop(agent, task)
+
+    run_native(main())
+
+
+def test_ed25519_devices_open_arguments_sealed_to_their_public_key(tmp_path: Path) -> None:
+    prefix = new_prefix()
+    hub_seed, device_seed = secrets.token_bytes(32), secrets.token_bytes(32)
+
+    def public(seed: bytes) -> bytes:
+        return Ed25519PrivateKey.from_private_bytes(seed).public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+
+    cfg = make_config(tmp_path, prefix, alg="ed25519", signing_key=device_seed, hub_public_key=public(hub_seed))
+    # What the hub holds: the device's Ed25519 public key only, converted for X25519.
+    x25519_public = crypto_sign_ed25519_pk_to_curve25519(public(device_seed))
+
+    async def main() -> None:
+        async with Collector(prefix) as col, EdgeAgent(cfg) as agent:
+            task = await start(agent)
+            good = _sealed(command(cfg, "roster_sync"), {"pins": "2002=s-002"}, x25519_public_key=x25519_public)
+            wrong = _sealed(command(cfg, "roster_sync"), {"pins": "3003=s-003"},
+                            x25519_public_key=crypto_sign_ed25519_pk_to_curve25519(public(secrets.token_bytes(32))))
+            hmac_sealed = _sealed(command(cfg, "roster_sync"), {"pins": "4004=s-004"}, hmac_key=device_seed)
+            for cmd in (good, wrong, hmac_sealed):
+                await publish(prefix, cmd, hub_seed, alg="ed25519")
+            await col.wait_for(lambda: len(acks(col)) == 3)
+            assert acks(col)[good.id].body.status == "ok"
+            assert "fail authentication" in acks(col)[wrong.id].body.detail
+            assert "this device signs with ed25519" in acks(col)[hmac_sealed.id].body.detail
+            assert agent.enrolment.pins == {"2002": "s-002"}
             await stop(agent, task)
 
     run_native(main())

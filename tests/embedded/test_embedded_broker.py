@@ -133,3 +133,40 @@ def test_orphan_of_a_killed_owner_is_stopped(tmp_path: Path, prefer_mosquitto: b
     with start_embedded_broker(tmp_path, prefer_mosquitto=prefer_mosquitto) as broker:
         assert broker.pid != orphan
         assert not process_alive(orphan)
+
+
+def _secure_conf(directory: Path):
+    """The project's generated config (hub + one device account), as hub/app/environment.py passes it."""
+    import getpass
+
+    from support.private_mosquitto import HUB_LOGIN, BrokerLogin, broker_files, write_accounts
+
+    from hub.adapters.mosquitto_conf import render_mosquitto_conf
+    from schemas import Topics
+
+    files = broker_files(directory)
+    write_accounts(files, Topics("embedded"), HUB_LOGIN, [BrokerLogin("dev-1", "dev-password")])
+    return lambda port: render_mosquitto_conf(
+        password_file=files.password_file, acl_file=files.acl_file, port=port, bind_address="127.0.0.1",
+        persistence_dir=directory, run_as_user=getpass.getuser())
+
+
+@needs_mosquitto
+def test_with_the_generated_config_mosquitto_enforces_auth(tmp_path: Path) -> None:
+    from support.private_mosquitto import HUB_LOGIN
+
+    with start_embedded_broker(tmp_path, mosquitto_conf=_secure_conf(tmp_path)) as broker:
+        assert broker.kind == "mosquitto" and broker.enforces_auth
+        assert not probe_mqtt(broker.host, broker.port, timeout=2.0)  # anonymous: refused
+        assert probe_mqtt(broker.host, broker.port, timeout=2.0, username=HUB_LOGIN.username,
+                          password=HUB_LOGIN.password)
+        assert "allow_anonymous false" in (tmp_path / "mosquitto.conf").read_text()
+
+
+@pytest.mark.parametrize("prefer_mosquitto", BOTH)
+def test_an_open_broker_says_it_does_not_enforce_auth(tmp_path: Path, prefer_mosquitto: bool) -> None:
+    # amqtt cannot enforce the generated config at all, so it reports False even when given one.
+    with start_embedded_broker(tmp_path, prefer_mosquitto=prefer_mosquitto,
+                               mosquitto_conf=None if prefer_mosquitto else _secure_conf(tmp_path)) as broker:
+        assert not broker.enforces_auth
+        assert probe_mqtt(broker.host, broker.port, timeout=2.0)  # an anonymous client gets in

@@ -7,6 +7,7 @@ seeded campus *before* the hub starts (the ingress loads its registry at boot).
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import uuid
 from dataclasses import dataclass
@@ -30,6 +31,13 @@ class HostileCampus:
     revoked: DeviceCredentials
     #: A command sent to the Ed25519 device, awaiting its acknowledgement.
     ed25519_command: uuid.UUID
+
+
+@pytest.fixture
+def hub_settings(hub_settings: Settings) -> Settings:
+    """The shared hub settings, keeping every rejection as a row: the MQTT corpus expects exactly one
+    row per message. The per-source cap a minute is tested in tests/hub/test_bounded_intake.py."""
+    return dataclasses.replace(hub_settings, rejections_kept_per_minute=100_000)
 
 
 @pytest.fixture

@@ -78,6 +78,8 @@ ACCEPTED_SENSOR = Outcome(events=1, sensor=1)
 CHECKED_IN = Outcome(events=1, attendance=1)
 #: Redelivered / replayed with an event id already committed: changes nothing at all.
 DEDUPLICATED = Outcome()
+#: A status or Will applied to the device's health: no ledger row, no rejection.
+STATUS_APPLIED = Outcome()
 
 
 @dataclass
@@ -255,10 +257,27 @@ def _token_twice(world: MqttWorld) -> list[bytes]:
             world.signed(world.envelope(body={"text": token}))]  # a new event id, the same token
 
 
-def _status(state: Any = "online", ts: Any = None, **extra: Any) -> Callable[[MqttWorld], bytes]:
+def _status(state: Any = "online", ts: Any = None, *, signer: str = "hmac", key: bytes | None = None,
+            **fields: Any) -> Callable[[MqttWorld], bytes]:
+    """A status (or Will) of ``signer``'s device, signed as it signs (or with ``key``); ``fields`` replace any field."""
     def build(world: MqttWorld) -> bytes:
-        return _enc({"state": state, "ts": int(time.time() * 1000) if ts is None else ts, **extra})
+        status = {"device": world.devices[signer].device_id, "state": state,
+                  "ts": int(time.time() * 1000) if ts is None else ts, **fields}
+        return world.signed(status, signer, key=key)
     return build
+
+
+def _unsigned_will(world: MqttWorld) -> bytes:
+    """A Last Will as agents before signed statuses sent it (and as anyone can write one)."""
+    return _enc({"state": "offline", "ts": int(time.time() * 1000), "reason": "connection lost"})
+
+
+def _will_of_an_older_connection(world: MqttWorld) -> list[bytes]:
+    """Connection 1 online, connection 2 online, then connection 1's Will (delivered late, or replayed)."""
+    first = int(time.time() * 1000) - 20_000
+    return [_status("online", first, reason="connected")(world),
+            _status("online", first + 10_000, reason="connected")(world),
+            _status("offline", first + 1, reason="connection lost")(world)]
 
 
 def _scan_with_text(text: Callable[[MqttWorld], str] | str) -> Callable[[MqttWorld], bytes]:
@@ -346,6 +365,15 @@ def _mqtt_cases() -> list[MqttCase]:
               _heartbeat(firmware="f" * 129), "schema"),
         _mqtt("oversize_status", "size", "a 9 KB status payload", _status(reason="r" * 9000), "oversize",
               channel="status"),
+        # Issue 12 §3: the row keeps the size, SHA-256 and first 256 bytes, never the payload
+        # (16 KiB: under the hub's Maximum Packet Size, so the broker delivers it; 32 MiB is in
+        # tests/hub/test_bounded_intake.py with a hub that sends none).
+        _mqtt("oversize_16_kib_kept_bounded", "size", "16 KiB of 0xab: a bounded row (size, hash, head)",
+              lambda w: b"\xab" * 16384, "oversize"),
+        _mqtt("device_id_of_10000_chars", "size", "a topic whose device level is 10,000 characters",
+              lambda w: w.signed(w.envelope()), "bad_topic", device="d" * 10_000),
+        _mqtt("device_id_of_65_chars", "size", "a device id one character longer than the registry allows",
+              lambda w: w.signed(w.envelope()), "bad_topic", device="d" * 65),
         # ---------------------------------------------------------------- malformed MessagePack
         _mqtt("garbage_bytes", "malformed", "0xc1 (a byte MessagePack never uses) and junk",
               lambda w: b"\xc1\xfe\xed\x00junk", "malformed"),
@@ -429,6 +457,10 @@ def _mqtt_cases() -> list[MqttCase]:
               _status(reason="bye\x00"), "schema", channel="status"),
         _mqtt("empty_status", "types", "an empty payload on a status topic (clears a retained status)",
               lambda w: b"", "empty_status", channel="status"),
+        _mqtt("newline_in_status_reason", "types", "a status reason with a newline and a fake log line (log injection)",
+              _status(reason="x\nCRITICAL hub.auth fake"), "schema", channel="status"),
+        _mqtt("escape_in_status_reason", "types", "a status reason with a terminal escape sequence",
+              _status(reason="\x1b[2Jgone"), "schema", channel="status"),
         # ---------------------------------------------------------------- signatures
         _mqtt("hmac_wrong_key", "signature", "HMAC with another key",
               lambda w: w.signed(w.envelope(), key=b"k" * 32), "bad_signature"),
@@ -466,7 +498,29 @@ def _mqtt_cases() -> list[MqttCase]:
               _command_ack(lambda w: w.commands["ed25519"], detail="'; UPDATE device_commands SET status='acked';--"),
               "unknown_command"),
         _mqtt("status_of_unknown_device", "identity", "a valid status for an unregistered device",
-              _status(), "unknown_device", channel="status", device="hostile-ghost-status"),
+              _status(device="hostile-ghost-status"), "unknown_device", channel="status",
+              device="hostile-ghost-status"),
+        _mqtt("status_device_mismatch", "identity",
+              "on the HMAC device's status topic, a status of the Ed25519 device, validly signed by it",
+              _status("offline", signer="ed25519"), "device_mismatch", channel="status"),
+        # ---------------------------------------------------------------- statuses and Wills (issue 12 §3)
+        _mqtt("forged_offline_status", "signature", "an offline status for a live device, signed with another key",
+              _status("offline", reason="shutdown", key=b"k" * 32), "bad_signature", channel="status"),
+        _mqtt("forged_online_status", "signature", "an online status for a dead device, signed with another key",
+              _status("online", reason="connected", key=b"k" * 32), "bad_signature", channel="status"),
+        _mqtt("forged_ed25519_status", "signature", "an offline status of the Ed25519 device, signed by another key pair",
+              _status("offline", signer="ed25519", key=Ed25519PrivateKey.generate().private_bytes_raw()),
+              "bad_signature", channel="status", device="@ed25519"),
+        _mqtt("unsigned_will", "signature",
+              "a Last Will in the old unsigned format (anyone can connect with it as Will for any device)",
+              _unsigned_will, "unsigned_status", channel="status"),
+        _mqtt("will_of_an_older_connection", "replay",
+              "two connections' online statuses, then the first connection's Will (late or replayed)",
+              _will_of_an_older_connection, (STATUS_APPLIED, STATUS_APPLIED, "stale_status"), channel="status"),
+        _mqtt("status_pinned_110s_ahead", "time",
+              "a validly signed offline status stamped 110 s ahead (would pin the state against later statuses)",
+              lambda w: _status("offline", int((time.time() + 110) * 1000), reason="shutdown")(w), "clock_skew",
+              channel="status"),
         _mqtt("empty_device_level_up", "identity", "topic .../dev//up (empty device level)",
               lambda w: w.signed(w.envelope()), "bad_topic", device=""),
         _mqtt("empty_device_level_status", "identity", "topic .../dev//status", _status(), "bad_topic",
@@ -496,16 +550,17 @@ def _mqtt_cases() -> list[MqttCase]:
               _token_twice, (CHECKED_IN, "replayed_token")),
         # ---------------------------------------------------------------- injection
         *[
+            # Refused by the topic's device id shape before any lookup (issue 12 §3).
             _mqtt(f"sql_in_uplink_topic_{i}", "injection", f"topic device level {sql!r}, envelope of the real device",
-                  lambda w: w.signed(w.envelope()), "device_mismatch", device=sql)
+                  lambda w: w.signed(w.envelope()), "bad_topic", device=sql)
             for i, sql in enumerate(SQL_INJECTIONS)
         ],
         _mqtt("sql_in_status_topic", "injection", "status on a topic whose device level is SQL",
-              _status(), "unknown_device", channel="status", device="dev'); DELETE FROM devices;--"),
+              _status(), "bad_topic", channel="status", device="dev'); DELETE FROM devices;--"),
         _mqtt("html_in_status_topic", "injection", "status on a topic whose device level is an <img onerror> tag",
-              _status(), "unknown_device", channel="status", device="<img src=x onerror=alert(1)>"),
+              _status(), "bad_topic", channel="status", device="<img src=x onerror=alert(1)>"),
         _mqtt("sql_in_envelope_device", "injection", "envelope device id is SQL (the topic carries it too)",
-              lambda w: w.signed({**w.envelope(), "device": SQL_INJECTIONS[1]}), "schema",
+              lambda w: w.signed({**w.envelope(), "device": SQL_INJECTIONS[1]}), "bad_topic",
               device=SQL_INJECTIONS[1]),
         _mqtt("sql_in_token_student", "injection", "QR token whose student id is SQL: not a token",
               _scan_with_text("CH1.x' OR '1'='1.1.abcdefghijklmnop"), "invalid_token"),

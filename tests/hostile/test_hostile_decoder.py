@@ -21,7 +21,7 @@ from hub.core.campus import DeviceCredentials, LiveSession, StudentCredentials
 from schemas import Topics, WireError, decode_frame, decode_status
 
 #: Reasons the decoder itself gives; the others come from later layers (signature, registry, rules).
-DECODER_REASONS = {"oversize", "malformed", "schema"}
+DECODER_REASONS = {"oversize", "malformed", "schema", "unsigned_status"}
 
 
 def _world() -> MqttWorld:

@@ -9,6 +9,7 @@ adds. Afterwards the totals, /metrics and the hub's health are checked.
 """
 from __future__ import annotations
 
+import hashlib
 import time
 from collections import Counter
 
@@ -104,6 +105,14 @@ async def test_every_hostile_mqtt_message_is_rejected_with_exactly_its_reason(
     kept = await test_db.fetchval("SELECT payload FROM rejected_events WHERE topic = $1 AND reason = 'malformed'"
                                   " AND payload = $2", world.topic("up", "@hmac"), b"\xc1garbage-twice")
     assert bytes(kept) == b"\xc1garbage-twice"
+    # Bounded intake (issue 12 §3): no row holds more than 256 bytes of payload or 256 characters of
+    # topic, whatever was sent; the 16 KiB message is known by its size and SHA-256.
+    bounds = await test_db.fetchrow(
+        "SELECT max(octet_length(payload)) AS head, max(char_length(topic)) AS topic FROM rejected_events")
+    assert bounds["head"] <= 256 and bounds["topic"] <= 256, dict(bounds)
+    big = await test_db.fetchrow("SELECT payload_size, payload_sha256 FROM rejected_events"
+                                 " WHERE reason = 'oversize' AND payload_size = 16384")
+    assert bytes(big["payload_sha256"]) == hashlib.sha256(b"\xab" * 16384).digest()
 
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{hub.web_port}", timeout=10) as http:
         metrics = (await http.get("/metrics")).text

@@ -119,13 +119,13 @@ async def test_offline_raises_an_alarm_that_clears_when_the_device_is_back(hub, 
     now_ms = int(time.time() * 1000)
 
     async def status(state: str, ts: int, reason: str) -> None:
-        await publisher.publish(topics.status(device.device_id), encode_status(DeviceStatus(state, ts, reason)),
-                                retain=True, wait_for_ack=True)
+        signed = encode_status(DeviceStatus(device.device_id, state, ts, reason), device.alg, device.signing_key)
+        await publisher.publish(topics.status(device.device_id), signed, retain=True, wait_for_ack=True)
 
     await status("online", now_ms, "connected")
     await eventually(lambda: test_db.fetchval(
         "SELECT online FROM device_health WHERE device_id = $1", device.device_id))
-    await status("offline", now_ms, "connection lost")  # the Last Will of that connection
+    await status("offline", now_ms + 1, "connection lost")  # the Last Will of that connection: its ts + 1
     offline = await eventually(lambda: _alarms(test_db, device.device_id, "device_offline"))
     assert len(offline) == 1 and offline[0]["severity"] == "major" and offline[0]["state"] == "active_unacked"
     health = await test_db.fetchrow(

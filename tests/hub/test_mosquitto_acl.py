@@ -9,10 +9,7 @@ reloaded (SIGHUP).
 """
 from __future__ import annotations
 
-import getpass
 import os
-import signal
-import subprocess
 import uuid
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -20,54 +17,19 @@ from typing import AsyncIterator, Sequence
 
 import pytest
 import trio
+from support.private_mosquitto import HUB_LOGIN, broker_files, mosquitto_available, start_private_mosquitto
 
-from hub.adapters.mosquitto_auth import HubAccount, MosquittoFiles, export_mosquitto, render_acl_file
+from hub.adapters.mosquitto_auth import HubAccount, export_mosquitto, render_acl_file
 from hub.db import Database, open_database
 from hub.db.provisioning import EdgeAgentSetup, register, revoke
 from hub.domain.credentials import DeviceCredentials
 from hub.embedded import probe_mqtt
-from hub.embedded._common import choose_port, wait_until
-from hub.embedded.broker import mosquitto_path
 from hub.mqtt import MqttError, TrioMqttClient
 from schemas import Topics
 
-pytestmark = pytest.mark.skipif(mosquitto_path() is None, reason="mosquitto is not installed")
+pytestmark = pytest.mark.skipif(not mosquitto_available(), reason="mosquitto is not installed")
 
-HUB_USER, HUB_PASSWORD = "campushub-hub", "hub-password-for-tests"
-
-
-class PrivateMosquitto:
-    """A Mosquitto child process on a free port that reads our generated files."""
-
-    def __init__(self, directory: Path, files: MosquittoFiles) -> None:
-        self.port = choose_port("127.0.0.1", directory / "port", None)
-        config = directory / "mosquitto.conf"
-        config.write_text(
-            f"listener {self.port} 127.0.0.1\n"
-            "allow_anonymous false\n"
-            f"password_file {files.password_file}\n"
-            f"acl_file {files.acl_file}\n"
-            "persistence false\n"
-            f"user {getpass.getuser()}\n"
-            "log_dest stderr\n"
-        )
-        self._log = open(directory / "broker.log", "wb")
-        self.process = subprocess.Popen([mosquitto_path(), "-c", str(config)], stdout=self._log,
-                                        stderr=subprocess.STDOUT, start_new_session=True)
-        assert files.pid_file is not None
-        files.pid_file.write_text(f"{self.process.pid}\n")
-        wait_until(lambda: probe_mqtt("127.0.0.1", self.port, 0.5, username=HUB_USER, password=HUB_PASSWORD),
-                   failed=lambda: None if self.process.poll() is None else "mosquitto exited",
-                   timeout=10, what="private mosquitto")
-
-    def stop(self) -> None:
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(5)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        self._log.close()
+HUB_USER, HUB_PASSWORD = HUB_LOGIN.username, HUB_LOGIN.password
 
 
 @asynccontextmanager
@@ -103,7 +65,7 @@ def _can_connect(port: int, username: str, password: str) -> bool:
 
 async def test_the_broker_enforces_the_generated_files(fresh_database_url: str, aio_loop, tmp_path: Path):
     topics = Topics(f"acl-{uuid.uuid4().hex[:8]}")
-    files = MosquittoFiles(tmp_path / "passwd", tmp_path / "acl", tmp_path / "mosquitto.pid")
+    files = broker_files(tmp_path)
     hub = HubAccount.from_password(HUB_USER, HUB_PASSWORD)
     async with open_database(fresh_database_url, max_size=2) as db:
         await db.execute("INSERT INTO rooms (id, name, building) VALUES ('r1', 'Room 1', 'Main')")
@@ -113,7 +75,8 @@ async def test_the_broker_enforces_the_generated_files(fresh_database_url: str, 
         result = await export_mosquitto(db, topics, files, hub)
         assert result.devices == 3 and not result.reloaded  # no broker yet: the pid file is absent
         assert oct(files.password_file.stat().st_mode & 0o777) == "0o640"
-        broker = await trio.to_thread.run_sync(PrivateMosquitto, tmp_path, files)
+        broker = await trio.to_thread.run_sync(
+            lambda: start_private_mosquitto(tmp_path, topics=topics, accounts_from_registry=True))
         try:
             port = broker.port
             async with connected(port, HUB_USER, HUB_PASSWORD, topics.uplink_filter) as hub_client, \

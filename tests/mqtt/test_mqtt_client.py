@@ -107,6 +107,25 @@ async def test_unacked_message_redelivered_with_persistent_session(prefix: str) 
             n.cancel_scope.cancel()
 
 
+async def test_drop_connection_acks_nothing_and_waits_as_asked(prefix: str) -> None:
+    """The hub's step away from a foreign session: no ack leaves, the broker redelivers, the wait is the one asked."""
+    with trio.fail_after(8):
+        async with trio.open_nursery() as n:
+            c = await start(n, make_client(f"{prefix}-drop", clean_start=True), subscriber(f"{prefix}/#"))
+            await c.publish(f"{prefix}/t", b"kept for its owner", wait_for_ack=True)
+            held = await receive(c)
+            dropped_at = trio.current_time()
+            c.drop_connection("test", reconnect_after_s=1.0)
+            c.ack(held)  # stale: the connection it came from is gone
+            again = await receive(c, timeout=4.0)
+            # Jitter is 0.8-1.0x of the asked wait; the usual backoff would have been 0.1 s.
+            assert trio.current_time() - dropped_at >= 0.8
+            assert again.payload == b"kept for its owner" and again.generation == 2
+            assert c.stats.acked == 0
+            c.ack(again)
+            n.cancel_scope.cancel()
+
+
 async def test_ack_many_acknowledges_a_batch_in_one_write(prefix: str) -> None:
     """Every message of a batch acked with one ack_many() is gone from the persistent session; the rest come back."""
     cid = f"{prefix}-batch"

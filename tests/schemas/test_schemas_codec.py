@@ -109,8 +109,10 @@ def test_huge_string_inside_the_limit_is_a_schema_error():
 
 
 def test_status_round_trip_and_errors():
-    status = DeviceStatus(state="offline", ts=5, reason="connection lost")
-    assert decode_status(encode_status(status)) == status
+    status = DeviceStatus(device="dev-1", state="offline", ts=5, reason="connection lost")
+    frame, decoded = decode_status(encode_status(status, "hmac-sha256", KEY))
+    verify(frame, KEY)
+    assert decoded == status
     with pytest.raises(WireError):
         decode_status(b"\x81\xa5state\xa7unknown")
 

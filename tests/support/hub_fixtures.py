@@ -9,8 +9,10 @@ import uuid
 from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
-from typing import AsyncIterator
+from typing import Any, AsyncIterator
+from urllib.parse import urlsplit, urlunsplit
 
+import paho.mqtt.client as paho
 import pytest
 import trio
 
@@ -23,10 +25,12 @@ from hub.mqtt import TrioMqttClient
 
 
 @pytest.fixture
-def hub_settings(fresh_database_url: str, mqtt_server_url: str, topic_prefix: str, tmp_path: Path) -> Settings:
+def hub_settings(fresh_database_url: str, mqtt_server_url: str, mqtt_cafile: Path | None, topic_prefix: str,
+                 tmp_path: Path) -> Settings:
     run = uuid.uuid4().hex[:10]
     return Settings(
-        database_url=fresh_database_url, mqtt_url=mqtt_server_url, topic_prefix=f"{topic_prefix}/{run}",
+        database_url=fresh_database_url, mqtt_url=mqtt_server_url, mqtt_cafile=mqtt_cafile,
+        topic_prefix=f"{topic_prefix}/{run}",
         data_dir=tmp_path / "data", jwt_secret="test-jwt-secret-must-be-32-bytes-" + run, hub_client_id=f"hub-{run}",
         device_offline_after_s=30,
         # The seeded logins log in with a password only, as in the demo; MFA tests turn this off.
@@ -34,6 +38,10 @@ def hub_settings(fresh_database_url: str, mqtt_server_url: str, topic_prefix: st
         # The hostile corpus and schemathesis call the API as one user far faster than a person:
         # no per-user request limit here (tests/web/test_protection.py tests the limits).
         api_rate_limits="1000000/minute",
+        # The run's broker may be this machine's anonymous Mosquitto: the startup check still runs and
+        # reports it in the detailed /healthz, but "ok" then means database and broker answer and
+        # nothing unexpected was found (tests/hub/test_hub_identity.py checks the open-broker case).
+        open_broker_expected=True,
     )
 
 
@@ -59,12 +67,43 @@ async def test_db(hub_settings: Settings, aio_loop) -> AsyncIterator[Database]:
         yield database
 
 
+def broker_client(settings: Settings, *, client_id: str, **options: Any) -> TrioMqttClient:
+    """A client of the hub's broker with the hub's URL, credentials, protocol and TLS (``CAMPUSHUB_TEST_BROKER=secure``
+    gives all three); ``options`` go to ``TrioMqttClient``. Tests that talk to the hub's broker build clients here."""
+    assert settings.mqtt_url is not None
+    url = MqttUrl.parse(settings.mqtt_url)
+    return TrioMqttClient(host=url.host, port=url.port, client_id=client_id, protocol=url.protocol,
+                          username=url.username, password=url.password, tls=settings.mqtt_tls_context(), **options)
+
+
+def paho_login(client: paho.Client, settings: Settings) -> None:
+    """Give a raw paho ``client`` the hub's broker credentials and TLS (as ``broker_client`` does); call before
+    ``connect(url.host, url.port)``. Tests that drive paho themselves (a device's MQTT side) log in here."""
+    assert settings.mqtt_url is not None
+    url = MqttUrl.parse(settings.mqtt_url)
+    if url.username is not None:
+        client.username_pw_set(url.username, url.password)
+    context = settings.mqtt_tls_context()
+    if context is not None:
+        client.tls_set_context(context)
+
+
+def edge_broker(settings: Settings, *, port: int | None = None) -> dict[str, Any]:
+    """``mqtt_url`` and ``mqtt_cafile`` for an edge agent's ``AgentConfig`` on the hub's broker (credentials, TLS
+    and protocol kept); ``port``: the same broker through another port of 127.0.0.1 (a test's TCP proxy)."""
+    assert settings.mqtt_url is not None
+    mqtt_url = settings.mqtt_url
+    if port is not None:
+        parts = urlsplit(mqtt_url)
+        login = parts.netloc.rpartition("@")[0]
+        mqtt_url = urlunsplit(parts._replace(netloc=f"{login}@127.0.0.1:{port}" if login else f"127.0.0.1:{port}"))
+    return {"mqtt_url": mqtt_url, "mqtt_cafile": settings.mqtt_cafile if MqttUrl.parse(mqtt_url).tls else None}
+
+
 @pytest.fixture
 async def publisher(hub_settings: Settings) -> AsyncIterator[TrioMqttClient]:
     """A raw MQTT client for publishing hand-made (often hostile) messages."""
-    url = MqttUrl.parse(hub_settings.mqtt_url)
-    client = TrioMqttClient(host=url.host, port=url.port, client_id=f"pub-{uuid.uuid4().hex[:10]}",
-                            clean_start=True, protocol=url.protocol)
+    client = broker_client(hub_settings, client_id=f"pub-{uuid.uuid4().hex[:10]}", clean_start=True)
     async with trio.open_nursery() as nursery:
         await nursery.start(client.run)
         yield client

@@ -99,18 +99,25 @@ async def test_healthz_reflects_hub_health(client, health, world):
     ops = await bearer(client, world.username("ops"))  # the detailed body is for admin and ops
     ok = await client.get("/healthz", headers=ops)
     assert ok.status_code == 200 and await ok.get_json() == {"status": "ok", "database": "ok"}
-    health.body = {"status": "degraded", "database": "down"}
+    health.body = {"status": "unavailable", "database": "down"}
     bad = await client.get("/healthz", headers=ops)
     assert bad.status_code == 503 and (await bad.get_json())["database"] == "down"
+    # Degraded still serves: a load balancer must not drop the hub over a problem an operator must fix.
+    health.body = {"status": "degraded", "problems": ["the broker accepts anonymous connections"]}
+    weak = await client.get("/healthz", headers=ops)
+    assert weak.status_code == 200 and (await weak.get_json())["problems"] == health.body["problems"]
 
 
 async def test_healthz_tells_anyone_else_the_status_only(client, health, world):
     ok = await client.get("/healthz")
     assert ok.status_code == 200 and await ok.get_json() == {"status": "ok"}
-    health.body = {"status": "degraded", "database": "down"}
+    health.body = {"status": "unavailable", "database": "down"}
     for headers in ({}, await bearer(client, world.username("stu1")), {"Authorization": "Bearer forged"}):
         bad = await client.get("/healthz", headers=headers)
-        assert bad.status_code == 503 and await bad.get_json() == {"status": "degraded"}
+        assert bad.status_code == 503 and await bad.get_json() == {"status": "unavailable"}
+    health.body = {"status": "degraded", "problems": ["the broker accepts anonymous connections"]}
+    weak = await client.get("/healthz")
+    assert weak.status_code == 200 and await weak.get_json() == {"status": "degraded"}  # not what is weak
 
 
 METRICS_TOKEN = "metrics-token-0123456789abcdef"

@@ -11,6 +11,7 @@ from web_helpers import PASSWORD, api_login, bearer, page_login
 
 from hub.core.config import Settings
 from hub.core.metrics import HubMetrics, limiter_decisions_counter
+from web import create_app
 from web.auth import ACCESS_TTL_S
 from web.protection import AccountCache, AccountStanding, Protection
 
@@ -77,6 +78,22 @@ async def test_failed_logins_per_address_get_429(client, ctx, world):
     for _ in range(5):
         assert (await try_login(client, world.username("stu2"), PASSWORD, "10.0.0.10")).status_code == 200
     assert decisions(registry, "login_address", "refused") == 1
+
+
+async def test_behind_a_trusted_proxy_failed_logins_count_per_forwarded_client(ctx, world):
+    """Behind a proxy every peer address is the proxy's: the limit must key on the client it forwarded."""
+    protect(ctx, login_limit_address="3/15 minutes")
+    proxied = create_app(ctx, trusted_proxies=["10.9.0.0/16"]).test_client()
+
+    async def login(key: str, password: str, client_address: str):
+        return await proxied.post("/api/v1/auth/login", json={"username": world.username(key), "password": password},
+                                  headers={"X-Forwarded-For": client_address}, scope_base={"client": ("10.9.0.1", 1)})
+
+    for key in ("fac1", "fac2", "stu1"):
+        assert (await login(key, WRONG, "203.0.113.5")).status_code == 401
+    assert (await login("stu2", PASSWORD, "203.0.113.5")).status_code == 429
+    # Another client behind the same proxy is not locked out with it.
+    assert (await login("stu2", PASSWORD, "203.0.113.6")).status_code == 200
 
 
 async def test_unknown_user_and_wrong_password_get_the_same_answer(client, ctx, world):

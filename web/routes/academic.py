@@ -23,8 +23,10 @@ from msgspec import UNSET, Meta, UnsetType
 from quart import Blueprint, Response, jsonify, request
 
 from hub.db import academic as db_academic
+from hub.db import enrolments as db_enrolments
 from hub.db import timetable as db_timetable
 from hub.db.academic import ASSIGNMENT_ROLES, ROOM_TYPES, SLOT_KINDS, Course, ImportRejected, Room, SlotFields, new_id
+from hub.db.session_snapshots import sessions_enrolling
 from hub.db.timetable import RegenerationResult, TimetableChange, regenerate_term
 from hub.domain.enrolment_import import parse_enrolment_csv
 from hub.domain.timetable import InvalidTimezone, zone
@@ -59,6 +61,7 @@ from ..apidoc import (
 from ..auth import Principal, current_principal, require
 from ..context import current_context
 from ..errors import WebError, forbidden, invalid
+from ..feeds import utc_now
 from ..live_rosters import rosters_changed
 from ..paging import page_json, page_of, page_params, page_request
 from ..request import (
@@ -74,6 +77,7 @@ from ..request import (
     text_arg,
 )
 from ..serialize import record_json
+from .terminal_roster_api import terminal_rosters_changed
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -570,7 +574,28 @@ async def import_enrolments() -> Response:
         # New enrolments join the rosters of their courses' live sessions at once.
         await rosters_changed(current_context(), student_ids=[r.student_id for r in parsed.rows if r.student_id],
                               roll_numbers=[r.roll_number for r in parsed.rows if r.roll_number])
+    if (summary.created or summary.moved) and not summary.dry_run:
+        # One plan for the whole file: a few roster_sync commands per terminal, not one per student.
+        await terminal_rosters_changed(current_context(), issued_by=current_principal().user_id,
+                                       student_ids=[r.student_id for r in parsed.rows if r.student_id],
+                                       roll_numbers=[r.roll_number for r in parsed.rows if r.roll_number])
     return jsonify(record_json(summary))
+
+
+@bp.delete("/sections/<section_id>/enrolments/<student_id>")
+@require("admin")
+async def unenrol(section_id: str, student_id: str) -> Response:
+    """Take a student out of a section: audited; their records stay; live rosters and terminals follow at once."""
+    ctx = current_context()
+    actor = current_principal().user_id
+    # The student's live sessions, found while they are still enrolled in them.
+    live = await sessions_enrolling(ctx.db, utc_now(ctx), student_ids=[student_id])
+    removed = await db_enrolments.unenrol(ctx.db, section_id, student_id, actor=actor)
+    await rosters_changed(ctx, student_ids=[student_id], session_ids=live)
+    synced = await terminal_rosters_changed(ctx, issued_by=actor, student_ids=[student_id])
+    return jsonify({"section_id": removed.section_id, "course_id": removed.course_id,
+                    "student_id": removed.student_id,
+                    "terminal_commands": 0 if synced is None else len(synced.commands)})
 
 
 def _rejected(errors) -> Response:
@@ -781,6 +806,14 @@ OPENAPI_PATHS: dict[str, Any] = {
                      params=[path_param("section_id", "Section id.")],
                      body=SectionPatch,
                      errors={"404": not_found("section"), "409": CONFLICT}),
+    },
+    "/api/v1/sections/{section_id}/enrolments/{student_id}": {
+        "delete": _op("Unenrol a student from a section: audited; their records stay; they leave live rosters "
+                      "and their terminal roster changes are queued at once", "academic", _ADMIN,
+                      {"200": json_response(obj({"section_id": STR, "course_id": STR, "student_id": STR,
+                                                 "terminal_commands": INT}), "Unenrolled.")},
+                      params=[path_param("section_id", "Section id."), path_param("student_id", "Student id.")],
+                      errors={"404": not_found("section or enrolment")}),
     },
     "/api/v1/faculty-assignments": {
         **_listing("Faculty assignments (faculty: their own)", "academic", _READERS, "FacultyAssignment",

@@ -26,7 +26,9 @@ from hub.db.checkin import (
     list_flags,
     session_records,
 )
+from hub.db.checkin_networks import session_restriction
 from hub.domain.checkin import FLAG_KINDS, STATUSES
+from hub.domain.checkin_network import place_client
 from hub.domain.display_code import DISPLAY_WINDOW_SECONDS, check_display_code, current_frame
 from hub.domain.session_messages import DisplayCheckin, Receipt, SessionNotLive
 
@@ -57,7 +59,7 @@ from ..apidoc import (
 from ..apidoc import (
     not_found as doc_not_found,
 )
-from ..auth import current_principal, require
+from ..auth import current_principal, request_client_address, require
 from ..checkin_flow import (
     apply_marks,
     device_cookie,
@@ -126,7 +128,8 @@ def display_url(session_id: str, window: int, code: str) -> str:
 
 @bp.get("/c/<session_id>/<int:window>/<code>")
 async def scanned(session_id: str, window: int, code: str) -> WerkzeugResponse:
-    """Judge the code NOW (scan time, hub clock), then hand over to the login-protected page."""
+    """Judge the code NOW (scan time, hub clock) and where it was read from (the room's check-in
+    networks: a signal for review, never a refusal), then hand over to the login-protected page."""
     ctx = current_context()
     session = await display_session(ctx.db, session_id)
     if session is None:
@@ -142,7 +145,9 @@ async def scanned(session_id: str, window: int, code: str) -> WerkzeugResponse:
     if not session.takes_checkins(utc_now(ctx)):
         raise WebError(409, "session_not_live", "Check-in for this session is not open.")
     cookie, fresh = device_cookie()
-    token = issue_pending(ctx, session_id, window, now, hash_device(cookie))
+    # Where the code was read decides, not where the login finishes: judged now, carried in the token.
+    client = place_client(request_client_address(), await session_restriction(ctx.db, session_id))
+    token = issue_pending(ctx, session_id, window, now, hash_device(cookie), client)
     response = redirect(url_for("checkin.complete", pending=token), 303)
     if fresh:
         set_device_cookie(response, cookie)
@@ -175,7 +180,7 @@ async def display_checkin() -> Response:
     try:
         receipt = await ctx.session_call(claim.session_id, DisplayCheckin(
             principal.user_id, claim.scanned_at, claim.window, claim.device_hash, claim.nonce,
-            request.headers.get("User-Agent", "")[:300]))
+            request.headers.get("User-Agent", "")[:300], claim.client))
     except SessionNotLive:
         raise WebError(409, "session_not_live", "Check-in for this session has closed.") from None
     assert isinstance(receipt, Receipt)  # what a session actor answers a DisplayCheckin with

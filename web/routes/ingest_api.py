@@ -33,7 +33,7 @@ async def rejections() -> Response:
         {
             "id": r.id, "received_at": r.received_at, "reason": r.reason, "detail": r.detail,
             "topic": r.topic, "device_id": r.device_id, "kind": r.kind, "session_id": r.session_id,
-            "event_id": r.event_id, "payload_bytes": r.payload_bytes,
+            "event_id": r.event_id, "payload_bytes": r.payload_bytes, "payload_sha256": r.payload_sha256.hex(),
         }
         for r in page.items
     ), page.total, asked, reason=reason))

@@ -42,6 +42,7 @@ from ..apidoc import (
 from ..auth import ROLES, current_principal, require
 from ..context import current_context
 from ..errors import WebError, not_found, unauthenticated
+from ..feeds import utc_now
 from ..request import json_body
 from .auth_api import _tokens_json
 
@@ -134,15 +135,18 @@ async def disable() -> Response:
 @bp.post("/users/<user_id>/mfa/reset")
 @require("admin")
 async def reset(user_id: str) -> Response:
-    """An admin turns someone's MFA off (a lost phone); they enrol again at their next login."""
+    """An admin turns someone's MFA off (a lost phone); their sessions end; they enrol again at their next login."""
     body = await json_body(MfaReset)
     ctx = current_context()
     if await get_user(ctx.db, user_id) is None:
         raise not_found("No such user.")
     if user_id == current_principal().user_id:
         raise WebError(403, "forbidden", "Reset your own two-factor authentication from /account/mfa instead.")
-    if not await mfa_db.remove_mfa(ctx.db, user_id, actor=current_principal().user_id, reason=body.reason):
+    # Like a password reset: whoever holds the lost factor's sessions is out at once (tokens, websockets).
+    if not await mfa_db.remove_mfa(ctx.db, user_id, actor=current_principal().user_id, reason=body.reason,
+                                   end_sessions_at=utc_now(ctx)):
         raise WebError(409, "mfa_not_enabled", "Two-factor authentication is not on for this account.")
+    ctx.protection.accounts.invalidate(user_id)
     return Response(b"", status=204)
 
 
@@ -193,7 +197,8 @@ OPENAPI_PATHS = {
          "429": _TOO_MANY},
         body=json_request(CodeBody, "A TOTP or recovery code."))},
     "/api/v1/users/{user_id}/mfa/reset": {"post": operation(
-        "Turn a user's MFA off (a lost phone; audited); they enrol again (admin).", "mfa", ["admin"],
+        "Turn a user's MFA off (a lost phone; audited); their sessions end at once and they enrol again "
+        "(admin).", "mfa", ["admin"],
         {"204": {"description": "Off."}, **BODY_ERRORS, "404": error("`not_found`: no such user."),
          "409": error("`mfa_not_enabled`.")},
         params=[path_param("user_id", "User id.")],

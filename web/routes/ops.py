@@ -12,7 +12,8 @@ from quart import Blueprint
 from hub.db.alarms import active_alarms
 from hub.db.campus_counts import overview_counts
 from hub.db.device_health import devices_overview
-from hub.db.rejections import list_rejections, rejection_counts
+from hub.db.quarantine import get_quarantine
+from hub.db.rejections import list_rejections, list_suppressed, rejection_counts
 from hub.db.rooms import rooms
 from hub.db.tickets import TicketFilter, list_staff, list_tickets
 from hub.domain import tickets as ticket_rules
@@ -56,8 +57,11 @@ async def device_detail(device_id: str) -> str:
         raise not_found("No such device.")
     room = next((r for r in await rooms(db) if r.room_id == device["room_id"]), None)
     alarms = [a for a in await active_alarms(db) if a.device_id == device_id]
+    quarantine = await get_quarantine(db, device_id)  # the release button shows while one is in force
     return await render_page("ops_device.html", device=device, room=room,
-                             health=health_of(device, (a.severity for a in alarms)))
+                             health=health_of(device, (a.severity for a in alarms)),
+                             quarantine=quarantine if quarantine and quarantine.active_at(utc_now(current_context()))
+                             else None)
 
 
 @bp.get("/ops/alarms")
@@ -106,4 +110,5 @@ async def overview() -> str:
         counts=await overview_counts(db),
         by_reason=await rejection_counts(db),
         recent=(await list_rejections(db, RECENT_REJECTIONS, 0)).items,
+        suppressed=await list_suppressed(db, RECENT_REJECTIONS),
     )

@@ -266,7 +266,10 @@ OPENAPI_SCHEMAS: dict[str, Any] = {
     }),
     "DeviceCommand": obj({
         "command_id": {"type": "string", "format": "uuid"}, "device_id": STR, "name": enum(*COMMAND_NAMES),
-        "args": {"type": "object"}, "status": enum(*COMMAND_STATUSES), "ttl_s": INT, "ack_timeout_s": INT,
+        "args": {"type": "object", "description":
+                 "Arguments in clear; sealed ones (roster, template, pushed secrets) only as"
+                 " 'sealed': {sealed, size, keys, purged}, never their content."},
+        "status": enum(*COMMAND_STATUSES), "ttl_s": INT, "ack_timeout_s": INT,
         "issued_by": STR, "created_at": TIME, "sent_at": nullable(TIME), "expires_at": TIME,
         "ack_deadline": {**nullable(TIME), "description": "sent_at + ack_timeout_s: timed_out after it."},
         "acked_at": nullable(TIME), "detail": STR,

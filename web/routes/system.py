@@ -1,9 +1,12 @@
 """Health and metrics for load balancers and Prometheus; the hub supplies both bodies.
 
-- ``/healthz`` answers everyone with ``{"status": ...}`` (200 when ``ok``, 503
-  otherwise) and nothing more. The detailed body (database, broker, actors) is
-  for an admin or ops session, a caller with the metrics token, and the
-  private metrics listener.
+- ``/healthz`` answers everyone with ``{"status": ...}`` and nothing more: 200
+  for ``ok`` and ``degraded`` (the hub serves, but ``problems`` need an
+  operator: an open broker, a foreign MQTT session; a load balancer must not
+  drop it for that), 503 for ``starting`` and ``unavailable`` (database or
+  broker unreachable). The detailed body (problems, database, broker, actors)
+  is for an admin or ops session, a caller with the metrics token, and the
+  private metrics listener: the public never learns what is weak.
 - ``/metrics`` is public unless the operator sets ``CAMPUSHUB_METRICS_TOKEN``
   (then ``Authorization: Bearer <token>``, 401 otherwise) or moves it to a
   listener of its own with ``CAMPUSHUB_METRICS_BIND`` (then it is 404 on the
@@ -22,6 +25,8 @@ from ..errors import WebError, not_found, unauthenticated
 bp = Blueprint("system", __name__)
 
 PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+#: Statuses answered 200: the hub serves (``degraded`` lists what an operator must fix).
+SERVING_STATUSES = frozenset({"ok", "degraded"})
 #: Roles that see the detailed health body with their ordinary session.
 HEALTH_DETAIL_ROLES = frozenset({"admin", "ops"})
 #: An Authorization header longer than this is not a metrics token (nor a JWT of ours).
@@ -68,7 +73,7 @@ def _refusal(error: WebError) -> Response:
 async def healthz() -> Response:
     body = await current_context().health()
     response = jsonify(body if await _may_see_health_detail() else {"status": body.get("status")})
-    response.status_code = 200 if body.get("status") == "ok" else 503
+    response.status_code = 200 if body.get("status") in SERVING_STATUSES else 503
     return response
 
 

@@ -76,6 +76,7 @@ from ..feeds import utc_now
 from ..live_rosters import rosters_changed
 from ..paging import page_json, page_of, page_params, page_request
 from ..request import choice_arg, json_body, storable, whole
+from .terminal_roster_api import terminal_rosters_changed
 
 bp = Blueprint("users_api", __name__, url_prefix="/api/v1")
 
@@ -257,6 +258,8 @@ async def users_delete(user_id: str) -> Response | tuple[str, int]:
         raise WebError(409, "records_kept", outcome.refusal or "The account's records must be kept.")
     if before is not None:
         _account_changed(ctx, before, deleted=True)
+        if before.role == "student":  # their PIN and pages leave the terminals
+            await terminal_rosters_changed(ctx, issued_by=current_principal().user_id, student_ids=[before.id])
     return "", 204
 
 
@@ -273,6 +276,7 @@ async def users_deactivate(user_id: str) -> Response:
     _account_changed(ctx, account)
     if account.role == "student":
         await rosters_changed(ctx, student_ids=[account.id])  # they leave (or rejoin) live rosters at once
+        await terminal_rosters_changed(ctx, issued_by=current_principal().user_id, student_ids=[account.id])
     return jsonify(account_json(account))
 
 
@@ -288,6 +292,7 @@ async def users_reactivate(user_id: str) -> Response:
     _account_changed(ctx, account)
     if account.role == "student":
         await rosters_changed(ctx, student_ids=[account.id])  # they leave (or rejoin) live rosters at once
+        await terminal_rosters_changed(ctx, issued_by=current_principal().user_id, student_ids=[account.id])
     return jsonify(account_json(account))
 
 

@@ -220,7 +220,49 @@
     byId("rules-course").addEventListener("change", function () { loadRules().catch(function (e) { say(e.message, true); }); });
     byId("generate").addEventListener("click", function () { generate(false); });
     byId("generate-dry").addEventListener("click", function () { generate(true); });
-    loadAll().catch(function (e) { say(e.message, true); });
+    initCheckinNetworks();
+    loadAll().then(loadCheckinNetworks).catch(function (e) { say(e.message, true); });
+  }
+
+  // --- check-in networks: flagged for review when outside, never refused (docs/checkin.md) ---
+
+  function rangeList(text) { return text.split(/[\s,]+/).filter(Boolean); }
+
+  function roomNetworksUrl() {
+    return "/api/v1/rooms/" + encodeURIComponent(byId("network-room").value) + "/checkin-networks";
+  }
+
+  async function loadCheckinNetworks() {
+    var campus = await api("GET", "/api/v1/campus/checkin-networks");
+    byId("campus-networks-form").elements.ranges.value = campus.ranges.join("\n");
+    fill("room-networks-body", campus.rooms, function (r) {
+      return row([r.room_id, r.ranges.length ? r.ranges.join(", ") : "none (not restricted)"]);
+    });
+    if (!byId("network-room").value) { return; }
+    var form = byId("room-networks-form"), setting = await api("GET", roomNetworksUrl());
+    form.elements.follow.checked = setting.ranges === null;
+    form.elements.ranges.value = (setting.ranges || []).join("\n");
+    form.elements.ranges.disabled = setting.ranges === null;
+    byId("room-networks-effective").textContent = setting.applies === "none" ? "No restriction applies to this room."
+      : "Applies to this room (" + (setting.applies === "room" ? "its own setting" : "the campus's") + "): " +
+        setting.effective.join(", ");
+  }
+
+  function initCheckinNetworks() {
+    onSubmit("campus-networks-form", async function (form) {
+      await api("PUT", "/api/v1/campus/checkin-networks", { ranges: rangeList(form.elements.ranges.value) });
+      await loadCheckinNetworks();
+      return "Campus check-in networks saved.";
+    });
+    onSubmit("room-networks-form", async function (form) {
+      var ranges = form.elements.follow.checked ? null : rangeList(form.elements.ranges.value);
+      await api("PUT", roomNetworksUrl(), { ranges: ranges });
+      await loadCheckinNetworks();
+      return "Room check-in networks saved.";
+    });
+    var roomForm = byId("room-networks-form");
+    roomForm.elements.follow.addEventListener("change", function () { roomForm.elements.ranges.disabled = roomForm.elements.follow.checked; });
+    byId("network-room").addEventListener("change", function () { loadCheckinNetworks().catch(function (e) { say(e.message, true); }); });
   }
 
   // --- faculty: actions on today's sessions -------------------------------------------

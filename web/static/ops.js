@@ -394,6 +394,13 @@
     // Readings are not on the live bus (too many): the chart catches up every 30 s while shown.
     setInterval(function () { if (!document.hidden) { loadTelemetry(); } }, 30000);
 
+    var release = document.getElementById("quarantine-release");
+    if (release) {  // POST /api/v1/devices/{id}/release (web/routes/quarantine_api.py), then show the page anew
+      release.addEventListener("click", function () {
+        api("POST", base + "/release", {}).then(function () { location.reload(); },
+          function (e) { showError(document.getElementById("quarantine-error"), e); });
+      });
+    }
     document.getElementById("command-form").addEventListener("submit", function (event) {
       event.preventDefault();
       var error = document.getElementById("command-error");

@@ -52,7 +52,7 @@
 
   // --- flags: live from the roster's websocket (app.js re-dispatches each message) ---------
 
-  var flagsSection, flagList;
+  var flagsSection, flagList, flagLabels = {};
   var STATUS_TEXT = { present: "present", late: "late", absent: "absent", excused: "excused" };
 
   function statusText(status) { return "now " + (STATUS_TEXT[status] || "no record"); }
@@ -63,7 +63,8 @@
     li.dataset.studentId = flag.student_id;
     var head = el("p");
     head.appendChild(el("strong", null, flag.student_name));
-    head.appendChild(document.createTextNode(" · " + flag.kind.replace("_", " ") + " · "));
+    // Plain words for people (FLAG_LABELS, from the page); the code stays in the API.
+    head.appendChild(document.createTextNode(" · " + (flagLabels[flag.kind] || flag.kind.replace(/_/g, " ")) + " · "));
     head.appendChild(el("span", "flag-status", statusText(flag.status)));
     li.appendChild(head);
     li.appendChild(el("p", "muted", flag.detail));
@@ -117,6 +118,7 @@
     if (document.body.dataset.page !== "faculty-session") { return; }
     flagsSection = document.getElementById("flags");
     flagList = document.getElementById("flag-list");
+    flagLabels = JSON.parse(flagsSection.dataset.labels || "{}");
     initMarking();
     document.addEventListener("roster-message", function (event) { onMessage(event.detail); });
   });

@@ -15,6 +15,9 @@ neither sees a half-seeded campus. Cancelling it rolls the transaction back.
 """
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import os
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -26,6 +29,7 @@ import trio
 
 from hub.core.campus import Campus, DemoLogin, DeviceCredentials, LiveSession, StudentCredentials
 from hub.core.passwords import hash_password
+from hub.domain.credentials import mosquitto_hash
 
 from .._pool import Database
 from ..users import new_token_secret
@@ -70,6 +74,17 @@ def room_id(n: int) -> str:
 
 def device_id(n: int) -> str:
     return f"dev-{room_id(n)}"
+
+
+def seeded_broker_password(signing_key: bytes) -> str:
+    """The broker password of a seeded device, derived from its HMAC key.
+
+    The simulator reads the key from the database (it signs with it) and derives
+    the password from it, so the database keeps only the password's hash and
+    nothing new is secret: whoever can read the key can already sign as the device.
+    """
+    digest = hmac.new(signing_key, b"campushub seeded device broker password", hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).decode().rstrip("=")
 
 
 def course_id(n: int) -> str:
@@ -275,6 +290,16 @@ async def _seed_and_load(
     await copy("devices", ["id", "room_id", "kind", "model", "alg", "key"],
                [(did, rid, DEVICE_KIND, DEVICE_MODEL, DEVICE_ALG, os.urandom(32))
                 for did, rid in devices if did in absent])
+    # Each seeded device gets its broker account (username = device id, docs/provisioning.md), so
+    # the simulator logs in as the device on a broker without anonymous access. Also fills in
+    # devices seeded before seeds had accounts; a username already taken is left alone.
+    unaccounted = await conn.fetch(
+        "SELECT id, key FROM devices d WHERE id = ANY($1::text[]) AND mqtt_username IS NULL AND alg = $2"
+        " AND NOT EXISTS (SELECT 1 FROM devices o WHERE o.mqtt_username = d.id)",
+        [d[0] for d in devices], DEVICE_ALG)
+    for row in unaccounted:
+        await conn.execute("UPDATE devices SET mqtt_username = id, mqtt_password_hash = $2 WHERE id = $1",
+                           row["id"], mosquitto_hash(seeded_broker_password(bytes(row["key"]))))
 
     await ensure_health_demo(conn, [r[0] for r in rooms])  # a threshold rule the simulator trips
     await seed_command_history(conn, device_id(1), now)  # hub/db/seed/provisioning.py

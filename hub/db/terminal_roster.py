@@ -1,0 +1,270 @@
+"""Terminal rosters in PostgreSQL: the registry of who each terminal was told about, and its sync.
+
+The registry (``terminal_roster``, migration 0020) holds one row per (terminal,
+student) the hub has queued: the student's campus-wide PIN (``students.terminal_pin``)
+and their fingerprint page on that terminal. :func:`reconcile` brings it to
+what enrolments, rooms and account status ask for (the pure plan:
+:mod:`hub.domain.terminal_roster`), and :func:`queue_plan` turns the plan into
+``roster_sync`` commands through the one command path,
+``hub.db.device_commands.create_command`` (which seals the arguments to the
+device where that applies). Many changes at once (a CSV import of 500
+students) are one plan, so a few commands per terminal, not one per student.
+
+Concurrency contract: coroutine functions for any trio task holding a
+:class:`Database`. :func:`reconcile` is one transaction that takes a
+transaction-scoped advisory lock first, so concurrent reconciles plan one
+after the other and never queue the same change twice; the commands are
+created after its commit. Two reconciles racing past their commits may queue
+their commands in either order; the registry stays right and a resync
+(:func:`resync_device`) puts the terminal back in line with it.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Sequence
+
+import asyncpg
+
+from hub.domain.terminal_roster import (
+    ROSTER_KINDS,
+    RosterEntry,
+    RosterPlan,
+    TerminalChange,
+    full_roster,
+    plan_roster,
+    roster_sync_args,
+)
+
+from ._pool import Database
+from .device_commands import CommandRow, create_command
+from .provisioning import RegistryError
+from .security_audit import record
+
+log = logging.getLogger(__name__)
+
+#: Serialises every plan of the registry (transaction-scoped advisory lock).
+_ROSTER_LOCK = 0x4341_4D50_5553_0020
+#: A roster command waits this long for its terminal (an agent offline over a weekend still gets it).
+ROSTER_TTL_S = 86400
+ROSTER_ACK_TIMEOUT_S = ROSTER_TTL_S + 60
+#: Sessions that ended up to this long ago still place a student's PIN (punches buffered at the edge).
+_SESSION_LOOKBACK = "1 day"
+
+_DESIRED_SQL = (
+    "SELECT DISTINCT d.id AS device_id, s.id AS student_id, s.terminal_pin"
+    " FROM students s JOIN users u ON u.id = s.id AND u.deactivated_at IS NULL"
+    " JOIN enrolments e ON e.student_id = s.id"
+    " JOIN class_sessions cs ON cs.course_id = e.course_id AND cs.status <> 'cancelled'"
+    f"  AND cs.ends_at >= $1::timestamptz - interval '{_SESSION_LOOKBACK}'"
+    " JOIN devices d ON d.room_id = cs.room_id AND d.revoked_at IS NULL AND d.kind = ANY($2::text[])"
+    " WHERE ($3::text[] IS NULL OR s.id = ANY($3::text[])) AND ($4::text IS NULL OR d.id = $4)"
+)
+_CURRENT_SQL = (
+    "SELECT r.device_id, r.student_id, r.pin, r.page, r.page_source FROM terminal_roster r"
+    " JOIN devices d ON d.id = r.device_id AND d.revoked_at IS NULL"
+    " WHERE ($1::text[] IS NULL OR r.student_id = ANY($1::text[])) AND ($2::text IS NULL OR r.device_id = $2)"
+)
+_ACTIVE_SQL = (
+    "SELECT s.id FROM students s JOIN users u ON u.id = s.id AND u.deactivated_at IS NULL"
+    " WHERE ($1::text[] IS NULL OR s.id = ANY($1::text[]))"
+)
+
+
+@dataclass(frozen=True)
+class RosterSyncResult:
+    """What a reconcile or resync queued: the plan and the commands created for it."""
+
+    plan: RosterPlan
+    commands: tuple[CommandRow, ...]
+
+
+def _entry(r: asyncpg.Record) -> RosterEntry:
+    return RosterEntry(r["device_id"], r["student_id"], r["pin"], r["page"], r["page_source"])
+
+
+async def _plan_in(conn: asyncpg.Connection, now: datetime, student_ids: list[str] | None,
+                   device_id: str | None) -> RosterPlan:
+    await conn.execute("SELECT pg_advisory_xact_lock($1)", _ROSTER_LOCK)
+    desired = {(r["device_id"], r["student_id"]): r["terminal_pin"]
+               for r in await conn.fetch(_DESIRED_SQL, now, list(ROSTER_KINDS), student_ids, device_id)}
+    current = [_entry(r) for r in await conn.fetch(_CURRENT_SQL, student_ids, device_id)]
+    active = [r["id"] for r in await conn.fetch(_ACTIVE_SQL, student_ids)]
+    plan = plan_roster(desired, current, active)
+    if plan.upserts:
+        await conn.executemany(
+            "INSERT INTO terminal_roster (device_id, student_id, pin, page, page_source, updated_at)"
+            " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (device_id, student_id) DO UPDATE"
+            " SET pin = EXCLUDED.pin, page = EXCLUDED.page, page_source = EXCLUDED.page_source,"
+            " updated_at = EXCLUDED.updated_at",
+            [(e.device_id, e.student_id, e.pin, e.page, e.page_source, now) for e in plan.upserts])
+    if plan.deletes:
+        await conn.execute(
+            "DELETE FROM terminal_roster r USING unnest($1::text[], $2::text[]) AS gone (device_id, student_id)"
+            " WHERE r.device_id = gone.device_id AND r.student_id = gone.student_id",
+            [d for d, _ in plan.deletes], [s for _, s in plan.deletes])
+    return plan
+
+
+async def reconcile(db: Database, *, now: datetime, student_ids: Sequence[str] | None = None,
+                    roll_numbers: Sequence[str] = ()) -> RosterPlan:
+    """Plan and record the terminal changes for these students (by id or roll number; ``None``: everyone).
+
+    Returns the plan; queue it with :func:`queue_plan` (after this commit).
+    """
+
+    async def work(conn: asyncpg.Connection) -> RosterPlan:
+        ids: list[str] | None = None
+        if student_ids is not None or roll_numbers:
+            ids = list(student_ids or ())
+            if roll_numbers:
+                ids += [r["id"] for r in await conn.fetch(
+                    "SELECT id FROM students WHERE roll_number = ANY($1::text[])", list(roll_numbers))]
+            if not ids:
+                return RosterPlan(())
+        return await _plan_in(conn, now, ids, None)
+
+    return await db.run(work, transaction=True)
+
+
+async def queue_changes(db: Database, changes: Sequence[TerminalChange], *, replace: bool = False,
+                        issued_by: str, now: datetime, device_offline_after_s: float) -> tuple[CommandRow, ...]:
+    """Create the ``roster_sync`` commands of ``changes`` (a few per terminal), in order.
+
+    A terminal revoked or removed meanwhile is skipped (logged): it will never
+    read a command again. The caller hands each command to the dispatcher.
+    """
+    created: list[CommandRow] = []
+    for change in changes:
+        for args in roster_sync_args(change, replace=replace):
+            try:
+                created.append(await create_command(
+                    db, device_id=change.device_id, name="roster_sync", args=dict(args), ttl_s=ROSTER_TTL_S,
+                    ack_timeout_s=ROSTER_ACK_TIMEOUT_S, issued_by=issued_by, now=now,
+                    device_offline_after_s=device_offline_after_s))
+            except RegistryError as refused:
+                log.warning("roster change for %s not queued: %s", change.device_id, refused)
+                break
+    return tuple(created)
+
+
+async def queue_plan(db: Database, plan: RosterPlan, *, issued_by: str, now: datetime,
+                     device_offline_after_s: float) -> RosterSyncResult:
+    """The incremental ``roster_sync`` commands of ``plan`` (see :func:`queue_changes`)."""
+    commands = await queue_changes(db, plan.changes, issued_by=issued_by, now=now,
+                                   device_offline_after_s=device_offline_after_s)
+    return RosterSyncResult(plan, commands)
+
+
+async def _check_terminal(conn: asyncpg.Connection, device_id: str) -> None:
+    """Refuse (:class:`RegistryError`) an unknown or revoked device, or one that holds no roster."""
+    device = await conn.fetchrow("SELECT kind, revoked_at FROM devices WHERE id = $1", device_id)
+    if device is None:
+        raise RegistryError("not_found", f"No device {device_id!r}.")
+    if device["revoked_at"] is not None:
+        raise RegistryError("conflict", f"Device {device_id!r} is revoked.")
+    if device["kind"] not in ROSTER_KINDS:
+        raise RegistryError("invalid_request",
+                            f"A {device['kind']} device holds no roster (only {', '.join(ROSTER_KINDS)}).",
+                            "device_id")
+
+
+async def resync_device(db: Database, device_id: str, *, issued_by: str, now: datetime,
+                        device_offline_after_s: float) -> RosterSyncResult:
+    """Recovery: reconcile one terminal, then send it its whole roster with ``replace=true``.
+
+    Raises :class:`RegistryError` ``not_found`` for an unknown device,
+    ``conflict`` for a revoked one and ``invalid_request`` for a device kind
+    that holds no roster.
+    """
+
+    async def work(conn: asyncpg.Connection) -> tuple[RosterPlan, list[RosterEntry]]:
+        await _check_terminal(conn, device_id)
+        plan = await _plan_in(conn, now, None, device_id)
+        rows = await conn.fetch(_CURRENT_SQL, None, device_id)
+        return plan, [_entry(r) for r in rows]
+
+    plan, entries = await db.run(work, transaction=True)
+    commands = await queue_changes(db, [full_roster(device_id, entries)], replace=True, issued_by=issued_by,
+                                   now=now, device_offline_after_s=device_offline_after_s)
+    return RosterSyncResult(plan, commands)
+
+
+async def terminal_entries(db: Database, device_id: str) -> list[RosterEntry]:
+    """Every registry row of one terminal, by PIN then page."""
+    rows = await db.fetch(
+        "SELECT device_id, student_id, pin, page, page_source FROM terminal_roster WHERE device_id = $1"
+        " ORDER BY pin NULLS LAST, page", device_id)
+    return [_entry(r) for r in rows]
+
+
+async def student_pin(db: Database, student_id: str) -> str | None:
+    """A student's campus-wide terminal PIN."""
+    pin: str | None = await db.fetchval("SELECT terminal_pin FROM students WHERE id = $1", student_id)
+    return pin
+
+
+async def assign_page(db: Database, device_id: str, page: int, student_id: str | None, *, actor: str,
+                      source: str, now: datetime) -> TerminalChange:
+    """Record that ``page`` on ``device_id`` holds ``student_id``'s finger (``None``: the page was cleared).
+
+    ``source``: ``ops`` (assigned on the web) or ``terminal`` (reported by it).
+    A page given to someone else leaves its previous holder; a student's
+    previous page on this terminal is freed. Returns the change to queue.
+    Raises :class:`RegistryError` ``not_found`` (device, student, or a page
+    to clear that no one holds), ``conflict`` (device revoked, student
+    deactivated) or ``invalid_request`` (a device that holds no roster).
+    Audited (``terminal_roster``/``page_assigned`` or ``page_cleared``).
+    """
+
+    async def work(conn: asyncpg.Connection) -> TerminalChange:
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", _ROSTER_LOCK)
+        await _check_terminal(conn, device_id)
+        holder = await conn.fetchrow(
+            "SELECT student_id, pin FROM terminal_roster WHERE device_id = $1 AND page = $2 FOR UPDATE",
+            device_id, page)
+        removed: list[int] = []
+        if student_id is None:
+            if holder is None:
+                raise RegistryError("not_found", f"No one holds page {page} on {device_id!r}.")
+        else:
+            active = await conn.fetchval(
+                "SELECT u.deactivated_at IS NULL FROM students s JOIN users u ON u.id = s.id WHERE s.id = $1",
+                student_id)
+            if active is None:
+                raise RegistryError("not_found", f"No student {student_id!r}.", "student_id")
+            if not active:
+                raise RegistryError("conflict", "This student is deactivated.", "student_id")
+        if holder is not None and holder["student_id"] != student_id:
+            await _clear_page(conn, device_id, holder["student_id"], now)
+        if student_id is not None:
+            previous = await conn.fetchval(
+                "SELECT page FROM terminal_roster WHERE device_id = $1 AND student_id = $2 FOR UPDATE",
+                device_id, student_id)
+            if previous is not None and previous != page:
+                removed.append(previous)
+            await conn.execute(
+                "INSERT INTO terminal_roster (device_id, student_id, page, page_source, updated_at)"
+                " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (device_id, student_id) DO UPDATE"
+                " SET page = EXCLUDED.page, page_source = EXCLUDED.page_source, updated_at = EXCLUDED.updated_at",
+                device_id, student_id, page, source, now)
+            change = TerminalChange(device_id, pages=((page, student_id),), remove_pages=tuple(removed))
+        else:
+            change = TerminalChange(device_id, remove_pages=(page,))
+        await record(conn, actor=actor, action="page_assigned" if student_id else "page_cleared",
+                     entity="terminal_roster", entity_id=f"{device_id}:{page}",
+                     before=None if holder is None else {"student_id": holder["student_id"]},
+                     after=None if student_id is None else {"student_id": student_id, "source": source})
+        return change
+
+    return await db.run(work, transaction=True)
+
+
+async def _clear_page(conn: asyncpg.Connection, device_id: str, student_id: str, now: datetime) -> None:
+    """A student's page on this terminal is gone: drop it, and the row too when no PIN is left."""
+    await conn.execute(
+        "DELETE FROM terminal_roster WHERE device_id = $1 AND student_id = $2 AND pin IS NULL", device_id, student_id)
+    await conn.execute(
+        "UPDATE terminal_roster SET page = NULL, page_source = NULL, updated_at = $3"
+        " WHERE device_id = $1 AND student_id = $2", device_id, student_id, now)
