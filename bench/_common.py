@@ -25,7 +25,10 @@ global committed count over every worker's stdin): Mosquitto keeps at most
 the rest. A message is a QR check-in (a fresh rotating token of a student on
 the roster of the session in the device's room) with probability
 ``checkins`` (deterministic spacing), else a sensor reading. Every event's
-``ts`` is the worker's ``time.time()`` in ms at ``publish()``.
+``ts`` is the worker's ``time.time()`` in ms at ``publish()``. With a CA file
+(``FleetConfig.cafile``) every connection is TLS (paho's ``tls_set_context``),
+and the per-device loop also reads clients whose SSL object holds decrypted
+bytes (``pending()``), which ``select()`` does not report.
 """
 from __future__ import annotations
 
@@ -399,6 +402,51 @@ def discard_broker_sessions(host: str, port: int, client_ids: list[str]) -> None
             pass
 
 
+def start_tls_broker(directory: str) -> tuple[subprocess.Popen, int, int, str]:
+    """A private anonymous Mosquitto with a plain and a TLS listener; (process, plain port, TLS port, CA file).
+
+    Certificates from trustme (a throwaway CA, the server's for 127.0.0.1), written
+    into ``directory`` with the config. In-memory sessions only (``persistence
+    false``): stopping the process discards every session, nothing to clean up.
+    Used by bench/mqtt_receive.py and bench/pipeline.py (``--tls``, ``--private-broker``).
+    The caller terminates the process.
+    """
+    import trustme
+
+    sys.path.insert(0, PROJECT_ROOT)
+    from hub.embedded.broker import mosquitto_path
+
+    binary = mosquitto_path()
+    if binary is None:
+        raise SystemExit("--tls needs mosquitto installed")
+    ca = trustme.CA()
+    server = ca.issue_cert("127.0.0.1")
+    paths = {name: os.path.join(directory, name) for name in ("ca.pem", "server.crt", "server.key")}
+    ca.cert_pem.write_to_path(paths["ca.pem"])
+    server.cert_chain_pems[0].write_to_path(paths["server.crt"])
+    server.private_key_pem.write_to_path(paths["server.key"])
+    ports = [free_port(), free_port()]
+    config = os.path.join(directory, "mosquitto.conf")
+    with open(config, "w") as f:
+        f.write(f"allow_anonymous true\npersistence false\nuser {os.environ.get('USER') or 'root'}\n"
+                f"listener {ports[0]} 127.0.0.1\n"
+                f"listener {ports[1]} 127.0.0.1\ncafile {paths['ca.pem']}\n"
+                f"certfile {paths['server.crt']}\nkeyfile {paths['server.key']}\n")
+    process = subprocess.Popen([binary, "-c", config], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", ports[1]), timeout=0.5).close()
+            socket.create_connection(("127.0.0.1", ports[0]), timeout=0.5).close()
+            break
+        except OSError:
+            if time.monotonic() > deadline or process.poll() is not None:
+                process.kill()
+                raise SystemExit("private mosquitto did not start") from None
+            time.sleep(0.05)
+    return process, ports[0], ports[1], paths["ca.pem"]
+
+
 async def migrate_and_seed(url: str, *, rooms: int, students: int, extra: Callable | None = None):
     """Migrate a fresh database and seed the demo campus; ``extra(db, campus)`` may add rows. Returns the campus."""
     from datetime import datetime, timezone
@@ -547,6 +595,11 @@ def fleet_worker_main() -> None:
     protocol = mqtt.MQTTv311 if v311 else mqtt.MQTTv5
     clean = {} if v311 else {"clean_start": True}  # 3.1.1: clean_session=True, given to the Client
     topics = Topics(setup["prefix"])
+    tls_context = None
+    if setup.get("cafile"):  # TLS to the broker (bench/pipeline.py --tls): verify it with this CA
+        import ssl
+
+        tls_context = ssl.create_default_context(cafile=setup["cafile"])
     devices = [(d["id"], topics.uplink(d["id"]), d["alg"], bytes.fromhex(d["key"])) for d in setup["devices"]]
     checkin_queue = _checkin_queue(setup["devices"]) if fraction > 0 else []
     bodies = [SensorReading(metric="temperature", value=19.0 + (i % 50) / 10, unit="C") for i in range(50)]
@@ -580,6 +633,8 @@ def fleet_worker_main() -> None:
         c.max_inflight_messages_set(max_inflight)
         c.max_queued_messages_set(max_queued)
         c.on_publish = on_publish
+        if tls_context is not None:
+            c.tls_set_context(tls_context)  # paho's handshake in connect() blocks: fine, before the timed part
         return c
 
     t_connect = time.perf_counter()
@@ -665,6 +720,14 @@ def fleet_worker_main() -> None:
             for key, _ in sel.select(tick):
                 key.data.loop_read(10)  # PUBACKs; may release queued publishes
                 dirty.add(key.data)
+            if tls_context is not None:
+                # Decrypted PUBACKs can sit in the SSL object with nothing left on the socket
+                # (loop_read stops after as many packets as are outstanding): select() would
+                # never report them, and the last ones would never be counted.
+                for c in clients:
+                    if c.socket() is not None and c.socket().pending():
+                        c.loop_read(10)
+                        dirty.add(c)
             # What publish() could not write at once (rare): only clients touched since the last tick,
             # not all of them (a few hundred want_write() calls per 1 ms tick cost more than the publishing).
             still = set()
@@ -712,6 +775,7 @@ class FleetConfig:
     per_device: bool = False
     checkin_fraction: float = 0.0
     timeout: float = 90.0
+    cafile: str | None = None  # set: the publishers connect with TLS, verifying the broker with this CA
 
 
 @dataclass
@@ -820,7 +884,7 @@ class Driver:
                 "devices": self.devices[w::p], "n": n_w, "share": n_w / cfg.messages,
                 "window": max(1, round(cfg.window * n_w / cfg.messages)), "rate": cfg.rate * n_w / cfg.messages,
                 "inflight": cfg.inflight, "mode": "per-device" if cfg.per_device else "shared",
-                "checkin_fraction": cfg.checkin_fraction,
+                "checkin_fraction": cfg.checkin_fraction, "cafile": cfg.cafile,
                 # About 1,000 wake-ups per second in all (a 1 ms tick for one worker, as before).
                 "tick_s": 0.001 * p,
             })

@@ -37,7 +37,8 @@ every publisher logs in with its device's account, and the hub's quarantine keep
 Target (issue 12): 0 lost and p99 under 1 s.
 
     .venv/bin/python bench/fairness.py [--devices 50] [--quiet 5] [--duration 10] [--after 5]
-        [--broker chosen|default|quarantine|generated|...] [--flooder ignores|obeys] [--json] [--save FILE]
+        [--broker chosen|default|quarantine|generated|...] [--flooder ignores|obeys]
+        [--device-burst N] [--device-flood N] [--json] [--save FILE]
 
 Creates ``campushub_bench_<run id>_fair`` and drops it at the end (also on Ctrl-C). A benchmark:
 no assertions. Progress goes to stderr; the table (or ``--json``) to stdout.
@@ -142,7 +143,9 @@ async def run(args: argparse.Namespace, url: str, broker: PrivateBroker, prefix:
     acks: list[tuple[float, int]] = []  # (time, messages the hub has acknowledged), every 100 ms
     out: dict[str, Any] = {}
     async with trio.open_nursery() as nursery:
-        overrides = {"device_burst": args.device_burst} if args.device_burst else {}
+        overrides: dict[str, int] = {"device_burst": args.device_burst} if args.device_burst else {}
+        if args.device_flood:
+            overrides["device_flood_events_per_s"] = args.device_flood
         hub = await nursery.start(partial(run_hub, hub_settings(url, hub_mqtt_url or broker.url, prefix, **overrides),
                                           port=None))
         dev = child_process("devices", {"port": broker.port, "prefix": prefix, "duration": total,
@@ -335,6 +338,9 @@ def main() -> None:
                     help="whether the flooder caps its inflight at the broker's Receive Maximum")
     ap.add_argument("--device-burst", type=int, default=0,
                     help="the hub's per-device burst (CAMPUSHUB_DEVICE_BURST; 0: the default)")
+    ap.add_argument("--device-flood", type=int, default=0,
+                    help="the hub's flood threshold, events per second of a device's clock "
+                         "(CAMPUSHUB_DEVICE_FLOOD_EVENTS_PER_S; 0: the default)")
     ap.add_argument("--idle", type=float, default=5.0, help="drain ends when nothing changed for this long")
     ap.add_argument("--drain-timeout", type=float, default=120.0)
     ap.add_argument("--database-url", default=os.environ.get("CAMPUSHUB_TEST_DATABASE_URL", DEFAULT_SERVER_URL))
@@ -391,7 +397,8 @@ def main() -> None:
         if broker_dir is not None:
             shutil.rmtree(broker_dir, ignore_errors=True)
         drop_databases(args.database_url, created)
-    rate_limit = (f"{Settings.device_rate_per_s:g}/s, burst {args.device_burst or Settings.device_burst:,}"
+    rate_limit = (f"{Settings.device_rate_per_s:g}/s, burst {args.device_burst or Settings.device_burst:,}, "
+                  f"flood {args.device_flood or Settings.device_flood_events_per_s:,} per device-clock second"
                   if hasattr(Settings, "device_rate_per_s") else "none")
     report = {
         "config": {"devices": args.devices, "quiet": args.quiet, "duration": args.duration, "after": args.after,

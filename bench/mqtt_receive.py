@@ -195,50 +195,6 @@ async def receiver_main(host: str, port: int, n: int, window: int, burst: bool,
     return count / elapsed, cpu / count
 
 
-def start_tls_broker(directory: str) -> tuple[subprocess.Popen, int, int, str]:
-    """A private anonymous Mosquitto with a plain and a TLS listener; (process, plain port, TLS port, CA file)."""
-    import socket
-
-    import trustme
-
-    sys.path.insert(0, PROJECT_ROOT)
-    from hub.embedded.broker import mosquitto_path
-
-    binary = mosquitto_path()
-    if binary is None:
-        raise SystemExit("--tls needs mosquitto installed")
-    ca = trustme.CA()
-    server = ca.issue_cert("127.0.0.1")
-    paths = {name: os.path.join(directory, name) for name in ("ca.pem", "server.crt", "server.key")}
-    ca.cert_pem.write_to_path(paths["ca.pem"])
-    server.cert_chain_pems[0].write_to_path(paths["server.crt"])
-    server.private_key_pem.write_to_path(paths["server.key"])
-    ports = []
-    for _ in range(2):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            ports.append(probe.getsockname()[1])
-    config = os.path.join(directory, "mosquitto.conf")
-    with open(config, "w") as f:
-        f.write(f"allow_anonymous true\npersistence false\nuser {os.environ.get('USER') or 'root'}\n"
-                f"listener {ports[0]} 127.0.0.1\n"
-                f"listener {ports[1]} 127.0.0.1\ncafile {paths['ca.pem']}\n"
-                f"certfile {paths['server.crt']}\nkeyfile {paths['server.key']}\n")
-    process = subprocess.Popen([binary, "-c", config], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", ports[1]), timeout=0.5).close()
-            socket.create_connection(("127.0.0.1", ports[0]), timeout=0.5).close()
-            break
-        except OSError:
-            if time.monotonic() > deadline or process.poll() is not None:
-                process.kill()
-                raise SystemExit("private mosquitto did not start") from None
-            time.sleep(0.05)
-    return process, ports[0], ports[1], paths["ca.pem"]
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("-n", type=int, default=50_000)
@@ -266,6 +222,8 @@ def main() -> None:
             trio.run(receiver_main, args.host, args.port, args.n, args.window, mode == "burst")
         return
     import tempfile
+
+    from _common import start_tls_broker  # bench/ is sys.path[0]: this file is run as a script
 
     with tempfile.TemporaryDirectory(prefix="bench-tls-") as directory:
         broker, plain_port, tls_port, cafile = start_tls_broker(directory)

@@ -178,28 +178,14 @@ def _secure_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[s
     if not SECURE_TEST_BROKER:
         yield None
         return
-    import trustme
-    from support.private_mosquitto import BrokerLogin, broker_files, start_private_mosquitto, write_accounts
-
-    from hub.adapters.mosquitto_auth import write_atomically
-    from hub.adapters.mosquitto_conf import BrokerTls
-    from schemas import Topics
+    from support.private_mosquitto import BrokerLogin, run_account_files, start_private_mosquitto, unbind_client_ids
 
     directory = tmp_path_factory.mktemp("secure-broker")
-    ca = trustme.CA()
-    server = ca.issue_cert("127.0.0.1")
-    cafile, certfile, keyfile = directory / "ca.pem", directory / "broker.crt", directory / "broker.key"
-    ca.cert_pem.write_to_path(str(cafile))
-    server.cert_chain_pems[0].write_to_path(str(certfile))
-    server.private_key_pem.write_to_path(str(keyfile))
     user, password = SECURE_TEST_LOGIN
-    files = broker_files(directory / "broker")
-    files.password_file.parent.mkdir()
-    write_accounts(files, Topics(), BrokerLogin(user, password))
-    write_atomically(files.acl_file, f"user {user}\ntopic readwrite #\n")
+    _, tls = run_account_files(directory, BrokerLogin(user, password))
+    cafile = tls.cafile
     broker = start_private_mosquitto(
-        directory / "broker", accounts_from_registry=True, tls=BrokerTls(cafile, certfile, keyfile),
-        edit_conf=lambda text: text.replace("use_username_as_clientid true\n", ""))
+        directory / "broker", accounts_from_registry=True, tls=tls, edit_conf=unbind_client_ids)
     previous = os.environ.get("SSL_CERT_FILE")
     os.environ["SSL_CERT_FILE"] = str(cafile)
     try:
@@ -210,6 +196,25 @@ def _secure_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[s
         else:
             os.environ["SSL_CERT_FILE"] = previous
         broker.stop()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _secure_broker_in_environment(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Secure mode: ``CAMPUSHUB_TEST_MQTT_URL`` is the secure broker's URL for the whole run, for the helpers that
+    take the broker from the environment (tests/edge_agent/edge_helpers.py). Nothing otherwise."""
+    if not SECURE_TEST_BROKER:
+        yield
+        return
+    url, _ = request.getfixturevalue("_secure_broker")
+    previous = os.environ.get("CAMPUSHUB_TEST_MQTT_URL")
+    os.environ["CAMPUSHUB_TEST_MQTT_URL"] = url
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("CAMPUSHUB_TEST_MQTT_URL", None)
+        else:
+            os.environ["CAMPUSHUB_TEST_MQTT_URL"] = previous
 
 
 @pytest.fixture(scope="session")

@@ -303,7 +303,7 @@ async def _run_tree(
         # the devices supervisor and the scheduler run, and their refs outlive restarts.
         return DeviceActorFactory(
             devices=child_supervisor(root, "devices"), db=db, writer=ref("writer"), scheduler=ref("scheduler"),
-            offline_after_s=settings.device_offline_after_s, thresholds=thresholds, quarantine=ref("quarantine"))
+            offline_after_s=settings.device_offline_after_s, thresholds=thresholds)
 
     mosquitto = _mosquitto_sync(db, topics, mqtt_url)
 
@@ -390,6 +390,7 @@ async def _run_tree(
             commands=ref("commands"),
             device_rate=RateLimit(settings.device_rate_per_s, settings.device_burst),
             session_guard=hub.session_guard,
+            flood_events_per_s=settings.device_flood_events_per_s, quarantine=ref("quarantine"),
         ), shutdown_timeout=1, mailbox_size=INGRESS_MAILBOX),
     ]
     metrics.watch_actors(root.mailbox_depth, root.actor_count)

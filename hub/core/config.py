@@ -130,6 +130,13 @@ class Settings:
     #: unhindered. Excess events are rejected ``rate_limited`` and raise a ``rate_limited`` alarm.
     device_rate_per_s: float = 50.0
     device_burst: int = 10_000
+    #: Events one device may stamp within one second of its own clock (the flood detector,
+    #: hub/domain/rate_limit.py): beyond it, events are rejected ``rate_limited`` with the same alarm
+    #: and broker quarantine as an empty bucket, but after this many events instead of ``device_burst``.
+    #: 1,000 is 20x the sustained rate and 500x a busy door (~2 scans/s); a drained outbox carries
+    #: its capture times, so it never comes near it. Synthetic load with real timestamps through few
+    #: devices (bench/pipeline.py's default 20 devices: ~200/s each) stays below it too.
+    device_flood_events_per_s: int = 1_000
     #: Broker-side quarantine of a device whose rate limit trips, when the hub manages the broker's
     #: files (CAMPUSHUB_MOSQUITTO_*; hub/services/quarantine.py): it lasts this many seconds, doubled
     #: for each repeat within ``quarantine_repeat_window_s`` of the previous one's start, at most
@@ -188,6 +195,8 @@ class Settings:
             _check_rate_limits(name, getattr(self, name))
         if not self.device_rate_per_s > 0 or self.device_burst < 1:
             raise ValueError("CAMPUSHUB_DEVICE_RATE_PER_S must be > 0 and CAMPUSHUB_DEVICE_BURST >= 1")
+        if self.device_flood_events_per_s < 1:
+            raise ValueError("CAMPUSHUB_DEVICE_FLOOD_EVENTS_PER_S must be >= 1")
         if self.rejections_kept_per_minute < 0:
             raise ValueError("CAMPUSHUB_REJECTIONS_KEPT_PER_MINUTE must be >= 0")
         if not 0 < self.quarantine_cooldown_s <= self.quarantine_max_s or self.quarantine_repeat_window_s < 0:
@@ -248,6 +257,7 @@ class Settings:
             api_rate_limits=env.get("CAMPUSHUB_API_RATE_LIMITS") or "60/10 seconds;600/minute",
             device_rate_per_s=float(env.get("CAMPUSHUB_DEVICE_RATE_PER_S") or 50.0),
             device_burst=int(env.get("CAMPUSHUB_DEVICE_BURST") or 10_000),
+            device_flood_events_per_s=int(env.get("CAMPUSHUB_DEVICE_FLOOD_EVENTS_PER_S") or 1_000),
             rejections_kept_per_minute=int(env.get("CAMPUSHUB_REJECTIONS_KEPT_PER_MINUTE") or 60),
             quarantine_cooldown_s=float(env.get("CAMPUSHUB_QUARANTINE_COOLDOWN_S") or 300.0),
             quarantine_max_s=float(env.get("CAMPUSHUB_QUARANTINE_MAX_S") or 3600.0),

@@ -154,6 +154,42 @@ async def _drop_partition(conn: asyncpg.Connection, day: date, name: str) -> Non
         await conn.execute(f"DROP TABLE {name}")
 
 
+async def _create_missing_partitions(conn: asyncpg.Connection, existing: dict[date, str], first: date, last: date,
+                                     report: MaintenanceReport) -> None:
+    day = first
+    while day <= last:
+        if day not in existing:
+            report.moved_from_default += await _create_partition(conn, day)
+            report.created.append(day)
+        day += timedelta(days=1)
+
+
+async def ensure_partitions(db: Database, now: datetime,
+                            policy: RetentionPolicy = RetentionPolicy()) -> MaintenanceReport:
+    """Only the first step of :func:`maintain`: the raw partitions from the retention's first day
+    to ``policy.ahead_days`` ahead. Run at hub start, before the ingress reads anything: the
+    first pass of a fresh database would otherwise create today's partition while the writer
+    COPYs today's readings into DEFAULT, and the writer's batch fails on the moved partition
+    constraint (it then retries row by row: nothing lost, but slow). One catalog query when
+    the partitions exist. Skipped (``report.skipped``) if another hub holds the maintenance lock.
+    """
+    report = MaintenanceReport()
+    today = now.astimezone(timezone.utc).date()
+
+    async def work(conn: asyncpg.Connection) -> MaintenanceReport:
+        if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", _MAINTENANCE_LOCK):
+            report.skipped = True
+            return report
+        try:
+            await _create_missing_partitions(conn, await _partitions(conn), today - timedelta(days=policy.raw_days),
+                                             today + timedelta(days=policy.ahead_days), report)
+            return report
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock($1)", _MAINTENANCE_LOCK)
+
+    return await db.run(work)
+
+
 async def maintain(db: Database, now: datetime, policy: RetentionPolicy = RetentionPolicy()) -> MaintenanceReport:
     """One maintenance pass at ``now`` (see the module docstring). Idempotent."""
     report = MaintenanceReport()
@@ -167,12 +203,8 @@ async def maintain(db: Database, now: datetime, policy: RetentionPolicy = Retent
             return report
         try:
             existing = await _partitions(conn)
-            day = keep_from
-            while day <= today + timedelta(days=policy.ahead_days):
-                if day not in existing:
-                    report.moved_from_default += await _create_partition(conn, day)
-                    report.created.append(day)
-                day += timedelta(days=1)
+            await _create_missing_partitions(conn, existing, keep_from, today + timedelta(days=policy.ahead_days),
+                                             report)
             end = hour_floor(now)
             start = max(end - timedelta(hours=policy.lookback_hours), raw_cutoff)
             if start < end:

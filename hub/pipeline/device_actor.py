@@ -52,7 +52,7 @@ from hub.pipeline.device_alarms import (
     alarm_row,
     with_id,
 )
-from hub.pipeline.quarantine import QuarantineChanged, Trip
+from hub.pipeline.quarantine import QuarantineChanged
 from hub.pipeline.scheduler import ResolveSession
 from hub.pipeline.session_actor import Scan
 from hub.pipeline.writer import is_transient
@@ -106,11 +106,8 @@ class DeviceActor(Actor):
     def __init__(
         self, device: DeviceRecord, *, db: Database, writer: ActorRef, scheduler: ActorRef,
         offline_after_s: float, thresholds: ThresholdBook | None = None, snapshot: DeviceSnapshot | None = None,
-        quarantine: ActorRef | None = None,
     ) -> None:
         self.device = device
-        #: The QuarantineKeeper (hub/pipeline/quarantine.py), told when this device's rate limit trips.
-        self._quarantine = quarantine
         self._db = db
         self._writer = writer
         self._scheduler = scheduler
@@ -328,14 +325,11 @@ class DeviceActor(Actor):
                 delay = min(delay * 2, 2.0)
 
     async def _on_rate_limit(self, change: RateLimitChanged) -> None:
-        """Raise or clear the ``rate_limited`` alarm; commit the refused event (if any) with it."""
+        """Raise or clear the ``rate_limited`` alarm; commit the refused event (if any) with it.
+
+        The quarantine keeper was told of a trip by the ingress already (it does
+        not wait for this message, queued behind the device's flood)."""
         step = self._alarms.on_rate_limit(change.tripped, datetime.now(timezone.utc), change.detail)
-        if change.tripped and step is not None and self._quarantine is not None:
-            # A new episode: the keeper takes the device off the broker, if it can. Told before the
-            # alarm gets its id and its commit is queued (a database round trip, then a writer whose
-            # mailbox a flood keeps full): every millisecond the flood keeps reaching the broker
-            # queues ahead of other devices' events.
-            await deliver(self._quarantine, Trip(self.device.device_id, change.detail))
         effects: tuple = ()
         live: tuple[LiveUpdate, ...] = ()
         if step is not None:
@@ -415,8 +409,6 @@ class DeviceActorFactory:
     scheduler: ActorRef
     offline_after_s: float
     thresholds: ThresholdBook | None = None
-    #: The QuarantineKeeper's ref (hub/pipeline/quarantine.py); None: no quarantine.
-    quarantine: ActorRef | None = None
 
     def spec(self, record: DeviceRecord, snapshot: DeviceSnapshot | None = None) -> ChildSpec:
         """The supervisor spec of a device's actor; ``snapshot`` serves its first start only (a restart reloads)."""
@@ -425,7 +417,7 @@ class DeviceActorFactory:
         def start() -> DeviceActor:
             return DeviceActor(record, db=self.db, writer=self.writer, scheduler=self.scheduler,
                                offline_after_s=self.offline_after_s, thresholds=self.thresholds,
-                               snapshot=preload.pop() if preload else None, quarantine=self.quarantine)
+                               snapshot=preload.pop() if preload else None)
 
         return ChildSpec(id=record.device_id, start=start, mailbox_size=DEVICE_MAILBOX)
 

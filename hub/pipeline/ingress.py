@@ -20,10 +20,15 @@ that is too long, is refused by :meth:`Topics.parse` before anything is
 looked up (a ``bad_topic`` rejection, stored bounded by the writer). Every
 authenticated event then takes a token from its device's bucket
 (:class:`~hub.domain.rate_limit.TokenBucket`, ``Settings.device_rate_per_s`` /
-``device_burst``); when the bucket is dry the event is rejected
-``rate_limited``. The first refusal of an episode goes to the device actor
-(:class:`RateLimitChanged`), which raises the ``rate_limited`` alarm in the
-same commit; the alarm clears when the bucket is full again. Buckets exist
+``device_burst``) and is counted by its device's flood detector (events per
+second of the device's own clock, ``device_flood_events_per_s``, hub/domain/rate_limit.py):
+when the bucket is dry, or the device stamped too many events within one
+second, the event is rejected ``rate_limited``. The first refusal of an
+episode goes first to the quarantine keeper (:class:`~hub.pipeline.quarantine.Trip`,
+so the broker cut does not wait behind the flooder's events in the device
+actor's mailbox), then to the device actor (:class:`RateLimitChanged`), which
+raises the ``rate_limited`` alarm in the same commit as that event; the alarm
+clears when the bucket is full again and the device is within its density. Buckets exist
 only for registered devices that sent an authentic event (dropped when a
 device leaves the registry), so memory is bounded by the registry whatever
 ids arrive; unauthenticated traffic is never bucketed (it is rejected
@@ -47,12 +52,13 @@ from hub.db import Database
 from hub.db.device_health import DeviceSnapshot, load_device_snapshots
 from hub.db.device_registry import DeviceRecord, load_devices
 from hub.domain.alarms import RATE_LIMIT_ALARM
-from hub.domain.rate_limit import RateLimit, TokenBucket
+from hub.domain.rate_limit import DeviceLimiter, RateLimit, Verdict
 from hub.mqtt import InboundMessage, TrioMqttClient
 from hub.pipeline.commands import CommandAckReceived
 from hub.pipeline.commits import reject
 from hub.pipeline.device_actor import DeviceActorFactory, DeviceEvent, StatusUpdate
 from hub.pipeline.device_alarms import RateLimitChanged
+from hub.pipeline.quarantine import Trip
 from hub.pipeline.session_guard import SessionGuard
 from schemas import CommandAckEvent, Event, Frame, Topics, WireError, decode_frame, decode_status, verify
 
@@ -68,6 +74,8 @@ _KEY_RELOAD_MIN_S = 2.0
 INGRESS_MAILBOX = 64
 #: Settings.device_rate_per_s / device_burst's defaults (hub/core/config.py).
 DEFAULT_DEVICE_RATE = RateLimit(Settings.device_rate_per_s, Settings.device_burst)
+#: Settings.device_flood_events_per_s's default.
+DEFAULT_FLOOD_EVENTS_PER_S = Settings.device_flood_events_per_s
 
 
 @dataclass(frozen=True)
@@ -82,6 +90,7 @@ class Ingress(ServiceActor):
         self, *, client: TrioMqttClient, topics: Topics, db: Database, writer: ActorRef,
         device_actors: DeviceActorFactory, commands: ActorRef | None = None,
         device_rate: RateLimit = DEFAULT_DEVICE_RATE, session_guard: SessionGuard | None = None,
+        flood_events_per_s: int = DEFAULT_FLOOD_EVENTS_PER_S, quarantine: ActorRef | None = None,
     ) -> None:
         self._client = client
         self._topics = topics
@@ -97,9 +106,13 @@ class Ingress(ServiceActor):
         self._device_rate = device_rate
         #: Keeps another deployment's messages unacknowledged (hub/pipeline/session_guard.py); None: no guard.
         self._session_guard = session_guard
+        self._flood_events_per_s = flood_events_per_s
+        #: The QuarantineKeeper (hub/pipeline/quarantine.py), told at once when a device's limit trips; None: none.
+        self._quarantine = quarantine
         self._rate_detail = f"more than {device_rate.rate:g} events/s (burst {device_rate.burst:g})"
-        #: Token buckets of registered devices (keys always a subset of the registry's).
-        self._buckets: dict[str, TokenBucket] = {}
+        self._flood_detail = f"more than {flood_events_per_s:,} events stamped within one second of its clock"
+        #: Token buckets and flood detectors of registered devices (keys always a subset of the registry's).
+        self._buckets: dict[str, DeviceLimiter] = {}
         #: Devices in a rate-limit episode (their alarm raised, not yet cleared).
         self._limited: set[str] = set()
 
@@ -232,24 +245,8 @@ class Ingress(ServiceActor):
             await deliver(self._writer, reject(
                 message, "device_mismatch", f"topic says {topic_device}, envelope says {event.device}"))
             return
-        record = await self._lookup(event.device)
+        record = await self._verified_record(message, frame, event.device)
         if record is None:
-            await deliver(self._writer, reject(message, "unknown_device", event.device))
-            return
-        if record.revoked:
-            await deliver(self._writer, reject(message, "revoked_device", event.device))
-            return
-        problem = self._signature_problem(frame, record)
-        if problem is not None and await self._reload_key(record.device_id):
-            # Maybe rotated (or revoked) behind our back: judge again with the fresh record.
-            record = self._registry.get(event.device)
-            if record is None or record.revoked:
-                await deliver(self._writer, reject(message, "revoked_device" if record else "unknown_device",
-                                                   event.device))
-                return
-            problem = self._signature_problem(frame, record)
-        if problem is not None:
-            await deliver(self._writer, reject(message, *problem))
             return
         if not await self._within_rate(message, event, record):
             return
@@ -260,24 +257,35 @@ class Ingress(ServiceActor):
         await deliver(ref, DeviceEvent(message, event))
 
     async def _within_rate(self, message: InboundMessage, event: Event, record: DeviceRecord) -> bool:
-        """Take a token from the device's bucket. ``False``: refused, and its rejection is on its way."""
+        """Judge the event by its device's limits. ``False``: refused, and its rejection is on its way.
+
+        The first refusal of an episode tells the quarantine keeper at once
+        (:class:`Trip`, before anything else: the keeper's mailbox holds only
+        trips and releases, while the device actor's may be full of the
+        flooder's events), then the device actor, which commits the refused
+        event with the ``rate_limited`` alarm.
+        """
         now = trio.current_time()
         device_id = record.device_id
-        bucket = self._buckets.get(device_id)
-        if bucket is None:
-            bucket = self._buckets[device_id] = TokenBucket(self._device_rate, now)
-        if device_id in self._limited and bucket.full(now):
+        limiter = self._buckets.get(device_id)
+        if limiter is None:
+            limiter = self._buckets[device_id] = DeviceLimiter(self._device_rate, self._flood_events_per_s, now)
+        verdict = limiter.admit(now, event.ts)
+        if device_id in self._limited and verdict.settled:
             self._limited.discard(device_id)
             await deliver(await self._device_actors.ensure(record), RateLimitChanged(False, self._rate_detail))
-        if bucket.take(now):
+        if verdict.admitted:
             return True
+        detail = self._flood_detail if verdict is Verdict.REFUSED_FLOOD else self._rate_detail
         if device_id in self._limited:
-            await deliver(self._writer, reject(message, "rate_limited", self._rate_detail, event=event))
+            await deliver(self._writer, reject(message, "rate_limited", detail, event=event))
         else:
             self._limited.add(device_id)
-            log.warning("device %s: %s; its events are refused until it slows down", device_id, self._rate_detail)
+            log.warning("device %s: %s; its events are refused until it slows down", device_id, detail)
+            if self._quarantine is not None:
+                await deliver(self._quarantine, Trip(device_id, detail))
             await deliver(await self._device_actors.ensure(record),
-                          RateLimitChanged(True, self._rate_detail, (message, event)))
+                          RateLimitChanged(True, detail, (message, event)))
         return False
 
     @staticmethod

@@ -1,7 +1,10 @@
 """The quarantine keeper: takes a flooding device off the broker, and puts it back after a cool-down.
 
-When a device's ``rate_limited`` alarm is raised, its device actor tells this
-actor :class:`Trip`. If the hub manages the broker's files (a
+When a device's rate limit trips (its token bucket ran dry, or it stamped
+too many events within one second of its clock), the ingress tells this actor
+:class:`Trip` at once, before the device actor raises the ``rate_limited``
+alarm (that message waits behind the flooder's events in the device's
+mailbox; this one does not). If the hub manages the broker's files (a
 :class:`~hub.adapters.mosquitto_auth.MosquittoSync`, from ``CAMPUSHUB_MOSQUITTO_*``),
 the keeper records the quarantine in PostgreSQL (hub/db/quarantine.py, audit-logged),
 re-renders the files through the same ``MosquittoSync`` the registry changes use (so
@@ -20,15 +23,16 @@ overdue one ends at once).
 Each start and end is told to the device's actor (:class:`QuarantineChanged`),
 which updates its ``rate_limited`` alarm ("quarantined at the broker until ...")
 and publishes it live. That tell runs in a background task of this actor, so
-the keeper never waits on a device mailbox (and a device actor waiting on this
+the keeper never waits on a device mailbox (and the ingress waiting on this
 mailbox cannot deadlock with it).
 
 Without managed files the keeper logs once that quarantine is unavailable and
-ignores trips: the ingress's token bucket alone applies.
+ignores trips: the ingress's limits (bucket and flood detector) alone apply.
 
 Mailbox (:data:`QUARANTINE_MAILBOX`, BLOCK): trips (at most one per device per
 rate-limit episode), releases asked by the web, and its own timer messages. When
-full, a device actor telling a trip waits (that device's events wait with it);
+full, the ingress telling a trip waits (every device's events wait with it, so
+the mailbox is sized for many devices tripping at once);
 the web's release ask waits within its timeout.
 """
 from __future__ import annotations
@@ -61,7 +65,7 @@ TellDevice = Callable[[str, object], Awaitable[None]]
 
 @dataclass(frozen=True)
 class Trip:
-    """Tell: ``device_id``'s rate limit tripped (its alarm was raised); quarantine it at the broker."""
+    """Tell (from the ingress): ``device_id``'s rate limit tripped (its alarm follows); quarantine it at the broker."""
 
     device_id: str
     detail: str
@@ -138,13 +142,16 @@ class QuarantineKeeper(Actor):
         except LookupError:
             log.warning("device %s tripped its rate limit but is no longer registered", trip.device_id)
             return
+        recorded_at = time.perf_counter()
         self._arm(quarantine, now)
         self._metrics.quarantines_started.inc()
         log.warning("device %s quarantined at the broker until %s (%.0fs, strike %d): %s", trip.device_id,
                     quarantine.until.isoformat(), quarantine.cooldown_s, quarantine.strikes, trip.detail)
         await self._render()
-        log.info("device %s: quarantine recorded and the broker signalled %.0f ms after the trip reached the keeper",
-                 trip.device_id, (time.perf_counter() - tripped_at) * 1000)
+        log.info("device %s: quarantine recorded and the broker signalled %.0f ms after the trip reached the keeper "
+                 "(recorded in %.0f ms, files rendered and the broker signalled in %.0f ms)", trip.device_id,
+                 (time.perf_counter() - tripped_at) * 1000, (recorded_at - tripped_at) * 1000,
+                 (time.perf_counter() - recorded_at) * 1000)
         self._tell(trip.device_id, QuarantineChanged(quarantine.until))
 
     async def _end(self, device_id: str, by: str, *, raise_sync_errors: bool = False) -> Quarantine | None:

@@ -23,7 +23,7 @@ from typing import Callable
 
 from actors import Actor, Timer
 from hub.db import Database
-from hub.db.telemetry import MaintenanceReport, RetentionPolicy, maintain
+from hub.db.telemetry import MaintenanceReport, RetentionPolicy, ensure_partitions, maintain
 from hub.pipeline.writer import is_transient
 
 log = logging.getLogger("hub.services.telemetry")
@@ -33,7 +33,8 @@ TELEMETRY_MAILBOX = 8
 AFTER_THE_HOUR_S = 60.0
 #: After a failed pass because PostgreSQL was unavailable, retry this soon.
 RETRY_S = 60.0
-#: The first pass runs this soon after start (not inside started(): the tree's start must not wait on it).
+#: The first full pass runs this soon after start (not inside started(): the tree's start must not wait on
+#: roll-ups; only the partitions are made in started()).
 FIRST_RUN_S = 1.0
 
 
@@ -63,6 +64,12 @@ class TelemetryMaintenance(Actor):
         self._timer: Timer | None = None
 
     async def started(self) -> None:
+        # The tree waits for this (the ingress starts after us): today's partition must exist
+        # before readings flow. The whole pass, slower, runs from the first tick.
+        try:
+            await ensure_partitions(self._db, datetime.fromtimestamp(self._clock(), timezone.utc), self._policy)
+        except Exception as exc:  # noqa: BLE001 - the first pass retries; a down database must not stop the tree
+            log.warning("telemetry: could not create partitions at start (%s); the first pass retries", exc)
         self._timer = self.send_after(FIRST_RUN_S, _Tick())
 
     async def handle(self, message: object) -> MaintenanceReport | None:

@@ -35,8 +35,10 @@ def test_bad_mqtt_url_is_a_configuration_error():
     assert result.returncode == 2 and "mqtt://" in result.stderr
 
 
-def test_simulate_seeds_and_prints_counts_as_json(fresh_database_url, mqtt_server_url, topic_prefix, tmp_path):
-    env = dict(os.environ, CAMPUSHUB_DATABASE_URL=fresh_database_url, CAMPUSHUB_MQTT_URL=mqtt_server_url,
+def test_simulate_seeds_and_prints_counts_as_json(fresh_database_url, open_mqtt_server_url, topic_prefix, tmp_path):
+    # The simulated devices log in with the seeded devices' own accounts, which only a broker exported from this
+    # database has: an open broker here (tests/hub/test_broker_config.py covers those accounts).
+    env = dict(os.environ, CAMPUSHUB_DATABASE_URL=fresh_database_url, CAMPUSHUB_MQTT_URL=open_mqtt_server_url,
                CAMPUSHUB_TOPIC_PREFIX=f"{topic_prefix}/cli", CAMPUSHUB_DATA_DIR=str(tmp_path))
     result = campushub("simulate", "--rooms", "2", "--students", "12", "--duration", "4", "--json", env=env)
     assert result.returncode == 0, result.stderr

@@ -14,6 +14,7 @@ from hub.db.ingest import write_batch
 from hub.db.telemetry import (
     DEFAULT_PARTITION,
     RetentionPolicy,
+    ensure_partitions,
     hourly_series,
     list_partitions,
     maintain,
@@ -74,6 +75,17 @@ async def test_partitions_are_created_ahead_and_far_readings_land_in_default(tdb
     # Idempotent: a second pass creates nothing.
     again = await maintain(tdb, NOW, POLICY)
     assert again.created == [] and again.dropped == []
+
+
+async def test_at_start_only_the_partitions_are_made_so_readings_never_land_in_default(tdb):
+    """What the telemetry actor's started() runs before the ingress reads anything (hub/services/telemetry.py)."""
+    report = await ensure_partitions(tdb, NOW, POLICY)
+    days = await list_partitions(tdb)
+    assert len(days) == 18 and report.created == days
+    assert report.rolled_hours == 0 and report.dropped == []  # roll-ups and retention wait for the first pass
+    await _store(tdb, (NOW, 21.0))
+    assert await _in_default(tdb) == 0
+    assert (await ensure_partitions(tdb, NOW, POLICY)).created == []
 
 
 async def test_a_raw_partition_is_dropped_only_with_every_hour_aggregated(tdb):

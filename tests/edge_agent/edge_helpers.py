@@ -15,16 +15,17 @@ import asyncio
 import os
 import secrets
 import socket
+import ssl
 import time
 import uuid
 from pathlib import Path
 from typing import Any, Callable, Coroutine, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import aiomqtt
 
 from edge_agent.agent import EdgeAgent
-from edge_agent.config import AgentConfig
+from edge_agent.config import AgentConfig, MqttEndpoint, parse_mqtt_url
 from schemas import (
     Command,
     CommandAckEvent,
@@ -39,10 +40,29 @@ from schemas import (
 
 T = TypeVar("T")
 
-_URL = urlsplit(os.environ.get("CAMPUSHUB_TEST_MQTT_URL", "mqtt://127.0.0.1:1883"))
-BROKER_HOST = _URL.hostname or "127.0.0.1"
-BROKER_PORT = _URL.port or 1883
-BROKER_URL = f"mqtt://{BROKER_HOST}:{BROKER_PORT}"
+def broker_url(port: int | None = None) -> str:
+    """The run's broker for edge agents: ``$CAMPUSHUB_TEST_MQTT_URL`` (with ``CAMPUSHUB_TEST_BROKER=secure`` the
+    root conftest points it at the secure broker, ``mqtts://`` with credentials, before any test runs), else the
+    local ``mqtt://127.0.0.1:1883``. Read at call time. ``port``: the same broker through a proxy on 127.0.0.1."""
+    url = os.environ.get("CAMPUSHUB_TEST_MQTT_URL", "mqtt://127.0.0.1:1883")
+    if port is None:
+        return url
+    parts = urlsplit(url)
+    login = parts.netloc.rpartition("@")[0]
+    return urlunsplit(parts._replace(netloc=f"{login}@127.0.0.1:{port}" if login else f"127.0.0.1:{port}"))
+
+
+def broker(url: str | None = None) -> MqttEndpoint:
+    return parse_mqtt_url(url or broker_url())
+
+
+def broker_client(url: str | None = None, **options: Any) -> aiomqtt.Client:
+    """An aiomqtt client of the run's broker (or of ``url``) with its credentials and TLS (the CA: ``SSL_CERT_FILE``,
+    which the secure mode sets); ``options`` go to ``aiomqtt.Client``. Test-side clients of the edge tests are built
+    here."""
+    endpoint = broker(url)
+    return aiomqtt.Client(endpoint.host, endpoint.port, username=endpoint.username, password=endpoint.password,
+                          tls_context=ssl.create_default_context() if endpoint.tls else None, **options)
 
 
 def new_prefix() -> str:
@@ -59,7 +79,7 @@ def free_port() -> int:
 def make_config(tmp_path: Path, prefix: str, **overrides: object) -> AgentConfig:
     values: dict[str, object] = dict(
         device_id="room-1-edge", room_id="room-1", alg="hmac-sha256",
-        signing_key=secrets.token_bytes(32), mqtt_url=BROKER_URL, topic_prefix=prefix,
+        signing_key=secrets.token_bytes(32), mqtt_url=broker_url(), topic_prefix=prefix,
         outbox_path=tmp_path / "outbox.sqlite", heartbeat_interval_s=60.0,
         reconnect_initial_s=0.05, reconnect_max_s=0.2, drain_timeout_s=2.0, publish_timeout_s=3.0,
     )
@@ -74,12 +94,12 @@ class Collector:
     runs leave nothing behind in the (persistent) broker.
     """
 
-    def __init__(self, prefix: str) -> None:
+    def __init__(self, prefix: str, url: str | None = None) -> None:
         self.prefix = prefix
         self.topics = Topics(prefix)
         self.messages: list[aiomqtt.Message] = []
-        self._client = aiomqtt.Client(BROKER_HOST, BROKER_PORT, protocol=aiomqtt.ProtocolVersion.V5,
-                                      identifier=f"collector-{uuid.uuid4().hex[:8]}")
+        self._client = broker_client(url, protocol=aiomqtt.ProtocolVersion.V5,
+                                     identifier=f"collector-{uuid.uuid4().hex[:8]}")
         self._task: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> "Collector":
@@ -126,8 +146,8 @@ class Collector:
 
 async def retained_status(prefix: str, device_id: str, timeout: float = 2.0) -> tuple[DeviceStatus, bool]:
     """What a newcomer sees on the status topic: (status, retain flag)."""
-    async with aiomqtt.Client(BROKER_HOST, BROKER_PORT, protocol=aiomqtt.ProtocolVersion.V5,
-                              identifier=f"peek-{uuid.uuid4().hex[:8]}") as client:
+    async with broker_client(protocol=aiomqtt.ProtocolVersion.V5,
+                             identifier=f"peek-{uuid.uuid4().hex[:8]}") as client:
         await client.subscribe(Topics(prefix).status(device_id), qos=1)
         async with asyncio.timeout(timeout):
             async for message in client.messages:
@@ -146,14 +166,15 @@ class CuttableProxy:
 
     @property
     def url(self) -> str:
-        return f"mqtt://127.0.0.1:{self.port}"
+        return broker_url(self.port)
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            up_reader, up_writer = await asyncio.open_connection(BROKER_HOST, BROKER_PORT)
+            endpoint = broker()
+            up_reader, up_writer = await asyncio.open_connection(endpoint.host, endpoint.port)
         except OSError:
             writer.transport.abort()
             return
@@ -218,8 +239,8 @@ def command(cfg: Any, name: str, args: dict[str, Any] | None = None, *, ttl_s: f
 async def publish(prefix: str, cmd: Command, key: bytes, *, to: str | None = None,
                   alg: str = "hmac-sha256") -> None:
     """Publish ``cmd`` on the downlink as the hub does (HMAC with the device key, or the hub's Ed25519 seed)."""
-    async with aiomqtt.Client(BROKER_HOST, BROKER_PORT, protocol=aiomqtt.ProtocolVersion.V5,
-                              identifier=f"hub-{uuid.uuid4().hex[:8]}") as client:
+    async with broker_client(protocol=aiomqtt.ProtocolVersion.V5,
+                             identifier=f"hub-{uuid.uuid4().hex[:8]}") as client:
         await client.publish(Topics(prefix).downlink(to or cmd.device),
                              encode_command(cmd, alg, key), qos=1)  # type: ignore[arg-type]
 

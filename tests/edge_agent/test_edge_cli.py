@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from edge_helpers import BROKER_URL, Collector, new_prefix, retained_status, run_native
+from edge_helpers import Collector, broker_url, new_prefix, retained_status, run_native
 
 from schemas import verify
 
@@ -21,7 +21,7 @@ device_id = "cli-edge"
 room_id = "room-9"
 alg = "hmac-sha256"
 signing_key = "{KEY}"
-mqtt_url = "{BROKER_URL}"
+mqtt_url = "{broker_url()}"
 topic_prefix = "{prefix}"
 outbox = "outbox.sqlite"
 heartbeat_interval_s = 30

@@ -7,16 +7,14 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import aiomqtt
 import msgspec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from edge_helpers import (
-    BROKER_HOST,
-    BROKER_PORT,
     Collector,
     CuttableProxy,
     acks,
+    broker_client,
     command,
     make_config,
     new_prefix,
@@ -97,7 +95,7 @@ def test_expired_forged_misaddressed_and_repeated_commands(tmp_path: Path) -> No
             await publish(prefix, stale, cfg.signing_key)
             await publish(prefix, forged, secrets.token_bytes(32))     # not the device key
             await publish(prefix, other, cfg.signing_key, to=cfg.device_id)  # our topic, another id
-            async with aiomqtt.Client(BROKER_HOST, BROKER_PORT, identifier=f"x-{uuid.uuid4().hex[:6]}") as c:
+            async with broker_client(identifier=f"x-{uuid.uuid4().hex[:6]}") as c:
                 await c.publish(Topics(prefix).downlink(cfg.device_id), b"\x93\xc4garbage", qos=1)
             await publish(prefix, twice, cfg.signing_key)
             await publish(prefix, twice, cfg.signing_key)               # a redelivery

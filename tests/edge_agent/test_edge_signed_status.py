@@ -17,6 +17,7 @@ import pytest
 import trio
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from edge_helpers import Collector, CuttableProxy, make_config, new_prefix, run_native
+from support.hub_fixtures import edge_broker
 from support.hub_helpers import AgentThread, agent_config, eventually
 from support.tcp_proxy import TcpProxy
 
@@ -81,7 +82,7 @@ async def test_a_hub_accepts_every_status_and_will_of_the_agent(hub, hub_setting
 
     async with trio.open_nursery() as nursery:
         port = await nursery.start(proxy.serve)
-        config = agent_config(device, mqtt_url=f"mqtt://127.0.0.1:{port}", topic_prefix=hub_settings.topic_prefix,
+        config = agent_config(device, **edge_broker(hub_settings, port=port), topic_prefix=hub_settings.topic_prefix,
                               outbox=tmp_path / "outbox.sqlite", reconnect_initial_s=0.1, reconnect_max_s=0.5)
         agent = await trio.to_thread.run_sync(AgentThread(config).start)
         try:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from edge_helpers import BROKER_URL, RUNNERS, Collector, new_prefix
+from edge_helpers import RUNNERS, Collector, new_prefix
 
 from hub.app.simulator import pick_device, plan_session, run_simulation
 from hub.core.campus import Campus, DeviceCredentials, LiveSession, StudentCredentials
@@ -54,7 +54,9 @@ def test_plan_has_the_right_shape() -> None:
 
 
 @pytest.mark.parametrize("loop", sorted(RUNNERS))  # trio_asyncio: how the hub CLI runs it
-def test_simulation_publishes_what_it_reports(tmp_path: Path, loop: str) -> None:
+def test_simulation_publishes_what_it_reports(tmp_path: Path, loop: str, open_mqtt_server_url: str) -> None:
+    # The simulator logs in as each seeded device's own account (never the URL's), which only a broker exported
+    # from a seeded registry has: on an open broker here (tests/hub/test_broker_config.py covers those accounts).
     campus = tiny_campus()
     prefix = new_prefix()
     keys = {d.device_id: public_key(d) for d in campus.devices}
@@ -62,8 +64,8 @@ def test_simulation_publishes_what_it_reports(tmp_path: Path, loop: str) -> None
     reports: list[dict[str, int]] = []
 
     async def main() -> tuple[dict[str, int], Collector]:
-        async with Collector(prefix) as col:
-            counts = await run_simulation(campus, mqtt_url=BROKER_URL, topic_prefix=prefix, duration_s=3.0,
+        async with Collector(prefix, open_mqtt_server_url) as col:
+            counts = await run_simulation(campus, mqtt_url=open_mqtt_server_url, topic_prefix=prefix, duration_s=3.0,
                                           outbox_dir=tmp_path / "outbox", seed=7, progress=reports.append)
             await col.wait_for(lambda: len(col.of_kind("qr_scan")) >= counts["qr_scan"]
                                and len(col.statuses("room-1-edge")) >= 2)

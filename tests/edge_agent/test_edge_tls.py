@@ -56,4 +56,4 @@ def test_tls_mistakes_are_config_errors(tmp_path: Path, extra: dict, message: st
 
 
 def test_plain_config_has_no_tls_context(tmp_path: Path) -> None:
-    assert make_config(tmp_path, "p").mqtt_tls_context() is None
+    assert make_config(tmp_path, "p", mqtt_url="mqtt://127.0.0.1:1883").mqtt_tls_context() is None

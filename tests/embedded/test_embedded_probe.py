@@ -27,10 +27,11 @@ def test_a_silent_service_is_not_a_broker() -> None:
         assert not probe_mqtt("127.0.0.1", server.getsockname()[1], timeout=0.3)
 
 
-def test_real_services(database_server_url: str, mqtt_server_url: str) -> None:
+def test_real_services(database_server_url: str, open_mqtt_server_url: str) -> None:
     from hub.core.config import MqttUrl
 
     assert probe_postgres(database_server_url)
-    url = MqttUrl.parse(mqtt_server_url)
+    # probe_mqtt speaks plain MQTT without credentials (it finds the local services): an open broker.
+    url = MqttUrl.parse(open_mqtt_server_url)
     assert probe_mqtt(url.host, url.port)
     assert not probe_postgres(database_server_url.rsplit("/", 1)[0] + "/no_such_database")

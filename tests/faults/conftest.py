@@ -17,6 +17,7 @@ in DIR.
 """
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import shutil
@@ -25,8 +26,11 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
+from support.private_mosquitto import BrokerLogin, broker_files, run_account_files, unbind_client_ids
 
+from hub.adapters.mosquitto_conf import BrokerTls, render_mosquitto_conf
 from hub.embedded import EmbeddedBroker, start_embedded_broker
+from hub.embedded._common import free_port
 
 RUN_FAULTS = os.environ.get("CAMPUSHUB_FAULTS", "") == "1"
 
@@ -53,17 +57,40 @@ def figures(request) -> dict:
     return record
 
 
-class PrivateBroker:
-    """An embedded Mosquitto of the test's own that can be stopped and started again on its data dir."""
+#: ``CAMPUSHUB_TEST_BROKER=secure``: the private brokers run the generated configuration (authentication, TLS,
+#: packet size, queue limits, persistence) with one account for the test, as the unit suite's broker does.
+SECURE_BROKER = os.environ.get("CAMPUSHUB_TEST_BROKER", "") == "secure"
+SECURE_LOGIN = BrokerLogin("campushub-faults", "faults-broker-password")
 
-    def __init__(self, data_dir: Path) -> None:
+
+class PrivateBroker:
+    """An embedded Mosquitto of the test's own that can be stopped and started again on its data dir.
+
+    Clients connect with :attr:`url` (and :attr:`cafile` for TLS) on :attr:`client_port`; a proxy in front of the
+    broker forwards to :attr:`client_port` and gives its clients :meth:`url_through`.
+    """
+
+    def __init__(self, data_dir: Path, *, secure: bool = SECURE_BROKER) -> None:
         self.data_dir = data_dir
         self.broker: EmbeddedBroker | None = None
         self.port: int | None = None
+        self.tls: BrokerTls | None = None
+        self.tls_port: int | None = None
+        if secure:
+            _, self.tls = run_account_files(data_dir / "secure", SECURE_LOGIN)
+            self.tls_port = free_port("127.0.0.1")  # kept across restarts: clients reconnect to the same URL
+
+    def _secure_conf(self, port: int) -> str:
+        assert self.tls is not None and self.tls_port is not None
+        files = broker_files(self.data_dir / "secure" / "broker")
+        return unbind_client_ids(render_mosquitto_conf(
+            password_file=files.password_file, acl_file=files.acl_file, port=port, bind_address="127.0.0.1",
+            tls=self.tls, tls_port=self.tls_port, persistence_dir=self.data_dir, run_as_user=getpass.getuser()))
 
     def start(self) -> EmbeddedBroker:
         # No port: the previous run's port is reused when free (clients reconnect to the same URL).
-        self.broker = start_embedded_broker(self.data_dir, prefer_mosquitto=True)
+        self.broker = start_embedded_broker(self.data_dir, prefer_mosquitto=True,
+                                            mosquitto_conf=self._secure_conf if self.tls else None)
         if self.broker.kind != "mosquitto":
             # amqtt neither persists sessions across a restart nor redelivers unacked messages.
             self.broker.stop()
@@ -76,13 +103,31 @@ class PrivateBroker:
             self.broker.stop()
 
     @property
+    def cafile(self) -> Path | None:
+        """The CA of the broker's certificate (``None``: plain MQTT)."""
+        return self.tls.cafile if self.tls else None
+
+    @property
+    def client_port(self) -> int:
+        """The port clients use: the TLS listener's, or the plain one."""
+        port = self.tls_port if self.tls else self.port
+        assert port is not None
+        return port
+
+    @property
     def url(self) -> str:
-        return f"mqtt://127.0.0.1:{self.port}"
+        return self.url_through(self.client_port)
+
+    def url_through(self, port: int) -> str:
+        """The broker's URL (scheme and credentials) with ``port`` of 127.0.0.1: a proxy in front of it."""
+        if self.tls is None:
+            return f"mqtt://127.0.0.1:{port}"
+        return f"mqtts://{SECURE_LOGIN.username}:{SECURE_LOGIN.password}@127.0.0.1:{port}"
 
 
 @pytest.fixture
 def private_broker() -> Iterator[PrivateBroker]:
-    """A private Mosquitto (persistence on, max_queued_messages 100,000), stopped and removed afterwards."""
+    """A private Mosquitto (persistence on; in secure mode the generated config), stopped and removed afterwards."""
     data_dir = Path(tempfile.mkdtemp(prefix="campushub-faults-mqtt-"))
     holder = PrivateBroker(data_dir)
     try:

@@ -40,14 +40,18 @@ def unique(prefix: str) -> str:
 
 
 def hub_env(*, database_url: str, mqtt_url: str, topic_prefix: str, client_id: str,
-            data_dir: Path) -> dict[str, str]:
-    return dict(
+            data_dir: Path, mqtt_cafile: Path | None = None) -> dict[str, str]:
+    """The hub's environment; ``mqtt_cafile``: the CA of an ``mqtts://`` broker (``PrivateBroker.cafile``)."""
+    env = dict(
         os.environ,
         CAMPUSHUB_DATABASE_URL=database_url, CAMPUSHUB_MQTT_URL=mqtt_url,
         CAMPUSHUB_TOPIC_PREFIX=topic_prefix, CAMPUSHUB_HUB_CLIENT_ID=client_id,
         CAMPUSHUB_DATA_DIR=str(data_dir), CAMPUSHUB_JWT_SECRET="faults-jwt-secret-at-least-32-bytes-long",
         CAMPUSHUB_DEVICE_OFFLINE_AFTER_S="600",
     )
+    if mqtt_cafile is not None:
+        env["CAMPUSHUB_MQTT_CAFILE"] = str(mqtt_cafile)
+    return env
 
 
 class HubProcess:

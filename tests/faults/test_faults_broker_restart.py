@@ -37,7 +37,8 @@ async def test_broker_restart_under_load_loses_and_duplicates_nothing(
     async with open_database(fresh_database_url, max_size=2) as db:
         campus = await ensure_campus(db, rooms=ROOMS, students=30, now=datetime.now(timezone.utc))
         prefix = unique("faults-broker")
-        env = hub_env(database_url=fresh_database_url, mqtt_url=private_broker.url, topic_prefix=prefix,
+        env = hub_env(database_url=fresh_database_url, mqtt_url=private_broker.url, mqtt_cafile=private_broker.cafile,
+                      topic_prefix=prefix,
                       client_id=unique("hub-faults-broker"), data_dir=tmp_path / "hub")
         ledger = Ledger()
         loads = {}
@@ -46,7 +47,8 @@ async def test_broker_restart_under_load_loses_and_duplicates_nothing(
             for student_id in session.enrolled:
                 ledger.expect_attendance(session.session_id, student_id, "present")
         total = sum(len(items) for items in loads.values())
-        configs = [agent_config(device_of(campus, s), mqtt_url=private_broker.url, topic_prefix=prefix,
+        configs = [agent_config(device_of(campus, s), mqtt_url=private_broker.url, mqtt_cafile=private_broker.cafile,
+                                topic_prefix=prefix,
                                 outbox_dir=tmp_path) for s in campus.sessions]
         port_before = private_broker.port
 

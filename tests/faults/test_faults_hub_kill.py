@@ -40,7 +40,7 @@ async def test_hub_killed_twice_under_load_commits_every_event_exactly_once(
 async def _run(db, database_url, private_broker, tmp_path, figures) -> None:
     campus = await ensure_campus(db, rooms=ROOMS, students=40, now=datetime.now(timezone.utc))
     prefix = unique("faults-kill")
-    env = hub_env(database_url=database_url, mqtt_url=private_broker.url, topic_prefix=prefix,
+    env = hub_env(database_url=database_url, mqtt_url=private_broker.url, mqtt_cafile=private_broker.cafile, topic_prefix=prefix,
                   client_id=unique("hub-faults-kill"), data_dir=tmp_path / "hub")
     ledger = Ledger()
     loads = {}
@@ -50,7 +50,8 @@ async def _run(db, database_url, private_broker, tmp_path, figures) -> None:
         for student_id in session.enrolled:
             ledger.expect_attendance(session.session_id, student_id, "present")
     total = sum(len(items) for items in loads.values())
-    configs = [agent_config(device_of(campus, s), mqtt_url=private_broker.url, topic_prefix=prefix,
+    configs = [agent_config(device_of(campus, s), mqtt_url=private_broker.url, mqtt_cafile=private_broker.cafile,
+                            topic_prefix=prefix,
                             outbox_dir=tmp_path) for s in campus.sessions]
 
     async with hub_launcher(env) as hubs:

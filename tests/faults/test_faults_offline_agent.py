@@ -84,17 +84,19 @@ async def test_agent_offline_for_ten_minutes_delivers_everything_judged_by_devic
         assert {"present", "late"} <= set(expected), "the span must cover both sides of the grace period"
 
         prefix = unique("faults-offline")
-        env = hub_env(database_url=fresh_database_url, mqtt_url=private_broker.url, topic_prefix=prefix,
+        env = hub_env(database_url=fresh_database_url, mqtt_url=private_broker.url, mqtt_cafile=private_broker.cafile,
+                      topic_prefix=prefix,
                       client_id=unique("hub-faults-offline"), data_dir=tmp_path / "hub")
         # The agent's broker address is a port nobody listens on yet (connection refused): the
         # classroom's uplink is down. Later a proxy to the private Mosquitto opens on that port.
-        proxy = TcpProxy("127.0.0.1", private_broker.port)
+        proxy = TcpProxy("127.0.0.1", private_broker.client_port)
         proxy_port = free_port()
         async with trio.open_nursery() as nursery, hub_launcher(env) as hubs:
             hub = await hubs.start()
             # reconnect_max_s: after a real 10-minute outage the agent retries every <= 30 s (its default);
             # 2 s keeps this test short. Everything else is the agent's default configuration.
-            config = agent_config(device, mqtt_url=f"mqtt://127.0.0.1:{proxy_port}", topic_prefix=prefix,
+            config = agent_config(device, mqtt_url=private_broker.url_through(proxy_port), mqtt_cafile=private_broker.cafile,
+                                  topic_prefix=prefix,
                                   outbox_dir=tmp_path, reconnect_max_s=2.0)
             async with edge_agents([config]) as (agent,):
                 began = time.monotonic()

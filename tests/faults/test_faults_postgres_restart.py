@@ -83,7 +83,7 @@ async def test_postgres_restart_under_load_loses_nothing_and_ingestion_resumes_b
     async with open_database(pg.url, max_size=2) as db:
         campus = await ensure_campus(db, rooms=ROOMS, students=30, now=datetime.now(timezone.utc))
     prefix = unique("faults-pg")
-    env = hub_env(database_url=pg.url, mqtt_url=private_broker.url, topic_prefix=prefix,
+    env = hub_env(database_url=pg.url, mqtt_url=private_broker.url, mqtt_cafile=private_broker.cafile, topic_prefix=prefix,
                   client_id=unique("hub-faults-pg"), data_dir=tmp_path / "hub")
     ledger = Ledger()
     loads = {}
@@ -92,7 +92,8 @@ async def test_postgres_restart_under_load_loses_nothing_and_ingestion_resumes_b
         for student_id in session.enrolled:
             ledger.expect_attendance(session.session_id, student_id, "present")
     total = sum(len(items) for items in loads.values())
-    configs = [agent_config(device_of(campus, s), mqtt_url=private_broker.url, topic_prefix=prefix,
+    configs = [agent_config(device_of(campus, s), mqtt_url=private_broker.url, mqtt_cafile=private_broker.cafile,
+                            topic_prefix=prefix,
                             outbox_dir=tmp_path) for s in campus.sessions]
     port_before = pg.server.port
     health: list[tuple[float, int]] = []  # (seconds since the stop, /healthz status)

@@ -28,7 +28,7 @@ from websockets.sync.client import connect
 from hub.core.config import MqttUrl
 from hub.db import open_database
 from hub.db.seed import ensure_campus
-from hub.mqtt import TrioMqttClient
+from hub.mqtt import TrioMqttClient, client_tls_context
 from schemas import Heartbeat, HeartbeatEvent, Topics, encode_event, new_event_id
 from web.app import READ_TIMEOUT_S
 
@@ -126,12 +126,15 @@ async def test_a_client_that_never_reads_slows_nobody_and_memory_levels_off(
     async with open_database(fresh_database_url, max_size=2) as db:
         campus = await ensure_campus(db, rooms=2, students=4, now=datetime.now(timezone.utc))
     prefix = unique("faults-ws")
-    env = hub_env(database_url=fresh_database_url, mqtt_url=private_broker.url, topic_prefix=prefix,
+    env = hub_env(database_url=fresh_database_url, mqtt_url=private_broker.url, mqtt_cafile=private_broker.cafile,
+                  topic_prefix=prefix,
                   client_id=unique("hub-faults-ws"), data_dir=tmp_path / "hub")
     devices = campus.devices[:2]
     topics = Topics(prefix)
     url = MqttUrl.parse(private_broker.url)
-    publisher = TrioMqttClient(host=url.host, port=url.port, client_id=unique("pub-faults-ws"), clean_start=True)
+    publisher = TrioMqttClient(host=url.host, port=url.port, client_id=unique("pub-faults-ws"), clean_start=True,
+                               username=url.username, password=url.password,
+                               tls=client_tls_context(private_broker.cafile) if url.tls else None)
     published: dict[int, float] = {}
     rss: dict[str, int] = {}
 

@@ -307,6 +307,9 @@ async def test_roster_and_template_are_sealed_from_the_api_to_a_real_edge_agent(
         agent = await trio.to_thread.run_sync(
             AgentThread(_agent_config(hub_settings, registered, tmp_path, emulator.path)).start)
         try:
+            # Commands go out once: wait until the agent has subscribed (its online status follows its SUBSCRIBE).
+            await eventually(lambda: test_db.fetchval(
+                "SELECT online FROM device_health WHERE device_id = $1", device_id))
             with hub.bus.subscribe([DEVICES_TOPIC]) as live:
                 sent = []
                 for name, args in (("roster_sync", {"pins": f"1001={student}", "pages": f"3={student}"}),

@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 import trio
+from support.hub_fixtures import broker_client
 from support.hub_helpers import eventually
 from support.private_mosquitto import mosquitto_available, start_private_mosquitto
 
@@ -20,7 +21,7 @@ from hub.app.supervision import run_hub
 from hub.core.config import MqttUrl, Settings
 from hub.db import migrate, open_database
 from hub.db.deployment import HUB_CLIENT_ID_PREFIX, deployment_identity, derived_hub_client_id
-from hub.mqtt import InboundMessage, TrioMqttClient
+from hub.mqtt import InboundMessage
 
 METRICS_TOKEN = "identity-test-metrics-token"
 DETAIL = {"Authorization": f"Bearer {METRICS_TOKEN}"}
@@ -77,9 +78,15 @@ async def test_default_client_id_differs_between_databases_and_survives_restarts
 
 # --- the startup check of the broker --------------------------------------------------------------
 
-async def test_an_open_broker_makes_healthz_degraded_but_serving(hub_settings: Settings, aio_loop, caplog):
-    """The shared test broker is anonymous: a hub that does not expect it says so, loudly, and keeps serving."""
-    settings = dataclasses.replace(hub_settings, hub_client_id=None, open_broker_expected=False,
+@pytest.fixture
+def open_hub_settings(hub_settings: Settings, open_mqtt_server_url: str) -> Settings:
+    """The hub on an anonymous broker (the shared test broker, or an open one in secure mode)."""
+    return dataclasses.replace(hub_settings, mqtt_url=open_mqtt_server_url, mqtt_cafile=None)
+
+
+async def test_an_open_broker_makes_healthz_degraded_but_serving(open_hub_settings: Settings, aio_loop, caplog):
+    """The broker is anonymous: a hub that does not expect it says so, loudly, and keeps serving."""
+    settings = dataclasses.replace(open_hub_settings, hub_client_id=None, open_broker_expected=False,
                                    metrics_token=METRICS_TOKEN)
     caplog.set_level(logging.INFO, logger="hub.broker_check")
     assert settings.database_url is not None
@@ -109,8 +116,8 @@ async def _is(value: bool) -> bool:
     return value
 
 
-async def test_the_same_hub_expecting_the_open_broker_stays_ok_and_still_shows_it(hub_settings, aio_loop):
-    settings = dataclasses.replace(hub_settings, metrics_token=METRICS_TOKEN)
+async def test_the_same_hub_expecting_the_open_broker_stays_ok_and_still_shows_it(open_hub_settings, aio_loop):
+    settings = dataclasses.replace(open_hub_settings, metrics_token=METRICS_TOKEN)
     with trio.fail_after(30):
         async with trio.open_nursery() as nursery:
             hub = await nursery.start(partial(run_hub, settings, port=0))
@@ -136,11 +143,10 @@ async def test_a_broker_from_the_generated_config_is_not_open(tmp_path: Path):
 QUEUED = 20
 
 
-async def _session_of(url: MqttUrl, client_id: str, *, topic_filter: str | None = None,
+async def _session_of(settings: Settings, client_id: str, *, topic_filter: str | None = None,
                       collect: int = 0, clean: bool = False) -> list[InboundMessage]:
     """Connect as ``client_id`` (resuming its session unless ``clean``), optionally subscribe, collect and ack."""
-    client = TrioMqttClient(host=url.host, port=url.port, client_id=client_id, protocol=url.protocol,
-                            clean_start=clean, session_expiry_s=0 if clean else 3600)
+    client = broker_client(settings, client_id=client_id, clean_start=clean, session_expiry_s=0 if clean else 3600)
     received: list[InboundMessage] = []
     async with trio.open_nursery() as nursery:
         await nursery.start(client.run)
@@ -157,8 +163,6 @@ async def _session_of(url: MqttUrl, client_id: str, *, topic_filter: str | None 
 
 async def test_a_foreign_session_is_left_unacked_for_its_owner(hub_settings: Settings, publisher, test_db, caplog):
     """Deployment B (another prefix) shares the broker and, by a forced setting, the client id."""
-    assert hub_settings.mqtt_url is not None
-    url = MqttUrl.parse(hub_settings.mqtt_url)
     shared_id = hub_settings.hub_client_id
     assert shared_id is not None
     other_prefix = hub_settings.topic_prefix + "-b"
@@ -168,7 +172,7 @@ async def test_a_foreign_session_is_left_unacked_for_its_owner(hub_settings: Set
     try:
         with trio.fail_after(60):
             # B's hub made the session and went away; its devices' messages wait in it.
-            await _session_of(url, shared_id, topic_filter=other_filter)
+            await _session_of(hub_settings, shared_id, topic_filter=other_filter)
             for n in range(QUEUED):
                 await publisher.publish(f"{other_prefix}/v1/dev/dev-b/up", f"b-{n}".encode(), qos=1,
                                         wait_for_ack=True)
@@ -183,7 +187,7 @@ async def test_a_foreign_session_is_left_unacked_for_its_owner(hub_settings: Set
                 assert hub.metrics.foreign_session_messages._value.get() >= 1
                 assert await test_db.fetchval("SELECT count(*) FROM rejected_events") == 0
                 # B takes its session back while our hub holds off, and gets every message.
-                back = await _session_of(url, shared_id, collect=QUEUED)
+                back = await _session_of(hub_settings, shared_id, collect=QUEUED)
                 assert sorted(m.payload for m in back) == sorted(f"b-{n}".encode() for n in range(QUEUED))
                 assert hub.client.stats.acked == 0 and not hub.client.connected  # still holding off
                 nursery.cancel_scope.cancel()
@@ -191,7 +195,7 @@ async def test_a_foreign_session_is_left_unacked_for_its_owner(hub_settings: Set
         assert len(critical) == 1 and "foreign MQTT session" in critical[0].getMessage()
     finally:
         # Leave no hour-long session on the shared broker.
-        await _session_of(url, shared_id, clean=True)
+        await _session_of(hub_settings, shared_id, clean=True)
 
 
 async def test_a_broker_that_never_answers_leaves_the_check_inconclusive_within_its_timeout():

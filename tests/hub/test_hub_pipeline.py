@@ -8,6 +8,7 @@ from pathlib import Path
 
 import httpx
 import trio
+from support.hub_fixtures import edge_broker
 from support.hub_helpers import AgentThread, agent_config, eventually, session_with_device, student
 from websockets.sync.client import connect
 
@@ -57,7 +58,7 @@ async def test_edge_agent_checkin_is_committed_and_pushed_to_websocket(
     token = await login(hub.web_port, faculty)
     watcher = RosterWatcher(f"ws://127.0.0.1:{hub.web_port}/ws/sessions/{session.session_id}", token)
     agent = AgentThread(agent_config(
-        device, mqtt_url=hub_settings.mqtt_url, topic_prefix=hub_settings.topic_prefix,
+        device, **edge_broker(hub_settings), topic_prefix=hub_settings.topic_prefix,
         outbox=tmp_path / "outbox.sqlite")).start()
     try:
         async with trio.open_nursery() as nursery:

@@ -8,14 +8,19 @@ closes the device's connection and refuses its logins. Events its agent takes me
 its outbox (nothing reaches the hub) while the other device's keep flowing; when the quarantine
 ends (by its cool-down, or by ops through ``POST /api/v1/devices/{id}/release``) the agent
 reconnects and delivers them, each once.
+
+The flood detector (events per second of the device's own clock) trips the same quarantine after
+``device_flood_events_per_s`` densely stamped events, while a full outbox drained with its capture
+times passes the default limits untouched.
 """
 from __future__ import annotations
 
 import dataclasses
 import re
+import time
 from functools import partial
 from pathlib import Path
-from typing import AsyncIterator
+from typing import Any, AsyncIterator, cast
 
 import httpx
 import pytest
@@ -32,7 +37,7 @@ from hub.core.config import Settings
 from hub.db import Database
 from hub.db.seed import seeded_broker_password
 from hub.mqtt import TrioMqttClient
-from schemas import Topics
+from schemas import SensorReading, SensorReadingEvent, SignatureAlgorithm, Topics, encode_event, new_event_id
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(not mosquitto_available(), reason="mosquitto is not installed")]
@@ -55,13 +60,20 @@ def cooldown() -> float:
 
 
 @pytest.fixture
-def hub_settings(hub_settings: Settings, broker_dir: Path, monkeypatch: pytest.MonkeyPatch, cooldown: float
-                 ) -> Settings:
+def device_limit() -> tuple[float, int]:
+    """The hub's per-device (rate, burst) (a test parametrizes it to run with the defaults)."""
+    return RATE, BURST
+
+
+@pytest.fixture
+def hub_settings(hub_settings: Settings, broker_dir: Path, monkeypatch: pytest.MonkeyPatch, cooldown: float,
+                 device_limit: tuple[float, int]) -> Settings:
     files = broker_files(broker_dir)
     monkeypatch.setenv("CAMPUSHUB_MOSQUITTO_PASSWORD_FILE", str(files.password_file))
     monkeypatch.setenv("CAMPUSHUB_MOSQUITTO_ACL_FILE", str(files.acl_file))
     monkeypatch.setenv("CAMPUSHUB_MOSQUITTO_PID_FILE", str(files.pid_file))
-    return dataclasses.replace(hub_settings, mqtt_cafile=None, device_rate_per_s=RATE, device_burst=BURST,
+    return dataclasses.replace(hub_settings, mqtt_cafile=None, device_rate_per_s=device_limit[0],
+                               device_burst=device_limit[1],
                                quarantine_cooldown_s=cooldown, quarantine_max_s=2 * cooldown)
 
 
@@ -123,18 +135,32 @@ async def _quarantined(db: Database, device_id: str) -> bool:
         "SELECT released_at IS NULL FROM device_quarantines WHERE device_id = $1", device_id))
 
 
+def _device_client(broker: PrivateMosquitto, device: DeviceCredentials) -> TrioMqttClient:
+    """An MQTT client logged in with ``device``'s own broker account (a compromised or broken device)."""
+    return TrioMqttClient(host="127.0.0.1", port=broker.port, client_id=device.device_id, clean_start=True,
+                          username=device.device_id, password=seeded_broker_password(device.signing_key))
+
+
+def _signed_reading(device: DeviceCredentials, seq: int, at: float, value: float) -> bytes:
+    """A signed temperature reading stamped ``at`` (the device's clock, s)."""
+    event = SensorReadingEvent(v=1, id=new_event_id(), device=device.device_id, ts=int(at * 1000), seq=seq,
+                               body=SensorReading(metric="temperature", value=value, unit="C"))
+    return encode_event(event, cast(SignatureAlgorithm, device.alg), device.signing_key)
+
+
 async def _flood_until_quarantined(db: Database, broker: PrivateMosquitto, settings: Settings,
-                                   device: DeviceCredentials) -> None:
-    """Flood as ``device`` (its own broker login, signed events: a compromised or broken device) until the
+                                   device: DeviceCredentials, frames: list[bytes] | None = None) -> None:
+    """Flood as ``device`` (its own broker login, signed events: ``frames``, or ``FLOOD`` scans) until the
     hub quarantines it and the broker closes the connection."""
-    flooder = TrioMqttClient(host="127.0.0.1", port=broker.port, client_id=device.device_id, clean_start=True,
-                             username=device.device_id, password=seeded_broker_password(device.signing_key))
+    flooder = _device_client(broker, device)
     uplink = Topics(settings.topic_prefix).uplink(device.device_id)
+    if frames is None:
+        frames = [signed_scan(device, f"flood-{seq}", seq=seq) for seq in range(1, FLOOD + 1)]
     async with trio.open_nursery() as nursery:
         with trio.fail_after(10):
             await nursery.start(flooder.run)
-        for seq in range(1, FLOOD + 1):
-            await flooder.publish(uplink, signed_scan(device, f"flood-{seq}", seq=seq), qos=1)
+        for frame in frames:
+            await flooder.publish(uplink, frame, qos=1)
         await eventually(partial(_quarantined, db, device.device_id), timeout=15)
         # The broker closes the flooder's connection and refuses its logins from now on.
         await eventually(lambda: _true(not flooder.connected), timeout=10)
@@ -142,7 +168,7 @@ async def _flood_until_quarantined(db: Database, broker: PrivateMosquitto, setti
 
 
 def _metric(text: str, name: str) -> float:
-    found = re.search(rf"^{name}(?:\{{[^}}]*\}})? (\S+)$", text, re.M)
+    found = re.search(rf"^{re.escape(name)}(?:\{{[^}}]*\}})? (\S+)$", text, re.M)
     return float(found.group(1)) if found else 0.0
 
 
@@ -175,10 +201,8 @@ async def test_a_flooding_device_is_quarantined_at_the_broker_and_delivers_its_o
         assert await _quarantined(test_db, flooding_device.device_id)
         assert flooding.agent is not None and flooding.agent.outbox_depth >= HELD
 
-        alarm = await test_db.fetchrow(
-            "SELECT state, message FROM alarms WHERE type = 'rate_limited' AND device_id = $1",
-            flooding_device.device_id)
-        assert alarm["message"].find("quarantined at the broker until") > 0, alarm
+        alarm = await _alarm_of(test_db, flooding_device.device_id)
+        assert alarm is not None and alarm["message"].find("quarantined at the broker until") > 0, alarm
         metrics = quarantining_hub.metrics.render()
         assert _metric(metrics, "campushub_device_quarantines_started_total") == 1
         assert _metric(metrics, "campushub_devices_quarantined") == 1
@@ -216,14 +240,16 @@ async def test_ops_release_a_quarantined_device_through_the_api(
         " now() - interval '85 minutes')", flooding_device.device_id)
     ops = next(login for login in hub_campus.logins if login.role == "ops")
     student = next(login for login in hub_campus.logins if login.role == "student")
-    base = f"http://127.0.0.1:{quarantining_hub.web_port}"
+    port = quarantining_hub.web_port
+    assert port is not None
+    base = f"http://127.0.0.1:{port}"
     url = f"/api/v1/devices/{flooding_device.device_id}/release"
     flooding: AgentThread | None = None
     try:
         async with httpx.AsyncClient(base_url=base) as http:
-            ops_auth = {"Authorization": f"Bearer {await login(quarantining_hub.web_port, ops.username, ops.password)}"}
+            ops_auth = {"Authorization": f"Bearer {await login(port, ops.username, ops.password)}"}
             student_auth = {"Authorization":
-                            f"Bearer {await login(quarantining_hub.web_port, student.username, student.password)}"}
+                            f"Bearer {await login(port, student.username, student.password)}"}
             not_yet = await http.post(url, json={}, headers=ops_auth)
             assert (not_yet.status_code, not_yet.json()["error"]["code"]) == (409, "not_quarantined")
 
@@ -256,6 +282,58 @@ async def test_ops_release_a_quarantined_device_through_the_api(
 
 async def _at_least(db: Database, device_id: str, n: int, values_from: float = 1000) -> bool:
     return await _readings(db, device_id, values_from) >= n
+
+
+#: A full edge agent outbox (``max_outbox_rows``, the default burst), and the default flood threshold.
+OUTBOX_ROWS = Settings.device_burst
+DENSITY = Settings.device_flood_events_per_s
+
+
+@pytest.mark.parametrize("device_limit", [(Settings.device_rate_per_s, Settings.device_burst)])
+async def test_a_full_outbox_drain_passes_the_default_limits_while_a_dense_flood_trips_at_its_threshold(
+    quarantining_hub: Hub, hub_settings: Settings, hub_campus: Campus, broker: PrivateMosquitto, test_db: Database,
+):
+    flooding_device, draining_device = hub_campus.devices[0], hub_campus.devices[1]
+    # A device back from a long outage drains its full outbox as fast as the broker takes it: 10,000 readings
+    # stamped when they were captured (one every 2 s over the last 5.5 hours).
+    captured_from = time.time() - 2 * OUTBOX_ROWS
+    drain = _device_client(broker, draining_device)
+    uplink = Topics(hub_settings.topic_prefix).uplink(draining_device.device_id)
+    async with trio.open_nursery() as nursery:
+        with trio.fail_after(10):
+            await nursery.start(drain.run)
+        for seq in range(1, OUTBOX_ROWS + 1):
+            await drain.publish(uplink, _signed_reading(draining_device, seq, captured_from + 2 * seq, seq), qos=1)
+        await eventually(partial(_at_least, test_db, draining_device.device_id, OUTBOX_ROWS, 0), timeout=60,
+                         interval=0.2)
+        nursery.cancel_scope.cancel()
+    metrics = quarantining_hub.metrics.render()
+    assert _metric(metrics, 'campushub_events_rejected_total{reason="rate_limited"}') == 0
+    assert not await _quarantined(test_db, draining_device.device_id)
+
+    # A firmware loop stamps 1.2x the threshold within one millisecond of its clock: the events beyond the
+    # threshold are refused at once (long before the bucket's 10,000) and the device is quarantined.
+    now = time.time()
+    await _flood_until_quarantined(test_db, broker, hub_settings, flooding_device,
+                                   [_signed_reading(flooding_device, seq, now, seq) for seq in range(DENSITY * 6 // 5)])
+    await eventually(lambda: _alarm_of(test_db, flooding_device.device_id), timeout=10)
+    alarm = await _alarm_of(test_db, flooding_device.device_id)
+    assert alarm is not None and "within one second of its clock" in alarm["message"], alarm
+    assert await _readings(test_db, flooding_device.device_id) == DENSITY
+    refused = await test_db.fetchval(
+        "SELECT count(*) FROM rejected_events WHERE reason = 'rate_limited' AND device_id = $1",
+        flooding_device.device_id)
+    assert refused >= 1
+    # Every refusal is counted (the rows are capped per source a minute); none of the drained device's.
+    assert 1 <= _metric(quarantining_hub.metrics.render(),
+                        'campushub_events_rejected_total{reason="rate_limited"}') <= DENSITY // 5
+    assert await _readings(test_db, draining_device.device_id) == OUTBOX_ROWS
+
+
+async def _alarm_of(db: Database, device_id: str) -> Any:
+    """The device's ``rate_limited`` alarm row (state, message), or None."""
+    return await db.fetchrow("SELECT state, message FROM alarms WHERE type = 'rate_limited' AND device_id = $1",
+                             device_id)
 
 
 def test_a_quarantined_account_is_left_out_of_both_files():

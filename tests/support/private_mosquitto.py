@@ -134,6 +134,37 @@ def write_accounts(files: MosquittoFiles, topics: Topics, hub: BrokerLogin | Non
     write_atomically(files.acl_file, render_acl_file(rows, topics, hub.username if hub else None))
 
 
+def unbind_client_ids(conf_text: str) -> str:
+    """A rendered config without the client id bound to the username (an ``edit_conf``/``mosquitto_conf`` edit).
+
+    For brokers that serve a whole test run under one account: it publishes as many devices under many
+    client ids. The binding itself is tested on its own (tests/hub/test_mosquitto_acl.py).
+    """
+    return conf_text.replace("use_username_as_clientid true\n", "")
+
+
+def run_account_files(directory: Path, login: BrokerLogin) -> tuple[MosquittoFiles, BrokerTls]:
+    """Files for a secure broker serving a whole test run: a CA and a server certificate for 127.0.0.1
+    (``trustme``; the CA is ``BrokerTls.cafile``) and one account, ``login``, allowed every topic.
+
+    Blocking; ``directory`` is created. The broker reads ``broker_files(directory / "broker")``.
+    """
+    import trustme
+
+    directory.mkdir(parents=True, exist_ok=True)
+    ca = trustme.CA()
+    server = ca.issue_cert(HOST)
+    tls = BrokerTls(directory / "ca.pem", directory / "broker.crt", directory / "broker.key")
+    ca.cert_pem.write_to_path(str(tls.cafile))
+    server.cert_chain_pems[0].write_to_path(str(tls.certfile))
+    server.private_key_pem.write_to_path(str(tls.keyfile))
+    files = broker_files(directory / "broker")
+    files.password_file.parent.mkdir(exist_ok=True)
+    write_accounts(files, Topics(), login)
+    write_atomically(files.acl_file, f"user {login.username}\ntopic readwrite #\n")
+    return files, tls
+
+
 def start_private_mosquitto(
     directory: Path,
     *,
