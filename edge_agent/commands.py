@@ -32,7 +32,16 @@ import time
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Mapping, Protocol
 
-from schemas import Command, CommandStatus, SealError, WireError, decode_command, open_args, verify
+from schemas import (
+    Command,
+    CommandStatus,
+    SealError,
+    WireError,
+    decode_command,
+    open_args,
+    sealed_arg_names,
+    verify,
+)
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +147,15 @@ class CommandExecutor:
         return outcome
 
     def _open(self, command: Command) -> dict[str, Any]:
-        """``args`` with the sealed ones opened and merged in; raises :class:`SealError`."""
+        """``args`` with the sealed ones opened and merged in; raises :class:`SealError`.
+
+        Arguments that must travel sealed (``schemas.sealed_arg_names``: rosters,
+        templates, secrets) are refused in clear: the hub always seals them, so
+        clear ones mean a hub or tool that leaked them to every subscriber.
+        """
+        in_clear = sealed_arg_names(command.name, command.args)
+        if in_clear:
+            raise SealError(f"argument {in_clear[0]!r} carries personal data or a secret and must be sealed")
         if command.sealed is None:
             return dict(command.args)
         alg, key = self.host.own_key()

@@ -39,7 +39,7 @@ from ._envelope import (
     SensorReadingEvent,
     SignatureAlgorithm,
 )
-from ._sealed import SealError, decode_sealed, encode_sealed, open_args, seal_args, sealed_arg_names
+from ._sealed import SealError, decode_sealed, encode_sealed, open_args, seal_args, sealed_arg_names, x25519_private_key
 from ._token import (
     TOKEN_WINDOW_SECONDS,
     CheckinToken,
@@ -60,5 +60,6 @@ __all__ = [
     "decode_command", "decode_frame", "encode_command", "decode_status", "encode_event", "encode_status", "issue_checkin_token",
     "new_event_id", "parse_checkin_token", "sign", "token_is_authentic", "token_is_fresh",
     "token_window", "verify",
-    "MAX_SEALED_BYTES", "SealError", "SealedArgs", "decode_sealed", "encode_sealed", "open_args", "seal_args", "sealed_arg_names",
+    "MAX_SEALED_BYTES", "SealError", "SealedArgs", "decode_sealed", "encode_sealed", "open_args", "seal_args",
+    "sealed_arg_names", "x25519_private_key",
 ]

@@ -23,6 +23,7 @@ from typing import Any, Callable, Coroutine, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import aiomqtt
+import msgspec
 
 from edge_agent.agent import EdgeAgent
 from edge_agent.config import AgentConfig, MqttEndpoint, parse_mqtt_url
@@ -36,6 +37,9 @@ from schemas import (
     decode_frame,
     decode_status,
     encode_command,
+    seal_args,
+    sealed_arg_names,
+    x25519_private_key,
 )
 
 T = TypeVar("T")
@@ -231,9 +235,18 @@ RUNNERS = {"asyncio": run_native, "trio_asyncio": run_trio_asyncio}
 
 def command(cfg: Any, name: str, args: dict[str, Any] | None = None, *, ttl_s: float = 30,
             hub_ts: int | None = None, device: str | None = None) -> Command:
+    """A command to ``cfg``'s agent; the arguments the hub seals are sealed to ``cfg``'s key, as the hub does."""
     now = int(time.time() * 1000) if hub_ts is None else hub_ts
-    return Command(v=1, id=uuid.uuid4().bytes, device=device or cfg.device_id, name=name,  # type: ignore[arg-type]
-                   hub_ts=now, expires_ts=now + int(ttl_s * 1000), args=args or {})
+    args = args or {}
+    cmd = Command(v=1, id=uuid.uuid4().bytes, device=device or cfg.device_id, name=name,  # type: ignore[arg-type]
+                  hub_ts=now, expires_ts=now + int(ttl_s * 1000), args=args)
+    to_seal = sealed_arg_names(name, args)
+    if not to_seal:
+        return cmd
+    key: dict[str, bytes] = ({"hmac_key": cfg.signing_key} if cfg.alg == "hmac-sha256" else {
+        "x25519_public_key": x25519_private_key(cfg.signing_key).public_key().public_bytes_raw()})
+    sealed = seal_args({k: args[k] for k in to_seal}, device_id=cmd.device, command_id=cmd.id, name=name, **key)
+    return msgspec.structs.replace(cmd, args={k: v for k, v in args.items() if k not in to_seal}, sealed=sealed)
 
 
 async def publish(prefix: str, cmd: Command, key: bytes, *, to: str | None = None,

@@ -212,6 +212,30 @@ def test_sealed_arguments_open_only_on_their_device_and_command(tmp_path: Path) 
     run_native(main())
 
 
+def test_personal_arguments_in_clear_are_refused(tmp_path: Path) -> None:
+    """A roster, template or secret sent in clear (a leaky tool, not the hub) is never applied."""
+    prefix = new_prefix()
+    cfg = make_config(tmp_path, prefix)
+
+    async def main() -> None:
+        async with Collector(prefix) as col, EdgeAgent(cfg) as agent:
+            task = await start(agent)
+            clear_roster = msgspec.structs.replace(command(cfg, "roster_sync"), args={"pins": "4242=s-042"})
+            clear_secret = msgspec.structs.replace(command(cfg, "config_push"), args={"wifi_password": "hunter2"})
+            for cmd in (clear_roster, clear_secret):
+                await publish(prefix, cmd, cfg.signing_key)
+            await col.wait_for(lambda: len(acks(col)) == 2)
+            assert acks(col)[clear_roster.id].body.detail == (
+                "sealed arguments: argument 'pins' carries personal data or a secret and must be sealed")
+            assert acks(col)[clear_secret.id].body.detail.endswith("'wifi_password' carries personal data or a secret"
+                                                                   " and must be sealed")
+            assert {acks(col)[c.id].body.status for c in (clear_roster, clear_secret)} == {"failed"}
+            assert agent.enrolment.student_for_pin("4242") is None
+            await stop(agent, task)
+
+    run_native(main())
+
+
 def test_ed25519_devices_open_arguments_sealed_to_their_public_key(tmp_path: Path) -> None:
     prefix = new_prefix()
     hub_seed, device_seed = secrets.token_bytes(32), secrets.token_bytes(32)
