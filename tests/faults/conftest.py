@@ -4,7 +4,8 @@ Without ``CAMPUSHUB_FAULTS=1`` every file in this folder is ignored at
 collection (not skipped), so the unit suite neither runs nor reports them.
 
 Each test runs the real hub as a ``campushub serve`` subprocess against
-PRIVATE services it starts itself (an embedded Mosquitto, and for the
+PRIVATE services it starts itself (an embedded Mosquitto from the generated
+configuration, with TLS under ``CAMPUSHUB_TEST_BROKER=secure``; and for the
 PostgreSQL restart an embedded PostgreSQL) or a database of its own on the
 shared PostgreSQL, with its own topic prefix and MQTT client ids; it never
 stops or restarts the shared services. Every process and private service is
@@ -57,10 +58,11 @@ def figures(request) -> dict:
     return record
 
 
-#: ``CAMPUSHUB_TEST_BROKER=secure``: the private brokers run the generated configuration (authentication, TLS,
-#: packet size, queue limits, persistence) with one account for the test, as the unit suite's broker does.
+#: The private brokers run the generated configuration (no anonymous access, packet size, queue limits,
+#: persistence) with one account for the test; ``CAMPUSHUB_TEST_BROKER=secure`` adds its TLS listener, which
+#: every client then uses.
 SECURE_BROKER = os.environ.get("CAMPUSHUB_TEST_BROKER", "") == "secure"
-SECURE_LOGIN = BrokerLogin("campushub-faults", "faults-broker-password")
+BROKER_LOGIN = BrokerLogin("campushub-faults", "faults-broker-password")
 
 
 class PrivateBroker:
@@ -70,27 +72,25 @@ class PrivateBroker:
     broker forwards to :attr:`client_port` and gives its clients :meth:`url_through`.
     """
 
-    def __init__(self, data_dir: Path, *, secure: bool = SECURE_BROKER) -> None:
+    def __init__(self, data_dir: Path, *, tls: bool = SECURE_BROKER) -> None:
         self.data_dir = data_dir
         self.broker: EmbeddedBroker | None = None
         self.port: int | None = None
-        self.tls: BrokerTls | None = None
-        self.tls_port: int | None = None
-        if secure:
-            _, self.tls = run_account_files(data_dir / "secure", SECURE_LOGIN)
-            self.tls_port = free_port("127.0.0.1")  # kept across restarts: clients reconnect to the same URL
+        _, server_files = run_account_files(data_dir / "accounts", BROKER_LOGIN)
+        self.tls: BrokerTls | None = server_files if tls else None
+        # Kept across restarts, as the plain port is: clients reconnect to the same URL.
+        self.tls_port: int | None = free_port("127.0.0.1") if tls else None
 
-    def _secure_conf(self, port: int) -> str:
-        assert self.tls is not None and self.tls_port is not None
-        files = broker_files(self.data_dir / "secure" / "broker")
+    def _conf(self, port: int) -> str:
+        files = broker_files(self.data_dir / "accounts" / "broker")
         return unbind_client_ids(render_mosquitto_conf(
             password_file=files.password_file, acl_file=files.acl_file, port=port, bind_address="127.0.0.1",
-            tls=self.tls, tls_port=self.tls_port, persistence_dir=self.data_dir, run_as_user=getpass.getuser()))
+            tls=self.tls, tls_port=self.tls_port or 8883, persistence_dir=self.data_dir,
+            run_as_user=getpass.getuser()))
 
     def start(self) -> EmbeddedBroker:
         # No port: the previous run's port is reused when free (clients reconnect to the same URL).
-        self.broker = start_embedded_broker(self.data_dir, prefer_mosquitto=True,
-                                            mosquitto_conf=self._secure_conf if self.tls else None)
+        self.broker = start_embedded_broker(self.data_dir, prefer_mosquitto=True, mosquitto_conf=self._conf)
         if self.broker.kind != "mosquitto":
             # amqtt neither persists sessions across a restart nor redelivers unacked messages.
             self.broker.stop()
@@ -120,14 +120,13 @@ class PrivateBroker:
 
     def url_through(self, port: int) -> str:
         """The broker's URL (scheme and credentials) with ``port`` of 127.0.0.1: a proxy in front of it."""
-        if self.tls is None:
-            return f"mqtt://127.0.0.1:{port}"
-        return f"mqtts://{SECURE_LOGIN.username}:{SECURE_LOGIN.password}@127.0.0.1:{port}"
+        scheme = "mqtt" if self.tls is None else "mqtts"
+        return f"{scheme}://{BROKER_LOGIN.username}:{BROKER_LOGIN.password}@127.0.0.1:{port}"
 
 
 @pytest.fixture
 def private_broker() -> Iterator[PrivateBroker]:
-    """A private Mosquitto (persistence on; in secure mode the generated config), stopped and removed afterwards."""
+    """A private Mosquitto (the generated config, persistence on; TLS in secure mode), stopped and removed afterwards."""
     data_dir = Path(tempfile.mkdtemp(prefix="campushub-faults-mqtt-"))
     holder = PrivateBroker(data_dir)
     try:

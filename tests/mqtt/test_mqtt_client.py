@@ -1,7 +1,9 @@
 """TrioMqttClient against a real Mosquitto broker (no mocks).
 
 Broker address: CAMPUSHUB_TEST_MQTT_HOST / CAMPUSHUB_TEST_MQTT_PORT
-(default 127.0.0.1:1883). Every test uses its own topic prefix and client ids.
+(default 127.0.0.1:1883); with CAMPUSHUB_TEST_BROKER=secure the run's secure
+broker (``CAMPUSHUB_TEST_MQTT_URL``, set by tests/conftest.py: credentials and
+TLS). Every test uses its own topic prefix and client ids.
 """
 
 from __future__ import annotations
@@ -16,10 +18,16 @@ import trio
 from mqtt_helpers import assert_nothing, drop_socket, receive, start, subscriber, wait_until
 from support.tcp_proxy import TcpProxy
 
-from hub.mqtt import MqttNotConnected, TrioMqttClient
+from hub.core.config import MqttUrl
+from hub.mqtt import MqttNotConnected, TrioMqttClient, client_tls_context
 
 HOST = os.environ.get("CAMPUSHUB_TEST_MQTT_HOST", "127.0.0.1")
 PORT = int(os.environ.get("CAMPUSHUB_TEST_MQTT_PORT", "1883"))
+
+
+def _broker() -> MqttUrl:
+    """Read at call time: in secure mode the root conftest sets ``CAMPUSHUB_TEST_MQTT_URL`` before any test runs."""
+    return MqttUrl.parse(os.environ["CAMPUSHUB_TEST_MQTT_URL"] if os.environ.get("CAMPUSHUB_TEST_BROKER") == "secure" else f"mqtt://{HOST}:{PORT}")
 
 pytestmark = pytest.mark.integration
 
@@ -29,9 +37,9 @@ def _broker_reachable() -> None:
     # A fixture, not an import-time check: `-m "not integration"` then
     # deselects these tests cleanly instead of erroring at collection.
     try:
-        socket.create_connection((HOST, PORT), timeout=1).close()
+        socket.create_connection((_broker().host, _broker().port), timeout=1).close()
     except OSError as exc:
-        pytest.fail(f"MQTT broker not reachable at {HOST}:{PORT}: {exc}", pytrace=False)
+        pytest.fail(f"MQTT broker not reachable at {_broker()}: {exc}", pytrace=False)
 
 
 @pytest.fixture
@@ -40,8 +48,12 @@ def prefix() -> str:
 
 
 def make_client(cid: str, cls: type[TrioMqttClient] = TrioMqttClient, **kw) -> TrioMqttClient:
-    kw.setdefault("host", HOST)
-    kw.setdefault("port", PORT)
+    broker = _broker()
+    kw.setdefault("host", broker.host)
+    kw.setdefault("port", broker.port)
+    kw.setdefault("username", broker.username)
+    kw.setdefault("password", broker.password)
+    kw.setdefault("tls", client_tls_context() if broker.tls else None)
     kw.setdefault("session_expiry_s", 30)  # don't leave sessions behind for long
     return cls(client_id=cid, **kw)
 
@@ -309,7 +321,7 @@ async def test_last_will_on_dead_socket_but_not_on_clean_stop(prefix: str) -> No
 
 async def test_broker_down_at_start_then_up_then_server_drop(prefix: str) -> None:
     port = free_port()
-    proxy = TcpProxy(HOST, PORT)
+    proxy = TcpProxy(_broker().host, _broker().port)
     with trio.fail_after(6):
         async with trio.open_nursery() as n:
             c = make_client(f"{prefix}-down", clean_start=True, port=port)
