@@ -85,6 +85,10 @@ def describe_tls_error(exc: BaseException) -> str:
     if isinstance(exc, ssl.SSLEOFError):
         # Mosquitto's answer to a missing client certificate: it closes without an alert.
         return f"TLS connection closed by the broker ({exc.reason or exc}); {NO_CLIENT_CERT_HINT}"
+    if isinstance(exc, ssl.SSLError) and "CERTIFICATE_REQUIRED" in str(exc.reason):
+        # With TLS 1.3 the same mistake may instead arrive as an alert, after the handshake
+        # looked done: which one the client sees depends on timing.
+        return f"TLS error: {exc.reason}; {NO_CLIENT_CERT_HINT}"
     if isinstance(exc, ssl.SSLError):
         return f"TLS error: {exc.reason or exc}"
     return f"TLS handshake failed: {exc!r}"
