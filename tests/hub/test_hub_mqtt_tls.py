@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import ssl
 import time
 from functools import partial
 from pathlib import Path
@@ -192,3 +193,16 @@ def test_mqtt_url_and_settings_for_tls(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="needs CAMPUSHUB_MQTT_CERTFILE"):
         Settings.from_env({**env, "CAMPUSHUB_MQTT_CERTFILE": ""})
     assert Settings(mqtt_url="mqtt://broker.example").mqtt_tls_context() is None
+
+
+@pytest.mark.parametrize("reason", ["TLSV13_ALERT_CERTIFICATE_REQUIRED", None])
+def test_missing_client_certificate_is_named_in_either_form_tls_reports_it(reason: str | None):
+    """Under TLS 1.3 the broker's refusal arrives as an alert or as a bare EOF, by timing."""
+    from hub.mqtt._tls import NO_CLIENT_CERT_HINT, describe_tls_error
+    if reason is None:
+        exc: ssl.SSLError = ssl.SSLEOFError(8, "EOF occurred in violation of protocol")
+    else:
+        exc = ssl.SSLError(1, f"[SSL: {reason}] tlsv13 alert certificate required")
+        exc.reason = reason
+    assert NO_CLIENT_CERT_HINT in describe_tls_error(exc)
+    assert NO_CLIENT_CERT_HINT not in describe_tls_error(ssl.SSLError(1, "other"))
