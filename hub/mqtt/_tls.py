@@ -80,15 +80,17 @@ NO_CLIENT_CERT_HINT = "does its listener require a client certificate (require_c
 
 def describe_tls_error(exc: BaseException) -> str:
     """One line an operator can act on, e.g. the certificate check that failed."""
+    # ``reason`` is set by OpenSSL-raised errors only.
+    reason = getattr(exc, "reason", None)
     if isinstance(exc, ssl.SSLCertVerificationError):
         return f"broker certificate not trusted: {exc.verify_message} (check the CA file and the host name)"
     if isinstance(exc, ssl.SSLEOFError):
         # Mosquitto's answer to a missing client certificate: it closes without an alert.
-        return f"TLS connection closed by the broker ({exc.reason or exc}); {NO_CLIENT_CERT_HINT}"
-    if isinstance(exc, ssl.SSLError) and "CERTIFICATE_REQUIRED" in str(exc.reason):
+        return f"TLS connection closed by the broker ({reason or exc}); {NO_CLIENT_CERT_HINT}"
+    if isinstance(exc, ssl.SSLError) and "CERTIFICATE_REQUIRED" in str(reason):
         # With TLS 1.3 the same mistake may instead arrive as an alert, after the handshake
         # looked done: which one the client sees depends on timing.
-        return f"TLS error: {exc.reason}; {NO_CLIENT_CERT_HINT}"
+        return f"TLS error: {reason}; {NO_CLIENT_CERT_HINT}"
     if isinstance(exc, ssl.SSLError):
-        return f"TLS error: {exc.reason or exc}"
+        return f"TLS error: {reason or exc}"
     return f"TLS handshake failed: {exc!r}"
