@@ -50,6 +50,10 @@ DEFAULT_SERVER_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_MQTT_URL = "mqtt://127.0.0.1:1883"
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 PROJECT_ROOT = os.path.dirname(BENCH_DIR)
+#: The benchmarks' campus key (fixed: nothing is written to a data dir). Put in the environment too,
+#: so every connection that seeds (``hub.db.open_database``'s default key) seals with the key the
+#: benchmark hub (``hub_settings``) and its child processes open with.
+os.environ.setdefault("CAMPUSHUB_MASTER_KEY", "Y2FtcHVzaHViLWJlbmNobWFyay1zZWNyZXRzLWtleSE=")
 
 
 # =========================================================================== small helpers
@@ -472,9 +476,9 @@ def hub_settings(url: str, mqtt_url: str, prefix: str, **overrides: Any):
     values: dict[str, Any] = {"database_url": url, "mqtt_url": mqtt_url, "topic_prefix": prefix,
                               "hub_client_id": f"{prefix}-hub", "jwt_secret": "campushub-benchmark-" + "x" * 32,
                               "data_dir": Path("/nonexistent/campushub-bench"),
-                              # A fixed secrets key (nothing written either) and the demo's password-only
+                              # The benchmarks' campus key (above) and the demo's password-only
                               # logins: the benchmarks log seeded users in.
-                              "secrets_key": "Y2FtcHVzaHViLWJlbmNobWFyay1zZWNyZXRzLWtleSE=",
+                              "master_key": os.environ["CAMPUSHUB_MASTER_KEY"],
                               "mfa_optional_demo": True,
                               # The benchmarks' broker is this machine's anonymous one: expected, so
                               # /healthz says "ok" (bench/restart.py times it) rather than "degraded".

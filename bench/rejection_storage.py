@@ -93,8 +93,8 @@ async def _flood(db, *, args, campus, payloads: list[bytes], cap: int | None) ->
         t = time.perf_counter()
         if cap is None:
             async def head(conn, batch=batch):
-                await conn.execute("INSERT INTO processed_messages (dedup_key) SELECT unnest($1::bytea[])",
-                                   [c.dedup_key for c in batch])
+                await conn.execute("INSERT INTO processed_messages (dedup_key, ledger_day)"
+                                   " SELECT unnest($1::bytea[]), current_date", [c.dedup_key for c in batch])
                 await conn.executemany(_HEAD_INSERT, [
                     (c.dedup_key, None, None, topic, None, "oversize", "", None, c.effects[0].payload, at)
                     for c in batch])
@@ -107,7 +107,9 @@ async def _flood(db, *, args, campus, payloads: list[bytes], cap: int | None) ->
     size = await db.fetchval(f"SELECT pg_total_relation_size('{table}')")
     if cap is not None:
         size += await db.fetchval("SELECT pg_total_relation_size('rejection_tallies')")
-    ledger = await db.fetchval("SELECT pg_total_relation_size('processed_messages')")
+    # Partitioned since migration 0023: the parent has no storage of its own, its partitions do.
+    ledger = await db.fetchval(
+        "SELECT sum(pg_total_relation_size(relid)) FROM pg_partition_tree('processed_messages')")
     times.sort()
     return {"rows": rows, "bytes": size, "ledger_bytes": ledger, "batch_p50_ms": percentile(times, 50) * 1000,
             "batch_max_ms": times[-1] * 1000, "total_s": sum(times)}

@@ -52,6 +52,7 @@ Other
 """
 from __future__ import annotations
 
+import base64
 import os
 import shutil
 import tempfile
@@ -67,6 +68,7 @@ import trio_asyncio
 
 from hub.core.campus import Campus
 from hub.core.config import MqttUrl
+from hub.core.secrets_box import KEY_ENV
 from hub.db import Database, asyncio_loop, migrate, open_database, run_with_database
 from hub.db.seed import ensure_campus
 from hub.embedded import probe_mqtt, probe_postgres, start_embedded_broker, start_embedded_postgres
@@ -74,6 +76,10 @@ from hub.embedded import probe_mqtt, probe_postgres, start_embedded_broker, star
 # The real hub (``hub``, ``hub_settings``, ``hub_campus``, ``test_db``, ``publisher``) for the
 # actor, browser, hostile and CLI tests alike.
 pytest_plugins = ["support.hub_fixtures"]
+
+# One campus key for the whole run (hub/core/secrets_box.py): the fixtures that seed, the hubs under
+# test (``hub_settings``) and the CLI subprocesses all seal and open with it.
+os.environ.setdefault(KEY_ENV, base64.b64encode(os.urandom(32)).decode())
 
 LOCAL_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 LOCAL_MQTT_URL = "mqtt://127.0.0.1:1883"

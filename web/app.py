@@ -21,12 +21,13 @@ from quart_trio import QuartTrio
 from hub.core import passwords
 from hub.domain.checkin_network import parse_ranges
 
-from . import errors, openapi, templating
+from . import errors, openapi, templating, wording
 from .auth import BrowserRefreshes
 from .context import WebContext
 from .cookies import set_auth_cookies
 from .errors import invalid
 from .routes import (
+    _pages,
     academic,
     academic_pages,
     account,
@@ -36,8 +37,10 @@ from .routes import (
     audit,
     audit_pages,
     auth_api,
+    charts_api,
     checkin,
     checkin_networks_api,
+    consent_api,
     corrections,
     devices_api,
     faculty,
@@ -51,12 +54,15 @@ from .routes import (
     notifications_api,
     ops,
     people_pages,
+    privacy_api,
     provisioning,
     quarantine_api,
     sessions_api,
+    settings_pages,
     student,
     system,
     terminal_roster_api,
+    threshold_preview,
     tickets_api,
     users_api,
 )
@@ -115,13 +121,15 @@ def create_app(
     )
     app.extensions["campushub"] = ctx
     app.extensions["campushub.refreshes"] = BrowserRefreshes()
-    errors.register(app)
+    errors.register(app, page_user=_pages.page_user)
     templating.register(app)
+    wording.register(app)
     for module in (account, faculty, student, ops, auth_api, attendance_api, ingest_api, live, system, openapi,
                    provisioning, devices_api, insights, insights_pages, notifications_api, checkin, tickets_api,
                    leave, corrections, audit, audit_pages,
                    academic, academic_pages, sessions_api, users_api, people_pages, mfa_api, mfa_pages,
-                   accounts_api, account_pages, terminal_roster_api, checkin_networks_api, quarantine_api):
+                   accounts_api, account_pages, terminal_roster_api, checkin_networks_api, quarantine_api,
+                   privacy_api, consent_api, charts_api, settings_pages, threshold_preview):
         app.register_blueprint(module.bp)
 
     @app.before_serving

@@ -16,11 +16,13 @@ Health colour of a device (``static/ops.js`` applies the same rule to live updat
 """
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any, Iterable
 
 from hub.core.bus import iso_fields
 from hub.db.alarms import RoomAlarm, active_alarms
+from hub.db.console_overview import RoomTile
 from hub.db.device_health import DeviceOverview, HealthHistoryEntry
 from hub.db.rooms import RoomRow, rooms
 from hub.db.tickets import Ticket, TicketFilter, list_tickets
@@ -34,6 +36,9 @@ OUTBOX_WARNING = 100
 #: Live tickets a console snapshot carries (the board pages through the API beyond this).
 SNAPSHOT_TICKETS = 200
 HEALTH_ORDER = ("offline", "critical", "warning", "ok", "revoked")
+#: A room tile's colour: the worst of its devices' (HEALTH_ORDER, worst first); ``empty``: no device.
+TILE_STATES = (*HEALTH_ORDER, "empty")
+_ROOM_NUMBER = re.compile(r"\d+")
 
 
 def health_of(device: dict, severities: Iterable[str]) -> str:
@@ -139,3 +144,63 @@ def grid(devices: list[dict], room_rows: list[RoomRow], alarms: list[Alarm]) -> 
         if room.room_id in by_room:
             buildings.setdefault(room.building, []).append({**room_json(room), "devices": by_room[room.room_id]})
     return [{"building": name, "rooms": rooms_} for name, rooms_ in buildings.items()]
+
+
+def floor_of(room_name: str) -> str:
+    """The floor a room is on, from its (first) number by the usual convention: the digits before the last two
+    ("Room 214" → "2", "B-1105" → "11"), "G" for numbers below 100; "" when the name has no number.
+    (Rooms have no floor column: the number is what people read on the door.)"""
+    match = _ROOM_NUMBER.search(room_name)
+    if match is None:
+        return ""
+    number = match.group(0)
+    return number[:-2].lstrip("0") or "G" if len(number) > 2 else "G"
+
+
+def worst_health(healths: Iterable[str]) -> str:
+    """The worst of ``healths`` by :data:`HEALTH_ORDER`; ``empty`` for none."""
+    ranked = sorted(healths, key=HEALTH_ORDER.index)
+    return ranked[0] if ranked else "empty"
+
+
+def tile_json(tile: RoomTile) -> dict[str, Any]:
+    """A room tile of the overview: its devices with their health colours, the room's worst colour,
+    key readings (value, unit, time), sparklines (hourly averages, oldest first) and occupancy."""
+    healths = [health_of({"revoked": d.revoked, "online": d.online, "outbox_depth": d.outbox_depth,
+                          "error_count": d.error_count}, d.severities) for d in tile.devices]
+    devices = [{"device_id": d.device_id, "kind": d.kind, "revoked": d.revoked, "online": d.online,
+                "outbox_depth": d.outbox_depth, "error_count": d.error_count, "severities": list(d.severities),
+                "health": health} for d, health in zip(tile.devices, healths)]
+    return {
+        "room_id": tile.room_id, "name": tile.name, "building": tile.building, "floor": floor_of(tile.name),
+        "health": worst_health(healths), "devices": devices,
+        "readings": {m: {"value": r.value, "unit": r.unit, "at": r.at} for m, r in tile.readings.items()},
+        "sparks": {m: list(points) for m, points in tile.sparks.items()}, "occupancy": tile.occupancy,
+    }
+
+
+def overview_json(tiles: list[RoomTile]) -> list[dict[str, Any]]:
+    """Room tiles grouped building → floor (floors in number order, ground first), rooms by name."""
+    buildings: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    for tile in tiles:
+        shown = tile_json(tile)
+        buildings.setdefault(tile.building, {}).setdefault(shown["floor"], []).append(shown)
+
+    def floor_key(floor: str) -> tuple[int, int]:
+        return (0, 0) if floor == "G" else (1, int(floor)) if floor.isdigit() else (2, 0)
+
+    return [{"building": name, "floors": [{"floor": f, "rooms": floors[f]} for f in sorted(floors, key=floor_key)]}
+            for name, floors in sorted(buildings.items())]
+
+
+def duration_text(seconds: int | None) -> str:
+    """A duration as people say it ("18 min", "3 h 5 min", "2 d 4 h"); ``static/ops.js`` ``duration`` is the same."""
+    if seconds is None:
+        return "—"
+    s = max(0, int(seconds))
+    days, hours, minutes = s // 86400, s % 86400 // 3600, s % 3600 // 60
+    if s < 60:
+        return f"{s} s"
+    if days:
+        return f"{days} d {hours} h"
+    return f"{hours} h {minutes} min" if hours else f"{minutes} min"

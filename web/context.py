@@ -4,6 +4,7 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Awaitable, Callable, Sequence
 
 from hub.core.bus import LiveBus
@@ -111,9 +112,6 @@ class WebContext:
     #: Login and API limiters and the account-standing cache (web/protection.py). After
     #: changing an account's role or status, call ``protection.accounts.invalidate(user_id)``.
     protection: Protection = field(default_factory=Protection)
-    #: Seals secrets stored in PostgreSQL (TOTP seeds), hub/core/secrets_box.py. The default is a
-    #: random in-memory key (tests); the hub loads its key file or CAMPUSHUB_SECRETS_KEY.
-    secrets: SecretsBox = field(default_factory=SecretsBox.ephemeral)
     #: Roles that must have two-factor authentication: without it they may only enrol (403
     #: ``mfa_enrollment_required`` elsewhere). Empty only for the demo (Settings.mfa_optional_demo).
     mfa_required_roles: frozenset[str] = MFA_REQUIRED_ROLES
@@ -121,6 +119,14 @@ class WebContext:
     #: ended ``hub.db.quarantine.Quarantine`` or None if it had none; raises LookupError with no hub,
     #: OSError/ValueError if the broker's files could not be rewritten. Waits at most ~15 s.
     release_quarantine: Callable[[str, str], Awaitable[object]] = _no_quarantine_keeper
+    #: The audit archive's segment files (Settings.audit_archive_path): erasure redacts the
+    #: archived entries there too (hub/db/erasure.py ``erase_from_archive``). None: no archive.
+    audit_archive_dir: Path | None = None
+
+    @property
+    def secrets(self) -> SecretsBox:
+        """The campus key (hub/core/secrets_box.py): the database's own, so what one seals the other opens."""
+        return self.db.secrets
 
 
 def current_context() -> WebContext:

@@ -5,14 +5,16 @@ that turn it (and werkzeug's own HTTP errors) into:
 
 - JSON ``{"error": {"code", "message", "field"?}}`` under ``/api/``,
 - an HTTP refusal of the websocket handshake (same JSON body) for websockets,
-- for pages, a redirect to ``/login`` on 401 and an HTML error page otherwise.
+- for pages, a redirect to ``/login`` on 401 and an HTML error page otherwise: the signed-in
+  user's navigation stays (``page_user``, given by the app), and the page says what happened
+  in words (web/wording.py ``status_heading``) with the message; the code stays in the JSON.
 
 The academic db layer's refusals (:class:`hub.db.academic.AcademicError`, with
 their own status, code and field) are rendered the same way.
 """
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Awaitable, Callable, Literal
 from urllib.parse import urlencode
 
 from quart import Quart, Response, has_websocket_context, jsonify, redirect, render_template, request
@@ -72,7 +74,15 @@ def _http_code(error: HTTPException) -> str:
     return (error.name or "error").lower().replace(" ", "_")
 
 
-async def _render(error: WebError) -> Response | WerkzeugResponse:
+#: The signed-in user of an error page (for its navigation), or ``None``; set by :func:`register`.
+PageUser = Callable[[], Awaitable[Any]]
+
+
+async def _no_user() -> None:
+    return None
+
+
+async def _render_for(error: WebError, page_user: PageUser = _no_user) -> Response | WerkzeugResponse:
     """The refusal as the client wants it (a ``redirect()`` is werkzeug's response type)."""
     kind = client_kind()
     response: Response | WerkzeugResponse
@@ -83,7 +93,7 @@ async def _render(error: WebError) -> Response | WerkzeugResponse:
                 target += "?" + urlencode({"next": request.full_path.rstrip("?")})
             response = redirect(target)
         else:
-            html = await render_template("error.html", error=error)
+            html = await render_template("error.html", error=error, user=await page_user())
             response = Response(html, status=error.status, content_type="text/html; charset=utf-8")
     else:
         response = jsonify(error.body())
@@ -96,7 +106,11 @@ async def _render(error: WebError) -> Response | WerkzeugResponse:
     return response
 
 
-def register(app: Quart) -> None:
+def register(app: Quart, *, page_user: PageUser = _no_user) -> None:
+    """Install the handlers; ``page_user`` tells an error page whose menu to show (it must not raise)."""
+    def _render(error: WebError) -> Awaitable[Response | WerkzeugResponse]:
+        return _render_for(error, page_user)
+
     @app.errorhandler(WebError)
     async def on_web_error(error: WebError) -> Response | WerkzeugResponse:
         return await _render(error)

@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import datetime
+from datetime import datetime, time
 from decimal import Decimal
 from fractions import Fraction
 from typing import Iterable, Sequence
 
 from hub.core.bus import user_topic
+from hub.db.academic import TermRow
 from hub.db.insights import DaySession, SeriesPoint, StandingRow
 from hub.db.notifications import list_notifications
 from hub.domain.eligibility import BANDS, Rules, Tally, percentage, shown
+from hub.domain.timetable import local_instant, zone
 
 from .context import WebContext
 from .feeds import Feed, effective_status
@@ -122,6 +124,15 @@ def student_series_json(timeline: Sequence[tuple[str, datetime, str]], rules: Ru
         points.append({"session_id": session_id, "starts_at": starts_at, "status": status,
                        "percentage": pct_number(pct)})
     return points
+
+
+def term_json(term: TermRow | None) -> dict | None:
+    """The term a chart covers; ``starts_at`` (midnight of its first day where the term is) is the
+    chart's first point, so the chart never starts before the term does."""
+    if term is None:
+        return None
+    return {"term_id": term.id, "name": term.name, "starts_on": term.starts_on.isoformat(),
+            "ends_on": term.ends_on.isoformat(), "starts_at": local_instant(term.starts_on, time(0), zone(term.timezone))}
 
 
 def course_series_json(points: Sequence[SeriesPoint], rules: Rules) -> list[dict]:

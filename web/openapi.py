@@ -46,18 +46,22 @@ from .routes import (
     academic,
     accounts_api,
     audit,
+    charts_api,
     checkin,
     checkin_networks_api,
+    consent_api,
     corrections,
     devices_api,
     insights,
     leave,
     mfa_api,
     notifications_api,
+    privacy_api,
     provisioning,
     quarantine_api,
     sessions_api,
     terminal_roster_api,
+    threshold_preview,
     tickets_api,
     users_api,
 )
@@ -262,7 +266,8 @@ _PATHS: dict[str, Any] = {
 #: ``OPENAPI_SCHEMAS``; see web/apidoc.py). Add a module here when you add one.
 DOCUMENTED_MODULES: tuple = (provisioning, insights, notifications_api, checkin, tickets_api, leave, corrections, audit,
                               academic, sessions_api, devices_api, users_api, mfa_api,
-                              accounts_api, terminal_roster_api, checkin_networks_api, quarantine_api)
+                              accounts_api, terminal_roster_api, checkin_networks_api, quarantine_api,
+                              privacy_api, consent_api, threshold_preview, charts_api)
 
 
 def _with_generated_schemas(paths: dict[str, Any], schemas: dict[str, Any]) -> tuple[dict, dict]:

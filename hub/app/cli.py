@@ -12,6 +12,7 @@ import time
 from contextlib import ExitStack
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING, Awaitable, Callable, Sequence
 
 import trio
 
@@ -19,10 +20,17 @@ from hub.app.environment import sync_broker_accounts, with_services
 from hub.core.config import MqttUrl, Settings
 from hub.core.log_format import configure_logging
 
+if TYPE_CHECKING:
+    from hub.app.demo_access import DemoAddress
+    from hub.app.supervision import Hub
+    from hub.core.campus import Campus, LiveSession
+
 log = logging.getLogger("campushub")
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 DEMO_ROOMS, DEMO_STUDENTS = 4, 60
+#: How often the demo tops up its class loop (it keeps hub.db.seed.class_loop.AHEAD filled).
+CLASS_LOOP_EVERY_S = 300
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -40,6 +48,10 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--rooms", type=int, default=DEMO_ROOMS, help=f"rooms with a live session (default {DEMO_ROOMS})")
     demo.add_argument("--students", type=int, default=DEMO_STUDENTS, help=f"students (default {DEMO_STUDENTS})")
     demo.add_argument("--no-simulator", action="store_true", help="do not start the traffic simulator")
+    where = demo.add_mutually_exclusive_group()
+    where.add_argument("--host", help="web bind address (default 127.0.0.1; 0.0.0.0: every interface, so phones "
+                                      "on the network can follow the projector's QR code)")
+    where.add_argument("--lan", action="store_true", help="listen on this machine's LAN address and show it")
 
     serve = sub.add_parser("serve", help="run the hub (MQTT ingress, actors, web)")
     serve.add_argument("--port", type=int, default=8080, help="web port (default 8080)")
@@ -61,6 +73,8 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--duration", type=float, required=True, metavar="SECONDS", help="how long to run")
     sim.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
     sim.add_argument("--json", action="store_true", help="print the counts as JSON on stdout")
+    sim.add_argument("--loop", action="store_true",
+                     help="the campus day on a loop: follow the classes coming up, drop one device now and then")
 
     from hub.app.devices_cli import add_parser as add_devices_parser
 
@@ -71,6 +85,15 @@ def _parser() -> argparse.ArgumentParser:
     from hub.app.users_cli import add_parser as add_users_parser
 
     add_users_parser(sub)
+    from hub.app.retention_cli import add_parser as add_retention_parser
+
+    add_retention_parser(sub)
+    from hub.app.backup_cli import add_parser as add_backup_parser
+
+    add_backup_parser(sub)
+    from hub.app.keys_cli import add_parser as add_keys_parser
+
+    add_keys_parser(sub)
     return parser
 
 
@@ -89,7 +112,8 @@ def main(argv: list[str] | None = None) -> int:
         if settings.mqtt_url:
             MqttUrl.parse(settings.mqtt_url)
         handler = {"demo": _demo, "serve": _serve, "migrate": _migrate, "simulate": _simulate,
-                   "devices": _devices, "audit": _audit, "users": _users}[args.command]
+                   "devices": _devices, "audit": _audit, "users": _users, "retention": _retention,
+                   "backup": _backup, "restore": _restore, "keys": _keys}[args.command]
         return handler(args, settings)
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
@@ -126,15 +150,50 @@ def _users(args: argparse.Namespace, settings: Settings) -> int:
     return run(args, settings)
 
 
+def _retention(args: argparse.Namespace, settings: Settings) -> int:
+    from hub.app.retention_cli import run
+
+    return run(args, settings)
+
+
+def _backup(args: argparse.Namespace, settings: Settings) -> int:
+    from hub.app.backup_cli import run_backup
+
+    return run_backup(args, settings)
+
+
+def _restore(args: argparse.Namespace, settings: Settings) -> int:
+    from hub.app.backup_cli import run_restore
+
+    return run_restore(args, settings)
+
+
+def _keys(args: argparse.Namespace, settings: Settings) -> int:
+    from hub.app.keys_cli import run
+
+    return run(args, settings)
+
+
 def _migrate(args: argparse.Namespace, settings: Settings) -> int:
-    from hub.db import available_migrations, migrate, run_with_database
+    from hub.core.secrets_box import load_campus_key
+    from hub.db import Database, Migration, available_migrations, migrate, run_with_database
+    from hub.db.sealed_secrets import ensure_campus_key_fits, seal_pending
+
+    async def migrate_and_seal(db: Database) -> tuple[list[Migration], dict[str, int]]:
+        # Then the plaintext secrets older rows hold are sealed with the campus key (SQL has no key).
+        applied = await migrate(db)
+        await ensure_campus_key_fits(db)
+        return applied, await seal_pending(db)
 
     with ExitStack() as stack:
         settings = with_services(settings, stack, start_embedded=True, broker=False)
         assert settings.database_url is not None  # with_services fills it in or raises
-        applied = run_with_database(settings.database_url, migrate)
+        applied, sealed = run_with_database(settings.database_url, migrate_and_seal, secrets=load_campus_key(settings))
     for m in applied:
         print(f"applied {m.version:04d}_{m.name}")
+    for column, rows in sealed.items():
+        if rows:
+            print(f"sealed {rows} plaintext secret(s) of {column} with the campus key")
     print(f"schema at version {available_migrations()[-1].version:04d} ({len(applied)} applied now)")
     return EXIT_OK
 
@@ -158,18 +217,42 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
                     settings, host=args.host, port=args.port, task_status=task_status))
                 print(f"campushub: serving {scheme}://{args.host}:{hub.web_port}/", file=sys.stderr)
 
+        return _run_hub_program(run)
+
+
+def _run_hub_program(run: Callable[[], Awaitable[None]]) -> int:
+    """``trio.run(run)``; a start the hub refuses (``StartRefused``) is a message and exit 2, not a traceback."""
+    from hub.app.supervision import StartRefused
+
+    refused: list[BaseException] = []
+    try:
         trio.run(run)
-    return EXIT_OK
+    except* StartRefused as group:
+        refused.extend(_leaves(group))
+    for exc in refused:
+        print(f"campushub: {exc}", file=sys.stderr)
+    return EXIT_USAGE if refused else EXIT_OK
+
+
+def _leaves(error: BaseException) -> list[BaseException]:
+    """The errors inside nested exception groups (``except*`` keeps the nesting)."""
+    if isinstance(error, BaseExceptionGroup):
+        return [leaf for inner in error.exceptions for leaf in _leaves(inner)]
+    return [error]
 
 
 def _demo(args: argparse.Namespace, settings: Settings) -> int:
+    from hub.app.demo_access import demo_address
     from hub.app.supervision import run_hub
     from hub.db import asyncio_loop, migrate, open_database
-    from hub.db.seed import course_id, ensure_campus, faculty_id
+    from hub.db.seed import course_id, ensure_campus, faculty_id, room_id
     from hub.db.seed.academic import ensure_todays_past_classes  # not in ensure_campus: it writes attendance
     from hub.db.seed.checkin import ensure_checkin_demo  # after the past classes: flags one of them
+    from hub.db.seed.class_loop import ensure_class_loop  # not in ensure_campus: its tests count sessions
+    from hub.db.seed.device_health import ensure_alarm_demo  # not in ensure_campus: hub tests' rooms stay rule-free
     from hub.db.seed.insights import ensure_insights_demo  # not in ensure_campus: its tests count sessions
 
+    address = demo_address(args.host, lan=args.lan)  # ValueError: a usage error
     with ExitStack() as stack:
         settings = with_services(settings, stack, start_embedded=True)
         # The demo's printed logins must work as printed: no second factor required (serve requires it
@@ -188,20 +271,46 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
                     await ensure_insights_demo(db, course_id=course_id(1), now=datetime.now(timezone.utc))
                     await ensure_todays_past_classes(db, datetime.now(timezone.utc))
                     await ensure_checkin_demo(db, faculty_id=faculty_id(1), now=datetime.now(timezone.utc))
+                    await ensure_alarm_demo(db, [room_id(n) for n in range(1, args.rooms + 1)],
+                                            now=datetime.now(timezone.utc))
+                    # Before the hub starts: its scheduler loads the first hours of the class loop at boot.
+                    await ensure_class_loop(db, rooms=args.rooms, now=datetime.now(timezone.utc))
                     await sync_broker_accounts(db, settings)  # the seeded devices' broker accounts
                 hub = await nursery.start(lambda task_status: run_hub(
-                    settings, port=args.port, task_status=task_status))
-                _print_demo_banner(hub.web_port, campus)
+                    settings, host=address.bind, port=args.port, task_status=task_status))
+                _print_demo_banner(address, hub.web_port, campus)
+                nursery.start_soon(_keep_classes_coming, database_url, hub, args.rooms)
                 if not args.no_simulator:
                     nursery.start_soon(_run_simulator_process, settings, args)
 
-        trio.run(run)
-    print("campushub: stopped; data kept in", settings.data_dir, file=sys.stderr)
-    return EXIT_OK
+        status = _run_hub_program(run)
+    if status == EXIT_OK:
+        print("campushub: stopped; data kept in", settings.data_dir, file=sys.stderr)
+    return status
 
 
-def _print_demo_banner(port: int, campus) -> None:
-    print(f"\nCampusHub demo running at http://127.0.0.1:{port}/\n")
+async def _keep_classes_coming(database_url: str, hub: Hub, rooms: int) -> None:
+    """The demo's campus day on a loop (hub/db/seed/class_loop.py): every ``CLASS_LOOP_EVERY_S`` keep the
+    next hours filled with classes and tell the scheduler the new ones, as the web does after creating one."""
+    from actors import ActorRef
+    from hub.db.seed.class_loop import keep_class_loop
+    from hub.pipeline.scheduler import SessionsChanged
+
+    async def tell_scheduler(created: list[str]) -> None:
+        scheduler = hub.root.lookup("scheduler")
+        if isinstance(scheduler, ActorRef):
+            await scheduler.tell(SessionsChanged(tuple(created)))
+
+    await keep_class_loop(database_url, rooms=rooms, every_s=CLASS_LOOP_EVERY_S, created=tell_scheduler)
+
+
+def _print_demo_banner(address: DemoAddress, port: int, campus: Campus) -> None:
+    from hub.app.demo_access import banner_lines
+
+    print()
+    for line in banner_lines(address, port):
+        print(line)
+    print()
     print("Demo logins, for this demo only: they share a well-known password, so never seed them into a")
     print("real campus's database (`campushub simulate` refuses to; docs/deployment.md sets up a campus):")
     for login in campus.logins:
@@ -216,8 +325,9 @@ async def _run_simulator_process(settings: Settings, args: argparse.Namespace) -
     assert settings.database_url is not None and settings.mqtt_url is not None  # the demo's with_services set both
     env = dict(os.environ, CAMPUSHUB_DATABASE_URL=settings.database_url, CAMPUSHUB_MQTT_URL=settings.mqtt_url,
                CAMPUSHUB_TOPIC_PREFIX=settings.topic_prefix, CAMPUSHUB_DATA_DIR=str(settings.data_dir))
+    # --loop: it follows the demo's class loop for as long as the demo runs (a year is "forever" here).
     command = [sys.executable, "-m", "hub", "simulate", "--rooms", str(args.rooms),
-               "--students", str(args.students), "--duration", "3600"]
+               "--students", str(args.students), "--duration", str(365 * 24 * 3600), "--loop"]
     log_path = settings.data_dir / "simulator.log"
     print(f"campushub: simulator running; its progress is in {log_path}", file=sys.stderr)
     # Cancelling run_process terminates the child, which stops its agents cleanly on SIGTERM.
@@ -276,7 +386,36 @@ def _drive(campus, settings: Settings, args: argparse.Namespace) -> dict[str, in
         print(f"simulate: {time.monotonic() - started:5.1f}s/{args.duration:g}s {done}", file=sys.stderr)
 
     assert settings.mqtt_url is not None  # _simulate's with_services fills it in or raises
+    refresh = _upcoming_sessions(settings, campus) if args.loop else None
     return asyncio.run(run_simulation(
         campus, mqtt_url=settings.mqtt_url, topic_prefix=settings.topic_prefix, duration_s=args.duration,
         outbox_dir=settings.data_dir / "sim-outbox", seed=args.seed, progress=progress,
+        refresh=refresh, outage_every_s=SIM_OUTAGE_EVERY_S if args.loop else None,
     ))
+
+
+#: ``simulate --loop``: the last room's device drops off the network this often (for 3 min).
+SIM_OUTAGE_EVERY_S = 20 * 60.0
+
+
+def _upcoming_sessions(settings: Settings, campus: Campus) -> Callable[[], Awaitable[Sequence[LiveSession]]]:
+    """``simulate --loop``'s ``refresh``: the sessions of the campus's rooms live now or starting within the
+    hour, read in a worker thread (a trio run of its own: the simulator's loop is asyncio)."""
+    import asyncio
+    from datetime import timedelta
+
+    from hub.db import run_with_database
+    from hub.db.seed.class_loop import upcoming_sessions
+
+    rooms = sorted({s.room_id for s in campus.sessions})
+    url = settings.database_url
+    assert url is not None
+
+    def read() -> list[LiveSession]:
+        return run_with_database(url, lambda db: upcoming_sessions(
+            db, rooms, datetime.now(timezone.utc), timedelta(hours=1)))
+
+    async def refresh() -> list[LiveSession]:
+        return await asyncio.to_thread(read)
+
+    return refresh

@@ -1,7 +1,7 @@
 """The composition root: builds the supervision tree and runs the hub.
 
 The tree (children start in order and stop in reverse: writer, devices,
-sessions, scheduler, connections, telemetry, commands, warnings, webhooks,
+sessions, scheduler, connections, telemetry, retention, commands, warnings, webhooks,
 tickets, web, mqtt, ingress) and what each actor owns are described in
 docs/architecture.md, "Supervision tree".
 """
@@ -22,10 +22,13 @@ from actors.service import ServiceActor
 from hub.app.broker_exposure import BrokerExposure, watch_broker_exposure
 from hub.app.broker_session import SessionGuardEffects, hub_client_id
 from hub.core.bus import LiveBus
-from hub.core.config import MQTT_MAX_PACKET_SIZE, MqttUrl, Settings
+from hub.core.config import HUB_SESSION_EXPIRY_S, MQTT_MAX_PACKET_SIZE, MqttUrl, Settings
 from hub.core.metrics import HubMetrics
+from hub.core.secrets_box import load_campus_key
 from hub.db import Database, asyncio_loop, migrate, open_database, wait_for_database
 from hub.db.quarantine import QuarantinePolicy
+from hub.db.retention import policy_from_settings
+from hub.db.sealed_secrets import ensure_campus_key_fits, seal_pending
 from hub.db.telemetry import RetentionPolicy
 from hub.db.users import count_active_admins
 from hub.domain.rate_limit import RateLimit
@@ -42,6 +45,7 @@ from hub.pipeline.session_guard import SessionGuard
 from hub.pipeline.writer import WRITER_MAILBOX, PersistenceWriter
 from hub.services.collector import CollectorKeeper, collector_policy, freeze_long_lived
 from hub.services.leave_documents import LeaveDocumentPurger
+from hub.services.retention import RetentionKeeper
 from hub.services.telemetry import TELEMETRY_MAILBOX, TelemetryMaintenance
 from hub.services.terminal_rosters import TerminalRosterKeeper
 from hub.services.tickets import TICKETS_MAILBOX, PostgresTicketStore, TicketActor
@@ -50,6 +54,13 @@ from hub.services.webhooks import WebhookDispatcher
 from schemas import Topics
 
 log = logging.getLogger("hub")
+
+
+class StartRefused(Exception):
+    """The hub will not start on this configuration (e.g. a campus key that does not fit the database).
+
+    The CLI prints its message and exits 2 instead of a traceback; it arrives wrapped in the
+    nursery's exception group, so callers match it with ``except*``."""
 
 
 def child_actor(root: Supervisor, child_id: str) -> ActorRef:
@@ -217,6 +228,20 @@ def _mosquitto_sync(db: Database, topics: Topics, mqtt_url: MqttUrl) -> Any:
     return MosquittoSync(db, topics, files, hub_account) if files else None
 
 
+def _backups_spec(db: Database, settings: Settings, metrics: HubMetrics) -> ChildSpec:
+    """The scheduled backups' child (hub/services/backups.py); a stop kills a dump in progress."""
+    from datetime import timedelta
+
+    from hub.app.backup_cli import tool_dirs
+    from hub.services.backups import ScheduledBackups
+
+    assert settings.backup_dir is not None
+    directory, interval = settings.backup_dir, timedelta(hours=settings.backup_interval_h)
+    return ChildSpec("backups", lambda: ScheduledBackups(
+        db, directory, interval=interval, keep=settings.backup_keep, tool_dirs=tool_dirs(settings), metrics=metrics),
+        shutdown_timeout=5)
+
+
 def _provisioning_links(root: Supervisor, mosquitto: Any) -> Any:
     """The web's provisioning callables; the broker's files are kept in step when configured."""
     from hub.app.provisioning import ProvisioningLinks
@@ -252,7 +277,7 @@ async def run_hub(
     async with asyncio_loop():
         await wait_for_database(settings.database_url, on_retry=lambda exc, delay: log.warning(
             "database not reachable (%s); retrying in %.1fs", exc, delay))
-        async with open_database(settings.database_url) as db:
+        async with open_database(settings.database_url, secrets=load_campus_key(settings)) as db:
             await _run_tree(settings, db, mqtt_url, jwt_secret, host, port, task_status)
 
 
@@ -264,6 +289,14 @@ async def _run_tree(
     applied = await migrate(db)
     if applied:
         log.info("applied migrations: %s", ", ".join(f"{m.version:04d}_{m.name}" for m in applied))
+    try:  # stop here, clearly, rather than fail on every device, token and webhook later
+        await ensure_campus_key_fits(db)
+    except ValueError as exc:
+        log.critical("%s", exc)
+        raise StartRefused(str(exc)) from exc
+    sealed = await seal_pending(db)
+    if any(sealed.values()):
+        log.info("sealed plaintext secrets with the campus key: %s", sealed)
     if port is not None and not await count_active_admins(db):
         log.warning(NO_ADMIN_HINT)
     metrics = HubMetrics()
@@ -272,6 +305,7 @@ async def _run_tree(
         host=mqtt_url.host, port=mqtt_url.port, client_id=await hub_client_id(settings, db),
         username=mqtt_url.username, password=mqtt_url.password, protocol=mqtt_url.protocol,
         tls=settings.mqtt_tls_context(), max_packet_size=MQTT_MAX_PACKET_SIZE,
+        session_expiry_s=HUB_SESSION_EXPIRY_S,
     )
     root = Supervisor("root", observer=metrics, max_restarts=10, within_s=10)
     hub = Hub(settings, db, bus, metrics, client, root, None)
@@ -316,6 +350,7 @@ async def _run_tree(
         return await ref("quarantine").ask(Release(device_id, by), timeout=15)
 
     retention = RetentionPolicy(raw_days=settings.telemetry_raw_days, hourly_days=settings.telemetry_hourly_days)
+    retention_periods = policy_from_settings(settings)  # a bad CAMPUSHUB_RETENTION_* stops the start, clearly
 
     specs = [
         ChildSpec("writer", lambda: PersistenceWriter(
@@ -332,6 +367,8 @@ async def _run_tree(
             mailbox_size=SCHEDULER_MAILBOX),
         ChildSpec("connections", lambda: Supervisor("connections", max_restarts=1000, within_s=1)),
         ChildSpec("telemetry", lambda: TelemetryMaintenance(db, retention), mailbox_size=TELEMETRY_MAILBOX),
+        ChildSpec("retention", lambda: RetentionKeeper(db, retention_periods, metrics),
+                  shutdown_timeout=5),
         ChildSpec("commands", lambda: CommandDispatcher(
             db=db, client=client, topics=topics, writer=ref("writer"), bus=bus), mailbox_size=COMMANDS_MAILBOX),
         ChildSpec("warnings", lambda: WarningWatcher(db, bus), mailbox_size=WARNINGS_MAILBOX),
@@ -342,8 +379,9 @@ async def _run_tree(
         ChildSpec("terminal_rosters", lambda: TerminalRosterKeeper(
             db, _command_sender(root), device_offline_after_s=settings.device_offline_after_s), shutdown_timeout=2),
     ]
+    if settings.backup_dir is not None:  # scheduled backups are off unless CAMPUSHUB_BACKUP_DIR is set
+        specs.append(_backups_spec(db, settings, metrics))
     if port is not None:
-        from hub.core.secrets_box import load_secrets_box
         from web.app import create_app, create_metrics_app
         from web.context import WebContext
         from web.protection import Protection
@@ -352,7 +390,6 @@ async def _run_tree(
         session_call = session_caller(lambda: child_supervisor(root, "sessions"))
         # One for the hub's life: a restart of the web child keeps the counts and the recalled tokens.
         protection = Protection(settings, metrics.limiter_decisions)
-        secrets_box = load_secrets_box(settings.secrets_key_path, settings.secrets_key)
         # Admin and ops must use a second factor; only the demo (never `serve`) makes it optional.
         mfa_required_roles = frozenset() if settings.mfa_optional_demo else MFA_REQUIRED_ROLES
 
@@ -372,8 +409,8 @@ async def _run_tree(
                 sessions_changed=sessions_changed, campus_timezone=settings.timezone,
                 ask_device=device_asker(device_actors),
                 thresholds_changed=lambda: thresholds_changed(db, thresholds, child_supervisor(root, "devices")),
-                protection=protection, secrets=secrets_box, mfa_required_roles=mfa_required_roles,
-                release_quarantine=release_quarantine,
+                protection=protection, mfa_required_roles=mfa_required_roles,
+                release_quarantine=release_quarantine, audit_archive_dir=settings.audit_archive_path,
             )
             web_app = create_app(web_context, secure_cookies=settings.cookies_secure,
                                  metrics_token=settings.metrics_token, serve_metrics=settings.metrics_bind is None,

@@ -7,6 +7,9 @@ from the command line, where ``ps`` and shell history would keep it) and must
 pass the password policy (hub/domain/password_policy.py). The actor recorded
 in the security audit log is ``cli:<os user>``.
 
+``erase STUDENT_ID --yes`` erases a former (deactivated) student
+(hub/db/erasure.py; refused with exit 1 for an active account or an unknown id).
+
 Exit codes: 0 done; 1 refused (an admin exists, the username is taken); 2
 usage (a bad username, name, email or password, no database configured); 130
 interrupted (hub/app/cli.py).
@@ -62,6 +65,21 @@ def add_parser(sub: Any) -> None:
     reset_mfa.add_argument("username")
     reset_mfa.add_argument("--reason", default="", help="why (kept in the audit log; at most 500 characters)")
 
+    # --- erase (issue 14 §5) ---
+    erase = actions.add_parser(
+        "erase", help="erase a former (deactivated) student: personal data removed, records kept under a pseudonym",
+        description="Erase a former student (docs/privacy.md, Export and erasure): their name, username, email, "
+                    "roll number, PIN, token secret, documents, free-text reasons and notifications are removed "
+                    "or pseudonymised; attendance, marks, leave and audit records stay under the pseudonym and "
+                    "the audit chain still verifies. Refused for an active account (deactivate it first). The "
+                    "running hub's terminal-roster keeper removes anything the terminals still hold within 15 "
+                    "minutes. Recorded in the audit log.")
+    erase.add_argument("student_id", help="the student's account id (stu-...)")
+    erase.add_argument("--yes", action="store_true", required=True, help="confirm: this cannot be undone")
+    erase.add_argument("--reason", default="", help="why: a request or case number, not the name (audit log; "
+                                                    f"at most {MAX_MFA_RESET_REASON} characters)")
+    erase.add_argument("--json", action="store_true", help="print the report as JSON")
+
     # --- import (G2) ---
     people = actions.add_parser(
         "import", help="import people from a CSV file, all or nothing (docs/people.md)",
@@ -88,6 +106,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         settings = with_services(settings, stack, start_embedded=False, broker=False)
         database_url = settings.database_url
         assert database_url is not None  # with_services raised otherwise
+
+        args.audit_archive_dir = settings.audit_archive_path
 
         async def work(db: Database) -> int:
             await migrate(db)
@@ -258,4 +278,34 @@ async def _reset_mfa(db: Database, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-_ACTIONS = {"create-admin": _create_admin, "list": _list, "import": _import, "reset-mfa": _reset_mfa}
+async def _erase(db: Database, args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from hub.db.erasure import ErasureRefused, erase_from_archive, erase_student
+    from web.routes.privacy_api import erasure_json
+
+    if len(args.reason) > MAX_MFA_RESET_REASON or "\x00" in args.reason + args.student_id:
+        print(f"campushub: --reason is at most {MAX_MFA_RESET_REASON} characters, without NUL", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        report = await erase_student(db, args.student_id, actor=_actor(), now=datetime.now(timezone.utc),
+                                     reason=args.reason)
+    except ErasureRefused as refused:
+        print(f"campushub: {refused.message}", file=sys.stderr)
+        return EXIT_FAILURE
+    archived = await erase_from_archive(db, report, archive_dir=args.audit_archive_dir)
+    report = dataclasses.replace(report, changed={**report.changed, "audit_archive:redacted": archived})
+    if args.json:
+        # The API's object; the terminals are the running hub's keeper's (no commands queued here).
+        print(json.dumps(erasure_json(report, terminal_commands=0)))
+    elif report.already_erased:
+        print(f"{args.student_id} was already erased ({report.pseudonym}); "
+              + (f"{archived} archived audit entries redacted now" if archived else "nothing changed"))
+    else:
+        changed = ", ".join(f"{k} {v}" for k, v in report.changed.items() if v)
+        print(f"erased {args.student_id}: now {report.pseudonym}; rows changed: {changed or 'none'}")
+    return EXIT_OK
+
+
+_ACTIONS = {"create-admin": _create_admin, "list": _list, "import": _import, "reset-mfa": _reset_mfa,
+            "erase": _erase}

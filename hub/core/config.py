@@ -23,6 +23,16 @@ MQTT_MAX_PACKET_SIZE = 2 * MAX_MESSAGE_BYTES + 2048
 #: ``CAMPUSHUB_DEVICE_OFFLINE_AFTER_S`` overrides. Pushed heartbeat intervals must fit it
 #: (hub.domain.device_health.heartbeat_interval_problem).
 DEVICE_OFFLINE_AFTER_S = 90.0
+#: The Session Expiry Interval the hub asks of the broker (hub/app/supervision.py): while the hub is
+#: away, the broker queues its QoS 1 messages this long, and redelivers them when it is back.
+HUB_SESSION_EXPIRY_S = 3600
+#: The longest an edge agent's outbox may hold an event and still have it applied: the oldest
+#: event the hub supports receiving, docs/data-lifecycle.md ("The dedup ledger's window").
+EDGE_OUTBOX_MAX_AGE_S = 7 * 86400
+#: Events signed longer ago than this when they reach the hub are refused (``expired``, the device
+#: actor): a redelivery can be no older, so the dedup ledger keeps ids for this long past their
+#: signed day and no more (hub/db/retention.py), and nothing is ever applied twice.
+EVENT_MAX_AGE_S = HUB_SESSION_EXPIRY_S + EDGE_OUTBOX_MAX_AGE_S
 
 
 @dataclass(frozen=True)
@@ -114,6 +124,30 @@ class Settings:
     #: Raw sensor readings are kept this many days; hourly aggregates (and health history) longer.
     telemetry_raw_days: int = 14
     telemetry_hourly_days: int = 400
+    #: Retention of everything else (docs/data-lifecycle.md has the table; hub/db/retention.py prunes):
+    #: accepted events (their raw bodies, QR tokens included), in daily partitions.
+    retention_events_days: int = 14
+    #: Kept rejections (``rejected_events``) and their per-minute tallies.
+    retention_rejections_days: int = 90
+    #: Check-in evidence: display check-ins (device hash, network, user agent) and used QR token windows.
+    retention_checkin_evidence_days: int = 180
+    retention_notifications_days: int = 180
+    #: Device commands that finished (acked, failed, expired, ...).
+    retention_commands_days: int = 90
+    #: Webhook deliveries that finished (delivered or failed).
+    retention_webhook_deliveries_days: int = 30
+    #: Refresh tokens and one-time codes, counted from their expiry.
+    retention_expired_credentials_days: int = 30
+    #: Closed tickets (with their comments and events), counted from closing.
+    retention_tickets_days: int = 730
+    #: Cleared and acknowledged alarms that no kept ticket refers to, counted from clearing.
+    retention_alarms_days: int = 400
+    #: Attendance and its records (flags, corrections, leave, condonation, warnings, session log).
+    retention_records_years: int = 7
+    #: Audit log entries, archived to verifiable segments first (hub/db/audit_archive.py).
+    retention_audit_years: int = 7
+    #: Where the audit archive's segments go; ``None``: ``data_dir/audit-archive``.
+    retention_audit_archive_dir: Path | None = None
     #: IANA timezone of the campus (terms' default; "today" of the academic API).
     timezone: str = "UTC"
     #: Failed logins allowed per account and per client address (``limits`` notation, one
@@ -163,11 +197,12 @@ class Settings:
     #: ``host:port`` of a listener of its own for ``/metrics`` and ``/healthz`` (plain HTTP, for
     #: a scraper on a private network); the main web port then no longer serves ``/metrics``.
     metrics_bind: str | None = None
-    #: Key file of the secrets box (TOTP seeds encrypted at rest, hub/core/secrets_box.py);
-    #: ``None``: ``data_dir/secrets.key``. ``CAMPUSHUB_SECRETS_KEY`` (a base64 key) replaces the file.
-    secrets_key_file: Path | None = None
-    #: ``CAMPUSHUB_SECRETS_KEY``: the secrets box's key (base64 of 32 bytes) instead of the key file.
-    secrets_key: str | None = field(default=None, repr=False)
+    #: ``CAMPUSHUB_MASTER_KEY_FILE``: the campus key's file (every secret stored in PostgreSQL is
+    #: sealed with it, hub/core/secrets_box.py); ``None``: ``data_dir/campus.key``, created on first use.
+    master_key_file: Path | None = None
+    #: ``CAMPUSHUB_MASTER_KEY``: the campus key itself instead of the file (base64 of 32 bytes, or
+    #: ``ID BASE64`` entries separated by ``;`` during a rotation).
+    master_key: str | None = field(default=None, repr=False)
     #: Two-factor authentication optional for every role, admin and ops included. Only
     #: ``campushub demo`` (and test fixtures) set it, so its printed logins keep working;
     #: ``from_env`` never does, so ``serve`` always requires MFA of admin and ops.
@@ -177,8 +212,17 @@ class Settings:
     #: /metrics, but the status stays ``ok``. Never read from the environment: a deployment
     #: whose broker is open reports ``degraded`` (hub/app/broker_exposure.py).
     open_broker_expected: bool = False
+    #: Scheduled backups (hub/services/backups.py): off unless ``CAMPUSHUB_BACKUP_DIR`` is set. One
+    #: sealed backup every ``backup_interval_h`` hours into that directory, the newest ``backup_keep`` kept.
+    backup_dir: Path | None = None
+    backup_interval_h: float = 24.0
+    backup_keep: int = 7
+    #: ``CAMPUSHUB_PG_BIN_DIR``: where to look first for ``pg_dump``/``pg_restore`` of the server's version.
+    pg_bin_dir: Path | None = None
 
     def __post_init__(self) -> None:
+        if not self.backup_interval_h > 0 or self.backup_keep < 1:
+            raise ValueError("CAMPUSHUB_BACKUP_INTERVAL_H must be > 0 and CAMPUSHUB_BACKUP_KEEP >= 1")
         if self.mqtt_keyfile is not None and self.mqtt_certfile is None:
             raise ValueError("CAMPUSHUB_MQTT_KEYFILE needs CAMPUSHUB_MQTT_CERTFILE (the key's certificate)")
         mqtt_tls_files = self.mqtt_cafile or self.mqtt_certfile
@@ -223,8 +267,12 @@ class Settings:
         return client_tls_context(self.mqtt_cafile, self.mqtt_certfile, self.mqtt_keyfile)
 
     @property
-    def secrets_key_path(self) -> Path:
-        return self.secrets_key_file or self.data_dir / "secrets.key"
+    def master_key_path(self) -> Path:
+        return self.master_key_file or self.data_dir / "campus.key"
+
+    @property
+    def audit_archive_path(self) -> Path:
+        return self.retention_audit_archive_dir or self.data_dir / "audit-archive"
 
     @property
     def tls(self) -> bool:
@@ -238,6 +286,9 @@ class Settings:
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
         env = dict(os.environ if env is None else env)
+        for renamed in ("CAMPUSHUB_SECRETS_KEY", "CAMPUSHUB_SECRETS_KEY_FILE"):
+            if env.get(renamed):  # one name for the campus key: a silently ignored key would lose secrets
+                raise ValueError(f"{renamed} was renamed {renamed.replace('SECRETS', 'MASTER')}; rename it")
         return cls(
             database_url=env.get("CAMPUSHUB_DATABASE_URL") or None,
             mqtt_url=env.get("CAMPUSHUB_MQTT_URL") or None,
@@ -251,6 +302,18 @@ class Settings:
             device_offline_after_s=float(env.get("CAMPUSHUB_DEVICE_OFFLINE_AFTER_S", DEVICE_OFFLINE_AFTER_S)),
             telemetry_raw_days=int(env.get("CAMPUSHUB_TELEMETRY_RAW_DAYS", "14")),
             telemetry_hourly_days=int(env.get("CAMPUSHUB_TELEMETRY_HOURLY_DAYS", "400")),
+            retention_events_days=int(env.get("CAMPUSHUB_RETENTION_EVENTS_DAYS") or 14),
+            retention_rejections_days=int(env.get("CAMPUSHUB_RETENTION_REJECTIONS_DAYS") or 90),
+            retention_checkin_evidence_days=int(env.get("CAMPUSHUB_RETENTION_CHECKIN_EVIDENCE_DAYS") or 180),
+            retention_notifications_days=int(env.get("CAMPUSHUB_RETENTION_NOTIFICATIONS_DAYS") or 180),
+            retention_commands_days=int(env.get("CAMPUSHUB_RETENTION_COMMANDS_DAYS") or 90),
+            retention_webhook_deliveries_days=int(env.get("CAMPUSHUB_RETENTION_WEBHOOK_DELIVERIES_DAYS") or 30),
+            retention_expired_credentials_days=int(env.get("CAMPUSHUB_RETENTION_EXPIRED_CREDENTIALS_DAYS") or 30),
+            retention_tickets_days=int(env.get("CAMPUSHUB_RETENTION_TICKETS_DAYS") or 730),
+            retention_alarms_days=int(env.get("CAMPUSHUB_RETENTION_ALARMS_DAYS") or 400),
+            retention_records_years=int(env.get("CAMPUSHUB_RETENTION_RECORDS_YEARS") or 7),
+            retention_audit_years=int(env.get("CAMPUSHUB_RETENTION_AUDIT_YEARS") or 7),
+            retention_audit_archive_dir=_path_or_none(env.get("CAMPUSHUB_RETENTION_AUDIT_ARCHIVE_DIR")),
             timezone=env.get("CAMPUSHUB_TIMEZONE") or "UTC",
             login_limit_account=env.get("CAMPUSHUB_LOGIN_LIMIT_ACCOUNT") or "10/15 minutes",
             login_limit_address=env.get("CAMPUSHUB_LOGIN_LIMIT_ADDRESS") or "100/15 minutes",
@@ -268,8 +331,12 @@ class Settings:
             trusted_proxies=tuple(r.strip() for r in env.get("CAMPUSHUB_TRUSTED_PROXIES", "").split(",") if r.strip()),
             metrics_token=env.get("CAMPUSHUB_METRICS_TOKEN") or None,
             metrics_bind=env.get("CAMPUSHUB_METRICS_BIND") or None,
-            secrets_key_file=_path_or_none(env.get("CAMPUSHUB_SECRETS_KEY_FILE")),
-            secrets_key=env.get("CAMPUSHUB_SECRETS_KEY") or None,
+            backup_dir=_path_or_none(env.get("CAMPUSHUB_BACKUP_DIR")),
+            backup_interval_h=float(env.get("CAMPUSHUB_BACKUP_INTERVAL_H") or 24.0),
+            backup_keep=int(env.get("CAMPUSHUB_BACKUP_KEEP") or 7),
+            pg_bin_dir=_path_or_none(env.get("CAMPUSHUB_PG_BIN_DIR")),
+            master_key_file=_path_or_none(env.get("CAMPUSHUB_MASTER_KEY_FILE")),
+            master_key=env.get("CAMPUSHUB_MASTER_KEY") or None,
         )
 
 

@@ -75,6 +75,43 @@ class HubMetrics:
         self.quarantined_devices = Gauge(
             "campushub_devices_quarantined", "Devices quarantined at the broker now.", registry=self.registry,
         )
+        # Retention (hub/services/retention.py): what each pass removed, and when it last ran.
+        self.retention_passes = Counter(
+            "campushub_retention_passes", "Retention passes, by outcome (done, skipped: another hub held the lock,"
+            " failed).", ["outcome"], registry=self.registry,
+        )
+        self.retention_rows_removed = Counter(
+            "campushub_retention_rows_removed", "Rows removed by retention, by table (dropped partitions' rows"
+            " as the planner estimated them).", ["table"], registry=self.registry,
+        )
+        self.retention_partitions_dropped = Counter(
+            "campushub_retention_partitions_dropped", "Daily partitions dropped by retention, by table.",
+            ["table"], registry=self.registry,
+        )
+        self.retention_last_run = Gauge(
+            "campushub_retention_last_run_timestamp_seconds", "When the last completed retention pass ran (unix).",
+            registry=self.registry,
+        )
+        self.retention_last_duration = Gauge(
+            "campushub_retention_last_duration_seconds", "How long the last completed retention pass took.",
+            registry=self.registry,
+        )
+        # Scheduled backups (hub/services/backups.py), when CAMPUSHUB_BACKUP_DIR turns them on.
+        self.backup_passes = Counter(
+            "campushub_backup_passes", "Scheduled backup passes, by outcome (done, skipped: another hub held the"
+            " lock, failed).", ["outcome"], registry=self.registry,
+        )
+        self.backup_last_success = Gauge(
+            "campushub_backup_last_success_timestamp_seconds", "When the last scheduled backup completed (unix).",
+            registry=self.registry,
+        )
+        self.backup_last_duration = Gauge(
+            "campushub_backup_last_duration_seconds", "How long the last completed scheduled backup took.",
+            registry=self.registry,
+        )
+        self.backup_last_bytes = Gauge(
+            "campushub_backup_last_bytes", "Size of the last scheduled backup file.", registry=self.registry,
+        )
         self._mailbox_depth = Gauge(
             "campushub_mailbox_depth", "Messages waiting in all actor mailboxes.",
             registry=self.registry,

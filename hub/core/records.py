@@ -166,6 +166,10 @@ class Commit:
     #: committed once), ``False`` stored as a ``persistence_error`` instead. Must not block
     #: or raise (set an event). For a web request waiting on its commit's outcome.
     on_done: Callable[[bool], None] | None = field(default=None, compare=False)
+    #: The signed timestamp of the message this commit answers (an authenticated event's ``ts``):
+    #: its UTC date is the dedup ledger's partition (hub/db/ingest.py), the same on every redelivery.
+    #: ``None``: the day the message was received (or, hub-originated, committed).
+    signed_at: datetime | None = None
 
 
 def digest_key(topic: str, payload: bytes) -> bytes:

@@ -6,6 +6,10 @@ Every method blocks the calling task (never the loop) until PostgreSQL
 answers. Cancelling the caller cancels the query; the connection is always
 given back to the pool in a shielded ``finally`` (otherwise the pool hangs
 on close).
+
+A :class:`Database` carries the campus key (``Database.secrets``,
+hub/core/secrets_box.py): the hub/db functions that store or load a sealed
+column seal and open with it, so none of their callers handles a blob.
 """
 from __future__ import annotations
 
@@ -18,6 +22,9 @@ import asyncpg
 import trio
 import trio_asyncio
 
+from hub.core.config import Settings
+from hub.core.secrets_box import SecretsBox, load_campus_key
+
 T = TypeVar("T")
 
 #: An asyncio coroutine function run on one pooled connection, on the asyncio side.
@@ -25,11 +32,13 @@ ConnectionWork = Callable[[asyncpg.Connection], Awaitable[T]]
 
 
 class Database:
-    """A pool of PostgreSQL connections, usable from trio."""
+    """A pool of PostgreSQL connections, usable from trio, and the campus key its sealed columns use."""
 
-    def __init__(self, pool: asyncpg.Pool, dsn: str) -> None:
+    def __init__(self, pool: asyncpg.Pool, dsn: str, secrets: SecretsBox) -> None:
         self._pool = pool
         self.dsn = dsn
+        #: Seals and opens the secrets stored in this database (see the module docstring).
+        self.secrets = secrets
 
     async def run(self, work: ConnectionWork[T], *, transaction: bool = False) -> T:
         """Run ``work(conn)`` (an asyncio coroutine function) on one connection.
@@ -77,19 +86,23 @@ class Database:
 
 @asynccontextmanager
 async def open_database(
-    dsn: str, *, min_size: int = 1, max_size: int = 8
+    dsn: str, *, min_size: int = 1, max_size: int = 8, secrets: SecretsBox | None = None,
 ) -> AsyncIterator[Database]:
     """Open a pool for the duration of the block.
 
+    ``secrets`` is the campus key; ``None`` loads the environment's
+    (``CAMPUSHUB_MASTER_KEY`` or the key file, :meth:`Settings.from_env`).
     Must be called inside a trio-asyncio loop (see :func:`hub.db.asyncio_loop`).
     Blocks until the first connection is made; raises ``OSError`` or an
-    asyncpg error if PostgreSQL cannot be reached.
+    asyncpg error if PostgreSQL cannot be reached, ``ValueError`` for an unusable campus key.
     """
+    if secrets is None:
+        secrets = load_campus_key(Settings.from_env())
     pool = await trio_asyncio.aio_as_trio(asyncpg.create_pool)(
         dsn, min_size=min_size, max_size=max_size, command_timeout=60
     )
     try:
-        yield Database(pool, dsn)
+        yield Database(pool, dsn, secrets)
     finally:
         with trio.CancelScope(shield=True):
             with trio.move_on_after(10) as scope:
@@ -164,8 +177,10 @@ def _log_asyncio_error(loop: asyncio.AbstractEventLoop, context: dict[str, Any])
     asyncio.BaseEventLoop.default_exception_handler(loop, context)  # type: ignore[arg-type]
 
 
-def run_with_database(dsn: str, work: Callable[[Database], Awaitable[T]]) -> T:
+def run_with_database(dsn: str, work: Callable[[Database], Awaitable[T]], *, secrets: SecretsBox | None = None) -> T:
     """Run ``work(db)`` in a trio run of its own, with a loop and a small pool, for synchronous callers.
+
+    ``secrets``: the campus key, as for :func:`open_database` (default: the environment's).
 
     Blocks the calling thread; must not be called from inside a trio run. An
     error of ``work`` (or of opening the database) reaches the caller as
@@ -175,7 +190,7 @@ def run_with_database(dsn: str, work: Callable[[Database], Awaitable[T]]) -> T:
     """
 
     async def main() -> T:
-        async with asyncio_loop(), open_database(dsn, max_size=2) as db:
+        async with asyncio_loop(), open_database(dsn, max_size=2, secrets=secrets) as db:
             return await work(db)
 
     try:

@@ -27,6 +27,7 @@ from hub.domain.enrolment_import import EnrolmentRow, RowError, one_section_per_
 
 from ._pool import Database
 from .paging import Page
+from .security_audit import record as audit_record
 
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 ROOM_TYPES = ("lecture_hall", "lab", "seminar_room", "tutorial_room", "auditorium", "other")
@@ -248,6 +249,28 @@ async def create_term(db: Database, term_id: str, name: str, starts_on: date, en
     return as_record(TermRow, row)
 
 
+async def delete_term(db: Database, term_id: str, *, actor: str) -> TermRow:
+    """Delete a term with no sections, audited; 409 otherwise (its sections hold its slots, enrolments
+    and sessions), nothing deleted."""
+
+    async def work(conn: asyncpg.Connection) -> TermRow:
+        row = await conn.fetchrow(TERM_SELECT + " WHERE id = $1 FOR UPDATE", term_id)
+        if row is None:
+            raise NotFound("No such term.", "term_id")
+        sections = await conn.fetchval("SELECT count(*) FROM sections WHERE term_id = $1", term_id)
+        what = f"Term {row['name']}"
+        _refuse_delete(what, _counted([(sections, "section", "sections")]),
+                       "Delete its sections first, or change the term's dates instead.", "term_id")
+        await _delete_row(conn, "DELETE FROM terms WHERE id = $1", term_id, what, "term_id")
+        term = as_record(TermRow, row)
+        await audit_record(conn, actor=actor, action="deleted", entity="term", entity_id=term_id,
+                           before={"name": term.name, "starts_on": term.starts_on.isoformat(),
+                                   "ends_on": term.ends_on.isoformat()}, after=None)
+        return term
+
+    return await db.run(work, transaction=True)
+
+
 def check_range(starts_on: date, ends_on: date) -> None:
     if ends_on < starts_on:
         raise Invalid("'ends_on' must not be before 'starts_on'.", "ends_on")
@@ -288,6 +311,74 @@ async def save_room(db: Database, room_id: str, name: str, building: str, room_t
         if row is None:
             raise NotFound("No such room.", "room_id")
     return as_record(Room, row)
+
+
+async def update_room(db: Database, room_id: str, changes: dict[str, Any]) -> Room:
+    """Change some of a room's fields (``capacity`` ``None`` clears it); 404 for an unknown room."""
+
+    async def work(conn: asyncpg.Connection) -> Room:
+        row = await conn.fetchrow(_ROOM + " WHERE id = $1 FOR UPDATE", room_id)
+        if row is None:
+            raise NotFound("No such room.", "room_id")
+        merged = {**dict(row), **changes}
+        return as_record(Room, await conn.fetchrow(
+            "UPDATE rooms SET name = $2, building = $3, room_type = $4, capacity = $5 WHERE id = $1"
+            " RETURNING id, name, building, room_type, capacity",
+            room_id, merged["name"], merged["building"], merged["room_type"], merged["capacity"]))
+
+    return await db.run(work, transaction=True)
+
+
+def _counted(counts: Sequence[tuple[int, str, str]]) -> list[str]:
+    """``"3 class sessions"``-style phrases for the non-zero counts of ``(n, singular, plural)``."""
+    return [f"{n} {one if n == 1 else many}" for n, one, many in counts if n]
+
+
+def _refuse_delete(what: str, holders: list[str], advice: str, field: str) -> None:
+    """409 saying what still refers to the thing and what to do instead (nothing is deleted)."""
+    if holders:
+        raise Conflict(f"{what} cannot be deleted: {', '.join(holders)} still refer to it, and deleting it "
+                       f"would leave them without it. {advice}", field)
+
+
+async def _delete_row(conn: asyncpg.Connection, sql: str, key: Any, what: str, field: str) -> None:
+    """Run the DELETE; a reference our checks did not name (another table) becomes the same 409."""
+    try:
+        async with conn.transaction():
+            await conn.execute(sql, key)
+    except asyncpg.ForeignKeyViolationError as exc:
+        table = getattr(exc, "table_name", None) or "other records"
+        raise Conflict(f"{what} cannot be deleted: records in {table.replace('_', ' ')} still refer to it.",
+                       field) from None
+
+
+async def delete_room(db: Database, room_id: str, *, actor: str) -> Room:
+    """Delete a room that nothing refers to, audited; 409 (nothing deleted) while sessions, timetable slots,
+    devices or tickets still name it. Its own check-in networks and threshold rules go with it."""
+
+    async def work(conn: asyncpg.Connection) -> Room:
+        row = await conn.fetchrow(_ROOM + " WHERE id = $1 FOR UPDATE", room_id)
+        if row is None:
+            raise NotFound("No such room.", "room_id")
+        counts = await conn.fetchrow(
+            "SELECT (SELECT count(*) FROM class_sessions WHERE room_id = $1) AS sessions,"
+            " (SELECT count(*) FROM timetable_slots WHERE room_id = $1) AS slots,"
+            " (SELECT count(*) FROM devices WHERE room_id = $1) AS devices,"
+            " (SELECT count(*) FROM tickets WHERE room_id = $1) AS tickets", room_id)
+        _refuse_delete(f"Room {row['name']}", _counted([
+            (counts["sessions"], "class session", "class sessions"),
+            (counts["slots"], "timetable slot", "timetable slots"),
+            (counts["devices"], "device", "devices"),
+            (counts["tickets"], "ticket", "tickets")]),
+            "Move its timetable slots and devices to another room; a room that has held sessions is kept "
+            "for their records (rename it instead).", "room_id")
+        await _delete_row(conn, "DELETE FROM rooms WHERE id = $1", room_id, f"Room {row['name']}", "room_id")
+        room = as_record(Room, row)
+        await audit_record(conn, actor=actor, action="deleted", entity="room", entity_id=room_id,
+                           before={"name": room.name, "building": room.building}, after=None)
+        return room
+
+    return await db.run(work, transaction=True)
 
 
 # --- courses -------------------------------------------------------------------
@@ -335,6 +426,46 @@ async def save_course(db: Database, course_id: str, code: str, title: str, facul
             "INSERT INTO faculty_assignments (course_id, faculty_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
             course_id, faculty_id)
         return as_record(Course, await conn.fetchrow(_COURSE + " WHERE c.id = $1", course_id))
+
+    return await db.run(work, transaction=True)
+
+
+async def update_course(db: Database, course_id: str, changes: dict[str, Any]) -> Course:
+    """Change some of a course's fields (``code``, ``title``, ``faculty_id``), by :func:`save_course`'s rules."""
+    row = await db.fetchrow("SELECT code, title, faculty_id FROM courses WHERE id = $1", course_id)
+    if row is None:
+        raise NotFound("No such course.", "course_id")
+    merged = {**dict(row), **changes}
+    return await save_course(db, course_id, merged["code"], merged["title"], merged["faculty_id"], create=False)
+
+
+async def delete_course(db: Database, course_id: str, *, actor: str) -> Course:
+    """Delete a course that has no sections, sessions or enrolments, audited (its rules and faculty
+    assignments go with it); 409 otherwise, nothing deleted."""
+
+    async def work(conn: asyncpg.Connection) -> Course:
+        row = await conn.fetchrow(_COURSE + " WHERE c.id = $1", course_id)
+        if row is None:
+            raise NotFound("No such course.", "course_id")
+        await conn.execute("SELECT 1 FROM courses WHERE id = $1 FOR UPDATE", course_id)
+        counts = await conn.fetchrow(
+            "SELECT (SELECT count(*) FROM sections WHERE course_id = $1) AS sections,"
+            " (SELECT count(*) FROM class_sessions WHERE course_id = $1) AS sessions,"
+            " (SELECT count(*) FROM enrolments WHERE course_id = $1) AS enrolments", course_id)
+        what = f"Course {row['code']}"
+        _refuse_delete(what, _counted([
+            (counts["sections"], "section", "sections"),
+            (counts["sessions"], "class session", "class sessions"),
+            (counts["enrolments"], "enrolment", "enrolments")]),
+            "Delete its sections first; a course that has held sessions is kept for their records.", "course_id")
+        await conn.execute("DELETE FROM faculty_assignments WHERE course_id = $1", course_id)
+        await conn.execute("DELETE FROM course_rules WHERE course_id = $1", course_id)
+        await _delete_row(conn, "DELETE FROM courses WHERE id = $1", course_id, what, "course_id")
+        course = as_record(Course, row)
+        await audit_record(conn, actor=actor, action="deleted", entity="course", entity_id=course_id,
+                           before={"code": course.code, "title": course.title, "faculty_id": course.faculty_id},
+                           after=None)
+        return course
 
     return await db.run(work, transaction=True)
 
@@ -394,6 +525,36 @@ async def update_section(db: Database, section_id: str, changes: dict[str, Any])
         except asyncpg.UniqueViolationError:
             raise Conflict("The course already has a section of this name in the term.", "name") from None
         return as_record(Section, await conn.fetchrow(_SECTION + " WHERE s.id = $1", section_id))
+
+    return await db.run(work, transaction=True)
+
+
+async def delete_section(db: Database, section_id: str, *, actor: str) -> Section:
+    """Delete a section with no enrolments, timetable slots or sessions, audited (its section-level
+    faculty assignments go with it); 409 otherwise, nothing deleted."""
+
+    async def work(conn: asyncpg.Connection) -> Section:
+        row = await conn.fetchrow(_SECTION + " WHERE s.id = $1", section_id)
+        if row is None:
+            raise NotFound("No such section.", "section_id")
+        await conn.execute("SELECT 1 FROM sections WHERE id = $1 FOR UPDATE", section_id)
+        counts = await conn.fetchrow(
+            "SELECT (SELECT count(*) FROM enrolments WHERE section_id = $1) AS enrolments,"
+            " (SELECT count(*) FROM timetable_slots WHERE section_id = $1) AS slots,"
+            " (SELECT count(*) FROM class_sessions WHERE section_id = $1) AS sessions", section_id)
+        what = f"Section {row['course_code']} {row['name']}"
+        _refuse_delete(what, _counted([
+            (counts["enrolments"], "enrolled student", "enrolled students"),
+            (counts["slots"], "timetable slot", "timetable slots"),
+            (counts["sessions"], "class session", "class sessions")]),
+            "Move its students to another section and delete its timetable slots first; a section that has "
+            "held sessions is kept for their records.", "section_id")
+        await _delete_row(conn, "DELETE FROM sections WHERE id = $1", section_id, what, "section_id")
+        section = as_record(Section, row)
+        await audit_record(conn, actor=actor, action="deleted", entity="section", entity_id=section_id,
+                           before={"course_id": section.course_id, "term_id": section.term_id,
+                                   "name": section.name}, after=None)
+        return section
 
     return await db.run(work, transaction=True)
 

@@ -88,3 +88,16 @@ async def active_alarms(db: Database) -> list[Alarm]:
         f"SELECT {', '.join(ALARM_COLUMNS)} FROM alarms WHERE {_ACTIVE}"
         " ORDER BY array_position(ARRAY['critical', 'major', 'minor', 'warning'], severity), raised_at DESC")
     return [alarm_from_row(r) for r in rows]
+
+
+async def alarms_by_id(db: Database, alarm_ids: list[int]) -> dict[int, RoomAlarm]:
+    """The alarms of ``alarm_ids`` that exist, by id (one round trip, however many)."""
+    rows = await db.fetch(f"{_SELECT} WHERE a.id = ANY($1::bigint[])", alarm_ids)
+    return {r["id"]: _room_alarm(r) for r in rows}
+
+
+async def open_alarm_count(db: Database) -> int:
+    """How many alarms are open (``STATE_GROUPS["open"]``: not yet cleared-and-acknowledged): the one count
+    the console shows, the same the alarm list's default filter totals."""
+    return int(await db.fetchval("SELECT count(*) FROM alarms WHERE state = ANY($1::text[])",
+                                 list(STATE_GROUPS["open"] or ())))

@@ -11,7 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from hub.core.secrets_box import SecretsBox
+
 from ._pool import Database
+from .sealed_secrets import device_key_context
 
 
 @dataclass(frozen=True)
@@ -33,14 +36,39 @@ class MqttAccountRow:
     quarantined_until: datetime | None = None
 
 
+def stored_device_key(secrets: SecretsBox, device_id: str, alg: str, key: bytes) -> tuple[bytes | None, bytes | None]:
+    """``(key, key_sealed)`` as the devices table stores them: an HMAC secret sealed with the
+    campus key, an Ed25519 public key (not a secret) as it is."""
+    if alg == "ed25519":
+        return key, None
+    return None, secrets.encrypt(key, device_key_context(device_id))
+
+
+def opened_device_key(secrets: SecretsBox, device_id: str, key: bytes | None, key_sealed: bytes | None) -> bytes:
+    """The verification key of a devices row (the inverse of :func:`stored_device_key`).
+
+    Raises :class:`~hub.core.secrets_box.SecretsBoxError` if the sealed key does not open.
+    """
+    if key_sealed is not None:
+        return secrets.decrypt(bytes(key_sealed), device_key_context(device_id))
+    if key is None:  # the migration's CHECK makes this impossible; say so rather than verify with b""
+        raise ValueError(f"device {device_id!r} has no key stored")
+    return bytes(key)  # an Ed25519 public key, or an HMAC key written before migration 0025 not sealed yet
+
+
 async def load_devices(db: Database, device_ids: list[str] | None = None) -> list[DeviceRecord]:
-    """The registered devices (all if ``device_ids`` is None), revoked ones included."""
+    """The registered devices (all if ``device_ids`` is None), revoked ones included.
+
+    HMAC keys are opened here, once per load, so verifying an event never pays for AES-GCM.
+    """
     rows = await db.fetch(
-        "SELECT id, room_id, kind, alg, key, revoked_at IS NOT NULL AS revoked FROM devices"
+        "SELECT id, room_id, kind, alg, key, key_sealed, revoked_at IS NOT NULL AS revoked FROM devices"
         " WHERE $1::text[] IS NULL OR id = ANY($1::text[])",
         device_ids,
     )
-    return [DeviceRecord(r["id"], r["room_id"], r["kind"], r["alg"], bytes(r["key"]), r["revoked"]) for r in rows]
+    return [DeviceRecord(r["id"], r["room_id"], r["kind"], r["alg"],
+                         opened_device_key(db.secrets, r["id"], r["key"], r["key_sealed"]), r["revoked"])
+            for r in rows]
 
 
 async def mqtt_accounts(db: Database) -> list[MqttAccountRow]:

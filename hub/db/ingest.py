@@ -5,6 +5,7 @@ import hashlib
 import json
 from collections import defaultdict
 from dataclasses import dataclass
+from datetime import date, datetime, timezone
 from typing import Iterable, Sequence
 
 import asyncpg
@@ -61,12 +62,15 @@ async def write_batch(
     rolls the transaction back.
     """
     keys = [c.dedup_key for c in commits]
+    today = datetime.now(timezone.utc).date()
+    days = [ledger_day(c, today) for c in commits]
 
     async def work(conn: asyncpg.Connection) -> BatchWritten:
         rows = await conn.fetch(
-            "INSERT INTO processed_messages (dedup_key) SELECT DISTINCT unnest($1::bytea[])"
+            "INSERT INTO processed_messages (dedup_key, ledger_day)"
+            " SELECT DISTINCT k, d FROM unnest($1::bytea[], $2::date[]) AS l (k, d)"
             " ON CONFLICT DO NOTHING RETURNING dedup_key",
-            keys,
+            keys, days,
         )
         fresh = {bytes(r["dedup_key"]) for r in rows}
         seen: set[bytes] = set()
@@ -80,6 +84,19 @@ async def write_batch(
         return BatchWritten(fresh, await _write_effects(conn, by_type, rejections_kept_per_minute))
 
     return await db.run(work, transaction=True)
+
+
+def ledger_day(commit: Commit, today: date) -> date:
+    """The dedup ledger's partition of ``commit`` (migration 0023): the UTC date of its signed
+    timestamp (events and statuses), which every redelivery repeats; else the day its message
+    was received (a message that failed authentication: a copy received another day is kept
+    twice, as the rejection it is, and changes nothing else); else ``today`` (hub-originated:
+    never redelivered)."""
+    if commit.signed_at is not None:
+        return commit.signed_at.astimezone(timezone.utc).date()
+    if commit.message is not None:
+        return datetime.fromtimestamp(commit.message.received_at, timezone.utc).date()
+    return today
 
 
 async def _write_effects(

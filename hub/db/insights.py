@@ -3,11 +3,14 @@
 A student's sessions in a course are the course's not-cancelled sessions of
 the student's section, plus course-wide ones (``section_id`` NULL); a
 student enrolled without a section sees every session of the course. A
-session *counts* once it has ended (closed, or its end has passed) or the
-student has a record in it; a counted session without a record is absent
-(auto-absent normally writes that row at close; this holds without it too).
-The rest are ``remaining``. The arithmetic on these counts is
-:mod:`hub.domain.eligibility`'s, never SQL's.
+session is *held* once it has ended (closed, or its end has passed): one
+definition (``_HELD``) for every figure here, so a student's held count and
+the course report's "sessions held" cannot differ. A held session counts
+with the student's record, or as absent without one (auto-absent normally
+writes that row at close; this holds without it too). The rest are
+``remaining``, whatever records they already have: a check-in while a session
+runs, or an excused leave written ahead, counts once the session is held.
+The arithmetic on these counts is :mod:`hub.domain.eligibility`'s, never SQL's.
 
 Concurrency contract: every function is one round trip on the shared
 :class:`~hub.db.Database` and may be called from any trio task; nothing here
@@ -27,6 +30,7 @@ import asyncpg
 from hub.domain.eligibility import Rules, Standing, Tally, standing
 
 from ._pool import Database
+from .academic import TERM_SELECT, TermRow, as_record
 
 
 @functools.lru_cache(maxsize=1024)
@@ -84,12 +88,14 @@ class SeriesPoint:
     excused: int
 
 
-# The counted/remaining split and the section scope, shared by every query below.
+# The held/remaining split and the section scope, shared by every query below.
 _SESSION_SCOPE = (
     "s.status <> 'cancelled'"
     " AND (s.section_id IS NULL OR e.section_id IS NULL OR s.section_id = e.section_id)"
 )
-_ENDED = "(s.status = 'closed' OR s.ends_at <= $1)"
+#: The one definition of a *held* session (``$1`` is now). Records of sessions not yet held are not
+#: looked at: approved leave excuses future sessions ahead, and those must stay "remaining".
+_HELD = "(s.status = 'closed' OR s.ends_at <= $1)"
 
 # Two scopes, one query each: the warnings actor asks for a few (student, course) pairs on every
 # check-in, and a generic prepared plan of one query for both ("$5 IS NULL OR ...") scanned every
@@ -108,11 +114,11 @@ _STANDINGS_SQL = f"""
 WITH scope AS (%s
 ), counts AS (
     SELECT e.student_id, e.course_id,
-           count(*) FILTER (WHERE a.status = 'present') AS present,
-           count(*) FILTER (WHERE a.status = 'late') AS late,
-           count(*) FILTER (WHERE a.status = 'absent' OR (a.status IS NULL AND {_ENDED})) AS absent,
-           count(*) FILTER (WHERE a.status = 'excused') AS excused,
-           count(*) FILTER (WHERE a.status IS NULL AND NOT {_ENDED}) AS remaining
+           count(*) FILTER (WHERE {_HELD} AND a.status = 'present') AS present,
+           count(*) FILTER (WHERE {_HELD} AND a.status = 'late') AS late,
+           count(*) FILTER (WHERE {_HELD} AND (a.status = 'absent' OR a.status IS NULL)) AS absent,
+           count(*) FILTER (WHERE {_HELD} AND a.status = 'excused') AS excused,
+           count(*) FILTER (WHERE NOT {_HELD}) AS remaining
     FROM scope e
     JOIN class_sessions s ON s.course_id = e.course_id AND {_SESSION_SCOPE}
     LEFT JOIN attendance a ON a.session_id = s.id AND a.student_id = e.student_id
@@ -163,13 +169,13 @@ async def standings(
 
 
 async def student_timeline(db: Database, student_id: str, course_id: str, now: datetime) -> list[tuple[str, datetime, str]]:
-    """The student's counted sessions in a course, oldest first: (session_id, starts_at, effective status)."""
+    """The student's held sessions in a course, oldest first: (session_id, starts_at, effective status)."""
     rows = await db.fetch(
         "SELECT s.id AS session_id, s.starts_at, coalesce(a.status, 'absent') AS status"
         " FROM enrolments e"
         f" JOIN class_sessions s ON s.course_id = e.course_id AND {_SESSION_SCOPE}"
         " LEFT JOIN attendance a ON a.session_id = s.id AND a.student_id = e.student_id"
-        f" WHERE e.student_id = $2 AND e.course_id = $3 AND (a.status IS NOT NULL OR {_ENDED})"
+        f" WHERE e.student_id = $2 AND e.course_id = $3 AND {_HELD}"
         " ORDER BY s.starts_at, s.id",
         now, student_id, course_id,
     )
@@ -179,7 +185,9 @@ async def student_timeline(db: Database, student_id: str, course_id: str, now: d
 async def course_timeline(
     db: Database, course_id: str, now: datetime, section_id: str | None = None,
 ) -> list[SeriesPoint]:
-    """Each ended session of a course (or section), oldest first, with its students' effective statuses."""
+    """Each held session of a course (or section), oldest first, with its students' effective statuses.
+
+    Its length is the report's "sessions held": the same ``_HELD`` as every student's held count."""
     rows = await db.fetch(
         "SELECT s.id AS session_id, s.starts_at,"
         " count(*) FILTER (WHERE a.status = 'present') AS present,"
@@ -189,11 +197,22 @@ async def course_timeline(
         " FROM enrolments e"
         f" JOIN class_sessions s ON s.course_id = e.course_id AND {_SESSION_SCOPE}"
         " LEFT JOIN attendance a ON a.session_id = s.id AND a.student_id = e.student_id"
-        f" WHERE e.course_id = $2 AND ($3::text IS NULL OR e.section_id = $3) AND {_ENDED}"
+        f" WHERE e.course_id = $2 AND ($3::text IS NULL OR e.section_id = $3) AND {_HELD}"
         " GROUP BY s.id, s.starts_at ORDER BY s.starts_at, s.id",
         now, course_id, section_id,
     )
     return [SeriesPoint(**dict(r)) for r in rows]
+
+
+async def course_term(db: Database, course_id: str, section_id: str | None = None) -> TermRow | None:
+    """The term a course (or one of its sections) is taught in, where its charts start; ``None`` if no
+    section of it belongs to a term. Sections of several terms: the earliest."""
+    row = await db.fetchrow(
+        f"{TERM_SELECT} t WHERE EXISTS (SELECT 1 FROM sections sec WHERE sec.term_id = t.id"
+        " AND sec.course_id = $1 AND ($2::text IS NULL OR sec.id = $2))"
+        " ORDER BY t.starts_on, t.id LIMIT 1",
+        course_id, section_id)
+    return as_record(TermRow, row) if row is not None else None
 
 
 # --- lookups for authorisation and the warnings actor ------------------------------

@@ -24,6 +24,7 @@ import asyncpg
 
 from ._pool import Database
 from .accounts import end_sessions
+from .sealed_secrets import totp_context as totp_context  # re-exported: web/mfa.py seals with it
 from .security_audit import record
 
 
@@ -42,11 +43,6 @@ class MfaRecord:
     @property
     def enabled(self) -> bool:
         return self.confirmed_at is not None
-
-
-def totp_context(user_id: str) -> bytes:
-    """What a user's sealed TOTP seed is bound to: it opens for this user only."""
-    return b"totp:" + user_id.encode()
 
 
 async def get_mfa(db: Database, user_id: str) -> MfaRecord | None:

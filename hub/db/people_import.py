@@ -146,7 +146,8 @@ async def import_people(db: Database, rows: Sequence[PersonRow], *, actor: str, 
             account = await insert_account(conn, NewAccount(
                 username=row.username, display_name=row.display_name, role=row.role, email=row.email,
                 roll_number=row.roll_number if row.role == STUDENT else None,
-                program=row.program, section=row.section, terminal_pin=row.pin), actor=actor, audit=False)
+                program=row.program, section=row.section, terminal_pin=row.pin),
+                secrets=db.secrets, actor=actor, audit=False)
             code = await issue_code_in(conn, user_id=account.id, purpose="activation", actor=actor, now=at,
                                        audit=False)
             created.append(CreatedAccount(row.line, account.id, account.username, account.display_name,

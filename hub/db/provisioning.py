@@ -32,7 +32,9 @@ import asyncpg
 from hub.domain.credentials import ALGORITHMS, DeviceCredentials, edge_agent_toml, new_device_credentials, new_signing_keys
 
 from ._pool import Database
+from .device_registry import stored_device_key
 from .paging import Page
+from .sealed_secrets import hub_signing_key_context
 from .security_audit import record
 
 DEVICE_KINDS = ("qr_camera", "fingerprint", "sensor", "edge_agent")
@@ -95,10 +97,11 @@ async def _insert_device(
         if await conn.fetchval("SELECT 1 FROM rooms WHERE id = $1", room_id) is None:
             raise RegistryError("invalid_request", f"No room {room_id!r}.", "room_id")
         row = await conn.fetchrow(
-            "INSERT INTO devices (id, room_id, kind, model, alg, key, mqtt_username, mqtt_password_hash,"
-            " registered_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+            "INSERT INTO devices (id, room_id, kind, model, alg, key, key_sealed, mqtt_username, mqtt_password_hash,"
+            " registered_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
             f" ON CONFLICT DO NOTHING RETURNING {_COLUMNS}",
-            device_id, room_id, kind, model, alg, key, mqtt_username, mqtt_password_hash, actor,
+            device_id, room_id, kind, model, alg, *stored_device_key(db.secrets, device_id, alg, key),
+            mqtt_username, mqtt_password_hash, actor,
         )
         if row is None:
             raise RegistryError("conflict", f"A device {device_id!r} (or that MQTT username) already exists.",
@@ -129,10 +132,11 @@ async def _store_rotation(
             raise RegistryError("conflict", f"Device {device_id!r} is revoked; register a new device instead.")
         try:
             row = await conn.fetchrow(
-                "UPDATE devices SET key = $2, mqtt_password_hash = $3,"
-                " mqtt_username = coalesce(mqtt_username, $4), credential_version = credential_version + 1,"
-                f" rotated_at = now(), rotated_by = $5 WHERE id = $1 RETURNING {_COLUMNS}",
-                device_id, key, mqtt_password_hash, mqtt_username, actor,
+                "UPDATE devices SET key = $2, key_sealed = $3, mqtt_password_hash = $4,"
+                " mqtt_username = coalesce(mqtt_username, $5), credential_version = credential_version + 1,"
+                f" rotated_at = now(), rotated_by = $6 WHERE id = $1 RETURNING {_COLUMNS}",
+                device_id, *stored_device_key(db.secrets, device_id, current["alg"], key),
+                mqtt_password_hash, mqtt_username, actor,
             )
         except asyncpg.UniqueViolationError:
             raise RegistryError("conflict", f"The MQTT username {mqtt_username!r} is taken.") from None
@@ -202,8 +206,10 @@ async def list_registered_devices(db: Database, limit: int, offset: int) -> Page
 
 
 async def room_ids(db: Database) -> list[tuple[str, str]]:
-    """``(id, name)`` of every room, for the registration form."""
-    return [(r["id"], r["name"]) for r in await db.fetch("SELECT id, name FROM rooms ORDER BY id")]
+    """``(id, label)`` of every room, for the registration form's picker: the label is the room's name and
+    building (names repeat across buildings; ids are never shown)."""
+    rows = await db.fetch("SELECT id, name, building FROM rooms ORDER BY building, name, id")
+    return [(r["id"], f"{r['name']} ({r['building']})") for r in rows]
 
 
 async def hub_signing_key(db: Database, candidate_seed: bytes, candidate_public: bytes) -> tuple[bytes, bytes]:
@@ -213,14 +219,19 @@ async def hub_signing_key(db: Database, candidate_seed: bytes, candidate_public:
     so devices keep verifying commands across hub restarts and replicas.
     """
 
+    context = hub_signing_key_context("ed25519")
+
     async def work(conn: asyncpg.Connection) -> tuple[bytes, bytes]:
         await conn.execute(
-            "INSERT INTO hub_signing_keys (alg, private_key, public_key) VALUES ('ed25519', $1, $2)"
+            "INSERT INTO hub_signing_keys (alg, private_key_sealed, public_key) VALUES ('ed25519', $1, $2)"
             " ON CONFLICT (alg) DO NOTHING",
-            candidate_seed, candidate_public,
+            db.secrets.encrypt(candidate_seed, context), candidate_public,
         )
-        row = await conn.fetchrow("SELECT private_key, public_key FROM hub_signing_keys WHERE alg = 'ed25519'")
-        return bytes(row["private_key"]), bytes(row["public_key"])
+        row = await conn.fetchrow(
+            "SELECT private_key, private_key_sealed, public_key FROM hub_signing_keys WHERE alg = 'ed25519'")
+        if row["private_key_sealed"] is None:  # stored before migration 0025 and not sealed yet
+            return bytes(row["private_key"]), bytes(row["public_key"])
+        return db.secrets.decrypt(bytes(row["private_key_sealed"]), context), bytes(row["public_key"])
 
     return await db.run(work, transaction=True)
 

@@ -51,8 +51,13 @@ KNOWN_ACTIONS: dict[str, tuple[str, ...]] = {
     "login": ("login_succeeded", "login_failed"),
     "device": ("registered", "rotated", "revoked"),
     "threshold_rule": ("created", "updated", "deleted"),
-    "webhook": ("created", "updated", "deleted"),
+    "webhook": ("created", "updated", "deleted", "test_sent"),
     "ticket_policy": ("updated",),
+    "personal_data": ("exported", "erased"),
+    "term": ("deleted",),
+    "room": ("deleted",),
+    "course": ("deleted",),
+    "section": ("deleted",),
 }
 MAX_ACTOR_CHARS = 200
 MAX_ENTITY_ID_CHARS = 200

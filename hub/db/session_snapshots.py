@@ -6,6 +6,7 @@ any trio task; nothing here writes.
 """
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Sequence
@@ -13,6 +14,7 @@ from typing import Sequence
 import asyncpg
 
 from ._pool import Database
+from .students import opened_token_secret
 
 
 @dataclass(frozen=True)
@@ -79,7 +81,7 @@ _SnapshotParts = tuple[dict[str, bytes], dict[str, tuple[str, str]], set[tuple[s
 #: The roster of sessions ``$1``: students enrolled in the course whose account is active
 #: (a deactivated student can no longer check in, and is not marked absent at close).
 _ROSTER_SQL = (
-    "SELECT cs.id AS session_id, s.id, s.token_secret FROM class_sessions cs"
+    "SELECT cs.id AS session_id, s.id, s.token_secret, s.token_secret_sealed FROM class_sessions cs"
     " JOIN enrolments e ON e.course_id = cs.course_id JOIN students s ON s.id = e.student_id"
     " JOIN users u ON u.id = s.id AND u.deactivated_at IS NULL"
     " WHERE cs.id = ANY($1::text[])"
@@ -88,7 +90,23 @@ _ROSTER_SQL = (
 
 async def load_session_roster(db: Database, session_id: str) -> dict[str, bytes]:
     """A session's roster as its actor holds it (student id → token secret), for :class:`ReloadRoster`."""
-    return {r["id"]: bytes(r["token_secret"]) for r in await db.fetch(_ROSTER_SQL, [session_id])}
+    return _opened_roster(db, await db.fetch(_ROSTER_SQL, [session_id]))[session_id]
+
+
+def _opened_roster(db: Database, rows: Sequence[asyncpg.Record]) -> dict[str, dict[str, bytes]]:
+    """Rows of ``_ROSTER_SQL`` as session → (student → token secret), each sealed secret opened once
+    per call however many of the sessions the student is in. A student without a token secret
+    (erased; never active, so never here in practice) is left out rather than given an empty key."""
+    opened: dict[str, bytes | None] = {}
+    rosters: dict[str, dict[str, bytes]] = defaultdict(dict)
+    for r in rows:
+        student = r["id"]
+        if student not in opened:
+            opened[student] = opened_token_secret(db.secrets, student, r["token_secret"], r["token_secret_sealed"])
+        secret = opened[student]
+        if secret is not None:
+            rosters[r["session_id"]][student] = secret
+    return rosters
 
 
 async def sessions_enrolling(db: Database, now: datetime, *, student_ids: Sequence[str] = (),
@@ -130,8 +148,8 @@ async def load_session_snapshots(db: Database, session_ids: Sequence[str]) -> di
             " network_inside FROM display_checkins"
             " WHERE session_id = ANY($1::text[]) AND outcome = 'accepted'", ids)
         by_session: dict[str, _SnapshotParts] = {r["id"]: ({}, {}, set(), []) for r in rows}
-        for r in roster:
-            by_session[r["session_id"]][0][r["id"]] = bytes(r["token_secret"])
+        for session_id, students in _opened_roster(db, roster).items():
+            by_session[session_id][0].update(students)
         for r in marks:
             by_session[r["session_id"]][1][r["student_id"]] = (r["status"], r["source"])
         for r in uses:

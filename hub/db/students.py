@@ -3,7 +3,8 @@
 Concurrency contract: every function is one round trip on the shared
 :class:`~hub.db.Database` (several statements go through ``db.run`` so they
 share one connection and one trio ↔ asyncio hop) and may be called from any
-trio task. Nothing here writes. Results are plain frozen dataclasses, never
+trio task. Nothing here writes. The token secret is stored sealed with the
+campus key (hub/db/sealed_secrets.py) and opened here. Results are plain frozen dataclasses, never
 asyncpg records.
 
 Clock values (``now``) are passed in rather than taken from PostgreSQL's
@@ -14,7 +15,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from hub.core.secrets_box import SecretsBox
+
 from ._pool import Database
+from .sealed_secrets import token_secret_context
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,18 @@ class AttendanceRecord:
     session_status: str | None
     status: str | None  # None: no attendance record
     checked_in_at: datetime | None
+
+
+#: How many students a page's picker lists at most (a select of a few thousand options stays quick).
+STUDENT_CHOICES_MAX = 2000
+
+
+async def student_choices(db: Database, *, limit: int = STUDENT_CHOICES_MAX) -> list[tuple[str, str]]:
+    """``(id, "roll number · name")`` of the students, by roll number, for a page's searchable picker
+    (web/static/app.js ``CampusHub.picker``): people pick a name, the form sends the id."""
+    rows = await db.fetch("SELECT s.id, s.roll_number, u.display_name FROM students s JOIN users u ON u.id = s.id"
+                          " ORDER BY s.roll_number LIMIT $1", limit)
+    return [(r["id"], f"{r['roll_number']} · {r['display_name']}") for r in rows]
 
 
 async def teaches_student(db: Database, faculty_id: str, student_id: str) -> bool:
@@ -81,7 +97,19 @@ async def student_attendance(
     return [AttendanceRecord(**dict(r)) for r in rows]
 
 
+def opened_token_secret(
+    secrets: SecretsBox, student_id: str, token_secret: bytes | None, token_secret_sealed: bytes | None,
+) -> bytes | None:
+    """A student's check-in token secret from its two columns: sealed with the campus key
+    (``token_secret_sealed``), or plaintext from before migration 0025 not sealed yet; None if it has
+    none (erased). Raises :class:`~hub.core.secrets_box.SecretsBoxError` if the sealed one does not open."""
+    if token_secret_sealed is not None:
+        return secrets.decrypt(bytes(token_secret_sealed), token_secret_context(student_id))
+    return None if token_secret is None else bytes(token_secret)
+
+
 async def student_token_secret(db: Database, student_id: str) -> bytes | None:
-    """The HMAC secret of the student's rotating check-in token."""
-    secret = await db.fetchval("SELECT token_secret FROM students WHERE id = $1", student_id)
-    return None if secret is None else bytes(secret)
+    """The HMAC secret of the student's rotating check-in token (None: no such student, or none)."""
+    row = await db.fetchrow("SELECT token_secret, token_secret_sealed FROM students WHERE id = $1", student_id)
+    return None if row is None else opened_token_secret(
+        db.secrets, student_id, row["token_secret"], row["token_secret_sealed"])

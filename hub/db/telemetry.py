@@ -29,17 +29,18 @@ rolls back the step in progress. The read functions are one round trip each.
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 
 import asyncpg
 
 from ._pool import Database
+from .partitions import DailyPartitions, day_start
 
-PARENT = "sensor_readings"
-DEFAULT_PARTITION = "sensor_readings_default"
-_PARTITION_RE = re.compile(r"^sensor_readings_p(\d{8})$")
+#: The raw readings' daily partitions (the mechanics are shared: hub/db/partitions.py).
+SENSOR_READINGS = DailyPartitions("sensor_readings", "device_ts")
+PARENT = SENSOR_READINGS.parent
+DEFAULT_PARTITION = SENSOR_READINGS.default
 _MAINTENANCE_LOCK = 0x54454C45  # 'TELE'
 _BUCKET_ORIGIN = "TIMESTAMPTZ '2000-01-01 00:00:00+00'"
 
@@ -97,11 +98,7 @@ class MaintenanceReport:
 
 
 def partition_name(day: date) -> str:
-    return f"sensor_readings_p{day:%Y%m%d}"
-
-
-def day_start(day: date) -> datetime:
-    return datetime.combine(day, time(0), tzinfo=timezone.utc)
+    return SENSOR_READINGS.name(day)
 
 
 def hour_floor(at: datetime) -> datetime:
@@ -109,59 +106,22 @@ def hour_floor(at: datetime) -> datetime:
     return at.replace(minute=0, second=0, microsecond=0)
 
 
-def _literal(at: datetime) -> str:
-    # DDL takes no parameters; the value is a datetime we built, never client input.
-    return "'" + at.strftime("%Y-%m-%d %H:%M:%S+00") + "'"
-
-
-async def _partitions(conn: asyncpg.Connection) -> dict[date, str]:
-    rows = await conn.fetch(
-        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
-        " WHERE i.inhparent = $1::regclass", PARENT)
-    found = {}
-    for r in rows:
-        match = _PARTITION_RE.match(r["relname"])
-        if match:
-            found[datetime.strptime(match.group(1), "%Y%m%d").date()] = r["relname"]
-    return found
-
-
 async def list_partitions(db: Database) -> list[date]:
     """The days that have a raw partition, in order."""
-    return sorted(await db.run(_partitions))
-
-
-async def _create_partition(conn: asyncpg.Connection, day: date) -> int:
-    """Create ``day``'s partition, moving the DEFAULT partition's rows of that day into it first."""
-    name = partition_name(day)
-    lo, hi = day_start(day), day_start(day + timedelta(days=1))
-    async with conn.transaction():
-        # Hold off the writer's inserts into DEFAULT until the new partition is attached:
-        # a row of that day COPYed in between would make the ATTACH's check of DEFAULT fail.
-        await conn.execute(f"LOCK TABLE {DEFAULT_PARTITION} IN ACCESS EXCLUSIVE MODE")
-        await conn.execute(f"CREATE TABLE {name} (LIKE {PARENT} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)")
-        status = await conn.execute(
-            f"WITH moved AS (DELETE FROM {DEFAULT_PARTITION} WHERE device_ts >= $1 AND device_ts < $2"
-            f" RETURNING *) INSERT INTO {name} SELECT * FROM moved", lo, hi)
-        await conn.execute(
-            f"ALTER TABLE {PARENT} ATTACH PARTITION {name} FOR VALUES FROM ({_literal(lo)}) TO ({_literal(hi)})")
-    return int(status.split()[-1])
+    return sorted(await db.run(SENSOR_READINGS.existing))
 
 
 async def _drop_partition(conn: asyncpg.Connection, day: date, name: str) -> None:
     async with conn.transaction():
         await conn.execute(_ROLLUP.format(source=name), day_start(day), day_start(day + timedelta(days=1)))
-        await conn.execute(f"DROP TABLE {name}")
+        await SENSOR_READINGS.drop_partition(conn, name)
 
 
 async def _create_missing_partitions(conn: asyncpg.Connection, existing: dict[date, str], first: date, last: date,
                                      report: MaintenanceReport) -> None:
-    day = first
-    while day <= last:
-        if day not in existing:
-            report.moved_from_default += await _create_partition(conn, day)
-            report.created.append(day)
-        day += timedelta(days=1)
+    created, moved = await SENSOR_READINGS.create_missing(conn, existing, first, last)
+    report.created.extend(created)
+    report.moved_from_default += moved
 
 
 async def ensure_partitions(db: Database, now: datetime,
@@ -181,7 +141,7 @@ async def ensure_partitions(db: Database, now: datetime,
             report.skipped = True
             return report
         try:
-            await _create_missing_partitions(conn, await _partitions(conn), today - timedelta(days=policy.raw_days),
+            await _create_missing_partitions(conn, await SENSOR_READINGS.existing(conn), today - timedelta(days=policy.raw_days),
                                              today + timedelta(days=policy.ahead_days), report)
             return report
         finally:
@@ -202,7 +162,7 @@ async def maintain(db: Database, now: datetime, policy: RetentionPolicy = Retent
             report.skipped = True
             return report
         try:
-            existing = await _partitions(conn)
+            existing = await SENSOR_READINGS.existing(conn)
             await _create_missing_partitions(conn, existing, keep_from, today + timedelta(days=policy.ahead_days),
                                              report)
             end = hour_floor(now)

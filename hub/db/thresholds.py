@@ -1,7 +1,8 @@
 """Threshold rules: the hub's load of all of them, and the web's CRUD.
 
 Concurrency contract: every function is a coroutine on the shared
-:class:`Database`, callable from any trio task. Reads are one round trip;
+:class:`Database`, callable from any trio task. Reads are one round trip
+(:func:`preview_readings`, the readings a rule preview replays, too);
 each write is one transaction that also appends its audit entry
 (:func:`hub.db.security_audit.record`, last, so the audit chain's lock is held
 only for the commit); the caller tells the hub afterwards
@@ -9,10 +10,13 @@ only for the commit); the caller tells the hub afterwards
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from datetime import datetime
 from typing import Any
 
 import asyncpg
+
+from hub.domain.thresholds import RuleBook, ThresholdRule
 
 from ._pool import Database
 from .paging import Page
@@ -25,6 +29,7 @@ RULE_COLUMNS = (
 #: Fields a client may set.
 EDITABLE = ("metric", "room_type", "room_id", "op", "value", "clear_value", "duration_s", "severity", "enabled")
 _SELECT = f"SELECT {', '.join(RULE_COLUMNS)} FROM threshold_rules"
+_RULE_FIELDS = tuple(f.name for f in fields(ThresholdRule))
 
 
 @dataclass(frozen=True)
@@ -33,6 +38,15 @@ class RuleSet:
 
     rules: tuple[dict[str, Any], ...]
     room_types: dict[str, str]
+
+    def book(self) -> RuleBook:
+        """The domain's rule book of these rules (the device actors' and the preview's one source)."""
+        return RuleBook(tuple(rule_of(r) for r in self.rules), dict(self.room_types))
+
+
+def rule_of(row: dict[str, Any]) -> ThresholdRule:
+    """A stored rule (a row of :data:`RULE_COLUMNS`) as the domain's :class:`ThresholdRule`."""
+    return ThresholdRule(**{k: row[k] for k in _RULE_FIELDS})
 
 
 async def load_rule_set(db: Database) -> RuleSet:
@@ -128,3 +142,54 @@ async def delete_rule(db: Database, rule_id: int, *, by: str) -> bool:
         return True
 
     return await db.run(work, transaction=True)
+
+
+@dataclass(frozen=True)
+class DeviceReadings:
+    """One device's readings of one metric, oldest first (device time, value): what a preview replays."""
+
+    device_id: str
+    room_id: str
+    unit: str
+    readings: tuple[tuple[datetime, float], ...]
+
+
+#: The most raw readings one preview replays (a day of a campus-wide rule on a large campus can be more:
+#: the answer then says it was cut short, at a device boundary).
+PREVIEW_MAX_READINGS = 200_000
+
+
+async def preview_readings(
+    db: Database, metric: str, room_ids: list[str], start: datetime, end: datetime,
+    limit: int = PREVIEW_MAX_READINGS,
+) -> tuple[list[DeviceReadings], bool]:
+    """The raw readings of ``metric`` in ``(start, end]`` of every device now in one of ``room_ids``,
+    by device; and whether ``limit`` cut them short (then the last device is left out whole)."""
+    rows = await db.fetch(
+        "SELECT r.device_id, d.room_id, r.unit, r.device_ts, r.value FROM sensor_readings r"
+        " JOIN devices d ON d.id = r.device_id"
+        " WHERE r.metric = $1 AND d.room_id = ANY($2::text[]) AND r.device_ts > $3 AND r.device_ts <= $4"
+        " ORDER BY r.device_id, r.device_ts LIMIT $5",
+        metric, room_ids, start, end, limit + 1)
+    truncated = len(rows) > limit
+    if truncated:
+        last = rows[limit]["device_id"]
+        rows = [r for r in rows[:limit] if r["device_id"] != last]
+    devices: list[DeviceReadings] = []
+    start_at = 0
+    for index in range(1, len(rows) + 1):
+        if index == len(rows) or rows[index]["device_id"] != rows[start_at]["device_id"]:
+            first = rows[start_at]
+            devices.append(DeviceReadings(first["device_id"], first["room_id"], first["unit"],
+                                          tuple((r["device_ts"], r["value"]) for r in rows[start_at:index])))
+            start_at = index
+    return devices, truncated
+
+
+async def recent_metric_units(db: Database, since: datetime) -> dict[str, str]:
+    """metric → unit of every metric with an hourly aggregate from ``since`` on (the rule form's
+    choices; the hour index keeps it to the recent rows)."""
+    rows = await db.fetch(
+        "SELECT DISTINCT ON (metric) metric, unit FROM sensor_readings_hourly WHERE hour >= $1"
+        " ORDER BY metric, hour DESC", since)
+    return {r["metric"]: r["unit"] for r in rows}

@@ -96,6 +96,10 @@ class TicketEvent:
     from_state: str | None
     to_state: str | None
     detail: dict
+    #: Display names of the people the entry names (None: the hub, or an account that no longer exists).
+    actor_name: str | None = None
+    assignee_name: str | None = None
+    previous_assignee_name: str | None = None
 
 
 @dataclass(frozen=True)
@@ -347,11 +351,15 @@ async def ticket_history(db: Database, ticket_id: int) -> tuple[list[Comment], l
             " FROM ticket_comments c JOIN users u ON u.id = c.author WHERE c.ticket_id = $1 ORDER BY c.id",
             ticket_id)
         events = await conn.fetch(
-            "SELECT id, at, actor, kind, from_state, to_state, detail FROM ticket_events"
-            " WHERE ticket_id = $1 ORDER BY id", ticket_id)
+            "SELECT e.id, e.at, e.actor, e.kind, e.from_state, e.to_state, e.detail,"
+            " actor.display_name AS actor_name, assignee.display_name AS assignee_name,"
+            " previous.display_name AS previous_assignee_name FROM ticket_events e"
+            " LEFT JOIN users actor ON actor.id = e.actor"
+            " LEFT JOIN users assignee ON assignee.id = e.detail ->> 'assignee'"
+            " LEFT JOIN users previous ON previous.id = e.detail ->> 'previous'"
+            " WHERE e.ticket_id = $1 ORDER BY e.id", ticket_id)
         return ([Comment(**dict(r)) for r in comments],
-                [TicketEvent(r["id"], r["at"], r["actor"], r["kind"], r["from_state"], r["to_state"],
-                             json.loads(r["detail"])) for r in events])
+                [TicketEvent(**{**dict(r), "detail": json.loads(r["detail"])}) for r in events])
 
     return await db.run(work)
 

@@ -18,10 +18,13 @@ from typing import Any, Awaitable, Callable
 
 import asyncpg
 
+from hub.core.secrets_box import SecretsBox
 from hub.domain.people import display_name_problem, email_problem, student_fields_problem
 from hub.domain.roles import ADMIN, STUDENT, Role
 
 from ._pool import Database
+from .personal_data import is_erased
+from .sealed_secrets import token_secret_context
 from .security_audit import record
 
 
@@ -295,10 +298,12 @@ async def _conflict(conn: asyncpg.Connection, *, username: str | None, email: st
 
 
 async def insert_account(
-    conn: asyncpg.Connection, account: NewAccount, *, actor: str, reason: str = "", audit: bool = True,
+    conn: asyncpg.Connection, account: NewAccount, *, secrets: SecretsBox, actor: str, reason: str = "",
+    audit: bool = True,
 ) -> AccountRecord:
     """Inside the caller's transaction: create the account (and, for a student, its student row with a
-    fresh check-in token secret) and, unless ``audit`` is False, append its ``created`` audit entry.
+    fresh check-in token secret, sealed with ``secrets``, the campus key ``db.secrets``) and, unless
+    ``audit`` is False, append its ``created`` audit entry.
 
     Callers creating many accounts in one transaction (the CSV import) pass ``audit=False`` and record
     one entry themselves, last. Raises :class:`AccountConflict` for a taken username, email or roll
@@ -316,9 +321,10 @@ async def insert_account(
         )
         if account.role == STUDENT:
             await conn.execute(
-                "INSERT INTO students (id, roll_number, token_secret, program, section, terminal_pin)"
+                "INSERT INTO students (id, roll_number, token_secret_sealed, program, section, terminal_pin)"
                 " VALUES ($1, $2, $3, $4, $5, coalesce($6, next_student_terminal_pin()))",
-                user_id, account.roll_number, new_token_secret(), account.program, account.section,
+                user_id, account.roll_number, secrets.encrypt(new_token_secret(), token_secret_context(user_id)),
+                account.program, account.section,
                 account.terminal_pin,
             )
     except asyncpg.UniqueViolationError as exc:  # a concurrent insert won the race
@@ -334,7 +340,7 @@ async def create_user(db: Database, account: NewAccount, *, actor: str, reason: 
     """Create one account (see :func:`insert_account`) in its own transaction."""
 
     async def work(conn: asyncpg.Connection) -> AccountRecord:
-        return await insert_account(conn, account, actor=actor, reason=reason)
+        return await insert_account(conn, account, secrets=db.secrets, actor=actor, reason=reason)
 
     return await db.run(work, transaction=True)
 
@@ -505,6 +511,8 @@ async def reactivate_user(db: Database, user_id: str, *, actor: str, reason: str
     async def apply(conn: asyncpg.Connection, before: AccountRecord) -> bool:
         if before.active:
             return False
+        if is_erased(before.id, before.username):  # hub/db/erasure.py: nothing of the person is left
+            raise AccountRefused("This student was erased; the account cannot be reactivated. Create a new one.")
         await conn.execute("UPDATE users SET deactivated_at = NULL WHERE id = $1", user_id)
         return True
 
@@ -594,7 +602,7 @@ async def create_admin(db: Database, account: NewAccount, *, actor: str, force: 
             "SELECT count(*) FROM users WHERE role = $1 AND deactivated_at IS NULL", ADMIN)
         if existing and not force:
             raise AccountRefused(f"{existing} active admin account(s) exist already; give --force to add another.")
-        return await insert_account(conn, account, actor=actor,
+        return await insert_account(conn, account, secrets=db.secrets, actor=actor,
                                     reason="first admin" if not existing else "admin added with --force")
 
     return await db.run(work, transaction=True)

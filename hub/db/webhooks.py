@@ -25,11 +25,16 @@ from uuid import UUID
 
 import asyncpg
 
+from hub.core.secrets_box import SecretsBox
+
 from ._pool import Database
 from .paging import Page
+from .sealed_secrets import webhook_secret_context
 from .security_audit import record
 
-_SUB_COLUMNS = "id, url, secret, kinds, active, description, created_at, created_by, updated_at"
+#: ``secret`` is only the plaintext of a row from before migration 0025 not sealed yet: the signing
+#: secret is stored in ``secret_sealed`` (campus key) and opened by :func:`_subscription`.
+_SUB_COLUMNS = "id, url, secret, secret_sealed, kinds, active, description, created_at, created_by, updated_at"
 _DELIVERY_COLUMNS = (
     "id, subscription_id, event_id, kind, payload, state, attempts, next_attempt_at, last_attempt_at,"
     " last_status, last_error, delivered_at, created_at"
@@ -87,8 +92,17 @@ class Outcome:
     error: str | None
 
 
-def _subscription(row: asyncpg.Record) -> Subscription:
-    return Subscription(**{**dict(row), "kinds": list(row["kinds"])})
+def _opened_secret(secrets: SecretsBox, subscription_id: int, secret: str | None, sealed: bytes | None) -> str:
+    if sealed is None:
+        assert secret is not None  # the migration's CHECK: one of the two is set
+        return secret
+    return secrets.decrypt(bytes(sealed), webhook_secret_context(subscription_id)).decode()
+
+
+def _subscription(row: asyncpg.Record, secrets: SecretsBox) -> Subscription:
+    values = dict(row)
+    values["secret"] = _opened_secret(secrets, row["id"], values.pop("secret"), values.pop("secret_sealed"))
+    return Subscription(**{**values, "kinds": list(row["kinds"])})
 
 
 def _delivery(row: asyncpg.Record) -> Delivery:
@@ -103,14 +117,14 @@ async def list_subscriptions(db: Database, limit: int, offset: int) -> Page[Subs
         total = await conn.fetchval("SELECT count(*) FROM webhook_subscriptions")
         rows = await conn.fetch(
             f"SELECT {_SUB_COLUMNS} FROM webhook_subscriptions ORDER BY id LIMIT $1 OFFSET $2", limit, offset)
-        return Page([_subscription(r) for r in rows], total)
+        return Page([_subscription(r, db.secrets) for r in rows], total)
 
     return await db.run(work)
 
 
 async def get_subscription(db: Database, subscription_id: int) -> Subscription | None:
     row = await db.fetchrow(f"SELECT {_SUB_COLUMNS} FROM webhook_subscriptions WHERE id = $1", subscription_id)
-    return _subscription(row) if row is not None else None
+    return _subscription(row, db.secrets) if row is not None else None
 
 
 def _audited(sub: Subscription) -> dict[str, object]:
@@ -128,13 +142,16 @@ async def create_subscription(
     created_by: str, now: datetime,
 ) -> Subscription:
     async def work(conn: asyncpg.Connection) -> Subscription:
+        # The id first: the sealed secret is bound to it.
+        new_id = await conn.fetchval("SELECT nextval(pg_get_serial_sequence('webhook_subscriptions', 'id'))")
         row = await conn.fetchrow(
-            "INSERT INTO webhook_subscriptions (url, secret, kinds, active, description, created_by, created_at,"
-            " updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7)"
+            "INSERT INTO webhook_subscriptions (id, url, secret_sealed, kinds, active, description, created_by,"
+            " created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)"
             f" RETURNING {_SUB_COLUMNS}",
-            url, secret, list(kinds), active, description, created_by, now,
+            new_id, url, db.secrets.encrypt(secret.encode(), webhook_secret_context(new_id)), list(kinds), active,
+            description, created_by, now,
         )
-        created = _subscription(row)
+        created = _subscription(row, db.secrets)
         await record(conn, actor=created_by, action="created", entity="webhook", entity_id=str(created.id),
                      after=_audited(created))
         return created
@@ -149,7 +166,11 @@ async def update_subscription(
     subscription. Audited (``secret_replaced`` says whether the secret was set, never its value)."""
     allowed = ("url", "secret", "kinds", "active", "description")
     names = [name for name in allowed if name in changes]
-    sets = ", ".join(f"{name} = ${i + 3}" for i, name in enumerate(names))
+    # A new secret is stored sealed (and any pre-0025 plaintext cleared with it).
+    sets = ", ".join(f"secret = NULL, secret_sealed = ${i + 3}" if name == "secret" else f"{name} = ${i + 3}"
+                     for i, name in enumerate(names))
+    sealed = {"secret": db.secrets.encrypt(changes["secret"].encode(), webhook_secret_context(subscription_id))
+              } if "secret" in changes else {}
 
     async def work(conn: asyncpg.Connection) -> Subscription | None:
         old = await conn.fetchrow(f"SELECT {_SUB_COLUMNS} FROM webhook_subscriptions WHERE id = $1 FOR UPDATE",
@@ -159,9 +180,10 @@ async def update_subscription(
         row = await conn.fetchrow(
             f"UPDATE webhook_subscriptions SET updated_at = $2{', ' + sets if sets else ''}"
             f" WHERE id = $1 RETURNING {_SUB_COLUMNS}",
-            subscription_id, now, *(list(changes[n]) if n == "kinds" else changes[n] for n in names),
+            subscription_id, now,
+            *(list(changes[n]) if n == "kinds" else sealed.get(n, changes[n]) for n in names),
         )
-        before, updated = _subscription(old), _subscription(row)
+        before, updated = _subscription(old, db.secrets), _subscription(row, db.secrets)
         await record(conn, actor=by, action="updated", entity="webhook", entity_id=str(subscription_id),
                      before=_audited(before),
                      after={**_audited(updated), "secret_replaced": before.secret != updated.secret})
@@ -179,7 +201,7 @@ async def delete_subscription(db: Database, subscription_id: int, *, by: str) ->
         if row is None:
             return False
         await record(conn, actor=by, action="deleted", entity="webhook", entity_id=str(subscription_id),
-                     before=_audited(_subscription(row)))
+                     before=_audited(_subscription(row, db.secrets)))
         return True
 
     return await db.run(work, transaction=True)
@@ -203,6 +225,26 @@ async def list_deliveries(
     return await db.run(work)
 
 
+async def queue_test_delivery(db: Database, subscription_id: int, payload: dict, *, by: str) -> Delivery | None:
+    """Queue one ``webhook_test`` delivery of ``payload`` to a subscription, audited (action
+    ``test_sent``); the dispatcher posts it like any other (signed, retried). None if there is no
+    such subscription."""
+
+    async def work(conn: asyncpg.Connection) -> Delivery | None:
+        row = await conn.fetchrow(
+            "INSERT INTO webhook_deliveries (subscription_id, kind, payload)"
+            " SELECT id, 'webhook_test', $2::jsonb FROM webhook_subscriptions WHERE id = $1"
+            f" RETURNING {_DELIVERY_COLUMNS}",
+            subscription_id, json.dumps(payload))
+        if row is None:
+            return None
+        await record(conn, actor=by, action="test_sent", entity="webhook", entity_id=str(subscription_id),
+                     after={"delivery_id": row["id"], "event_id": str(row["event_id"])})
+        return _delivery(row)
+
+    return await db.run(work, transaction=True)
+
+
 # --- the dispatcher's side ---------------------------------------------------------------
 
 async def claim_due(db: Database, now: datetime, lease: timedelta, limit: int) -> list[DueDelivery]:
@@ -214,10 +256,12 @@ async def claim_due(db: Database, now: datetime, lease: timedelta, limit: int) -
         "  ORDER BY d.next_attempt_at, d.id LIMIT $3 FOR UPDATE OF d SKIP LOCKED)"
         " UPDATE webhook_deliveries d SET next_attempt_at = $1 + $2::interval"
         " FROM due, webhook_subscriptions s WHERE d.id = due.id AND s.id = d.subscription_id"
-        " RETURNING d.id, d.event_id, d.kind, d.payload::text AS body, s.url, s.secret, d.attempts",
+        " RETURNING d.id, d.event_id, d.kind, d.payload::text AS body, s.url, s.id AS subscription_id, s.secret,"
+        " s.secret_sealed, d.attempts",
         now, lease, limit,
     )
-    return [DueDelivery(r["id"], r["event_id"], r["kind"], r["body"].encode(), r["url"], r["secret"], r["attempts"])
+    return [DueDelivery(r["id"], r["event_id"], r["kind"], r["body"].encode(), r["url"],
+                        _opened_secret(db.secrets, r["subscription_id"], r["secret"], r["secret_sealed"]), r["attempts"])
             for r in rows]
 
 

@@ -8,9 +8,10 @@ met exactly at 75 and never missed by a rounding error. See docs/eligibility.md.
 Weights of a counted session: present 1, late ``late_weight`` (default 0.8),
 absent 0. Excused sessions are left out of the denominator altogether (by
 default; ``Rules.excused_counts=True`` counts them as present instead).
-A session *counts* for a student once it has ended or the student has a
-record in it; the rest of the term's scheduled, not-cancelled sessions are
-``remaining``.
+A session *counts* for a student once it is held (has ended), whatever
+records it already has; the rest of the term's scheduled, not-cancelled
+sessions are ``remaining`` (a future session excused ahead by approved leave
+among them). The caller counts that way (``hub.db.insights``).
 """
 from __future__ import annotations
 
@@ -81,7 +82,8 @@ class Tally:
 
     @property
     def held(self) -> int:
-        """Sessions that count so far (whatever their status)."""
+        """Sessions held so far (ended), whatever the student's status in them: the course's held
+        sessions of the student's scope, the same number the course report shows."""
         return self.present + self.late + self.absent + self.excused
 
 

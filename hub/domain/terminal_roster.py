@@ -13,9 +13,10 @@ few ``roster_sync`` commands as fit the command frame (edge_agent/commands.py
 Who goes where (docs/people.md, "Terminal rosters"): an active student's PIN is
 on the terminals of the rooms where a course they are enrolled in still has a
 session (not cancelled, ending no earlier than a day ago: punches buffered at
-the edge are still judged). A page stays while the student is active, since
-the finger is enrolled on that terminal; deactivation or deletion removes
-both.
+the edge are still judged). A page stays while the student is active and
+consents to biometric enrolment (hub/domain/biometric_consent.py), since the
+finger is enrolled on that terminal; deactivation, deletion or the lack of
+consent removes it (a PIN does not need consent: it is no biometric).
 """
 from __future__ import annotations
 
@@ -89,14 +90,16 @@ class _Delta:
 
 
 def plan_roster(desired: Mapping[tuple[str, str], str], current: Iterable[RosterEntry],
-                active_students: Iterable[str]) -> RosterPlan:
+                page_holders: Iterable[str]) -> RosterPlan:
     """Bring ``current`` (registry rows in scope) to ``desired`` ((device, student) → PIN).
 
-    ``active_students``: the students in scope who are active; the pages of
-    anyone else are removed. A row with a page stays (without its PIN) while
-    its student is active, even where the PIN is no longer wanted.
+    ``page_holders``: the students in scope who may hold a fingerprint page,
+    active with an active biometric consent
+    (``hub.domain.biometric_consent.may_hold_page``); the pages of anyone else
+    are removed. A row with a page stays (without its PIN) while its student
+    may hold it, even where the PIN is no longer wanted.
     """
-    active = set(active_students)
+    active = set(page_holders)
     deltas: dict[str, _Delta] = {}
     upserts: list[RosterEntry] = []
     deletes: list[tuple[str, str]] = []
@@ -176,3 +179,23 @@ def roster_sync_args(change: TerminalChange, *, replace: bool = False,
             result.append({})
         result[0]["replace"] = True
     return result
+
+
+def template_delete_args(page: int) -> dict[str, int | bool]:
+    """The ``template_sync`` arguments that delete the template on ``page`` (edge_agent/commands.py)."""
+    return {"page": page, "delete": True}
+
+
+def change_commands(change: TerminalChange, *, replace: bool = False
+                    ) -> list[tuple[str, dict[str, str | bool | int]]]:
+    """Every command (name, arguments) that carries ``change`` to its terminal, in order.
+
+    A removed page is a finger that must not stay enrolled: its template is
+    deleted first (``template_sync`` ``delete``, one per page; an agent with
+    no fingerprint module answers ``unsupported``: it holds none), then the
+    map follows (:func:`roster_sync_args`).
+    """
+    commands: list[tuple[str, dict[str, str | bool | int]]] = [
+        ("template_sync", dict(template_delete_args(page))) for page in change.remove_pages]
+    commands += [("roster_sync", dict(args)) for args in roster_sync_args(change, replace=replace)]
+    return commands

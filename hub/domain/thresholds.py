@@ -222,7 +222,47 @@ def rules_by_id(rules: Iterable[ThresholdRule]) -> dict[int, ThresholdRule]:
     return {r.id: r for r in rules}
 
 
+@dataclass(frozen=True)
+class Trip:
+    """One time a rule tripped on one device's readings: what a preview reports as "would have fired"."""
+
+    #: Device time of the first reading of the breach (the duration counts from here).
+    since: datetime
+    #: When the rule's duration was met: the alarm would have been raised (or escalated) then.
+    tripped_at: datetime
+    #: When the value came back past ``clear_value`` (None: still past it at the last reading).
+    cleared_at: datetime | None
+    #: The furthest value past the trip level during the breach (highest for above, lowest for below).
+    peak: float
+
+
+def replay(rule: ThresholdRule, readings: Iterable[tuple[datetime, float]]) -> list[Trip]:
+    """Every trip of ``rule`` over one device's ``readings`` (device time, value; oldest first),
+    judged by :func:`step` exactly as the device actor judges live readings, from a clear state."""
+    trips: list[Trip] = []
+    state = RuleState()
+    peak: float | None = None
+    tripped_at: datetime | None = None
+    for at, value in readings:
+        before, state = state, step(rule, state, value, at)
+        if before.active and not state.active:  # cleared
+            assert before.pending_since is not None and tripped_at is not None and peak is not None
+            trips.append(Trip(before.pending_since, tripped_at, at, peak))
+            peak = tripped_at = None
+            continue
+        if state.pending_since is None:
+            peak = None
+            continue
+        if rule.breached(value):
+            peak = value if peak is None else max(peak, value) if rule.op == "above" else min(peak, value)
+        if state.active and not before.active:
+            tripped_at = at
+    if state.active and state.pending_since is not None and tripped_at is not None and peak is not None:
+        trips.append(Trip(state.pending_since, tripped_at, None, peak))
+    return trips
+
+
 __all__ = [
-    "OPS", "RuleBook", "RuleState", "ThresholdRule", "Verdict", "alarm_type", "describe",
-    "evaluate", "most_severe", "reconcile", "rule_problem", "rules_by_id", "step",
+    "OPS", "RuleBook", "RuleState", "ThresholdRule", "Trip", "Verdict", "alarm_type", "describe",
+    "evaluate", "most_severe", "reconcile", "replay", "rule_problem", "rules_by_id", "step",
 ]

@@ -11,13 +11,14 @@ the rest of the hub.
 """
 from ._common import EmbeddedServiceError
 from .broker import EmbeddedBroker, mosquitto_path, start_embedded_broker
-from .postgres import EmbeddedPostgres, start_embedded_postgres
+from .postgres import EmbeddedPostgres, client_tools_dir, start_embedded_postgres
 from .probe import probe_mqtt, probe_postgres
 
 __all__ = [
     "EmbeddedBroker",
     "EmbeddedPostgres",
     "EmbeddedServiceError",
+    "client_tools_dir",
     "mosquitto_path",
     "probe_mqtt",
     "probe_postgres",

@@ -227,6 +227,17 @@ def _install_dir() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "pginstall"
 
 
+def client_tools_dir() -> Path | None:
+    """``bin`` of the pgserver wheel (its ``pg_dump``, ``pg_restore`` ...), ``None`` without the wheel.
+
+    For the backup commands, which need tools of the embedded server's version.
+    """
+    try:
+        return _install_dir() / "bin"
+    except EmbeddedServiceError:
+        return None
+
+
 def _initdb(pgdata: Path, run_as: _RunAs | None) -> None:
     # No PG_VERSION means no cluster, only an interrupted initdb: start over.
     if pgdata.exists():

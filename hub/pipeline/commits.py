@@ -16,6 +16,15 @@ def utc_from_ms(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
 
 
+def signed_at_or_none(ms: int) -> datetime | None:
+    """``utc_from_ms(ms)``, or None where no datetime can hold it (a hostile or broken clock's
+    timestamp, e.g. 2**63 ms): the ledger then files the message by the day it was received."""
+    try:
+        return utc_from_ms(ms)
+    except (ValueError, OverflowError, OSError):
+        return None
+
+
 def utc_from_s(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, tz=timezone.utc)
 
@@ -44,6 +53,7 @@ def accept(
         message=message,
         live=live,
         outcome=("ingested", event.kind),
+        signed_at=utc_from_ms(event.ts),
     )
 
 
@@ -74,4 +84,5 @@ def reject(
         session_id=session_id,
     )
     key = event.id if event is not None else digest_key(message.topic, message.payload)
-    return Commit(key, (rejection, *extra), message, live, ("rejected", reason))
+    return Commit(key, (rejection, *extra), message, live, ("rejected", reason),
+                  signed_at=signed_at_or_none(event.ts) if event is not None else None)

@@ -25,6 +25,7 @@ import trio
 from actors import Actor, ActorRef, ChildExists, ChildSpec, Supervisor, Timer
 from actors.delivery import deliver
 from hub.core.bus import DEVICES_TOPIC, LiveUpdate, live_device
+from hub.core.config import EVENT_MAX_AGE_S
 from hub.core.records import (
     AlarmRow,
     Commit,
@@ -42,7 +43,7 @@ from hub.domain.device_health import DeviceHealth, history_change, skew_sample_m
 from hub.domain.thresholds import RuleBook
 from hub.mqtt import InboundMessage
 from hub.pipeline.checkin_routing import resolve_elsewhere
-from hub.pipeline.commits import accept, reject, utc_from_ms
+from hub.pipeline.commits import accept, reject, signed_at_or_none, utc_from_ms
 from hub.pipeline.device_alarms import (
     DeviceAlarms,
     RateLimitChanged,
@@ -171,6 +172,13 @@ class DeviceActor(Actor):
                 message, "clock_skew", f"device time is {event.ts / 1000 - message.received_at:.0f}s ahead",
                 event=event))
             return
+        if message.received_at - event.ts / 1000 > EVENT_MAX_AGE_S:
+            # Older than any redelivery the dedup ledger still remembers (hub/db/retention.py):
+            # applying it could apply it twice.
+            await deliver(self._writer, reject(
+                message, "expired", f"signed {message.received_at - event.ts / 1000:.0f}s ago, more than"
+                f" the {EVENT_MAX_AGE_S}s the hub accepts", event=event))
+            return
         now = datetime.now(timezone.utc)
         before = self._health
         self._extend_deadline()
@@ -234,7 +242,8 @@ class DeviceActor(Actor):
             # Only a new status is proof of life: the same one seen again may be anybody's replay.
             self._extend_deadline()
         effects, live = await self._health_effects(before, now, write=self._health != before)
-        await deliver(self._writer, Commit(digest_key(message.topic, message.payload), effects, message, live))
+        await deliver(self._writer, Commit(digest_key(message.topic, message.payload), effects, message, live,
+                                           signed_at=signed_at_or_none(status.ts)))
 
     async def _on_deadline(self) -> None:
         self._timer = None

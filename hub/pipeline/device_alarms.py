@@ -18,9 +18,8 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any, Iterable, Mapping
 
 from actors import ActorRef, Supervisor
 from actors.delivery import deliver
@@ -37,7 +36,7 @@ from hub.domain.alarms import (
     offline_change,
     rate_limit_change,
 )
-from hub.domain.thresholds import RuleBook, RuleState, ThresholdRule, evaluate, reconcile
+from hub.domain.thresholds import RuleBook, RuleState, evaluate, reconcile
 from hub.mqtt import InboundMessage
 from schemas import Event
 
@@ -47,7 +46,6 @@ log = logging.getLogger("hub.alarms")
 RECENT_CLEARED = 32
 #: Alarm types no threshold rule owns: a change of the rules never clears them.
 _RULELESS_TYPES = frozenset({OFFLINE_ALARM, RATE_LIMIT_ALARM})
-_RULE_FIELDS = tuple(f.name for f in fields(ThresholdRule))
 
 
 @dataclass(frozen=True)
@@ -91,10 +89,6 @@ def alarm_live(alarm: Alarm) -> LiveUpdate:
     ))
 
 
-def rule_book(rules: Iterable[Mapping[str, Any]], room_types: Mapping[str, str]) -> RuleBook:
-    return RuleBook(tuple(ThresholdRule(**{k: r[k] for k in _RULE_FIELDS}) for r in rules), dict(room_types))
-
-
 class ThresholdBook:
     """The current rule book. Replaced whole (never mutated) by :meth:`reload`; any task may read ``current``."""
 
@@ -103,8 +97,7 @@ class ThresholdBook:
 
     async def reload(self, db: Database) -> RuleBook:
         """Load every rule and room type (one round trip) and make it current."""
-        rules = await load_rule_set(db)
-        self.current = rule_book(rules.rules, rules.room_types)
+        self.current = (await load_rule_set(db)).book()
         return self.current
 
 

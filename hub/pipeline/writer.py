@@ -165,4 +165,6 @@ def _as_persistence_error(commit: Commit, exc: Exception) -> Commit:
         payload=message.payload if message else b"",
         received_at=datetime.now(timezone.utc),
     )
-    return Commit(commit.dedup_key, (rejection,), message, (), ("rejected", "persistence_error"))
+    # Same key, same ledger day (signed_at): a later redelivery finds it.
+    return Commit(commit.dedup_key, (rejection,), message, (), ("rejected", "persistence_error"),
+                  signed_at=commit.signed_at)

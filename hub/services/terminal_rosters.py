@@ -7,7 +7,10 @@ generated for a new term, a terminal registered in a room, a course's last
 session ending, an import by the CLI (no running hub to tell). This keeper
 reconciles the whole registry every ``interval_s`` (15 minutes): one plan,
 only the differences queued (hub/db/terminal_roster.py), so a quiet campus
-costs three queries and no command.
+costs three queries and no command. The plan also removes (template, then
+page) any fingerprint page whose student has no active biometric consent, so
+a consent closed outside the withdrawal path (an erasure, a database edit)
+still empties the terminals within one period.
 
 The first pass comes one interval after start, not at boot: a restart must not
 race requests that queue the same changes (the plan's advisory lock makes that

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, time, timedelta, timezone
 
-from support.browser_helpers import chromium, run_in_browser_thread
+from support.browser_helpers import chromium, pick, run_in_browser_thread
 
 from hub.db.seed import faculty_id
 from hub.db.seed.academic import TERM_ID
@@ -63,15 +63,15 @@ async def test_admin_imports_enrolments_and_grows_the_timetable(hub, hub_campus,
             checkpoints["imported"] = await summary.inner_text()
 
             # A weekly slot for the new section: its sessions appear at once.
-            await page.select_option("#timetable-term", TERM_ID)
+            await pick(page, "#timetable-term", TERM_ID)
             await page.locator(f'#slot-section option[value="{SECTION_B}"]').wait_for(state="attached")
-            await page.select_option("#slot-section", SECTION_B)
-            await page.select_option("#slot-form select[name=room_id]", session.room_id)
+            await pick(page, "#slot-section", SECTION_B)
+            await pick(page, "#slot-form select[name=room_id]", session.room_id)
             await page.select_option("#slot-form select[name=weekday]", str(weekday))
             await page.fill("#slot-form input[name=starts_time]", "20:00")
             await page.fill("#slot-form input[name=ends_time]", "21:00")
             await page.click("#slot-form button[type=submit]")
-            added = page.locator("#ac-message", has_text="Slot added.")
+            added = page.locator("#slot-form .feedback-success", has_text="Slot added.")
             await added.wait_for(timeout=10_000)
             checkpoints["slot_added"] = await added.inner_text()
             await page.locator("#term-sessions-body tr[data-session-id^='ses-slot-']").first.wait_for(timeout=10_000)
@@ -128,8 +128,8 @@ async def test_faculty_adds_a_make_up_session_from_todays_page(hub, hub_campus, 
             await page.wait_for_url(lambda url: "/login" not in url)
             await page.goto(f"{base}/faculty")
             await page.locator('#add-session-course option[value="course-001"]').wait_for(state="attached")
-            await page.select_option("#add-session-course", "course-001")
-            await page.select_option("#add-session-room", session.room_id)
+            await pick(page, "#add-session-course", "course-001")
+            await pick(page, "#add-session-room", session.room_id)
             await page.fill("#add-session-form input[name=date]", tomorrow.isoformat())
             await page.fill("#add-session-form input[name=start]", "17:00")
             await page.fill("#add-session-form input[name=end]", "18:15")

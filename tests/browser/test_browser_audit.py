@@ -6,7 +6,7 @@ import csv
 import io
 import json
 
-from support.browser_helpers import chromium, run_in_browser_thread
+from support.browser_helpers import chromium, pick, run_in_browser_thread
 from support.hub_helpers import session_with_device
 
 from hub.db.attendance import AttendanceChange, apply_attendance_changes
@@ -38,7 +38,7 @@ async def test_admin_searches_exports_and_verifies(hub, hub_campus, test_db, tmp
             await page.wait_for_url(lambda url: "/login" not in url)
             await page.click("#nav-audit")
             await page.wait_for_url(f"{base}/audit**")
-            await page.fill("#audit-student", student_id)
+            await pick(page, "#audit-student", student_id)
             await page.click("#audit-search")
             await page.wait_for_url(f"**student_id={student_id}")
             newest = page.locator("#audit-results li.audit-entry", has_text="Medical note shown")

@@ -2,7 +2,7 @@
 them checks in from the projector's QR (counted), and the teacher's roster shows the flag in plain words."""
 from __future__ import annotations
 
-from support.browser_helpers import chromium, run_in_browser_thread
+from support.browser_helpers import chromium, pick, run_in_browser_thread
 from support.hub_helpers import session_with_device, student
 
 
@@ -29,18 +29,19 @@ async def test_admin_restricts_a_room_and_an_outside_checkin_is_flagged_in_plain
             await _login(admin, base, "admin")
             await admin.goto(f"{base}/admin/academic")
             await admin.locator(f'#network-room option[value="{session.room_id}"]').wait_for(state="attached")
-            await admin.select_option("#network-room", session.room_id)
+            await pick(admin, "#network-room", session.room_id)
             await admin.locator("#room-networks-effective", has_text="No restriction").wait_for(timeout=5_000)
             await admin.uncheck("#room-networks-form input[name=follow]")
             await admin.fill("#room-networks-form textarea[name=ranges]", "192.0.2.0/24\n2001:db8:5::/48")
             await admin.click("#room-networks-form button[type=submit]")
-            await admin.locator("#ac-message", has_text="Room check-in networks saved.").wait_for(timeout=5_000)
+            await admin.locator("#room-networks-form .feedback-success",
+                                has_text="Room check-in networks saved.").wait_for(timeout=5_000)
             seen["effective"] = await admin.locator("#room-networks-effective").inner_text()
             # A typo is refused with the reason, nothing saved.
             await admin.fill("#room-networks-form textarea[name=ranges]", "192.0.2.7/24")
             await admin.click("#room-networks-form button[type=submit]")
-            await admin.locator("#ac-message.ac-error").wait_for(timeout=5_000)
-            seen["refused"] = await admin.locator("#ac-message").inner_text()
+            await admin.locator("#room-networks-form .feedback-error").wait_for(timeout=5_000)
+            seen["refused"] = await admin.locator("#room-networks-form .feedback-error").inner_text()
 
             roster = await desk.new_page()
             await _login(roster, base, faculty)

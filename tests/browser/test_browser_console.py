@@ -33,7 +33,8 @@ async def test_console_shows_a_device_going_offline_and_acks_its_alarm(hub, hub_
         [sys.executable, "-m", "hub", "edge-agent", "--config", str(config)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     watching, killed = threading.Event(), threading.Event()
-    card = f'article.device[data-device-id="{device.device_id}"]'
+    dot = f'a.device[data-device-id="{device.device_id}"]'
+    tile = f'article.tile[data-room-id="{device.room_id}"]'
     page_errors: list[str] = []
 
     async def ops_watches_console() -> dict:
@@ -48,16 +49,16 @@ async def test_console_shows_a_device_going_offline_and_acks_its_alarm(hub, hub_
             await page.wait_for_url(f"{base}/ops**")
             await page.goto(f"{base}/ops")
             await page.locator('#live-status[data-state="live"]').wait_for(timeout=10_000)
-            await page.locator(f'{card}.device-online[data-health="ok"]').wait_for(timeout=15_000)
-            # Filters and search hide what does not match, without a round trip.
+            await page.locator(f'{dot}.device-online[data-health="ok"]').wait_for(timeout=15_000)
+            # Filters and search hide the rooms that do not match, without a round trip.
             await page.fill("#filter-search", device.device_id)
-            assert await page.locator("article.device:not([hidden])").count() == 1
+            assert await page.locator("article.tile:not([hidden])").count() == 1
             await page.evaluate("window.__sameDocument = true")  # gone if the page reloads
             watching.set()
             assert await wait_in_thread(killed)
-            await page.locator(f'{card}.device-offline[data-health="offline"]').wait_for(timeout=10_000)
-            assert await page.locator(f"{card} .state").text_content() == "offline"
-            await page.locator(f'{card} .sev.sev-major').wait_for(timeout=10_000)  # its offline alarm
+            await page.locator(f'{dot}.device-offline[data-health="offline"]').wait_for(timeout=10_000)
+            await page.locator(f'{tile}[data-health="offline"]').wait_for(timeout=10_000)  # the room's worst
+            assert await page.locator(f"{tile} .tile-state").text_content() == "offline"
             assert await page.evaluate("window.__sameDocument === true")
             await page.screenshot(path=str(tmp_path / "grid.png"), full_page=True)
 

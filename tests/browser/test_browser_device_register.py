@@ -4,7 +4,7 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
-from support.browser_helpers import chromium, run_in_browser_thread
+from support.browser_helpers import chromium, open_menu, pick, run_in_browser_thread
 
 
 async def test_ops_registers_a_device_and_copies_its_credentials_on_a_phone(hub, hub_campus, test_db, tmp_path: Path):
@@ -21,9 +21,10 @@ async def test_ops_registers_a_device_and_copies_its_credentials_on_a_phone(hub,
             await page.fill("#password", "campushub")
             await page.click("#login-submit")
             await page.wait_for_url(f"{base}/ops**")
+            await open_menu(page)  # the nav folds behind the Menu button on a phone
             await page.click('a[href="/devices/register"]')
             await page.fill("#device_id", "phone-reg-1")
-            await page.select_option("#room_id", room)
+            await pick(page, "#room_id", room)
             await page.select_option("#alg", "ed25519")
             await page.click("#register-submit")
             await page.locator("#credentials:not([hidden])").wait_for(timeout=10_000)
@@ -36,7 +37,7 @@ async def test_ops_registers_a_device_and_copies_its_credentials_on_a_phone(hub,
             }
             # A second registration with the same id is refused with a readable message.
             await page.fill("#device_id", "phone-reg-1")
-            await page.select_option("#room_id", room)
+            await pick(page, "#room_id", room)
             await page.click("#register-submit")
             await page.locator("#register-error:not([hidden])").wait_for(timeout=10_000)
             shown["error"] = await page.locator("#register-error").text_content()

@@ -53,6 +53,7 @@ async def test_admin_manages_people(hub, hub_campus, test_db, tmp_path, phone):
                 row = page.locator(f'#people-body tr[data-user-id="{student.student_id}"]')
                 await page.locator("#people-range", has_text="1–1 of 1").wait_for(timeout=10_000)
                 await row.get_by_role("button", name="Deactivate").click()
+                await page.locator("#confirm-dialog-confirm").click()  # the shared confirmation
                 await row.get_by_role("button", name="Reactivate").wait_for(timeout=10_000)
                 seen["state"] = await row.locator("td[data-label=State]").inner_text()
 
@@ -66,6 +67,7 @@ async def test_admin_manages_people(hub, hub_campus, test_db, tmp_path, phone):
                 teacher_row = page.locator(f'#people-body tr[data-username="{teacher}"]')
                 await teacher_row.wait_for(timeout=10_000)
                 await teacher_row.get_by_role("button", name="Delete").click()
+                await page.locator("#confirm-dialog-confirm").click()  # the shared confirmation
                 reason = teacher_row.locator(".people-refusal")
                 await reason.wait_for(timeout=10_000)
                 seen["refusal"] = await reason.inner_text()
@@ -93,16 +95,21 @@ async def test_admin_manages_people(hub, hub_campus, test_db, tmp_path, phone):
                 # Reset its password: the code shows once, next to the row's buttons; its MFA reset is
                 # refused (never enrolled), the reason also next to the row.
                 await new_row.get_by_role("button", name="Reset password").click()
+                await page.locator("#confirm-dialog-confirm").click()  # the shared confirmation
                 reset_code = new_row.locator(".people-note .people-reset-code")
                 await reset_code.wait_for(timeout=10_000)
                 seen["reset_code"] = await reset_code.inner_text()
                 await new_row.get_by_role("button", name="Reset MFA").click()
+                await page.locator("#confirm-dialog-confirm").click()  # the shared confirmation
                 mfa_refusal = new_row.locator(".people-refusal")
                 await mfa_refusal.wait_for(timeout=10_000)
                 seen["mfa_refusal"] = await mfa_refusal.inner_text()
                 seen["reset_visible"] = str(await new_row.get_by_role("button", name="Reset MFA").is_visible())
                 await new_row.get_by_role("button", name="Delete").click()
-                await page.locator("#people-message", has_text="new.student is deleted.").wait_for(timeout=10_000)
+                await page.locator("#confirm-dialog-confirm").click()  # the shared confirmation
+                # The answer sits beside the list (the row is gone), not in the box at the top of the page.
+                await page.locator("#people-range + .feedback", has_text="new.student is deleted.").wait_for(
+                    timeout=10_000)
 
                 # Import a CSV: the check lists the bad row (line, field, reason); fixed, it is imported and
                 # the codes show once, downloadable as CSV.

@@ -139,8 +139,10 @@ def test_tampering_with_an_export_is_pinpointed(fresh_database_url: str, tmp_pat
     assert code == 0 and verdict["entries"] == 0
     assert _cli(capsys, "audit", "verify", str(tmp_path / "missing.jsonl"))[0] == 2
     with pytest.raises(SystemExit) as usage:
-        main(["audit", "verify"])
+        main(["audit", "verify", "--archive-dir"])
     assert usage.value.code == 2
+    # --archive-dir checks the database's anchors: not with a FILE.
+    assert _cli(capsys, "audit", "verify", str(export), "--archive-dir", str(tmp_path))[0] == 2
     with pytest.raises(SystemExit) as usage:
         main(["audit", "export", "--since", "yesterday"])
     assert usage.value.code == 2

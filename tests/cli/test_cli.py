@@ -8,7 +8,8 @@ import sys
 
 import pytest
 
-COMMANDS = ["demo", "serve", "migrate", "edge-agent", "simulate"]
+COMMANDS = ["demo", "serve", "migrate", "edge-agent", "simulate", "devices", "audit", "users", "retention", "backup",
+            "restore", "keys"]
 
 
 def campushub(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
@@ -99,10 +100,12 @@ def test_demo_banner_says_its_logins_are_for_the_demo_only(capsys):
     from types import SimpleNamespace
 
     from hub.app.cli import _print_demo_banner
+    from hub.app.demo_access import demo_address
     from hub.db.seed import DEMO_PASSWORD
 
     login = SimpleNamespace(role="admin", username="admin", password=DEMO_PASSWORD)
-    _print_demo_banner(8080, SimpleNamespace(logins=[login]))
+    _print_demo_banner(demo_address(None, lan=False), 8080, SimpleNamespace(logins=[login]))
     out = capsys.readouterr().out
+    assert "CampusHub demo running at http://127.0.0.1:8080/" in out
     assert "for this demo only" in out and "never seed them into a\nreal campus's database" in out
     assert f"admin    admin        password: {DEMO_PASSWORD}" in out  # the demo still prints its logins

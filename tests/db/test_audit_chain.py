@@ -185,9 +185,15 @@ async def test_a_deleted_entry_breaks_the_next_link(fresh_db: Database, small_ca
 
 
 async def test_a_rehashed_entry_still_breaks_the_chain(fresh_db: Database, small_campus: Campus) -> None:
-    # Editing an entry AND recomputing its own hash is caught by the next entry's link.
+    # Editing an entry AND recomputing its commitment and its own hash is caught by the next entry's link.
     entry_ids = await _chain_of_five(fresh_db, small_campus)
     await _tamper(fresh_db, "UPDATE audit_log SET reason = 'nothing to see'  WHERE id = $1", entry_ids[1])
+    report = await verify_chain(fresh_db)  # the payload no longer matches its commitment
+    assert (report.first_broken_id, report.problem) == (entry_ids[1], "altered")
+    await _tamper(fresh_db, "UPDATE audit_log a SET personal_commitment = sha256(a.personal_salt ||"
+                            " convert_to(audit_personal_canonical(a), 'UTF8')) WHERE id = $1", entry_ids[1])
+    report = await verify_chain(fresh_db)  # the commitment no longer matches the entry's hash
+    assert (report.first_broken_id, report.problem) == (entry_ids[1], "altered")
     await _tamper(fresh_db, "UPDATE audit_log a SET hash = sha256(a.prev_hash ||"
                             " convert_to(audit_entry_canonical(a), 'UTF8')) WHERE id = $1", entry_ids[1])
     report = await verify_chain(fresh_db)

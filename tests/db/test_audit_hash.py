@@ -11,7 +11,15 @@ import pytest
 
 from hub.db import Database, open_database
 from hub.db.audit import AuditFilter, iter_audit, jsonl_chunk, verify_chain
-from hub.db.audit_hash import ZERO_HASH, canonical_entry, check_entries, entry_hash, jsonb_text
+from hub.db.audit_hash import (
+    ZERO_HASH,
+    canonical_entry,
+    check_entries,
+    entry_hash,
+    jsonb_text,
+    personal_commitment,
+    personal_text,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -23,6 +31,12 @@ VALUES = [
 ]
 # Written as JSON text, so PostgreSQL parses the numbers itself (scale kept, exponents expanded).
 NUMBERS = '{"n": 75.00, "m": 1.0e1, "o": 100e-2, "p": -0.0, "q": 1E+3, "r": -12.3400, "s": 0.000001}'
+
+
+#: audit_log's columns in table order (a row value is built from them).
+_AUDIT_LOG_COLUMNS = ("id", "at", "actor", "entity", "entity_id", "before", "after", "reason", "session_id",
+                      "student_id", "course_id", "prev_hash", "hash", "action", "personal_salt",
+                      "personal_commitment", "redacted_at")
 
 
 @pytest.fixture
@@ -41,16 +55,26 @@ async def test_python_canonical_text_is_postgresqls(fresh_db: Database) -> None:
                     text, None if before is None else json.dumps(before), NUMBERS)
 
     await fresh_db.run(work, transaction=True)
-    rows = await fresh_db.fetch("SELECT a.*, audit_entry_canonical(a) AS canonical FROM audit_log a ORDER BY id")
+    rows = await fresh_db.fetch("SELECT a.*, audit_entry_canonical(a) AS canonical,"
+                                " audit_personal_canonical(a) AS personal FROM audit_log a ORDER BY id")
     assert len(rows) == len(STRINGS) * len(VALUES)
     prev = ZERO_HASH
     for row in rows:
         entry = dict(row)
         for name in ("before", "after"):
             entry[name] = None if entry[name] is None else json.loads(entry[name], parse_float=Decimal)
+        # The awkward values are in the personal payload (migration 0024): its text and commitment...
+        assert personal_text(entry) == row["personal"]
+        assert personal_commitment(bytes(row["personal_salt"]), entry) == bytes(row["personal_commitment"])
+        # ... and the chain's text, which holds the commitment.
         assert canonical_entry(entry) == row["canonical"]
         assert entry_hash(prev, entry) == bytes(row["hash"])  # the trigger's hash, recomputed in Python
         prev = bytes(row["hash"])
+        # The same entry in the format before 0024 (no commitment: the payload itself hashed).
+        v1 = await fresh_db.fetchval(
+            "SELECT audit_entry_canonical(a) FROM (SELECT (r).* FROM (SELECT $1::audit_log AS r) x) a",
+            tuple({**dict(row), "personal_commitment": None}[k] for k in _AUDIT_LOG_COLUMNS))
+        assert canonical_entry({**entry, "personal_commitment": None}) == v1
     # Python floats (as json.dumps would send them) print as PostgreSQL would print the same text.
     assert jsonb_text({"x": 0.1, "y": 1e16, "z": -0.0}) == await fresh_db.fetchval(
         "SELECT $1::jsonb::text", json.dumps({"x": 0.1, "y": 1e16, "z": -0.0}))

@@ -17,6 +17,7 @@ import trio
 from hub.core.campus import Campus
 from hub.core.passwords import verify_password
 from hub.db import Database, open_database
+from hub.db.device_registry import load_devices
 from hub.db.seed import (
     COURSES_PER_STUDENT,
     DEMO_PASSWORD,
@@ -53,9 +54,9 @@ async def test_seeds_the_requested_campus(fresh_db: Database) -> None:
 
     generated = await fresh_db.fetchval("SELECT count(*) FROM class_sessions WHERE origin = 'timetable'")
     assert await counts(fresh_db) == {
-        "users": 2 + 1 + 25,  # admin, ops, ceil(4 / 5) faculty, students
-        "students": 25, "rooms": 4, "courses": 4,
-        "enrolments": 25 * min(COURSES_PER_STUDENT, 4 - 1),
+        "users": 2 + 4 + 25,  # admin, ops, one faculty member per room, students
+        "students": 25, "rooms": 4, "courses": 4 * COURSES_PER_STUDENT,
+        "enrolments": 25 * COURSES_PER_STUDENT,
         "devices": 4, "class_sessions": 4 + generated,  # one live per room + the demo timetable's
     }
     assert [s.student_id for s in campus.students] == [f"stu-{n:04d}" for n in range(1, 26)]
@@ -64,7 +65,7 @@ async def test_seeds_the_requested_campus(fresh_db: Database) -> None:
     assert len({s.token_secret for s in campus.students}) == 25
 
     assert [d.device_id for d in campus.devices] == [f"dev-room-00{n}" for n in range(1, 5)]
-    keys = {r["id"]: bytes(r["key"]) for r in await fresh_db.fetch("SELECT id, key FROM devices")}
+    keys = {d.device_id: d.key for d in await load_devices(fresh_db)}  # opened with the campus key
     for device in campus.devices:
         assert (device.kind, device.alg) == ("edge_agent", "hmac-sha256")
         assert device.room_id == device.device_id.removeprefix("dev-")
@@ -123,7 +124,7 @@ async def test_generates_the_demo_timetables_sessions_once(fresh_db: Database) -
         assert r["ends_at"] <= session.starts_at or r["starts_at"] >= session.ends_at, r["id"]
     upcoming = [r for r in rows if r["starts_at"].date() == today]
     assert [r["slot_id"] for r in upcoming] == ["course-002-A-today-tutorial"]
-    assert upcoming[0]["starts_at"] >= live["room-002"].ends_at
+    assert upcoming[0]["starts_at"] >= live["room-001"].ends_at  # course 2 is room 1's second course
 
     # Seeding again (later the same day) adds nothing.
     before = await counts(fresh_db)
@@ -135,7 +136,7 @@ async def test_generates_the_demo_timetables_sessions_once(fresh_db: Database) -
     (past,) = await ensure_todays_past_classes(fresh_db, NOW)
     row = await fresh_db.fetchrow("SELECT slot_id, starts_at, ends_at, room_id FROM class_sessions WHERE id = $1",
                                   past)
-    assert row["slot_id"] == "course-002-A-today-lecture" and row["ends_at"] <= live["room-002"].starts_at
+    assert row["slot_id"] == "course-002-A-today-lecture" and row["ends_at"] <= live["room-001"].starts_at
     assert {(r["slot_id"], r["starts_at"]) for r in await generated()} == occurrences(
         datetime.combine(today, clock(0), timezone.utc))
     records = dict(await fresh_db.fetch("SELECT student_id, status FROM attendance WHERE session_id = $1", past))

@@ -8,6 +8,7 @@ from typing import AsyncIterator
 import pytest
 
 from hub.db import Database, open_database
+from hub.db.students import student_token_secret
 from hub.db.users import (
     AccountChanges,
     AccountConflict,
@@ -56,10 +57,10 @@ async def test_create_student_gets_token_secret_and_audit(fresh_db: Database) ->
                              actor="cli")
     assert made.id.startswith("stu-") and made.role == "student" and made.active
     assert (made.roll_number, made.program, made.section, made.email) == ("R0001", "B.Tech", "A", "s1@example.edu")
-    secret = await fresh_db.fetchval("SELECT token_secret FROM students WHERE id = $1", made.id)
+    secret = await student_token_secret(fresh_db, made.id)
     assert isinstance(secret, bytes) and len(secret) == 32
     other = await create_user(fresh_db, _student(2), actor="cli")
-    assert await fresh_db.fetchval("SELECT token_secret FROM students WHERE id = $1", other.id) != secret
+    assert await student_token_secret(fresh_db, other.id) != secret
     # No password yet: the hash is empty and cannot verify.
     assert (await get_user(fresh_db, made.id)).password_hash == ""
     assert await _audit(fresh_db, made.id) == [("cli", "created")]

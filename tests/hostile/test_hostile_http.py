@@ -177,12 +177,12 @@ def _judge(case: HttpCase, response: httpx.Response) -> list[str]:
 
 
 _COUNTS = "SELECT " + ", ".join(f"(SELECT count(*) FROM {t}) AS {t}" for t in WATCHED_TABLES)
-#: The tables an injection could drop, less the daily partitions of ``sensor_readings``
-#: (``hub.db.telemetry.partition_name``): the hub's telemetry maintenance creates and drops those
-#: by the date, at any moment of the test (its first pass runs a second after boot, the next ones
-#: after every hour boundary), so they are no evidence of anything the requests did.
+#: The tables an injection could drop, less the daily partitions of ``sensor_readings``, ``events``
+#: and ``processed_messages`` (hub/db/partitions.py): the hub's telemetry and retention actors
+#: create and drop those by the date, at any moment of the test (their first passes run seconds
+#: after boot, the next ones every hour), so they are no evidence of anything the requests did.
 _TABLES = ("SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
-           " AND table_name !~ '^sensor_readings_p[0-9]{8}$' ORDER BY 1")
+           " AND table_name !~ '^(sensor_readings|events|processed_messages)_p[0-9]{8}$' ORDER BY 1")
 
 
 async def _counts(db) -> dict[str, int]:
@@ -261,6 +261,8 @@ async def test_injected_html_is_escaped_in_every_page(hub, hostile_campus, test_
         os.urandom(16), SCRIPT, f"campushub/v1/dev/{IMG_XSS}/up", SCRIPT, SCRIPT.encode())
 
     escaped_script, escaped_img = str(escape(SCRIPT)), str(escape(IMG_XSS))
+    ed25519_room = await test_db.fetchval("SELECT room_id FROM devices WHERE id = $1",
+                                          hostile_campus.ed25519.device_id)
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{hub.web_port}", timeout=30) as http:
         tokens = {
             "faculty": (await _login(http, faculty))["access_token"],
@@ -271,7 +273,9 @@ async def test_injected_html_is_escaped_in_every_page(hub, hostile_campus, test_
             ("faculty", f"/faculty/sessions/{session.session_id}", (escaped_script, escaped_img)),
             ("faculty", f"/faculty/sessions/{xss_session}", (escaped_script,)),
             ("admin", "/admin", (escaped_script,)),
-            ("admin", "/ops", (escaped_script, escaped_img)),
+            # The overview shows rooms, not device fields: the device's room page and its own page do.
+            ("admin", f"/ops/rooms/{ed25519_room}", (escaped_script,)),
+            ("admin", f"/ops/devices/{hostile_campus.ed25519.device_id}", (escaped_script, escaped_img)),
             ("student", "/student", (escaped_script,)),
         ]
         for role, path, expected in pages:

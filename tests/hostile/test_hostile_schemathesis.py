@@ -110,6 +110,11 @@ async def test_schemathesis_finds_no_server_error_and_no_undocumented_response(h
          200),
         ("GET /api/v1/rejections", {"query": {"limit": 5, "reason": "bad_signature"}}, 200),
         ("GET /api/v1/devices", {}, 200),
+        # Charts (web/routes/charts_api.py): full bodies with real rows.
+        ("GET /api/v1/sessions/{session_id}/arrivals", {"path_parameters": {"session_id": session.session_id}}, 200),
+        ("GET /api/v1/devices/{device_id}/uptime", {"path_parameters": {"device_id": campus.devices[0].device_id},
+                                                    "query": {"days": 3}}, 200),
+        ("GET /api/v1/tickets/sla-compliance", {"query": {"weeks": 2}}, 200),
         ("POST /api/v1/auth/login", {"body": {"username": "ops", "password": DEMO_PASSWORD},
                                      "media_type": "application/json"}, 200),
         ("POST /api/v1/auth/refresh", {"body": {"refresh_token": spare["refresh_token"]},

@@ -41,6 +41,7 @@ from support.private_mosquitto import (
 
 from hub.adapters.mosquitto_conf import DEFAULT_MAX_PACKET_SIZE, BrokerTls, render_mosquitto_conf
 from hub.db import Database, run_with_database
+from hub.db.device_registry import load_devices
 from hub.db.seed import ensure_campus, seeded_broker_password
 from hub.domain.credentials import mosquitto_verify
 from hub.embedded import probe_mqtt
@@ -475,10 +476,12 @@ def test_seeded_devices_get_broker_accounts_derived_from_their_keys(fresh_databa
         # A campus seeded before seeds had broker accounts gets them on the next seeding.
         await db.execute("UPDATE devices SET mqtt_username = NULL, mqtt_password_hash = NULL WHERE id = 'dev-room-002'")
         await ensure_campus(db, rooms=2, students=2, now=datetime.now(timezone.utc))
-        return await db.fetch("SELECT id, key, mqtt_username, mqtt_password_hash FROM devices ORDER BY id")
+        keys = {d.device_id: d.key for d in await load_devices(db)}  # sealed at rest: opened the hub's way
+        rows = await db.fetch("SELECT id, mqtt_username, mqtt_password_hash FROM devices ORDER BY id")
+        return [(r, keys[r["id"]]) for r in rows]
 
     rows = run_with_database(fresh_database_url, seed)
-    assert [(r["id"], r["mqtt_username"]) for r in rows] == [("dev-room-001", "dev-room-001"),
-                                                              ("dev-room-002", "dev-room-002")]
-    for row in rows:
-        assert mosquitto_verify(seeded_broker_password(bytes(row["key"])), row["mqtt_password_hash"])
+    assert [(r["id"], r["mqtt_username"]) for r, _ in rows] == [("dev-room-001", "dev-room-001"),
+                                                                 ("dev-room-002", "dev-room-002")]
+    for row, key in rows:
+        assert mosquitto_verify(seeded_broker_password(key), row["mqtt_password_hash"])

@@ -212,6 +212,9 @@ async def test_the_roster_shows_a_new_flag_live_and_drops_it_once_reviewed(labs,
         await roster_ready.wait()
         await _scan(publisher, hub_settings, labs.lab_a, hub_campus, scanned, seq=1, at=time.time())
     text, hidden = result[0]
-    assert "wrong room" in text and "now present" in text and labs.lab_a.device_id in text
+    # The roster says it in words; the device and room ids stay in the flag's detail (API, audit).
+    assert "wrong room" in text and "now present" in text and labs.lab_a.device_id not in text
     assert hidden
+    assert labs.lab_a.device_id in await test_db.fetchval(
+        "SELECT detail FROM checkin_flags WHERE session_id = $1", session.session_id)
     assert await test_db.fetchval("SELECT state FROM checkin_flags WHERE session_id = $1", session.session_id) == "accepted"

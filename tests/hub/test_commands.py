@@ -38,6 +38,7 @@ from hub.db import available_migrations, migrate, open_database
 from hub.db.device_commands import command_json, create_command
 from hub.db.provisioning import RegistryError, revoke
 from hub.db.seed import DEMO_PASSWORD
+from hub.domain.biometric_consent import CURRENT_NOTICE_VERSION
 from schemas import (
     Command,
     CommandAck,
@@ -302,6 +303,10 @@ async def test_roster_and_template_are_sealed_from_the_api_to_a_real_edge_agent(
     async with _admin(f"http://127.0.0.1:{hub.web_port}") as http:
         registered = await _register(http, hub_campus.sessions[0].room_id, alg)
         device_id = registered["device"]["device_id"]
+        # A fingerprint page needs biometric consent, raw commands included (recorded here as on paper).
+        consent = await http.post(f"/api/v1/students/{student}/biometric-consent",
+                                  json={"notice_version": CURRENT_NOTICE_VERSION})
+        assert consent.status_code == 201, consent.text
         # Anyone subscribed to the device's downlink (here a second client) sees what the broker carries.
         sniffer = await _device(hub_settings, registered)
         agent = await trio.to_thread.run_sync(

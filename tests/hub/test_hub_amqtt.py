@@ -4,6 +4,7 @@ on a machine without Mosquitto. Edge agent → amqtt → hub → PostgreSQL, eve
 """
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from datetime import datetime, timezone
@@ -18,6 +19,7 @@ from support.hub_helpers import AgentThread, agent_config, eventually, session_w
 from hub.app.supervision import run_hub
 from hub.core.campus import Campus
 from hub.core.config import MqttUrl, Settings
+from hub.core.secrets_box import KEY_ENV
 from hub.db import open_database, run_with_database
 from hub.db.seed import ensure_campus
 from hub.embedded import EmbeddedBroker, start_embedded_broker
@@ -36,7 +38,7 @@ def amqtt_settings(fresh_database_url: str, amqtt: EmbeddedBroker, topic_prefix:
     return Settings(
         database_url=fresh_database_url, mqtt_url=amqtt.url, topic_prefix=f"{topic_prefix}/{run}",
         data_dir=tmp_path / "data", jwt_secret="test-jwt-secret-must-be-32-bytes-" + run,
-        hub_client_id=f"hub-{run}",
+        hub_client_id=f"hub-{run}", master_key=os.environ[KEY_ENV],  # the key that seeds amqtt_campus
     )
 
 

@@ -1,4 +1,5 @@
-"""hub/core/secrets_box.py: AES-256-GCM sealing, context binding, key ids for rotation, the 0600 key file."""
+"""hub/core/secrets_box.py: the campus key. AES-256-GCM sealing, context binding, key ids for rotation,
+the 0600 key file that running hubs follow, documents, derived keys, the one name for the key."""
 from __future__ import annotations
 
 import base64
@@ -10,9 +11,12 @@ import pytest
 from hub.core.config import Settings
 from hub.core.secrets_box import (
     KEY_ENV,
+    MAX_DOCUMENT_BYTES,
     SecretsBox,
     SecretsBoxError,
+    add_key,
     create_key_file,
+    load_campus_key,
     load_secrets_box,
     parse_key_file,
 )
@@ -59,7 +63,7 @@ def test_rotation_new_key_seals_old_keys_still_open():
 
 
 def test_key_file_is_created_0600_and_reused(tmp_path):
-    path = tmp_path / "data" / "secrets.key"
+    path = tmp_path / "data" / "campus.key"
     box = load_secrets_box(path)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     blob = box.encrypt(b"seed", b"c")
@@ -69,7 +73,8 @@ def test_key_file_is_created_0600_and_reused(tmp_path):
 
 
 def test_key_from_the_environment_wins(tmp_path):
-    assert Settings.from_env({KEY_ENV: "abc"}).secrets_key == "abc"
+    assert KEY_ENV == "CAMPUSHUB_MASTER_KEY"
+    assert Settings.from_env({KEY_ENV: "abc"}).master_key == "abc"
     assert "abc" not in repr(Settings.from_env({KEY_ENV: "abc"}))
     key = os.urandom(32)
     box = load_secrets_box(tmp_path / "unused.key", base64.b64encode(key).decode())
@@ -97,3 +102,91 @@ def test_bad_environment_key_is_refused(tmp_path):
 def test_oversized_secret_is_refused():
     with pytest.raises(ValueError, match="at most"):
         SecretsBox.ephemeral().encrypt(b"x" * (64 * 1024 + 1), b"c")
+
+
+def test_the_campus_key_file_lives_in_the_data_dir_unless_moved(tmp_path):
+    settings = Settings.from_env({"CAMPUSHUB_DATA_DIR": str(tmp_path / "d")})
+    assert settings.master_key_path == tmp_path / "d" / "campus.key"
+    box = load_campus_key(settings)
+    assert settings.master_key_path.is_file() and box.key_ids == (1,)
+    moved = Settings.from_env({"CAMPUSHUB_MASTER_KEY_FILE": str(tmp_path / "elsewhere.key")})
+    assert moved.master_key_path == tmp_path / "elsewhere.key"
+
+
+@pytest.mark.parametrize("old_name", ["CAMPUSHUB_SECRETS_KEY", "CAMPUSHUB_SECRETS_KEY_FILE"])
+def test_the_old_key_names_are_refused_with_the_new_one(old_name):
+    with pytest.raises(ValueError, match=old_name.replace("SECRETS", "MASTER")):
+        Settings.from_env({old_name: base64.b64encode(os.urandom(32)).decode()})
+
+
+def test_a_leftover_secrets_key_file_is_not_silently_replaced(tmp_path):
+    create_key_file(tmp_path / "secrets.key")  # the key file's name before it sealed every secret
+    with pytest.raises(ValueError, match="rename it"):
+        load_secrets_box(tmp_path / "campus.key")
+    assert not (tmp_path / "campus.key").exists()
+
+
+def test_environment_key_may_list_several_ids_for_a_rotation():
+    one, two = os.urandom(32), os.urandom(32)
+    value = f"1 {base64.b64encode(one).decode()}; 2 {base64.b64encode(two).decode()}"
+    box = load_secrets_box(Settings().master_key_path, value)
+    assert box.key_ids == (1, 2) and box.current_key_id == 2
+    assert box.decrypt(SecretsBox({1: one}).encrypt(b"s", b"c"), b"c") == b"s"
+
+
+def test_documents_larger_than_a_secret_seal_and_open():
+    box = SecretsBox.ephemeral()
+    document = os.urandom(5 * 1024 * 1024)
+    blob = box.encrypt_document(document, b"leave-document:7")
+    assert len(blob) == len(document) + 30  # version, key id, nonce, tag: the size the migration checks
+    assert box.decrypt_document(blob, b"leave-document:7") == document
+    with pytest.raises(SecretsBoxError):
+        box.decrypt_document(blob, b"leave-document:8")
+    with pytest.raises(ValueError, match="at most"):
+        box.encrypt_document(b"x" * (MAX_DOCUMENT_BYTES + 1), b"c")
+
+
+def test_derived_keys_depend_on_purpose_salt_and_key_id_and_can_be_derived_again():
+    one, two = os.urandom(32), os.urandom(32)
+    box = SecretsBox({1: one, 2: two})
+    key_id, key = box.derive_key(b"backup", salt=b"s" * 16)
+    assert key_id == 2 and len(key) == 32 and key not in (one, two)
+    assert SecretsBox({2: two}).derive_key(b"backup", key_id=2, salt=b"s" * 16) == (2, key)  # a restore
+    assert box.derive_key(b"backup", key_id=1, salt=b"s" * 16)[1] != key
+    assert box.derive_key(b"other", salt=b"s" * 16)[1] != key
+    assert box.derive_key(b"backup", salt=b"t" * 16)[1] != key
+    with pytest.raises(SecretsBoxError, match="key 3"):
+        box.derive_key(b"backup", key_id=3)
+
+
+def test_add_key_appends_the_next_id_and_keeps_the_file_private(tmp_path):
+    path = tmp_path / "campus.key"
+    create_key_file(path)
+    first = parse_key_file(path.read_text())
+    assert add_key(path) == 2
+    keys = parse_key_file(path.read_text())
+    assert keys[1] == first[1] and len(keys[2]) == 32 and keys[2] != keys[1]
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert [p.name for p in tmp_path.iterdir()] == ["campus.key"]  # no temporary file left
+
+
+def test_a_running_box_follows_its_key_file_when_a_rotation_adds_a_key(tmp_path):
+    path = tmp_path / "campus.key"
+    running = load_secrets_box(path)  # a hub started before the rotation
+    old_blob = running.encrypt(b"old", b"c")
+    add_key(path)
+    rotated = load_secrets_box(path)  # `campushub keys rotate`
+    new_blob = rotated.encrypt(b"new", b"c")
+    assert new_blob[1] == 2
+    assert running.decrypt(new_blob, b"c") == b"new"  # opens what the rotation re-sealed, no restart
+    assert running.encrypt(b"later", b"c")[1] == 2     # and seals new secrets with the new key
+    assert running.decrypt(old_blob, b"c") == b"old"
+
+
+def test_a_key_file_broken_while_running_keeps_the_keys_in_use(tmp_path):
+    path = tmp_path / "campus.key"
+    running = load_secrets_box(path)
+    blob = running.encrypt(b"s", b"c")
+    path.write_text("garbage\n")
+    assert running.decrypt(blob, b"c") == b"s"
+    assert running.encrypt(b"t", b"c")[1] == 1

@@ -8,12 +8,12 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass, field
 from functools import partial
 from typing import AsyncIterator
 
 import pytest
 import trio
+from support.webhook_receiver import Receiver
 
 from actors import ChildSpec, Supervisor
 from hub.db import Database, open_database
@@ -21,46 +21,6 @@ from hub.db.notifications import NewNotification, add_notifications
 from hub.services.webhooks import SIGNATURE_HEADER, WebhookDispatcher, backoff, sign, verify
 
 SECRET = "whsec_" + "k" * 26
-
-
-@dataclass
-class Received:
-    headers: dict[str, str]
-    body: bytes
-
-
-@dataclass
-class Receiver:
-    """Answers each request with the next scripted status (the last one repeats)."""
-
-    statuses: list[int]
-    port: int = 0
-    requests: list[Received] = field(default_factory=list)
-    arrived: trio.Event = field(default_factory=trio.Event)
-
-    async def handle(self, stream: trio.SocketStream) -> None:
-        data = b""
-        while b"\r\n\r\n" not in data:
-            chunk = await stream.receive_some(65536)
-            if not chunk:
-                return
-            data += chunk
-        head, _, body = data.partition(b"\r\n\r\n")
-        lines = head.decode().split("\r\n")
-        headers = {k.strip().lower(): v.strip() for k, v in (line.split(":", 1) for line in lines[1:])}
-        length = int(headers.get("content-length", "0"))
-        while len(body) < length:
-            body += await stream.receive_some(65536)
-        self.requests.append(Received(headers, body))
-        status = self.statuses[min(len(self.requests), len(self.statuses)) - 1]
-        await stream.send_all(f"HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".encode())
-        await stream.aclose()
-        self.arrived.set()
-        self.arrived = trio.Event()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/hooks"
 
 
 @pytest.fixture

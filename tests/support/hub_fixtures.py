@@ -5,6 +5,7 @@ MQTT client id, so tests never see each other's messages or rows.
 """
 from __future__ import annotations
 
+import os
 import uuid
 from datetime import datetime, timezone
 from functools import partial
@@ -19,6 +20,7 @@ import trio
 from hub.app.supervision import Hub, run_hub
 from hub.core.campus import Campus
 from hub.core.config import MqttUrl, Settings
+from hub.core.secrets_box import KEY_ENV
 from hub.db import Database, open_database, run_with_database
 from hub.db.seed import ensure_campus
 from hub.mqtt import TrioMqttClient
@@ -32,6 +34,7 @@ def hub_settings(fresh_database_url: str, mqtt_server_url: str, mqtt_cafile: Pat
         database_url=fresh_database_url, mqtt_url=mqtt_server_url, mqtt_cafile=mqtt_cafile,
         topic_prefix=f"{topic_prefix}/{run}",
         data_dir=tmp_path / "data", jwt_secret="test-jwt-secret-must-be-32-bytes-" + run, hub_client_id=f"hub-{run}",
+        master_key=os.environ[KEY_ENV],  # the run's campus key (tests/conftest.py), which seeded the campus
         device_offline_after_s=30,
         # The seeded logins log in with a password only, as in the demo; MFA tests turn this off.
         mfa_optional_demo=True,

@@ -20,6 +20,7 @@ from web_helpers import JWT_SECRET, PASSWORD
 from hub.core.bus import LiveBus
 from hub.core.passwords import hash_password
 from hub.db import Database
+from hub.db.sealed_secrets import token_secret_context
 from web import WebContext, create_app
 
 
@@ -85,9 +86,10 @@ async def build_world(db: Database, now: datetime) -> World:
             "INSERT INTO users (id, username, display_name, role, password_hash) VALUES ($1, $1, $2, $3, $4)",
             [(w.users[k], f"{k.title()} {sfx}", role, pw) for k, role in roles.items()],
         )
-        await conn.executemany(
-            "INSERT INTO students (id, roll_number, token_secret) VALUES ($1, $2, $3)",
-            [(w.users[k], f"R-{k}-{sfx}", w.secrets[k]) for k in ("stu1", "stu2", "stu3")],
+        await conn.executemany(  # the token secret sealed with the campus key, as the hub stores it
+            "INSERT INTO students (id, roll_number, token_secret_sealed) VALUES ($1, $2, $3)",
+            [(w.users[k], f"R-{k}-{sfx}", db.secrets.encrypt(w.secrets[k], token_secret_context(w.users[k])))
+             for k in ("stu1", "stu2", "stu3")],
         )
         await conn.execute("INSERT INTO rooms (id, name, building) VALUES ($1, $2, 'Main')", w.room, f"Room {sfx}")
         await conn.executemany(

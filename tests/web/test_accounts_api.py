@@ -10,6 +10,8 @@ import uuid
 import pytest
 from web_helpers import PASSWORD, api_login, bearer, page_login
 
+from hub.db.students import student_token_secret
+
 pytestmark = pytest.mark.integration
 
 NEW_PASSWORD = "orbit lantern quiet mango"
@@ -45,7 +47,8 @@ async def test_import_dry_run_then_apply_then_reimport_changes_nothing(client, w
     assert applied.status_code == 200 and body["dry_run"] is False and body["unchanged"] == 0
     codes = {c["username"]: c["activation_code"] for c in body["created"]}
     assert all(codes.values())
-    assert len(await db.fetchval("SELECT token_secret FROM students WHERE roll_number = $1", f"R{sfx}")) == 32
+    student = await db.fetchval("SELECT id FROM students WHERE roll_number = $1", f"R{sfx}")
+    assert len(await student_token_secret(db, student) or b"") == 32  # stored sealed (hub/db/sealed_secrets.py)
 
     again = await (await _import(client, headers, _people(sfx))).get_json()
     assert again == {"dry_run": False, "created": [], "unchanged": 2}

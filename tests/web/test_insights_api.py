@@ -52,14 +52,20 @@ async def test_a_student_sees_their_percentage_max_reachable_and_band(client, wo
                            "excused_counts": False}
 
 
-async def test_a_record_in_a_live_session_counts_at_once(client, world):
+async def test_a_record_in_a_live_session_counts_once_the_session_is_held(client, world, clock):
     headers = await bearer(client, world.username("stu1"))
     body = await (await client.get(f"/api/v1/students/{world.users['stu1']}/standing", headers=headers)).get_json()
     c1 = course_of(body, world.courses["c1"])
-    assert c1["counts"]["present"] == 2 and c1["counts"]["remaining"] == 0
+    # stu1 checked in to live1, which is still running: held (and counted) when it is over.
+    assert c1["counts"]["present"] == 1 and c1["counts"]["held"] == 1 and c1["counts"]["remaining"] == 1
     assert (c1["percentage"], c1["eligibility"]) == (100.0, "eligible")
     c2 = course_of(body, world.courses["c2"])  # live2 running, no record: nothing counted yet
     assert (c2["percentage"], c2["max_reachable"], c2["band"]) == (None, 100.0, "eligible")
+    clock.advance(3600)
+    headers = await bearer(client, world.username("stu1"))  # the first token has expired meanwhile
+    body = await (await client.get(f"/api/v1/students/{world.users['stu1']}/standing", headers=headers)).get_json()
+    c1 = course_of(body, world.courses["c1"])
+    assert c1["counts"]["present"] == 2 and c1["counts"]["held"] == 2 and c1["counts"]["remaining"] == 0
 
 
 async def test_late_weight_and_excused_follow_the_course_rules(client, db, world):

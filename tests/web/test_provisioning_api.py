@@ -7,6 +7,7 @@ import uuid
 import pytest
 from web_helpers import bearer, page_login
 
+from hub.db.device_registry import load_devices
 from hub.domain.credentials import ed25519_public_key, mosquitto_verify
 from web.routes.provisioning import MAX_ARGS
 
@@ -55,9 +56,12 @@ async def test_admin_and_ops_register_rotate_revoke_and_command(client, world, d
     assert device["registered_by"] == world.username(role) and device["credential_version"] == 1
     assert (device["model"], device["alg"], device["revoked"]) == ("ZK-100", "hmac-sha256", False)
     assert calls.changed == [[device_id]]
-    # Stored: the HMAC secret (to verify) and only the Mosquitto hash of the password.
-    row = await db.fetchrow("SELECT key, mqtt_username, mqtt_password_hash FROM devices WHERE id = $1", device_id)
-    assert bytes(row["key"]).hex() == creds["signing_key"] and row["mqtt_username"] == creds["mqtt_username"]
+    # Stored: the HMAC secret (to verify), sealed with the campus key, and only the Mosquitto hash of the password.
+    row = await db.fetchrow("SELECT key, key_sealed, mqtt_username, mqtt_password_hash FROM devices WHERE id = $1",
+                            device_id)
+    assert row["key"] is None and bytes.fromhex(creds["signing_key"]) not in bytes(row["key_sealed"])
+    assert (await load_devices(db, [device_id]))[0].key.hex() == creds["signing_key"]
+    assert row["mqtt_username"] == creds["mqtt_username"]
     assert creds["mqtt_password"] not in row["mqtt_password_hash"]
     assert mosquitto_verify(creds["mqtt_password"], row["mqtt_password_hash"])
     config = tomllib.loads(body["edge_agent_toml"])
@@ -71,7 +75,7 @@ async def test_admin_and_ops_register_rotate_revoke_and_command(client, world, d
     assert new["credentials"]["signing_key"] != creds["signing_key"]
     assert new["credentials"]["mqtt_password"] != creds["mqtt_password"]
     row = await db.fetchrow("SELECT key, mqtt_password_hash FROM devices WHERE id = $1", device_id)
-    assert bytes(row["key"]).hex() == new["credentials"]["signing_key"]
+    assert row["key"] is None and (await load_devices(db, [device_id]))[0].key.hex() == new["credentials"]["signing_key"]
     assert not mosquitto_verify(creds["mqtt_password"], row["mqtt_password_hash"])
 
     command = await client.post(f"/api/v1/devices/{device_id}/commands",

@@ -25,9 +25,11 @@ async def test_admin_page_counts_and_lists_rejections_that_were_only_tallied(cli
     admin = await (await client.get("/admin")).get_data(as_text=True)
     reason = world.reasons["bad_sig"]
     # Three kept rows (tests/web/conftest.py) plus 40 only counted.
-    assert f'<tr data-reason="{reason}"><td>{reason}</td><td class="n">43</td></tr>' in admin
+    # An unknown code is shown as itself (web/wording.py); a known one in words.
+    assert f'<tr data-reason="{reason}"><td>Refused ({reason}).</td><td class="n">43</td></tr>' in admin
     assert 'id="suppressed-rejections"' in admin
-    assert f'<td>{world.device}</td><td>{reason}</td><td class="n">100</td><td class="n">40</td>' in admin
+    assert (f'<td>{world.device}</td><td data-reason="{reason}">Refused ({reason}).</td><td class="n">100</td>'
+            f'<td class="n">40</td>') in admin
 
 
 async def test_api_rejections_report_the_whole_payloads_size_and_hash(client, world):

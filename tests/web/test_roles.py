@@ -18,8 +18,14 @@ MATRIX = {
     "/api/v1/me": {"admin", "faculty", "student", "ops"},
     "/api/v1/sessions/{live1}/roster": {"faculty", "admin"},
     "/api/v1/students/{stu1}/attendance": {"student", "faculty", "admin"},
+    "/api/v1/students/{stu1}/export": {"student", "admin"},
     "/api/v1/devices": {"ops", "admin"},
     "/api/v1/rejections": {"admin", "ops"},
+    "/student/privacy": {"student"},
+    "/api/v1/students/{stu1}/biometric-consent": {"student", "admin", "ops"},
+    "/settings/thresholds": {"ops", "admin"},
+    "/settings/webhooks": {"admin"},
+    "/settings/tickets": {"ops", "admin"},
 }
 
 

@@ -15,6 +15,7 @@ import pytest
 from web_helpers import bearer
 
 from hub.db.device_commands import get_command
+from hub.domain.biometric_consent import CURRENT_NOTICE_VERSION
 from schemas import decode_sealed, open_args
 
 
@@ -182,6 +183,13 @@ async def test_fingerprint_pages_assigned_by_ops_reach_the_terminal_and_leave_wi
     admin = await bearer(client, world.username("admin"))
     stu1, stu2 = world.username("stu1"), world.username("stu2")
     base = f"/api/v1/devices/{device_id}/roster/pages"
+    # A page needs biometric consent (hub/domain/biometric_consent.py): refused without, then recorded on paper.
+    refused = await client.put(f"{base}/7", json={"student_id": stu1}, headers=ops)
+    assert refused.status_code == 409 and (await refused.get_json())["error"]["field"] == "student_id"
+    for student in (stu1, stu2):
+        given = await client.post(f"/api/v1/students/{student}/biometric-consent",
+                                  json={"notice_version": CURRENT_NOTICE_VERSION}, headers=admin)
+        assert given.status_code == 201, await given.get_data(as_text=True)
 
     mark = await _mark(db)
     assigned = await client.put(f"{base}/7", json={"student_id": stu1}, headers=ops)

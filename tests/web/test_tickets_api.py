@@ -227,10 +227,13 @@ async def test_console_pages_and_report_form(client, world, db):
         assert (await client.get(page)).status_code == 403, page
     await client.post("/logout")
     await page_login(client, world.username("ops"))
-    grid = await (await client.get("/ops")).get_data(as_text=True)
-    assert (f'class="device device-online" data-device-id="{world.device}" data-health="critical" data-kind="qr_camera"'
-            f' data-room-id="{world.room}" data-building="Main" data-alarms="1"') in grid
-    assert f'<span class="sev sev-critical" data-alarm-id="{alarm_id}">device_offline</span>' in grid
+    overview = await (await client.get("/ops")).get_data(as_text=True)
+    assert f'<article class="tile" data-room-id="{world.room}" data-health="critical" data-building="Main">' in overview
+    assert f'data-device-id="{world.device}" data-health="critical"' in overview
+    room = await (await client.get(f"/ops/rooms/{world.room}")).get_data(as_text=True)
+    assert (f'class="device device-online" data-device-id="{world.device}" data-health="critical"'
+            f' data-kind="qr_camera"') in room
+    assert f'<span class="sev sev-critical" data-alarm-id="{alarm_id}">device_offline</span>' in room
     ops = await bearer(client, world.username("ops"))
     _, ticket = await _report(client, ops, title="Camera offline", alarm_id=alarm_id)
     board = await (await client.get("/ops/tickets")).get_data(as_text=True)

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from quart import render_template
+from quart import g, render_template
 
 from hub.db.users import UserRecord, get_user
 
-from ..auth import current_principal
+from ..auth import authenticate, current_principal
 from ..context import current_context
 from ..errors import unauthenticated
 
@@ -27,3 +27,18 @@ async def render_page(template: str, **values) -> str:
 def local_now() -> datetime:
     """The app clock in the server's time zone ("today" for faculty pages)."""
     return datetime.fromtimestamp(current_context().now()).astimezone()
+
+
+async def page_user() -> UserRecord | None:
+    """The signed-in user for an error page's navigation, or ``None`` (anonymous, or it cannot be told).
+
+    Used by web/errors.py through ``register(app, page_user=...)``: the error may
+    come before any ``require`` ran (an unknown path), so this authenticates
+    itself; it never raises, since it runs while an error is being rendered.
+    """
+    ctx = current_context()
+    try:
+        principal = g.get("principal") or await authenticate(ctx)
+        return await get_user(ctx.db, principal.user_id)
+    except Exception:  # noqa: BLE001 - an error page must render even when the user cannot be told
+        return None

@@ -170,6 +170,15 @@ class RoomBody(msgspec.Struct):
     id: Id | None = None
 
 
+class RoomPatch(msgspec.Struct):
+    """Some of a room's fields (``capacity`` ``null`` clears it); its id is fixed."""
+
+    name: Text | UnsetType = UNSET
+    building: Text | UnsetType = UNSET
+    room_type: Annotated[str, one_of(ROOM_TYPES)] | UnsetType = UNSET
+    capacity: Capacity | None | UnsetType = UNSET
+
+
 class CourseBody(msgspec.Struct):
     """A course; ``faculty_id`` is its coordinator."""
 
@@ -177,6 +186,14 @@ class CourseBody(msgspec.Struct):
     title: Text
     faculty_id: Id
     id: Id | None = None
+
+
+class CoursePatch(msgspec.Struct):
+    """Some of a course's fields; a new ``faculty_id`` becomes its coordinator."""
+
+    code: ShortText | UnsetType = UNSET
+    title: Text | UnsetType = UNSET
+    faculty_id: Id | UnsetType = UNSET
 
 
 class CourseRulesBody(msgspec.Struct):
@@ -288,6 +305,14 @@ async def patch_term(term_id: str) -> Response:
         fields["timezone"] = _timezone(fields["timezone"])
     return await _answer(await db_timetable.update_term(
         current_context().db, term_id, fields, now=_now(), actor=current_principal().user_id))
+
+
+@bp.delete("/terms/<term_id>")
+@require("admin")
+async def delete_term(term_id: str) -> Response:
+    """Delete a term without sections (audited); 409 saying what still refers to it."""
+    return jsonify(academic_json(await db_academic.delete_term(
+        current_context().db, term_id, actor=current_principal().user_id)))
 
 
 def describe(results: list[RegenerationResult]) -> str:
@@ -408,6 +433,25 @@ async def update_room(room_id: str) -> Response:
     return jsonify(academic_json(await _save_room(room_id, await json_body(RoomBody), False)))
 
 
+@bp.patch("/rooms/<room_id>")
+@require("admin")
+async def patch_room(room_id: str) -> Response:
+    fields = present_fields(await json_body(RoomPatch))
+    if "name" in fields:
+        fields["name"] = fields["name"].strip()
+    if "building" in fields:
+        fields["building"] = fields["building"].strip()
+    return jsonify(academic_json(await db_academic.update_room(current_context().db, room_id, fields)))
+
+
+@bp.delete("/rooms/<room_id>")
+@require("admin")
+async def delete_room(room_id: str) -> Response:
+    """Delete a room nothing refers to (audited); 409 saying what still refers to it and what to do."""
+    return jsonify(academic_json(await db_academic.delete_room(
+        current_context().db, room_id, actor=current_principal().user_id)))
+
+
 # --- courses -------------------------------------------------------------------------
 
 @bp.get("/courses")
@@ -435,6 +479,25 @@ async def create_course() -> tuple[Response, int]:
 @require("admin")
 async def update_course(course_id: str) -> Response:
     return jsonify(academic_json(await _save_course(course_id, await json_body(CourseBody), False)))
+
+
+@bp.patch("/courses/<course_id>")
+@require("admin")
+async def patch_course(course_id: str) -> Response:
+    fields = present_fields(await json_body(CoursePatch))
+    if "code" in fields:
+        fields["code"] = fields["code"].strip()
+    if "title" in fields:
+        fields["title"] = fields["title"].strip()
+    return jsonify(academic_json(await db_academic.update_course(current_context().db, course_id, fields)))
+
+
+@bp.delete("/courses/<course_id>")
+@require("admin")
+async def delete_course(course_id: str) -> Response:
+    """Delete a course without sections, sessions or enrolments (audited); 409 otherwise."""
+    return jsonify(academic_json(await db_academic.delete_course(
+        current_context().db, course_id, actor=current_principal().user_id)))
 
 
 @bp.get("/courses/<course_id>/rules")
@@ -489,6 +552,14 @@ async def patch_section(section_id: str) -> Response:
     if "name" in fields:
         fields["name"] = fields["name"].strip()
     return jsonify(academic_json(await db_academic.update_section(current_context().db, section_id, fields)))
+
+
+@bp.delete("/sections/<section_id>")
+@require("admin")
+async def delete_section(section_id: str) -> Response:
+    """Delete a section without enrolments, slots or sessions (audited); 409 otherwise."""
+    return jsonify(academic_json(await db_academic.delete_section(
+        current_context().db, section_id, actor=current_principal().user_id)))
 
 
 @bp.get("/faculty-assignments")
@@ -685,6 +756,8 @@ def _listing(summary: str, tag: str, roles: list[str], item: str, filters: list 
 _RULE_INTEGERS = ("grace_minutes", "late_cutoff_minutes", "opens_minutes_before")
 _IMPORT_REJECTED = error("`import_rejected`: the file has bad rows; `errors` lists each (line, field, reason). "
                          "Nothing was imported.")
+_STILL_REFERRED = error("`conflict`: other records still refer to it; the message names them and what to do. "
+                        "Nothing was deleted.")
 _GEN_PARAMS = [path_param("term_id", "Term id."),
                query_str("dry_run", "`1`/`true`: only report what would change.", enum("0", "1", "true", "false"))]
 _PATH_TERM = path_param("term_id", "Term id.")
@@ -740,6 +813,9 @@ OPENAPI_PATHS: dict[str, Any] = {
         "patch": _op("Change some of a term's fields; new dates or timezone regenerate its sessions", "academic",
                      _ADMIN, {"200": json_response(ref("TermChange"), "Updated.")}, params=[_PATH_TERM],
                      body=TermPatch, errors={"404": not_found("term")}),
+        "delete": _op("Delete a term without sections (audited); 409 says what still refers to it", "academic",
+                      _ADMIN, {"200": json_response(ref("Term"), "Deleted.")}, params=[_PATH_TERM],
+                      errors={"404": not_found("term"), "409": _STILL_REFERRED}),
     },
     "/api/v1/terms/{term_id}/generate": {
         "post": _op("Generate the term's sessions from its timetable (idempotent)", "academic", _ADMIN,
@@ -771,6 +847,13 @@ OPENAPI_PATHS: dict[str, Any] = {
     "/api/v1/rooms/{room_id}": {
         "put": _op("Update a room", "academic", _ADMIN, {"200": json_response(ref("Room"), "Updated.")},
                    params=[path_param("room_id", "Room id.")], body=RoomBody, errors={"404": not_found("room")}),
+        "patch": _op("Change some of a room's fields", "academic", _ADMIN,
+                     {"200": json_response(ref("Room"), "Updated.")}, params=[path_param("room_id", "Room id.")],
+                     body=RoomPatch, errors={"404": not_found("room")}),
+        "delete": _op("Delete a room no session, slot, device or ticket refers to (audited); 409 says what "
+                      "still refers to it", "academic", _ADMIN, {"200": json_response(ref("Room"), "Deleted.")},
+                      params=[path_param("room_id", "Room id.")],
+                      errors={"404": not_found("room"), "409": _STILL_REFERRED}),
     },
     "/api/v1/courses": {
         **_listing("Courses (faculty: the ones they teach)", "academic", _READERS, "Course"),
@@ -782,6 +865,15 @@ OPENAPI_PATHS: dict[str, Any] = {
         "put": _op("Update a course", "academic", _ADMIN, {"200": json_response(ref("Course"), "Updated.")},
                    params=[path_param("course_id", "Course id.")], body=CourseBody,
                    errors={"404": not_found("course"), "409": CONFLICT}),
+        "patch": _op("Change some of a course's fields (a new faculty_id becomes its coordinator)", "academic",
+                     _ADMIN, {"200": json_response(ref("Course"), "Updated.")},
+                     params=[path_param("course_id", "Course id.")], body=CoursePatch,
+                     errors={"404": not_found("course"), "409": CONFLICT}),
+        "delete": _op("Delete a course without sections, sessions or enrolments (audited; its rules and "
+                      "assignments go with it); 409 says what still refers to it", "academic", _ADMIN,
+                      {"200": json_response(ref("Course"), "Deleted.")},
+                      params=[path_param("course_id", "Course id.")],
+                      errors={"404": not_found("course"), "409": _STILL_REFERRED}),
     },
     "/api/v1/courses/{course_id}/rules": {
         "get": _op("A course's check-in and eligibility rules (defaults when not customised)", "academic",
@@ -806,6 +898,10 @@ OPENAPI_PATHS: dict[str, Any] = {
                      params=[path_param("section_id", "Section id.")],
                      body=SectionPatch,
                      errors={"404": not_found("section"), "409": CONFLICT}),
+        "delete": _op("Delete a section without enrolments, slots or sessions (audited); 409 says what still "
+                      "refers to it", "academic", _ADMIN, {"200": json_response(ref("Section"), "Deleted.")},
+                      params=[path_param("section_id", "Section id.")],
+                      errors={"404": not_found("section"), "409": _STILL_REFERRED}),
     },
     "/api/v1/sections/{section_id}/enrolments/{student_id}": {
         "delete": _op("Unenrol a student from a section: audited; their records stay; they leave live rosters "

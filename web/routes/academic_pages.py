@@ -5,13 +5,14 @@ Server-rendered shell; web/static/admin.js fills it from the JSON API
 """
 from __future__ import annotations
 
-from quart import Blueprint
+from quart import Blueprint, Response, jsonify
 
 from hub.db.academic import ROOM_TYPES, SLOT_KINDS
 from hub.domain.timetable import WEEKDAYS
 
 from ..auth import require
 from ..context import current_context
+from ..wording import wording_json
 from ._pages import render_page
 
 bp = Blueprint("academic_pages", __name__)
@@ -24,3 +25,9 @@ async def academic_console() -> str:
         "admin_academic.html", weekdays=WEEKDAYS, room_types=ROOM_TYPES, slot_kinds=SLOT_KINDS,
         campus_timezone=current_context().campus_timezone,
     )
+
+
+@bp.get("/wording.json")
+async def wording() -> Response:
+    """The one mapping of codes to words (web/wording.py), for scripts; public: it holds no data."""
+    return jsonify(wording_json())

@@ -105,7 +105,8 @@ async def verify() -> Response:
     report = await verify_chain(current_context().db)
     return jsonify({
         "ok": report.ok, "entries": report.entries, "head_id": report.head_id, "head_hash": report.head_hash,
-        "first_broken_id": report.first_broken_id, "problem": report.problem,
+        "first_broken_id": report.first_broken_id, "problem": report.problem, "redacted": report.redacted,
+        "archived_entries": report.archived_entries, "archived_segments": report.archived_segments,
     })
 
 
@@ -130,6 +131,7 @@ OPENAPI_SCHEMAS: dict = {
         "session_id": nullable(STR), "student_id": nullable(STR), "course_id": nullable(STR),
         "before": nullable({"type": "object"}), "after": nullable({"type": "object"}), "reason": STR,
         "prev_hash": nullable(STR), "hash": nullable(STR),
+        "personal_salt": nullable(STR), "personal_commitment": nullable(STR), "redacted": BOOL,
     }),
 }
 
@@ -159,7 +161,10 @@ OPENAPI_PATHS: dict = {
                 "ok": BOOL, "entries": INT, "head_id": nullable(INT), "head_hash": nullable(STR),
                 "first_broken_id": nullable(INT),
                 "problem": nullable(enum("missing_hash", "broken_link", "altered")),
-            }), "The verdict."),
+                "redacted": INT, "archived_entries": INT, "archived_segments": INT,
+            }), "The verdict (redacted: entries whose personal data was erased, verified by their"
+                " links and chain fields; archived: entries moved to segment files, which the chain"
+                " in the database continues)."),
             "401": UNAUTHENTICATED, "403": FORBIDDEN,
         },
     }},

@@ -20,7 +20,8 @@ from msgspec import Meta
 from quart import Blueprint, Response, jsonify, request
 
 from actors import ActorError
-from hub.db.alarms import STATE_GROUPS, device_active_alarms, get_alarm, list_alarms
+from hub.db.alarms import STATE_GROUPS, RoomAlarm, alarms_by_id, device_active_alarms, get_alarm, list_alarms
+from hub.db.console_overview import room_tiles
 from hub.db.device_health import device_exists, device_health_history, device_overview
 from hub.db.telemetry import device_metrics, hourly_series, raw_series
 from hub.db.thresholds import EDITABLE, create_rule, delete_rule, get_rule, list_rules, room_exists, update_rule
@@ -55,7 +56,16 @@ from ..apidoc import (
     not_found as doc_not_found,
 )
 from ..auth import current_principal, require
-from ..console import alarm_record_json, device_json, health_history_json, room_alarm_json, series_point_json
+from ..console import (
+    HEALTH_ORDER,
+    TILE_STATES,
+    alarm_record_json,
+    device_json,
+    health_history_json,
+    room_alarm_json,
+    series_point_json,
+    tile_json,
+)
 from ..context import current_context
 from ..errors import WebError, invalid, not_found
 from ..feeds import utc_now
@@ -150,6 +160,17 @@ def _valid_metric(metric: str) -> bool:
     return re.fullmatch(_METRIC, metric) is not None
 
 
+# --- the console's room overview -----------------------------------------------------------------
+
+
+@bp.get("/console/rooms")
+@require("ops", "admin")
+async def console_rooms() -> Response:
+    """Every room's tile (the overview page's data; it re-reads this for readings, which are not on the bus)."""
+    ctx = current_context()
+    return jsonify({"rooms": [tile_json(t) for t in await room_tiles(ctx.db, utc_now(ctx))]})
+
+
 # --- alarms ------------------------------------------------------------------------------------
 
 
@@ -197,17 +218,69 @@ async def _alarm_step(alarm_id: int, step: type[AckAlarm] | type[ClearAlarm]) ->
     alarm = await get_alarm(ctx.db, _path_id(alarm_id, "alarm"))
     if alarm is None:
         raise not_found("No such alarm.")
+    result = await _ask_step(alarm, step)
+    if result.error is not None:
+        raise WebError(409, result.error, result.message)
+    assert result.alarm is not None  # _ask_step answers 404 otherwise
+    return jsonify(alarm_record_json(result.alarm, alarm.room_name))
+
+
+async def _ask_step(alarm: RoomAlarm, step: type[AckAlarm] | type[ClearAlarm]) -> AlarmResult:
+    """The device actor applies ``step`` to ``alarm`` (it commits and publishes before answering).
+    Raises 503 if the actor cannot be reached, 404 if it no longer knows the alarm; a refused
+    step comes back as the result's ``error`` (``already_acked``, ``already_cleared``)."""
+    ctx = current_context()
     try:
-        result = await ctx.ask_device(alarm.alarm.device_id, step(alarm_id, current_principal().user_id, utc_now(ctx)))
+        result = await ctx.ask_device(alarm.alarm.device_id,
+                                      step(alarm.alarm.id, current_principal().user_id, utc_now(ctx)))
     except (LookupError, ActorError) as exc:
         raise WebError(503, "unavailable", f"The device's actor could not be reached: {exc}") from None
     if not isinstance(result, AlarmResult):  # pragma: no cover - a wiring error
         raise WebError(503, "unavailable", "The device's actor gave no answer.")
     if result.error == "not_found" or result.alarm is None:
         raise not_found("No such alarm.")
-    if result.error is not None:
-        raise WebError(409, result.error, result.message)
-    return jsonify(alarm_record_json(result.alarm, alarm.room_name))
+    return result
+
+
+#: The most alarms one "acknowledge selected" may name (a page of the console's list is 50).
+ACK_MANY_MAX = 500
+
+
+class AckAlarmsBody(msgspec.Struct, forbid_unknown_fields=True):
+    """``POST /api/v1/alarms/ack``: the alarms to acknowledge, each at most once."""
+
+    alarm_ids: Annotated[list[Annotated[int, Meta(ge=1, le=_INT64_MAX)]], Meta(min_length=1, max_length=ACK_MANY_MAX)]
+
+
+@bp.post("/alarms/ack")
+@require("ops", "admin")
+async def ack_alarms() -> Response:
+    """Acknowledge many alarms in one call ("acknowledge selected"). Each goes through its device's
+    actor like a single ack (committed and published before the answer), one after another; one
+    alarm's refusal does not stop the others, and the answer says what happened to each, in order."""
+    body = await json_body(AckAlarmsBody)
+    if len(set(body.alarm_ids)) != len(body.alarm_ids):
+        raise invalid("Each alarm may be named once.", field="alarm_ids")
+    known = await alarms_by_id(current_context().db, body.alarm_ids)
+    results: list[dict[str, Any]] = []
+    for alarm_id in body.alarm_ids:
+        alarm = known.get(alarm_id)
+        try:
+            if alarm is None:
+                raise not_found("No such alarm.")
+            result = await _ask_step(alarm, AckAlarm)
+        except WebError as exc:
+            if exc.status == 503:
+                raise
+            results.append({"alarm_id": alarm_id, "acked": False, "error": exc.code, "message": exc.message})
+            continue
+        if result.error is not None:
+            results.append({"alarm_id": alarm_id, "acked": False, "error": result.error, "message": result.message})
+        else:
+            assert result.alarm is not None and alarm is not None
+            results.append({"alarm_id": alarm_id, "acked": True,
+                            "alarm": alarm_record_json(result.alarm, alarm.room_name)})
+    return jsonify({"results": results, "acked": sum(r["acked"] for r in results)})
 
 
 # --- thresholds --------------------------------------------------------------------------------
@@ -351,6 +424,30 @@ OPENAPI_SCHEMAS: dict[str, Any] = {
         "acked_by": nullable(STR), "cleared_at": nullable(TIME), "cleared_by": nullable(STR),
         "value": nullable(NUMBER), "message": STR, "details": {"type": "object"}, "updated_at": TIME,
     }),
+    "RoomTile": obj({
+        "room_id": STR, "name": STR, "building": STR,
+        "floor": {**STR, "description": "From the room's number: `G` (below 100), the digits before the last two, "
+                  "or empty when the name has no number."},
+        "health": {**enum(*TILE_STATES), "description": "The worst health of its devices (`empty`: none)."},
+        "devices": array(obj({"device_id": STR, "kind": STR, "revoked": BOOL, "online": BOOL, "outbox_depth": INT,
+                              "error_count": INT, "severities": array(enum(*SEVERITIES)),
+                              "health": enum(*HEALTH_ORDER)})),
+        "readings": {"type": "object", "description": "metric → its latest reading of the last hour.",
+                     "additionalProperties": obj({"value": NUMBER, "unit": STR, "at": TIME})},
+        "sparks": {"type": "object", "description": "metric → hourly averages of the last 24 h, oldest first.",
+                   "additionalProperties": array(NUMBER)},
+        "occupancy": {**nullable(INT), "description": "Students present or late in the session under way "
+                      "(null: no session under way)."},
+    }),
+    "AlarmAcks": obj({
+        "acked": {**INT, "description": "How many were acknowledged by this call."},
+        "results": array(obj({
+            "alarm_id": INT, "acked": BOOL,
+            "alarm": {**ref("Alarm"), "description": "The alarm after its acknowledgement (when `acked`)."},
+            "error": {**STR, "description": "Why not (when not `acked`): `already_acked` or `not_found`."},
+            "message": STR,
+        }, required=["alarm_id", "acked"])),
+    }),
     "Telemetry": obj({
         "device_id": STR, "metric": nullable(STR), "unit": nullable(STR), "range": enum(*RANGES),
         "bucket_s": INT, "source": enum("raw", "hourly"), "from": TIME, "to": TIME,
@@ -391,6 +488,12 @@ OPENAPI_PATHS: dict[str, Any] = {
         "responses": {"200": json_response(ref("Telemetry"), "The series."), **_READ_ERRORS,
                       "404": doc_not_found("device")},
     }},
+    "/api/v1/console/rooms": {"get": {
+        "summary": "Every room as the console's overview tile: health, key readings, sparklines (ops, admin)",
+        **_STAFF, "tags": ["devices"], "security": BEARER,
+        "responses": {"200": json_response(obj({"rooms": array(ref("RoomTile"))}), "Rooms by building, then name."),
+                      **_READ_ERRORS},
+    }},
     "/api/v1/alarms": {"get": {
         "summary": "Alarms, newest first (ops, admin)", **_STAFF, "tags": ["alarms"], "security": BEARER,
         "parameters": [
@@ -408,6 +511,13 @@ OPENAPI_PATHS: dict[str, Any] = {
         "parameters": [_ALARM_PARAM],
         "responses": {"200": json_response(ref("Alarm"), "The alarm."), **_READ_ERRORS,
                       "404": doc_not_found("alarm")},
+    }},
+    "/api/v1/alarms/ack": {"post": {
+        "summary": "Acknowledge several alarms at once (ops, admin)", **_STAFF, "tags": ["alarms"],
+        "security": BEARER, "requestBody": json_request(AckAlarmsBody, "The alarms to acknowledge (1–500, each once)."),
+        "responses": {"200": json_response(ref("AlarmAcks"), "What happened to each, in the order named; "
+                                           "an alarm already acknowledged or unknown does not stop the others."),
+                      **_WRITE_ERRORS, "503": _UNAVAILABLE},
     }},
     **{
         f"/api/v1/alarms/{{alarm_id}}/{step}": {"post": {

@@ -27,6 +27,7 @@ from hub.db.insights import (
     course_faculty,
     course_info,
     course_rules,
+    course_term,
     course_timeline,
     section_course,
     standings,
@@ -46,6 +47,7 @@ from ..apidoc import (
     BAD_URL,
     BOOL,
     CONFLICT,
+    DATE,
     INT,
     NUMBER,
     STR,
@@ -75,6 +77,7 @@ from ..insights import (
     report_summary,
     standing_json,
     student_series_json,
+    term_json,
 )
 from ..paging import page_json, page_of, page_params, page_request
 from ..request import NonEmpty, choice_arg, json_body, one_of, path_id
@@ -155,11 +158,13 @@ async def student_series(student_id: str, course_id: str) -> Response:
     if visible is not None and course_id not in visible:
         raise forbidden("You do not teach this course.")
     now = utc_now(ctx)
-    if not await standings(ctx.db, now, student_id=student_id, course_id=course_id):
+    enrolment = await standings(ctx.db, now, student_id=student_id, course_id=course_id)
+    if not enrolment:
         raise not_found("The student is not enrolled in this course.")
     rules = await course_rules(ctx.db, course_id)
     points = student_series_json(await student_timeline(ctx.db, student_id, course_id, now), rules)
-    return jsonify({"student_id": student_id, "course_id": course_id,
+    term = await course_term(ctx.db, course_id, enrolment[0].section_id)
+    return jsonify({"student_id": student_id, "course_id": course_id, "term": term_json(term),
                     "warning_pct": float(rules.warning_pct), "points": points})
 
 
@@ -202,7 +207,8 @@ async def course_series(course_id: str) -> Response:
     section_id = await _section_arg(course_id)
     rules = await course_rules(ctx.db, course_id)
     points = course_series_json(await course_timeline(ctx.db, course_id, utc_now(ctx), section_id), rules)
-    return jsonify({"course_id": course_id, "section_id": section_id,
+    term = await course_term(ctx.db, course_id, section_id)
+    return jsonify({"course_id": course_id, "section_id": section_id, "term": term_json(term),
                     "warning_pct": float(rules.warning_pct), "points": points})
 
 
@@ -348,7 +354,12 @@ _PAGE = page_params()
 _STUDENT = path_param("student_id", "Student (user) id.")
 _COURSE = path_param("course_id", "Course id.")
 _SECTION = query_str("section_id", "Only this section of the course.")
-_SERIES_POINTS = {"warning_pct": NUMBER}
+_SERIES_POINTS = {
+    "warning_pct": NUMBER,
+    "term": {**nullable(obj({"term_id": STR, "name": STR, "starts_on": DATE, "ends_on": DATE, "starts_at": TIME})),
+             "description": "The term the chart covers (null: no section of the course is in a term); the chart "
+                            "starts at `starts_at`, midnight of its first day in the term's timezone."},
+}
 
 OPENAPI_PATHS: dict = {
     "/api/v1/students/{student_id}/standing": {"get": operation(
@@ -358,7 +369,7 @@ OPENAPI_PATHS: dict = {
             "400": BAD_URL, "404": doc_not_found("student")},
         params=[_STUDENT])},
     "/api/v1/students/{student_id}/courses/{course_id}/series": {"get": operation(
-        "The student's cumulative percentage after each counted session of a course (for a chart)",
+        "The student's cumulative percentage after each held (ended) session of a course (for a chart)",
         "insights", _STUDENTS, {
             "200": json_response(obj({"student_id": STR, "course_id": STR, **_SERIES_POINTS, "points": array(obj({
                 "session_id": STR, "starts_at": TIME, "status": enum("present", "late", "absent", "excused"),
@@ -382,7 +393,7 @@ OPENAPI_PATHS: dict = {
             "400": BAD_URL, "404": doc_not_found("course")},
         params=[_COURSE, _SECTION])},
     "/api/v1/courses/{course_id}/series": {"get": operation(
-        "Attendance rate of each ended session of a course (or section), for a chart", "insights", _TEACHERS, {
+        "Attendance rate of each held (ended) session of a course (or section), for a chart", "insights", _TEACHERS, {
             "200": json_response(obj({"course_id": STR, "section_id": nullable(STR), **_SERIES_POINTS,
                                       "points": array(obj({
                                           "session_id": STR, "starts_at": TIME, "present": INT, "late": INT,

@@ -28,6 +28,7 @@ from hub.db.webhooks import (
     get_subscription,
     list_deliveries,
     list_subscriptions,
+    queue_test_delivery,
     update_subscription,
 )
 from hub.domain.webhook_policy import redact_text, url_problem
@@ -42,6 +43,7 @@ from ..apidoc import (
     UUID,
     array,
     enum,
+    error,
     json_request,
     json_response,
     nullable,
@@ -56,7 +58,7 @@ from ..apidoc import (
 )
 from ..auth import ROLES, current_principal, require
 from ..context import current_context
-from ..errors import invalid, not_found
+from ..errors import WebError, invalid, not_found
 from ..feeds import utc_now
 from ..paging import page_json, page_of, page_params, page_request
 from ..request import EmptyBody, choice_arg, flag_arg, json_body, path_id
@@ -252,6 +254,27 @@ async def webhook_deliveries(webhook_id: str) -> Response:
     return jsonify(page_json([delivery_json(d) for d in items], total, paging))
 
 
+@bp.post("/webhooks/<webhook_id>/test")
+@require("admin")
+async def test_webhook(webhook_id: str) -> tuple[Response, int]:
+    """Queue a ``webhook_test`` delivery: the webhook dispatcher posts it like any notification, so
+    its outcome (in the delivery log) says whether the endpoint receives and answers 2xx."""
+    await json_body(EmptyBody)  # a JSON body (may be {}): the API's CSRF defence, see web/auth.py
+    ctx, principal = current_context(), current_principal()
+    found = await _subscription_or_404(webhook_id)
+    if not found.active:
+        raise WebError(409, "webhook_inactive", "This webhook is turned off: turn it on to send a test.")
+    now = utc_now(ctx)
+    queued = await queue_test_delivery(ctx.db, found.id, {
+        "type": "webhook_test", "created_at": now.isoformat(),
+        "test": {"requested_by": principal.user_id,
+                 "message": "A test delivery from CampusHub; no action is needed."},
+    }, by=principal.user_id)
+    if queued is None:
+        raise not_found("No such webhook.")
+    return jsonify(delivery_json(queued)), 202
+
+
 # --- OpenAPI ----------------------------------------------------------------------------------------
 
 OPENAPI_SCHEMAS: dict = {
@@ -314,6 +337,13 @@ OPENAPI_PATHS: dict = {
         "delete": operation("Delete a webhook subscription and its delivery log (admin)", "webhooks", _ADMIN, {
             "204": {"description": "Deleted."}, "404": doc_not_found("webhook")}, params=[_WEBHOOK_ID]),
     },
+    "/api/v1/webhooks/{webhook_id}/test": {"post": operation(
+        "Send a test event (`webhook_test`) through the dispatcher (admin); poll its deliveries for the result",
+        "webhooks", _ADMIN, {
+            "202": json_response(ref("WebhookDelivery"), "Queued (state `pending`)."), "400": BAD_BODY,
+            "404": doc_not_found("webhook"),
+            "409": error("`webhook_inactive`: the subscription is turned off.")},
+        params=[_WEBHOOK_ID], body=_EMPTY_BODY)},
     "/api/v1/webhooks/{webhook_id}/deliveries": {"get": operation(
         "A subscription's deliveries, newest first (admin)", "webhooks", _ADMIN, {
             "200": json_response(page_of(ref("WebhookDelivery")), "One page."), "400": BAD_URL,

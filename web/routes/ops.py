@@ -9,21 +9,36 @@ from __future__ import annotations
 
 from quart import Blueprint
 
-from hub.db.alarms import active_alarms
+from hub.db.alarms import active_alarms, open_alarm_count
+from hub.db.biometric_consent import device_enrolments, enrolments_of
 from hub.db.campus_counts import overview_counts
-from hub.db.device_health import devices_overview
+from hub.db.console_overview import room_tiles
+from hub.db.device_health import device_overview, devices_overview
 from hub.db.quarantine import get_quarantine
 from hub.db.rejections import list_rejections, list_suppressed, rejection_counts
-from hub.db.rooms import rooms
+from hub.db.rooms import RoomRow, rooms
+from hub.db.students import student_choices
 from hub.db.tickets import TicketFilter, list_staff, list_tickets
 from hub.domain import tickets as ticket_rules
+from hub.domain.biometric_consent import CURRENT_NOTICE_VERSION
 
 from ..auth import current_principal, require
-from ..console import HEALTH_ORDER, devices_json, grid, health_of, ticket_json
+from ..console import (
+    TILE_STATES,
+    device_json,
+    devices_json,
+    duration_text,
+    grid,
+    health_of,
+    overview_json,
+    ticket_json,
+    tile_json,
+)
 from ..context import current_context
 from ..errors import not_found
 from ..feeds import utc_now
 from ._pages import render_page
+from .consent_api import enrolment_rows
 
 bp = Blueprint("ops", __name__)
 
@@ -37,28 +52,50 @@ STATE_LABELS = {"open": "Open", "assigned": "Assigned", "in_progress": "In progr
 
 @bp.get("/ops")
 @require("ops", "admin")
-async def devices() -> str:
-    db = current_context().db
-    listing = devices_json(await devices_overview(db))
-    alarms = await active_alarms(db)
-    buildings = grid(listing["devices"], await rooms(db), alarms)
-    kinds = sorted({d["kind"] for d in listing["devices"]})
-    return await render_page("ops.html", devices=listing, buildings=buildings, kinds=kinds,
-                             health_order=HEALTH_ORDER, alarm_total=len(alarms))
+async def overview_page() -> str:
+    """The overview: one tile per room, grouped building → floor (web/console.py ``overview_json``)."""
+    ctx = current_context()
+    tiles = await room_tiles(ctx.db, utc_now(ctx))
+    buildings = overview_json(tiles)
+    devices = [d for b in buildings for f in b["floors"] for r in f["rooms"] for d in r["devices"]]
+    return await render_page("ops.html", buildings=buildings, rooms_total=len(tiles), devices_total=len(devices),
+                             devices_online=sum(d["online"] for d in devices), tile_states=TILE_STATES,
+                             open_alarms=await open_alarm_count(ctx.db))
+
+
+@bp.get("/ops/rooms/<room_id>")
+@require("ops", "admin")
+async def room_page(room_id: str) -> str:
+    """One room: its key readings and sparklines, and a card per device (the drill-down from a tile)."""
+    ctx = current_context()
+    tile = next((t for t in await room_tiles(ctx.db, utc_now(ctx)) if t.room_id == room_id), None)
+    if tile is None:
+        raise not_found("No such room.")
+    listing = [d for d in devices_json(await devices_overview(ctx.db))["devices"] if d["room_id"] == room_id]
+    alarms = await active_alarms(ctx.db)
+    cards = grid(listing, [RoomRow(tile.room_id, tile.name, tile.building)], alarms)
+    return await render_page("ops_room.html", room=tile_json(tile),
+                             devices=cards[0]["rooms"][0]["devices"] if cards else [])
 
 
 @bp.get("/ops/devices/<device_id>")
 @require("ops", "admin")
 async def device_detail(device_id: str) -> str:
     db = current_context().db
-    device = next((d for d in devices_json(await devices_overview(db))["devices"] if d["device_id"] == device_id),
-                  None)
-    if device is None:
+    overview = await device_overview(db, device_id)
+    if overview is None:
         raise not_found("No such device.")
+    device = device_json(overview)
     room = next((r for r in await rooms(db) if r.room_id == device["room_id"]), None)
     alarms = [a for a in await active_alarms(db) if a.device_id == device_id]
     quarantine = await get_quarantine(db, device_id)  # the release button shows while one is in force
-    return await render_page("ops_device.html", device=device, room=room,
+    # Fingerprint enrolments (web/routes/consent_api.py): each student of this terminal, with every terminal's state.
+    students = await enrolments_of(db, [e.student_id for e in await device_enrolments(db, device_id)])
+    return await render_page("ops_device.html", device=device, room=room, uptime=duration_text(device["uptime_s"]),
+                             enrolments=enrolment_rows(device_id, students),
+                             student_choices=await student_choices(db)
+                             if device["kind"] in ("fingerprint", "edge_agent") else [],
+                             notice_version=CURRENT_NOTICE_VERSION,
                              health=health_of(device, (a.severity for a in alarms)),
                              quarantine=quarantine if quarantine and quarantine.active_at(utc_now(current_context()))
                              else None)

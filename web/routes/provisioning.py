@@ -19,6 +19,7 @@ from msgspec import Meta
 from quart import Blueprint, Response, jsonify, request
 
 from hub.db import provisioning
+from hub.db.biometric_consent import without_consent
 from hub.db.device_commands import COMMAND_NAMES, COMMAND_STATUSES, command_json, create_command, list_commands
 from hub.db.provisioning import (
     DEVICE_ID_RE,
@@ -33,6 +34,7 @@ from hub.db.provisioning import (
     get_registered_device,
     room_ids,
 )
+from hub.domain.biometric_consent import fingerprint_students
 from hub.domain.credentials import ALGORITHMS
 
 from ..apidoc import (
@@ -200,6 +202,11 @@ async def send_command(device_id: str) -> Response:
         raise invalid(f"'args' is too large (over {MAX_ARGS_BYTES} bytes encoded).", field="args")
     ack_timeout_s = body.ttl_s + ACK_MARGIN_S if body.ack_timeout_s is msgspec.UNSET else body.ack_timeout_s
     ctx = current_context()
+    # A fingerprint page needs consent on every path (hub/domain/biometric_consent.py), raw commands included.
+    refused = await without_consent(ctx.db, sorted(fingerprint_students(body.name, body.args)))
+    if refused:
+        raise WebError(409, "conflict", f"No active biometric consent for {', '.join(refused)}: they check in "
+                       "by QR code.", "args")
     try:
         row = await create_command(
             ctx.db, device_id=device_id, name=body.name, args=body.args, ttl_s=body.ttl_s, ack_timeout_s=ack_timeout_s,

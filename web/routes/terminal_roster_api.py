@@ -11,7 +11,9 @@ Routes (admin and ops): ``GET /api/v1/devices/{id}/roster`` lists what the hub
 told a terminal; ``POST /api/v1/devices/{id}/roster-sync`` resends its whole
 roster with ``replace=true`` (recovery: a terminal reset or replaced);
 ``PUT``/``DELETE /api/v1/devices/{id}/roster/pages/{page}`` record a
-fingerprint page enrolled on (or cleared from) the terminal.
+fingerprint page enrolled on (or cleared from) the terminal (only for a
+student with active biometric consent; the enrolment API with templates and
+withdrawals is web/routes/consent_api.py, which shares :func:`send_planned`).
 
 Concurrency contract: called from a web request task after the commit; the
 plan is one transaction, then one ``create_command`` per command.
@@ -24,18 +26,20 @@ import msgspec
 from msgspec import Meta
 from quart import Blueprint, Response, jsonify
 
-from hub.db.device_commands import command_json
+from hub.db.device_commands import CommandRow, command_json
 from hub.db.provisioning import RegistryError, get_registered_device
 from hub.db.terminal_roster import (
+    PageChange,
+    PlannedCommand,
     RosterSyncResult,
     assign_page,
-    queue_changes,
     queue_plan,
+    queue_planned,
     reconcile,
     resync_device,
     terminal_entries,
 )
-from hub.domain.terminal_roster import MAX_PAGE, RosterEntry, TerminalChange
+from hub.domain.terminal_roster import MAX_PAGE, RosterEntry
 
 from ..apidoc import (
     BEARER,
@@ -127,14 +131,26 @@ def _page(page: int) -> int:
     return page
 
 
-async def _queue_page_change(ctx: WebContext, change: TerminalChange, issued_by: str) -> Response:
-    commands = await queue_changes(ctx.db, [change], issued_by=issued_by, now=utc_now(ctx),
+async def send_planned(ctx: WebContext, planned: Sequence[PlannedCommand], issued_by: str) -> tuple[CommandRow, ...]:
+    """Create commands decided by a registry transaction (their ids recorded there) and hand them to the dispatcher."""
+    commands = await queue_planned(ctx.db, planned, issued_by=issued_by, now=utc_now(ctx),
                                    device_offline_after_s=ctx.device_offline_after_s)
     for command in commands:
         await ctx.send_command(command.command_id)
-    response = jsonify({"device_id": change.device_id, "commands": [command_json(c) for c in commands]})
+    return commands
+
+
+async def queue_page_change(ctx: WebContext, device_id: str, planned: Sequence[PlannedCommand],
+                            issued_by: str) -> Response:
+    """:func:`send_planned` for one terminal's page change: the 202 answer."""
+    commands = await send_planned(ctx, planned, issued_by)
+    response = jsonify({"device_id": device_id, "commands": [command_json(c) for c in commands]})
     response.status_code = 202
     return response
+
+
+async def _queue_page_change(ctx: WebContext, change: PageChange, issued_by: str) -> Response:
+    return await queue_page_change(ctx, change.change.device_id, change.commands, issued_by)
 
 
 @bp.put("/devices/<device_id>/roster/pages/<int:page>")
@@ -203,7 +219,8 @@ OPENAPI_PATHS: dict[str, Any] = {
             {"202": _QUEUED, "400": error("`invalid_request`: a page outside 0..65535, a device that holds no "
                                           "roster, or a malformed body."),
              "404": not_found("device or student"),
-             "409": error("`conflict`: the device is revoked or the student deactivated.")},
+             "409": error("`conflict`: the device is revoked, or the student deactivated or without active "
+                          "biometric consent.")},
             params=[_DEVICE, _PAGE], body=json_request(PageAssignment, "The student.")), "security": BEARER},
         "delete": {**operation(
             "Forget a fingerprint page (cleared on the terminal); its map follows (admin, ops)", "devices", _ROLES,

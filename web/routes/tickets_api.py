@@ -155,7 +155,52 @@ def comment_json(c: Comment) -> dict[str, Any]:
 
 def event_json(e: TicketEvent) -> dict[str, Any]:
     return {"id": e.id, "at": e.at, "actor": e.actor, "kind": e.kind, "from_state": e.from_state,
-            "to_state": e.to_state, "detail": e.detail}
+            "to_state": e.to_state, "detail": e.detail, "text": event_text(e)}
+
+
+#: A history entry's move (its ``kind``) in words, followed by "by <who>".
+_MOVE_WORDS = {
+    "unassign": "Unassigned", "start": "Work started", "resolve": "Resolved", "reopen": "Reopened",
+    "close": "Closed", "cancel": "Closed without a fix",
+}
+
+
+def _duration_words(seconds: int) -> str:
+    for unit, size in (("day", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size and seconds % size == 0:
+            count = seconds // size
+            return f"{count} {unit}{'s' if unit == 'day' and count != 1 else ''}"
+    return f"{seconds} s"
+
+
+def event_text(e: TicketEvent) -> str:
+    """A history entry as a person reads it: what happened and who did it, by name ("the hub" for the
+    hub's own entries); never a user id or a state code (those stay in the entry's other fields)."""
+    who = "the hub" if e.actor == rules.SYSTEM_USER else (e.actor_name or "a removed account")
+    if e.kind == "created":
+        if e.actor == rules.SYSTEM_USER:
+            alarm = e.detail.get("alarm_id")
+            return "Opened by the hub" + (f" for alarm #{alarm}" if alarm is not None else "")
+        return f"Reported by {who}"
+    if e.kind == "assigned":
+        assignee = e.assignee_name or "a removed account"
+        if e.detail.get("previous") and e.detail.get("previous") != e.detail.get("assignee"):
+            return f"Reassigned from {e.previous_assignee_name or 'a removed account'} to {assignee} by {who}"
+        return f"Assigned to {assignee} by {who}"
+    if e.kind in ("auto_close", "auto_closed"):
+        return "Closed automatically by the hub"
+    if e.kind == "sla_breached":
+        return "Passed its due time (SLA missed)"
+    if e.kind == "amended":
+        parts = []
+        if "priority" in e.detail:
+            parts.append(f"Priority changed to {e.detail['priority']}")
+        if "auto_close_after_s" in e.detail:
+            delay = e.detail["auto_close_after_s"]
+            parts.append("Auto-close turned off" if delay is None
+                         else f"Auto-close set to {_duration_words(int(delay))} after its alarm clears")
+        return "; ".join(parts or ["Changed"]) + f" by {who}"
+    return f"{_MOVE_WORDS.get(e.kind, e.kind.replace('_', ' ').capitalize())} by {who}"
 
 
 def policy_json(policy: TicketPolicy) -> dict[str, Any]:
@@ -488,7 +533,8 @@ OPENAPI_SCHEMAS["TicketDetail"] = {
         **OPENAPI_SCHEMAS["Ticket"]["properties"],
         "comments": array(ref("TicketComment")),
         "events": array(obj({"id": INT, "at": TIME, "actor": STR, "kind": STR, "from_state": nullable(STR),
-                             "to_state": nullable(STR), "detail": {"type": "object"}})),
+                             "to_state": nullable(STR), "detail": {"type": "object"},
+                             "text": {**STR, "description": "The entry in words, with names: what the page shows."}})),
     },
     "required": [*OPENAPI_SCHEMAS["Ticket"]["required"], "comments", "events"],
 }

@@ -198,7 +198,7 @@ async def users_create() -> tuple[Response, int]:
     actor = current_principal().user_id
 
     async def work(conn: asyncpg.Connection) -> tuple[AccountRecord, Any]:
-        made = await insert_account(conn, account, actor=actor)
+        made = await insert_account(conn, account, secrets=ctx.db.secrets, actor=actor)
         code = await issue_code_in(conn, user_id=made.id, purpose="activation", actor=actor,
                                    now=utc_now(ctx), audit=False)
         return made, code

@@ -12,6 +12,7 @@
     return n;
   }
 
+  // The faculty page keeps one message box (#ac-message) above its session list.
   function say(message, isError) {
     var box = byId("ac-message");
     if (!box) { if (message) { window.alert(message); } return; }
@@ -30,7 +31,10 @@
     var data = null;
     try { data = await response.json(); } catch (e) { data = null; }
     if (!response.ok) {
-      var err = new Error((data && data.error && data.error.message) || ("HTTP " + response.status));
+      var code = data && data.error && data.error.code;
+      // The API's own sentence, else the one wording of its code (web/wording.py, /wording.json).
+      var err = new Error((data && data.error && data.error.message) || (code && words.errors[code]) ||
+        "That did not work (the server answered " + response.status + ").");
       err.status = response.status;
       err.data = data;
       throw err;
@@ -38,30 +42,53 @@
     return data;
   }
 
-  function row(cells, extra) {
+  // --- admin console: feedback where the user acted (CampusHub.feedback, app.js) ----------
+
+  var words = { errors: {} };
+
+  function tell(anchor, text, kind) { return window.CampusHub.feedback(anchor, text, kind); }
+
+  function row(cells, actions) {
     var tr = el("tr");
-    cells.forEach(function (c) { var td = el("td"); if (c instanceof Node) { td.appendChild(c); } else { td.textContent = c === null || c === undefined ? "—" : String(c); } tr.appendChild(td); });
-    if (extra) { var td = el("td"); td.appendChild(extra); tr.appendChild(td); }
+    cells.forEach(function (c) { var td = el("td"); if (c instanceof Node) { td.appendChild(c); } else { td.textContent = c === null || c === undefined || c === "" ? "—" : String(c); } tr.appendChild(td); });
+    if (actions) { var td = el("td", null, "ac-actions"); actions.forEach(function (a) { td.appendChild(a); }); tr.appendChild(td); }
     return tr;
   }
 
-  function fill(tbodyId, items, toCells) {
+  // Rows, or a sentence saying what is empty and what makes something appear.
+  function fill(tbodyId, items, toRow, emptyText) {
     var body = byId(tbodyId);
     body.textContent = "";
-    if (!items.length) { var tr = el("tr"); var td = el("td", "None yet.", "muted"); td.colSpan = 7; tr.appendChild(td); body.appendChild(tr); return; }
-    items.forEach(function (item) { body.appendChild(toCells(item)); });
+    if (!items.length) {
+      var tr = el("tr"); var td = el("td", emptyText || "None yet.", "empty-state");
+      td.colSpan = body.closest("table").querySelectorAll("thead th").length || 1;
+      tr.appendChild(td); body.appendChild(tr); return;
+    }
+    items.forEach(function (item) { body.appendChild(toRow(item)); });
+    applyFilter(tbodyId);
   }
 
-  function button(label, onClick) {
-    var b = el("button", label, "small"); b.type = "button";
+  function button(label, onClick, className) {
+    var b = el("button", label, className || "btn-secondary inline"); b.type = "button";
     b.addEventListener("click", onClick);
     return b;
+  }
+
+  // The search box above a table: shows only the rows containing what was typed.
+  function applyFilter(tbodyId) {
+    var input = document.querySelector('.ac-filter[data-table="' + tbodyId + '"]');
+    if (!input) { return; }
+    var query = input.value.trim().toLowerCase();
+    byId(tbodyId).querySelectorAll("tr").forEach(function (tr) {
+      if (tr.querySelector(".empty-state")) { return; }
+      tr.hidden = Boolean(query) && tr.textContent.toLowerCase().indexOf(query) < 0;
+    });
   }
 
   function formBody(form, numeric) {
     var body = {};
     Array.prototype.forEach.call(form.elements, function (input) {
-      if (!input.name || input.type === "file" || input.type === "submit") { return; }
+      if (!input.name || input.type === "file" || input.type === "submit" || input.disabled) { return; }
       if (input.type === "checkbox") { return; }
       if (input.value === "") { return; }
       body[input.name] = (numeric || []).indexOf(input.name) >= 0 ? Number(input.value) : input.value;
@@ -73,15 +100,80 @@
     var form = byId(id);
     form.addEventListener("submit", async function (event) {
       event.preventDefault();
-      // A handler may return a sentence saying what its change did (e.g. to sessions).
-      try { say((await handler(form)) || ""); } catch (e) { say(e.message, true); }
+      // A handler returns the sentence saying what its change did; it shows beside the form's button.
+      try { tell(form, (await handler(form)) || "Saved.", "success"); } catch (e) { tell(form, e.message, "error"); }
     });
+  }
+
+  // --- teachers: picked by name in a CampusHub.picker (app.js), never typed as ids ---------
+
+  var faculty = [];
+
+  function personLabel(u) { return u.display_name + " (" + u.username + ")"; }
+
+  async function loadFaculty() {
+    var page = await api("GET", "/api/v1/users?role=faculty&limit=500");
+    faculty = page.items.filter(function (u) { return u.active; });
+    document.querySelectorAll(".faculty-select").forEach(function (select) {
+      select.textContent = "";
+      select.appendChild(el("option", "—")).value = "";  // no teacher until one is picked (also after reset)
+      faculty.forEach(function (u) { var o = el("option", personLabel(u)); o.value = u.id; select.appendChild(o); });
+    });
+  }
+
+  // --- add and edit share one form: Edit fills it, its button says Save, Stop editing resets it ----
+
+  function editing(form) { return form.dataset.editId || null; }
+
+  function startEdit(form, id, values, fixed) {
+    stopEdit(form);
+    form.dataset.editId = id;
+    Object.keys(values).forEach(function (name) {
+      if (form.elements[name] && form.elements[name].type !== "hidden") { form.elements[name].value = values[name] === null ? "" : values[name]; }
+    });
+    (fixed || []).forEach(function (name) { form.elements[name].disabled = true; });
+    form.querySelector("button[type=submit]").textContent = form.dataset.saveLabel;
+    form.querySelector(".ac-stop-edit").hidden = false;
+    form.classList.add("ac-editing");
+    tell(form, "Editing: change the fields, then " + form.dataset.saveLabel + ".", "info");
+    var first = form.querySelector("input:not([type=hidden]):not([disabled]), select:not([disabled])");
+    if (first) { first.focus({ preventScroll: true }); }
+  }
+
+  function stopEdit(form) {
+    delete form.dataset.editId;
+    Array.prototype.forEach.call(form.elements, function (input) { input.disabled = false; });
+    form.querySelector("button[type=submit]").textContent = form.dataset.addLabel;
+    form.querySelector(".ac-stop-edit").hidden = true;
+    form.classList.remove("ac-editing");
+  }
+
+  // Destructive: ask first (CampusHub.confirmAction), then say what happened below the table.
+  async function remove(what, path, tableId, reload) {
+    var anchor = byId(tableId);
+    var ok = await window.CampusHub.confirmAction("Delete " + what + "? This cannot be undone.",
+      { confirmLabel: "Delete", cancelLabel: "Keep", danger: true });
+    if (!ok) { return; }
+    try {
+      await api("DELETE", path);
+      document.querySelectorAll("form[data-edit-id]").forEach(function (form) { if (path.indexOf(encodeURIComponent(form.dataset.editId)) >= 0) { stopEdit(form); form.reset(); } });
+      await reload();
+      tell(anchor, what.charAt(0).toUpperCase() + what.slice(1) + " deleted.", "success");
+    } catch (e) { tell(anchor, e.message, "error"); }
   }
 
   // --- admin console ---------------------------------------------------------------
 
   var WEEKDAYS = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
   var state = { terms: [], courses: [], rooms: [], sections: [] };
+
+  function nameOf(items, id, label) {
+    var item = items.filter(function (x) { return x.id === id; })[0];
+    return item ? label(item) : id;
+  }
+  function termName(id) { return nameOf(state.terms, id, function (t) { return t.name; }); }
+  function roomName(id) { return nameOf(state.rooms, id, function (r) { return r.name + " (" + r.building + ")"; }); }
+  function plainType(t) { return t ? (t.charAt(0).toUpperCase() + t.slice(1)).replace(/_/g, " ") : t; }
 
   function options(selector, items, value, label) {
     document.querySelectorAll(selector).forEach(function (select) {
@@ -99,22 +191,47 @@
       api("GET", "/api/v1/rooms?limit=500"), api("GET", "/api/v1/courses?limit=500"),
       api("GET", "/api/v1/sections?limit=500"), api("GET", "/api/v1/faculty-assignments?limit=500")]);
     state.terms = terms.items; state.rooms = rooms.items; state.courses = courses.items; state.sections = sections.items;
+    var termForm = byId("term-form"), roomForm = byId("room-form"), courseForm = byId("course-form"), sectionForm = byId("section-form");
     fill("terms-body", terms.items, function (t) {
-      return row([t.id, t.name, t.starts_on, t.ends_on, t.timezone]);
-    });
+      return row([t.name, t.starts_on, t.ends_on, t.timezone], [
+        button("Edit", function () { startEdit(termForm, t.id, t); }),
+        button("Delete", function () { remove("term " + t.name, "/api/v1/terms/" + encodeURIComponent(t.id), "terms-table", loadAll); }, "btn-danger inline")]);
+    }, "No terms yet. Add one below; its sections and timetable hang on it.");
     fill("holidays-body", holidays.items, function (h) {
-      return row([h.name, h.starts_on, h.ends_on], button("Delete", async function () {
-        try { var r = await api("DELETE", "/api/v1/holidays/" + h.id); await loadAll(); say("Holiday deleted. " + r.message); } catch (e) { say(e.message, true); }
-      }));
-    });
-    fill("rooms-body", rooms.items, function (r) { return row([r.id, r.name, r.building, r.room_type, r.capacity]); });
-    fill("courses-body", courses.items, function (c) { return row([c.code, c.title, c.faculty_name, c.enrolled]); });
-    fill("sections-body", sections.items, function (s) { return row([s.id, s.course_code, s.term_id, s.name, s.enrolled]); });
+      return row([h.name, h.starts_on, h.ends_on], [button("Delete", async function () {
+        var ok = await window.CampusHub.confirmAction("Delete holiday " + h.name + "? Its days get their classes back.", { confirmLabel: "Delete" });
+        if (!ok) { return; }
+        try { var r = await api("DELETE", "/api/v1/holidays/" + h.id); await loadAll(); tell(byId("holidays-table"), "Holiday deleted. " + r.message, "success"); } catch (e) { tell(byId("holidays-table"), e.message, "error"); }
+      }, "btn-danger inline")]);
+    }, "No holidays. Add one below: its days lose their classes.");
+    fill("rooms-body", rooms.items, function (r) {
+      var tr = row([r.name, r.building, plainType(r.room_type), r.capacity === null ? null : r.capacity + " seats"], [
+        button("Edit", function () { startEdit(roomForm, r.id, r); }),
+        button("Delete", function () { remove("room " + r.name, "/api/v1/rooms/" + encodeURIComponent(r.id), "rooms-table", loadAll); }, "btn-danger inline")]);
+      tr.dataset.roomId = r.id;
+      return tr;
+    }, "No rooms yet. Add one below.");
+    fill("courses-body", courses.items, function (c) {
+      return row([c.code, c.title, c.faculty_name, c.enrolled + " students"], [
+        button("Edit", function () { var who = courseForm.elements.faculty_id;
+          if (c.faculty_id && !Array.prototype.some.call(who.options, function (o) { return o.value === c.faculty_id; })) {
+            who.appendChild(el("option", c.faculty_name || "Former teacher")).value = c.faculty_id;  // deactivated since
+          }
+          startEdit(courseForm, c.id, c); }),
+        button("Delete", function () { remove("course " + c.code, "/api/v1/courses/" + encodeURIComponent(c.id), "courses-table", loadAll); }, "btn-danger inline")]);
+    }, "No courses yet. Add one below with its coordinator.");
+    fill("sections-body", sections.items, function (s) {
+      return row([s.course_code, termName(s.term_id), s.name, s.capacity === null ? null : s.capacity + " seats", s.enrolled + " students"], [
+        button("Edit", function () { startEdit(sectionForm, s.id, s, ["course_id", "term_id"]); }),
+        button("Delete", function () { remove("section " + s.course_code + " " + s.name, "/api/v1/sections/" + encodeURIComponent(s.id), "sections-table", loadAll); }, "btn-danger inline")]);
+    }, "No sections yet. Add one below: a course in a term.");
     fill("assignments-body", assignments.items, function (a) {
-      return row([a.course_code, a.faculty_name, a.section_id, a.role], button("Remove", async function () {
-        try { await api("DELETE", "/api/v1/faculty-assignments/" + a.id); await loadAll(); } catch (e) { say(e.message, true); }
-      }));
-    });
+      return row([a.course_code, a.faculty_name, a.section_id ? nameOf(state.sections, a.section_id, function (s) { return s.name; }) : "All sections", a.role], [button("Remove", async function () {
+        var ok = await window.CampusHub.confirmAction("Remove " + a.faculty_name + " from " + a.course_code + "?", { confirmLabel: "Remove" });
+        if (!ok) { return; }
+        try { await api("DELETE", "/api/v1/faculty-assignments/" + a.id); await loadAll(); tell(byId("assignments-table"), a.faculty_name + " removed from " + a.course_code + ".", "success"); } catch (e) { tell(byId("assignments-table"), e.message, "error"); }
+      }, "btn-danger inline")]);
+    }, "No one is assigned yet. A course's coordinator is assigned when the course is added.");
     options(".term-select", state.terms, function (t) { return t.id; }, function (t) { return t.name; });
     options(".course-select", state.courses, function (c) { return c.id; }, function (c) { return c.code + " " + c.title; });
     options(".room-select", state.rooms, function (r) { return r.id; }, function (r) { return r.name + " (" + r.building + ")"; });
@@ -127,13 +244,22 @@
     var sections = state.sections.filter(function (s) { return !term || s.term_id === term; });
     options("#slot-section", sections, function (s) { return s.id; }, function (s) { return s.course_code + " " + s.name; });
     var slots = await api("GET", "/api/v1/timetable-slots?limit=500" + (term ? "&term_id=" + encodeURIComponent(term) : ""));
+    var slotForm = byId("slot-form");
     fill("slots-body", slots.items, function (s) {
-      return row([WEEKDAYS[s.weekday], s.starts_time + "–" + s.ends_time, s.course_code, s.section_name, s.room_name, s.kind],
+      var what = "the " + WEEKDAYS[s.weekday] + " " + s.starts_time + " slot of " + s.course_code + " " + s.section_name;
+      return row([WEEKDAYS[s.weekday], s.starts_time + "–" + s.ends_time, s.course_code, s.section_name, s.room_name, plainType(s.kind)], [
+        button("Edit", function () { startEdit(slotForm, s.id, s, ["section_id"]); }),
         button("Delete", async function () {
-          if (!window.confirm("Delete this slot? Its future sessions are removed.")) { return; }
-          try { var r = await api("DELETE", "/api/v1/timetable-slots/" + encodeURIComponent(s.id)); say("Slot deleted; " + r.deleted + " sessions removed, " + r.cancelled + " cancelled."); await loadSlots(); } catch (e) { say(e.message, true); }
-        }));
-    });
+          var ok = await window.CampusHub.confirmAction("Delete " + what + "? Its future sessions are removed (cancelled if they already have attendance).", { confirmLabel: "Delete" });
+          if (!ok) { return; }
+          try {
+            var r = await api("DELETE", "/api/v1/timetable-slots/" + encodeURIComponent(s.id));
+            if (editing(slotForm) === s.id) { stopEdit(slotForm); slotForm.reset(); }
+            await loadSlots();
+            tell(byId("slots-table"), "Slot deleted: " + r.deleted + " future sessions removed, " + r.cancelled + " cancelled.", "success");
+          } catch (e) { tell(byId("slots-table"), e.message, "error"); }
+        }, "btn-danger inline")]);
+    }, term ? "No weekly slots in this term yet. Add one below." : "No weekly slots yet. Choose a term, then add one below.");
     await loadTermSessions(term);
   }
 
@@ -150,7 +276,7 @@
         s.course_code, s.section_name, s.room_name, s.status + (s.cancel_reason ? " (" + s.cancel_reason + ")" : "")]);
       tr.dataset.sessionId = s.session_id;
       return tr;
-    });
+    }, "No sessions from now on in this term.");
   }
 
   async function loadRules() {
@@ -163,14 +289,16 @@
 
   async function generate(dryRun) {
     var term = byId("timetable-term").value;
-    if (!term) { say("Choose a term first.", true); return; }
+    var anchor = byId(dryRun ? "generate-dry" : "generate").parentNode;
+    if (!term) { tell(anchor, "Choose a term first (above the timetable).", "error"); return; }
     try {
       var r = await api("POST", "/api/v1/terms/" + encodeURIComponent(term) + "/generate" + (dryRun ? "?dry_run=1" : ""));
-      byId("generate-result").textContent = (dryRun ? "Would create " : "Created ") + r.created + ", update " + r.updated +
+      byId("generate-result").textContent = (dryRun ? "Would create " : "Created ") + r.created + " sessions, update " + r.updated +
         ", delete " + r.deleted + ", cancel " + r.cancelled + ", restore " + r.restored + "; kept " + r.kept +
         "; skipped for holidays " + r.skipped_holidays + ".";
+      tell(anchor, "");
       if (!dryRun) { await loadTermSessions(term); }
-    } catch (e) { say(e.message, true); }
+    } catch (e) { tell(anchor, e.message, "error"); }
   }
 
   function showImport(result, error) {
@@ -188,14 +316,54 @@
       " rows (" + result.created + " new, " + result.moved + " moved, " + result.unchanged + " unchanged).";
   }
 
+  // One submit per form: POST when adding, PATCH the edited thing when editing.
+  async function save(form, path, body) {
+    var id = editing(form);
+    var result = id ? await api("PATCH", path + "/" + encodeURIComponent(id), body) : await api("POST", path, body);
+    stopEdit(form);
+    return { result: result, edited: Boolean(id) };
+  }
+
   function initAdmin() {
-    onSubmit("term-form", async function (form) { await api("POST", "/api/v1/terms", formBody(form)); form.reset(); await loadAll(); });
+    document.querySelectorAll(".ac-stop-edit").forEach(function (b) {
+      b.addEventListener("click", function () { var form = b.form; stopEdit(form); form.reset(); tell(form, ""); });
+    });
+    document.querySelectorAll(".ac-filter").forEach(function (input) {
+      input.addEventListener("input", function () { applyFilter(input.dataset.table); });
+    });
+    onSubmit("term-form", async function (form) {
+      var body = formBody(form);
+      var done = await save(form, "/api/v1/terms", body); form.reset(); await loadAll();
+      return "Term " + body.name + (done.edited ? " saved. " + (done.result.message || "") : " added.");
+    });
     onSubmit("holiday-form", async function (form) { var r = await api("POST", "/api/v1/holidays", formBody(form)); form.reset(); await loadAll(); return "Holiday added. " + r.message; });
-    onSubmit("room-form", async function (form) { await api("POST", "/api/v1/rooms", formBody(form, ["capacity"])); form.reset(); await loadAll(); });
-    onSubmit("course-form", async function (form) { await api("POST", "/api/v1/courses", formBody(form)); form.reset(); await loadAll(); });
-    onSubmit("section-form", async function (form) { await api("POST", "/api/v1/sections", formBody(form)); form.elements.name.value = ""; await loadAll(); });
-    onSubmit("assignment-form", async function (form) { await api("POST", "/api/v1/faculty-assignments", formBody(form)); await loadAll(); });
-    onSubmit("slot-form", async function (form) { var r = await api("POST", "/api/v1/timetable-slots", formBody(form, ["weekday"])); await loadSlots(); return "Slot added. " + r.message; });
+    onSubmit("room-form", async function (form) {
+      var body = formBody(form, ["capacity"]);
+      if (editing(form) && body.capacity === undefined) { body.capacity = null; }
+      var done = await save(form, "/api/v1/rooms", body); form.reset(); await loadAll();
+      return "Room " + done.result.name + (done.edited ? " saved." : " added.");
+    });
+    onSubmit("course-form", async function (form) {
+      var done = await save(form, "/api/v1/courses", formBody(form)); form.reset(); await loadAll();
+      return "Course " + done.result.code + (done.edited ? " saved." : " added.");
+    });
+    onSubmit("section-form", async function (form) {
+      var body = formBody(form, ["capacity"]);
+      if (editing(form) && body.capacity === undefined) { body.capacity = null; }
+      var done = await save(form, "/api/v1/sections", body);
+      form.elements.name.value = ""; form.elements.capacity.value = ""; await loadAll();
+      return "Section " + done.result.course_code + " " + done.result.name + (done.edited ? " saved." : " added.");
+    });
+    onSubmit("assignment-form", async function (form) {
+      var r = await api("POST", "/api/v1/faculty-assignments", formBody(form)); await loadAll();
+      return r.faculty_name + " assigned to " + r.course_code + ".";
+    });
+    onSubmit("slot-form", async function (form) {
+      var body = formBody(form, ["weekday"]);
+      if (editing(form)) { delete body.section_id; }
+      var done = await save(form, "/api/v1/timetable-slots", body); await loadSlots();
+      return (done.edited ? "Slot saved. " : "Slot added. ") + done.result.message;
+    });
     onSubmit("rules-form", async function (form) {
       var body = formBody(form, ["grace_minutes", "late_cutoff_minutes", "opens_minutes_before", "late_weight", "warning_pct", "eligible_pct", "condonable_pct"]);
       delete body.course_id;
@@ -216,12 +384,13 @@
         if (!result.dry_run) { await loadAll(); }
       } catch (e) { showImport(null, e); }
     });
-    byId("timetable-term").addEventListener("change", function () { loadSlots().catch(function (e) { say(e.message, true); }); });
-    byId("rules-course").addEventListener("change", function () { loadRules().catch(function (e) { say(e.message, true); }); });
+    byId("timetable-term").addEventListener("change", function () { loadSlots().catch(function (e) { tell(byId("slots-table"), e.message, "error"); }); });
+    byId("rules-course").addEventListener("change", function () { loadRules().catch(function (e) { tell(byId("rules-form"), e.message, "error"); }); });
     byId("generate").addEventListener("click", function () { generate(false); });
     byId("generate-dry").addEventListener("click", function () { generate(true); });
     initCheckinNetworks();
-    loadAll().then(loadCheckinNetworks).catch(function (e) { say(e.message, true); });
+    api("GET", "/wording.json").then(function (w) { words = w; }).catch(function () { /* the API's own messages still show */ });
+    Promise.all([loadFaculty(), loadAll()]).then(loadCheckinNetworks).catch(function (e) { tell(document.querySelector("h1"), e.message, "error"); });
   }
 
   // --- check-in networks: flagged for review when outside, never refused (docs/checkin.md) ---
@@ -236,8 +405,8 @@
     var campus = await api("GET", "/api/v1/campus/checkin-networks");
     byId("campus-networks-form").elements.ranges.value = campus.ranges.join("\n");
     fill("room-networks-body", campus.rooms, function (r) {
-      return row([r.room_id, r.ranges.length ? r.ranges.join(", ") : "none (not restricted)"]);
-    });
+      return row([roomName(r.room_id), r.ranges.length ? r.ranges.join(", ") : "none (not restricted)"]);
+    }, "No room has its own setting: the campus ranges apply everywhere.");
     if (!byId("network-room").value) { return; }
     var form = byId("room-networks-form"), setting = await api("GET", roomNetworksUrl());
     form.elements.follow.checked = setting.ranges === null;
@@ -262,7 +431,7 @@
     });
     var roomForm = byId("room-networks-form");
     roomForm.elements.follow.addEventListener("change", function () { roomForm.elements.ranges.disabled = roomForm.elements.follow.checked; });
-    byId("network-room").addEventListener("change", function () { loadCheckinNetworks().catch(function (e) { say(e.message, true); }); });
+    byId("network-room").addEventListener("change", function () { loadCheckinNetworks().catch(function (e) { tell(roomForm, e.message, "error"); }); });
   }
 
   // --- faculty: actions on today's sessions -------------------------------------------
@@ -307,11 +476,11 @@
       }
       if (status === "scheduled") { box.appendChild(button("Open now", function () { act("/open"); })); }
       if (status === "scheduled" || status === "open") {
-        box.appendChild(button("Close", function () { act("/close"); }));
-        box.appendChild(button("Cancel", function () {
-          var reason = window.prompt("Why is this session cancelled?");
+        box.appendChild(button("Close session", function () { act("/close"); }));
+        box.appendChild(button("Cancel session", function () {
+          var reason = window.prompt("Why is this session cancelled? (Students see this.)");
           if (reason) { act("/cancel", { reason: reason }); }
-        }));
+        }, "btn-danger inline"));
       }
       if (status === "scheduled") {
         box.appendChild(button("Reschedule", function () {

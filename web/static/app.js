@@ -90,9 +90,312 @@
     });
     connect();
   }
+  // --- shared page conventions (docs/ui-conventions.md) ------------------------
+
+  // Ask before a destructive action. One <dialog> serves every page; it resolves
+  // true only on the confirm button, false on Keep, Esc or a click on the backdrop.
+  // Focus starts on the safe button, and returns to where it was when the dialog closes.
+  function confirmAction(text, options) {
+    options = options || {};
+    var dialog = document.getElementById("confirm-dialog");
+    if (!dialog) {
+      dialog = el("dialog", "confirm-dialog");
+      dialog.id = "confirm-dialog";
+      dialog.setAttribute("aria-labelledby", "confirm-dialog-text");
+      var message = el("p");
+      message.id = "confirm-dialog-text";
+      var actions = el("div", "dialog-actions");
+      var keep = el("button", "btn-secondary", "Keep");
+      keep.type = "button"; keep.id = "confirm-dialog-keep";
+      var go = el("button", "btn-danger", "Confirm");
+      go.type = "button"; go.id = "confirm-dialog-confirm";
+      keep.addEventListener("click", function () { dialog.close("keep"); });
+      go.addEventListener("click", function () { dialog.close("confirm"); });
+      dialog.addEventListener("click", function (event) { if (event.target === dialog) { dialog.close("keep"); } });
+      actions.appendChild(keep); actions.appendChild(go);
+      dialog.appendChild(message); dialog.appendChild(actions);
+      document.body.appendChild(dialog);
+    }
+    var returnTo = document.activeElement;
+    dialog.querySelector("#confirm-dialog-text").textContent = text;
+    dialog.querySelector("#confirm-dialog-keep").textContent = options.cancelLabel || "Keep";
+    var confirmButton = dialog.querySelector("#confirm-dialog-confirm");
+    confirmButton.textContent = options.confirmLabel || "Confirm";
+    confirmButton.className = options.danger === false ? "btn-primary" : "btn-danger";
+    dialog.returnValue = "";
+    return new Promise(function (resolve) {
+      dialog.addEventListener("close", function () {
+        if (returnTo && returnTo.focus) { returnTo.focus(); }
+        resolve(dialog.returnValue === "confirm");
+      }, { once: true });
+      dialog.showModal();
+      dialog.querySelector("#confirm-dialog-keep").focus();
+    });
+  }
+
+  // Say what happened right where the user acted: the .feedback element just after
+  // the anchor (after a form's submit button when the anchor is a form), created on
+  // first use. kind: "success" | "error" | "info"; empty text hides it.
+  function feedback(anchor, text, kind) {
+    if (anchor && anchor.tagName === "FORM") {
+      var buttons = anchor.querySelectorAll("button[type=submit], button:not([type])");
+      anchor = buttons.length ? buttons[buttons.length - 1] : anchor;
+    }
+    var node = anchor.nextElementSibling;
+    if (!node || !node.classList.contains("feedback")) {
+      node = el("p", "feedback");
+      node.setAttribute("role", kind === "error" ? "alert" : "status");
+      anchor.insertAdjacentElement("afterend", node);
+    }
+    node.className = "feedback feedback-" + (kind || "info");
+    node.textContent = text || "";
+    node.hidden = !text;
+    if (text && node.scrollIntoView) { node.scrollIntoView({ block: "nearest" }); }
+    return node;
+  }
+
+  // The menu button folds the nav on narrow screens (CSS shows the nav as a row on
+  // wide ones). Esc closes it and gives focus back to the button.
+  function initMenu() {
+    var toggle = document.getElementById("menu-toggle");
+    var nav = document.getElementById("site-nav");
+    if (nav) {
+      nav.querySelectorAll("a[href]").forEach(function (a) {
+        if (a.getAttribute("href") === location.pathname) { a.setAttribute("aria-current", "page"); }
+      });
+    }
+    if (!toggle || !nav) { return; }
+    function setOpen(open) { toggle.setAttribute("aria-expanded", open ? "true" : "false"); }
+    toggle.addEventListener("click", function () { setOpen(toggle.getAttribute("aria-expanded") !== "true"); });
+    document.addEventListener("keydown", function (event) {
+      if (event.key === "Escape" && toggle.getAttribute("aria-expanded") === "true") { setOpen(false); toggle.focus(); }
+    });
+  }
+
+  // A table wider than a phone scrolls inside its own box, never the page. A box that does
+  // scroll and holds nothing focusable takes focus itself, so a keyboard can scroll it
+  // (WCAG 2.1.1); it is then a named region.
+  function wrapTables(root) {
+    root.querySelectorAll("main table").forEach(function (table) {
+      if (table.closest(".table-wrap, .chart, dialog")) { return; }
+      var wrap = el("div", "table-wrap");
+      table.parentNode.insertBefore(wrap, table);
+      wrap.appendChild(table);
+    });
+    root.querySelectorAll(".table-wrap").forEach(keyboardScrollable);
+  }
+
+  // Tables drawn or filled by page scripts after load get the same treatment, once per frame.
+  function watchTables() {
+    var main = document.getElementById("main");
+    if (!main || !window.MutationObserver) { return; }
+    var queued = false;
+    function later() {
+      if (queued) { return; }
+      queued = true;
+      requestAnimationFrame(function () { queued = false; wrapTables(document); });
+    }
+    // Only changes in or around tables count: a live console's tiles must not cost a layout per frame.
+    function touchesTable(record) {
+      var target = record.target;
+      if (target.closest && target.closest(".table-wrap, table")) { return true; }
+      return Array.prototype.some.call(record.addedNodes, function (node) {
+        return node.nodeType === 1 && (node.tagName === "TABLE" || !!node.querySelector("table"));
+      });
+    }
+    new MutationObserver(function (records) { if (records.some(touchesTable)) { later(); } })
+      .observe(main, { childList: true, subtree: true });
+    window.addEventListener("resize", later);
+  }
+
+  function keyboardScrollable(wrap) {
+    var scrolls = wrap.scrollWidth > wrap.clientWidth + 1;
+    var focusable = Array.prototype.some.call(
+      wrap.querySelectorAll("a[href], button, input, select, textarea, [tabindex]"), function (node) {
+        return node.tabIndex >= 0 && !node.disabled && node.getClientRects().length > 0 &&
+          getComputedStyle(node).visibility !== "hidden";
+      });
+    if (scrolls && !focusable) {
+      var table = wrap.querySelector("table");
+      var caption = table && table.caption ? table.caption.textContent : "";
+      var section = wrap.closest("section");
+      var heading = section && section.querySelector("h1, h2, h3");
+      wrap.tabIndex = 0;
+      wrap.setAttribute("role", "region");
+      wrap.setAttribute("aria-label", (caption || (heading && heading.textContent) || "Table").trim() + " (scrolls sideways)");
+    } else if (!scrolls && wrap.getAttribute("role") === "region") {
+      wrap.removeAttribute("tabindex"); wrap.removeAttribute("role"); wrap.removeAttribute("aria-label");
+    }
+  }
+
   // Shared with the other page scripts (loaded after this one, all deferred): one websocket
-  // client and one element helper.
-  window.CampusHub = { liveSocket: liveSocket, el: el };
+  // client, one element helper, the confirmation dialog and inline feedback.
+  // --- Searchable picker: one accessible combobox for every long list (rooms, courses, people, ...) ---
+  // A <select data-picker> stays the value carrier (hidden, named, submitted with its form, read by page
+  // scripts); the picker adds an <input role=combobox> + listbox in front of it that filters the select's
+  // options by every typed word and shows their names. Page scripts keep using the select as before:
+  // filling its <option>s, setting .value and listening to "change" all work (a MutationObserver and a
+  // per-instance .value setter keep the visible text in step). Picking dispatches input + change on the
+  // select. Single-threaded like all page JS; event listeners only.
+  var PICKER_SHOWN = 50;  // options rendered at once; the rest are reached by typing more
+  var pickerCount = 0;
+
+  function pickerText(option) {
+    var group = option.parentElement && option.parentElement.tagName === "OPTGROUP" ? option.parentElement.label : "";
+    return { label: option.text, group: group, haystack: (option.text + " " + group).toLowerCase() };
+  }
+
+  function picker(select) {
+    if (select.dataset.pickerReady) { return select.previousElementSibling; }
+    select.dataset.pickerReady = "1";
+    var n = ++pickerCount;
+    var wrap = el("span", "picker");  // a span: it may sit inside a <label>
+    var input = el("input", "picker-input");
+    input.type = "text";
+    input.id = (select.id || "picker-" + n) + "-picker";
+    input.autocomplete = "off";
+    input.setAttribute("role", "combobox");
+    input.setAttribute("aria-autocomplete", "list");
+    input.setAttribute("aria-expanded", "false");
+    input.placeholder = select.dataset.picker || "Type to search";
+    var list = el("ul", "picker-list");
+    list.id = input.id + "-list";
+    list.setAttribute("role", "listbox");
+    list.hidden = true;
+    input.setAttribute("aria-controls", list.id);
+    var more = el("span", "picker-more");
+    more.hidden = true;
+    more.setAttribute("aria-live", "polite");
+    var required = select.required;
+    select.required = false;  // a hidden control cannot show the browser's message; the input does
+    select.parentNode.insertBefore(wrap, select);
+    wrap.appendChild(input); wrap.appendChild(list); wrap.appendChild(more); wrap.appendChild(select);
+    select.hidden = true;
+    select.tabIndex = -1;
+    if (select.id) {  // <label for="the-select"> now names the input the user types in
+      document.querySelectorAll('label[for="' + select.id + '"]').forEach(function (l) { l.htmlFor = input.id; });
+    }
+    if (select.getAttribute("aria-label")) { input.setAttribute("aria-label", select.getAttribute("aria-label")); }
+
+    var shown = [];   // the <option>s listed right now, in order
+    var active = -1;  // index into shown of the highlighted one
+
+    function current() { return select.selectedIndex >= 0 ? select.options[select.selectedIndex] : null; }
+    function sync() {  // the visible text follows the select, whoever changed it
+      var option = current();
+      if (document.activeElement !== input || list.hidden) { input.value = option && option.value !== "" ? option.text : ""; }
+      input.disabled = select.disabled;
+      input.setCustomValidity(required && !select.value ? "Choose one from the list: type part of its name." : "");
+    }
+    function close() {
+      list.hidden = true; more.hidden = true; active = -1;
+      input.setAttribute("aria-expanded", "false");
+      input.removeAttribute("aria-activedescendant");
+    }
+    function highlight(index) {
+      var items = list.children;
+      if (active >= 0 && items[active]) { items[active].classList.remove("picker-active"); items[active].setAttribute("aria-selected", "false"); }
+      active = index;
+      if (active < 0 || !items[active]) { input.removeAttribute("aria-activedescendant"); return; }
+      items[active].classList.add("picker-active");
+      items[active].setAttribute("aria-selected", "true");
+      input.setAttribute("aria-activedescendant", items[active].id);
+      items[active].scrollIntoView({ block: "nearest" });
+    }
+    function open(query) {
+      var words = (query || "").toLowerCase().split(/\s+/).filter(Boolean);
+      var matches = Array.prototype.filter.call(select.options, function (o) {
+        if (o.disabled || (required && o.value === "")) { return false; }  // "—" is not a choice when one is required
+        var text = pickerText(o).haystack;
+        return words.every(function (w) { return text.indexOf(w) >= 0; });
+      });
+      shown = matches.slice(0, PICKER_SHOWN);
+      list.textContent = "";
+      shown.forEach(function (o, i) {
+        var t = pickerText(o);
+        var li = el("li", "picker-option", o.value === "" ? (t.label || "None") : t.label);
+        li.id = list.id + "-" + i;
+        li.setAttribute("role", "option");
+        li.setAttribute("aria-selected", "false");
+        li.dataset.value = o.value;
+        if (t.group) { li.appendChild(el("span", "picker-group", t.group)); }
+        li.addEventListener("mousedown", function (e) { e.preventDefault(); });  // keep focus in the input
+        li.addEventListener("click", function (e) { e.preventDefault(); choose(i); });  // no label re-activation
+        list.appendChild(li);
+      });
+      if (!shown.length) {
+        more.textContent = "Nothing matches \u201c" + query + "\u201d."; more.hidden = false;
+      } else if (matches.length > shown.length) {
+        more.textContent = "Showing " + shown.length + " of " + matches.length + ": type more to narrow."; more.hidden = false;
+      } else { more.hidden = true; }
+      list.hidden = !shown.length;
+      input.setAttribute("aria-expanded", shown.length ? "true" : "false");
+      active = -1;
+      highlight(words.length && shown.length ? 0 : -1);
+    }
+    function choose(index) {
+      var option = shown[index];
+      if (!option) { return; }
+      close();
+      var changed = select.value !== option.value;
+      select.value = option.value;
+      sync();
+      if (changed) {
+        select.dispatchEvent(new Event("input", { bubbles: true }));
+        select.dispatchEvent(new Event("change", { bubbles: true }));
+      }
+    }
+
+    input.addEventListener("input", function () { open(input.value); });
+    input.addEventListener("click", function () { if (list.hidden) { open(""); } });
+    input.addEventListener("focus", function () { input.select(); });
+    input.addEventListener("keydown", function (e) {
+      if (e.key === "ArrowDown" || e.key === "ArrowUp") {
+        e.preventDefault();
+        if (list.hidden) { open(""); }
+        var count = list.children.length;
+        if (!count) { return; }
+        highlight(e.key === "ArrowDown" ? Math.min(active + 1, count - 1) : Math.max(active - 1, 0));
+      } else if (e.key === "Enter" && !list.hidden) {
+        e.preventDefault();  // picking is not submitting
+        choose(active >= 0 ? active : 0);
+      } else if (e.key === "Escape") {
+        if (!list.hidden) { e.preventDefault(); e.stopPropagation(); }
+        close(); sync();
+      } else if (e.key === "Tab" && !list.hidden && active >= 0) {
+        choose(active);
+      }
+    });
+    input.addEventListener("blur", function () {
+      // Text that names exactly one option picks it; anything else goes back to the current choice.
+      var typed = input.value.trim().toLowerCase();
+      var exact = Array.prototype.filter.call(select.options, function (o) { return o.text.toLowerCase() === typed; });
+      close();
+      if (exact.length === 1 && exact[0].value !== select.value) { shown = exact; choose(0); } else { sync(); }
+    });
+
+    var proto = Object.getOwnPropertyDescriptor(HTMLSelectElement.prototype, "value");
+    var protoIndex = Object.getOwnPropertyDescriptor(HTMLSelectElement.prototype, "selectedIndex");
+    Object.defineProperty(select, "value", {
+      configurable: true,
+      get: function () { return proto.get.call(select); },
+      set: function (v) { proto.set.call(select, v); sync(); },
+    });
+    Object.defineProperty(select, "selectedIndex", {
+      configurable: true,
+      get: function () { return protoIndex.get.call(select); },
+      set: function (v) { protoIndex.set.call(select, v); sync(); },
+    });
+    new MutationObserver(sync).observe(select, { childList: true, subtree: true, attributes: true, attributeFilter: ["disabled"] });
+    select.addEventListener("change", sync);
+    if (select.form) { select.form.addEventListener("reset", function () { setTimeout(sync, 0); }); }
+    sync();
+    return input;
+  }
+
+  document.querySelectorAll("select[data-picker]").forEach(picker);
+
+  window.CampusHub = { liveSocket: liveSocket, el: el, confirmAction: confirmAction, feedback: feedback, picker: picker };
 
   // --- faculty: live roster ---------------------------------------------------
 
@@ -118,6 +421,12 @@
     function row(student) {
       var tr = el("tr", "roster-row");
       tr.dataset.studentId = student.student_id;
+      var select = el("td", "select-col");
+      var box = el("input", "row-select");
+      box.type = "checkbox";
+      box.setAttribute("aria-label", "Select " + student.name);
+      select.appendChild(box);
+      tr.appendChild(select);  // roster.js keeps the selection and the search filter
       tr.appendChild(el("td", "name", student.name));
       tr.appendChild(el("td", "roll", student.roll_number));
       var status = el("td");
@@ -272,6 +581,9 @@
   }
 
   document.addEventListener("DOMContentLoaded", function () {
+    initMenu();
+    wrapTables(document);
+    watchTables();
     localizeTimes(document);
     var page = document.body.dataset.page;
     if (page === "faculty-session") { initRoster(); }

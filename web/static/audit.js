@@ -70,7 +70,7 @@
     var next = document.getElementById("audit-next");
     var pageSize = Number(list.dataset.pageSize) || 50;
     var names = {};
-    Array.prototype.forEach.call(document.querySelectorAll("#audit-students option"), function (o) {
+    Array.prototype.forEach.call(document.querySelectorAll("#audit-student option[value]:not([value=''])"), function (o) {
       names[o.value] = o.textContent;
     });
     var state = { filters: "", offset: 0 };
@@ -181,7 +181,11 @@
           result.dataset.ok = r.ok ? "true" : "false";
           if (r.ok) {
             result.appendChild(el("strong", "", "Intact."));
-            result.appendChild(document.createTextNode(" " + r.entries + " entries verified. Head: #" +
+            // Redacted: personal data erased, the entry verified by its links and chain fields.
+            var extra = (r.redacted ? " " + r.redacted + " redacted (personal data erased)." : "") +
+              (r.archived_segments ? " Continues " + r.archived_entries + " archived entries in " +
+                r.archived_segments + " segment(s)." : "");
+            result.appendChild(document.createTextNode(" " + r.entries + " entries verified." + extra + " Head: #" +
               (r.head_id === null ? "—" : r.head_id) + " "));
             result.appendChild(el("code", "head-hash", r.head_hash || "(empty log)"));
           } else {

@@ -59,6 +59,13 @@
     });
   }
 
+  function emptyRow(cols, text) {
+    var tr = el("tr", "empty"), td = el("td", "empty-state", text);
+    td.colSpan = cols;
+    tr.appendChild(td);
+    return tr;
+  }
+
   function showError(node, error) {
     if (!node) { return; }
     node.textContent = error ? error.message : "";
@@ -84,174 +91,220 @@
     return function () { clearTimeout(timer); timer = setTimeout(fn, ms); };
   }
 
-  // --- device grid ------------------------------------------------------------------------------
+  // --- campus overview: one tile per room ----------------------------------------------------------
+  //
+  // Live messages only update state maps and mark rooms dirty; one requestAnimationFrame pass, at most
+  // every REPAINT_EVERY_MS, then repaints the dirty tiles, so a burst of device updates (3,000 devices)
+  // costs a few paints a second, not one per message. Readings are not on the bus: they are re-read
+  // every READINGS_EVERY_MS.
+
+  var READINGS_EVERY_MS = 60000;
+  var SPARK = { temperature: { label: "Temperature", unit: "°C", digits: 1 }, co2: { label: "CO2", unit: "ppm", digits: 0 } };
+  var HEALTH_RANK = { offline: 0, critical: 1, warning: 2, ok: 3, revoked: 4 };
+
+  function drawSpark(svg, values) {
+    var meta = SPARK[svg.dataset.metric] || { label: svg.dataset.metric };
+    if (window.CampusCharts && window.CampusCharts.sparkline) {
+      window.CampusCharts.sparkline(svg, values, { label: meta.label, unit: meta.unit, digits: meta.digits });
+    }
+  }
+
+  function readingText(reading, metric) {
+    var meta = SPARK[metric] || { digits: 1, unit: "" };
+    if (!reading) { return "– " + meta.unit; }
+    return Number(reading.value).toFixed(meta.digits) + " " + reading.unit;
+  }
+
+  // The open-alarm count: the alarm list's own total for its default filter ("open"), one source.
+  function openAlarmCounter(badge) {
+    return debounce(function () {
+      api("GET", "/api/v1/alarms?state=open&limit=1").then(function (page) { badge.textContent = page.total; }, function () {});
+    }, 500);
+  }
 
   function initGrid() {
-    var grid = document.getElementById("devices");
-    var devices = {}, alarms = {}, rooms = {};
+    var overview = document.getElementById("overview");
+    var tiles = {};        // room id → tile element
+    var dots = {};         // device id → its dot in the tile
+    var devices = {};      // device id → latest device fields
+    var deviceAlarms = {}; // device id → {alarm id: severity} of its active alarms
+    var alarmDevice = {};  // alarm id → device id
+    var dirty = {}, scheduled = false;
+    var stats = { messages: 0, frames: 0, tilesPainted: 0 };
+    overview.campusStats = stats;  // read by bench/console_scale.py
 
-    grid.querySelectorAll("article.device").forEach(function (card) {
-      devices[card.dataset.deviceId] = {
-        device_id: card.dataset.deviceId, room_id: card.dataset.roomId, kind: card.dataset.kind,
-        online: card.classList.contains("device-online"), revoked: card.dataset.health === "revoked",
-        room_name: card.querySelector(".room").firstChild.textContent.replace(/ · $/, ""),
-      };
-      card.querySelectorAll(".sev[data-alarm-id]").forEach(function (s) {
-        alarms[s.dataset.alarmId] = { alarm_id: s.dataset.alarmId, device_id: card.dataset.deviceId,
-          severity: s.className.replace(/.*sev-/, ""), alarm_type: s.textContent };
-      });
+    overview.querySelectorAll("article.tile").forEach(function (tile) { tiles[tile.dataset.roomId] = tile; });
+    overview.querySelectorAll("a.device[data-device-id]").forEach(function (dot) {
+      dots[dot.dataset.deviceId] = dot;
+      devices[dot.dataset.deviceId] = { device_id: dot.dataset.deviceId, room_id: dot.closest("article.tile").dataset.roomId,
+        online: dot.classList.contains("device-online"), revoked: dot.dataset.health === "revoked" };
     });
-    grid.querySelectorAll(".room-group").forEach(function (r) {
-      rooms[r.dataset.roomId] = { name: r.querySelector("h3").textContent, building: r.closest(".building").dataset.building };
-    });
+    overview.querySelectorAll("svg.sparkline").forEach(function (svg) { drawSpark(svg, JSON.parse(svg.dataset.values || "[]")); });
 
-    function alarmsOf(deviceId) {
-      return Object.keys(alarms).map(function (k) { return alarms[k]; }).filter(function (a) { return a.device_id === deviceId; });
+    function severities(deviceId) {
+      var mine = deviceAlarms[deviceId] || {};
+      return Object.keys(mine).map(function (k) { return mine[k]; });
     }
-
-    function apply(card, d) {
-      var mine = alarmsOf(d.device_id);
-      card.classList.toggle("device-online", !!d.online);
-      card.classList.toggle("device-offline", !d.online);
-      card.dataset.health = healthOf(d, mine.map(function (a) { return a.severity; }));
-      card.dataset.alarms = String(mine.length);
-      card.querySelector(".state").textContent = d.revoked ? "revoked" : (d.online ? "online" : "offline");
-      if ("last_seen" in d) { card.querySelector(".last-seen").replaceChildren(timeTag(d.last_seen)); }
-      if ("firmware" in d) { card.querySelector(".firmware").textContent = d.firmware || "—"; }
-      if ("outbox_depth" in d) { card.querySelector(".outbox").textContent = d.outbox_depth; }
-      if ("reason" in d) { card.querySelector(".reason").textContent = d.reason || ""; }
-      var list = card.querySelector(".alarms");
-      list.replaceChildren();
-      mine.forEach(function (a) {
-        var s = el("span", "sev sev-" + a.severity, a.alarm_type);
-        s.dataset.alarmId = a.alarm_id;
-        list.appendChild(s);
-        list.appendChild(document.createTextNode(" "));
-      });
-      if (!mine.length) { list.textContent = "—"; }
+    // At most one repaint every REPAINT_EVERY_MS, in an animation frame: at 100 device messages a second a
+    // repaint per frame cost about half a core in Chromium (bench/console_scale.py); a colour a quarter of
+    // a second late is still live to a person.
+    var REPAINT_EVERY_MS = 250, lastFlush = 0;
+    function markDirty(roomId) {
+      if (!roomId || !tiles[roomId]) { return; }
+      dirty[roomId] = true;
+      if (!scheduled) {
+        scheduled = true;
+        setTimeout(function () { requestAnimationFrame(flush); }, Math.max(0, lastFlush + REPAINT_EVERY_MS - Date.now()));
+      }
     }
-
-    function card(d) {
-      var article = el("article", "device");
-      article.dataset.deviceId = d.device_id;
-      article.dataset.kind = d.kind;
-      article.dataset.roomId = d.room_id;
-      article.dataset.building = (rooms[d.room_id] || {}).building || "";
-      var h = el("h2", "device-id");
-      var a = el("a", null, d.device_id);
-      a.href = "/ops/devices/" + encodeURIComponent(d.device_id);
-      h.appendChild(a);
-      article.appendChild(h);
-      var room = el("p", "room", (d.room_name || d.room_id) + " · ");
-      room.appendChild(el("span", "kind", d.kind));
-      article.appendChild(room);
-      article.appendChild(el("p", "state"));
-      var dl = el("dl");
-      [["Last seen", "last-seen"], ["Firmware", "firmware"], ["Outbox", "outbox"], ["Alarms", "alarms"]].forEach(function (p) {
-        dl.appendChild(el("dt", null, p[0]));
-        dl.appendChild(el("dd", p[1]));
+    function paint(roomId) {
+      var tile = tiles[roomId], worst = null;
+      tile.querySelectorAll("a.device[data-device-id]").forEach(function (dot) {
+        var d = devices[dot.dataset.deviceId];
+        if (!d) { return; }
+        var health = healthOf(d, severities(d.device_id));
+        if (dot.dataset.health !== health) { dot.dataset.health = health; }
+        dot.classList.toggle("device-online", !!d.online);
+        dot.classList.toggle("device-offline", !d.online);
+        dot.title = d.device_id + " (" + (d.kind || dot.textContent) + "): " + health;
+        if (worst === null || HEALTH_RANK[health] < HEALTH_RANK[worst]) { worst = health; }
       });
-      article.appendChild(dl);
-      article.appendChild(el("p", "reason muted"));
-      apply(article, d);
-      return article;
+      worst = worst || "empty";
+      if (tile.dataset.health !== worst) {
+        tile.dataset.health = worst;
+        tile.querySelector(".tile-state").textContent = worst;
+      }
+      stats.tilesPainted += 1;
     }
-
-    function render() {
-      var buildings = {};
-      Object.keys(devices).sort().forEach(function (id) {
-        var d = devices[id];
-        var r = rooms[d.room_id] || { name: d.room_name || d.room_id, building: "Other" };
-        var b = buildings[r.building] = buildings[r.building] || {};
-        (b[d.room_id] = b[d.room_id] || { name: r.name, devices: [] }).devices.push(d);
-      });
-      var sections = Object.keys(buildings).sort().map(function (name) {
-        var section = el("section", "building");
-        section.dataset.building = name;
-        section.appendChild(el("h2", null, name));
-        Object.keys(buildings[name]).sort(function (x, y) {
-          return buildings[name][x].name.localeCompare(buildings[name][y].name);
-        }).forEach(function (roomId) {
-          var r = buildings[name][roomId];
-          var div = el("div", "room-group");
-          div.dataset.roomId = roomId;
-          div.appendChild(el("h3", null, r.name));
-          var inner = el("div", "device-grid");
-          r.devices.forEach(function (d) { inner.appendChild(card(d)); });
-          div.appendChild(inner);
-          section.appendChild(div);
-        });
-        return section;
-      });
-      grid.replaceChildren.apply(grid, sections);
-      var select = document.getElementById("filter-building");
-      var chosen = select.value;
-      select.replaceChildren(el("option", null, "All buildings"));
-      select.firstChild.value = "";
-      Object.keys(buildings).sort().forEach(function (name) {
-        var o = el("option", null, name);
-        o.value = name;
-        select.appendChild(o);
-      });
-      select.value = chosen;
-      refresh();
-    }
-
-    function refresh() {
+    function flush() {
+      scheduled = false;
+      lastFlush = Date.now();
+      stats.frames += 1;
+      var rooms = Object.keys(dirty);
+      dirty = {};
+      rooms.forEach(paint);
       var ids = Object.keys(devices);
       document.getElementById("devices-online").textContent = ids.filter(function (id) { return devices[id].online; }).length;
       document.getElementById("devices-total").textContent = ids.length;
-      document.getElementById("alarm-count").textContent = Object.keys(alarms).length;
-      filter();
+      if (filtering()) { filter(); }
     }
 
-    var inputs = {
-      search: document.getElementById("filter-search"), building: document.getElementById("filter-building"),
-      kind: document.getElementById("filter-kind"), state: document.getElementById("filter-state"),
-      alarm: document.getElementById("filter-alarm"),
-    };
+    var inputs = { search: document.getElementById("filter-search"), building: document.getElementById("filter-building"),
+      state: document.getElementById("filter-state") };
+    function filtering() { return inputs.search.value.trim() || inputs.building.value || inputs.state.value; }
     function filter() {
-      var q = inputs.search.value.trim().toLowerCase();
-      var shown = 0;
-      grid.querySelectorAll("article.device").forEach(function (c) {
-        var d = devices[c.dataset.deviceId] || {};
-        var text = (c.dataset.deviceId + " " + (d.room_name || "") + " " + c.dataset.building + " " + c.dataset.kind).toLowerCase();
-        var state = inputs.state.value;
-        var ok = (!q || text.indexOf(q) >= 0)
-          && (!inputs.building.value || c.dataset.building === inputs.building.value)
-          && (!inputs.kind.value || c.dataset.kind === inputs.kind.value)
-          && (!state || (state === "online" && d.online) || (state === "offline" && !d.online)
-              || state === "health:" + c.dataset.health)
-          && (!inputs.alarm.checked || c.dataset.alarms !== "0");
-        c.hidden = !ok;
+      var q = inputs.search.value.trim().toLowerCase(), shown = 0;
+      Object.keys(tiles).forEach(function (roomId) {
+        var tile = tiles[roomId];
+        var text = (tile.querySelector("h4 a").textContent + " " + tile.dataset.building + " "
+          + Array.prototype.map.call(tile.querySelectorAll("a.device"), function (d) { return d.dataset.deviceId; }).join(" ")).toLowerCase();
+        var ok = (!q || text.indexOf(q) >= 0) && (!inputs.building.value || tile.dataset.building === inputs.building.value)
+          && (!inputs.state.value || tile.dataset.health === inputs.state.value);
+        tile.hidden = !ok;
         shown += ok ? 1 : 0;
       });
-      grid.querySelectorAll(".room-group, .building").forEach(function (g) { g.hidden = !g.querySelector("article.device:not([hidden])"); });
-      document.getElementById("no-match").hidden = shown > 0 || !Object.keys(devices).length;
+      overview.querySelectorAll(".floor, .building").forEach(function (g) { g.hidden = !g.querySelector("article.tile:not([hidden])"); });
+      document.getElementById("no-match").hidden = shown > 0 || !Object.keys(tiles).length;
     }
     Object.keys(inputs).forEach(function (k) { inputs[k].addEventListener("input", filter); });
     document.getElementById("grid-filters").addEventListener("submit", function (e) { e.preventDefault(); });
 
-    liveSocket(grid.dataset.ws, function (message, send) {
+    function applyReadings(rooms) {
+      rooms.forEach(function (r) {
+        var tile = tiles[r.room_id];
+        if (!tile) { return; }
+        tile.querySelectorAll(".reading[data-metric]").forEach(function (span) {
+          var text = readingText(r.readings[span.dataset.metric], span.dataset.metric);
+          if (span.textContent !== text) { span.textContent = text; }
+        });
+        var occupancy = r.occupancy === null ? "no class" : r.occupancy + " present";
+        var occ = tile.querySelector(".occupancy");
+        if (occ.textContent !== occupancy) { occ.textContent = occupancy; }
+        tile.querySelectorAll("svg.sparkline").forEach(function (svg) {
+          var values = JSON.stringify(r.sparks[svg.dataset.metric] || []);
+          if (svg.dataset.values !== values) { svg.dataset.values = values; drawSpark(svg, JSON.parse(values)); }
+        });
+      });
+    }
+    setInterval(function () {
+      if (!document.hidden) { api("GET", overview.dataset.readings).then(function (body) { applyReadings(body.rooms); }, function () {}); }
+    }, READINGS_EVERY_MS);
+
+    var countOpen = openAlarmCounter(document.getElementById("alarm-count"));
+    liveSocket(overview.dataset.ws, function (message) {
+      stats.messages += 1;
       if (message.type === "snapshot") {
-        devices = {}; alarms = {}; rooms = {};
-        message.rooms.forEach(function (r) { rooms[r.room_id] = r; });
-        message.devices.forEach(function (d) { devices[d.device_id] = d; });
-        message.alarms.forEach(function (a) { alarms[a.alarm_id] = a; });
-        render();
+        deviceAlarms = {}; alarmDevice = {};
+        message.alarms.forEach(function (a) {
+          (deviceAlarms[a.device_id] = deviceAlarms[a.device_id] || {})[a.alarm_id] = a.severity;
+          alarmDevice[a.alarm_id] = a.device_id;
+        });
+        message.devices.forEach(function (d) {
+          // A device registered since the page was drawn has no dot: it shows on the next load.
+          if (dots[d.device_id]) { devices[d.device_id] = Object.assign(devices[d.device_id], d); }
+        });
+        Object.keys(tiles).forEach(markDirty);
+        countOpen();
       } else if (message.type === "device") {
         var known = devices[message.device_id];
-        if (!known) { send({ type: "resync" }); return; }  // registered after the snapshot
+        if (!known) { return; }  // registered since the page was drawn (see the snapshot)
         Object.assign(known, message);
-        var c = byData(grid, "data-device-id", message.device_id);
-        if (c) { apply(c, known); c.classList.remove("flash"); void c.offsetWidth; c.classList.add("flash"); }
-        refresh();
+        markDirty(known.room_id);
       } else if (message.type === "alarm") {
-        if (ACTIVE[message.state]) { alarms[message.alarm_id] = message; } else { delete alarms[message.alarm_id]; }
-        var d = devices[message.device_id];
-        var target = d && byData(grid, "data-device-id", message.device_id);
-        if (target) { apply(target, d); }
-        refresh();
+        var mine = deviceAlarms[message.device_id] = deviceAlarms[message.device_id] || {};
+        if (ACTIVE[message.state]) { mine[message.alarm_id] = message.severity; } else { delete mine[message.alarm_id]; }
+        markDirty((devices[message.device_id] || {}).room_id);
+        countOpen();
+      }
+    });
+  }
+
+  // --- one room (the tile's drill-down) ---------------------------------------------------------------
+
+  function initRoom() {
+    var room = document.getElementById("room");
+    var cards = {};
+    room.querySelectorAll("svg.sparkline").forEach(function (svg) { drawSpark(svg, JSON.parse(svg.dataset.values || "[]")); });
+    document.querySelectorAll("#devices article.device").forEach(function (c) { cards[c.dataset.deviceId] = { card: c, device: {}, alarms: {} }; });
+    function paint(entry) {
+      var d = entry.device, c = entry.card;
+      var sev = Object.keys(entry.alarms).map(function (k) { return entry.alarms[k].severity; });
+      c.dataset.health = healthOf(d, sev);
+      c.classList.toggle("device-online", !!d.online);
+      c.classList.toggle("device-offline", !d.online);
+      c.querySelector(".state").textContent = d.revoked ? "revoked" : (d.online ? "online" : "offline");
+      if ("last_seen" in d) { c.querySelector(".last-seen").replaceChildren(timeTag(d.last_seen)); }
+      if ("outbox_depth" in d) { c.querySelector(".outbox").textContent = d.outbox_depth + " events"; }
+      var list = c.querySelector(".alarms");
+      list.replaceChildren();
+      Object.keys(entry.alarms).forEach(function (id) {
+        var s = el("span", "sev sev-" + entry.alarms[id].severity, entry.alarms[id].alarm_type);
+        s.dataset.alarmId = id;
+        list.appendChild(s);
+        list.appendChild(document.createTextNode(" "));
+      });
+      if (!list.childNodes.length) { list.textContent = "none"; }
+      var worst = null;
+      Object.keys(cards).forEach(function (id) {
+        var h = cards[id].card.dataset.health;
+        if (worst === null || HEALTH_RANK[h] < HEALTH_RANK[worst]) { worst = h; }
+      });
+      room.dataset.health = worst || "empty";
+      room.querySelector(".tile-state").textContent = room.dataset.health;
+    }
+    liveSocket(room.dataset.ws, function (message) {
+      if (message.type === "snapshot") {
+        Object.keys(cards).forEach(function (id) { cards[id].alarms = {}; });
+        message.devices.forEach(function (d) { if (cards[d.device_id]) { cards[d.device_id].device = d; } });
+        message.alarms.forEach(function (a) { if (cards[a.device_id]) { cards[a.device_id].alarms[a.alarm_id] = a; } });
+        Object.keys(cards).forEach(function (id) { paint(cards[id]); });
+      } else if (cards[message.device_id] && message.type === "device") {
+        Object.assign(cards[message.device_id].device, message);
+        paint(cards[message.device_id]);
+      } else if (cards[message.device_id] && message.type === "alarm") {
+        if (ACTIVE[message.state]) { cards[message.device_id].alarms[message.alarm_id] = message; }
+        else { delete cards[message.device_id].alarms[message.alarm_id]; }
+        paint(cards[message.device_id]);
       }
     });
   }
@@ -268,7 +321,7 @@
         b.disabled = true;
         api("POST", "/api/v1/alarms/" + alarm.alarm_id + "/" + action, {}).then(after, function (error) {
           b.disabled = false;
-          window.alert(error.message);
+          window.CampusHub.feedback(box, error.message, "error");  // beside the button pressed
         });
       });
       box.appendChild(b);
@@ -283,24 +336,37 @@
 
   function sevTag(severity) { return el("span", "sev sev-" + severity, severity); }
 
+  // Telemetry chart: avg line over a min…max band, labelled axes (value with its unit, local time), every
+  // label inside the SVG's own box (no text may hang outside the viewBox, where it would be clipped).
+  function niceStep(span, count) {
+    var raw = span / count, mag = Math.pow(10, Math.floor(Math.log10(raw))), f = raw / mag;
+    return (f <= 1 ? 1 : f <= 2 ? 2 : f <= 5 ? 5 : 10) * mag;
+  }
+
   function drawChart(box, body) {
     var points = (body && body.points) || [];
-    if (!points.length) { box.replaceChildren(el("p", "muted", "No readings in this range.")); return; }
-    var W = 600, H = 200, L = 44, B = 22;
+    if (!points.length) { box.replaceChildren(el("p", "empty-state", "No readings in this range. Readings appear here as the device reports them.")); return; }
+    var W = 640, H = 260, L = 66, R = 18, T = 14, B = 50;
     var ts = points.map(function (p) { return new Date(p.t).getTime(); });
     var lo = Math.min.apply(null, points.map(function (p) { return p.min; }));
     var hi = Math.max.apply(null, points.map(function (p) { return p.max; }));
     if (hi === lo) { hi += 1; lo -= 1; }
-    var t0 = Math.min.apply(null, ts), t1 = Math.max.apply(null, ts);
-    if (t1 === t0) { t1 = t0 + 1; }
-    function x(t) { return L + (W - L - 8) * (t - t0) / (t1 - t0); }
-    function y(v) { return 8 + (H - B - 8) * (1 - (v - lo) / (hi - lo)); }
+    var step = niceStep(hi - lo, 4);
+    lo = Math.floor(lo / step) * step;
+    hi = Math.ceil(hi / step) * step;
+    var digits = step >= 1 ? 0 : Math.min(3, Math.ceil(-Math.log10(step)));
+    var t0 = new Date(body.from || ts[0]).getTime(), t1 = new Date(body.to || ts[ts.length - 1]).getTime();
+    if (t1 <= t0) { t1 = t0 + 1; }
+    function x(t) { return L + (W - L - R) * (t - t0) / (t1 - t0); }
+    function y(v) { return T + (H - B - T) * (1 - (v - lo) / (hi - lo)); }
     var ns = "http://www.w3.org/2000/svg";
     var svg = document.createElementNS(ns, "svg");
     svg.setAttribute("viewBox", "0 0 " + W + " " + H);
     svg.setAttribute("class", "telemetry-svg");
     svg.setAttribute("role", "img");
-    svg.setAttribute("aria-label", (body.metric || "") + " " + (body.range || ""));
+    var unit = body.unit || "";
+    svg.setAttribute("aria-label", (body.metric || "") + (unit ? " (" + unit + ")" : "") + ", " + fmt(new Date(t0).toISOString())
+      + " to " + fmt(new Date(t1).toISOString()) + ", from " + lo.toFixed(digits) + " to " + hi.toFixed(digits));
     function add(tag, attrs, text) {
       var n = document.createElementNS(ns, tag);
       Object.keys(attrs).forEach(function (k) { n.setAttribute(k, attrs[k]); });
@@ -308,19 +374,43 @@
       svg.appendChild(n);
       return n;
     }
+    for (var v = lo; v <= hi + step / 2; v += step) {
+      add("line", { x1: L, y1: y(v), x2: W - R, y2: y(v), "class": "grid" });
+      add("text", { x: L - 6, y: y(v) + 4, "class": "tick end y-tick" }, v.toFixed(digits));
+    }
+    var span = t1 - t0, tickEvery = [60e3, 300e3, 600e3, 900e3, 1800e3, 3600e3, 3 * 3600e3, 6 * 3600e3, 86400e3]
+      .filter(function (ms) { return span / ms <= 6; })[0] || 86400e3 * 7;
+    var long = span > 86400e3;
+    for (var t = Math.ceil(t0 / tickEvery) * tickEvery; t <= t1; t += tickEvery) {
+      var d = new Date(t);
+      add("line", { x1: x(t), y1: H - B, x2: x(t), y2: H - B + 4, "class": "axis" });
+      add("text", { x: Math.min(Math.max(x(t), L + 18), W - R - 18), y: H - B + 17, "class": "tick x-tick", "text-anchor": "middle" },
+        long ? d.toLocaleDateString([], { day: "2-digit", month: "short" }) : d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }));
+    }
     var band = points.map(function (p, i) { return x(ts[i]) + "," + y(p.max); })
       .concat(points.slice().reverse().map(function (p, i) { return x(ts[ts.length - 1 - i]) + "," + y(p.min); }));
     add("polygon", { points: band.join(" "), "class": "band" });
     add("polyline", { points: points.map(function (p, i) { return x(ts[i]) + "," + y(p.avg); }).join(" "), "class": "avg" });
-    add("line", { x1: L, y1: H - B, x2: W - 8, y2: H - B, "class": "axis" });
-    add("line", { x1: L, y1: 8, x2: L, y2: H - B, "class": "axis" });
-    add("text", { x: L - 4, y: 14, "class": "tick end" }, hi.toFixed(1));
-    add("text", { x: L - 4, y: H - B, "class": "tick end" }, lo.toFixed(1));
-    add("text", { x: L, y: H - 4, "class": "tick" }, fmt(new Date(t0).toISOString()));
-    add("text", { x: W - 8, y: H - 4, "class": "tick end" }, fmt(new Date(t1).toISOString()));
+    add("line", { x1: L, y1: H - B, x2: W - R, y2: H - B, "class": "axis" });
+    add("line", { x1: L, y1: T, x2: L, y2: H - B, "class": "axis" });
+    add("text", { x: (L + W - R) / 2, y: H - 8, "class": "axis-title x-title", "text-anchor": "middle" },
+      "Time (" + (long ? "day" : "hour:minute") + ", local)");
+    add("text", { x: 14, y: (T + H - B) / 2, "class": "axis-title y-title", "text-anchor": "middle",
+      transform: "rotate(-90 14 " + (T + H - B) / 2 + ")" }, (body.metric || "value") + (unit ? " (" + unit + ")" : ""));
     var last = points[points.length - 1];
-    box.replaceChildren(svg, el("p", "muted", "Latest " + (body.metric || "") + ": " + last.avg.toFixed(2) + " " + (body.unit || "")
-      + " (avg, band = min…max)"));
+    box.replaceChildren(svg, el("p", "muted", "Latest " + (body.metric || "") + ": " + last.avg.toFixed(2) + " " + unit
+      + " at " + fmt(last.t) + " (line: average; band: minimum to maximum)"));
+  }
+
+  // "1080" seconds as people say it: "18 min", "3 h 5 min", "2 d 4 h".
+  function duration(seconds) {
+    if (seconds === null || seconds === undefined || seconds === "") { return "—"; }
+    var s = Math.max(0, Math.round(Number(seconds)));
+    if (s < 60) { return s + " s"; }
+    var d = Math.floor(s / 86400), h = Math.floor(s % 86400 / 3600), m = Math.floor(s % 3600 / 60);
+    if (d) { return d + " d " + h + " h"; }
+    if (h) { return h + " h " + m + " min"; }
+    return m + " min";
   }
 
   function initDevice() {
@@ -345,6 +435,10 @@
     }
     function loadAlarms() {
       api("GET", "/api/v1/alarms?state=all&limit=20&device_id=" + encodeURIComponent(deviceId)).then(function (page) {
+        if (!page.items.length) {
+          alarmsBody.replaceChildren(emptyRow(6, "This device has raised no alarms. Alarms appear here when a reading crosses a threshold rule or the device goes offline."));
+          return;
+        }
         alarmsBody.replaceChildren.apply(alarmsBody, page.items.map(function (a) {
           var tr = row([sevTag(a.severity), alarmType(a), a.state.replace("_", ", "), timeTag(a.raised_at), a.message || "", alarmButtons({ alarm_id: alarmId(a), state: a.state }, loadAlarms)]);
           tr.dataset.alarmId = alarmId(a);
@@ -355,6 +449,7 @@
     }
     function loadCommands() {
       api("GET", base + "/commands?limit=20").then(function (page) {
+        if (!page.items.length) { commandsBody.replaceChildren(emptyRow(6, "No command sent to this device yet. Send one with the form above.")); return; }
         commandsBody.replaceChildren.apply(commandsBody, page.items.map(function (c) {
           var status = el("span", "cmd cmd-" + c.status, c.status);
           var tr = row([c.name, status, timeTag(c.created_at), timeTag(c.acked_at), c.detail || "", c.issued_by || ""]);
@@ -365,6 +460,7 @@
     }
     function loadHistory() {
       api("GET", base + "/health-history?limit=20").then(function (page) {
+        if (!page.items.length) { historyBody.replaceChildren(emptyRow(6, "No connection change recorded yet. Each time the device connects, disconnects or changes firmware, it is listed here.")); return; }
         historyBody.replaceChildren.apply(historyBody, page.items.map(function (h) {
           return row([timeTag(h.at), h.change, h.online ? "online" : "offline", h.reason, h.firmware, h.outbox_depth]);
         }));
@@ -374,7 +470,8 @@
       var q = "?range=" + encodeURIComponent(range.value) + (metric.value ? "&metric=" + encodeURIComponent(metric.value) : "");
       api("GET", base + "/telemetry" + q).then(function (body) {
         var names = body.metrics || [];
-        if (names.length && metric.options.length !== names.length) {
+        var listed = Array.prototype.map.call(metric.options, function (o) { return o.value; }).join(",");
+        if (names.length && listed !== names.map(function (m) { return typeof m === "string" ? m : m.metric; }).join(",")) {
           var chosen = metric.value || body.metric;
           metric.replaceChildren.apply(metric, names.map(function (m) {
             var name = typeof m === "string" ? m : m.metric;
@@ -415,11 +512,14 @@
       head.dataset.online = d.online ? "true" : "false";
       if ("last_seen" in d) { head.querySelector(".last-seen").replaceChildren(timeTag(d.last_seen)); }
       if ("firmware" in d) { head.querySelector(".firmware").textContent = d.firmware || "—"; }
-      if ("outbox_depth" in d) { head.querySelector(".outbox").textContent = d.outbox_depth; }
+      if ("outbox_depth" in d) { head.querySelector(".outbox").textContent = d.outbox_depth + " events"; }
       if ("reason" in d) { head.querySelector(".reason").textContent = d.reason || "—"; }
       head.querySelectorAll("[data-field]").forEach(function (dd) {
         var v = d[dd.dataset.field];
-        if (v !== undefined) { dd.textContent = v === null ? "—" : v; }
+        if (v === undefined) { return; }
+        if (v === null) { dd.textContent = "—"; return; }
+        if (dd.dataset.field === "uptime_s") { dd.textContent = duration(v); dd.title = v + " seconds"; return; }
+        dd.textContent = v + (dd.dataset.unit ? " " + dd.dataset.unit : "");
       });
     }
     var current = {};
@@ -471,22 +571,92 @@
       if (filters.device.value.trim()) { q += "&device_id=" + encodeURIComponent(filters.device.value.trim()); }
       return "/api/v1/alarms" + q;
     }
+    var selected = {}, cursorId = null;
+    var ackSelected = document.getElementById("alarms-ack-selected");
+    var selectAll = document.getElementById("alarms-select-all");
     function alarmRow(a) {
       var id = alarmId(a);
       var device = el("a", null, a.device_id);
       device.href = "/ops/devices/" + encodeURIComponent(a.device_id);
-      var tr = row([sevTag(a.severity), device, alarmType(a), a.state.replace("_", ", "), timeTag(a.raised_at), a.message || "",
+      var box = el("input");
+      box.type = "checkbox";
+      box.className = "alarm-select";
+      box.setAttribute("aria-label", "Select alarm " + alarmType(a) + " on " + a.device_id);
+      box.checked = !!selected[id];
+      box.addEventListener("change", function () { select(id, box.checked); });
+      var tr = row([box, sevTag(a.severity), device, alarmType(a), a.state.replace("_", ", "), timeTag(a.raised_at), a.message || "",
         alarmButtons({ alarm_id: id, state: a.state }, reload)]);
       tr.dataset.alarmId = id;
       tr.dataset.state = a.state;
-      tr.className = "alarm-row sev-row-" + a.severity;
+      tr.className = "alarm-row sev-row-" + a.severity + (selected[id] ? " selected" : "") + (String(id) === String(cursorId) ? " cursor" : "");
       return tr;
     }
+    function rows() { return Array.prototype.slice.call(body.querySelectorAll("tr.alarm-row")); }
+    function select(id, on) {
+      if (on) { selected[id] = true; } else { delete selected[id]; }
+      var tr = byData(body, "data-alarm-id", id);
+      if (tr) { tr.classList.toggle("selected", !!on); tr.querySelector("input.alarm-select").checked = !!on; }
+      var n = Object.keys(selected).length;
+      document.getElementById("alarms-selected").textContent = n;
+      ackSelected.disabled = n === 0;
+      selectAll.checked = n > 0 && n === rows().length;
+    }
+    function moveCursor(delta) {
+      var all = rows();
+      if (!all.length) { return; }
+      var at = all.findIndex(function (tr) { return tr.dataset.alarmId === String(cursorId); });
+      var next = all[Math.max(0, Math.min(all.length - 1, at < 0 ? 0 : at + delta))];
+      all.forEach(function (tr) { tr.classList.remove("cursor"); });
+      next.classList.add("cursor");
+      cursorId = next.dataset.alarmId;
+      next.scrollIntoView({ block: "nearest" });
+    }
+    function cursorRow() { return cursorId === null ? null : byData(body, "data-alarm-id", cursorId); }
+    function ackMany(ids) {
+      if (!ids.length) { return; }
+      ackSelected.disabled = true;
+      api("POST", "/api/v1/alarms/ack", { alarm_ids: ids.map(Number) }).then(function (result) {
+        var refused = result.results.filter(function (r) { return !r.acked; });
+        ids.forEach(function (id) { delete selected[id]; });
+        window.CampusHub.feedback(ackSelected, result.acked + " acknowledged" + (refused.length ? "; " + refused.length
+          + " not: " + refused.map(function (r) { return "#" + r.alarm_id + " " + r.message; }).join(", ") : "."),
+          refused.length ? "error" : "success");
+        return reload();
+      }, function (e) { window.CampusHub.feedback(ackSelected, e.message, "error"); }).then(function () { select(null, false); });
+    }
+    ackSelected.addEventListener("click", function () { ackMany(Object.keys(selected)); });
+    selectAll.addEventListener("change", function () {
+      rows().forEach(function (tr) { select(tr.dataset.alarmId, selectAll.checked); });
+    });
+    document.addEventListener("keydown", function (event) {
+      var target = event.target;
+      if (event.ctrlKey || event.metaKey || event.altKey || document.querySelector("dialog[open]")) { return; }
+      if (target.closest && target.closest("input, select, textarea, [contenteditable]") && !(target.classList && target.classList.contains("alarm-select"))) { return; }
+      var tr = cursorRow();
+      if (event.key === "j" || event.key === "k") { moveCursor(event.key === "j" ? 1 : -1); }
+      else if (event.key === "x" && tr) { select(tr.dataset.alarmId, !selected[tr.dataset.alarmId]); }
+      else if (event.key === "a" && tr) {
+        var ack = tr.querySelector('button[data-action="ack"]');
+        if (ack) { ack.click(); }
+      }
+      else if (event.key === "A") { ackMany(Object.keys(selected)); }
+      else if (event.key === "o" && tr) { location.href = tr.querySelector("a").href; }
+      else if (event.key === "*") { rows().forEach(function (r) { select(r.dataset.alarmId, true); }); }
+      else if (event.key === "Escape") { Object.keys(selected).forEach(function (id) { select(id, false); }); }
+      else { return; }
+      event.preventDefault();
+    });
     function load(offset) {
       return api("GET", query(offset)).then(function (page) {
         showError(error, null);
-        var rows = page.items.map(alarmRow);
-        if (offset === 0) { body.replaceChildren.apply(body, rows); } else { rows.forEach(function (r) { body.appendChild(r); }); }
+        var made = page.items.map(alarmRow);
+        if (offset === 0) {
+          if (!made.length) { made = [emptyRow(8, "No alarm matches these filters. New alarms appear here as they are raised.")]; }
+          body.replaceChildren.apply(body, made);
+          // Selections of alarms no longer listed are dropped: only what is shown can be acknowledged together.
+          Object.keys(selected).forEach(function (id) { if (!byData(body, "data-alarm-id", id)) { delete selected[id]; } });
+          select(null, false);
+        } else { made.forEach(function (r) { body.appendChild(r); }); }
         shown = offset + page.items.length;
         document.getElementById("alarms-total").textContent = page.total;
         more.hidden = shown >= page.total;
@@ -505,11 +675,12 @@
 
   // --- ticket board -----------------------------------------------------------------------------
 
+  // [to, label, is it the destructive "cancel ticket" move]. "Close" alone only ever closes the dialog.
   var MOVES = {
-    open: [["closed", "Cancel"]],
-    assigned: [["in_progress", "Start"], ["open", "Unassign"], ["closed", "Cancel"]],
-    in_progress: [["resolved", "Resolve"], ["closed", "Cancel"]],
-    resolved: [["closed", "Close"], ["in_progress", "Reopen"]],
+    open: [["closed", "Cancel ticket…", true]],
+    assigned: [["in_progress", "Start"], ["open", "Unassign"], ["closed", "Cancel ticket…", true]],
+    in_progress: [["resolved", "Resolve"], ["closed", "Cancel ticket…", true]],
+    resolved: [["closed", "Close ticket (fixed)"], ["in_progress", "Reopen"]],
     closed: [["open", "Reopen"]],
   };
 
@@ -605,8 +776,18 @@
     setInterval(markBreaches, 30000);
 
     var err = document.getElementById("td-error");
+    // The answer to Assign / Priority / a move goes right under those controls (CampusHub.feedback), not
+    // only into the board behind the dialog; a refusal still shows in #td-error.
+    var controls = document.querySelector("#ticket-dialog .actions");
     function act(promise) {
-      return promise.then(function (t) { showError(err, null); if (t && t.id) { upsert(t); } }, function (e) { showError(err, e); });
+      return promise.then(function (t) {
+        showError(err, null);
+        if (t && t.id) {
+          upsert(t);
+          window.CampusHub.feedback(controls, "Ticket #" + t.id + " is now " + t.state.replace("_", " ") +
+            ", priority " + t.priority + ".", "success");
+        }
+      }, function (e) { window.CampusHub.feedback(controls, ""); showError(err, e); });
     }
     function openTicket(id) {
       openId = id;
@@ -620,14 +801,28 @@
         if (t.assignee) { document.getElementById("td-assignee").value = t.assignee; }
         var moves = document.getElementById("td-moves");
         moves.replaceChildren.apply(moves, (MOVES[t.state] || []).map(function (m) {
-          var b = el("button", "inline move", m[1]);
+          var b = el("button", "inline move " + (m[2] ? "btn-danger" : "btn-secondary"), m[1]);
           b.type = "button";
           b.dataset.to = m[0];
+          if (m[2]) { b.dataset.cancel = "true"; }
           b.addEventListener("click", function () {
-            var comment = document.getElementById("td-comment").value.trim();
-            if (m[1] === "Cancel" && !comment) { comment = (window.prompt("Why is it closed without a fix?") || "").trim(); if (!comment) { return; } }
-            act(api("POST", "/api/v1/tickets/" + t.id + "/transition", { to: m[0], comment: comment }))
-              .then(function () { document.getElementById("td-comment").value = ""; });
+            var box = document.getElementById("td-comment");
+            var comment = box.value.trim();
+            var go = Promise.resolve(true);
+            if (m[2]) {  // cancelling closes the ticket without a fix: a reason, then a confirmation
+              if (!comment) {
+                showError(err, new Error("Say why in \"Add a comment\" first: a cancelled ticket needs a reason."));
+                box.focus();
+                return;
+              }
+              go = window.CampusHub.confirmAction("Cancel ticket #" + t.id + "? It closes without a fix; your comment is the reason.",
+                { confirmLabel: "Cancel ticket", cancelLabel: "Keep ticket", danger: true });
+            }
+            go.then(function (yes) {
+              if (!yes) { return; }
+              act(api("POST", "/api/v1/tickets/" + t.id + "/transition", { to: m[0], comment: comment }))
+                .then(function () { box.value = ""; });
+            });
           });
           return b;
         }));
@@ -644,13 +839,16 @@
         events.replaceChildren.apply(events, t.events.map(function (e) {
           var li = el("li");
           li.appendChild(timeTag(e.at));
-          li.appendChild(document.createTextNode(" " + e.kind + (e.to_state && e.to_state !== e.from_state ? " → " + e.to_state : "") + " by " + e.actor));
+          li.appendChild(document.createTextNode(" " + e.text));  // the API's words: names, no codes
           return li;
         }));
         if (!dialog.open) { dialog.showModal(); }
-      }, function (e) { window.alert(e.message); });
+      }, function (e) {  // beside the ticket's title that was clicked, not an alert box
+        var title = board.querySelector('article.ticket[data-ticket-id="' + id + '"] a.title');
+        if (title) { window.CampusHub.feedback(title, e.message, "error"); }
+      });
     }
-    dialog.addEventListener("close", function () { openId = null; showError(err, null); });
+    dialog.addEventListener("close", function () { openId = null; showError(err, null); window.CampusHub.feedback(controls, ""); });
     board.addEventListener("click", function (event) {
       var link = event.target.closest("a.title");
       if (!link) { return; }
@@ -726,6 +924,7 @@
   document.addEventListener("DOMContentLoaded", function () {
     var page = document.body.dataset.page;
     if (page === "ops-grid") { initGrid(); }
+    else if (page === "ops-room") { initRoom(); }
     else if (page === "ops-device") { initDevice(); }
     else if (page === "ops-alarms") { initAlarms(); }
     else if (page === "ops-tickets") { initTickets(); }

@@ -103,9 +103,16 @@
     actions.appendChild(p);
   }
   function refusal(actions, message) { note(actions, message, "people-refusal"); }
+  // After a change and the reload: the answer goes in the person's row if it is still listed,
+  // else beside the list's range (a deleted person), never in the box at the top of the page.
+  function told(user, message) {
+    var row = document.querySelector('#people-body tr[data-user-id="' + CSS.escape(user.id) + '"]');
+    if (row) { note(row.querySelector(".people-actions"), message); return; }
+    window.CampusHub.feedback(byId("people-range"), message, "success");
+  }
 
   async function resetPassword(user, actions, button) {
-    if (!window.confirm("Reset the password of " + user.username + "? Their password stops working and they are logged out everywhere; they choose a new one with the code.")) { return; }
+    if (!(await window.CampusHub.confirmAction("Reset the password of " + user.username + "? Their password stops working and they are logged out everywhere; they choose a new one with the code.", { confirmLabel: "Reset password" }))) { return; }
     button.disabled = true;
     try {
       var issued = await api("POST", "/api/v1/users/" + encodeURIComponent(user.id) + "/reset", {});
@@ -120,7 +127,7 @@
   }
 
   async function resetMfa(user, actions, button) {
-    if (!window.confirm("Turn off two-factor authentication for " + user.username + " (a lost phone)? They enrol again at their next login.")) { return; }
+    if (!(await window.CampusHub.confirmAction("Turn off two-factor authentication for " + user.username + " (a lost phone)? They enrol again at their next login.", { confirmLabel: "Turn off two-factor" }))) { return; }
     button.disabled = true;
     try {
       await api("POST", "/api/v1/users/" + encodeURIComponent(user.id) + "/mfa/reset", {});
@@ -142,20 +149,20 @@
   }
 
   async function changeState(user, step, actions) {
-    if (step === "deactivate" && !window.confirm("Deactivate " + user.username + "? They are logged out at once; their records stay.")) { return; }
+    if (step === "deactivate" && !(await window.CampusHub.confirmAction("Deactivate " + user.username + "? They are logged out at once; their records stay.", { confirmLabel: "Deactivate" }))) { return; }
     try {
       await api("POST", "/api/v1/users/" + encodeURIComponent(user.id) + "/" + step, {});
-      say(user.username + (step === "deactivate" ? " is deactivated." : " can log in again."));
       await load();
+      told(user, user.username + (step === "deactivate" ? " is deactivated." : " can log in again."));
     } catch (e) { refusal(actions, e.message); }
   }
 
   async function remove(user, actions) {
-    if (!window.confirm("Delete " + user.username + " for good?")) { return; }
+    if (!(await window.CampusHub.confirmAction("Delete " + user.username + " for good?", { confirmLabel: "Delete" }))) { return; }
     try {
       await api("DELETE", "/api/v1/users/" + encodeURIComponent(user.id));
-      say(user.username + " is deleted.");
       await load();
+      told(user, user.username + " is deleted.");
     } catch (e) { refusal(actions, e.message); }
   }
 
@@ -228,9 +235,10 @@
       byId("people-activation").hidden = false;
       createForm.reset();
       showStudentFields(createForm, createRole.value === "student");
-      say(made.user.username + " is added.");
+      // Beside the Add button, not in the box at the top of the page (issue 15: feedback where the user acted).
+      window.CampusHub.feedback(createForm, made.user.username + " is added: give them the activation code below.", "success");
       await load();
-    } catch (e) { say(e.message, true); }
+    } catch (e) { window.CampusHub.feedback(createForm, e.message, "error"); }
   });
 
   // --- CSV import: check (dry run), then import; the codes are shown once, with a CSV download ---

@@ -32,10 +32,13 @@
     });
   }
 
+  // The answer boxes sit right under each form's button; scrolled into view like CampusHub.feedback's,
+  // since on a phone the button can be the last thing on screen and its answer would land below the fold.
   function show(node, message) {
     if (!node) { return; }
     node.textContent = message || "";
     node.hidden = !message;
+    if (message && node.scrollIntoView) { node.scrollIntoView({ block: "nearest" }); }
   }
 
   function fill(list, items, render) {
@@ -45,6 +48,17 @@
   }
 
   function stateTag(state) { return el("span", "state state-" + state, state); }
+
+  // A correction's change, the same words for the student and the faculty: the record when it was
+  // asked for (current_status) → what it should say, and what the record says now if that differs.
+  function correctionChange(c) {
+    var before = c.current_status || "no record";
+    var text = before + " → " + c.requested_status;
+    if (c.status === "pending" && (c.record_status || null) !== (c.current_status || null)) {
+      text += " (now " + (c.record_status || "no record") + ")";
+    }
+    return el("span", "correction-change", text);
+  }
 
   function button(label, onClick, className) {
     var b = el("button", className || "", label);
@@ -93,10 +107,17 @@
         actions.appendChild(a);
       }
       if (l.status === "applied" || l.status === "approved") {
-        actions.appendChild(button("Cancel", function (ev) {
-          ev.target.disabled = true;
-          api("POST", "/api/v1/leave/" + l.id + "/cancel", {}).then(load, function (e) { show(error, e.message); ev.target.disabled = false; });
-        }, "cancel-leave"));
+        // "Withdraw application": one wording per action ("Cancel" is only for sessions and tickets).
+        actions.appendChild(button("Withdraw application", function (ev) {
+          var target = ev.target;
+          window.CampusHub.confirmAction("Withdraw this leave application?" +
+            (l.status === "approved" ? " Its excused classes go back to how they were recorded." : ""),
+            { confirmLabel: "Withdraw application", cancelLabel: "Keep application", danger: true }).then(function (ok) {
+            if (!ok) { return; }
+            target.disabled = true;
+            api("POST", "/api/v1/leave/" + l.id + "/cancel", {}).then(load, function (e) { show(error, e.message); target.disabled = false; });
+          });
+        }, "cancel-leave btn-danger inline"));
       }
       li.appendChild(actions);
       return li;
@@ -143,7 +164,7 @@
       li.dataset.status = c.status;
       var head = el("div", "head");
       head.appendChild(el("strong", "", c.course_code + " · " + when(c.session_starts_at)));
-      head.appendChild(el("span", "", (c.current_status || "no record") + " → " + c.requested_status));
+      head.appendChild(correctionChange(c));
       head.appendChild(stateTag(c.status));
       li.appendChild(head);
       li.appendChild(el("p", "reason", c.reason));
@@ -230,7 +251,7 @@
       head.appendChild(el("strong", "", c.student_name));
       head.appendChild(el("span", "muted", c.roll_number));
       head.appendChild(el("span", "", c.course_code + " · " + when(c.session_starts_at)));
-      head.appendChild(el("span", "", (c.record_status || "no record") + " → " + c.requested_status));
+      head.appendChild(correctionChange(c));
       li.appendChild(head);
       li.appendChild(el("p", "reason", c.reason));
       li.appendChild(decisionRow("/api/v1/corrections/" + c.id, load));

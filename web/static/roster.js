@@ -16,43 +16,100 @@
 
   var el = window.CampusHub.el;  // app.js's element helper
 
+  // Selection is the rows' checkboxes (keyboard and screen readers); tapping anywhere on a row
+  // toggles its box too. tr.selected mirrors the box for the highlight.
   function initMarking() {
     var table = document.getElementById("roster");
     var panel = document.getElementById("mark-panel");
     var reason = document.getElementById("mark-reason");
     var message = document.getElementById("mark-message");
+    var selectedCount = document.getElementById("mark-selected-count");
     function say(text) { message.textContent = text; }
+    function selectedRows() { return table.querySelectorAll("tr.roster-row.selected"); }
+    function sync(tr) {
+      var box = tr.querySelector("input.row-select");
+      tr.classList.toggle("selected", !!(box && box.checked));
+      selectedCount.textContent = selectedRows().length;
+    }
     function after(result) {
       if (result.ok) {
         say(result.data.changed.length + " record(s) changed.");
-        table.querySelectorAll("tr.selected").forEach(function (tr) { tr.classList.remove("selected"); });
+        selectedRows().forEach(function (tr) {
+          var box = tr.querySelector("input.row-select");
+          if (box) { box.checked = false; }
+          sync(tr);
+        });
       } else {
         say((result.data.error && result.data.error.message) || "Marking failed.");
       }
     }
     table.addEventListener("click", function (event) {
       var tr = event.target.closest("tr.roster-row");
-      if (tr) { tr.classList.toggle("selected"); }
+      if (!tr) { return; }
+      var box = tr.querySelector("input.row-select");
+      if (box && event.target !== box) { box.checked = !box.checked; }
+      sync(tr);
     });
     panel.querySelectorAll("button[data-mark]").forEach(function (button) {
       button.addEventListener("click", function () {
         var marks = [];
-        table.querySelectorAll("tr.roster-row.selected").forEach(function (tr) {
+        selectedRows().forEach(function (tr) {
           marks.push({ student_id: tr.dataset.studentId, status: button.dataset.mark });
         });
-        if (!marks.length) { say("Select students first (tap their rows)."); return; }
+        if (!marks.length) { say("Select students first (tick or tap their rows)."); return; }
         post(panel.dataset.url, { marks: marks, reason: reason.value }).then(after, function () { say("No connection."); });
       });
     });
     document.getElementById("mark-unmarked").addEventListener("click", function (event) {
-      post(panel.dataset.url + "/unmarked", { status: event.target.dataset.status, reason: reason.value })
-        .then(after, function () { say("No connection."); });
+      var status = event.target.dataset.status;
+      window.CampusHub.confirmAction("Mark every student who has not checked in yet as " + status + "?",
+        { confirmLabel: "Mark them " + status, cancelLabel: "Keep as they are" }).then(function (yes) {
+        if (!yes) { return; }
+        post(panel.dataset.url + "/unmarked", { status: status, reason: reason.value })
+          .then(after, function () { say("No connection."); });
+      });
     });
+    // A live snapshot rebuilds the rows: the count follows what is selected now.
+    new MutationObserver(function () { selectedCount.textContent = selectedRows().length; })
+      .observe(table, { childList: true, subtree: true });
+  }
+
+  // --- roster search: narrows the rows by name or roll number, live rows included ----------
+
+  function fold(text) {
+    return (text || "").normalize("NFD").replace(/[\u0300-\u036f]/g, "").toLowerCase().trim();
+  }
+
+  function initSearch() {
+    var input = document.getElementById("roster-search");
+    var table = document.getElementById("roster");
+    var count = document.getElementById("roster-search-count");
+    if (!input) { return; }
+    var applying = false;
+    function apply() {
+      if (applying) { return; }
+      applying = true;
+      var query = fold(input.value), shown = 0, total = 0;
+      table.querySelectorAll("tr.roster-row").forEach(function (tr) {
+        total += 1;
+        var text = fold((tr.querySelector(".name") || {}).textContent + " " + (tr.querySelector(".roll") || {}).textContent);
+        var match = !query || text.indexOf(query) !== -1;
+        if (tr.hidden === match) { tr.hidden = !match; }
+        if (match) { shown += 1; }
+      });
+      count.textContent = query ? shown + " of " + total + " students match" : "";
+      applying = false;
+    }
+    input.addEventListener("input", apply);
+    // Rows replaced by a live snapshot or roster change keep the filter.
+    new MutationObserver(function (records) {
+      if (records.some(function (r) { return r.type === "childList"; })) { apply(); }
+    }).observe(table, { childList: true, subtree: true });
   }
 
   // --- flags: live from the roster's websocket (app.js re-dispatches each message) ---------
 
-  var flagsSection, flagList, flagLabels = {};
+  var flagsSection, flagList, flagLabels = {}, flagWords = {}, flagDetailShown = [];
   var STATUS_TEXT = { present: "present", late: "late", absent: "absent", excused: "excused" };
 
   function statusText(status) { return "now " + (STATUS_TEXT[status] || "no record"); }
@@ -67,7 +124,10 @@
     head.appendChild(document.createTextNode(" · " + (flagLabels[flag.kind] || flag.kind.replace(/_/g, " ")) + " · "));
     head.appendChild(el("span", "flag-status", statusText(flag.status)));
     li.appendChild(head);
-    li.appendChild(el("p", "muted", flag.detail));
+    // What the flag means in words (web/wording.py flag_words): its detail only where that is plain.
+    var words = flagWords[flag.kind];
+    li.appendChild(el("p", "muted", !words ? flag.detail
+      : flag.detail && flagDetailShown.indexOf(flag.kind) >= 0 ? words.replace(/\.$/, "") + ": " + flag.detail + "." : words));
     var actions = el("div", "flag-actions");
     [["accept", "Keep check-in"], ["reject", "Mark absent"]].forEach(function (pair) {
       var button = el("button", pair[0] === "reject" ? "button-secondary" : null, pair[1]);
@@ -119,7 +179,10 @@
     flagsSection = document.getElementById("flags");
     flagList = document.getElementById("flag-list");
     flagLabels = JSON.parse(flagsSection.dataset.labels || "{}");
+    flagWords = JSON.parse(flagsSection.dataset.words || "{}");
+    flagDetailShown = JSON.parse(flagsSection.dataset.detailShown || "[]");
     initMarking();
+    initSearch();
     document.addEventListener("roster-message", function (event) { onMessage(event.detail); });
   });
 })();

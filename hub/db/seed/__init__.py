@@ -29,9 +29,13 @@ import trio
 
 from hub.core.campus import Campus, DemoLogin, DeviceCredentials, LiveSession, StudentCredentials
 from hub.core.passwords import hash_password
+from hub.core.secrets_box import SecretsBox
 from hub.domain.credentials import mosquitto_hash
 
 from .._pool import Database
+from ..device_registry import opened_device_key, stored_device_key
+from ..sealed_secrets import token_secret_context
+from ..students import opened_token_secret
 from ..users import new_token_secret
 from .academic import ensure_academic_demo
 from .console import ensure_console_demo
@@ -44,8 +48,10 @@ DEMO_PASSWORD = "campushub"
 SESSION_LEAD = timedelta(minutes=5)
 #: ...and lasts this long.
 SESSION_LENGTH = timedelta(hours=1)
-COURSES_PER_STUDENT = 4
-ROOMS_PER_FACULTY = 5
+#: Courses per room: room ``n`` teaches ``room_course(n, 0..)``, one at a time. Each
+#: student belongs to one room's cohort and takes both of its courses, so nobody is due in two rooms at
+#: once; each faculty member teaches one room's courses, so nobody teaches two live classes at once.
+COURSES_PER_STUDENT = 2
 DEVICE_KIND = "edge_agent"
 DEVICE_ALG = "hmac-sha256"
 DEVICE_MODEL = "campushub-edge-agent"
@@ -63,6 +69,9 @@ _SUBJECTS = (
 )
 _FIRST = ("Asha", "Ben", "Chen", "Dara", "Emeka", "Farah", "Goran", "Hana", "Ivan", "Jun",
           "Kofi", "Lena", "Mateo", "Nia", "Omar", "Priya", "Quinn", "Rosa", "Sami", "Tara")
+#: Faculty first names: none is a student's (``_FIRST``), so no faculty member shares a student's name.
+_FACULTY_FIRST = ("Alan", "Barbara", "Claude", "Donald", "Edsger", "Frances", "Grace", "John", "Leslie", "Margaret",
+                  "Niklaus", "Radia", "Shafi", "Tony", "Vint", "Yukihiro")
 _LAST = ("Adams", "Bose", "Costa", "Diaz", "Eze", "Fischer", "Gupta", "Haddad", "Ito", "Jensen",
          "Kim", "Lopez", "Mensah", "Novak", "Okafor", "Petrov", "Rao", "Silva", "Tanaka", "Weber")
 
@@ -148,16 +157,16 @@ async def ensure_campus(
         # argon2 is ~50 ms of CPU: once, off the trio thread, shared by every seeded user.
         password_hash = await trio.to_thread.run_sync(hash_password, demo_password)
     try:
-        loaded = await db.run(partial(_seed_and_load, plan=plan, now=now, password_hash=password_hash),
-                              transaction=True)
+        loaded = await db.run(partial(_seed_and_load, plan=plan, now=now, password_hash=password_hash,
+                                      secrets=db.secrets), transaction=True)
     except _NeedPasswordHash:
         # Users vanished between the check and the transaction: hash and redo.
         password_hash = await trio.to_thread.run_sync(hash_password, demo_password)
-        loaded = await db.run(partial(_seed_and_load, plan=plan, now=now, password_hash=password_hash),
-                              transaction=True)
+        loaded = await db.run(partial(_seed_and_load, plan=plan, now=now, password_hash=password_hash,
+                                      secrets=db.secrets), transaction=True)
     if plan.students:  # leave and correction demo requests (hub/db/seed/records.py)
         await ensure_records_demo(db, student_id=student_id(1), decider_id=ADMIN_ID, now=now)
-    return _campus(loaded, plan, demo_password)
+    return _campus(loaded, plan, demo_password, db.secrets)
 
 
 # The ids ensure_campus gives its users (above); an account made any other way (``campushub users``,
@@ -187,11 +196,11 @@ class _Plan:
 
     @property
     def faculty(self) -> int:
-        return -(-self.rooms // ROOMS_PER_FACULTY)  # ceil
+        return self.rooms  # faculty member n teaches room n's courses (room_course)
 
     @property
     def courses(self) -> int:
-        return self.rooms  # one course per room: the room's live session teaches it
+        return self.rooms * COURSES_PER_STUDENT  # room n's are room_course(n, k)
 
     @property
     def user_ids(self) -> list[str]:
@@ -203,7 +212,7 @@ class _Plan:
             (ADMIN_ID, ADMIN_USERNAME, "Campus Admin", "admin", password_hash),
             (OPS_ID, OPS_USERNAME, "Operations Desk", "ops", password_hash),
         ]
-        rows += [(faculty_id(n), faculty_username(n), f"Prof. {_name(n + 7)}", "faculty", password_hash)
+        rows += [(faculty_id(n), faculty_username(n), f"Prof. {_faculty_name(n)}", "faculty", password_hash)
                  for n in range(1, self.faculty + 1)]
         rows += [(student_id(n), student_username(n), _name(n), "student", password_hash)
                  for n in range(1, self.students + 1)]
@@ -217,28 +226,44 @@ class _Plan:
         return [
             (course_id(n), f"CH{n:03d}",
              f"{_SUBJECTS[(n - 1) % len(_SUBJECTS)]} {(n - 1) // len(_SUBJECTS) + 1}",
-             faculty_id((n - 1) % self.faculty + 1))
+             faculty_id(course_room(n)))
             for n in range(1, self.courses + 1)
         ]
 
     def enrolments(self) -> list[tuple[str, str]]:
-        """Each student in ``per`` distinct courses, spread evenly.
+        """Student ``n`` takes every course of its cohort's room (``cohort_room``, ``room_course``).
 
-        With few courses a student skips at least one (``per < courses``),
-        so every session has enrolled and non-enrolled students to test with.
+        Rooms run one class at a time, so a student is never due in two places at once; with
+        two rooms or more every session has enrolled and non-enrolled students to test with.
         """
-        courses = self.courses
-        per = 1 if courses == 1 else min(COURSES_PER_STUDENT, courses - 1)
-        step = max(1, courses // per)  # step * (per - 1) < courses: the picks are distinct
         return [
-            (course_id((n - 1 + k * step) % courses + 1), student_id(n))
+            (course_id(room_course(cohort_room(n, self.rooms), k)), student_id(n))
             for n in range(1, self.students + 1)
-            for k in range(per)
+            for k in range(COURSES_PER_STUDENT)
         ]
+
+
+def cohort_room(n: int, rooms: int) -> int:
+    """The room (1-based) of student ``n``'s cohort: ``n`` wrapped round ``rooms``."""
+    return (n - 1) % rooms + 1
+
+
+def room_course(room: int, k: int) -> int:
+    """The number of room ``room``'s ``k``-th course (0-based ``k`` < ``COURSES_PER_STUDENT``)."""
+    return (room - 1) * COURSES_PER_STUDENT + k + 1
+
+
+def course_room(course: int) -> int:
+    """The room (1-based) where course number ``course`` is taught, by its teacher (the room's)."""
+    return (course - 1) // COURSES_PER_STUDENT + 1
 
 
 def _name(n: int) -> str:
     return f"{_FIRST[n % len(_FIRST)]} {_LAST[(n // len(_FIRST)) % len(_LAST)]}"
+
+
+def _faculty_name(n: int) -> str:
+    return f"{_FACULTY_FIRST[n % len(_FACULTY_FIRST)]} {_LAST[(n // len(_FACULTY_FIRST) + 3) % len(_LAST)]}"
 
 
 @dataclass(frozen=True)
@@ -250,7 +275,7 @@ class _Loaded:
 
 
 async def _seed_and_load(
-    conn: asyncpg.Connection, *, plan: _Plan, now: datetime, password_hash: str | None
+    conn: asyncpg.Connection, *, plan: _Plan, now: datetime, password_hash: str | None, secrets: SecretsBox,
 ) -> _Loaded:
     """The whole seed, on the asyncio side, in the caller's transaction."""
     await conn.execute("SELECT pg_advisory_xact_lock($1)", _SEED_LOCK)
@@ -272,8 +297,9 @@ async def _seed_and_load(
                    [row for row in plan.users(password_hash) if row[0] in absent])
     student_ids = [student_id(n) for n in range(1, plan.students + 1)]
     absent = await missing("students", student_ids)
-    await copy("students", ["id", "roll_number", "token_secret"],
-               [(sid, f"R{sid[4:]:0>6}", new_token_secret()) for sid in student_ids if sid in absent])
+    await copy("students", ["id", "roll_number", "token_secret_sealed"],
+               [(sid, f"R{sid[4:]:0>6}", secrets.encrypt(new_token_secret(), token_secret_context(sid)))
+                for sid in student_ids if sid in absent])
     rooms = plan.rooms_rows()
     absent = await missing("rooms", [r[0] for r in rooms])
     await copy("rooms", ["id", "name", "building"], [r for r in rooms if r[0] in absent])
@@ -287,19 +313,21 @@ async def _seed_and_load(
                [e for e in plan.enrolments() if e not in have])
     devices = [(device_id(n), room_id(n)) for n in range(1, plan.rooms + 1)]
     absent = await missing("devices", [d[0] for d in devices])
-    await copy("devices", ["id", "room_id", "kind", "model", "alg", "key"],
-               [(did, rid, DEVICE_KIND, DEVICE_MODEL, DEVICE_ALG, os.urandom(32))
+    await copy("devices", ["id", "room_id", "kind", "model", "alg", "key", "key_sealed"],
+               [(did, rid, DEVICE_KIND, DEVICE_MODEL, DEVICE_ALG,
+                 *stored_device_key(secrets, did, DEVICE_ALG, os.urandom(32)))
                 for did, rid in devices if did in absent])
     # Each seeded device gets its broker account (username = device id, docs/provisioning.md), so
     # the simulator logs in as the device on a broker without anonymous access. Also fills in
     # devices seeded before seeds had accounts; a username already taken is left alone.
     unaccounted = await conn.fetch(
-        "SELECT id, key FROM devices d WHERE id = ANY($1::text[]) AND mqtt_username IS NULL AND alg = $2"
+        "SELECT id, key, key_sealed FROM devices d WHERE id = ANY($1::text[]) AND mqtt_username IS NULL AND alg = $2"
         " AND NOT EXISTS (SELECT 1 FROM devices o WHERE o.mqtt_username = d.id)",
         [d[0] for d in devices], DEVICE_ALG)
     for row in unaccounted:
         await conn.execute("UPDATE devices SET mqtt_username = id, mqtt_password_hash = $2 WHERE id = $1",
-                           row["id"], mosquitto_hash(seeded_broker_password(bytes(row["key"]))))
+                           row["id"], mosquitto_hash(seeded_broker_password(
+                               opened_device_key(secrets, row["id"], row["key"], row["key_sealed"]))))
 
     await ensure_health_demo(conn, [r[0] for r in rooms])  # a threshold rule the simulator trips
     await seed_command_history(conn, device_id(1), now)  # hub/db/seed/provisioning.py
@@ -310,10 +338,10 @@ async def _seed_and_load(
 
     return _Loaded(
         students=await conn.fetch(
-            "SELECT s.id, u.username, s.token_secret FROM students s JOIN users u USING (id)"
+            "SELECT s.id, u.username, s.token_secret, s.token_secret_sealed FROM students s JOIN users u USING (id)"
             " WHERE s.id = ANY($1::text[]) ORDER BY s.id", student_ids),
         devices=await conn.fetch(
-            "SELECT id, room_id, kind, alg, key FROM devices"
+            "SELECT id, room_id, kind, alg, key, key_sealed FROM devices"
             " WHERE id = ANY($1::text[]) AND revoked_at IS NULL ORDER BY id", [d[0] for d in devices]),
         sessions=sessions,
         enrolments=await conn.fetch(
@@ -356,7 +384,7 @@ async def _ensure_live_sessions(
             suffix += 1
             sid = f"{base}-{suffix}"
         taken_ids.add(sid)
-        session = {"id": sid, "course_id": course_id(n), "room_id": rid,
+        session = {"id": sid, "course_id": course_id(room_course(n, 0)), "room_id": rid,
                    "starts_at": starts, "ends_at": ends, "grace_minutes": 10}
         new.append((sid, session["course_id"], rid, starts, ends, 10, "scheduled"))
         live.append(session)
@@ -367,7 +395,7 @@ async def _ensure_live_sessions(
     return live
 
 
-def _campus(loaded: _Loaded, plan: _Plan, demo_password: str) -> Campus:
+def _campus(loaded: _Loaded, plan: _Plan, demo_password: str, secrets: SecretsBox) -> Campus:
     enrolled: dict[str, list[str]] = {}
     for row in loaded.enrolments:
         enrolled.setdefault(row["course_id"], []).append(row["student_id"])
@@ -378,11 +406,13 @@ def _campus(loaded: _Loaded, plan: _Plan, demo_password: str) -> Campus:
         logins.append(DemoLogin("student", student_username(1), demo_password))
     return Campus(
         devices=tuple(
-            DeviceCredentials(r["id"], r["room_id"], r["kind"], r["alg"], bytes(r["key"]))
+            DeviceCredentials(r["id"], r["room_id"], r["kind"], r["alg"],
+                              opened_device_key(secrets, r["id"], r["key"], r["key_sealed"]))
             for r in loaded.devices
         ),
         students=tuple(
-            StudentCredentials(r["id"], r["username"], bytes(r["token_secret"])) for r in loaded.students
+            StudentCredentials(r["id"], r["username"], secret) for r in loaded.students
+            if (secret := opened_token_secret(secrets, r["id"], r["token_secret"], r["token_secret_sealed"]))
         ),
         sessions=tuple(
             LiveSession(

@@ -69,10 +69,12 @@ async def ensure_academic_demo(conn: asyncpg.Connection, course_ids: list[str], 
     await conn.execute(
         "INSERT INTO holidays (name, starts_on, ends_on) SELECT 'Demo holiday', $1, $1"
         " WHERE NOT EXISTS (SELECT 1 FROM holidays WHERE name = 'Demo holiday')", holiday)
+    # A course's room: where its first session is, else where its teacher's first session is (the demo's
+    # teachers each teach in one room: hub.db.seed.room_course).
     courses = await conn.fetch(
         "SELECT c.id, c.faculty_id, s.room_id FROM courses c"
-        " LEFT JOIN LATERAL (SELECT room_id FROM class_sessions cs WHERE cs.course_id = c.id"
-        "  ORDER BY cs.starts_at, cs.id LIMIT 1) s ON true"
+        " LEFT JOIN LATERAL (SELECT cs.room_id FROM class_sessions cs JOIN courses o ON o.id = cs.course_id"
+        "  WHERE o.faculty_id = c.faculty_id ORDER BY cs.course_id <> c.id, cs.starts_at, cs.id LIMIT 1) s ON true"
         " WHERE c.id = ANY($1::text[]) ORDER BY c.id LIMIT $2", course_ids, MAX_COURSES)
     for n, course in enumerate(courses):
         section_id = f"{course['id']}-A"

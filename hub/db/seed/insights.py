@@ -1,9 +1,9 @@
 """Insights demo data: a few weeks of attendance history in one course, so its report has one demo
 student in each band, plus a pending condonation application for the faculty to decide.
 
-Twelve closed sessions of the course in the past weeks (ids ``demo-hist-<course>-NN``) with a
-record for every enrolled student, written through the attendance primitive (so every record has
-its audit entry). The first three enrolled students (by id) are the demo cases:
+Twelve closed sessions of the course in the past weeks, every other day inside the demo term (ids
+``demo-hist-<course>-NN``), with a record for every enrolled student, written through the attendance
+primitive (so every record has its audit entry). The first three enrolled students (by id) are the demo cases:
 
 - the first: 8 present, 1 late, 3 absent = 73.33%: condonable, with a pending application;
 - the second: 11 present, 1 late = 98.33%: eligible;
@@ -92,9 +92,11 @@ async def _seed_history(conn: asyncpg.Connection, course_id: str, now: datetime)
         return None
     enrolled = [r["student_id"] for r in await conn.fetch(
         "SELECT student_id FROM enrolments WHERE course_id = $1 ORDER BY student_id", course_id)]
-    # Early morning, every third day back from yesterday: never overlapping the campus's live sessions.
+    # Early morning, every other day back from yesterday: never overlapping the campus's live sessions,
+    # and all in the demo term (it started 30 days ago, hub.db.seed.academic), so its charts start at
+    # the term's start and no session comes before it (the first is 23 days ago).
     day0 = now.replace(hour=6, minute=0, second=0, microsecond=0) - timedelta(days=1)
-    sessions = [(history_session_id(course_id, n), day0 - timedelta(days=3 * (HISTORY - n)))
+    sessions = [(history_session_id(course_id, n), day0 - timedelta(days=2 * (HISTORY - n)))
                 for n in range(1, HISTORY + 1)]
     await conn.executemany(
         "INSERT INTO class_sessions (id, course_id, room_id, starts_at, ends_at, status)"

@@ -1,0 +1,96 @@
+"""Every reason code the hub can emit has a sentence (web/wording.py), derived from the source itself."""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from hub.domain.checkin import FLAG_KINDS
+from web import wording
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _name(call: ast.Call) -> str:
+    f = call.func
+    return f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else ""
+
+
+def _literal(node: ast.AST | None) -> str | None:
+    return node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else None
+
+
+def emitted_reasons() -> set[str]:
+    """Reason codes written as literals in ``reject(message, "code", ...)``, ``Rejected("code", ...)``,
+    ``WireError("code", ...)`` across hub/ and schemas/, and the ``("code", detail)`` problems of the
+    pipeline (the ingress's ``_record_problem``; elsewhere ``*_problem`` names form fields)."""
+    codes: set[str] = set()
+    for path in [*ROOT.joinpath("hub").rglob("*.py"), *ROOT.joinpath("schemas").rglob("*.py")]:
+        tree = ast.parse(path.read_text(), str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call):
+                name, args = _name(node), node.args
+                if name == "reject" and len(args) >= 2:
+                    code = _literal(args[1])
+                elif name in ("Rejected", "WireError") and args:
+                    code = _literal(args[0])
+                else:
+                    code = None
+                if code:
+                    codes.add(code)
+            elif isinstance(node, ast.FunctionDef) and node.name.endswith("_problem") and "pipeline" in path.parts:
+                for ret in ast.walk(node):
+                    if isinstance(ret, ast.Return) and isinstance(ret.value, ast.Tuple) and ret.value.elts:
+                        code = _literal(ret.value.elts[0])
+                        if code:
+                            codes.add(code)
+    return codes
+
+
+def test_the_source_scan_finds_the_known_codes():
+    found = emitted_reasons()
+    # A sample from each layer, so a scan that silently finds nothing cannot pass.
+    assert {"bad_topic", "unknown_device", "bad_signature", "oversize", "invalid_token", "replayed_token",
+            "no_live_session", "rate_limited", "after_late_cutoff"} <= found
+
+
+def test_every_emitted_reason_has_a_sentence():
+    missing = sorted(emitted_reasons() - set(wording.REJECTION_WORDS))
+    assert not missing, f"reason codes without words in web/wording.py: {missing}"
+
+
+def test_every_flag_kind_has_a_sentence():
+    assert set(FLAG_KINDS) <= set(wording.FLAG_WORDS)
+
+
+def test_sentences_are_sentences_not_codes():
+    for table in (wording.REJECTION_WORDS, wording.FLAG_WORDS, wording.ERROR_WORDS):
+        for code, text in table.items():
+            assert text[0].isupper() and text.endswith("."), code
+            assert "_" not in text, (code, text)
+
+
+def test_unknown_codes_are_shown_not_hidden():
+    assert wording.rejection_words("brand_new_reason") == "Refused (brand_new_reason)."
+    assert wording.rejection_words("replayed_token") == "This check-in code was already used; each code counts once."
+    assert wording.status_heading(403) == "You don't have access to this page"
+    assert wording.status_heading(599) == "Something went wrong on our side"
+    # A flag's detail shows only where it is plain (the network), never a code window.
+    assert wording.flag_words("outside_network", "checked in from 127.0.0.0/24") == (
+        "The check-in came from outside the room's network: checked in from 127.0.0.0/24.")
+    assert "window" not in wording.flag_words("token_reuse", "personal code of window 119774294 presented again")
+
+
+async def test_wording_is_served_once_for_scripts(client):
+    response = await client.get("/wording.json")
+    assert response.status_code == 200
+    body = await response.get_json()
+    assert body["rejections"]["invalid_token"] == wording.REJECTION_WORDS["invalid_token"]
+    assert body["flags"]["token_reuse"] == wording.FLAG_WORDS["token_reuse"]
+
+
+async def test_admin_console_shows_rejection_reasons_in_words(client, world, db):
+    from web_helpers import page_login
+
+    await page_login(client, world.username("admin"))
+    html = await (await client.get("/admin")).get_data(as_text=True)
+    assert "<td>bad_signature</td>" not in html and "<td>invalid_token</td>" not in html

@@ -1,0 +1,139 @@
+"""Plain words for the codes people would otherwise read: THE one mapping.
+
+The API keeps its codes (``invalid_token``, ``replayed_token``, ``token_reuse``,
+``forbidden`` ...); everything a person reads says what they mean instead.
+Server-rendered pages use the Jinja filters registered by :func:`register`
+(``rejection_words``, ``flag_words``); scripts read the same mapping once from
+``GET /wording.json`` (:func:`wording_json`, served by web/routes/academic_pages.py)
+through web/static/wording.js, so there is one sentence per code.
+
+``tests/web/test_wording.py`` derives every code the hub can emit from the
+source (``reject(...)``, ``Rejected(...)``, ``WireError(...)``, the check-in
+flags) and checks that each has a sentence here.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from quart import Quart
+
+from hub.domain.checkin import FLAG_LABELS
+
+#: Why a message or check-in was refused (rejected_events.reason, a check-in's refusal), in words.
+REJECTION_WORDS: dict[str, str] = {
+    "oversize": "The message was larger than the hub accepts.",
+    "malformed": "The message could not be read (damaged or not in the device format).",
+    "schema": "The message had missing or wrong fields (a device running other software?).",
+    "bad_topic": "The message came on an address the hub does not use for devices.",
+    "device_mismatch": "The message claimed to come from another device than the one that sent it.",
+    "empty_status": "An empty status message (a device's retained status being cleared).",
+    "unsigned_status": "A status without a signature, from an edge agent older than the hub.",
+    "unknown_device": "The device is not registered.",
+    "revoked_device": "The device's registration was revoked.",
+    "bad_signature": "The message's signature did not match the device's key (wrong or old key, or tampering).",
+    "bad_algorithm": "The message was signed in a way the hub does not accept.",
+    "clock_skew": "The device's clock is ahead of the hub's, so the time of the message cannot be trusted.",
+    "expired": "The message was signed too long ago to be accepted safely.",
+    "stale_status": "An older status than the one already applied (a replay or a late message).",
+    "rate_limited": "The device sent more messages than allowed; they were refused until it slows down.",
+    "unknown_command": "The device answered a command the hub never sent it.",
+    "unsupported_kind": "The device sent a kind of message the hub does not handle.",
+    "no_live_session": "No class was on in the device's room at the time of the scan.",
+    "invalid_token": "The code scanned is not a valid CampusHub check-in code (damaged, forged or from another campus).",
+    "expired_token": "The check-in code had expired: it changes every few seconds, so scan the current one.",
+    "replayed_token": "This check-in code was already used; each code counts once.",
+    "not_enrolled": "The student is not on this class's roster.",
+    "duplicate_checkin": "The student had already checked in to this class.",
+    "outside_session_window": "The scan was outside the class's check-in time.",
+    "after_late_cutoff": "The scan came after the late cut-off, so it does not count.",
+    "internal_error": "Something went wrong inside the hub; the message is kept for inspection.",
+    "persistence_error": "The hub could not store the message; it is kept for inspection.",
+}
+
+#: What each check-in flag means for the teacher reviewing it (the kind's label is FLAG_LABELS).
+FLAG_WORDS: dict[str, str] = {
+    "shared_device": "The same phone checked in more than one student within a minute.",
+    "wrong_room": "The student scanned in a room other than the class's.",
+    "token_reuse": "A student's personal check-in code was presented again, possibly by someone else.",
+    "clock_skew": "The scanner's clock is off, so the time of this check-in may be wrong.",
+    "outside_network": "The check-in came from outside the room's network.",
+    "many_networks": "The same code was used from several networks at once.",
+}
+
+#: Flags whose stored detail is itself plain and useful (the network, the clock's offset), shown after the
+#: sentence; the others' details name internal things (code windows, student ids) and stay in the API.
+FLAG_DETAIL_SHOWN: frozenset[str] = frozenset({"outside_network", "clock_skew"})
+
+#: Refusals of the API as a person reads them (the codes stay in the JSON).
+ERROR_WORDS: dict[str, str] = {
+    "unauthenticated": "Please log in.",
+    "invalid_token": "Your sign-in is no longer valid. Please log in again.",
+    "token_expired": "Your sign-in has expired. Please log in again.",
+    "token_revoked": "You were logged out. Please log in again.",
+    "account_inactive": "Your account is no longer active.",
+    "forbidden": "You don't have access to this.",
+    "mfa_enrollment_required": "Your role needs two-factor sign-in: set it up first.",
+    "not_found": "We couldn't find that.",
+    "conflict": "That clashes with something that already exists.",
+    "invalid_request": "Some of what was entered is not valid.",
+    "import_rejected": "The file has problems; nothing was imported.",
+    "unsupported_media_type": "That kind of file or request is not accepted here.",
+    "request_entity_too_large": "That is too large to send.",
+    "too_many_requests": "Too many attempts. Please wait a moment and try again.",
+    "method_not_allowed": "That action is not possible here.",
+    "unavailable": "The service is busy. Please try again in a moment.",
+    "internal": "Something went wrong on our side.",
+}
+
+#: An error page's heading for each HTTP status: what happened, in words.
+STATUS_HEADINGS: dict[int, str] = {
+    400: "That request could not be understood",
+    401: "Please log in",
+    403: "You don't have access to this page",
+    404: "We couldn't find this page",
+    405: "That action is not possible here",
+    409: "That clashes with something that already exists",
+    413: "That is too large to send",
+    415: "That kind of request is not accepted here",
+    422: "Some of what was sent is not valid",
+    429: "Too many attempts: please wait a moment",
+    500: "Something went wrong on our side",
+    503: "The service is busy: please try again in a moment",
+}
+
+
+def rejection_words(code: str | None) -> str:
+    """A refusal reason in words; an unknown code is shown as itself (never hidden)."""
+    if not code:
+        return ""
+    return REJECTION_WORDS.get(code, f"Refused ({code}).")
+
+
+def flag_words(kind: str | None, detail: str = "") -> str:
+    """What a check-in flag means, with its detail when that is plain (:data:`FLAG_DETAIL_SHOWN`);
+    an unknown kind is shown as itself."""
+    if not kind:
+        return ""
+    sentence = FLAG_WORDS.get(kind, FLAG_LABELS.get(kind, kind))
+    return f"{sentence.rstrip('.')}: {detail}." if detail and kind in FLAG_DETAIL_SHOWN else sentence
+
+
+def status_heading(status: int) -> str:
+    """An error page's heading: what happened, in words."""
+    if status in STATUS_HEADINGS:
+        return STATUS_HEADINGS[status]
+    return "Something went wrong on our side" if status >= 500 else "That request could not be completed"
+
+
+def wording_json() -> dict[str, Any]:
+    """Everything above, for scripts (``GET /wording.json``)."""
+    return {"rejections": REJECTION_WORDS, "flags": FLAG_WORDS, "flag_labels": FLAG_LABELS,
+            "flag_detail_shown": sorted(FLAG_DETAIL_SHOWN), "errors": ERROR_WORDS}
+
+
+def register(app: Quart) -> None:
+    app.add_template_filter(rejection_words, "rejection_words")
+    app.add_template_filter(flag_words, "flag_words")
+    app.add_template_global(status_heading, "status_heading")
+    app.jinja_env.globals["FLAG_WORDS"] = FLAG_WORDS  # a mapping (roster.js shows each flag's meaning)
+    app.jinja_env.globals["FLAG_DETAIL_SHOWN"] = sorted(FLAG_DETAIL_SHOWN)
