@@ -228,10 +228,7 @@ async def backup(database_url: str, tools: PgTools, output: Path, *, derive: Cal
             except Exception as exc:  # a write failed (disk full ...)
                 failure = exc
             finally:
-                if process.returncode is None:
-                    process.kill()
-                    with trio.CancelScope(shield=True):
-                        await process.wait()
+                await _stop(process)
         if failure is not None:
             raise failure
         if code != 0:
@@ -292,12 +289,9 @@ async def restore(path: Path, database_url: str, tools: PgTools, file_key_for: F
             except Exception as exc:  # a chunk did not verify, or the file could not be read
                 failure = exc
             finally:
-                if process.returncode is None:
-                    # A chunk did not verify (or we were cancelled): pg_restore dies inside its
-                    # single transaction, so nothing of the backup stays in the database.
-                    process.kill()
-                    with trio.CancelScope(shield=True):
-                        await process.wait()
+                # A chunk did not verify (or we were cancelled): pg_restore dies inside its
+                # single transaction, so nothing of the backup stays in the database.
+                await _stop(process)
     if failure is not None:
         raise failure
     if code != 0:
@@ -346,3 +340,11 @@ async def restore_database(db: Database, path: Path, tool_dirs: Iterable[Path]) 
     campus_key = db.secrets
     return await restore(path, db.dsn, tools,
                          lambda key_id, salt: campus_key.derive_key(KEY_PURPOSE, key_id=key_id, salt=salt)[1])
+
+
+async def _stop(process: trio.Process) -> None:
+    """Kill ``process`` if it still runs and reap it, even while cancelled (no zombie, no open pipes)."""
+    if process.returncode is None:
+        process.kill()
+        with trio.CancelScope(shield=True):
+            await process.wait()

@@ -4,7 +4,7 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
-from support.browser_helpers import chromium, open_menu, pick, run_in_browser_thread
+from support.browser_helpers import chromium, console_errors, open_menu, pick, run_in_browser_thread
 
 
 async def test_ops_registers_a_device_and_copies_its_credentials_on_a_phone(hub, hub_campus, test_db, tmp_path: Path):
@@ -14,8 +14,7 @@ async def test_ops_registers_a_device_and_copies_its_credentials_on_a_phone(hub,
     async def register() -> dict:
         async with chromium(phone=True) as browser:
             page = await browser.new_page()
-            problems: list[str] = []
-            page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+            problems = console_errors(page)
             await page.goto(f"{base}/login")
             await page.fill("#username", "ops")
             await page.fill("#password", "campushub")

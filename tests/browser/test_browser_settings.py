@@ -7,7 +7,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timedelta, timezone
 
-from support.browser_helpers import DESKTOP, chromium, log_in, pick, run_in_browser_thread
+from support.browser_helpers import DESKTOP, chromium, console_errors, log_in, pick, run_in_browser_thread
 
 
 async def _in_viewport(locator) -> str:
@@ -35,8 +35,7 @@ async def test_ops_preview_then_add_and_delete_an_alarm_rule(hub, hub_campus, te
         async with chromium() as browser:
             page = await browser.new_page()
             await page.set_viewport_size(DESKTOP)
-            errors: list[str] = []
-            page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+            errors = console_errors(page)
             await log_in(page, base, "ops", "campushub")
             await page.goto(f"{base}/settings/thresholds")
             # The campus's seeded CO2 rule (hub/db/seed/device_health.py) is listed, in words.

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import uuid
 
-from support.browser_helpers import DESKTOP, axe_violations, chromium, log_in, run_in_browser_thread
+from support.browser_helpers import DESKTOP, axe_violations, chromium, console_errors, log_in, run_in_browser_thread
 
 
 async def test_type_part_of_a_room_name_pick_with_the_keyboard_and_the_room_id_is_saved(hub, hub_campus, test_db):
@@ -25,8 +25,7 @@ async def test_type_part_of_a_room_name_pick_with_the_keyboard_and_the_room_id_i
         async with chromium() as browser:
             page = await browser.new_page()
             await page.set_viewport_size(DESKTOP)
-            errors: list[str] = []
-            page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+            errors = console_errors(page)
             await log_in(page, base, "ops", "campushub")
             await page.goto(f"{base}/settings/thresholds")
             await page.fill("#rule-metric", metric)

@@ -80,6 +80,13 @@ async def new_sized_context(browser: Browser, *, phone: bool, storage_state: Any
                                      storage_state=storage_state)
 
 
+def console_errors(page: Page) -> list[str]:
+    """A list that fills with the text of every console error ``page`` logs from now on."""
+    errors: list[str] = []
+    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    return errors
+
+
 async def log_in(page: Page, base: str, username: str, password: str) -> None:
     """Log in through the login form, as a person does, and wait to leave the login page."""
     await page.goto(f"{base}/login")
