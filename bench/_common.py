@@ -102,6 +102,105 @@ def rss_bytes() -> int:
     return 0
 
 
+def process_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) used so far by process ``pid``, from /proc/<pid>/stat; 0 if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            # The command name (field 2) may hold spaces: split after its closing parenthesis.
+            fields = f.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
+def postgres_cpu_s(database: str) -> dict[int, float]:
+    """{pid: CPU seconds} of this machine's PostgreSQL processes serving ``database``.
+
+    A backend's process title (/proc/<pid>/cmdline) names its database
+    (``postgres: 15/main: user database host(port) state``), and so does an
+    autovacuum worker's; the server's shared processes (WAL writer,
+    checkpointer, ...) name none and are left out: other tenants use them too.
+    A process that exits between two readings takes its CPU with it.
+    """
+    found: dict[int, float] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                title = f.read().decode(errors="replace")
+        except OSError:
+            continue
+        if title.startswith("postgres: ") and f" {database} " in title.replace("\0", " ") + " ":
+            found[int(entry)] = process_cpu_s(int(entry))
+    return found
+
+
+#: Where this machine's PostgreSQL (Debian's cluster) writes its log; bench/drain.py --pg-statements reads it.
+PG_LOG = "/var/log/postgresql/postgresql-15-main.log"
+
+
+def statement_log_start(server_url: str, database: str, log_path: str = PG_LOG) -> int:
+    """Make PostgreSQL log every statement of ``database`` with its duration; returns the log's size now.
+
+    Per database (``ALTER DATABASE ... SET``): only the benchmark's own
+    sessions opened from now on are logged, no other tenant's. Parameters are
+    left out (``log_parameter_max_length = 0``). Logging every statement costs
+    PostgreSQL time: a run with it is a profile, not a figure.
+    """
+    async def work(db) -> None:
+        await db.execute(f"ALTER DATABASE {database} SET log_min_duration_statement = 0")
+        await db.execute(f"ALTER DATABASE {database} SET log_parameter_max_length = 0")
+
+    run_db(server_url, work)
+    return os.path.getsize(log_path)
+
+
+def statement_log_summary(database: str, offset: int, log_path: str = PG_LOG,
+                          top: int = 20) -> list[dict[str, Any]]:
+    """The statements of ``database`` logged since ``offset``: total and mean duration (wall, ms), by text.
+
+    asyncpg runs each prepared statement as bind + execute (parse once),
+    each logged with its duration: they are summed under the statement's
+    text (its first 160 characters, whitespace folded), and ``calls`` counts
+    executions (execute messages and simple-protocol statements). Planning a
+    custom plan happens at bind. Durations are wall time inside the server
+    (CPU, plus waits: locks, WAL flush at COMMIT).
+    """
+    import re
+
+    head = re.compile(r"@" + re.escape(database)
+                      + r" LOG:  duration: ([0-9.]+) ms  (?:(parse|bind|execute) [^:]*: |(statement): )?(.*)")
+    totals: dict[str, list[float]] = {}
+    current: list[Any] | None = None  # [ms, text parts, counts as a call]
+
+    def close() -> None:
+        if current is not None:
+            text = " ".join(" ".join(current[1]).split())[:160]
+            entry = totals.setdefault(text, [0.0, 0])
+            entry[0] += current[0]
+            entry[1] += current[2]
+
+    with open(log_path, "rb") as f:
+        f.seek(offset)
+        for raw in f:
+            line = raw.decode(errors="replace").rstrip("\n")
+            if line.startswith("\t") and current is not None:
+                current[1].append(line.strip())
+                continue
+            close()
+            current = None
+            m = head.search(line)
+            if m:
+                current = [float(m.group(1)), [m.group(4)], int(m.group(2) in (None, "execute"))]
+        close()
+    total = sum(v[0] for v in totals.values()) or 1.0
+    ranked = sorted(totals.items(), key=lambda kv: -kv[1][0])[:top]
+    return [{"ms": round(ms, 1), "share_pct": round(100 * ms / total, 1), "calls": calls,
+             "mean_ms": round(ms / calls, 3) if calls else math.nan, "statement": text}
+            for text, (ms, calls) in ranked]
+
+
 def load_average() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
@@ -436,19 +535,47 @@ def start_tls_broker(directory: str) -> tuple[subprocess.Popen, int, int, str]:
                 f"listener {ports[0]} 127.0.0.1\n"
                 f"listener {ports[1]} 127.0.0.1\ncafile {paths['ca.pem']}\n"
                 f"certfile {paths['server.crt']}\nkeyfile {paths['server.key']}\n")
+    process = _start_mosquitto(binary, config, ports)
+    return process, ports[0], ports[1], paths["ca.pem"]
+
+
+def _start_mosquitto(binary: str, config: str, ports: list[int]) -> subprocess.Popen:
+    """Start ``binary -c config`` and wait (at most 10 s) until every port of ``ports`` accepts connections."""
     process = subprocess.Popen([binary, "-c", config], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 10
     while True:
         try:
-            socket.create_connection(("127.0.0.1", ports[1]), timeout=0.5).close()
-            socket.create_connection(("127.0.0.1", ports[0]), timeout=0.5).close()
-            break
+            for port in ports:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return process
         except OSError:
             if time.monotonic() > deadline or process.poll() is not None:
                 process.kill()
                 raise SystemExit("private mosquitto did not start") from None
             time.sleep(0.05)
-    return process, ports[0], ports[1], paths["ca.pem"]
+
+
+def start_backlog_broker(directory: str) -> tuple[subprocess.Popen, int]:
+    """A private anonymous Mosquitto that queues without limit for offline sessions; (process, port).
+
+    ``max_queued_messages 0`` and ``max_queued_bytes 0``: no limit, so a
+    backlog of hundreds of thousands of QoS 1 messages waits whole for a
+    persistent session (the shared broker keeps 1,000 per client and drops
+    the rest silently). In-memory sessions (``persistence false``): stopping
+    the process discards them. Used by bench/drain.py. The caller terminates it.
+    """
+    sys.path.insert(0, PROJECT_ROOT)
+    from hub.embedded.broker import mosquitto_path
+
+    binary = mosquitto_path()
+    if binary is None:
+        raise SystemExit("this benchmark needs mosquitto installed")
+    port = free_port()
+    config = os.path.join(directory, "mosquitto.conf")
+    with open(config, "w") as f:
+        f.write(f"allow_anonymous true\npersistence false\nuser {os.environ.get('USER') or 'root'}\n"
+                f"max_queued_messages 0\nmax_queued_bytes 0\nlistener {port} 127.0.0.1\n")
+    return _start_mosquitto(binary, config, [port]), port
 
 
 async def migrate_and_seed(url: str, *, rooms: int, students: int, extra: Callable | None = None):
@@ -608,6 +735,9 @@ def fleet_worker_main() -> None:
     checkin_queue = _checkin_queue(setup["devices"]) if fraction > 0 else []
     bodies = [SensorReading(metric="temperature", value=19.0 + (i % 50) / 10, unit="C") for i in range(50)]
     seqs = [0] * len(devices)
+    # Every published event's id, written to this file at the end (bench/drain.py checks each is stored once).
+    ids_file = setup.get("ids_file")
+    published_ids: list[bytes] = []
 
     # Ctrl-C in a terminal reaches the whole process group: the parent stops us.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -706,6 +836,8 @@ def fleet_worker_main() -> None:
                 break
             if per_device:
                 dirty.add(client_of[d])
+            if ids_file:
+                published_ids.append(event.id)
             seqs[d] += 1
             i += 1
             if is_checkin:
@@ -758,6 +890,9 @@ def fleet_worker_main() -> None:
             key.data.loop_read(10)
     else:
         clients[0].loop(0.1)
+    if ids_file:
+        with open(ids_file, "wb") as f:
+            f.write(b"".join(published_ids))  # 16 bytes each
     print(json.dumps({"published": i, "publish_s": elapsed, "cpu_s": cpu, "window_blocked_s": window_blocked_s,
                       "checkins": k_checkin, "connections": len(clients), "connect_s": connect_s}), flush=True)
 
@@ -972,6 +1107,65 @@ class Driver:
             count, now = len(log), time.perf_counter()
             progress(f"  {self.phase.system}: {count:>9,}/{n:,} committed, {(count - last) / (now - t_last):>8,.0f}/s")
             last, t_last = count, now
+
+
+def publish_backlog(config: FleetConfig, prefix: str, devices: list[dict[str, Any]],
+                    ids_dir: str) -> tuple[dict[str, Any], list[bytes]]:
+    """Publish ``config.messages`` events as fast as the broker takes them, with no window; (publisher, ids).
+
+    For a backlog: nobody consumes them yet, so each waits in the broker for
+    the offline persistent sessions subscribed to it (a broker that queues
+    without limit: :func:`start_backlog_broker`). Returns the publishers'
+    merged figures and the 16-byte id of every event published, in order.
+    Synchronous: call it between trio runs. The publishers are killed after
+    ``config.timeout`` seconds.
+    """
+    from dataclasses import replace
+
+    driver = Driver(replace(config, window=config.messages), prefix, devices, Phase("backlog", config.messages))
+    setups = driver._split()
+    for setup in setups:
+        setup["ids_file"] = os.path.join(ids_dir, f"published-{setup['worker']}.ids")
+    workers = [subprocess.Popen([sys.executable, os.path.join(BENCH_DIR, "_common.py"), "--fleet-worker"],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+               for _ in setups]
+    timer = threading.Timer(config.timeout, lambda: [w.kill() for w in workers])
+    timer.start()
+    try:
+        for w, setup in zip(workers, setups):
+            w.stdin.write(json.dumps(setup) + "\n")
+            w.stdin.flush()
+        for w in workers:
+            if w.stdout.readline().strip() != "ready":
+                raise SystemExit("a publisher failed to start")
+        for w in workers:
+            w.stdin.write("0\n")  # the start signal (and a committed count of 0: the window is everything)
+            w.stdin.flush()
+        results = []
+        for w in workers:
+            line = w.stdout.readline()
+            if not line.strip():
+                raise SystemExit(f"a publisher stopped without its results (killed after {config.timeout:.0f}s?)")
+            results.append(json.loads(line))
+    finally:
+        timer.cancel()
+        for w in workers:
+            try:
+                w.stdin.close()
+            except OSError:
+                pass
+            try:
+                w.wait(10)
+            except subprocess.TimeoutExpired:
+                w.kill()
+                w.wait()
+    ids: list[bytes] = []
+    for setup in setups:
+        with open(setup["ids_file"], "rb") as f:
+            data = f.read()
+        os.unlink(setup["ids_file"])
+        ids.extend(data[k:k + 16] for k in range(0, len(data), 16))
+    return _merge_publishers(results), ids
 
 
 def _merge_publishers(results: list[dict[str, Any]]) -> dict[str, Any]:

@@ -27,6 +27,16 @@ restart    restart.py              time back to full service after a restart wit
 fairness   fairness.py             p99 publish -> commit of 50 devices' events and lost
                                    messages while one device floods, against the same
                                    devices' p99 before the flood (issue 12)
+drain      drain.py                drain of 300,000 queued events (20 % check-ins) by a
+                                   hub that was stopped: events/s, CPU per event (hub and
+                                   PostgreSQL), first commit, longest gap, RSS, lost and
+                                   duplicated, against the raw consumer's drain (issue 13)
+anomaly    anomaly_eval.py         precision, recall and F1 of the telemetry anomaly detector
+                                   on injected anomalies per kind, against the isolation
+                                   forest (issue 16; no database, no hub)
+risk       risk_eval.py            ROC AUC, precision at the top 10 % and Brier score of the
+                                   at-risk model on the latest seeded finished term, against
+                                   the rule "attendance below 75 %" (issue 16; synthetic)
 =========  ======================  ==========================================================
 
 Before each benchmark it waits (at most ``--max-wait`` s) for the 1-minute
@@ -102,6 +112,18 @@ PLAN: list[tuple[str, str, list[str], list[str], tuple[float, float]]] = [
      ["--devices", "50", "--quiet", "5", "--duration", "10", "--after", "5"],
      ["--devices", "20", "--quiet", "2", "--duration", "3", "--after", "2"],
      (240, 90)),
+    ("drain", "drain.py",
+     ["--events", "300000", "--checkins", "0.2"],
+     ["--events", "20000", "--checkins", "0.2", "--rooms", "50"],
+     (1800, 240)),
+    ("anomaly", "anomaly_eval.py",  # issue 16: telemetry anomaly detectors on injected anomalies (no database)
+     ["--rooms", "30"],
+     ["--rooms", "6", "--weeks", "3", "--test-weeks", "1"],
+     (900, 240)),
+    ("risk", "risk_eval.py",  # issue 16: at-risk model vs the 75 % attendance rule on a held-out term
+     ["--students", "150"],
+     ["--students", "40", "--terms", "3"],
+     (600, 180)),
 ]
 
 
@@ -322,6 +344,56 @@ def figures(reports: dict[str, Any], errors: dict[str, str], loads: dict[str, li
             f"{s['devices_acked']:,} device events acknowledged; flooder unaccounted {s['flooder_unaccounted']:,}")
     else:
         missing("fairness", "p99 publish -> commit while one device floods", "< 1,000 ms")
+
+    r = reports.get("drain")
+    if r and "summary" in r and r["summary"].get("ratio") is not None:
+        s, c = r["summary"], r["config"]
+        ratio = s["ratio"]
+        target = 0.5 if c["checkins"] else 0.8
+        row("drain", f"drain of {c['events']:,} queued events, {c['checkins']:.0%} check-ins", f">= {target}x raw",
+            s["hub_events_per_s"], s["raw_events_per_s"], "events/s", ratio >= target)
+        row("drain", "  CPU per event (hub / raw consumer)", "<= 1.5x raw" if not c["checkins"] else "-",
+            s["hub_cpu_us_per_event"], s["raw_cpu_us_per_event"], "us/event",
+            s["hub_cpu_us_per_event"] <= 1.5 * s["raw_cpu_us_per_event"] if not c["checkins"] else None)
+        if s.get("postgres_cpu_us_per_checkin_all_charged") is not None:
+            row("drain", "  PostgreSQL CPU per check-in (all of it charged to them)", "<= 80 us",
+                s["postgres_cpu_us_per_checkin_all_charged"], None, "us", s["postgres_cpu_us_per_checkin_all_charged"]
+                <= 80)
+        row("drain", "  first commit after the hub is connected", "<= 1 s", s["first_commit_s"], None, "s",
+            s["first_commit_s"] <= 1)
+        row("drain", "  longest gap between commits", "<= 0.5 s", s["longest_commit_gap_s"], None, "s",
+            s["longest_commit_gap_s"] <= 0.5)
+        row("drain", "  hub peak RSS", "<= 200 MB", s["hub_rss_max_mb"], None, "MB", s["hub_rss_max_mb"] <= 200)
+        row("drain", "  lost / duplicated event ids", "0", s["lost"] + s["duplicated"], None, "events",
+            s["lost"] + s["duplicated"] == 0, f"lost {s['lost']}, duplicated {s['duplicated']}")
+    else:
+        missing("drain", "drain of a backlog", ">= 0.5x raw")
+
+    r = reports.get("anomaly")
+    if r and "results" in r:
+        for kind, per in r["results"].items():
+            hub, forest = per["baseline"], per["isolation_forest"]
+            if kind == "none":  # nothing injected: every unusual hour is a false alarm
+                row("anomaly", "false telemetry_anomaly alarms, nothing injected", "-", hub["alarms_per_room_week"],
+                    forest["alarms_per_room_week"], "/room/wk", None, f"{hub['false_alarm_hours']} false hours")
+                continue
+            row("anomaly", f"F1 of unusual hours, injected {kind} (precision {hub['hour_precision']:.2f},"
+                f" recall {hub['hour_recall']:.2f})", "> isolation forest", hub["f1"], forest["f1"], "F1",
+                hub["f1"] > forest["f1"], f"episodes found {hub['episode_recall']:.0%} of {hub['episodes']}")
+    else:
+        missing("anomaly", "F1 of the telemetry anomaly detector", "> isolation forest")
+
+    r = reports.get("risk")
+    if r and "model" in r["results"]:
+        model, rule, c = r["results"]["model"], r["results"]["rule"], r["config"]
+        row("risk", f"ROC AUC of the at-risk model on {c['tested_on']} ({c['rows_tested']:,} rows, synthetic)",
+            "> the 75 % rule", model["auc"], rule["auc"], "AUC", model["auc"] > rule["auc"],
+            r["results"]["ship_reason"][:60])
+        row("risk", "  precision at the top 10 %", "> the 75 % rule", model["precision_at_10"],
+            rule["precision_at_10"], "share", model["precision_at_10"] > rule["precision_at_10"])
+        row("risk", "  Brier score (lower is better)", "-", model["brier"], rule["brier"], "", None)
+    else:
+        missing("risk", "ROC AUC of the at-risk model", "> the 75 % rule")
     return rows
 
 

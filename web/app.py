@@ -33,6 +33,10 @@ from .routes import (
     account,
     account_pages,
     accounts_api,
+    anomaly_api,
+    assessments_api,
+    assignment_pages,
+    assignments_api,
     attendance_api,
     audit,
     audit_pages,
@@ -44,6 +48,9 @@ from .routes import (
     corrections,
     devices_api,
     faculty,
+    gradebook_pages,
+    grades_api,
+    grades_pages,
     ingest_api,
     insights,
     insights_pages,
@@ -57,9 +64,13 @@ from .routes import (
     privacy_api,
     provisioning,
     quarantine_api,
+    risk_api,
+    risk_pages,
     sessions_api,
     settings_pages,
     student,
+    syllabus_api,
+    syllabus_pages,
     system,
     terminal_roster_api,
     threshold_preview,
@@ -126,11 +137,15 @@ def create_app(
     wording.register(app)
     for module in (account, faculty, student, ops, auth_api, attendance_api, ingest_api, live, system, openapi,
                    provisioning, devices_api, insights, insights_pages, notifications_api, checkin, tickets_api,
-                   leave, corrections, audit, audit_pages,
+                   leave, corrections, audit, audit_pages, syllabus_api, syllabus_pages,
                    academic, academic_pages, sessions_api, users_api, people_pages, mfa_api, mfa_pages,
                    accounts_api, account_pages, terminal_roster_api, checkin_networks_api, quarantine_api,
-                   privacy_api, consent_api, charts_api, settings_pages, threshold_preview):
+                   privacy_api, consent_api, charts_api, settings_pages, threshold_preview,
+                   assessments_api, gradebook_pages, assignments_api, assignment_pages, risk_api, risk_pages):
         app.register_blueprint(module.bp)
+    for module in (grades_api, grades_pages):  # issue 16: grades and GPA
+        app.register_blueprint(module.bp)
+    app.register_blueprint(anomaly_api.bp)  # issue 16: predictive maintenance
 
     @app.before_serving
     async def warm_password_check() -> None:

@@ -47,6 +47,18 @@ async def _no_thresholds_changed() -> None:
     return None
 
 
+async def _no_risk_changed(course_id: str, student_ids: Sequence[str]) -> None:
+    return None
+
+
+async def _no_risk_actor(command: str, by: str) -> dict:
+    raise LookupError("no early-warning actor: the hub is not running")
+
+
+async def _no_anomaly_actor(by: str) -> dict:
+    raise LookupError("no anomaly actor: the hub is not running")
+
+
 async def _no_live_sessions(session_id: str, message: object) -> object:
     from hub.domain.session_messages import SessionNotLive
 
@@ -122,6 +134,15 @@ class WebContext:
     #: The audit archive's segment files (Settings.audit_archive_path): erasure redacts the
     #: archived entries there too (hub/db/erasure.py ``erase_from_archive``). None: no archive.
     audit_archive_dir: Path | None = None
+    #: Early warning: these students' marks, submissions or understanding in this course changed
+    #: (after the commit; empty: the whole course); the risk actor re-scores them. Never blocks.
+    risk_changed: Callable[[str, Sequence[str]], Awaitable[None]] = _no_risk_changed
+    #: Early warning: ``("train", by)`` starts a training (answers ``{"started", "reason"}`` at once);
+    #: ``("model_changed", by)`` after a pin or unpin. Raises LookupError with no hub.
+    risk_control: Callable[[str, str], Awaitable[dict]] = _no_risk_actor
+    #: Predictive maintenance: fit the telemetry anomaly detectors now (hub/services/anomaly.py); answers
+    #: ``{"started", "reason"}`` at once, the fit runs after. Raises LookupError with no hub.
+    anomaly_fit: Callable[[str], Awaitable[dict]] = _no_anomaly_actor
 
     @property
     def secrets(self) -> SecretsBox:

@@ -45,6 +45,9 @@ from .request import schema_hook
 from .routes import (
     academic,
     accounts_api,
+    anomaly_api,
+    assessments_api,
+    assignments_api,
     audit,
     charts_api,
     checkin,
@@ -52,6 +55,7 @@ from .routes import (
     consent_api,
     corrections,
     devices_api,
+    grades_api,
     insights,
     leave,
     mfa_api,
@@ -59,7 +63,9 @@ from .routes import (
     privacy_api,
     provisioning,
     quarantine_api,
+    risk_api,
     sessions_api,
+    syllabus_api,
     terminal_roster_api,
     threshold_preview,
     tickets_api,
@@ -89,6 +95,8 @@ _SCHEMAS: dict[str, Any] = {
         "errors": {"type": "array", "items": _object({
             "line": _INT, "field": _nullable(_STR), "reason": _STR,
         })},
+        # Only on a refused exam sitting (409 `exam_clash`, web/routes/assessments_api.py): what is in the way.
+        "clashes": {"type": "array", "items": _ref("ExamClash")},
     }, required=["error"]),
     "User": _object({
         "id": _STR, "username": _STR, "display_name": _STR, "role": {"type": "string", "enum": list(ROLES)},
@@ -267,7 +275,8 @@ _PATHS: dict[str, Any] = {
 DOCUMENTED_MODULES: tuple = (provisioning, insights, notifications_api, checkin, tickets_api, leave, corrections, audit,
                               academic, sessions_api, devices_api, users_api, mfa_api,
                               accounts_api, terminal_roster_api, checkin_networks_api, quarantine_api,
-                              privacy_api, consent_api, threshold_preview, charts_api)
+                              privacy_api, consent_api, threshold_preview, charts_api, syllabus_api,
+                              assessments_api, assignments_api, risk_api, grades_api, anomaly_api)
 
 
 def _with_generated_schemas(paths: dict[str, Any], schemas: dict[str, Any]) -> tuple[dict, dict]:

@@ -77,6 +77,15 @@ ERROR_WORDS: dict[str, str] = {
     "conflict": "That clashes with something that already exists.",
     "invalid_request": "Some of what was entered is not valid.",
     "import_rejected": "The file has problems; nothing was imported.",
+    "exam_clash": "That time clashes with a class or another exam for the room or the students.",
+    "marks_refused": "Some of the marks are not valid; nothing was recorded.",
+    "assignment_not_open": "This assignment is not open for submissions yet.",
+    "assignment_closed": "The cut-off for this assignment has passed; ask your teacher about an extension.",
+    "attempts_used": "You have used all the attempts this assignment allows.",
+    "resubmission_after_due": "The due date has passed: your last submission is the one that counts.",
+    "already_returned": "This work was already marked and returned.",
+    "unsupported_document": "Only PDF, JPEG or PNG files are accepted.",
+    "document_too_large": "That file is larger than allowed.",
     "unsupported_media_type": "That kind of file or request is not accepted here.",
     "request_entity_too_large": "That is too large to send.",
     "too_many_requests": "Too many attempts. Please wait a moment and try again.",
@@ -84,6 +93,18 @@ ERROR_WORDS: dict[str, str] = {
     "unavailable": "The service is busy. Please try again in a moment.",
     "internal": "Something went wrong on our side.",
 }
+
+#: A course result's outcome (course_results.outcome) as a transcript shows it.
+GRADE_OUTCOME_WORDS: dict[str, str] = {"passed": "Passed", "failed": "Not passed", "withdrawn": "Withdrawn"}
+
+#: A student's progress in a syllabus topic (topic_progress.status, hub/domain/syllabus.py), in words.
+TOPIC_STATUS_WORDS: dict[str, str] = {"not_started": "Not started", "in_progress": "In progress",
+                                      "completed": "Completed", "mastered": "Mastered", "needs_review": "Needs review"}
+
+
+def topic_status_words(code: str | None) -> str:
+    """A topic progress status in words; an unknown one is shown as itself."""
+    return TOPIC_STATUS_WORDS.get(code or "", code or "")
 
 #: An error page's heading for each HTTP status: what happened, in words.
 STATUS_HEADINGS: dict[int, str] = {
@@ -102,6 +123,66 @@ STATUS_HEADINGS: dict[int, str] = {
 }
 
 
+#: What was unusual about an hour of telemetry (telemetry_anomalies.kind, hub/domain/anomaly.py), in words.
+ANOMALY_KIND_WORDS: dict[str, str] = {
+    "high": "Higher than usual for this hour",
+    "low": "Lower than usual for this hour",
+    "stuck": "The sensor repeated one value all hour",
+    "dropout": "Fewer readings arrived than usual",
+}
+
+
+def anomaly_kind_words(code: str | None) -> str:
+    """What an unusual hour's kind means; an unknown kind is shown as itself."""
+    return ANOMALY_KIND_WORDS.get(code or "", code or "")
+
+
+#: An alarm's type (alarms.type) in words: the fixed types; a threshold rule's ``<metric>_high``/``_low``
+#: is worded from :data:`METRIC_WORDS` by :func:`alarm_type_words` (ops.js reads the same tables).
+ALARM_TYPE_WORDS: dict[str, str] = {
+    "device_offline": "Device offline",
+    "rate_limited": "Sending too many messages",
+    "telemetry_anomaly": "Unusual readings",
+}
+
+#: A reading's name (a threshold rule's metric), in words; a metric not listed is shown as itself.
+METRIC_WORDS: dict[str, str] = {"temperature": "Temperature", "co2": "CO₂", "humidity": "Humidity", "noise": "Noise",
+                                "occupancy": "Occupancy", "battery_pct": "Battery"}
+
+#: How a threshold alarm's direction reads after the metric.
+ALARM_DIRECTION_WORDS: dict[str, str] = {"high": "too high", "low": "too low"}
+
+#: An alarm's lifecycle state (hub/domain/alarms.py STATES), in words.
+ALARM_STATE_WORDS: dict[str, str] = {
+    "active_unacked": "Active, not acknowledged",
+    "active_acked": "Active, acknowledged",
+    "cleared_unacked": "Cleared, not acknowledged",
+    "cleared_acked": "Cleared, acknowledged",
+}
+
+
+def alarm_type_words(code: str | None) -> str:
+    """An alarm type in words (``co2_high`` -> "CO₂ too high"); an unknown type is shown as itself."""
+    if not code:
+        return ""
+    if code in ALARM_TYPE_WORDS:
+        return ALARM_TYPE_WORDS[code]
+    metric, _, direction = code.rpartition("_")
+    if metric and direction in ALARM_DIRECTION_WORDS:
+        return f"{METRIC_WORDS.get(metric, metric)} {ALARM_DIRECTION_WORDS[direction]}"
+    return code
+
+
+def metric_words(code: str | None) -> str:
+    """A reading's name in words (``co2`` -> "CO₂"); an unknown one is shown as itself."""
+    return METRIC_WORDS.get(code or "", code or "")
+
+
+def alarm_state_words(code: str | None) -> str:
+    """An alarm state in words; an unknown one is shown as itself."""
+    return ALARM_STATE_WORDS.get(code or "", code or "")
+
+
 def rejection_words(code: str | None) -> str:
     """A refusal reason in words; an unknown code is shown as itself (never hidden)."""
     if not code:
@@ -118,6 +199,11 @@ def flag_words(kind: str | None, detail: str = "") -> str:
     return f"{sentence.rstrip('.')}: {detail}." if detail and kind in FLAG_DETAIL_SHOWN else sentence
 
 
+def grade_outcome_words(code: str | None) -> str:
+    """A course result's outcome in words; an unknown one is shown as itself."""
+    return GRADE_OUTCOME_WORDS.get(code or "", code or "")
+
+
 def status_heading(status: int) -> str:
     """An error page's heading: what happened, in words."""
     if status in STATUS_HEADINGS:
@@ -128,12 +214,26 @@ def status_heading(status: int) -> str:
 def wording_json() -> dict[str, Any]:
     """Everything above, for scripts (``GET /wording.json``)."""
     return {"rejections": REJECTION_WORDS, "flags": FLAG_WORDS, "flag_labels": FLAG_LABELS,
-            "flag_detail_shown": sorted(FLAG_DETAIL_SHOWN), "errors": ERROR_WORDS}
+            "flag_detail_shown": sorted(FLAG_DETAIL_SHOWN), "errors": ERROR_WORDS, "grade_outcomes": GRADE_OUTCOME_WORDS,
+            "anomaly_kinds": ANOMALY_KIND_WORDS, "alarms": alarm_words()}
+
+
+def alarm_words() -> dict[str, Any]:
+    """The alarm tables for scripts: ops.js words types and states with them (same rule as :func:`alarm_type_words`)."""
+    return {"types": ALARM_TYPE_WORDS, "metrics": METRIC_WORDS, "directions": ALARM_DIRECTION_WORDS,
+            "states": ALARM_STATE_WORDS}
 
 
 def register(app: Quart) -> None:
     app.add_template_filter(rejection_words, "rejection_words")
     app.add_template_filter(flag_words, "flag_words")
+    app.add_template_filter(grade_outcome_words, "grade_outcome_words")
+    app.add_template_filter(topic_status_words, "topic_status_words")
+    app.add_template_filter(anomaly_kind_words, "anomaly_kind_words")
+    app.add_template_filter(alarm_type_words, "alarm_type_words")
+    app.add_template_filter(alarm_state_words, "alarm_state_words")
+    app.add_template_filter(metric_words, "metric_words")
     app.add_template_global(status_heading, "status_heading")
+    app.jinja_env.globals["ALARM_WORDS"] = alarm_words()  # ops templates hand it to ops.js (#alarm-words)
     app.jinja_env.globals["FLAG_WORDS"] = FLAG_WORDS  # a mapping (roster.js shows each flag's meaning)
     app.jinja_env.globals["FLAG_DETAIL_SHOWN"] = sorted(FLAG_DETAIL_SHOWN)

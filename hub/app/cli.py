@@ -245,12 +245,15 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
     from hub.app.demo_access import demo_address
     from hub.app.supervision import run_hub
     from hub.db import asyncio_loop, migrate, open_database
-    from hub.db.seed import course_id, ensure_campus, faculty_id, room_id
+    from hub.db.seed import course_id, device_id, ensure_campus, faculty_id, room_id
     from hub.db.seed.academic import ensure_todays_past_classes  # not in ensure_campus: it writes attendance
     from hub.db.seed.checkin import ensure_checkin_demo  # after the past classes: flags one of them
     from hub.db.seed.class_loop import ensure_class_loop  # not in ensure_campus: its tests count sessions
     from hub.db.seed.device_health import ensure_alarm_demo  # not in ensure_campus: hub tests' rooms stay rule-free
     from hub.db.seed.insights import ensure_insights_demo  # not in ensure_campus: its tests count sessions
+    from hub.db.seed.past_terms import ensure_past_terms, ensure_running_marks  # not in ensure_campus: it adds people
+    from hub.db.seed.syllabus import ensure_syllabus_history  # after the past classes it tags
+    from hub.db.seed.telemetry_anomalies import ensure_anomaly_demo  # not in ensure_campus: test hubs stay unfitted
 
     address = demo_address(args.host, lan=args.lan)  # ValueError: a usage error
     with ExitStack() as stack:
@@ -269,10 +272,17 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
                     campus = await ensure_campus(
                         db, rooms=args.rooms, students=args.students, now=datetime.now(timezone.utc))
                     await ensure_insights_demo(db, course_id=course_id(1), now=datetime.now(timezone.utc))
+                    # Finished terms with outcomes for the early-warning model, and a marked quiz this term.
+                    await ensure_past_terms(db, datetime.now(timezone.utc))
+                    await ensure_running_marks(db, datetime.now(timezone.utc), course_ids=[course_id(1)],
+                                               term_id="demo-term")
                     await ensure_todays_past_classes(db, datetime.now(timezone.utc))
                     await ensure_checkin_demo(db, faculty_id=faculty_id(1), now=datetime.now(timezone.utc))
+                    await ensure_syllabus_history(db, datetime.now(timezone.utc))  # topics and levels of past classes
                     await ensure_alarm_demo(db, [room_id(n) for n in range(1, args.rooms + 1)],
                                             now=datetime.now(timezone.utc))
+                    await ensure_anomaly_demo(db, [device_id(n) for n in range(1, args.rooms + 1)],
+                                              now=datetime.now(timezone.utc))  # hub/db/seed/telemetry_anomalies.py
                     # Before the hub starts: its scheduler loads the first hours of the class loop at boot.
                     await ensure_class_loop(db, rooms=args.rooms, now=datetime.now(timezone.utc))
                     await sync_broker_accounts(db, settings)  # the seeded devices' broker accounts

@@ -1,7 +1,7 @@
 """The composition root: builds the supervision tree and runs the hub.
 
 The tree (children start in order and stop in reverse: writer, devices,
-sessions, scheduler, connections, telemetry, retention, commands, warnings, webhooks,
+sessions, scheduler, connections, telemetry, retention, commands, warnings, risk, webhooks,
 tickets, web, mqtt, ingress) and what each actor owns are described in
 docs/architecture.md, "Supervision tree".
 """
@@ -22,7 +22,7 @@ from actors.service import ServiceActor
 from hub.app.broker_exposure import BrokerExposure, watch_broker_exposure
 from hub.app.broker_session import SessionGuardEffects, hub_client_id
 from hub.core.bus import LiveBus
-from hub.core.config import HUB_SESSION_EXPIRY_S, MQTT_MAX_PACKET_SIZE, MqttUrl, Settings
+from hub.core.config import HUB_MAX_UNACKED, HUB_SESSION_EXPIRY_S, MQTT_MAX_PACKET_SIZE, MqttUrl, Settings
 from hub.core.metrics import HubMetrics
 from hub.core.secrets_box import load_campus_key
 from hub.db import Database, asyncio_loop, migrate, open_database, wait_for_database
@@ -43,9 +43,12 @@ from hub.pipeline.scheduler import SCHEDULER_MAILBOX, SessionsChanged, SessionSc
 from hub.pipeline.session_actor import attendance_changed, session_caller
 from hub.pipeline.session_guard import SessionGuard
 from hub.pipeline.writer import WRITER_MAILBOX, PersistenceWriter
+from hub.services.anomaly import ANOMALY_MAILBOX, AnomalyWatcher, anomaly_links
+from hub.services.assignment_reminders import AssignmentReminders
 from hub.services.collector import CollectorKeeper, collector_policy, freeze_long_lived
 from hub.services.leave_documents import LeaveDocumentPurger
 from hub.services.retention import RetentionKeeper
+from hub.services.risk import RISK_MAILBOX, RiskWatcher, risk_links
 from hub.services.telemetry import TELEMETRY_MAILBOX, TelemetryMaintenance
 from hub.services.terminal_rosters import TerminalRosterKeeper
 from hub.services.tickets import TICKETS_MAILBOX, PostgresTicketStore, TicketActor
@@ -305,7 +308,7 @@ async def _run_tree(
         host=mqtt_url.host, port=mqtt_url.port, client_id=await hub_client_id(settings, db),
         username=mqtt_url.username, password=mqtt_url.password, protocol=mqtt_url.protocol,
         tls=settings.mqtt_tls_context(), max_packet_size=MQTT_MAX_PACKET_SIZE,
-        session_expiry_s=HUB_SESSION_EXPIRY_S,
+        session_expiry_s=HUB_SESSION_EXPIRY_S, max_unacked=HUB_MAX_UNACKED,
     )
     root = Supervisor("root", observer=metrics, max_restarts=10, within_s=10)
     hub = Hub(settings, db, bus, metrics, client, root, None)
@@ -350,6 +353,7 @@ async def _run_tree(
         return await ref("quarantine").ask(Release(device_id, by), timeout=15)
 
     retention = RetentionPolicy(raw_days=settings.telemetry_raw_days, hourly_days=settings.telemetry_hourly_days)
+    anomaly_rolled_up, anomaly_fit = anomaly_links(lambda: root.lookup("anomaly"))
     retention_periods = policy_from_settings(settings)  # a bad CAMPUSHUB_RETENTION_* stops the start, clearly
 
     specs = [
@@ -366,16 +370,21 @@ async def _run_tree(
             db=db, sessions=child_supervisor(root, "sessions"), writer=ref("writer")),
             mailbox_size=SCHEDULER_MAILBOX),
         ChildSpec("connections", lambda: Supervisor("connections", max_restarts=1000, within_s=1)),
-        ChildSpec("telemetry", lambda: TelemetryMaintenance(db, retention), mailbox_size=TELEMETRY_MAILBOX),
+        ChildSpec("telemetry", lambda: TelemetryMaintenance(db, retention, after_rollup=anomaly_rolled_up),
+                  mailbox_size=TELEMETRY_MAILBOX),
         ChildSpec("retention", lambda: RetentionKeeper(db, retention_periods, metrics),
                   shutdown_timeout=5),
         ChildSpec("commands", lambda: CommandDispatcher(
             db=db, client=client, topics=topics, writer=ref("writer"), bus=bus), mailbox_size=COMMANDS_MAILBOX),
         ChildSpec("warnings", lambda: WarningWatcher(db, bus), mailbox_size=WARNINGS_MAILBOX),
+        ChildSpec("risk", lambda: RiskWatcher(db, bus), mailbox_size=RISK_MAILBOX, shutdown_timeout=2),
         ChildSpec("webhooks", lambda: WebhookDispatcher(db), shutdown_timeout=2),
         ChildSpec("tickets", lambda: TicketActor(store=PostgresTicketStore(db), bus=bus), mailbox_size=TICKETS_MAILBOX),
         ChildSpec("collector", CollectorKeeper),
         ChildSpec("leave_documents", lambda: LeaveDocumentPurger(db), shutdown_timeout=2),
+        ChildSpec("assignment_reminders", lambda: AssignmentReminders(db, bus), shutdown_timeout=2),
+        ChildSpec("anomaly", lambda: AnomalyWatcher(db, device_asker(device_actors)), mailbox_size=ANOMALY_MAILBOX,
+                  shutdown_timeout=2),
         ChildSpec("terminal_rosters", lambda: TerminalRosterKeeper(
             db, _command_sender(root), device_offline_after_s=settings.device_offline_after_s), shutdown_timeout=2),
     ]
@@ -397,6 +406,8 @@ async def _run_tree(
             if session_ids:
                 await ref("scheduler").tell(SessionsChanged(tuple(session_ids)))
 
+        risk_changed, risk_control = risk_links(lambda: root.lookup("risk"))
+
         def make_web() -> _WebServer:
             web_context = WebContext(
                 db=db, bus=bus, jwt_secret=jwt_secret,
@@ -411,6 +422,7 @@ async def _run_tree(
                 thresholds_changed=lambda: thresholds_changed(db, thresholds, child_supervisor(root, "devices")),
                 protection=protection, mfa_required_roles=mfa_required_roles,
                 release_quarantine=release_quarantine, audit_archive_dir=settings.audit_archive_path,
+                risk_changed=risk_changed, risk_control=risk_control, anomaly_fit=anomaly_fit,
             )
             web_app = create_app(web_context, secure_cookies=settings.cookies_secure,
                                  metrics_token=settings.metrics_token, serve_metrics=settings.metrics_bind is None,

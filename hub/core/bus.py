@@ -136,6 +136,24 @@ class LiveRoster(LiveMessage, frozen=True, tag="roster"):
     removed: tuple[str, ...]
 
 
+class LiveTopics(LiveMessage, frozen=True, tag="topics"):
+    """The syllabus topics a session covered were tagged (the whole set now). Topic: the session's."""
+
+    session_id: str
+    topic_ids: tuple[int, ...]
+    tagged_by: str
+
+
+class LiveUnderstanding(LiveMessage, frozen=True, tag="understanding"):
+    """Understanding levels (1-5) were recorded in a session, of one topic or (``topic_id`` None) of
+    the session. ``levels``: ``[student_id, level]`` pairs. Topic: the session's."""
+
+    session_id: str
+    topic_id: int | None
+    levels: tuple[tuple[str, int], ...]
+    recorded_by: str
+
+
 _HEALTH_TYPES: dict[str, Any] = get_type_hints(DeviceHealth)
 #: The published health fields after ``device_id`` (which comes first, then the room), in declaration order.
 _LIVE_HEALTH_FIELDS: tuple[str, ...] = tuple(name for name in PUBLISHED_HEALTH_FIELDS if name != "device_id")

@@ -26,6 +26,12 @@ DEVICE_OFFLINE_AFTER_S = 90.0
 #: The Session Expiry Interval the hub asks of the broker (hub/app/supervision.py): while the hub is
 #: away, the broker queues its QoS 1 messages this long, and redelivers them when it is back.
 HUB_SESSION_EXPIRY_S = 3600
+#: The most messages the hub holds read from the broker and not yet acknowledged (committed);
+#: at this many its MQTT reader stops reading the socket and TCP slows the broker
+#: (``TrioMqttClient(max_unacked=...)``). Mosquitto 2.0 ignores the hub's Receive Maximum after
+#: the first PUBACK, so this, not the broker, bounds the pipeline's queues under a backlog.
+#: Two writer batches (hub/pipeline/writer.py MAX_BATCH): one committing while the next fills.
+HUB_MAX_UNACKED = 4000
 #: The longest an edge agent's outbox may hold an event and still have it applied: the oldest
 #: event the hub supports receiving, docs/data-lifecycle.md ("The dedup ledger's window").
 EDGE_OUTBOX_MAX_AGE_S = 7 * 86400

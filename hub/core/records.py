@@ -146,9 +146,33 @@ class DisplayCheckinRow:
     network_inside: bool | None = None
 
 
+@dataclass(frozen=True)
+class SessionTopicsRow:
+    """The syllabus topics a session covered, replacing what it had (table ``session_topics``;
+    written with the topic progress they change by ``hub.db.syllabus.write_syllabus_effects``)."""
+
+    session_id: str
+    topic_ids: tuple[int, ...]
+    actor: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class UnderstandingRow:
+    """A student's understanding level 1-5 in a session, of one topic or (``topic_id`` None) of the
+    session (table ``topic_understanding``; hub.db.syllabus.write_syllabus_effects)."""
+
+    session_id: str
+    student_id: str
+    topic_id: int | None
+    level: int
+    actor: str
+    at: datetime
+
+
 Effect = Union[AcceptedEvent, Rejection, AttendanceMark, TokenUse, SensorRow, DeviceHealth,
                CheckinFlagRow, DisplayCheckinRow,
-               DeviceHealthHistoryRow, AlarmRow, ThresholdStateRow]
+               DeviceHealthHistoryRow, AlarmRow, ThresholdStateRow, SessionTopicsRow, UnderstandingRow]
 
 
 @dataclass(frozen=True)

@@ -13,14 +13,13 @@ from contextlib import asynccontextmanager
 from typing import AsyncIterator
 
 import asyncpg
-import trio
-import trio_asyncio
 
+from . import advisory
 from ._pool import Database
+from .advisory import session_lock
 
-#: Session advisory lock of scheduled backups: one hub process runs each one. Not an id of any
-#: meaning: only needs to differ from the other advisory locks (migrate's, the seed's, telemetry's).
-BACKUP_LOCK = 0x4348_4250  # "CHBP"
+#: Session advisory lock of scheduled backups: one hub process runs each one (key in hub/db/advisory.py).
+BACKUP_LOCK = advisory.BACKUP_LOCK
 
 _SYSTEM_SCHEMAS = "('pg_catalog', 'information_schema', 'pg_toast')"
 
@@ -85,16 +84,9 @@ async def table_row_counts(db: Database) -> dict[str, int]:
 async def backup_lock(db: Database) -> AsyncIterator[bool]:
     """Try the backup lock for the block: yields True if this process holds it, False if another does.
 
-    The lock is a session advisory lock on a connection of its own, so a long
-    dump does not hold one of the pool's connections and a crash (the connection
+    The lock is a session advisory lock on a connection of its own (:func:`hub.db.advisory.session_lock`),
+    so a long dump does not hold one of the pool's connections and a crash (the connection
     dropping) releases it.
     """
-    conn = await trio_asyncio.aio_as_trio(asyncpg.connect)(db.dsn)
-    try:
-        yield bool(await trio_asyncio.aio_as_trio(conn.fetchval)("SELECT pg_try_advisory_lock($1)", BACKUP_LOCK))
-    finally:
-        with trio.CancelScope(shield=True):
-            with trio.move_on_after(5) as scope:
-                await trio_asyncio.aio_as_trio(conn.close)()
-            if scope.cancelled_caught:
-                conn.terminate()
+    async with session_lock(db, BACKUP_LOCK) as held:
+        yield held is not None

@@ -119,11 +119,14 @@ async def device_clock_offset(db: Database, device_id: str, received_since: date
     the difference larger, so the smallest is the best estimate of how far
     the device's clock is behind the hub's.
     """
-    return await db.fetchval(
-        "SELECT min(received_at - device_ts) FROM events WHERE device_id = $1 AND received_at >= $2"
-        " AND kind = 'heartbeat' AND (body->>'outbox_depth')::bigint = 0",
-        device_id, received_since,
-    )
+    return await db.fetchval(CLOCK_OFFSET_SQL, device_id, received_since)
+
+
+#: device_clock_offset's query: the SQL function of migration 0034, planned once per connection (a
+#: generic plan, pruned when it runs) and reading the partial index ``events_heartbeats_received``
+#: (device_id, received_at) of every partition: a few entries per device, where events_device_ts (on
+#: device_ts) read all of the device's events of the day. tests/db/test_ingest_indexes.py checks the plan.
+CLOCK_OFFSET_SQL = "SELECT device_clock_offset($1, $2)"
 
 
 # --- display mode ------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from ._pool import Database
 from .attendance import AttendanceChange, apply_attributed_changes
 from .checkin import announce_flags, write_checkin_effects
 from .device_health import write_health_effects
+from .syllabus import write_syllabus_effects
 
 #: What a ``rejected_events`` row keeps of a rejected message (migration 0018 checks the same bounds):
 #: the payload's first bytes (with its size and SHA-256), the topic and the detail cut to these lengths.
@@ -131,6 +132,9 @@ async def _write_effects(
         )
     # Health, its history, alarms and threshold state (hub/db/device_health.py).
     await write_health_effects(conn, by_type)
+    # Session topics and understanding levels with the progress they change (hub/db/syllabus.py), after
+    # this batch's attendance marks so progress sees them; nothing to do (no query) in other batches.
+    await write_syllabus_effects(conn, by_type)
     # Last, so each flag carries the student's status as this batch leaves it.
     return await announce_flags(conn, flag_ids)
 

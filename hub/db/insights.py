@@ -93,9 +93,14 @@ _SESSION_SCOPE = (
     "s.status <> 'cancelled'"
     " AND (s.section_id IS NULL OR e.section_id IS NULL OR s.section_id = e.section_id)"
 )
+def _held_at(now_param: str) -> str:
+    """The one definition of a *held* session ``s``, at the instant bound to ``now_param``."""
+    return f"(s.status = 'closed' OR s.ends_at <= {now_param})"
+
+
 #: The one definition of a *held* session (``$1`` is now). Records of sessions not yet held are not
 #: looked at: approved leave excuses future sessions ahead, and those must stay "remaining".
-_HELD = "(s.status = 'closed' OR s.ends_at <= $1)"
+_HELD = _held_at("$1")
 
 # Two scopes, one query each: the warnings actor asks for a few (student, course) pairs on every
 # check-in, and a generic prepared plan of one query for both ("$5 IS NULL OR ...") scanned every
@@ -276,10 +281,12 @@ async def course_faculty(db: Database, course_ids: Iterable[str]) -> dict[str, s
 
 async def touched_pairs(db: Database, since: datetime, until: datetime) -> set[tuple[str, str]]:
     """(student, course) enrolments whose standing may have changed in (since, until]:
-    an attendance record written then, or a session of the course that ended then."""
+    an attendance record written then of a session held at ``until``, or a session of the course that
+    ended then. (A record of a session not yet held counts as remaining: its session's end, in a
+    later window, brings every enrolled student back.)"""
     rows = await db.fetch(
         "SELECT a.student_id, s.course_id FROM attendance a JOIN class_sessions s ON s.id = a.session_id"
-        " WHERE a.updated_at > $1 AND a.updated_at <= $2"
+        f" WHERE a.updated_at > $1 AND a.updated_at <= $2 AND {_held_at('$2')}"
         " UNION"
         " SELECT e.student_id, e.course_id FROM class_sessions s JOIN enrolments e ON e.course_id = s.course_id"
         " WHERE s.ends_at > $1 AND s.ends_at <= $2 AND s.status <> 'cancelled'",
@@ -297,6 +304,20 @@ async def session_pairs(db: Database, session_ids: Sequence[str], student_ids: S
         list(session_ids), list(student_ids) if student_ids is not None else None,
     )
     return {(r["student_id"], r["course_id"]) for r in rows}
+
+
+async def held_sessions(db: Database, session_ids: Sequence[str], now: datetime) -> dict[str, str]:
+    """{session_id: course_id} of those of ``session_ids`` that are *held* at ``now`` (``_HELD``).
+
+    A record of a session not yet held counts as "remaining" whatever it
+    says, so it cannot move a standing: the warnings actor re-checks only the
+    records of held sessions (one primary-key lookup per batch of check-ins).
+    """
+    rows = await db.fetch(
+        f"SELECT s.id, s.course_id FROM class_sessions s WHERE s.id = ANY($2::text[]) AND {_HELD}",
+        now, list(session_ids),
+    )
+    return {r["id"]: r["course_id"] for r in rows}
 
 
 async def warning_states(db: Database, pairs: Sequence[tuple[str, str]] | None) -> dict[tuple[str, str], bool]:

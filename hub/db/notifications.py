@@ -37,6 +37,8 @@ from ._pool import Database
 KINDS = (
     "attendance_marked", "attendance_warning", "leave_decided", "correction_decided",
     "condonation_requested", "condonation_decided", "checkin_flagged",
+    "grades_released", "exam_scheduled",
+    "assignment_published", "assignment_due", "assignment_graded",
 )
 
 

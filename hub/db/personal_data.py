@@ -24,9 +24,10 @@ wrote about them, notifications) is removed or replaced by
 
 Concurrency contract: :func:`export_zip` is an async generator for one trio
 task; each holding is one short query on the shared :class:`Database` (no
-transaction is held across ``yield``), a leave document is read one at a
-time through :func:`hub.db.leave.get_document`, and memory is bounded by the
-largest single file (a document is at most 5 MiB). :func:`record_export` is
+transaction is held across ``yield``), a leave document or submitted file is
+read and opened one at a time through :func:`hub.db.leave.get_document` or
+:func:`hub.db.submissions.get_file`, and memory is bounded by the largest
+single file (each is at most 5 MiB). :func:`record_export` is
 one short transaction ending with its audit entry.
 """
 from __future__ import annotations
@@ -47,6 +48,7 @@ import asyncpg
 
 from ._pool import Database
 from .security_audit import record
+from .zip_stream import ZIP_PIECE_BYTES, ZipSink, safe_member_name, zip_member
 
 #: What erasure does to a holding's rows: leave them (a record that must be kept: only the id, now a
 #: pseudonym's, ties it to the person), ``delete`` them, ``scrub`` (the ``scrub`` SET clause), or
@@ -198,9 +200,78 @@ HOLDINGS: tuple[Holding, ...] = (
         scrub=f"reason = '{ERASED_TEXT}',"
               f" decision_note = CASE WHEN decision_note = '' THEN '' ELSE '{ERASED_TEXT}' END"),
     Holding(
+        "assessment_marks", "student_id", "t.student_id = :student", "scrub",
+        "Marks are academic records: kept 7 years like attendance; the grader's feedback (free text about the "
+        "student) goes.",
+        file="marks", describe="Your marks for quizzes, practicals, exams, projects and assignments, of the courses "
+                               "whose grades were released (before release no marks are shown, here as anywhere).",
+        order="t.course_code, t.assessment_id",
+        source="(SELECT m.*, a.course_id, c.code AS course_code, a.term_id, a.kind, a.title AS assessment_title,"
+               " a.max_marks, a.weight FROM assessment_marks m JOIN assessments a ON a.id = m.assessment_id"
+               " JOIN courses c ON c.id = a.course_id WHERE EXISTS (SELECT 1 FROM grade_releases gr"
+               " WHERE gr.course_id = a.course_id AND gr.term_id = a.term_id)) t",
+        scrub=f"feedback = CASE WHEN feedback IS NULL THEN NULL ELSE '{ERASED_TEXT}' END"),
+    Holding(
+        "rubric_scores", "student_id", "t.student_id = :student", "keep",
+        "Rubric points are the parts of an assignment's marks: academic records, kept 7 years like attendance.",
+        file="rubric_scores", describe="Your points per rubric criterion of assignments, of the courses whose "
+                                       "grades were released.",
+        order="t.assessment_id, t.criterion_id",
+        source="(SELECT r.*, k.criterion, k.max_points FROM rubric_scores r"
+               " JOIN assignment_rubric_criteria k ON k.id = r.criterion_id JOIN assessments a ON a.id = r.assessment_id"
+               " WHERE EXISTS (SELECT 1 FROM grade_releases gr WHERE gr.course_id = a.course_id"
+               " AND gr.term_id = a.term_id)) t"),
+    Holding(
+        "submission_files", None,
+        "t.submission_id IN (SELECT id FROM assignment_submissions WHERE student_id = :student)", "delete",
+        "The files of the student's work are deleted (they may name the person); each attempt's record, time "
+        "and receipt hash stay.",
+        file="submission_files", describe="The files you submitted for assignments: names, types, sizes and "
+                                          "SHA-256 (the files themselves are under submissions/).",
+        hidden=("data_sealed",), order="t.submission_id, t.id"),
+    Holding(
+        "assignment_submissions", "student_id", "t.student_id = :student", "scrub",
+        "Submissions are academic records (when, how late, the receipt): kept 7 years like attendance; the "
+        "text the student wrote goes.",
+        file="assignment_submissions", describe="Every attempt you submitted: when, how late, the text, the "
+                                                "receipt SHA-256 and whether it was returned.",
+        order="t.assessment_id, t.attempt", scrub=f"text = CASE WHEN text = '' THEN '' ELSE '{ERASED_TEXT}' END"),
+    Holding(
+        "assignment_extensions", "student_id", "t.student_id = :student", "scrub",
+        "Extensions are part of the assignment's record (they changed what was late); the reason, which may "
+        "say why, goes.",
+        file="assignment_extensions", describe="Extensions you were given: the new due date and cut-off.",
+        order="t.assessment_id", scrub=f"reason = CASE WHEN reason = '' THEN '' ELSE '{ERASED_TEXT}' END"),
+    Holding(
+        "assignment_reminders", "student_id", "t.student_id = :student", "delete",
+        "Only remembers that a \"due in 24 h\" reminder was sent: it goes with the person.",
+        file="assignment_reminders", describe="When you were reminded of an assignment due within 24 hours.",
+        order="t.sent_at"),
+    Holding(
+        "exam_sittings", "student_id", "t.student_id = :student", "scrub",
+        "A make-up or accommodation sitting is part of the exam record (kept 7 years); its note, which may "
+        "say why, goes.",
+        file="exam_sittings", describe="Exam sittings arranged for you alone (make-up or accommodation).",
+        order="t.starts_at, t.id", scrub=f"note = CASE WHEN note = '' THEN '' ELSE '{ERASED_TEXT}' END"),
+    Holding(
+        "course_results", "student_id", "t.student_id = :student", "keep",
+        "Final course results (grade, points, credits, outcome) are academic records: kept 7 years like attendance.",
+        file="course_results", describe="The final result of each course you finished or withdrew from.",
+        order="t.term_id, t.course_id"),
+    Holding(
         "attendance_warnings", "student_id", "t.student_id = :student", "delete",
         "Current warning state of a course, not a record: it goes with the person.",
         file="attendance_warnings", describe="Whether you were last below each course's warning line.",
+        order="t.course_id"),
+    Holding(
+        "risk_predictions", "student_id", "t.student_id = :student", "delete",
+        "A running course's early-warning level, recomputed from the records: not a record, it goes with the person.",
+        file="risk_predictions", describe="Your early-warning level in each running course, its reasons and suggestions.",
+        order="t.course_id"),
+    Holding(
+        "risk_alerts", "student_id", "t.student_id = :student", "delete",
+        "Only remembers that faculty were told about a crossing into high risk: it goes with the person.",
+        file="risk_alerts", describe="When your teachers were told you might need support in a course.",
         order="t.course_id"),
     Holding(
         "webhook_deliveries", None,
@@ -233,6 +304,23 @@ HOLDINGS: tuple[Holding, ...] = (
         file="terminal_enrolments", describe="The terminals that know your PIN or fingerprint page, and the "
                                              "state of each enrolment.",
         order="t.device_id"),
+    Holding(
+        "topic_understanding", "student_id", "t.student_id = :student", "keep",
+        "Understanding levels faculty recorded in class are academic records, kept like attendance.",
+        file="topic_understanding", describe="How well you understood each class (1 to 5), of a topic or of "
+                                             "the whole session, who recorded it and when.",
+        order="t.at, t.id",
+        source="(SELECT u.*, cs.course_id, cs.starts_at AS session_starts_at, st.title AS topic_title"
+               " FROM topic_understanding u JOIN class_sessions cs ON cs.id = u.session_id"
+               " LEFT JOIN syllabus_topics st ON st.id = u.topic_id) t"),
+    Holding(
+        "topic_progress", "student_id", "t.student_id = :student", "keep",
+        "Topic progress is derived from the kept attendance and understanding records, and kept with them.",
+        file="topic_progress", describe="Your progress in each syllabus topic: status, competency (0 to 5), "
+                                        "time spent in class.",
+        order="t.course_id, t.position",
+        source="(SELECT p.*, st.course_id, st.position, st.title AS topic_title FROM topic_progress p"
+               " JOIN syllabus_topics st ON st.id = p.topic_id) t"),
     Holding(
         "tickets", "reported_by", "t.reported_by = :student", "keep",
         "Problem reports are maintenance records about rooms and devices, kept for operations.",
@@ -308,6 +396,7 @@ Files:
 
 README_TAIL = """
 documents/<leave id>-<file name>: the document attached to that leave application, as uploaded.
+submissions/<submission id>-<file id>-<file name>: a file you handed in for an assignment, as uploaded.
 
 Questions about this data or its correction: ask the campus administration.
 """
@@ -387,61 +476,18 @@ async def table_exists(db: Database, table: str) -> bool:
     return bool(await db.fetchval("SELECT to_regclass($1) IS NOT NULL", table))
 
 
-#: Small files are gathered into pieces of at least this size before they are yielded (fewer, larger writes).
-EXPORT_PIECE_BYTES = 256 * 1024
-
-
-class _Sink:
-    """What :class:`zipfile.ZipFile` writes to: it has no ``tell``/``seek``, so the archive is written
-    as a stream (data descriptors after each file) and :meth:`take` hands out what was written so far."""
-
-    def __init__(self) -> None:
-        self._parts: list[bytes] = []
-        #: Bytes written and not taken yet.
-        self.size = 0
-
-    def write(self, data: bytes) -> int:
-        self._parts.append(bytes(data))
-        self.size += len(data)
-        return len(data)
-
-    def flush(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-    def take(self) -> bytes:
-        out = b"".join(self._parts)
-        self._parts.clear()
-        self.size = 0
-        return out
-
-
-def _safe_name(name: str) -> str:
-    """A document's file name as a zip member name: no directories, no control characters."""
-    cleaned = re.sub(r"[^A-Za-z0-9._ -]", "_", name.rsplit("/", 1)[-1].rsplit("\\", 1)[-1]).strip(" .")
-    return cleaned[:100] or "document"
-
-
-def _member(name: str, *, stored: bool = False) -> zipfile.ZipInfo:
-    info = zipfile.ZipInfo(name, date_time=(2000, 1, 1, 0, 0, 0))
-    info.compress_type = zipfile.ZIP_STORED if stored else zipfile.ZIP_DEFLATED
-    info.external_attr = 0o644 << 16
-    return info
-
-
 async def export_zip(db: Database, student_id: str, *, now: datetime) -> AsyncIterator[bytes]:
-    """The student's data as a zip archive, yielded in pieces of about :data:`EXPORT_PIECE_BYTES` or more
-    (a piece ends after a file; a document is one file of at most 5 MiB).
+    """The student's data as a zip archive, yielded in pieces of about :data:`~hub.db.zip_stream.ZIP_PIECE_BYTES`
+    or more (a piece ends after a file; a document or a submitted file is one file of at most 5 MiB).
 
     The caller has checked that the student exists and may be exported (and recorded it:
-    :func:`record_export`). Memory holds at most one table's rows or one document at a time.
+    :func:`record_export`). Memory holds at most one table's rows or one file at a time.
     """
     from .audit import entries_about_student
     from .leave import get_document
+    from .submissions import get_file
 
-    sink = _Sink()
+    sink = ZipSink()
     described: list[str] = []
     with zipfile.ZipFile(sink, mode="w") as archive:
         for holding in HOLDINGS:
@@ -458,25 +504,35 @@ async def export_zip(db: Database, student_id: str, *, now: datetime) -> AsyncIt
                 continue
             else:
                 rows = await holding_rows(db, holding, student_id)
-            archive.writestr(_member(f"{holding.file}.json"),
+            archive.writestr(zip_member(f"{holding.file}.json"),
                              json.dumps(rows, ensure_ascii=False, indent=1, default=str) + "\n")
-            archive.writestr(_member(f"{holding.file}.csv"), rows_csv(rows))
+            archive.writestr(zip_member(f"{holding.file}.csv"), rows_csv(rows))
             described.append(f"{holding.file}.json, {holding.file}.csv: {holding.describe} ({len(rows)} rows)")
-            if sink.size >= EXPORT_PIECE_BYTES:
+            if sink.size >= ZIP_PIECE_BYTES:
                 yield sink.take()
             if holding.table == "leave_documents":
                 for doc in rows:
                     document = await get_document(db, int(doc["leave_id"]))
                     if document is None:  # purged meanwhile
                         continue
-                    archive.writestr(_member(f"documents/{doc['leave_id']}-{_safe_name(document.filename)}",
-                                             stored=True), document.data)
+                    name = f"documents/{doc['leave_id']}-{safe_member_name(document.filename)}"
+                    archive.writestr(zip_member(name, stored=True), document.data)
                     del document
-                    if sink.size >= EXPORT_PIECE_BYTES:
+                    if sink.size >= ZIP_PIECE_BYTES:
+                        yield sink.take()
+            if holding.table == "submission_files":
+                for entry in rows:
+                    stored = await get_file(db, int(entry["submission_id"]), int(entry["id"]))
+                    if stored is None:  # erased meanwhile
+                        continue
+                    name = f"submissions/{entry['submission_id']}-{entry['id']}-{safe_member_name(stored.filename)}"
+                    archive.writestr(zip_member(name, stored=True), stored.data)
+                    del stored
+                    if sink.size >= ZIP_PIECE_BYTES:
                         yield sink.take()
         readme = README_HEAD.format(at=now.isoformat(), student_id=student_id) \
             + "".join(f"{line}\n" for line in described) + README_TAIL
-        archive.writestr(_member("README.txt"), readme)
+        archive.writestr(zip_member("README.txt"), readme)
     yield sink.take()
 
 

@@ -53,13 +53,15 @@ import asyncpg
 
 from hub.core.config import EVENT_MAX_AGE_S, Settings
 
+from . import advisory
 from ._pool import Database
 from .partitions import DailyPartitions
 
 log = logging.getLogger("hub.db.retention")
 
-#: The session advisory lock of a retention pass ('RETE'); telemetry's is 'TELE'.
-RETENTION_LOCK = 0x52455445
+#: The session advisory lock of a retention pass (key in hub/db/advisory.py, which says why a pass
+#: locks on its pooled connection rather than with ``advisory.session_lock``).
+RETENTION_LOCK = advisory.RETENTION_LOCK
 #: Beyond :data:`EVENT_MAX_AGE_S`, a ledger day is kept one more day: an event accepted just inside
 #: the age limit may still sit in the writer's batch (a database outage) when the pass runs.
 LEDGER_MARGIN = timedelta(days=1)
@@ -160,6 +162,8 @@ def _records_day(now: datetime, policy: RetentionPeriods) -> date:
 _OLD_SESSION = "session_id IN (SELECT id FROM class_sessions WHERE starts_at < $1)"
 _OLD_TICKET = "ticket_id IN (SELECT id FROM tickets WHERE state = 'closed' AND closed_at < $1)"
 _OLD_LEAVE = "leave_id IN (SELECT id FROM leave_applications WHERE ends_on < $1)"
+_OLD_TERM_WORK = ("assessment_id IN (SELECT a.id FROM assessments a JOIN terms t ON t.id = a.term_id"
+                  " WHERE t.ends_on < $1)")
 
 #: The batched deletes, in order (children before the rows they reference).
 RULES: tuple[DeleteRule, ...] = (
@@ -168,6 +172,8 @@ RULES: tuple[DeleteRule, ...] = (
     DeleteRule("display_checkins", "received_at < $1", _days("checkin_evidence_days")),
     DeleteRule("token_uses", _OLD_SESSION, _days("checkin_evidence_days")),
     DeleteRule("notifications", "created_at < $1", _days("notifications_days")),
+    # "Due in 24 h" was sent: kept as long as the notification it stands for.
+    DeleteRule("assignment_reminders", "sent_at < $1", _days("notifications_days")),
     DeleteRule("device_commands", "status NOT IN ('pending', 'sent') AND updated_at < $1", _days("commands_days")),
     DeleteRule("webhook_deliveries", "state <> 'pending' AND created_at < $1", _days("webhook_deliveries_days")),
     DeleteRule("refresh_tokens", "expires_at < $1", _days("expired_credentials_days")),
@@ -186,9 +192,27 @@ RULES: tuple[DeleteRule, ...] = (
     DeleteRule("leave_applications", "ends_on < $1 AND NOT EXISTS (SELECT 1 FROM leave_sessions s"
          " WHERE s.leave_id = leave_applications.id)", _records_day),
     DeleteRule("attendance", _OLD_SESSION, _records),
+    # Syllabus records of a session (migration 0027): kept like its attendance; progress once unchanged as long.
+    DeleteRule("topic_understanding", _OLD_SESSION, _records),
+    DeleteRule("session_topics", _OLD_SESSION, _records),
+    DeleteRule("topic_progress", "updated_at < $1", _records),
     DeleteRule("session_events", "at < $1", _records),
     DeleteRule("condonation_applications", "created_at < $1", _records),
     DeleteRule("attendance_warnings", "changed_at < $1", _records),
+    # Marks and exam sittings (migrations 0028, 0030): academic records, 7 years from the end of their term
+    # (marks) or from the sitting (sittings). The assessments themselves stay with the course.
+    DeleteRule("assessment_marks", "assessment_id IN (SELECT a.id FROM assessments a JOIN terms t ON t.id = a.term_id"
+               " WHERE t.ends_on < $1)", _records_day),
+    # Assignment work (migration 0029): records like the marks, 7 years from the end of the term; files first.
+    DeleteRule("submission_files", "submission_id IN (SELECT s.id FROM assignment_submissions s"
+               " JOIN assessments a ON a.id = s.assessment_id JOIN terms t ON t.id = a.term_id WHERE t.ends_on < $1)",
+               _records_day),
+    DeleteRule("assignment_submissions", _OLD_TERM_WORK, _records_day),
+    DeleteRule("rubric_scores", _OLD_TERM_WORK, _records_day),
+    DeleteRule("assignment_extensions", _OLD_TERM_WORK, _records_day),
+    DeleteRule("exam_sittings", "ends_at < $1", _records),
+    # Final course results (migration 0031): academic records, 7 years from the end of their term.
+    DeleteRule("course_results", "term_id IN (SELECT id FROM terms WHERE ends_on < $1)", _records_day),
 )
 
 

@@ -3,7 +3,8 @@
 Every secret stored in PostgreSQL is a blob of hub/core/secrets_box.py (AES-256-GCM under the
 campus key, the key id in its second byte), bound to its row by a context declared here once
 (``*_context``): the functions that store and load each column (hub/db/provisioning.py,
-device_registry.py, students.py, users.py, webhooks.py, leave.py, mfa.py, the seed) use them.
+device_registry.py, students.py, users.py, webhooks.py, leave.py, mfa.py, assignments.py,
+submissions.py, the seed) use them.
 
 Two passes, each in short transactions of ``batch`` rows (locks held for one batch only, so the
 hub keeps running while they work):
@@ -57,6 +58,16 @@ def leave_document_context(leave_id: int) -> bytes:
     return b"leave-document:" + str(leave_id).encode()
 
 
+def submission_file_context(file_id: int) -> bytes:
+    """What a file of a student's submitted work (``submission_files.data_sealed``) is bound to."""
+    return b"submission-file:" + str(file_id).encode()
+
+
+def assignment_attachment_context(attachment_id: int) -> bytes:
+    """What a file attached to an assignment's instructions (``assignment_attachments.data_sealed``) is bound to."""
+    return b"assignment-attachment:" + str(attachment_id).encode()
+
+
 def hub_signing_key_context(alg: str) -> bytes:
     """What the hub's sealed command-signing private key (``hub_signing_keys.private_key_sealed``) is bound to."""
     return b"hub-signing-key:" + alg.encode()
@@ -96,6 +107,8 @@ SEALED_COLUMNS: tuple[SealedColumn, ...] = (
     SealedColumn("webhook_subscriptions", "id", "secret_sealed", webhook_secret_context, "secret", text=True),
     SealedColumn("user_mfa", "user_id", "secret_sealed", totp_context),
     SealedColumn("leave_documents", "leave_id", "data_sealed", leave_document_context, "data", document=True),
+    SealedColumn("submission_files", "id", "data_sealed", submission_file_context, document=True),
+    SealedColumn("assignment_attachments", "id", "data_sealed", assignment_attachment_context, document=True),
     SealedColumn("hub_signing_keys", "alg", "private_key_sealed", hub_signing_key_context, "private_key"),
 )
 

@@ -56,8 +56,12 @@ KNOWN_ACTIONS: dict[str, tuple[str, ...]] = {
     "personal_data": ("exported", "erased"),
     "term": ("deleted",),
     "room": ("deleted",),
-    "course": ("deleted",),
+    "course": ("deleted", "credits_changed"),
+    "grades": ("released", "finalized"),
+    "grade_scale": ("updated",),
+    "course_result": ("withdrawn",),
     "section": ("deleted",),
+    "risk_model": ("pinned", "unpinned"),
 }
 MAX_ACTOR_CHARS = 200
 MAX_ENTITY_ID_CHARS = 200

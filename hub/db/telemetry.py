@@ -34,6 +34,7 @@ from datetime import date, datetime, timedelta, timezone
 
 import asyncpg
 
+from . import advisory
 from ._pool import Database
 from .partitions import DailyPartitions, day_start
 
@@ -41,7 +42,8 @@ from .partitions import DailyPartitions, day_start
 SENSOR_READINGS = DailyPartitions("sensor_readings", "device_ts")
 PARENT = SENSOR_READINGS.parent
 DEFAULT_PARTITION = SENSOR_READINGS.default
-_MAINTENANCE_LOCK = 0x54454C45  # 'TELE'
+#: The maintenance pass's session advisory lock, on the pass's pooled connection (hub/db/advisory.py).
+_MAINTENANCE_LOCK = advisory.TELEMETRY_LOCK
 _BUCKET_ORIGIN = "TIMESTAMPTZ '2000-01-01 00:00:00+00'"
 
 # Replace the aggregates of [$1, $2) with what the raw rows of `source` say.

@@ -5,8 +5,10 @@ on ``trio.lowlevel.wait_readable`` and calling ``loop_read()`` until the
 socket is drained reached 50-68k msg/s; handing work across threads
 (loop_start, aiomqtt-style bridges) was 2-7x slower. With MQTT 5 decoding and
 a PUBACK per message, bench/mqtt_receive.py is on par with plain paho's own
-loop() on the same box: paho's decode, not the trio driving, is the floor.
-So everything -- paho calls, paho
+loop() on the same box: paho's decode, not the trio driving, was the floor.
+So PahoClient (hub/mqtt/_paho.py) now reads 64 KiB per recv() and parses QoS
+0/1 PUBLISH packets itself: 52-55 -> 18 us of CPU per received and acked
+message (docs/performance.md). So everything -- paho calls, paho
 callbacks, our bookkeeping -- runs on the trio thread, and paho's internal
 locks are never contended.
 
@@ -41,6 +43,8 @@ _OK = mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS
 _QUEUE_FULL = mqtt.MQTTErrorCode.MQTT_ERR_QUEUE_SIZE
 _NO_CONN = mqtt.MQTTErrorCode.MQTT_ERR_NO_CONN
 _QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)
+# The peer closed (or reset) the connection; POLLRDHUP is Linux's "peer shut down writing".
+_HANGUP = select.POLLHUP | select.POLLERR | getattr(select, "POLLRDHUP", 0)
 
 OnConnect = Callable[["TrioMqttClient"], Awaitable[None]]
 
@@ -99,6 +103,16 @@ class TrioMqttClient:
     host name, client certificate refused) is logged with its reason and
     retried like any connection failure.
 
+    ``max_unacked``: at most this many QoS 1/2 messages of the connection
+    read and not yet acknowledged; at the limit the reader stops reading the
+    socket until ``ack``/``ack_many`` makes room, so TCP pushes back on the
+    broker. Unlike Receive Maximum (which Mosquitto 2.0 stops honouring after
+    the first PUBACK, and which 3.1.1 cannot say) it holds whatever the broker
+    does, and it bounds what a consumer holds: the channel, and every queue
+    behind it until the ack. A consumer that never acks a message must drop
+    the connection (a reconnect starts the count again), or the window
+    closes for good. ``None``: no such bound.
+
     ``max_packet_size`` (MQTT 5): the Maximum Packet Size sent in CONNECT.
     The broker must not send us a larger packet; Mosquitto drops such a
     message for this client (QoS 1 included: the publisher got its PUBACK,
@@ -143,7 +157,10 @@ class TrioMqttClient:
         protocol: str = "5",
         tls: ssl.SSLContext | None = None,
         max_packet_size: int | None = None,
+        max_unacked: int | None = None,
     ) -> None:
+        if max_unacked is not None and max_unacked < 1:
+            raise ValueError(f"max_unacked must be at least 1, got {max_unacked}")
         if max_packet_size is not None and not 0 < max_packet_size <= 268_435_460:
             raise ValueError(f"max_packet_size must be 1..268435460 (MQTT's own limit), got {max_packet_size}")
         if protocol not in ("5", "3.1.1"):
@@ -204,7 +221,8 @@ class TrioMqttClient:
 
         paho.on_connect = self._on_paho_connect
         paho.on_disconnect = self._on_paho_disconnect
-        paho.on_message = self._on_paho_message
+        paho.on_message = self._on_paho_message  # QoS 2 only: QoS 0/1 take on_fast_publish
+        paho.on_fast_publish = self._on_fast_publish
         paho.on_publish = self._on_paho_publish
         paho.on_subscribe = self._on_paho_subscribe
         paho.on_socket_close = self._on_paho_socket_close
@@ -212,6 +230,11 @@ class TrioMqttClient:
         self._max_inflight = max_inflight
 
         self._inbound_capacity = inbound_capacity
+        self._max_unacked = max_unacked
+        #: QoS>0 messages of the current connection read from the socket and not yet acked.
+        self._unacked = 0
+        #: Set by ack_many() when the unacked window has room again (the reader waits on it).
+        self._window_open: trio.Event | None = None
         self._send_channel, self._receive_channel = trio.open_memory_channel[InboundMessage](
             inbound_capacity
         )
@@ -246,6 +269,11 @@ class TrioMqttClient:
         return self._connected
 
     @property
+    def unacked(self) -> int:
+        """QoS 1/2 messages of the current connection read and not yet acknowledged."""
+        return self._unacked
+
+    @property
     def generation(self) -> int:
         """Number of successful connections so far (0 before the first)."""
         return self._generation
@@ -256,7 +284,8 @@ class TrioMqttClient:
 
         Consume from any number of trio tasks (``clone()`` it if several tasks
         should each be able to close their end). While it is full the reader
-        stops reading the socket, so the broker is slowed by TCP (keepalive
+        stops reading the socket (so it does with ``max_unacked`` messages
+        unacknowledged), so the broker is slowed by TCP (keepalive
         and writes, e.g. acks, carry on meanwhile). QoS 1 messages must be
         ``ack()``-ed; unacked ones are redelivered after a reconnect
         (at-least-once: expect duplicates). Closed when ``run()`` ends.
@@ -334,6 +363,9 @@ class TrioMqttClient:
         self._lost = trio.Event()
         self._connack = trio.Event()
         self._connack_reason = None
+        # Packet ids are per connection: what the last one left unacked is the broker's to redeliver.
+        self._unacked = 0
+        self._window_open = None
         deadline = trio.current_time() + self.CONNECT_TIMEOUT_S
 
         try:
@@ -440,10 +472,15 @@ class TrioMqttClient:
         max_packets, so "drained" is decided here: a call that delivered a
         message means "maybe more, call again"; a call that delivered nothing
         (EAGAIN, or a non-PUBLISH packet such as PUBACK/PINGRESP) is followed
-        by a zero-timeout poll(). paho reads plain TCP with unbuffered recv()
-        calls, so the kernel's readability is exact.
+        by a zero-timeout poll(). The kernel's readability is not the whole
+        story: PahoClient reads up to RECV_CHUNK bytes per recv() and serves
+        paho's small reads from them, so packets may sit in its buffer
+        (``buffered()``) while the socket polls unreadable; "drained" requires
+        that buffer empty, and while it is not the next drain starts without
+        waiting (the same holds when the drain stopped at ``max_batch`` or the
+        ``max_unacked`` window).
 
-        Under TLS it is not: OpenSSL pulls a whole record (up to 16 KiB) out of
+        Under TLS the same happens one layer down: OpenSSL pulls a whole record (up to 16 KiB) out of
         the kernel and hands paho only the few bytes it asks for, so the rest
         of the record -- often many small MQTT packets, when the broker or a
         TLS-terminating proxy coalesces its writes -- sits decrypted inside the
@@ -460,11 +497,15 @@ class TrioMqttClient:
         send_nowait = self._send_channel.send_nowait
         poller = select.poll()
         poller.register(sock.fileno(), select.POLLIN)
-        # Decrypted bytes held by the SSL object; plain sockets have no such buffer.
-        tls_pending: Callable[[], int] = sock.pending if isinstance(sock, ssl.SSLSocket) else lambda: 0
+        # Bytes in hand that poll() cannot see: what PahoClient read ahead (one recv() of
+        # RECV_CHUNK serves many packets) and, under TLS, decrypted bytes held by the SSL object.
+        buffered = paho.buffered
+        tls_pending: Callable[[], int] = (
+            (lambda: buffered() or sock.pending()) if isinstance(sock, ssl.SSLSocket) else buffered)
         # Holding more outside the channel than the channel itself holds
         # would just move the buffer from the kernel into our heap.
         max_batch = max(1, min(self.MAX_DRAIN_BATCH, self._inbound_capacity))
+        window = self._max_unacked
         try:
             while True:
                 if paho.socket() is not sock:
@@ -485,7 +526,7 @@ class TrioMqttClient:
                         self._mark_lost(self._read_error(rc))
                         return
                     n = len(batch)
-                    if n >= max_batch:
+                    if n >= max_batch or (window is not None and self._unacked >= window):
                         break
                     if n == before and not tls_pending() and not poller.poll(0):
                         break
@@ -512,6 +553,8 @@ class TrioMqttClient:
                                 self._stalled = False
                             break
                     batch.clear()
+                if window is not None and self._unacked >= window:
+                    await self._wait_for_window(window)
         except (trio.ClosedResourceError, OSError, ValueError) as exc:
             # ValueError: fd already -1 (closed behind our back)
             self._mark_lost(f"read: {exc!r}")
@@ -520,6 +563,24 @@ class TrioMqttClient:
             # nothing; the broker keeps the unacked messages for later.
             log.error("mqtt %s: messages channel closed by consumers; dropping connection", self.client_id)
             self._mark_lost("consumers gone")
+
+    async def _wait_for_window(self, window: int) -> None:
+        """Leave the socket unread while ``window`` messages are unacked (``max_unacked``).
+
+        This is what bounds the hub's memory whatever the broker does:
+        Mosquitto 2.0 honours Receive Maximum only until the first PUBACK,
+        then sends a whole backlog. Unread, the kernel's receive buffer fills
+        and TCP slows the broker. ``ack_many`` opens the window again.
+        """
+        self._stalled = True  # a PINGRESP may sit unread behind the PUBLISHes: see _misc
+        self.stats.window_waits += 1
+        try:
+            while self._unacked >= window:
+                self._window_open = trio.Event()
+                await self._window_open.wait()
+        finally:
+            self._window_open = None
+            self._stalled = False
 
     async def _writer(self, sock: socket.socket) -> None:
         """Flush what paho could not write directly (socket buffer full).
@@ -550,8 +611,10 @@ class TrioMqttClient:
             self._write_wakeup = None
 
     async def _misc(self, sock: socket.socket) -> None:
-        """Keepalive (PINGREQ / PINGRESP timeout) via paho's loop_misc()."""
+        """Keepalive (PINGREQ / PINGRESP timeout) via paho's loop_misc(); a hang-up seen while stalled."""
         paho = self._paho
+        hangup = select.poll()
+        hangup.register(sock.fileno(), _HANGUP)
         while True:
             await trio.sleep(self.MISC_INTERVAL_S)
             if sock.fileno() == -1:
@@ -561,6 +624,11 @@ class TrioMqttClient:
                 return
             if self._stalled:
                 paho.forget_pending_ping()
+                # Not reading, we would not see the connection end (EOF sits behind the
+                # unread PUBLISHes): ask the kernel whether the peer hung up.
+                if hangup.poll(0):
+                    self._mark_lost("connection closed by the peer while not reading")
+                    return
             rc = paho.loop_misc()
             if rc != _OK:
                 self._mark_lost(f"keepalive: {mqtt.error_string(rc)}")
@@ -634,6 +702,8 @@ class TrioMqttClient:
                 client.ack(message.mid, message.qos)
             return
         self.stats.received += 1
+        if message.qos:
+            self._unacked += 1
         self._batch.append(
             InboundMessage(
                 # paho types payload bytes | bytearray for outgoing messages; an inbound one
@@ -642,6 +712,20 @@ class TrioMqttClient:
                 message.mid, self._generation, time.time(),
             )
         )
+
+    def _on_fast_publish(self, topic: bytes, payload: bytes, qos: int, retain: bool, mid: int) -> None:
+        # The per-message path (a QoS 0/1 PUBLISH parsed by PahoClient): as _on_paho_message, minus paho's objects.
+        try:
+            text = topic.decode()
+        except UnicodeDecodeError:
+            log.warning("mqtt: dropping message with non-UTF-8 topic")
+            if qos:
+                self._paho.ack(mid, qos)
+            return
+        self.stats.received += 1
+        if qos:
+            self._unacked += 1
+        self._batch.append(InboundMessage(text, payload, qos, retain, mid, self._generation, time.time()))
 
     def _on_paho_publish(self, client, userdata, mid, reason_code, properties) -> None:
         room = self._room
@@ -814,4 +898,8 @@ class TrioMqttClient:
             (m.mid, m.qos) for m in messages if m.qos and m.generation == generation)
         if sent:
             self.stats.acked += sent
+            self._unacked = max(0, self._unacked - sent)
+            window_open = self._window_open
+            if window_open is not None and self._max_unacked is not None and self._unacked < self._max_unacked:
+                window_open.set()
             self._kick_writer()

@@ -34,6 +34,7 @@ class MqttStats:
     connect_failures: int = 0  # attempts that ended before a successful CONNACK
     queue_full_waits: int = 0  # times publish() had to wait for room
     dropped_qos0: int = 0  # QoS 0 publishes dropped because not connected
+    window_waits: int = 0  # times the reader stopped reading at max_unacked unacked messages
 
 
 class MqttError(Exception):

@@ -17,7 +17,7 @@ from actors import ActorRef
 from hub.db import Database
 from hub.db.checkin import student_session_at
 from hub.domain.checkin import EARLY_HORIZON
-from hub.pipeline.scheduler import ResolveSession, SessionRoute
+from hub.pipeline.scheduler import SessionRoute, resolve_session
 from schemas import BiometricMatchEvent, QrScanEvent, parse_checkin_token
 
 
@@ -35,10 +35,10 @@ async def resolve_elsewhere(
     """``(route, from_room)``: the early session of this room (``from_room`` None), else the student's
     session in another room (``from_room`` = this room), else ``(None, None)``.
 
-    Concurrency contract: called by a device actor; blocks it for at most two
-    scheduler asks (10 s each) and one query.
+    Concurrency contract: called by a device actor; blocks it for two scheduler
+    asks (patient: :func:`hub.pipeline.scheduler.resolve_session`) and one query.
     """
-    early = await scheduler.ask(ResolveSession(room_id, at + EARLY_HORIZON), timeout=10)
+    early = await resolve_session(scheduler, room_id, at + EARLY_HORIZON)
     if early is not None:
         return early, None
     student_id = scanned_student(event)
@@ -47,7 +47,7 @@ async def resolve_elsewhere(
     found = await student_session_at(db, student_id, at, EARLY_HORIZON)
     if found is None or found[1] == room_id:
         return None, None
-    route = await scheduler.ask(ResolveSession(found[1], at), timeout=10)
+    route = await resolve_session(scheduler, found[1], at)
     if route is None or route.session_id != found[0]:
         return None, None
     return route, room_id

@@ -38,7 +38,8 @@ from hub.db import Database
 from hub.db.alarms import get_alarm
 from hub.db.device_health import DeviceSnapshot, load_device_snapshots, next_alarm_id
 from hub.db.device_registry import DeviceRecord, load_devices
-from hub.domain.alarms import AckAlarm, AlarmChange, AlarmResult, AlarmTransitionError, ClearAlarm
+from hub.domain.alarms import AckAlarm, Alarm, AlarmChange, AlarmResult, AlarmTransitionError, ClearAlarm
+from hub.domain.anomaly import ANOMALY_ALARM, AnomalyReport
 from hub.domain.device_health import DeviceHealth, history_change, skew_sample_ms
 from hub.domain.thresholds import RuleBook
 from hub.mqtt import InboundMessage
@@ -54,7 +55,7 @@ from hub.pipeline.device_alarms import (
     with_id,
 )
 from hub.pipeline.quarantine import QuarantineChanged
-from hub.pipeline.scheduler import ResolveSession
+from hub.pipeline.scheduler import resolve_session
 from hub.pipeline.session_actor import Scan
 from hub.pipeline.writer import is_transient
 from schemas import (
@@ -141,6 +142,8 @@ class DeviceActor(Actor):
             return self._health
         if isinstance(message, (AckAlarm, ClearAlarm)):
             return await self._on_alarm_request(message)
+        if isinstance(message, AnomalyReport):
+            return await self._on_anomaly(message)
         try:
             if isinstance(message, DeviceEvent):
                 await self._on_event(message)
@@ -210,7 +213,7 @@ class DeviceActor(Actor):
     async def _route_scan(self, message: InboundMessage, event: QrScanEvent | BiometricMatchEvent) -> None:
         at = utc_from_ms(event.ts)
         log.debug("device %s: scan at %s", self.device.device_id, at)
-        route = await self._scheduler.ask(ResolveSession(self.device.room_id, at), timeout=10)
+        route = await resolve_session(self._scheduler, self.device.room_id, at)
         from_room = None
         if route is None:  # an early scan, or a student of another room's session (hub/pipeline/checkin_routing.py)
             route, from_room = await resolve_elsewhere(self._db, self._scheduler, self.device.room_id, event, at)
@@ -369,6 +372,31 @@ class DeviceActor(Actor):
         if effects:
             await deliver(self._writer, Commit(internal_key(), tuple(effects), live=tuple(live)))
 
+    async def _on_anomaly(self, report: AnomalyReport) -> Alarm | None:
+        """Step the ``telemetry_anomaly`` alarm for a scored hour; reply the alarm once committed (None: no
+        alarm, or its commit failed or took longer than :data:`ALARM_COMMIT_WAIT_S`)."""
+        step = self._alarms.on_anomaly(report)
+        if step is None:
+            return self._alarms.active.get(ANOMALY_ALARM)
+        record, update = await self._settle(step)
+        stored = await self._commit_and_wait((record,), (update,))
+        return self._alarms.find(record.id) if stored else None
+
+    async def _commit_and_wait(self, effects: tuple, live: tuple[LiveUpdate, ...]) -> bool | None:
+        """Commit ``effects`` through the writer and wait at most :data:`ALARM_COMMIT_WAIT_S` for it:
+        True stored, False failed, None no answer in time."""
+        committed = trio.Event()
+        outcome: list[bool] = []
+
+        def on_done(ok: bool) -> None:
+            outcome.append(ok)
+            committed.set()
+
+        await deliver(self._writer, Commit(internal_key(), effects, live=live, on_done=on_done))
+        with trio.move_on_after(ALARM_COMMIT_WAIT_S):
+            await committed.wait()
+        return outcome[0] if outcome else None
+
     async def _on_alarm_request(self, request: AckAlarm | ClearAlarm) -> AlarmResult:
         alarm = self._alarms.find(request.alarm_id)
         if alarm is None:  # cleared long ago (or before a restart): committed, so the table is current
@@ -387,18 +415,7 @@ class DeviceActor(Actor):
         except AlarmTransitionError as exc:
             return AlarmResult(alarm, exc.code, exc.message)
         self._alarms.apply(after)
-        committed = trio.Event()
-        outcome: list[bool] = []
-
-        def on_done(ok: bool) -> None:
-            outcome.append(ok)
-            committed.set()
-
-        await deliver(self._writer, Commit(
-            internal_key(), (alarm_row(after), *extra), live=(alarm_live(after),), on_done=on_done))
-        with trio.move_on_after(ALARM_COMMIT_WAIT_S):
-            await committed.wait()
-        if outcome and not outcome[0]:
+        if await self._commit_and_wait((alarm_row(after), *extra), (alarm_live(after),)) is False:
             log.error("device %s: alarm %d %s was not stored", self.device.device_id, after.id, after.state)
         return AlarmResult(after)
 

@@ -36,6 +36,7 @@ from hub.domain.alarms import (
     offline_change,
     rate_limit_change,
 )
+from hub.domain.anomaly import ANOMALY_ALARM, AnomalyReport, anomaly_change
 from hub.domain.thresholds import RuleBook, RuleState, evaluate, reconcile
 from hub.mqtt import InboundMessage
 from schemas import Event
@@ -45,7 +46,7 @@ log = logging.getLogger("hub.alarms")
 #: Cleared alarms a device actor remembers (for an acknowledgement soon after the clear).
 RECENT_CLEARED = 32
 #: Alarm types no threshold rule owns: a change of the rules never clears them.
-_RULELESS_TYPES = frozenset({OFFLINE_ALARM, RATE_LIMIT_ALARM})
+_RULELESS_TYPES = frozenset({OFFLINE_ALARM, RATE_LIMIT_ALARM, ANOMALY_ALARM})
 
 
 @dataclass(frozen=True)
@@ -169,6 +170,12 @@ class DeviceAlarms:
         """The ingress's token bucket of this device ran dry (``tripped``) or filled again."""
         return rate_limit_change(self.active.get(RATE_LIMIT_ALARM), tripped=tripped, at=at,
                                  device_id=self.device_id, room_id=self.room_id, detail=detail)
+
+    def on_anomaly(self, report: AnomalyReport) -> AlarmChange | None:
+        """A scored hour of this device's telemetry (hub/services/anomaly.py): raise, update or clear the
+        ``telemetry_anomaly`` alarm (hub.domain.anomaly.anomaly_change)."""
+        return anomaly_change(self.active.get(ANOMALY_ALARM), report, device_id=self.device_id,
+                              room_id=self.room_id)
 
     def on_quarantine(self, until: datetime | None, by: str, at: datetime) -> AlarmChange | None:
         """The device's broker quarantine began (``until``) or ended (None): said on its ``rate_limited``

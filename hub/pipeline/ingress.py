@@ -4,6 +4,9 @@ The real input is the MQTT client's bounded channel; while this actor waits
 on a full device mailbox it does not read the channel, the channel fills,
 and the client stops reading the socket. Every message ends in exactly one
 commit (accepted or rejected) and is acknowledged only after that commit.
+The client also stops reading while ``HUB_MAX_UNACKED`` messages (hub/core/config.py)
+are read and not yet acknowledged, so however many devices' mailboxes there
+are, and whatever the broker sends, the pipeline holds at most that many.
 
 The ingress owns the device registry (id -> algorithm, key, revoked). It
 learns about registry changes in four ways: :class:`RegistryChanged`

@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Callable, Sequence
 
 import trio
 
-from actors import Actor, ActorRef, ChildExists, ChildSpec, Restart, Supervisor, Timer
+from actors import Actor, ActorRef, AskTimeout, ChildExists, ChildSpec, Restart, Supervisor, Timer
 from hub.db import Database
 from hub.db.class_sessions import (
     ScheduledSession,
@@ -77,6 +78,32 @@ class SessionRoute:
     ref: ActorRef
     opens_at: datetime
     ends_at: datetime
+
+
+#: How long a ResolveSession ask waits before the wait is logged as slow (it then goes on waiting).
+RESOLVE_ASK_S = 10.0
+
+
+async def resolve_session(scheduler: ActorRef, room_id: str, at: datetime) -> SessionRoute | None:
+    """The session route for a scan in ``room_id`` at ``at`` (:class:`ResolveSession`), or ``None``.
+
+    Concurrency contract: blocks the calling actor until the scheduler answers. A
+    slow answer is backpressure, not a fault: under a backlog the scheduler may be
+    starting hundreds of session actors, each loading its roster, one after the
+    other. So an ask that takes longer than :data:`RESOLVE_ASK_S` is logged and
+    then waited for without a limit (one more ask, queued behind the first;
+    resolving is idempotent and the first, late reply is discarded) instead of
+    crashing the device actor, which for hundreds of devices at once would exceed
+    the devices supervisor's restart intensity and stop the hub. The scan stays
+    unacknowledged meanwhile and the device's later events wait behind it, so its
+    order is kept. A scheduler that stops or crashes still raises
+    (``ActorStopped``/``ActorCrashed``).
+    """
+    try:
+        return await scheduler.ask(ResolveSession(room_id, at), timeout=RESOLVE_ASK_S)
+    except AskTimeout:
+        log.warning("scheduler: no session answer for room %s within %.0f s; waiting for it", room_id, RESOLVE_ASK_S)
+    return await scheduler.ask(ResolveSession(room_id, at), timeout=math.inf)
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,9 @@ marks (:class:`~hub.domain.session_messages.DisplayCheckin`,
 :class:`~hub.domain.session_messages.ManualMarks`, asked by the web), and the
 scheduler's :class:`CloseSession` (auto-absent). Records changed elsewhere
 (leave, corrections) are reloaded on :class:`ReloadStudents`, the roster
-(enrolments, deactivated accounts) on :class:`ReloadRoster`.
+(enrolments, deactivated accounts) on :class:`ReloadRoster`. Faculty's topic tags and
+understanding levels (``hub.domain.syllabus.TagTopics``, ``RecordUnderstanding``) are judged
+against the roster and committed like marks (hub/db/syllabus.py).
 """
 from __future__ import annotations
 
@@ -34,6 +36,7 @@ from hub.db import Database
 from hub.db.checkin import device_clock_offset, session_records
 from hub.db.marks import plan_marks
 from hub.db.session_snapshots import SessionSnapshot, load_session_roster, load_session_snapshot
+from hub.db.syllabus import plan_syllabus
 from hub.domain.checkin import (
     AUTO_ABSENT_SOURCE,
     EARLY_HORIZON,
@@ -58,6 +61,7 @@ from hub.domain.session_messages import (
     RosterChange,
     SessionNotLive,
 )
+from hub.domain.syllabus import RecordUnderstanding, SyllabusProblem, TagTopics
 from hub.mqtt import InboundMessage
 from hub.pipeline.commits import accept, reject, utc_from_ms, utc_from_s
 from schemas import BiometricMatchEvent, QrScanEvent, parse_checkin_token
@@ -155,6 +159,8 @@ class SessionActor(Actor):
             return await self._display(message)
         if isinstance(message, ManualMarks):
             return await self._marks(message)
+        if isinstance(message, (TagTopics, RecordUnderstanding)):
+            return await self._syllabus(message)
         if isinstance(message, ReloadStudents):
             records = await session_records(self._db, self.session_id, message.student_ids)
             self._state.reload({s: None if r is None else Mark(*r) for s, r in records.items()})
@@ -275,6 +281,19 @@ class SessionActor(Actor):
         state.apply_marks(plan.changes, request.source)
         await deliver(self._writer, Commit(internal_key(), plan.effects, live=plan.live, on_done=settled))
         return Receipt(True, changes=plan.changes, committed=settled.wait)
+
+    # --- topics covered and understanding levels (hub/db/syllabus.py) ----------------------------
+
+    async def _syllabus(self, request: TagTopics | RecordUnderstanding) -> Receipt:
+        # Like marks: judged on the in-memory roster, committed through the writer (which refreshes
+        # the students' topic progress in the same transaction), announced once committed.
+        try:
+            plan = plan_syllabus(self.session_id, self._state.roster, request)
+        except SyllabusProblem as error:
+            return Receipt(False, "invalid_request", error.message, field=error.field)
+        settled = _Settled()
+        await deliver(self._writer, Commit(internal_key(), plan.effects, live=plan.live, on_done=settled))
+        return Receipt(True, committed=settled.wait)
 
     # --- roster ----------------------------------------------------------------------------------
 

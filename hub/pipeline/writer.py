@@ -3,7 +3,9 @@
 Mailbox contract: bounded (see :data:`WRITER_MAILBOX`), ``Overflow.BLOCK``. A
 full mailbox blocks the actors that tell it, which block the ingress, which
 stops reading the MQTT socket: a slow or unavailable database pauses
-ingestion instead of dropping anything.
+ingestion instead of dropping anything. Its acknowledgements are also what
+reopens the MQTT client's window of unacknowledged messages (``HUB_MAX_UNACKED``):
+the messages of all the hub's queues together never exceed it.
 """
 from __future__ import annotations
 

@@ -23,7 +23,7 @@ from typing import Callable
 
 from actors import Actor, Timer
 from hub.db import Database
-from hub.db.telemetry import MaintenanceReport, RetentionPolicy, ensure_partitions, maintain
+from hub.db.telemetry import MaintenanceReport, RetentionPolicy, ensure_partitions, hour_floor, maintain
 from hub.pipeline.writer import is_transient
 
 log = logging.getLogger("hub.services.telemetry")
@@ -57,10 +57,14 @@ def seconds_to_next_run(now_s: float, after_the_hour_s: float = AFTER_THE_HOUR_S
 
 
 class TelemetryMaintenance(Actor):
-    def __init__(self, db: Database, policy: RetentionPolicy, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, db: Database, policy: RetentionPolicy, *, clock: Callable[[], float] = time.time,
+                 after_rollup: Callable[[datetime], None] | None = None) -> None:
         self._db = db
         self._policy = policy
         self._clock = clock
+        #: Told (never blocking) the hour up to which the roll-ups are complete, after each pass that ran
+        #: (the anomaly actor scores the new hours: hub/services/anomaly.py).
+        self._after_rollup = after_rollup
         self._timer: Timer | None = None
 
     async def started(self) -> None:
@@ -94,4 +98,6 @@ class TelemetryMaintenance(Actor):
         if report.created or report.dropped or report.folded_late_rows:
             log.info("telemetry: created %s, dropped %s, folded %d late readings", report.created,
                      report.dropped, report.folded_late_rows)
+        if self._after_rollup is not None and not report.skipped:
+            self._after_rollup(hour_floor(datetime.fromtimestamp(self._clock(), timezone.utc)))
         return report

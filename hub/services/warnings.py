@@ -16,6 +16,15 @@
       (it yields every :data:`RECHECK_SLICE` standings, so it never stalls
       the hub's other actors).
 
+    A check-in into a session that is not yet *held* (``hub.db.insights``'s
+    one definition: closed, or its end has passed) cannot move a standing:
+    until then the session counts as "remaining" whatever its record says.
+    So the attendance updates of a batch cost one primary-key lookup (which
+    of their sessions are held, ``held_sessions``) and only the records of
+    held sessions (a late scan, an auto-absent at close) are re-checked; the
+    rest reach the standing when the session ends, through the sweep (a
+    session that ended since the last sweep re-checks everyone enrolled).
+
     Each re-check recomputes the pairs' percentages with
     :mod:`hub.domain.eligibility` and, on a downward crossing of the course's
     warning line, notifies the student and everyone teaching the course, in
@@ -43,6 +52,7 @@ from hub.db import Database
 from hub.db.insights import (
     StandingRow,
     course_faculty,
+    held_sessions,
     record_warning_states,
     session_pairs,
     standings,
@@ -129,8 +139,9 @@ class WarningWatcher(Actor):
         self._recheck_every_s = recheck_every_s
         self._last_flush = float("-inf")
         self._recheck_armed = False
-        #: Re-checks run so far (the tests read it).
+        #: Re-checks run so far, and (student, course) pairs recomputed by them (the tests read both).
         self.rechecks = 0
+        self.pairs_rechecked = 0
 
     async def started(self) -> None:
         # Subscribe before the first full sweep so no update falls between the two.
@@ -159,8 +170,7 @@ class WarningWatcher(Actor):
             if isinstance(message, _Sweep):
                 await self._sweep(message.full)
             elif isinstance(message, _Marked):
-                self._marked.append(message)
-                self._touch(message.session_id, (message.student_id,))
+                self._marked.append(message)  # which need a re-check is decided at the flush
             elif isinstance(message, AttendanceChanged):
                 self._touch(message.session_id, message.student_ids)
             elif isinstance(message, _RecheckDue):
@@ -216,6 +226,11 @@ class WarningWatcher(Actor):
         if some:
             students = sorted({st for group in some.values() for st in group})
             pairs |= await session_pairs(self._db, sorted(some), students)
+        if marked:
+            # Only records of held sessions can move a standing (module docstring). A pair of a
+            # student not enrolled in the course has no standing: standings() skips it.
+            held = await held_sessions(self._db, sorted({m.session_id for m in marked}), self._now())
+            pairs |= {(m.student_id, held[m.session_id]) for m in marked if m.session_id in held}
         await self._recheck(sorted(pairs), marked)
 
     async def _sweep(self, full: bool) -> None:
@@ -232,7 +247,8 @@ class WarningWatcher(Actor):
             return
         now = self._now()
         rows = await standings(self._db, now, pairs=pairs) if pairs is None or pairs else []
-        was_below = await warning_states(self._db, pairs)
+        self.pairs_rechecked += len(rows)
+        was_below = await warning_states(self._db, pairs) if pairs is None or pairs else {}
         changes: list[tuple[str, str, bool, Decimal | None, bool]] = []
         crossed: list[StandingRow] = []
         for index, row in enumerate(rows):

@@ -124,6 +124,17 @@ async def student_consent_give(page: Any, base: str, size: str, findings: Findin
     await answer_in_viewport(page, "#consent-status", where=f"{size} student consent give", findings=findings)
 
 
+async def student_assignment_submit(page: Any, base: str, size: str, findings: Findings) -> None:
+    await page.goto(f"{base}/student/assignments")
+    # The seeded "Reading reflection" (due in 20 h, nothing submitted, 3 attempts): one attempt per size.
+    card = page.locator(".assignment-card", has_text="Reading reflection").first
+    await card.wait_for(timeout=10_000)
+    await card.locator("textarea").fill(f"My reflection ({size}).")
+    await card.locator("button.submit-work").click()
+    await answer_in_viewport(page, ".assignment-card .submit-form .feedback", where=f"{size} student assignment submit",
+                             findings=findings, text="Submitted")
+
+
 # --- faculty ---------------------------------------------------------------------------------------------
 
 async def faculty_marks_on_live_roster(page: Any, base: str, size: str, findings: Findings) -> None:
@@ -133,6 +144,35 @@ async def faculty_marks_on_live_roster(page: Any, base: str, size: str, findings
     await page.locator(f'#mark-panel button[data-mark="{"excused" if size == "desktop" else "absent"}"]').click()
     await answer_in_viewport(page, "#mark-message", where=f"{size} faculty marks on the live roster",
                              findings=findings, text="changed")
+
+
+async def faculty_syllabus_add_topic(page: Any, base: str, size: str, findings: Findings) -> None:
+    await page.goto(f"{base}/faculty/syllabus")
+    await page.fill("#topic-title", f"Revision workshop ({size})")
+    await page.fill("#topic-minutes", "45")
+    await page.click("#topic-save")
+    await answer_in_viewport(page, "#topic-form .feedback", where=f"{size} faculty syllabus add topic",
+                             findings=findings, text="Added")
+
+
+async def faculty_gradebook_enter_mark(page: Any, base: str, size: str, findings: Findings) -> None:
+    await page.goto(f"{base}/faculty/gradebook")
+    cell = page.locator("#gradebook input.mark-input").first
+    await cell.wait_for(timeout=10_000)
+    await cell.fill("3" if size == "desktop" else "4")
+    await cell.press("Tab")
+    await answer_in_viewport(page, "#gradebook .mark-cell .feedback", where=f"{size} faculty gradebook enter mark",
+                             findings=findings, text="Saved")
+
+
+async def faculty_assignment_save_draft(page: Any, base: str, size: str, findings: Findings) -> None:
+    await page.goto(f"{base}/faculty/assignments")
+    await page.fill("#as-title", f"Worksheet ({size})")
+    due = (datetime.now(timezone.utc) + timedelta(days=9)).strftime("%Y-%m-%dT10:00")
+    await page.fill("#as-due", due)
+    await page.click("#as-save")
+    await answer_in_viewport(page, "#assignment-form .feedback", where=f"{size} faculty assignment save draft",
+                             findings=findings, text="Saved as a draft")
 
 
 # --- ops -------------------------------------------------------------------------------------------------
@@ -219,13 +259,33 @@ async def settings_sla_save(page: Any, base: str, size: str, findings: Findings)
     await answer_in_viewport(page, "#policy-feedback", where=f"{size} settings SLA save", findings=findings)
 
 
+
+async def admin_grading_credits_save(page: Any, base: str, size: str, findings: Findings) -> None:
+    await page.goto(f"{base}/admin/grading")
+    row = page.locator("tr.credits-row").first
+    await row.locator(".credits-input").fill("4" if size == "desktop" else "3.5")
+    await row.locator(".credits-save").click()
+    await answer_in_viewport(page, "#course-credits .feedback", where=f"{size} admin grading credits save",
+                             findings=findings, text="Saved")
+
+
+async def admin_models_train_now(page: Any, base: str, size: str, findings: Findings) -> None:
+    await page.goto(f"{base}/admin/models")
+    await page.click("#train-now")
+    # Started, or (the phone's turn, while the desktop's request still runs) refused as already running.
+    await answer_in_viewport(page, "#train-now + .feedback", where=f"{size} admin models train now",
+                             findings=findings)
+
+
 #: Who does what: each role's actions, in order, at both sizes.
 ACTIONS: dict[str, list[Action]] = {
-    "faculty": [faculty_marks_on_live_roster],  # first: the student's correction needs a record to correct
-    "student": [student_leave_apply, student_correction_request, student_consent_give],
+    # Marks first: the student's correction needs a record to correct.
+    "faculty": [faculty_marks_on_live_roster, faculty_syllabus_add_topic, faculty_gradebook_enter_mark,
+                faculty_assignment_save_draft],
+    "student": [student_leave_apply, student_correction_request, student_consent_give, student_assignment_submit],
     "ops": [ops_alarm_acknowledge, ops_ticket_comment_and_state],
     "admin": [admin_people_create, admin_academic_add_room, settings_threshold_add, settings_webhook_add,
-              settings_sla_save],
+              settings_sla_save, admin_grading_credits_save, admin_models_train_now],
 }
 
 

@@ -77,7 +77,7 @@ async def test_changes_are_written_and_audited_once_each(fresh_db: Database, sma
     assert dict(row) == {"status": "excused", "source": "leave", "checked_in_at": None}
 
     entries = await fresh_db.fetch("SELECT actor, entity, entity_id, student_id, session_id, course_id, before,"
-                                   " after, reason FROM audit_log ORDER BY id")
+                                   " after, reason FROM audit_log WHERE entity = 'attendance' ORDER BY id")
     assert len(entries) == 4
     assert entries[0]["actor"] == "usr-fac" and entries[0]["reason"] == "first"
     assert entries[0]["entity_id"] == f"{session_id}/{students[0]}" and entries[0]["before"] is None

@@ -8,18 +8,22 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 import zipfile
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 from typing import AsyncIterator
 
 import pytest
 from support.privacy_world import PrivacyWorld, build_privacy_world, make_former
 
 from hub.db import Database, open_database
+from hub.db.assignments import AssignmentFields, NewFile, create_assignment, publish
 from hub.db.audit import verify_chain
 from hub.db.erasure import ErasureRefused, erase_student
 from hub.db.personal_data import HOLDINGS, NOT_PERSONAL, export_zip, pseudonym
+from hub.db.submissions import submit
 from hub.db.users import AccountRefused, reactivate_user
 
 NOW = datetime.now(timezone.utc)
@@ -187,3 +191,31 @@ async def test_export_holds_the_students_records_and_no_one_elses(db: Database):
     assert "password_hash" not in json.loads(archive.read("profile.json"))[0]
     assert "attendance.csv" in archive.read("README.txt").decode()
     assert archive.read("attendance.csv").decode().splitlines()[0].startswith("session_id,student_id,status")
+
+
+async def test_export_holds_the_files_the_student_submitted_and_no_one_elses(db: Database):
+    w = await build_privacy_world(db, NOW, webhook=False)
+    course = await db.fetchval("SELECT course_id FROM enrolments WHERE student_id = $1", w.target.id)
+    term = f"pt_{w.sfx}"
+    await db.execute("INSERT INTO terms (id, name, starts_on, ends_on) VALUES ($1, 'Privacy term', $2, $3)",
+                     term, NOW.date() - timedelta(days=30), NOW.date() + timedelta(days=30))
+    assignment = await create_assignment(db, course_id=course, term_id=term, section_id=None, created_by="test",
+                                         fields=AssignmentFields(
+        title="Essay", max_marks=Decimal(10), weight=Decimal(10), instructions="", opens_at=None,
+        due_at=NOW + timedelta(days=7), cut_off_at=None, grace_minutes=0, penalty_percent=Decimal(0),
+        penalty_period="day", penalty_cap_percent=Decimal(0), pass_percent=None, max_attempts=2))
+    await publish(db, assignment.id, NOW)
+    mine, theirs = (b"%PDF-1.7 essay " + os.urandom(20_000) for _ in range(2))
+    submitted = await submit(db, assignment.id, w.target.id, text="", now=NOW,
+                             files=[NewFile("my essay.pdf", "application/pdf", mine)])
+    await submit(db, assignment.id, w.other.id, text="", now=NOW,
+                 files=[NewFile("their essay.pdf", "application/pdf", theirs)])
+
+    archive = await _export(db, w.target.id)
+    files = [n for n in archive.namelist() if n.startswith("submissions/")]
+    assert files == [f"submissions/{submitted.id}-{submitted.files[0].id}-my essay.pdf"]
+    assert archive.read(files[0]) == mine  # opened: the bytes as uploaded, not the sealed blob
+    listed = json.loads(archive.read("submission_files.json"))
+    assert [(r["submission_id"], r["filename"]) for r in listed] == [(submitted.id, "my essay.pdf")]
+    assert "submissions/" in archive.read("README.txt").decode()
+    assert not [n for n in (await _export(db, w.other.id)).namelist() if n.endswith("my essay.pdf")]

@@ -1,6 +1,7 @@
 """Secrets at rest (hub/db/sealed_secrets.py, migration 0025): a data-only dump of a seeded database holds
 none of the known secrets in any form; rows written in plaintext before 0025 are sealed by the start-up
-pass and still work; ``campushub keys rotate`` re-seals everything so that the new key alone opens it."""
+pass and still work; ``campushub keys rotate`` re-seals everything (coursework files too) so that the new
+key alone opens it."""
 from __future__ import annotations
 
 import base64
@@ -21,6 +22,7 @@ from hub.app.supervision import StartRefused, run_hub
 from hub.core.config import Settings
 from hub.core.secrets_box import KEY_ENV, SecretsBox, SecretsBoxError, load_secrets_box, parse_key_file
 from hub.db import Database, run_with_database
+from hub.db.assignments import AUDIENCE_SQL, NewFile, add_attachment, get_attachment
 from hub.db.backup import server_version
 from hub.db.device_registry import load_devices
 from hub.db.leave import NewDocument, apply_for_leave, get_document
@@ -30,6 +32,7 @@ from hub.db.sealed_secrets import SEALED_COLUMNS, KeyCount, campus_key_problems,
 from hub.db.seed import ensure_campus
 from hub.db.session_snapshots import load_session_roster
 from hub.db.students import student_token_secret
+from hub.db.submissions import get_file, submit
 from hub.db.webhooks import claim_due, create_subscription, get_subscription, update_subscription
 
 NOW = datetime.now(timezone.utc)
@@ -44,6 +47,8 @@ class Known:
     webhook_secrets: dict[int, str] = field(default_factory=dict)
     totp_seeds: dict[str, bytes] = field(default_factory=dict)
     documents: dict[int, bytes] = field(default_factory=dict)
+    #: ("attachment", assessment id, id) or ("submission", submission id, file id) -> the file's bytes.
+    coursework: dict[tuple[str, int, int], bytes] = field(default_factory=dict)
     hub_seed: bytes = b""
 
     def values(self) -> list[tuple[str, bytes]]:
@@ -52,6 +57,7 @@ class Known:
                 + [(f"webhook secret {k}", v.encode()) for k, v in self.webhook_secrets.items()]
                 + [(f"TOTP seed {k}", v) for k, v in self.totp_seeds.items()]
                 + [(f"leave document {k}", v) for k, v in self.documents.items()]
+                + [(f"coursework {k}", v) for k, v in self.coursework.items()]
                 + [("hub signing key", self.hub_seed)])
 
 
@@ -105,6 +111,22 @@ async def _store_secrets_the_current_way(db: Database, known: Known) -> None:
         ends_on=date.today() + timedelta(days=61), reason="a certificate", today=date.today(),
         document=NewDocument("certificate.pdf", "application/pdf", document))
     known.documents[outcome.leave.id] = document
+    await _store_coursework(db, known)
+
+
+async def _store_coursework(db: Database, known: Known) -> None:
+    """An attachment and a student's submitted file, through hub/db/assignments.py and submissions.py, on
+    the seeded assignment due next (a demo-term assignment nobody has submitted to yet)."""
+    row = await db.fetchrow(
+        "SELECT a.id, e.student_id FROM assessments a JOIN assignments g ON g.assessment_id = a.id"
+        " JOIN enrolments e ON " + AUDIENCE_SQL + " WHERE g.published_at IS NOT NULL AND g.due_at > $1"
+        " ORDER BY g.due_at, e.student_id LIMIT 1", NOW)
+    brief, work = (b"%PDF-1.7 coursework " + os.urandom(50_000) for _ in range(2))
+    attachment = await add_attachment(db, row["id"], NewFile("brief.pdf", "application/pdf", brief), "usr-admin")
+    known.coursework[("attachment", row["id"], attachment.id)] = brief
+    submission = await submit(db, row["id"], row["student_id"], text="", now=NOW,
+                              files=[NewFile("work.pdf", "application/pdf", work)])
+    known.coursework[("submission", submission.id, submission.files[0].id)] = work
 
 
 async def _assert_every_secret_opens(db: Database, known: Known) -> None:
@@ -122,6 +144,9 @@ async def _assert_every_secret_opens(db: Database, known: Known) -> None:
     for leave_id, data in known.documents.items():
         document = await get_document(db, leave_id)
         assert document is not None and document.data == data
+    for (kind, parent, item), data in known.coursework.items():
+        stored = await (get_attachment(db, parent, item) if kind == "attachment" else get_file(db, parent, item))
+        assert stored is not None and stored.data == data
     assert (await hub_signing_key(db, os.urandom(32), os.urandom(32)))[0] == known.hub_seed
 
 
@@ -162,6 +187,8 @@ def test_a_dump_of_a_seeded_database_holds_no_known_secret_in_any_form(fresh_dat
     secrets_found = [name for name, secret in known.values() for form in _forms(secret) if form in dump]
     # A leave document is found by any 64 bytes of it too (pg_dump does not split a bytea value).
     secrets_found += [f"leave document {k} (part)" for k, data in known.documents.items()
+                      if data[1000:1064].hex().encode() in dump]
+    secrets_found += [f"coursework {k} (part)" for k, data in known.coursework.items()
                       if data[1000:1064].hex().encode() in dump]
     assert secrets_found == []
     counts = run_with_database(fresh_database_url, key_counts)
@@ -243,6 +270,7 @@ def test_keys_rotate_reseals_everything_so_the_new_key_alone_opens_it(fresh_data
     counts = run_with_database(fresh_database_url, key_counts, secrets=SecretsBox({2: keys[2]}))
     assert {c.key_id for c in counts} == {2}
     assert sum(c.rows for c in counts if c.column == "leave_documents.data_sealed") == len(known.documents)
+    assert {"submission_files.data_sealed", "assignment_attachments.data_sealed"} <= {c.column for c in counts}
     # The old key is gone: everything opens with the new key alone, through the hub's readers.
     run_with_database(fresh_database_url, lambda db: _assert_every_secret_opens(db, known),
                       secrets=SecretsBox({2: keys[2]}))

@@ -161,6 +161,44 @@ async def test_a_device_over_its_rate_is_refused_and_alarmed_while_another_is_ac
         "SELECT count(*) FROM sensor_readings WHERE device_id = $1", flooding.device_id) == accepted + 1
 
 
+async def test_the_hub_holds_at_most_its_unacked_window_whatever_the_broker_sends(
+    hub_settings, hub_campus, test_db, publisher, aio_loop, monkeypatch,
+):
+    """Intake is bounded by the hub's own window, not by the broker's honouring of Receive Maximum.
+
+    Mosquitto 2.0 stops honouring the hub's Receive Maximum after the first
+    PUBACK (and 3.1.1, spoken here, has none). With a window of 8 the hub never
+    holds more than 8 messages read and not yet committed and acknowledged,
+    the window does shut (the reader stops reading the socket), and every
+    message still ends in exactly one commit and its ack.
+    """
+    import hub.app.supervision as supervision
+
+    window, total = 8, 800
+    monkeypatch.setattr(supervision, "HUB_MAX_UNACKED", window)
+    uplink = Topics(hub_settings.topic_prefix).uplink(hub_campus.devices[0].device_id)
+    held: list[int] = []
+    async with trio.open_nursery() as nursery:
+        hub = await nursery.start(partial(run_hub, hub_settings, port=0))
+        stats = hub.client.stats
+
+        async def sample() -> None:
+            while True:
+                held.append(stats.received - stats.acked)
+                await trio.lowlevel.checkpoint()
+
+        nursery.start_soon(sample)
+        # In steps of 400: the shared broker queues at most 1,000 messages for a subscriber.
+        for start in range(0, total, 400):
+            for i in range(start, start + 400):
+                await publisher.publish(uplink, b"\xc1junk-%d" % i, qos=1)
+            await eventually(partial(_metric_at_least, hub, "malformed", start + 400), timeout=30)
+        nursery.cancel_scope.cancel()
+    assert _rejected_total(hub.metrics.render(), "malformed") == total
+    assert stats.received == stats.acked == total and stats.reconnects == 0
+    assert max(held) <= window and stats.window_waits >= 1, (max(held), stats.window_waits)
+
+
 async def _at_least(rows, n: int):
     found = await rows
     return found if len(found) >= n else None

@@ -155,3 +155,62 @@ async def test_a_stream_of_check_ins_is_rechecked_in_coalesced_batches(fresh_db)
             assert 1 <= watcher.rechecks <= 3, watcher.rechecks
             await supervisor.shutdown()
             nursery.cancel_scope.cancel()
+
+
+async def add_live_session(db: Database, ends_in: timedelta = timedelta(minutes=40)) -> str:
+    sid = f"live-{uuid.uuid4().hex[:8]}"
+    await db.execute("INSERT INTO class_sessions (id, course_id, room_id, starts_at, ends_at, status)"
+                     " VALUES ($1, 'c', 'r', $2, $3, 'open')", sid, NOW - timedelta(minutes=10), NOW + ends_in)
+    return sid
+
+
+async def test_a_check_in_into_a_live_session_recomputes_no_standing(fresh_db):
+    """Until a session is held it counts as remaining whatever its record says: no standing to recompute."""
+    bus = LiveBus()
+    await seed(fresh_db, ["present"] * 4)
+    live = await add_live_session(fresh_db)
+    with bus.subscribe([user_topic("s1")]) as student:
+        async with trio.open_nursery() as nursery:
+            supervisor = Supervisor("test")
+            await nursery.start(supervisor.run)
+            watcher = WarningWatcher(fresh_db, bus, sweep_every_s=3600, recheck_every_s=0)
+            await supervisor.start_child(ChildSpec("warnings", lambda: watcher, mailbox_size=64))
+            with trio.fail_after(10):
+                while watcher.pairs_rechecked < 1:  # the full pass at start: s1's one enrolment
+                    await trio.sleep(0.02)
+
+            bus.publish(session_topic(live), LiveAttendance(live, "s1", "present", NOW.isoformat(), "qr"))
+            marked = await receive(student)
+            assert (marked["kind"], marked["data"]["session_id"]) == ("attendance_marked", live)
+            assert watcher.pairs_rechecked == 1
+
+            # A record of a held session (a late scan, a mark after the close) is recomputed.
+            [held] = await add_sessions(fresh_db, ["present"])
+            bus.publish(session_topic(held), LiveAttendance(held, "s1", "present", NOW.isoformat(), "qr"))
+            marked = await receive(student)
+            assert marked["data"]["session_id"] == held
+            assert watcher.pairs_rechecked == 2
+            await supervisor.shutdown()
+            nursery.cancel_scope.cancel()
+
+
+async def test_a_live_session_that_ends_is_counted_by_the_sweep(fresh_db):
+    """The check-ins skipped above reach the standing when the session ends: the sweep re-checks its course."""
+    bus = LiveBus()
+    await seed(fresh_db, ["present"] * 2)
+    await add_live_session(fresh_db, ends_in=timedelta(minutes=5))  # s1 never checks in: absent once it ends
+    clock = [NOW]
+    with bus.subscribe([user_topic("s1")]) as student:
+        async with trio.open_nursery() as nursery:
+            supervisor = Supervisor("test")
+            await nursery.start(supervisor.run)
+            watcher = WarningWatcher(fresh_db, bus, now=lambda: clock[0], sweep_every_s=0.1)
+            await supervisor.start_child(ChildSpec("warnings", lambda: watcher, mailbox_size=64))
+            with trio.move_on_after(0.5):
+                unexpected = await student.receive()
+                pytest.fail(f"a warning while the session runs (2 of 2 held): {unexpected}")
+            clock[0] = NOW + timedelta(minutes=6)
+            warning = await receive(student)  # 2 of 3 held
+            assert warning["kind"] == "attendance_warning" and warning["data"]["percentage"] == "66.66"
+            await supervisor.shutdown()
+            nursery.cancel_scope.cancel()

@@ -401,3 +401,126 @@ async def test_stalled_reader_survives_keepalive(prefix: str) -> None:
             assert got == [str(i).encode() for i in range(10)]
             assert rx.generation == 1 and rx.connected
             n.cancel_scope.cancel()
+
+
+async def test_unacked_window_stops_reading_until_acks_make_room(prefix: str) -> None:
+    """``max_unacked``: the reader holds at most that many unacknowledged messages, whatever the broker sends.
+
+    The channel (1,024) and Receive Maximum (1,000) would both let 300 in; the
+    window lets in 10, and every ack lets in as many more. Nothing is lost or
+    reordered, and the window survives keepalives with the socket unread.
+    """
+
+    class FastMisc(TrioMqttClient):
+        MISC_INTERVAL_S = 0.1
+
+    count, window = 300, 10
+    with trio.fail_after(15):
+        async with trio.open_nursery() as n:
+            rx = await start(n, make_client(f"{prefix}-win", FastMisc, clean_start=True, keepalive=1,
+                                            max_unacked=window), subscriber(f"{prefix}/#"))
+            tx = await start(n, make_client(f"{prefix}-win-tx", clean_start=True))
+            for i in range(count):
+                await tx.publish(f"{prefix}/w", str(i).encode())
+            await tx.publish(f"{prefix}/end", b"", wait_for_ack=True)
+
+            await trio.sleep(1.5)  # keepalive periods with the window shut and the socket unread
+            assert (rx.stats.received, rx.unacked) == (window, window)
+            assert rx.stats.window_waits >= 1 and rx.connected and rx.generation == 1
+
+            got: list[bytes] = []
+            held = []
+            while len(got) < count + 1:
+                m = await receive(rx)
+                got.append(m.payload)
+                held.append(m)
+                assert rx.stats.received - rx.stats.acked <= window
+                if len(held) == 4:  # acks in batches, as the hub's writer does
+                    rx.ack_many(held)
+                    held = []
+            rx.ack_many(held)
+            assert got == [str(i).encode() for i in range(count)] + [b""]
+            assert rx.unacked == 0 and rx.generation == 1
+            n.cancel_scope.cancel()
+
+
+async def test_unacked_window_starts_again_on_a_new_connection(prefix: str) -> None:
+    """Messages left unacked by a dropped connection are the broker's to redeliver: the count starts at 0."""
+    with trio.fail_after(10):
+        async with trio.open_nursery() as n:
+            rx = await start(n, make_client(f"{prefix}-win2", clean_start=True, max_unacked=3),
+                             subscriber(f"{prefix}/#"))
+            tx = await start(n, make_client(f"{prefix}-win2-tx", clean_start=True))
+            for i in range(5):
+                await tx.publish(f"{prefix}/w", str(i).encode(), wait_for_ack=True)
+            await wait_until(lambda: rx.unacked == 3)
+            drop_socket(rx)
+            await wait_until(lambda: rx.generation == 2 and rx.connected)
+            got = []
+            while len(got) < 5:
+                m = await receive(rx)
+                if m.generation == 2:  # the first connection's three are stale: redelivered here
+                    got.append(m.payload)
+                    rx.ack(m)
+            assert sorted(got) == [str(i).encode() for i in range(5)]
+            await wait_until(lambda: rx.unacked == 0)
+            n.cancel_scope.cancel()
+
+
+def test_max_unacked_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="max_unacked"):
+        TrioMqttClient(host="127.0.0.1", client_id="x", max_unacked=0)
+
+
+async def test_publish_with_mqtt5_properties_arrives_whole(prefix: str) -> None:
+    """The receive path skips a PUBLISH's properties unread (here the Message Expiry the broker forwards)."""
+    with trio.fail_after(6):
+        async with trio.open_nursery() as n:
+            rx = await start(n, make_client(f"{prefix}-props", clean_start=True), subscriber(f"{prefix}/#"))
+            tx = await start(n, make_client(f"{prefix}-props-tx", clean_start=True))
+            await tx.publish(f"{prefix}/é", b"\x00payload\xff", message_expiry_s=60, wait_for_ack=True)
+            m = await receive(rx)
+            assert (m.topic, m.payload, m.qos, m.retain) == (f"{prefix}/é", b"\x00payload\xff", 1, False)
+            rx.ack(m)
+            n.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize("packet", [b"\x00", b"\x00\x09abc", b"\x00\x01a", b"\x00\x01a\x00\x01\x05"],
+                         ids=["no topic length", "topic past the end", "no packet id", "properties past the end"])
+def test_a_truncated_publish_is_a_protocol_error(packet: bytes) -> None:
+    """PahoClient's own PUBLISH parser refuses what does not fit (paho then drops the connection)."""
+    import paho.mqtt.client as paho_mqtt
+
+    from hub.mqtt._paho import PahoClient
+
+    client = PahoClient(paho_mqtt.CallbackAPIVersion.VERSION2, client_id="x", protocol=paho_mqtt.MQTTv5)
+    got: list[tuple] = []
+    client.on_fast_publish = lambda *args: got.append(args)
+    client._in_packet = {**client._in_packet, "command": 0x32, "packet": bytearray(packet)}  # QoS 1 PUBLISH
+    with pytest.raises(paho_mqtt.MalformedPacket):
+        client._handle_publish()
+    assert got == []
+
+
+def test_buffered_reads_give_short_reads_and_never_count_below_zero() -> None:
+    """PahoClient serves paho's reads from one recv(); a read past what is buffered is short, as recv()'s are.
+
+    (A read past the end once left the count negative: "data in hand" forever,
+    and the reader spun without yielding once the stream stopped.)
+    """
+    import paho.mqtt.client as paho_mqtt
+
+    from hub.mqtt._paho import PahoClient
+
+    client = PahoClient(paho_mqtt.CallbackAPIVersion.VERSION2, client_id="x", protocol=paho_mqtt.MQTTv5)
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        ours.setblocking(False)
+        client._sock = ours
+        theirs.sendall(b"0123456789")
+        assert client._sock_recv(4) == b"0123" and client.buffered() == 6
+        assert client._sock_recv(100) == b"456789" and client.buffered() == 0
+        with pytest.raises(BlockingIOError):
+            client._sock_recv(1)
+        assert client.buffered() == 0
+        client._sock = None

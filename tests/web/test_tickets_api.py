@@ -233,7 +233,7 @@ async def test_console_pages_and_report_form(client, world, db):
     room = await (await client.get(f"/ops/rooms/{world.room}")).get_data(as_text=True)
     assert (f'class="device device-online" data-device-id="{world.device}" data-health="critical"'
             f' data-kind="qr_camera"') in room
-    assert f'<span class="sev sev-critical" data-alarm-id="{alarm_id}">device_offline</span>' in room
+    assert f'<span class="sev sev-critical" data-alarm-id="{alarm_id}">Device offline</span>' in room
     ops = await bearer(client, world.username("ops"))
     _, ticket = await _report(client, ops, title="Camera offline", alarm_id=alarm_id)
     board = await (await client.get("/ops/tickets")).get_data(as_text=True)

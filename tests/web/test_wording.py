@@ -94,3 +94,19 @@ async def test_admin_console_shows_rejection_reasons_in_words(client, world, db)
     await page_login(client, world.username("admin"))
     html = await (await client.get("/admin")).get_data(as_text=True)
     assert "<td>bad_signature</td>" not in html and "<td>invalid_token</td>" not in html
+
+
+def test_alarm_types_and_states_have_words():
+    from hub.domain.alarms import OFFLINE_ALARM, RATE_LIMIT_ALARM, STATES
+    from hub.domain.anomaly import ANOMALY_ALARM
+    from hub.domain.thresholds import alarm_type
+
+    for code in (OFFLINE_ALARM, RATE_LIMIT_ALARM, ANOMALY_ALARM):
+        assert "_" not in wording.alarm_type_words(code), code
+    assert wording.alarm_type_words(alarm_type("co2", "above")) == "CO₂ too high"
+    assert wording.alarm_type_words(alarm_type("temperature", "below")) == "Temperature too low"
+    assert wording.alarm_type_words(alarm_type("light_level", "above")) == "light_level too high"  # unlisted metric: itself
+    assert wording.alarm_type_words("brand_new") == "brand_new"  # an unknown type is shown, never hidden
+    for state in STATES:
+        assert "_" not in wording.alarm_state_words(state), state
+    assert wording.wording_json()["alarms"]["types"][ANOMALY_ALARM] == "Unusual readings"

@@ -12,7 +12,6 @@ import base64
 import binascii
 from datetime import date
 from typing import Annotated, Any
-from urllib.parse import quote
 
 import msgspec
 from msgspec import Meta
@@ -59,7 +58,7 @@ from ..errors import WebError, forbidden, invalid, not_found
 from ..paging import page_json, page_of, page_params, page_request
 from ..request import EmptyBody, choice_arg, json_body
 from ..serialize import record_json
-from ..uploads import LARGE_BODIES
+from ..uploads import LARGE_BODIES, attachment_disposition
 from ._pages import render_page
 from ._records import ID_SCHEMA, MAX_ID, after_commit, campus_today, now_utc
 
@@ -220,15 +219,9 @@ async def document(leave_id: int) -> Response:
         raise not_found("This application has no document.")
     # Served as an attachment with its sniffed type and nosniff: never rendered as our own page.
     return Response(found.data, content_type=found.content_type, headers={
-        "Content-Disposition": _disposition(found.filename),
+        "Content-Disposition": attachment_disposition(found.filename),
         "Content-Security-Policy": "default-src 'none'; sandbox",
     })
-
-
-def _disposition(filename: str) -> str:
-    """An attachment header for any file name: an ASCII fallback plus the RFC 5987 UTF-8 form."""
-    fallback = filename.encode("ascii", "replace").decode().replace("?", "_")
-    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
 
 
 # --- page --------------------------------------------------------------------------------------

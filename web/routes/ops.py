@@ -10,6 +10,7 @@ from __future__ import annotations
 from quart import Blueprint
 
 from hub.db.alarms import active_alarms, open_alarm_count
+from hub.db.anomalies import recent_anomalies
 from hub.db.biometric_consent import device_enrolments, enrolments_of
 from hub.db.campus_counts import overview_counts
 from hub.db.console_overview import room_tiles
@@ -75,7 +76,8 @@ async def room_page(room_id: str) -> str:
     alarms = await active_alarms(ctx.db)
     cards = grid(listing, [RoomRow(tile.room_id, tile.name, tile.building)], alarms)
     return await render_page("ops_room.html", room=tile_json(tile),
-                             devices=cards[0]["rooms"][0]["devices"] if cards else [])
+                             devices=cards[0]["rooms"][0]["devices"] if cards else [],
+                             anomalies=await recent_anomalies(ctx.db, utc_now(ctx), room_id=room_id))
 
 
 @bp.get("/ops/devices/<device_id>")
@@ -98,7 +100,8 @@ async def device_detail(device_id: str) -> str:
                              notice_version=CURRENT_NOTICE_VERSION,
                              health=health_of(device, (a.severity for a in alarms)),
                              quarantine=quarantine if quarantine and quarantine.active_at(utc_now(current_context()))
-                             else None)
+                             else None,
+                             anomalies=await recent_anomalies(db, utc_now(current_context()), device_id=device_id))
 
 
 @bp.get("/ops/alarms")

@@ -416,9 +416,68 @@
     svg.classList.toggle("sparkline-empty", nums.length < 2);
   }
 
+  // body: GET /api/v1/courses/{c}/terms/{t}/grades. One bar per grade of the scale: students earning it.
+  function drawGrades(svg, body) {
+    if (!svg.id) { svg.id = "chart-" + (++uid); }
+    var f = start(svg);
+    remember(svg, f.w, function () { drawGrades(svg, body); });
+    var dist = body.distribution, total = dist.reduce(function (a, d) { return a + d.students; }, 0);
+    var yMax = niceMax(Math.max.apply(null, dist.map(function (d) { return d.students; }).concat([1])));
+    axes(svg, f, { yMax: yMax, yTicks: countTicks(yMax), yText: String, yTitle: "Students", xTitle: "Grade" });
+    var passing = {};
+    body.scale.bands.forEach(function (b) { passing[b.letter] = b.is_pass; });
+    bars(svg, f, dist.map(function (d) {
+      return { label: d.letter, segments: [{ value: d.students, cls: passing[d.letter] === false ? "chart-bar-bad" : "chart-bar-ok",
+                                             title: d.letter + ": " + d.students + (d.students === 1 ? " student" : " students") }] };
+    }));
+    if (!total) { empty(svg, f, "No grades yet"); }
+    var most = dist.reduce(function (a, d) { return d.students > a.students ? d : a; }, dist[0] || { letter: "—", students: 0 });
+    var failing = dist.filter(function (d) { return passing[d.letter] === false; }).reduce(function (a, d) { return a + d.students; }, 0);
+    var summary = total ? total + (total === 1 ? " student has" : " students have") + " a grade; the most common is " + most.letter +
+      " (" + most.students + "). " + failing + " not passing." : "No student has a grade yet: there are no marks.";
+    describe(svg, summary, { caption: "Students per grade", columns: ["Grade", "Students"],
+                             rows: dist.map(function (d) { return [d.letter, d.students]; }) });
+  }
+
+  // body: GET /api/v1/courses/{c}/coverage. Syllabus pace: the plan's cumulative minutes after each
+  // session (dashed) and the estimated minutes of the topics covered by then (solid), in hours.
+  function drawPace(svg, body) {
+    if (!svg.id) { svg.id = "chart-" + (++uid); }
+    var f = start(svg);
+    remember(svg, f.w, function () { drawPace(svg, body); });
+    var pts = body.points, hours = function (m) { return m === null ? null : m / 60; };
+    var yMax = niceMax(Math.max(hours(body.planned_total_minutes), 1));
+    axes(svg, f, { yMax: yMax, yTicks: countTicks(yMax), yText: function (v) { return v + " h"; },
+                   yTitle: "Syllabus (hours)", xTitle: "Sessions of the term" });
+    function x(i) { return f.l + (pts.length < 2 ? (f.r - f.l) / 2 : (f.r - f.l) * i / (pts.length - 1)); }
+    function path(key, cls) {
+      var d = [];
+      pts.forEach(function (p, i) {
+        if (p[key] === null) { return; }
+        d.push((d.length ? "L" : "M") + x(i).toFixed(1) + " " + f.y(hours(p[key])).toFixed(1));
+      });
+      if (d.length) { svg.appendChild(node("path", { d: d.join(" "), "class": cls })); }
+    }
+    if (!pts.length) {
+      empty(svg, f, "No sessions scheduled yet");
+    } else {
+      path("planned_minutes", "chart-line chart-line-plan");
+      path("covered_minutes", "chart-line");
+      xLabels(svg, f, [{ x: f.l, text: dayText(pts[0].starts_at), anchor: "start" },
+                       { x: f.r, text: dayText(pts[pts.length - 1].starts_at), anchor: "end" }]);
+    }
+    legend(svg, [["chart-swatch-plan", "Planned"], ["chart-swatch-covered", "Covered"]]);
+    function h(m) { return m === null ? "—" : (m / 60).toFixed(1) + " h"; }
+    var summary = !pts.length ? "No sessions are scheduled for this course yet." :
+      body.topics_covered + " of " + body.topics_total + " topics covered: " + h(body.covered_minutes) + " of the syllabus, against " +
+      h(body.planned_minutes) + " planned by now" + (body.pace_ratio === null ? "." : " (" + Math.round(body.pace_ratio * 100) + "% of the plan).");
+    describe(svg, summary, { caption: "Syllabus covered and planned after each session", columns: ["Session", "Planned", "Covered"],
+                             rows: pts.map(function (p) { return [dayText(p.starts_at), h(p.planned_minutes), h(p.covered_minutes)]; }) });
+  }
+
   // --- loading ---------------------------------------------------------------------------------------
 
-  var DRAW = { arrivals: drawArrivals, uptime: drawUptime, sla: drawSla, term: drawTerm };
+  var DRAW = { arrivals: drawArrivals, uptime: drawUptime, sla: drawSla, term: drawTerm, grades: drawGrades, pace: drawPace };
 
   // Load a chart's data (data-series) and draw it by its kind (data-chart; default: a term series).
   function load(svg) {
@@ -441,5 +500,6 @@
   if (document.readyState === "loading") { document.addEventListener("DOMContentLoaded", loadAll); } else { loadAll(); }
 
   window.CampusCharts = { line: line, load: load, sparkline: sparkline, describe: describe,
-                          drawArrivals: drawArrivals, drawUptime: drawUptime, drawSla: drawSla, drawTerm: drawTerm };
+                          drawArrivals: drawArrivals, drawUptime: drawUptime, drawSla: drawSla, drawTerm: drawTerm,
+                          drawPace: drawPace };
 })();

@@ -278,7 +278,7 @@
       var list = c.querySelector(".alarms");
       list.replaceChildren();
       Object.keys(entry.alarms).forEach(function (id) {
-        var s = el("span", "sev sev-" + entry.alarms[id].severity, entry.alarms[id].alarm_type);
+        var s = el("span", "sev sev-" + entry.alarms[id].severity, alarmTypeWords(entry.alarms[id].alarm_type));
         s.dataset.alarmId = id;
         list.appendChild(s);
         list.appendChild(document.createTextNode(" "));
@@ -332,7 +332,24 @@
   }
 
   function alarmId(a) { return a.alarm_id !== undefined ? a.alarm_id : a.id; }
-  function alarmType(a) { return a.alarm_type !== undefined ? a.alarm_type : a.type; }
+  function alarmCode(a) { return a.alarm_type !== undefined ? a.alarm_type : a.type; }
+
+  // Alarm types and states in words: web/wording.py's tables, which the ops templates put in #alarm-words
+  // (the same rule as wording.alarm_type_words: "co2_high" -> "CO₂ too high"); a page without them shows codes.
+  var ALARM_WORDS = (function () {
+    var node = document.getElementById("alarm-words");
+    try { return node ? JSON.parse(node.textContent) : null; } catch (e) { return null; }
+  }());
+  function alarmTypeWords(code) {
+    if (!ALARM_WORDS || !code) { return code || ""; }
+    if (ALARM_WORDS.types[code]) { return ALARM_WORDS.types[code]; }
+    var cut = code.lastIndexOf("_"), metric = code.slice(0, cut), direction = ALARM_WORDS.directions[code.slice(cut + 1)];
+    if (cut > 0 && direction) { return (ALARM_WORDS.metrics[metric] || metric) + " " + direction; }
+    return code;
+  }
+  function metricWords(metric) { return (ALARM_WORDS && ALARM_WORDS.metrics[metric]) || metric; }
+  function alarmStateWords(state) { return (ALARM_WORDS && ALARM_WORDS.states[state]) || state; }
+  function alarmType(a) { return alarmTypeWords(alarmCode(a)); }
 
   function sevTag(severity) { return el("span", "sev sev-" + severity, severity); }
 
@@ -364,8 +381,8 @@
     svg.setAttribute("viewBox", "0 0 " + W + " " + H);
     svg.setAttribute("class", "telemetry-svg");
     svg.setAttribute("role", "img");
-    var unit = body.unit || "";
-    svg.setAttribute("aria-label", (body.metric || "") + (unit ? " (" + unit + ")" : "") + ", " + fmt(new Date(t0).toISOString())
+    var unit = body.unit || "", metricName = body.metric ? metricWords(body.metric) : "";
+    svg.setAttribute("aria-label", metricName + (unit ? " (" + unit + ")" : "") + ", " + fmt(new Date(t0).toISOString())
       + " to " + fmt(new Date(t1).toISOString()) + ", from " + lo.toFixed(digits) + " to " + hi.toFixed(digits));
     function add(tag, attrs, text) {
       var n = document.createElementNS(ns, tag);
@@ -396,9 +413,9 @@
     add("text", { x: (L + W - R) / 2, y: H - 8, "class": "axis-title x-title", "text-anchor": "middle" },
       "Time (" + (long ? "day" : "hour:minute") + ", local)");
     add("text", { x: 14, y: (T + H - B) / 2, "class": "axis-title y-title", "text-anchor": "middle",
-      transform: "rotate(-90 14 " + (T + H - B) / 2 + ")" }, (body.metric || "value") + (unit ? " (" + unit + ")" : ""));
+      transform: "rotate(-90 14 " + (T + H - B) / 2 + ")" }, (metricName || "value") + (unit ? " (" + unit + ")" : ""));
     var last = points[points.length - 1];
-    box.replaceChildren(svg, el("p", "muted", "Latest " + (body.metric || "") + ": " + last.avg.toFixed(2) + " " + unit
+    box.replaceChildren(svg, el("p", "muted", "Latest " + metricName + ": " + readingText({ value: last.avg, unit: unit }, body.metric).trim()
       + " at " + fmt(last.t) + " (line: average; band: minimum to maximum)"));
   }
 
@@ -440,7 +457,7 @@
           return;
         }
         alarmsBody.replaceChildren.apply(alarmsBody, page.items.map(function (a) {
-          var tr = row([sevTag(a.severity), alarmType(a), a.state.replace("_", ", "), timeTag(a.raised_at), a.message || "", alarmButtons({ alarm_id: alarmId(a), state: a.state }, loadAlarms)]);
+          var tr = row([sevTag(a.severity), alarmType(a), alarmStateWords(a.state), timeTag(a.raised_at), a.message || "", alarmButtons({ alarm_id: alarmId(a), state: a.state }, loadAlarms)]);
           tr.dataset.alarmId = alarmId(a);
           tr.dataset.state = a.state;
           return tr;
@@ -475,7 +492,7 @@
           var chosen = metric.value || body.metric;
           metric.replaceChildren.apply(metric, names.map(function (m) {
             var name = typeof m === "string" ? m : m.metric;
-            var o = el("option", null, name);
+            var o = el("option", null, metricWords(name));
             o.value = name;
             return o;
           }));
@@ -584,7 +601,7 @@
       box.setAttribute("aria-label", "Select alarm " + alarmType(a) + " on " + a.device_id);
       box.checked = !!selected[id];
       box.addEventListener("change", function () { select(id, box.checked); });
-      var tr = row([box, sevTag(a.severity), device, alarmType(a), a.state.replace("_", ", "), timeTag(a.raised_at), a.message || "",
+      var tr = row([box, sevTag(a.severity), device, alarmType(a), alarmStateWords(a.state), timeTag(a.raised_at), a.message || "",
         alarmButtons({ alarm_id: id, state: a.state }, reload)]);
       tr.dataset.alarmId = id;
       tr.dataset.state = a.state;

@@ -174,6 +174,180 @@
     }
   }
 
+  // --- topics covered and understanding levels (web/routes/syllabus_api.py) --------------------------
+  // One tap on a topic tags (or untags) it: the whole set is sent each time. Levels: "everyone here"
+  // fills the present and late students, a student's own select is the exception, "Save" sends them.
+  // Other open rosters follow the "topics" and "understanding" messages of the same websocket.
+
+  var topicsPanel, tagging = null, pendingLevels = {};
+
+  function say(text, kind) { window.CampusHub.feedback(document.getElementById("topics-hint"), text, kind); }
+
+  function chip(topic, why) {
+    var li = el("li");
+    var b = el("button", "topic-chip", topic.position + ". " + topic.title + (why === "continue" ? " (continue)" : ""));
+    b.type = "button";
+    b.dataset.topicId = topic.id;
+    b.setAttribute("aria-pressed", String(tagging.tagged.indexOf(topic.id) >= 0));
+    b.addEventListener("click", function () { toggleTopic(topic.id); });
+    li.appendChild(b);
+    return li;
+  }
+
+  function renderTopics() {
+    var suggested = document.getElementById("topic-suggested"), all = document.getElementById("topic-all");
+    if (!tagging.topics.length) {
+      document.getElementById("topics-hint").textContent = "This course has no syllabus yet: add its topics on the Syllabus page to tag what a class covered.";
+      suggested.replaceChildren();
+      all.replaceChildren();
+      document.getElementById("topic-all-box").hidden = true;
+      document.getElementById("understanding-panel").hidden = true;
+      return;
+    }
+    var byId = {};
+    tagging.topics.forEach(function (t) { byId[t.id] = t; });
+    // Tagged topics first (so untagging is one tap too), then the suggestions.
+    var first = tagging.tagged.map(function (id) { return [byId[id], "tagged"]; });
+    tagging.suggestions.forEach(function (s) {
+      if (tagging.tagged.indexOf(s.topic_id) < 0 && byId[s.topic_id]) { first.push([byId[s.topic_id], s.why]); }
+    });
+    suggested.replaceChildren.apply(suggested, first.map(function (p) { return chip(p[0], p[1]); }));
+    all.replaceChildren.apply(all, tagging.topics.map(function (t) { return chip(t, null); }));
+    document.getElementById("topic-all-box").hidden = false;
+    document.getElementById("understanding-panel").hidden = false;
+    var scope = document.getElementById("understanding-topic"), keep = scope.value;
+    var options = [el("option", null, "The whole session")];
+    options[0].value = "";
+    tagging.tagged.forEach(function (id) {
+      var o = el("option", null, byId[id].title);
+      o.value = id;
+      options.push(o);
+    });
+    scope.replaceChildren.apply(scope, options);
+    scope.value = tagging.tagged.indexOf(Number(keep)) >= 0 ? keep : "";
+    renderLevels();
+  }
+
+  function recordedLevel(studentId) {
+    var topic = document.getElementById("understanding-topic").value;
+    var found = tagging.levels.filter(function (l) {
+      return l.student_id === studentId && String(l.topic_id === null ? "" : l.topic_id) === topic;
+    })[0];
+    return found ? found.level : null;
+  }
+
+  function renderLevels() {
+    var tbody = document.querySelector("#understanding-table tbody");
+    var rows = [];
+    document.querySelectorAll("#roster tr.roster-row").forEach(function (r) {
+      var id = r.dataset.studentId, name = (r.querySelector(".name") || {}).textContent || id;
+      var status = (r.querySelector("td.status") || { dataset: {} }).dataset.status;
+      var tr = el("tr");
+      tr.dataset.studentId = id;
+      tr.appendChild(el("td", "name", name + (status === "present" || status === "late" ? "" : " (not here)")));
+      var td = el("td", "understanding");
+      var select = el("select");
+      select.setAttribute("aria-label", "Understanding of " + name);
+      ["", "1", "2", "3", "4", "5"].forEach(function (v) {
+        var o = el("option", null, v || "—");
+        o.value = v;
+        select.appendChild(o);
+      });
+      var level = pendingLevels[id] !== undefined ? pendingLevels[id] : recordedLevel(id);
+      select.value = level ? String(level) : "";
+      select.addEventListener("change", function () { pendingLevels[id] = select.value ? Number(select.value) : null; });
+      td.appendChild(select);
+      tr.appendChild(td);
+      rows.push(tr);
+    });
+    tbody.replaceChildren.apply(tbody, rows);
+  }
+
+  function loadTagging() {
+    return fetch(topicsPanel.dataset.url, { credentials: "same-origin" }).then(function (r) { return r.ok ? r.json() : null; })
+      .then(function (body) { if (body) { tagging = body; renderTopics(); } });
+  }
+
+  function put(url, body) {
+    return fetch(url, {
+      method: body.levels ? "POST" : "PUT", credentials: "same-origin",
+      headers: { "Content-Type": "application/json" }, body: JSON.stringify(body)
+    }).then(function (response) {
+      return response.json().then(function (data) { return { ok: response.ok, data: data }; });
+    });
+  }
+
+  function toggleTopic(id) {
+    var set = tagging.tagged.slice(), at = set.indexOf(id);
+    if (at >= 0) { set.splice(at, 1); } else { set.push(id); }
+    put(topicsPanel.dataset.url, { topic_ids: set }).then(function (result) {
+      if (!result.ok) { say((result.data.error && result.data.error.message) || "Tagging failed.", "error"); return; }
+      tagging = result.data;
+      renderTopics();
+      say(tagging.tagged.length ? "Covered: " + tagging.tagged.length + " topic(s)." : "No topics tagged.", "success");
+    }, function () { say("No connection.", "error"); });
+  }
+
+  function setEveryone(level) {
+    document.querySelectorAll("#roster tr.roster-row").forEach(function (r) {
+      var status = (r.querySelector("td.status") || { dataset: {} }).dataset.status;
+      if (status === "present" || status === "late") { pendingLevels[r.dataset.studentId] = level; }
+    });
+    renderLevels();
+  }
+
+  function saveLevels() {
+    var button = document.getElementById("understanding-save");
+    var levels = Object.keys(pendingLevels).filter(function (id) { return pendingLevels[id]; })
+      .map(function (id) { return { student_id: id, level: pendingLevels[id] }; });
+    if (!levels.length) {
+      window.CampusHub.feedback(button, "Pick a level first: for everyone here, or for one student.", "error");
+      return;
+    }
+    var topic = document.getElementById("understanding-topic").value;
+    put(topicsPanel.dataset.understandingUrl, { levels: levels, topic_id: topic ? Number(topic) : null }).then(function (result) {
+      if (!result.ok) {
+        window.CampusHub.feedback(button, (result.data.error && result.data.error.message) || "Saving failed.", "error");
+        return;
+      }
+      pendingLevels = {};
+      loadTagging().then(function () {
+        window.CampusHub.feedback(button, "Saved " + result.data.recorded + " level(s).", "success");
+      });
+    }, function () { window.CampusHub.feedback(button, "No connection.", "error"); });
+  }
+
+  function onSyllabusMessage(message) {
+    if (!tagging) { return; }
+    if (message.type === "snapshot") {
+      loadTagging();
+    } else if (message.type === "topics" && message.session_id === tagging.session_id) {
+      tagging.tagged = message.topic_ids.slice();
+      renderTopics();
+    } else if (message.type === "understanding" && message.session_id === tagging.session_id) {
+      message.levels.forEach(function (pair) {
+        tagging.levels = tagging.levels.filter(function (l) { return !(l.student_id === pair[0] && l.topic_id === message.topic_id); });
+        tagging.levels.push({ student_id: pair[0], topic_id: message.topic_id, level: pair[1] });
+      });
+      renderLevels();
+    }
+  }
+
+  function initTopics() {
+    topicsPanel = document.getElementById("topics-panel");
+    if (!topicsPanel) { return; }
+    document.getElementById("understanding-topic").addEventListener("change", function () { pendingLevels = {}; renderLevels(); });
+    document.querySelectorAll("[data-level-all]").forEach(function (b) {
+      b.addEventListener("click", function () { setEveryone(Number(b.dataset.levelAll)); });
+    });
+    document.getElementById("understanding-save").addEventListener("click", saveLevels);
+    // Rows replaced by a live snapshot (or a check-in changing who is here) rebuild the level list.
+    new MutationObserver(function () { if (tagging) { renderLevels(); } })
+      .observe(document.querySelector("#roster"), { childList: true, subtree: true, attributes: true, attributeFilter: ["data-status"] });
+    document.addEventListener("roster-message", function (event) { onSyllabusMessage(event.detail); });
+    loadTagging();
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
     if (document.body.dataset.page !== "faculty-session") { return; }
     flagsSection = document.getElementById("flags");
@@ -183,6 +357,7 @@
     flagDetailShown = JSON.parse(flagsSection.dataset.detailShown || "[]");
     initMarking();
     initSearch();
+    initTopics();
     document.addEventListener("roster-message", function (event) { onMessage(event.detail); });
   });
 })();

@@ -38,10 +38,14 @@ from ..sealed_secrets import token_secret_context
 from ..students import opened_token_secret
 from ..users import new_token_secret
 from .academic import ensure_academic_demo
+from .assessments import ensure_assessments_demo
+from .assignments import ensure_assignments_demo
 from .console import ensure_console_demo
 from .device_health import ensure_health_demo
+from .grades import ensure_grades_demo
 from .provisioning import seed_command_history
 from .records import ensure_records_demo
+from .syllabus import ensure_syllabus_demo
 
 DEMO_PASSWORD = "campushub"
 #: A new session starts this long before ``now`` (inside the default 10 min grace: scans are on time)...
@@ -335,6 +339,10 @@ async def _seed_and_load(
                               faculty_id=faculty_id(1), now=now)  # hub/db/seed/console.py
     sessions = await _ensure_live_sessions(conn, [r[0] for r in rooms], now)
     await ensure_academic_demo(conn, [c[0] for c in courses], now)  # hub/db/seed/academic.py
+    await ensure_syllabus_demo(conn, [c[0] for c in courses])  # hub/db/seed/syllabus.py
+    await ensure_assessments_demo(conn, now)  # hub/db/seed/assessments.py: quiz, midterm, final sitting
+    await ensure_assignments_demo(conn, now, secrets)  # hub/db/seed/assignments.py: graded, late, open, due soon
+    await ensure_grades_demo(conn, [c[0] for c in courses])  # hub/db/seed/grades.py: credits 4/3/2
 
     return _Loaded(
         students=await conn.fetch(
