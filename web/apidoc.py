@@ -108,7 +108,8 @@ def not_found(what: str) -> dict:
 def operation(summary: str, tag: str, roles: Sequence[str], responses: dict, *, params: list | None = None,
               body: dict | None = None) -> dict:
     """One operation of a signed-in caller: ``x-roles``, and the 401/403/429 refusals added to
-    ``responses``; with a ``body`` (a :func:`json_request`), the 413/415 ones too."""
+    ``responses``; with a ``body`` (a :func:`json_request`), the 413/415 ones too, and 400 unless
+    ``responses`` words its own (``json_body`` refuses a body of the wrong shape with it)."""
     op: dict[str, Any] = {"summary": summary, "tags": [tag], "x-roles": list(roles),
                           "responses": {**responses, "401": UNAUTHENTICATED, "403": FORBIDDEN,
                                         "429": RATE_LIMITED}}
@@ -117,4 +118,5 @@ def operation(summary: str, tag: str, roles: Sequence[str], responses: dict, *, 
     if body is not None:
         op["requestBody"] = body
         op["responses"].update({"413": TOO_LARGE, "415": NOT_JSON})
+        op["responses"].setdefault("400", BAD_BODY)
     return op

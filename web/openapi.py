@@ -295,6 +295,13 @@ def _with_generated_schemas(paths: dict[str, Any], schemas: dict[str, Any]) -> t
         return node
 
     resolved = resolve(paths)
+    by_name: dict[str, set[type]] = {}
+    for shape in shapes:
+        by_name.setdefault(shape.__name__, set()).add(shape)
+    clashing = sorted(name for name, found in by_name.items() if len(found) > 1)
+    if clashing:
+        # A reference names the struct alone; two structs of one name would leave it dangling.
+        raise RuntimeError(f"request structs of the same name in two modules: {clashing}")
     _, generated = msgspec.json.schema_components(
         dict.fromkeys(shapes), schema_hook=schema_hook, ref_template="#/components/schemas/{name}")
     for name in generated:

@@ -3,9 +3,10 @@
 The API keeps its codes (``invalid_token``, ``replayed_token``, ``token_reuse``,
 ``forbidden`` ...); everything a person reads says what they mean instead.
 Server-rendered pages use the Jinja filters registered by :func:`register`
-(``rejection_words``, ``flag_words``); scripts read the same mapping once from
-``GET /wording.json`` (:func:`wording_json`, served by web/routes/academic_pages.py)
-through web/static/wording.js, so there is one sentence per code.
+(``rejection_words``, ``flag_words``, ``alarm_type_words`` ...); page scripts get the
+tables they need embedded in their page (``FLAG_WORDS``, ``ALARM_WORDS``), and any other
+client can read the whole mapping from ``GET /wording.json`` (:func:`wording_json`, served
+by web/routes/academic_pages.py), so there is one sentence per code.
 
 ``tests/web/test_wording.py`` derives every code the hub can emit from the
 source (``reject(...)``, ``Rejected(...)``, ``WireError(...)``, the check-in

@@ -57,9 +57,11 @@ async def test_admin_manages_people(hub, hub_campus, test_db, tmp_path, phone):
                 await row.get_by_role("button", name="Reactivate").wait_for(timeout=10_000)
                 seen["state"] = await row.locator("td[data-label=State]").inner_text()
 
-                # The student's open page: its next request finds the session gone.
-                response = await own.evaluate("async () => (await fetch('/api/v1/me')).status")
-                seen["student_me"] = str(response)
+                # The student's open page: its next request (with the page's own cookies) finds the session
+                # gone. Asked through the page's request context, not page.evaluate: the page itself may be
+                # navigating to the login page by then (its live feed was closed), which destroys a script's context.
+                response = await own.request.get(f"{base}/api/v1/me")
+                seen["student_me"] = str(response.status)
 
                 # Deleting someone with records is refused, and the reason shows next to the row.
                 await page.fill("#people-q", teacher)

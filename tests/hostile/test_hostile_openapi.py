@@ -3,9 +3,12 @@ from __future__ import annotations
 
 import re
 
+import msgspec
+import pytest
+
 from hub.core.bus import LiveBus
 from web import WebContext, create_app
-from web.openapi import DOCUMENT, OPENAPI_PATH
+from web.openapi import DOCUMENT, OPENAPI_PATH, _with_generated_schemas
 
 _IGNORED_METHODS = {"HEAD", "OPTIONS"}
 #: Documented besides /api/v1: unauthenticated system endpoints.
@@ -76,3 +79,11 @@ async def test_the_document_is_served_without_authentication():
     assert response.status_code == 200
     assert response.content_type.startswith("application/json")
     assert await response.get_json() == DOCUMENT
+
+
+def test_two_request_structs_of_one_name_are_refused():
+    # A reference names the struct alone: two `Body` structs would leave one reference dangling.
+    first = msgspec.defstruct("Body", [("a", int)], module="first")
+    second = msgspec.defstruct("Body", [("b", int)], module="second")
+    with pytest.raises(RuntimeError, match="same name"):
+        _with_generated_schemas({"/x": {"post": {"body": first}}, "/y": {"post": {"body": second}}}, {})

@@ -81,7 +81,7 @@ class Criterion(msgspec.Struct):
     max_points: Positive
 
 
-class AssignmentBody(msgspec.Struct):
+class CourseworkBody(msgspec.Struct):
     """An assignment as faculty set it. ``section_id`` null: every section of the course in the term."""
 
     course_id: Id
@@ -232,7 +232,7 @@ def _file(given: FileBody, field: str) -> store.NewFile:
     return store.NewFile(clean, content_type, data)
 
 
-def _fields(body: AssignmentBody) -> store.AssignmentFields:
+def _fields(body: CourseworkBody) -> store.AssignmentFields:
     _bounded(body.max_marks, "max_marks", Decimal(0), Decimal(100000), above_low=True)
     for name in ("weight", "penalty_percent", "penalty_cap_percent", "pass_percent"):
         _bounded(getattr(body, name), name, Decimal(0), Decimal(100))
@@ -272,7 +272,7 @@ async def list_assignments() -> Response:
 @require("faculty", "admin")
 async def create() -> tuple[Response, int]:
     ctx, principal = current_context(), current_principal()
-    body = await json_body(AssignmentBody)
+    body = await json_body(CourseworkBody)
     if principal.role == "faculty" and not await _manages_course(principal.user_id, body.course_id):
         raise forbidden("You do not teach this course.")
     created = await store.create_assignment(ctx.db, course_id=body.course_id, term_id=body.term_id,
@@ -300,7 +300,7 @@ async def get_one(raw_id: str) -> Response:
 @require("faculty", "admin")
 async def update(raw_id: str) -> Response:
     assessment_id = await _managed(current_principal(), raw_id)
-    body = await json_body(AssignmentBody)
+    body = await json_body(CourseworkBody)
     current = await store.get_assignment(current_context().db, assessment_id)
     if (body.course_id, body.term_id, body.section_id) != (current.course_id, current.term_id, current.section_id):
         raise invalid("An assignment cannot move to another course, term or section.", field="course_id")
@@ -561,7 +561,7 @@ OPENAPI_PATHS: dict = {
                           {"201": json_response(ref("Assignment"), "Created, unpublished."),
                            "400": error("`invalid_request`: e.g. a rubric whose points do not add up to the "
                                         "maximum marks, or a cut-off before the due date.")},
-                          body=json_request(AssignmentBody, "The assignment.")),
+                          body=json_request(CourseworkBody, "The assignment.")),
     },
     "/api/v1/assignments/{raw_id}": {
         "get": operation("One assignment (its managers; a student it is published for)", "assignments", _ALL,
@@ -570,7 +570,7 @@ OPENAPI_PATHS: dict = {
         "put": operation("Edit an assignment (maximum marks and rubric fixed once work was marked)", "assignments",
                          _MANAGERS, {"200": json_response(ref("Assignment"), "Saved."), "400": BAD_URL,
                                      **_NOT_FOUND, "409": CONFLICT},
-                         params=[_ID], body=json_request(AssignmentBody, "The assignment.")),
+                         params=[_ID], body=json_request(CourseworkBody, "The assignment.")),
         "delete": operation("Delete an assignment nobody has submitted to", "assignments", _MANAGERS,
                             {"204": {"description": "Deleted."}, **_NOT_FOUND,
                              "409": error("`conflict`: students have submitted work.")}, params=[_ID]),

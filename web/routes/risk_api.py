@@ -44,6 +44,7 @@ from ..auth import current_principal, require
 from ..context import current_context
 from ..errors import WebError, forbidden, not_found
 from ..feeds import utc_now
+from ..request import path_id
 
 bp = Blueprint("risk_api", __name__, url_prefix="/api/v1")
 
@@ -128,12 +129,12 @@ async def train_now() -> Any:
     return jsonify({"started": bool(answer.get("started"))}), 202
 
 
-@bp.post("/risk/models/<int:model_id>/pin")
+@bp.post("/risk/models/<raw_id>/pin")
 @require("admin")
-async def pin(model_id: int) -> Any:
+async def pin(raw_id: str) -> Any:
     ctx, principal = current_context(), current_principal()
     try:
-        row = await pin_model(ctx.db, model_id, principal.user_id)
+        row = await pin_model(ctx.db, path_id(raw_id, "model"), principal.user_id)
     except ModelRefused as exc:
         if exc.code == "not_found":
             raise not_found("No such model.") from exc
@@ -175,7 +176,7 @@ _MODEL = obj({
     "features": array(STR), "rows_trained": INT, "rows_tested": INT,
     "status": enum("candidate", "active", "retired"), "pinned": BOOL, "shipped": BOOL, "ship_reason": STR,
     "metrics": _FIGURES, "baseline": _FIGURES})
-_MODEL_ID = path_param("model_id", "A model's id.", INT)
+_MODEL_ID = path_param("raw_id", "A model's id.", INT)
 
 OPENAPI_PATHS: dict = {
     "/api/v1/risk/me": {"get": operation(
@@ -195,7 +196,7 @@ OPENAPI_PATHS: dict = {
         "Ask for a training now (202; `started`: this process began it at once, else the next sweep of a"
         " running hub takes it up); its model appears in the list when it ends (admin)", "risk", ["admin"],
         {"202": json_response(obj({"started": BOOL}), "Requested."), "409": CONFLICT})},
-    "/api/v1/risk/models/{model_id}/pin": {"post": operation(
+    "/api/v1/risk/models/{raw_id}/pin": {"post": operation(
         "Use this shipped model and keep it (roll back to an older one) (admin)", "risk", ["admin"],
         {"200": json_response(_MODEL, "Pinned."), "404": doc_not_found("model"), "409": CONFLICT},
         params=[_MODEL_ID])},

@@ -21,30 +21,10 @@
     box.hidden = !message;
   }
 
-  async function api(method, path, body, contentType) {
-    var init = { method: method, credentials: "same-origin", headers: {} };
-    if (body !== undefined) {
-      init.headers["Content-Type"] = contentType || "application/json";
-      init.body = contentType ? body : JSON.stringify(body);
-    }
-    var response = await fetch(path, init);
-    var data = null;
-    try { data = await response.json(); } catch (e) { data = null; }
-    if (!response.ok) {
-      var code = data && data.error && data.error.code;
-      // The API's own sentence, else the one wording of its code (web/wording.py, /wording.json).
-      var err = new Error((data && data.error && data.error.message) || (code && words.errors[code]) ||
-        "That did not work (the server answered " + response.status + ").");
-      err.status = response.status;
-      err.data = data;
-      throw err;
-    }
-    return data;
-  }
+  // app.js: the one JSON API call (every API refusal carries its own sentence, web/errors.py).
+  var api = window.CampusHub.api;
 
   // --- admin console: feedback where the user acted (CampusHub.feedback, app.js) ----------
-
-  var words = { errors: {} };
 
   function tell(anchor, text, kind) { return window.CampusHub.feedback(anchor, text, kind); }
 
@@ -379,7 +359,7 @@
       if (importForm.elements.term_id.value) { query.push("term_id=" + encodeURIComponent(importForm.elements.term_id.value)); }
       if (importForm.elements.dry_run.checked) { query.push("dry_run=1"); }
       try {
-        var result = await api("POST", "/api/v1/enrolments/import" + (query.length ? "?" + query.join("&") : ""), await file.text(), "text/csv");
+        var result = await api("POST", "/api/v1/enrolments/import" + (query.length ? "?" + query.join("&") : ""), await file.text(), { contentType: "text/csv" });
         showImport(result, null);
         if (!result.dry_run) { await loadAll(); }
       } catch (e) { showImport(null, e); }
@@ -389,7 +369,6 @@
     byId("generate").addEventListener("click", function () { generate(false); });
     byId("generate-dry").addEventListener("click", function () { generate(true); });
     initCheckinNetworks();
-    api("GET", "/wording.json").then(function (w) { words = w; }).catch(function () { /* the API's own messages still show */ });
     Promise.all([loadFaculty(), loadAll()]).then(loadCheckinNetworks).catch(function (e) { tell(document.querySelector("h1"), e.message, "error"); });
   }
 

@@ -154,6 +154,40 @@
     return node;
   }
 
+  // Call the JSON API: the one way page scripts do (docs/ui-conventions.md). The body goes as JSON
+  // (none when undefined), or as it is with options.contentType (a CSV text or File). Resolves to the
+  // parsed answer, null when it is empty (204) or not JSON. An error answer rejects with an Error
+  // whose message is the API's own sentence and which carries status, code, field and data (the
+  // whole answer: an import's per-line "errors", a sitting's "clashes"). A 413 says options.tooLarge
+  // (or a plain default), not the server's technical sentence. options.loginOn401 sends the page to
+  // the login when the session has ended. A network failure rejects with fetch's own TypeError (no status).
+  function api(method, path, body, options) {
+    options = options || {};
+    var init = { method: method, credentials: "same-origin", headers: { "Accept": "application/json" } };
+    if (body !== undefined) {
+      init.headers["Content-Type"] = options.contentType || "application/json";
+      init.body = options.contentType ? body : JSON.stringify(body);
+    }
+    return fetch(path, init).then(function (response) {
+      if (response.status === 401 && options.loginOn401) {
+        location.href = "/login?next=" + encodeURIComponent(location.pathname);
+      }
+      return response.text().then(function (text) {
+        var data = null;
+        try { data = text ? JSON.parse(text) : null; } catch (e) { data = null; }
+        if (response.ok) { return data; }
+        var problem = data && data.error ? data.error : {};
+        var error = new Error(response.status === 413 ? (options.tooLarge || "That is too large to send.")
+          : (problem.message || "That did not work (the server answered " + response.status + ")."));
+        error.status = response.status;
+        error.code = problem.code || null;
+        error.field = problem.field || null;
+        error.data = data;
+        throw error;
+      });
+    });
+  }
+
   // The menu button folds the nav on narrow screens (CSS shows the nav as a row on
   // wide ones). Esc closes it and gives focus back to the button.
   function initMenu() {
@@ -175,13 +209,17 @@
   // A table wider than a phone scrolls inside its own box, never the page. A box that does
   // scroll and holds nothing focusable takes focus itself, so a keyboard can scroll it
   // (WCAG 2.1.1); it is then a named region.
-  function wrapTables(root) {
+  function boxTables(root) {
     root.querySelectorAll("main table").forEach(function (table) {
       if (table.closest(".table-wrap, .chart, dialog")) { return; }
       var wrap = el("div", "table-wrap");
       table.parentNode.insertBefore(wrap, table);
       wrap.appendChild(table);
     });
+  }
+
+  function wrapTables(root) {
+    boxTables(root);
     root.querySelectorAll(".table-wrap").forEach(keyboardScrollable);
   }
 
@@ -203,7 +241,9 @@
         return node.nodeType === 1 && (node.tagName === "TABLE" || !!node.querySelector("table"));
       });
     }
-    new MutationObserver(function (records) { if (records.some(touchesTable)) { later(); } })
+    // The box goes round a new table at once (no layout needed), so the page never shows a frame
+    // that scrolls sideways; the focus check, which measures, waits for the next frame.
+    new MutationObserver(function (records) { if (records.some(touchesTable)) { boxTables(document); later(); } })
       .observe(main, { childList: true, subtree: true });
     window.addEventListener("resize", later);
   }
@@ -395,7 +435,8 @@
 
   document.querySelectorAll("select[data-picker]").forEach(picker);
 
-  window.CampusHub = { liveSocket: liveSocket, el: el, confirmAction: confirmAction, feedback: feedback, picker: picker };
+  window.CampusHub = { liveSocket: liveSocket, el: el, confirmAction: confirmAction, feedback: feedback, picker: picker,
+                       api: api };
 
   // --- faculty: live roster ---------------------------------------------------
 

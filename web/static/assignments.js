@@ -16,25 +16,8 @@
                                                    hour: "2-digit", minute: "2-digit" });
   }
 
-  function api(method, path, body) {
-    var init = { method: method, credentials: "same-origin", headers: { "Accept": "application/json" } };
-    if (body !== undefined) {
-      init.headers["Content-Type"] = "application/json";
-      init.body = JSON.stringify(body);
-    }
-    return fetch(path, init).then(function (response) {
-      return response.text().then(function (text) {
-        var data = null;
-        try { data = text ? JSON.parse(text) : null; } catch (e) { data = null; }
-        if (!response.ok) {
-          var message = data && data.error ? data.error.message : ("Request failed (" + response.status + ").");
-          if (response.status === 413 && !(data && data.error)) { message = "The files are too large."; }
-          throw new Error(message);
-        }
-        return data;
-      });
-    });
-  }
+  // app.js: the one JSON API call; a refused upload is worded for this page's files.
+  function api(method, path, body) { return CH.api(method, path, body, { tooLarge: "The files are too large." }); }
 
   function readFile(file) {
     return new Promise(function (resolve, reject) {

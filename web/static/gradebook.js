@@ -7,25 +7,7 @@
   // "1 mark", "3 marks": a count with its noun.
   function count(n, one, many) { return n + " " + (n === 1 ? one : (many || one + "s")); }
 
-  function api(method, path, body) {
-    var init = { method: method, credentials: "same-origin", headers: { "Accept": "application/json" } };
-    if (body !== undefined) {
-      init.headers["Content-Type"] = "application/json";
-      init.body = JSON.stringify(body);
-    }
-    return fetch(path, init).then(function (response) {
-      return response.text().then(function (text) {
-        var data = null;
-        try { data = text ? JSON.parse(text) : null; } catch (e) { data = null; }
-        if (!response.ok) {
-          var error = new Error(data && data.error ? data.error.message : ("Request failed (" + response.status + ")."));
-          error.data = data;
-          throw error;
-        }
-        return data;
-      });
-    });
-  }
+  var api = window.CampusHub.api;  // app.js: the one JSON API call
 
   // A refused paste or file: the API's ``errors`` (line, field, reason), one sentence each.
   function lineErrors(error) {

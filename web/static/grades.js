@@ -6,26 +6,7 @@
 
   var hub = window.CampusHub;
 
-  function api(method, path, body) {
-    var init = { method: method, credentials: "same-origin", headers: { "Accept": "application/json" } };
-    if (body !== undefined) {
-      init.headers["Content-Type"] = "application/json";
-      init.body = JSON.stringify(body);
-    }
-    return fetch(path, init).then(function (response) {
-      return response.text().then(function (text) {
-        var data = null;
-        try { data = text ? JSON.parse(text) : null; } catch (e) { data = null; }
-        if (!response.ok) {
-          var message = data && data.error ? data.error.message : "Request failed (" + response.status + ").";
-          var error = new Error(message);
-          error.field = data && data.error ? data.error.field : null;
-          throw error;
-        }
-        return data;
-      });
-    });
-  }
+  var api = hub.api;  // app.js: the one JSON API call
 
   function two(v) { return v === null || v === undefined ? "—" : Number(v).toFixed(2); }
 

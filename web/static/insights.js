@@ -5,19 +5,7 @@
 
   var el = window.CampusHub.el;  // app.js's element helper
 
-  function api(method, url, body) {
-    return fetch(url, {
-      method: method, credentials: "same-origin",
-      headers: { "Content-Type": "application/json", "Accept": "application/json" },
-      body: body === undefined ? undefined : JSON.stringify(body)
-    }).then(function (r) {
-      return r.json().catch(function () { return {}; }).then(function (data) { return { ok: r.ok, status: r.status, data: data }; });
-    });
-  }
-
-  function errorText(result) {
-    return (result.data && result.data.error && result.data.error.message) || ("Request failed (" + result.status + ")");
-  }
+  var api = window.CampusHub.api;  // app.js: the one JSON API call
 
   // --- the badge and the live feed (every page with a logged-in user) ------------------------
 
@@ -95,17 +83,16 @@
       if (!button) { return; }
       var li = button.closest("li");
       button.disabled = true;
-      api("POST", "/api/v1/notifications/" + li.dataset.id + "/read", {}).then(function (r) {
-        if (r.ok) { li.classList.remove("unread"); button.remove(); } else { button.disabled = false; }
-      });
+      api("POST", "/api/v1/notifications/" + li.dataset.id + "/read", {}).then(function () {
+        li.classList.remove("unread"); button.remove();
+      }, function () { button.disabled = false; });
     });
     document.getElementById("read-all").addEventListener("click", function () {
-      api("POST", "/api/v1/notifications/read-all", {}).then(function (r) {
-        if (!r.ok) { return; }
+      api("POST", "/api/v1/notifications/read-all", {}).then(function () {
         list.querySelectorAll("li.unread").forEach(function (li) { li.classList.remove("unread"); });
         list.querySelectorAll(".mark-read").forEach(function (b) { b.remove(); });
         setUnread(0);
-      });
+      }, function () { /* nothing changed: the buttons stay for another try */ });
     });
     listeners.push(function (m) {
       if (m.type === "notification" && !list.querySelector('li[data-id="' + m.notification.id + '"]')) {
@@ -127,9 +114,8 @@
     function drawCharts() { section.querySelectorAll("svg.chart").forEach(function (svg) { window.CampusCharts.load(svg); }); }
 
     function refresh() {
-      api("GET", "/api/v1/students/" + encodeURIComponent(studentId) + "/standing").then(function (r) {
-        if (!r.ok) { return; }
-        r.data.courses.forEach(function (st) {
+      api("GET", "/api/v1/students/" + encodeURIComponent(studentId) + "/standing").then(function (standing) {
+        standing.courses.forEach(function (st) {
           var card = section.querySelector('article[data-course-id="' + CSS.escape(st.course_id) + '"]');
           if (!card) { return; }
           card.className = "card standing band-" + st.band;
@@ -142,7 +128,7 @@
           badge.textContent = ELIGIBILITY[st.eligibility] || st.eligibility;
         });
         drawCharts();
-      });
+      }, function () { /* the cards keep their last figures; the next change asks again */ });
     }
 
     drawCharts();
@@ -162,14 +148,12 @@
       var error = form.querySelector(".form-error");
       var button = form.querySelector("button");
       button.disabled = true;
-      api("POST", "/api/v1/condonations", { course_id: form.dataset.courseId, reason: form.elements.reason.value }).then(function (r) {
-        if (r.ok) {
-          var p = el("p", null, "Condonation application: ");
-          p.appendChild(el("strong", "condonation-state", r.data.state));
-          form.replaceWith(p);
-        } else {
-          error.textContent = errorText(r); error.hidden = false; button.disabled = false;
-        }
+      api("POST", "/api/v1/condonations", { course_id: form.dataset.courseId, reason: form.elements.reason.value }).then(function (application) {
+        var p = el("p", null, "Condonation application: ");
+        p.appendChild(el("strong", "condonation-state", application.state));
+        form.replaceWith(p);
+      }, function (e) {
+        error.textContent = e.message; error.hidden = false; button.disabled = false;
       });
     });
   }
@@ -192,14 +176,12 @@
       if (!button) { return; }
       var li = button.closest("li");
       li.querySelectorAll("button").forEach(function (b) { b.disabled = true; });
-      api("POST", "/api/v1/condonations/" + li.dataset.id + "/decision", { decision: button.dataset.decision }).then(function (r) {
-        if (r.ok) {
-          li.querySelector(".decide").replaceWith(el("p", "decided status", r.data.state));
-        } else {
-          var error = li.querySelector(".form-error");
-          error.textContent = errorText(r); error.hidden = false;
-          li.querySelectorAll("button").forEach(function (b) { b.disabled = false; });
-        }
+      api("POST", "/api/v1/condonations/" + li.dataset.id + "/decision", { decision: button.dataset.decision }).then(function (application) {
+        li.querySelector(".decide").replaceWith(el("p", "decided status", application.state));
+      }, function (e) {
+        var error = li.querySelector(".form-error");
+        error.textContent = e.message; error.hidden = false;
+        li.querySelectorAll("button").forEach(function (b) { b.disabled = false; });
       });
     });
   }

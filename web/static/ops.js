@@ -38,26 +38,9 @@
     return tr;
   }
 
-  // The JSON API; rejects with the server's error message. The cookie session is refreshed
-  // by the server on any request, so no retry dance is needed here.
-  function api(method, path, body) {
-    var options = { method: method, credentials: "same-origin", headers: { "Accept": "application/json" } };
-    if (body !== undefined) {
-      options.headers["Content-Type"] = "application/json";
-      options.body = JSON.stringify(body);
-    }
-    return fetch(path, options).then(function (response) {
-      if (response.status === 401) { location.href = "/login?next=" + encodeURIComponent(location.pathname); }
-      return response.json().catch(function () { return {}; }).then(function (data) {
-        if (!response.ok) {
-          var error = new Error((data.error && data.error.message) || ("HTTP " + response.status));
-          error.status = response.status;
-          throw error;
-        }
-        return data;
-      });
-    });
-  }
+  // The JSON API (app.js's one call); rejects with the server's error message. The cookie session is
+  // refreshed by the server on any request, so no retry dance is needed; an ended one goes to the login.
+  function api(method, path, body) { return window.CampusHub.api(method, path, body, { loginOn401: true }); }
 
   function emptyRow(cols, text) {
     var tr = el("tr", "empty"), td = el("td", "empty-state", text);

@@ -25,20 +25,9 @@
     box.hidden = !message;
   }
 
-  async function api(method, path, body) {
-    var init = { method: method, credentials: "same-origin", headers: {} };
-    if (body !== undefined) { init.headers["Content-Type"] = "application/json"; init.body = JSON.stringify(body); }
-    var response = await fetch(path, init);
-    if (response.status === 401) { location.href = "/login?next=" + encodeURIComponent(location.pathname); }
-    var data = null;
-    if (response.status !== 204) { try { data = await response.json(); } catch (e) { data = null; } }
-    if (!response.ok) {
-      var err = new Error((data && data.error && data.error.message) || ("HTTP " + response.status));
-      err.status = response.status;
-      err.field = data && data.error && data.error.field;
-      throw err;
-    }
-    return data;
+  // app.js: the one JSON API call; an ended session goes to the login (options: a CSV body as it is).
+  function api(method, path, body, options) {
+    return window.CampusHub.api(method, path, body, Object.assign({ loginOn401: true }, options));
   }
 
   function cell(label, text) {
@@ -290,17 +279,8 @@
     button.disabled = true;
     try {
       // The file's bytes as they are, so a wrong encoding is reported with its line.
-      var response = await fetch("/api/v1/users/import" + (dryRun ? "?dry_run=1" : ""), {
-        method: "POST", credentials: "same-origin", headers: { "Content-Type": "text/csv" }, body: body });
-      if (response.status === 401) { location.href = "/login?next=" + encodeURIComponent(location.pathname); return; }
-      var data = null;
-      try { data = await response.json(); } catch (e) { data = null; }
-      if (response.status === 422 && data && data.errors) {
-        importSay(data.error.message + " Fix the rows below and check again.", true);
-        showProblems(data.errors);
-      } else if (!response.ok) {
-        importSay((data && data.error && data.error.message) || ("The import failed (HTTP " + response.status + ")."), true);
-      } else if (data.dry_run) {
+      var data = await api("POST", "/api/v1/users/import" + (dryRun ? "?dry_run=1" : ""), body, { contentType: "text/csv" });
+      if (data.dry_run) {
         importSay("The file is fine: " + data.created.length + " new, " + data.unchanged +
                   " already here. Press Import to apply it.");
       } else {
@@ -310,7 +290,13 @@
         await load();
       }
     } catch (e) {
-      importSay("The import could not be sent: " + e.message, true);
+      if (e.status === 401) { return; }  // on the way to the login page
+      if (e.status === 422 && e.data && e.data.errors) {
+        importSay(e.message + " Fix the rows below and check again.", true);
+        showProblems(e.data.errors);
+      } else {
+        importSay(e.status ? e.message : "The import could not be sent: " + e.message, true);
+      }
     } finally { button.disabled = false; }
   }
 

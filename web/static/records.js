@@ -12,25 +12,8 @@
     return isNaN(d) ? iso : d.toLocaleString([], { day: "2-digit", month: "short", hour: "2-digit", minute: "2-digit" });
   }
 
-  function api(method, path, body) {
-    var init = { method: method, credentials: "same-origin", headers: { "Accept": "application/json" } };
-    if (body !== undefined) {
-      init.headers["Content-Type"] = "application/json";
-      init.body = JSON.stringify(body);
-    }
-    return fetch(path, init).then(function (response) {
-      return response.text().then(function (text) {
-        var data = null;
-        try { data = text ? JSON.parse(text) : null; } catch (e) { data = null; }
-        if (!response.ok) {
-          var message = data && data.error ? data.error.message : ("Request failed (" + response.status + ").");
-          if (response.status === 413) { message = "The file is too large."; }
-          throw new Error(message);
-        }
-        return data;
-      });
-    });
-  }
+  // app.js: the one JSON API call; a refused upload is worded for this page's one file.
+  function api(method, path, body) { return window.CampusHub.api(method, path, body, { tooLarge: "The file is too large." }); }
 
   // The answer boxes sit right under each form's button; scrolled into view like CampusHub.feedback's,
   // since on a phone the button can be the last thing on screen and its answer would land below the fold.

@@ -243,7 +243,8 @@
       var id = r.dataset.studentId, name = (r.querySelector(".name") || {}).textContent || id;
       var status = (r.querySelector("td.status") || { dataset: {} }).dataset.status;
       var tr = el("tr");
-      tr.dataset.studentId = id;
+      // Not data-student-id: that names the roster's own row (tr.roster-row), one per student on the page.
+      tr.dataset.levelStudent = id;
       tr.appendChild(el("td", "name", name + (status === "present" || status === "late" ? "" : " (not here)")));
       var td = el("td", "understanding");
       var select = el("select");

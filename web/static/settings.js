@@ -11,27 +11,7 @@
 
   // One API call: resolves with the JSON body (null for 204), rejects with an Error carrying the
   // API's error code and field.
-  function api(method, path, body) {
-    var options = { method: method, credentials: "same-origin", headers: { "Accept": "application/json" } };
-    if (body !== undefined) {
-      options.headers["Content-Type"] = "application/json";
-      options.body = JSON.stringify(body);
-    }
-    return fetch(path, options).then(function (response) {
-      return response.text().then(function (text) {
-        var data = null;
-        try { data = text ? JSON.parse(text) : null; } catch (e) { data = null; }
-        if (!response.ok) {
-          var problem = data && data.error ? data.error : {};
-          var error = new Error(problem.message || "The request failed (HTTP " + response.status + ").");
-          error.code = problem.code;
-          error.field = problem.field;
-          throw error;
-        }
-        return data;
-      });
-    });
-  }
+  var api = hub.api;  // app.js: the one JSON API call
 
   function when(iso) {
     if (!iso) { return "—"; }
