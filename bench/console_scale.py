@@ -62,7 +62,8 @@ async def _top_up(db: Any, campus: Any, *, per_room: int, now: datetime) -> dict
     """COPY the extra devices, their health, readings, aggregates and alarms (one round trip per table)."""
     rooms = [r["id"] for r in await db.fetch("SELECT id FROM rooms ORDER BY id")]
     have = {r["room_id"]: r["n"] for r in await db.fetch("SELECT room_id, count(*) AS n FROM devices GROUP BY room_id")}
-    kinds = ["sensor", "qr_camera", "fingerprint", "display"]
+    # Only kinds the devices table admits (its CHECK; hub.db.provisioning.DEVICE_KINDS): "display" was refused.
+    kinds = ["sensor", "qr_camera", "fingerprint", "edge_agent"]
     devices, sensors = [], []
     for room in rooms:
         for k in range(per_room - have.get(room, 0)):

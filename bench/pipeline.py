@@ -170,6 +170,9 @@ async def run_hub_phase(args: argparse.Namespace, url: str, prefix: str, devices
     driver = Driver(fleet_config(args), prefix, devices, phase)
     settings = Settings(database_url=url, mqtt_url=str(args.mqtt), topic_prefix=prefix,
                         hub_client_id=f"{prefix}-hub", data_dir=Path(data_dir),
+                        # The campus key the databases were seeded with (bench/_common.py); without it the
+                        # hub would make a key file of its own in data_dir and refuse the seeded secrets.
+                        master_key=os.environ["CAMPUSHUB_MASTER_KEY"],
                         mqtt_cafile=Path(args.cafile) if args.cafile else None,
                         # The private broker is anonymous by choice (the benchmark's, not a deployment's).
                         open_broker_expected=args.tls or args.private_broker)

@@ -18,7 +18,8 @@ _MAX_CHANNEL_CHARS = len("status")
 @dataclass(frozen=True)
 class Topics:
     """``{prefix}/v1/dev/{device}/up`` (events, QoS 1), ``.../status`` (retained, Last Will),
-    ``.../down`` (hub → device commands)."""
+    ``.../down`` (hub → device commands); and ``{prefix}/v1/hub/live`` (:attr:`live_bus`), the hub's
+    own workers only."""
 
     prefix: str = "campushub"
 
@@ -30,6 +31,15 @@ class Topics:
 
     def downlink(self, device_id: str) -> str:
         return f"{self.prefix}/v1/dev/{device_id}/down"
+
+    @property
+    def live_bus(self) -> str:
+        """The live bus between the hub's workers (hub/core/bus_bridge.py): QoS 1, never retained.
+
+        Outside ``{prefix}/v1/dev/``, so :meth:`parse`, the device filters and every device's ACL
+        never cover it; only the hub's account may read and write it.
+        """
+        return f"{self.prefix}/v1/hub/live"
 
     @property
     def uplink_filter(self) -> str:

@@ -19,6 +19,7 @@ from quart import Response, g, has_websocket_context, request, websocket
 from quart_trio import QuartTrio
 
 from hub.core import passwords
+from hub.core.config import Settings
 from hub.domain.checkin_network import parse_ranges
 
 from . import errors, openapi, templating, wording
@@ -92,6 +93,9 @@ WEBSOCKET_PING_INTERVAL_S = 20.0
 #: It also cuts an HTTP request whose answer takes longer, hence more than the database's
 #: 60 s command timeout (and more than three ping intervals).
 READ_TIMEOUT_S = 65
+#: A client that opens a TLS connection and never completes the handshake is dropped after this long
+#: (as soon as an idle one would be; tests shorten it through ``Settings.tls_handshake_timeout_s``).
+TLS_HANDSHAKE_TIMEOUT_S = Settings.tls_handshake_timeout_s
 
 _CSP = (
     "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
@@ -214,6 +218,7 @@ def _port_of(bind: str) -> int:
 
 async def serve(
     app: QuartTrio, *, host: str, port: int, certfile: Path | None = None, keyfile: Path | None = None,
+    handshake_timeout_s: float = TLS_HANDSHAKE_TIMEOUT_S,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve ``app`` with hypercorn's trio worker until cancelled.
@@ -223,14 +228,13 @@ async def serve(
     closes the listener and every open connection. With ``certfile`` and
     ``keyfile`` (PEM) it speaks HTTPS only (TLS 1.2+, HTTP/1.1 and h2 by ALPN):
     a plain-HTTP client on that port fails its TLS handshake and hypercorn
-    closes the connection (tests/web/test_tls.py).
+    closes the connection (tests/web/test_tls.py); a client that never completes the handshake
+    is dropped after ``handshake_timeout_s``.
     """
     config = Config()
     if certfile is not None and keyfile is not None:
         config.certfile, config.keyfile = str(certfile), str(keyfile)
-        # A client that opens a connection and never completes the handshake is dropped as
-        # soon as an idle one would be.
-        config.ssl_handshake_timeout = 10
+        config.ssl_handshake_timeout = handshake_timeout_s
     config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
     config.accesslog = None
     # hypercorn's default error log has a handler of its own, which would bypass the hub's

@@ -17,13 +17,15 @@ from urllib.parse import quote
 
 from quart_trio.wrappers import TrioRequest
 
+from .people import IMPORT_MAX_BYTES as PEOPLE_IMPORT_MAX_BYTES
+
 #: (method, path) → the largest body accepted. 5 MB of document is 6.7 MB in base64, plus the rest.
 LARGE_BODIES: dict[tuple[str, str], int] = {
     ("POST", "/api/v1/leave"): 7 * 1024 * 1024 + 64 * 1024,
     # An enrolment CSV (web/routes/academic.py, IMPORT_MAX_BYTES).
     ("POST", "/api/v1/enrolments/import"): 2 * 1024 * 1024,
-    # A people CSV (web/routes/accounts_api.py, IMPORT_MAX_BYTES).
-    ("POST", "/api/v1/users/import"): 2 * 1024 * 1024,
+    # A people CSV.
+    ("POST", "/api/v1/users/import"): PEOPLE_IMPORT_MAX_BYTES,
 }
 
 #: Upload routes with an id in their path: (method, full-match pattern, the largest body accepted).

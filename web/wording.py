@@ -3,14 +3,15 @@
 The API keeps its codes (``invalid_token``, ``replayed_token``, ``token_reuse``,
 ``forbidden`` ...); everything a person reads says what they mean instead.
 Server-rendered pages use the Jinja filters registered by :func:`register`
-(``rejection_words``, ``flag_words``, ``alarm_type_words`` ...); page scripts get the
-tables they need embedded in their page (``FLAG_WORDS``, ``ALARM_WORDS``), and any other
+(``rejection_words``, ``flag_words``, ``alarm_type_words``, ``device_kind_words`` ...); page scripts get
+the tables they need embedded in their page (``FLAG_WORDS``, ``ALARM_WORDS``, ``DEVICE_WORDS``), and any other
 client can read the whole mapping from ``GET /wording.json`` (:func:`wording_json`, served
 by web/routes/academic_pages.py), so there is one sentence per code.
 
 ``tests/web/test_wording.py`` derives every code the hub can emit from the
 source (``reject(...)``, ``Rejected(...)``, ``WireError(...)``, the check-in
-flags) and checks that each has a sentence here.
+flags) and checks that each has a sentence here; the device kinds, command names and statuses are checked
+against the tuples that declare them (and the database's own CHECK on ``devices.kind``).
 """
 from __future__ import annotations
 
@@ -162,6 +163,56 @@ ALARM_STATE_WORDS: dict[str, str] = {
 }
 
 
+#: A device's kind (devices.kind: hub/db/provisioning.py DEVICE_KINDS, migration 0001's CHECK), as a label.
+DEVICE_KIND_WORDS: dict[str, str] = {
+    "qr_camera": "QR camera",
+    "fingerprint": "Fingerprint terminal",
+    "sensor": "Room sensor",
+    "edge_agent": "Edge agent",
+}
+
+#: A command the hub sends a device (schemas.CommandName), as what it does; this order is the ops device page's
+#: command menu (the first is its default: the harmless one).
+COMMAND_WORDS: dict[str, str] = {
+    "time_sync": "Set the clock",
+    "config_push": "Send new settings",
+    "reboot": "Restart the drivers",
+    "roster_sync": "Update the student list",
+    "template_sync": "Update a fingerprint",
+}
+
+#: Where a command stands (device_commands.status: hub/db/device_commands.py COMMAND_STATUSES), in words.
+COMMAND_STATUS_WORDS: dict[str, str] = {
+    "pending": "Waiting to send",
+    "sent": "Sent, no answer yet",
+    "acked": "Done",
+    "failed": "Failed",
+    "expired": "Expired before it ran",
+    "timed_out": "No answer in time",
+    "unsupported": "Not supported by the device",
+}
+
+
+def device_kind_words(code: str | None) -> str:
+    """A device kind as a label (``qr_camera`` -> "QR camera"); an unknown one is shown as itself."""
+    return DEVICE_KIND_WORDS.get(code or "", code or "")
+
+
+def command_words(code: str | None) -> str:
+    """A command's name as what it does (``time_sync`` -> "Set the clock"); an unknown one is shown as itself."""
+    return COMMAND_WORDS.get(code or "", code or "")
+
+
+def command_status_words(code: str | None) -> str:
+    """A command's status in words; an unknown one is shown as itself."""
+    return COMMAND_STATUS_WORDS.get(code or "", code or "")
+
+
+def device_words() -> dict[str, Any]:
+    """The device tables for scripts: ops.js words a device's kind and its commands' names and statuses."""
+    return {"kinds": DEVICE_KIND_WORDS, "commands": COMMAND_WORDS, "command_statuses": COMMAND_STATUS_WORDS}
+
+
 def alarm_type_words(code: str | None) -> str:
     """An alarm type in words (``co2_high`` -> "CO₂ too high"); an unknown type is shown as itself."""
     if not code:
@@ -216,7 +267,7 @@ def wording_json() -> dict[str, Any]:
     """Everything above, for scripts (``GET /wording.json``)."""
     return {"rejections": REJECTION_WORDS, "flags": FLAG_WORDS, "flag_labels": FLAG_LABELS,
             "flag_detail_shown": sorted(FLAG_DETAIL_SHOWN), "errors": ERROR_WORDS, "grade_outcomes": GRADE_OUTCOME_WORDS,
-            "anomaly_kinds": ANOMALY_KIND_WORDS, "alarms": alarm_words()}
+            "anomaly_kinds": ANOMALY_KIND_WORDS, "alarms": alarm_words(), "devices": device_words()}
 
 
 def alarm_words() -> dict[str, Any]:
@@ -234,7 +285,11 @@ def register(app: Quart) -> None:
     app.add_template_filter(alarm_type_words, "alarm_type_words")
     app.add_template_filter(alarm_state_words, "alarm_state_words")
     app.add_template_filter(metric_words, "metric_words")
+    app.add_template_filter(device_kind_words, "device_kind_words")
+    app.add_template_filter(command_words, "command_words")
+    app.add_template_filter(command_status_words, "command_status_words")
     app.add_template_global(status_heading, "status_heading")
     app.jinja_env.globals["ALARM_WORDS"] = alarm_words()  # ops templates hand it to ops.js (#alarm-words)
+    app.jinja_env.globals["DEVICE_WORDS"] = device_words()  # ops_device.html hands it to ops.js (#device-words)
     app.jinja_env.globals["FLAG_WORDS"] = FLAG_WORDS  # a mapping (roster.js shows each flag's meaning)
     app.jinja_env.globals["FLAG_DETAIL_SHOWN"] = sorted(FLAG_DETAIL_SHOWN)

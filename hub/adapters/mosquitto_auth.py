@@ -15,7 +15,9 @@ refuses its logins, so its agent keeps its events in its outbox until the
 quarantine ends. Not an ACL denial: Mosquitto 2.0 acknowledges a denied QoS 1
 publish (MQTT 5: PUBACK 0x87, which aiomqtt does not report; MQTT 3.1.1: a plain
 PUBACK), so an agent would delete events the broker dropped. The hub's own
-account reads every uplink and status and writes every downlink. Anonymous
+account reads every uplink and status, writes every downlink, and reads and
+writes the live bus between its workers (``Topics.live_bus``), which no device
+may touch. Anonymous
 clients get no topic at all; the generated mosquitto.conf
 (:mod:`hub.adapters.mosquitto_conf`) refuses them outright and binds each
 client id to its username.
@@ -120,6 +122,7 @@ def render_acl_file(accounts: Sequence[MqttAccountRow], topics: Topics, hub_user
             f"topic read {topics.uplink(any_device)}",
             f"topic read {topics.status(any_device)}",
             f"topic write {topics.downlink(any_device)}",
+            f"topic readwrite {topics.live_bus}",
             "",
         ]
     for account in accounts:

@@ -194,7 +194,7 @@ class _WebServer(ServiceActor):
                     self._metrics_app, host=metrics_host, port=metrics_port, task_status=task_status))
             port = await nursery.start(lambda task_status: serve(
                 self._app, host=self._host, port=self._port, certfile=settings.tls_cert, keyfile=settings.tls_key,
-                task_status=task_status))
+                handshake_timeout_s=settings.tls_handshake_timeout_s, task_status=task_status))
             self._port = port  # a restart keeps the same port
             self._on_port(port)
 
@@ -278,8 +278,9 @@ async def run_hub(
     mqtt_url = MqttUrl.parse(settings.mqtt_url)
     jwt_secret = _jwt_secret(settings) if port is not None else b""
     async with asyncio_loop():
-        await wait_for_database(settings.database_url, on_retry=lambda exc, delay: log.warning(
-            "database not reachable (%s); retrying in %.1fs", exc, delay))
+        await wait_for_database(settings.database_url, max_delay_s=settings.database_wait_max_s,
+                                on_retry=lambda exc, delay: log.warning(
+                                    "database not reachable (%s); retrying in %.1fs", exc, delay))
         async with open_database(settings.database_url, secrets=load_campus_key(settings)) as db:
             await _run_tree(settings, db, mqtt_url, jwt_secret, host, port, task_status)
 
@@ -358,7 +359,8 @@ async def _run_tree(
 
     specs = [
         ChildSpec("writer", lambda: PersistenceWriter(
-            db, bus, metrics, acknowledge, rejections_kept_per_minute=settings.rejections_kept_per_minute),
+            db, bus, metrics, acknowledge, rejections_kept_per_minute=settings.rejections_kept_per_minute,
+            retry_max_s=settings.writer_retry_max_s),
                   mailbox_size=WRITER_MAILBOX, shutdown_timeout=15),
         ChildSpec("devices", lambda: Supervisor("devices", max_restarts=100, within_s=10)),
         ChildSpec("quarantine", lambda: QuarantineKeeper(

@@ -164,6 +164,7 @@ async def _create_admin(db: Database, args: argparse.Namespace) -> int:
 
 async def _list(db: Database, args: argparse.Namespace) -> int:
     from hub.db.users import AccountRecord, list_accounts
+    from web.people import account_json  # the API's object, so scripts read one shape from either
 
     accounts: list[AccountRecord] = []
     while True:
@@ -172,7 +173,7 @@ async def _list(db: Database, args: argparse.Namespace) -> int:
         if not page or len(accounts) >= total:
             break
     if args.json:
-        print(json.dumps({"items": [_account_json(a) for a in accounts], "total": len(accounts)}, default=_iso))
+        print(json.dumps({"items": [account_json(a) for a in accounts], "total": len(accounts)}, default=_iso))
         return EXIT_OK
     print(f"{'USERNAME':<24} {'ROLE':<8} {'STATE':<12} {'ROLL':<12} NAME")
     for a in accounts:
@@ -180,13 +181,6 @@ async def _list(db: Database, args: argparse.Namespace) -> int:
         print(f"{a.username:<24} {a.role:<8} {state:<12} {a.roll_number or '-':<12} {a.display_name}")
     print(f"{len(accounts)} account(s)", file=sys.stderr)
     return EXIT_OK
-
-
-def _account_json(account: Any) -> dict[str, Any]:
-    # The API's object (web/routes/users_api.py), so scripts read one shape from either.
-    from web.routes.users_api import account_json
-
-    return account_json(account)
 
 
 def _iso(value: object) -> str:
@@ -208,7 +202,7 @@ async def _import(db: Database, args: argparse.Namespace) -> int:
     from hub.db.people_import import PeopleImportRejected, import_people
     from hub.db.users import AccountConflict
     from hub.domain.people_import import parse_people_bytes
-    from web.routes.accounts_api import IMPORT_MAX_BYTES, codes_csv
+    from web.people import IMPORT_MAX_BYTES, codes_csv
 
     try:
         data = await trio.to_thread.run_sync(_read_at_most, args.file, IMPORT_MAX_BYTES + 1)
@@ -282,7 +276,7 @@ async def _erase(db: Database, args: argparse.Namespace) -> int:
     import dataclasses
 
     from hub.db.erasure import ErasureRefused, erase_from_archive, erase_student
-    from web.routes.privacy_api import erasure_json
+    from web.people import erasure_json
 
     if len(args.reason) > MAX_MFA_RESET_REASON or "\x00" in args.reason + args.student_id:
         print(f"campushub: --reason is at most {MAX_MFA_RESET_REASON} characters, without NUL", file=sys.stderr)

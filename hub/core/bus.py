@@ -15,6 +15,13 @@ the writer calls it after a commit. Each subscription has a bounded buffer. A
 subscriber that falls behind does not slow anyone: its overflowing messages
 are dropped and it receives :data:`LAGGED` once, meaning "reload your snapshot".
 Messages are immutable, so one instance is shared by every subscriber.
+
+Across workers: :attr:`LiveBus.on_publish`, when set, is called with every message
+published here (after the local fan-out, in the same call, so it must not block either);
+the bridge to the other workers (``hub.core.bus_bridge``) sets it, and hands what it
+hears from them to :meth:`LiveBus.publish_local`, which fans out here only. When
+messages from another worker may have been lost, :meth:`LiveBus.lag_all` gives every
+subscriber :data:`LAGGED`.
 """
 from __future__ import annotations
 
@@ -327,7 +334,8 @@ class Subscription:
     """Receive side of one subscriber. Use as an async iterator of messages or ``LAGGED``."""
 
     def __init__(self, capacity: int) -> None:
-        self._send, self._receive = trio.open_memory_channel[LiveMessage](capacity)
+        # LAGGED itself travels in the channel only when _lag() finds room (a waiting receiver wakes).
+        self._send, self._receive = trio.open_memory_channel[LiveMessage | _Lagged](capacity)
         self._lagged = False
         self.dropped = 0
 
@@ -337,6 +345,13 @@ class Subscription:
         except trio.WouldBlock:
             self._lagged = True
             self.dropped += 1
+
+    def _lag(self) -> None:
+        """Make the next receive answer ``LAGGED`` (messages this subscriber never saw were lost elsewhere)."""
+        try:
+            self._send.send_nowait(LAGGED)  # wakes a receiver waiting on an empty buffer
+        except trio.WouldBlock:
+            self._lagged = True  # a full buffer: nobody waits, and the flag drains it on the next receive
 
     async def receive(self) -> LiveMessage | _Lagged:
         """Block until a message arrives. Cancellation leaves the subscription intact."""
@@ -360,13 +375,30 @@ class Subscription:
 class LiveBus:
     def __init__(self) -> None:
         self._subscribers: dict[str, set[Subscription]] = defaultdict(set)
+        #: Called as ``on_publish(topic, message)`` after the local fan-out of every :meth:`publish`
+        #: (not of :meth:`publish_local`). Synchronous and must never block, as ``publish`` itself.
+        self.on_publish: Callable[[str, LiveMessage], None] | None = None
 
     def publish(self, topic: str, message: LiveMessage) -> None:
+        """Offer ``message`` to this process's subscribers of ``topic``, then to :attr:`on_publish`."""
+        self.publish_local(topic, message)
+        on_publish = self.on_publish
+        if on_publish is not None:
+            on_publish(topic, message)
+
+    def publish_local(self, topic: str, message: LiveMessage) -> None:
+        """Offer ``message`` to this process's subscribers of ``topic`` only (a message another worker published)."""
         for subscription in self._subscribers.get(topic, ()):
             subscription._offer(message)
         if type(message) is LiveAttendance and topic.startswith(_SESSION_PREFIX):
             for subscription in self._subscribers.get(ATTENDANCE_TOPIC, ()):
                 subscription._offer(message)
+
+    def lag_all(self) -> None:
+        """Give every current subscriber :data:`LAGGED` (next, after what it has buffered): messages may
+        have been lost on their way from another worker, and nobody can tell which topics they were for."""
+        for subscription in {s for subs in self._subscribers.values() for s in subs}:
+            subscription._lag()
 
     @contextmanager
     def subscribe(self, topics: Iterable[str], capacity: int = 256) -> Iterator[Subscription]:

@@ -112,6 +112,11 @@ class Settings:
     """
 
     database_url: str | None = None
+    #: Longest pause between attempts while PostgreSQL is unreachable: the wait before the hub starts
+    #: (``hub.db.wait_for_database``) and a writer batch that could not commit (hub/pipeline/writer.py).
+    #: Not environment settings: tests shorten them so a restored database is used at once.
+    database_wait_max_s: float = 5.0
+    writer_retry_max_s: float = 2.0
     mqtt_url: str | None = None
     #: For an ``mqtts://`` broker URL: PEM of the CA that signed the broker's certificate
     #: (``None``: the system's trust store), and the hub's own client certificate and key
@@ -190,6 +195,9 @@ class Settings:
     #: PEM certificate chain and private key: with both, the web server speaks HTTPS only.
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    #: A client that opens a connection to the HTTPS port and never completes the TLS handshake is
+    #: dropped after this many seconds (not an environment setting: tests shorten it).
+    tls_handshake_timeout_s: float = 10.0
     #: Cookies ``Secure`` and HSTS sent although the hub itself speaks HTTP: for a
     #: TLS-terminating proxy in front of it. Implied by ``tls_cert``.
     secure_cookies: bool = False

@@ -157,7 +157,9 @@ class SecretsBox:
         """
         if not purpose:
             raise ValueError("a derived key needs a purpose")
-        if key_id is not None and key_id not in self._state[1]:
+        # The current key is the key file's current one, as for sealing (one stat when unchanged): a hub
+        # sees a rotation made by another process at once (display codes, backups).
+        if key_id is None or key_id not in self._state[1]:
             self._follow_key_file()
         keys = self._state[1]
         chosen = max(keys) if key_id is None else key_id

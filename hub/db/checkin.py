@@ -1,4 +1,5 @@
-"""Check-in tables (migration 0003): proxy-attendance flags, display check-ins, display secrets.
+"""Check-in tables (migration 0003): proxy-attendance flags, display check-ins; the display secrets
+(derived from the campus key, stored nowhere: :func:`display_secrets`).
 
 Concurrency contract: every ``async`` function here is one round trip on the
 shared :class:`~hub.db.Database` (or runs on the caller's connection, inside
@@ -8,7 +9,7 @@ trio task. Cancellation rolls back whatever it was writing.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Sequence
 
@@ -16,7 +17,9 @@ import asyncpg
 
 from hub.core.bus import LiveFlag, LiveMessage, LiveUpdate, session_topic
 from hub.core.records import CheckinFlagRow, DisplayCheckinRow
+from hub.core.secrets_box import SecretsBox
 from hub.domain.checkin import FLAG_LABELS
+from hub.domain.display_code import CodeCheck, DisplayFrame, check_display_code, current_frame, display_code
 
 from ._pool import Database
 from .academic import manages_sql
@@ -110,29 +113,59 @@ def _flag_note(flag: "FlagRecord", faculty_id: str, course_id: str, course_code:
 
 # --- clock skew -----------------------------------------------------------------------
 
-async def device_clock_offset(db: Database, device_id: str, received_since: datetime) -> timedelta | None:
-    """Hub receive time minus device time, the smallest over the device's heartbeats received since
-    ``received_since`` that were made with an empty outbox; ``None`` if there are none.
+async def device_clock_samples(
+    db: Database, device_id: str, received_since: datetime,
+) -> list[tuple[datetime, timedelta]]:
+    """The stored clock-offset samples of a device since ``received_since``, oldest first: hub receive
+    time minus device time of each heartbeat made with an empty outbox.
 
-    A heartbeat made while nothing was queued went out at once, so its
-    difference is transit time plus clock offset; buffering only ever makes
-    the difference larger, so the smallest is the best estimate of how far
-    the device's clock is behind the hub's.
+    Read once per device actor, the first time a late check-in needs them
+    (hub.domain.device_health.ClockEvidence); the actor keeps the later ones in memory. Reads the
+    partial index ``events_heartbeats_received`` (device_id, received_at) of migration 0034, a few
+    entries per device (tests/db/test_ingest_indexes.py checks the plan).
     """
-    return await db.fetchval(CLOCK_OFFSET_SQL, device_id, received_since)
+    rows = await db.fetch(CLOCK_SAMPLES_SQL, device_id, received_since)
+    return [(row["received_at"], row["offset"]) for row in rows]
 
 
-#: device_clock_offset's query: the SQL function of migration 0034, planned once per connection (a
-#: generic plan, pruned when it runs) and reading the partial index ``events_heartbeats_received``
-#: (device_id, received_at) of every partition: a few entries per device, where events_device_ts (on
-#: device_ts) read all of the device's events of the day. tests/db/test_ingest_indexes.py checks the plan.
-CLOCK_OFFSET_SQL = "SELECT device_clock_offset($1, $2)"
+CLOCK_SAMPLES_SQL = (
+    "SELECT received_at, received_at - device_ts AS offset FROM events"
+    " WHERE device_id = $1 AND received_at >= $2 AND kind = 'heartbeat' AND (body->>'outbox_depth')::bigint = 0"
+    " ORDER BY received_at")
 
 
 # --- display mode ------------------------------------------------------------------------
 
+#: HKDF purpose of the display secrets (``SecretsBox.derive_key``): never reuse it for anything else.
+DISPLAY_CODE_PURPOSE = b"display-code"
+
+
+def display_secrets(secrets: SecretsBox, session_id: str) -> tuple[bytes, ...]:
+    """The HMAC keys of ``session_id``'s display code (hub/domain/display_code.py), derived from the
+    campus key: the current key's first (what the display shows), then the previous key's, if held.
+
+    The one home of the display secret: ``derive_key(DISPLAY_CODE_PURPOSE, salt=session id)``
+    (HKDF-SHA256), so it is stored nowhere (migration 0037 dropped ``class_sessions.display_secret``)
+    and every hub process holding the same campus key makes and accepts the same codes, across a
+    restart too. A rotation (``campushub keys rotate``) changes the code the display shows; the
+    previous key's code is still accepted, so a code on screen at the switch is not refused.
+    "Current" is the highest id this box holds (it re-reads a changed key file at its next seal).
+    Pure computation (at most two HKDF of key ids the box holds: no I/O); safe from any task or
+    thread, as the box is.
+    """
+    salt = session_id.encode()
+    current_id, current = secrets.derive_key(DISPLAY_CODE_PURPOSE, salt=salt)
+    older = [key_id for key_id in secrets.key_ids if key_id < current_id]
+    if not older:
+        return (current,)
+    return current, secrets.derive_key(DISPLAY_CODE_PURPOSE, key_id=older[-1], salt=salt)[1]
+
+
 @dataclass(frozen=True)
 class DisplaySession:
+    """A session as its display and a scan see it; its codes come from here, so callers never
+    touch the secrets (left out of ``repr``: a logged session shows no key). Immutable."""
+
     session_id: str
     course_id: str
     course_code: str
@@ -143,28 +176,44 @@ class DisplaySession:
     ends_at: datetime
     opens_at: datetime
     status: str
-    secret: bytes
+    #: :func:`display_secrets`: the first makes the codes shown, any of them makes a code accepted.
+    secrets: tuple[bytes, ...] = field(repr=False)
 
     def takes_checkins(self, now: datetime) -> bool:
         """Open for display check-ins: inside the window and neither closed nor cancelled."""
         return self.status in ("scheduled", "open") and self.opens_at <= now <= self.ends_at
 
+    def frame(self, at_unix: float) -> DisplayFrame:
+        """What the display shows at hub time ``at_unix`` (under the current campus key)."""
+        return current_frame(self.secrets[0], self.session_id, at_unix)
+
+    def code(self, window: int) -> str:
+        """The code of ``window`` (under the current campus key)."""
+        return display_code(self.secrets[0], self.session_id, window)
+
+    def check_code(self, window: int, code: str, at_unix: float) -> CodeCheck:
+        """Judge a scanned code (``check_display_code``) against each secret: the first that made it decides."""
+        verdict: CodeCheck = "invalid"
+        for secret in self.secrets:
+            verdict = check_display_code(secret, self.session_id, window, code, at_unix)
+            if verdict != "invalid":
+                break
+        return verdict
+
 
 async def display_session(db: Database, session_id: str) -> DisplaySession | None:
+    """The session as the display and the scan see it, with its :func:`display_secrets`; None if unknown."""
     row = await db.fetchrow(
         "SELECT cs.id AS session_id, cs.course_id, c.code AS course_code, c.title AS course_title, c.faculty_id,"
         " r.name AS room_name, cs.starts_at, cs.ends_at,"
-        " cs.starts_at - make_interval(mins => cs.opens_minutes_before) AS opens_at, cs.status,"
-        " cs.display_secret AS secret"
+        " cs.starts_at - make_interval(mins => cs.opens_minutes_before) AS opens_at, cs.status"
         " FROM class_sessions cs JOIN courses c ON c.id = cs.course_id JOIN rooms r ON r.id = cs.room_id"
         " WHERE cs.id = $1",
         session_id,
     )
     if row is None:
         return None
-    values = dict(row)
-    values["secret"] = bytes(values["secret"])
-    return DisplaySession(**values)
+    return DisplaySession(**dict(row), secrets=display_secrets(db.secrets, session_id))
 
 
 # --- flags -------------------------------------------------------------------------------

@@ -119,10 +119,12 @@ async def _write_effects(
     if marks := by_type.get(AttendanceMark):
         await write_attendance_marks(conn, marks)
     if uses := by_type.get(TokenUse):
-        await conn.executemany(
+        # One statement for the batch (executemany ran one per check-in: a statement each in the server).
+        await conn.execute(
             "INSERT INTO token_uses (session_id, student_id, token_window, event_id)"
-            " VALUES ($1,$2,$3,$4) ON CONFLICT DO NOTHING",
-            [(u.session_id, u.student_id, u.token_window, u.event_id) for u in uses],
+            " SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::uuid[]) ON CONFLICT DO NOTHING",
+            [u.session_id for u in uses], [u.student_id for u in uses], [u.token_window for u in uses],
+            [u.event_id for u in uses],
         )
     if readings := by_type.get(SensorRow):
         await conn.copy_records_to_table(

@@ -33,7 +33,7 @@ of several hub processes only one prunes at a time; the others' passes are
 skipped (``report.skipped``), not queued. Step 3 runs after it, on the audit
 archive's own per-segment locks. A partition drop takes its parent's ACCESS
 EXCLUSIVE lock and a creation its DEFAULT partition's (the writer's inserts
-wait for either), so each waits at most :data:`LOCK_TIMEOUT_MS` behind a
+wait for either), so each waits at most ``lock_timeout_ms`` (:data:`LOCK_TIMEOUT_MS`) behind a
 reader and otherwise leaves the partition to the next pass. Each partition operation and each
 batch is its own short transaction; cancelling a pass rolls back only the
 step in progress and the next pass carries on where it stopped. A dry run
@@ -98,11 +98,14 @@ class RetentionPeriods:
     batch_rows: int = 5000
     #: Events signed longer ago are refused; the ledger keeps each day this long past its end.
     event_max_age: timedelta = timedelta(seconds=EVENT_MAX_AGE_S)
+    #: How long a partition's creation or drop waits for its lock (not a setting: tests shorten it).
+    lock_timeout_ms: int = LOCK_TIMEOUT_MS
 
     def __post_init__(self) -> None:
         for name in ("events_days", "rejections_days", "checkin_evidence_days", "notifications_days",
                      "commands_days", "webhook_deliveries_days", "expired_credentials_days",
-                     "tickets_days", "alarms_days", "records_years", "audit_years", "ahead_days", "batch_rows"):
+                     "tickets_days", "alarms_days", "records_years", "audit_years", "ahead_days", "batch_rows",
+                     "lock_timeout_ms"):
             if getattr(self, name) < 1:
                 raise ValueError(f"retention: {name} must be at least 1, got {getattr(self, name)}")
 
@@ -280,7 +283,7 @@ async def _prune_partitioned(conn: asyncpg.Connection, table: DailyPartitions, k
     for day, name in sorted(existing.items()):
         if day < keep_from:
             rows = await _count_rows(conn, name)
-            if dry_run or await _drop(conn, table, name):
+            if dry_run or await _drop(conn, table, name, policy.lock_timeout_ms):
                 report.partition_rows += rows
                 report.partitions_dropped.append(day)
     cutoff = table.bounds(keep_from)[0]
@@ -288,7 +291,7 @@ async def _prune_partitioned(conn: asyncpg.Connection, table: DailyPartitions, k
                                          dry_run)
 
 
-async def _drop(conn: asyncpg.Connection, table: DailyPartitions, name: str) -> bool:
+async def _drop(conn: asyncpg.Connection, table: DailyPartitions, name: str, lock_timeout_ms: int) -> bool:
     """Drop one partition; ``False`` if its lock was not granted within the pass's lock timeout
     (it is dropped by a later pass)."""
     try:
@@ -296,18 +299,18 @@ async def _drop(conn: asyncpg.Connection, table: DailyPartitions, name: str) -> 
             await table.drop_partition(conn, name)
         return True
     except asyncpg.LockNotAvailableError:
-        log.warning("retention: %s is busy (lock not granted in %d ms); dropped next pass", name, LOCK_TIMEOUT_MS)
+        log.warning("retention: %s is busy (lock not granted in %d ms); dropped next pass", name, lock_timeout_ms)
         return False
 
 
-async def _with_lock(conn: asyncpg.Connection, work: Callable[[], Awaitable[None]]) -> bool:
+async def _with_lock(conn: asyncpg.Connection, lock_timeout_ms: int, work: Callable[[], Awaitable[None]]) -> bool:
     """Run ``work`` holding the retention lock and the pass's lock timeout; ``False``: the lock is taken."""
     if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", RETENTION_LOCK):
         return False
     try:
         # Creating a partition locks DEFAULT and dropping one locks the parent exclusively:
         # waiting behind a long reader would queue the writer's next batch behind us.
-        await conn.execute(f"SET lock_timeout = '{LOCK_TIMEOUT_MS}ms'")
+        await conn.execute(f"SET lock_timeout = '{int(lock_timeout_ms)}ms'")
         await work()
         return True
     finally:
@@ -337,7 +340,7 @@ async def ensure_partitions(db: Database, now: datetime, policy: RetentionPeriod
                 await table.create_missing(conn, await table.existing(conn), today,
                                            today + timedelta(days=policy.ahead_days))
 
-        return await _with_lock(conn, create)
+        return await _with_lock(conn, policy.lock_timeout_ms, create)
 
     return await db.run(work)
 
@@ -359,7 +362,7 @@ async def run_pass(db: Database, now: datetime, policy: RetentionPeriods = Reten
                 report.table(rule.table).rows += await _batched_delete(
                     conn, rule.table, rule.where, rule.cutoff(now, policy), policy.batch_rows, dry_run)
 
-        report.skipped = not await _with_lock(conn, prune)
+        report.skipped = not await _with_lock(conn, policy.lock_timeout_ms, prune)
 
     try:
         await db.run(work)

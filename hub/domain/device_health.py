@@ -27,9 +27,10 @@ event is proof of life.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
-from datetime import datetime
-from typing import Literal
+from collections import deque
+from dataclasses import dataclass, field, fields
+from datetime import datetime, timedelta
+from typing import Iterable, Literal
 
 from schemas import DeviceStatus, Heartbeat
 
@@ -173,6 +174,47 @@ def skew_sample_ms(device_ts_ms: int, received_at_s: float, outbox_depth: int) -
     if outbox_depth > 0:
         return None
     return int(device_ts_ms - received_at_s * 1000)
+
+
+#: Heartbeats this recent tell a device's clock offset (hub.domain.checkin.clock_skew_flag).
+SKEW_EVIDENCE_WINDOW = timedelta(minutes=15)
+#: Samples one device keeps at most: 15 minutes of heartbeats every 2 s. Beyond it the oldest go first.
+CLOCK_SAMPLES_KEPT = 450
+
+
+@dataclass
+class ClockEvidence:
+    """One device's clock-offset samples of the last :data:`SKEW_EVIDENCE_WINDOW`: hub receive time
+    minus device time of each heartbeat made with an empty outbox (:func:`skew_sample_ms`'s rule).
+
+    Kept in memory by the device's actor, which sees every heartbeat of its device in order, so a
+    late check-in needs no query: the smallest sample of the window is the offset (buffering only
+    ever makes a difference larger). The samples stored before the actor started are merged once
+    (``loaded``), the first time a late check-in needs them. Owned by one actor; not shared.
+    """
+
+    loaded: bool = False
+    _samples: deque[tuple[datetime, timedelta]] = field(default_factory=lambda: deque(maxlen=CLOCK_SAMPLES_KEPT))
+
+    def add(self, received_at: datetime, offset: timedelta) -> None:
+        """A heartbeat made with an empty outbox, received at ``received_at``; older samples leave the window."""
+        samples = self._samples
+        cutoff = received_at - SKEW_EVIDENCE_WINDOW
+        while samples and samples[0][0] < cutoff:
+            samples.popleft()
+        samples.append((received_at, offset))
+
+    def merge_stored(self, stored: Iterable[tuple[datetime, timedelta]]) -> None:
+        """The stored samples (hub.db.checkin.device_clock_samples); samples seen twice change no minimum."""
+        merged = sorted([*stored, *self._samples], key=lambda sample: sample[0])
+        self._samples = deque(merged[-CLOCK_SAMPLES_KEPT:], maxlen=CLOCK_SAMPLES_KEPT)
+        self.loaded = True
+
+    def offset_at(self, received_at: datetime) -> timedelta | None:
+        """The device's clock offset as of ``received_at``: the smallest sample received in the window
+        before it; ``None`` without one."""
+        cutoff = received_at - SKEW_EVIDENCE_WINDOW
+        return min((offset for at, offset in self._samples if at >= cutoff), default=None)
 
 
 #: A pushed heartbeat interval must let this many heartbeats into the hub's offline timeout,

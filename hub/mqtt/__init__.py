@@ -6,13 +6,20 @@ concurrency contract.
 
 from ._client import TrioMqttClient
 from ._tls import client_tls_context
-from ._types import InboundMessage, MqttError, MqttNotConnected, MqttStats
+from ._types import (
+    InboundMessage,
+    MqttError,
+    MqttNotConnected,
+    MqttStats,
+    MqttSubscribeRefused,
+)
 
 __all__ = [
     "InboundMessage",
     "MqttError",
     "MqttNotConnected",
     "MqttStats",
+    "MqttSubscribeRefused",
     "TrioMqttClient",
     "client_tls_context",
 ]

@@ -25,7 +25,7 @@ import select
 import socket
 import ssl
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 
 import paho.mqtt.client as mqtt
 import trio
@@ -35,7 +35,13 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from ._paho import PahoClient, open_tcp_socket
 from ._tls import NO_CLIENT_CERT_HINT, describe_tls_error, start_tls
-from ._types import InboundMessage, MqttError, MqttNotConnected, MqttStats
+from ._types import (
+    InboundMessage,
+    MqttError,
+    MqttNotConnected,
+    MqttStats,
+    MqttSubscribeRefused,
+)
 
 log = logging.getLogger("hub.mqtt")
 
@@ -45,8 +51,31 @@ _NO_CONN = mqtt.MQTTErrorCode.MQTT_ERR_NO_CONN
 _QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)
 # The peer closed (or reset) the connection; POLLRDHUP is Linux's "peer shut down writing".
 _HANGUP = select.POLLHUP | select.POLLERR | getattr(select, "POLLRDHUP", 0)
+#: Bytes of a SUBSCRIBE/UNSUBSCRIBE besides its filters: fixed header (at most 5), packet id (2),
+#: empty MQTT 5 properties (1).
+_SUBSCRIBE_HEADER_BYTES = 8
 
 OnConnect = Callable[["TrioMqttClient"], Awaitable[None]]
+
+
+def _chunk_filters(filters: list[str], bytes_per_filter: int, max_filters: int, max_bytes: int) -> list[list[str]]:
+    """Consecutive runs of ``filters``, each at most ``max_filters`` long and ``max_bytes`` as a packet.
+
+    A single filter over ``max_bytes`` still gets a packet of its own: the broker judges it.
+    """
+    chunks: list[list[str]] = []
+    chunk: list[str] = []
+    size = _SUBSCRIBE_HEADER_BYTES
+    for topic_filter in filters:
+        n = len(topic_filter.encode()) + bytes_per_filter
+        if chunk and (len(chunk) >= max_filters or size + n > max_bytes):
+            chunks.append(chunk)
+            chunk, size = [], _SUBSCRIBE_HEADER_BYTES
+        chunk.append(topic_filter)
+        size += n
+    if chunk:
+        chunks.append(chunk)
+    return chunks
 
 
 class _ConnectionEnded(Exception):
@@ -119,6 +148,12 @@ class TrioMqttClient:
     we get nothing, see docs/mqtt-tls.md), so size it above any legitimate
     message and let the broker refuse oversize publishes at the source.
 
+    A session may move to another process (a partition's session, to its
+    new owner): the broker then closes this connection, with DISCONNECT 0x8E
+    only from Mosquitto 2.0.15 on; before, it looks like any loss, and reconnecting would take the session back (two such
+    clients fight over it for as long as both run). ``run(before_reconnect=...)``
+    is where the owner asks whether it still holds the session.
+
     Lifecycle: construct, then run ``run()`` in a nursery (usually via
     ``await nursery.start(client.run, on_connect=...)``); cancel it to stop.
     The object is single-use: ``run()`` may be called once; when it ends the
@@ -138,6 +173,11 @@ class TrioMqttClient:
     # paho counts in-flight *and* waiting QoS>0 messages against this; beyond
     # it publish() waits instead of growing an unbounded queue.
     MAX_QUEUED_MESSAGES: int = 1000
+    # subscribe_many/unsubscribe_many: filters per packet, and bytes per packet -- a broker drops a
+    # client whose packet exceeds its limit (Mosquitto max_packet_size; the hub's generated config:
+    # hub.core.config.MQTT_MAX_PACKET_SIZE, 18 KiB). 8 KiB: about 80 of the longest device topics.
+    MAX_FILTERS_PER_PACKET: int = 200
+    MAX_SUBSCRIBE_PACKET_BYTES: int = 8192
 
     def __init__(
         self,
@@ -225,6 +265,7 @@ class TrioMqttClient:
         paho.on_fast_publish = self._on_fast_publish
         paho.on_publish = self._on_paho_publish
         paho.on_subscribe = self._on_paho_subscribe
+        paho.on_unsubscribe = self._on_paho_subscribe  # same shape: (mid, reason codes); UNSUBACK's mids are unique too
         paho.on_socket_close = self._on_paho_socket_close
         self._paho = paho
         self._max_inflight = max_inflight
@@ -258,6 +299,7 @@ class TrioMqttClient:
         self._batch: list[InboundMessage] = []
         self._write_wakeup: trio.Event | None = None
         self._room: trio.Event | None = None  # set when a PUBACK frees queue room
+        #: SUBACK and UNSUBACK waiters by packet id (one id space: paho's per-client counter).
         self._suback_waiters: dict[int, _Waiter] = {}
         self._puback_waiters: dict[int, _Waiter] = {}
 
@@ -272,6 +314,12 @@ class TrioMqttClient:
     def unacked(self) -> int:
         """QoS 1/2 messages of the current connection read and not yet acknowledged."""
         return self._unacked
+
+    @property
+    def session_present(self) -> bool:
+        """The last CONNACK's Session Present flag: the broker resumed a session of this client id
+        (its subscriptions, queued and unacknowledged messages). False before the first CONNACK."""
+        return self._session_present
 
     @property
     def generation(self) -> int:
@@ -302,6 +350,7 @@ class TrioMqttClient:
         self,
         *,
         on_connect: OnConnect | None = None,
+        before_reconnect: OnConnect | None = None,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         """Connect, drive I/O and reconnect forever; cancel to stop.
@@ -314,6 +363,14 @@ class TrioMqttClient:
         place to subscribe); if it fails because the connection dropped, that
         is handled like any connection loss; any other exception propagates
         out of ``run()``.
+
+        ``before_reconnect(client)`` is awaited before every attempt but the
+        first, after the backoff wait; an exception from it propagates out of
+        ``run()`` (the connection is already closed). The place to ask whether
+        this process should still hold the session: a taken-over connection
+        looks like any other loss on a broker that does not send DISCONNECT
+        0x8E (Mosquitto before 2.0.15), and reconnecting would take the
+        session back from its new owner.
 
         Connection failures never escape: they are logged on ``hub.mqtt`` and
         retried with exponential backoff (``BACKOFF_MIN_S`` doubling to
@@ -352,6 +409,8 @@ class TrioMqttClient:
                     delay, self._reconnect_after_s = self._reconnect_after_s, None
                 # Jitter so many clients do not stampede a restarted broker.
                 await trio.sleep(delay * random.uniform(0.8, 1.0))
+                if before_reconnect is not None:
+                    await before_reconnect(self)
                 delay = min(delay * 2, self.BACKOFF_MAX_S)
         finally:
             self._send_channel.close()
@@ -759,33 +818,100 @@ class TrioMqttClient:
     # ------------------------------------------------------------- public ops
 
     async def subscribe(self, topic_filter: str, qos: int = 1) -> None:
-        """Subscribe and wait for the SUBACK.
+        """Subscribe and wait for the SUBACK: ``subscribe_many([topic_filter], qos)``.
 
         Any trio task of the run; usually called from ``on_connect``. Blocks
         until the SUBACK arrives. Raises ``MqttNotConnected`` if there is no
-        connection or it is lost before the SUBACK, ``MqttError`` if the broker
-        refuses the filter. Cancelling stops the wait only: the SUBSCRIBE may
-        already be on the wire and take effect.
+        connection or it is lost before the SUBACK, ``MqttSubscribeRefused``
+        (an ``MqttError``) if the broker refuses the filter. Cancelling stops
+        the wait only: the SUBSCRIBE may already be on the wire and take effect.
+        """
+        await self.subscribe_many([topic_filter], qos)
+
+    async def subscribe_many(self, topic_filters: Sequence[str], qos: int = 1) -> None:
+        """Subscribe to every filter, many per SUBSCRIBE packet, and wait for every SUBACK.
+
+        Any trio task of the run; same contract as ``subscribe``. The filters
+        go out in as few packets as ``MAX_FILTERS_PER_PACKET`` and
+        ``MAX_SUBSCRIBE_PACKET_BYTES`` allow (a broker drops a client whose
+        packet is over its limit), all written before the first SUBACK is
+        awaited: one round trip for the lot. If the broker refuses some
+        filters (reason code >= 0x80, e.g. 0x87 from an ACL), the others are
+        still in force and ``MqttSubscribeRefused`` names the refused ones.
+        ``MqttNotConnected``: no connection, or lost before every SUBACK came
+        back (then some filters may be in force: subscribe again, it is
+        idempotent). An empty ``topic_filters`` does nothing. ``ValueError``
+        (from paho): a malformed filter; the packets before its own may have
+        gone out. Cancelling stops the wait only.
+        """
+        # (filter, qos) pairs: paho makes them SubscribeOptions(qos=qos) for MQTT 5, plain QoS bytes for 3.1.1.
+        await self._send_and_confirm(
+            "subscribe", topic_filters, 3,
+            lambda chunk: self._paho.subscribe([(f, qos) for f in chunk]))
+
+    async def unsubscribe_many(self, topic_filters: Sequence[str]) -> None:
+        """Unsubscribe from every filter, many per UNSUBSCRIBE packet, and wait for every UNSUBACK.
+
+        Any trio task of the run; packets and errors as ``subscribe_many``.
+        Messages already queued for the session under these filters may still
+        arrive afterwards. A filter that was not subscribed is no error (MQTT
+        5 answers 0x11 "No subscription existed"; 3.1.1 says nothing per
+        filter).
+        """
+        await self._send_and_confirm(
+            "unsubscribe", topic_filters, 2, lambda chunk: self._paho.unsubscribe(chunk))
+
+    async def _send_and_confirm(
+        self,
+        what: str,
+        topic_filters: Sequence[str],
+        bytes_per_filter: int,
+        send: Callable[[list[str]], tuple[mqtt.MQTTErrorCode, int | None]],
+    ) -> None:
+        """SUBSCRIBE/UNSUBSCRIBE ``topic_filters`` in chunks, then wait for each chunk's ack and judge it.
+
+        ``bytes_per_filter``: what a filter adds to the packet besides its
+        UTF-8 (the 2-byte length, and for SUBSCRIBE the options byte).
         """
         await trio.lowlevel.checkpoint_if_cancelled()
+        filters = list(topic_filters)
+        if not filters:
+            return
         if not self._connected:
-            raise MqttNotConnected(f"cannot subscribe to {topic_filter!r}: not connected")
-        # qos= rather than SubscribeOptions: paho turns it into
-        # SubscribeOptions(qos=qos) for MQTT 5 and ignores options for 3.1.1.
-        rc, mid = self._paho.subscribe(topic_filter, qos=qos)
-        if rc != _OK or mid is None:
-            raise MqttNotConnected(f"subscribe {topic_filter!r} failed: {mqtt.error_string(rc)}")
-        w = self._suback_waiters[mid] = _Waiter()
-        self._kick_writer()
+            raise MqttNotConnected(f"cannot {what} {len(filters)} filter(s): not connected")
+        chunks = _chunk_filters(filters, bytes_per_filter, self.MAX_FILTERS_PER_PACKET,
+                                self.MAX_SUBSCRIBE_PACKET_BYTES)
+        pending: list[tuple[list[str], int, _Waiter]] = []
         try:
-            await w.event.wait()
+            # No checkpoint in this loop: the connection cannot change under it, except by a
+            # direct write failing inside paho, which fails the waiters already registered.
+            for chunk in chunks:
+                rc, mid = send(chunk)
+                if rc != _OK or mid is None:
+                    raise MqttNotConnected(f"{what} {chunk[0]!r}...: {mqtt.error_string(rc)}")
+                w = self._suback_waiters[mid] = _Waiter()
+                pending.append((chunk, mid, w))
+            self._kick_writer()
+            for _, _, w in pending:
+                await w.event.wait()
         finally:
-            self._suback_waiters.pop(mid, None)
-        if w.error is not None:
-            raise w.error
-        bad = [rc for rc in w.reason_codes if rc.is_failure]
-        if bad or not w.reason_codes:
-            raise MqttError(f"subscribe {topic_filter!r} refused: {bad or 'empty SUBACK'}")
+            for _, mid, _ in pending:
+                self._suback_waiters.pop(mid, None)
+        refused: dict[str, int] = {}
+        for chunk, _, w in pending:
+            if w.error is not None:
+                raise w.error
+            codes = w.reason_codes
+            if what == "subscribe" or self._v5:  # a 3.1.1 UNSUBACK carries no codes
+                if len(codes) != len(chunk):
+                    raise MqttError(f"{what}: the broker answered {len(codes)} reason codes for {len(chunk)} filters")
+                refused.update((f, rc.value) for f, rc in zip(chunk, codes) if rc.is_failure)
+        if refused:
+            shown = ", ".join(f"{f!r} (0x{code:02X})" for f, code in list(refused.items())[:5])
+            more = f" and {len(refused) - 5} more" if len(refused) > 5 else ""
+            raise MqttSubscribeRefused(
+                f"{what} refused by the broker for {len(refused)} of {len(filters)} filter(s): {shown}{more}",
+                refused)
 
     async def publish(
         self,

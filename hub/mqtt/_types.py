@@ -44,3 +44,15 @@ class MqttError(Exception):
 class MqttNotConnected(MqttError):
     """The operation needs a live connection and there is none (or it was lost
     while waiting)."""
+
+
+class MqttSubscribeRefused(MqttError):
+    """The broker refused some filters of a SUBSCRIBE or UNSUBSCRIBE (reason codes >= 0x80); the others took effect.
+
+    ``refused`` maps each refused filter to the reason code's value (e.g. 0x87
+    "Not authorized" from an ACL; MQTT 3.1.1 only says 0x80 "Failure").
+    """
+
+    def __init__(self, message: str, refused: dict[str, int]) -> None:
+        super().__init__(message)
+        self.refused = refused

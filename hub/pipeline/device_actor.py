@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Awaitable, Callable
 
 import trio
@@ -36,15 +36,23 @@ from hub.core.records import (
 )
 from hub.db import Database
 from hub.db.alarms import get_alarm
+from hub.db.checkin import device_clock_samples
 from hub.db.device_health import DeviceSnapshot, load_device_snapshots, next_alarm_id
 from hub.db.device_registry import DeviceRecord, load_devices
 from hub.domain.alarms import AckAlarm, Alarm, AlarmChange, AlarmResult, AlarmTransitionError, ClearAlarm
 from hub.domain.anomaly import ANOMALY_ALARM, AnomalyReport
-from hub.domain.device_health import DeviceHealth, history_change, skew_sample_ms
+from hub.domain.checkin import MAX_CLOCK_SKEW
+from hub.domain.device_health import (
+    SKEW_EVIDENCE_WINDOW,
+    ClockEvidence,
+    DeviceHealth,
+    history_change,
+    skew_sample_ms,
+)
 from hub.domain.thresholds import RuleBook
 from hub.mqtt import InboundMessage
 from hub.pipeline.checkin_routing import resolve_elsewhere
-from hub.pipeline.commits import accept, reject, signed_at_or_none, utc_from_ms
+from hub.pipeline.commits import accept, reject, signed_at_or_none, utc_from_ms, utc_from_s
 from hub.pipeline.device_alarms import (
     DeviceAlarms,
     RateLimitChanged,
@@ -119,6 +127,9 @@ class DeviceActor(Actor):
         self._snapshot = snapshot
         self._health = DeviceHealth(device.device_id)
         self._alarms = DeviceAlarms(device.device_id, device.room_id, RuleBook(), DeviceSnapshot())
+        # The clock offset a late check-in is judged by, from this device's heartbeats: kept here,
+        # where every heartbeat passes, so no check-in queries it (one query per actor life at most).
+        self._clock = ClockEvidence()
         # One timer at a time; proof of life only moves the deadline, and the
         # timer re-arms for the remainder when it fires early. No per-event task churn.
         self._deadline = 0.0
@@ -188,6 +199,9 @@ class DeviceActor(Actor):
         if isinstance(event, HeartbeatEvent):
             skew = skew_sample_ms(event.ts, message.received_at, event.body.outbox_depth)
             self._health = self._health.on_heartbeat(event.body, now, skew)
+            if skew is not None:
+                received = utc_from_s(message.received_at)
+                self._clock.add(received, received - utc_from_ms(event.ts))
             effects, live = await self._health_effects(before, now, write=True)
             await deliver(self._writer, accept(event, message, effects, live=live))
             return
@@ -223,7 +237,18 @@ class DeviceActor(Actor):
                 message, "no_live_session", f"no session in {self.device.room_id} at {at.isoformat()}",
                 event=event))
             return
-        await deliver(route.ref, Scan(message, event, from_room))
+        await deliver(route.ref, Scan(message, event, from_room, await self._clock_offset(at, message)))
+
+    async def _clock_offset(self, at: datetime, message: InboundMessage) -> timedelta | None:
+        """The device's clock offset for a scan stamped ``at``: only a late scan needs it (buffered
+        offline, or a clock running behind: hub.domain.checkin.clock_skew_flag tells which)."""
+        received = utc_from_s(message.received_at)
+        if received - at <= MAX_CLOCK_SKEW:
+            return None
+        if not self._clock.loaded:
+            self._clock.merge_stored(await device_clock_samples(
+                self._db, self.device.device_id, received - SKEW_EVIDENCE_WINDOW))
+        return self._clock.offset_at(received)
 
     async def _on_status(self, item: StatusUpdate) -> None:
         """A verified status or Will: applied, kept as a duplicate, or refused by its order (hub.domain.device_health)."""

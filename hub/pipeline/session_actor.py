@@ -33,14 +33,13 @@ from hub.core.records import (
     internal_key,
 )
 from hub.db import Database
-from hub.db.checkin import device_clock_offset, session_records
+from hub.db.checkin import session_records
 from hub.db.marks import plan_marks
 from hub.db.session_snapshots import SessionSnapshot, load_session_roster, load_session_snapshot
 from hub.db.syllabus import plan_syllabus
 from hub.domain.checkin import (
     AUTO_ABSENT_SOURCE,
     EARLY_HORIZON,
-    MAX_CLOCK_SKEW,
     Accepted,
     DisplayUse,
     Flag,
@@ -74,8 +73,6 @@ __all__ = ["CloseSession", "ReloadRoster", "ReloadStudents", "RosterStatus", "Sc
 #: Mailbox: bounded, Overflow.BLOCK. Device actors (and web requests) wait when it is
 #: full, which preserves per-device order and loses nothing.
 SESSION_MAILBOX = 1024
-#: Heartbeats this recent tell a device's clock offset (see :func:`clock_skew_flag`).
-SKEW_EVIDENCE_WINDOW = timedelta(minutes=15)
 HUB_ACTOR = "hub:session"
 
 
@@ -87,6 +84,9 @@ class Scan:
     event: QrScanEvent | BiometricMatchEvent
     #: The scanning device's room, when it is not this session's (a ``wrong_room`` flag).
     from_room: str | None = None
+    #: The device's clock offset from its heartbeats, for a late scan (its device actor's
+    #: ClockEvidence); None for a prompt scan or a device without evidence.
+    clock_offset: timedelta | None = None
 
 
 @dataclass(frozen=True)
@@ -208,7 +208,7 @@ class SessionActor(Actor):
             await deliver(self._writer, commit)
             return
         flags = list(decision.flags)
-        skew = await self._skew(decision.student_id, event.device, at, utc_from_s(scan.message.received_at))
+        skew = clock_skew_flag(decision.student_id, at, utc_from_s(scan.message.received_at), scan.clock_offset)
         if skew is not None:
             flags.append(skew)
         if scan.from_room is not None:
@@ -226,14 +226,6 @@ class SessionActor(Actor):
             event, scan.message, effects, session_id=self.session_id,
             live=self._attendance_live(decision.student_id, decision.status, decision.at, source),
         ))
-
-    async def _skew(self, student_id: str, device_id: str, at: datetime, received: datetime) -> Flag | None:
-        offset = None
-        if received - at > MAX_CLOCK_SKEW:
-            # Late: buffered offline, or a clock running behind. Only the device's own
-            # recent, promptly sent heartbeats can tell which (one query, on this path only).
-            offset = await device_clock_offset(self._db, device_id, received - SKEW_EVIDENCE_WINDOW)
-        return clock_skew_flag(student_id, at, received, offset)
 
     # --- display mode -------------------------------------------------------------------------
 

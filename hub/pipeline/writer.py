@@ -54,7 +54,7 @@ class PersistenceWriter(Actor):
     def __init__(
         self, db: Database, bus: LiveBus, metrics: HubMetrics,
         acknowledge: Callable[[Sequence[InboundMessage]], None], *, max_batch: int = MAX_BATCH,
-        rejections_kept_per_minute: int = REJECTIONS_KEPT_PER_MINUTE,
+        rejections_kept_per_minute: int = REJECTIONS_KEPT_PER_MINUTE, retry_max_s: float = _RETRY_MAX_S,
     ) -> None:
         self._db = db
         self._bus = bus
@@ -64,6 +64,8 @@ class PersistenceWriter(Actor):
         #: Rejection rows kept per source and reason a minute; the rest are tallied (hub/db/ingest.py).
         #: Either way the rejection is committed, counted in the metrics, then acknowledged.
         self._kept_per_minute = rejections_kept_per_minute
+        #: The longest pause between attempts at a batch while the database is unavailable.
+        self._retry_max_s = retry_max_s
         self._batch: list[Commit] = []
         self._failed: set[bytes] = set()
 
@@ -101,7 +103,7 @@ class PersistenceWriter(Actor):
                         exc = again
                 log.warning("database unavailable (%s); retrying %d commits in %.2fs", exc, len(batch), delay)
                 await trio.sleep(delay)
-                delay = min(delay * 2, _RETRY_MAX_S)
+                delay = min(delay * 2, self._retry_max_s)
         self._after_commit(batch, written)
 
     async def _write(self, batch: Sequence[Commit]) -> BatchWritten:

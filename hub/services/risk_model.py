@@ -15,6 +15,10 @@ Everything here is CPU work without I/O except :func:`training_data` (hub/db rea
 service runs :func:`train` in a worker thread (``trio.to_thread.run_sync``). A model is stored
 as a joblib dump in ``risk_models.model``; :func:`load` unpickles it, which runs code, so it
 is only ever called on bytes from our own database, written by :func:`train`.
+
+scikit-learn and joblib are imported inside the functions that use them: the import costs about
+a second of CPU, which every hub start (and every test that starts one) would pay for nothing
+until a model is trained or loaded.
 """
 from __future__ import annotations
 
@@ -22,14 +26,14 @@ import io
 import math
 from dataclasses import dataclass
 from datetime import date
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
-import joblib
 import numpy as np
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import brier_score_loss, roc_auc_score
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import StandardScaler
+
+if TYPE_CHECKING:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
 
 from hub.db import Database
 from hub.db.risk_features import Case, finished_terms, load_facts, training_cases
@@ -85,6 +89,8 @@ def reliability(probabilities: np.ndarray, y: np.ndarray, bins: int = BINS) -> l
 
 def figures(scores: np.ndarray, probabilities: np.ndarray, y: np.ndarray) -> dict[str, Any]:
     """ROC AUC and precision at the top 10 % (by ``scores``), Brier score and reliability (of ``probabilities``)."""
+    from sklearn.metrics import brier_score_loss, roc_auc_score
+
     both = len(set(y.tolist())) == 2
     return {
         "auc": round(float(roc_auc_score(y, scores)), 4) if both else None,
@@ -123,6 +129,10 @@ class NotEnoughHistory(ValueError):
 
 
 def new_pipeline() -> Pipeline:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
     return Pipeline([("scale", StandardScaler()),
                      ("model", LogisticRegression(C=1.0, max_iter=2000))])
 
@@ -147,6 +157,8 @@ def train(data: Dataset, terms: Sequence[str]) -> Trained:
     shipped, reason = ship_decision(metrics, baseline, test_y)
     final = new_pipeline().fit(data.x, data.y)
     metrics["coefficients"] = dict(zip(FEATURES, (round(float(c), 4) for c in final.named_steps["model"].coef_[0])))
+    import joblib
+
     buffer = io.BytesIO()
     joblib.dump(final, buffer)
     return Trained(buffer.getvalue(), metrics, baseline, shipped, reason, [t for t in terms if t != test_term],
@@ -192,6 +204,9 @@ class LoadedModel:
 
 def load(model_id: int, version: int, blob: bytes) -> LoadedModel:
     """Unpickle a model written by :func:`train` (ONLY bytes from our own ``risk_models`` table)."""
+    import joblib
+    from sklearn.pipeline import Pipeline
+
     pipeline = joblib.load(io.BytesIO(blob))
     if not isinstance(pipeline, Pipeline):
         raise ValueError("risk_models holds something that is not a scikit-learn Pipeline")

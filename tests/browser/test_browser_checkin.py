@@ -4,6 +4,8 @@ from __future__ import annotations
 from support.browser_helpers import chromium, run_in_browser_thread
 from support.hub_helpers import session_with_device, student
 
+from hub.db.checkin import display_session
+
 
 async def test_roster_manual_mark_and_display_checkin_from_a_logged_out_phone(hub, hub_campus, test_db, tmp_path):
     session, _ = session_with_device(hub_campus)
@@ -13,7 +15,7 @@ async def test_roster_manual_mark_and_display_checkin_from_a_logged_out_phone(hu
     scanner_username = await test_db.fetchval("SELECT username FROM users WHERE id = $1", scanner.student_id)
     base = f"http://127.0.0.1:{hub.web_port}"
 
-    async def script() -> str:
+    async def script() -> tuple[str, dict]:
         async with chromium() as desk, chromium(phone=True) as phone:
             roster = await desk.new_page()
             await roster.goto(f"{base}/login")
@@ -44,10 +46,13 @@ async def test_roster_manual_mark_and_display_checkin_from_a_logged_out_phone(hu
             await mobile.screenshot(path=str(tmp_path / "phone.png"))
             # ... and the faculty's roster sees it live.
             await roster.locator(f'tr[data-student-id="{scanner.student_id}"] .status.status-present').wait_for(timeout=5_000)
-            return text
+            return text, code
 
-    text = await run_in_browser_thread(script)
+    text, shown = await run_in_browser_thread(script)
     assert text.startswith("Checked in: present")
+    # The hub derived the code from the campus key; this test's own pool and key box derive the same one.
+    ours = await display_session(test_db, session.session_id)
+    assert ours is not None and shown["url"].endswith(f"/{shown['window']}/{ours.code(shown['window'])}")
     rows = {r["student_id"]: (r["status"], r["source"]) for r in await test_db.fetch(
         "SELECT student_id, status, source FROM attendance WHERE session_id = $1", session.session_id)}
     assert rows[marked.student_id] == ("excused", "manual")

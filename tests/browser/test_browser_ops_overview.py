@@ -1,7 +1,8 @@
 """In a real browser at desktop size (1366×800), the ops console of issue 15: the overview's room tiles are
-coloured by their worst device and drill down to the room and the device; the device's telemetry chart keeps
-its axes inside its box; the ticket board fits its box with Resolved and Closed visible; the ticket dialog's
-"Close" keeps the ticket and "Cancel ticket" asks first; alarms are acknowledged together from the keyboard."""
+coloured by their worst device and drill down to the room and the device; the device page shows its kind and
+its commands' names in words (web/wording.py); the device's telemetry chart keeps its axes inside its box;
+the ticket board fits its box with Resolved and Closed visible; the ticket dialog's "Close" keeps the ticket
+and "Cancel ticket" asks first; alarms are acknowledged together from the keyboard."""
 from __future__ import annotations
 
 import uuid
@@ -12,6 +13,7 @@ from support.browser_helpers import DESKTOP, chromium_browser, log_in, new_sized
 
 from hub.db import run_with_database
 from hub.db.seed import DEMO_PASSWORD
+from web.wording import COMMAND_STATUS_WORDS, COMMAND_WORDS, DEVICE_KIND_WORDS
 
 _INSIDE = """([inner, outer]) => {
   const o = document.querySelector(outer).getBoundingClientRect();
@@ -25,7 +27,8 @@ _INSIDE = """([inner, outer]) => {
 
 async def _seed(db, campus) -> dict:
     """Before the hub starts (its device actors load alarms and health at boot): every device online, one
-    with a critical alarm (its room's tile turns red) and an hour of CO2 readings, and an open ticket."""
+    with a critical alarm (its room's tile turns red), an hour of CO2 readings and an answered command (not
+    outstanding, so the dispatcher leaves it alone), and an open ticket."""
     now = datetime.now(timezone.utc)
     await db.execute("INSERT INTO device_health (device_id, online, last_seen, last_change) SELECT id, true, $1, $1"
                      " FROM devices ON CONFLICT (device_id) DO UPDATE SET online = true, last_seen = $1", now)
@@ -38,11 +41,17 @@ async def _seed(db, campus) -> dict:
         await db.execute("INSERT INTO sensor_readings (event_id, device_id, metric, value, unit, device_ts)"
                          " VALUES ($1, $2, 'co2', $3, 'ppm', $4)",
                          uuid.uuid4(), sick.device_id, 600.0 + 20 * i, now - timedelta(minutes=55 - 5 * i))
+    command = uuid.uuid4()  # the hub may send the device a time_sync of its own: this one is found by its id
+    await db.execute(
+        "INSERT INTO device_commands (id, device_id, name, status, ttl_s, ack_timeout_s, issued_by, created_at,"
+        " sent_at, expires_at, acked_at, detail) VALUES ($1, $2, 'time_sync', 'acked', 60, 30, 'ops', $3, $3, $4, $3,"
+        " 'offset_ms=12')", command, sick.device_id, now - timedelta(minutes=2), now + timedelta(minutes=1))
     ticket = await db.fetchval(
         "INSERT INTO tickets (title, room_id, priority, state, source, sla_due_at, created_at, updated_at)"
         " VALUES ('Projector flickers', $1, 'P3', 'open', 'report', $2, $3, $3) RETURNING id",
         sick.room_id, now + timedelta(days=7), now)
-    return {"sick": sick, "ticket": ticket,
+    kind = await db.fetchval("SELECT kind FROM devices WHERE id = $1", sick.device_id)
+    return {"sick": sick, "ticket": ticket, "command": command, "kind": kind,
             "well_room": next(d.room_id for d in campus.devices if d.room_id != sick.room_id)}
 
 
@@ -55,6 +64,7 @@ async def test_console_overview_device_chart_board_and_alarms_at_desktop_size(co
                                                                               tmp_path):
     base = f"http://127.0.0.1:{hub.web_port}"
     sick, ticket, well_room = console_world["sick"], console_world["ticket"], console_world["well_room"]
+    command_id = console_world["command"]
 
     async def browse() -> dict:
         async with chromium_browser() as browser:
@@ -87,6 +97,13 @@ async def test_console_overview_device_chart_board_and_alarms_at_desktop_size(co
                 "svg": await page.evaluate(_INSIDE, ["#telemetry-chart svg", "#telemetry-chart"]),
                 "uptime": await page.locator("dd.uptime").text_content(),
             }
+            command = page.locator(f'#device-commands tbody tr[data-command-id="{command_id}"]')
+            await command.wait_for(timeout=10_000)
+            words = {"name": await command.get_attribute("data-name"),
+                     "kind": await page.locator("#device .kind").text_content(),
+                     "command": await command.locator("td").nth(0).text_content(),
+                     "status": await command.locator("td").nth(1).text_content(),
+                     "menu": await page.locator("#command-name option:checked").text_content()}
             await page.screenshot(path=str(tmp_path / "device.png"), full_page=True)
 
             await page.goto(f"{base}/ops/tickets")
@@ -123,8 +140,8 @@ async def test_console_overview_device_chart_board_and_alarms_at_desktop_size(co
             feedback = page.locator("#alarms-ack-selected + .feedback")
             await feedback.wait_for(timeout=10_000)
             shortcuts = await page.locator(".shortcuts").text_content()
-            return {"errors": errors, "colours": colours, "chart": chart, "board": board, "closed_dialog": closed_dialog,
-                    "refused": refused, "state_after": state_after, "selected": selected,
+            return {"errors": errors, "colours": colours, "chart": chart, "words": words, "board": board,
+                    "closed_dialog": closed_dialog, "refused": refused, "state_after": state_after, "selected": selected,
                     "feedback": await feedback.text_content(), "shortcuts": shortcuts}
 
     result = await run_in_browser_thread(browse)
@@ -137,6 +154,9 @@ async def test_console_overview_device_chart_board_and_alarms_at_desktop_size(co
     assert any("(ppm)" in label["text"] for label in labels)
     assert all(box["inside"] for box in result["chart"]["svg"])
     assert result["chart"]["uptime"].strip() != "" and not result["chart"]["uptime"].strip().isdigit()
+    assert result["words"] == {"name": "time_sync", "kind": DEVICE_KIND_WORDS[console_world["kind"]],
+                               "command": COMMAND_WORDS["time_sync"], "status": COMMAND_STATUS_WORDS["acked"],
+                               "menu": COMMAND_WORDS["time_sync"]}
     board = result["board"]
     assert DESKTOP["width"] == 1366 and board["overflow"] <= 0, board
     assert all(c["inside"] and c["visible"] for c in board["cols"]), board

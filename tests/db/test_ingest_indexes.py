@@ -1,15 +1,14 @@
-"""Migration 0034: device_clock_offset is planned once and reads the heartbeat index, not every event of the device."""
+"""Migration 0034's heartbeat index: a device's stored clock samples are read through it, not from every event of the device."""
 from __future__ import annotations
 
 import json
-import re
 from datetime import datetime, timedelta, timezone
 from typing import AsyncIterator
 
 import pytest
 
 from hub.db import Database, open_database
-from hub.db.checkin import CLOCK_OFFSET_SQL, device_clock_offset
+from hub.db.checkin import CLOCK_SAMPLES_SQL, device_clock_samples
 
 NOW = datetime.now(timezone.utc).replace(microsecond=0)
 
@@ -48,7 +47,7 @@ async def seed_events(db: Database, devices: int, readings: int) -> None:
     await db.run(work, transaction=True)
 
 
-async def test_clock_offset_uses_the_heartbeat_index(fresh_db: Database) -> None:
+async def test_clock_samples_read_the_heartbeat_index(fresh_db: Database) -> None:
     await seed_events(fresh_db, devices=20, readings=500)
     heartbeat_indexes = {r["indexname"] for r in await fresh_db.fetch(
         "SELECT indexname FROM pg_indexes WHERE tablename LIKE 'events%' AND indexdef LIKE '%(device_id, received_at)%'"
@@ -56,28 +55,17 @@ async def test_clock_offset_uses_the_heartbeat_index(fresh_db: Database) -> None
     assert "events_heartbeats_received" in heartbeat_indexes  # the parent's, and one per partition
     assert len(heartbeat_indexes) >= 2
 
-    # The function's query, as it runs: a generic plan (its SET clause), parameters bound at execution.
-    body, config = await fresh_db.fetchrow(
-        "SELECT prosrc, proconfig FROM pg_proc WHERE proname = 'device_clock_offset'")
-    assert config == ["plan_cache_mode=force_generic_plan"]
-    query = re.search(r"RETURN \((SELECT .*)\);", body, re.S).group(1)
-    query = query.replace("p_device", "$1").replace("p_since", "$2")
-
-    async def explain(conn) -> str:
-        await conn.execute("SET plan_cache_mode = force_generic_plan")
-        await conn.execute(f"PREPARE offset_query (text, timestamptz) AS {query}")
-        since = (NOW - timedelta(minutes=15)).isoformat()
-        rows = await conn.fetch(f"EXPLAIN EXECUTE offset_query('d3', '{since}')")
-        await conn.execute("DEALLOCATE offset_query")
-        await conn.execute("RESET plan_cache_mode")
-        return "\n".join(r[0] for r in rows)
-
-    plan = await fresh_db.run(explain)
+    since = NOW - timedelta(minutes=15)
+    plan = "\n".join(r[0] for r in await fresh_db.fetch(f"EXPLAIN {CLOCK_SAMPLES_SQL}", "d3", since))
     assert any(name in plan for name in heartbeat_indexes), plan
     assert "Seq Scan" not in plan, plan
-    assert CLOCK_OFFSET_SQL == "SELECT device_clock_offset($1, $2)"
+    # Migration 0035 dropped 0034's per-check-in function: nothing calls it.
+    assert await fresh_db.fetchval("SELECT count(*) FROM pg_proc WHERE proname = 'device_clock_offset'") == 0
 
-    # The answer is the smallest (received - device time) over promptly sent heartbeats of the window.
-    assert await device_clock_offset(fresh_db, "d0", NOW - timedelta(minutes=15)) == timedelta(seconds=3)
-    assert await device_clock_offset(fresh_db, "d5", NOW - timedelta(minutes=15)) == timedelta(seconds=1)
-    assert await device_clock_offset(fresh_db, "d5", NOW + timedelta(minutes=1)) is None
+    # The samples: promptly sent heartbeats of the window (not the one made with a queued outbox), oldest first.
+    samples = await device_clock_samples(fresh_db, "d0", since)
+    assert [offset for _, offset in samples] == [timedelta(seconds=3)] * 15  # minutes 0..14 but 7, and 15 itself
+    assert [at for at, _ in samples] == sorted(at for at, _ in samples)
+    assert NOW - timedelta(minutes=7) not in [at for at, _ in samples]
+    assert {offset for _, offset in await device_clock_samples(fresh_db, "d5", since)} == {timedelta(seconds=1)}
+    assert await device_clock_samples(fresh_db, "d5", NOW + timedelta(minutes=1)) == []

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
@@ -168,6 +169,26 @@ async def test_a_late_scan_from_a_device_whose_heartbeats_show_a_clock_behind_is
         "SELECT user_id, data FROM notifications WHERE kind = 'checkin_flagged' AND data->>'session_id' = ANY($1::text[])",
         [session.session_id, other.session_id])
     assert [(n["user_id"], json.loads(n["data"])["flag_id"]) for n in notified] == [(faculty_id, flag["id"])]
+
+
+async def test_heartbeats_stored_before_the_device_actor_started_still_tell_its_clock(
+        labs, hub, hub_settings, hub_campus, test_db, publisher):
+    # The device actor keeps its device's heartbeat samples in memory; those stored before it
+    # started (a hub restart) are read once, at its first late scan.
+    session, device = session_with_device(hub_campus)
+    behind = timedelta(seconds=90)
+    received = datetime.now(timezone.utc) - timedelta(minutes=2)
+    await test_db.execute(
+        "INSERT INTO events (event_id, device_id, seq, kind, device_ts, received_at, body)"
+        " VALUES ($1, $2, 1, 'heartbeat', $3, $4, $5)",
+        uuid.UUID(bytes=new_event_id()), device.device_id, received - behind, received,
+        json.dumps({"uptime_s": 600, "firmware": "1.0.0", "outbox_depth": 0}))
+
+    skewed = session.enrolled[3]
+    await _scan(publisher, hub_settings, device, hub_campus, skewed, seq=2, at=time.time() - behind.total_seconds())
+    [flag] = await eventually(lambda: _flags(test_db, session.session_id))
+    assert (flag["student_id"], flag["kind"]) == (skewed, "clock_skew")
+    assert json.loads(flag["evidence"])["offset_s"] == behind.total_seconds()
 
 
 async def test_the_roster_shows_a_new_flag_live_and_drops_it_once_reviewed(labs, hub, hub_campus, test_db, publisher,

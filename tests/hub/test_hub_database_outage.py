@@ -15,6 +15,9 @@ from hub.app.supervision import run_hub
 from schemas import SensorReading, SensorReadingEvent, Topics, encode_event, new_event_id
 
 BEFORE, DURING = 50, 200
+#: The hub's longest pause between attempts while the database is away (defaults: 5 s before the start,
+#: 2 s in the writer): short here, so the restored database is used at once rather than a backoff later.
+RETRY_MAX_S = 0.25
 
 
 def _via(url: str, port: int) -> str:
@@ -49,7 +52,7 @@ async def test_ingestion_pauses_while_database_is_down_and_resumes(
         port = await nursery.start(proxy.serve)
         # The health detail needs a credential that works while the database is down: the metrics token.
         settings = dataclasses.replace(hub_settings, database_url=_via(hub_settings.database_url, port),
-                                       metrics_token=METRICS_TOKEN)
+                                       metrics_token=METRICS_TOKEN, writer_retry_max_s=RETRY_MAX_S)
         hub = await nursery.start(partial(run_hub, settings, port=0))
         web = httpx.AsyncClient(base_url=f"http://127.0.0.1:{hub.web_port}",
                                 headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
@@ -90,7 +93,8 @@ async def test_hub_started_before_the_database_waits_for_it(hub_settings, hub_ca
     async with trio.open_nursery() as nursery:
         port = await nursery.start(proxy.serve)
         proxy.cut()
-        settings = dataclasses.replace(hub_settings, database_url=_via(hub_settings.database_url, port))
+        settings = dataclasses.replace(hub_settings, database_url=_via(hub_settings.database_url, port),
+                                       database_wait_max_s=RETRY_MAX_S)
         started: list = []
 
         async def start_hub() -> None:

@@ -13,7 +13,9 @@ from support.hub_helpers import eventually
 from hub.core.config import Settings
 from schemas import SensorReading, SensorReadingEvent, Topics, encode_event, new_event_id
 
-TOTAL = 1500
+#: Enough that the kill (at a fifth committed) lands mid-stream and the stream goes on while the hub is
+#: down; at the publisher's pace the stream then ends about when the second hub is up.
+TOTAL = 1000
 RATE_PER_S = 400
 
 

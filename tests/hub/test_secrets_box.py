@@ -183,6 +183,16 @@ def test_a_running_box_follows_its_key_file_when_a_rotation_adds_a_key(tmp_path)
     assert running.decrypt(old_blob, b"c") == b"old"
 
 
+def test_a_running_box_derives_with_the_key_a_rotation_added(tmp_path):
+    # Display codes and backups derive from the current key: a running hub uses the new one at once.
+    path = tmp_path / "campus.key"
+    running = load_secrets_box(path)
+    assert running.derive_key(b"display-code", salt=b"s1")[0] == 1
+    add_key(path)
+    key_id, key = running.derive_key(b"display-code", salt=b"s1")
+    assert key_id == 2 and key == load_secrets_box(path).derive_key(b"display-code", key_id=2, salt=b"s1")[1]
+
+
 def test_a_key_file_broken_while_running_keeps_the_keys_in_use(tmp_path):
     path = tmp_path / "campus.key"
     running = load_secrets_box(path)

@@ -6,7 +6,9 @@ The display check-ins run against a real SessionActor and PersistenceWriter
 from __future__ import annotations
 
 import json
+import os
 import re
+from dataclasses import replace
 from datetime import datetime
 
 import pytest
@@ -17,8 +19,12 @@ from web_helpers import bearer, page_login
 from actors import ChildSpec, Supervisor
 from hub.core.bus import session_topic, user_topic
 from hub.core.metrics import HubMetrics
+from hub.core.secrets_box import KEY_ENV, SecretsBox, parse_key_env
+from hub.db import open_database
+from hub.db.checkin import display_session
 from hub.pipeline.session_actor import SESSION_MAILBOX, SessionActor, session_caller
 from hub.pipeline.writer import PersistenceWriter
+from web import create_app
 
 
 @pytest.fixture
@@ -103,6 +109,10 @@ async def test_bad_codes_and_other_phones_are_refused(app, world, clock, live):
     phone = app.test_client()
     forged = re.sub(r"/[a-z2-7]{16}$", "/aaaaaaaaaaaaaaaa", path)
     assert (await phone.get(forged)).status_code == 400
+    # Each session has its own secret (the campus key's HKDF salted with the session id): live1's
+    # current code is no code of live2, which takes check-ins in the same room at the same time.
+    other_session = await phone.get(path.replace(world.sessions["live1"], world.sessions["live2"]))
+    assert other_session.status_code == 400 and _INVALID_CODE in await other_session.get_data(as_text=True)
     clock.advance(25)  # two windows later
     expired = await phone.get(path, headers={"Accept": "text/html"})
     assert expired.status_code == 400 and "expired" in await expired.get_data(as_text=True)
@@ -114,6 +124,63 @@ async def test_bad_codes_and_other_phones_are_refused(app, world, clock, live):
     assert refused.status_code == 403 and (await refused.get_json())["error"]["code"] == "other_device"
     garbage = await other_phone.post("/api/v1/checkin/display", json={"pending": "x.y"})
     assert garbage.status_code == 400
+
+
+#: What the page of a scanned ``invalid_code`` says (an ``expired_code`` page says "expired").
+_INVALID_CODE = "This is not a valid check-in code for this session."
+
+
+async def _scan_on(ctx, secrets: SecretsBox, database_url: str, path: str) -> str:
+    """Scan ``path`` on another hub process's web app (its own pool and campus key box):
+    ``"accepted"`` (on to the check-in page), ``"invalid_code"``, or the status and page."""
+    async with open_database(database_url, max_size=1, secrets=secrets) as other_db:
+        response = await create_app(replace(ctx, db=other_db)).test_client().get(path)
+        page = await response.get_data(as_text=True)
+    if response.status_code == 303 and response.headers["Location"].startswith("/checkin/"):
+        return "accepted"
+    if response.status_code == 400 and _INVALID_CODE in page:
+        return "invalid_code"
+    return f"{response.status_code}: {page}"
+
+
+async def test_the_display_secret_is_derived_from_the_campus_key_and_stored_nowhere(app, ctx, db, world,
+                                                                                      database_url):
+    path = await _display_url(app.test_client(), world)
+    campus_key = parse_key_env(os.environ[KEY_ENV])
+    # A restart, or a second worker: another Database and another box read from the same key make
+    # and accept the same code (nothing per session or per process to share but the key).
+    assert await _scan_on(ctx, SecretsBox(dict(campus_key)), database_url, path) == "accepted"
+    again = await display_session(db, world.sessions["live1"])
+    async with open_database(database_url, max_size=1, secrets=SecretsBox(dict(campus_key))) as other_db:
+        elsewhere = await display_session(other_db, world.sessions["live1"])
+    assert again is not None and elsewhere is not None
+    window = int(path.split("/")[-2])
+    assert elsewhere.code(window) == again.code(window) == path.rsplit("/", 1)[1]
+    # Another campus key: other codes, and this one is refused.
+    assert await _scan_on(ctx, SecretsBox.ephemeral(), database_url, path) == "invalid_code"
+    assert await db.fetchval(
+        "SELECT count(*) FROM information_schema.columns WHERE table_schema = current_schema()"
+        " AND table_name = 'class_sessions' AND column_name = 'display_secret'") == 0  # migration 0037
+
+
+async def test_a_campus_key_rotation_keeps_the_code_on_screen_valid(app, ctx, world, database_url):
+    """After ``keys rotate`` the display shows codes of the new key; the previous key's still pass."""
+    old_path = await _display_url(app.test_client(), world)  # the campus key before the rotation
+    keys = parse_key_env(os.environ[KEY_ENV])
+    new_id = max(keys) + 1
+    rotated = {**keys, new_id: os.urandom(32)}
+    async with open_database(database_url, max_size=1, secrets=SecretsBox(rotated)) as rotated_db:
+        new_path = await _display_url(create_app(replace(ctx, db=rotated_db)).test_client(), world)
+    assert new_path != old_path and new_path.rsplit("/", 2)[1] == old_path.rsplit("/", 2)[1]  # same window
+    # The rotated hub accepts the code still on screen (previous key) and its own.
+    assert await _scan_on(ctx, SecretsBox(rotated), database_url, old_path) == "accepted"
+    assert await _scan_on(ctx, SecretsBox(rotated), database_url, new_path) == "accepted"
+    # A hub that does not hold the new key yet refuses its codes (documented: until it re-reads the key file).
+    assert await _scan_on(ctx, SecretsBox(dict(keys)), database_url, new_path) == "invalid_code"
+    # Only the current and the previous key: after a second rotation the first key's codes are refused.
+    twice = {**rotated, new_id + 1: os.urandom(32)}
+    assert await _scan_on(ctx, SecretsBox(twice), database_url, new_path) == "accepted"
+    assert await _scan_on(ctx, SecretsBox(twice), database_url, old_path) == "invalid_code"
 
 
 async def test_session_without_live_actor_refuses_display_checkin(app, world):

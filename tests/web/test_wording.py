@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
+from typing import get_args
 
 from hub.domain.checkin import FLAG_KINDS
 from web import wording
@@ -110,3 +112,58 @@ def test_alarm_types_and_states_have_words():
     for state in STATES:
         assert "_" not in wording.alarm_state_words(state), state
     assert wording.wording_json()["alarms"]["types"][ANOMALY_ALARM] == "Unusual readings"
+
+
+async def _checked_values(db, table: str, column: str) -> set[str]:
+    """The values the database's own CHECK allows in ``table.column`` (``column IN ('a', 'b')``, which
+    PostgreSQL shows as ``((column = ANY (ARRAY['a'::text, 'b'::text])))``)."""
+    definitions = await db.fetch(
+        "SELECT pg_get_constraintdef(c.oid) AS def FROM pg_constraint c"
+        " WHERE c.conrelid = $1::regclass AND c.contype = 'c'", table)
+    mine = [d["def"] for d in definitions if re.search(rf"\({column} = ANY \(ARRAY\[", d["def"])]
+    assert len(mine) == 1, (table, column, [d["def"] for d in definitions])
+    return set(re.findall(r"'([^']+)'::text", mine[0]))
+
+
+async def test_device_kinds_and_commands_have_words_and_no_stale_ones(db):
+    from hub.db.device_commands import COMMAND_NAMES, COMMAND_STATUSES
+    from hub.db.provisioning import DEVICE_KINDS
+    from schemas import CommandName
+
+    # Where the codes are declared: the registry's tuple, the wire format, and the database's CHECKs.
+    assert set(DEVICE_KINDS) == await _checked_values(db, "devices", "kind") == set(wording.DEVICE_KIND_WORDS)
+    assert set(get_args(CommandName)) == set(COMMAND_NAMES) == set(wording.COMMAND_WORDS)
+    assert set(COMMAND_NAMES) == await _checked_values(db, "device_commands", "name")
+    assert set(COMMAND_STATUSES) == await _checked_values(db, "device_commands", "status")
+    assert set(COMMAND_STATUSES) == set(wording.COMMAND_STATUS_WORDS)
+    for table in (wording.DEVICE_KIND_WORDS, wording.COMMAND_WORDS, wording.COMMAND_STATUS_WORDS):
+        for code, text in table.items():
+            assert text[0].isupper() and "_" not in text and not text.endswith("."), (code, text)
+    assert wording.device_kind_words("qr_camera") == "QR camera"
+    assert wording.command_words("time_sync") == "Set the clock"
+    assert wording.command_status_words("timed_out") == "No answer in time"
+    # An unknown code is shown as itself, never hidden.
+    assert wording.device_kind_words("lidar") == "lidar" and wording.command_words("self_test") == "self_test"
+    assert wording.wording_json()["devices"] == wording.device_words()
+
+
+async def test_ops_pages_show_device_kinds_and_commands_in_words(client, world, db):
+    from web_helpers import page_login
+
+    await page_login(client, world.username("ops"))  # the world's device is a qr_camera
+    device = await (await client.get(f"/ops/devices/{world.device}")).get_data(as_text=True)
+    assert '<span class="kind" data-kind="qr_camera">QR camera</span>' in device
+    for code, words in wording.COMMAND_WORDS.items():  # the menu sends the code, shows the words
+        assert f'<option value="{code}">{words}</option>' in device
+    assert 'id="device-words"' in device  # the table ops.js words the command history with
+    room = await (await client.get(f"/ops/rooms/{world.room}")).get_data(as_text=True)
+    assert '<span class="kind">QR camera</span>' in room
+    overview = await (await client.get("/ops")).get_data(as_text=True)
+    assert f'data-kind="qr_camera" title="{world.device} (QR camera): ' in overview and ">QR camera</a>" in overview
+    register = await (await client.get("/devices/register")).get_data(as_text=True)
+    assert '<option value="edge_agent" selected>Edge agent</option>' in register
+    for html in (device, room, overview, register):
+        assert ">qr_camera<" not in html and ">edge_agent<" not in html and ">time_sync<" not in html
+    # The API keeps its codes.
+    listing = await (await client.get(f"/api/v1/devices/{world.device}")).get_json()
+    assert listing["device"]["kind"] == "qr_camera"

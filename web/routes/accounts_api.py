@@ -11,8 +11,6 @@ See docs/people.md.
 """
 from __future__ import annotations
 
-import csv
-import io
 from typing import Annotated, Any
 
 import msgspec
@@ -54,6 +52,7 @@ from ..auth import authenticate, client_address, current_principal, reissue_afte
 from ..context import WebContext, current_context
 from ..errors import WebError, invalid, not_found
 from ..feeds import utc_now
+from ..people import codes_csv
 from ..request import choice_arg, flag_arg, json_body
 from .auth_api import _tokens_json
 
@@ -62,8 +61,6 @@ bp = Blueprint("accounts_api", __name__, url_prefix="/api/v1")
 #: What a password field may hold on the wire; the policy explains anything over its own maximum.
 MAX_PASSWORD_INPUT = 1024
 IMPORT_PATH = "/api/v1/users/import"
-#: The people import's body limit (web/uploads.py raises the app's 64 KiB default for it).
-IMPORT_MAX_BYTES = 2 * 1024 * 1024
 
 Password = Annotated[str, Meta(max_length=MAX_PASSWORD_INPUT)]
 Code = Annotated[str, Meta(min_length=1, max_length=MAX_CODE_INPUT)]
@@ -254,23 +251,6 @@ def _created_json(created: CreatedAccount) -> dict[str, Any]:
         "activation_code": None if created.activation is None else created.activation.code,
         "expires_at": None if created.activation is None else created.activation.expires_at,
     }
-
-
-#: The columns of the activation codes as CSV (``?format=csv``), ready for a mail merge.
-CODES_CSV_COLUMNS = ("username", "display_name", "role", "email", "roll_number", "activation_code", "expires_at")
-
-
-def codes_csv(created: tuple[CreatedAccount, ...]) -> str:
-    """The new accounts and their activation codes as CSV (the API's ``format=csv`` and the CLI's output)."""
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(CODES_CSV_COLUMNS)
-    for c in created:
-        # Every value was refused at import if it began like a formula, and codes begin with a letter or digit.
-        writer.writerow((c.username, c.display_name, c.role, c.email or "", c.roll_number or "",
-                         c.activation.code if c.activation else "",
-                         c.activation.expires_at.isoformat() if c.activation else ""))
-    return out.getvalue()
 
 
 def _codes_csv_response(created: tuple[CreatedAccount, ...]) -> Response:

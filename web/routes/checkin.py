@@ -29,7 +29,7 @@ from hub.db.checkin import (
 from hub.db.checkin_networks import session_restriction
 from hub.domain.checkin import FLAG_KINDS, STATUSES
 from hub.domain.checkin_network import place_client
-from hub.domain.display_code import DISPLAY_WINDOW_SECONDS, check_display_code, current_frame
+from hub.domain.display_code import DISPLAY_WINDOW_SECONDS
 from hub.domain.session_messages import DisplayCheckin, Receipt, SessionNotLive
 
 from ..access import authorize_session
@@ -137,7 +137,7 @@ async def scanned(session_id: str, window: int, code: str) -> WerkzeugResponse:
     now = ctx.now()
     if window > _BIGINT:
         raise invalid("This is not a check-in code.")
-    verdict = check_display_code(session.secret, session_id, window, code, now)
+    verdict = session.check_code(window, code, now)
     if verdict == "invalid":
         raise WebError(400, "invalid_code", "This is not a valid check-in code for this session.")
     if verdict == "expired":
@@ -215,7 +215,7 @@ async def own_display_session(session_id: str):
 def display_code_json(session, now: float) -> dict:
     """What the display shows: the hub's current window (never the display's clock)."""
     live = session.takes_checkins(datetime.fromtimestamp(now, timezone.utc))
-    frame = current_frame(session.secret, session.session_id, now)
+    frame = session.frame(now)
     return {
         "session_id": session.session_id, "live": live, "window_seconds": DISPLAY_WINDOW_SECONDS,
         "window": frame.window if live else None,

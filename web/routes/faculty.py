@@ -4,7 +4,7 @@ from __future__ import annotations
 from quart import Blueprint, Response, request
 
 from hub.db.rosters import sessions_for_faculty
-from hub.domain.display_code import DISPLAY_STEPS_BACK, display_code, display_window
+from hub.domain.display_code import DISPLAY_STEPS_BACK, display_window
 
 from ..access import authorize_session
 from ..auth import current_principal, require
@@ -69,5 +69,5 @@ async def display_svg(session_id: str) -> Response:
     current = display_window(now)
     if not session.takes_checkins(utc_now(ctx)) or not current - DISPLAY_STEPS_BACK <= window <= current:
         raise WebError(410, "gone", "That code window is over; ask for the current one.")
-    url = display_url(session_id, window, display_code(session.secret, session_id, window))
+    url = display_url(session_id, window, session.code(window))
     return Response(render_qr_svg(url), content_type="image/svg+xml", headers={"Cache-Control": "no-store"})

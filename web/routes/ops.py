@@ -22,6 +22,7 @@ from hub.db.students import student_choices
 from hub.db.tickets import TicketFilter, list_staff, list_tickets
 from hub.domain import tickets as ticket_rules
 from hub.domain.biometric_consent import CURRENT_NOTICE_VERSION
+from hub.domain.terminal_roster import ROSTER_KINDS
 
 from ..auth import current_principal, require
 from ..console import (
@@ -93,10 +94,10 @@ async def device_detail(device_id: str) -> str:
     quarantine = await get_quarantine(db, device_id)  # the release button shows while one is in force
     # Fingerprint enrolments (web/routes/consent_api.py): each student of this terminal, with every terminal's state.
     students = await enrolments_of(db, [e.student_id for e in await device_enrolments(db, device_id)])
+    holds_roster = device["kind"] in ROSTER_KINDS  # a terminal that keeps fingerprint pages
     return await render_page("ops_device.html", device=device, room=room, uptime=duration_text(device["uptime_s"]),
-                             enrolments=enrolment_rows(device_id, students),
-                             student_choices=await student_choices(db)
-                             if device["kind"] in ("fingerprint", "edge_agent") else [],
+                             enrolments=enrolment_rows(device_id, students), holds_roster=holds_roster,
+                             student_choices=await student_choices(db) if holds_roster else [],
                              notice_version=CURRENT_NOTICE_VERSION,
                              health=health_of(device, (a.severity for a in alarms)),
                              quarantine=quarantine if quarantine and quarantine.active_at(utc_now(current_context()))

@@ -20,8 +20,8 @@ from hub.domain.people import (
 from hub.domain.roles import ROLE_DESCRIPTIONS, ROLES
 
 from ..auth import require
+from ..people import IMPORT_MAX_BYTES
 from ._pages import render_page
-from .accounts_api import IMPORT_MAX_BYTES
 
 bp = Blueprint("people_pages", __name__)
 

@@ -45,6 +45,7 @@ from ..auth import current_principal, require
 from ..context import WebContext, current_context
 from ..errors import WebError, forbidden, invalid, not_found
 from ..feeds import utc_now
+from ..people import erasure_json
 from ..request import json_body
 from .terminal_roster_api import send_planned, terminal_rosters_changed
 
@@ -119,13 +120,6 @@ async def _withdraw_consent(ctx: WebContext, student_id: str, actor: str) -> int
             return 0
         raise
     return len(await send_planned(ctx, withdrawal.commands, actor))
-
-
-def erasure_json(report: Any, *, terminal_commands: int) -> dict[str, Any]:
-    """The API's ``Erasure`` object (the CLI prints the same)."""
-    return {"student_id": report.student_id, "pseudonym": report.pseudonym,
-            "already_erased": report.already_erased, "changed": report.changed,
-            "terminal_commands": terminal_commands}
 
 
 # --- OpenAPI ---------------------------------------------------------------------------------------

@@ -75,6 +75,7 @@ from ..errors import WebError, invalid, not_found
 from ..feeds import utc_now
 from ..live_rosters import rosters_changed
 from ..paging import page_json, page_of, page_params, page_request
+from ..people import account_json
 from ..request import choice_arg, json_body, storable, whole
 from .terminal_roster_api import terminal_rosters_changed
 
@@ -123,17 +124,6 @@ class AccountStateChange(msgspec.Struct):
     """``POST /users/{id}/deactivate`` and ``/reactivate``: `{}`, or a reason for the audit log."""
 
     reason: Reason = ""
-
-
-def account_json(account: AccountRecord) -> dict[str, Any]:
-    """The API's ``User`` object (no password hash, no token secret)."""
-    return {
-        "id": account.id, "username": account.username, "display_name": account.display_name,
-        "role": account.role, "email": account.email, "active": account.active,
-        "deactivated_at": account.deactivated_at, "created_at": account.created_at,
-        "updated_at": account.updated_at, "roll_number": account.roll_number, "program": account.program,
-        "section": account.section,
-    }
 
 
 def _refusal(error: AccountError) -> WebError:

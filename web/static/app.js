@@ -188,6 +188,10 @@
     });
   }
 
+  // What to tell the user when a CampusHub.api call failed: the API's own sentence, or, when the
+  // hub could not be reached at all (no status), that the connection is the problem.
+  function apiProblem(error) { return error && error.status ? error.message : "No connection."; }
+
   // The menu button folds the nav on narrow screens (CSS shows the nav as a row on
   // wide ones). Esc closes it and gives focus back to the button.
   function initMenu() {
@@ -436,7 +440,7 @@
   document.querySelectorAll("select[data-picker]").forEach(picker);
 
   window.CampusHub = { liveSocket: liveSocket, el: el, confirmAction: confirmAction, feedback: feedback, picker: picker,
-                       api: api };
+                       api: api, apiProblem: apiProblem };
 
   // --- faculty: live roster ---------------------------------------------------
 

@@ -1,24 +1,12 @@
 // The audit log page (<body data-page="audit">): search, page through, export, verify the chain.
-// Plain ES2017, no build step; everything goes through /api/v1/audit with the browser's cookies.
+// Plain ES2017, no build step; everything goes through /api/v1/audit (CampusHub.api); the exports are
+// plain links, downloaded by the browser.
 (function () {
   "use strict";
 
   var el = window.CampusHub.el;  // app.js's element helper
+  var api = window.CampusHub.api;  // app.js: the one JSON API call
   var FILTERS = ["student_id", "course_id", "session_id", "actor", "entity", "action"];
-
-  function getJson(path) {
-    return fetch(path, { credentials: "same-origin", headers: { "Accept": "application/json" } })
-      .then(function (response) {
-        return response.text().then(function (text) {
-          var data = null;
-          try { data = text ? JSON.parse(text) : null; } catch (e) { data = null; }
-          if (!response.ok) {
-            throw new Error(data && data.error ? data.error.message : "Request failed (" + response.status + ").");
-          }
-          return data;
-        });
-      });
-  }
 
   function show(node, message) {
     node.textContent = message || "";
@@ -125,7 +113,7 @@
       var params = new URLSearchParams(state.filters);
       params.set("limit", pageSize);
       params.set("offset", state.offset);
-      return getJson("/api/v1/audit?" + params.toString()).then(function (page) {
+      return api("GET", "/api/v1/audit?" + params.toString()).then(function (page) {
         total.textContent = page.total;
         list.textContent = "";
         if (!page.items.length) { list.appendChild(el("li", "muted", list.dataset.empty)); }
@@ -175,7 +163,7 @@
         result.hidden = false;
         result.className = "verify-result";
         result.textContent = "Checking…";
-        getJson("/api/v1/audit/verify").then(function (r) {
+        api("GET", "/api/v1/audit/verify").then(function (r) {
           result.textContent = "";
           result.className = "verify-result " + (r.ok ? "ok" : "broken");
           result.dataset.ok = r.ok ? "true" : "false";

@@ -4,19 +4,19 @@
 (function () {
   "use strict";
 
+  var api = window.CampusHub.api;  // app.js: the one JSON API call
+
   function initDisplay() {
     var root = document.getElementById("display");
     var img = document.getElementById("display-qr");
     var closed = document.getElementById("display-closed");
     function schedule(ms) { setTimeout(refresh, Math.max(200, ms)); }
     function refresh() {
-      fetch(root.dataset.codeUrl, { credentials: "same-origin" }).then(function (response) {
-        if (response.status === 401) { location.href = "/login?next=" + encodeURIComponent(location.pathname); return null; }
-        return response.ok ? response.json() : null;
-      }).then(function (code) {
+      api("GET", root.dataset.codeUrl, undefined, { loginOn401: true }).then(function (code) {
         if (!code) { schedule(2000); return; }
         if (code.live) {
           if (img.dataset.window !== String(code.window)) {
+            // The QR itself is an SVG image the browser loads (not a JSON API call).
             img.src = root.dataset.svgUrl + "?window=" + encodeURIComponent(code.window);
             img.dataset.window = String(code.window);
           }
@@ -25,7 +25,7 @@
           img.hidden = true; closed.hidden = false;
         }
         schedule(code.refresh_in_ms);
-      }, function () { schedule(2000); });
+      }, function () { schedule(2000); });  // refused, offline or logged out: ask again shortly
     }
     schedule(parseInt(img.dataset.refreshMs, 10) || 1000);
   }
@@ -34,22 +34,15 @@
     var card = document.getElementById("checkin");
     var result = document.getElementById("checkin-result");
     function show(state, text) { result.dataset.state = state; result.textContent = text; }
-    fetch("/api/v1/checkin/display", {
-      method: "POST", credentials: "same-origin",
-      headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ pending: card.dataset.pending })
-    }).then(function (response) {
-      return response.json().then(function (body) { return { ok: response.ok, body: body }; });
-    }).then(function (r) {
-      if (r.ok) {
-        var at = new Date(r.body.checked_in_at);
-        show("ok", "Checked in: " + r.body.status + " at " + at.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }));
-        if (r.body.flagged) { result.textContent += " (sent to your teacher for review)"; }
-      } else {
-        show("error", (r.body.error && r.body.error.message) || "Check-in failed.");
-        result.dataset.code = (r.body.error && r.body.error.code) || "";
-      }
-    }, function () { show("error", "No connection: reload this page to try again."); });
+    api("POST", "/api/v1/checkin/display", { pending: card.dataset.pending }).then(function (body) {
+      var at = new Date(body.checked_in_at);
+      show("ok", "Checked in: " + body.status + " at " + at.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }));
+      if (body.flagged) { result.textContent += " (sent to your teacher for review)"; }
+    }, function (error) {
+      if (!error.status) { show("error", "No connection: reload this page to try again."); return; }
+      show("error", error.message);
+      result.dataset.code = error.code || "";
+    });
   }
 
   document.addEventListener("DOMContentLoaded", function () {

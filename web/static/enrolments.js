@@ -9,24 +9,7 @@
   if (!form) { return; }
   var deviceId = form.dataset.deviceId;
   var errorBox = document.getElementById("enrol-error");
-
-  function send(method, path, body) {
-    var init = { method: method, credentials: "same-origin", headers: { "Accept": "application/json" } };
-    if (body !== undefined) {
-      init.headers["Content-Type"] = "application/json";
-      init.body = JSON.stringify(body);
-    }
-    return fetch(path, init).then(function (response) {
-      return response.text().then(function (text) {
-        var data = null;
-        try { data = text ? JSON.parse(text) : null; } catch (e) { data = null; }
-        if (!response.ok) {
-          throw new Error(data && data.error ? data.error.message : "Request failed (" + response.status + ").");
-        }
-        return data;
-      });
-    });
-  }
+  var api = window.CampusHub.api;  // app.js: the one JSON API call
 
   function fail(err) { errorBox.textContent = err.message; errorBox.hidden = false; }
   function done() { window.location.reload(); }
@@ -52,8 +35,8 @@
     templateBase64().then(function (template) {
       var body = { page: page };
       if (template !== null) { body.template = template; }
-      return send("POST", "/api/v1/devices/" + encodeURIComponent(deviceId) + "/enrolments/"
-                  + encodeURIComponent(student()), body);
+      return api("POST", "/api/v1/devices/" + encodeURIComponent(deviceId) + "/enrolments/"
+                 + encodeURIComponent(student()), body, { tooLarge: "The template file is too large." });
     }).then(done).catch(fail);
   });
 
@@ -62,8 +45,8 @@
     paper.addEventListener("click", function () {
       errorBox.hidden = true;
       if (!student()) { fail(new Error("Type the student id first.")); return; }
-      send("POST", "/api/v1/students/" + encodeURIComponent(student()) + "/biometric-consent",
-           { notice_version: form.dataset.noticeVersion }).then(function () {
+      api("POST", "/api/v1/students/" + encodeURIComponent(student()) + "/biometric-consent",
+          { notice_version: form.dataset.noticeVersion }).then(function () {
         var note = document.getElementById("enrol-done");
         note.textContent = "Consent recorded (given on paper).";
         note.hidden = false;
@@ -75,8 +58,8 @@
     button.addEventListener("click", function () {
       errorBox.hidden = true;
       button.disabled = true;
-      send("DELETE", "/api/v1/devices/" + encodeURIComponent(deviceId) + "/enrolments/"
-           + encodeURIComponent(button.dataset.studentId)).then(done)
+      api("DELETE", "/api/v1/devices/" + encodeURIComponent(deviceId) + "/enrolments/"
+          + encodeURIComponent(button.dataset.studentId)).then(done)
         .catch(function (err) { button.disabled = false; fail(err); });
     });
   });

@@ -43,8 +43,8 @@
       socket.onclose = function (event) {
         state("offline");
         if (event.code === 4401 || event.code === 1008) {
-          // expired token: a plain API call refreshes the cookie session first
-          fetch("/api/v1/me", { credentials: "same-origin" }).then(function (r) { if (r.status !== 401) { retry(); } });
+          // expired token: a plain API call refreshes the cookie session first (a 401: logged out, stay offline)
+          api("GET", "/api/v1/me").then(retry, function (e) { if (e.status !== 401) { retry(); } });
           return;
         }
         retry();

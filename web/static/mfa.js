@@ -1,19 +1,9 @@
 // The two-factor authentication page (web/templates/mfa.html): enrol, confirm, new recovery codes,
-// turn off. Everything goes through /api/v1/me/mfa* (web/routes/mfa_api.py) with the session cookies.
+// turn off. Everything goes through /api/v1/me/mfa* (web/routes/mfa_api.py) with CampusHub.api.
 (function () {
   "use strict";
 
-  async function post(path, body) {
-    var response = await fetch(path, {
-      method: "POST", credentials: "same-origin",
-      headers: { "Content-Type": "application/json" }, body: JSON.stringify(body)
-    });
-    var data = response.status === 204 ? null : await response.json();
-    if (!response.ok) {
-      throw new Error((data && data.error && data.error.message) || ("HTTP " + response.status));
-    }
-    return data;
-  }
+  var api = window.CampusHub.api;  // app.js: the one JSON API call
 
   function byId(id) { return document.getElementById(id); }
 
@@ -50,7 +40,7 @@
       start.addEventListener("click", async function () {
         showError(null);
         try {
-          var enrolment = await post("/api/v1/me/mfa/enrolment", {});
+          var enrolment = await api("POST", "/api/v1/me/mfa/enrolment", {});
           byId("mfa-qr").src = enrolment.qr_svg;
           byId("mfa-secret").textContent = enrolment.secret;
           byId("mfa-start-box").hidden = true;
@@ -60,7 +50,7 @@
       });
     }
     onSubmit("mfa-confirm-form", async function (form) {
-      var result = await post("/api/v1/me/mfa/enrolment/confirm", { code: form.code.value.trim() });
+      var result = await api("POST", "/api/v1/me/mfa/enrolment/confirm", { code: form.code.value.trim() });
       byId("mfa-enrol").hidden = true;
       byId("mfa-status").textContent = "On: logins ask for a code from your authenticator app.";
       var required = byId("mfa-required");
@@ -68,12 +58,12 @@
       showRecoveryCodes(result.recovery_codes);
     });
     onSubmit("mfa-regenerate-form", async function (form) {
-      var result = await post("/api/v1/me/mfa/recovery-codes", { code: form.code.value.trim() });
+      var result = await api("POST", "/api/v1/me/mfa/recovery-codes", { code: form.code.value.trim() });
       form.reset();
       showRecoveryCodes(result.recovery_codes);
     });
     onSubmit("mfa-disable-form", async function (form) {
-      await post("/api/v1/me/mfa/disable", { code: form.code.value.trim() });
+      await api("POST", "/api/v1/me/mfa/disable", { code: form.code.value.trim() });
       window.location.reload();
     });
   }

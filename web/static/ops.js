@@ -149,7 +149,8 @@
         if (dot.dataset.health !== health) { dot.dataset.health = health; }
         dot.classList.toggle("device-online", !!d.online);
         dot.classList.toggle("device-offline", !d.online);
-        dot.title = d.device_id + " (" + (d.kind || dot.textContent) + "): " + health;
+        // The dot's own text is the kind in words (ops.html); the snapshot's d.kind is the API's code.
+        dot.title = d.device_id + " (" + dot.textContent + "): " + health;
         if (worst === null || HEALTH_RANK[health] < HEALTH_RANK[worst]) { worst = health; }
       });
       worst = worst || "empty";
@@ -334,6 +335,15 @@
   function alarmStateWords(state) { return (ALARM_WORDS && ALARM_WORDS.states[state]) || state; }
   function alarmType(a) { return alarmTypeWords(alarmCode(a)); }
 
+  // Command names and statuses in words: web/wording.py's device tables, which ops_device.html puts in
+  // #device-words (the same as wording.command_words / command_status_words); a page without them shows codes.
+  var DEVICE_WORDS = (function () {
+    var node = document.getElementById("device-words");
+    try { return node ? JSON.parse(node.textContent) : null; } catch (e) { return null; }
+  }());
+  function commandWords(name) { return (DEVICE_WORDS && DEVICE_WORDS.commands[name]) || name || ""; }
+  function commandStatusWords(status) { return (DEVICE_WORDS && DEVICE_WORDS.command_statuses[status]) || status || ""; }
+
   function sevTag(severity) { return el("span", "sev sev-" + severity, severity); }
 
   // Telemetry chart: avg line over a min…max band, labelled axes (value with its unit, local time), every
@@ -451,9 +461,10 @@
       api("GET", base + "/commands?limit=20").then(function (page) {
         if (!page.items.length) { commandsBody.replaceChildren(emptyRow(6, "No command sent to this device yet. Send one with the form above.")); return; }
         commandsBody.replaceChildren.apply(commandsBody, page.items.map(function (c) {
-          var status = el("span", "cmd cmd-" + c.status, c.status);
-          var tr = row([c.name, status, timeTag(c.created_at), timeTag(c.acked_at), c.detail || "", c.issued_by || ""]);
+          var status = el("span", "cmd cmd-" + c.status, commandStatusWords(c.status));
+          var tr = row([commandWords(c.name), status, timeTag(c.created_at), timeTag(c.acked_at), c.detail || "", c.issued_by || ""]);
           tr.dataset.commandId = c.command_id || c.id;
+          tr.dataset.name = c.name;  // the API's code, beside the words
           return tr;
         }));
       }, failed(commandsBody, 6));

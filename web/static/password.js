@@ -8,22 +8,11 @@
 
   function byId(id) { return document.getElementById(id); }
 
-  async function post(path, body) {
-    var response = await fetch(path, {
-      method: "POST", credentials: "same-origin",
-      headers: { "Content-Type": "application/json" }, body: JSON.stringify(body)
-    });
-    var data = null;
-    try { data = await response.json(); } catch (ignored) { data = null; }
-    if (!response.ok) {
-      throw new Error((data && data.error && data.error.message) || ("HTTP " + response.status));
-    }
-    return data;
-  }
-
   function init() {
     var form = byId("password-form");
     if (!form) { return; }
+    // Looked up here, not at load: the templates load this file without defer, before app.js runs.
+    var api = window.CampusHub.api;
     var activating = form.dataset.mode === "activate";
     var password = byId("new-password");
     var verdict = byId("password-verdict");
@@ -53,7 +42,7 @@
         body.code = code;
       }
       try {
-        var result = await post("/api/v1/password-check", body);
+        var result = await api("POST", "/api/v1/password-check", body);
         if (mine === asked) { show(result); showError(null); }  // an older answer must not overwrite a newer one
       } catch (error) {
         if (mine === asked) { verdict.textContent = ""; showError(error.message); }
@@ -74,9 +63,9 @@
       button.disabled = true;
       try {
         if (activating) {
-          await post("/api/v1/activate", { code: byId("code").value.trim(), password: password.value });
+          await api("POST", "/api/v1/activate", { code: byId("code").value.trim(), password: password.value });
         } else {
-          await post("/api/v1/account/password", {
+          await api("POST", "/api/v1/account/password", {
             current_password: byId("current-password").value, new_password: password.value
           });
         }

@@ -9,23 +9,7 @@
   var studentId = section.dataset.studentId;
   var base = "/api/v1/students/" + encodeURIComponent(studentId) + "/biometric-consent";
   var errorBox = document.getElementById("consent-error");
-
-  function post(path, body) {
-    return fetch(path, {
-      method: "POST", credentials: "same-origin",
-      headers: { "Accept": "application/json", "Content-Type": "application/json" },
-      body: JSON.stringify(body)
-    }).then(function (response) {
-      return response.text().then(function (text) {
-        var data = null;
-        try { data = text ? JSON.parse(text) : null; } catch (e) { data = null; }
-        if (!response.ok) {
-          throw new Error(data && data.error ? data.error.message : "Request failed (" + response.status + ").");
-        }
-        return data;
-      });
-    });
-  }
+  var api = window.CampusHub.api;  // app.js: the one JSON API call
 
   function fail(err) {
     errorBox.textContent = err.message;
@@ -42,7 +26,7 @@
       if (payload === null) { return; }
       var button = document.getElementById(buttonId);
       button.disabled = true;
-      post(path, payload).then(function () { window.location.reload(); })
+      api("POST", path, payload).then(function () { window.location.reload(); })
         .catch(function (err) { button.disabled = false; fail(err); });
     });
   }

@@ -41,23 +41,11 @@
     };
     submit.disabled = true;
     try {
-      var response = await fetch("/api/v1/devices", {
-        method: "POST",
-        credentials: "same-origin",
-        headers: { "Content-Type": "application/json", "Accept": "application/json" },
-        body: JSON.stringify(body)
-      });
-      var data = await response.json().catch(function () { return null; });
-      if (response.status === 201 && data) {
-        show(data);
-        form.reset();
-      } else if (response.status === 401) {
-        window.location.assign("/login?next=" + encodeURIComponent(window.location.pathname));
-      } else {
-        showError((data && data.error && data.error.message) || ("Registration failed (" + response.status + ")."));
-      }
+      show(await window.CampusHub.api("POST", "/api/v1/devices", body, { loginOn401: true }));
+      form.reset();
     } catch (err) {
-      showError("Could not reach the hub: " + err.message);
+      if (err.status === 401) { return; }  // on the way to the login page
+      showError(err.status ? err.message : "Could not reach the hub: " + err.message);
     } finally {
       submit.disabled = false;
     }

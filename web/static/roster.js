@@ -5,16 +5,11 @@
 (function () {
   "use strict";
 
-  function post(url, body) {
-    return fetch(url, {
-      method: "POST", credentials: "same-origin",
-      headers: { "Content-Type": "application/json" }, body: JSON.stringify(body)
-    }).then(function (response) {
-      return response.json().then(function (data) { return { ok: response.ok, data: data }; });
-    });
-  }
-
   var el = window.CampusHub.el;  // app.js's element helper
+  var api = window.CampusHub.api;  // app.js: the one JSON API call
+
+  // What a refused call says: the API's own sentence, or that the hub could not be reached.
+  var problem = window.CampusHub.apiProblem;  // app.js: the API's sentence, or "No connection."
 
   // Selection is the rows' checkboxes (keyboard and screen readers); tapping anywhere on a row
   // toggles its box too. tr.selected mirrors the box for the highlight.
@@ -31,18 +26,15 @@
       tr.classList.toggle("selected", !!(box && box.checked));
       selectedCount.textContent = selectedRows().length;
     }
-    function after(result) {
-      if (result.ok) {
-        say(result.data.changed.length + " record(s) changed.");
-        selectedRows().forEach(function (tr) {
-          var box = tr.querySelector("input.row-select");
-          if (box) { box.checked = false; }
-          sync(tr);
-        });
-      } else {
-        say((result.data.error && result.data.error.message) || "Marking failed.");
-      }
+    function after(answer) {
+      say(answer.changed.length + " record(s) changed.");
+      selectedRows().forEach(function (tr) {
+        var box = tr.querySelector("input.row-select");
+        if (box) { box.checked = false; }
+        sync(tr);
+      });
     }
+    function refused(error) { say(problem(error)); }
     table.addEventListener("click", function (event) {
       var tr = event.target.closest("tr.roster-row");
       if (!tr) { return; }
@@ -57,7 +49,7 @@
           marks.push({ student_id: tr.dataset.studentId, status: button.dataset.mark });
         });
         if (!marks.length) { say("Select students first (tick or tap their rows)."); return; }
-        post(panel.dataset.url, { marks: marks, reason: reason.value }).then(after, function () { say("No connection."); });
+        api("POST", panel.dataset.url, { marks: marks, reason: reason.value }).then(after, refused);
       });
     });
     document.getElementById("mark-unmarked").addEventListener("click", function (event) {
@@ -65,8 +57,7 @@
       window.CampusHub.confirmAction("Mark every student who has not checked in yet as " + status + "?",
         { confirmLabel: "Mark them " + status, cancelLabel: "Keep as they are" }).then(function (yes) {
         if (!yes) { return; }
-        post(panel.dataset.url + "/unmarked", { status: status, reason: reason.value })
-          .then(after, function () { say("No connection."); });
+        api("POST", panel.dataset.url + "/unmarked", { status: status, reason: reason.value }).then(after, refused);
       });
     });
     // A live snapshot rebuilds the rows: the count follows what is selected now.
@@ -134,12 +125,11 @@
       button.type = "button";
       button.dataset.decision = pair[0];
       button.addEventListener("click", function () {
-        post("/api/v1/flags/" + flag.id + "/review", { decision: pair[0] }).then(function (result) {
-          document.getElementById("mark-message").textContent = result.ok
-            ? "Flag " + (pair[0] === "accept" ? "accepted" : "rejected") + "."
-            : ((result.data.error && result.data.error.message) || "Review failed.");
-          if (result.ok) { showFlag(result.data); }  // the bus says so too; this is just sooner
-        }, function () { document.getElementById("mark-message").textContent = "No connection."; });
+        var message = document.getElementById("mark-message");
+        api("POST", "/api/v1/flags/" + flag.id + "/review", { decision: pair[0] }).then(function (reviewed) {
+          message.textContent = "Flag " + (pair[0] === "accept" ? "accepted" : "rejected") + ".";
+          showFlag(reviewed);  // the bus says so too; this is just sooner
+        }, function (error) { message.textContent = problem(error); });
       });
       actions.appendChild(button);
     });
@@ -265,28 +255,18 @@
   }
 
   function loadTagging() {
-    return fetch(topicsPanel.dataset.url, { credentials: "same-origin" }).then(function (r) { return r.ok ? r.json() : null; })
-      .then(function (body) { if (body) { tagging = body; renderTopics(); } });
-  }
-
-  function put(url, body) {
-    return fetch(url, {
-      method: body.levels ? "POST" : "PUT", credentials: "same-origin",
-      headers: { "Content-Type": "application/json" }, body: JSON.stringify(body)
-    }).then(function (response) {
-      return response.json().then(function (data) { return { ok: response.ok, data: data }; });
-    });
+    return api("GET", topicsPanel.dataset.url).then(function (body) { if (body) { tagging = body; renderTopics(); } },
+      function () { /* the panel keeps what it shows; the next snapshot asks again */ });
   }
 
   function toggleTopic(id) {
     var set = tagging.tagged.slice(), at = set.indexOf(id);
     if (at >= 0) { set.splice(at, 1); } else { set.push(id); }
-    put(topicsPanel.dataset.url, { topic_ids: set }).then(function (result) {
-      if (!result.ok) { say((result.data.error && result.data.error.message) || "Tagging failed.", "error"); return; }
-      tagging = result.data;
+    api("PUT", topicsPanel.dataset.url, { topic_ids: set }).then(function (answer) {
+      tagging = answer;
       renderTopics();
       say(tagging.tagged.length ? "Covered: " + tagging.tagged.length + " topic(s)." : "No topics tagged.", "success");
-    }, function () { say("No connection.", "error"); });
+    }, function (error) { say(problem(error), "error"); });
   }
 
   function setEveryone(level) {
@@ -306,16 +286,12 @@
       return;
     }
     var topic = document.getElementById("understanding-topic").value;
-    put(topicsPanel.dataset.understandingUrl, { levels: levels, topic_id: topic ? Number(topic) : null }).then(function (result) {
-      if (!result.ok) {
-        window.CampusHub.feedback(button, (result.data.error && result.data.error.message) || "Saving failed.", "error");
-        return;
-      }
+    api("POST", topicsPanel.dataset.understandingUrl, { levels: levels, topic_id: topic ? Number(topic) : null }).then(function (answer) {
       pendingLevels = {};
       loadTagging().then(function () {
-        window.CampusHub.feedback(button, "Saved " + result.data.recorded + " level(s).", "success");
+        window.CampusHub.feedback(button, "Saved " + answer.recorded + " level(s).", "success");
       });
-    }, function () { window.CampusHub.feedback(button, "No connection.", "error"); });
+    }, function (error) { window.CampusHub.feedback(button, problem(error), "error"); });
   }
 
   function onSyllabusMessage(message) {

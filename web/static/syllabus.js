@@ -7,18 +7,13 @@
   var el = window.CampusHub.el;
   var root, courseId, topics = [], coverage = {};
 
-  function call(method, url, body, contentType) {
-    var options = { method: method, credentials: "same-origin", headers: {} };
-    if (body !== undefined) {
-      options.headers["Content-Type"] = contentType || "application/json";
-      options.body = contentType ? body : JSON.stringify(body);
-    }
-    return fetch(url, options).then(function (r) {
-      return r.json().then(function (data) { return { ok: r.ok, status: r.status, data: data }; });
-    });
-  }
-  function problem(result, fallback) {
-    return (result.data && result.data.error && result.data.error.message) || fallback;
+  var api = window.CampusHub.api;  // app.js: the one JSON API call
+
+  // What a refused call says: the API's own sentence, or that the hub could not be reached.
+  var problem = window.CampusHub.apiProblem;  // app.js: the API's sentence, or "No connection."
+  // Tell the user beside anchor why a call was refused.
+  function refusedAt(anchor) {
+    return function (error) { window.CampusHub.feedback(anchor, problem(error), "error"); };
   }
   function titleOf(id) {
     var t = topics.filter(function (x) { return x.id === id; })[0];
@@ -26,15 +21,17 @@
   }
 
   function refresh() {
+    // Either answer may fail on its own: the page keeps what it had for that one.
+    function orNull() { return null; }
     return Promise.all([
-      call("GET", "/api/v1/courses/" + encodeURIComponent(courseId) + "/syllabus"),
-      call("GET", document.getElementById("pace-chart").dataset.series),
+      api("GET", "/api/v1/courses/" + encodeURIComponent(courseId) + "/syllabus").catch(orNull),
+      api("GET", document.getElementById("pace-chart").dataset.series).catch(orNull),
     ]).then(function (answers) {
-      if (answers[0].ok) { topics = answers[0].data.topics; }
-      if (answers[1].ok) {
+      if (answers[0]) { topics = answers[0].topics; }
+      if (answers[1]) {
         coverage = {};
-        answers[1].data.topics.forEach(function (t) { coverage[t.topic_id] = t; });
-        window.CampusCharts.drawPace(document.getElementById("pace-chart"), answers[1].data);
+        answers[1].topics.forEach(function (t) { coverage[t.topic_id] = t; });
+        window.CampusCharts.drawPace(document.getElementById("pace-chart"), answers[1]);
       }
       render();
     });
@@ -100,13 +97,12 @@
     var order = topics.map(function (t) { return t.id; });
     var moved = order.splice(index, 1)[0];
     order.splice(target, 0, moved);
-    call("PUT", "/api/v1/courses/" + encodeURIComponent(courseId) + "/syllabus/order", { order: order }).then(function (r) {
-      if (!r.ok) { window.CampusHub.feedback(anchor, problem(r, "The topic could not be moved."), "error"); return; }
-      topics = r.data.topics;
+    api("PUT", "/api/v1/courses/" + encodeURIComponent(courseId) + "/syllabus/order", { order: order }).then(function (answer) {
+      topics = answer.topics;
       render();
       var row = document.querySelector("#topic-table tr[data-topic-id=\"" + moved + "\"]");
       if (row) { window.CampusHub.feedback(row.querySelector(".topic-actions button:last-child"), "Moved to position " + (target + 1) + ".", "success"); }
-    }, function () { window.CampusHub.feedback(anchor, "No connection.", "error"); });
+    }, refusedAt(anchor));
   }
 
   function edit(t) {
@@ -134,12 +130,11 @@
     window.CampusHub.confirmAction("Delete “" + t.title + "”? Sessions tagged with it lose the tag, and students' progress in it is removed.",
       { confirmLabel: "Delete topic", cancelLabel: "Keep it" }).then(function (yes) {
       if (!yes) { return; }
-      call("DELETE", "/api/v1/syllabus/topics/" + t.id).then(function (r) {
-        if (!r.ok) { window.CampusHub.feedback(anchor, problem(r, "The topic could not be deleted."), "error"); return; }
+      api("DELETE", "/api/v1/syllabus/topics/" + t.id).then(function () {
         refresh().then(function () {
           window.CampusHub.feedback(document.getElementById("topic-table").parentNode, "“" + t.title + "” was deleted.", "success");
         });
-      }, function () { window.CampusHub.feedback(anchor, "No connection.", "error"); });
+      }, refusedAt(anchor));
     });
   }
 
@@ -159,15 +154,14 @@
       window.CampusHub.feedback(form, "The estimated time is between 1 and 6000 minutes.", "error");
       return;
     }
-    var request = id ? call("PATCH", "/api/v1/syllabus/topics/" + id, body)
-                     : call("POST", "/api/v1/courses/" + encodeURIComponent(courseId) + "/syllabus", body);
-    request.then(function (r) {
-      if (!r.ok) { window.CampusHub.feedback(form, problem(r, "The topic could not be saved."), "error"); return; }
+    var request = id ? api("PATCH", "/api/v1/syllabus/topics/" + id, body)
+                     : api("POST", "/api/v1/courses/" + encodeURIComponent(courseId) + "/syllabus", body);
+    request.then(function (topic) {
       stopEditing();
       refresh().then(function () {
-        window.CampusHub.feedback(form, (id ? "Saved “" : "Added “") + r.data.title + "”.", "success");
+        window.CampusHub.feedback(form, (id ? "Saved “" : "Added “") + topic.title + "”.", "success");
       });
-    }, function () { window.CampusHub.feedback(form, "No connection.", "error"); });
+    }, refusedAt(form));
   }
 
   // --- import -----------------------------------------------------------------------------------------
@@ -178,20 +172,20 @@
     return Promise.resolve(document.getElementById("import-text").value);
   }
 
-  function showImport(r, dryRun) {
+  // What an import answered (d), or why it was refused (refusal: a sentence, and each bad line).
+  function showImport(dryRun, d, refusal, lines) {
     var box = document.getElementById("import-result");
     var parts = [];
-    if (!r.ok) {
-      parts.push(el("p", "feedback feedback-error", problem(r, "The file could not be read.")));
-      if (r.data.errors) {
+    if (refusal) {
+      parts.push(el("p", "feedback feedback-error", refusal));
+      if (lines) {
         var ul = el("ul", "import-errors");
-        r.data.errors.forEach(function (e) {
+        lines.forEach(function (e) {
           ul.appendChild(el("li", null, "Line " + e.line + (e.field ? " (" + e.field + ")" : "") + ": " + e.reason));
         });
         parts.push(ul);
       }
     } else {
-      var d = r.data;
       var words = d.created + " new, " + d.updated + " changed, " + d.unchanged + " unchanged, " + d.kept + " kept after them.";
       parts.push(el("p", "feedback feedback-success", (dryRun ? "Preview: the import would give " : "Imported: ") +
         d.topics.length + " topics (" + words + ")"));
@@ -201,22 +195,19 @@
         parts.push(ol);
       }
     }
-    parts.forEach(function (p) { p.setAttribute("role", r.ok ? "status" : "alert"); });
+    parts.forEach(function (p) { p.setAttribute("role", refusal ? "alert" : "status"); });
     box.replaceChildren.apply(box, parts);
     if (box.scrollIntoView) { box.scrollIntoView({ block: "nearest" }); }
   }
 
   function runImport(dryRun) {
     importText().then(function (text) {
-      if (!text.trim()) {
-        showImport({ ok: false, data: { error: { message: "Choose a CSV file or paste its text first." } } }, dryRun);
-        return;
-      }
+      if (!text.trim()) { showImport(dryRun, null, "Choose a CSV file or paste its text first."); return; }
       var url = "/api/v1/courses/" + encodeURIComponent(courseId) + "/syllabus/import" + (dryRun ? "?dry_run=1" : "");
-      call("POST", url, { csv: text }).then(function (r) {
-        showImport(r, dryRun);
-        if (r.ok && !dryRun) { refresh(); }
-      }, function () { showImport({ ok: false, data: { error: { message: "No connection." } } }, dryRun); });
+      api("POST", url, { csv: text }, { tooLarge: "The file is too large." }).then(function (answer) {
+        showImport(dryRun, answer);
+        if (!dryRun) { refresh(); }
+      }, function (error) { showImport(dryRun, null, problem(error), error.data && error.data.errors); });
     });
   }
 

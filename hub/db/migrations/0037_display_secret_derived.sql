@@ -1,0 +1,12 @@
+-- The classroom display's secret is no longer stored: it is derived from the campus key.
+--
+-- class_sessions.display_secret (0003) was the HMAC key of a session's rotating display code
+-- (hub/domain/display_code.py), kept in plaintext: anyone holding a database dump, a backup's
+-- plain pg_dump or a read replica could mint valid display check-in codes for any session.
+-- Every other secret at rest is sealed with the campus key, which the database never sees.
+-- The hub now derives each session's secret when it needs it (hub/db/checkin.py
+-- display_secrets: HKDF-SHA256 of the campus key, purpose "display-code", salt the session id),
+-- so there is nothing left to protect here. Codes live 10-20 s and nothing else refers to the
+-- old secrets: a code on screen while the hub upgrades is refused once, then the display's next
+-- refresh shows a code made the new way.
+ALTER TABLE class_sessions DROP COLUMN display_secret;
