@@ -41,10 +41,13 @@ async def test_admin_searches_exports_and_verifies(hub, hub_campus, test_db, tmp
             await pick(page, "#audit-student", student_id)
             await page.click("#audit-search")
             await page.wait_for_url(f"**student_id={student_id}")
+            # The unfiltered first page holds that entry too: wait for the search's own results, in which
+            # every entry is this student's (the seed's check-in of theirs too), newest first.
+            await page.wait_for_function(
+                "roll => { const s = [...document.querySelectorAll('#audit-results li.audit-entry .head .muted')];"
+                " return s.length >= 2 && s.every(e => e.textContent.includes(roll)); }", arg=roll, timeout=10_000)
             newest = page.locator("#audit-results li.audit-entry", has_text="Medical note shown")
-            await newest.wait_for(timeout=10_000)
             entry_text = await newest.inner_text()
-            # Only this student's entries (the seed's check-in of theirs too), newest first.
             subjects = await page.locator("#audit-results li.audit-entry .head .muted").all_inner_texts()
             assert len(subjects) >= 2 and all(roll in s for s in subjects), subjects
             # Narrowed to the session, the export holds exactly the two changes made here.

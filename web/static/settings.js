@@ -508,8 +508,12 @@
         form.reset();
         document.getElementById("webhook-secret-value").textContent = created.secret;
         document.getElementById("webhook-secret").hidden = false;
-        hub.feedback(register.parentNode, "Webhook registered. Copy its signing secret below: it is not shown again.", "success");
-        return load();
+        // After the list is redrawn, as the rules' form does: the new row above would push a message
+        // shown before it out of view.
+        return load().then(function () {
+          hub.feedback(register.parentNode, "Webhook registered. Copy its signing secret below: it is not shown again.",
+                       "success");
+        });
       }, function (error) {
         if (error.field === "url") { markInvalid(url, true); url.focus(); }
         hub.feedback(register.parentNode, "Not registered: " + error.message, "error");
