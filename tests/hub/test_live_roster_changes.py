@@ -218,7 +218,9 @@ async def test_an_unenrolled_student_leaves_the_actors_roster_and_keeps_their_re
     assert await actor.ask(ReloadRoster()) == RosterChange()  # nothing more to change
     # The record stays, in the actor and in PostgreSQL; the leaver's scan is not_enrolled.
     assert (await actor.ask(RosterStatus()))[kept] in ("present", "late")
-    assert await test_db.fetchval("SELECT count(*) FROM attendance WHERE student_id = $1", kept) == 1
+    # The actor judged the scan in memory; its commit is the writer's, a batch later: wait for it.
+    assert await eventually(lambda: test_db.fetchval(
+        "SELECT count(*) FROM attendance WHERE student_id = $1", kept)) == 1
     await publisher.publish(uplink, signed_scan(device, issue_checkin_token(
         leaver, student(hub_campus, leaver).token_secret, time.time()), seq=2), wait_for_ack=True)
 
