@@ -31,6 +31,12 @@ drain      drain.py                drain of 300,000 queued events (20 % check-in
                                    hub that was stopped: events/s, CPU per event (hub and
                                    PostgreSQL), first commit, longest gap, RSS, lost and
                                    duplicated, against the raw consumer's drain (issue 13)
+drain-     drain.py --workers 2    the same drain (hub only) by two partitioned hub workers
+workers                            (16 partitions, started at once as ``serve --workers 2``
+                                   starts them): events/s against the one worker of
+                                   ``drain`` in this run; CPU, first commit, longest gap
+                                   with no worker committing, the largest worker's RSS,
+                                   lost and duplicated (issue 13)
 anomaly    anomaly_eval.py         precision, recall and F1 of the telemetry anomaly detector
                                    on injected anomalies per kind, against the isolation
                                    forest (issue 16; no database, no hub)
@@ -115,6 +121,10 @@ PLAN: list[tuple[str, str, list[str], list[str], tuple[float, float]]] = [
     ("drain", "drain.py",
      ["--events", "300000", "--checkins", "0.2"],
      ["--events", "20000", "--checkins", "0.2", "--rooms", "50"],
+     (1800, 240)),
+    ("drain-workers", "drain.py",  # issue 13: two workers against drain's one (the same events, this run)
+     ["--events", "300000", "--checkins", "0.2", "--workers", "2", "--systems", "hub"],
+     ["--events", "20000", "--checkins", "0.2", "--rooms", "50", "--workers", "2", "--systems", "hub"],
      (1800, 240)),
     ("anomaly", "anomaly_eval.py",  # issue 16: telemetry anomaly detectors on injected anomalies (no database)
      ["--rooms", "30"],
@@ -368,6 +378,30 @@ def figures(reports: dict[str, Any], errors: dict[str, str], loads: dict[str, li
             s["lost"] + s["duplicated"] == 0, f"lost {s['lost']}, duplicated {s['duplicated']}")
     else:
         missing("drain", "drain of a backlog", ">= 0.5x raw")
+
+    r = reports.get("drain-workers")
+    if r and "summary" in r and r["summary"].get("hub_events_per_s") is not None:
+        s, c = r["summary"], r["config"]
+        one = (reports.get("drain") or {}).get("summary", {})
+        eps, base = s["hub_events_per_s"], one.get("hub_events_per_s")
+        hub = r["results"]["hub"]
+        row("drain-workers", f"drain of {c['events']:,} by {c['workers']} workers ({c['partitions']} partitions), "
+            f"{c['checkins']:.0%} check-ins", "> one worker's", eps, base, "events/s",
+            eps > base if base else None,
+            ("" if base else "no one-worker figure in this run: run drain too; ")
+            + f"{hub.get('partitions_moved', 0)} partition(s) moved during the drain")
+        row("drain-workers", "  CPU per event, all workers (one worker)", "-", s["hub_cpu_us_per_event"],
+            one.get("hub_cpu_us_per_event"), "us/event", None)
+        row("drain-workers", "  first commit after the first worker is connected", "<= 1 s", s["first_commit_s"],
+            None, "s", s["first_commit_s"] <= 1)
+        row("drain-workers", "  longest time with no worker committing", "<= 0.5 s", s["longest_commit_gap_s"],
+            None, "s", s["longest_commit_gap_s"] <= 0.5)
+        row("drain-workers", "  largest worker's peak RSS", "<= 200 MB", s["hub_rss_max_mb"], None, "MB",
+            s["hub_rss_max_mb"] <= 200)
+        row("drain-workers", "  lost / duplicated event ids", "0", s["lost"] + s["duplicated"], None, "events",
+            s["lost"] + s["duplicated"] == 0, f"lost {s['lost']}, duplicated {s['duplicated']}")
+    else:
+        missing("drain-workers", "drain of a backlog by 2 workers", "> one worker's")
 
     r = reports.get("anomaly")
     if r and "results" in r:

@@ -41,6 +41,25 @@ class Topics:
         """
         return f"{self.prefix}/v1/hub/live"
 
+    def worker_calls(self, worker_id: str) -> str:
+        """Asks of other workers to the worker ``worker_id`` (hub/app/worker_calls.py): QoS 1, never retained.
+
+        Outside ``{prefix}/v1/dev/`` like :attr:`live_bus`: the hub's account only. ``ValueError`` for an
+        id that is not one topic level (empty, or holding ``/``, ``+``, ``#`` or NUL).
+        """
+        if not worker_id or any(c in worker_id for c in "/+#\0"):
+            raise ValueError(f"not a worker id: {worker_id!r}")
+        return f"{self.prefix}/v1/hub/workers/{worker_id}/calls"
+
+    def worker_replies(self, worker_id: str) -> str:
+        """Answers to the asks of the worker ``worker_id`` (hub/app/worker_calls.py): QoS 1, never retained.
+
+        ``ValueError`` for an id that is not one topic level, as :meth:`worker_calls`.
+        """
+        if not worker_id or any(c in worker_id for c in "/+#\0"):
+            raise ValueError(f"not a worker id: {worker_id!r}")
+        return f"{self.prefix}/v1/hub/workers/{worker_id}/replies"
+
     @property
     def uplink_filter(self) -> str:
         return f"{self.prefix}/v1/dev/+/up"

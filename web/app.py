@@ -218,7 +218,7 @@ def _port_of(bind: str) -> int:
 
 async def serve(
     app: QuartTrio, *, host: str, port: int, certfile: Path | None = None, keyfile: Path | None = None,
-    handshake_timeout_s: float = TLS_HANDSHAKE_TIMEOUT_S,
+    handshake_timeout_s: float = TLS_HANDSHAKE_TIMEOUT_S, socket_fd: int | None = None,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve ``app`` with hypercorn's trio worker until cancelled.
@@ -229,13 +229,17 @@ async def serve(
     ``keyfile`` (PEM) it speaks HTTPS only (TLS 1.2+, HTTP/1.1 and h2 by ALPN):
     a plain-HTTP client on that port fails its TLS handshake and hypercorn
     closes the connection (tests/web/test_tls.py); a client that never completes the handshake
-    is dropped after ``handshake_timeout_s``.
+    is dropped after ``handshake_timeout_s``. ``socket_fd``: serve on that listening socket,
+    inherited from ``serve --workers`` (hub/app/workers.py), instead of binding ``host:port``.
     """
     config = Config()
     if certfile is not None and keyfile is not None:
         config.certfile, config.keyfile = str(certfile), str(keyfile)
         config.ssl_handshake_timeout = handshake_timeout_s
-    config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
+    if socket_fd is not None:
+        config.bind = [f"fd://{socket_fd}"]
+    else:
+        config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
     config.accesslog = None
     # hypercorn's default error log has a handler of its own, which would bypass the hub's
     # escaping formatter (hub/core/log_format.py); a Logger instance is used as it is, so

@@ -16,8 +16,12 @@ quarantine ends. Not an ACL denial: Mosquitto 2.0 acknowledges a denied QoS 1
 publish (MQTT 5: PUBACK 0x87, which aiomqtt does not report; MQTT 3.1.1: a plain
 PUBACK), so an agent would delete events the broker dropped. The hub's own
 account reads every uplink and status, writes every downlink, and reads and
-writes the live bus between its workers (``Topics.live_bus``), which no device
-may touch. Anonymous
+writes everything under ``<prefix>/v1/hub/`` (:func:`hub_topics_filter`): the live
+bus between its workers (``Topics.live_bus``) and the calls between them, which
+no device may touch. The one hub account serves every connection of a hub of
+many workers (its partition sessions, bus and calls clients): on the device
+listeners as a password login, on the hub's own listener as a client
+certificate whose Common Name is that account (mosquitto_conf.HubListener). Anonymous
 clients get no topic at all; the generated mosquitto.conf
 (:mod:`hub.adapters.mosquitto_conf`) refuses them outright and binds each
 client id to its username.
@@ -47,7 +51,7 @@ from typing import Mapping, Sequence
 import trio
 
 from hub.db import Database
-from hub.db.device_registry import MqttAccountRow, mqtt_accounts
+from hub.db.device_registry import MqttAccountRow, with_mqtt_accounts_locked
 from hub.domain.credentials import mosquitto_hash
 from schemas import Topics
 
@@ -98,6 +102,12 @@ def _check_prefix(topics: Topics) -> str:
     return topics.prefix
 
 
+def hub_topics_filter(topics: Topics) -> str:
+    """``<prefix>/v1/hub/#``: every topic between the hub's workers (the live bus, worker calls and
+    replies), outside ``<prefix>/v1/dev/`` so that no device's ACL lines cover any of it."""
+    return f"{topics.prefix}/v1/hub/#"
+
+
 def render_password_file(accounts: Sequence[MqttAccountRow], hub: HubAccount | None) -> str:
     """``username:$7$...`` lines: the hub first, then every device account."""
     lines = []
@@ -122,7 +132,8 @@ def render_acl_file(accounts: Sequence[MqttAccountRow], topics: Topics, hub_user
             f"topic read {topics.uplink(any_device)}",
             f"topic read {topics.status(any_device)}",
             f"topic write {topics.downlink(any_device)}",
-            f"topic readwrite {topics.live_bus}",
+            f"topic readwrite {topics.live_bus}",  # also under the line below; named for readers of the file
+            f"topic readwrite {hub_topics_filter(topics)}",
             "",
         ]
     for account in accounts:
@@ -187,22 +198,22 @@ async def export_mosquitto(
 ) -> ExportResult:
     """Render both files from the registry, write them atomically, then signal the broker.
 
-    Blocks the calling trio task for one query and two small file writes (in
-    a worker thread). Raises ``ValueError`` if a name cannot go into the
-    files, ``OSError`` if they cannot be written. Concurrent calls must be
-    serialised by the caller (see :class:`MosquittoSync`): the last writer wins.
+    Blocks the calling trio task for one transaction and two small file writes.
+    Raises ``ValueError`` if a name cannot go into the files, ``OSError`` if
+    they cannot be written. Calls from any number of hub processes (several
+    workers on the broker's machine) are serialised by a transaction advisory
+    lock (``MOSQUITTO_FILES_LOCK``) held from the read to the write, so the
+    files always end as the newest registry renders them.
     """
-    accounts = await mqtt_accounts(db)
-    passwd = render_password_file(accounts, hub)
-    acl = render_acl_file(accounts, topics, hub.username if hub else None)
 
-    def write() -> bool:
-        write_atomically(files.password_file, passwd)
-        write_atomically(files.acl_file, acl)
-        return signal_reload(files.pid_file) if files.pid_file is not None else False
+    def render_and_write(accounts: list[MqttAccountRow]) -> None:
+        # Under the lock (the point of it): two small files, milliseconds.
+        write_atomically(files.password_file, render_password_file(accounts, hub))
+        write_atomically(files.acl_file, render_acl_file(accounts, topics, hub.username if hub else None))
 
-    reloaded = await trio.to_thread.run_sync(write)
-    return ExportResult(len(accounts), reloaded)
+    devices = await with_mqtt_accounts_locked(db, render_and_write)
+    reloaded = signal_reload(files.pid_file) if files.pid_file is not None else False
+    return ExportResult(devices, reloaded)
 
 
 class MosquittoSync:

@@ -6,18 +6,25 @@ embedded demo broker (hub/app/environment.py) and the tests' private brokers
 (tests/support/private_mosquitto.py).
 
 What the rendered file enforces (measured against Mosquitto 2.0.11 in
-tests/hub/test_broker_config.py):
+tests/hub/test_broker_config.py, the hub's listener in
+tests/hub/test_mosquitto_many_sessions.py):
 
 - ``allow_anonymous false`` with the generated ``password_file``/``acl_file``
   (hub/adapters/mosquitto_auth.py), and ``per_listener_settings false`` so
-  the same accounts and ACL apply to the plain and the TLS listener;
-- ``use_username_as_clientid true``: the broker replaces every client id by
-  the client's username. A device can therefore never take over the hub's
-  session nor another device's (its session is always its own username), and
-  only the hub's account owns the hub's session. The cost: one session per
-  account, so a hub that needs several persistent sessions (one per
-  partition) needs one broker account per session, each with the hub's ACL
-  block (``render_acl_file`` renders one hub account today);
+  the same accounts and ACL apply to every listener;
+- ``use_username_as_clientid true`` on every device listener: the broker
+  replaces every client id by the client's username. A device can therefore
+  never take over the hub's sessions nor another device's (its session is
+  always its own username). The cost: one session per account on those
+  listeners;
+- optionally (:class:`HubListener`) a listener of the hub's own, where only a
+  client certificate from a CA that signs the hub's certificates alone logs
+  in (its Common Name is the hub's account), and client ids are kept as asked:
+  a hub of many workers opens one persistent session per partition and a
+  live-bus and a calls client per worker, each with its own client id, all
+  under the one hub account and its ACL block. Why a certificate and not a
+  password file of its own (``per_listener_settings true``): see
+  :class:`HubListener`;
 - ``max_packet_size``: a client that sends a bigger packet is disconnected and
   the packet is dropped before it reaches anyone (MQTT 5 clients also learn
   the limit from the CONNACK);
@@ -57,6 +64,48 @@ class BrokerTls:
     certfile: Path
     keyfile: Path
     require_certificate: bool = False
+
+
+@dataclass(frozen=True)
+class HubListener:
+    """The hub's own listener: only the hub's client certificate logs in, and client ids are free.
+
+    A hub of many workers needs many sessions under its one account: a persistent session per
+    partition (``{hub_client_id}-p{n}``, inherited by whichever worker owns the partition next) and
+    a clean live-bus and calls client per worker. On the device listeners
+    ``use_username_as_clientid`` renames every one of them to the hub's username, so they would
+    take each other over. This listener leaves that option out and lets nobody but the hub in:
+
+    - ``require_certificate true`` with ``cafile`` the CA of the hub's client certificates, and
+      ``use_identity_as_username true``: the certificate's Common Name is the login (it must be
+      the hub's account, whose ACL block then applies; the password file is not consulted). A
+      device has no such certificate: its TLS handshake fails, whatever password it knows.
+      ``cafile`` must sign nothing else: a device certificate from it would log in here, under
+      its own name, with any client id (so :func:`render_mosquitto_conf` refuses the device TLS
+      listener's CA file here);
+    - ``certfile``/``keyfile``: the broker's own certificate on this port (the TLS listener's
+      may serve), naming the host the workers put in ``CAMPUSHUB_MQTT_HUB_URL``;
+    - ``bind_address``: ``None`` binds what the other listeners bind; a private interface keeps
+      the port off the devices' network besides.
+
+    Why a certificate and not a password file of the listener's own (``per_listener_settings
+    true``): with that setting Mosquitto 2.0.12 to 2.0.22 drops the messages queued for a
+    disconnected persistent session (eclipse-mosquitto issue 2618, fixed in 2.0.23), which is
+    what a partition's session is between two owners; 2.0.11 predates the bug, so a test here
+    would not show it. Why not a login per session (username = client id, under
+    ``use_username_as_clientid``): the password file would have to name every session before it
+    connects, two per worker id, so each new worker on any machine would wait for the files to
+    be rewritten and the broker reloaded. This listener is static: workers and partitions come
+    and go without touching the broker. (EMQX, for a clustered broker: the same shape, a
+    listener with ``verify_peer``/``fail_if_no_peer_cert`` and the certificate's CN as username
+    in a zone without ``use_username_as_clientid``; not tested here.)
+    """
+
+    port: int
+    cafile: Path
+    certfile: Path
+    keyfile: Path
+    bind_address: str | None = None
 
 
 @dataclass(frozen=True)
@@ -111,6 +160,7 @@ def render_mosquitto_conf(
     persistent_client_expiration: str | None = None,
     run_as_user: str | None = None,
     log_types: tuple[str, ...] = ("error", "warning", "notice"),
+    hub_listener: HubListener | None = None,
 ) -> str:
     """The complete ``mosquitto.conf``: listeners, authentication, ACL, limits, persistence.
 
@@ -120,6 +170,8 @@ def render_mosquitto_conf(
     ``"14d"``) lets Mosquitto forget sessions of clients gone that long.
     ``run_as_user``: Mosquitto drops root privileges to this user (its default is
     ``mosquitto``; give the files' owner when it must read them as another user).
+    ``hub_listener``: the hub's own listener (:class:`HubListener`) for a hub of many workers;
+    ``None``: the hub logs in on the device listeners, with one session.
     Raises ``ValueError`` for a value that cannot go into the file safely.
     """
     if not 20 <= max_packet_size <= 268_435_455:  # MQTT's smallest useful and largest encodable packet
@@ -129,6 +181,9 @@ def render_mosquitto_conf(
             raise ValueError(f"port {number} is not a TCP port")
     if tls is not None and tls_port == port:
         raise ValueError("the TLS listener needs a port of its own")
+    if hub_listener is not None:
+        _check_hub_listener(hub_listener, taken=(port, tls_port) if tls is not None else (port,),
+                            device_ca=tls.cafile if tls is not None else None)
     if bind_address is not None and not _SAFE_ADDRESS.match(bind_address):
         raise ValueError(f"bind address {bind_address!r} is not a host name or IP address")
     if run_as_user is not None and not _SAFE_USER.match(run_as_user):
@@ -136,6 +191,8 @@ def render_mosquitto_conf(
     if persistent_client_expiration is not None and not _SAFE_DURATION.match(persistent_client_expiration):
         raise ValueError("persistent_client_expiration is a number and one of h d w m y, e.g. '14d'")
     files = [password_file, acl_file] + ([tls.cafile, tls.certfile, tls.keyfile] if tls else [])
+    if hub_listener is not None:
+        files += [hub_listener.cafile, hub_listener.certfile, hub_listener.keyfile]
     if persistence_dir is not None:
         files.append(persistence_dir)
     for path in files:
@@ -181,7 +238,28 @@ def render_mosquitto_conf(
                 f"require_certificate {'true' if tls.require_certificate else 'false'}"]
         if tls.require_certificate:
             out.append("use_identity_as_username true")
+    if hub_listener is not None:
+        hub_bind = f" {hub_listener.bind_address}" if hub_listener.bind_address else bind
+        # No use_username_as_clientid here: each of the hub's connections keeps its own client id.
+        # Only a certificate of the hub's CA gets in, and its CN is the login.
+        out += ["", "# The hub's own listener: its client certificate only; client ids as asked (HubListener).",
+                f"listener {hub_listener.port}{hub_bind}",
+                f"cafile {hub_listener.cafile}", f"certfile {hub_listener.certfile}",
+                f"keyfile {hub_listener.keyfile}", "tls_version tlsv1.2",
+                "require_certificate true", "use_identity_as_username true"]
     return "\n".join(out) + "\n"
+
+
+def _check_hub_listener(hub: HubListener, *, taken: tuple[int, ...], device_ca: Path | None) -> None:
+    if not 0 < hub.port < 65536:
+        raise ValueError(f"port {hub.port} is not a TCP port")
+    if hub.port in taken:
+        raise ValueError("the hub's listener needs a port of its own")
+    if hub.bind_address is not None and not _SAFE_ADDRESS.match(hub.bind_address):
+        raise ValueError(f"bind address {hub.bind_address!r} is not a host name or IP address")
+    if device_ca is not None and Path(hub.cafile) == Path(device_ca):
+        # Every certificate that CA signs would log in on the hub's listener with free client ids.
+        raise ValueError("the hub's listener needs a CA of its own, which signs only the hub's certificates")
 
 
 def _check_path(path: Path) -> None:

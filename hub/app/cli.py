@@ -61,6 +61,11 @@ def _parser() -> argparse.ArgumentParser:
                             "(or CAMPUSHUB_TLS_CERT; needs --keyfile)")
     serve.add_argument("--keyfile", type=Path, metavar="FILE",
                        help="PEM private key of --certfile (or CAMPUSHUB_TLS_KEY)")
+    serve.add_argument("--workers", type=int, metavar="N",
+                       help="run N worker processes sharing the web port and the load, partitioned by room "
+                            "(CAMPUSHUB_PARTITIONS, default 16; docs/scaling.md)")
+    # A worker of `serve --workers`: the web port's socket, inherited from the parent.
+    serve.add_argument("--worker-socket-fd", type=int, help=argparse.SUPPRESS)
 
     sub.add_parser("migrate", help="apply database migrations")
 
@@ -209,15 +214,43 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     scheme = "https" if settings.tls else "http"
     with ExitStack() as stack:
         settings = with_services(settings, stack, start_embedded=True)
+        if args.workers is not None:
+            return _serve_workers(args, settings, scheme)
+        worker_fd = args.worker_socket_fd
 
         async def run() -> None:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(_until_signalled, nursery.cancel_scope)
                 hub = await nursery.start(lambda task_status: run_hub(
-                    settings, host=args.host, port=args.port, task_status=task_status))
-                print(f"campushub: serving {scheme}://{args.host}:{hub.web_port}/", file=sys.stderr)
+                    settings, host=args.host, port=args.port, web_socket_fd=worker_fd, task_status=task_status))
+                if worker_fd is None:
+                    print(f"campushub: serving {scheme}://{args.host}:{hub.web_port}/", file=sys.stderr)
 
         return _run_hub_program(run)
+
+
+def _serve_workers(args: argparse.Namespace, settings: Settings, scheme: str) -> int:
+    """``serve --workers N``: the parent of N workers (hub/app/workers.py)."""
+    from hub.app.supervision import load_jwt_secret
+    from hub.app.workers import DEFAULT_PARTITIONS, listening_socket, plan_workers, run_workers
+    from hub.core.secrets_box import load_campus_key
+
+    assert settings.database_url and settings.mqtt_url  # with_services filled them in
+    # Created here, once, before any worker could race to create its own.
+    load_campus_key(settings)
+    load_jwt_secret(settings)
+    arguments = ["--host", args.host]
+    for option, value in (("--certfile", settings.tls_cert), ("--keyfile", settings.tls_key)):
+        if value is not None:
+            arguments += [option, str(value)]
+    plan = plan_workers(args.workers, database_url=settings.database_url, mqtt_url=settings.mqtt_url,
+                        partitions=settings.partitions or DEFAULT_PARTITIONS, data_dir=settings.data_dir,
+                        arguments=arguments)
+    with listening_socket(args.host, args.port) as sock:
+        port = sock.getsockname()[1]
+        print(f"campushub: serving {scheme}://{args.host}:{port}/ with {plan.count} workers "
+              f"over {plan.environment['CAMPUSHUB_PARTITIONS']} partitions", file=sys.stderr)
+        return run_workers(plan, sock)
 
 
 def _run_hub_program(run: Callable[[], Awaitable[None]]) -> int:

@@ -10,9 +10,11 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import re
 import secrets
+import socket
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import trio
 
@@ -38,6 +40,7 @@ from hub.pipeline.commands import COMMANDS_MAILBOX, CommandDispatcher
 from hub.pipeline.device_actor import DeviceActorFactory, device_asker
 from hub.pipeline.device_alarms import ThresholdBook, thresholds_changed
 from hub.pipeline.ingress import INGRESS_MAILBOX, Ingress
+from hub.pipeline.ownership import EVERYTHING, OwnershipChanged, PartitionOwnership
 from hub.pipeline.quarantine import QUARANTINE_MAILBOX, QuarantineKeeper, Release
 from hub.pipeline.scheduler import SCHEDULER_MAILBOX, SessionsChanged, SessionScheduler
 from hub.pipeline.session_actor import attendance_changed, session_caller
@@ -101,6 +104,12 @@ class Hub:
     session_guard: SessionGuard | None = None
     #: What the startup check found an anonymous client may do on the broker (None until it ran).
     broker_exposure: BrokerExposure | None = None
+    #: The rooms this worker serves (every room unless ``Settings.partitions`` >= 1).
+    ownership: PartitionOwnership = EVERYTHING
+    #: Many workers: the asks between them (hub/app/worker_calls.py ``WorkerCalls``); None in one process.
+    worker_calls: Any = None
+    #: Many workers on a password login without the hub's own listener: that username (a problem).
+    shared_login: str | None = None
 
     def problems(self) -> list[str]:
         """Why the hub is ``degraded``: what an operator must fix although the hub serves."""
@@ -110,6 +119,11 @@ class Hub:
             found.append(exposure.problem())
         if self.session_guard is not None:
             found.append(self.session_guard.problem())
+        if self.shared_login is not None:
+            found.append(
+                f"the partition sessions, bus and calls clients all log in as {self.shared_login!r}: on a broker "
+                "that binds client ids to usernames (the generated configuration) they take each other over; "
+                "connect them through the hub's listener (CAMPUSHUB_MQTT_HUB_URL, docs/scaling.md)")
         return [problem for problem in found if problem]
 
     def child(self, child_id: str) -> Any:
@@ -141,8 +155,11 @@ class Hub:
         else:
             status = "degraded" if problems else "ok"
         exposure = self.broker_exposure
+        ownership = self.ownership
         return {
             "status": status,
+            "partitions": ({"count": ownership.partitions, "owned": sorted(ownership.owned)}
+                           if ownership.partitioned else None),
             "problems": problems,
             "database": {"ok": db_ok},
             "broker": {"ok": mqtt_ok, "reconnects": self.client.stats.reconnects, "client_id": self.client.client_id,
@@ -157,6 +174,28 @@ class Hub:
                 "restarts": int(self.metrics.actor_restarts._value.get()),
             },
         }
+
+
+class _BusBridgeLoop(ServiceActor):
+    """Many workers: the worker's own client, carrying the live bus between workers (hub/core/bus_bridge.py)."""
+
+    def __init__(self, bridge: Any, connected: trio.Event) -> None:
+        self._bridge, self._connected = bridge, connected
+
+    async def serve(self) -> None:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(self._bridge.run)
+            self._connected.set()
+
+
+def default_worker_id() -> str:
+    """``<host>-<pid>``, made of the characters a worker id may hold (it names MQTT sessions)."""
+    host = re.sub(r"[^A-Za-z0-9_-]", "-", socket.gethostname())[:40] or "host"
+    return f"{host}-{os.getpid()}"
+
+
+#: Many workers: the channel the partition sessions share into the ingress (as one client's own).
+PARTITION_INBOUND_CAPACITY = 1024
 
 
 class _MqttLoop(ServiceActor):
@@ -178,9 +217,9 @@ class _WebServer(ServiceActor):
     """hypercorn serving the app (HTTPS when the settings carry a certificate), and the metrics listener if configured."""
 
     def __init__(self, app: Any, host: str, port: int, on_port: Any, settings: Settings,
-                 metrics_app: Any = None) -> None:
+                 metrics_app: Any = None, socket_fd: int | None = None) -> None:
         self._app, self._host, self._port, self._on_port = app, host, port, on_port
-        self._settings, self._metrics_app = settings, metrics_app
+        self._settings, self._metrics_app, self._socket_fd = settings, metrics_app, socket_fd
 
     async def serve(self) -> None:
         from hub.core.config import parse_bind
@@ -194,12 +233,14 @@ class _WebServer(ServiceActor):
                     self._metrics_app, host=metrics_host, port=metrics_port, task_status=task_status))
             port = await nursery.start(lambda task_status: serve(
                 self._app, host=self._host, port=self._port, certfile=settings.tls_cert, keyfile=settings.tls_key,
-                handshake_timeout_s=settings.tls_handshake_timeout_s, task_status=task_status))
+                handshake_timeout_s=settings.tls_handshake_timeout_s, socket_fd=self._socket_fd,
+                task_status=task_status))
             self._port = port  # a restart keeps the same port
             self._on_port(port)
 
 
-def _jwt_secret(settings: Settings) -> bytes:
+def load_jwt_secret(settings: Settings) -> bytes:
+    """The web's token-signing secret: ``CAMPUSHUB_JWT_SECRET``, else one generated once into the data dir."""
     if settings.jwt_secret:
         if len(settings.jwt_secret.encode()) < 32:
             # RFC 7518 §3.2: an HS256 key shorter than the hash is guessable.
@@ -259,16 +300,83 @@ def _command_sender(root: Supervisor) -> Any:
     return ProvisioningLinks(root, None).send_command
 
 
+class _WorkerCallsLoop(ServiceActor):
+    """Many workers: answers the other workers' asks from this worker's actors (hub/app/worker_calls.py)."""
+
+    def __init__(self, calls: Any) -> None:
+        self._calls = calls
+
+    async def serve(self) -> None:
+        await self._calls.run()
+
+
+def _worker_links(
+    hub: Hub, settings: Settings, db: Database, topics: Topics, worker_id: str, ownership: PartitionOwnership,
+    base_client_id: str, new_client: Callable[..., TrioMqttClient], local_session_call: Any, local_ask_device: Any,
+    local_thresholds_changed: Any,
+) -> tuple[Any, ChildSpec]:
+    """Many workers: the web's session and device asks routed to the owning worker (hub/app/worker_links.py),
+    and the child that serves the other workers' asks."""
+    from hub.app.worker_calls import WorkerCalls
+    from hub.app.worker_links import CALL_ERRORS, CALL_TYPES, call_server, worker_links
+    from hub.db.device_registry import load_devices
+
+    calls = WorkerCalls(
+        new_client(f"{base_client_id}-calls-{worker_id}", clean_start=True, session_expiry_s=60), topics, worker_id,
+        call_server(local_session_call, local_ask_device, local_thresholds_changed),
+        message_types=CALL_TYPES, error_types=CALL_ERRORS)
+
+    async def owns_device(device_id: str) -> bool:
+        records = await load_devices(db, [device_id])
+        return bool(records) and ownership.owns_room(records[0].room_id)
+
+    hub.worker_calls = calls
+    links = worker_links(db, ownership, calls, lease_s=settings.partition_lease_s,
+                         local_session_call=local_session_call, local_ask_device=local_ask_device,
+                         local_thresholds_changed=local_thresholds_changed, owns_device=owns_device)
+    return links, ChildSpec("calls", lambda: _WorkerCallsLoop(calls), shutdown_timeout=2)
+
+
+def _partition_keeper_spec(
+    settings: Settings, db: Database, topics: Topics, worker_id: str, ownership: PartitionOwnership,
+    base_client_id: str, new_client: Callable[..., TrioMqttClient],
+    inbound: trio.MemorySendChannel[InboundMessage], ref: Callable[[str], ActorRef],
+) -> ChildSpec:
+    """Many workers: the lease keeper and its partition sessions (hub/app/partition_sessions.py),
+    started after the ingress and stopped before it (it releases the leases as the hub stops)."""
+    from hub.app.partition_sessions import PartitionKeeper, partition_client_id
+
+    partitions = settings.partitions
+    # Each session's share of the hub's bound on unacknowledged messages: a worker holding every
+    # partition holds at most HUB_MAX_UNACKED, as a single-process hub does.
+    per_session = max(100, HUB_MAX_UNACKED // partitions)
+
+    def make_client(partition: int) -> TrioMqttClient:
+        return new_client(partition_client_id(base_client_id, partition), session_expiry_s=HUB_SESSION_EXPIRY_S,
+                          max_unacked=per_session, receive_maximum=per_session, inbound=inbound)
+
+    async def owned_changed() -> None:
+        # Sessions first (a device actor asks the scheduler for its room's session), then devices.
+        await ref("scheduler").ask(OwnershipChanged(), timeout=120)
+        await ref("ingress").ask(OwnershipChanged(), timeout=120)
+
+    return ChildSpec("partitions", lambda: PartitionKeeper(
+        db=db, topics=topics, worker_id=worker_id, host=socket.gethostname(), pid=os.getpid(),
+        ownership=ownership, lease_s=settings.partition_lease_s,
+        make_client=make_client, owned_changed=owned_changed), shutdown_timeout=10)
+
+
 #: Logged once at boot when no active admin exists (a new campus): nobody could manage people.
 NO_ADMIN_HINT = ("no active admin account: create the first one with "
                  "`campushub users create-admin USERNAME --password-stdin` (docs/people.md)")
 
 
 async def run_hub(
-    settings: Settings, *, host: str = "127.0.0.1", port: int | None = 8080,
+    settings: Settings, *, host: str = "127.0.0.1", port: int | None = 8080, web_socket_fd: int | None = None,
     task_status: trio.TaskStatus[Hub] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Run the hub until cancelled. ``port=None`` runs without the web server.
+    """Run the hub until cancelled. ``port=None`` runs without the web server; ``web_socket_fd``:
+    the web serves on that inherited listening socket (``serve --workers``) instead of ``host:port``.
 
     Reports a :class:`Hub` once every child is up. Cancelling it shuts the
     tree down in reverse start order (the writer, last, flushes its batch).
@@ -276,18 +384,18 @@ async def run_hub(
     if not settings.database_url or not settings.mqtt_url:
         raise ValueError("run_hub needs database_url and mqtt_url (the CLI starts embedded ones)")
     mqtt_url = MqttUrl.parse(settings.mqtt_url)
-    jwt_secret = _jwt_secret(settings) if port is not None else b""
+    jwt_secret = load_jwt_secret(settings) if port is not None else b""
     async with asyncio_loop():
         await wait_for_database(settings.database_url, max_delay_s=settings.database_wait_max_s,
                                 on_retry=lambda exc, delay: log.warning(
                                     "database not reachable (%s); retrying in %.1fs", exc, delay))
         async with open_database(settings.database_url, secrets=load_campus_key(settings)) as db:
-            await _run_tree(settings, db, mqtt_url, jwt_secret, host, port, task_status)
+            await _run_tree(settings, db, mqtt_url, jwt_secret, host, port, web_socket_fd, task_status)
 
 
 async def _run_tree(
     settings: Settings, db: Database, mqtt_url: MqttUrl, jwt_secret: bytes, host: str, port: int | None,
-    task_status: trio.TaskStatus[Hub],
+    web_socket_fd: int | None, task_status: trio.TaskStatus[Hub],
 ) -> None:
     topics = Topics(settings.topic_prefix)
     applied = await migrate(db)
@@ -305,21 +413,58 @@ async def _run_tree(
         log.warning(NO_ADMIN_HINT)
     metrics = HubMetrics()
     bus = LiveBus()
-    client = TrioMqttClient(
-        host=mqtt_url.host, port=mqtt_url.port, client_id=await hub_client_id(settings, db),
-        username=mqtt_url.username, password=mqtt_url.password, protocol=mqtt_url.protocol,
-        tls=settings.mqtt_tls_context(), max_packet_size=MQTT_MAX_PACKET_SIZE,
-        session_expiry_s=HUB_SESSION_EXPIRY_S, max_unacked=HUB_MAX_UNACKED,
-    )
+    base_client_id = await hub_client_id(settings, db)
+    partitioned = settings.partitions > 0
+    worker_id = settings.worker_id or default_worker_id()
+    ownership = PartitionOwnership(settings.partitions) if partitioned else EVERYTHING
+    # Many workers hold many sessions of the hub's account at once: through the hub's own listener
+    # when configured (client ids not bound to the username; the certificate is the login).
+    hub_listener = MqttUrl.parse(settings.mqtt_hub_url) if partitioned and settings.mqtt_hub_url else None
+    login_url = hub_listener or mqtt_url
+    tls = settings.mqtt_hub_tls_context() if hub_listener else settings.mqtt_tls_context()
+
+    def new_client(client_id: str, **options: Any) -> TrioMqttClient:
+        """A client of the hub's broker login (every connection of the hub is one of these)."""
+        return TrioMqttClient(
+            host=login_url.host, port=login_url.port, client_id=client_id, username=login_url.username,
+            password=login_url.password, protocol=login_url.protocol, tls=tls, max_packet_size=MQTT_MAX_PACKET_SIZE,
+            **options)
+
+    if partitioned:
+        # The worker's own client: the live bus between workers and commands to devices. Device
+        # traffic comes through the partition sessions (hub/app/partition_sessions.py).
+        # A wide publish window: the live bus carries a message per commit's update, and with 50 in
+        # flight (the default) a drain with check-ins outran it (bench/drain.py --workers 2).
+        client = new_client(f"{base_client_id}-bus-{worker_id}", clean_start=True, session_expiry_s=60,
+                            max_inflight=1000)
+    else:
+        client = new_client(base_client_id, session_expiry_s=HUB_SESSION_EXPIRY_S, max_unacked=HUB_MAX_UNACKED)
+    inbound_send, inbound_receive = trio.open_memory_channel[InboundMessage](PARTITION_INBOUND_CAPACITY)
     root = Supervisor("root", observer=metrics, max_restarts=10, within_s=10)
     hub = Hub(settings, db, bus, metrics, client, root, None)
-    hub.session_guard = SessionGuard(
-        (topics.uplink_filter, topics.status_filter), SessionGuardEffects(client, metrics),
-        clock=trio.current_time, client_id=client.client_id)
+    hub.ownership = ownership
+    if partitioned and hub_listener is None and mqtt_url.username:
+        hub.shared_login = mqtt_url.username
+        log.error("%s", hub.problems()[-1])
+    if not partitioned:
+        # One session with wildcard subscriptions: it may be another deployment's (the partition
+        # sessions' ids are derived from this deployment, and subscribe exact topics only).
+        hub.session_guard = SessionGuard(
+            (topics.uplink_filter, topics.status_filter), SessionGuardEffects(client, metrics),
+            clock=trio.current_time, client_id=client.client_id)
 
     def acknowledge(messages: Sequence[InboundMessage]) -> None:
+        # Each message to the client that read it (many workers: one per partition session).
         # Looked up per call, so a wrapped client.ack_many (the benchmarks') is the one used.
-        client.ack_many(messages)
+        first = messages[0].client if messages else None
+        if all(m.client is first for m in messages):
+            (first or client).ack_many(messages)
+            return
+        by_client: dict[Any, list[InboundMessage]] = {}
+        for message in messages:
+            by_client.setdefault(message.client, []).append(message)
+        for reader, group in by_client.items():
+            (reader or client).ack_many(group)
 
     web_listening = trio.Event()
     subscribed = trio.Event()
@@ -369,7 +514,7 @@ async def _run_tree(
                   mailbox_size=QUARANTINE_MAILBOX, shutdown_timeout=5),
         ChildSpec("sessions", lambda: Supervisor("sessions", max_restarts=100, within_s=10)),
         ChildSpec("scheduler", lambda: SessionScheduler(
-            db=db, sessions=child_supervisor(root, "sessions"), writer=ref("writer")),
+            db=db, sessions=child_supervisor(root, "sessions"), writer=ref("writer"), ownership=ownership),
             mailbox_size=SCHEDULER_MAILBOX),
         ChildSpec("connections", lambda: Supervisor("connections", max_restarts=1000, within_s=1)),
         ChildSpec("telemetry", lambda: TelemetryMaintenance(db, retention, after_rollup=anomaly_rolled_up),
@@ -385,20 +530,33 @@ async def _run_tree(
         ChildSpec("collector", CollectorKeeper),
         ChildSpec("leave_documents", lambda: LeaveDocumentPurger(db), shutdown_timeout=2),
         ChildSpec("assignment_reminders", lambda: AssignmentReminders(db, bus), shutdown_timeout=2),
-        ChildSpec("anomaly", lambda: AnomalyWatcher(db, device_asker(device_actors)), mailbox_size=ANOMALY_MAILBOX,
+        # Its device asks go to the device's own worker (many workers: ask_device, chosen below).
+        ChildSpec("anomaly", lambda: AnomalyWatcher(db, lambda device_id, message: ask_device(device_id, message)),
+                  mailbox_size=ANOMALY_MAILBOX,
                   shutdown_timeout=2),
         ChildSpec("terminal_rosters", lambda: TerminalRosterKeeper(
             db, _command_sender(root), device_offline_after_s=settings.device_offline_after_s), shutdown_timeout=2),
     ]
     if settings.backup_dir is not None:  # scheduled backups are off unless CAMPUSHUB_BACKUP_DIR is set
         specs.append(_backups_spec(db, settings, metrics))
+    local_session_call = session_caller(lambda: child_supervisor(root, "sessions"))
+    local_ask_device = device_asker(device_actors)
+
+    async def local_thresholds_changed() -> None:
+        await thresholds_changed(db, thresholds, child_supervisor(root, "devices"))
+
+    session_call, ask_device, thresholds_now_changed = local_session_call, local_ask_device, local_thresholds_changed
+    if partitioned:
+        links, calls_spec = _worker_links(hub, settings, db, topics, worker_id, ownership, base_client_id, new_client,
+                                          local_session_call, local_ask_device, local_thresholds_changed)
+        specs.append(calls_spec)
+        session_call, ask_device, thresholds_now_changed = links.session_call, links.ask_device, links.thresholds_changed
     if port is not None:
         from web.app import create_app, create_metrics_app
         from web.context import WebContext
         from web.protection import Protection
 
-        links = _provisioning_links(root, mosquitto)
-        session_call = session_caller(lambda: child_supervisor(root, "sessions"))
+        provisioning = _provisioning_links(root, mosquitto)
         # One for the hub's life: a restart of the web child keeps the counts and the recalled tokens.
         protection = Protection(settings, metrics.limiter_decisions)
         # Admin and ops must use a second factor; only the demo (never `serve`) makes it optional.
@@ -414,14 +572,13 @@ async def _run_tree(
             web_context = WebContext(
                 db=db, bus=bus, jwt_secret=jwt_secret,
                 connections=child_supervisor(root, "connections"), health=hub.health, metrics_text=metrics.render,
-                devices_changed=links.devices_changed, send_command=links.send_command,
+                devices_changed=provisioning.devices_changed, send_command=provisioning.send_command,
                 device_mqtt_url=str(mqtt_url), topic_prefix=topics.prefix,
                 device_offline_after_s=settings.device_offline_after_s,
                 session_call=session_call,
                 attendance_changed=also_recheck(attendance_changed(session_call), lambda: root.lookup("warnings")),
                 sessions_changed=sessions_changed, campus_timezone=settings.timezone,
-                ask_device=device_asker(device_actors),
-                thresholds_changed=lambda: thresholds_changed(db, thresholds, child_supervisor(root, "devices")),
+                ask_device=ask_device, thresholds_changed=thresholds_now_changed,
                 protection=protection, mfa_required_roles=mfa_required_roles,
                 release_quarantine=release_quarantine, audit_archive_dir=settings.audit_archive_path,
                 risk_changed=risk_changed, risk_control=risk_control, anomaly_fit=anomaly_fit,
@@ -431,19 +588,28 @@ async def _run_tree(
                                  trusted_proxies=settings.trusted_proxies)
             metrics_app = (create_metrics_app(web_context, metrics_token=settings.metrics_token)
                            if settings.metrics_bind else None)
-            return _WebServer(web_app, host, hub.web_port or port, on_web_port, settings, metrics_app)
+            return _WebServer(web_app, host, hub.web_port or port, on_web_port, settings, metrics_app,
+                              socket_fd=web_socket_fd)
 
         specs.append(ChildSpec("web", make_web, shutdown_timeout=3))
-    specs += [
-        ChildSpec("mqtt", lambda: _MqttLoop(client, topics, subscribed), shutdown_timeout=2),
-        ChildSpec("ingress", lambda: Ingress(
-            client=client, topics=topics, db=db, writer=ref("writer"), device_actors=device_actors(),
-            commands=ref("commands"),
-            device_rate=RateLimit(settings.device_rate_per_s, settings.device_burst),
-            session_guard=hub.session_guard,
-            flood_events_per_s=settings.device_flood_events_per_s, quarantine=ref("quarantine"),
-        ), shutdown_timeout=1, mailbox_size=INGRESS_MAILBOX),
-    ]
+    if partitioned:
+        from hub.core.bus_bridge import LiveBusBridge
+
+        specs.append(ChildSpec("mqtt", lambda: _BusBridgeLoop(
+            LiveBusBridge(bus, client, topics, worker_id), subscribed), shutdown_timeout=2))
+    else:
+        specs.append(ChildSpec("mqtt", lambda: _MqttLoop(client, topics, subscribed), shutdown_timeout=2))
+    specs.append(ChildSpec("ingress", lambda: Ingress(
+        client=client, topics=topics, db=db, writer=ref("writer"), device_actors=device_actors(),
+        commands=ref("commands"),
+        device_rate=RateLimit(settings.device_rate_per_s, settings.device_burst),
+        session_guard=hub.session_guard,
+        flood_events_per_s=settings.device_flood_events_per_s, quarantine=ref("quarantine"),
+        inbound=inbound_receive if partitioned else None, ownership=ownership,
+    ), shutdown_timeout=1, mailbox_size=INGRESS_MAILBOX))
+    if partitioned:
+        specs.append(_partition_keeper_spec(settings, db, topics, worker_id, ownership, base_client_id,
+                                            new_client, inbound_send, ref))
     metrics.watch_actors(root.mailbox_depth, root.actor_count)
     with collector_policy():
         async with trio.open_nursery() as nursery:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -103,6 +104,14 @@ def _check_rate_limits(name: str, text: str) -> None:
                          f"{text[:100]!r}") from None
 
 
+#: The most partitions a deployment may have (each owned one is an MQTT session of its worker).
+MAX_PARTITIONS = 256
+#: A worker id (``CAMPUSHUB_WORKER_ID``): part of MQTT client ids and topic levels
+#: (hub/app/worker_calls.py validates the ids it is given against it too).
+WORKER_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+_WORKER_ID = re.compile(WORKER_ID_PATTERN)
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the hub reads from its environment.
@@ -124,6 +133,21 @@ class Settings:
     mqtt_cafile: Path | None = None
     mqtt_certfile: Path | None = None
     mqtt_keyfile: Path | None = None
+    #: ``CAMPUSHUB_MQTT_HUB_URL``: the broker's listener for the hub alone (hub/adapters/mosquitto_conf.py
+    #: ``HubListener``), ``mqtts://host:port``, for a hub of many workers. Every connection there (a
+    #: persistent session per partition, a live-bus and a calls client per worker) logs in with the
+    #: hub's client certificate (``mqtt_hub_certfile``/``_keyfile``, its Common Name the hub's broker
+    #: account; a user and password in the URL are not used) and keeps the client id it asks for.
+    #: ``None``: no such listener; the hub logs in on ``mqtt_url``, whose listeners bind each client id
+    #: to its username (one session for the hub's account).
+    mqtt_hub_url: str | None = None
+    #: CA of the broker's certificate on that listener (``CAMPUSHUB_MQTT_HUB_CAFILE``); ``None``:
+    #: ``mqtt_cafile``, else the system's trust store.
+    mqtt_hub_cafile: Path | None = None
+    #: The hub's client certificate and key for that listener (``CAMPUSHUB_MQTT_HUB_CERTFILE``/``_KEYFILE``;
+    #: the key may be in the certificate's file). Required with ``mqtt_hub_url``.
+    mqtt_hub_certfile: Path | None = None
+    mqtt_hub_keyfile: Path | None = None
     topic_prefix: str = "campushub"
     data_dir: Path = field(default_factory=lambda: Path(".campushub"))
     jwt_secret: str | None = None
@@ -233,6 +257,18 @@ class Settings:
     backup_keep: int = 7
     #: ``CAMPUSHUB_PG_BIN_DIR``: where to look first for ``pg_dump``/``pg_restore`` of the server's version.
     pg_bin_dir: Path | None = None
+    #: ``CAMPUSHUB_PARTITIONS``: 0 (the default) runs one hub process that owns every room and device
+    #: on one MQTT session. N >= 1 cuts rooms into N partitions leased through PostgreSQL, each with
+    #: a persistent MQTT session of its own, so several workers (``serve --workers``, or hubs on
+    #: several machines with the same N) share the load (docs/scaling.md). Every worker of a
+    #: deployment must use the same N.
+    partitions: int = 0
+    #: ``CAMPUSHUB_WORKER_ID``: this worker's name in the leases (letters, digits, ``-`` and ``_``);
+    #: ``None``: ``<host>-<pid>``. Only read with ``partitions`` >= 1.
+    worker_id: str | None = None
+    #: ``CAMPUSHUB_PARTITION_LEASE_S``: a partition's lease; a dead worker's partitions move to the
+    #: others within it (plus one renewal round, a third of it).
+    partition_lease_s: float = 10.0
 
     def __post_init__(self) -> None:
         if not self.backup_interval_h > 0 or self.backup_keep < 1:
@@ -243,6 +279,7 @@ class Settings:
         if mqtt_tls_files and not (self.mqtt_url and MqttUrl.parse(self.mqtt_url).tls):
             # A CA file with a plain URL almost certainly means the URL was meant to be mqtts://.
             raise ValueError("CAMPUSHUB_MQTT_CAFILE/_CERTFILE are set but CAMPUSHUB_MQTT_URL is not mqtts://")
+        self._check_mqtt_hub_listener()
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("TLS needs both a certificate and a key (CAMPUSHUB_TLS_CERT and CAMPUSHUB_TLS_KEY)")
         if self.metrics_token is not None and len(self.metrics_token) < 16:
@@ -259,10 +296,40 @@ class Settings:
             raise ValueError("CAMPUSHUB_REJECTIONS_KEPT_PER_MINUTE must be >= 0")
         if not 0 < self.quarantine_cooldown_s <= self.quarantine_max_s or self.quarantine_repeat_window_s < 0:
             raise ValueError("CAMPUSHUB_QUARANTINE_*: need 0 < COOLDOWN_S <= MAX_S and REPEAT_WINDOW_S >= 0")
+        if not 0 <= self.partitions <= MAX_PARTITIONS:
+            raise ValueError(f"CAMPUSHUB_PARTITIONS must be 0..{MAX_PARTITIONS}, got {self.partitions}")
+        if not 1.0 <= self.partition_lease_s <= 300.0:
+            raise ValueError("CAMPUSHUB_PARTITION_LEASE_S must be 1..300 seconds")
+        if self.worker_id is not None and not _WORKER_ID.fullmatch(self.worker_id):
+            raise ValueError("CAMPUSHUB_WORKER_ID: 1-64 letters, digits, '-' or '_'")
         try:
             parse_ranges(self.trusted_proxies)
         except InvalidRange as exc:
             raise ValueError(f"CAMPUSHUB_TRUSTED_PROXIES: {exc}") from None
+
+    def _check_mqtt_hub_listener(self) -> None:
+        if self.mqtt_hub_url is None:
+            if self.mqtt_hub_cafile or self.mqtt_hub_certfile or self.mqtt_hub_keyfile:
+                raise ValueError("CAMPUSHUB_MQTT_HUB_CAFILE/_CERTFILE/_KEYFILE are set but CAMPUSHUB_MQTT_HUB_URL is not")
+            return
+        if not MqttUrl.parse(self.mqtt_hub_url).tls:
+            # The hub's listener takes client certificates only: a plain URL can never log in there.
+            raise ValueError("CAMPUSHUB_MQTT_HUB_URL must be mqtts:// (the hub's listener takes its certificate only)")
+        if self.mqtt_hub_certfile is None:
+            raise ValueError("CAMPUSHUB_MQTT_HUB_URL needs CAMPUSHUB_MQTT_HUB_CERTFILE (the hub's client certificate)")
+
+    def mqtt_hub_tls_context(self) -> ssl.SSLContext | None:
+        """The TLS context of the hub's connections to its own listener (``mqtt_hub_url``), with the hub's
+        client certificate; ``None`` without that listener.
+
+        Reads the files now (``OSError``/``ssl.SSLError`` if unusable).
+        """
+        if self.mqtt_hub_url is None:
+            return None
+        from hub.mqtt import client_tls_context
+
+        return client_tls_context(self.mqtt_hub_cafile or self.mqtt_cafile, self.mqtt_hub_certfile,
+                                  self.mqtt_hub_keyfile)
 
     def mqtt_tls_context(self, *, client_certificate: bool = True) -> ssl.SSLContext | None:
         """The TLS context of the hub's broker connection, ``None`` unless ``mqtt_url`` is ``mqtts://``.
@@ -309,6 +376,10 @@ class Settings:
             mqtt_cafile=_path_or_none(env.get("CAMPUSHUB_MQTT_CAFILE")),
             mqtt_certfile=_path_or_none(env.get("CAMPUSHUB_MQTT_CERTFILE")),
             mqtt_keyfile=_path_or_none(env.get("CAMPUSHUB_MQTT_KEYFILE")),
+            mqtt_hub_url=env.get("CAMPUSHUB_MQTT_HUB_URL") or None,
+            mqtt_hub_cafile=_path_or_none(env.get("CAMPUSHUB_MQTT_HUB_CAFILE")),
+            mqtt_hub_certfile=_path_or_none(env.get("CAMPUSHUB_MQTT_HUB_CERTFILE")),
+            mqtt_hub_keyfile=_path_or_none(env.get("CAMPUSHUB_MQTT_HUB_KEYFILE")),
             topic_prefix=env.get("CAMPUSHUB_TOPIC_PREFIX", "campushub"),
             data_dir=Path(env.get("CAMPUSHUB_DATA_DIR", ".campushub")),
             jwt_secret=env.get("CAMPUSHUB_JWT_SECRET") or None,
@@ -351,6 +422,9 @@ class Settings:
             pg_bin_dir=_path_or_none(env.get("CAMPUSHUB_PG_BIN_DIR")),
             master_key_file=_path_or_none(env.get("CAMPUSHUB_MASTER_KEY_FILE")),
             master_key=env.get("CAMPUSHUB_MASTER_KEY") or None,
+            partitions=int(env.get("CAMPUSHUB_PARTITIONS") or 0),
+            worker_id=env.get("CAMPUSHUB_WORKER_ID") or None,
+            partition_lease_s=float(env.get("CAMPUSHUB_PARTITION_LEASE_S") or 10.0),
         )
 
 

@@ -8,12 +8,16 @@ callable from any trio task; nothing here writes.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+
+import asyncpg
 
 from hub.core.secrets_box import SecretsBox
 
 from ._pool import Database
+from .advisory import MOSQUITTO_FILES_LOCK
 from .sealed_secrets import device_key_context
 
 
@@ -71,12 +75,41 @@ async def load_devices(db: Database, device_ids: list[str] | None = None) -> lis
             for r in rows]
 
 
+async def device_rooms(db: Database) -> dict[str, str]:
+    """Every device not revoked, with its room (what a partition's subscriptions are made of):
+    one light query, no keys opened."""
+    rows = await db.fetch("SELECT id, room_id FROM devices WHERE revoked_at IS NULL")
+    return {r["id"]: r["room_id"] for r in rows}
+
+
+MQTT_ACCOUNTS_SQL = (
+    "SELECT d.id, d.mqtt_username, d.mqtt_password_hash, q.until FROM devices d"
+    " LEFT JOIN device_quarantines q ON q.device_id = d.id AND q.released_at IS NULL AND q.until > now()"
+    " WHERE d.mqtt_username IS NOT NULL AND d.revoked_at IS NULL ORDER BY d.mqtt_username"
+)
+
+
+def mqtt_account_rows(rows: Sequence[asyncpg.Record]) -> list[MqttAccountRow]:
+    """:data:`MQTT_ACCOUNTS_SQL`'s rows as records (for a caller that runs it on a connection of its own)."""
+    return [MqttAccountRow(r["id"], r["mqtt_username"], r["mqtt_password_hash"], r["until"]) for r in rows]
+
+
+async def with_mqtt_accounts_locked(db: Database, write: Callable[[list[MqttAccountRow]], None]) -> int:
+    """Read the broker accounts and call ``write(accounts)`` in one transaction holding the
+    broker files' advisory lock (``MOSQUITTO_FILES_LOCK``): across every hub process, one render
+    and write at a time, each from the registry as it is then. ``write`` must be quick (two small
+    files): it runs on the connection's event loop. Returns the number of accounts."""
+
+    async def locked(conn: asyncpg.Connection) -> int:
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", MOSQUITTO_FILES_LOCK)
+        accounts = mqtt_account_rows(await conn.fetch(MQTT_ACCOUNTS_SQL))
+        write(accounts)
+        return len(accounts)
+
+    return await db.run(locked, transaction=True)
+
+
 async def mqtt_accounts(db: Database) -> list[MqttAccountRow]:
     """The broker accounts of every device that has one and is not revoked, by username,
     each with the end of its quarantine if one is in force (by the database's clock)."""
-    rows = await db.fetch(
-        "SELECT d.id, d.mqtt_username, d.mqtt_password_hash, q.until FROM devices d"
-        " LEFT JOIN device_quarantines q ON q.device_id = d.id AND q.released_at IS NULL AND q.until > now()"
-        " WHERE d.mqtt_username IS NOT NULL AND d.revoked_at IS NULL ORDER BY d.mqtt_username"
-    )
-    return [MqttAccountRow(r["id"], r["mqtt_username"], r["mqtt_password_hash"], r["until"]) for r in rows]
+    return mqtt_account_rows(await db.fetch(MQTT_ACCOUNTS_SQL))

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from hub.domain.partitions import PartitionLease
+from hub.domain.partitions import PartitionLease, partition_of_device, partition_of_room
 
 from ._pool import Database
 
@@ -188,3 +188,27 @@ async def release(db: Database, worker_id: str, partitions: Sequence[int]) -> se
     if not chosen:
         return set()
     return {r["partition"] for r in await db.fetch(RELEASE_SQL, worker_id, chosen)}
+
+
+#: The owner of one partition now, by the database's clock (None: free, expired or never claimed).
+OWNER_SQL = "SELECT owner FROM partition_leases WHERE partition = $1 AND expires_at > now()"
+
+
+async def partition_owner(db: Database, partition: int) -> str | None:
+    """The worker that holds ``partition``'s lease now, or ``None``."""
+    owner: str | None = await db.fetchval(OWNER_SQL, partition)
+    return owner
+
+
+async def session_owner(db: Database, session_id: str, partitions: int) -> str | None:
+    """The worker serving ``session_id``'s room now (its actor lives there), or ``None`` (no such session, or free)."""
+    room_id = await db.fetchval("SELECT room_id FROM class_sessions WHERE id = $1", session_id)
+    return None if room_id is None else await partition_owner(db, partition_of_room(room_id, partitions))
+
+
+async def device_owner(db: Database, device_id: str, partitions: int) -> str | None:
+    """The worker serving ``device_id`` now (its actor lives there), or ``None`` (no such device, or free)."""
+    row = await db.fetchrow("SELECT room_id FROM devices WHERE id = $1", device_id)
+    if row is None:
+        return None
+    return await partition_owner(db, partition_of_device(device_id, row["room_id"], partitions))

@@ -4,7 +4,8 @@ A quarantine keeps a device off the broker (hub/adapters/mosquitto_auth.py leave
 rendered password and ACL files) from ``since`` until ``until``, or until ops release it. It is
 stored here rather than in a hub's memory so that every hub process and ``campushub devices
 export-mosquitto`` render the same files, and so it survives restarts. The timers that end
-quarantines belong to :class:`hub.services.quarantine.QuarantineKeeper`.
+quarantines belong to :class:`hub.pipeline.quarantine.QuarantineKeeper` (one in every hub worker);
+every write of a row is announced to them by NOTIFY (migration 0038, hub/db/pg_listen.py).
 
 The cool-down doubles for a device quarantined again within :attr:`QuarantinePolicy.repeat_window_s`
 of its previous quarantine's start, up to :attr:`QuarantinePolicy.max_s`.
@@ -104,17 +105,22 @@ async def start_quarantine(
     return await db.run(work, transaction=True)
 
 
-async def end_quarantine(db: Database, device_id: str, *, by: str, now: datetime) -> Quarantine | None:
+async def end_quarantine(db: Database, device_id: str, *, by: str, now: datetime,
+                         until: datetime | None = None) -> Quarantine | None:
     """End the device's quarantine now (``by``: a user id, or ``system`` for the cool-down's end).
 
-    Returns the ended quarantine, or ``None`` if the device had none active (nothing is written).
+    ``until``: end it only if it is the quarantine that ends at ``until`` (a cool-down timer ends the
+    quarantine it was armed for, never a newer one another hub worker started since). Returns the
+    ended quarantine, or ``None`` if the device had none active (or not that one): nothing is written.
+    One conditional ``UPDATE``, so of several workers ending the same quarantine exactly one does.
     """
 
     async def work(conn: asyncpg.Connection) -> Quarantine | None:
         row = await conn.fetchrow(
             "UPDATE device_quarantines SET released_at = $2, released_by = $3"
-            f" WHERE device_id = $1 AND released_at IS NULL RETURNING {_COLUMNS}",
-            device_id, now, by)
+            " WHERE device_id = $1 AND released_at IS NULL AND ($4::timestamptz IS NULL OR until = $4)"
+            f" RETURNING {_COLUMNS}",
+            device_id, now, by, until)
         if row is None:
             return None
         ended = _quarantine(row)

@@ -118,6 +118,11 @@ async def any_model(db: Database) -> bool:
     return bool(await db.fetchval("SELECT EXISTS (SELECT 1 FROM risk_models)"))
 
 
+async def trained_since(db: Database, at: datetime) -> bool:
+    """Whether a model was stored at or after ``at`` (a scheduled training another hub worker already ran)."""
+    return bool(await db.fetchval("SELECT EXISTS (SELECT 1 FROM risk_models WHERE created_at >= $1)", at))
+
+
 async def get_model(db: Database, model_id: int) -> ModelRow | None:
     row = await db.fetchrow(f"SELECT {_MODEL_COLUMNS} FROM risk_models WHERE id = $1", model_id)
     return _model(row) if row is not None else None

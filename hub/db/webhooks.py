@@ -1,11 +1,19 @@
 """Webhook subscriptions (admin CRUD) and the delivery outbox the hub's dispatcher drains.
 
 Outbox rows are created by :func:`hub.db.notifications.add_notifications` in
-the transaction of whatever caused them. The dispatcher (hub/services/warnings.py)
+the transaction of whatever caused them. The dispatcher (hub/services/webhooks.py)
 *claims* due rows by pushing their ``next_attempt_at`` one lease ahead, posts
 them, then records each outcome; a hub that dies mid-delivery leaves the rows
 to be retried once the lease has passed (at-least-once delivery; receivers
 deduplicate on the delivery's ``event_id``).
+
+Several hub workers claim from the same outbox. Whether a row is due and how
+long a claim lasts are judged by the database's clock (``now()``), never by a
+worker's, so a worker whose clock runs ahead cannot take a row another is
+still posting. A claim's lease end is its token (:attr:`DueDelivery.claimed_until`):
+an outcome is recorded only on a row still held by that claim, so a worker
+that outlived its lease cannot overwrite the outcome of the worker that took
+the row over.
 
 Concurrency contract: every function is a coroutine on the shared
 :class:`~hub.db.Database`, callable from any trio task; each subscription change is one
@@ -82,6 +90,8 @@ class DueDelivery:
     url: str
     secret: str
     attempts: int  # before this one
+    #: The claim's lease end (the database's clock): the claim's token for :func:`record_outcomes`.
+    claimed_until: datetime
 
 
 @dataclass(frozen=True)
@@ -247,42 +257,53 @@ async def queue_test_delivery(db: Database, subscription_id: int, payload: dict,
 
 # --- the dispatcher's side ---------------------------------------------------------------
 
-async def claim_due(db: Database, now: datetime, lease: timedelta, limit: int) -> list[DueDelivery]:
-    """Claim up to ``limit`` pending deliveries due at ``now`` (of active subscriptions) for ``lease``."""
+async def claim_due(db: Database, lease: timedelta, limit: int) -> list[DueDelivery]:
+    """Claim up to ``limit`` pending deliveries due now (of active subscriptions) for ``lease``.
+
+    "Now" is the database's clock, for every worker alike. ``FOR UPDATE SKIP LOCKED``: two workers
+    claiming at once take different rows; a claimed row is not due again until its lease ends.
+    """
     rows = await db.fetch(
         "WITH due AS ("
         "  SELECT d.id FROM webhook_deliveries d JOIN webhook_subscriptions s ON s.id = d.subscription_id"
-        "  WHERE d.state = 'pending' AND d.next_attempt_at <= $1 AND s.active"
-        "  ORDER BY d.next_attempt_at, d.id LIMIT $3 FOR UPDATE OF d SKIP LOCKED)"
-        " UPDATE webhook_deliveries d SET next_attempt_at = $1 + $2::interval"
+        "  WHERE d.state = 'pending' AND d.next_attempt_at <= now() AND s.active"
+        "  ORDER BY d.next_attempt_at, d.id LIMIT $2 FOR UPDATE OF d SKIP LOCKED)"
+        " UPDATE webhook_deliveries d SET next_attempt_at = now() + $1::interval"
         " FROM due, webhook_subscriptions s WHERE d.id = due.id AND s.id = d.subscription_id"
         " RETURNING d.id, d.event_id, d.kind, d.payload::text AS body, s.url, s.id AS subscription_id, s.secret,"
-        " s.secret_sealed, d.attempts",
-        now, lease, limit,
+        " s.secret_sealed, d.attempts, d.next_attempt_at",
+        lease, limit,
     )
     return [DueDelivery(r["id"], r["event_id"], r["kind"], r["body"].encode(), r["url"],
-                        _opened_secret(db.secrets, r["subscription_id"], r["secret"], r["secret_sealed"]), r["attempts"])
+                        _opened_secret(db.secrets, r["subscription_id"], r["secret"], r["secret_sealed"]), r["attempts"],
+                        r["next_attempt_at"])
             for r in rows]
 
 
 async def record_outcomes(
-    db: Database, outcomes: Sequence[Outcome], now: datetime, retry_at: Sequence[datetime | None],
-) -> None:
-    """Store each attempt: delivered, rescheduled for ``retry_at[i]``, or failed for good (``None``)."""
+    db: Database, claims: Sequence[DueDelivery], outcomes: Sequence[Outcome], now: datetime,
+    retry_at: Sequence[datetime | None],
+) -> int:
+    """Store each attempt: delivered, rescheduled for ``retry_at[i]``, or failed for good (``None``).
+
+    ``claims[i]`` is the claim ``outcomes[i]`` answers: a row whose lease that claim no longer holds
+    (taken over by another worker after the lease ended) is left as it is. Returns the rows recorded.
+    """
     if not outcomes:
-        return
-    await db.execute(
+        return 0
+    status = await db.execute(
         "UPDATE webhook_deliveries d SET attempts = d.attempts + 1, last_attempt_at = $1::timestamptz,"
         " last_status = x.status, last_error = x.error,"
         " state = CASE WHEN x.ok THEN 'delivered' WHEN x.retry_at IS NULL THEN 'failed' ELSE 'pending' END,"
         " delivered_at = CASE WHEN x.ok THEN $1 END,"
         " next_attempt_at = coalesce(x.retry_at, d.next_attempt_at)"
-        " FROM unnest($2::bigint[], $3::bool[], $4::int[], $5::text[], $6::timestamptz[])"
-        "   AS x(id, ok, status, error, retry_at)"
-        " WHERE d.id = x.id",
+        " FROM unnest($2::bigint[], $3::bool[], $4::int[], $5::text[], $6::timestamptz[], $7::timestamptz[])"
+        "   AS x(id, ok, status, error, retry_at, claimed_until)"
+        " WHERE d.id = x.id AND d.state = 'pending' AND d.next_attempt_at = x.claimed_until",
         now, [o.delivery_id for o in outcomes], [o.ok for o in outcomes], [o.status for o in outcomes],
-        [o.error for o in outcomes], list(retry_at),
+        [o.error for o in outcomes], list(retry_at), [c.claimed_until for c in claims],
     )
+    return int(status.split()[-1])
 
 
 async def next_due_at(db: Database) -> datetime | None:

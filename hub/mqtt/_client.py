@@ -148,6 +148,11 @@ class TrioMqttClient:
     we get nothing, see docs/mqtt-tls.md), so size it above any legitimate
     message and let the broker refuse oversize publishes at the source.
 
+    ``inbound``: a send channel shared by several clients (a worker's partition
+    sessions feed one ingress): the messages go there instead of to ``messages``,
+    each with ``InboundMessage.client`` naming the client that must ack it. Every
+    client still stops reading at a full channel and at its own ``max_unacked``.
+
     A session may move to another process (a partition's session, to its
     new owner): the broker then closes this connection, with DISCONNECT 0x8E
     only from Mosquitto 2.0.15 on; before, it looks like any loss, and reconnecting would take the session back (two such
@@ -198,6 +203,7 @@ class TrioMqttClient:
         tls: ssl.SSLContext | None = None,
         max_packet_size: int | None = None,
         max_unacked: int | None = None,
+        inbound: trio.MemorySendChannel[InboundMessage] | None = None,
     ) -> None:
         if max_unacked is not None and max_unacked < 1:
             raise ValueError(f"max_unacked must be at least 1, got {max_unacked}")
@@ -276,9 +282,16 @@ class TrioMqttClient:
         self._unacked = 0
         #: Set by ack_many() when the unacked window has room again (the reader waits on it).
         self._window_open: trio.Event | None = None
-        self._send_channel, self._receive_channel = trio.open_memory_channel[InboundMessage](
-            inbound_capacity
-        )
+        self._receive_channel: trio.MemoryReceiveChannel[InboundMessage] | None
+        if inbound is not None:
+            # A channel shared with other clients (one consumer for several sessions): this client
+            # closes only its own clone when run() ends. Its capacity is the caller's.
+            self._send_channel = inbound.clone()
+            self._receive_channel = None
+        else:
+            self._send_channel, self._receive_channel = trio.open_memory_channel[InboundMessage](
+                inbound_capacity
+            )
         self._connected = False
         self._generation = 0
         self.stats = MqttStats()
@@ -286,6 +299,10 @@ class TrioMqttClient:
 
         #: The wait before the next connection attempt that drop_connection() asked for, once.
         self._reconnect_after_s: float | None = None
+        #: hold_reads() was called: the reader reads nothing more (until the next connection).
+        self._reads_held = False
+        #: Set by ack_many() when nothing read is unacked, and when the connection is lost (wait_all_acked).
+        self._all_acked: trio.Event | None = None
 
         # per-connection state, replaced on every attempt
         self._lost = trio.Event()
@@ -341,7 +358,12 @@ class TrioMqttClient:
         For throughput, after one ``await receive()`` take what is already
         buffered with ``receive_nowait()``: every ``await`` is a trio scheduler
         tick, which costs about as much as decoding the message.
+
+        A client built with ``inbound=`` has no channel of its own (``RuntimeError``):
+        its messages go to that shared channel, each carrying its client for the ack.
         """
+        if self._receive_channel is None:
+            raise RuntimeError(f"mqtt {self.client_id}: messages go to the shared inbound channel")
         return self._receive_channel
 
     # -------------------------------------------------------------- main loop
@@ -425,6 +447,7 @@ class TrioMqttClient:
         # Packet ids are per connection: what the last one left unacked is the broker's to redeliver.
         self._unacked = 0
         self._window_open = None
+        self._reads_held = False
         deadline = trio.current_time() + self.CONNECT_TIMEOUT_S
 
         try:
@@ -572,6 +595,10 @@ class TrioMqttClient:
                     # waiting on a closed fd is invalid.
                     self._mark_lost("socket closed by paho")
                     return
+                if self._reads_held:
+                    # hold_reads(): nothing more is read on this connection; acks still go out.
+                    self._stalled = True  # a PINGRESP may sit unread: see _misc
+                    await trio.sleep_forever()
                 if tls_pending():
                     # Data already in hand (the last drain stopped at max_batch):
                     # no wait, but still one checkpoint per drain.
@@ -712,6 +739,8 @@ class TrioMqttClient:
         self._connected = False
         self._lost.set()
         self._connack.set()
+        if self._all_acked is not None:
+            self._all_acked.set()  # wait_all_acked: nothing more can be acked on this connection
         err = MqttNotConnected(f"connection lost: {reason}")
         for w in self._suback_waiters.values():
             w.fail(err)
@@ -768,7 +797,7 @@ class TrioMqttClient:
                 # paho types payload bytes | bytearray for outgoing messages; an inbound one
                 # comes from struct.unpack, always bytes. No cast: this runs per message.
                 topic, message.payload, message.qos, bool(message.retain),  # type: ignore[arg-type]
-                message.mid, self._generation, time.time(),
+                message.mid, self._generation, time.time(), self,
             )
         )
 
@@ -784,7 +813,7 @@ class TrioMqttClient:
         self.stats.received += 1
         if qos:
             self._unacked += 1
-        self._batch.append(InboundMessage(text, payload, qos, retain, mid, self._generation, time.time()))
+        self._batch.append(InboundMessage(text, payload, qos, retain, mid, self._generation, time.time(), self))
 
     def _on_paho_publish(self, client, userdata, mid, reason_code, properties) -> None:
         room = self._room
@@ -993,6 +1022,27 @@ class TrioMqttClient:
         """Acknowledge one received QoS 1/2 message: ``ack_many((message,))``."""
         self.ack_many((message,))
 
+    def hold_reads(self) -> None:
+        """Read nothing more on the current connection; keep sending (acks, pings) until it closes.
+
+        For handing a session over without redeliveries: hold the reads, wait
+        until :attr:`unacked` is 0 (:meth:`wait_all_acked`), then close.
+        Whatever the broker sends meanwhile stays in the socket and the
+        session. A message already read but not yet in the channel still
+        goes there. The next connection reads again. Synchronous; any task.
+        """
+        self._reads_held = True
+
+    async def wait_all_acked(self, timeout_s: float) -> bool:
+        """Wait until every message read on this connection is acknowledged (or the connection is
+        gone), at most ``timeout_s``; whether it got there. Meant for a hand-over (``hold_reads``)."""
+        with trio.move_on_after(timeout_s):
+            while self._connected and self._unacked:
+                self._all_acked = trio.Event()
+                await self._all_acked.wait()
+            return True
+        return False
+
     def drop_connection(self, reason: str, *, reconnect_after_s: float | None = None) -> None:
         """Close the current connection now, without DISCONNECT and without acknowledging anything more.
 
@@ -1028,4 +1078,6 @@ class TrioMqttClient:
             window_open = self._window_open
             if window_open is not None and self._max_unacked is not None and self._unacked < self._max_unacked:
                 window_open.set()
+            if self._all_acked is not None and not self._unacked:
+                self._all_acked.set()
             self._kick_writer()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +22,10 @@ class InboundMessage:
     mid: int
     generation: int
     received_at: float  # time.time() when read from the socket
+    #: The ``TrioMqttClient`` that read it: acks go back to it (several clients may feed one
+    #: consumer, e.g. a worker's partition sessions, hub/app/partition_sessions.py). ``None``
+    #: for messages made by hand (tests).
+    client: Any = None
 
 
 @dataclass(slots=True)

@@ -37,11 +37,32 @@ at least once: a command may reach a device twice (e.g. after a crash
 between the broker's PUBACK and the ``sent`` update); devices ignore a
 command id they have already run.
 
+Several workers (issue 13 part 2): every worker runs this actor, and one of
+them, the holder of the advisory lock ``COMMANDS_LOCK``
+(``hub.db.advisory.hold_session_lock``), is *the* dispatcher: only it
+publishes commands and owns their timers. It LISTENs, on the lock's own
+connection, for every command any worker's web or service records (migration
+0038's trigger on ``device_commands``), so a command recorded on another
+worker is published at its commit; on taking the lock it reloads every
+outstanding command, exactly as a restart does. The others are standbys:
+they drop :class:`Dispatch` (the holder heard the same command) and look for
+the lock every :data:`LOCK_RETRY_S`; when the holder dies its connection
+closes, which releases the lock. Acks are answered wherever they arrive (the
+device's partition may live on any worker): the ack's transition is one
+conditional ``UPDATE`` (hub/db/device_commands.py), so it moves the command
+once whoever applies it, and the holder's timer for that command then finds
+it answered and changes nothing. A holder that loses its lock's connection
+forgets its timers; whoever takes the lock next re-sends what is still
+``pending`` (at least once, as after a restart).
+
 Mailbox: :data:`COMMANDS_MAILBOX`, ``Overflow.BLOCK``. Senders are the web
 (one message per command created: the request waits while the mailbox is
 full), the ingress (command acks: it waits, which is backpressure on the
-MQTT channel like any full device mailbox) and this actor's own timers and
-publish tasks.
+MQTT channel like any full device mailbox), this actor's own timers and
+publish tasks, and its lock task (:class:`_Holding`). Commands heard by
+NOTIFY are not messages: they are noted in a set (one entry per command id
+heard and not yet handled) and one :class:`_Heard` wakes the actor to take
+them all.
 """
 from __future__ import annotations
 
@@ -51,12 +72,16 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import partial
 from typing import Callable
+
+import asyncpg
 
 from actors import Actor, ActorRef, Timer
 from actors.delivery import deliver
 from hub.core.bus import DEVICES_TOPIC, LiveBus, LiveCommand
 from hub.db import Database
+from hub.db.advisory import COMMANDS_LOCK, Holding, hold_session_lock
 from hub.db.device_commands import (
     ACK_STATUS,
     CommandRow,
@@ -66,6 +91,7 @@ from hub.db.device_commands import (
     transition,
 )
 from hub.db.device_registry import load_devices
+from hub.db.pg_listen import DEVICE_COMMAND_CHANNEL, listen_on
 from hub.db.provisioning import hub_signing_key
 from hub.domain.credentials import ed25519_public_key
 from hub.mqtt import InboundMessage, MqttError, TrioMqttClient
@@ -75,6 +101,9 @@ from schemas import Command, CommandAckEvent, SealError, Topics, WireError, deco
 log = logging.getLogger("hub.pipeline.commands")
 
 COMMANDS_MAILBOX = 256
+#: A standby worker looks for the dispatcher's lock this often: at most this long without a
+#: dispatcher after the holder dies (commands recorded meanwhile wait in PostgreSQL).
+LOCK_RETRY_S = 10.0
 #: Statuses an ack may move a command from: a late ack (after ``timed_out``) still
 #: records what the device did, and an ack may overtake our own PUBACK bookkeeping.
 _ACKABLE = ("pending", "sent", "timed_out")
@@ -97,7 +126,25 @@ class CommandAckReceived:
 
 @dataclass(frozen=True)
 class GetOutstanding:
-    """Ask: ``{command_id: status}`` of the commands this actor is tracking (for tests and health)."""
+    """Ask: ``{command_id: status}`` of the commands this actor is tracking (for tests and health).
+    Empty on a standby worker: only the lock's holder tracks commands."""
+
+
+@dataclass(frozen=True)
+class IsDispatcher:
+    """Ask: whether this worker's actor is the hub's dispatcher (holds ``COMMANDS_LOCK``)."""
+
+
+@dataclass(frozen=True)
+class _Holding:
+    """From the lock task: the dispatcher's lock was taken (reload everything) or is no longer held."""
+
+    held: bool
+
+
+@dataclass(frozen=True)
+class _Heard:
+    """Commands were recorded (NOTIFY): take the ids noted in ``_heard``."""
 
 
 @dataclass(frozen=True)
@@ -120,7 +167,7 @@ def _utc(seconds: float) -> datetime:
 class CommandDispatcher(Actor):
     def __init__(
         self, *, db: Database, client: TrioMqttClient, topics: Topics, writer: ActorRef, bus: LiveBus,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = time.time, lock_retry_s: float = LOCK_RETRY_S,
     ) -> None:
         self._db = db
         self._client = client
@@ -128,36 +175,97 @@ class CommandDispatcher(Actor):
         self._writer = writer
         self._bus = bus
         self._clock = clock
+        self._lock_retry_s = lock_retry_s
         self._hub_seed = b""
-        #: command id -> (status it is tracked in, its timer)
+        #: Whether this worker holds COMMANDS_LOCK: only then does it publish and time commands.
+        self._dispatcher = False
+        #: command id -> (status it is tracked in, its timer); empty unless ``_dispatcher``.
         self._outstanding: dict[uuid.UUID, tuple[str, Timer]] = {}
+        #: Command ids heard by NOTIFY, not handled yet (one ``_Heard`` in the mailbox takes them all).
+        self._heard: set[uuid.UUID] = set()
+        self._wake_queued = False
 
     async def started(self) -> None:
         candidate = secrets.token_bytes(32)
         self._hub_seed, _ = await hub_signing_key(self._db, candidate, ed25519_public_key(candidate))
-        for row in await outstanding_commands(self._db):
-            if row.status == "pending":
-                await self._start(row)
-            else:
-                self._arm(row)
+        # After the first try of the lock: a worker that can be the dispatcher is one before its
+        # first message (the reload is queued as _Holding, handled first).
+        await self.nursery.start(partial(hold_session_lock, self._db, COMMANDS_LOCK, self._on_holding,
+                                         retry_s=self._lock_retry_s, name="command dispatcher"))
+
+    async def _on_holding(self, state: Holding, conn: asyncpg.Connection | None) -> None:
+        """The lock task's news (its own task): LISTEN on the lock's connection, then let the actor reload."""
+        if state is Holding.HELD:
+            assert conn is not None
+            # LISTEN before the reload (queued behind it): a command recorded in between is heard.
+            await listen_on(conn, DEVICE_COMMAND_CHANNEL, self._on_notify)
+        await self.ref.tell(_Holding(state is Holding.HELD))
+
+    def _on_notify(self, payload: str) -> None:
+        try:
+            self._heard.add(uuid.UUID(payload))
+        except ValueError:
+            log.warning("command dispatcher: ignored a notification that is not a command id: %r", payload[:80])
+            return
+        if not self._wake_queued:
+            # A full mailbox keeps the ids noted: the next message handled takes them.
+            self._wake_queued = self.ref.try_tell(_Heard())
 
     async def handle(self, message: object) -> object:
+        if self._heard and self._dispatcher and not isinstance(message, _Holding):
+            await self._take_heard()
         if isinstance(message, Dispatch):
-            if message.command_id not in self._outstanding:
-                row = await get_command(self._db, message.command_id)
-                if row is not None and row.status == "pending":
-                    await self._start(row)
+            if self._dispatcher:
+                await self._dispatch(message.command_id)
+            # else: the dispatcher heard the same command at its commit (NOTIFY)
+        elif isinstance(message, _Heard):
+            self._wake_queued = False
+            if not self._dispatcher:
+                self._heard.clear()
         elif isinstance(message, CommandAckReceived):
             await self._on_ack(message)
         elif isinstance(message, _Published):
             await self._on_published(message)
         elif isinstance(message, _Deadline):
             await self._on_deadline(message)
+        elif isinstance(message, _Holding):
+            await self._on_lock(message.held)
         elif isinstance(message, GetOutstanding):
             return {command_id: status for command_id, (status, _) in self._outstanding.items()}
+        elif isinstance(message, IsDispatcher):
+            return self._dispatcher
         else:
             raise TypeError(f"CommandDispatcher: unexpected message {message!r}")
         return None
+
+    async def _on_lock(self, held: bool) -> None:
+        """Became the dispatcher: reload every outstanding command (as a restart does). Lost it: forget
+        every timer (whoever holds the lock next reloads them)."""
+        for _, timer in self._outstanding.values():
+            timer.cancel()
+        self._outstanding.clear()
+        self._dispatcher = held
+        if not held:
+            self._heard.clear()
+            return
+        log.info("command dispatcher: this worker dispatches the hub's commands")
+        self._heard.clear()  # the reload covers everything recorded before it
+        for row in await outstanding_commands(self._db):
+            if row.status == "pending":
+                await self._start(row)
+            else:
+                self._arm(row)
+
+    async def _take_heard(self) -> None:
+        heard, self._heard = self._heard, set()
+        for command_id in sorted(heard):
+            await self._dispatch(command_id)
+
+    async def _dispatch(self, command_id: uuid.UUID) -> None:
+        if command_id not in self._outstanding:
+            row = await get_command(self._db, command_id)
+            if row is not None and row.status == "pending":
+                await self._start(row)
 
     # ------------------------------------------------------------------ sending
 
@@ -216,7 +324,8 @@ class CommandDispatcher(Actor):
         if row is None:
             return  # already answered (an ack overtook the PUBACK), expired or revoked
         self._cancel(row.command_id)
-        self._arm(row)
+        if self._dispatcher:  # a publish that outlived this worker's lock: the next holder times it
+            self._arm(row)
         self._live(row)
 
     # ------------------------------------------------------------------ answers and deadlines

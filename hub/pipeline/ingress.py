@@ -37,8 +37,26 @@ device leaves the registry), so memory is bounded by the registry whatever
 ids arrive; unauthenticated traffic is never bucketed (it is rejected
 anyway, and its rows are capped per source in storage, hub/db/ingest.py).
 
-Mailbox (:data:`INGRESS_MAILBOX`, BLOCK): only :class:`RegistryChanged`
-messages; a sender waits while it is full.
+Many workers (``Settings.partitions`` >= 1): the ingress reads the channel
+its worker's partition sessions share (``inbound``), and runs device actors
+only for devices of owned partitions (hub/pipeline/ownership.py); on
+:class:`~hub.pipeline.ownership.OwnershipChanged` it starts those of gained
+partitions and stops those of lost ones. Two cases at the edges:
+
+- a message read by a partition session that has since disconnected (its
+  partition given up, or the connection lost) is dropped unacknowledged,
+  counted in ``stale_session``: the broker redelivers it to whoever resumes
+  that session, the new owner or this worker again; processing it here
+  would only start actors for a partition served elsewhere;
+- a message from a device of a partition not owned here, on a connected
+  session (the device moved to another room, and its old partition's
+  session had not yet unsubscribed it) is processed as any other, counted
+  in ``foreign_partition``: it may be the only copy. Its device actor is a
+  guest, stopped once the device has been quiet here for
+  :data:`GUEST_IDLE_S` (before it could think the device offline).
+
+Mailbox (:data:`INGRESS_MAILBOX`, BLOCK): :class:`RegistryChanged` tells,
+:class:`OwnershipChanged` asks and its own guest timer; a sender waits while it is full.
 """
 from __future__ import annotations
 
@@ -61,6 +79,7 @@ from hub.pipeline.commands import CommandAckReceived
 from hub.pipeline.commits import reject
 from hub.pipeline.device_actor import DeviceActorFactory, DeviceEvent, StatusUpdate
 from hub.pipeline.device_alarms import RateLimitChanged
+from hub.pipeline.ownership import EVERYTHING, OwnershipChanged, PartitionOwnership
 from hub.pipeline.quarantine import Trip
 from hub.pipeline.session_guard import SessionGuard
 from schemas import CommandAckEvent, Event, Frame, Topics, WireError, decode_frame, decode_status, verify
@@ -79,6 +98,14 @@ INGRESS_MAILBOX = 64
 DEFAULT_DEVICE_RATE = RateLimit(Settings.device_rate_per_s, Settings.device_burst)
 #: Settings.device_flood_events_per_s's default.
 DEFAULT_FLOOD_EVENTS_PER_S = Settings.device_flood_events_per_s
+#: A guest device actor (a device of another worker's partition, see the module doc) is stopped
+#: once its device has sent nothing here for this long; well under the offline timeout.
+GUEST_IDLE_S = 30.0
+
+
+@dataclass(frozen=True)
+class _StopIdleGuests:
+    """Tell (the ingress' own timer): stop the guest device actors that have been quiet."""
 
 
 @dataclass(frozen=True)
@@ -94,8 +121,19 @@ class Ingress(ServiceActor):
         device_actors: DeviceActorFactory, commands: ActorRef | None = None,
         device_rate: RateLimit = DEFAULT_DEVICE_RATE, session_guard: SessionGuard | None = None,
         flood_events_per_s: int = DEFAULT_FLOOD_EVENTS_PER_S, quarantine: ActorRef | None = None,
+        inbound: trio.MemoryReceiveChannel[InboundMessage] | None = None,
+        ownership: PartitionOwnership = EVERYTHING,
     ) -> None:
         self._client = client
+        #: What to read: the partition sessions' shared channel, else the client's own.
+        self._inbound = inbound
+        self._ownership = ownership
+        #: Messages of devices in partitions not owned here, processed (see the module doc).
+        self.foreign_partition = 0
+        #: Messages of partition sessions disconnected since they were read, dropped unacknowledged.
+        self.stale_session = 0
+        #: Guest device actors: device id -> when its last message came (trio time).
+        self._guests: dict[str, float] = {}
         self._topics = topics
         self._db = db
         self._writer = writer
@@ -130,16 +168,37 @@ class Ingress(ServiceActor):
                          if device_id in self._registry and any(
                              alarm.type == RATE_LIMIT_ALARM for alarm in snapshot.alarms)}
         for record in self._registry.values():
-            await self._device_actors.ensure(record, snapshots.get(record.device_id, DeviceSnapshot()))
+            if self._ownership.owns_room(record.room_id):
+                await self._device_actors.ensure(record, snapshots.get(record.device_id, DeviceSnapshot()))
         await super().started()
 
     async def handle(self, message: object) -> None:
-        if not isinstance(message, RegistryChanged):
-            raise TypeError(f"Ingress takes RegistryChanged messages only, got {message!r}")
-        await self._reload_devices(message.device_ids)
+        if isinstance(message, OwnershipChanged):
+            await self._ownership_changed()
+        elif isinstance(message, _StopIdleGuests):
+            await self._stop_idle_guests()
+        elif isinstance(message, RegistryChanged):
+            await self._reload_devices(message.device_ids)
+        else:
+            raise TypeError(f"Ingress takes RegistryChanged and OwnershipChanged messages only, got {message!r}")
+
+    async def _ownership_changed(self) -> None:
+        """Stop the actors of devices no longer ours; start those of devices now ours, from PostgreSQL."""
+        devices = self._device_actors.devices
+        for device_id in devices.child_ids():
+            record = self._registry.get(device_id)
+            if record is None or not self._ownership.owns_room(record.room_id):
+                await devices.stop_child(device_id)
+        await self._reload_registry()
+        gained = [r for r in self._registry.values()
+                  if self._ownership.owns_room(r.room_id) and self._device_actors.running(r.device_id) is None]
+        if gained:
+            snapshots = await load_device_snapshots(self._db)
+            for record in gained:
+                await self._device_actors.ensure(record, snapshots.get(record.device_id, DeviceSnapshot()))
 
     async def serve(self) -> None:
-        channel = self._client.messages
+        channel = self._inbound if self._inbound is not None else self._client.messages
         async for message in channel:
             # Route everything already waiting before the next scheduling round:
             # one wake-up per drained batch, not per message. Routing blocks only
@@ -160,6 +219,10 @@ class Ingress(ServiceActor):
 
     async def route(self, message: InboundMessage) -> None:
         log.debug("route %s (%d bytes)", message.topic, len(message.payload))
+        if self._ownership.partitioned and message.client is not None and (
+                message.generation != message.client.generation or not message.client.connected):
+            self.stale_session += 1
+            return
         parsed = self._topics.parse(message.topic)
         if parsed is None:
             await self._bad_topic(message)
@@ -210,8 +273,34 @@ class Ingress(ServiceActor):
         record = await self._verified_record(message, frame, device_id)
         if record is None:
             return
+        if self._ownership.partitioned:
+            self._note_guest(record)
         ref = await self._device_actors.ensure(record)
         await deliver(ref, StatusUpdate(message, status))
+
+    def _note_guest(self, record: DeviceRecord) -> None:
+        """Count a message of a device another worker serves; its actor here is a guest (module doc)."""
+        if self._ownership.owns_room(record.room_id):
+            return
+        self.foreign_partition += 1
+        if not self._guests:
+            self.send_after(GUEST_IDLE_S, _StopIdleGuests())
+        self._guests[record.device_id] = trio.current_time()
+
+    async def _stop_idle_guests(self) -> None:
+        now = trio.current_time()
+        devices = self._device_actors.devices
+        for device_id, seen in list(self._guests.items()):
+            record = self._registry.get(device_id)
+            if record is not None and self._ownership.owns_room(record.room_id):
+                del self._guests[device_id]  # ours now: no longer a guest
+                continue
+            ref = self._device_actors.running(device_id)
+            if now - seen >= GUEST_IDLE_S and (ref is None or ref.depth == 0):
+                del self._guests[device_id]
+                await devices.stop_child(device_id)
+        if self._guests:
+            self.send_after(GUEST_IDLE_S, _StopIdleGuests())
 
     async def _verified_record(self, message: InboundMessage, frame: Frame, device_id: str) -> DeviceRecord | None:
         """``device_id``'s record if ``frame`` is signed by its current key; else ``None``, ``message`` rejected.
@@ -251,6 +340,8 @@ class Ingress(ServiceActor):
         record = await self._verified_record(message, frame, event.device)
         if record is None:
             return
+        if self._ownership.partitioned:
+            self._note_guest(record)
         if not await self._within_rate(message, event, record):
             return
         if isinstance(event, CommandAckEvent) and self._commands is not None:

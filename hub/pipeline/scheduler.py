@@ -38,6 +38,7 @@ from hub.db.class_sessions import (
 )
 from hub.db.session_snapshots import SessionSnapshot, load_session_snapshots
 from hub.domain.session_messages import CloseSession
+from hub.pipeline.ownership import EVERYTHING, OwnershipChanged, PartitionOwnership
 from hub.pipeline.session_actor import SESSION_MAILBOX, SessionActor
 
 log = logging.getLogger("hub.pipeline.scheduler")
@@ -158,8 +159,11 @@ class SessionScheduler(Actor):
         self, *, db: Database, sessions: Supervisor, writer: ActorRef,
         clock: Callable[[], datetime] = _utc_now, close_timeout_s: float = CLOSE_TIMEOUT_S,
         session_actor: Callable[[str], Actor] | None = None,
+        ownership: PartitionOwnership = EVERYTHING,
     ) -> None:
         self._db = db
+        #: Only sessions of owned rooms are held (many workers: hub/pipeline/ownership.py).
+        self._ownership = ownership
         self._sessions = sessions
         self._writer = writer
         self._clock = clock
@@ -204,6 +208,8 @@ class SessionScheduler(Actor):
                 await self._sessions.stop_child(message.session_id)
         elif isinstance(message, _Horizon):
             await self._advance_horizon()
+        elif isinstance(message, OwnershipChanged):
+            await self._ownership_changed()
         elif isinstance(message, ScheduleStatus):
             return self._status()
         return None
@@ -218,6 +224,8 @@ class SessionScheduler(Actor):
         """Arm each record; then open (one batched update) and close what is due right now."""
         to_open, to_close, to_stop = [], [], []
         for record in records:
+            if not self._ownership.owns_room(record.room_id):
+                continue  # another worker's room (hub/pipeline/ownership.py)
             action = self._arm(record, now)
             if action == "open":
                 to_open.append(record)
@@ -273,7 +281,8 @@ class SessionScheduler(Actor):
 
     async def _changed(self, session_ids: Sequence[str]) -> None:
         now = self._clock()
-        records = await scheduled_sessions(self._db, session_ids)
+        # A session moved to a room of another worker is dropped here like a deleted one.
+        records = [r for r in await scheduled_sessions(self._db, session_ids) if self._ownership.owns_room(r.room_id)]
         found = {r.session_id for r in records}
         for session_id in set(session_ids) - found:  # deleted (e.g. by timetable regeneration)
             self._disarm(session_id)
@@ -291,6 +300,21 @@ class SessionScheduler(Actor):
             else:
                 held.append(record)
         await self._apply(held, now)
+
+    async def _ownership_changed(self) -> None:
+        """Drop the sessions of rooms no longer ours (their actors stop), then hold those of rooms now ours.
+
+        A session being closed stays until its close ends (its actor is needed for it); the next
+        owner finds it not finalized and closes it again, which is idempotent.
+        """
+        for session_id, record in list(self._known.items()):
+            if not self._ownership.owns_room(record.room_id) and session_id not in self._closing:
+                self._disarm(session_id)
+                del self._known[session_id]
+                await self._sessions.stop_child(session_id)
+        now = self._clock()
+        records = await schedule_window(self._db, now - max(LATE_ARRIVAL_WINDOW, FINALIZE_LOOKBACK), self._horizon_end)
+        await self._apply([r for r in records if r.session_id not in self._known], now)
 
     async def _advance_horizon(self) -> None:
         now = self._clock()

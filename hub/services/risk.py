@@ -27,7 +27,16 @@
     Monday 03:00 UTC) runs in a task of
     the actor's nursery, so scoring goes on meanwhile: data loading on the trio side, fitting in a
     worker thread (``trio.to_thread.run_sync``), all under the trainer's PostgreSQL advisory lock,
-    so of several hub processes exactly one trains; the others skip.
+    so of several hub processes exactly one trains; the others skip. The lock alone only keeps
+    trainings apart: every worker's weekly timer fires at 03:00, and one that reaches the lock after
+    the first training ended would train again. So a training the hub started by itself asks, under
+    the lock, whether it is still wanted (the weekly one: no model stored since its slot; the first
+    one: no model at all; a waiting request: still waiting) and otherwise ends with a note.
+
+    Several workers (issue 13 part 2) also each re-score: safe through the database, no owner. A
+    crossing into high risk is an ``INSERT ... ON CONFLICT DO NOTHING RETURNING`` into
+    ``risk_alerts`` (hub/db/risk.py ``save_predictions``), so of two workers re-scoring the same pair
+    exactly one gets the row back and notifies.
 
     Final results: a course whose grades were released before its term ended gets its
     ``course_results`` (what the model trains on) only once the term is over, so the actor stores
@@ -41,7 +50,7 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Sequence
+from typing import Any, Awaitable, Callable, Sequence
 
 import trio
 
@@ -62,6 +71,7 @@ from hub.db.risk import (
     pending_training,
     save_predictions,
     touched_since,
+    trained_since,
     training_finished,
     training_started,
     with_trainer_lock,
@@ -132,6 +142,20 @@ class TrainNow:
     """Ask: start a training now. Answers ``{"started": bool, "reason": str}`` at once."""
 
     by: str
+
+
+#: Asked under the trainer lock before a training the hub started by itself: None if it is still
+#: wanted, else why not (another worker did it).
+StillWanted = Callable[[], Awaitable[str | None]]
+
+
+@dataclass(frozen=True)
+class TrainScheduled:
+    """Tell (the actor's own timers; tests): the weekly training of ``slot`` is due (``slot`` None: the
+    first training of a campus with history and no model). Trains unless, under the trainer lock, another
+    hub process already did (a model stored since ``slot``; any model, for the first one)."""
+
+    slot: datetime | None
 
 
 @dataclass(frozen=True)
@@ -291,14 +315,15 @@ class RiskWatcher(Actor):
     async def _weekly_training(self) -> None:
         while True:
             now = self._now()
-            await trio.sleep((next_training(now) - now).total_seconds())
-            await self.ref.tell(TrainNow("schedule"))
+            slot = next_training(now)
+            await trio.sleep((slot - now).total_seconds())
+            await self.ref.tell(TrainScheduled(slot))
 
     async def _first_training(self) -> None:
         """A campus (or the demo) with history but no model yet gets one at once, not next Monday."""
         try:
             if not await any_model(self._db) and len(await finished_terms(self._db, self._now().date())) >= 2:
-                await self.ref.tell(TrainNow("first start"))
+                await self.ref.tell(TrainScheduled(None))
         except Exception as exc:
             if not is_transient(exc):
                 raise
@@ -316,12 +341,19 @@ class RiskWatcher(Actor):
     async def handle(self, message: Any) -> Any:
         if isinstance(message, TrainNow):
             return self._start_training(message.by)
+        if isinstance(message, TrainScheduled):
+            slot = message.slot
+            if slot is None:
+                self._start_training("first start", self._no_model_yet)
+            else:
+                self._start_training("schedule", lambda: self._not_trained_since(slot))
+            return None
         try:
             if isinstance(message, _Sweep):
                 if not self._training:
                     waiting = await pending_training(self._db)  # "train now" from another process's web
                     if waiting is not None:
-                        self._start_training(waiting)
+                        self._start_training(waiting, self._request_waits)
                 if message.full or self._watermark is None:
                     self._full = True
                 else:
@@ -421,17 +453,37 @@ class RiskWatcher(Actor):
                 publish_notifications(self._bus, published)
             log.info("risk: %d student-course pairs crossed into high risk", len(crossings))
 
-    def _start_training(self, by: str) -> dict[str, Any]:
+    def _start_training(self, by: str, still_wanted: StillWanted | None = None) -> dict[str, Any]:
         if self._training:
             return {"started": False, "reason": "training_running"}
         self._training = True
-        self.nursery.start_soon(self._train, by)
+        self.nursery.start_soon(self._train, by, still_wanted)
         return {"started": True, "reason": ""}
 
-    async def _train(self, by: str) -> None:
+    async def _no_model_yet(self) -> str | None:
+        return "a model exists already (another hub process trained it)" if await any_model(self._db) else None
+
+    async def _not_trained_since(self, slot: datetime) -> str | None:
+        if await trained_since(self._db, slot):
+            return "this week's model exists already (another hub process trained it)"
+        return None
+
+    async def _request_waits(self) -> str | None:
+        if await pending_training(self._db) is None:
+            return "the request was taken up by another hub process"
+        return None
+
+    async def _train(self, by: str, still_wanted: StillWanted | None = None) -> None:
         note, model_id = "", None
+
+        async def train_if_wanted() -> tuple[int | None, str]:
+            unwanted = await still_wanted() if still_wanted is not None else None
+            if unwanted is not None:
+                return None, unwanted
+            return await train_and_store(self._db, by, self._now)
+
         try:
-            got, result = await with_trainer_lock(self._db, lambda: train_and_store(self._db, by, self._now))
+            got, result = await with_trainer_lock(self._db, train_if_wanted)
             if not got:
                 note = "another hub process is training"
             elif result is not None:

@@ -5,9 +5,9 @@ What it learns, and from where:
 
 - alarm changes: the live bus, :class:`~hub.core.bus.LiveAlarm` on ``DEVICES_TOPIC``
   (published by the device actors after their commit);
-- ticket changes made on the web: :class:`~hub.core.bus.LiveTicket` with ``origin="web"``
-  on the same topic (published by the web after its commit); it re-reads
-  those tickets;
+- ticket changes: :class:`~hub.core.bus.LiveTicket` on the same topic (published after
+  the commit by the web, ``origin="web"``, and by the ticket actors, ``origin="hub"``:
+  this one's and, through the bus bridge, other workers'); it re-reads those tickets;
 - everything else: PostgreSQL, read at start and again whenever its bus
   subscription lags (``LAGGED``), so a dropped message never leaves a stale timer.
 
@@ -15,6 +15,16 @@ Timers are exact (``send_after`` per ticket and deadline, re-armed for the
 remainder if one fires early), never a polling sweep. The actor subscribes
 before it reads, so a change committed in between is seen (at worst twice;
 every handler is idempotent).
+
+Several workers (issue 13 part 2): every worker runs this actor, and all of them
+track every live ticket: safe concurrency through the database, no owner. A
+ticket for an alarm is created once (the unique index ``tickets_one_live_per_alarm``;
+``create_ticket`` turns the loser's violation into :class:`~hub.db.tickets.TicketConflict`),
+an auto-close is one ``SELECT ... FOR UPDATE`` of a ticket still open and an SLA
+breach one conditional ``UPDATE``, so each happens once and only its winner
+publishes it. Because each actor also re-reads the tickets other workers' actors
+raised (their ``origin="hub"`` messages), a worker that dies leaves no ticket
+without its timers.
 
 Mailbox: :data:`TICKETS_MAILBOX`, Overflow.BLOCK. Only its own bus pump and
 timers send to it; a full mailbox blocks the pump, whose bus subscription
@@ -204,7 +214,9 @@ class TicketActor(Actor):
                     await self.ref.tell(Reload())
                 elif isinstance(item, LiveAlarm):
                     await self.ref.tell(AlarmChanged.from_bus(item))
-                elif isinstance(item, LiveTicket) and item.origin == "web":
+                elif isinstance(item, LiveTicket):
+                    # The web's changes, and the tickets another worker's actor raised or changed (its
+                    # own too: one re-read, cheaper than telling them apart).
                     await self.ref.tell(TicketsChanged((item.id,)))
 
     async def _reload(self) -> None:

@@ -33,6 +33,23 @@
     and at most every ``recheck_every_s`` (0.5 s) under a steady stream.
     A full mailbox blocks the bus pump, whose subscription then lags, which
     turns into one full recomputation: nothing is missed, nothing piles up.
+
+    One owner among the hub's workers (issue 13 part 2): every worker runs this
+    actor, but only the holder of the advisory lock ``WARNINGS_LOCK``
+    (``hub.db.advisory.hold_session_lock``) re-checks and notifies. With the live
+    bus bridged between workers every worker sees every attendance update, and
+    a crossing is decided by reading then writing ``attendance_warnings``: two
+    deciders would each send the ``attendance_marked`` notification and could
+    each send the same warning. The others are standbys: they drop what they
+    are told and look for the lock every :data:`LOCK_RETRY_S`; the one that
+    takes it (its holder died: the lock's connection closed) starts with a full
+    recomputation, as at start. A holder whose lock connection drops (PostgreSQL
+    restarting) keeps collecting what it is told, without notifying, until it
+    takes the lock again (then it flushes) or finds another worker holding it
+    (then it drops what it collected: the new holder's full recomputation
+    covers the standings; attendance-marked notifications of that gap are lost,
+    as across a restart). Changes told by a standby's web reach the holder's
+    sweep (at most ``sweep_every_s`` later).
 """
 from __future__ import annotations
 
@@ -41,6 +58,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
+from functools import partial
 from typing import Any, Callable, Sequence
 
 import asyncpg
@@ -49,6 +67,7 @@ import trio
 from actors import Actor
 from hub.core.bus import ATTENDANCE_TOPIC, LAGGED, LiveAttendance, LiveBus
 from hub.db import Database
+from hub.db.advisory import WARNINGS_LOCK, Holding, hold_session_lock
 from hub.db.insights import (
     StandingRow,
     course_faculty,
@@ -82,6 +101,9 @@ RECHECK_SLICE = 200
 SWEEP_OVERLAP = timedelta(minutes=2)
 #: After a database error, pending work is retried this much later.
 RETRY_S = 5.0
+#: A standby worker looks for the warnings lock this often (at most this long without a warnings
+#: actor after its holder died; the holder's first pass is a full recomputation).
+LOCK_RETRY_S = 30.0
 
 Clock = Callable[[], datetime]
 
@@ -123,12 +145,24 @@ class _Retry:
     """Re-run pending work after a database outage."""
 
 
+@dataclass(frozen=True)
+class _Holding:
+    """From the lock task: where this worker stands (:class:`~hub.db.advisory.Holding`)."""
+
+    state: Holding
+
+
 class WarningWatcher(Actor):
     """See the module docstring. Messages: :class:`AttendanceChanged` (and internal ones)."""
 
     def __init__(self, db: Database, bus: LiveBus, *, now: Clock = wall_clock,
-                 sweep_every_s: float = SWEEP_EVERY_S, recheck_every_s: float = RECHECK_EVERY_S) -> None:
+                 sweep_every_s: float = SWEEP_EVERY_S, recheck_every_s: float = RECHECK_EVERY_S,
+                 lock_retry_s: float = LOCK_RETRY_S) -> None:
         self._db = db
+        self._lock_retry_s = lock_retry_s
+        #: "owner" (holds WARNINGS_LOCK: re-checks and notifies), "orphan" (lost the lock's connection:
+        #: collects, does not notify) or "standby" (another worker holds it: drops everything).
+        self._role = "standby"
         self._bus = bus
         self._now = now
         self._sweep_every_s = sweep_every_s
@@ -143,13 +177,38 @@ class WarningWatcher(Actor):
         self.rechecks = 0
         self.pairs_rechecked = 0
 
+    @property
+    def owner(self) -> bool:
+        """Whether this worker's watcher is the one that re-checks and notifies (holds the lock)."""
+        return self._role == "owner"
+
     async def started(self) -> None:
-        # Subscribe before the first full sweep so no update falls between the two.
+        # Subscribe before the first full sweep (the lock's first taking) so no update falls between.
         ready = trio.Event()
         self.nursery.start_soon(self._pump, ready)
         await ready.wait()
-        await self.ref.tell(_Sweep(full=True))
+        # After the first try of the lock: a watcher that can own it does before its first message.
+        await self.nursery.start(partial(hold_session_lock, self._db, WARNINGS_LOCK, self._on_holding,
+                                         retry_s=self._lock_retry_s, name="attendance warnings"))
         self.nursery.start_soon(self._tick)
+
+    async def _on_holding(self, state: Holding, _conn: object) -> None:
+        await self.ref.tell(_Holding(state))
+
+    def _on_lock(self, state: Holding) -> None:
+        if state is Holding.HELD:
+            self._role = "owner"
+            self._watermark = None  # the owner's first flush is a full recomputation
+            self._retry_armed = True  # ... right away (handle() flushes after this message)
+            log.info("attendance warnings: this worker re-checks standings and notifies")
+        elif state is Holding.LOST:
+            if self._role == "owner":
+                self._role = "orphan"
+        else:
+            self._role = "standby"
+            self._sessions.clear()
+            self._marked.clear()
+            self._watermark = None
 
     async def _tick(self) -> None:
         while True:
@@ -160,6 +219,8 @@ class WarningWatcher(Actor):
         with self._bus.subscribe([ATTENDANCE_TOPIC], capacity=WARNINGS_BUS_BUFFER) as subscription:
             ready.set()
             async for item in subscription:
+                if self._role == "standby":
+                    continue  # the owner (another worker) hears the same bus
                 if item is LAGGED:
                     await self.ref.tell(_Sweep(full=True))
                 elif isinstance(item, LiveAttendance):  # the only kind the bus offers on ATTENDANCE_TOPIC
@@ -167,8 +228,19 @@ class WarningWatcher(Actor):
 
     async def handle(self, message: Any) -> None:
         try:
-            if isinstance(message, _Sweep):
-                await self._sweep(message.full)
+            if isinstance(message, _Holding):
+                self._on_lock(message.state)
+            elif self._role == "standby":
+                if isinstance(message, _Retry):
+                    self._retry_armed = False
+                elif isinstance(message, _RecheckDue):
+                    self._recheck_armed = False
+                return  # another worker's watcher owns the warnings
+            elif isinstance(message, _Sweep):
+                if self._role == "owner":
+                    await self._sweep(message.full)
+                elif message.full:
+                    self._watermark = None  # owed when the lock is back
             elif isinstance(message, _Marked):
                 self._marked.append(message)  # which need a re-check is decided at the flush
             elif isinstance(message, AttendanceChanged):
@@ -177,6 +249,8 @@ class WarningWatcher(Actor):
                 self._recheck_armed = False
             elif not isinstance(message, _Retry):
                 raise TypeError(f"unexpected message {message!r}")
+            if self._role != "owner":
+                return  # an orphan collects; it notifies once it holds the lock again
             if self.ref.depth == 0 and (self._sessions or self._marked or self._retry_armed):
                 wait = self._last_flush + self._recheck_every_s - trio.current_time()
                 if wait <= 0 or self._retry_armed:

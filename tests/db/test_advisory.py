@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ast
+from functools import partial
 from pathlib import Path
 
 import asyncpg
@@ -9,7 +10,7 @@ import trio
 from trio_asyncio import aio_as_trio
 
 from hub.db import Database, advisory, anomalies, backup, retention, risk, submissions, telemetry
-from hub.db.advisory import session_lock
+from hub.db.advisory import Holding, hold_session_lock, session_lock
 
 HUB = Path(__file__).resolve().parents[2] / "hub"
 #: A key no feature uses: this test's own.
@@ -95,4 +96,49 @@ async def test_session_lock_is_released_when_the_holder_is_cancelled(db: Databas
             assert await _held_elsewhere(database_url, TEST_KEY)
             nursery.cancel_scope.cancel()
     assert holding.is_set()
+    assert not await _held_elsewhere(database_url, TEST_KEY)
+
+
+async def test_hold_session_lock_hands_over_when_the_holder_goes_and_comes_back_after_a_drop(
+        db: Database, database_url: str) -> None:
+    """Two holders of one key (two workers): one holds, the other stands by; a cancelled holder's lock is
+    taken by the standby; a holder whose connection the server drops loses it and takes it again."""
+    states: list[list[Holding]] = [[], []]
+    changed = trio.Event()
+
+    def recorder(index: int):  # noqa: ANN202 - a test's callback factory
+        async def on_change(state: Holding, conn: object) -> None:
+            nonlocal changed
+            assert (conn is not None) == (state is Holding.HELD)
+            states[index].append(state)
+            changed.set()
+            changed = trio.Event()
+        return on_change
+
+    async def until(predicate) -> None:  # noqa: ANN001 - a test's wait
+        with trio.fail_after(10):
+            while not predicate():
+                await changed.wait()
+
+    async with trio.open_nursery() as outer:
+        first = trio.CancelScope()
+
+        async def run_first(task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+            with first:
+                await hold_session_lock(db, TEST_KEY, recorder(0), retry_s=0.05, name="first", task_status=task_status)
+
+        await outer.start(run_first)
+        await outer.start(partial(hold_session_lock, db, TEST_KEY, recorder(1), retry_s=0.05, name="second"))
+        assert (states[0], states[1]) == ([Holding.HELD], [Holding.TAKEN])
+
+        first.cancel()  # the first worker stops: its connection closes, the lock with it
+        await until(lambda: states[1][-1:] == [Holding.HELD])
+
+        # The server drops the holder's connection (PostgreSQL restarting, a network cut).
+        await db.execute("SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted"
+                         " AND classid::bigint = ($1::bigint >> 32) AND objid::bigint = ($1::bigint & 4294967295)"
+                         " AND objsubid = 1", TEST_KEY)
+        await until(lambda: states[1][-2:] == [Holding.LOST, Holding.HELD])
+        assert await _held_elsewhere(database_url, TEST_KEY)
+        outer.cancel_scope.cancel()
     assert not await _held_elsewhere(database_url, TEST_KEY)

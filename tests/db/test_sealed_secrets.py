@@ -204,7 +204,7 @@ def test_the_webhook_dispatcher_signs_with_the_opened_secret_and_a_new_secret_is
                                                  kinds=[], active=True, description="", created_by="usr-admin", now=NOW)
         await db.execute("INSERT INTO webhook_deliveries (subscription_id, kind, payload, next_attempt_at)"
                          " VALUES ($1, 'test', '{}'::jsonb, $2)", subscription.id, NOW - timedelta(seconds=1))
-        [due] = await claim_due(db, NOW, timedelta(seconds=30), 10)
+        [due] = await claim_due(db, timedelta(seconds=30), 10)
         assert due.secret == "first-secret-0123456789"
         updated = await update_subscription(db, subscription.id, {"secret": "second-secret-0123456789"}, NOW,
                                             by="usr-admin")

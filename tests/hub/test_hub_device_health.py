@@ -68,6 +68,8 @@ async def test_silent_device_goes_offline_on_its_heartbeat_timer(hub_settings, h
                                 retain=True, wait_for_ack=True)
         heartbeat = HeartbeatEvent(v=1, id=new_event_id(), device=device.device_id, ts=int(time.time() * 1000),
                                    seq=1, body=Heartbeat(uptime_s=5, firmware="fw-1", outbox_depth=3))
+        # The timer starts when the actor takes the heartbeat: after this, and before its commit shows.
+        sent = time.monotonic()
         await publisher.publish(topics.uplink(device.device_id),
                                 encode_event(heartbeat, device.alg, device.signing_key), wait_for_ack=True)
         # The status and the heartbeat may commit in separate batches: wait for the heartbeat's.
@@ -78,10 +80,13 @@ async def test_silent_device_goes_offline_on_its_heartbeat_timer(hub_settings, h
         assert row["online"] and row["outbox_depth"] == 3 and row["last_seen"] is not None
 
         offline = await eventually(lambda: _online(test_db, device.device_id, False), timeout=OFFLINE_AFTER_S + 5)
-        silent_for = time.monotonic() - last_heard
+        seen_offline = time.monotonic()
         assert offline["reason"] == "heartbeat timeout"
-        # Detected by the device's own timer: within the timeout plus 1 s, never a sweep period later.
-        assert OFFLINE_AFTER_S - 0.1 <= silent_for <= OFFLINE_AFTER_S + 1.0, silent_for
+        # Detected by the device's own timer: not before the timeout, and within it plus 1 s of the
+        # heartbeat's commit, never a sweep period later. (From the send for the lower bound, from the
+        # commit seen for the upper: the actor took the heartbeat between the two.)
+        assert seen_offline - sent >= OFFLINE_AFTER_S - 0.1, seen_offline - sent
+        assert seen_offline - last_heard <= OFFLINE_AFTER_S + 1.0, seen_offline - last_heard
         # Clear the retained status so it cannot leak into anything else on the broker.
         await publisher.publish(topics.status(device.device_id), b"", retain=True, wait_for_ack=True)
         nursery.cancel_scope.cancel()

@@ -14,7 +14,7 @@ import pytest
 import trio
 import trustme
 
-from hub.app.supervision import _jwt_secret, run_hub
+from hub.app.supervision import load_jwt_secret, run_hub
 from hub.core.config import Settings
 from web.app import HSTS
 
@@ -55,20 +55,20 @@ async def test_hub_serves_https_and_metrics_on_their_own_listener(hub_settings: 
         nursery.cancel_scope.cancel()
 
 
-def test_generated_jwt_secret_is_created_0600_whatever_the_umask(tmp_path: Path):
+def test_generatedload_jwt_secret_is_created_0600_whatever_the_umask(tmp_path: Path):
     settings = Settings(data_dir=tmp_path / "data")
     previous = os.umask(0)  # a permissive umask must not widen it, not even for a moment
     try:
-        secret = _jwt_secret(settings)
+        secret = load_jwt_secret(settings)
     finally:
         os.umask(previous)
     path = tmp_path / "data" / "jwt_secret"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert len(secret) == 32 and path.read_bytes() == secret
-    assert _jwt_secret(settings) == secret  # kept across restarts
+    assert load_jwt_secret(settings) == secret  # kept across restarts
 
 
-def test_jwt_secret_creation_uses_o_excl_so_a_racing_hub_keeps_the_first(tmp_path: Path, monkeypatch):
+def testload_jwt_secret_creation_uses_o_excl_so_a_racing_hub_keeps_the_first(tmp_path: Path, monkeypatch):
     settings = Settings(data_dir=tmp_path)
     (tmp_path / "jwt_secret").write_bytes(b"f" * 32)  # another hub won the race
     opened: list[int] = []
@@ -79,7 +79,7 @@ def test_jwt_secret_creation_uses_o_excl_so_a_racing_hub_keeps_the_first(tmp_pat
         return real_open(path, flags, *args)
 
     monkeypatch.setattr(os, "open", spy)
-    assert _jwt_secret(settings) == b"f" * 32
+    assert load_jwt_secret(settings) == b"f" * 32
     assert opened and opened[0] & os.O_EXCL and opened[0] & os.O_CREAT
 
 

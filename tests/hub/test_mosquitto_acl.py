@@ -131,7 +131,8 @@ def test_the_acl_gives_each_device_its_own_three_topics_and_the_hub_the_wildcard
     blocks = [block.strip().splitlines() for block in acl.split("\n\n") if block.strip().startswith("user")]
     assert blocks == [
         ["user hub", "topic read campus/v1/dev/+/up", "topic read campus/v1/dev/+/status",
-         "topic write campus/v1/dev/+/down", "topic readwrite campus/v1/hub/live"],
+         "topic write campus/v1/dev/+/down", "topic readwrite campus/v1/hub/live",
+         "topic readwrite campus/v1/hub/#"],
         ["user dev-1", "topic write campus/v1/dev/dev-1/up", "topic write campus/v1/dev/dev-1/status",
          "topic read campus/v1/dev/dev-1/down"],
     ]

@@ -88,7 +88,7 @@ def test_key_from_the_environment_wins(tmp_path):
     (f"1 {base64.b64encode(b'short').decode()}\n", "32 bytes"),
     (f"0 {base64.b64encode(os.urandom(32)).decode()}\n", "1..255"),
     ("1 {k}\n1 {k}\n".format(k=base64.b64encode(os.urandom(32)).decode()), "new id"),
-])
+], ids=["empty", "not-base64", "short", "id-0", "repeated-id"])  # stable ids: the keys are random
 def test_malformed_key_files_are_refused_with_the_reason(text, reason):
     with pytest.raises(ValueError, match=reason):
         parse_key_file(text)

@@ -280,3 +280,41 @@ async def test_the_generated_config_as_is_makes_every_client_id_of_the_hubs_acco
             async with started(p0), started(p1):
                 await wait_until(lambda: not p0.connected, timeout=5)
                 assert p1.connected and p1.session_present  # p000's session, under another name
+
+
+async def test_a_drained_hand_over_leaves_nothing_to_redeliver(broker: PrivateMosquitto, topics: Topics) -> None:
+    """A release (hub/app/partition_sessions.py): the old owner holds its reads, acks what it read, then closes.
+    The next owner gets exactly what was never read, once: no redelivery of work already committed."""
+    session_id = f"campushub-{uuid.uuid4().hex[:6]}-p011"
+    up_1 = topics.uplink("dev-1")
+    a = worker(broker, session_id, max_unacked=4)
+
+    async def subscribe_partition(client: TrioMqttClient) -> None:
+        await client.subscribe_many(sorted(partition_topics(topics, ["dev-1"])))
+
+    with trio.fail_after(30):
+        async with started(device(broker, DEV_1)) as [d1_run], trio.open_nursery() as nursery:
+            d1 = d1_run.client
+            run_a = Running(a)
+            await nursery.start(run_a.run, subscribe_partition)
+            await publish_all(d1, up_1, numbered("m", range(1, 11)))
+            read = await receive_n(a, 4)  # the window: A reads 4, then leaves the socket alone
+            a.hold_reads()
+            assert not await a.wait_all_acked(0.2)  # nothing acked yet: it waits
+            a.ack_many(read)  # the pipeline commits and acks what it holds
+            assert await a.wait_all_acked(5)
+            # Held: the 6 others stay with the broker; nothing more reached A's channel.
+            with trio.move_on_after(0.3):
+                extra = await a.messages.receive()
+                pytest.fail(f"read while held: {extra}")
+            run_a.scope.cancel()
+            await run_a.ended.wait()
+
+            b = worker(broker, session_id)
+            run_b = Running(b)
+            await nursery.start(run_b.run)
+            rest = await receive_n(b, 6)
+            b.ack_many(rest)
+            assert [m.payload for m in read] == numbered("m", range(1, 5))
+            assert [m.payload for m in rest] == numbered("m", range(5, 11))  # each once, in order
+            nursery.cancel_scope.cancel()

@@ -1,0 +1,361 @@
+"""A worker's share of a partitioned hub: its partition leases, and one MQTT session per partition it owns.
+
+With ``Settings.partitions`` = P >= 1 (``serve --workers``, docs/scaling.md),
+rooms are cut into P partitions (hub/domain/partitions.py). Each partition has
+one persistent MQTT session on the broker, its client id fixed for the
+deployment (``<hub client id>-p<n>``), subscribed to the exact uplink and
+status topics of the partition's devices (hub/domain/partition_topics.py).
+Whoever owns the partition's lease (hub/db/partition_leases.py) connects
+with that client id; so the next owner inherits the session's queued and
+unacknowledged messages, and nothing is lost when a worker dies.
+
+:class:`PartitionKeeper` is the one actor that changes what this worker owns.
+Every round (a third of the lease) it:
+
+1. writes its heartbeat, renews what it holds, and at once stops serving what
+   it lost (its session closes, its actors stop);
+2. reads the live workers and the leases, applies the domain's
+   :func:`~hub.domain.partitions.balance_plan`, releases what is beyond its
+   share (session closed and actors stopped first) and claims free partitions:
+   for each one got, the actors start first (the scheduler opens its rooms'
+   sessions, the ingress starts its devices' actors from PostgreSQL), then the
+   session connects;
+3. re-reads which devices are in which room (one light query) and brings each
+   owned session's subscriptions up to date: a device added, moved or revoked
+   on any worker is followed within a round.
+
+Exactly once, in order: an event is acknowledged to the session that brought
+it, only after its commit (``InboundMessage.client``); a message still in this
+worker's pipeline when its session closes is dropped there unacknowledged
+(hub/pipeline/ingress.py) and redelivered to the next owner, whose commit of
+an event id already stored is a no-op. Per-device order holds because one
+session at a time carries a device's messages, in order. A device moved to a
+room of another partition is subscribed by its new partition's session and
+unsubscribed from its old one within a round; meanwhile both may bring its
+messages, each committed once by event id.
+
+A taken-over connection: Mosquitto before 2.0.15 closes it without DISCONNECT
+0x8E, like any loss; before each reconnect the session asks the database
+whether the lease is still this worker's (:func:`renew`), and ends if not,
+so two workers never fight over one session.
+
+If the database cannot be reached, the keeper keeps serving what it holds
+until the leases it last renewed run out (by its own monotonic clock, started
+before the renewal was sent), then stops serving everything and goes on
+trying.
+
+Concurrency contract: one keeper per hub run, a :class:`ServiceActor` (no
+messages). Its sessions are tasks of its own nursery; when the keeper ends
+(stopped, crashed, or cancelled with the whole hub) it closes them
+(DISCONNECT, so no Will), then releases its leases and removes its
+heartbeat (shielded, bounded by ``STOP_TIMEOUT_S``), so the other workers
+take its partitions over at their next round instead of after the lease. A
+restarted keeper claims again.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import trio
+
+from actors.service import ServiceActor
+from hub.db import Database
+from hub.db.device_registry import device_rooms
+from hub.db.partition_leases import (
+    claim,
+    forget_unseen_workers,
+    forget_worker,
+    live_workers,
+    read_leases,
+    register_worker,
+    release,
+    renew,
+)
+from hub.domain.partition_topics import partition_topics, subscription_change
+from hub.domain.partitions import balance_plan, partition_of_device
+from hub.mqtt import TrioMqttClient
+from hub.pipeline.ownership import PartitionOwnership
+from schemas import Topics
+
+log = logging.getLogger("hub.app.partitions")
+
+#: How long the stop may take: close the sessions, release the leases, remove the heartbeat.
+STOP_TIMEOUT_S = 5.0
+#: A release waits at most this long for the session's read messages to be committed and acked.
+HANDOVER_DRAIN_S = 5.0
+#: The round's pause while this worker is below its share (waiting for another to release).
+WANTING_ROUND_S = 0.5
+#: A worker's heartbeat row is removed once it has not been seen for this long.
+FORGET_WORKERS_AFTER_S = 3600.0
+
+
+def partition_client_id(hub_client_id: str, partition: int) -> str:
+    """The client id of a partition's persistent session: the same on every worker of the deployment."""
+    return f"{hub_client_id}-p{partition}"
+
+
+class _LeaseLost(Exception):
+    """The partition's lease is no longer this worker's: its session must not reconnect."""
+
+
+@dataclass
+class _Session:
+    """One owned partition's session: its client, what it subscribed, and how to end it."""
+
+    partition: int
+    client: TrioMqttClient
+    scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+    #: The filters subscribed on the current connection (replaced at every connect).
+    subscribed: frozenset[str] = frozenset()
+    ended: trio.Event = field(default_factory=trio.Event)
+
+
+@dataclass(frozen=True)
+class KeeperStats:
+    """What the keeper did, for /healthz and the tests (a snapshot)."""
+
+    owned: tuple[int, ...]
+    rounds: int
+    claimed: int
+    lost: int
+    released: int
+
+
+class PartitionKeeper(ServiceActor):
+    """Keeps this worker's leases and runs the sessions of its partitions (see the module doc).
+
+    ``make_client(partition)``: a new, unstarted :class:`TrioMqttClient` for that partition's
+    session (client id :func:`partition_client_id`, persistent, feeding the ingress' shared
+    channel). ``owned_changed()``: awaited after each change of ``ownership.owned``; it asks the
+    scheduler and the ingress to start and stop actors, and returns when they have.
+    """
+
+    def __init__(
+        self, *, db: Database, topics: Topics, worker_id: str, host: str, pid: int,
+        ownership: PartitionOwnership, lease_s: float,
+        make_client: Callable[[int], TrioMqttClient], owned_changed: Callable[[], Awaitable[None]],
+    ) -> None:
+        if not ownership.partitioned:
+            raise ValueError("a partition keeper needs a partitioned ownership (Settings.partitions >= 1)")
+        self._db, self._topics = db, topics
+        self._worker_id, self._host, self._pid = worker_id, host, pid
+        self._ownership = ownership
+        self._lease_s = lease_s
+        self._round_s = lease_s / 3
+        self._make_client = make_client
+        self._owned_changed = owned_changed
+        self._sessions: dict[int, _Session] = {}
+        #: device id -> room id of every device not revoked, as last read.
+        self._device_rooms: dict[str, str] = {}
+        #: By this worker's monotonic clock: when the leases last renewed (or claimed) run out.
+        self._deadline = -math.inf
+        self._rounds = self._claimed = self._lost = self._released = 0
+        self._forgotten = False
+        #: The last round left this worker below its share (see serve).
+        self._wanting = False
+
+    @property
+    def stats(self) -> KeeperStats:
+        return KeeperStats(tuple(sorted(self._ownership.owned)), self._rounds, self._claimed, self._lost,
+                           self._released)
+
+    async def started(self) -> None:
+        # The first round runs before the start is reported: a single worker serves everything
+        # once started. The sessions are tasks of the actor's nursery, so they end with it.
+        await self._round_safely()
+        self.nursery.start_soon(self.serve)
+
+    async def serve(self) -> None:
+        try:
+            while True:
+                # Below its share, a worker is waiting for another to give partitions up: it looks
+                # again soon, so a hand-over stalls those rooms for a fraction of a round.
+                await trio.sleep(WANTING_ROUND_S if self._wanting else self._round_s)
+                await self._round_safely()
+        finally:
+            # Also when the hub is cancelled from outside (no stopping() then): the other workers
+            # should not wait a whole lease for partitions nobody serves.
+            with trio.CancelScope(shield=True), trio.move_on_after(STOP_TIMEOUT_S):
+                await self._hand_back()
+
+    async def stopping(self) -> None:
+        """An orderly stop: hand the partitions back, and stop the actors of what was owned."""
+        owned = bool(self._ownership.owned)
+        with trio.move_on_after(STOP_TIMEOUT_S):
+            await self._hand_back()
+            if owned:
+                self._ownership.owned = frozenset()
+                try:
+                    await self._owned_changed()
+                except Exception as exc:  # noqa: BLE001 - the hub is stopping: those actors stop anyway
+                    log.info("partitions: actors not told of the stop (%s)", exc)
+
+    async def _hand_back(self) -> None:
+        """Close every session (DISCONNECT: no Will), then release its lease and the heartbeat. Idempotent."""
+        sessions, self._sessions = list(self._sessions.values()), {}
+        for session in sessions:
+            session.scope.cancel()
+        for session in sessions:
+            await session.ended.wait()  # the client's DISCONNECT is bounded by the client itself
+        try:
+            if sessions:
+                await release(self._db, self._worker_id, sorted(s.partition for s in sessions))
+            if not self._forgotten:
+                self._forgotten = True
+                await forget_worker(self._db, self._worker_id)
+        except Exception as exc:  # noqa: BLE001 - the leases then simply run out
+            log.warning("partitions: could not hand back %s (%s); they expire within the lease",
+                        sorted(s.partition for s in sessions), exc)
+
+    # ------------------------------------------------------------------ rounds
+
+    async def _round_safely(self) -> None:
+        try:
+            await self._round()
+        except (OSError, ConnectionError) as exc:
+            self._database_unreachable(exc)
+        except Exception as exc:  # noqa: BLE001 - asyncpg's errors share no base with OSError
+            if type(exc).__module__.startswith("asyncpg"):
+                self._database_unreachable(exc)
+            else:
+                raise
+
+    def _database_unreachable(self, exc: BaseException) -> None:
+        if trio.current_time() >= self._deadline and self._sessions:
+            log.error("partitions: the database is unreachable (%s) and the leases ran out; "
+                      "stopping every session until it is back", exc)
+            for session in self._sessions.values():
+                session.scope.cancel()
+        else:
+            log.warning("partitions: lease round failed (%s); serving until the leases run out", exc)
+
+    async def _round(self) -> None:
+        self._rounds += 1
+        db, me, lease_s = self._db, self._worker_id, self._lease_s
+        sent_at = trio.current_time()
+        await register_worker(db, me, self._host, self._pid)
+        held = set(self._sessions)
+        if held:
+            kept = await renew(db, me, sorted(held), lease_s)
+            self._deadline = sent_at + lease_s
+            lost = held - kept
+            if lost:
+                self._lost += len(lost)
+                log.warning("partitions: lost %s (expired, perhaps taken); stopping them", sorted(lost))
+                await self._give_up(lost)
+        plan = balance_plan(self._ownership.partitions, await live_workers(db, lease_s),
+                            await read_leases(db, self._ownership.partitions), me)
+        if plan.release:
+            # Stop serving first, then release: never two owners at once. Handed over drained:
+            # what was read is committed and acknowledged before the session closes.
+            await self._give_up(set(plan.release) & set(self._sessions), drain=True)
+            self._released += len(await release(db, me, plan.release))
+        self._device_rooms = await device_rooms(db)
+        # Heartbeat rows of workers gone for good (killed, or their machine retired): not live for an
+        # hour, so never one that is merely slow. A tiny table: the DELETE costs nothing per round.
+        await forget_unseen_workers(db, max(FORGET_WORKERS_AFTER_S, 10 * lease_s))
+        if plan.claim:
+            sent_at = trio.current_time()
+            got = set(await claim(db, me, plan.claim, lease_s)) - set(self._sessions)
+            if got:
+                self._claimed += len(got)
+                self._deadline = min(self._deadline, sent_at + lease_s) if self._sessions else sent_at + lease_s
+                log.info("partitions: %s claimed %s", me, sorted(got))
+                self._ownership.owned = self._ownership.owned | frozenset(got)
+                await self._owned_changed()
+                for partition in sorted(got):
+                    await self._start_session(partition)
+        for session in list(self._sessions.values()):
+            await self._update_subscriptions(session)
+        self._wanting = len(self._sessions) < plan.share
+
+    async def _give_up(self, partitions: set[int], *, drain: bool = False) -> None:
+        """Close these partitions' sessions (waiting for each to end), then stop their actors.
+
+        ``drain`` (a release, the lease still ours): first stop reading and let the pipeline
+        commit and acknowledge what it holds (at most ``HANDOVER_DRAIN_S``), so the next owner
+        gets no redeliveries. A lost lease closes at once: the partition may be served already.
+        """
+        if not partitions:
+            return
+        if drain:
+            held = [self._sessions[p].client for p in partitions if p in self._sessions]
+            for client in held:
+                client.hold_reads()
+            for client in held:
+                await client.wait_all_acked(HANDOVER_DRAIN_S)
+        for partition in partitions:
+            session = self._sessions.get(partition)
+            if session is not None:
+                session.scope.cancel()
+        for partition in partitions:
+            session = self._sessions.pop(partition, None)
+            if session is not None:
+                with trio.move_on_after(STOP_TIMEOUT_S):  # DISCONNECT is bounded by the client itself
+                    await session.ended.wait()
+        self._ownership.owned = self._ownership.owned - frozenset(partitions)
+        await self._owned_changed()
+
+    # ------------------------------------------------------------------ sessions
+
+    def _all_topics(self) -> frozenset[str]:
+        return partition_topics(self._topics, (
+            device_id for device_id in self._device_rooms if self._topics.valid_device_id(device_id)))
+
+    def _wanted(self, partition: int) -> frozenset[str]:
+        partitions = self._ownership.partitions
+        return partition_topics(self._topics, (
+            device_id for device_id, room_id in self._device_rooms.items()
+            if self._topics.valid_device_id(device_id)
+            and partition_of_device(device_id, room_id, partitions) == partition))
+
+    async def _start_session(self, partition: int) -> None:
+        session = _Session(partition, self._make_client(partition))
+        self._sessions[partition] = session
+        self.nursery.start_soon(self._run_session, session)
+
+    async def _run_session(self, session: _Session) -> None:
+        """Run one partition's client until its scope is cancelled or its lease is found lost."""
+        partition = session.partition
+
+        async def on_connect(client: TrioMqttClient) -> None:
+            wanted = self._wanted(partition)
+            if client.session_present:
+                # A resumed session may still carry devices that are no longer in this partition
+                # (moved to another room, or the partition count changed while it was offline):
+                # nobody here knew them. One pipelined round trip, at connect only.
+                await client.unsubscribe_many(sorted(self._all_topics() - wanted))
+            # All of them at every connect: a resumed session may lack some (subscribed by an
+            # owner that crashed before its SUBACK); a SUBSCRIBE of a filter it has is a no-op.
+            await client.subscribe_many(sorted(wanted), qos=1)
+            session.subscribed = wanted
+
+        async def before_reconnect(client: TrioMqttClient) -> None:
+            if not await renew(self._db, self._worker_id, [partition], self._lease_s):
+                raise _LeaseLost(partition)
+
+        try:
+            with session.scope:
+                await session.client.run(on_connect=on_connect, before_reconnect=before_reconnect)
+        except _LeaseLost:
+            # The next round's renewal finds it lost too, and stops its actors.
+            log.warning("partitions: the session of partition %d was taken over; not reconnecting", partition)
+        finally:
+            session.ended.set()
+
+    async def _update_subscriptions(self, session: _Session) -> None:
+        change = subscription_change(session.subscribed, self._wanted(session.partition))
+        if not change or not session.client.connected:
+            return  # the next connect subscribes what is wanted then
+        try:
+            if change.unsubscribe:
+                await session.client.unsubscribe_many(change.unsubscribe)
+            if change.subscribe:
+                await session.client.subscribe_many(change.subscribe, qos=1)
+        except Exception as exc:  # noqa: BLE001 - a lost connection: its next connect subscribes all
+            log.info("partitions: subscriptions of partition %d not updated now (%s)", session.partition, exc)
+            return
+        session.subscribed = (session.subscribed - set(change.unsubscribe)) | set(change.subscribe)
