@@ -30,9 +30,13 @@ worker's pipeline when its session closes is dropped there unacknowledged
 (hub/pipeline/ingress.py) and redelivered to the next owner, whose commit of
 an event id already stored is a no-op. Per-device order holds because one
 session at a time carries a device's messages, in order. A device moved to a
-room of another partition is subscribed by its new partition's session and
-unsubscribed from its old one within a round; meanwhile both may bring its
-messages, each committed once by event id.
+room of another partition is subscribed by its new partition's session at its
+owner's next round, and unsubscribed from its old one only two rounds later;
+meanwhile both may bring its messages, each committed once by event id. A
+device registered on any worker is subscribed at its partition owner's next
+round (a third of the lease): what it publishes before then has no
+subscriber and is dropped by the broker (an edge agent's first connection
+after provisioning normally comes later than that).
 
 A taken-over connection: Mosquitto before 2.0.15 closes it without DISCONNECT
 0x8E, like any loss; before each reconnect the session asks the database
@@ -88,6 +92,9 @@ STOP_TIMEOUT_S = 5.0
 HANDOVER_DRAIN_S = 5.0
 #: The round's pause while this worker is below its share (waiting for another to release).
 WANTING_ROUND_S = 0.5
+#: A device no longer in a session's partition stays subscribed this many more rounds (see
+#: PartitionKeeper._update_subscriptions).
+UNSUBSCRIBE_AFTER_ROUNDS = 2
 #: A worker's heartbeat row is removed once it has not been seen for this long.
 FORGET_WORKERS_AFTER_S = 3600.0
 
@@ -110,6 +117,8 @@ class _Session:
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)
     #: The filters subscribed on the current connection (replaced at every connect).
     subscribed: frozenset[str] = frozenset()
+    #: Subscribed filters no longer wanted, with the rounds they have been so (see _update_subscriptions).
+    unwanted_rounds: dict[str, int] = field(default_factory=dict)
     ended: trio.Event = field(default_factory=trio.Event)
 
 
@@ -216,21 +225,26 @@ class PartitionKeeper(ServiceActor):
         try:
             await self._round()
         except (OSError, ConnectionError) as exc:
-            self._database_unreachable(exc)
+            await self._database_unreachable(exc)
         except Exception as exc:  # noqa: BLE001 - asyncpg's errors share no base with OSError
             if type(exc).__module__.startswith("asyncpg"):
-                self._database_unreachable(exc)
+                await self._database_unreachable(exc)
             else:
                 raise
 
-    def _database_unreachable(self, exc: BaseException) -> None:
-        if trio.current_time() >= self._deadline and self._sessions:
-            log.error("partitions: the database is unreachable (%s) and the leases ran out; "
-                      "stopping every session until it is back", exc)
-            for session in self._sessions.values():
-                session.scope.cancel()
-        else:
+    async def _database_unreachable(self, exc: BaseException) -> None:
+        if trio.current_time() < self._deadline or not self._sessions:
             log.warning("partitions: lease round failed (%s); serving until the leases run out", exc)
+            return
+        # Another worker may own them by now: no session, and no actor (whose timers would
+        # still write, e.g. a device "offline" that another worker hears). Claimed again once
+        # the database answers.
+        log.error("partitions: the database is unreachable (%s) and the leases ran out; "
+                  "stopping every session and actor until it is back", exc)
+        try:
+            await self._give_up(set(self._sessions))
+        except Exception as stop_error:  # noqa: BLE001 - the sessions are closed; actors stop at the next change
+            log.warning("partitions: actors not all stopped (%s)", stop_error)
 
     async def _round(self) -> None:
         self._rounds += 1
@@ -257,9 +271,12 @@ class PartitionKeeper(ServiceActor):
         # Heartbeat rows of workers gone for good (killed, or their machine retired): not live for an
         # hour, so never one that is merely slow. A tiny table: the DELETE costs nothing per round.
         await forget_unseen_workers(db, max(FORGET_WORKERS_AFTER_S, 10 * lease_s))
-        if plan.claim:
+        # A worker restarted under the same id finds leases of its own unexpired: serve them now
+        # rather than let them sit idle until they run out (a claim of one's own lease keeps it).
+        to_claim = sorted(set(plan.claim) | (set(plan.keep) - set(self._sessions)))
+        if to_claim:
             sent_at = trio.current_time()
-            got = set(await claim(db, me, plan.claim, lease_s)) - set(self._sessions)
+            got = set(await claim(db, me, to_claim, lease_s)) - set(self._sessions)
             if got:
                 self._claimed += len(got)
                 self._deadline = min(self._deadline, sent_at + lease_s) if self._sessions else sent_at + lease_s
@@ -347,15 +364,24 @@ class PartitionKeeper(ServiceActor):
             session.ended.set()
 
     async def _update_subscriptions(self, session: _Session) -> None:
+        """Subscribe what is newly wanted at once; unsubscribe what is no longer wanted only after
+        ``UNSUBSCRIBE_AFTER_ROUNDS`` rounds. A device moved to another partition is then carried by
+        both sessions for a while (each event committed once, by id), never by neither: the new
+        partition's owner, on another worker, subscribes it at its own next round."""
         change = subscription_change(session.subscribed, self._wanted(session.partition))
-        if not change or not session.client.connected:
+        unwanted = {topic: session.unwanted_rounds.get(topic, 0) + 1 for topic in change.unsubscribe}
+        session.unwanted_rounds = unwanted
+        unsubscribe = sorted(topic for topic, rounds in unwanted.items() if rounds > UNSUBSCRIBE_AFTER_ROUNDS)
+        if not (unsubscribe or change.subscribe) or not session.client.connected:
             return  # the next connect subscribes what is wanted then
         try:
-            if change.unsubscribe:
-                await session.client.unsubscribe_many(change.unsubscribe)
+            if unsubscribe:
+                await session.client.unsubscribe_many(unsubscribe)
             if change.subscribe:
                 await session.client.subscribe_many(change.subscribe, qos=1)
         except Exception as exc:  # noqa: BLE001 - a lost connection: its next connect subscribes all
             log.info("partitions: subscriptions of partition %d not updated now (%s)", session.partition, exc)
             return
-        session.subscribed = (session.subscribed - set(change.unsubscribe)) | set(change.subscribe)
+        for topic in unsubscribe:
+            del unwanted[topic]
+        session.subscribed = (session.subscribed - set(unsubscribe)) | set(change.subscribe)

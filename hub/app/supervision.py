@@ -121,8 +121,8 @@ class Hub:
             found.append(self.session_guard.problem())
         if self.shared_login is not None:
             found.append(
-                f"the partition sessions, bus and calls clients all log in as {self.shared_login!r}: on a broker "
-                "that binds client ids to usernames (the generated configuration) they take each other over; "
+                f"the partition sessions, bus and calls clients all log in as {self.shared_login!r}: if the broker "
+                "binds client ids to usernames (the generated configuration does) they take each other over; "
                 "connect them through the hub's listener (CAMPUSHUB_MQTT_HUB_URL, docs/scaling.md)")
         return [problem for problem in found if problem]
 
@@ -445,7 +445,7 @@ async def _run_tree(
     hub.ownership = ownership
     if partitioned and hub_listener is None and mqtt_url.username:
         hub.shared_login = mqtt_url.username
-        log.error("%s", hub.problems()[-1])
+        log.warning("%s", hub.problems()[-1])
     if not partitioned:
         # One session with wildcard subscriptions: it may be another deployment's (the partition
         # sessions' ids are derived from this deployment, and subscribe exact topics only).

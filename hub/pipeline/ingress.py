@@ -189,6 +189,8 @@ class Ingress(ServiceActor):
             record = self._registry.get(device_id)
             if record is None or not self._ownership.owns_room(record.room_id):
                 await devices.stop_child(device_id)
+        if self._ownership.partitioned and not self._ownership.owned:
+            return  # nothing to start (and no query: this may be a database outage, hub/app/partition_sessions.py)
         await self._reload_registry()
         gained = [r for r in self._registry.values()
                   if self._ownership.owns_room(r.room_id) and self._device_actors.running(r.device_id) is None]

@@ -312,6 +312,8 @@ class SessionScheduler(Actor):
                 self._disarm(session_id)
                 del self._known[session_id]
                 await self._sessions.stop_child(session_id)
+        if self._ownership.partitioned and not self._ownership.owned:
+            return  # nothing to hold (and no query: this may be a database outage)
         now = self._clock()
         records = await schedule_window(self._db, now - max(LATE_ARRIVAL_WINDOW, FINALIZE_LOOKBACK), self._horizon_end)
         await self._apply([r for r in records if r.session_id not in self._known], now)
