@@ -12,17 +12,24 @@ unacknowledged messages, and nothing is lost when a worker dies.
 :class:`PartitionKeeper` is the one actor that changes what this worker owns.
 Every round (a third of the lease) it:
 
-1. writes its heartbeat, renews what it holds, and at once stops serving what
-   it lost (its session closes, its actors stop);
+1. processes what the renewal task found lost (below): stops those rooms' actors;
 2. reads the live workers and the leases, applies the domain's
    :func:`~hub.domain.partitions.balance_plan`, releases what is beyond its
-   share (session closed and actors stopped first) and claims free partitions:
+   share (its session drained and closed first; its rooms' actors are stopped
+   in the background, so that stopping hundreds of them never delays the
+   renewals) and claims free partitions:
    for each one got, the actors start first (the scheduler opens its rooms'
    sessions, the ingress starts its devices' actors from PostgreSQL), then the
    session connects;
 3. re-reads which devices are in which room (one light query) and brings each
    owned session's subscriptions up to date: a device added, moved or revoked
    on any worker is followed within a round.
+
+The heartbeat and the renewals run in a task of their own, every third of
+the lease, so a round that waits on the actors of partitions it gains (a
+scheduler opening hundreds of sessions, each loading its roster) never lets
+the leases it holds run out; a lease the renewal finds lost stops being
+served at once (its session closes).
 
 Exactly once, in order: an event is acknowledged to the session that brought
 it, only after its commit (``InboundMessage.client``); a message still in this
@@ -120,6 +127,8 @@ class _Session:
     #: Subscribed filters no longer wanted, with the rounds they have been so (see _update_subscriptions).
     unwanted_rounds: dict[str, int] = field(default_factory=dict)
     ended: trio.Event = field(default_factory=trio.Event)
+    #: Its client's task was started (a claimed partition connects once its actors run).
+    running: bool = False
 
 
 @dataclass(frozen=True)
@@ -165,6 +174,10 @@ class PartitionKeeper(ServiceActor):
         self._forgotten = False
         #: The last round left this worker below its share (see serve).
         self._wanting = False
+        #: Serialises the calls of owned_changed (see _tell_owned_changed).
+        self._changing = trio.Lock()
+        #: Partitions the renewal found lost (sessions closed); the next round stops their actors.
+        self._lost_pending: set[int] = set()
 
     @property
     def stats(self) -> KeeperStats:
@@ -174,8 +187,44 @@ class PartitionKeeper(ServiceActor):
     async def started(self) -> None:
         # The first round runs before the start is reported: a single worker serves everything
         # once started. The sessions are tasks of the actor's nursery, so they end with it.
+        await register_worker(self._db, self._worker_id, self._host, self._pid)
         await self._round_safely()
         self.nursery.start_soon(self.serve)
+        self.nursery.start_soon(self._renew_loop)
+
+    async def _renew_loop(self) -> None:
+        """The heartbeat and the renewals, in a task of their own: a round may wait long on the
+        actors of partitions it gains (hundreds of session actors loading their rosters), and the
+        leases it holds must not run out meanwhile. A lease found lost stops being served at once
+        (its session is closed); the next round stops its actors."""
+        while True:
+            await trio.sleep(self._round_s)
+            try:
+                await self._renew()
+            except (OSError, ConnectionError) as exc:
+                await self._database_unreachable(exc)
+            except Exception as exc:  # noqa: BLE001 - asyncpg's errors share no base with OSError
+                if type(exc).__module__.startswith("asyncpg"):
+                    await self._database_unreachable(exc)
+                else:
+                    raise
+
+    async def _renew(self) -> None:
+        db, me, lease_s = self._db, self._worker_id, self._lease_s
+        sent_at = trio.current_time()
+        await register_worker(db, me, self._host, self._pid)
+        held = set(self._sessions)
+        if not held:
+            return
+        kept = await renew(db, me, sorted(held), lease_s)
+        self._deadline = sent_at + lease_s
+        lost = (held - kept) & set(self._sessions)
+        if lost:
+            self._lost += len(lost)
+            log.warning("partitions: lost %s (expired, perhaps taken); stopping them", sorted(lost))
+            for partition in lost:
+                self._sessions[partition].scope.cancel()
+            self._lost_pending |= lost
 
     async def serve(self) -> None:
         try:
@@ -208,7 +257,8 @@ class PartitionKeeper(ServiceActor):
         for session in sessions:
             session.scope.cancel()
         for session in sessions:
-            await session.ended.wait()  # the client's DISCONNECT is bounded by the client itself
+            if session.running:
+                await session.ended.wait()  # the client's DISCONNECT is bounded by the client itself
         try:
             if sessions:
                 await release(self._db, self._worker_id, sorted(s.partition for s in sessions))
@@ -249,17 +299,9 @@ class PartitionKeeper(ServiceActor):
     async def _round(self) -> None:
         self._rounds += 1
         db, me, lease_s = self._db, self._worker_id, self._lease_s
-        sent_at = trio.current_time()
-        await register_worker(db, me, self._host, self._pid)
-        held = set(self._sessions)
-        if held:
-            kept = await renew(db, me, sorted(held), lease_s)
-            self._deadline = sent_at + lease_s
-            lost = held - kept
-            if lost:
-                self._lost += len(lost)
-                log.warning("partitions: lost %s (expired, perhaps taken); stopping them", sorted(lost))
-                await self._give_up(lost)
+        if self._lost_pending:
+            lost, self._lost_pending = self._lost_pending, set()
+            await self._give_up(lost & set(self._sessions))
         plan = balance_plan(self._ownership.partitions, await live_workers(db, lease_s),
                             await read_leases(db, self._ownership.partitions), me)
         if plan.release:
@@ -281,10 +323,16 @@ class PartitionKeeper(ServiceActor):
                 self._claimed += len(got)
                 self._deadline = min(self._deadline, sent_at + lease_s) if self._sessions else sent_at + lease_s
                 log.info("partitions: %s claimed %s", me, sorted(got))
+                # Held (and renewed by the renewal task) from now on, connected once the actors run.
+                for partition in got:
+                    self._sessions[partition] = _Session(partition, self._make_client(partition))
                 self._ownership.owned = self._ownership.owned | frozenset(got)
-                await self._owned_changed()
+                await self._tell_owned_changed()
                 for partition in sorted(got):
-                    await self._start_session(partition)
+                    session = self._sessions.get(partition)
+                    if session is not None and not session.running:
+                        session.running = True
+                        self.nursery.start_soon(self._run_session, session)
         for session in list(self._sessions.values()):
             await self._update_subscriptions(session)
         self._wanting = len(self._sessions) < plan.share
@@ -310,11 +358,19 @@ class PartitionKeeper(ServiceActor):
                 session.scope.cancel()
         for partition in partitions:
             session = self._sessions.pop(partition, None)
-            if session is not None:
+            if session is not None and session.running:
                 with trio.move_on_after(STOP_TIMEOUT_S):  # DISCONNECT is bounded by the client itself
                     await session.ended.wait()
         self._ownership.owned = self._ownership.owned - frozenset(partitions)
-        await self._owned_changed()
+        # Stopping the rooms' actors can take long (each stop waits for the actor's message, up to its
+        # shutdown timeout, one after another): in the background, so that the rounds, and with them
+        # the renewals of what this worker keeps, go on. Nothing reaches those actors any more.
+        self.nursery.start_soon(self._tell_owned_changed)
+
+    async def _tell_owned_changed(self) -> None:
+        """``owned_changed()``, one at a time (a gain waits for a stop in progress: its actors start after)."""
+        async with self._changing:
+            await self._owned_changed()
 
     # ------------------------------------------------------------------ sessions
 
@@ -328,11 +384,6 @@ class PartitionKeeper(ServiceActor):
             device_id for device_id, room_id in self._device_rooms.items()
             if self._topics.valid_device_id(device_id)
             and partition_of_device(device_id, room_id, partitions) == partition))
-
-    async def _start_session(self, partition: int) -> None:
-        session = _Session(partition, self._make_client(partition))
-        self._sessions[partition] = session
-        self.nursery.start_soon(self._run_session, session)
 
     async def _run_session(self, session: _Session) -> None:
         """Run one partition's client until its scope is cancelled or its lease is found lost."""

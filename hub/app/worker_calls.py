@@ -91,7 +91,7 @@ from hub.domain.session_messages import (
     SessionNotLive,
 )
 from hub.domain.syllabus import RecordUnderstanding, TagTopics
-from hub.mqtt import InboundMessage, MqttError, TrioMqttClient
+from hub.mqtt import InboundMessage, MqttError, TrioMqttClient, receive_batches
 from schemas import Topics
 
 log = logging.getLogger("hub.worker_calls")
@@ -641,14 +641,7 @@ class WorkerCalls:
                     len(inbound.payload), escape_controls(inbound.topic), escape_controls(reason))
 
     async def _receive_loop(self) -> None:
-        messages = self._client.messages
-        async for first in messages:
-            batch = [first]
-            while len(batch) < _RECEIVE_BATCH:
-                try:
-                    batch.append(messages.receive_nowait())
-                except trio.WouldBlock:
-                    break
+        async for batch in receive_batches(self._client.messages, _RECEIVE_BATCH):
             # Acknowledged as read: a call is served at most once (an asker that hears nothing times out).
             self._client.ack_many(batch)
             for inbound in batch:

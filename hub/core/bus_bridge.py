@@ -68,7 +68,7 @@ import trio
 from hub.core.bus import LiveBus, LiveMessage
 from hub.core.config import MQTT_MAX_PACKET_SIZE
 from hub.core.log_format import escape_controls
-from hub.mqtt import InboundMessage, TrioMqttClient
+from hub.mqtt import InboundMessage, TrioMqttClient, receive_batches
 from schemas import Topics
 
 log = logging.getLogger("hub.bus_bridge")
@@ -266,14 +266,7 @@ class LiveBusBridge:
                     len(inbound.payload), escape_controls(inbound.topic), escape_controls(reason))
 
     async def _receive_loop(self) -> None:
-        messages = self._client.messages
-        async for first in messages:
-            batch = [first]
-            while len(batch) < _RECEIVE_BATCH:
-                try:
-                    batch.append(messages.receive_nowait())
-                except trio.WouldBlock:
-                    break
+        async for batch in receive_batches(self._client.messages, _RECEIVE_BATCH):
             for inbound in batch:
                 self._receive_one(inbound)
             self._client.ack_many(batch)

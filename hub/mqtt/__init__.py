@@ -4,6 +4,7 @@ Imports nothing else of the project. See ``TrioMqttClient`` for the
 concurrency contract.
 """
 
+from ._batches import receive_batches
 from ._client import TrioMqttClient
 from ._tls import client_tls_context
 from ._types import (
@@ -22,4 +23,5 @@ __all__ = [
     "MqttSubscribeRefused",
     "TrioMqttClient",
     "client_tls_context",
+    "receive_batches",
 ]
