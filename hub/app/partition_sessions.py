@@ -199,15 +199,7 @@ class PartitionKeeper(ServiceActor):
         (its session is closed); the next round stops its actors."""
         while True:
             await trio.sleep(self._round_s)
-            try:
-                await self._renew()
-            except (OSError, ConnectionError) as exc:
-                await self._database_unreachable(exc)
-            except Exception as exc:  # noqa: BLE001 - asyncpg's errors share no base with OSError
-                if type(exc).__module__.startswith("asyncpg"):
-                    await self._database_unreachable(exc)
-                else:
-                    raise
+            await self._unless_database_down(self._renew)
 
     async def _renew(self) -> None:
         db, me, lease_s = self._db, self._worker_id, self._lease_s
@@ -272,8 +264,12 @@ class PartitionKeeper(ServiceActor):
     # ------------------------------------------------------------------ rounds
 
     async def _round_safely(self) -> None:
+        await self._unless_database_down(self._round)
+
+    async def _unless_database_down(self, work: Callable[[], Awaitable[None]]) -> None:
+        """``work()``; a database error is not a crash but :meth:`_database_unreachable`."""
         try:
-            await self._round()
+            await work()
         except (OSError, ConnectionError) as exc:
             await self._database_unreachable(exc)
         except Exception as exc:  # noqa: BLE001 - asyncpg's errors share no base with OSError
@@ -368,9 +364,17 @@ class PartitionKeeper(ServiceActor):
         self.nursery.start_soon(self._tell_owned_changed)
 
     async def _tell_owned_changed(self) -> None:
-        """``owned_changed()``, one at a time (a gain waits for a stop in progress: its actors start after)."""
+        """``owned_changed()``, one at a time (a gain waits for a stop in progress: its actors start after).
+
+        A failure (an ask timing out behind hundreds of actor starts) is logged, not a crash: the
+        sessions still connect, the ingress starts device actors as their messages come, and the
+        next change reconciles again."""
         async with self._changing:
-            await self._owned_changed()
+            try:
+                await self._owned_changed()
+            except Exception as exc:  # noqa: BLE001 - see the docstring
+                log.warning("partitions: the actors did not all follow the change of ownership (%s: %s)",
+                            type(exc).__name__, exc)
 
     # ------------------------------------------------------------------ sessions
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import logging
 import os
-import re
 import secrets
 import socket
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from actors.delivery import deliver
 from actors.service import ServiceActor
 from hub.app.broker_exposure import BrokerExposure, watch_broker_exposure
 from hub.app.broker_session import SessionGuardEffects, hub_client_id
+from hub.app.workers import default_worker_id
 from hub.core.bus import LiveBus
 from hub.core.config import HUB_MAX_UNACKED, HUB_SESSION_EXPIRY_S, MQTT_MAX_PACKET_SIZE, MqttUrl, Settings
 from hub.core.metrics import HubMetrics
@@ -186,12 +186,6 @@ class _BusBridgeLoop(ServiceActor):
         async with trio.open_nursery() as nursery:
             await nursery.start(self._bridge.run)
             self._connected.set()
-
-
-def default_worker_id() -> str:
-    """``<host>-<pid>``, made of the characters a worker id may hold (it names MQTT sessions)."""
-    host = re.sub(r"[^A-Za-z0-9_-]", "-", socket.gethostname())[:40] or "host"
-    return f"{host}-{os.getpid()}"
 
 
 #: Many workers: the channel the partition sessions share into the ingress (as one client's own).

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -54,10 +55,19 @@ class WorkerPlan:
     arguments: tuple[str, ...]
 
 
+def host_label(host: str | None = None) -> str:
+    """This machine's name (or ``host``) in the characters a worker id may hold (it names MQTT sessions)."""
+    return re.sub(r"[^A-Za-z0-9_-]", "-", host or socket.gethostname())[:40] or "host"
+
+
+def default_worker_id() -> str:
+    """A worker's id when ``CAMPUSHUB_WORKER_ID`` is not set: ``<host>-<pid>``."""
+    return f"{host_label()}-{os.getpid()}"
+
+
 def worker_ids(count: int, host: str | None = None) -> tuple[str, ...]:
     """``<host>-w<i>``: stable over restarts, distinct between machines (a worker id names MQTT sessions)."""
-    name = "".join(c if c.isalnum() or c in "-_" else "-" for c in (host or socket.gethostname()))[:40] or "host"
-    return tuple(f"{name}-w{i}" for i in range(count))
+    return tuple(f"{host_label(host)}-w{i}" for i in range(count))
 
 
 def listening_socket(host: str, port: int) -> socket.socket:
