@@ -122,6 +122,10 @@ async def student_consent_give(page: Any, base: str, size: str, findings: Findin
     await page.check("#consent-read")
     await page.click("#consent-give")
     await answer_in_viewport(page, "#consent-status", where=f"{size} student consent give", findings=findings)
+    # The page then reloads itself (privacy.js) to show what the hub stored: let that navigation finish, or
+    # the next action's page.goto races it (net::ERR_ABORTED).
+    await page.locator('#biometric-consent[data-state="given"]').wait_for(timeout=10_000)
+    await page.wait_for_load_state("load")
 
 
 async def student_assignment_submit(page: Any, base: str, size: str, findings: Findings) -> None:
