@@ -107,9 +107,13 @@ class IterableFrames:
 
 
 class ImageDirectoryFrames:
-    """Every image file of ``path`` in name order, then each new file once, polling every ``interval_s``.
+    """Every image file of ``path`` in name order, then each new or rewritten file once, polling every ``interval_s``.
 
-    ``delete_after``: remove each file once decoded (a spool folder that must not grow).
+    A file is known by its name, size and modification time: a camera that overwrites one
+    snapshot file is read at each rewrite, and a file caught half-written (a bad frame) is
+    read again once its writer has finished with it.
+    ``delete_after``: remove each file once decoded (a spool folder that must not grow); a
+    file that cannot be decoded is removed when it is still unchanged one poll later.
     A missing folder is :class:`CameraDown` (retried by the camera with backoff).
     """
 
@@ -119,26 +123,47 @@ class ImageDirectoryFrames:
         self.interval_s = interval_s
         self.delete_after = delete_after
         self._clock = clock
-        self._done: set[str] = set()
+        self._read: dict[str, tuple[int, int]] = {}  # name -> (size, mtime_ns) when last read
+        self._unreadable: set[str] = set()  # names whose last read was a bad frame
 
     def frames(self, stop: threading.Event) -> Iterator["Frame | FrameError"]:
         while not stop.is_set():
             try:
-                names = sorted(e.name for e in os.scandir(self.path)
-                               if e.is_file() and Path(e.name).suffix.lower() in _IMAGE_SUFFIXES)
+                entries = sorted(
+                    (e.name, (st.st_size, st.st_mtime_ns))
+                    for e in os.scandir(self.path)
+                    if e.is_file() and Path(e.name).suffix.lower() in _IMAGE_SUFFIXES
+                    for st in (e.stat(),))
+            except FileNotFoundError:
+                # Not the folder vanishing (caught below) but a file deleted between
+                # listing and stat: the next scan sees the folder as it is then.
+                if not self.path.is_dir():
+                    raise CameraDown(f"{self.path}: the folder is gone") from None
+                entries = []
             except OSError as exc:
                 raise CameraDown(f"{self.path}: {exc}") from exc
-            # Forget names no longer present so the set stays as small as the folder.
-            self._done.intersection_update(names)
-            for name in names:
-                if name in self._done or stop.is_set():
-                    continue
-                self._done.add(name)
+            # Forget names no longer present so the map stays as small as the folder.
+            present = dict(entries)
+            for gone in self._read.keys() - present.keys():
+                del self._read[gone]
+            self._unreadable &= present.keys()
+            for name, signature in entries:
+                if stop.is_set():
+                    break
                 file = self.path / name
+                if self._read.get(name) == signature:
+                    if self.delete_after and name in self._unreadable:
+                        file.unlink(missing_ok=True)  # still bad a poll later: not being written
+                    continue
+                self._read[name] = signature
                 try:
-                    yield load_image(file, self._clock())
+                    frame = load_image(file, self._clock())
                 except FrameError as exc:
+                    self._unreadable.add(name)  # read again only once the file changes
                     yield exc
+                    continue
+                self._unreadable.discard(name)
+                yield frame
                 if self.delete_after:
                     file.unlink(missing_ok=True)
             if stop.wait(self.interval_s):

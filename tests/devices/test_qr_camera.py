@@ -155,3 +155,31 @@ def test_raw_video_command_restarts_when_it_dies(tmp_path: Path) -> None:
     reads = run(collect(src, 2, timeout=10))
     assert [r.text for r in reads] == [TOKEN, TOKEN]  # read again after the restart
     assert src.faults >= 1 and time.monotonic() - started < 10
+
+
+def test_a_file_caught_half_written_is_read_once_it_is_complete(tmp_path: Path) -> None:
+    spool = tmp_path / "cam"
+    spool.mkdir()
+    qr_png(tmp_path / "whole.png", "written-slowly")
+    whole = (tmp_path / "whole.png").read_bytes()
+    (spool / "a.png").write_bytes(whole[: len(whole) // 3])  # the camera is still writing it
+
+    async def main() -> tuple[list[QrRead], int]:
+        src = QrCameraSource(ImageDirectoryFrames(spool, interval_s=0.02), debounce_s=0)
+        out: list[QrRead] = []
+
+        async def go() -> None:
+            async for read in src:
+                out.append(read)
+                return
+
+        task = asyncio.create_task(asyncio.wait_for(go(), 5))
+        while src.faults == 0:  # the torn frame has been seen and skipped
+            await asyncio.sleep(0.01)
+        (spool / "a.png").write_bytes(whole)  # the writer finishes
+        await task
+        return out, src.faults
+
+    reads, faults = run(main())
+    assert [r.text for r in reads] == ["written-slowly"]
+    assert faults == 1
