@@ -145,6 +145,24 @@ async def test_lag_all_wakes_a_waiting_subscriber_and_marks_a_full_one() -> None
         assert await full.receive() == LiveUnread(2)
 
 
+async def test_receive_batch_takes_what_is_buffered_and_keeps_lagged_apart() -> None:
+    bus = LiveBus()
+    with bus.subscribe([user_topic("a")], capacity=8) as subscription:
+        for n in range(5):
+            bus.publish(user_topic("a"), LiveUnread(n))
+        assert await subscription.receive_batch(limit=3) == [LiveUnread(0), LiveUnread(1), LiveUnread(2)]
+        assert await subscription.receive_batch() == [LiveUnread(3), LiveUnread(4)]
+        bus.publish(user_topic("a"), LiveUnread(5))
+        bus.lag_all()  # LAGGED travels behind message 5: the batch ends before it
+        assert await subscription.receive_batch() == [LiveUnread(5)]
+        assert await subscription.receive_batch() is LAGGED
+        for n in range(10):  # overflows the 8 buffered: the next answer is LAGGED, the stale 8 dropped
+            bus.publish(user_topic("a"), LiveUnread(n))
+        assert await subscription.receive_batch() is LAGGED
+        bus.publish(user_topic("a"), LiveUnread(99))
+        assert await subscription.receive_batch() == [LiveUnread(99)]
+
+
 # --------------------------------------------------------------------------- two workers on the broker
 
 integration = pytest.mark.integration
