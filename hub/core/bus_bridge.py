@@ -9,13 +9,18 @@ its own bus, and hands what the others published to its bus's
 the updates of every worker.
 
 Wire format (:func:`encode_live` / :func:`decode_live`): one MessagePack array
-``[origin, incarnation, seq, topic, message]`` per message: the worker id of the
-publisher, a random number drawn by each bridge when it is made (a restarted worker
-keeps its id and gets a new incarnation), the message's number in that incarnation
-(1, 2, 3...; every locally published message takes one, sent or not), the bus topic,
-and the message itself, tagged with its ``type`` as in its JSON. It decodes as a
+``[origin, incarnation, [[seq, topic, message], ...]]`` per MQTT message: the worker
+id of the publisher, a random number drawn by each bridge when it is made (a
+restarted worker keeps its id and gets a new incarnation), then the live messages
+the bridge had waiting, in order, each with its number in that incarnation (1, 2,
+3...; every locally published message takes one, sent or not), its bus topic and
+the message itself, tagged with its ``type`` as in its JSON. A message decodes as a
 tagged union of every :class:`~hub.core.bus.LiveMessage` subclass
-(:data:`LIVE_MESSAGE_TYPES`, found from the classes themselves).
+(:data:`LIVE_MESSAGE_TYPES`, found from the classes themselves). Several live
+messages per publish (at most :data:`SEND_BATCH`, and what fits a packet): a commit
+of a few hundred check-ins publishes a few hundred live messages at once, and one
+QoS 1 publish each filled the buffer and dropped them (a two-worker drain with
+check-ins).
 
 What is lost, and how a remote subscriber learns of it. A live message is a hint
 that the database changed: a lost one calls for the same resync as a subscription
@@ -79,6 +84,8 @@ DEFAULT_BUFFER = 1024
 _PACKET_OVERHEAD = 512
 #: How many received messages the receiving task handles (and acknowledges in one write) at once.
 _RECEIVE_BATCH = 256
+#: At most this many live messages travel in one MQTT message (and no more than fit a packet).
+SEND_BATCH = 256
 
 
 def _tagged_subclasses(base: type[LiveMessage]) -> tuple[type[LiveMessage], ...]:
@@ -97,8 +104,8 @@ def _tagged_subclasses(base: type[LiveMessage]) -> tuple[type[LiveMessage], ...]
 #: else must be imported before this module, as bus.py's own are).
 LIVE_MESSAGE_TYPES: tuple[type[LiveMessage], ...] = _tagged_subclasses(LiveMessage)
 
-#: ``[origin, incarnation, seq, topic, message]``: see the module doc.
-_WIRE_TYPE: Any = tuple[str, int, int, str, Union[LIVE_MESSAGE_TYPES]]  # type: ignore[valid-type]
+#: ``[origin, incarnation, [[seq, topic, message], ...]]``: see the module doc.
+_WIRE_TYPE: Any = tuple[str, int, list[tuple[int, str, Union[LIVE_MESSAGE_TYPES]]]]  # type: ignore[valid-type]
 _DECODER = msgspec.msgpack.Decoder(_WIRE_TYPE)
 _ENCODER = msgspec.msgpack.Encoder()
 
@@ -114,16 +121,34 @@ class WireLive:
     message: LiveMessage
 
 
-def encode_live(wire: WireLive) -> bytes:
-    """The MessagePack payload of ``wire``. Raises ``msgspec.EncodeError``/``TypeError`` if a free-form
-    field (``dict[str, Any]``) holds what MessagePack cannot carry."""
-    return _ENCODER.encode((wire.origin, wire.incarnation, wire.seq, wire.topic, wire.message))
+def _encode_entry(seq: int, topic: str, message: LiveMessage) -> bytes:
+    """One ``[seq, topic, message]`` of a payload. Raises ``msgspec.EncodeError``/``TypeError`` if a
+    free-form field (``dict[str, Any]``) holds what MessagePack cannot carry."""
+    return _ENCODER.encode((seq, topic, message))
 
 
-def decode_live(payload: bytes) -> WireLive:
-    """The message in ``payload``; raises ``msgspec.DecodeError`` (``ValidationError`` included) if it is not one."""
-    origin, incarnation, seq, topic, message = _DECODER.decode(payload)
-    return WireLive(origin, incarnation, seq, topic, message)
+def _payload(origin: str, incarnation: int, entries: list[bytes]) -> bytes:
+    return _ENCODER.encode((origin, incarnation, [msgspec.Raw(entry) for entry in entries]))
+
+
+def encode_live(*wires: WireLive) -> bytes:
+    """The MessagePack payload carrying ``wires`` (at least one, all of one origin and incarnation).
+
+    Raises ``ValueError`` for none or mixed origins, ``msgspec.EncodeError``/``TypeError`` if a
+    free-form field (``dict[str, Any]``) holds what MessagePack cannot carry."""
+    if not wires:
+        raise ValueError("a payload carries at least one live message")
+    origin, incarnation = wires[0].origin, wires[0].incarnation
+    if any(w.origin != origin or w.incarnation != incarnation for w in wires):
+        raise ValueError("one payload carries the messages of one origin and incarnation")
+    return _payload(origin, incarnation, [_encode_entry(w.seq, w.topic, w.message) for w in wires])
+
+
+def decode_live(payload: bytes) -> list[WireLive]:
+    """The messages in ``payload``, in order; raises ``msgspec.DecodeError`` (``ValidationError``
+    included) if it is not a payload of live messages."""
+    origin, incarnation, entries = _DECODER.decode(payload)
+    return [WireLive(origin, incarnation, seq, topic, message) for seq, topic, message in entries]
 
 
 @dataclass(slots=True)
@@ -131,6 +156,7 @@ class BridgeStats:
     """Counters of one :class:`LiveBusBridge`; plain ints, read them any time."""
 
     sent: int = 0  # messages handed to the MQTT client
+    publishes: int = 0  # MQTT messages they travelled in (several live messages each)
     dropped: int = 0  # not sent: the buffer was full (remote subscribers get LAGGED)
     oversize: int = 0  # not sent: larger than the broker's packet limit (remote subscribers get LAGGED)
     unencodable: int = 0  # not sent: a free-form field MessagePack cannot carry (remote subscribers get LAGGED)
@@ -171,6 +197,8 @@ class LiveBusBridge:
         #: origin -> (incarnation, last number) of the other workers heard from.
         self._heard: dict[str, tuple[int, int]] = {}
         self._max_payload = MQTT_MAX_PACKET_SIZE - _PACKET_OVERHEAD - len(self._topic.encode())
+        # What a payload's entries may take: the rest is the array headers, origin and incarnation.
+        self._max_entries_size = self._max_payload - len(worker_id.encode()) - 32
         self._warned_twin = False
 
     # ------------------------------------------------------------------ publishing side
@@ -197,23 +225,51 @@ class LiveBusBridge:
                         escape_controls(self.worker_id), self.stats.dropped - self._dropped_at_start)
 
     async def _send_loop(self) -> None:
-        async for seq, topic, message in self._outbox:
-            try:
-                payload = encode_live(WireLive(self.worker_id, self.incarnation, seq, topic, message))
-            except (msgspec.EncodeError, TypeError, ValueError) as exc:
-                self.stats.unencodable += 1
-                log.warning("live bus bridge: cannot encode a %s message for %s: %s", type(message).__name__,
-                            escape_controls(topic), escape_controls(str(exc)))
-                continue
-            if len(payload) > self._max_payload:
-                # The broker would disconnect us for it (its max_packet_size): never sent, seen as a gap.
-                self.stats.oversize += 1
-                log.warning("live bus bridge: a %s message for %s is %d bytes, over the %d the broker takes; "
-                            "not sent", type(message).__name__, escape_controls(topic), len(payload),
-                            self._max_payload)
-                continue
-            await self._client.publish(self._topic, payload, qos=1, retain=False)
-            self.stats.sent += 1
+        """Publish in order what :meth:`forward` queued: everything waiting at once, as few payloads."""
+        while True:
+            batch = [await self._outbox.receive()]
+            while len(batch) < SEND_BATCH:
+                try:
+                    batch.append(self._outbox.receive_nowait())
+                except trio.WouldBlock:
+                    break
+            entries: list[bytes] = []
+            size = 0
+            for seq, topic, message in batch:
+                entry = self._entry(seq, topic, message)
+                if entry is None:
+                    continue  # its number is never sent: the receivers see a gap
+                if entries and size + len(entry) > self._max_entries_size:
+                    await self._publish(entries)
+                    entries, size = [], 0
+                entries.append(entry)
+                size += len(entry)
+            if entries:
+                await self._publish(entries)
+
+    def _entry(self, seq: int, topic: str, message: LiveMessage) -> bytes | None:
+        """``message`` encoded for a payload, or None (counted and logged) if it cannot be sent."""
+        try:
+            entry = _encode_entry(seq, topic, message)
+        except (msgspec.EncodeError, TypeError, ValueError) as exc:
+            self.stats.unencodable += 1
+            log.warning("live bus bridge: cannot encode a %s message for %s: %s", type(message).__name__,
+                        escape_controls(topic), escape_controls(str(exc)))
+            return None
+        if len(entry) > self._max_entries_size:
+            # The broker would disconnect us for it (its max_packet_size): never sent, seen as a gap.
+            self.stats.oversize += 1
+            log.warning("live bus bridge: a %s message for %s is %d bytes, over the %d the broker takes; "
+                        "not sent", type(message).__name__, escape_controls(topic), len(entry),
+                        self._max_entries_size)
+            return None
+        return entry
+
+    async def _publish(self, entries: list[bytes]) -> None:
+        await self._client.publish(self._topic, _payload(self.worker_id, self.incarnation, entries),
+                                   qos=1, retain=False)
+        self.stats.sent += len(entries)
+        self.stats.publishes += 1
 
     # ------------------------------------------------------------------ receiving side
 
@@ -232,10 +288,14 @@ class LiveBusBridge:
             self._undecodable(inbound, f"unexpected topic {inbound.topic!r}")
             return
         try:
-            wire = decode_live(inbound.payload)
+            wires = decode_live(inbound.payload)
         except msgspec.DecodeError as exc:
             self._undecodable(inbound, str(exc))
             return
+        for wire in wires:
+            self._deliver(wire)
+
+    def _deliver(self, wire: WireLive) -> None:
         if wire.origin == self.worker_id:
             self.stats.own += 1
             if wire.incarnation != self.incarnation and not self._warned_twin:

@@ -89,7 +89,7 @@ def test_the_union_covers_every_live_message_declared_on_the_bus() -> None:
 def test_every_live_message_round_trips_through_the_wire_format(cls: type[LiveMessage]) -> None:
     message = _message(cls, 7)
     wire = WireLive("worker-1", 2**62 + 3, 41, "session:s-1", message)
-    decoded = decode_live(encode_live(wire))
+    [decoded] = decode_live(encode_live(wire))
     assert decoded == wire
     assert type(decoded.message) is cls
     assert decoded.message.json == message.json  # the browser's text is the same on every worker
@@ -97,13 +97,23 @@ def test_every_live_message_round_trips_through_the_wire_format(cls: type[LiveMe
 
 def test_what_is_not_a_live_message_does_not_decode() -> None:
     good = encode_live(WireLive("w", 1, 1, DEVICES_TOPIC, LiveUnread(3)))
-    assert decode_live(good).message == LiveUnread(3)
-    for payload in (b"", b"\xc1", msgspec.msgpack.encode(["w", 1, 1, "t"]),
-                    msgspec.msgpack.encode(["w", 1, 1, "t", {"type": "no-such-kind"}]),
-                    msgspec.msgpack.encode(["w", 1, 1, "t", {"type": "unread", "unread": "many"}]),
-                    msgspec.msgpack.encode(["w", "one", 1, "t", {"type": "unread", "unread": 1}])):
+    assert [wire.message for wire in decode_live(good)] == [LiveUnread(3)]
+    for payload in (b"", b"\xc1", msgspec.msgpack.encode(["w", 1, [[1, "t"]]]),
+                    msgspec.msgpack.encode(["w", 1, 1, "t", {"type": "unread", "unread": 1}]),  # no batch
+                    msgspec.msgpack.encode(["w", 1, [[1, "t", {"type": "no-such-kind"}]]]),
+                    msgspec.msgpack.encode(["w", 1, [[1, "t", {"type": "unread", "unread": "many"}]]]),
+                    msgspec.msgpack.encode(["w", "one", [[1, "t", {"type": "unread", "unread": 1}]]])):
         with pytest.raises(msgspec.DecodeError):
             decode_live(payload)
+
+
+def test_one_payload_carries_several_messages_of_one_origin_in_order() -> None:
+    wires = [WireLive("w", 5, seq, user_topic("u"), LiveUnread(seq)) for seq in (3, 4, 6)]
+    assert decode_live(encode_live(*wires)) == wires
+    with pytest.raises(ValueError):
+        encode_live()
+    with pytest.raises(ValueError):
+        encode_live(wires[0], WireLive("other", 5, 7, user_topic("u"), LiveUnread(7)))
 
 
 def test_the_live_topic_is_no_device_topic_and_only_the_hub_account_has_it() -> None:
@@ -265,6 +275,23 @@ async def test_a_message_reaches_the_other_worker_once_and_is_not_echoed(broker:
             assert (a.bridge.stats.sent, b.bridge.stats.sent) == (2, 1)
             assert a.bridge.stats.lagged == b.bridge.stats.lagged == 0
     assert a.bus.on_publish is None and b.bus.on_publish is None  # detached when stopped
+
+
+@integration
+async def test_a_burst_travels_in_a_few_publishes_and_none_is_dropped(broker: MqttUrl, topics: Topics) -> None:
+    """A commit fans out hundreds of live messages at once: they travel batched, so bursts of 300,
+    three times the bridge's buffer in all, reach the other worker whole and in order."""
+    a, b = Worker(broker, topics, "w-a", buffer=400), Worker(broker, topics, "w-b")
+    async with running(a, b):
+        with b.bus.subscribe([ATTENDANCE_TOPIC], capacity=2000) as at_b:
+            for burst in range(4):
+                for n in range(300):
+                    a.bus.publish(session_topic("s-1"), _attendance(f"st-{burst}-{n}"))
+                await trio.sleep(0.005)  # the writer's next commit comes milliseconds later
+            got = [await next_of(at_b) for _ in range(1200)]
+            assert [m.student_id for m in got] == [f"st-{burst}-{n}" for burst in range(4) for n in range(300)]
+            assert (a.bridge.stats.dropped, b.bridge.stats.lagged) == (0, 0)
+            assert a.bridge.stats.sent == 1200 and a.bridge.stats.publishes <= 12, a.bridge.stats
 
 
 @integration
