@@ -47,10 +47,8 @@ The hub runs in one of two shapes:
   subscribed) and the database's ``partition_leases`` agree; then it stops
   them together (a ``stop`` line on their stdin) and checks that they
   released their leases and heartbeats. The drain starts the K workers
-  again, as ``serve --workers K`` does (all at once, nothing pre-arranged:
-  the first to boot may claim every partition and hand some back a round
-  later; ``--preregister`` writes the K heartbeats first, and again every
-  2 s until each worker is ready, so each claims its share at once). A
+  again, as ``serve --workers K`` does: all at once, each told the others'
+  ids (``Settings.worker_peers``), so each claims its share at once. A
   worker cannot know when the whole drain is done: each reports its own
   acknowledged count (a ``count`` line, at most 5 a second); when the sum
   reaches N and PostgreSQL holds N more event ids than before the drain,
@@ -160,8 +158,6 @@ BENCH = os.path.dirname(os.path.abspath(__file__))
 GAP_KEPT_S = 0.02
 #: A worker child reports its acknowledged count at most this often (a ``count`` line).
 COUNT_EVERY_S = 0.2
-#: --preregister: the heartbeats of the workers not yet ready are written again this often (the lease is 10 s).
-PREREGISTER_EVERY_S = 2.0
 #: With --workers K, the partitions when --partitions is not given (as ``campushub serve --workers``).
 DEFAULT_WORKER_PARTITIONS = 16
 
@@ -306,7 +302,8 @@ async def child_hub(config: dict[str, Any]) -> None:
                 super().__init__(db, bus, metrics, recorded, **options)
 
         hub.app.supervision.PersistenceWriter = RecordingWriter  # type: ignore[misc]
-        overrides = {"partitions": partitions, "worker_id": config["worker_id"]}
+        overrides = {"partitions": partitions, "worker_id": config["worker_id"],
+                     "worker_peers": tuple(config["peers"])}
     # The backlog is stamped within seconds, a real outbox over the hours its device was cut off: at the
     # default density (1,000 events stamped within one second of a device's clock) the flood detector
     # refuses part of a fast-queued backlog (seen: 1,100 of 300,000 readings), which the raw consumer
@@ -667,13 +664,6 @@ async def _stored_count(db) -> int:
                              " + (SELECT count(*) FROM rejected_events WHERE event_id IS NOT NULL)")
 
 
-async def _register(db, ids: list[str]) -> None:
-    from hub.db.partition_leases import register_worker
-
-    for worker_id in ids:
-        await register_worker(db, worker_id, "drain-bench", 0)
-
-
 def prime_workers(args: argparse.Namespace, base: dict[str, Any], ids: list[str], url: str) -> dict[str, Any]:
     """Start the K workers once, wait until every partition's session is owned and subscribed, stop them."""
     partitions = args.partitions
@@ -758,9 +748,9 @@ def drain_workers(args: argparse.Namespace, url: str, database: str, prefix: str
                   broker, work_dir: str) -> dict[str, Any]:
     """The hub's turn as K partitioned workers: prime, queue, drain in K children, merge, check."""
     k, n = args.workers, args.events
-    base = {"system": "hub", "url": url, "mqtt_url": args.mqtt_url, "host": "127.0.0.1", "port": args.port,
-            "prefix": prefix, "n": n, "partitions": args.partitions}
     ids = worker_ids(prefix, k)
+    base = {"system": "hub", "url": url, "mqtt_url": args.mqtt_url, "host": "127.0.0.1", "port": args.port,
+            "prefix": prefix, "n": n, "partitions": args.partitions, "peers": ids}
     prime = prime_workers(args, base, ids, url)
     publisher, published_ids = queue_backlog("hub", args, prefix, devices, broker, work_dir)
 
@@ -768,10 +758,6 @@ def drain_workers(args: argparse.Namespace, url: str, database: str, prefix: str
     if args.pg_statements:
         log_offset = statement_log_start(args.database_url, database, args.pg_log)
     stored_before = run_db(url, _stored_count)
-    registered_at = -math.inf
-    if args.preregister:
-        run_db(url, partial(_register, ids=ids))
-        registered_at = time.monotonic()
     profiles = [(f"{args.profile}.w{i}" if k > 1 else args.profile) if args.profile else None for i in range(k)]
     inbox: queue.Queue = queue.Queue()
     load = load_average()
@@ -796,11 +782,6 @@ def drain_workers(args: argparse.Namespace, url: str, database: str, prefix: str
                     settled_at = time.monotonic()
             except queue.Empty:
                 pass  # no news for a second: look at the database again below
-            if args.preregister and len(ready) < k and time.monotonic() - registered_at > PREREGISTER_EVERY_S:
-                # A heartbeat is live for one lease: kept fresh for the workers not yet through their
-                # first round (a boot on a busy machine can take longer than the lease).
-                run_db(url, partial(_register, ids=[c.name for c in children if c not in ready]))
-                registered_at = time.monotonic()
             if before is None or len(ready) < k or sum(counts.values()) < n:
                 continue
             # Acks count a redelivered message twice (a hand-over): the stored ids decide, unless the
@@ -839,7 +820,7 @@ def drain_workers(args: argparse.Namespace, url: str, database: str, prefix: str
     first_ready = min(r["t"] for r in ready.values())
     out: dict[str, Any] = {
         "events": n, "published": publisher["published"], "checkins_published": publisher.get("checkins", 0),
-        "partitions": args.partitions, "preregistered": args.preregister,
+        "partitions": args.partitions,
         "acked": acked, "events_per_s": n / span if span > 0 else math.nan,
         "boot_s": max(w["boot_s"] for w in per_worker),
         "first_commit_s": first - first_ready,
@@ -991,9 +972,6 @@ def main() -> None:
     ap.add_argument("--partitions", type=int, default=None,
                     help="the hub's partitions (Settings.partitions); default: 0 (the single-process hub) with "
                          f"--workers 1, {DEFAULT_WORKER_PARTITIONS} with more")
-    ap.add_argument("--preregister", action="store_true",
-                    help="partitioned workers: write their heartbeats (hub_workers) before the drain's start and "
-                         "until each is ready, so that each claims its share at once (no start-up hand-over)")
     ap.add_argument("--rooms", type=int, default=500, help="rooms = devices = live sessions seeded")
     ap.add_argument("--students", type=int, default=0,
                     help="students seeded (default: one per check-in, at least two per room)")
@@ -1016,8 +994,6 @@ def main() -> None:
         args.partitions = 0 if args.workers == 1 else DEFAULT_WORKER_PARTITIONS
     if args.workers > 1 and args.partitions < args.workers:
         ap.error("several workers share partitions: --partitions must be at least --workers")
-    if args.preregister and not args.partitions:
-        ap.error("--preregister is for partitioned workers (--partitions >= 1)")
     if not 0 <= args.checkins <= 1:
         ap.error("--checkins is a fraction, 0..1")
     systems = [s.strip() for s in args.systems.split(",") if s.strip()]

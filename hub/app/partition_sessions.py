@@ -31,6 +31,11 @@ scheduler opening hundreds of sessions, each loading its roster) never lets
 the leases it holds run out; a lease the renewal finds lost stops being
 served at once (its session closes).
 
+Workers started together (``serve --workers``, ``Settings.worker_peers``)
+count each other as live for their first :data:`PEERS_GRACE_LEASES` leases,
+before the first heartbeats: each claims its share at once, and none claims
+everything only to hand half of it over a round later.
+
 Exactly once, in order: an event is acknowledged to the session that brought
 it, only after its commit (``InboundMessage.client``); a message still in this
 worker's pipeline when its session closes is dropped there unacknowledged
@@ -104,6 +109,8 @@ WANTING_ROUND_S = 0.5
 UNSUBSCRIBE_AFTER_ROUNDS = 2
 #: A worker's heartbeat row is removed once it has not been seen for this long.
 FORGET_WORKERS_AFTER_S = 3600.0
+#: A keeper counts its peers (Settings.worker_peers) as live for this many leases after its start.
+PEERS_GRACE_LEASES = 2
 
 
 def partition_client_id(hub_client_id: str, partition: int) -> str:
@@ -155,6 +162,7 @@ class PartitionKeeper(ServiceActor):
         self, *, db: Database, topics: Topics, worker_id: str, host: str, pid: int,
         ownership: PartitionOwnership, lease_s: float,
         make_client: Callable[[int], TrioMqttClient], owned_changed: Callable[[], Awaitable[None]],
+        peers: frozenset[str] = frozenset(),
     ) -> None:
         if not ownership.partitioned:
             raise ValueError("a partition keeper needs a partitioned ownership (Settings.partitions >= 1)")
@@ -178,6 +186,9 @@ class PartitionKeeper(ServiceActor):
         self._changing = trio.Lock()
         #: Partitions the renewal found lost (sessions closed); the next round stops their actors.
         self._lost_pending: set[int] = set()
+        #: Workers started with this one, counted as live until ``_peers_until`` (see started()).
+        self._peers = peers - {worker_id}
+        self._peers_until = -math.inf
 
     @property
     def stats(self) -> KeeperStats:
@@ -187,6 +198,11 @@ class PartitionKeeper(ServiceActor):
     async def started(self) -> None:
         # The first round runs before the start is reported: a single worker serves everything
         # once started. The sessions are tasks of the actor's nursery, so they end with it.
+        # Peers (workers started together with this one) count as live for PEERS_GRACE_LEASES
+        # leases, before their first heartbeat: each claims its share at once, and none claims
+        # everything only to hand half of it over a round later. A peer that has not come up by
+        # then leaves its share to the others.
+        self._peers_until = trio.current_time() + PEERS_GRACE_LEASES * self._lease_s
         await register_worker(self._db, self._worker_id, self._host, self._pid)
         await self._round_safely()
         self.nursery.start_soon(self.serve)
@@ -298,8 +314,10 @@ class PartitionKeeper(ServiceActor):
         if self._lost_pending:
             lost, self._lost_pending = self._lost_pending, set()
             await self._give_up(lost & set(self._sessions))
-        plan = balance_plan(self._ownership.partitions, await live_workers(db, lease_s),
-                            await read_leases(db, self._ownership.partitions), me)
+        live = set(await live_workers(db, lease_s))
+        if self._peers and trio.current_time() < self._peers_until:
+            live |= self._peers
+        plan = balance_plan(self._ownership.partitions, live, await read_leases(db, self._ownership.partitions), me)
         if plan.release:
             # Stop serving first, then release: never two owners at once. Handed over drained:
             # what was read is committed and acknowledged before the session closes.

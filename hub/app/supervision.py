@@ -356,7 +356,7 @@ def _partition_keeper_spec(
 
     return ChildSpec("partitions", lambda: PartitionKeeper(
         db=db, topics=topics, worker_id=worker_id, host=socket.gethostname(), pid=os.getpid(),
-        ownership=ownership, lease_s=settings.partition_lease_s,
+        ownership=ownership, lease_s=settings.partition_lease_s, peers=frozenset(settings.worker_peers),
         make_client=make_client, owned_changed=owned_changed), shutdown_timeout=10)
 
 

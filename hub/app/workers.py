@@ -148,6 +148,9 @@ def plan_workers(count: int, *, database_url: str, mqtt_url: str, partitions: in
     if count < 1:
         raise ValueError(f"--workers must be at least 1, not {count}")
     env = dict(os.environ if environment is None else environment)
+    ids = worker_ids(count)
+    # The peers let workers started together split the partitions at once (Settings.worker_peers).
     env.update(CAMPUSHUB_DATABASE_URL=database_url, CAMPUSHUB_MQTT_URL=mqtt_url,
-               CAMPUSHUB_PARTITIONS=str(partitions), CAMPUSHUB_DATA_DIR=str(data_dir))
-    return WorkerPlan(count, worker_ids(count), env, tuple(arguments))
+               CAMPUSHUB_PARTITIONS=str(partitions), CAMPUSHUB_DATA_DIR=str(data_dir),
+               CAMPUSHUB_WORKER_PEERS=",".join(ids))
+    return WorkerPlan(count, ids, env, tuple(arguments))

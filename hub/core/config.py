@@ -269,6 +269,11 @@ class Settings:
     #: ``CAMPUSHUB_PARTITION_LEASE_S``: a partition's lease; a dead worker's partitions move to the
     #: others within it (plus one renewal round, a third of it).
     partition_lease_s: float = 10.0
+    #: ``CAMPUSHUB_WORKER_PEERS`` (comma-separated worker ids; ``serve --workers`` sets it): the
+    #: workers started together with this one. For its first two leases this worker counts them
+    #: as live before their first heartbeat, so workers started at once each claim their share
+    #: straight away instead of the first claiming everything and handing half over.
+    worker_peers: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.backup_interval_h > 0 or self.backup_keep < 1:
@@ -302,6 +307,8 @@ class Settings:
             raise ValueError("CAMPUSHUB_PARTITION_LEASE_S must be 1..300 seconds")
         if self.worker_id is not None and not _WORKER_ID.fullmatch(self.worker_id):
             raise ValueError("CAMPUSHUB_WORKER_ID: 1-64 letters, digits, '-' or '_'")
+        if not all(_WORKER_ID.fullmatch(peer) for peer in self.worker_peers):
+            raise ValueError("CAMPUSHUB_WORKER_PEERS: worker ids of 1-64 letters, digits, '-' or '_', comma-separated")
         try:
             parse_ranges(self.trusted_proxies)
         except InvalidRange as exc:
@@ -425,6 +432,7 @@ class Settings:
             partitions=int(env.get("CAMPUSHUB_PARTITIONS") or 0),
             worker_id=env.get("CAMPUSHUB_WORKER_ID") or None,
             partition_lease_s=float(env.get("CAMPUSHUB_PARTITION_LEASE_S") or 10.0),
+            worker_peers=tuple(w.strip() for w in env.get("CAMPUSHUB_WORKER_PEERS", "").split(",") if w.strip()),
         )
 
 

@@ -25,7 +25,9 @@ def test_the_plan_gives_every_worker_the_resolved_services_and_the_partition_cou
                         data_dir=tmp_path, arguments=["--host", "0.0.0.0"], environment={"PATH": "/bin"})
     assert plan.environment == {"PATH": "/bin", "CAMPUSHUB_DATABASE_URL": "postgresql://db/x",
                                 "CAMPUSHUB_MQTT_URL": "mqtt://broker", "CAMPUSHUB_PARTITIONS": "8",
-                                "CAMPUSHUB_DATA_DIR": str(tmp_path)}
+                                "CAMPUSHUB_DATA_DIR": str(tmp_path),
+                                "CAMPUSHUB_WORKER_PEERS": ",".join(plan.worker_ids)}
+    assert len(plan.worker_ids) == 2
     with pytest.raises(ValueError, match="at least 1"):
         plan_workers(0, database_url="x", mqtt_url="y", partitions=8, data_dir=tmp_path, arguments=[])
 

@@ -121,6 +121,26 @@ async def test_two_workers_split_the_partitions_and_commit_every_event_once(
         nursery.cancel_scope.cancel()
 
 
+async def test_workers_started_together_claim_their_shares_at_once(worker_settings, campus_of_rooms, test_db):
+    """Peers (``serve --workers`` names them) count as live before their first heartbeat: the first
+    worker up claims only its half, and no partition changes hands when the second arrives."""
+    peers = dataclasses.replace(worker_settings, worker_peers=("w1", "w2"))
+    async with trio.open_nursery() as nursery:
+        first, _ = await _start(nursery, peers, "w1")
+        assert len(first.ownership.owned) == PARTITIONS // 2  # its first round ran before the start
+        second, _ = await _start(nursery, peers, "w2")
+
+        async def balanced() -> bool:
+            a, b = first.ownership.owned, second.ownership.owned
+            return len(a) == len(b) == PARTITIONS // 2 and not a & b
+
+        await eventually(balanced, timeout=20)
+        owners = await test_db.fetch("SELECT owner, fence FROM partition_leases WHERE expires_at > now()")
+        assert sorted(r["owner"] for r in owners) == ["w1"] * 2 + ["w2"] * 2
+        assert {r["fence"] for r in owners} == {1}  # each claimed once, by its first and only owner
+        nursery.cancel_scope.cancel()
+
+
 async def _is(value, expected) -> bool:
     return await value == expected
 
