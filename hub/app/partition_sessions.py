@@ -22,8 +22,13 @@ Every round (a third of the lease) it:
    sessions, the ingress starts its devices' actors from PostgreSQL), then the
    session connects;
 3. re-reads which devices are in which room (one light query) and brings each
-   owned session's subscriptions up to date: a device added, moved or revoked
-   on any worker is followed within a round.
+   owned session's subscriptions up to date.
+
+Between rounds it also LISTENs for changes of the devices' rooms
+(``DEVICE_ROOMS_CHANNEL``, a trigger on ``devices``, migration 0039): a device
+registered or moved on any worker is subscribed by its partition's session
+within moments of the commit, not at the next round; unsubscribing stays
+with the rounds (below).
 
 The heartbeat and the renewals run in a task of their own, every third of
 the lease, so a round that waits on the actors of partitions it gains (a
@@ -45,10 +50,11 @@ session at a time carries a device's messages, in order. A device moved to a
 room of another partition is subscribed by its new partition's session at its
 owner's next round, and unsubscribed from its old one only two rounds later;
 meanwhile both may bring its messages, each committed once by event id. A
-device registered on any worker is subscribed at its partition owner's next
-round (a third of the lease): what it publishes before then has no
-subscriber and is dropped by the broker (an edge agent's first connection
-after provisioning normally comes later than that).
+device registered on any worker is subscribed when its partition's owner
+hears the registration's NOTIFY (or, with that LISTEN connection down, at
+the next round): what it publishes before then has no subscriber and is
+dropped by the broker, so an edge agent should connect after its
+registration has committed, as provisioning makes it do.
 
 A taken-over connection: Mosquitto before 2.0.15 closes it without DISCONNECT
 0x8E, like any loss; before each reconnect the session asks the database
@@ -74,6 +80,7 @@ import logging
 import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 import trio
 
@@ -90,6 +97,7 @@ from hub.db.partition_leases import (
     release,
     renew,
 )
+from hub.db.pg_listen import DEVICE_ROOMS_CHANNEL, keep_listening
 from hub.domain.partition_topics import partition_topics, subscription_change
 from hub.domain.partitions import balance_plan, partition_of_device
 from hub.mqtt import TrioMqttClient
@@ -109,6 +117,8 @@ WANTING_ROUND_S = 0.5
 UNSUBSCRIBE_AFTER_ROUNDS = 2
 #: A worker's heartbeat row is removed once it has not been seen for this long.
 FORGET_WORKERS_AFTER_S = 3600.0
+#: The LISTEN for device changes is opened again this long after its connection dropped.
+LISTEN_RETRY_S = 5.0
 #: A keeper counts its peers (Settings.worker_peers) as live for this many leases after its start.
 PEERS_GRACE_LEASES = 2
 
@@ -189,6 +199,10 @@ class PartitionKeeper(ServiceActor):
         #: Workers started with this one, counted as live until ``_peers_until`` (see started()).
         self._peers = peers - {worker_id}
         self._peers_until = -math.inf
+        #: Set by the device-rooms NOTIFY (and each re-LISTEN): _follow_devices re-reads the rooms.
+        self._devices_changed = trio.Event()
+        #: Serialises subscription updates (the rounds and _follow_devices).
+        self._subscribing = trio.Lock()
 
     @property
     def stats(self) -> KeeperStats:
@@ -207,6 +221,30 @@ class PartitionKeeper(ServiceActor):
         await self._round_safely()
         self.nursery.start_soon(self.serve)
         self.nursery.start_soon(self._renew_loop)
+        self.nursery.start_soon(self._follow_devices)
+        await self.nursery.start(partial(
+            keep_listening, self._db, DEVICE_ROOMS_CHANNEL, self._on_devices_notify, self._on_devices_listening,
+            retry_s=LISTEN_RETRY_S, name="partition keeper"))
+
+    def _on_devices_notify(self, _payload: str) -> None:
+        self._devices_changed.set()
+
+    async def _on_devices_listening(self) -> None:
+        self._devices_changed.set()  # what changed while nobody listened: re-read
+
+    async def _follow_devices(self) -> None:
+        """Subscribe at once what the owned sessions newly want when PostgreSQL announces a change of
+        the devices' rooms; coalesced (one re-read for a burst). A failed re-read waits for the round."""
+        while True:
+            await self._devices_changed.wait()
+            self._devices_changed = trio.Event()
+            try:
+                self._device_rooms = await device_rooms(self._db)
+            except Exception as exc:  # noqa: BLE001 - the database is the rounds' concern; they re-read
+                log.info("partitions: devices' rooms not re-read now (%s); the next round will", exc)
+                continue
+            for session in list(self._sessions.values()):
+                await self._update_subscriptions(session, in_round=False)
 
     async def _renew_loop(self) -> None:
         """The heartbeat and the renewals, in a task of their own: a round may wait long on the
@@ -436,15 +474,23 @@ class PartitionKeeper(ServiceActor):
         finally:
             session.ended.set()
 
-    async def _update_subscriptions(self, session: _Session) -> None:
+    async def _update_subscriptions(self, session: _Session, *, in_round: bool = True) -> None:
         """Subscribe what is newly wanted at once; unsubscribe what is no longer wanted only after
-        ``UNSUBSCRIBE_AFTER_ROUNDS`` rounds. A device moved to another partition is then carried by
-        both sessions for a while (each event committed once, by id), never by neither: the new
-        partition's owner, on another worker, subscribes it at its own next round."""
+        ``UNSUBSCRIBE_AFTER_ROUNDS`` rounds (``in_round=False``: between rounds, subscribe only). A
+        device moved to another partition is then carried by both sessions for a while (each event
+        committed once, by id), never by neither."""
+        async with self._subscribing:
+            await self._change_subscriptions(session, in_round)
+
+    async def _change_subscriptions(self, session: _Session, count_round: bool) -> None:
         change = subscription_change(session.subscribed, self._wanted(session.partition))
-        unwanted = {topic: session.unwanted_rounds.get(topic, 0) + 1 for topic in change.unsubscribe}
-        session.unwanted_rounds = unwanted
-        unsubscribe = sorted(topic for topic, rounds in unwanted.items() if rounds > UNSUBSCRIBE_AFTER_ROUNDS)
+        if count_round:
+            unwanted = {topic: session.unwanted_rounds.get(topic, 0) + 1 for topic in change.unsubscribe}
+            session.unwanted_rounds = unwanted
+        else:
+            unwanted = session.unwanted_rounds
+        unsubscribe = sorted(topic for topic, rounds in unwanted.items()
+                             if count_round and rounds > UNSUBSCRIBE_AFTER_ROUNDS)
         if not (unsubscribe or change.subscribe) or not session.client.connected:
             return  # the next connect subscribes what is wanted then
         try:

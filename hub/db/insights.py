@@ -295,6 +295,12 @@ async def touched_pairs(db: Database, since: datetime, until: datetime) -> set[t
     return {(r["student_id"], r["course_id"]) for r in rows}
 
 
+async def enrolment_pairs(db: Database) -> list[tuple[str, str]]:
+    """Every (student, course) enrolment, in that order: the scope of a full pass over the standings."""
+    rows = await db.fetch("SELECT student_id, course_id FROM enrolments ORDER BY student_id, course_id")
+    return [(r["student_id"], r["course_id"]) for r in rows]
+
+
 async def session_pairs(db: Database, session_ids: Sequence[str], student_ids: Sequence[str] | None) -> set[tuple[str, str]]:
     """(student, course) enrolments behind some sessions: the given students, or everyone enrolled."""
     rows = await db.fetch(

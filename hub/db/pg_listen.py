@@ -9,6 +9,8 @@ channel, the writer's own process included. Channels, one place:
 - :data:`DEVICE_COMMAND_CHANNEL`: a ``device_commands`` row was inserted; payload: its id.
 - :data:`QUARANTINE_CHANNEL`: a ``device_quarantines`` row was written; payload: JSON
   ``{"device_id", "until", "released", "by"}``.
+- :data:`DEVICE_ROOMS_CHANNEL`: devices were registered, moved, revoked or deleted
+  (migration 0039, one per statement); payload: empty.
 
 A notification is a hint, not a queue: one sent while nobody listens (the
 connection was down) is lost, so whoever listens re-reads the table whenever it
@@ -40,6 +42,8 @@ log = logging.getLogger("hub.db.pg_listen")
 DEVICE_COMMAND_CHANNEL = "campushub_device_command"
 #: NOTIFY channel of written ``device_quarantines`` rows (migration 0038; payload: JSON).
 QUARANTINE_CHANNEL = "campushub_device_quarantine"
+#: NOTIFY channel of changes to which devices exist and in which room (migration 0039; payload: empty).
+DEVICE_ROOMS_CHANNEL = "campushub_device_rooms"
 
 #: What opening or using a connection raises when PostgreSQL cannot be reached (or dropped us).
 UNREACHABLE: tuple[type[BaseException], ...] = (OSError, TimeoutError, asyncpg.PostgresError,

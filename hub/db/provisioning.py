@@ -32,6 +32,7 @@ import asyncpg
 from hub.domain.credentials import ALGORITHMS, DeviceCredentials, edge_agent_toml, new_device_credentials, new_signing_keys
 
 from ._pool import Database
+from .deployment import HUB_CLIENT_ID_PREFIX
 from .device_registry import stored_device_key
 from .paging import Page
 from .sealed_secrets import hub_signing_key_context
@@ -300,6 +301,11 @@ async def register(
     if not DEVICE_ID_RE.fullmatch(device_id):
         raise RegistryError("invalid_request", "'device_id': 1-64 letters, digits, '_', '.' or '-', starting with"
                             " a letter or digit.", "device_id")
+    if device_id.lower().startswith(HUB_CLIENT_ID_PREFIX):
+        # A device's id is its broker username and client id: this one could take over one of the
+        # hub's own MQTT sessions (a partition's, the live bus's) and read what is queued there.
+        raise RegistryError("invalid_request", f"'device_id': ids starting with {HUB_CLIENT_ID_PREFIX!r} are"
+                            " reserved for the hub's own MQTT sessions.", "device_id")
     _choice(kind, "kind", DEVICE_KINDS)
     _choice(alg, "alg", ALGORITHMS)
     _text(model, "model", MAX_MODEL)

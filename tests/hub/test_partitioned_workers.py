@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import uuid
 from datetime import datetime, timezone
 
 import httpx
@@ -22,6 +23,7 @@ from hub.core.bus import session_topic
 from hub.core.campus import Campus, DeviceCredentials
 from hub.core.config import Settings
 from hub.db import run_with_database
+from hub.db.provisioning import EdgeAgentSetup, register
 from hub.db.seed import DEMO_PASSWORD, ensure_campus
 from hub.domain.partitions import partition_of_room
 from schemas import SensorReading, SensorReadingEvent, Topics, encode_event, new_event_id
@@ -138,6 +140,34 @@ async def test_workers_started_together_claim_their_shares_at_once(worker_settin
         owners = await test_db.fetch("SELECT owner, fence FROM partition_leases WHERE expires_at > now()")
         assert sorted(r["owner"] for r in owners) == ["w1"] * 2 + ["w2"] * 2
         assert {r["fence"] for r in owners} == {1}  # each claimed once, by its first and only owner
+        nursery.cancel_scope.cancel()
+
+
+async def _nothing_to_tell(device_ids) -> None:
+    """Registered from outside the hub (another worker's web): nobody in this process is told."""
+
+
+async def test_a_device_registered_while_running_is_subscribed_within_moments(
+    worker_settings, campus_of_rooms, test_db, publisher, aio_loop,
+):
+    """The registration's NOTIFY (migration 0039) makes the partition's owner subscribe the new device at
+    once, not at its next round (here 10 s away): a reading it sends 3 s after its registration is kept.
+    The broker drops a message nobody subscribes to, so without this it would be lost."""
+    settings = dataclasses.replace(worker_settings, partition_lease_s=30.0)  # rounds 10 s apart
+    topics = Topics(settings.topic_prefix)
+    room_id = campus_of_rooms.devices[0].room_id
+    async with trio.open_nursery() as nursery:
+        hub, _ = await _start(nursery, settings, "w1")
+        assert hub.ownership.owns_room(room_id)
+        issued = await register(test_db, device_id=f"late-{uuid.uuid4().hex[:6]}", room_id=room_id,
+                                kind="edge_agent", actor="test", devices_changed=_nothing_to_tell,
+                                setup=EdgeAgentSetup("mqtt://127.0.0.1:1883", topics.prefix))
+        keys = issued.credentials.keys
+        device = DeviceCredentials(issued.device.device_id, room_id, "edge_agent", keys.alg, keys.device_key)
+        await trio.sleep(3)
+        await publisher.publish(topics.uplink(device.device_id), _reading(device, 1), qos=1)
+        await eventually(lambda: _is(test_db.fetchval(
+            "SELECT count(*) FROM sensor_readings WHERE device_id = $1", device.device_id), 1), timeout=10)
         nursery.cancel_scope.cancel()
 
 

@@ -9,6 +9,7 @@ from typing import AsyncIterator
 import pytest
 import trio
 
+import hub.services.warnings as warnings_module
 from actors import ChildSpec, Supervisor
 from hub.core.bus import LiveAttendance, LiveBus, LiveNotification, session_topic, user_topic
 from hub.db import Database, open_database
@@ -271,5 +272,25 @@ async def test_a_lagging_subscription_is_caught_up_by_a_sweep_not_a_full_recompu
                 warning = await receive(student)
             assert warning["kind"] == "attendance_warning" and warning["data"]["percentage"] == "66.66"
             assert watcher.pairs_rechecked == 3  # s1 again; s2's standing was not recomputed
+            await supervisor.shutdown()
+            nursery.cancel_scope.cancel()
+
+
+async def test_a_full_pass_reads_the_enrolments_a_chunk_at_a_time(fresh_db, monkeypatch):
+    """The pass at start covers every enrolment, here one per chunk: both students below are warned."""
+    monkeypatch.setattr(warnings_module, "FULL_PASS_CHUNK", 1)
+    bus = LiveBus()
+    await seed(fresh_db, ["absent"] * 2)  # s1 at 0 of 2
+    await enrol_another_student(fresh_db)  # s2: no record of those held sessions: absent too
+    with bus.subscribe([user_topic("s1")]) as s1, bus.subscribe([user_topic("s2")]) as s2:
+        async with trio.open_nursery() as nursery:
+            supervisor = Supervisor("test")
+            await nursery.start(supervisor.run)
+            watcher = WarningWatcher(fresh_db, bus, sweep_every_s=3600)
+            await supervisor.start_child(ChildSpec("warnings", lambda: watcher, mailbox_size=64))
+            for student in (s1, s2):
+                warning = await receive(student)
+                assert warning["kind"] == "attendance_warning" and warning["data"]["percentage"] == "0.00"
+            assert (watcher.pairs_rechecked, watcher.rechecks) == (2, 0)  # one full pass, in two chunks
             await supervisor.shutdown()
             nursery.cancel_scope.cancel()

@@ -133,6 +133,8 @@ BAD_REGISTRATIONS = [
     ({"device_id": "bad id", "kind": "sensor"}, "device_id"),
     ({"device_id": "x" * 65, "kind": "sensor"}, "device_id"),
     ({"device_id": "ok\n", "kind": "sensor"}, "device_id"),
+    # Its MQTT username and client id would be one of the hub's own sessions' (a partition's, say).
+    ({"device_id": "campushub-hub-0123456789ab-p3", "kind": "sensor"}, "device_id"),
     ({"kind": "toaster"}, "kind"),
     ({"kind": "sensor", "alg": "rsa"}, "alg"),
     ({"kind": "sensor", "model": 5}, "model"),
