@@ -108,6 +108,8 @@ class Hub:
     ownership: PartitionOwnership = EVERYTHING
     #: Many workers: the asks between them (hub/app/worker_calls.py ``WorkerCalls``); None in one process.
     worker_calls: Any = None
+    #: Many workers: the live bus's bridge now running (hub/core/bus_bridge.py); None in one process.
+    bus_bridge: Any = None
     #: Many workers on a password login without the hub's own listener: that username (a problem).
     shared_login: str | None = None
 
@@ -589,8 +591,17 @@ async def _run_tree(
     if partitioned:
         from hub.core.bus_bridge import LiveBusBridge
 
-        specs.append(ChildSpec("mqtt", lambda: _BusBridgeLoop(
-            LiveBusBridge(bus, client, topics, worker_id), subscribed), shutdown_timeout=2))
+        def bridge_loop() -> _BusBridgeLoop:
+            hub.bus_bridge = LiveBusBridge(bus, client, topics, worker_id)  # a new one at each restart
+            return _BusBridgeLoop(hub.bus_bridge, subscribed)
+
+        specs.append(ChildSpec("mqtt", bridge_loop, shutdown_timeout=2))
+        metrics.watch_counters(
+            "campushub_live_bridge", "The live bus between workers (hub/core/bus_bridge.py BridgeStats), by"
+            " counter: sent, dropped, gaps, lagged...", lambda: hub.bus_bridge.stats if hub.bus_bridge else None)
+        metrics.watch_counters(
+            "campushub_worker_calls", "Asks between workers (hub/app/worker_calls.py WorkerCallStats), by counter:"
+            " asked, timeouts, served...", lambda: hub.worker_calls.stats if hub.worker_calls else None)
     else:
         specs.append(ChildSpec("mqtt", lambda: _MqttLoop(client, topics, subscribed), shutdown_timeout=2))
     specs.append(ChildSpec("ingress", lambda: Ingress(

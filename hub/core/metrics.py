@@ -1,10 +1,12 @@
 """The hub's Prometheus metrics, one registry per hub instance (tests run several)."""
 from __future__ import annotations
 
+import dataclasses
 import logging
-from typing import Callable
+from typing import Any, Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily
 
 log = logging.getLogger("hub.supervision")
 
@@ -120,6 +122,13 @@ class HubMetrics:
             "campushub_actors", "Live actors under the root supervisor.", registry=self.registry,
         )
 
+    def watch_counters(self, name: str, documentation: str, read: Callable[[], Any]) -> None:
+        """Expose a dataclass of plain-int counters, read at scrape time, as the counter family ``name``
+        labelled by field (``counter``). ``read()`` returns the dataclass, or None while there is none
+        (e.g. before a client started); a counter that restarts from 0 (its owner was restarted) is a
+        reset Prometheus's ``rate`` handles."""
+        self.registry.register(_CountersCollector(name, documentation, read))
+
     def watch_actors(self, mailbox_depth: Callable[[], float], actor_count: Callable[[], float]) -> None:
         """Read the gauges from the supervision tree at scrape time."""
         self._mailbox_depth.set_function(mailbox_depth)
@@ -133,3 +142,24 @@ class HubMetrics:
 
     def render(self) -> str:
         return generate_latest(self.registry).decode()
+
+
+class _CountersCollector:
+    """One counter family from the int fields of a dataclass (see :meth:`HubMetrics.watch_counters`)."""
+
+    def __init__(self, name: str, documentation: str, read: Callable[[], Any]) -> None:
+        self._name, self._documentation, self._read = name, documentation, read
+
+    def _family(self) -> CounterMetricFamily:
+        return CounterMetricFamily(self._name, self._documentation, labels=["counter"])
+
+    def describe(self) -> Iterator[CounterMetricFamily]:
+        yield self._family()  # so that registering never reads the counters
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = self._family()
+        stats = self._read()
+        if stats is not None:
+            for field in dataclasses.fields(stats):
+                family.add_metric([field.name], getattr(stats, field.name))
+        yield family

@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 import httpx
 import pytest
 import trio
+from prometheus_client.parser import text_string_to_metric_families
 from support.hub_helpers import eventually
 
 from hub.app.supervision import Hub, run_hub
@@ -216,7 +217,24 @@ async def test_the_web_of_one_worker_reaches_the_session_actor_of_the_other(
             again = await http.post(f"/api/v1/sessions/{session.session_id}/marks", json={
                 "marks": [{"student_id": student_id, "status": "excused"}], "reason": "doctor's note"})
             assert again.status_code == 200 and again.json()["changed"] == []
+        # Both sides of the traffic are in each worker's metrics (read from the live objects at scrape time).
+        first_metrics, second_metrics = _counters(first.metrics.render()), _counters(second.metrics.render())
+        assert first_metrics[("campushub_live_bridge_total", "received")] >= 1
+        assert second_metrics[("campushub_live_bridge_total", "sent")] >= 1
+        assert second_metrics[("campushub_live_bridge_total", "dropped")] == 0
+        assert first_metrics[("campushub_worker_calls_total", "asked")] >= 2
+        assert second_metrics[("campushub_worker_calls_total", "served")] == second.worker_calls.stats.served
         nursery.cancel_scope.cancel()
+
+
+def _counters(exposition: str) -> dict[tuple[str, str], float]:
+    """``{(name, counter label): value}`` of the labelled counter families in a /metrics text."""
+    found = {}
+    for family in text_string_to_metric_families(exposition):
+        for sample in family.samples:
+            if "counter" in sample.labels:
+                found[(sample.name, sample.labels["counter"])] = sample.value
+    return found
 
 
 async def _has_actor(hub: Hub, session_id: str) -> bool:
