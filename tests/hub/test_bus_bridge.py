@@ -16,6 +16,7 @@ import msgspec
 import pytest
 import trio
 import trio.testing
+from support.hub_fixtures import link_client
 from support.private_mosquitto import HUB_LOGIN, BrokerLogin, mosquitto_available, start_private_mosquitto
 
 import hub.core.bus as bus_module
@@ -36,7 +37,7 @@ from hub.core.bus import (
 from hub.core.bus_bridge import LIVE_MESSAGE_TYPES, LiveBusBridge, WireLive, decode_live, encode_live
 from hub.core.config import MQTT_MAX_PACKET_SIZE, MqttUrl
 from hub.db.device_registry import MqttAccountRow
-from hub.mqtt import MqttError, TrioMqttClient, client_tls_context
+from hub.mqtt import MqttError, TrioMqttClient
 from schemas import Topics
 
 # --------------------------------------------------------------------------- the wire format, no broker
@@ -178,17 +179,10 @@ async def test_receive_batch_takes_what_is_buffered_and_keeps_lagged_apart() -> 
 integration = pytest.mark.integration
 
 
-def _client(url: MqttUrl, client_id: str) -> TrioMqttClient:
-    return TrioMqttClient(host=url.host, port=url.port, client_id=client_id, username=url.username,
-                          password=url.password, protocol=url.protocol,
-                          tls=client_tls_context() if url.tls else None, clean_start=True,
-                          session_expiry_s=0, max_packet_size=MQTT_MAX_PACKET_SIZE)
-
-
 class Worker:
     def __init__(self, url: MqttUrl, topics: Topics, name: str, **bridge_options: Any) -> None:
         self.bus = LiveBus()
-        self.bridge = LiveBusBridge(self.bus, _client(url, f"{topics.prefix}-{name}"), topics, name,
+        self.bridge = LiveBusBridge(self.bus, link_client(url, f"{topics.prefix}-{name}"), topics, name,
                                     **bridge_options)
 
 
@@ -205,7 +199,7 @@ async def running(*workers: Worker) -> AsyncIterator[None]:
 @asynccontextmanager
 async def raw_publisher(url: MqttUrl, topics: Topics) -> AsyncIterator[TrioMqttClient]:
     """A plain client on the live topic, to put on the wire what no bridge would."""
-    client = _client(url, f"{topics.prefix}-raw")
+    client = link_client(url, f"{topics.prefix}-raw")
     async with trio.open_nursery() as nursery:
         with trio.fail_after(10):
             await nursery.start(lambda task_status: client.run(task_status=task_status))
@@ -412,7 +406,7 @@ async def test_the_generated_acl_lets_the_hub_use_the_live_bus_and_no_device(tmp
                 a.bus.publish(user_topic("u"), LiveUnread(1))
                 assert await next_of(at_a) == LiveUnread(1)
                 await until(lambda: a.bridge.stats.own == 1)  # the hub's account wrote it and read it back
-            device_client = _client(login(device), device.username)
+            device_client = link_client(login(device), device.username)
             async with trio.open_nursery() as nursery:
                 with trio.fail_after(10):
                     await nursery.start(lambda task_status: device_client.run(task_status=task_status))

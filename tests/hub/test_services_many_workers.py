@@ -21,6 +21,7 @@ from typing import Any, AsyncIterator, Callable, Sequence
 
 import pytest
 import trio
+from support.course_world import seed_course
 from support.hub_fixtures import broker_client
 from support.hub_helpers import eventually
 from support.webhook_receiver import Receiver
@@ -289,36 +290,13 @@ async def fresh_db(aio_loop: Any, fresh_database_url: str) -> AsyncIterator[Data
         yield database
 
 
-async def seed_course(db: Database, statuses: list[str]) -> None:
-    """Student s1 in course c (faculty f1 and f2), one closed past session per status."""
-    now = datetime.now(timezone.utc)
-
-    async def work(conn: Any) -> None:
-        await conn.executemany(
-            "INSERT INTO users (id, username, display_name, role, password_hash) VALUES ($1, $1, $2, $3, 'x')",
-            [("s1", "Sam One", "student"), ("f1", "Fay One", "faculty"), ("f2", "Fox Two", "faculty")])
-        await conn.execute("INSERT INTO students (id, roll_number, token_secret) VALUES ('s1', 'R1', 'k')")
-        await conn.execute("INSERT INTO rooms (id, name, building) VALUES ('r', 'R', 'B')")
-        await conn.execute("INSERT INTO courses (id, code, title, faculty_id) VALUES ('c', 'CS1', 'Intro', 'f1')")
-        await conn.execute("INSERT INTO faculty_assignments (course_id, faculty_id, role) VALUES ('c', 'f2', 'assistant')")
-        await conn.execute("INSERT INTO enrolments (course_id, student_id) VALUES ('c', 's1')")
-        for i, status in enumerate(statuses):
-            start_at = now - timedelta(days=20) + timedelta(hours=i)
-            await conn.execute("INSERT INTO class_sessions (id, course_id, room_id, starts_at, ends_at, status)"
-                               " VALUES ($1, 'c', 'r', $2, $3, 'closed')", f"s-{i}", start_at,
-                               start_at + timedelta(minutes=50))
-            await conn.execute("INSERT INTO attendance (session_id, student_id, status, source)"
-                               " VALUES ($1, 's1', $2, 'manual')", f"s-{i}", status)
-    await db.run(work, transaction=True)
-
-
 async def notes(db: Database, kind: str) -> int:
     return await count(db, "SELECT count(*) FROM notifications WHERE kind = $1", kind)
 
 
 async def test_one_worker_warns_and_notifies_once_and_a_standby_takes_over_without_repeating(fresh_db) -> None:
     db, bus = fresh_db, LiveBus()  # one bus: what the bridge makes of the workers' buses
-    await seed_course(db, ["present"] * 7 + ["absent"] * 3)  # 70 %: below the 75 % line
+    sessions = await seed_course(db, ["present"] * 7 + ["absent"] * 3)  # 70 %: below the 75 % line
     async with supervisors(2) as workers:
         watchers = [WarningWatcher(db, bus, sweep_every_s=3600, lock_retry_s=LOCK_RETRY_S) for _ in workers]
         for worker, watcher in zip(workers, watchers):
@@ -330,8 +308,8 @@ async def test_one_worker_warns_and_notifies_once_and_a_standby_takes_over_witho
         # One downward crossing: the student and both teachers, once.
         await eventually(lambda: _equals(notes(db, "attendance_warning"), 3))
         # One check-in seen on every worker's bus: one attendance-marked notification.
-        bus.publish(session_topic("s-0"), LiveAttendance("s-0", "s1", "present", datetime.now(timezone.utc).isoformat(),
-                                                         "qr"))
+        bus.publish(session_topic(sessions[0]), LiveAttendance(
+            sessions[0], "s1", "present", datetime.now(timezone.utc).isoformat(), "qr"))
         await eventually(lambda: _equals(notes(db, "attendance_marked"), 1))
         assert standby.rechecks == 0 and standby.pairs_rechecked == 0
 
@@ -339,8 +317,8 @@ async def test_one_worker_warns_and_notifies_once_and_a_standby_takes_over_witho
         await workers[watchers.index(owner)].stop_child("warnings")
         await until(lambda: standby.owner)
         await until(lambda: standby.pairs_rechecked > 0)
-        bus.publish(session_topic("s-1"), LiveAttendance("s-1", "s1", "present", datetime.now(timezone.utc).isoformat(),
-                                                         "qr"))
+        bus.publish(session_topic(sessions[1]), LiveAttendance(
+            sessions[1], "s1", "present", datetime.now(timezone.utc).isoformat(), "qr"))
         await eventually(lambda: _equals(notes(db, "attendance_marked"), 2))
         assert await notes(db, "attendance_warning") == 3
 

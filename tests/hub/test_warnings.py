@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta, timezone
-from typing import AsyncIterator
+from typing import Any, AsyncIterator
 
 import pytest
 import trio
+from support.course_world import add_closed_sessions, seed_course
 
 import hub.services.warnings as warnings_module
 from actors import ChildSpec, Supervisor
@@ -24,39 +25,6 @@ async def fresh_db(aio_loop, fresh_database_url: str) -> AsyncIterator[Database]
         yield database
 
 
-async def seed(db: Database, statuses: list[str]) -> None:
-    """Student s1 in course c (coordinator f1, assistant f2); one closed past session per status."""
-
-    async def work(conn) -> None:
-        await conn.executemany(
-            "INSERT INTO users (id, username, display_name, role, password_hash) VALUES ($1, $1, $2, $3, 'x')",
-            [("s1", "Sam One", "student"), ("f1", "Fay One", "faculty"), ("f2", "Fox Two", "faculty")])
-        await conn.execute("INSERT INTO students (id, roll_number, token_secret) VALUES ('s1', 'R1', 'k')")
-        await conn.execute("INSERT INTO rooms (id, name, building) VALUES ('r', 'R', 'B')")
-        await conn.execute("INSERT INTO courses (id, code, title, faculty_id) VALUES ('c', 'CS1', 'Intro', 'f1')")
-        await conn.execute("INSERT INTO faculty_assignments (course_id, faculty_id, role) VALUES ('c', 'f2', 'assistant')")
-        await conn.execute("INSERT INTO enrolments (course_id, student_id) VALUES ('c', 's1')")
-        await conn.execute(
-            "INSERT INTO class_sessions (id, course_id, room_id, starts_at, ends_at, status)"
-            " VALUES ('future', 'c', 'r', $1, $2, 'scheduled')", NOW + timedelta(days=7), NOW + timedelta(days=7, hours=1))
-    await db.run(work, transaction=True)
-    await add_sessions(db, statuses)
-
-
-async def add_sessions(db: Database, statuses: list[str]) -> list[str]:
-    ids = [f"s-{uuid.uuid4().hex[:8]}" for _ in statuses]
-
-    async def work(conn) -> None:
-        for i, (sid, status) in enumerate(zip(ids, statuses)):
-            start = NOW - timedelta(days=20) + timedelta(hours=i)
-            await conn.execute("INSERT INTO class_sessions (id, course_id, room_id, starts_at, ends_at, status)"
-                               " VALUES ($1, 'c', 'r', $2, $3, 'closed')", sid, start, start + timedelta(minutes=50))
-            await conn.execute("INSERT INTO attendance (session_id, student_id, status, source)"
-                               " VALUES ($1, 's1', $2, 'manual')", sid, status)
-    await db.run(work, transaction=True)
-    return ids
-
-
 async def receive(subscription, timeout: float = 10.0) -> dict:
     with trio.fail_after(timeout):
         message = await subscription.receive()
@@ -65,11 +33,25 @@ async def receive(subscription, timeout: float = 10.0) -> dict:
 
 
 async def start(nursery: trio.Nursery, db: Database, bus: LiveBus, sweep_every_s: float = 3600) -> Supervisor:
+    supervisor, _ = await start_watcher(nursery, db, bus, sweep_every_s=sweep_every_s)
+    return supervisor
+
+
+async def start_watcher(nursery: trio.Nursery, db: Database, bus: LiveBus, *, mailbox_size: int = 64,
+                        **options: Any) -> tuple[Supervisor, WarningWatcher]:
+    """A watcher built with ``options``, started under a test supervisor."""
     supervisor = Supervisor("test")
     await nursery.start(supervisor.run)
-    await supervisor.start_child(ChildSpec(
-        "warnings", lambda: WarningWatcher(db, bus, sweep_every_s=sweep_every_s), mailbox_size=64))
-    return supervisor
+    watcher = WarningWatcher(db, bus, **options)
+    await supervisor.start_child(ChildSpec("warnings", lambda: watcher, mailbox_size=mailbox_size))
+    return supervisor, watcher
+
+
+async def full_pass_done(watcher: WarningWatcher, pairs: int) -> None:
+    """Wait (bounded) until the pass at start has recomputed ``pairs`` standings."""
+    with trio.fail_after(10):
+        while watcher.pairs_rechecked < pairs:
+            await trio.sleep(0.02)
 
 
 async def wait_state(db: Database, below: bool) -> None:
@@ -81,7 +63,7 @@ async def wait_state(db: Database, below: bool) -> None:
 async def test_warning_once_per_crossing_to_student_and_every_teacher(fresh_db):
     bus = LiveBus()
     # 7 present of 10 = 70%: below the default 75% line from the start.
-    await seed(fresh_db, ["present"] * 7 + ["absent"] * 3)
+    await seed_course(fresh_db, ["present"] * 7 + ["absent"] * 3)
     with bus.subscribe([user_topic("s1")]) as student, bus.subscribe([user_topic("f1")]) as f1, \
             bus.subscribe([user_topic("f2")]) as f2:
         async with trio.open_nursery() as nursery:
@@ -96,17 +78,17 @@ async def test_warning_once_per_crossing_to_student_and_every_teacher(fresh_db):
                 assert note["data"]["student_id"] == "s1"
 
             # A check-in on the bus: an attendance-marked notification, still below, so no new warning.
-            [sid] = await add_sessions(fresh_db, ["present"])
+            [sid] = await add_closed_sessions(fresh_db, ["present"])
             bus.publish(session_topic(sid), LiveAttendance(sid, "s1", "present", NOW.isoformat(), "qr"))
             marked = await receive(student)
             assert (marked["kind"], marked["title"], marked["data"]["session_id"]) == (
                 "attendance_marked", "Marked present", sid)
 
             # Back above the line (told by the web, no bus message), then below again: a new warning.
-            ids = await add_sessions(fresh_db, ["present"] * 6)  # 14 of 17
+            ids = await add_closed_sessions(fresh_db, ["present"] * 6)  # 14 of 17
             await supervisor.lookup("warnings").tell(AttendanceChanged(ids[0], ("s1",)))
             await wait_state(fresh_db, below=False)
-            ids = await add_sessions(fresh_db, ["absent"] * 3)  # 14 of 20 = 70%
+            ids = await add_closed_sessions(fresh_db, ["absent"] * 3)  # 14 of 20 = 70%
             await supervisor.lookup("warnings").tell(AttendanceChanged(ids[0], None))
             again = await receive(student)
             assert again["kind"] == "attendance_warning" and again["data"]["percentage"] == "70.00"
@@ -125,12 +107,12 @@ async def test_warning_once_per_crossing_to_student_and_every_teacher(fresh_db):
 
 async def test_the_sweep_catches_changes_nobody_announced(fresh_db):
     bus = LiveBus()
-    await seed(fresh_db, ["present"] * 4)
+    await seed_course(fresh_db, ["present"] * 4)
     with bus.subscribe([user_topic("s1")]) as student:
         async with trio.open_nursery() as nursery:
             supervisor = await start(nursery, fresh_db, bus, sweep_every_s=0.1)
             assert await fresh_db.fetchval("SELECT count(*) FROM attendance_warnings") == 0  # never below
-            await add_sessions(fresh_db, ["absent"] * 2)  # 4 of 6: written behind everyone's back
+            await add_closed_sessions(fresh_db, ["absent"] * 2)  # 4 of 6: written behind everyone's back
             warning = await receive(student)
             assert warning["kind"] == "attendance_warning" and warning["data"]["percentage"] == "66.66"
             await supervisor.shutdown()
@@ -140,14 +122,11 @@ async def test_the_sweep_catches_changes_nobody_announced(fresh_db):
 async def test_a_stream_of_check_ins_is_rechecked_in_coalesced_batches(fresh_db):
     """Each re-check costs round trips whatever its size: a stream is re-checked at most every recheck_every_s."""
     bus = LiveBus()
-    await seed(fresh_db, ["present"] * 4)
-    ids = await add_sessions(fresh_db, ["present"] * 20)
+    await seed_course(fresh_db, ["present"] * 4)
+    ids = await add_closed_sessions(fresh_db, ["present"] * 20)
     with bus.subscribe([user_topic("s1")]) as student:
         async with trio.open_nursery() as nursery:
-            supervisor = Supervisor("test")
-            await nursery.start(supervisor.run)
-            watcher = WarningWatcher(fresh_db, bus, recheck_every_s=0.4)
-            await supervisor.start_child(ChildSpec("warnings", lambda: watcher, mailbox_size=64))
+            supervisor, watcher = await start_watcher(nursery, fresh_db, bus, recheck_every_s=0.4)
             for sid in ids:  # 20 check-ins over ~0.2 s; the mailbox empties between them
                 bus.publish(session_topic(sid), LiveAttendance(sid, "s1", "present", NOW.isoformat(), "qr"))
                 await trio.sleep(0.01)
@@ -168,17 +147,12 @@ async def add_live_session(db: Database, ends_in: timedelta = timedelta(minutes=
 async def test_a_check_in_into_a_live_session_recomputes_no_standing(fresh_db):
     """Until a session is held it counts as remaining whatever its record says: no standing to recompute."""
     bus = LiveBus()
-    await seed(fresh_db, ["present"] * 4)
+    await seed_course(fresh_db, ["present"] * 4)
     live = await add_live_session(fresh_db)
     with bus.subscribe([user_topic("s1")]) as student:
         async with trio.open_nursery() as nursery:
-            supervisor = Supervisor("test")
-            await nursery.start(supervisor.run)
-            watcher = WarningWatcher(fresh_db, bus, sweep_every_s=3600, recheck_every_s=0)
-            await supervisor.start_child(ChildSpec("warnings", lambda: watcher, mailbox_size=64))
-            with trio.fail_after(10):
-                while watcher.pairs_rechecked < 1:  # the full pass at start: s1's one enrolment
-                    await trio.sleep(0.02)
+            supervisor, watcher = await start_watcher(nursery, fresh_db, bus, sweep_every_s=3600, recheck_every_s=0)
+            await full_pass_done(watcher, 1)  # the full pass at start: s1's one enrolment
 
             bus.publish(session_topic(live), LiveAttendance(live, "s1", "present", NOW.isoformat(), "qr"))
             marked = await receive(student)
@@ -186,7 +160,7 @@ async def test_a_check_in_into_a_live_session_recomputes_no_standing(fresh_db):
             assert watcher.pairs_rechecked == 1
 
             # A record of a held session (a late scan, a mark after the close) is recomputed.
-            [held] = await add_sessions(fresh_db, ["present"])
+            [held] = await add_closed_sessions(fresh_db, ["present"])
             bus.publish(session_topic(held), LiveAttendance(held, "s1", "present", NOW.isoformat(), "qr"))
             marked = await receive(student)
             assert marked["data"]["session_id"] == held
@@ -198,15 +172,12 @@ async def test_a_check_in_into_a_live_session_recomputes_no_standing(fresh_db):
 async def test_a_live_session_that_ends_is_counted_by_the_sweep(fresh_db):
     """The check-ins skipped above reach the standing when the session ends: the sweep re-checks its course."""
     bus = LiveBus()
-    await seed(fresh_db, ["present"] * 2)
+    await seed_course(fresh_db, ["present"] * 2)
     await add_live_session(fresh_db, ends_in=timedelta(minutes=5))  # s1 never checks in: absent once it ends
     clock = [NOW]
     with bus.subscribe([user_topic("s1")]) as student:
         async with trio.open_nursery() as nursery:
-            supervisor = Supervisor("test")
-            await nursery.start(supervisor.run)
-            watcher = WarningWatcher(fresh_db, bus, now=lambda: clock[0], sweep_every_s=0.1)
-            await supervisor.start_child(ChildSpec("warnings", lambda: watcher, mailbox_size=64))
+            supervisor, watcher = await start_watcher(nursery, fresh_db, bus, now=lambda: clock[0], sweep_every_s=0.1)
             with trio.move_on_after(0.5):
                 unexpected = await student.receive()
                 pytest.fail(f"a warning while the session runs (2 of 2 held): {unexpected}")
@@ -228,17 +199,13 @@ async def test_a_burst_of_check_ins_reaches_the_actor_in_a_few_tells(fresh_db):
     """The pump hands over what the subscription holds in one tell: 300 updates published at once fill
     a 4-slot mailbox a few times at most, never the subscription, and each gets its notification."""
     bus = LiveBus()
-    await seed(fresh_db, ["present"] * 4)
+    await seed_course(fresh_db, ["present"] * 4)
     live = await add_live_session(fresh_db)
     with bus.subscribe([user_topic("s1")], capacity=1024) as student:
         async with trio.open_nursery() as nursery:
-            supervisor = Supervisor("test")
-            await nursery.start(supervisor.run)
-            watcher = WarningWatcher(fresh_db, bus, sweep_every_s=3600, recheck_every_s=0)
-            await supervisor.start_child(ChildSpec("warnings", lambda: watcher, mailbox_size=4))
-            with trio.fail_after(10):
-                while watcher.pairs_rechecked < 1:  # the full pass at start
-                    await trio.sleep(0.02)
+            supervisor, watcher = await start_watcher(nursery, fresh_db, bus, sweep_every_s=3600, recheck_every_s=0,
+                                                      mailbox_size=4)
+            await full_pass_done(watcher, 1)  # the full pass at start
             for _ in range(300):
                 bus.publish(session_topic(live), LiveAttendance(live, "s1", "present", NOW.isoformat(), "qr"))
             marked = [await receive(student) for _ in range(300)]
@@ -253,18 +220,13 @@ async def test_a_lagging_subscription_is_caught_up_by_a_sweep_not_a_full_recompu
     """Updates the bus dropped are found in PostgreSQL by the watermark sweep: only the pairs whose
     records were written since the last sweep are recomputed, not every enrolment."""
     bus = LiveBus()
-    await seed(fresh_db, ["present"] * 4)
+    await seed_course(fresh_db, ["present"] * 4)
     await enrol_another_student(fresh_db)
     with bus.subscribe([user_topic("s1")]) as student:
         async with trio.open_nursery() as nursery:
-            supervisor = Supervisor("test")
-            await nursery.start(supervisor.run)
-            watcher = WarningWatcher(fresh_db, bus, sweep_every_s=3600, recheck_every_s=0)
-            await supervisor.start_child(ChildSpec("warnings", lambda: watcher, mailbox_size=64))
-            with trio.fail_after(10):
-                while watcher.pairs_rechecked < 2:  # the full pass at start: s1 and s2
-                    await trio.sleep(0.02)
-            await add_sessions(fresh_db, ["absent"] * 2)  # s1 at 4 of 6, its updates lost below
+            supervisor, watcher = await start_watcher(nursery, fresh_db, bus, sweep_every_s=3600, recheck_every_s=0)
+            await full_pass_done(watcher, 2)  # the full pass at start: s1 and s2
+            await add_closed_sessions(fresh_db, ["absent"] * 2)  # s1 at 4 of 6, its updates lost below
             for _ in range(WARNINGS_BUS_BUFFER + 10):  # more than the subscription holds, without a pause
                 bus.publish(session_topic("gone"), LiveAttendance("gone", "s1", "present", NOW.isoformat(), "qr"))
             warning = await receive(student)
@@ -280,14 +242,11 @@ async def test_a_full_pass_reads_the_enrolments_a_chunk_at_a_time(fresh_db, monk
     """The pass at start covers every enrolment, here one per chunk: both students below are warned."""
     monkeypatch.setattr(warnings_module, "FULL_PASS_CHUNK", 1)
     bus = LiveBus()
-    await seed(fresh_db, ["absent"] * 2)  # s1 at 0 of 2
+    await seed_course(fresh_db, ["absent"] * 2)  # s1 at 0 of 2
     await enrol_another_student(fresh_db)  # s2: no record of those held sessions: absent too
     with bus.subscribe([user_topic("s1")]) as s1, bus.subscribe([user_topic("s2")]) as s2:
         async with trio.open_nursery() as nursery:
-            supervisor = Supervisor("test")
-            await nursery.start(supervisor.run)
-            watcher = WarningWatcher(fresh_db, bus, sweep_every_s=3600)
-            await supervisor.start_child(ChildSpec("warnings", lambda: watcher, mailbox_size=64))
+            supervisor, watcher = await start_watcher(nursery, fresh_db, bus, sweep_every_s=3600)
             for student in (s1, s2):
                 warning = await receive(student)
                 assert warning["kind"] == "attendance_warning" and warning["data"]["percentage"] == "0.00"

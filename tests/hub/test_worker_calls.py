@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo
 import msgspec
 import pytest
 import trio
+from support.hub_fixtures import link_client
 
 from actors import ActorRef, ChildSpec, Supervisor
 from hub.app.worker_calls import (
@@ -37,7 +38,7 @@ from hub.app.worker_calls import (
     valid_worker_id,
 )
 from hub.core.bus import LiveBus
-from hub.core.config import MQTT_MAX_PACKET_SIZE, MqttUrl
+from hub.core.config import MqttUrl
 from hub.core.metrics import HubMetrics
 from hub.db import Database
 from hub.db.sealed_secrets import token_secret_context
@@ -53,7 +54,7 @@ from hub.domain.session_messages import (
     SessionNotLive,
 )
 from hub.domain.syllabus import RecordUnderstanding, TagTopics
-from hub.mqtt import TrioMqttClient, client_tls_context
+from hub.mqtt import TrioMqttClient
 from hub.pipeline.session_actor import SESSION_MAILBOX, SessionActor, session_caller
 from hub.pipeline.writer import PersistenceWriter
 from schemas import Topics
@@ -172,13 +173,6 @@ async def _never_serve(target: str, message: object) -> object:
 integration = pytest.mark.integration
 
 
-def _client(url: MqttUrl, client_id: str) -> TrioMqttClient:
-    return TrioMqttClient(host=url.host, port=url.port, client_id=client_id, username=url.username,
-                          password=url.password, protocol=url.protocol,
-                          tls=client_tls_context() if url.tls else None, clean_start=True,
-                          session_expiry_s=0, max_packet_size=MQTT_MAX_PACKET_SIZE)
-
-
 class Desk:
     """What a worker serves with in these tests: answers shaped like a session actor's, for the sessions
     in ``live``; each decision and each commit can be held by the test (``hold_decisions``,
@@ -222,7 +216,7 @@ class Desk:
 class Worker:
     def __init__(self, url: MqttUrl, topics: Topics, name: str, serve: Callable[[str, object], Awaitable[object]],
                  *, types: Sequence[type] = SESSION_CALL_TYPES, **options: Any) -> None:
-        self.calls = WorkerCalls(_client(url, f"{topics.prefix}-{name}"), topics, name, serve,
+        self.calls = WorkerCalls(link_client(url, f"{topics.prefix}-{name}"), topics, name, serve,
                                  message_types=types, error_types=SESSION_CALL_ERRORS, **options)
 
     @property
@@ -243,7 +237,7 @@ async def running(*workers: Worker) -> AsyncIterator[None]:
 @asynccontextmanager
 async def raw_worker(url: MqttUrl, topics: Topics, name: str) -> AsyncIterator[tuple[TrioMqttClient, trio.MemoryReceiveChannel]]:
     """A plain client subscribed to the replies of worker ``name``: to put on the wire what no WorkerCalls would."""
-    client = _client(url, f"{topics.prefix}-{name}")
+    client = link_client(url, f"{topics.prefix}-{name}")
 
     async def subscribe(c: TrioMqttClient) -> None:
         await c.subscribe(topics.worker_replies(name), qos=1)

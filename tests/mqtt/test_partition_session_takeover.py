@@ -18,7 +18,7 @@ Both workers log in with the hub's account; the devices with their own.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -114,6 +114,15 @@ async def receive_n(client: TrioMqttClient, n: int) -> list[InboundMessage]:
     return [await receive(client, timeout=5) for _ in range(n)]
 
 
+def subscribing(topics: Topics, device_ids: list[str]) -> Callable[[TrioMqttClient], Awaitable[None]]:
+    """An ``on_connect`` that subscribes a partition's exact topics for ``device_ids``, as a partition session does."""
+
+    async def subscribe_partition(client: TrioMqttClient) -> None:
+        await client.subscribe_many(sorted(partition_topics(topics, device_ids)))
+
+    return subscribe_partition
+
+
 def numbered(name: str, numbers: range) -> list[bytes]:
     return [f"{name}{i}".encode() for i in numbers]
 
@@ -129,9 +138,7 @@ async def test_a_new_owner_inherits_queued_and_unacknowledged_messages_without_s
     will_topic = topics.downlink("dev-1")
     a = worker(broker, session_id, will=(will_topic, b"worker A is gone", 1, False))
 
-    async def subscribe_partition(client: TrioMqttClient) -> None:
-        await client.subscribe_many(sorted(partition_topics(topics, ["dev-1", "dev-2"])))
-
+    subscribe_partition = subscribing(topics, ["dev-1", "dev-2"])
     with trio.fail_after(30):
         async with trio.open_nursery() as nursery:
             d1, d2 = device(broker, DEV_1), device(broker, DEV_2)
@@ -191,9 +198,7 @@ async def test_the_broker_hands_a_live_session_to_the_new_owner(broker: PrivateM
     a, b = worker(broker, session_id), worker(broker, session_id)
     a.BACKOFF_MIN_S = 60.0  # A must not come back within the test: see the fight below
 
-    async def subscribe_partition(client: TrioMqttClient) -> None:
-        await client.subscribe_many(sorted(partition_topics(topics, ["dev-1"])))
-
+    subscribe_partition = subscribing(topics, ["dev-1"])
     with trio.fail_after(30):
         async with started(device(broker, DEV_1)) as [d1_run], trio.open_nursery() as nursery:
             d1 = d1_run.client
@@ -289,9 +294,7 @@ async def test_a_drained_hand_over_leaves_nothing_to_redeliver(broker: PrivateMo
     up_1 = topics.uplink("dev-1")
     a = worker(broker, session_id, max_unacked=4)
 
-    async def subscribe_partition(client: TrioMqttClient) -> None:
-        await client.subscribe_many(sorted(partition_topics(topics, ["dev-1"])))
-
+    subscribe_partition = subscribing(topics, ["dev-1"])
     with trio.fail_after(30):
         async with started(device(broker, DEV_1)) as [d1_run], trio.open_nursery() as nursery:
             d1 = d1_run.client

@@ -19,11 +19,11 @@ import trio
 
 from hub.app.supervision import Hub, run_hub
 from hub.core.campus import Campus
-from hub.core.config import MqttUrl, Settings
+from hub.core.config import MQTT_MAX_PACKET_SIZE, MqttUrl, Settings
 from hub.core.secrets_box import KEY_ENV
 from hub.db import Database, open_database, run_with_database
 from hub.db.seed import ensure_campus
-from hub.mqtt import TrioMqttClient
+from hub.mqtt import TrioMqttClient, client_tls_context
 
 
 @pytest.fixture
@@ -77,6 +77,15 @@ def broker_client(settings: Settings, *, client_id: str, **options: Any) -> Trio
     url = MqttUrl.parse(settings.mqtt_url)
     return TrioMqttClient(host=url.host, port=url.port, client_id=client_id, protocol=url.protocol,
                           username=url.username, password=url.password, tls=settings.mqtt_tls_context(), **options)
+
+
+def link_client(url: MqttUrl, client_id: str) -> TrioMqttClient:
+    """A client shaped like a worker's live-bus or calls client (hub/app/supervision.py) on ``url``: a clean
+    session that ends with its connection, the hub's packet limit, TLS when ``url`` says so."""
+    return TrioMqttClient(host=url.host, port=url.port, client_id=client_id, username=url.username,
+                          password=url.password, protocol=url.protocol,
+                          tls=client_tls_context() if url.tls else None, clean_start=True,
+                          session_expiry_s=0, max_packet_size=MQTT_MAX_PACKET_SIZE)
 
 
 def paho_login(client: paho.Client, settings: Settings) -> None:
