@@ -126,20 +126,22 @@ class ImageDirectoryFrames:
         self._read: dict[str, tuple[int, int]] = {}  # name -> (size, mtime_ns) when last read
         self._unreadable: set[str] = set()  # names whose last read was a bad frame
 
+    def _images(self) -> Iterator[tuple[str, tuple[int, int]]]:
+        """(name, (size, mtime_ns)) of each image file in the folder; OSError if the folder cannot be read."""
+        with os.scandir(self.path) as listing:
+            for entry in listing:
+                if not (entry.is_file() and Path(entry.name).suffix.lower() in _IMAGE_SUFFIXES):
+                    continue
+                try:
+                    st = entry.stat()
+                except FileNotFoundError:
+                    continue  # deleted between the listing and now: as if listed a moment later
+                yield entry.name, (st.st_size, st.st_mtime_ns)
+
     def frames(self, stop: threading.Event) -> Iterator["Frame | FrameError"]:
         while not stop.is_set():
             try:
-                entries = sorted(
-                    (e.name, (st.st_size, st.st_mtime_ns))
-                    for e in os.scandir(self.path)
-                    if e.is_file() and Path(e.name).suffix.lower() in _IMAGE_SUFFIXES
-                    for st in (e.stat(),))
-            except FileNotFoundError:
-                # Not the folder vanishing (caught below) but a file deleted between
-                # listing and stat: the next scan sees the folder as it is then.
-                if not self.path.is_dir():
-                    raise CameraDown(f"{self.path}: the folder is gone") from None
-                entries = []
+                entries = sorted(self._images())
             except OSError as exc:
                 raise CameraDown(f"{self.path}: {exc}") from exc
             # Forget names no longer present so the map stays as small as the folder.

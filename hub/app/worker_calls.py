@@ -71,7 +71,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import re
 import uuid
 from collections import OrderedDict
 from typing import Annotated, Any, Awaitable, Callable, Mapping, Sequence, Union
@@ -79,7 +78,7 @@ from typing import Annotated, Any, Awaitable, Callable, Mapping, Sequence, Union
 import msgspec
 import trio
 
-from hub.core.config import MQTT_MAX_PACKET_SIZE, WORKER_ID_PATTERN
+from hub.core.config import MQTT_MAX_PACKET_SIZE, WORKER_ID_PATTERN, valid_worker_id
 from hub.core.log_format import escape_controls
 from hub.domain.session_messages import (
     DisplayCheckin,
@@ -101,9 +100,6 @@ __all__ = [
     "WorkerCallError", "WorkerCallFailed", "WorkerCallRefused", "WorkerCallStats", "WorkerCallTimeout",
     "WorkerCalls", "session_call_across_workers", "valid_worker_id",
 ]
-
-#: A worker id: one MQTT topic level and part of client ids (the shape ``CAMPUSHUB_WORKER_ID`` takes).
-_WORKER_ID = re.compile(WORKER_ID_PATTERN)
 
 #: What ``WebContext.session_call`` sends a session actor and what it answers: the asks and answers of
 #: hub/domain/session_messages.py and the syllabus asks of hub/domain/syllabus.py (all answered with a
@@ -135,11 +131,6 @@ _BUSY, _UNKNOWN_TYPE, _UNDECODABLE, _FAILED = "busy", "unknown_type", "undecodab
 _RESERVED_ERRORS = frozenset({_BUSY, _UNKNOWN_TYPE, _UNDECODABLE, _FAILED})
 #: The field of an answer that makes it a receipt whose commit outcome follows (``Receipt.committed``).
 _COMMIT_FIELD = "committed"
-
-
-def valid_worker_id(worker_id: str) -> bool:
-    """Whether ``worker_id`` has the shape of a worker id (:data:`WORKER_ID_PATTERN`)."""
-    return _WORKER_ID.fullmatch(worker_id) is not None
 
 
 def _check_worker_id(worker_id: str) -> str:

@@ -196,9 +196,10 @@ class LiveBusBridge:
         self._dropped_at_start = 0
         #: origin -> (incarnation, last number) of the other workers heard from.
         self._heard: dict[str, tuple[int, int]] = {}
-        self._max_payload = MQTT_MAX_PACKET_SIZE - _PACKET_OVERHEAD - len(self._topic.encode())
-        # What a payload's entries may take: the rest is the array headers, origin and incarnation.
-        self._max_entries_size = self._max_payload - len(worker_id.encode()) - 32
+        # What a payload's entries may take: the rest of a packet is the PUBLISH's own header and
+        # topic, and the payload's array headers, origin and incarnation.
+        self._max_entries_size = (MQTT_MAX_PACKET_SIZE - _PACKET_OVERHEAD - len(self._topic.encode())
+                                  - len(worker_id.encode()) - 32)
         self._warned_twin = False
 
     # ------------------------------------------------------------------ publishing side
@@ -226,13 +227,7 @@ class LiveBusBridge:
 
     async def _send_loop(self) -> None:
         """Publish in order what :meth:`forward` queued: everything waiting at once, as few payloads."""
-        while True:
-            batch = [await self._outbox.receive()]
-            while len(batch) < SEND_BATCH:
-                try:
-                    batch.append(self._outbox.receive_nowait())
-                except trio.WouldBlock:
-                    break
+        async for batch in receive_batches(self._outbox, SEND_BATCH):
             entries: list[bytes] = []
             size = 0
             for seq, topic, message in batch:

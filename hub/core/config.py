@@ -108,8 +108,14 @@ def _check_rate_limits(name: str, text: str) -> None:
 MAX_PARTITIONS = 256
 #: A worker id (``CAMPUSHUB_WORKER_ID``): part of MQTT client ids and topic levels
 #: (hub/app/worker_calls.py validates the ids it is given against it too).
-WORKER_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+#: ``\Z``, not ``$``: msgspec matches with ``re.search``, where ``$`` also matches before a final newline.
+WORKER_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}\Z"
 _WORKER_ID = re.compile(WORKER_ID_PATTERN)
+
+
+def valid_worker_id(worker_id: str) -> bool:
+    """Whether ``worker_id`` has the shape of a worker id (:data:`WORKER_ID_PATTERN`)."""
+    return _WORKER_ID.fullmatch(worker_id) is not None
 
 
 @dataclass(frozen=True)
@@ -305,9 +311,9 @@ class Settings:
             raise ValueError(f"CAMPUSHUB_PARTITIONS must be 0..{MAX_PARTITIONS}, got {self.partitions}")
         if not 1.0 <= self.partition_lease_s <= 300.0:
             raise ValueError("CAMPUSHUB_PARTITION_LEASE_S must be 1..300 seconds")
-        if self.worker_id is not None and not _WORKER_ID.fullmatch(self.worker_id):
+        if self.worker_id is not None and not valid_worker_id(self.worker_id):
             raise ValueError("CAMPUSHUB_WORKER_ID: 1-64 letters, digits, '-' or '_'")
-        if not all(_WORKER_ID.fullmatch(peer) for peer in self.worker_peers):
+        if not all(valid_worker_id(peer) for peer in self.worker_peers):
             raise ValueError("CAMPUSHUB_WORKER_PEERS: worker ids of 1-64 letters, digits, '-' or '_', comma-separated")
         try:
             parse_ranges(self.trusted_proxies)

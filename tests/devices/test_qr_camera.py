@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -183,3 +185,43 @@ def test_a_file_caught_half_written_is_read_once_it_is_complete(tmp_path: Path) 
     reads, faults = run(main())
     assert [r.text for r in reads] == ["written-slowly"]
     assert faults == 1
+
+
+def test_a_file_deleted_while_the_folder_is_listed_makes_no_other_file_read_again(tmp_path: Path, monkeypatch) -> None:
+    spool = tmp_path / "cam"
+    spool.mkdir()
+    qr_png(spool / "a.png", "read-once")
+    frames = ImageDirectoryFrames(spool, interval_s=0.01)
+    stop = threading.Event()
+    source = frames.frames(stop)
+    assert decode_qr(next(source)) == ["read-once"]
+
+    real_scandir = os.scandir
+
+    class Vanishing:  # a file listed, then deleted by the camera before its stat
+        name, path = "b.png", str(spool / "b.png")
+
+        def is_file(self) -> bool:
+            return True
+
+        def stat(self) -> os.stat_result:
+            raise FileNotFoundError(self.path)
+
+    class Listing:
+        def __init__(self, path: Path) -> None:
+            self._inner = real_scandir(path)
+
+        def __enter__(self) -> "Listing":
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            self._inner.close()
+
+        def __iter__(self):
+            yield Vanishing()
+            yield from self._inner
+
+    monkeypatch.setattr(os, "scandir", Listing)
+    qr_png(spool / "c.png", "new")
+    assert decode_qr(next(source)) == ["new"]  # the next scan: c.png only; a.png is not read again
+    stop.set()

@@ -154,7 +154,7 @@ def test_worker_ids_are_single_topic_levels() -> None:
         with pytest.raises(ValueError):
             topics.worker_replies(bad)
     assert valid_worker_id("host-1_2") and valid_worker_id("x" * 64)
-    for bad in ("", "x" * 65, "a.b", "a b", "a/b", "+", "é"):
+    for bad in ("", "x" * 65, "a.b", "a b", "a/b", "+", "é", "w-1\n"):
         assert not valid_worker_id(bad)
     client = TrioMqttClient(host="127.0.0.1", client_id=f"unused-{uuid.uuid4().hex[:8]}")
     with pytest.raises(ValueError, match="not a worker id"):
@@ -389,7 +389,10 @@ async def test_what_is_not_a_call_is_counted_and_refused_with_a_clear_error(brok
         await raw.publish(calls, msgspec.msgpack.encode({"kind": "call", "id": "c-3", "reply_to": "a/b#",
                                                          "target": "s", "timeout_ms": 10, "type": "x"}),
                           qos=1, wait_for_ack=True)
-        await until(lambda: b.stats.undecodable == 4)
+        # A reply-to that is a worker id plus a newline would put a newline in the reply's topic.
+        await raw.publish(calls, _wire_call("c-4", "w-raw\n", "ManualMarks", {"marks": []}, "s-1"), qos=1,
+                          wait_for_ack=True)
+        await until(lambda: b.stats.undecodable == 5)
         assert b.stats.unknown_type == 1 and desk.served == []
 
 
