@@ -217,6 +217,11 @@ class PartitionKeeper(ServiceActor):
         # everything only to hand half of it over a round later. A peer that has not come up by
         # then leaves its share to the others.
         self._peers_until = trio.current_time() + PEERS_GRACE_LEASES * self._lease_s
+        if self._ownership.owned:
+            # A restarted keeper: its previous incarnation handed its leases back (serve's finally),
+            # but the actors of those rooms still run. Stop them before claiming anew.
+            self._ownership.owned = frozenset()
+            await self._tell_owned_changed()
         await register_worker(self._db, self._worker_id, self._host, self._pid)
         await self._round_safely()
         self.nursery.start_soon(self.serve)

@@ -110,8 +110,6 @@ def worker_links(db: Database, ownership: PartitionOwnership, calls: WorkerCalls
             raise NoSuchDevice(f"device {device_id!r} is not served by any worker now")
         try:
             return await calls.ask(owner, DEVICE_TARGET + device_id, message, timeout=ASK_TIMEOUT_S)
-        except NoSuchDevice:
-            raise
         except WorkerCallError as exc:
             raise NoSuchDevice(f"device {device_id!r}: its worker {owner} did not answer ({exc})") from exc
 

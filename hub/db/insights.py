@@ -326,13 +326,12 @@ async def held_sessions(db: Database, session_ids: Sequence[str], now: datetime)
     return {r["id"]: r["course_id"] for r in rows}
 
 
-async def warning_states(db: Database, pairs: Sequence[tuple[str, str]] | None) -> dict[tuple[str, str], bool]:
-    """Whether each (student, course) was last seen below its warning line (absent: not below)."""
+async def warning_states(db: Database, pairs: Sequence[tuple[str, str]]) -> dict[tuple[str, str], bool]:
+    """Whether each (student, course) of ``pairs`` was last seen below its warning line (absent: not below)."""
     rows = await db.fetch(
         "SELECT student_id, course_id, below FROM attendance_warnings"
-        " WHERE $1::text[] IS NULL OR (student_id, course_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))",
-        [p[0] for p in pairs] if pairs is not None else None,
-        [p[1] for p in pairs] if pairs is not None else None,
+        " WHERE (student_id, course_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))",
+        [p[0] for p in pairs], [p[1] for p in pairs],
     )
     return {(r["student_id"], r["course_id"]): r["below"] for r in rows}
 

@@ -181,8 +181,9 @@ class CommandDispatcher(Actor):
         self._dispatcher = False
         #: command id -> (status it is tracked in, its timer); empty unless ``_dispatcher``.
         self._outstanding: dict[uuid.UUID, tuple[str, Timer]] = {}
-        #: Command ids heard by NOTIFY, not handled yet (one ``_Heard`` in the mailbox takes them all).
-        self._heard: set[uuid.UUID] = set()
+        #: Command ids heard by NOTIFY, not handled yet (one ``_Heard`` in the mailbox takes them all),
+        #: in the order heard: NOTIFYs arrive in commit order, so a device's commands go out in order.
+        self._heard: dict[uuid.UUID, None] = {}
         self._wake_queued = False
 
     async def started(self) -> None:
@@ -203,7 +204,7 @@ class CommandDispatcher(Actor):
 
     def _on_notify(self, payload: str) -> None:
         try:
-            self._heard.add(uuid.UUID(payload))
+            self._heard[uuid.UUID(payload)] = None
         except ValueError:
             log.warning("command dispatcher: ignored a notification that is not a command id: %r", payload[:80])
             return
@@ -257,8 +258,8 @@ class CommandDispatcher(Actor):
                 self._arm(row)
 
     async def _take_heard(self) -> None:
-        heard, self._heard = self._heard, set()
-        for command_id in sorted(heard):
+        heard, self._heard = self._heard, {}
+        for command_id in heard:
             await self._dispatch(command_id)
 
     async def _dispatch(self, command_id: uuid.UUID) -> None:

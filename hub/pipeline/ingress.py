@@ -184,14 +184,19 @@ class Ingress(ServiceActor):
 
     async def _ownership_changed(self) -> None:
         """Stop the actors of devices no longer ours; start those of devices now ours, from PostgreSQL."""
+        # Nothing owned: nothing to start, and no query (this may be a database outage,
+        # hub/app/partition_sessions.py). Otherwise the registry first, so that a device moved to
+        # another worker's room meanwhile is stopped here.
+        may_query = not (self._ownership.partitioned and not self._ownership.owned)
+        if may_query:
+            await self._reload_registry()
         devices = self._device_actors.devices
         for device_id in devices.child_ids():
             record = self._registry.get(device_id)
             if record is None or not self._ownership.owns_room(record.room_id):
                 await devices.stop_child(device_id)
-        if self._ownership.partitioned and not self._ownership.owned:
-            return  # nothing to start (and no query: this may be a database outage, hub/app/partition_sessions.py)
-        await self._reload_registry()
+        if not may_query:
+            return
         gained = [r for r in self._registry.values()
                   if self._ownership.owns_room(r.room_id) and self._device_actors.running(r.device_id) is None]
         if gained:

@@ -153,7 +153,7 @@ class _MarkedBatch:
 
 @dataclass(frozen=True)
 class _Sweep:
-    full: bool = False
+    """Re-check what changed since the last sweep (everything, while no sweep has completed)."""
 
 
 @dataclass(frozen=True)
@@ -265,9 +265,7 @@ class WarningWatcher(Actor):
                 return  # another worker's watcher owns the warnings
             elif isinstance(message, _Sweep):
                 if self._role == "owner":
-                    await self._sweep(message.full)
-                elif message.full:
-                    self._watermark = None  # owed when the lock is back
+                    await self._sweep()
             elif isinstance(message, _MarkedBatch):
                 self._marked.extend(message.items)  # which need a re-check is decided at the flush
             elif isinstance(message, AttendanceChanged):
@@ -291,8 +289,6 @@ class WarningWatcher(Actor):
             if not is_transient(exc):
                 raise
             log.warning("warnings: database unavailable (%s); retrying in %.0fs", exc, RETRY_S)
-            if isinstance(message, _Sweep) and message.full:
-                self._watermark = None  # the next sweep, whenever it runs, is a full one
             if not self._retry_armed:
                 self._retry_armed = True
                 self.send_after(RETRY_S, _Retry())
@@ -307,7 +303,7 @@ class WarningWatcher(Actor):
         self._retry_armed = False
         self._last_flush = trio.current_time()
         if self._watermark is None:
-            await self._sweep(True)  # a full sweep is owed (it failed earlier)
+            await self._sweep()  # a full pass is owed (the lock was just taken, or it failed earlier)
         if not self._sessions and not self._marked:
             return
         self.rechecks += 1
@@ -334,9 +330,10 @@ class WarningWatcher(Actor):
             pairs |= {(m.student_id, held[m.session_id]) for m in marked if m.session_id in held}
         await self._recheck(sorted(pairs), marked)
 
-    async def _sweep(self, full: bool) -> None:
+    async def _sweep(self) -> None:
+        """A full pass while no sweep has completed (no watermark), else the records since the last one."""
         now = self._now()
-        if full or self._watermark is None:
+        if self._watermark is None:
             await self._full_pass()
         else:
             await self._recheck(sorted(await touched_pairs(self._db, self._watermark - SWEEP_OVERLAP, now)), [])
