@@ -198,7 +198,7 @@ async def export_mosquitto(
 ) -> ExportResult:
     """Render both files from the registry, write them atomically, then signal the broker.
 
-    Blocks the calling trio task for one transaction and two small file writes.
+    Blocks the calling trio task for one transaction and two small file writes (in a worker thread).
     Raises ``ValueError`` if a name cannot go into the files, ``OSError`` if
     they cannot be written. Calls from any number of hub processes (several
     workers on the broker's machine) are serialised by a transaction advisory
@@ -207,12 +207,13 @@ async def export_mosquitto(
     """
 
     def render_and_write(accounts: list[MqttAccountRow]) -> None:
-        # Under the lock (the point of it): two small files, milliseconds.
+        # Under the lock (the point of it), in a worker thread: two small files, milliseconds.
         write_atomically(files.password_file, render_password_file(accounts, hub))
         write_atomically(files.acl_file, render_acl_file(accounts, topics, hub.username if hub else None))
 
     devices = await with_mqtt_accounts_locked(db, render_and_write)
-    reloaded = signal_reload(files.pid_file) if files.pid_file is not None else False
+    pid_file = files.pid_file
+    reloaded = await trio.to_thread.run_sync(signal_reload, pid_file) if pid_file is not None else False
     return ExportResult(devices, reloaded)
 
 

@@ -8,6 +8,7 @@ callable from any trio task; nothing here writes.
 """
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -97,13 +98,14 @@ def mqtt_account_rows(rows: Sequence[asyncpg.Record]) -> list[MqttAccountRow]:
 async def with_mqtt_accounts_locked(db: Database, write: Callable[[list[MqttAccountRow]], None]) -> int:
     """Read the broker accounts and call ``write(accounts)`` in one transaction holding the
     broker files' advisory lock (``MOSQUITTO_FILES_LOCK``): across every hub process, one render
-    and write at a time, each from the registry as it is then. ``write`` must be quick (two small
-    files): it runs on the connection's event loop. Returns the number of accounts."""
+    and write at a time, each from the registry as it is then. ``write`` runs in a worker
+    thread (it writes and fsyncs files: on the connection's event loop it would stall the hub's
+    one thread). Returns the number of accounts."""
 
     async def locked(conn: asyncpg.Connection) -> int:
         await conn.execute("SELECT pg_advisory_xact_lock($1)", MOSQUITTO_FILES_LOCK)
         accounts = mqtt_account_rows(await conn.fetch(MQTT_ACCOUNTS_SQL))
-        write(accounts)
+        await asyncio.get_running_loop().run_in_executor(None, write, accounts)
         return len(accounts)
 
     return await db.run(locked, transaction=True)
