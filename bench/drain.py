@@ -633,13 +633,17 @@ def _checked(system: str, args: argparse.Namespace, url: str, database: str, out
 
 
 def worker_ids(prefix: str, workers: int) -> list[str]:
-    """The workers' ids, the same in the prime and the drain (``serve --workers`` keeps them over restarts)."""
-    return [f"{prefix}-w{i}" for i in range(workers)]
+    """The workers' ids as ``serve --workers`` names them (``<prefix>-w<i>``), the same in the prime and the drain."""
+    from hub.app.workers import worker_ids as serve_worker_ids
+
+    return list(serve_worker_ids(workers, host=prefix))
 
 
 def partition_session_ids(prefix: str, partitions: int) -> list[str]:
-    """The client ids of the partitions' persistent sessions (hub/app/partition_sessions.partition_client_id)."""
-    return [f"{prefix}-hub-p{n}" for n in range(partitions)]
+    """The client ids of the partitions' persistent sessions (``hub_settings``' hub client id is ``<prefix>-hub``)."""
+    from hub.app.partition_sessions import partition_client_id
+
+    return [partition_client_id(f"{prefix}-hub", n) for n in range(partitions)]
 
 
 def _primed(reports: dict[str, dict[str, Any]], partitions: int) -> bool:

@@ -18,8 +18,9 @@ _MAX_CHANNEL_CHARS = len("status")
 @dataclass(frozen=True)
 class Topics:
     """``{prefix}/v1/dev/{device}/up`` (events, QoS 1), ``.../status`` (retained, Last Will),
-    ``.../down`` (hub → device commands); and ``{prefix}/v1/hub/live`` (:attr:`live_bus`), the hub's
-    own workers only."""
+    ``.../down`` (hub → device commands); and, for the hub's own workers only, ``{prefix}/v1/hub/live``
+    (:attr:`live_bus`) and ``{prefix}/v1/hub/workers/{id}/calls`` and ``.../replies``
+    (:meth:`worker_calls`, :meth:`worker_replies`)."""
 
     prefix: str = "campushub"
 

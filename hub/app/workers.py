@@ -147,6 +147,9 @@ def plan_workers(count: int, *, database_url: str, mqtt_url: str, partitions: in
     """The workers' shared environment: the resolved services, the partition count, the data dir."""
     if count < 1:
         raise ValueError(f"--workers must be at least 1, not {count}")
+    if count > partitions:
+        raise ValueError(f"--workers {count}: at most the partition count ({partitions}, CAMPUSHUB_PARTITIONS);"
+                         " a worker beyond it would own nothing")
     env = dict(os.environ if environment is None else environment)
     ids = worker_ids(count)
     # The peers let workers started together split the partitions at once (Settings.worker_peers).

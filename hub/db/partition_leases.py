@@ -5,18 +5,20 @@ partition a room is in, who should own what and what to claim or give up are
 pure rules in hub/domain/partitions.py (``balance_plan``); this module only
 reads and moves leases. Expiry is judged by the database's clock alone
 (``now()``, never a time sent by a worker), so the workers' clocks may
-disagree. Every function is one statement, whatever the number of
-partitions.
+disagree. Every lease function is one statement, whatever the number of
+partitions; :func:`session_owner` and :func:`device_owner` (who serves a
+session or a device now, for the asks between workers) read its room first.
 
-A lease keeper (not here) would run, each round of a fraction of the lease:
-:func:`register_worker` (the heartbeat), :func:`renew` what it serves (and
-stop serving at once what it lost), :func:`live_workers` and
-:func:`read_leases`, the domain's plan, :func:`release` (after it stopped
-serving them) and :func:`claim`.
+The lease keeper (hub/app/partition_sessions.py ``PartitionKeeper``) runs,
+each round of a third of the lease: :func:`register_worker` (the heartbeat)
+and :func:`renew` what it serves (in a task of their own; it stops serving
+at once what it lost), :func:`live_workers` and :func:`read_leases`, the
+domain's plan, :func:`release` (after it stopped serving them) and
+:func:`claim`.
 
 Concurrency contract:
 
-- Each call is one autocommit statement; ``now()`` is its start. Row locks
+- Each lease call is one autocommit statement; ``now()`` is its start. Row locks
   serialise calls on the same partition, and each re-checks its condition
   on the row as the other left it (``UPDATE`` and ``ON CONFLICT DO UPDATE
   ... WHERE`` under READ COMMITTED), so when two workers claim the same

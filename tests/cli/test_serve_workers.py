@@ -30,6 +30,8 @@ def test_the_plan_gives_every_worker_the_resolved_services_and_the_partition_cou
     assert len(plan.worker_ids) == 2
     with pytest.raises(ValueError, match="at least 1"):
         plan_workers(0, database_url="x", mqtt_url="y", partitions=8, data_dir=tmp_path, arguments=[])
+    with pytest.raises(ValueError, match="at most the partition count"):
+        plan_workers(9, database_url="x", mqtt_url="y", partitions=8, data_dir=tmp_path, arguments=[])
 
 
 def _leases(database_url: str) -> dict[int, str | None]:
