@@ -41,7 +41,7 @@ import trio
 import trio_asyncio
 
 from ._pool import Database
-from .pg_listen import UNREACHABLE, closed_event, own_connection
+from .pg_listen import CLOSE_TIMEOUT_S, UNREACHABLE, closed_event, own_connection
 
 log = logging.getLogger("hub.db.advisory")
 
@@ -92,10 +92,6 @@ KEYS: dict[str, int] = {
     name: value for name, value in list(globals().items())
     if (name.endswith("_LOCK") or name.endswith("_LOCK_CLASS")) and isinstance(value, int)
 }
-
-#: How long closing the lock's connection may take before it is terminated (the lock goes with it).
-CLOSE_TIMEOUT_S = 5.0
-
 
 @asynccontextmanager
 async def session_lock(db: Database, key: int) -> AsyncIterator[asyncpg.Connection | None]:

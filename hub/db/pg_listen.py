@@ -50,6 +50,13 @@ UNREACHABLE: tuple[type[BaseException], ...] = (OSError, TimeoutError, asyncpg.P
                                                 asyncpg.InterfaceError)
 #: How long closing a connection of our own may take before it is terminated.
 CLOSE_TIMEOUT_S = 5.0
+#: How long opening one may take (asyncpg's default is 60 s).
+CONNECT_TIMEOUT_S = 10.0
+#: The server's TCP keepalives on our own connections (their defaults leave it to the kernel, ~2 h):
+#: a worker whose machine dies or drops off the network holds its advisory locks and LISTENs until
+#: PostgreSQL sees its connection is dead, here within about 25 s.
+OWN_CONNECTION_SETTINGS = {"tcp_keepalives_idle": "10", "tcp_keepalives_interval": "5",
+                           "tcp_keepalives_count": "3"}
 
 
 @asynccontextmanager
@@ -58,7 +65,8 @@ async def own_connection(db: Database, *, close_timeout_s: float = CLOSE_TIMEOUT
     """A new connection to ``db.dsn`` for the block (not one of the pool's), closed however the block
     ends: in a shielded ``finally``, terminated after ``close_timeout_s``. Raises what
     ``asyncpg.connect`` raises (:data:`UNREACHABLE`)."""
-    conn = await trio_asyncio.aio_as_trio(asyncpg.connect)(db.dsn)
+    conn = await trio_asyncio.aio_as_trio(asyncpg.connect)(
+        db.dsn, timeout=CONNECT_TIMEOUT_S, server_settings=OWN_CONNECTION_SETTINGS)
     try:
         yield conn
     finally:

@@ -11,6 +11,7 @@ from trio_asyncio import aio_as_trio
 
 from hub.db import Database, advisory, anomalies, backup, retention, risk, submissions, telemetry
 from hub.db.advisory import Holding, hold_session_lock, session_lock
+from hub.db.pg_listen import OWN_CONNECTION_SETTINGS, own_connection
 
 HUB = Path(__file__).resolve().parents[2] / "hub"
 #: A key no feature uses: this test's own.
@@ -142,3 +143,11 @@ async def test_hold_session_lock_hands_over_when_the_holder_goes_and_comes_back_
         assert await _held_elsewhere(database_url, TEST_KEY)
         outer.cancel_scope.cancel()
     assert not await _held_elsewhere(database_url, TEST_KEY)
+
+
+async def test_a_lock_connection_has_short_server_keepalives(db: Database) -> None:
+    """A worker whose machine vanishes must not hold its locks for the kernel's ~2 h: the server probes the
+    connection (hub.db.pg_listen.OWN_CONNECTION_SETTINGS) and drops it, and the lock, within ~25 s."""
+    async with own_connection(db) as conn:
+        shown = {name: await aio_as_trio(conn.fetchval)(f"SHOW {name}") for name in OWN_CONNECTION_SETTINGS}
+    assert shown == {name: value for name, value in OWN_CONNECTION_SETTINGS.items()}
