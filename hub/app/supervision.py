@@ -317,14 +317,14 @@ def _worker_links(
     from hub.app.worker_links import CALL_ERRORS, CALL_TYPES, call_server, worker_links
     from hub.db.device_registry import load_devices
 
-    calls = WorkerCalls(
-        new_client(f"{base_client_id}-calls-{worker_id}", clean_start=True, session_expiry_s=60), topics, worker_id,
-        call_server(local_session_call, local_ask_device, local_thresholds_changed),
-        message_types=CALL_TYPES, error_types=CALL_ERRORS)
-
     async def owns_device(device_id: str) -> bool:
         records = await load_devices(db, [device_id])
         return bool(records) and ownership.owns_room(records[0].room_id)
+
+    calls = WorkerCalls(
+        new_client(f"{base_client_id}-calls-{worker_id}", clean_start=True, session_expiry_s=60), topics, worker_id,
+        call_server(local_session_call, local_ask_device, local_thresholds_changed, owns_device),
+        message_types=CALL_TYPES, error_types=CALL_ERRORS)
 
     hub.worker_calls = calls
     links = worker_links(db, ownership, calls, lease_s=settings.partition_lease_s,

@@ -65,13 +65,20 @@ CALL_ERRORS: dict[str, type[Exception]] = {**SESSION_CALL_ERRORS, "no_such_devic
 Ask = Callable[[str, object], Awaitable[Any]]
 
 
-def call_server(session_call: Ask, ask_device: Ask, thresholds_changed: Callable[[], Awaitable[None]]) -> Ask:
-    """``WorkerCalls``' ``serve``: answers another worker's ask from this worker's own actors only."""
+def call_server(session_call: Ask, ask_device: Ask, thresholds_changed: Callable[[], Awaitable[None]],
+                owns_device: Callable[[str], Awaitable[bool]]) -> Ask:
+    """``WorkerCalls``' ``serve``: answers another worker's ask from this worker's own actors only.
+
+    A device ask for a device this worker does not own (the asker read the leases just before a
+    hand-over) is ``NoSuchDevice``: ``ask_device`` would start its actor here, a second one."""
 
     async def serve(target: str, message: object) -> Any:
         if target.startswith(DEVICE_TARGET):
+            device_id = target[len(DEVICE_TARGET):]
+            if not await owns_device(device_id):
+                raise NoSuchDevice(f"device {device_id!r} is not served by this worker now")
             try:
-                return await ask_device(target[len(DEVICE_TARGET):], message)
+                return await ask_device(device_id, message)
             except LookupError as exc:
                 raise NoSuchDevice(str(exc)) from exc
         if target == THRESHOLDS_TARGET:

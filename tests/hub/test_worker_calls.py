@@ -37,6 +37,7 @@ from hub.app.worker_calls import (
     session_call_across_workers,
     valid_worker_id,
 )
+from hub.app.worker_links import DEVICE_TARGET, NoSuchDevice, call_server
 from hub.core.bus import LiveBus
 from hub.core.config import MqttUrl
 from hub.core.metrics import HubMetrics
@@ -588,3 +589,26 @@ async def test_marks_asked_on_one_worker_are_judged_and_committed_by_the_actor_o
         assert b.stats.served == 6 and a.stats.asked == 6
         await root.shutdown()
         nursery.cancel_scope.cancel()
+
+
+async def test_a_device_ask_for_a_device_no_longer_ours_starts_no_actor_here() -> None:
+    """The asker chose this worker from the leases just before a hand-over: answering would start the
+    device's actor here, a second one beside the new owner's."""
+    asked: list[str] = []
+
+    async def ask_device(device_id: str, message: object) -> object:
+        asked.append(device_id)
+        return "answered"
+
+    async def owns(device_id: str) -> bool:
+        return device_id == "ours"
+
+    serve = call_server(_never_serve, ask_device, _never_called, owns)
+    assert await serve(DEVICE_TARGET + "ours", object()) == "answered"
+    with pytest.raises(NoSuchDevice, match="not served by this worker"):
+        await serve(DEVICE_TARGET + "moved", object())
+    assert asked == ["ours"]
+
+
+async def _never_called() -> None:
+    raise AssertionError("not called")
